@@ -1,0 +1,69 @@
+"""The ``ftft`` command: one subcommand per workflow step that a rule calls.
+
+Each subcommand lives in the module that owns its logic; that module provides
+``add_arguments(parser)`` and ``run(args) -> int | None``. Modules are imported
+only when their subcommand runs, so ``ftft --help`` stays fast and a data step
+never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check-config": ("ftft.config_cli", "validate a workflow config (merged like --configfile)"),
+    "download": ("ftft.data.download", "download one dataset (atomic, retried, sha256-checked)"),
+    "prepare": ("ftft.data.prepare", "normalise one raw dataset into the common parquet schema"),
+    "demo-data": ("ftft.data.demo", "generate the built-in synthetic NLI-like / HSD-like data"),
+    "assemble": ("ftft.data.assemble", "collect a task's train / ID / OOD sets from normalised sources"),
+    "build-demo-model": ("ftft.models", "build a tiny random-init stand-in for a paper model"),
+    "train": ("ftft.train.cli", "train one run (reference, main or baseline) with the one engine"),
+    "datamap": ("ftft.datamap", "build a data map from a run's training dynamics"),
+    "subset": ("ftft.subsets", "select the training subset / weights / bias log-probs for a method"),
+    "table": ("ftft.tables", "build one paper table (csv, md, tex) from run outputs"),
+    "figure": ("ftft.figures", "build one paper figure (png, pdf) from run outputs"),
+    "compare": ("ftft.compare", "compare reproduced cells with the published numbers"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ftft", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    known, rest = parser.parse_known_args(argv)
+    if known.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if known.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    module = importlib.import_module(COMMANDS[known.command][0])
+    sub = argparse.ArgumentParser(prog=f"ftft {known.command}", description=COMMANDS[known.command][1])
+    module.add_arguments(sub)
+    args = sub.parse_args(rest)
+    from .errors import FtftError
+
+    try:
+        return int(module.run(args) or 0)
+    except FtftError as exc:
+        logging.getLogger("ftft").error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
