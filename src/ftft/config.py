@@ -17,10 +17,9 @@ from typing import Any
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
-
-
 from .errors import FtftError
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(FtftError, ValueError):
@@ -120,8 +119,12 @@ def _semantic_checks(cfg: dict, source: str) -> None:
         names = [t["id_test"]["name"]] + [o["name"] for o in t["ood"]]
         if len(set(names)) != len(names):
             fail(f"tasks.{tname}.ood", f"evaluation set names must be unique, got {names}")
-        for i, o in enumerate([t["train"], t["id_test"], *t["ood"]]):
-            if o["source"] not in cfg.get("datasets", {}) and not o["source"].startswith("demo_") and o["source"] not in cfg.get("byo", {}):
+        for o in [t["train"], t["id_test"], *t["ood"]]:
+            if (
+                o["source"] not in cfg.get("datasets", {})
+                and not o["source"].startswith("demo_")
+                and o["source"] not in cfg.get("byo", {})
+            ):
                 fail(f"tasks.{tname}", f"source '{o['source']}' is not defined under datasets/byo")
     q = cfg["q"]
     if not 0 < q < 1:
@@ -191,5 +194,8 @@ def _check_halting_fraction(cfg, task, frac, key, fail, force=False):
         return
     k = cfg["tasks"][task]["checkpoints"]
     if (frac * k).denominator != 1:
-        fail(key, f"halting at fraction {frac} needs a checkpoint there, but task '{task}' "
-                  f"evaluates {k} evenly spaced checkpoints (multiples of 1/{k})")
+        fail(
+            key,
+            f"halting at fraction {frac} needs a checkpoint there, but task '{task}' "
+            f"evaluates {k} evenly spaced checkpoints (multiples of 1/{k})",
+        )

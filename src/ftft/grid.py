@@ -114,8 +114,9 @@ def row_cell(cfg: dict, task: str, row: dict) -> Cell:
         run_method = "dm"
         if cfg["methods"]["ftft"]["mode"] == "limiting":
             budget = budget_name(frac)
-    runs = tuple(Run(task, row["main"], run_method, ref if run_method in NEEDS_REF else "none", budget, s)
-                 for s in cfg["seeds"])
+    runs = tuple(
+        Run(task, row["main"], run_method, ref if run_method in NEEDS_REF else "none", budget, s) for s in cfg["seeds"]
+    )
     return Cell(task, method, row["main"], ref, frac, runs)
 
 
@@ -135,8 +136,9 @@ def speed_runs(cfg: dict, fig_id: str) -> dict[tuple[str, str, str], list[Run]]:
             for series in ["erm", *fig["refs"]]:
                 method, ref = ("erm", "none") if series == "erm" else ("dm", series)
                 budgets = [FULL] if mode == "halting" else [FULL] + [budget_name(f) for f in fracs]
-                out[(task, mode, series)] = [Run(task, fig["main"], method, ref, b, s)
-                                             for b in budgets for s in cfg["seeds"]]
+                out[(task, mode, series)] = [
+                    Run(task, fig["main"], method, ref, b, s) for b in budgets for s in cfg["seeds"]
+                ]
     return out
 
 

@@ -1,0 +1,67 @@
+"""The one normalised schema every dataset is turned into (see docs/ARCHITECTURE.md).
+
+Columns: uid (str, unique), text_a (str), text_b (str or null), label (int64), split (str),
+then optional source columns. Parquet metadata key ``ftft`` holds JSON with the label names
+and the source name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import DataError
+from ..io import atomic_path
+
+REQUIRED = ("uid", "text_a", "text_b", "label", "split")
+NLI_LABELS = ["entailment", "neutral", "contradiction"]
+HSD_LABELS = ["nothate", "hate"]
+
+
+def check(df: pd.DataFrame, label_names: list[str], where: str) -> None:
+    """Raise DataError naming ``where`` and the column if ``df`` breaks the schema."""
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {missing}; have {list(df.columns)}")
+    if df["uid"].isna().any():
+        raise DataError(f"{where}: column 'uid' has {int(df['uid'].isna().sum())} null value(s)")
+    dup = df["uid"][df["uid"].duplicated()]
+    if len(dup):
+        raise DataError(f"{where}: column 'uid' is not unique, e.g. {dup.iloc[0]!r} ({len(dup)} duplicates)")
+    if df["text_a"].isna().any() or (df["text_a"].astype(str).str.strip() == "").any():
+        raise DataError(f"{where}: column 'text_a' has empty values")
+    bad = ~df["label"].isin(range(len(label_names)))
+    if bad.any():
+        raise DataError(
+            f"{where}: column 'label' has value {df['label'][bad].iloc[0]!r} outside 0..{len(label_names) - 1} ({label_names})"
+        )
+
+
+def write(df: pd.DataFrame, path: str | Path, label_names: list[str], source: str) -> None:
+    """Check and atomically write a normalised table with its metadata."""
+    df = df.reset_index(drop=True).copy()
+    df["uid"] = df["uid"].astype(str)
+    df["label"] = df["label"].astype("int64")
+    df["text_b"] = df["text_b"].astype(object).where(df["text_b"].notna(), None)
+    check(df, label_names, str(path))
+    cols = list(REQUIRED) + [c for c in df.columns if c not in REQUIRED]
+    table = pa.Table.from_pandas(df[cols], preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[b"ftft"] = json.dumps({"label_names": list(label_names), "source": source}).encode()
+    table = table.replace_schema_metadata(meta)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Read a normalised table; returns (frame, metadata dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"normalised data file not found: {path}")
+    table = pq.read_table(path)
+    meta = json.loads((table.schema.metadata or {}).get(b"ftft", b"{}"))
+    return table.to_pandas(), meta
