@@ -1,0 +1,81 @@
+"""Shared, session-scoped fixtures built from the synthetic demo data and tiny models.
+
+- ``demo_frames``: ``{"nli": DataFrame, "hsd": DataFrame}``, small generated frames (all splits).
+- ``tiny_model_dir``: a tiny random-init BERT (``build_demo_model``) with its tokenizer, saved
+  with 2 labels; load with ``from_pretrained(dir, num_labels=C)`` for other label counts.
+- ``demo_task_dir(task)``: a results-like folder holding ``data/{task}/train.parquet`` and
+  ``data/{task}/eval/{name}.parquet`` (names as in ``config/demo.yaml``); returns the folder
+  that contains ``data/``. Cached per task.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ftft.data import schema
+
+# eval set name (config/demo.yaml) -> split of the generated frame; the first is the ID test
+DEMO_EVAL_SETS: dict[str, dict[str, str]] = {
+    "nli": {
+        "mnli": "test",
+        "wanli": "ood_wanli",
+        "anli_r1": "ood_anli_r1",
+        "anli_r2": "ood_anli_r2",
+        "anli_r3": "ood_anli_r3",
+    },
+    "hsd": {
+        "cad": "test",
+        "dynahate_original_r2": "ood_r2_original",
+        "dynahate_original_r3": "ood_r3_original",
+        "dynahate_original_r4": "ood_r4_original",
+        "dynahate_perturb_r2": "ood_r2_perturbation",
+        "dynahate_perturb_r3": "ood_r3_perturbation",
+        "dynahate_perturb_r4": "ood_r4_perturbation",
+    },
+}
+DEMO_LABELS = {"nli": schema.NLI_LABELS, "hsd": schema.HSD_LABELS}
+FIXTURE_TRAIN_ROWS = {"nli": 400, "hsd": 300}
+FIXTURE_EVAL_ROWS = 60
+
+
+@pytest.fixture(scope="session")
+def demo_frames():
+    from ftft.data import demo
+
+    return {
+        task: demo.generate(task, train_rows=FIXTURE_TRAIN_ROWS[task], eval_rows=FIXTURE_EVAL_ROWS, seed=0)
+        for task in ("nli", "hsd")
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, demo_frames) -> Path:
+    from ftft.models import build_demo_model
+
+    texts = []
+    for df in demo_frames.values():
+        texts += df["text_a"].tolist() + df["text_b"].dropna().tolist()
+    out = tmp_path_factory.mktemp("models") / "tinybert"
+    build_demo_model("tinybert", "bert", "tiny", texts, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_task_dir(tmp_path_factory, demo_frames):
+    cache: dict[str, Path] = {}
+
+    def make(task: str) -> Path:
+        if task not in cache:
+            root = tmp_path_factory.mktemp(f"results_{task}")
+            df = demo_frames[task]
+            labels = DEMO_LABELS[task]
+            schema.write(df[df["split"] == "train"], root / "data" / task / "train.parquet", labels, f"demo_{task}")
+            for name, split in DEMO_EVAL_SETS[task].items():
+                part = df[df["split"] == split]
+                schema.write(part, root / "data" / task / "eval" / f"{name}.parquet", labels, f"demo_{task}")
+            cache[task] = root
+        return cache[task]
+
+    return make
