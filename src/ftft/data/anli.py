@@ -1,0 +1,103 @@
+"""Adversarial NLI v1.0 (Nie et al., 2020): ``anli_v1.0/R{1,2,3}/{train,dev,test}.jsonl``.
+
+* Splits: ``train_r1, train_r2, train_r3, dev_r1, dev_r2, dev_r3, test_r1, test_r2, test_r3``
+  (the names of the HF ``facebook/anli`` splits). A missing file is skipped with a warning
+  (the test fixtures have no train files; the release zip has them): logged, and the
+  summary warns that the split is missing.
+* ``text_a`` = ``context`` (the release calls the premise ``context``), ``text_b`` =
+  ``hypothesis``; ``label`` from ``e``/``n``/``c`` -> entailment=0, neutral=1,
+  contradiction=2 (full names are accepted too; anything else -> ``unknown_label``).
+* ``uid`` = the release ``uid`` (a UUID). Extra columns: ``round`` (1-3), ``genre``, ``tag``.
+* Undecodable lines -> ``bad_json``; missing uid/context/hypothesis/label ->
+  ``missing_field``; empty texts -> ``missing_text``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import DataError
+from .prepare import Report, blank, read_jsonl
+from .schema import NLI_LABELS
+
+log = logging.getLogger(__name__)
+
+LABEL_NAMES = NLI_LABELS
+ROUNDS = (1, 2, 3)
+PARTS = ("train", "dev", "test")
+EXPECTED = {
+    "train_r1": 16_946,
+    "train_r2": 45_460,
+    "train_r3": 100_459,
+    "dev_r1": 1_000,
+    "dev_r2": 1_000,
+    "dev_r3": 1_200,
+    "test_r1": 1_000,
+    "test_r2": 1_000,
+    "test_r3": 1_200,
+}
+LABEL_MAP = {"e": 0, "n": 1, "c": 2, **{n: i for i, n in enumerate(LABEL_NAMES)}}
+
+
+def round_dir(raw: Path, r: int) -> Path:
+    """The shallowest folder named R{r} below ``raw`` that holds jsonl files."""
+    if not raw.is_dir():
+        raise DataError(f"raw data folder not found: {raw}")
+    cands = sorted(
+        (p for p in raw.rglob(f"R{r}") if p.is_dir() and any(p.glob("*.jsonl")) and "__MACOSX" not in p.parts),
+        key=lambda p: (len(p.parts), str(p)),
+    )
+    if not cands:
+        raise DataError(
+            f"{raw}: no ANLI round folder 'R{r}' with .jsonl files (was the download step run and extracted?)"
+        )
+    return cands[0]
+
+
+def load_file(path: Path, split: str, rnd: int, report: Report) -> list[dict]:
+    rows = []
+    for lineno, obj in read_jsonl(path, report):
+        where = f"{path.parent.name}/{path.name}:{lineno}"
+        missing = [k for k in ("uid", "context", "hypothesis", "label") if obj.get(k) is None]
+        if missing:
+            report.drop("missing_field", example=f"{where}: missing {missing}")
+            continue
+        if blank(obj["context"]) or blank(obj["hypothesis"]):
+            report.drop("missing_text", example=f"{where}: uid {obj['uid']}")
+            continue
+        label = LABEL_MAP.get(str(obj["label"]).strip())
+        if label is None:
+            report.drop("unknown_label", example=f"{where}: label {obj['label']!r}")
+            continue
+        rows.append(
+            {
+                "uid": str(obj["uid"]),
+                "text_a": str(obj["context"]),
+                "text_b": str(obj["hypothesis"]),
+                "label": label,
+                "split": split,
+                "round": rnd,
+                "genre": None if obj.get("genre") is None else str(obj["genre"]),
+                "tag": None if obj.get("tag") is None else str(obj["tag"]),
+            }
+        )
+    return rows
+
+
+def load(raw: Path, report: Report) -> pd.DataFrame:
+    rows = []
+    for r in ROUNDS:
+        folder = round_dir(raw, r)
+        for part in PARTS:
+            path = folder / f"{part}.jsonl"
+            split = f"{part}_r{r}"
+            if not path.is_file():
+                log.info("%s not found: split '%s' is absent", path, split)
+                continue
+            rows += load_file(path, split, r, report)
+    df = pd.DataFrame(rows, columns=["uid", "text_a", "text_b", "label", "split", "round", "genre", "tag"])
+    df["round"] = df["round"].astype("int64")
+    return df

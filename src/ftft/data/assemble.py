@@ -1,0 +1,87 @@
+"""Collect one task's training set and evaluation sets from the normalised sources.
+
+``ftft assemble --spec JSON --sources-dir DIR --out-dir DIR``
+
+``spec`` is the task's config entry (``tasks.<task>``): ``labels``, ``train: {source, split}``,
+``id_test: {name, source, split}``, ``ood: [{name, source, split}, ...]``. For each of them the
+rows of ``split`` are taken from ``{sources-dir}/{source}.parquet`` and written (same columns,
+same schema metadata) to ``{out-dir}/train.parquet`` and ``{out-dir}/eval/{name}.parquet``.
+
+Checks (DataError, naming source and split): the source file exists; its label names equal the
+task's ``labels`` (both lists in the message); the split exists and is not empty (the message
+lists the available splits); uids are unique within each output file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import DataError
+from . import schema
+
+log = logging.getLogger(__name__)
+
+
+def _entries(spec: dict) -> list[tuple[str, dict]]:
+    for key in ("labels", "train", "id_test"):
+        if key not in spec:
+            raise DataError(f"task spec: missing key '{key}' (have {sorted(spec)})")
+    out = [("train", spec["train"]), (f"eval/{spec['id_test']['name']}", spec["id_test"])]
+    out += [(f"eval/{o['name']}", o) for o in spec.get("ood", [])]
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        raise DataError(f"task spec: evaluation set names must be unique, got {names}")
+    return out
+
+
+def assemble(spec: dict, sources_dir: str | Path, out_dir: str | Path) -> dict:
+    sources_dir, out_dir = Path(sources_dir), Path(out_dir)
+    labels = [str(x) for x in spec.get("labels", [])]
+    cache: dict[str, tuple[pd.DataFrame, dict]] = {}
+    written = {}
+    for name, entry in _entries(spec):
+        source, split = entry["source"], entry["split"]
+        if source not in cache:
+            path = sources_dir / f"{source}.parquet"
+            if not path.is_file():
+                raise DataError(f"source '{source}': normalised file not found: {path} (run the prepare step)")
+            df, meta = schema.read(path)
+            have = [str(x) for x in meta.get("label_names", [])]
+            if have != labels:
+                raise DataError(
+                    f"source '{source}' (split '{split}', {path}): label names {have} do not match the task's labels {labels}"
+                )
+            cache[source] = (df, meta)
+        df, meta = cache[source]
+        part = df[df["split"] == split]
+        if part.empty:
+            avail = sorted(df["split"].unique().tolist())
+            raise DataError(
+                f"source '{source}': split '{split}' (for {name}) is missing or empty; available splits: {avail}"
+            )
+        target = out_dir / f"{name}.parquet"
+        schema.write(part, target, labels, source)
+        written[name] = {"source": source, "split": split, "rows": len(part), "path": str(target)}
+        log.info("%s: %d rows from %s/%s -> %s", name, len(part), source, split, target)
+    return written
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--spec", required=True, help="task config (tasks.<task>) as JSON")
+    parser.add_argument("--sources-dir", required=True, help="folder with {source}.parquet")
+    parser.add_argument("--out-dir", required=True, help="task data folder (train.parquet, eval/*.parquet)")
+
+
+def run(args) -> int:
+    try:
+        spec = json.loads(args.spec)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"--spec: not valid JSON: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise DataError(f"--spec: expected a JSON object (tasks.<task>), got {type(spec).__name__}")
+    assemble(spec, args.sources_dir, args.out_dir)
+    return 0

@@ -1,0 +1,173 @@
+"""Bring your own data: a ``byo.<name>`` config entry -> the normalised schema.
+
+Config (validated by the JSON schema)::
+
+    byo:
+      mydata:
+        files: {train: data/my_train.csv, test: data/my_test.jsonl}   # split -> file
+        text_a: sentence          # column with the (first) text
+        text_b: null              # second text column, or null for single-text tasks
+        label: gold               # label column
+        uid: null                 # id column, or null -> uid = "{name}-{split}-{row}"
+        labels: [neg, pos]        # label names in index order, or null
+
+Files are read by extension: ``.csv``, ``.tsv``/``.tab``, ``.jsonl``/``.ndjson`` (also
+``.json`` holding JSON lines), ``.parquet``/``.pq``. CSV/TSV are read as strings with pandas'
+CSV defaults (``keep_default_na=False``: an empty cell is an empty string, never NaN).
+Relative paths are looked up in the working directory first, then below ``--raw``.
+
+Labels:
+
+* ``labels`` given: a value equal (as a string) to one of the names gets that name's index;
+  otherwise an integer value (or integer string) in ``0..len(labels)-1`` is kept as the index.
+* ``labels`` null: if every value is an integer (or integer string) the integers are kept and
+  the names are ``"0" .. str(max)``; otherwise the names are the sorted unique values (over all
+  files), mapped to their position.
+* A value that matches nothing is **dropped and counted** as ``unknown_label`` in the summary
+  (with a warning listing the values), like the built-in sources; it is not an error.
+
+``uid``: the uid column as a string; duplicates (within the source) are dropped and counted
+as ``duplicate_uid``; without a uid column it is ``{name}-{split}-{row}`` (row = 0-based row in
+its file), stable as long as the file is. Empty ``text_a``/``text_b`` -> ``missing_text``.
+
+A column named in the config that a file lacks is a DataError naming the file, the config field
+(``byo.<name>.text_a`` ...), the value and the available columns.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import DataError
+from .prepare import Report, drop_missing_text
+
+READERS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def resolve(path: str, raw: str | Path | None, key: str) -> Path:
+    p = Path(path).expanduser()
+    tried = [p]
+    if not p.is_absolute() and raw is not None:
+        tried.append(Path(raw) / p)
+    for cand in tried:
+        if cand.is_file():
+            return cand
+    raise DataError(f"{key}: file not found: {path} (tried {', '.join(str(t) for t in tried)})")
+
+
+def read_any(path: Path, key: str) -> pd.DataFrame:
+    kind = READERS.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"{key}: {path}: unknown file type '{path.suffix}'; use one of {sorted(READERS)}")
+    try:
+        if kind in ("csv", "tsv"):
+            return pd.read_csv(path, sep="," if kind == "csv" else "\t", dtype=str, keep_default_na=False)
+        if kind == "jsonl":
+            rows = []
+            with open(path, encoding="utf-8") as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as exc:
+                            raise DataError(f"{key}: {path}:{lineno}: not a JSON line: {exc}") from exc
+            return pd.DataFrame(rows)
+        return pd.read_parquet(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise DataError(f"{key}: {path}: cannot read ({exc})") from exc
+
+
+def _as_int(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    s = str(value).strip()
+    if s.lstrip("-").isdigit():
+        return int(s)
+    return None
+
+
+def label_names_for(values: list, labels: list | None) -> tuple[list[str], dict]:
+    """(label names, {str(value): index}) for the label values seen."""
+    if labels is not None:
+        names = [str(x) for x in labels]
+        mapping = {n: i for i, n in enumerate(names)}
+        for v in values:
+            if str(v) not in mapping:
+                i = _as_int(v)
+                if i is not None and 0 <= i < len(names):
+                    mapping[str(v)] = i
+        return names, mapping
+    ints = [_as_int(v) for v in values]
+    if values and all(i is not None and i >= 0 for i in ints):
+        top = max(ints)
+        return [str(i) for i in range(top + 1)], {str(v): i for v, i in zip(values, ints, strict=True)}
+    names = sorted({str(v) for v in values})
+    return names, {n: i for i, n in enumerate(names)}
+
+
+def load(name: str, spec: dict, raw: str | Path | None, report: Report) -> tuple[pd.DataFrame, list[str]]:
+    base = f"byo.{name}"
+    for key in ("files", "text_a", "label"):
+        if not spec.get(key):
+            raise DataError(f"{base}.{key}: required")
+    if not isinstance(spec["files"], dict):
+        raise DataError(f"{base}.files: expected a {{split: path}} mapping, got {spec['files']!r}")
+    frames = []
+    for split, file in spec["files"].items():
+        path = resolve(str(file), raw, f"{base}.files.{split}")
+        df = read_any(path, f"{base}.files.{split}")
+        for field in ("text_a", "text_b", "label", "uid"):
+            col = spec.get(field)
+            if col is not None and col not in df.columns:
+                raise DataError(
+                    f"{path}: column {col!r} (config {base}.{field}) not found; available columns: {list(df.columns)}"
+                )
+        report.rows_in += len(df)
+        uid_col = spec.get("uid")
+        out = pd.DataFrame(
+            {
+                "uid": df[uid_col].astype(str) if uid_col else [f"{name}-{split}-{i}" for i in range(len(df))],
+                "text_a": df[spec["text_a"]].astype(object),
+                "text_b": df[spec["text_b"]].astype(object) if spec.get("text_b") else None,
+                "raw_label": df[spec["label"]].astype(object),
+                "split": str(split),
+            }
+        )
+        cols = ("text_a", "text_b") if spec.get("text_b") else ("text_a",)
+        for c in cols:
+            out[c] = out[c].where(out[c].notna(), None).map(lambda v: v if v is None else str(v))
+        frames.append(drop_missing_text(out, report, path.name, cols=cols))
+    df = pd.concat(frames, ignore_index=True)
+    nolabel = df["raw_label"].isna() | (df["raw_label"].astype(str).str.strip() == "")
+    if nolabel.any():
+        report.drop("missing_label", int(nolabel.sum()), f"uid {df.loc[nolabel, 'uid'].iloc[0]}")
+        df = df[~nolabel]
+    values = list(dict.fromkeys(df["raw_label"].tolist()))
+    names, mapping = label_names_for(values, spec.get("labels"))
+    lab = df["raw_label"].astype(str).map(mapping)
+    unknown = lab.isna()
+    if unknown.any():
+        bad = sorted({str(v) for v in df.loc[unknown, "raw_label"]})
+        report.drop("unknown_label", int(unknown.sum()), f"values {bad[:10]}")
+        report.warn(f"{int(unknown.sum())} row(s) with label values not in {base}.labels {names}: {bad[:10]} (dropped)")
+    df = df[~unknown].copy()
+    df["label"] = lab[~unknown].astype("int64")
+    if len(names) < 2:
+        report.warn(f"{base}: only {len(names)} label name(s): {names}")
+    return df.drop(columns=["raw_label"]), names

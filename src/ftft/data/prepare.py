@@ -1,0 +1,278 @@
+"""Normalise one raw dataset into the common parquet schema (docs/ARCHITECTURE.md).
+
+``ftft prepare --source NAME --raw DIR --out FILE.parquet --summary FILE.json [--spec JSON]``
+
+Each built-in source has a module (``mnli``, ``wanli``, ``anli``, ``cad``, ``dynahate``) with
+``LABEL_NAMES``, ``EXPECTED`` (documented full split sizes) and ``load(raw, report)`` returning
+a frame with ``uid, text_a, text_b, label, split`` (+ source columns). With ``--spec`` (a
+``byo.<name>`` config entry as JSON) ``byo.load`` reads the user's own files instead.
+
+Rows are never lost silently: every row read counts in ``rows_in``; every row not written is
+counted in ``dropped`` under its reason (``rows_in == rows_out + sum(dropped)``). Whole files
+that are not read (MNLI's unlabelled test files) are counted in ``skipped``. Split sizes that
+differ from the documented full sizes, and expected splits that are missing, are warnings (in
+the summary and the log), not errors: the test fixtures are small by design.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import DataError
+from ..io import write_json
+from . import schema
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("mnli", "wanli", "anli", "cad", "dynahate")
+
+
+@dataclass
+class Report:
+    """Row accounting for one source."""
+
+    source: str
+    rows_in: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    examples: dict = field(default_factory=dict)  # reason -> first offending row (file:line)
+    skipped: dict = field(default_factory=dict)  # file -> rows not read (e.g. unlabelled)
+    warnings: list = field(default_factory=list)
+
+    def drop(self, reason: str, n: int = 1, example: str | None = None) -> None:
+        if n <= 0:
+            return
+        self.dropped[reason] += n
+        if example is not None and reason not in self.examples:
+            self.examples[reason] = example[:300]
+
+    def warn(self, msg: str) -> None:
+        log.warning("%s: %s", self.source, msg)
+        self.warnings.append(msg)
+
+
+# --------------------------------------------------------------------------- helpers for readers
+
+
+def find_file(raw: str | Path, name: str, required: bool = True) -> Path | None:
+    """The shallowest file called ``name`` below ``raw`` (downloads extract into subfolders)."""
+    raw = Path(raw)
+    if not raw.is_dir():
+        raise DataError(f"raw data folder not found: {raw}")
+    hits = [
+        p
+        for p in raw.rglob(name)
+        if p.is_file() and not any(part.startswith((".", "__MACOSX")) for part in p.relative_to(raw).parts)
+    ]
+    if not hits:
+        if required:
+            raise DataError(f"{raw}: required file '{name}' not found (was the download step run and extracted?)")
+        return None
+    hits.sort(key=lambda p: (len(p.parts), str(p)))
+    if len(hits) > 1 and len(hits[0].parts) == len(hits[1].parts):
+        raise DataError(f"{raw}: file '{name}' is ambiguous: {[str(h) for h in hits]}")
+    return hits[0]
+
+
+def read_delimited(
+    path: Path,
+    report: Report,
+    *,
+    sep: str,
+    quoting: int = csv.QUOTE_MINIMAL,
+    chunksize: int | None = 50_000,
+) -> Iterator[pd.DataFrame]:
+    """Yield chunks of a CSV/TSV read as strings; rows with a wrong field count are dropped+counted.
+
+    Uses pandas' python engine so that bad lines can be counted (``on_bad_lines`` callable)
+    and rows with too few fields show up as NaN (``keep_default_na=False`` keeps every real
+    value a string, so a NaN can only mean a missing field). Broken quoting that swallows the
+    rest of the file is a parser error, re-raised as DataError naming the file.
+    """
+    bad: list = []
+
+    def on_bad(line):
+        bad.append(line)
+        return None
+
+    try:
+        reader = pd.read_csv(
+            path,
+            sep=sep,
+            quoting=quoting,
+            dtype=str,
+            keep_default_na=False,
+            engine="python",
+            on_bad_lines=on_bad,
+            chunksize=chunksize,
+            encoding="utf-8",
+        )
+        chunks = [reader] if chunksize is None else reader
+        for chunk in chunks:
+            if bad:
+                report.rows_in += len(bad)
+                report.drop("bad_column_count", len(bad), f"{path.name}: {bad[0]!r}")
+                bad.clear()
+            short = chunk.isna().any(axis=1)
+            report.rows_in += len(chunk)
+            if short.any():
+                report.drop("bad_column_count", int(short.sum()), f"{path.name}: {chunk[short].iloc[0].to_dict()!r}")
+                chunk = chunk[~short]
+            yield chunk
+        if bad:
+            report.rows_in += len(bad)
+            report.drop("bad_column_count", len(bad), f"{path.name}: {bad[0]!r}")
+    except (pd.errors.ParserError, csv.Error, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: cannot parse ({exc})") from exc
+
+
+def read_jsonl(path: Path, report: Report) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object); undecodable lines are dropped and counted (``bad_json``)."""
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            report.rows_in += 1
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                report.drop("bad_json", example=f"{path.name}:{lineno}: {exc}")
+                continue
+            if not isinstance(obj, dict):
+                report.drop("bad_json", example=f"{path.name}:{lineno}: not an object")
+                continue
+            yield lineno, obj
+
+
+def blank(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or str(value).strip() == ""
+
+
+def map_labels(df: pd.DataFrame, column: str, mapping: dict, report: Report, where: str) -> pd.DataFrame:
+    """Map ``df[column]`` through ``mapping`` into ``label``; unknown values dropped as ``unknown_label``."""
+    lab = df[column].map(mapping)
+    unknown = lab.isna()
+    if unknown.any():
+        vals = Counter(df.loc[unknown, column].astype(str))
+        report.drop("unknown_label", int(unknown.sum()), f"{where}: {dict(vals.most_common(5))}")
+    df = df[~unknown].copy()
+    df["label"] = lab[~unknown].astype("int64")
+    return df
+
+
+def drop_missing_text(df: pd.DataFrame, report: Report, where: str, cols=("text_a", "text_b")) -> pd.DataFrame:
+    for col in cols:
+        if col not in df.columns:
+            continue
+        miss = df[col].isna() | (df[col].astype(str).str.strip() == "")
+        if miss.any():
+            uid = df.loc[miss, "uid"].iloc[0] if "uid" in df.columns else "?"
+            report.drop("missing_text", int(miss.sum()), f"{where}: {col} empty (uid {uid})")
+            df = df[~miss]
+    return df
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def normalise(source: str, raw: str | Path, spec: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """Load one source into the schema. Returns (frame, summary dict)."""
+    report = Report(source)
+    if spec is not None:
+        from . import byo
+
+        df, label_names = byo.load(source, spec, raw, report)
+        expected: dict = {}
+    else:
+        if source not in SOURCES:
+            raise DataError(
+                f"unknown source '{source}'; built-in sources: {list(SOURCES)} (or pass --spec for a byo source)"
+            )
+        module = importlib.import_module(f"ftft.data.{source}")
+        df = module.load(Path(raw), report)
+        label_names = list(module.LABEL_NAMES)
+        expected = dict(module.EXPECTED)
+    df = df.reset_index(drop=True)
+    dup = df["uid"].duplicated()
+    if dup.any():
+        report.drop("duplicate_uid", int(dup.sum()), f"uid {df.loc[dup, 'uid'].iloc[0]!r}")
+        df = df[~dup].reset_index(drop=True)
+    splits = {str(k): int(v) for k, v in df["split"].value_counts(sort=False).items()}
+    splits = dict(sorted(splits.items()))
+    for split, n in expected.items():
+        got = splits.get(split, 0)
+        if got == 0:
+            report.warn(f"split '{split}' is missing (0 rows); the documented full size is {n}")
+        elif got != n:
+            report.warn(f"split '{split}' has {got} rows; the documented full size is {n}")
+    rows_out = len(df)
+    if report.rows_in != rows_out + sum(report.dropped.values()):
+        # every reader counts what it reads; a gap means a bug in a reader, not in the data
+        report.warn(
+            f"row accounting gap: rows_in {report.rows_in} != rows_out {rows_out} + dropped {sum(report.dropped.values())}"
+        )
+    if report.dropped:
+        log.info("%s: dropped %s", source, dict(report.dropped))
+    summary = {
+        "source": source,
+        "rows_in": report.rows_in,
+        "rows_out": rows_out,
+        "dropped": dict(sorted(report.dropped.items())),
+        "dropped_examples": report.examples,
+        "skipped": report.skipped,
+        "splits": splits,
+        "expected": expected,
+        "warnings": report.warnings,
+        "label_names": label_names,
+        "label_counts": {
+            s: {label_names[int(k)]: int(v) for k, v in g.value_counts().sort_index().items()}
+            for s, g in df.groupby("split")["label"]
+        },
+    }
+    return df, summary
+
+
+def prepare(source: str, raw: str | Path, out: str | Path, summary_path: str | Path, spec: dict | None = None) -> dict:
+    df, summary = normalise(source, raw, spec)
+    if df.empty:
+        raise DataError(f"{source}: no rows left after normalising {raw} (dropped: {summary['dropped']})")
+    schema.write(df, out, summary["label_names"], source)
+    write_json(summary_path, summary)
+    log.info(
+        "%s: %d rows in, %d out, splits %s -> %s",
+        source,
+        summary["rows_in"],
+        summary["rows_out"],
+        summary["splits"],
+        out,
+    )
+    return summary
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--source", required=True, help=f"source name ({', '.join(SOURCES)} or a byo name)")
+    parser.add_argument("--raw", required=True, help="folder with the raw (downloaded, extracted) files")
+    parser.add_argument("--out", required=True, help="normalised parquet to write")
+    parser.add_argument("--summary", required=True, help="summary JSON to write")
+    parser.add_argument("--spec", default=None, help="byo.<name> config entry as JSON (bring-your-own data)")
+
+
+def run(args) -> int:
+    spec = None
+    if args.spec not in (None, "", "null"):
+        try:
+            spec = json.loads(args.spec)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"--spec: not valid JSON: {exc}") from exc
+        if not isinstance(spec, dict):
+            raise DataError(f"--spec: expected a JSON object (byo.{args.source}), got {type(spec).__name__}")
+    prepare(args.source, args.raw, args.out, args.summary, spec)
+    return 0

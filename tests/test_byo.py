@@ -1,0 +1,134 @@
+"""Bring-your-own datasets: config column mapping -> the normalised schema."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from ftft.cli import main
+from ftft.data import schema
+from ftft.data.prepare import normalise
+from ftft.errors import DataError
+
+
+@pytest.fixture
+def files(tmp_path):
+    train = pd.DataFrame(
+        {
+            "id": ["a1", "a2", "a3", "a4"],
+            "sentence": ["good film", 'said "great", then, left', "awful\nreally", "meh"],
+            "other": ["x", "y", "z", "w"],
+            "gold": ["pos", "pos", "neg", "neg"],
+        }
+    )
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test = [
+        {"sentence": "lovely", "gold": "pos"},
+        {"sentence": "terrible", "gold": "neg"},
+        {"sentence": "unsure", "gold": "mixed"},  # not in labels -> dropped, counted
+        {"sentence": "", "gold": "neg"},  # empty text -> dropped, counted
+    ]
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test))
+    return tmp_path, train, test
+
+
+def spec_for(tmp_path, **kw):
+    spec = {
+        "files": {"train": str(tmp_path / "train.csv"), "test": "test.jsonl"},  # relative: found below --raw
+        "text_a": "sentence",
+        "text_b": None,
+        "label": "gold",
+        "uid": None,
+        "labels": ["neg", "pos"],
+    }
+    spec.update(kw)
+    return spec
+
+
+def test_byo_csv_jsonl_round_trip(files, tmp_path):
+    raw, train, test = files
+    out, summ = tmp_path / "mine.parquet", tmp_path / "mine.json"
+    spec = spec_for(raw)
+    rc = main(
+        [
+            "prepare",
+            "--source",
+            "mine",
+            "--raw",
+            str(raw),
+            "--out",
+            str(out),
+            "--summary",
+            str(summ),
+            "--spec",
+            json.dumps(spec),
+        ]
+    )
+    assert rc == 0
+    df, meta = schema.read(out)
+    assert meta == {"label_names": ["neg", "pos"], "source": "mine"}
+    tr = df[df["split"] == "train"]
+    assert tr["text_a"].tolist() == train["sentence"].tolist()  # quotes, commas, newlines survive
+    assert tr["label"].tolist() == [1, 1, 0, 0]
+    assert tr["uid"].tolist() == ["mine-train-0", "mine-train-1", "mine-train-2", "mine-train-3"]
+    assert df["text_b"].isna().all()
+    te = df[df["split"] == "test"]
+    assert te["text_a"].tolist() == ["lovely", "terrible"] and te["label"].tolist() == [1, 0]
+    assert te["uid"].tolist() == ["mine-test-0", "mine-test-1"]
+    summary = json.loads(summ.read_text())
+    assert summary["rows_in"] == len(train) + len(test) and summary["rows_out"] == 6
+    assert summary["dropped"] == {"unknown_label": 1, "missing_text": 1}
+    assert any("mixed" in w for w in summary["warnings"])
+
+
+def test_byo_uid_column_pair_and_sorted_labels(files, tmp_path):
+    raw, train, _ = files
+    spec = spec_for(raw, files={"train": str(raw / "train.csv")}, uid="id", text_b="other", labels=None)
+    df, summary = normalise("mine", raw, spec)
+    assert summary["label_names"] == ["neg", "pos"]  # sorted unique
+    assert df["uid"].tolist() == ["a1", "a2", "a3", "a4"] and df["text_b"].tolist() == ["x", "y", "z", "w"]
+
+
+def test_byo_int_labels_and_parquet_tsv(tmp_path):
+    pd.DataFrame({"t": ["a", "b", "c"], "y": [2, 0, 1]}).to_parquet(tmp_path / "tr.parquet")
+    pd.DataFrame({"t": ["d", "e"], "y": ["1", "0"]}).to_csv(tmp_path / "te.tsv", sep="\t", index=False)
+    spec = {
+        "files": {"train": str(tmp_path / "tr.parquet"), "test": str(tmp_path / "te.tsv")},
+        "text_a": "t",
+        "label": "y",
+    }
+    df, summary = normalise("ints", tmp_path, spec)
+    assert summary["label_names"] == ["0", "1", "2"]
+    assert df["label"].tolist() == [2, 0, 1, 1, 0]
+    # int labels are kept as indices into the configured names
+    df, summary = normalise("ints", tmp_path, {**spec, "labels": ["entailment", "neutral", "contradiction"]})
+    assert df["label"].tolist() == [2, 0, 1, 1, 0] and summary["dropped"] == {}
+
+
+def test_byo_mismapped_column_is_a_clear_error(files, tmp_path):
+    raw, _, _ = files
+    with pytest.raises(DataError) as err:
+        normalise("mine", raw, spec_for(raw, text_a="sentense"))
+    msg = str(err.value)
+    assert "train.csv" in msg and "byo.mine.text_a" in msg and "'sentense'" in msg
+    assert "['id', 'sentence', 'other', 'gold']" in msg
+    with pytest.raises(DataError, match=r"byo\.mine\.files\.test"):
+        normalise("mine", raw, spec_for(raw, files={"test": "nowhere.jsonl"}))
+    rc = main(
+        [
+            "prepare",
+            "--source",
+            "mine",
+            "--raw",
+            str(raw),
+            "--out",
+            str(tmp_path / "o.parquet"),
+            "--summary",
+            str(tmp_path / "o.json"),
+            "--spec",
+            json.dumps(spec_for(raw, label="lab")),
+        ]
+    )
+    assert rc == 1 and not (tmp_path / "o.parquet").exists()

@@ -1,0 +1,307 @@
+"""Normalisers of the five real datasets, run on the raw-format fixtures (tests/fixtures)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ftft.cli import main
+from ftft.data import schema
+from ftft.data.prepare import normalise
+from ftft.errors import DataError
+
+FIX = Path(__file__).parent / "fixtures"
+DYNAHATE_CSV = "Dynamically Generated Hate Dataset v0.2.3.csv"
+NLI = {"entailment": 0, "neutral": 1, "contradiction": 2}
+
+
+def copy_fixture(name: str, tmp_path: Path) -> Path:
+    dest = tmp_path / name
+    shutil.copytree(FIX / name, dest)
+    for p in dest.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)  # fixtures are read-only
+    return dest
+
+
+def tsv_rows(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def jsonl_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def check_common(df, summary, label_names):
+    schema.check(df, label_names, summary["source"])
+    assert summary["label_names"] == label_names
+    assert summary["rows_out"] == len(df)
+    assert summary["rows_in"] == summary["rows_out"] + sum(summary["dropped"].values())
+    assert summary["splits"] == {k: int(v) for k, v in sorted(df["split"].value_counts().items())}
+    assert df["uid"].is_unique
+
+
+def row(df, uid):
+    hit = df[df["uid"] == uid]
+    assert len(hit) == 1, uid
+    return hit.iloc[0]
+
+
+# --------------------------------------------------------------------------- MNLI
+
+
+def test_mnli_fixture():
+    df, summary = normalise("mnli", FIX / "mnli")
+    check_common(df, summary, schema.NLI_LABELS)
+    files = {
+        "train": "train.tsv",
+        "validation_matched": "dev_matched.tsv",
+        "validation_mismatched": "dev_mismatched.tsv",
+    }
+    for split, name in files.items():
+        raw = tsv_rows(FIX / "mnli" / name)
+        part = df[df["split"] == split]
+        assert len(part) == len(raw)
+        assert Counter(part["label"]) == Counter(NLI[r["gold_label"]] for r in raw)
+    # unlabelled test files are skipped, and counted
+    assert summary["skipped"] == {
+        "test_matched.tsv": len(tsv_rows(FIX / "mnli" / "test_matched.tsv")),
+        "test_mismatched.tsv": len(tsv_rows(FIX / "mnli" / "test_mismatched.tsv")),
+    }
+    assert summary["dropped"] == {}
+    # real rows, verbatim (GLUE train index 0 keeps its trailing space)
+    r = row(df, "train-31193n")
+    assert r["label"] == NLI["neutral"] and r["genre"] == "government"
+    assert r["text_a"].startswith("Conceptually cream skimming has two basic dimensions")
+    assert r["text_b"] == "Product and geography are what make cream skimming work. "
+    r = row(df, "validation_matched-63735n")
+    assert r["text_a"] == "The new rights are nice enough" and r["label"] == NLI["neutral"]
+    # literal quotes survive (QUOTE_NONE)
+    quoted = df[df["prompt_id"] == "999001"]
+    assert len(quoted) >= 1 and quoted["text_a"].str.contains('"Stay here,"', regex=False).any()
+    # documented full sizes differ from the fixture: warnings, not errors
+    assert any("validation_matched" in w and "9815" in w for w in summary["warnings"])
+
+
+def test_mnli_malformed_rows_are_counted(tmp_path):
+    raw = copy_fixture("mnli", tmp_path)
+    path = raw / "dev_matched.tsv"
+    rows = tsv_rows(path)
+    header = path.read_text().splitlines()[0].split("\t")
+    base = dict(rows[0])
+    lines = []
+    nogold = {**base, "pairID": "777001n", "gold_label": "-"}
+    unknown = {**base, "pairID": "777002n", "gold_label": "maybe"}
+    empty = {**base, "pairID": "777003n", "sentence2": "  "}
+    for r in (nogold, unknown, empty):
+        lines.append("\t".join(r[h] for h in header))
+    lines.append("\t".join([base[h] for h in header] + ["extra"]))  # too many fields
+    lines.append("\t".join(base[h] for h in header[:5]))  # too few fields
+    with open(path, "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+    df, summary = normalise("mnli", raw)
+    check_common(df, summary, schema.NLI_LABELS)
+    assert summary["dropped"] == {"no_gold_label": 1, "unknown_label": 1, "missing_text": 1, "bad_column_count": 2}
+    assert summary["splits"]["validation_matched"] == len(rows)
+    assert "777002n" not in set(df["pair_id"])
+
+
+# --------------------------------------------------------------------------- WANLI
+
+
+def test_wanli_fixture():
+    df, summary = normalise("wanli", FIX / "wanli")
+    check_common(df, summary, schema.NLI_LABELS)
+    for split in ("train", "test"):
+        raw = jsonl_rows(FIX / "wanli" / f"{split}.jsonl")
+        part = df[df["split"] == split]
+        assert len(part) == len(raw)
+        assert Counter(part["label"]) == Counter(NLI[r["gold"]] for r in raw)
+        assert set(part["uid"]) == {str(r["id"]) for r in raw}
+    r = row(df, "116646")
+    assert r["split"] == "train" and r["label"] == NLI["entailment"] and r["pair_id"] == "47695"
+    assert r["text_b"] == "The policy encourages the development of alternative energy sources."
+    r = row(df, "322151")  # test file: pairID is an int there, coerced to str
+    assert r["split"] == "test" and r["label"] == NLI["neutral"] and r["pair_id"] == "299582"
+    assert set(df["genre"]) == {"generated", "generated_revised"}
+
+
+def test_wanli_malformed_lines_are_counted(tmp_path):
+    raw = copy_fixture("wanli", tmp_path)
+    with open(raw / "test.jsonl", "a") as fh:
+        fh.write('{"id":1,"premise":"a","hypothesis":"b","gold":"maybe","genre":"generated","pairID":1}\n')
+        fh.write('{"id":2,"premise":"a","hypothesis":"b","gold":"neu\n')  # broken line
+        fh.write('{"id":3,"premise":"","hypothesis":"b","gold":"neutral","genre":"generated","pairID":1}\n')
+        fh.write('{"id":4,"hypothesis":"b","gold":"neutral"}\n')
+    df, summary = normalise("wanli", raw)
+    check_common(df, summary, schema.NLI_LABELS)
+    assert summary["dropped"] == {"unknown_label": 1, "bad_json": 1, "missing_text": 1, "missing_field": 1}
+    assert summary["splits"]["test"] == len(jsonl_rows(FIX / "wanli" / "test.jsonl"))
+
+
+# --------------------------------------------------------------------------- ANLI
+
+
+def test_anli_fixture():
+    df, summary = normalise("anli", FIX / "anli")
+    check_common(df, summary, schema.NLI_LABELS)
+    abbrev = {"e": 0, "n": 1, "c": 2}
+    for r in (1, 2, 3):
+        for part in ("dev", "test"):
+            raw = jsonl_rows(FIX / "anli" / f"R{r}" / f"{part}.jsonl")
+            got = df[df["split"] == f"{part}_r{r}"]
+            assert len(got) == len(raw)
+            assert Counter(got["label"]) == Counter(abbrev[x["label"]] for x in raw)
+            assert (got["round"] == r).all()
+    first = jsonl_rows(FIX / "anli" / "R1" / "dev.jsonl")[0]
+    r = row(df, first["uid"])
+    assert r["text_a"] == first["context"] and "P\u0101\u1e47ini" in r["text_a"]  # \u escapes decoded
+    assert r["text_b"] == first["hypothesis"] and r["label"] == NLI["contradiction"]
+    assert not any(s.startswith("train") for s in summary["splits"])  # no train fixtures
+    assert any("train_r1" in w and "missing" in w for w in summary["warnings"])
+
+
+def test_anli_malformed_lines_are_counted(tmp_path):
+    raw = copy_fixture("anli", tmp_path)
+    good = jsonl_rows(raw / "R2" / "test.jsonl")[0]
+    with open(raw / "R2" / "test.jsonl", "a") as fh:
+        fh.write(json.dumps({**good, "uid": "x1", "label": "-"}) + "\n")
+        fh.write(json.dumps({**good, "uid": "x2", "hypothesis": ""}) + "\n")
+        fh.write(json.dumps(good) + "\n")  # duplicate uid
+        fh.write("not json\n")
+    df, summary = normalise("anli", raw)
+    check_common(df, summary, schema.NLI_LABELS)
+    assert summary["dropped"] == {"unknown_label": 1, "missing_text": 1, "duplicate_uid": 1, "bad_json": 1}
+
+
+# --------------------------------------------------------------------------- CAD
+
+
+def test_cad_fixture_ramponi_tonelli():
+    df, summary = normalise("cad", FIX / "cad")
+    check_common(df, summary, schema.HSD_LABELS)
+    # fixture README: under the Ramponi & Tonelli pipeline the fixture yields 93 entries, 23 hateful
+    assert len(df) == 93
+    assert int((df["label"] == 1).sum()) == 23 and int((df["label"] == 0).sum()) == 70
+    assert set(df["split"]) == {"train", "dev", "test"}
+    assert (df["text_b"].isna()).all()
+    raw = tsv_rows(FIX / "cad" / "cad_v1_1.tsv")
+    assert summary["rows_in"] == len(raw)
+    assert summary["dropped"]["excluded_split"] == sum(r["split"] not in ("train", "dev", "test") for r in raw)
+    assert summary["dropped"]["known_bad_row"] == 1
+    bad = next(r for r in raw if r["id"] == "cad_11730")
+    assert bad["info_id"] not in set(df["uid"]) or row(df, bad["info_id"])["text_a"].strip()
+    # hateful iff IdentityDirectedAbuse among the kept annotations of the entry
+    kept = [
+        r
+        for r in raw
+        if r["split"] in ("train", "dev", "test")
+        and r["annotation_Context"] in ("CurrentContent", '"NA"')
+        and r["id"] != "cad_11730"
+    ]
+    by_entry: dict[str, set] = {}
+    for r in kept:
+        by_entry.setdefault(r["info_id"], set()).add(r["annotation_Primary"])
+    assert set(df["uid"]) == set(by_entry)
+    for uid, labs in by_entry.items():
+        got = row(df, uid)
+        assert got["label"] == int("IdentityDirectedAbuse" in labs), uid
+        assert got["labels"] == "$".join(sorted(labs))
+    # [linebreak] -> newline
+    r = row(df, "syae03-post")
+    assert "[linebreak]" not in r["text_a"] and "\n" in r["text_a"] and r["split"] == "test" and r["label"] == 0
+    assert not df["text_a"].str.contains("[linebreak]", regex=False).any()
+
+
+def test_cad_bad_column_count_is_counted(tmp_path):
+    raw = copy_fixture("cad", tmp_path)
+    with open(raw / "cad_v1_1.tsv", "a") as fh:
+        fh.write("cad_99999\tonly\tthree\n")
+    df, summary = normalise("cad", raw)
+    assert summary["dropped"]["bad_column_count"] == 1
+    assert len(df) == 93
+
+
+# --------------------------------------------------------------------------- DynaHate
+
+
+def test_dynahate_fixture():
+    df, summary = normalise("dynahate", FIX / "dynahate")
+    check_common(df, summary, schema.HSD_LABELS)
+    with open(FIX / "dynahate" / DYNAHATE_CSV, encoding="utf-8", newline="") as fh:
+        raw = list(csv.DictReader(fh))
+    assert len(df) == len(raw) and summary["dropped"] == {}
+    want = Counter(f"{r['split']}_r{r['round.base']}_{r['level']}" for r in raw)
+    assert summary["splits"] == dict(sorted(want.items()))
+    for level in ("original", "perturbation"):
+        for rnd in (2, 3, 4):
+            assert summary["splits"].get(f"test_r{rnd}_{level}", 0) > 0
+    by_uid = {r["acl.id"]: r for r in raw}
+    for uid in ("acl9873", "acl39377", "acl40068", "acl23453", "acl1"):
+        got = row(df, uid)
+        assert got["text_a"] == by_uid[uid]["text"]
+        assert got["label"] == {"nothate": 0, "hate": 1}[by_uid[uid]["label"]]
+    assert row(df, "acl9873")["text_a"].startswith('"')  # doubled quotes undone
+    assert row(df, "acl39377")["text_a"].endswith("\n")  # embedded newline kept
+    assert "I\u201a\u00c4\u00f2d" in row(df, "acl40068")["text_a"]  # mojibake kept verbatim
+    assert row(df, "acl1")["label"] == 1 and row(df, "acl1")["split"] == "train_r1_original"
+    assert pd.isna(row(df, "acl1")["matched_uid"])
+    r2a = df[df["uid"] == "acl13446"].iloc[0]  # round '2a' -> base round 2, original
+    assert r2a["round"] == 2 and r2a["level"] == "original" and r2a["matched_uid"] == "acl13447"
+
+
+def test_dynahate_malformed_rows_are_counted(tmp_path):
+    raw = copy_fixture("dynahate", tmp_path)
+    with open(raw / DYNAHATE_CSV, "a") as fh:
+        fh.write('"9","acl900001",9,"some text","maybe","none","none","original","test",2,"x","2a","acl900002"\n')
+        fh.write('"10","acl900002",10,"some text","hate","none","none","sideways","test",2,"x","2b","acl900001"\n')
+        fh.write('"11","acl900003",11,"","hate","none","none","original","test",2,"x","2a",NA\n')
+        fh.write('"12","acl900004",12,"short row"\n')
+    df, summary = normalise("dynahate", raw)
+    check_common(df, summary, schema.HSD_LABELS)
+    assert summary["dropped"] == {"unknown_label": 1, "bad_level": 1, "missing_text": 1, "bad_column_count": 1}
+
+
+# --------------------------------------------------------------------------- CLI and errors
+
+
+def test_prepare_cli_writes_parquet_and_summary(tmp_path):
+    out, summ = tmp_path / "wanli.parquet", tmp_path / "wanli.summary.json"
+    rc = main(["prepare", "--source", "wanli", "--raw", str(FIX / "wanli"), "--out", str(out), "--summary", str(summ)])
+    assert rc == 0
+    df, meta = schema.read(out)
+    assert meta == {"label_names": schema.NLI_LABELS, "source": "wanli"}
+    assert list(df.columns[:5]) == ["uid", "text_a", "text_b", "label", "split"]
+    assert str(df["label"].dtype) == "int64"
+    summary = json.loads(summ.read_text())
+    for key in ("source", "rows_in", "rows_out", "dropped", "splits", "expected", "warnings", "label_names"):
+        assert key in summary
+    assert summary["expected"] == {"train": 102885, "test": 5000} and len(summary["warnings"]) == 2
+
+
+def test_prepare_missing_raw_file_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="train.tsv"):
+        normalise("mnli", tmp_path / "empty")
+    with pytest.raises(DataError, match="unknown source"):
+        normalise("nosuch", tmp_path / "empty")
+    rc = main(
+        [
+            "prepare",
+            "--source",
+            "cad",
+            "--raw",
+            str(tmp_path / "empty"),
+            "--out",
+            str(tmp_path / "x.parquet"),
+            "--summary",
+            str(tmp_path / "x.json"),
+        ]
+    )
+    assert rc == 1 and not (tmp_path / "x.parquet").exists()
