@@ -1,0 +1,233 @@
+"""What each training method hands the engine: the subset file (docs/ARCHITECTURE.md).
+
+Columns ``uid`` and ``weight`` (float32), plus ``bias_logp_0 .. bias_logp_{C-1}`` for PoE.
+The engine trains on exactly these uids, multiplies each example's loss by ``weight`` and adds
+the PoE term when the bias columns are present (``ftft.losses.example_losses``).
+
+  random  round(q*N) uids drawn without replacement with numpy ``default_rng(seed)``, in
+          training-set order (the paper's "random DM" baseline).
+  dm      the round(q*N) most ambiguous uids of the reference run's data map (ties by uid;
+          ``ftft.datamap.categorize``), in training-set order. FTFT is this subset with an
+          efficient reference and a reduced step budget.
+  jtt     every uid; weight ``upweight`` (paper: 4) for instances the identification model
+          (the reference ERM run) mispredicts at epoch ``jtt_epoch`` (NLI 3, HSD 5), 1 otherwise.
+          Mispredictions are read from the run's training dynamics: argmax of the softmax of the
+          *training forward pass* of that epoch (as recorded in dynamics.npz), not from an extra
+          inference pass with the end-of-epoch weights. This costs no extra forward pass; the
+          predictions come from the model while it trains through that epoch. If ``jtt_epoch``
+          exceeds the run's complete epochs, the last complete epoch is used (with a warning).
+  poe     every uid, weight 1, and the frozen bias model's (TinyBERT ERM run) log-probabilities,
+          precomputed once from that run's training dynamics: the softmax of its training
+          forward pass at its last complete epoch, clipped to >= 1e-6 and renormalised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import datamap
+from .errors import DataError, FtftError
+from .io import atomic_path
+
+log = logging.getLogger(__name__)
+
+METHODS = ("random", "dm", "jtt", "poe")
+PROB_FLOOR = 1e-6
+DEFAULT_UPWEIGHT = 4.0
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def random_subset(train_uids, q: float, seed: int) -> pd.DataFrame:
+    uids = np.asarray(train_uids).astype(str)
+    k = datamap.category_size(len(uids), q)
+    idx = np.sort(np.random.default_rng(seed).choice(len(uids), size=k, replace=False))
+    return _frame(uids[idx])
+
+
+def dm_subset(train_uids, dmap: pd.DataFrame, q: float, where: str = "data map") -> pd.DataFrame:
+    uids = np.asarray(train_uids).astype(str)
+    map_uids = dmap["uid"].to_numpy().astype(str)
+    _check_same_uids(uids, map_uids, where)
+    chosen = set(datamap.ambiguous_uids(dmap, q).tolist())
+    keep = np.fromiter((u in chosen for u in uids.tolist()), dtype=bool, count=len(uids))
+    return _frame(uids[keep])
+
+
+def jtt_subset(train_uids, dyn: datamap.Dynamics, jtt_epoch: int, upweight: float) -> pd.DataFrame:
+    uids = np.asarray(train_uids).astype(str)
+    _check_same_uids(uids, dyn.uids, dyn.path)
+    if dyn.complete_epochs < 1:
+        raise DataError(f"{dyn.path}: JTT needs at least one complete epoch of training dynamics")
+    if jtt_epoch < 1:
+        raise FtftError(f"JTT spec: 'jtt_epoch' must be >= 1, got {jtt_epoch}")
+    epoch = jtt_epoch
+    if jtt_epoch > dyn.complete_epochs:
+        epoch = dyn.complete_epochs
+        log.warning(
+            "%s: jtt_epoch=%d but the run has %d complete epoch(s); using epoch %d",
+            dyn.path,
+            jtt_epoch,
+            dyn.complete_epochs,
+            epoch,
+        )
+    wrong = dyn.probs[epoch - 1].argmax(axis=-1) != dyn.labels
+    weight = np.where(wrong, np.float32(upweight), np.float32(1.0))
+    log.info("JTT: %d of %d instances mispredicted at epoch %d (weight %g)", int(wrong.sum()), dyn.n, epoch, upweight)
+    return _frame(dyn.uids, weight).set_index("uid").loc[uids].reset_index()
+
+
+def bias_log_probs(dyn: datamap.Dynamics) -> np.ndarray:
+    """[N, C] float32 log-probabilities of the bias run at its last complete epoch (floored, renormalised)."""
+    if dyn.complete_epochs < 1:
+        raise DataError(f"{dyn.path}: PoE needs at least one complete epoch of the bias model's dynamics")
+    p = dyn.probs[dyn.complete_epochs - 1].astype(np.float64)
+    if not np.isfinite(p).all():
+        raise DataError(f"{dyn.path}: non-finite probabilities at epoch {dyn.complete_epochs}")
+    p = np.clip(p, PROB_FLOOR, None)
+    p /= p.sum(axis=1, keepdims=True)
+    return np.log(p).astype(np.float32)
+
+
+def poe_subset(train_uids, dyn: datamap.Dynamics) -> pd.DataFrame:
+    uids = np.asarray(train_uids).astype(str)
+    _check_same_uids(uids, dyn.uids, dyn.path)
+    logp = bias_log_probs(dyn)
+    df = _frame(dyn.uids)
+    for c in range(logp.shape[1]):
+        df[f"bias_logp_{c}"] = logp[:, c]
+    return df.set_index("uid").loc[uids].reset_index()
+
+
+def _frame(uids, weight=None) -> pd.DataFrame:
+    uids = np.asarray(uids).astype(str)
+    w = np.ones(len(uids), np.float32) if weight is None else np.asarray(weight, np.float32)
+    return pd.DataFrame({"uid": uids, "weight": w})
+
+
+def _check_same_uids(train_uids: np.ndarray, other_uids: np.ndarray, where: str) -> None:
+    a, b = set(train_uids.tolist()), set(np.asarray(other_uids).astype(str).tolist())
+    if len(train_uids) != len(other_uids) or a != b:
+        only_t, only_o = sorted(a - b)[:3], sorted(b - a)[:3]
+        raise DataError(
+            f"{where} covers different instances than the training set "
+            f"({len(other_uids)} vs {len(train_uids)} uids; only in training set e.g. {only_t}, "
+            f"only in the other file e.g. {only_o})"
+        )
+
+
+# --------------------------------------------------------------------------- files + CLI
+
+
+def read_train_uids(path: str | Path) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"training set not found: {path}")
+    try:
+        col = pq.read_table(path, columns=["uid"]).column("uid").to_numpy()
+    except KeyError as exc:
+        raise DataError(f"{path}: no column 'uid'") from exc
+    return np.asarray(col).astype(str)
+
+
+def write(df: pd.DataFrame, path: str | Path, meta: dict | None = None) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = df.reset_index(drop=True)
+    df["uid"] = df["uid"].astype(str)
+    df["weight"] = df["weight"].astype(np.float32)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if meta:
+        md = dict(table.schema.metadata or {})
+        md[b"ftft"] = json.dumps(meta).encode()
+        table = table.replace_schema_metadata(md)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read(path: str | Path) -> pd.DataFrame:
+    """Read a subset file (what the engine consumes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"subset file not found: {path}")
+    df = pd.read_parquet(path)
+    for col in ("uid", "weight"):
+        if col not in df.columns:
+            raise DataError(f"{path}: subset file has no column {col!r}")
+    return df
+
+
+def _load_spec(value: str | None) -> dict:
+    if not value:
+        return {}
+    text = value
+    if not value.lstrip().startswith("{"):
+        p = Path(value)
+        if not p.is_file():
+            raise FtftError(f"--spec: not a JSON object nor an existing file: {value!r}")
+        text = p.read_text()
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FtftError(f"--spec: invalid JSON ({exc}): {value!r}") from exc
+    if not isinstance(spec, dict):
+        raise FtftError(f"--spec: expected a JSON object, got {type(spec).__name__}")
+    return spec
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--train", required=True, help="task training set (parquet with a uid column)")
+    parser.add_argument("--out", required=True, help="subset parquet to write")
+    parser.add_argument("--q", type=float, default=None, help="fraction selected (random, dm)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (random)")
+    parser.add_argument("--datamap", default=None, help="data map parquet (dm)")
+    parser.add_argument("--ref-run", default=None, help="reference run folder with dynamics.npz (jtt, poe)")
+    parser.add_argument("--spec", default=None, help='JSON object or file, e.g. {"jtt_epoch": 3, "upweight": 4.0}')
+
+
+def run(args) -> int:
+    method = args.method
+    uids = read_train_uids(args.train)
+    spec = _load_spec(args.spec)
+    meta: dict = {"method": method, "train": str(args.train)}
+    if method in ("random", "dm"):
+        if args.q is None:
+            raise FtftError(f"--q is required for method {method}")
+        meta["q"] = args.q
+    if method == "random":
+        df = random_subset(uids, args.q, args.seed)
+        meta["seed"] = args.seed
+    elif method == "dm":
+        if not args.datamap:
+            raise FtftError("--datamap is required for method dm")
+        df = dm_subset(
+            uids, datamap.read(args.datamap), args.q, where=f"data map {args.datamap} (training set {args.train})"
+        )
+        meta["datamap"] = str(args.datamap)
+    else:
+        if not args.ref_run:
+            raise FtftError(f"--ref-run is required for method {method}")
+        dyn = datamap.load_dynamics(Path(args.ref_run) / "dynamics.npz")
+        meta["ref_run"] = str(args.ref_run)
+        if method == "jtt":
+            if spec.get("jtt_epoch") is None:
+                raise FtftError(f"--spec: method jtt needs an integer 'jtt_epoch'; got {spec}")
+            upweight = float(spec["upweight"]) if spec.get("upweight") is not None else DEFAULT_UPWEIGHT
+            df = jtt_subset(uids, dyn, int(spec["jtt_epoch"]), upweight)
+            meta.update(jtt_epoch=int(spec["jtt_epoch"]), upweight=upweight)
+        else:
+            df = poe_subset(uids, dyn)
+            meta["bias_epoch"] = dyn.complete_epochs
+    write(df, args.out, meta)
+    log.info("%s subset: %d of %d training instances -> %s", method, len(df), len(uids), args.out)
+    return 0

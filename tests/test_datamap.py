@@ -1,0 +1,247 @@
+"""Data maps: metrics, categories and analyses against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ftft import datamap
+from ftft.errors import DataError
+
+# 4 instances x 3 complete epochs (+ a partial 4th), 3 classes. Values are dyadic, so float16
+# stores them exactly and the expected statistics below are exact.
+UIDS = ["a", "b", "c", "d"]
+LABELS = [0, 1, 2, 0]
+PROBS = [
+    # epoch 1
+    [[0.25, 0.625, 0.125], [0.125, 0.75, 0.125], [0.5, 0.375, 0.125], [0.875, 0.0625, 0.0625]],
+    # epoch 2
+    [[0.5, 0.25, 0.25], [0.625, 0.25, 0.125], [0.5, 0.375, 0.125], [0.5, 0.25, 0.25]],
+    # epoch 3
+    [[0.75, 0.125, 0.125], [0.25, 0.5, 0.25], [0.5, 0.375, 0.125], [0.875, 0.0625, 0.0625]],
+    # epoch 4: partial (a and c seen), wildly different values: must be ignored
+    [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
+]
+SEEN = [[True] * 4, [True] * 4, [True] * 4, [True, False, True, False]]
+
+# by hand:
+#   a: p_true .25 .5 .75   -> conf .5,   var sqrt((1/16+0+1/16)/3) = sqrt(1/24); correct F T T; forgets 0
+#   b: p_true .75 .25 .5   -> conf .5,   var sqrt(1/24);                        correct T F T; forgets 1
+#   c: p_true .125 x3      -> conf .125, var 0;                                 correct F F F; forgets 0
+#   d: p_true .875 .5 .875 -> conf .75,  var sqrt((1/64+1/16+1/64)/3) = sqrt(1/32); correct T T T; forgets 0
+EXPECTED = pd.DataFrame(
+    {
+        "uid": UIDS,
+        "label": LABELS,
+        "confidence": [0.5, 0.5, 0.125, 0.75],
+        "variability": [math.sqrt(1 / 24), math.sqrt(1 / 24), 0.0, math.sqrt(1 / 32)],
+        "correctness": [2 / 3, 2 / 3, 0.0, 1.0],
+        "forgetfulness": [0, 1, 0, 0],
+    }
+)
+
+
+@pytest.fixture
+def dyn_path(tmp_path):
+    path = tmp_path / "run" / "dynamics.npz"
+    datamap.save_dynamics(path, UIDS, LABELS, PROBS, SEEN)
+    return path
+
+
+@pytest.fixture
+def dyn(dyn_path):
+    return datamap.load_dynamics(dyn_path)
+
+
+def test_load_dynamics_contract(dyn, dyn_path):
+    with np.load(dyn_path) as z:
+        assert z["probs"].dtype == np.float16
+        assert z["labels"].dtype == np.int64
+        assert z["seen"].dtype == bool
+        assert int(z["complete_epochs"]) == 3
+    assert dyn.complete_epochs == 3
+    assert dyn.probs.shape == (4, 4, 3)
+    assert list(dyn.uids) == UIDS
+
+
+def test_metrics_by_hand(dyn):
+    df = datamap.compute(dyn)
+    assert list(df.columns) == ["uid", "label", *datamap.METRICS]
+    assert list(df["uid"]) == UIDS
+    for col in datamap.METRICS:
+        np.testing.assert_allclose(df[col].to_numpy(), EXPECTED[col].to_numpy(), atol=1e-12, err_msg=col)
+    assert df["forgetfulness"].dtype == np.int64
+
+
+def test_variability_is_population_std(dyn):
+    pt = np.array([[0.25, 0.5, 0.75]])
+    df = datamap.compute(dyn)
+    assert df["variability"].iloc[0] == pytest.approx(np.std(pt))  # ddof=0, like cartography
+    assert df["variability"].iloc[0] != pytest.approx(np.std(pt, ddof=1))
+
+
+def test_partial_epoch_ignored(dyn):
+    # the 4th epoch would change a's p_true mean to (1.5 + 0) / 4 if it were used
+    df = datamap.compute(dyn)
+    assert df["confidence"].iloc[0] == pytest.approx(0.5)
+    assert datamap.compute(dyn, epochs=2)["confidence"].iloc[0] == pytest.approx(0.375)
+
+
+def test_fewer_than_two_complete_epochs_is_an_error(tmp_path):
+    path = tmp_path / "dynamics.npz"
+    datamap.save_dynamics(path, UIDS, LABELS, PROBS[:2], [SEEN[0], [True, False, True, True]])
+    dyn = datamap.load_dynamics(path)
+    assert dyn.complete_epochs == 1
+    with pytest.raises(DataError, match=str(path)):
+        datamap.compute(dyn)
+
+
+def test_malformed_dynamics(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        datamap.load_dynamics(tmp_path / "missing.npz")
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, uids=np.array(UIDS), labels=np.array(LABELS))
+    with pytest.raises(DataError, match="missing array"):
+        datamap.load_dynamics(bad)
+
+
+def test_categories_partition_rule(dyn):
+    df = datamap.compute(dyn)
+    # q=0.25 -> 1 per category; a and b tie on variability -> smaller uid 'a' wins
+    c = datamap.categorize(df, 0.25)
+    assert list(c["ambiguous"]) == [True, False, False, False]
+    assert list(c["hard_to_learn"]) == [False, False, True, False]
+    assert list(c["easy"]) == [False, True, False, True]
+    # q=0.5 -> 2 per category; hard: c, then a/b tie on confidence -> 'a'; a is both
+    c = datamap.categorize(df, 0.5)
+    assert list(c["ambiguous"]) == [True, True, False, False]
+    assert list(c["hard_to_learn"]) == [True, False, True, False]
+    assert list(c["easy"]) == [False, False, False, True]
+    assert (c["easy"] == ~(c["ambiguous"] | c["hard_to_learn"])).all()
+
+
+def test_categories_sizes_and_deterministic_ties():
+    rng = np.random.default_rng(0)
+    n = 1001
+    df = pd.DataFrame(
+        {
+            "uid": [f"u{i:04d}" for i in range(n)],
+            "confidence": rng.integers(0, 5, n) / 4,  # heavy ties
+            "variability": rng.integers(0, 3, n) / 8,
+        }
+    )
+    for q in (0.25, 0.33, 0.5):
+        k = round(q * n)
+        c = datamap.categorize(df, q)
+        assert c["ambiguous"].sum() == k and c["hard_to_learn"].sum() == k
+        # same result whatever the row order
+        shuffled = datamap.categorize(df.sample(frac=1, random_state=1), q).sort_index()
+        pd.testing.assert_frame_equal(shuffled, c)
+        # equals a stable sort by (value, uid)
+        amb = df.sort_values(["variability", "uid"], ascending=[False, True]).head(k)["uid"]
+        hard = df.sort_values(["confidence", "uid"], ascending=[True, True]).head(k)["uid"]
+        assert set(c.loc[c["ambiguous"], "uid"]) == set(amb)
+        assert set(c.loc[c["hard_to_learn"], "uid"]) == set(hard)
+
+
+def test_overlap():
+    assert datamap.overlap(["a", "b", "c"], ["b", "c", "d"]) == pytest.approx(2 / 3)
+    assert datamap.overlap(["a", "b"], ["a", "b"]) == 1.0
+    assert datamap.overlap(["a"], ["b"]) == 0.0
+
+
+def test_overlap_matrix(dyn):
+    m1 = datamap.compute(dyn)
+    m2 = m1.copy()
+    m2["variability"] = [0.0, 0.3, 0.2, 0.1]  # ambiguous at q=.5: b, c (vs a, b)
+    mat = datamap.overlap_matrix({"x": m1, "y": m2}, 0.5)
+    assert list(mat.index) == ["x", "y"] and list(mat.columns) == ["x", "y"]
+    np.testing.assert_allclose(mat.to_numpy(), [[1.0, 0.5], [0.5, 1.0]])
+    with pytest.raises(DataError, match="different training instances"):
+        datamap.overlap_matrix({"x": m1, "z": m1.iloc[:3]}, 0.5)
+
+
+def test_easy_ratio(dyn):
+    df = datamap.compute(dyn)
+    assert datamap.easy_ratio(df, 0.25) == pytest.approx(0.5)
+    assert datamap.easy_ratio(df, 0.5) == pytest.approx(0.25)
+
+
+def test_ptrue_curves(dyn):
+    cur = datamap.ptrue_curves(dyn, hard_fraction=0.25)  # hard = c (lowest confidence)
+    assert list(cur.columns) == ["epoch", "group", "median_ptrue"]
+    hard = cur[cur["group"] == "hard"].sort_values("epoch")
+    rest = cur[cur["group"] == "rest"].sort_values("epoch")
+    assert list(hard["epoch"]) == [1, 2, 3]  # complete epochs only
+    np.testing.assert_allclose(hard["median_ptrue"], [0.125, 0.125, 0.125])
+    # rest = a, b, d: medians of (.25,.75,.875), (.5,.25,.5), (.75,.5,.875)
+    np.testing.assert_allclose(rest["median_ptrue"], [0.75, 0.5, 0.75])
+
+
+def test_plot(tmp_path, dyn):
+    out = tmp_path / "map.png"
+    datamap.plot(datamap.compute(dyn), out, "toy data map")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_datamap(tmp_path, dyn_path):
+    from ftft.cli import main
+
+    out = tmp_path / "maps" / "seed0.parquet"
+    png = tmp_path / "maps" / "seed0.png"
+    rc = main(["datamap", "--run-dir", str(dyn_path.parent), "--out", str(out), "--plot", str(png), "--q", "0.25"])
+    assert rc == 0
+    df = pd.read_parquet(out)
+    assert list(df.columns) == ["uid", "label", *datamap.METRICS, *datamap.CATEGORIES]
+    assert list(df.loc[df["ambiguous"], "uid"]) == ["a"]
+    assert png.is_file()
+    assert main(["datamap", "--run-dir", str(tmp_path / "nope"), "--out", str(out), "--q", "0.25"]) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_correct_matches_argmax_with_ties(tmp_path, dtype):
+    rng = np.random.default_rng(0)
+    e, n, c = 3, 500, 4
+    probs = rng.dirichlet(np.ones(c), size=(e, n)).astype(dtype)
+    probs[:, :50] = dtype(0.25)  # four-way ties: argmax picks class 0
+    probs[0, 50:60, :2] = dtype(0.5)  # two-way ties between classes 0 and 1
+    probs[0, 50:60, 2:] = -0.0
+    labels = rng.integers(0, c, n)
+    path = tmp_path / "d.npz"
+    datamap.save_dynamics(path, [f"u{i}" for i in range(n)], labels, probs)
+    dyn = datamap.load_dynamics(path)
+    np.testing.assert_array_equal(dyn.correct(), dyn.probs.argmax(-1) == labels)
+    mem = datamap.Dynamics(dyn.uids, labels, np.abs(probs), dyn.seen, e)
+    np.testing.assert_array_equal(mem.correct(), probs.argmax(-1) == labels)
+
+
+def test_negative_probabilities_rejected(tmp_path):
+    probs = np.array(PROBS[:3])
+    probs[1, 2, 0] = -0.125
+    with pytest.raises(DataError, match="negative"):
+        datamap.save_dynamics(tmp_path / "d.npz", UIDS, LABELS, probs)
+
+
+def test_default_title():
+    assert datamap.default_title("results/runs/nli/tinybert/erm-none/full/seed2") == (
+        "Data map: nli, reference tinybert, seed 2"
+    )
+    assert datamap.default_title("elsewhere") == "Data map: elsewhere"
+
+
+def test_reads_compressed_npz(tmp_path):
+    # the engine writes np.savez_compressed
+    path = tmp_path / "dynamics.npz"
+    np.savez_compressed(
+        path,
+        uids=np.array(UIDS),
+        labels=np.array(LABELS, dtype=np.int64),
+        probs=np.array(PROBS, dtype=np.float16),
+        seen=np.array(SEEN),
+        complete_epochs=np.int64(3),
+    )
+    df = datamap.compute(datamap.load_dynamics(path))
+    np.testing.assert_allclose(df["variability"], EXPECTED["variability"])
