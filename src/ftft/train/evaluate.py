@@ -1,0 +1,60 @@
+"""Checkpoint evaluation: class probabilities on an eval set, accuracy and macro-F1.
+
+Macro-F1 is the unweighted mean of the per-class F1 over the task's whole label set; a class
+with no true and no predicted instance scores 0 (scikit-learn's convention).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .data import Encoded, collate
+
+
+@torch.no_grad()
+def predict_probs(model, data: Encoded, batch_size: int, device: torch.device) -> np.ndarray:
+    """Softmax probabilities [M, C] (float32) of ``model`` on ``data``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    chunks = []
+    try:
+        for start in range(0, len(data), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(data)))
+            batch = collate(data, idx, device)
+            logits = model(**batch.inputs).logits
+            chunks.append(torch.softmax(logits.float(), dim=-1))
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks).cpu().numpy().astype(np.float32)
+
+
+def accuracy(labels: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean(np.asarray(labels) == np.asarray(pred))) if len(labels) else 0.0
+
+
+def macro_f1(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """Mean over classes 0..n_classes-1 of F1 = 2 TP / (2 TP + FP + FN) (0 when undefined)."""
+    labels, pred = np.asarray(labels), np.asarray(pred)
+    scores = []
+    for c in range(n_classes):
+        tp = np.sum((pred == c) & (labels == c))
+        fp = np.sum((pred == c) & (labels != c))
+        fn = np.sum((pred != c) & (labels == c))
+        denom = 2 * tp + fp + fn
+        scores.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(scores))
+
+
+def scores(labels: np.ndarray, probs: np.ndarray, n_classes: int) -> dict[str, float]:
+    """{'accuracy', 'macro_f1'} of argmax predictions."""
+    pred = probs.argmax(axis=1)
+    return {"accuracy": accuracy(labels, pred), "macro_f1": macro_f1(labels, pred, n_classes)}
+
+
+def majority_baseline(labels: np.ndarray, n_classes: int, metric: str) -> float:
+    """Score of always predicting the most frequent label (ties: the lowest label)."""
+    labels = np.asarray(labels)
+    majority = int(np.bincount(labels, minlength=n_classes).argmax())
+    pred = np.full_like(labels, majority)
+    return accuracy(labels, pred) if metric == "accuracy" else macro_f1(labels, pred, n_classes)

@@ -1,0 +1,90 @@
+"""A tiny, easily learnable toy task and a tiny BERT for the training-engine tests.
+
+Task "toy" (3 labels): a pair of short texts; the second text holds one keyword that decides
+the label (``yes`` -> 0, ``maybe`` -> 1, ``no`` -> 2) among random filler words. The model is
+``ftft.models.build_demo_model`` at size "base" (BERT, hidden 32, 2 layers) with a WordPiece
+tokenizer trained on the toy texts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ftft import grid
+from ftft.data import schema
+
+LABELS = ["entailment", "neutral", "contradiction"]
+KEYWORDS = ["yes", "maybe", "no"]
+FILLER = "the a cat dog sat ran on under mat box red blue big small happy sad old new tree car".split()
+OOD_FILLER = "house river green slow fast bird fish lamp road".split()
+N_TRAIN, N_ID, N_OOD = 192, 90, 60
+EVAL_SETS = (("toy_id", "id"), ("toy_ood", "ood"))
+
+
+def toy_frame(n: int, seed: int, prefix: str, filler: list[str], labels: list[int] | None = None) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label = int(rng.integers(3)) if labels is None else labels[i % len(labels)]
+        a = " ".join(rng.choice(filler, size=rng.integers(3, 7)))
+        words = list(rng.choice(filler, size=rng.integers(2, 5))) + [KEYWORDS[label]]
+        rng.shuffle(words)
+        rows.append({"uid": f"{prefix}-{i}", "text_a": a, "text_b": " ".join(words), "label": label, "split": prefix})
+    return pd.DataFrame(rows)
+
+
+def write_toy_data(root: Path, id_labels: list[int] | None = None) -> Path:
+    """data_dir with train.parquet and eval/{toy_id,toy_ood}.parquet; returns it."""
+    schema.write(toy_frame(N_TRAIN, 1, "train", FILLER), root / "train.parquet", LABELS, "toy")
+    schema.write(toy_frame(N_ID, 2, "id", FILLER, id_labels), root / "eval" / "toy_id.parquet", LABELS, "toy")
+    schema.write(toy_frame(N_OOD, 3, "ood", FILLER + OOD_FILLER), root / "eval" / "toy_ood.parquet", LABELS, "toy")
+    return root
+
+
+def build_toy_model(out: Path) -> Path:
+    from ftft.models import build_demo_model
+
+    texts = FILLER + OOD_FILLER + KEYWORDS
+    corpus = [" ".join(texts)] + texts
+    return build_demo_model("toy-bert", "bert", "base", corpus, out, num_labels=3)
+
+
+def toy_config(model_dir: Path, steps: int = 150, checkpoints: int = 5, lr: float = 1e-3, **training) -> dict:
+    """A minimal config dict that ``make_spec`` resolves for task 'toy' and model 'tiny'."""
+    train = {
+        "batch_size": 16,
+        "warmup_ratio": 0.1,
+        "weight_decay": 0.0,
+        "max_grad_norm": 1.0,
+        "mixed_precision": "auto",
+        "eval_batch_size": 64,
+        "threads": 1,
+        "log_every": 50,
+    }
+    train.update(training)
+    return {
+        "tasks": {
+            "toy": {
+                "labels": LABELS,
+                "metric": "accuracy",
+                "steps": steps,
+                "checkpoints": checkpoints,
+                "max_length": 24,
+                "id_test": {"name": EVAL_SETS[0][0]},
+                "ood": [{"name": EVAL_SETS[1][0]}],
+            }
+        },
+        "models": {"tiny": {"hub_id": "nobody/tiny", "path": str(model_dir), "lr": lr}},
+        "training": train,
+        "methods": {
+            "jtt": {"optimizer": "sgd", "momentum": 0.9, "scheduler": "plateau"},
+            "poe": {"ce_weight": 0.3, "poe_weight": 1.0},
+        },
+    }
+
+
+def toy_run(method: str = "erm", ref: str = "none", budget: str = "full", seed: int = 0) -> grid.Run:
+    return grid.Run("toy", "tiny", method, ref, budget, seed)

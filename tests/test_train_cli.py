@@ -1,0 +1,93 @@
+"""``ftft train``: the subcommand a Snakemake rule calls (spec JSON or @file, explicit paths)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import engine_fixtures as ef
+import pytest
+
+from ftft import grid
+from ftft.cli import main
+from ftft.train.spec import make_spec
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy_cli")
+    data = ef.write_toy_data(root / "data")
+    model = ef.build_toy_model(root / "model")
+    # the spec names a hub id that cannot be reached: --model-path must override it
+    cfg = ef.toy_config(model, steps=12, checkpoints=3)
+    cfg["models"]["tiny"]["path"] = None
+    spec = make_spec(cfg, ef.toy_run())
+    return {"root": root, "data": data, "model": model, "spec": spec}
+
+
+def _args(toy, out, spec_arg, *extra):
+    return [
+        "train",
+        "--spec",
+        spec_arg,
+        "--data-dir",
+        str(toy["data"]),
+        "--out",
+        str(out),
+        "--state-dir",
+        str(toy["root"] / "state" / out.name),
+        *extra,
+    ]
+
+
+def test_train_from_spec_file_with_model_path(toy, tmp_path):
+    assert toy["spec"]["model_source"] == "nobody/tiny"
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(toy["spec"]))
+    out = tmp_path / "run"
+    assert main(_args(toy, out, f"@{spec_file}", "--model-path", str(toy["model"]))) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(grid.RUN_FILES)
+    rec = json.loads((out / "run.json").read_text())
+    assert rec["model"]["source"] == str(toy["model"])
+    assert rec["steps"] == 12 and rec["checkpoints"] == 3
+
+
+def test_train_inline_json_with_subset(toy, tmp_path):
+    import pandas as pd
+
+    uids = pd.read_parquet(toy["data"] / "train.parquet")["uid"][:40]
+    subset = tmp_path / "subset.parquet"
+    pd.DataFrame({"uid": uids, "weight": 1.0}).to_parquet(subset)
+    spec = {**toy["spec"], "run": {**toy["spec"]["run"], "method": "random"}}
+    out = tmp_path / "run"
+    args = _args(toy, out, json.dumps(spec), "--subset", str(subset), "--model-path", str(toy["model"]))
+    assert main(args) == 0
+    assert json.loads((out / "run.json").read_text())["n_train"] == 40
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"lr": -1.0}, "'lr'"),
+        ({"steps": 2}, "'steps'"),
+        ({"metric": "f2"}, "'metric'"),
+    ],
+)
+def test_bad_spec_exits_1_naming_the_field(toy, tmp_path, caplog, change, message):
+    out = tmp_path / "run"
+    with caplog.at_level(logging.ERROR, logger="ftft"):
+        assert main(_args(toy, out, json.dumps({**toy["spec"], **change}), "--model-path", str(toy["model"]))) == 1
+    assert message in caplog.text
+    assert not out.exists()
+
+
+def test_bad_json_and_missing_files_exit_1(toy, tmp_path, caplog):
+    with caplog.at_level(logging.ERROR, logger="ftft"):
+        assert main(_args(toy, tmp_path / "a", "{not json")) == 1
+        assert main(_args(toy, tmp_path / "b", f"@{tmp_path / 'missing.json'}")) == 1
+        args = _args(toy, tmp_path / "c", json.dumps(toy["spec"]), "--model-path", str(toy["model"]))
+        args[args.index("--data-dir") + 1] = str(tmp_path / "nodata")
+        assert main(args) == 1
+    assert "not valid JSON" in caplog.text
+    assert "missing.json" in caplog.text
+    assert "nodata/train.parquet" in caplog.text
