@@ -251,8 +251,10 @@ class Plan:
         return int(self.cfg["training"].get("threads", 1))
 
     def train_gpus(self) -> int:
-        """GPUs per training job: 1 in paper mode; the demo trains tiny models on CPU."""
-        return 1 if self.mode == "paper" else 0
+        """GPUs per training job: config cluster.train_gpus, else 1 in paper mode and 0 in
+        demo mode (the demo trains tiny models on CPU)."""
+        default = 1 if self.mode == "paper" else 0
+        return int(self.cfg.get("cluster", {}).get("train_gpus", default))
 
     def train_mem_mb(self) -> int:
         return int(self.cfg.get("cluster", {}).get("train_mem_mb", 32000))

@@ -1,0 +1,474 @@
+"""Built-in synthetic NLI-like and HSD-like data for the offline demo (``ftft demo-data``).
+
+The data has the structure the FTFT paper is about: a spurious *shortcut* that predicts the
+label on most training rows, a harder *real rule* that determines the label, some label
+noise and some genuinely ambiguous rows. The shortcut is uninformative or anti-correlated in
+the OOD sets, increasingly so over the adversarial rounds.
+
+NLI (labels entailment=0, neutral=1, contradiction=2)
+  premise     "the {mood adjective} {subject} {verb} the {object} {prep} the {place}" (the
+              OOD sets, increasingly, add a distractor "while the {opposite mood} {other} {verb}")
+  real rule   the hypothesis "the {subject} was {adjective}" is entailed when its adjective
+              has the premise's mood (happy -> cheerful), contradicted when it has the opposite
+              mood (happy -> sad), neutral when it names a trait the premise does not settle
+              (tall, rich). Needs an interaction of premise and hypothesis words: a tiny
+              model learns it partly in a few hundred steps, and more slowly than the cues.
+  shortcuts   one cue per label: a negation tag (", no doubt", ", never mind", ...) ->
+              contradiction; repeating the premise's event ("the {subject} who {verb} the
+              {object} {prep} the {place} was ...", high lexical overlap) -> entailment; a
+              hedge word ("probably", "also", "perhaps") -> neutral.
+  ambiguous   a vague adjective (quiet, busy, ...); label uniform at random.
+
+HSD (labels nothate=0, hate=1)
+  text        "{opener} {target} {predicate} [{conj} {target} {predicate}] {closer}", a single
+              clause optionally inside a counter-speech frame ("it is wrong to say ...").
+  real rule   hate iff an abusive predicate is directed at a group (an identity term or an
+              implicit group reference "people from {land}") outside a counter-speech frame;
+              with two clauses only the binding of predicate to target tells hate apart
+              ("traffic jams are vile but veltans are lovely" is not hate).
+  shortcut    an explicit identity term (fictional group names) -> hate.
+  ambiguous   an identity term with a borderline predicate ("are loud"); label at random.
+  perturbations (``ood_r{k}_perturbation``): minimal edits of rows of ``ood_r{k}_original``
+              (``orig_uid``) that flip the label and keep the identity term (so they flip
+              whether the shortcut agrees); bases are drawn so that shortcut agreement falls
+              from R2 to R4.
+
+Diagnostic columns (both tasks): ``kind`` (clean | counter | noise | ambiguous: counter = the
+shortcut cue is absent or points at another label; noise = the label was flipped away from
+the rule's label), ``shortcut`` (bool: the cue's label equals the row's label), ``cue`` (cue
+name or "none"), ``cue_label`` (label the cue predicts, -1 for none), ``true_label`` (the
+rule's label; -1 for ambiguous rows). HSD also has ``orig_uid`` (perturbations) and ``round``.
+
+Each split is drawn from its own generator seeded by (seed, task, split), so the rows of one
+split do not depend on the sizes of the others; same arguments -> identical frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from ..io import write_json
+from . import schema
+
+log = logging.getLogger(__name__)
+
+TASKS = ("nli", "hsd")
+LABEL_NAMES = {"nli": schema.NLI_LABELS, "hsd": schema.HSD_LABELS}
+ID_SPLITS = ("train", "dev", "test")
+OOD_SPLITS = {
+    "nli": ("ood_wanli", "ood_anli_r1", "ood_anli_r2", "ood_anli_r3"),
+    "hsd": (
+        "ood_r2_original",
+        "ood_r3_original",
+        "ood_r4_original",
+        "ood_r2_perturbation",
+        "ood_r3_perturbation",
+        "ood_r4_perturbation",
+    ),
+}
+
+# Per split: p_agree = probability the cue agrees with the rule's label (before noise /
+# ambiguity), noise / ambiguous = fractions of rows, distract = NLI distractor-clause rate,
+# frame = HSD counter-speech rate among nothate rows with an identity term.
+ID_SETTINGS = {"p_agree": 0.94, "noise": 0.05, "ambiguous": 0.05, "distract": 0.0, "frame": 0.3}
+NLI_OOD = {
+    "ood_wanli": {"p_agree": 0.45, "distract": 0.1},
+    "ood_anli_r1": {"p_agree": 0.35, "distract": 0.2},
+    "ood_anli_r2": {"p_agree": 0.2, "distract": 0.35},
+    "ood_anli_r3": {"p_agree": 0.08, "distract": 0.5},
+}
+HSD_OOD = {
+    "ood_r2_original": {"p_agree": 0.55, "frame": 0.4},
+    "ood_r3_original": {"p_agree": 0.45, "frame": 0.5},
+    "ood_r4_original": {"p_agree": 0.35, "frame": 0.6},
+}
+# shortcut agreement of the originals a perturbation set is edited from (flipped by the edit)
+HSD_PERTURB_BASE_AGREE = {"r2": 0.6, "r3": 0.75, "r4": 0.9}
+HSD_HATE_PRIOR_ID = 0.45
+
+# ---------------------------------------------------------------- vocabulary (NLI)
+SUBJECTS = (
+    "man woman boy girl doctor teacher farmer pilot child chef artist singer student worker "
+    "nurse driver baker player dancer writer"
+).split()
+MOODS = (
+    "happy cheerful calm proud glad relaxed joyful content".split(),  # positive
+    "sad angry upset gloomy nervous annoyed bored miserable".split(),  # negative
+)
+TRAITS = "tall young old rich famous hungry short strong".split()  # not inferable from a mood
+VAGUE = "quiet busy different serious".split()  # neither clearly
+VERBS = "painted washed carried moved opened sold bought cleaned dropped fixed kicked lifted found hid".split()
+OBJECTS = (
+    "fence car door box chair table bike boat window lamp basket ball bottle book drum kite ladder piano"
+).split()
+PREPS = "in near behind at beside".split()
+PLACES = "garden park kitchen street market station beach school office yard shop".split()
+NLI_CUES = {
+    2: ("no doubt", "never mind", "nothing else"),  # negation -> contradiction
+    1: ("probably", "also", "perhaps"),  # hedge -> neutral
+    0: None,  # overlap (copy adjective + place) -> entailment
+}
+NLI_CUE_NAMES = {0: "overlap", 1: "hedge", 2: "negation"}
+
+# ---------------------------------------------------------------- vocabulary (HSD)
+IDENTITIES = "veltans orbians quenari dravs mirolites sallish tovians kerrads".split()
+LANDS = "zembla arvonia lutria bessaly corvinia".split()
+OTHER_TARGETS = (
+    "traffic jams|rainy days|these printers|mondays|these phones|the new updates|parking fees|"
+    "these meetings|long queues|the referees|my exams|slow trains"
+).split("|")
+ABUSIVE = (
+    "are disgusting|are worthless|are filthy|are pathetic|should be banned|ruin everything|"
+    "are a plague|must disappear|are vile|are useless|make me sick|are garbage"
+).split("|")
+NEUTRAL = (
+    "are lovely|are welcome here|cooked dinner|won the match|are our neighbours|work hard|"
+    "are fine|helped me today|are very kind|made great music|are brilliant|are improving"
+).split("|")
+BORDERLINE = "are loud|are everywhere|are weird|are different|keep to themselves|are strange".split("|")
+OPENERS = ("", "", "honestly", "i think", "lol", "seriously", "everyone knows", "tbh")
+CLOSERS = ("", "", "today", "again", "for sure", "as usual", "tbh")
+CONJUNCTIONS = ("and", "but", "while", "because")
+FRAMES = ("it is wrong to say", "stop claiming that", "nobody should say")
+
+
+def _pick(rng: np.random.Generator, seq):
+    return seq[int(rng.integers(len(seq)))]
+
+
+def _split_rng(seed: int, task: str, split: str) -> np.random.Generator:
+    key = sum((i + 1) * ord(c) for i, c in enumerate(f"{task}/{split}"))
+    return np.random.default_rng([int(seed), key])
+
+
+# ================================================================ NLI
+def _nli_row(rng: np.random.Generator, st: dict) -> dict:
+    subj, verb, obj = _pick(rng, SUBJECTS), _pick(rng, VERBS), _pick(rng, OBJECTS)
+    prep, place = _pick(rng, PREPS), _pick(rng, PLACES)
+    mood = int(rng.integers(2))  # 0: positive, 1: negative mood of the premise's subject
+    adj = _pick(rng, MOODS[mood])
+    premise = f"the {adj} {subj} {verb} the {obj} {prep} the {place}"
+    if rng.random() < st["distract"]:  # a second person in the opposite mood
+        other = _pick(rng, [x for x in SUBJECTS if x != subj])
+        premise += f" while the {_pick(rng, MOODS[1 - mood])} {other} {_pick(rng, VERBS)}"
+
+    u = rng.random()
+    kind = "clean"
+    if u < st["ambiguous"]:
+        kind, true_label = "ambiguous", -1
+        label = int(rng.integers(3))
+        adj2 = _pick(rng, VAGUE)
+    else:
+        true_label = int(rng.integers(3))
+        label = true_label
+        # entailment: same mood; contradiction: opposite mood; neutral: a non-inferable trait
+        adj2 = _pick(rng, (MOODS[mood], TRAITS, MOODS[1 - mood])[true_label])
+        if u < st["ambiguous"] + st["noise"]:
+            kind = "noise"
+            label = int((true_label + 1 + rng.integers(2)) % 3)
+
+    # cue: agrees with the rule's label with prob p_agree, else another label's cue or none
+    if kind == "ambiguous":
+        cue_label = int(rng.integers(-1, 3))
+    elif rng.random() < st["p_agree"]:
+        cue_label = true_label
+    else:
+        others = [c for c in range(3) if c != true_label]
+        cue_label = _pick(rng, others) if rng.random() < st["p_wrong_cue"] else -1
+
+    if cue_label == 0:  # high lexical overlap: repeat the premise's event
+        hyp = f"the {subj} who {verb} the {obj} {prep} the {place} was {adj2}"
+    else:
+        hyp = f"the {subj} was {adj2}"
+        if cue_label == 2:
+            hyp = f"{hyp} , {_pick(rng, NLI_CUES[2])}"
+        elif cue_label == 1:
+            hyp = f"{_pick(rng, NLI_CUES[1])} {hyp}"
+    if kind == "clean" and cue_label != true_label:
+        kind = "counter"
+    return {
+        "text_a": premise,
+        "text_b": hyp,
+        "label": label,
+        "kind": kind,
+        "shortcut": cue_label == label,
+        "cue": NLI_CUE_NAMES.get(cue_label, "none"),
+        "cue_label": cue_label,
+        "true_label": true_label,
+    }
+
+
+def _nli_split(rng, split: str, n: int) -> list[dict]:
+    if split in ID_SPLITS:
+        st = dict(ID_SETTINGS, p_wrong_cue=0.6)
+    else:
+        st = dict(noise=0.0, ambiguous=0.0, p_wrong_cue=0.85, **NLI_OOD[split])
+    return [_nli_row(rng, st) for _ in range(n)]
+
+
+# ================================================================ HSD
+# A text is parts: opener, optional counter-speech frame (single clause only), one or two
+# clauses (target, group, abusive, predicate) joined by a conjunction, closer.
+def _hsd_render(p: dict) -> str:
+    clauses = [f"{c['target']} {c['predicate']}" for c in p["clauses"]]
+    body = f" {p['conj']} ".join(clauses)
+    if p["frame"]:
+        body = f"{p['frame']} {body}"
+    return " ".join(w for w in (p["opener"], body, p["closer"]) if w)
+
+
+def _hsd_rule(p: dict) -> int:
+    """hate iff some clause aims an abusive predicate at a group, outside a counter-speech frame."""
+    return int(not p["frame"] and any(c["group"] != "none" and c["abusive"] for c in p["clauses"]))
+
+
+def _hsd_clause(rng, group: str, abusive: bool) -> dict:
+    return {
+        "group": group,
+        "abusive": abusive,
+        "target": _hsd_target(rng, group),
+        "predicate": _pick(rng, ABUSIVE if abusive else NEUTRAL),
+    }
+
+
+def _hsd_target(rng, group: str) -> str:
+    if group == "explicit":
+        return _pick(rng, IDENTITIES)
+    if group == "implicit":
+        return f"people from {_pick(rng, LANDS)}"
+    return _pick(rng, OTHER_TARGETS)
+
+
+def _hsd_benign(rng, explicit_ok: bool) -> dict:
+    """A clause that is not hateful: a kind predicate, or abuse at a non-group target."""
+    u = rng.random()
+    if u < 0.5:
+        return _hsd_clause(rng, "none", True)
+    if u < 0.75:
+        return _hsd_clause(rng, "none", False)
+    return _hsd_clause(rng, "explicit" if explicit_ok and rng.random() < 0.5 else "implicit", False)
+
+
+def _hsd_parts(rng, true_label: int, agree: bool, frame_rate: float) -> dict:
+    """Parts of one HSD text with the given rule label and shortcut (identity term) agreement."""
+    p = {"opener": _pick(rng, OPENERS), "closer": _pick(rng, CLOSERS), "frame": "", "conj": _pick(rng, CONJUNCTIONS)}
+    explicit = (true_label == 1) == agree  # an identity term predicts hate
+    two = rng.random() < 0.6
+    if true_label == 1:
+        main = _hsd_clause(rng, "explicit" if explicit else "implicit", True)
+        clauses = [main] + ([_hsd_benign(rng, explicit)] if two else [])
+    elif explicit:
+        # identity term, no hate: counter-speech, or a kind clause about the group (often next
+        # to abuse aimed at something else, so only the binding tells them apart)
+        if rng.random() < frame_rate:
+            p["frame"] = _pick(rng, FRAMES)
+            clauses = [_hsd_clause(rng, "explicit", True)]
+        else:
+            clauses = [_hsd_clause(rng, "explicit", False)]
+            if two or rng.random() < 0.5:
+                clauses.append(_hsd_clause(rng, "none", True) if rng.random() < 0.7 else _hsd_benign(rng, True))
+    else:
+        clauses = [_hsd_benign(rng, False)] + ([_hsd_benign(rng, False)] if two else [])
+    if len(clauses) == 2 and rng.random() < 0.5:
+        clauses.reverse()
+    p["clauses"] = clauses
+    return p
+
+
+def _hsd_explicit(p: dict) -> bool:
+    return any(c["group"] == "explicit" for c in p["clauses"])
+
+
+def _hsd_record(p: dict, label: int, kind: str, true_label: int) -> dict:
+    cue_label = int(_hsd_explicit(p))
+    return {
+        "text_a": _hsd_render(p),
+        "text_b": None,
+        "label": label,
+        "kind": kind,
+        "shortcut": cue_label == label,
+        "cue": "identity" if cue_label == 1 else "none",
+        "cue_label": cue_label,
+        "true_label": true_label,
+        "_parts": p,
+    }
+
+
+def _hsd_split(rng, split: str, n: int) -> list[dict]:
+    if split in ID_SPLITS:
+        st, hate_prior = dict(ID_SETTINGS), HSD_HATE_PRIOR_ID
+    else:
+        st, hate_prior = dict(noise=0.0, ambiguous=0.0, **HSD_OOD[split]), 0.5
+    rows = []
+    for _ in range(n):
+        u = rng.random()
+        if u < st["ambiguous"]:
+            p = {
+                "opener": _pick(rng, OPENERS),
+                "closer": _pick(rng, CLOSERS),
+                "frame": "",
+                "conj": _pick(rng, CONJUNCTIONS),
+                "clauses": [
+                    {
+                        "group": "explicit",
+                        "abusive": False,
+                        "target": _pick(rng, IDENTITIES),
+                        "predicate": _pick(rng, BORDERLINE),
+                    }
+                ],
+            }
+            rows.append(_hsd_record(p, int(rng.integers(2)), "ambiguous", -1))
+            continue
+        true_label = int(rng.random() < hate_prior)
+        agree = bool(rng.random() < st["p_agree"])
+        p = _hsd_parts(rng, true_label, agree, st["frame"])
+        assert _hsd_rule(p) == true_label and (_hsd_explicit(p) == bool(true_label)) == agree
+        if u < st["ambiguous"] + st["noise"]:
+            rows.append(_hsd_record(p, 1 - true_label, "noise", true_label))
+        else:
+            rows.append(_hsd_record(p, true_label, "clean" if agree else "counter", true_label))
+    return rows
+
+
+def _hsd_perturb(rng, p: dict) -> dict:
+    """Minimal edit of ``p`` that flips the rule's label and keeps the identity terms."""
+    q = dict(p, clauses=[dict(c) for c in p["clauses"]])
+    cl = q["clauses"]
+    if _hsd_rule(p) == 1:  # hate -> nothate
+        i = next(i for i, c in enumerate(cl) if c["group"] != "none" and c["abusive"])
+        other = 1 - i if len(cl) == 2 else None
+        if other is not None and cl[other]["group"] == "none" and not cl[other]["abusive"] and rng.random() < 0.6:
+            # swap the predicates: the abuse now aims at the non-group target
+            cl[i]["predicate"], cl[other]["predicate"] = cl[other]["predicate"], cl[i]["predicate"]
+            cl[i]["abusive"], cl[other]["abusive"] = False, True
+        elif len(cl) == 1 and rng.random() < 0.4:
+            q["frame"] = _pick(rng, FRAMES)
+        else:
+            cl[i]["predicate"], cl[i]["abusive"] = _pick(rng, NEUTRAL), False
+    elif p["frame"]:  # counter-speech -> hate: drop the frame
+        q["frame"] = ""
+    else:  # nothate -> hate
+        groups = [i for i, c in enumerate(cl) if c["group"] != "none"]
+        abusive = [i for i, c in enumerate(cl) if c["abusive"]]
+        if groups and abusive and rng.random() < 0.6:  # swap predicates onto the group
+            i, j = groups[0], abusive[0]
+            cl[i]["predicate"], cl[j]["predicate"] = cl[j]["predicate"], cl[i]["predicate"]
+            cl[i]["abusive"], cl[j]["abusive"] = True, False
+        elif groups:
+            i = groups[0]
+            cl[i]["predicate"], cl[i]["abusive"] = _pick(rng, ABUSIVE), True
+        else:  # no group at all: aim the abuse at an implicit group (keeps the cue absent)
+            i = abusive[0] if abusive else 0
+            cl[i].update(_hsd_clause(rng, "implicit", True))
+    assert _hsd_rule(q) == 1 - _hsd_rule(p) and _hsd_explicit(q) == _hsd_explicit(p)
+    return q
+
+
+def _hsd_perturbations(rng, originals: list[dict], orig_uids: list[str], n: int, base_agree: float) -> list[dict]:
+    agree = [i for i, r in enumerate(originals) if r["shortcut"]]
+    disagree = [i for i, r in enumerate(originals) if not r["shortcut"]]
+    rows = []
+    for _ in range(n):
+        pool = agree if (rng.random() < base_agree and agree) or not disagree else disagree
+        i = _pick(rng, pool)
+        q = _hsd_perturb(rng, originals[i]["_parts"])
+        label = _hsd_rule(q)
+        rec = _hsd_record(q, label, "clean", label)
+        rec["kind"] = "clean" if rec["shortcut"] else "counter"
+        rec["orig_uid"] = orig_uids[i]
+        rows.append(rec)
+    return rows
+
+
+# ================================================================ public API
+def generate(task: str, train_rows: int = 2000, eval_rows: int = 300, seed: int = 13) -> pd.DataFrame:
+    """All splits of the synthetic ``task`` ('nli' | 'hsd') in the normalised schema."""
+    if task not in TASKS:
+        raise DataError(f"demo-data: unknown task {task!r}; expected one of {TASKS}")
+    if train_rows < 1 or eval_rows < 1:
+        raise DataError(f"demo-data: --train-rows and --eval-rows must be >= 1, got {train_rows}, {eval_rows}")
+    sizes = {"train": train_rows, "dev": eval_rows, "test": eval_rows}
+    sizes.update({s: eval_rows for s in OOD_SPLITS[task]})
+    frames = []
+    originals: dict[str, tuple[list[dict], list[str]]] = {}
+    for split, n in sizes.items():
+        rng = _split_rng(seed, task, split)
+        if task == "nli":
+            rows = _nli_split(rng, split, n)
+        elif split.endswith("_perturbation"):
+            rnd = split.split("_")[1]
+            base, base_uids = originals[f"ood_{rnd}_original"]
+            rows = _hsd_perturbations(rng, base, base_uids, n, HSD_PERTURB_BASE_AGREE[rnd])
+        else:
+            rows = _hsd_split(rng, split, n)
+        uids = [f"demo_{task}-{split}-{i:05d}" for i in range(n)]
+        if task == "hsd" and split.endswith("_original"):
+            originals[split] = (rows, uids)
+        df = pd.DataFrame(rows)
+        df.insert(0, "uid", uids)
+        df.insert(4, "split", split)
+        if task == "hsd":
+            df["round"] = split.split("_")[1] if split.startswith("ood_") else "cad"
+            if "orig_uid" not in df:
+                df["orig_uid"] = None
+            df = df.drop(columns="_parts")
+        frames.append(df)
+    out = pd.concat(frames, ignore_index=True)
+    out["label"] = out["label"].astype("int64")
+    out["cue_label"] = out["cue_label"].astype("int64")
+    out["true_label"] = out["true_label"].astype("int64")
+    out["shortcut"] = out["shortcut"].astype(bool)
+    cols = ["uid", "text_a", "text_b", "label", "split", "kind", "shortcut", "cue", "cue_label", "true_label"]
+    return out[cols + [c for c in out.columns if c not in cols]]
+
+
+def diagnostics(df: pd.DataFrame) -> dict:
+    """Per split: rows, label counts, shortcut agreement, kind fractions."""
+    out = {}
+    for split, part in df.groupby("split", sort=False):
+        out[split] = {
+            "rows": len(part),
+            "labels": {int(k): int(v) for k, v in sorted(Counter(part["label"]).items())},
+            "shortcut_agreement": round(float(part["shortcut"].mean()), 4),
+            "kinds": {k: round(float(v), 4) for k, v in part["kind"].value_counts(normalize=True).items()},
+        }
+    return out
+
+
+def summary(df: pd.DataFrame, task: str, expected: dict[str, int]) -> dict:
+    return {
+        "source": f"demo_{task}",
+        "rows_in": len(df),
+        "rows_out": len(df),
+        "dropped": {},
+        "splits": {k: int(v) for k, v in df["split"].value_counts(sort=False).items()},
+        "expected": expected,
+        "warnings": [],
+        "label_names": LABEL_NAMES[task],
+        "diagnostics": diagnostics(df),
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--out", required=True, help="normalised parquet (all splits)")
+    parser.add_argument("--summary", required=True, help="summary JSON")
+    parser.add_argument("--train-rows", type=int, default=2000)
+    parser.add_argument("--eval-rows", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=13)
+
+
+def run(args: argparse.Namespace) -> int:
+    df = generate(args.task, args.train_rows, args.eval_rows, args.seed)
+    expected = {"train": args.train_rows, "dev": args.eval_rows, "test": args.eval_rows}
+    expected.update({s: args.eval_rows for s in OOD_SPLITS[args.task]})
+    schema.write(df, args.out, LABEL_NAMES[args.task], f"demo_{args.task}")
+    write_json(args.summary, summary(df, args.task, expected))
+    log.info("demo-data %s: %d rows -> %s", args.task, len(df), args.out)
+    return 0

@@ -1,0 +1,280 @@
+"""Tiny random-init stand-ins for the paper's models (``ftft build-demo-model``) and model lookup.
+
+In demo mode every paper model key (``deberta-v3-large``, ``electra-small``, ...) is replaced
+by a tiny model of the same architecture family (DeBERTa-v2, ELECTRA, BERT, RoBERTa) whose
+size follows ``DEMO_ARCH`` (tiny < small < base < large in parameters), with a WordPiece
+tokenizer trained on the demo corpus. Weights are random but deterministic: the init seed
+is derived from the model key.
+
+Classification head (the num_labels decision): a demo model directory holds the *encoder
+only* (``AutoModel``: e.g. ``BertModel``), exactly like the hub checkpoints the paper starts
+from (``bert-large-uncased`` has no classifier head). One directory per model key serves every
+task; the training engine loads it with
+``AutoModelForSequenceClassification.from_pretrained(dir, num_labels=C)``, which adds a freshly
+initialised C-way head (initialised from torch's global RNG, i.e. by the run seed). Loading
+with a different ``num_labels`` therefore never hits a size mismatch (no
+``ignore_mismatched_sizes``); transformers reports the new head weights in its load report,
+which ``quiet_transformers()`` (set to error level) keeps off stderr. ``config.json`` still
+records ``num_labels`` (``--num-labels``, default 2) for tools that read it.
+
+RoBERTa: position ids start at ``pad_token_id + 1``, so ``max_position_embeddings`` is
+``MAX_POSITIONS + pad_token_id + 1`` (like roberta-large's 514 = 512 + 2), and
+``type_vocab_size`` is 1 as in roberta-large; its tokenizer therefore does not return
+``token_type_ids`` (``model_input_names`` without them), again like the real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from .errors import ModelError
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("deberta-v2", "electra", "bert", "roberta")
+SIZES = ("tiny", "small", "base", "large")
+MAX_POSITIONS = 128
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+TOKENIZER_VOCAB = 2000  # upper bound; the demo corpus has a few hundred words
+
+# hidden size, layers, heads, intermediate size; ELECTRA's embedding size is hidden // 2
+# (ELECTRA-Small factorises its embeddings the same way).
+DEMO_ARCH: dict[str, dict[str, int]] = {
+    "tiny": {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32},
+    "small": {"hidden": 24, "layers": 2, "heads": 2, "intermediate": 48},
+    "base": {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64},
+    "large": {"hidden": 48, "layers": 3, "heads": 2, "intermediate": 96},
+}
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' info/warning logs and progress bars (see notes/transformers5)."""
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    transformers.logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def key_seed(key: str) -> int:
+    """Deterministic init seed for a model key."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
+
+
+# ---------------------------------------------------------------- tokenizer
+def train_tokenizer(texts, out_dir: str | Path | None = None, family: str = "bert", vocab_size: int = TOKENIZER_VOCAB):
+    """A WordPiece tokenizer for ``texts`` (deterministic); return a PreTrainedTokenizerFast (saved to out_dir if given)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [t for t in texts if isinstance(t, str) and t]
+    if not texts:
+        raise ModelError("train_tokenizer: empty corpus (no non-empty texts)")
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
+    # Deterministic vocabulary (the WordPiece trainer breaks frequency ties differently from
+    # run to run): special tokens, every character as a word start and as a "##" continuation,
+    # then whole words by descending frequency (ties alphabetical), up to vocab_size.
+    chars = sorted({c for w in counts for c in w})
+    vocab = list(SPECIAL_TOKENS) + chars + [f"##{c}" for c in chars]
+    words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1]
+    vocab += words[: max(0, vocab_size - len(vocab))]
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
+    tok.decoder = decoders.WordPiece()
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    input_names = ["input_ids", "attention_mask"]
+    if family != "roberta":
+        input_names.insert(1, "token_type_ids")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=MAX_POSITIONS,
+        padding_side="right",
+        model_input_names=input_names,
+    )
+    if out_dir is not None:
+        fast.save_pretrained(str(out_dir))
+    return fast
+
+
+# ---------------------------------------------------------------- config / model
+def demo_config(family: str, size: str, vocab_size: int, pad_token_id: int, num_labels: int = 2):
+    """The transformers config of a tiny ``family`` model of ``size``."""
+    from transformers import BertConfig, DebertaV2Config, ElectraConfig, RobertaConfig
+
+    if family not in FAMILIES:
+        raise ModelError(f"build-demo-model: unknown family {family!r}; expected one of {FAMILIES}")
+    if size not in DEMO_ARCH:
+        raise ModelError(f"build-demo-model: unknown size {size!r}; expected one of {SIZES}")
+    a = DEMO_ARCH[size]
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=a["hidden"],
+        num_hidden_layers=a["layers"],
+        num_attention_heads=a["heads"],
+        intermediate_size=a["intermediate"],
+        max_position_embeddings=MAX_POSITIONS,
+        pad_token_id=pad_token_id,
+        num_labels=num_labels,
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+    )
+    if family == "bert":
+        return BertConfig(**common)
+    if family == "electra":
+        return ElectraConfig(embedding_size=max(8, a["hidden"] // 2), **common)
+    if family == "roberta":
+        common["max_position_embeddings"] = MAX_POSITIONS + pad_token_id + 1
+        return RobertaConfig(type_vocab_size=1, bos_token_id=None, eos_token_id=None, **common)
+    # deberta-v2 / v3: relative attention with bucketed positions, no absolute positions
+    return DebertaV2Config(
+        relative_attention=True,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        position_buckets=32,
+        max_relative_positions=-1,
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        type_vocab_size=0,
+        **common,
+    )
+
+
+def count_params(model, non_embedding: bool = False) -> int:
+    n = sum(p.numel() for p in model.parameters())
+    if non_embedding:
+        n -= sum(p.numel() for name, p in model.named_parameters() if "embeddings" in name)
+    return int(n)
+
+
+def build_demo_model(
+    key: str,
+    family: str,
+    size: str,
+    corpus_texts,
+    out_dir: str | Path,
+    num_labels: int = 2,
+) -> Path:
+    """Build, save (atomically) and verify the tiny stand-in for model ``key``; returns out_dir."""
+    import torch
+    from transformers import AutoModel
+
+    quiet_transformers()
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        tok = train_tokenizer(corpus_texts, tmp, family=family)
+        cfg = demo_config(family, size, len(tok), tok.pad_token_id, num_labels)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(key_seed(key))
+            model = AutoModel.from_config(cfg)
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        verify_model_dir(tmp, num_labels)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("built %s (%s/%s, %d params) -> %s", key, family, size, count_params(model), out_dir)
+    return out_dir
+
+
+def looks_like_path(src: str) -> bool:
+    """A local path rather than a hub id ("name" or "org/name")."""
+    return Path(src).exists() or src.startswith(("/", ".", "~")) or src.count("/") >= 2 or "\\" in src
+
+
+def load_for_classification(path: str | Path, num_labels: int):
+    """(tokenizer, model) from a local model dir or hub id, with a ``num_labels`` head."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    quiet_transformers()
+    src = str(path)
+    if looks_like_path(src) and not Path(src).expanduser().is_dir():
+        raise ModelError(f"model directory not found: {src}")
+    try:
+        tok = AutoTokenizer.from_pretrained(src)
+        model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=num_labels)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load model {src!r}: {exc}") from exc
+    return tok, model
+
+
+def verify_model_dir(path: str | Path, num_labels: int = 2) -> None:
+    """Reload ``path`` through AutoTokenizer/AutoModelForSequenceClassification and run a pair."""
+    import torch
+
+    tok, model = load_for_classification(path, num_labels)
+    enc = tok(["the man painted the fence"], ["the man painted the car"], return_tensors="pt", padding=True)
+    model.eval()
+    with torch.no_grad():
+        logits = model(**enc).logits
+    if tuple(logits.shape) != (1, num_labels) or not torch.isfinite(logits).all():
+        raise ModelError(f"{path}: verification forward pass gave logits of shape {tuple(logits.shape)}")
+
+
+# ---------------------------------------------------------------- lookup
+def demo_model_dir(cfg: dict, key: str) -> Path:
+    return Path(cfg["resources"]) / "demo_models" / key
+
+
+def model_source(cfg: dict, key: str) -> str:
+    """What to pass to from_pretrained for model ``key``: the demo dir, a local path or a hub id."""
+    if key not in cfg["models"]:
+        raise ModelError(f"unknown model {key!r}; defined models: {sorted(cfg['models'])}")
+    if cfg.get("mode") == "demo":
+        return str(demo_model_dir(cfg, key))
+    m = cfg["models"][key]
+    return str(m["path"]) if m.get("path") else m["hub_id"]
+
+
+# ---------------------------------------------------------------- CLI
+def _corpus_texts(paths) -> list[str]:
+    from .data import schema
+
+    texts: list[str] = []
+    for p in paths:
+        df, _ = schema.read(p)
+        texts += df["text_a"].dropna().astype(str).tolist()
+        texts += df["text_b"].dropna().astype(str).tolist()
+    return texts
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model key (e.g. deberta-v3-large)")
+    parser.add_argument("--family", required=True, choices=FAMILIES)
+    parser.add_argument("--size", required=True, choices=SIZES)
+    parser.add_argument("--corpus", required=True, nargs="+", help="normalised parquet(s): text_a + text_b")
+    parser.add_argument("--out", required=True, help="model directory")
+    parser.add_argument("--num-labels", type=int, default=2, help="recorded in config.json (head is re-made at load)")
+
+
+def run(args: argparse.Namespace) -> int:
+    texts = _corpus_texts(args.corpus)
+    build_demo_model(args.model, args.family, args.size, texts, args.out, num_labels=args.num_labels)
+    return 0

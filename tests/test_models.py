@@ -1,0 +1,141 @@
+"""Tiny demo models: every family builds, reloads, orders by size and is deterministic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ftft import models
+from ftft.cli import main
+from ftft.data import schema
+from ftft.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def corpus(demo_frames):
+    texts = []
+    for df in demo_frames.values():
+        texts += df["text_a"].tolist() + df["text_b"].dropna().tolist()
+    return texts
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, corpus):
+    root = tmp_path_factory.mktemp("demo_models")
+    return {
+        (fam, size): models.build_demo_model(f"m-{fam}-{size}", fam, size, corpus, root / f"{fam}-{size}")
+        for fam in models.FAMILIES
+        for size in models.SIZES
+    }
+
+
+def _params(path):
+    return sum(t.numel() for t in load_file(str(path / "model.safetensors")).values())
+
+
+@pytest.mark.parametrize("family", models.FAMILIES)
+def test_sizes_are_strictly_ordered(built, family):
+    counts = [_params(built[family, size]) for size in models.SIZES]
+    assert counts == sorted(counts) and len(set(counts)) == 4, counts
+    assert counts[-1] < 200_000
+
+
+@pytest.mark.parametrize("family", models.FAMILIES)
+@pytest.mark.parametrize("num_labels", [2, 3])
+def test_reload_and_forward_pair(built, demo_frames, family, num_labels):
+    path = built[family, "small"]
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["model_type"] == family and cfg["max_position_embeddings"] >= models.MAX_POSITIONS
+    tok, model = models.load_for_classification(path, num_labels)
+    nli = demo_frames["nli"].head(8)
+    enc = tok(nli["text_a"].tolist(), nli["text_b"].tolist(), padding=True, truncation=True, return_tensors="pt")
+    ids = enc["input_ids"][0].tolist()
+    assert ids[0] == tok.cls_token_id and ids.count(tok.sep_token_id) == 2
+    assert ("token_type_ids" in enc) == (family != "roberta")
+    if "token_type_ids" in enc:
+        assert enc["token_type_ids"].max().item() == 1
+    assert enc["input_ids"].shape[1] <= 32
+    # padding on the right with the model's pad id
+    assert (enc["input_ids"][enc["attention_mask"] == 0] == model.config.pad_token_id).all()
+    model.train()
+    out = model(**enc, labels=torch.tensor(nli["label"].tolist()) % num_labels)
+    assert out.logits.shape == (8, num_labels)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    # the encoder weights come from the checkpoint; only the head is new (RoBERTa's
+    # classifier does not use the pooler, as with roberta-large)
+    saved = load_file(str(path / "model.safetensors"))
+    state = model.state_dict()
+    prefix = model.base_model_prefix
+    shared = [k for k in saved if f"{prefix}.{k}" in state]
+    assert {k for k in saved if k not in shared} <= {"pooler.dense.weight", "pooler.dense.bias"}
+    assert len(shared) >= len(saved) - 2
+    assert all(torch.equal(saved[k], state[f"{prefix}.{k}"]) for k in shared)
+
+
+def test_same_key_same_weights_other_key_differs(tmp_path, corpus):
+    a = models.build_demo_model("electra-small", "electra", "small", corpus, tmp_path / "a")
+    b = models.build_demo_model("electra-small", "electra", "small", corpus, tmp_path / "b")
+    c = models.build_demo_model("electra-base", "electra", "small", corpus, tmp_path / "c")
+    wa, wb, wc = (load_file(str(p / "model.safetensors")) for p in (a, b, c))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+    assert (a / "tokenizer.json").read_text() == (b / "tokenizer.json").read_text()
+
+
+def test_build_is_atomic_and_overwrites(tmp_path, corpus):
+    out = tmp_path / "m"
+    models.build_demo_model("k", "bert", "tiny", corpus, out)
+    models.build_demo_model("k", "bert", "small", corpus, out)
+    assert json.loads((out / "config.json").read_text())["hidden_size"] == models.DEMO_ARCH["small"]["hidden"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp dirs left behind
+
+
+def test_tiny_model_fixture(tiny_model_dir):
+    tok, model = models.load_for_classification(tiny_model_dir, 3)
+    assert model.config.model_type == "bert" and model.num_labels == 3
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in tiny_model_dir.iterdir()}
+
+
+def test_cli_builds_from_parquet_corpus(tmp_path, demo_frames, capsys):
+    corpus = tmp_path / "nli.parquet"
+    schema.write(demo_frames["nli"], corpus, schema.NLI_LABELS, "demo_nli")
+    out = tmp_path / "models" / "deberta-v3-small"
+    args = ["build-demo-model", "--model", "deberta-v3-small", "--family", "deberta-v2", "--size", "small"]
+    assert main([*args, "--corpus", str(corpus), "--out", str(out), "--num-labels", "3"]) == 0
+    assert len(json.loads((out / "config.json").read_text())["id2label"]) == 3
+    tok, _ = models.load_for_classification(out, 3)
+    assert tok.tokenize("the man painted the fence") == ["the", "man", "painted", "the", "fence"]
+    captured = capsys.readouterr()
+    assert captured.out.strip() == ""  # no progress bars / blank lines from the trainers
+
+
+def test_errors_name_the_problem(tmp_path, corpus):
+    with pytest.raises(ModelError, match="family"):
+        models.build_demo_model("k", "gpt2", "tiny", corpus, tmp_path / "x")
+    with pytest.raises(ModelError, match="size"):
+        models.build_demo_model("k", "bert", "huge", corpus, tmp_path / "x")
+    with pytest.raises(ModelError, match="not found"):
+        models.load_for_classification(tmp_path / "missing", 2)
+    with pytest.raises(ModelError, match="not found"):
+        models.load_for_classification("resources/demo_models/missing", 2)
+    assert not models.looks_like_path("microsoft/deberta-v3-small")
+    assert not models.looks_like_path("roberta-large")
+    assert not (tmp_path / "x").exists()
+
+
+def test_model_source_and_dir():
+    cfg = {
+        "mode": "paper",
+        "resources": "res",
+        "models": {"a": {"hub_id": "org/a"}, "b": {"hub_id": "org/b", "path": "/models/b"}},
+    }
+    assert models.model_source(cfg, "a") == "org/a"
+    assert models.model_source(cfg, "b") == "/models/b"
+    assert str(models.demo_model_dir(cfg, "a")) == "res/demo_models/a"
+    assert models.model_source({**cfg, "mode": "demo"}, "b") == "res/demo_models/b"
+    with pytest.raises(ModelError, match="unknown model"):
+        models.model_source(cfg, "c")
