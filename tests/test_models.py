@@ -12,6 +12,7 @@ from ftft import models
 from ftft.cli import main
 from ftft.data import schema
 from ftft.errors import ModelError
+from ftft.modeling import load_tokenizer_and_model, looks_like_path
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_reload_and_forward_pair(built, demo_frames, family, num_labels):
     path = built[family, "small"]
     cfg = json.loads((path / "config.json").read_text())
     assert cfg["model_type"] == family and cfg["max_position_embeddings"] >= models.MAX_POSITIONS
-    tok, model = models.load_for_classification(path, num_labels)
+    tok, model = load_tokenizer_and_model(str(path), num_labels)
     nli = demo_frames["nli"].head(8)
     enc = tok(nli["text_a"].tolist(), nli["text_b"].tolist(), padding=True, truncation=True, return_tensors="pt")
     ids = enc["input_ids"][0].tolist()
@@ -95,7 +96,7 @@ def test_build_is_atomic_and_overwrites(tmp_path, corpus):
 
 
 def test_tiny_model_fixture(tiny_model_dir):
-    tok, model = models.load_for_classification(tiny_model_dir, 3)
+    tok, model = load_tokenizer_and_model(str(tiny_model_dir), 3)
     assert model.config.model_type == "bert" and model.num_labels == 3
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in tiny_model_dir.iterdir()}
 
@@ -107,7 +108,7 @@ def test_cli_builds_from_parquet_corpus(tmp_path, demo_frames, capsys):
     args = ["build-demo-model", "--model", "deberta-v3-small", "--family", "deberta-v2", "--size", "small"]
     assert main([*args, "--corpus", str(corpus), "--out", str(out), "--num-labels", "3"]) == 0
     assert len(json.loads((out / "config.json").read_text())["id2label"]) == 3
-    tok, _ = models.load_for_classification(out, 3)
+    tok, _ = load_tokenizer_and_model(str(out), 3)
     assert tok.tokenize("the man painted the fence") == ["the", "man", "painted", "the", "fence"]
     captured = capsys.readouterr()
     assert captured.out.strip() == ""  # no progress bars / blank lines from the trainers
@@ -119,11 +120,11 @@ def test_errors_name_the_problem(tmp_path, corpus):
     with pytest.raises(ModelError, match="size"):
         models.build_demo_model("k", "bert", "huge", corpus, tmp_path / "x")
     with pytest.raises(ModelError, match="not found"):
-        models.load_for_classification(tmp_path / "missing", 2)
+        load_tokenizer_and_model(str(tmp_path / "missing"), 2)
     with pytest.raises(ModelError, match="not found"):
-        models.load_for_classification("resources/demo_models/missing", 2)
-    assert not models.looks_like_path("microsoft/deberta-v3-small")
-    assert not models.looks_like_path("roberta-large")
+        load_tokenizer_and_model("resources/demo_models/missing", 2)
+    assert not looks_like_path("microsoft/deberta-v3-small")
+    assert not looks_like_path("roberta-large")
     assert not (tmp_path / "x").exists()
 
 

@@ -145,7 +145,8 @@ def save_dynamics(
     if complete_epochs is None:
         full = seen.all(axis=1)
         complete_epochs = int(np.argmin(full)) if not full.all() else int(len(full))
-    _validated(uids, np.asarray(labels, dtype=np.int64), probs, seen, int(complete_epochs), str(path))
+    # a failed run (non-finite loss) has NaN dynamics: they are written, but never read back
+    _validated(uids, np.asarray(labels, dtype=np.int64), probs, seen, int(complete_epochs), str(path), allow_nan=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(
@@ -158,7 +159,7 @@ def save_dynamics(
             )
 
 
-def _validated(uids, labels, probs, seen, complete_epochs, path) -> Dynamics:
+def _validated(uids, labels, probs, seen, complete_epochs, path, allow_nan: bool = False) -> Dynamics:
     if probs.ndim != 3:
         raise DataError(f"{path}: 'probs' must be [epochs, N, classes], got shape {probs.shape}")
     e, n, c = probs.shape
@@ -175,6 +176,12 @@ def _validated(uids, labels, probs, seen, complete_epochs, path) -> Dynamics:
         raise DataError(f"{path}: 'complete_epochs'={complete_epochs} but epoch {bad + 1} has unseen instances")
     if probs.dtype.kind != "f":
         raise DataError(f"{path}: 'probs' must be floating point, got {probs.dtype}")
+    if not np.isfinite(probs).all():
+        if not allow_nan:
+            raise DataError(f"{path}: 'probs' has NaN/inf values (dynamics of a failed run?)")
+        if (probs < 0).any():  # NaN compares False
+            raise DataError(f"{path}: 'probs' has negative values")
+        return Dynamics(uids, labels, probs, seen, complete_epochs)
     bits = probs.view(np.dtype(f"u{probs.dtype.itemsize}"))
     signed = bits >= (1 << (8 * probs.dtype.itemsize - 1))  # negative values (and -0.0, -NaN)
     if signed.any():

@@ -14,7 +14,7 @@ task; the training engine loads it with
 initialised C-way head (initialised from torch's global RNG, i.e. by the run seed). Loading
 with a different ``num_labels`` therefore never hits a size mismatch (no
 ``ignore_mismatched_sizes``); transformers reports the new head weights in its load report,
-which ``quiet_transformers()`` (set to error level) keeps off stderr. ``config.json`` still
+which ``modeling.silence_transformers()`` (set to error level) keeps off stderr. ``config.json`` still
 records ``num_labels`` (``--num-labels``, default 2) for tools that read it.
 
 RoBERTa: position ids start at ``pad_token_id + 1``, so ``max_position_embeddings`` is
@@ -35,6 +35,7 @@ from collections import Counter
 from pathlib import Path
 
 from .errors import ModelError
+from .modeling import count_params, load_tokenizer_and_model, silence_transformers
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +51,8 @@ DEMO_ARCH: dict[str, dict[str, int]] = {
     "tiny": {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32},
     "small": {"hidden": 24, "layers": 2, "heads": 2, "intermediate": 48},
     "base": {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64},
-    "large": {"hidden": 48, "layers": 3, "heads": 2, "intermediate": 96},
+    "large": {"hidden": 48, "layers": 2, "heads": 2, "intermediate": 96},
 }
-
-
-def quiet_transformers() -> None:
-    """Silence transformers' info/warning logs and progress bars (see notes/transformers5)."""
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import transformers
-    from transformers.utils import logging as hf_logging
-
-    transformers.logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def key_seed(key: str) -> int:
@@ -163,13 +153,6 @@ def demo_config(family: str, size: str, vocab_size: int, pad_token_id: int, num_
     )
 
 
-def count_params(model, non_embedding: bool = False) -> int:
-    n = sum(p.numel() for p in model.parameters())
-    if non_embedding:
-        n -= sum(p.numel() for name, p in model.named_parameters() if "embeddings" in name)
-    return int(n)
-
-
 def build_demo_model(
     key: str,
     family: str,
@@ -182,7 +165,7 @@ def build_demo_model(
     import torch
     from transformers import AutoModel
 
-    quiet_transformers()
+    silence_transformers()
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -200,36 +183,15 @@ def build_demo_model(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    log.info("built %s (%s/%s, %d params) -> %s", key, family, size, count_params(model), out_dir)
+    log.info("built %s (%s/%s, %d params) -> %s", key, family, size, count_params(model)[0], out_dir)
     return out_dir
-
-
-def looks_like_path(src: str) -> bool:
-    """A local path rather than a hub id ("name" or "org/name")."""
-    return Path(src).exists() or src.startswith(("/", ".", "~")) or src.count("/") >= 2 or "\\" in src
-
-
-def load_for_classification(path: str | Path, num_labels: int):
-    """(tokenizer, model) from a local model dir or hub id, with a ``num_labels`` head."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    quiet_transformers()
-    src = str(path)
-    if looks_like_path(src) and not Path(src).expanduser().is_dir():
-        raise ModelError(f"model directory not found: {src}")
-    try:
-        tok = AutoTokenizer.from_pretrained(src)
-        model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=num_labels)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load model {src!r}: {exc}") from exc
-    return tok, model
 
 
 def verify_model_dir(path: str | Path, num_labels: int = 2) -> None:
     """Reload ``path`` through AutoTokenizer/AutoModelForSequenceClassification and run a pair."""
     import torch
 
-    tok, model = load_for_classification(path, num_labels)
+    tok, model = load_tokenizer_and_model(str(path), num_labels)
     enc = tok(["the man painted the fence"], ["the man painted the car"], return_tensors="pt", padding=True)
     model.eval()
     with torch.no_grad():

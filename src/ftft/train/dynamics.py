@@ -58,16 +58,8 @@ class Dynamics:
 
 
 def write_npz(path, uids: list[str], labels: np.ndarray, dyn: Dynamics) -> None:
-    """Atomically write ``dynamics.npz`` (keys per docs/ARCHITECTURE.md)."""
-    from ..io import atomic_path
+    """Atomically write ``dynamics.npz`` (the one writer: ``ftft.datamap.save_dynamics``)."""
+    from ..datamap import save_dynamics
 
     probs, seen = dyn.arrays()
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(
-            fh,
-            uids=np.array(uids, dtype=str),
-            labels=np.asarray(labels, dtype=np.int64),
-            probs=probs,
-            seen=seen,
-            complete_epochs=np.int64(dyn.complete_epochs),
-        )
+    save_dynamics(path, uids, labels, probs, seen, dyn.complete_epochs)

@@ -13,6 +13,7 @@ import json
 
 from ..config import ConfigError
 from ..grid import Run
+from ..models import model_source
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("linear", "plateau")
@@ -52,7 +53,7 @@ def make_spec(cfg: dict, run: Run) -> dict:
         "task": run.task,
         "labels": list(task["labels"]),
         "metric": task["metric"],
-        "model_source": model.get("path") or model["hub_id"],
+        "model_source": model_source(cfg, run.model),
         "steps": steps,
         "checkpoints": min(int(task["checkpoints"]), steps),
         "max_length": int(task["max_length"]),
