@@ -336,7 +336,10 @@ def test_make_spec_fields(toy):
     assert json.loads(json.dumps(spec)) == spec
     cfg = ef.toy_config(toy["model"], steps=30, checkpoints=15)
     short = make_spec(cfg, ef.toy_run(budget="1-3"))
-    assert (short["steps"], short["checkpoints"]) == (10, 10)  # K = min(checkpoints, steps)
+    # a limited run keeps the full run's checkpoint spacing: 15 * 1/3 = 5 checkpoints
+    assert (short["steps"], short["checkpoints"]) == (10, 5)
+    cfg = ef.toy_config(toy["model"], steps=12, checkpoints=15)
+    assert make_spec(cfg, ef.toy_run(budget="1-3"))["checkpoints"] == 4  # K <= steps
 
 
 def test_make_spec_for_every_run_of_the_demo_grid():

@@ -29,7 +29,6 @@ Everything is vectorised over instances (no per-instance Python): an MNLI-size m
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .io import atomic_path
+from .io import atomic_path, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -416,16 +415,7 @@ def plot(df: pd.DataFrame, path: str | Path, title: str, max_points: int = 25_00
 
 def write(df: pd.DataFrame, path: str | Path, meta: dict | None = None) -> None:
     """Write a data map parquet atomically; ``meta`` goes to the schema metadata key ``ftft``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
-    if meta:
-        md = dict(table.schema.metadata or {})
-        md[b"ftft"] = json.dumps(meta).encode()
-        table = table.replace_schema_metadata(md)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    write_parquet(df, path, meta)
 
 
 def read(path: str | Path) -> pd.DataFrame:

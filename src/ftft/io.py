@@ -55,3 +55,41 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_parquet(df, path: str | Path, meta: dict | None = None) -> None:
+    """Atomically write a data frame as parquet; ``meta`` goes to the schema metadata key ``ftft``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    if meta:
+        md = dict(table.schema.metadata or {})
+        md[b"ftft"] = json.dumps(meta, default=_json_default).encode()
+        table = table.replace_schema_metadata(md)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def parse_json_arg(value: str | None, what: str = "--spec") -> dict:
+    """A JSON object given inline, as ``@file`` or as a file path (empty -> {}).
+
+    Raises ConfigError naming the argument (or file) on bad JSON or a non-object.
+    """
+    from .config import ConfigError
+
+    if not value:
+        return {}
+    where, text = what, value
+    if not value.lstrip().startswith("{"):
+        path = Path(value[1:] if value.startswith("@") else value)
+        if not path.is_file():
+            raise ConfigError(f"{what}: not a JSON object nor an existing file: {value!r}")
+        where, text = str(path), path.read_text()
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: not valid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    return obj

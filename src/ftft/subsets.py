@@ -23,7 +23,6 @@ the PoE term when the bias columns are present (``ftft.losses.example_losses``).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import pandas as pd
 
 from . import datamap
 from .errors import DataError, FtftError
-from .io import atomic_path
+from .io import parse_json_arg, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -139,19 +138,10 @@ def read_train_uids(path: str | Path) -> np.ndarray:
 
 
 def write(df: pd.DataFrame, path: str | Path, meta: dict | None = None) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     df = df.reset_index(drop=True)
     df["uid"] = df["uid"].astype(str)
     df["weight"] = df["weight"].astype(np.float32)
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    if meta:
-        md = dict(table.schema.metadata or {})
-        md[b"ftft"] = json.dumps(meta).encode()
-        table = table.replace_schema_metadata(md)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    write_parquet(df, path, meta)
 
 
 def read(path: str | Path) -> pd.DataFrame:
@@ -164,24 +154,6 @@ def read(path: str | Path) -> pd.DataFrame:
         if col not in df.columns:
             raise DataError(f"{path}: subset file has no column {col!r}")
     return df
-
-
-def _load_spec(value: str | None) -> dict:
-    if not value:
-        return {}
-    text = value
-    if not value.lstrip().startswith("{"):
-        p = Path(value)
-        if not p.is_file():
-            raise FtftError(f"--spec: not a JSON object nor an existing file: {value!r}")
-        text = p.read_text()
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FtftError(f"--spec: invalid JSON ({exc}): {value!r}") from exc
-    if not isinstance(spec, dict):
-        raise FtftError(f"--spec: expected a JSON object, got {type(spec).__name__}")
-    return spec
 
 
 def add_arguments(parser) -> None:
@@ -198,7 +170,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     method = args.method
     uids = read_train_uids(args.train)
-    spec = _load_spec(args.spec)
+    spec = parse_json_arg(args.spec, "--spec")
     meta: dict = {"method": method, "train": str(args.train)}
     if method in ("random", "dm"):
         if args.q is None:

@@ -11,11 +11,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from ..io import atomic_path
+from ..io import write_parquet
 
 REQUIRED = ("uid", "text_a", "text_b", "label", "split")
 NLI_LABELS = ["entailment", "neutral", "contradiction"]
@@ -49,12 +48,7 @@ def write(df: pd.DataFrame, path: str | Path, label_names: list[str], source: st
     df["text_b"] = df["text_b"].astype(object).where(df["text_b"].notna(), None)
     check(df, label_names, str(path))
     cols = list(REQUIRED) + [c for c in df.columns if c not in REQUIRED]
-    table = pa.Table.from_pandas(df[cols], preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta[b"ftft"] = json.dumps({"label_names": list(label_names), "source": source}).encode()
-    table = table.replace_schema_metadata(meta)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    write_parquet(df[cols], path, {"label_names": list(label_names), "source": source})
 
 
 def read(path: str | Path) -> tuple[pd.DataFrame, dict]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
-from ..config import ConfigError
+from ..io import parse_json_arg
 
 log = logging.getLogger("ftft.train")
 
@@ -20,28 +18,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model-path", default=None, help="local model folder; overrides the spec's model source")
 
 
-def parse_spec(value: str) -> dict:
-    """The --spec argument: inline JSON or @FILE."""
-    where = "--spec"
-    if value.startswith("@"):
-        path = Path(value[1:])
-        if not path.is_file():
-            raise ConfigError(f"spec file not found: {path}")
-        where, value = str(path), path.read_text()
-    try:
-        spec = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{where}: not valid JSON: {exc}") from exc
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: the spec must be a JSON object")
-    return spec
-
-
 def run(args) -> int:
     from .engine import train
 
     record = train(
-        parse_spec(args.spec),
+        parse_json_arg(args.spec, "--spec"),
         data_dir=args.data_dir,
         out_dir=args.out,
         state_dir=args.state_dir,

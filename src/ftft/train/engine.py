@@ -257,6 +257,14 @@ def versions() -> dict:
     return out
 
 
+def host_info() -> dict:
+    """Where the run executed: host name and the scheduler's job / GPU grant, if any."""
+    import socket
+
+    env = ("SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_GPUS", "SLURM_GPUS", "CUDA_VISIBLE_DEVICES")
+    return {"hostname": socket.gethostname(), **{k.lower(): os.environ.get(k) for k in env}}
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
@@ -501,6 +509,7 @@ def make_record(s: Session, failure: str | None, final: dict | None, session_sta
         "versions": versions(),
         "device": device_name(s.device),
         "mixed_precision": s.accelerator.mixed_precision,
+        "host": host_info(),
     }
 
 

@@ -55,7 +55,9 @@ def make_spec(cfg: dict, run: Run) -> dict:
         "metric": task["metric"],
         "model_source": model_source(cfg, run.model),
         "steps": steps,
-        "checkpoints": min(int(task["checkpoints"]), steps),
+        # the same checkpoint spacing as the full-budget run (paper: every 4k steps for NLI),
+        # so a limited run at fraction f evaluates round(K * f) checkpoints
+        "checkpoints": min(max(1, round(int(task["checkpoints"]) * run.fraction)), steps),
         "max_length": int(task["max_length"]),
         "batch_size": int(training.get("batch_size", 32)),
         "eval_batch_size": int(training.get("eval_batch_size", 128)),
