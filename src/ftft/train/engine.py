@@ -181,18 +181,26 @@ def checkpoint_steps(steps: int, k: int) -> list[int]:
 
 @contextlib.contextmanager
 def torch_settings(threads: int):
-    """Deterministic algorithms and the spec's thread count, restored afterwards."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    """The spec's thread count (and deterministic CUDA kernels on a GPU), restored afterwards.
+
+    On the CPU a fixed thread count already makes every op this loop uses deterministic
+    (the resume tests check bitwise equality), so ``torch.use_deterministic_algorithms`` is
+    only switched on with CUDA: its first call costs ~4 s of imports, a fifth of a demo run.
+    """
     prev_threads = torch.get_num_threads()
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
+    cuda = torch.cuda.is_available()
+    if cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        prev_det = torch.are_deterministic_algorithms_enabled()
+        prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
         torch.set_num_threads(prev_threads)
-        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        if cuda:
+            torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
 
 
 # ---------------------------------------------------------------------------------------------
