@@ -342,12 +342,14 @@ def test_make_spec_fields(toy):
     assert make_spec(cfg, ef.toy_run(budget="1-3"))["checkpoints"] == 4  # K <= steps
 
 
-def test_make_spec_for_every_run_of_the_demo_grid():
-    cfg = config.load(REPO / "workflow_config.yaml", REPO / "config" / "demo.yaml")
+@pytest.mark.parametrize("overlay", [[], ["config/demo.yaml"]])
+def test_make_spec_for_every_run_of_the_grid(overlay):
+    cfg = config.load(REPO / "workflow_config.yaml", *[REPO / o for o in overlay])
     for run in sorted(grid.all_runs(cfg)):
         spec = make_spec(cfg, run)
         assert spec["steps"] == run.steps(cfg) and spec["checkpoints"] <= spec["steps"]
-        assert (spec["optimizer"] == "sgd") == (run.method == "jtt")
+        jtt_optimizer = cfg["methods"]["jtt"]["optimizer"]
+        assert spec["optimizer"] == (jtt_optimizer if run.method == "jtt" else "adamw")
         assert (spec["poe"] is not None) == (run.method == "poe")
         assert spec["eval_sets"][0] == [cfg["tasks"][run.task]["id_test"]["name"], "id"]
 
