@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -71,6 +72,31 @@ def _scontrol_jobs() -> list[dict[str, str]]:
     return jobs
 
 
+class JobWatcher(threading.Thread):
+    """Snapshots `scontrol show job` every few seconds: finished jobs leave its listing after
+    MinJobAge (300 s), so one look at the end would miss the early ones."""
+
+    def __init__(self, interval: float = 5.0):
+        super().__init__(daemon=True)
+        self.jobs: dict[str, dict[str, str]] = {}
+        self.interval = interval
+        self.stop = threading.Event()
+
+    def snapshot(self) -> None:
+        for job in _scontrol_jobs():
+            self.jobs[job["JobId"]] = job  # the latest view of each job (final state wins)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.snapshot()
+
+    def finish(self) -> dict[str, dict[str, str]]:
+        self.stop.set()
+        self.join()
+        self.snapshot()
+        return self.jobs
+
+
 def _rule_of(job: dict[str, str]) -> str:
     """The snakemake rule of a SLURM job (the plugin puts it in the job comment)."""
     m = re.match(r"rule_([A-Za-z0-9_]+?)(?:_wildcards|$)", job.get("Comment", ""))
@@ -88,6 +114,8 @@ def test_demo_through_slurm_profile(cluster, tmp_path):
 
     before = {j["JobId"] for j in _scontrol_jobs()}
     wf = make_copy(tmp_path / "slurm")
+    watcher = JobWatcher()
+    watcher.start()
     t0 = time.monotonic()
     res = snakemake(
         wf,
@@ -111,6 +139,7 @@ def test_demo_through_slurm_profile(cluster, tmp_path):
         timeout=TIMEOUT_S,
     )
     wall = time.monotonic() - t0
+    seen = watcher.finish()
     assert res.returncode == 0, (res.stdout + res.stderr)[-6000:]
 
     # every declared table / figure, and the same table contents as the local run
@@ -130,7 +159,7 @@ def test_demo_through_slurm_profile(cluster, tmp_path):
     assert grants == {"0"}, grants
 
     # scheduler view: train jobs asked for and got gres/gpu, CPU-only jobs did not
-    jobs = [j for j in _scontrol_jobs() if j["JobId"] not in before]
+    jobs = [j for j in seen.values() if j["JobId"] not in before]
     by_rule: dict[str, list[dict]] = {}
     for j in jobs:
         by_rule.setdefault(_rule_of(j), []).append(j)

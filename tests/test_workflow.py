@@ -318,7 +318,9 @@ def test_demo_end_to_end(tmp_path):
     """The whole demo DAG on CPU; every declared table and figure exists and is non-empty.
     (Needs every `ftft` subcommand implemented.)"""
     wf = make_copy(tmp_path / "wf")
+    t0 = time.monotonic()
     res = snakemake(wf, "--cores", "2", "--configfile", "config/demo.yaml", timeout=3600)
+    print(f"demo DAG end to end: {time.monotonic() - t0:.0f} s on 2 cores")
     assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
     cfg = load_cfg(ROOT / "config" / "demo.yaml")
     targets = [
@@ -332,6 +334,14 @@ def test_demo_end_to_end(tmp_path):
         assert p.is_file() and p.stat().st_size > 0, p
     res = snakemake(wf, "--dry-run", "--configfile", "config/demo.yaml")
     assert "Nothing to be done" in res.stdout + res.stderr
+    # the Snakemake report holds every table and figure, with captions
+    report = wf / "report.html"
+    res = snakemake(wf, "--configfile", "config/demo.yaml", "--report", str(report))
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    html = report.read_text(errors="replace")
+    for t in targets:
+        if t.endswith((".csv", ".png")):
+            assert Path(t).name in html, f"{t} missing from the report"
 
 
 def test_config_readme_explains_every_schema_key():
