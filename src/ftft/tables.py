@@ -156,6 +156,18 @@ def ref_label(cfg: dict, method: str, ref: str) -> str:
 # --- Tables 1/2/3/6/7/9: one row per table cell -------------------------------------------------
 
 
+def _cell_keys(tid: str, cell: grid.Cell) -> dict:
+    """The key columns of a table cell, as in the published tables (src/ftft/paper/*.csv)."""
+    return {
+        "table": tid,
+        "task": cell.task,
+        "main_model": cell.main,
+        "ref_model": "" if cell.ref == "none" else cell.ref,
+        "method": cell.method,
+        "step_fraction": str(cell.fraction),
+    }
+
+
 def _table_rows(cfg: dict, tid: str) -> list[tuple[int, dict, grid.Cell]]:
     """(row index within its task block, row config, cell) in grid.table_cells order."""
     table = cfg["tables"][tid]
@@ -172,12 +184,7 @@ def cell_frame(cfg: dict, results: str | Path, tid: str) -> pd.DataFrame:
         sets = grid.task_eval_sets(cfg, cell.task)
         sv = res.seed_values(results, cell.runs, sets, metric, cell.fraction)
         base = {
-            "table": tid,
-            "task": cell.task,
-            "main_model": cell.main,
-            "ref_model": "" if cell.ref == "none" else cell.ref,
-            "method": cell.method,
-            "step_fraction": str(cell.fraction),
+            **_cell_keys(tid, cell),
             "q": q_percent(cfg["q"]) if cell.method in Q_METHODS else "",
             "row": i,
             "group": row.get("group", ""),
@@ -209,12 +216,7 @@ def cost_frame(cfg: dict, results: str | Path, tid: str) -> pd.DataFrame:
         args = (cell.method, flops[cell.main], flops[unit], f_ref, float(cell.fraction))
         out.append(
             {
-                "table": tid,
-                "task": cell.task,
-                "main_model": cell.main,
-                "ref_model": "" if cell.ref == "none" else cell.ref,
-                "method": cell.method,
-                "step_fraction": str(cell.fraction),
+                **_cell_keys(tid, cell),
                 "dataset": "",
                 "metric": "cost",
                 "q": q_percent(cfg["q"]) if cell.method in Q_METHODS else "",
