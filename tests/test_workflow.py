@@ -123,8 +123,17 @@ def test_paper_dry_run_jobs_per_rule_and_time(wf, capsys):
         for rule, n in stats.items():
             print(f"  {rule:<16} {n:>5}")
     assert cpu <= DRY_RUN_LIMIT_S, f"dry run of the paper grid used {cpu:.1f} s CPU"
-    if load < cores:
+    if load < cores and not _slurm_probe_stalls():
         assert wall <= DRY_RUN_LIMIT_S, f"dry run of the paper grid took {wall:.1f} s"
+
+
+def _slurm_probe_stalls() -> bool:
+    """The SLURM executor plugin runs `scontrol show config` (10 s timeout) when snakemake
+    loads its plugins; with slurm-client installed but no slurmctld running (e.g. after the
+    SLURM test stopped its cluster) every snakemake start waits those 10 s, in wall time only."""
+    if shutil.which("scontrol") is None:
+        return False
+    return subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode != 0
 
 
 def test_paper_dry_run_trains_each_run_once(wf):
