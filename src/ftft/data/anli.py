@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError
-from .prepare import Report, blank, read_jsonl
+from .prepare import Report, nli_jsonl_rows
 from .schema import NLI_LABELS
 
 log = logging.getLogger(__name__)
@@ -58,33 +58,11 @@ def round_dir(raw: Path, r: int) -> Path:
 
 
 def load_file(path: Path, split: str, rnd: int, report: Report) -> list[dict]:
-    rows = []
-    for lineno, obj in read_jsonl(path, report):
-        where = f"{path.parent.name}/{path.name}:{lineno}"
-        missing = [k for k in ("uid", "context", "hypothesis", "label") if obj.get(k) is None]
-        if missing:
-            report.drop("missing_field", example=f"{where}: missing {missing}")
-            continue
-        if blank(obj["context"]) or blank(obj["hypothesis"]):
-            report.drop("missing_text", example=f"{where}: uid {obj['uid']}")
-            continue
-        label = LABEL_MAP.get(str(obj["label"]).strip())
-        if label is None:
-            report.drop("unknown_label", example=f"{where}: label {obj['label']!r}")
-            continue
-        rows.append(
-            {
-                "uid": str(obj["uid"]),
-                "text_a": str(obj["context"]),
-                "text_b": str(obj["hypothesis"]),
-                "label": label,
-                "split": split,
-                "round": rnd,
-                "genre": None if obj.get("genre") is None else str(obj["genre"]),
-                "tag": None if obj.get("tag") is None else str(obj["tag"]),
-            }
-        )
-    return rows
+    fields = ("uid", "context", "hypothesis", "label")
+    rows = nli_jsonl_rows(
+        path, split, report, fields, LABEL_MAP, {"genre": "genre", "tag": "tag"}, f"{path.parent.name}/"
+    )
+    return [{**row, "round": rnd} for row in rows]
 
 
 def load(raw: Path, report: Report) -> pd.DataFrame:

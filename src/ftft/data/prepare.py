@@ -276,3 +276,45 @@ def run(args) -> int:
             raise DataError(f"--spec: expected a JSON object (byo.{args.source}), got {type(spec).__name__}")
     prepare(args.source, args.raw, args.out, args.summary, spec)
     return 0
+
+
+def nli_jsonl_rows(
+    path: Path,
+    split: str,
+    report: Report,
+    fields: tuple[str, str, str, str],
+    label_map: dict,
+    extra: dict[str, str],
+    where_prefix: str = "",
+) -> list[dict]:
+    """Rows of a JSON-lines NLI file in the normalised schema (shared by WANLI and ANLI).
+
+    ``fields`` names the source keys of (uid, premise, hypothesis, label); ``extra`` maps
+    output columns to optional source keys (``str()``-ed, None when absent). Missing keys,
+    empty texts and unknown labels are counted in ``report`` by reason.
+    """
+    uid_key, premise_key, hyp_key, label_key = fields
+    rows = []
+    for lineno, obj in read_jsonl(path, report):
+        where = f"{where_prefix}{path.name}:{lineno}"
+        missing = [k for k in fields if obj.get(k) is None]
+        if missing:
+            report.drop("missing_field", example=f"{where}: missing {missing}")
+            continue
+        if blank(obj[premise_key]) or blank(obj[hyp_key]):
+            report.drop("missing_text", example=f"{where}: {uid_key} {obj[uid_key]}")
+            continue
+        label = label_map.get(str(obj[label_key]).strip())
+        if label is None:
+            report.drop("unknown_label", example=f"{where}: {label_key} {obj[label_key]!r}")
+            continue
+        row = {
+            "uid": str(obj[uid_key]),
+            "text_a": str(obj[premise_key]),
+            "text_b": str(obj[hyp_key]),
+            "label": label,
+            "split": split,
+        }
+        row.update({col: None if obj.get(key) is None else str(obj[key]) for col, key in extra.items()})
+        rows.append(row)
+    return rows

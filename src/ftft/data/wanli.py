@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .prepare import Report, blank, find_file, read_jsonl
+from .prepare import Report, find_file, nli_jsonl_rows
 from .schema import NLI_LABELS
 
 LABEL_NAMES = NLI_LABELS
@@ -27,32 +27,9 @@ LABEL_MAP = {n: i for i, n in enumerate(LABEL_NAMES)}
 
 
 def load_file(path: Path, split: str, report: Report) -> list[dict]:
-    rows = []
-    for lineno, obj in read_jsonl(path, report):
-        where = f"{path.name}:{lineno}"
-        missing = [k for k in ("id", "premise", "hypothesis", "gold") if k not in obj or obj[k] is None]
-        if missing:
-            report.drop("missing_field", example=f"{where}: missing {missing}")
-            continue
-        if blank(obj["premise"]) or blank(obj["hypothesis"]):
-            report.drop("missing_text", example=f"{where}: id {obj['id']}")
-            continue
-        label = LABEL_MAP.get(str(obj["gold"]).strip())
-        if label is None:
-            report.drop("unknown_label", example=f"{where}: gold {obj['gold']!r}")
-            continue
-        rows.append(
-            {
-                "uid": str(obj["id"]),
-                "text_a": str(obj["premise"]),
-                "text_b": str(obj["hypothesis"]),
-                "label": label,
-                "split": split,
-                "genre": None if obj.get("genre") is None else str(obj["genre"]),
-                "pair_id": None if obj.get("pairID") is None else str(obj["pairID"]),
-            }
-        )
-    return rows
+    return nli_jsonl_rows(
+        path, split, report, ("id", "premise", "hypothesis", "gold"), LABEL_MAP, {"genre": "genre", "pair_id": "pairID"}
+    )
 
 
 def load(raw: Path, report: Report) -> pd.DataFrame:
