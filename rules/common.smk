@@ -67,3 +67,38 @@ def parent_dir(key, of="input"):
     if of == "input":
         return lambda wildcards, input: os.path.dirname(input[key])
     return lambda wildcards, output: os.path.dirname(output[key])
+
+
+# Warm worker (config `worker`, ftft.worker): started when a local run with jobs to do begins;
+# every `ftft` job then runs in a fork of it instead of importing torch/transformers anew.
+from ftft import worker as ftft_worker
+
+
+def start_worker():
+    settings = PLAN.worker_settings()
+    if (
+        settings is None
+        or workflow.touch
+        or not workflow.local_exec
+        or workflow.remote_exec
+    ):
+        return
+    path = ftft_worker.start(settings["log"], settings["idle_timeout"])
+    if path:
+        os.environ[ftft_worker.SOCKET_ENV] = path
+
+
+def stop_worker():
+    ftft_worker.stop(os.environ.pop(ftft_worker.SOCKET_ENV, None))
+
+
+onstart:
+    start_worker()
+
+
+onsuccess:
+    stop_worker()
+
+
+onerror:
+    stop_worker()

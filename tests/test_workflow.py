@@ -341,6 +341,13 @@ def test_demo_end_to_end(tmp_path):
     for t in targets:
         p = wf / cfg["results"] / t
         assert p.is_file() and p.stat().st_size > 0, p
+    # every `ftft` job ran in the warm worker (config worker.enabled), which then stopped
+    logs = wf / cfg["results"] / "logs"
+    served = (logs / "worker.log").read_text()
+    exits = re.findall(r"child \d+ exited (-?\d+)", served)
+    assert len(exits) >= len(grid.all_runs(cfg)) and set(exits) == {"0"}, served[-3000:]
+    assert f"stopped after serving {len(exits)} commands" in served
+    assert not [p for p in logs.rglob("*.log") if "warm worker not used" in p.read_text()]
     res = snakemake(wf, "--dry-run", "--configfile", "config/demo.yaml")
     assert "Nothing to be done" in res.stdout + res.stderr
     # the Snakemake report holds every table and figure, with captions

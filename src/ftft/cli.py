@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "table": ("ftft.tables", "build one paper table (csv, md, tex) from run outputs"),
     "figure": ("ftft.figures", "build one paper figure (png, pdf) from run outputs"),
     "compare": ("ftft.compare", "compare reproduced cells with the published numbers"),
+    "worker": ("ftft.worker", "serve ftft commands from one pre-imported process (warm start)"),
 }
 
 
@@ -41,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] != ["worker"]:
+        from . import worker
+
+        rc = worker.call(argv)  # None unless a warm worker (FTFT_WORKER) serves it
+        if rc is not None:
+            return rc
     parser = build_parser()
     known, rest = parser.parse_known_args(argv)
     if known.command is None:

@@ -267,6 +267,13 @@ class Plan:
         """SLURM GPU model (the plugin's ``gpu_model`` -> --gpus=MODEL:1); '' for any."""
         return self.cfg.get("cluster", {}).get("gpu_model") or ""
 
+    def worker_settings(self) -> dict | None:
+        """The warm worker's settings (``worker`` config key) when enabled, else None."""
+        settings = self.cfg.get("worker") or {}
+        if not settings.get("enabled"):
+            return None
+        return {"idle_timeout": float(settings.get("idle_timeout_s", 600)), "log": self.r("logs/worker.log")}
+
     # ------------------------------------------------------ datamaps, subsets
     def datamap_ref_run(self, task: str, ref: str, seed: int) -> Run:
         return grid.ref_run(task, ref, seed)
