@@ -1,7 +1,7 @@
 """The warm worker (ftft.worker): `ftft` commands run in forks of one pre-imported process.
 
-The worker here starts without preloading (the children import what they need), which keeps
-these tests fast; the demo end-to-end test runs it with the full preload.
+The module's worker preloads the stack like the demo's, so the commands run in forks of a
+process that has imported torch and transformers already.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def toy(tmp_path_factory):
 def served(tmp_path_factory):
     """A running worker: {"socket": path, "log": log file}; stopped after the module."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    path = worker.start(log, idle_timeout=300, preload=False)
+    path = worker.start(log, idle_timeout=300)
     assert path is not None and Path(path).exists(), log.read_text()
     yield {"socket": path, "log": log}
     worker.stop(path)
@@ -119,25 +119,71 @@ def test_exit_status_and_error_message_pass_through(served, tmp_path):
 
 
 def test_working_directory_and_stdout_are_the_clients(served, tmp_path):
-    args = [
-        "demo-data",
-        "--task",
-        "nli",
-        "--out",
-        "nli.parquet",
-        "--summary",
-        "nli.json",
-        "--train-rows",
-        "30",
-        "--eval-rows",
-        "10",
-    ]
+    before = _children(served["log"])
+    args = ["demo-data", "--task", "nli", "--out", "nli.parquet", "--summary", "nli.json"]
     env = {**os.environ, worker.SOCKET_ENV: served["socket"]}
-    proc = subprocess.run([*FTFT, *args], env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [*FTFT, *args, "--train-rows", "30", "--eval-rows", "10"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0 and "not used" not in proc.stderr, proc.stderr
     assert (tmp_path / "nli.parquet").is_file() and json.loads((tmp_path / "nli.json").read_text())
     proc = subprocess.run([*FTFT, "--help"], env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and "serve ftft commands" in proc.stdout
+    new = [pid for pid in _children(served["log"]) if pid not in before]
+    assert len(new) == 2 and [_exit_status(served["log"], pid) for pid in new] == [0, 0]
+
+
+def test_commands_run_side_by_side(served, tmp_path):
+    before = _children(served["log"])
+    env = {**os.environ, worker.SOCKET_ENV: served["socket"]}
+    procs = [
+        subprocess.Popen(
+            [*FTFT, "check-config", str(tmp_path / f"missing{i}.yaml")], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(3)
+    ]
+    errs = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [1, 1, 1]
+    assert all(f"missing{i}.yaml" in err and "not used" not in err for i, err in enumerate(errs))
+    assert len([pid for pid in _children(served["log"]) if pid not in before]) == 3
+
+
+def _raw_request(socket_path: str, payload: bytes, fds: list[int]) -> bytes:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(socket_path)
+        socket.send_fds(sock, [worker._HEADER.pack(len(payload))], fds)
+        sock.sendall(payload)
+        return sock.makefile("rb").readline()
+
+
+def test_refuses_another_environment_and_survives_bad_requests(served, tmp_path):
+    request = {"argv": ["--help"], "cwd": str(tmp_path), "env": dict(os.environ), "umask": 0o22}
+    fds = [0, 1, 2]
+    other = {**request, "prefix": "/some/other/venv", "package": worker._package_dir()}
+    assert (
+        "python environment /some/other/venv"
+        in json.loads(_raw_request(served["socket"], json.dumps(other).encode(), fds))["refused"]
+    )
+    copy = {**request, "prefix": sys.prefix, "package": "/elsewhere/ftft"}
+    assert (
+        "ftft package /elsewhere/ftft"
+        in json.loads(_raw_request(served["socket"], json.dumps(copy).encode(), fds))["refused"]
+    )
+    assert _raw_request(served["socket"], b"not json", fds) == b""  # dropped, worker keeps going
+    bad_env = {**request, "prefix": sys.prefix, "package": worker._package_dir(), "env": {"X": 1}}
+    assert _raw_request(served["socket"], json.dumps(bad_env).encode(), fds) == b""
+    assert Path(served["socket"]).exists()
+    proc, err = _ftft(["check-config", str(tmp_path / "missing.yaml")], served["socket"], tmp_path)
+    assert proc.returncode == 1 and "config file not found" in err and "not used" not in err
+    assert served["log"].read_text().count("bad request") >= 2
 
 
 @pytest.mark.parametrize(
@@ -179,13 +225,25 @@ def _start_long_training(toy, served, tmp_path, name):
     return client, child
 
 
-@pytest.mark.parametrize(("signum", "child_status"), [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGKILL, 143)])
-def test_killing_the_client_stops_its_command(toy, served, tmp_path, signum, child_status):
-    """SIGTERM is forwarded to the child; after SIGKILL the child notices the closed socket."""
+@pytest.mark.parametrize(
+    ("signum", "status"),
+    [
+        (signal.SIGTERM, 128 + signal.SIGTERM),
+        (signal.SIGINT, 128 + signal.SIGINT),
+        (signal.SIGKILL, 128 + signal.SIGTERM),
+    ],
+)
+def test_killing_the_client_stops_its_command(toy, served, tmp_path, signum, status):
+    """SIGTERM/SIGINT reach the child through the client; after SIGKILL the worker notices
+    the closed connection and terminates the child. Exit statuses as a shell reports them."""
     client, child = _start_long_training(toy, served, tmp_path, f"long{signum}")
     client.send_signal(signum)
-    client.wait(timeout=20)
-    assert _exit_status(served["log"], child) == child_status
+    client.wait(timeout=30)
+    assert _exit_status(served["log"], child) == status
+    if signum == signal.SIGKILL:
+        assert f"child {child}: client gone; terminating it" in served["log"].read_text()
+    else:
+        assert client.returncode == status  # the client exits with its command's status
     assert not (tmp_path / f"long{signum}" / "run.json").exists()  # no partial outputs
 
 

@@ -8,8 +8,12 @@ import os
 import tempfile
 from pathlib import Path
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+def _umask() -> int:
+    """The process's current umask (read at each write: a warm-worker job sets its client's)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -22,7 +26,7 @@ def atomic_path(path: str | Path):
     try:
         yield Path(tmp)
         if os.path.isfile(tmp):  # mkstemp makes 0600 files: give them the usual umask mode
-            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
