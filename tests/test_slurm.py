@@ -148,6 +148,10 @@ def test_demo_through_slurm_profile(cluster, tmp_path):
         assert p.is_file() and p.stat().st_size > 0, p
     for table in sorted((local / results / "tables").glob("*.csv")):
         assert (wf / results / "tables" / table.name).read_text() == table.read_text(), table.name
+    # the local run's jobs ran in the warm worker (worker.enabled in config/demo.yaml), the SLURM
+    # jobs each in a fresh process: the identical tables also show the worker changes no result
+    assert "stopped after serving" in (local / results / "logs" / "worker.log").read_text()
+    assert not (wf / results / "logs" / "worker.log").exists()
 
     # each training run: its own SLURM job, granted the GPU
     runs = grid.all_runs(cfg)
