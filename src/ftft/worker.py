@@ -441,8 +441,12 @@ class _Worker:
                     if conn in conns and conns[conn] in self.children:
                         self.client_gone(conns[conn])  # clients send nothing more: EOF or error
                 if self.listener in ready:
-                    conn, _ = self.listener.accept()
-                    self.take(conn, wake_r)
+                    try:
+                        conn, _ = self.listener.accept()
+                    except OSError as exc:  # e.g. out of fds: that client runs its command itself
+                        self.log(f"accept failed: {exc}")
+                    else:
+                        self.take(conn, wake_r)
                 if self.children or self.listener in ready:
                     last = time.monotonic()
                 elif self.idle_timeout and time.monotonic() - last > self.idle_timeout:
