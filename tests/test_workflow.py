@@ -208,6 +208,7 @@ BAD_CONFIGS = {
         ["fraction", "nli", "4/3"],
     ),
     "speed_fraction_above_one": ({"speed": {"fractions": ["1/15", "16/15"]}}, ["speed.fractions[1]", "16/15"]),
+    "worker_typo": ({"worker": {"enabeld": True}}, ["worker", "enabeld"]),
 }
 
 
