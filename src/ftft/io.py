@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """The process's current umask (read at each write: a warm-worker job sets its client's)."""
     mask = os.umask(0)
     os.umask(mask)
@@ -26,7 +26,7 @@ def atomic_path(path: str | Path):
     try:
         yield Path(tmp)
         if os.path.isfile(tmp):  # mkstemp makes 0600 files: give them the usual umask mode
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -179,13 +179,13 @@ def call(argv: list[str]) -> int | None:
     path = os.environ.get(SOCKET_ENV)
     if not path or os.environ.get("SLURM_JOB_ID"):
         return None
-    umask = os.umask(0)
-    os.umask(umask)
+    from .io import current_umask
+
     request = {
         "argv": argv,
         "cwd": os.getcwd(),
         "env": dict(os.environ),
-        "umask": umask,
+        "umask": current_umask(),
         "prefix": sys.prefix,
         "package": _package_dir(),
     }
@@ -329,7 +329,7 @@ class _Worker:
             return f"environment variables read at import differ from the worker's: {', '.join(differ)}"
         return None
 
-    def take(self, conn: socket.socket, wake_r: int) -> None:
+    def take(self, conn: socket.socket) -> None:
         """Read one request; refuse it or fork its child and tell the client the pid."""
         conn.settimeout(10.0)
         try:
@@ -361,7 +361,7 @@ class _Worker:
             return
         if pid == 0:
             others = [c["conn"] for c in self.children.values() if c["conn"] is not None]
-            _child(request, fds, [self.listener, conn, *others], [wake_r, self.wake_w], saved)
+            _child(request, fds, [self.listener, conn, *others], [self.wake_r, self.wake_w], saved)
         for fd in fds:
             os.close(fd)
         self.children[pid] = {"conn": conn, "start": time.monotonic()}
@@ -408,10 +408,8 @@ class _Worker:
         self.listener.bind(str(self.path))  # bind first: clients queue while the modules load
         os.chmod(self.path, 0o600)
         self.listener.listen(128)
-        self.pidfile = self.path.with_name(self.path.name + ".pid")
-        self.pidfile.write_text(str(os.getpid()))
-        wake_r, self.wake_w = os.pipe()
-        for fd in (wake_r, self.wake_w):
+        self.wake_r, self.wake_w = os.pipe()
+        for fd in (self.wake_r, self.wake_w):
             os.set_blocking(fd, False)
         signal.set_wakeup_fd(self.wake_w)  # SIGCHLD / SIGTERM wake the select below
 
@@ -428,11 +426,11 @@ class _Worker:
                 _preload(self.log)
             while not self.stopping:
                 conns = {c["conn"]: pid for pid, c in self.children.items() if c["conn"] is not None}
-                ready, _, _ = select.select([self.listener, wake_r, *conns], [], [], 1.0)
-                if wake_r in ready:
+                ready, _, _ = select.select([self.listener, self.wake_r, *conns], [], [], 1.0)
+                if self.wake_r in ready:
                     while True:
                         try:
-                            if not os.read(wake_r, 512):
+                            if not os.read(self.wake_r, 512):
                                 break
                         except BlockingIOError:
                             break
@@ -446,7 +444,7 @@ class _Worker:
                     except OSError as exc:  # e.g. out of fds: that client runs its command itself
                         self.log(f"accept failed: {exc}")
                     else:
-                        self.take(conn, wake_r)
+                        self.take(conn)
                 if self.children or self.listener in ready:
                     last = time.monotonic()
                 elif self.idle_timeout and time.monotonic() - last > self.idle_timeout:
@@ -470,8 +468,7 @@ class _Worker:
             time.sleep(0.05)
             self.reap()
         self.log(f"stopped after serving {self.served} commands")
-        self.path.unlink(missing_ok=True)  # last: stop() may wait for the socket to go
-        self.pidfile.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
         if self.path.parent.name.startswith("ftft-worker-"):  # made by start()
             shutil.rmtree(self.path.parent, ignore_errors=True)
 
@@ -532,28 +529,17 @@ def start(log_path: str | Path, idle_timeout: float = 600.0, preload: bool = Tru
 
 
 def stop(path: str | Path | None, wait_s: float = 10.0) -> None:
-    """Stop the worker listening on ``path`` (if any); wait for it and remove its folder."""
-    if not path:
+    """Stop the worker that ``start`` started on ``path`` (if any); wait for it (no zombie left)."""
+    proc = _STARTED.pop(str(path), None) if path else None
+    if proc is None:
         return
-    path = Path(path)
-    proc = _STARTED.pop(str(path), None)
-    if proc is not None:  # started here: stop it and wait for it (no zombie left)
-        proc.terminate()
-        try:
-            proc.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    else:
-        try:
-            os.kill(int(path.with_name(path.name + ".pid").read_text()), signal.SIGTERM)
-        except (OSError, ValueError):
-            return
-        deadline = time.monotonic() + wait_s
-        while path.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-    if path.parent.name.startswith("ftft-worker-"):
-        shutil.rmtree(path.parent, ignore_errors=True)
+    proc.terminate()
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(Path(path).parent, ignore_errors=True)  # start()'s ftft-worker-* folder
 
 
 # ---------------------------------------------------------------------------------------------
