@@ -1,4 +1,9 @@
-"""Atomic file writes: a reader (or Snakemake) never sees a half-written output."""
+"""Atomic, durable file writes: a reader (or Snakemake) never sees a half-written output.
+
+``atomic_path`` writes beside the target, ``fsync``s the file, renames it into place and
+``fsync``s the folder, so that after a power loss a path holds either the old or the new
+content, never a truncated file.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,19 @@ from pathlib import Path
 
 
 def current_umask() -> int:
-    """The process's current umask (read at each write: a warm-worker job sets its client's)."""
+    """The process's current umask (mkstemp makes 0600 files; outputs get the usual mode)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush a file (or a folder's entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -27,7 +41,9 @@ def atomic_path(path: str | Path):
         yield Path(tmp)
         if os.path.isfile(tmp):  # mkstemp makes 0600 files: give them the usual umask mode
             os.chmod(tmp, 0o666 & ~current_umask())
+            fsync_path(tmp)
         os.replace(tmp, path)
+        fsync_path(path.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -40,11 +56,6 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def read_json(path: str | Path):
-    with open(path) as fh:
-        return json.load(fh)
 
 
 def _json_default(obj):
