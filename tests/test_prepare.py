@@ -13,6 +13,7 @@ import pytest
 
 from ftft.cli import main
 from ftft.data import schema
+from ftft.data.clean import clean_text
 from ftft.data.prepare import normalise
 from ftft.errors import DataError
 
@@ -184,39 +185,33 @@ def test_anli_malformed_lines_are_counted(tmp_path):
 
 
 def test_cad_fixture_ramponi_tonelli():
+    """CAD through Ramponi & Tonelli's pipeline (details and the line-by-line reference: test_cad.py)."""
     df, summary = normalise("cad", FIX / "cad")
     check_common(df, summary, schema.HSD_LABELS)
-    # fixture README: under the Ramponi & Tonelli pipeline the fixture yields 93 entries, 23 hateful
-    assert len(df) == 93
-    assert int((df["label"] == 1).sum()) == 23 and int((df["label"] == 0).sum()) == 70
-    assert set(df["split"]) == {"train", "dev", "test"}
+    # fixture README section 3: 94 instances after R&T's filters, merging and dedup, 22 hateful,
+    # re-split 76 / 9 / 9 by their stratified 10-fold CV (folds 0-7 / 8 / 9)
+    assert summary["splits"] == {"dev": 9, "test": 9, "train": 76}
+    assert int((df["label"] == 1).sum()) == 22 and int((df["label"] == 0).sum()) == 72
     assert (df["text_b"].isna()).all()
+    assert df.groupby("split")["fold"].agg(lambda f: sorted(set(f))).to_dict() == {
+        "train": list(range(8)),
+        "dev": [8],
+        "test": [9],
+    }
     raw = tsv_rows(FIX / "cad" / "cad_v1_1.tsv")
     assert summary["rows_in"] == len(raw)
     assert summary["dropped"]["excluded_split"] == sum(r["split"] not in ("train", "dev", "test") for r in raw)
     assert summary["dropped"]["known_bad_row"] == 1
-    bad = next(r for r in raw if r["id"] == "cad_11730")
-    assert bad["info_id"] not in set(df["uid"]) or row(df, bad["info_id"])["text_a"].strip()
-    # hateful iff IdentityDirectedAbuse among the kept annotations of the entry
-    kept = [
-        r
-        for r in raw
-        if r["split"] in ("train", "dev", "test")
-        and r["annotation_Context"] in ("CurrentContent", '"NA"')
-        and r["id"] != "cad_11730"
-    ]
-    by_entry: dict[str, set] = {}
-    for r in kept:
-        by_entry.setdefault(r["info_id"], set()).add(r["annotation_Primary"])
-    assert set(df["uid"]) == set(by_entry)
-    for uid, labs in by_entry.items():
-        got = row(df, uid)
-        assert got["label"] == int("IdentityDirectedAbuse" in labs), uid
-        assert got["labels"] == "$".join(sorted(labs))
-    # [linebreak] -> newline
+    assert "syc1201" not in set(df["uid"])  # cad_11730's entry (its only annotation)
+    # hateful iff IdentityDirectedAbuse among the composite labels
+    assert (
+        df["label"] == df["labels"].str.split("$", regex=False).map(lambda s: int("IdentityDirectedAbuse" in s))
+    ).all()
+    # cleaned as R&T: lower-cased, [linebreak] -> space, URLs and users masked
     r = row(df, "syae03-post")
-    assert "[linebreak]" not in r["text_a"] and "\n" in r["text_a"] and r["split"] == "test" and r["label"] == 0
+    assert r["text_a"].startswith(". synthetic placeholder long post") and r["label"] == 0
     assert not df["text_a"].str.contains("[linebreak]", regex=False).any()
+    assert row(df, "syab18-post")["text_a"].endswith("a link [URL] and a user [USER]")
 
 
 def test_cad_bad_column_count_is_counted(tmp_path):
@@ -225,7 +220,8 @@ def test_cad_bad_column_count_is_counted(tmp_path):
         fh.write("cad_99999\tonly\tthree\n")
     df, summary = normalise("cad", raw)
     assert summary["dropped"]["bad_column_count"] == 1
-    assert len(df) == 93
+    assert summary["rows_in"] == summary["rows_out"] + sum(summary["dropped"].values())
+    assert len(df) == 94
 
 
 # --------------------------------------------------------------------------- DynaHate
@@ -243,13 +239,22 @@ def test_dynahate_fixture():
         for rnd in (2, 3, 4):
             assert summary["splits"].get(f"test_r{rnd}_{level}", 0) > 0
     by_uid = {r["acl.id"]: r for r in raw}
+    # texts cleaned with the CAD cleaning (Ramponi & Tonelli's clean_text, "cad", emojis kept)
+    assert df.set_index("uid")["text_a"].to_dict() == {u: clean_text(r["text"], "cad", True) for u, r in by_uid.items()}
     for uid in ("acl9873", "acl39377", "acl40068", "acl23453", "acl1"):
         got = row(df, uid)
-        assert got["text_a"] == by_uid[uid]["text"]
+        assert got["text_a"] == clean_text(by_uid[uid]["text"], "cad", keep_emojis=True)
         assert got["label"] == {"nothate": 0, "hate": 1}[by_uid[uid]["label"]]
-    assert row(df, "acl9873")["text_a"].startswith('"')  # doubled quotes undone
-    assert row(df, "acl39377")["text_a"].endswith("\n")  # embedded newline kept
-    assert "I\u201a\u00c4\u00f2d" in row(df, "acl40068")["text_a"]  # mojibake kept verbatim
+    assert row(df, "acl9873")["text_a"].startswith('"destruction" became')  # doubled quotes undone, lower-cased
+    assert by_uid["acl39377"]["text"].endswith("Natives.\n")  # embedded newline -> space
+    assert row(df, "acl39377")["text_a"] == (
+        "mexico's discount version of al qaeda that is zapatistas, that's what you get when you colonize a "
+        "country but don't kill its natives. "
+    )
+    assert row(df, "acl23453")["text_a"].endswith("impulses.  many are professional athletes or convicts.")
+    assert "i\u201a\u00e4\u00f2d" in row(df, "acl40068")["text_a"]  # mojibake kept, lower-cased
+    assert row(df, "acl32662")["text_a"].endswith("let that happen. believe women my ass")  # hashtag segmented
+    assert not df["text_a"].str.contains("\n").any() and (df["text_a"] == df["text_a"].str.lower()).all()
     assert row(df, "acl1")["label"] == 1 and row(df, "acl1")["split"] == "train_r1_original"
     assert pd.isna(row(df, "acl1")["matched_uid"])
     r2a = df[df["uid"] == "acl13446"].iloc[0]  # round '2a' -> base round 2, original

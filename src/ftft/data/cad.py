@@ -1,78 +1,187 @@
-"""CAD, the Contextual Abuse Dataset v1.1 (Vidgen et al., 2021), as a binary HSD task.
+"""CAD, the Contextual Abuse Dataset v1.1 (Vidgen et al., 2021), rebuilt as Ramponi & Tonelli did.
 
 Source: Zenodo 4881008 ``data.zip`` -> ``data/cad_v1_1.tsv`` (one row per *annotation*).
-The paper (§3) frames CAD "following Ramponi & Tonelli (2022)": identity-directed abuse is
-hateful, everything else is not. This module rebuilds that binary task from the annotation
-file with Ramponi & Tonelli's preprocessing (their ``create_dataset_file`` for ``cad``):
+The paper (§3) frames CAD "following Ramponi & Tonelli (2022)", and the official FTFT code
+trains on ``cad/cad_uid.train`` and scores ID on ``cad/cad_uid.dev``: the output of R&T's
+``scripts/1.prepare-data.py`` (github.com/dhfbk/hate-speech-artifacts; run by
+``1.prepare-data.sh`` without ``-E``, so emojis are kept). This module emulates that script
+for ``cad``, quirks included (line numbers are of that file at the mirrored HEAD):
 
-1. read the TSV with ``quoting=csv.QUOTE_NONE``, ``keep_default_na=False`` (no quoting in the
-   file; missing values are the literal 4-character string ``"NA"``), all columns as strings;
-2. keep ``split`` in {train, dev, test} (others -> dropped as ``excluded_split``);
-3. keep ``annotation_Context`` in {``CurrentContent``, ``"NA"``}: annotations that need the
-   previous content are removed (-> ``needs_previous_content``); an entry whose only
-   annotations needed previous content disappears with them;
-4. drop row ``id == cad_11730`` (an annotation with empty ``meta_text``; -> ``known_bad_row``);
-5. merge the remaining annotation rows of one entry (``info_id``) into one instance whose
-   ``labels`` column is the sorted set of primary labels joined by ``$`` (the merged rows are
-   counted as ``merged_annotation_rows``, so the row accounting still adds up);
-6. ``label`` = hate (1) iff ``IdentityDirectedAbuse`` is in the set, else nothate (0).
+1. ``create_dataset_file`` (l. 194-222): read the TSV (``QUOTE_NONE``, ``keep_default_na=False``);
+   keep ``split`` in {train, dev, test} (else ``excluded_split``), ``annotation_Context`` in
+   {``CurrentContent``, ``"NA"``} (else ``needs_previous_content``), drop id ``cad_11730``
+   (``known_bad_row``); group the annotation rows by R&T's 14 static entry columns and join the
+   sorted set of primary labels with ``$`` (``merged_annotation_rows``). pandas' ``groupby``
+   sorts by those keys (``info_id`` first, typed as ``read_csv`` infers them): that order is
+   the order of everything that follows. Then ``\\\\`` -> ``\\`` and every other backslash is
+   deleted, and the ``label<TAB>text`` file round trip drops the text's trailing whitespace.
+2. ``clean_text(text, "cad", keep_emojis=True)`` (l. 228-287; ``ftft.data.clean``).
+3. ``preprocess_dataset`` (l. 290-341): dedup by cleaned text in first-occurrence order. A
+   text whose copies carry different composite labels is dropped entirely
+   (``conflicting_duplicate``, every copy); otherwise the first copy is kept and the others
+   are counted as ``duplicate_text``. The key is the cleaned text *before* the next file round
+   trip strips its trailing whitespace, so texts that differ only there (``lol`` and ``lol
+   [linebreak]``) both survive, with the same final ``text_a`` (as in R&T's files).
+4. ``split_dataset(k=10)`` (l. 344-422): ``random.seed(42); random.shuffle`` of the instances,
+   composite labels -> R&T's ``LABEL_TO_ID["cad"]`` (13 classes), ``StratifiedKFold(10)``
+   without shuffling on those ids (re-implemented: :func:`stratified_test_folds`); folds 0-7
+   -> train, 8 -> dev, 9 -> test; binarised by ``LABEL_MAPPING["cad"]`` (hate iff the
+   composite label contains ``IdentityDirectedAbuse``); each split shuffled again with seed
+   42. Rows come out in that final order: train, then dev, then test.
 
-Choices beyond that pipeline (documented here because they change what a model sees):
+Where R&T's script would crash, the offending instance is dropped with a reason instead (none
+of these can occur in the data they processed, since their script ran through):
+empty text after the backslash handling + ``rstrip`` or after cleaning (``missing_text``),
+a carriage return in the text (their text-mode reading would split the line:
+``line_break_in_text``), and a composite label outside ``LABEL_TO_ID`` (a ``KeyError`` there;
+``unmapped_label``, after dedup, where R&T map labels, with a warning). Rows with an empty
+``info_id`` are dropped as ``missing_uid`` (R&T keep them; we need an id).
 
-* Splits are CAD's own ``split`` column (``train``, ``dev``, ``test``): FTFT trains on CAD
-  train and uses CAD test as the ID test set. Ramponi & Tonelli re-split their merged data by
-  stratified 10-fold CV and also dedup identical texts (dropping conflicting duplicates);
-  neither is done here (duplicate texts stay, each with its own entry id).
-* Grouping is by ``info_id`` only (R&T group by all static entry columns, which is the same
-  thing when the entry columns agree; a disagreement is reported as a warning).
-* ``text_a`` = ``meta_text`` with ``[linebreak]`` replaced by a newline; nothing else is
-  changed (no lower-casing, URL/user masking or markdown unescaping: the tokenizer sees the
-  Reddit text). ``text_b`` is null. An empty text after that -> ``missing_text``.
-* ``uid`` = ``info_id`` (``<linkid>-post`` / ``<linkid>-title`` / comment id).
-* Unknown ``annotation_Primary`` values -> ``unknown_label`` (row-level, before merging).
-* Extra columns: ``labels`` (the ``$``-joined primary labels), ``subreddit``,
-  ``subreddit_seen``.
-* Expected sizes are the authors' per-entry split files (13,584 / 4,526 / 5,307 entries); the
-  Ramponi & Tonelli filter (step 3) removes some entries, so real data is a little smaller and
-  the summary carries a (harmless) warning about it.
+Output (normalised schema): ``uid`` = the ``info_id`` of the first entry (in the order above)
+carrying that cleaned text (a second instance of one ``info_id``, possible only when its rows
+disagree on a static column, gets ``#2``, ``#3``, ... with a warning); ``text_a`` = the text
+exactly as R&T's ``cad.{train,dev,test}`` hold it (cleaned, right-stripped); ``text_b`` null;
+``label`` nothate=0 / hate=1; ``split`` = R&T's train/dev/test. Extra columns: ``labels``
+(composite, ``$``-joined), ``fold`` (0-9), ``subreddit``.
+
+Sizes. No documented size of R&T's CAD splits was found (their paper and repository were
+searched; see the report in docs/FIDELITY.md), so ``EXPECTED`` is empty. Derivation: CAD v1.1
+has 23,417 entries in train/dev/test (13,584 + 4,526 + 5,307) before the filters; the FTFT
+paper trains "approximately 10 epochs (6,000 steps)" at batch 32, i.e. about 19,200 training
+instances; the official HSD configs use ``max_train_steps: 1620`` with ``eval_interval: 180``,
+and the NLI configs 49,088 = 4 x 12,272 steps (12,272 = ceil(392,702 / 32)) with
+``eval_interval: 4090`` (a third of an epoch). Read the same way, HSD is 3 epochs of 540
+steps, evaluated every third of an epoch: ceil(n / 32) = 540, so **train = 17,249-17,280**
+instances (80% of ~21,560-21,600 after R&T's filters and dedup; dev and test ~2,156-2,160
+each), and 6,000 steps are ~11.1 epochs. That is an inference, not a documented number.
 """
 
 from __future__ import annotations
 
 import csv
+import random
+import re
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import DataError
-from .prepare import Report, drop_missing_text, find_file, read_delimited
+from .clean import clean_text
+from .prepare import Report, find_file, read_delimited
 from .schema import HSD_LABELS
 
 LABEL_NAMES = HSD_LABELS
 FILE = "cad_v1_1.tsv"
-EXPECTED = {"train": 13_584, "dev": 4_526, "test": 5_307}
+EXPECTED: dict[str, int] = {}
 KEEP_SPLITS = ("train", "dev", "test")
 KEEP_CONTEXT = ("CurrentContent", '"NA"')
 BAD_IDS = ("cad_11730",)
-PRIMARY = (
-    "Neutral",
-    "IdentityDirectedAbuse",
-    "AffiliationDirectedAbuse",
-    "PersonDirectedAbuse",
-    "CounterSpeech",
-    "Slur",
-)
-HATEFUL = "IdentityDirectedAbuse"
-NEEDED = (
-    "id",
+# R&T l. 208-210: the columns an entry's annotation rows are grouped by, in this order
+STATIC_COLS = (
     "info_id",
     "info_subreddit",
-    "annotation_Primary",
-    "annotation_Context",
-    "split",
-    "subreddit_seen",
+    "info_subreddit_id",
+    "info_id.parent",
+    "info_id.link",
+    "info_thread.id",
+    "info_order",
+    "info_image.saved",
+    "meta_author",
+    "meta_created_utc",
+    "meta_date",
+    "meta_day",
+    "meta_permalink",
     "meta_text",
 )
+NEEDED = ("id", "split", "annotation_Context", "annotation_Primary", *STATIC_COLS)
+# R&T l. 34 and l. 44
+LABEL_TO_ID = {
+    "Neutral": 0,
+    "Slur": 1,
+    "PersonDirectedAbuse": 2,
+    "AffiliationDirectedAbuse": 3,
+    "IdentityDirectedAbuse": 4,
+    "AffiliationDirectedAbuse$IdentityDirectedAbuse": 5,
+    "AffiliationDirectedAbuse$IdentityDirectedAbuse$PersonDirectedAbuse": 6,
+    "AffiliationDirectedAbuse$PersonDirectedAbuse": 7,
+    "AffiliationDirectedAbuse$Slur": 8,
+    "IdentityDirectedAbuse$PersonDirectedAbuse": 9,
+    "IdentityDirectedAbuse$PersonDirectedAbuse$Slur": 10,
+    "IdentityDirectedAbuse$Slur": 11,
+    "PersonDirectedAbuse$Slur": 12,
+}
+LABEL_MAPPING = {0: 0, 1: 0, 2: 0, 3: 0, 4: 1, 5: 1, 6: 1, 7: 0, 8: 0, 9: 1, 10: 1, 11: 1, 12: 0}
+RANDOM_SEED = 42  # R&T l. 22
+N_FOLDS = 10  # split_dataset(k=10)
+CLEAN_DATASET = "cad"  # clean_text's dataset_name (also used for DynaHate)
+KEEP_EMOJIS = True  # 1.prepare-data.sh passes no -E
+
+
+def fold_split(fold: int, k: int = N_FOLDS) -> str:
+    """R&T l. 383-390: folds 0..k-3 -> train, k-2 -> dev, k-1 -> test."""
+    return "train" if fold < k - 2 else ("dev" if fold == k - 2 else "test")
+
+
+def stratified_test_folds(labels, n_splits: int = N_FOLDS, where: str = "labels") -> list[int]:
+    """The test fold of each sample under ``sklearn.model_selection.StratifiedKFold(n_splits)``.
+
+    scikit-learn >= 0.22 ``_make_test_folds`` with ``shuffle=False``: classes are encoded by order
+    of first appearance; the number of samples of each class in each fold comes from a round
+    robin over the sorted encoded labels (``bincount(y_order[i::n_splits])``); each class's
+    samples, in data order, get blocks of fold ids 0, 0, .., 1, 1, ... of those sizes. Fold
+    ``f``'s test indices are then ``[i for i if folds[i] == f]`` (ascending), as ``split``
+    yields them. Raises DataError where scikit-learn raises ValueError.
+    """
+    labels = list(labels)
+    if n_splits > len(labels):
+        raise DataError(
+            f"{where}: cannot make {n_splits} stratified folds of {len(labels)} instances "
+            f"(Ramponi & Tonelli's StratifiedKFold needs at least {n_splits})"
+        )
+    code: dict = {}
+    for lab in labels:
+        code.setdefault(lab, len(code))
+    encoded = [code[lab] for lab in labels]
+    counts = Counter(encoded)
+    if all(n_splits > c for c in counts.values()):
+        raise DataError(
+            f"{where}: no class has {n_splits} members (counts {dict(Counter(labels))}); "
+            f"StratifiedKFold(n_splits={n_splits}) cannot split it"
+        )
+    alloc = [[0] * len(code) for _ in range(n_splits)]  # alloc[fold][class]
+    for pos, k in enumerate(sorted(encoded)):
+        alloc[pos % n_splits][k] += 1
+    blocks = {k: iter([f for f in range(n_splits) for _ in range(alloc[f][k])]) for k in range(len(code))}
+    return [next(blocks[k]) for k in encoded]
+
+
+# --------------------------------------------------------------------------- create_dataset_file
+
+_INT_RE = re.compile(r"[+-]?\d+")
+_FLOAT_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_BOOL = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": False, "false": False}
+
+
+def _typed(col: pd.Series) -> list:
+    """The column's values typed as ``pd.read_csv`` infers them (int, float, bool, else str).
+
+    Only the sort order of the grouping keys depends on it (R&T read with type inference).
+    """
+    values = col.tolist()
+    stripped = [v.strip() for v in values]
+    if stripped and all(_INT_RE.fullmatch(v) for v in stripped):
+        return [int(v) for v in stripped]
+    if stripped and all(_FLOAT_RE.fullmatch(v) for v in stripped):
+        return [float(v) for v in stripped]
+    if stripped and all(v in _BOOL for v in stripped):
+        return [_BOOL[v] for v in stripped]
+    return values
+
+
+def rt_backslashes(text: str) -> str:
+    """R&T l. 220: keep escaped backslashes (as one), delete every other backslash."""
+    return text.replace("\\\\", "[DOUBLE_BS]").replace("\\", "").replace("[DOUBLE_BS]", "\\")
 
 
 def load(raw: Path, report: Report) -> pd.DataFrame:
@@ -82,7 +191,9 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
     missing = [c for c in NEEDED if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; have {list(df.columns)}")
-    df = df[list(NEEDED)]
+    df = df[list(NEEDED)].reset_index(drop=True)
+    # types are inferred over the whole file, as read_csv does, before any row is filtered
+    keys = pd.DataFrame({c: _typed(df[c]) for c in STATIC_COLS}, index=df.index)
 
     def drop(mask, reason):
         nonlocal df
@@ -93,35 +204,116 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
     drop(~df["split"].isin(KEEP_SPLITS), "excluded_split")
     drop(~df["annotation_Context"].isin(KEEP_CONTEXT), "needs_previous_content")
     drop(df["id"].isin(BAD_IDS), "known_bad_row")
-    drop(~df["annotation_Primary"].isin(PRIMARY), "unknown_label")
     drop(df["info_id"].str.strip() == "", "missing_uid")
 
-    groups = df.groupby("info_id", sort=False)
-    entries = groups.agg(
-        split=("split", "first"),
-        n_split=("split", "nunique"),
-        meta_text=("meta_text", "first"),
-        n_text=("meta_text", "nunique"),
-        subreddit=("info_subreddit", "first"),
-        subreddit_seen=("subreddit_seen", "first"),
-        labels=("annotation_Primary", lambda s: "$".join(sorted(set(s)))),
-    ).reset_index()
+    # groupby(static_cols)["annotation_Primary"].apply('$'.join(sorted(set(x)))): sorted groups
+    info_id = df["info_id"].tolist()
+    primary = df["annotation_Primary"].tolist()
+    meta_text = df["meta_text"].tolist()
+    subreddit = df["info_subreddit"].tolist()
+    groups: dict[tuple, list[int]] = {}
+    for pos, key in enumerate(keys.loc[df.index].itertuples(index=False, name=None)):
+        groups.setdefault(key, []).append(pos)
+    entries = []  # (first row position, composite label) in groupby order
+    for key in sorted(groups):
+        rows = groups[key]
+        entries.append((rows[0], "$".join(sorted({primary[r] for r in rows}))))
     report.drop("merged_annotation_rows", len(df) - len(entries), None)
-    bad = entries[(entries["n_split"] > 1) | (entries["n_text"] > 1)]
-    if len(bad):
+    multi = Counter(info_id[pos] for pos, _ in entries)
+    split_ids = sorted(k for k, n in multi.items() if n > 1)
+    if split_ids:
         report.warn(
-            f"{len(bad)} entries have annotation rows that disagree on split/meta_text (first kept), e.g. {bad['info_id'].iloc[0]}"
+            f"{len(split_ids)} info_id(s) have annotation rows that disagree on a static column, so "
+            f"Ramponi & Tonelli's groupby makes several instances of them, e.g. {split_ids[0]}"
         )
-    out = pd.DataFrame(
-        {
-            "uid": entries["info_id"],
-            "text_a": entries["meta_text"].str.replace("[linebreak]", "\n", regex=False),
-            "text_b": None,
-            "label": entries["labels"].str.split("$", regex=False).map(lambda s: int(HATEFUL in s)).astype("int64"),
-            "split": entries["split"],
-            "labels": entries["labels"],
-            "subreddit": entries["subreddit"],
-            "subreddit_seen": entries["subreddit_seen"],
-        }
-    )
-    return drop_missing_text(out, report, path.name, cols=("text_a",))
+
+    # data.tsv round trip: backslashes, then line.rstrip().split("\t") in preprocess_dataset
+    raw_texts = []
+    for pos, labels in entries:
+        text = rt_backslashes(meta_text[pos]).rstrip()
+        where = f"{path.name}: info_id {info_id[pos]}"
+        if text == "":
+            report.drop("missing_text", 1, f"{where}: meta_text empty after backslash handling")
+        elif "\r" in text:
+            report.drop("line_break_in_text", 1, f"{where}: carriage return in meta_text")
+        else:
+            raw_texts.append((pos, labels, text))
+
+    # preprocess_dataset: clean, then dedup by cleaned text in first-occurrence order
+    by_text: dict[str, list[tuple[int, str]]] = {}
+    for pos, labels, text in raw_texts:
+        cleaned = clean_text(text, CLEAN_DATASET, KEEP_EMOJIS)
+        where = f"{path.name}: info_id {info_id[pos]}"
+        if cleaned.rstrip() == "":
+            report.drop("missing_text", 1, f"{where}: text empty after cleaning ({text[:80]!r})")
+        elif "\r" in cleaned:
+            report.drop("line_break_in_text", 1, f"{where}: carriage return after cleaning")
+        else:
+            by_text.setdefault(cleaned, []).append((pos, labels))
+    instances = []  # (cleaned text, composite label, first row position)
+    for cleaned, copies in by_text.items():
+        labs = {lab for _, lab in copies}
+        first = info_id[copies[0][0]]
+        if len(labs) > 1:
+            report.drop("conflicting_duplicate", len(copies), f"{path.name}: info_id {first}: labels {sorted(labs)}")
+        else:
+            report.drop("duplicate_text", len(copies) - 1, f"{path.name}: info_id {first}: {cleaned[:80]!r}")
+            instances.append((cleaned, copies[0][1], copies[0][0]))
+
+    # split_dataset: composite labels must be in LABEL_TO_ID (R&T: KeyError)
+    unmapped = [inst for inst in instances if inst[1] not in LABEL_TO_ID]
+    if unmapped:
+        vals = Counter(inst[1] for inst in unmapped)
+        report.drop("unmapped_label", len(unmapped), f"{path.name}: {dict(vals.most_common(5))}")
+        report.warn(
+            f"{len(unmapped)} instance(s) have a composite label outside Ramponi & Tonelli's LABEL_TO_ID "
+            f"(their script would stop with a KeyError): dropped, {dict(vals.most_common(5))}"
+        )
+        instances = [inst for inst in instances if inst[1] in LABEL_TO_ID]
+    if not instances:
+        return pd.DataFrame(columns=["uid", "text_a", "text_b", "label", "split", "labels", "fold", "subreddit"])
+    # uid: info_id of the first entry with that text; a repeated info_id (rows that disagree on a
+    # static column, and texts that differ after cleaning) is numbered in first-occurrence order
+    seen: Counter = Counter()
+    uids = []
+    for _, _, pos in instances:
+        seen[info_id[pos]] += 1
+        uids.append(info_id[pos] if seen[info_id[pos]] == 1 else f"{info_id[pos]}#{seen[info_id[pos]]}")
+
+    order = list(range(len(instances)))
+    random.Random(RANDOM_SEED).shuffle(order)  # random.seed(42); random.shuffle(lines)
+    ids = [LABEL_TO_ID[instances[j][1]] for j in order]
+    folds = stratified_test_folds(ids, N_FOLDS, where=f"{path}: column annotation_Primary")
+    least = min(Counter(ids).values())
+    if least < N_FOLDS:
+        report.warn(
+            f"the least populated composite label has only {least} member(s), fewer than n_splits={N_FOLDS} "
+            "(scikit-learn warns the same)"
+        )
+    per_split: dict[str, list[int]] = {s: [] for s in KEEP_SPLITS}
+    for f in range(N_FOLDS):  # each fold's test indices, ascending, appended to its split file
+        per_split[fold_split(f)] += [i for i, fi in enumerate(folds) if fi == f]
+    for split in KEEP_SPLITS:  # every split file shuffled again with seed 42
+        random.Random(RANDOM_SEED).shuffle(per_split[split])
+
+    rows = []
+    for split in KEEP_SPLITS:
+        for i in per_split[split]:
+            j = order[i]
+            cleaned, labels, pos = instances[j]
+            rows.append(
+                {
+                    "uid": uids[j],
+                    "text_a": cleaned.rstrip(),  # .all round trip: line.rstrip()
+                    "text_b": None,
+                    "label": LABEL_MAPPING[ids[i]],
+                    "split": split,
+                    "labels": labels,
+                    "fold": folds[i],
+                    "subreddit": subreddit[pos],
+                }
+            )
+    out = pd.DataFrame(rows)
+    out["label"] = out["label"].astype("int64")
+    out["fold"] = out["fold"].astype("int64")
+    return out

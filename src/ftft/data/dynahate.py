@@ -5,8 +5,16 @@
   ``acl.id.matched`` stays the string ``NA`` and ``round`` keeps ``2a``-style values).
 * The first, unnamed column is a garbled row index in the file's tail: ignored. ``uid`` =
   ``acl.id``.
-* ``label``: nothate=0, hate=1 (anything else -> ``unknown_label``). ``text_a`` = ``text``
-  verbatim; ``text_b`` null.
+* ``label``: nothate=0, hate=1 (anything else -> ``unknown_label``). ``text_b`` null.
+* ``text_a`` = ``text`` cleaned with the function and options of the CAD training texts:
+  ``ftft.data.clean.clean_text(text, "cad", keep_emojis=True)`` (Ramponi & Tonelli's
+  cleaning: HTML unescape, lower-case, e-mails/URLs/``/u/``/``/r/`` masked, hashtags segmented,
+  newlines/tabs -> spaces; see ``ftft.data.clean``). **Assumption:** the official FTFT code
+  evaluates on pre-processed ``dynahate/r{2,3,4}_{original,perturbation}.test`` TSVs whose
+  cleaning is not published; cleaning train and OOD texts alike is our reading (the
+  alternative is the raw ``text``, or R&T's non-Reddit rules with ``@user`` masking). Unlike
+  CAD's, the texts are not right-stripped (that comes from R&T's file round trips, not their
+  cleaning). A text empty after cleaning -> ``missing_text``.
 * Splits: ``{split}_r{round.base}_{level}`` for every row, e.g. ``test_r2_original``,
   ``test_r3_perturbation``, ``train_r1_original``, ``dev_r4_perturbation``. The paper's six
   OOD sets are ``test_r{2,3,4}_{original,perturbation}``. The round comes from ``round.base``
@@ -25,6 +33,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError
+from .cad import CLEAN_DATASET, KEEP_EMOJIS
+from .clean import clean_text
 from .prepare import Report, drop_missing_text, find_file, map_labels, read_delimited
 from .schema import HSD_LABELS
 
@@ -60,7 +70,7 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "uid": df["acl.id"].str.strip(),
-            "text_a": df["text"],
+            "text_a": df["text"].map(lambda t: clean_text(t, CLEAN_DATASET, KEEP_EMOJIS)),
             "text_b": None,
             "label": df["label"],
             "split": df["split"] + "_r" + rnd.astype(str) + "_" + df["level"],
