@@ -1,0 +1,355 @@
+"""Real-layout release archives built from ``tests/fixtures/``, served like the real hosts.
+
+For an offline rehearsal of the paper pipeline (``ftft download`` -> ``ftft prepare`` -> ...):
+
+* ``build_archives(fixtures_dir, out_dir)`` writes the five releases under ``out_dir`` at their
+  canonical URL paths (``out_dir/glue/data/MNLI.zip``, ...; see ``tests/rehearsal/README.md``
+  for each archive's member list, the real release it copies and what is a placeholder).
+  The fixture files go in byte for byte at their real inner paths; zips are deterministic
+  (fixed member order, timestamps and permissions).
+* ``serve(root_dir)`` runs an HTTP server on 127.0.0.1 that answers every canonical URL path
+  (percent-encoded, query string ignored) with the file and a correct ``Content-Length``;
+  like the Hugging Face hub it answers ``.../resolve/<rev>/<file>`` with a 302 redirect to a
+  CDN-like path, and like Zenodo it sends ``Content-Disposition``.
+* ``rehearsal_urls(base_url)`` gives the ``datasets.*.url`` values of ``workflow_config.yaml``
+  moved onto that server (same paths, same query strings), for a config overlay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import http.server
+import io
+import json
+import shutil
+import threading
+import urllib.parse
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "workflow_config.yaml"
+SOURCES = ("mnli", "wanli", "anli", "cad", "dynahate")
+ZIP_DATE = (2020, 6, 30, 0, 0, 0)  # fixed member timestamps: the archives are reproducible
+DYNAHATE_CSV = "Dynamically Generated Hate Dataset v0.2.3.csv"
+CDN_PREFIX = "_cdn"  # where the hub-like redirect points (not a real host path)
+SPLITS = ("train", "dev", "test")
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def config_urls(config: str | Path = CONFIG) -> dict[str, str]:
+    """``datasets.<source>.url`` for the five paper sources, from ``workflow_config.yaml``."""
+    cfg = yaml.safe_load(Path(config).read_text())
+    return {s: cfg["datasets"][s]["url"] for s in SOURCES}
+
+
+def url_path(url: str) -> str:
+    """The decoded URL path without the leading slash (``glue/data/MNLI.zip``)."""
+    return urllib.parse.unquote(urllib.parse.urlsplit(url).path).lstrip("/")
+
+
+def rehearsal_urls(base_url: str, config: str | Path = CONFIG) -> dict[str, str]:
+    """The configured ``datasets.*.url`` values rewritten onto ``base_url`` (path and query kept)."""
+    base = urllib.parse.urlsplit(base_url)
+    out = {}
+    for source, url in config_urls(config).items():
+        parts = urllib.parse.urlsplit(url)
+        out[source] = urllib.parse.urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+    return out
+
+
+# --------------------------------------------------------------------------- zips
+
+
+def write_zip(path: Path, entries: list[tuple[str, bytes | None]]) -> Path:
+    """A deterministic zip: ``(name, bytes)`` files and ``(name/, None)`` folder entries, in order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            info.create_system = 3  # unix, so the modes below mean what they say
+            if data is None:
+                info.external_attr = (0o40755 << 16) | 0x10
+                zf.writestr(info, b"")
+            else:
+                info.external_attr = 0o100644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+    return path
+
+
+def with_folders(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes | None]]:
+    """``files`` sorted, each folder entry (``a/``, ``a/b/``) placed before its first member."""
+    entries: list[tuple[str, bytes | None]] = []
+    seen: set[str] = set()
+    for name, data in sorted(files):
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            folder = "/".join(parts[:i]) + "/"
+            if folder not in seen:
+                seen.add(folder)
+                entries.append((folder, None))
+        entries.append((name, data))
+    return entries
+
+
+def placeholder(what: str, real: str) -> bytes:
+    return (
+        f"PLACEHOLDER written by tests/rehearsal/archives.py for an offline rehearsal.\n"
+        f"The real release has {real} here; {what}.\n"
+        "ftft does not read this file.\n"
+    ).encode()
+
+
+def placeholder_pdf(title: str) -> bytes:
+    """A minimal valid one-page PDF saying that it is a placeholder."""
+    text = f"PLACEHOLDER: {title} (ftft offline rehearsal)".replace("(", "[").replace(")", "]")
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objs, 1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % i + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1))
+    for off in offsets:
+        out.write(b"%010d 00000 n \n" % off)
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref))
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- MNLI (GLUE)
+
+MNLI_TSVS = ("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv", "test_matched.tsv", "test_mismatched.tsv")
+MULTINLI_TXT_COLUMNS = (
+    "gold_label",
+    "sentence1_binary_parse",
+    "sentence2_binary_parse",
+    "sentence1_parse",
+    "sentence2_parse",
+    "sentence1",
+    "sentence2",
+    "promptID",
+    "pairID",
+    "genre",
+    "label1",
+    "label2",
+    "label3",
+    "label4",
+    "label5",
+)
+
+
+def _tsv_rows(data: bytes) -> list[dict[str, str]]:
+    text = data.decode("utf-8")
+    return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def multinli_original(glue_tsv: bytes) -> tuple[bytes, bytes]:
+    """MultiNLI 1.0 ``.txt`` and ``.jsonl`` versions of a labelled GLUE TSV's rows (derived placeholders)."""
+    rows = _tsv_rows(glue_tsv)
+    txt = ["\t".join(MULTINLI_TXT_COLUMNS)]
+    jsonl = []
+    for r in rows:
+        labels = [r.get(f"label{i}", "") or "" for i in range(1, 6)]
+        txt.append("\t".join([r["gold_label"], *(r[c] for c in MULTINLI_TXT_COLUMNS[1:10]), *labels]))
+        obj = {
+            "annotator_labels": [x for x in labels if x],
+            "genre": r["genre"],
+            "gold_label": r["gold_label"],
+            "pairID": r["pairID"],
+            "promptID": r["promptID"],
+            "sentence1": r["sentence1"],
+            "sentence1_binary_parse": r["sentence1_binary_parse"],
+            "sentence1_parse": r["sentence1_parse"],
+            "sentence2": r["sentence2"],
+            "sentence2_binary_parse": r["sentence2_binary_parse"],
+            "sentence2_parse": r["sentence2_parse"],
+        }
+        jsonl.append(json.dumps(obj))
+    return ("\n".join(txt) + "\n").encode(), ("\n".join(jsonl) + "\n").encode()
+
+
+def mnli_members(fix: Path) -> list[tuple[str, bytes]]:
+    files = [(f"MNLI/{name}", (fix / name).read_bytes()) for name in MNLI_TSVS]
+    for split in ("train", "dev_matched", "dev_mismatched"):
+        txt, jsonl = multinli_original((fix / f"{split}.tsv").read_bytes())
+        files.append((f"MNLI/original/multinli_1.0_{split}.txt", txt))
+        files.append((f"MNLI/original/multinli_1.0_{split}.jsonl", jsonl))
+    files.append(("MNLI/README.txt", placeholder("its content was not available offline", "the GLUE MNLI readme")))
+    return files
+
+
+# --------------------------------------------------------------------------- ANLI
+
+
+def anli_train_from_dev(dev: bytes, rnd: int) -> bytes:
+    """Placeholder ``train.jsonl`` for a round: its dev rows with new uids and a train tag."""
+    lines = []
+    for line in dev.decode("utf-8").splitlines():
+        if not line.strip():
+            continue
+        obj = json.loads(line)
+        obj["uid"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ftft-rehearsal/anli/train/{obj['uid']}"))
+        obj["tag"] = f"r{rnd}_train"
+        lines.append(json.dumps(obj))  # json.dumps defaults: the release's separators and \\u escapes
+    return ("\n".join(lines) + "\n").encode()
+
+
+def anli_members(fix: Path) -> list[tuple[str, bytes]]:
+    files = [
+        (
+            "anli_v1.0/README.txt",
+            placeholder("its text is the release's own readme (rules of use)", "the ANLI v1.0 README.txt"),
+        )
+    ]
+    for r in (1, 2, 3):
+        dev = (fix / f"R{r}" / "dev.jsonl").read_bytes()
+        files.append((f"anli_v1.0/R{r}/dev.jsonl", dev))
+        files.append((f"anli_v1.0/R{r}/test.jsonl", (fix / f"R{r}" / "test.jsonl").read_bytes()))
+        files.append((f"anli_v1.0/R{r}/train.jsonl", anli_train_from_dev(dev, r)))
+    return files
+
+
+# --------------------------------------------------------------------------- CAD (Zenodo data.zip)
+
+
+def cad_members(fix: Path) -> list[tuple[str, bytes]]:
+    v11 = {name: (fix / name).read_bytes() for name in ("cad_v1_1.tsv", *(f"cad_v1_1_{s}.tsv" for s in SPLITS))}
+    files = [(f"data/{name}", data) for name, data in v11.items()]
+    # v1 (the NAACL paper version) differs from v1.1 in the labels of 95 entries: copies stand in
+    files.append(("data/cad_v1.tsv", v11["cad_v1_1.tsv"]))
+    files += [(f"data/cad_v1_{s}.tsv", v11[f"cad_v1_1_{s}.tsv"]) for s in SPLITS]
+    files.append(
+        (
+            "data/errata_v1_to_v1_1",
+            placeholder("the real file lists the 95 entries whose labels changed", "the v1 -> v1.1 errata"),
+        )
+    )
+    files.append(("data/cad_codebook_april2021.pdf", placeholder_pdf("CAD codebook, April 2021")))
+    for name in ("test_data.tsv", "test_data_test.tsv", "test_predictions.tsv"):
+        files.append((f"data/test/{name}", placeholder("the authors' unit-test data", f"data/test/{name}")))
+    return files
+
+
+# --------------------------------------------------------------------------- all five
+
+
+def build_archives(fixtures_dir: str | Path, out_dir: str | Path, config: str | Path = CONFIG) -> dict[str, str]:
+    """Write the five releases under ``out_dir`` at their canonical URL paths.
+
+    Returns ``{url path: written file}``, the URL path decoded and without its leading slash
+    (``glue/data/MNLI.zip``, ``record/4881008/files/data.zip``, ``bvidgen/.../Dynamically
+    Generated Hate Dataset v0.2.3.csv``, and WANLI's ``.../resolve/main/train.jsonl`` and
+    ``test.jsonl``). The paths come from ``datasets.*.url`` in ``workflow_config.yaml``.
+    """
+    fix, out = Path(fixtures_dir), Path(out_dir)
+    urls = config_urls(config)
+    written: dict[str, str] = {}
+
+    def put(path: str, build) -> None:
+        target = out / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        build(target)
+        written[path] = str(target)
+
+    put(url_path(urls["mnli"]), lambda t: write_zip(t, with_folders(mnli_members(fix / "mnli"))))
+    put(url_path(urls["anli"]), lambda t: write_zip(t, with_folders(anli_members(fix / "anli"))))
+    put(url_path(urls["cad"]), lambda t: write_zip(t, with_folders(cad_members(fix / "cad"))))
+    for name in ("train.jsonl", "test.jsonl"):
+        put(f"{url_path(urls['wanli']).rstrip('/')}/{name}", lambda t, n=name: shutil.copyfile(fix / "wanli" / n, t))
+    put(url_path(urls["dynahate"]), lambda t: shutil.copyfile(fix / "dynahate" / DYNAHATE_CSV, t))
+    return written
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class ReleaseHandler(http.server.BaseHTTPRequestHandler):
+    """GET/HEAD of ``root/<decoded path>`` (query ignored); 404 for anything else."""
+
+    root: Path
+    requests: list[str]
+    lock: threading.Lock
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _target(self) -> tuple[Path | None, str]:
+        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
+        with self.lock:
+            self.requests.append(path)
+        if path.startswith(CDN_PREFIX + "/"):
+            path = path[len(CDN_PREFIX) + 1 :]
+        target = (self.root / path).resolve()
+        if not target.is_file() or not target.is_relative_to(self.root):
+            return None, path
+        return target, path
+
+    def _answer(self, body: bool) -> None:
+        target, path = self._target()
+        if target is None:
+            self.send_error(404, "Not Found")
+            return
+        if "/resolve/" in path and not self.path.lstrip("/").startswith(CDN_PREFIX):
+            # the hub answers large files with a redirect to its CDN
+            self.send_response(302)
+            self.send_header("Location", "/" + CDN_PREFIX + "/" + urllib.parse.quote(path))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        size = target.stat().st_size
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        self.send_header("Content-Disposition", f"attachment; filename*=UTF-8''{urllib.parse.quote(target.name)}")
+        self.end_headers()
+        if body:
+            with open(target, "rb") as fh:
+                shutil.copyfileobj(fh, self.wfile)
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+
+@contextlib.contextmanager
+def serve(root_dir: str | Path, requests: list[str] | None = None) -> Iterator[str]:
+    """Serve ``root_dir`` on 127.0.0.1 (a free port) in a thread; yield the base URL.
+
+    Every request's decoded path (redirects included) is appended to ``requests`` when given.
+    """
+    root = Path(root_dir).resolve()
+    handler = type(
+        "Handler",
+        (ReleaseHandler,),
+        {"root": root, "requests": [] if requests is None else requests, "lock": threading.Lock()},
+    )
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)

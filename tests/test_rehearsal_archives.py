@@ -1,0 +1,181 @@
+"""Real-layout releases (tests/rehearsal) served like the real hosts: ``ftft download`` -> prepare == fixtures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rehearsal.archives import SOURCES, build_archives, rehearsal_urls, serve, url_path
+
+from ftft.cli import main
+from ftft.data.prepare import normalise
+
+FIX = Path(__file__).parent / "fixtures"
+
+MEMBERS = {
+    "MNLI.zip": [
+        "MNLI/",
+        "MNLI/README.txt",
+        "MNLI/dev_matched.tsv",
+        "MNLI/dev_mismatched.tsv",
+        "MNLI/original/",
+        "MNLI/original/multinli_1.0_dev_matched.jsonl",
+        "MNLI/original/multinli_1.0_dev_matched.txt",
+        "MNLI/original/multinli_1.0_dev_mismatched.jsonl",
+        "MNLI/original/multinli_1.0_dev_mismatched.txt",
+        "MNLI/original/multinli_1.0_train.jsonl",
+        "MNLI/original/multinli_1.0_train.txt",
+        "MNLI/test_matched.tsv",
+        "MNLI/test_mismatched.tsv",
+        "MNLI/train.tsv",
+    ],
+    "anli_v1.0.zip": [
+        "anli_v1.0/",
+        *(f"anli_v1.0/R{r}/{p}" for r in (1, 2, 3) for p in ("", "dev.jsonl", "test.jsonl", "train.jsonl")),
+        "anli_v1.0/README.txt",
+    ],
+    "data.zip": [
+        "data/",
+        "data/cad_codebook_april2021.pdf",
+        "data/cad_v1.tsv",
+        "data/cad_v1_1.tsv",
+        "data/cad_v1_1_dev.tsv",
+        "data/cad_v1_1_test.tsv",
+        "data/cad_v1_1_train.tsv",
+        "data/cad_v1_dev.tsv",
+        "data/cad_v1_test.tsv",
+        "data/cad_v1_train.tsv",
+        "data/errata_v1_to_v1_1",
+        "data/test/",
+        "data/test/test_data.tsv",
+        "data/test/test_data_test.tsv",
+        "data/test/test_predictions.tsv",
+    ],
+}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def hosted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hosts")
+    written = build_archives(FIX, root)
+    requests: list[str] = []
+    with serve(root, requests) as base:
+        yield base, written, requests
+
+
+def files_of(source: str, url: str, written: dict[str, str]) -> dict[str, Path]:
+    """{file name in resources/<source>: served file} for one source."""
+    prefix = url_path(url).rstrip("/")
+    if source == "wanli":
+        return {k.rsplit("/", 1)[1]: Path(v) for k, v in written.items() if k.startswith(prefix + "/")}
+    return {Path(prefix).name: Path(written[prefix])}
+
+
+def split_off_anli_train(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    train = df["split"].str.startswith("train_")
+    return df[train].reset_index(drop=True), df[~train].reset_index(drop=True)
+
+
+def test_archives_have_the_real_member_lists_and_are_reproducible(tmp_path):
+    a = build_archives(FIX, tmp_path / "a")
+    b = build_archives(FIX, tmp_path / "b")
+    assert sorted(a) == sorted(b) and len(a) == 6
+    for path in a:
+        assert Path(a[path]).read_bytes() == Path(b[path]).read_bytes(), path
+    zips = {Path(p).name: p for p in a.values() if p.endswith(".zip")}
+    assert sorted(zips) == sorted(MEMBERS)
+    for name, path in zips.items():
+        with zipfile.ZipFile(path) as zf:
+            assert zf.namelist() == MEMBERS[name]
+            assert zf.testzip() is None
+    # the fixture files go in byte for byte
+    with zipfile.ZipFile(zips["MNLI.zip"]) as zf:
+        assert zf.read("MNLI/train.tsv") == (FIX / "mnli" / "train.tsv").read_bytes()
+    with zipfile.ZipFile(zips["data.zip"]) as zf:
+        assert zf.read("data/cad_v1_1.tsv") == (FIX / "cad" / "cad_v1_1.tsv").read_bytes()
+        assert zf.read("data/cad_codebook_april2021.pdf").startswith(b"%PDF-1.4")
+    with zipfile.ZipFile(zips["anli_v1.0.zip"]) as zf:
+        assert zf.read("anli_v1.0/R3/test.jsonl") == (FIX / "anli" / "R3" / "test.jsonl").read_bytes()
+    assert "bvidgen/Dynamically-Generated-Hate-Speech-Dataset/main/Dynamically Generated Hate Dataset v0.2.3.csv" in a
+
+
+def test_server_answers_canonical_paths_like_the_hosts(hosted):
+    base, written, requests = hosted
+    urls = rehearsal_urls(base)
+    assert urls["cad"] == base + "/record/4881008/files/data.zip?download=1"
+    assert urls["dynahate"].endswith("/main/Dynamically%20Generated%20Hate%20Dataset%20v0.2.3.csv")
+    for source in SOURCES:
+        url = urls[source] + ("/test.jsonl" if source == "wanli" else "")
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = resp.read()
+            assert int(resp.headers["Content-Length"]) == len(body)
+        name = url_path(url)
+        assert body == Path(written[name]).read_bytes()
+    n = len(requests)
+    with urllib.request.urlopen(urllib.request.Request(urls["mnli"], method="HEAD"), timeout=10) as resp:
+        assert int(resp.headers["Content-Length"]) == Path(written["glue/data/MNLI.zip"]).stat().st_size
+        assert resp.read() == b""
+    assert len(requests) == n + 1
+    for bad in ("/glue/data/QNLI.zip", "/glue/data/../../etc/passwd", "/glue/data"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(base + bad, timeout=10)
+        assert err.value.code == 404
+        err.value.close()
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_download_extract_prepare_gives_the_fixture_rows(hosted, tmp_path, source):
+    base, written, requests = hosted
+    url = rehearsal_urls(base)[source]
+    out = tmp_path / "resources" / source
+    served = files_of(source, url, written)
+    before = len(requests)
+    assert main(["download", "--source", source, "--url", url, "--out", str(out), "--retries", "0"]) == 0
+    assert len(requests) > before  # really fetched over HTTP
+
+    # checksums recorded, marker lists exactly the served files
+    done = json.loads((out / "DONE.json").read_text())
+    assert done["files"] == {name: sha(path.read_bytes()) for name, path in served.items()}
+    for name, digest in done["files"].items():
+        assert (out / name).read_bytes() == served[name].read_bytes()
+        assert (out / f"{name}.sha256").read_text() == f"{digest}  {name}\n"
+    # extracted: every file member of the zip is on disk with its bytes
+    for name in done["extracted"]:
+        with zipfile.ZipFile(out / name) as zf:
+            members = [m for m in zf.namelist() if not m.endswith("/")]
+            assert done["extracted"][name] == members
+            for m in members:
+                assert (out / m).read_bytes() == zf.read(m)
+
+    # prepare reads the download exactly as it reads the fixture
+    df, summary = normalise(source, out)
+    ref, ref_summary = normalise(source, FIX / source)
+    if source == "anli":
+        train, df = split_off_anli_train(df)
+        dev = ref[ref["split"].str.startswith("dev_")].reset_index(drop=True)
+        assert train["split"].tolist() == dev["split"].str.replace("dev_", "train_").tolist()
+        assert train["text_a"].tolist() == dev["text_a"].tolist()
+        assert not set(train["uid"]) & set(ref["uid"])
+    pd.testing.assert_frame_equal(df, ref)
+    assert {k: v for k, v in summary["splits"].items() if not k.startswith("train_") or source != "anli"} == (
+        ref_summary["splits"]
+    )
+
+    # a second run re-uses the verified files: no HTTP request at all (pinned this time)
+    before = len(requests)
+    pin = json.dumps(done["files"])
+    rc = main(["download", "--source", source, "--url", url, "--out", str(out), "--sha256", pin, "--retries", "0"])
+    assert rc == 0 and len(requests) == before
+    assert json.loads((out / "DONE.json").read_text())["files"] == done["files"]
+    again, _ = normalise(source, out)
+    pd.testing.assert_frame_equal(split_off_anli_train(again)[1] if source == "anli" else again, ref)
