@@ -1,0 +1,870 @@
+"""Hub-faithful tiny stand-ins for the paper's nine hub models, installed in an offline HF cache.
+
+``build_hf_cache(hf_home, models=None) -> {hub_id: snapshot folder}`` writes, for every hub id
+(default: all of ``HUB_IDS``), a tiny random-init checkpoint into the real Hugging Face cache
+layout under ``hf_home/hub`` so that ``HF_HOME=hf_home HF_HUB_OFFLINE=1`` loads it *by hub id*
+through ``from_pretrained`` exactly as a node with a pre-filled cache would load the real model.
+
+What is faithful (sources and what could not be verified: ``tests/fixtures/hub/README.md``):
+
+- the file names of the repository's ``main`` revision, including their absence (no
+  ``tokenizer.json`` for DeBERTa-v3, no ``tokenizer_config.json`` for ``prajjwal1/bert-tiny``);
+- ``config.json``: the published key set, key order and text layout (tab-indented DeBERTa-v3
+  files, a one-line ``bert-tiny`` file without ``model_type`` / ``architectures``); only the
+  values that set sizes are shrunk (hidden / intermediate / embedding size, layers, heads,
+  vocabulary, DeBERTa ``position_buckets``);
+- tokenizer files and settings: a SentencePiece Unigram ``spm.model`` trained here with the
+  ``sentencepiece`` package ([PAD]=0 [CLS]=1 [SEP]=2 [UNK]=3 like DeBERTa-v3, ``[MASK]`` added
+  by the tokenizer) plus the published ``tokenizer_config.json``; an uncased WordPiece
+  ``vocab.txt`` (+ ``tokenizer.json`` where the repo has one) for BERT / ELECTRA; a byte-level BPE
+  ``vocab.json`` + ``merges.txt`` + ``tokenizer.json`` for RoBERTa;
+- weights: the published format(s) (``pytorch_model.bin`` only for DeBERTa-v3, ELECTRA and
+  bert-tiny; ``model.safetensors`` and ``pytorch_model.bin`` for bert-large-uncased and
+  roberta-large), the published storage dtype (float16 for DeBERTa-v3, float32 otherwise) and
+  the published parameter names: encoder under the base-model prefix plus the pretraining heads
+  (``lm_predictions`` / ``mask_predictions``, ``discriminator_predictions``, ``cls.*``,
+  ``lm_head.*``) and no classifier, so ``AutoModelForSequenceClassification`` adds a fresh head
+  exactly as with the real checkpoint; bert-large-uncased keeps the legacy
+  ``LayerNorm.gamma`` / ``LayerNorm.beta`` names that transformers renames on load.
+
+What is not: the weights are random, vocabularies have a few hundred entries learnt from a small
+generated English corpus, the revision is a made-up 40-hex id (a hash of the file list, not the
+hub's commit) and the formats the loader never reads (``tf_model.h5``, ``flax_model.msgpack``,
+``rust_model.ot``, ``model.onnx``, ``whole-word-masking.tar.gz``) as well as ``README.md`` and
+``.gitattributes`` are small placeholder files.
+
+Cache layout (huggingface_hub's): ``hub/models--{org}--{name}/blobs/<etag>`` holds the content,
+named like huggingface_hub names it: the git blob sha1 for regular files and the sha256 of the
+content for Git-LFS files (``*.bin``, ``*.model``, ``*.safetensors``, ... as in the repos'
+``.gitattributes``); ``snapshots/<revision>/<file>`` are relative symlinks to the blobs and
+``refs/main`` holds the revision (no newline). Legacy ids without an org (``bert-large-uncased``)
+give ``models--bert-large-uncased``.
+
+Deterministic: the same inputs give byte-identical files (seeded init, single-threaded
+SentencePiece training, hand-rolled deterministic BPE merges, fixed serialisation).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import random
+import re
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+HUB_IDS: tuple[str, ...] = (
+    "microsoft/deberta-v3-small",
+    "microsoft/deberta-v3-base",
+    "microsoft/deberta-v3-large",
+    "google/electra-small-discriminator",
+    "google/electra-base-discriminator",
+    "google/electra-large-discriminator",
+    "prajjwal1/bert-tiny",
+    "bert-large-uncased",
+    "roberta-large",
+)
+
+# Git-LFS file patterns of these repos' .gitattributes (suffix match).
+LFS_SUFFIXES = (".bin", ".h5", ".msgpack", ".safetensors", ".model", ".onnx", ".ot", ".tar.gz", ".pt", ".pth")
+PLACEHOLDER_FILES = ("tf_model.h5", "flax_model.msgpack", "rust_model.ot", "model.onnx", "whole-word-masking.tar.gz")
+
+
+@dataclass(frozen=True)
+class Dims:
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    embedding: int | None = None  # ELECTRA only
+
+
+@dataclass(frozen=True)
+class StandIn:
+    hub_id: str
+    family: str  # deberta-v3 | electra | bert-tiny | bert-large | roberta
+    files: tuple[str, ...]  # the real repo's file set on main
+    dims: Dims
+    seed: int
+
+
+# Real sizes in comments; the stand-ins keep small < base < large.
+STANDINS: dict[str, StandIn] = {
+    s.hub_id: s
+    for s in (
+        StandIn(
+            "microsoft/deberta-v3-small",
+            "deberta-v3",
+            (
+                ".gitattributes",
+                "README.md",
+                "config.json",
+                "pytorch_model.bin",
+                "spm.model",
+                "tf_model.h5",
+                "tokenizer_config.json",
+            ),
+            Dims(32, 2, 2, 64),  # 768 / 6 layers / 12 heads / 3072
+            11,
+        ),
+        StandIn(
+            "microsoft/deberta-v3-base",
+            "deberta-v3",
+            (
+                ".gitattributes",
+                "README.md",
+                "config.json",
+                "pytorch_model.bin",
+                "rust_model.ot",
+                "spm.model",
+                "tf_model.h5",
+                "tokenizer_config.json",
+            ),
+            Dims(48, 2, 2, 96),  # 768 / 12 / 12 / 3072
+            12,
+        ),
+        StandIn(
+            "microsoft/deberta-v3-large",
+            "deberta-v3",
+            (
+                ".gitattributes",
+                "README.md",
+                "config.json",
+                "pytorch_model.bin",
+                "spm.model",
+                "tf_model.h5",
+                "tokenizer_config.json",
+            ),
+            Dims(64, 2, 4, 128),  # 1024 / 24 / 16 / 4096
+            13,
+        ),
+        StandIn(
+            "google/electra-small-discriminator",
+            "electra",
+            (
+                ".gitattributes",
+                "README.md",
+                "config.json",
+                "flax_model.msgpack",
+                "pytorch_model.bin",
+                "tf_model.h5",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "vocab.txt",
+            ),
+            Dims(32, 2, 2, 64, embedding=16),  # 256 / 12 / 4 / 1024, embedding 128
+            21,
+        ),
+        StandIn(
+            "google/electra-base-discriminator",
+            "electra",
+            (
+                ".gitattributes",
+                "README.md",
+                "config.json",
+                "flax_model.msgpack",
+                "pytorch_model.bin",
+                "rust_model.ot",
+                "tf_model.h5",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "vocab.txt",
+            ),
+            Dims(48, 2, 2, 96, embedding=48),  # 768 / 12 / 12 / 3072, embedding 768
+            22,
+        ),
+        StandIn(
+            "google/electra-large-discriminator",
+            "electra",
+            (
+                ".gitattributes",
+                "README.md",
+                "config.json",
+                "flax_model.msgpack",
+                "pytorch_model.bin",
+                "tf_model.h5",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "vocab.txt",
+            ),
+            Dims(64, 2, 4, 128, embedding=64),  # 1024 / 24 / 16 / 4096, embedding 1024
+            23,
+        ),
+        StandIn(
+            "prajjwal1/bert-tiny",
+            "bert-tiny",
+            (".gitattributes", "README.md", "config.json", "pytorch_model.bin", "vocab.txt"),
+            Dims(16, 2, 2, 64),  # 128 / 2 / 2 / 512
+            31,
+        ),
+        StandIn(
+            "bert-large-uncased",
+            "bert-large",
+            (
+                ".gitattributes",
+                "README.md",
+                "config.json",
+                "flax_model.msgpack",
+                "model.safetensors",
+                "pytorch_model.bin",
+                "rust_model.ot",
+                "tf_model.h5",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "vocab.txt",
+                "whole-word-masking.tar.gz",
+            ),
+            Dims(64, 2, 4, 128),  # 1024 / 24 / 16 / 4096
+            32,
+        ),
+        StandIn(
+            "roberta-large",
+            "roberta",
+            (
+                ".gitattributes",
+                "README.md",
+                "config.json",
+                "flax_model.msgpack",
+                "merges.txt",
+                "model.onnx",
+                "model.safetensors",
+                "pytorch_model.bin",
+                "tf_model.h5",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "vocab.json",
+            ),
+            Dims(64, 2, 4, 128),  # 1024 / 24 / 16 / 4096
+            41,
+        ),
+    )
+}
+
+# tokenizer settings as published (see the README for byte-size cross-checks)
+DEBERTA_TOKENIZER_CONFIG = '{\n\t\t"do_lower_case": false,\n\t\t"vocab_type": "spm"\n}\n'
+UNCASED_TOKENIZER_CONFIG = '{"do_lower_case": true, "model_max_length": 512}'
+ROBERTA_TOKENIZER_CONFIG = '{"model_max_length": 512}'
+DEBERTA_EXTRA_VOCAB = 100  # config vocab_size = spm pieces + 100, like 128100 = 128000 + 100
+BERT_SPECIALS = ["[PAD]"] + [f"[unused{i}]" for i in range(5)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
+
+
+# ---------------------------------------------------------------- corpus
+_NAMES = ["Alice", "Bob", "Carol", "David", "Emma", "Frank", "Paris", "London", "Berlin", "Monday", "Friday"]
+_NOUNS = "man woman child dog cat bird fence car house garden river city teacher doctor painter book letter song table window".split()
+_VERBS = "paints painted painting sees saw seeing walks walked walking reads read reading builds built building opens opened".split()
+_ADJS = "red blue green old young happy quiet tall small large bright dark".split()
+_ADVS = "quickly slowly carefully happily quietly".split()
+_PREPS = "near behind under beside inside".split()
+
+
+def corpus(n: int = 600, seed: int = 2310) -> list[str]:
+    """A deterministic small English corpus (mixed case, punctuation) for training the tokenizers."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        subj = rng.choice(_NAMES) if i % 3 == 0 else f"the {rng.choice(_ADJS)} {rng.choice(_NOUNS)}"
+        sent = f"{subj} {rng.choice(_VERBS)} the {rng.choice(_NOUNS)} {rng.choice(_PREPS)} the {rng.choice(_NOUNS)}"
+        if i % 4 == 0:
+            sent += f" {rng.choice(_ADVS)}"
+        sent = sent[0].upper() + sent[1:] + rng.choice([".", ".", "!", "?"])
+        if i % 5 == 0:
+            sent += f" It was {rng.randint(2, 99)} years old, wasn't it?"
+        out.append(sent)
+    return out
+
+
+# ---------------------------------------------------------------- hashing / cache layout
+def git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def is_lfs(name: str) -> bool:
+    return name.endswith(LFS_SUFFIXES)
+
+
+def blob_id(name: str, data: bytes) -> str:
+    """The etag huggingface_hub names the blob by: sha256 for LFS files, the git blob sha1 otherwise."""
+    return hashlib.sha256(data).hexdigest() if is_lfs(name) else git_blob_sha1(data)
+
+
+def repo_folder(hub_id: str) -> str:
+    return "models--" + hub_id.replace("/", "--")
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.read_bytes() == data:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def install(hub_cache: Path, hub_id: str, files: dict[str, bytes]) -> Path:
+    """Install ``files`` as one snapshot of ``hub_id`` in the cache folder ``hub_cache``; return the snapshot."""
+    repo = hub_cache / repo_folder(hub_id)
+    ids = {name: blob_id(name, data) for name, data in files.items()}
+    listing = "".join(f"{name} {ids[name]}\n" for name in sorted(files))
+    revision = hashlib.sha1(f"{hub_id}\n{listing}".encode()).hexdigest()
+    snapshot = repo / "snapshots" / revision
+    for name, data in sorted(files.items()):
+        blob = repo / "blobs" / ids[name]
+        _write_bytes(blob, data)
+        link = snapshot / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        target = os.path.relpath(blob, link.parent)
+        if link.is_symlink() and os.readlink(link) == target:
+            continue
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        os.symlink(target, link)
+    _write_bytes(repo / "refs" / "main", revision.encode())
+    return snapshot
+
+
+# ---------------------------------------------------------------- tokenizers
+def train_spm(texts: list[str], vocab_size: int = 400) -> bytes:
+    """A SentencePiece Unigram model with DeBERTa-v3's special pieces (deterministic, one thread)."""
+    return _train_spm(tuple(texts), vocab_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _train_spm(texts: tuple[str, ...], vocab_size: int) -> bytes:
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=buf,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        pad_id=0,
+        pad_piece="[PAD]",
+        bos_id=1,
+        bos_piece="[CLS]",
+        eos_id=2,
+        eos_piece="[SEP]",
+        unk_id=3,
+        unk_piece="[UNK]",
+        num_threads=1,
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        shuffle_input_sentence=False,
+        minloglevel=2,
+    )
+    return buf.getvalue()
+
+
+def spm_size(model: bytes) -> int:
+    import sentencepiece as spm
+
+    return spm.SentencePieceProcessor(model_proto=model).get_piece_size()
+
+
+def wordpiece_vocab(texts: list[str], max_words: int = 300) -> list[str]:
+    """Uncased WordPiece vocabulary: specials, characters, '##' characters, then frequent words."""
+    from tokenizers import normalizers, pre_tokenizers
+
+    norm = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(w for w, _ in pre.pre_tokenize_str(norm.normalize_str(text)))
+    chars = sorted({c for w in counts for c in w})
+    words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1][:max_words]
+    return BERT_SPECIALS + chars + words + [f"##{c}" for c in chars] + ["##s", "##ed", "##ing"]
+
+
+def bert_tokenizer_json(vocab: list[str]) -> bytes:
+    """A BERT (uncased) ``tokenizer.json`` over ``vocab``, structured like the hub's."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    ids = {t: i for i, t in enumerate(vocab)}
+    tok = Tokenizer(models.WordPiece(ids, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
+    )
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0",
+        pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
+    )
+    tok.decoder = decoders.WordPiece(prefix="##")
+    tok.add_special_tokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    return tok.to_str().encode()
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable unicode map (byte-level BPE alphabet)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs), strict=True))
+
+
+def byte_level_bpe(texts: list[str], n_merges: int = 300) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A deterministic byte-level BPE (RoBERTa style): vocab (specials, 256 bytes, merges, <mask>) and merges."""
+    pattern = re.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""")
+    b2u = _bytes_to_unicode()
+    words: Counter[tuple[str, ...]] = Counter()
+    for text in texts:
+        for piece in pattern.findall(text):
+            words[tuple(b2u[b] for b in piece.encode())] += 1
+    merges: list[tuple[str, str]] = []
+    for _ in range(n_merges):
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, count in words.items():
+            for pair in zip(word, word[1:], strict=False):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        if pairs[best] < 2:
+            break
+        merges.append(best)
+        merged: Counter[tuple[str, ...]] = Counter()
+        for word, count in words.items():
+            out, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
+                    out.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            merged[tuple(out)] += count
+        words = merged
+    vocab: dict[str, int] = {}
+    for token in ROBERTA_SPECIALS + [b2u[b] for b in range(256)] + [a + b for a, b in merges] + ["<mask>"]:
+        vocab.setdefault(token, len(vocab))
+    return vocab, merges
+
+
+def roberta_tokenizer_files(texts: list[str]) -> tuple[dict[str, bytes], int]:
+    """``vocab.json``, ``merges.txt`` and ``tokenizer.json`` of a RoBERTa tokenizer; and the vocab size."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    vocab, merges = byte_level_bpe(texts)
+    tok = Tokenizer(
+        models.BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="")
+    )
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True)
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]), trim_offsets=True, add_prefix_space=False
+    )
+    tok.decoder = decoders.ByteLevel(add_prefix_space=True, trim_offsets=True)
+    tok.add_special_tokens(
+        [AddedToken(t, special=True) for t in ROBERTA_SPECIALS] + [AddedToken("<mask>", lstrip=True, special=True)]
+    )
+    files = {
+        "vocab.json": json.dumps(vocab, ensure_ascii=False).encode(),
+        "merges.txt": ("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)).encode(),
+        "tokenizer.json": tok.to_str().encode(),
+    }
+    return files, len(vocab)
+
+
+# ---------------------------------------------------------------- config.json (published key sets and layout)
+def _json_lines(items: list[tuple[str, str]], indent: str, trailing_newline: bool) -> bytes:
+    body = ",\n".join(f'{indent}"{k}": {v}' for k, v in items)
+    return ("{\n" + body + "\n}" + ("\n" if trailing_newline else "")).encode()
+
+
+def deberta_v3_config(d: Dims, vocab_size: int, position_buckets: int = 32) -> bytes:
+    """microsoft/deberta-v3-*: 20 keys in the published order, tab-tab indented, literal ``1e-7``.
+
+    ``position_buckets`` is 256 in the hub files; it sets the size of ``rel_embeddings``.
+    """
+    return _json_lines(
+        [
+            ("model_type", '"deberta-v2"'),
+            ("attention_probs_dropout_prob", "0.1"),
+            ("hidden_act", '"gelu"'),
+            ("hidden_dropout_prob", "0.1"),
+            ("hidden_size", str(d.hidden)),
+            ("initializer_range", "0.02"),
+            ("intermediate_size", str(d.intermediate)),
+            ("max_position_embeddings", "512"),
+            ("relative_attention", "true"),
+            ("position_buckets", str(position_buckets)),
+            ("norm_rel_ebd", '"layer_norm"'),
+            ("share_att_key", "true"),
+            ("pos_att_type", '"p2c|c2p"'),
+            ("layer_norm_eps", "1e-7"),
+            ("max_relative_positions", "-1"),
+            ("position_biased_input", "false"),
+            ("num_attention_heads", str(d.heads)),
+            ("num_hidden_layers", str(d.layers)),
+            ("type_vocab_size", "0"),
+            ("vocab_size", str(vocab_size)),
+        ],
+        indent="\t\t",
+        trailing_newline=True,
+    )
+
+
+def electra_config(d: Dims, vocab_size: int) -> bytes:
+    cfg = {
+        "architectures": ["ElectraForPreTraining"],
+        "attention_probs_dropout_prob": 0.1,
+        "embedding_size": d.embedding,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": d.hidden,
+        "initializer_range": 0.02,
+        "intermediate_size": d.intermediate,
+        "layer_norm_eps": 1e-12,
+        "max_position_embeddings": 512,
+        "model_type": "electra",
+        "num_attention_heads": d.heads,
+        "num_hidden_layers": d.layers,
+        "pad_token_id": 0,
+        "position_embedding_type": "absolute",
+        "summary_activation": "gelu",
+        "summary_last_dropout": 0.1,
+        "summary_type": "first",
+        "summary_use_proj": True,
+        "transformers_version": "4.6.0.dev0",
+        "type_vocab_size": 2,
+        "vocab_size": vocab_size,
+    }
+    return (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode()
+
+
+def bert_tiny_config(d: Dims, vocab_size: int) -> bytes:
+    """prajjwal1/bert-tiny: one line, 11 keys, no ``model_type`` and no ``architectures``."""
+    cfg = OrderedDict(
+        [
+            ("hidden_size", d.hidden),
+            ("hidden_act", "gelu"),
+            ("initializer_range", 0.02),
+            ("vocab_size", vocab_size),
+            ("hidden_dropout_prob", 0.1),
+            ("num_attention_heads", d.heads),
+            ("type_vocab_size", 2),
+            ("max_position_embeddings", 512),
+            ("num_hidden_layers", d.layers),
+            ("intermediate_size", d.intermediate),
+            ("attention_probs_dropout_prob", 0.1),
+        ]
+    )
+    return json.dumps(cfg).encode()
+
+
+def bert_large_config(d: Dims, vocab_size: int) -> bytes:
+    cfg = {
+        "architectures": ["BertForMaskedLM"],
+        "attention_probs_dropout_prob": 0.1,
+        "gradient_checkpointing": False,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": d.hidden,
+        "initializer_range": 0.02,
+        "intermediate_size": d.intermediate,
+        "layer_norm_eps": 1e-12,
+        "max_position_embeddings": 512,
+        "model_type": "bert",
+        "num_attention_heads": d.heads,
+        "num_hidden_layers": d.layers,
+        "pad_token_id": 0,
+        "position_embedding_type": "absolute",
+        "transformers_version": "4.6.0.dev0",
+        "type_vocab_size": 2,
+        "use_cache": True,
+        "vocab_size": vocab_size,
+    }
+    return (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode()
+
+
+def roberta_config(d: Dims, vocab_size: int) -> bytes:
+    cfg = {
+        "architectures": ["RobertaForMaskedLM"],
+        "attention_probs_dropout_prob": 0.1,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": d.hidden,
+        "initializer_range": 0.02,
+        "intermediate_size": d.intermediate,
+        "layer_norm_eps": 1e-05,
+        "max_position_embeddings": 514,
+        "model_type": "roberta",
+        "num_attention_heads": d.heads,
+        "num_hidden_layers": d.layers,
+        "pad_token_id": 1,
+        "type_vocab_size": 1,
+        "vocab_size": vocab_size,
+    }
+    return (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode()
+
+
+# ---------------------------------------------------------------- weights (published parameter names)
+def _encoder_state(config_bytes: bytes, seed: int) -> tuple[OrderedDict, object]:
+    """Random-init base model (no head) from the stand-in config; its state dict and config object."""
+    import torch
+    from transformers import CONFIG_MAPPING, AutoModel
+
+    raw = json.loads(config_bytes)
+    model_type = raw.pop("model_type", "bert")  # bert-tiny's file has none: it is a BERT
+    raw.pop("architectures", None)
+    raw.pop("transformers_version", None)
+    cfg = CONFIG_MAPPING[model_type](**raw)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModel.from_config(cfg)
+    # jitter every tensor (LayerNorm ones / zero biases included) so that a weight the loader fails to
+    # load, and re-initialises instead, differs from the checkpoint
+    gen = torch.Generator().manual_seed(seed + 1)
+    state = OrderedDict(
+        (k, v.detach().clone() + 0.01 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v.clone())
+        for k, v in model.state_dict().items()
+    )
+    return state, cfg
+
+
+def _heads(gen, specs: list[tuple[str, tuple[int, ...], str]]) -> OrderedDict:
+    """Head tensors: ``normal`` (std 0.02), ``ones`` or ``zeros``."""
+    import torch
+
+    out = OrderedDict()
+    for name, shape, init in specs:
+        if init == "normal":
+            out[name] = torch.randn(shape, generator=gen) * 0.02
+        else:
+            out[name] = torch.ones(shape) if init == "ones" else torch.zeros(shape)
+    return out
+
+
+def _to_bin(state: OrderedDict) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def _to_safetensors(state: OrderedDict) -> bytes:
+    from safetensors.torch import save
+
+    seen: set[int] = set()
+    unique = OrderedDict()
+    for k, v in state.items():  # shared tensors are not allowed: keep the first name, like the hub converter
+        if v.data_ptr() in seen:
+            continue
+        seen.add(v.data_ptr())
+        unique[k] = v.contiguous()
+    return save(unique, metadata={"format": "pt"})
+
+
+def deberta_v3_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
+    import torch
+
+    enc, cfg = _encoder_state(cfg_bytes, s.seed)
+    gen = torch.Generator().manual_seed(s.seed)
+    h, v = cfg.hidden_size, cfg.vocab_size
+    state = OrderedDict((f"deberta.{k}", t) for k, t in enc.items())
+    state.update(
+        _heads(
+            gen,
+            [
+                ("lm_predictions.lm_head.dense.weight", (h, h), "normal"),
+                ("lm_predictions.lm_head.dense.bias", (h,), "zeros"),
+                ("lm_predictions.lm_head.LayerNorm.weight", (h,), "ones"),
+                ("lm_predictions.lm_head.LayerNorm.bias", (h,), "zeros"),
+                ("lm_predictions.lm_head.bias", (v,), "zeros"),
+                ("mask_predictions.dense.weight", (h, h), "normal"),
+                ("mask_predictions.dense.bias", (h,), "zeros"),
+                ("mask_predictions.LayerNorm.weight", (h,), "ones"),
+                ("mask_predictions.LayerNorm.bias", (h,), "zeros"),
+                ("mask_predictions.classifier.weight", (1, h), "normal"),
+                ("mask_predictions.classifier.bias", (1,), "zeros"),
+            ],
+        )
+    )
+    state = OrderedDict((k, t.half()) for k, t in state.items())  # the hub .bin stores float16 (HalfStorage)
+    return {"pytorch_model.bin": _to_bin(state)}
+
+
+def electra_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
+    import torch
+
+    enc, cfg = _encoder_state(cfg_bytes, s.seed)
+    gen = torch.Generator().manual_seed(s.seed)
+    h, e = cfg.hidden_size, cfg.embedding_size
+    state = OrderedDict((f"electra.{k}", t) for k, t in enc.items())
+    if "electra.embeddings_project.weight" not in state:
+        # base / large: the 2020 conversion kept an (unused) embeddings_project although embedding == hidden
+        state.update(
+            _heads(
+                gen,
+                [
+                    ("electra.embeddings_project.weight", (h, e), "normal"),
+                    ("electra.embeddings_project.bias", (h,), "zeros"),
+                ],
+            )
+        )
+    state.update(
+        _heads(
+            gen,
+            [
+                ("discriminator_predictions.dense.weight", (h, h), "normal"),
+                ("discriminator_predictions.dense.bias", (h,), "zeros"),
+                ("discriminator_predictions.dense_prediction.weight", (1, h), "normal"),
+                ("discriminator_predictions.dense_prediction.bias", (1,), "zeros"),
+            ],
+        )
+    )
+    return {"pytorch_model.bin": _to_bin(state)}
+
+
+def _bert_pretraining_state(cfg_bytes: bytes, s: StandIn) -> OrderedDict:
+    import torch
+
+    enc, cfg = _encoder_state(cfg_bytes, s.seed)
+    gen = torch.Generator().manual_seed(s.seed)
+    h, v = cfg.hidden_size, cfg.vocab_size
+    state = OrderedDict((f"bert.{k}", t) for k, t in enc.items())
+    state.update(
+        _heads(
+            gen,
+            [
+                ("cls.predictions.bias", (v,), "zeros"),
+                ("cls.predictions.transform.dense.weight", (h, h), "normal"),
+                ("cls.predictions.transform.dense.bias", (h,), "zeros"),
+                ("cls.predictions.transform.LayerNorm.weight", (h,), "ones"),
+                ("cls.predictions.transform.LayerNorm.bias", (h,), "zeros"),
+            ],
+        )
+    )
+    state["cls.predictions.decoder.weight"] = state["bert.embeddings.word_embeddings.weight"]  # tied, stored once
+    state.update(
+        _heads(gen, [("cls.seq_relationship.weight", (2, h), "normal"), ("cls.seq_relationship.bias", (2,), "zeros")])
+    )
+    return state
+
+
+def bert_tiny_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
+    return {"pytorch_model.bin": _to_bin(_bert_pretraining_state(cfg_bytes, s))}
+
+
+def bert_large_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
+    state = _bert_pretraining_state(cfg_bytes, s)
+    legacy = OrderedDict()
+    for k, t in state.items():  # pytorch-pretrained-bert era names, renamed by transformers on load
+        legacy[k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")] = t
+    return {"pytorch_model.bin": _to_bin(legacy), "model.safetensors": _to_safetensors(legacy)}
+
+
+def roberta_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
+    import torch
+
+    enc, cfg = _encoder_state(cfg_bytes, s.seed)
+    gen = torch.Generator().manual_seed(s.seed)
+    h, v = cfg.hidden_size, cfg.vocab_size
+    state = OrderedDict((f"roberta.{k}", t) for k, t in enc.items())
+    state.update(
+        _heads(
+            gen,
+            [
+                ("lm_head.bias", (v,), "zeros"),
+                ("lm_head.dense.weight", (h, h), "normal"),
+                ("lm_head.dense.bias", (h,), "zeros"),
+                ("lm_head.layer_norm.weight", (h,), "ones"),
+                ("lm_head.layer_norm.bias", (h,), "zeros"),
+            ],
+        )
+    )
+    state["lm_head.decoder.weight"] = state["roberta.embeddings.word_embeddings.weight"]  # tied
+    return {"pytorch_model.bin": _to_bin(state), "model.safetensors": _to_safetensors(state)}
+
+
+# ---------------------------------------------------------------- per-model file sets
+def _placeholder(hub_id: str, name: str) -> bytes:
+    return (
+        f"ftft stand-in placeholder for {name} of {hub_id}: not a real file of this format; "
+        "the loader never reads it.\n"
+    ).encode()
+
+
+def _readme(hub_id: str) -> bytes:
+    return (
+        f"# Stand-in for {hub_id}\n\nTiny random-init checkpoint with the hub repository's file names, config keys, "
+        "tokenizer settings, weight format and parameter names (ftft tests/rehearsal/hub.py). Not a trained model.\n"
+    ).encode()
+
+
+def _gitattributes() -> bytes:
+    return "".join(f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES).encode()
+
+
+def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, bytes]:
+    """Every file of the stand-in for ``hub_id`` (name -> bytes), exactly the real repo's file names."""
+    s = STANDINS[hub_id]
+    texts = corpus() if texts is None else texts
+    files: dict[str, bytes] = {}
+    if s.family == "deberta-v3":
+        spm_model = train_spm(texts)
+        cfg = deberta_v3_config(s.dims, spm_size(spm_model) + DEBERTA_EXTRA_VOCAB)
+        files.update(
+            {"spm.model": spm_model, "tokenizer_config.json": DEBERTA_TOKENIZER_CONFIG.encode(), "config.json": cfg}
+        )
+        files.update(deberta_v3_weights(cfg, s))
+    elif s.family == "roberta":
+        tok_files, vocab_size = roberta_tokenizer_files(texts)
+        cfg = roberta_config(s.dims, vocab_size)
+        files.update(tok_files)
+        files.update({"tokenizer_config.json": ROBERTA_TOKENIZER_CONFIG.encode(), "config.json": cfg})
+        files.update(roberta_weights(cfg, s))
+    else:
+        vocab = wordpiece_vocab(texts)
+        files["vocab.txt"] = "".join(f"{t}\n" for t in vocab).encode()
+        if "tokenizer.json" in s.files:
+            files["tokenizer.json"] = bert_tokenizer_json(vocab)
+        if "tokenizer_config.json" in s.files:
+            files["tokenizer_config.json"] = UNCASED_TOKENIZER_CONFIG.encode()
+        make_cfg, make_weights = {
+            "electra": (electra_config, electra_weights),
+            "bert-tiny": (bert_tiny_config, bert_tiny_weights),
+            "bert-large": (bert_large_config, bert_large_weights),
+        }[s.family]
+        files["config.json"] = make_cfg(s.dims, len(vocab))
+        files.update(make_weights(files["config.json"], s))
+    for name in s.files:
+        if name in PLACEHOLDER_FILES:
+            files[name] = _placeholder(hub_id, name)
+    files["README.md"] = _readme(hub_id)
+    files[".gitattributes"] = _gitattributes()
+    if set(files) != set(s.files):
+        raise AssertionError(f"{hub_id}: built {sorted(files)}, the repo has {sorted(s.files)}")
+    return files
+
+
+def build_hf_cache(hf_home: Path, models: list[str] | None = None) -> dict[str, Path]:
+    """Install the stand-ins for ``models`` (default: all nine) under ``hf_home/hub``; return their snapshots."""
+    import torch
+
+    hub_cache = Path(hf_home) / "hub"
+    texts = corpus()
+    out: dict[str, Path] = {}
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # deterministic init is per-generator anyway; keep CPU use low
+        for hub_id in HUB_IDS if models is None else models:
+            if hub_id not in STANDINS:
+                raise KeyError(f"no stand-in for {hub_id!r}; known: {', '.join(HUB_IDS)}")
+            out[hub_id] = install(hub_cache, hub_id, standin_files(hub_id, texts))
+    finally:
+        torch.set_num_threads(threads)
+    return out

@@ -1,0 +1,563 @@
+"""The real loading path: hub ids from an offline Hugging Face cache (HF_HOME, HF_HUB_OFFLINE=1).
+
+The cache holds hub-faithful tiny stand-ins of the paper's nine hub models
+(``tests/rehearsal/hub.py``; what is faithful and the sources: ``tests/fixtures/hub/README.md``).
+Loading runs in subprocesses so that huggingface_hub reads ``HF_HOME`` / ``HF_HUB_OFFLINE``
+from the environment as it does on a compute node; ``HF_ENDPOINT`` points at a closed local
+port so that any network attempt fails at once instead of reaching the internet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from rehearsal import hub as standins
+
+from ftft.errors import ModelError
+from ftft.hub import select_files
+
+DEBERTA = ("microsoft/deberta-v3-small", "microsoft/deberta-v3-base", "microsoft/deberta-v3-large")
+ELECTRA = (
+    "google/electra-small-discriminator",
+    "google/electra-base-discriminator",
+    "google/electra-large-discriminator",
+)
+UNCASED = (*ELECTRA, "prajjwal1/bert-tiny", "bert-large-uncased")
+CASED = (*DEBERTA, "roberta-large")
+
+# The published config.json key sets (tests/fixtures/hub/README.md), independent of the builder.
+DEBERTA_V3_KEYS = [
+    "model_type",
+    "attention_probs_dropout_prob",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "hidden_size",
+    "initializer_range",
+    "intermediate_size",
+    "max_position_embeddings",
+    "relative_attention",
+    "position_buckets",
+    "norm_rel_ebd",
+    "share_att_key",
+    "pos_att_type",
+    "layer_norm_eps",
+    "max_relative_positions",
+    "position_biased_input",
+    "num_attention_heads",
+    "num_hidden_layers",
+    "type_vocab_size",
+    "vocab_size",
+]
+BERT_TINY_KEYS = [
+    "hidden_size",
+    "hidden_act",
+    "initializer_range",
+    "vocab_size",
+    "hidden_dropout_prob",
+    "num_attention_heads",
+    "type_vocab_size",
+    "max_position_embeddings",
+    "num_hidden_layers",
+    "intermediate_size",
+    "attention_probs_dropout_prob",
+]
+_BERT_COMMON = {
+    "architectures",
+    "attention_probs_dropout_prob",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "hidden_size",
+    "initializer_range",
+    "intermediate_size",
+    "layer_norm_eps",
+    "max_position_embeddings",
+    "model_type",
+    "num_attention_heads",
+    "num_hidden_layers",
+    "pad_token_id",
+    "type_vocab_size",
+    "vocab_size",
+}
+ELECTRA_KEYS = _BERT_COMMON | {
+    "embedding_size",
+    "position_embedding_type",
+    "summary_activation",
+    "summary_last_dropout",
+    "summary_type",
+    "summary_use_proj",
+    "transformers_version",
+}
+BERT_LARGE_KEYS = _BERT_COMMON | {
+    "gradient_checkpointing",
+    "position_embedding_type",
+    "transformers_version",
+    "use_cache",
+}
+ROBERTA_KEYS = _BERT_COMMON | {"bos_token_id", "eos_token_id"}
+# parameters a sequence-classification model gets fresh (not in any pretraining checkpoint)
+NEW_HEAD = {
+    "deberta-v2": {"pooler.dense.weight", "pooler.dense.bias", "classifier.weight", "classifier.bias"},
+    "electra": {
+        "classifier.dense.weight",
+        "classifier.dense.bias",
+        "classifier.out_proj.weight",
+        "classifier.out_proj.bias",
+    },
+    "bert": {"classifier.weight", "classifier.bias"},
+    "roberta": {
+        "classifier.dense.weight",
+        "classifier.dense.bias",
+        "classifier.out_proj.weight",
+        "classifier.out_proj.bias",
+    },
+}
+
+
+def offline_env(hf_home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
+    env.update(
+        HF_HOME=str(hf_home),
+        HF_HUB_OFFLINE="1",
+        HF_ENDPOINT="http://127.0.0.1:9",  # nothing listens there: a network attempt fails at once
+        HF_HUB_DISABLE_TELEMETRY="1",
+        OMP_NUM_THREADS="1",
+        PYTHONHASHSEED="0",
+    )
+    env.update(extra)
+    return env
+
+
+def run_py(script: str, env: dict[str, str], *args: str, timeout: int = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def last_json(proc: subprocess.CompletedProcess):
+    assert proc.returncode == 0, f"rc {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def hf_cache(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    """``(HF_HOME, {hub id: snapshot})`` with all nine stand-ins, built once."""
+    home = tmp_path_factory.mktemp("hf_home")
+    return home, standins.build_hf_cache(home)
+
+
+# ---------------------------------------------------------------- the cache itself
+def test_cache_layout_is_huggingface_hubs(hf_cache):
+    home, snapshots = hf_cache
+    assert sorted(snapshots) == sorted(standins.HUB_IDS)
+    assert {p.name for p in (home / "hub").iterdir()} == {
+        "models--microsoft--deberta-v3-small",
+        "models--microsoft--deberta-v3-base",
+        "models--microsoft--deberta-v3-large",
+        "models--google--electra-small-discriminator",
+        "models--google--electra-base-discriminator",
+        "models--google--electra-large-discriminator",
+        "models--prajjwal1--bert-tiny",
+        "models--bert-large-uncased",  # legacy ids: no org
+        "models--roberta-large",
+    }
+    for hub_id, snap in snapshots.items():
+        repo = snap.parent.parent
+        assert (repo / "refs" / "main").read_text() == snap.name and len(snap.name) == 40
+        int(snap.name, 16)
+        assert sorted(p.name for p in snap.iterdir()) == sorted(standins.STANDINS[hub_id].files)
+        for link in snap.iterdir():
+            assert link.is_symlink() and not os.path.isabs(os.readlink(link)), link
+            blob = link.resolve()
+            assert blob.parent == (repo / "blobs").resolve()
+            data = blob.read_bytes()
+            lfs = link.name.endswith((".bin", ".safetensors", ".model", ".h5", ".msgpack", ".ot", ".onnx", ".tar.gz"))
+            expect = (
+                hashlib.sha256(data).hexdigest() if lfs else hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+            )
+            assert blob.name == expect, link
+
+
+def test_huggingface_hub_resolves_the_cache(hf_cache):
+    """huggingface_hub itself (offline) finds every file by hub id, and its cache scan accepts the layout."""
+    home, snapshots = hf_cache
+    script = """
+        import json, sys
+        from huggingface_hub import scan_cache_dir, try_to_load_from_cache
+        ids = sys.argv[1:]
+        found = {i: try_to_load_from_cache(i, "config.json") for i in ids}
+        info = scan_cache_dir()
+        print(json.dumps({"found": found, "repos": sorted(r.repo_id for r in info.repos), "warnings": [str(w) for w in info.warnings]}))
+    """
+    out = last_json(run_py(script, offline_env(home), *snapshots))
+    assert out["warnings"] == []
+    assert out["repos"] == sorted(snapshots)
+    for hub_id, snap in snapshots.items():
+        assert out["found"][hub_id] == str(snap / "config.json")
+
+
+def test_files_and_config_keys_as_published(hf_cache):
+    import torch
+
+    _, snaps = hf_cache
+    for hub_id in DEBERTA:
+        text = (snaps[hub_id] / "config.json").read_text()
+        assert list(json.loads(text)) == DEBERTA_V3_KEYS  # no architectures, no pad_token_id
+        assert text.startswith('{\n\t\t"model_type": "deberta-v2",') and '"layer_norm_eps": 1e-7,' in text
+        assert not (snaps[hub_id] / "tokenizer.json").exists()
+        assert json.loads((snaps[hub_id] / "tokenizer_config.json").read_text()) == {
+            "do_lower_case": False,
+            "vocab_type": "spm",
+        }
+    tiny = (snaps["prajjwal1/bert-tiny"] / "config.json").read_text()
+    assert "\n" not in tiny and list(json.loads(tiny)) == BERT_TINY_KEYS  # no model_type, no architectures
+    assert not (snaps["prajjwal1/bert-tiny"] / "tokenizer_config.json").exists()
+    for hub_id in ELECTRA:
+        cfg = json.loads((snaps[hub_id] / "config.json").read_text())
+        assert set(cfg) == ELECTRA_KEYS and cfg["architectures"] == ["ElectraForPreTraining"]
+    assert set(json.loads((snaps["bert-large-uncased"] / "config.json").read_text())) == BERT_LARGE_KEYS
+    assert set(json.loads((snaps["roberta-large"] / "config.json").read_text())) == ROBERTA_KEYS
+    for hub_id in (*ELECTRA, "bert-large-uncased"):
+        assert json.loads((snaps[hub_id] / "tokenizer_config.json").read_text()) == {
+            "do_lower_case": True,
+            "model_max_length": 512,
+        }
+    assert json.loads((snaps["roberta-large"] / "tokenizer_config.json").read_text()) == {"model_max_length": 512}
+    assert (snaps["roberta-large"] / "merges.txt").read_text().startswith("#version: 0.2\n")
+
+    # weight formats, storage dtype and parameter names
+    for hub_id, snap in snaps.items():
+        has_st = (snap / "model.safetensors").exists()
+        assert has_st == (hub_id in ("bert-large-uncased", "roberta-large")), hub_id
+        state = torch.load(snap / "pytorch_model.bin", weights_only=True)
+        dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
+        assert dtypes == ({torch.float16} if hub_id in DEBERTA else {torch.float32}), hub_id
+        assert not any(k.startswith("classifier") for k in state), hub_id
+        if hub_id in DEBERTA:
+            assert "lm_predictions.lm_head.dense.weight" in state and "mask_predictions.classifier.weight" in state
+            assert all(k.startswith(("deberta.", "lm_predictions.", "mask_predictions.")) for k in state)
+        elif hub_id in ELECTRA:
+            assert "discriminator_predictions.dense_prediction.weight" in state
+            assert "electra.embeddings_project.weight" in state  # unused for base / large, as on the hub
+        elif hub_id == "roberta-large":
+            assert {"lm_head.decoder.weight", "roberta.pooler.dense.weight"} <= set(state)
+        else:
+            assert {"cls.predictions.decoder.weight", "cls.seq_relationship.weight", "bert.pooler.dense.weight"} <= set(
+                state
+            )
+        legacy = hub_id == "bert-large-uncased"
+        assert any(k.endswith("LayerNorm.gamma") for k in state) == legacy, hub_id
+
+
+def test_config_layout_reproduces_the_published_byte_sizes():
+    """Rendered with the real sizes, the stand-ins' config / tokenizer_config files have the hub files' byte sizes.
+
+    (Sizes from the hub's file listings: the key sets, key order and layout are then the published ones.)
+    """
+    d = standins.Dims
+    real = [
+        (standins.deberta_v3_config(d(768, 6, 12, 3072), 128100, position_buckets=256), 578),  # v3-small
+        (standins.deberta_v3_config(d(768, 12, 12, 3072), 128100, position_buckets=256), 579),  # v3-base
+        (standins.deberta_v3_config(d(1024, 24, 16, 4096), 128100, position_buckets=256), 580),  # v3-large
+        (standins.electra_config(d(256, 12, 4, 1024, embedding=128), 30522), 665),
+        (standins.electra_config(d(768, 12, 12, 3072, embedding=768), 30522), 666),
+        (standins.electra_config(d(1024, 24, 16, 4096, embedding=1024), 30522), 668),
+        (standins.bert_tiny_config(d(128, 2, 2, 512), 30522), 285),
+        (standins.bert_large_config(d(1024, 24, 16, 4096), 30522), 571),
+        (standins.roberta_config(d(1024, 24, 16, 4096), 50265), 482),
+        (standins.DEBERTA_TOKENIZER_CONFIG.encode(), 52),
+        (standins.UNCASED_TOKENIZER_CONFIG.encode(), 48),
+        (standins.ROBERTA_TOKENIZER_CONFIG.encode(), 25),
+    ]
+    assert [len(data) for data, _ in real] == [size for _, size in real]
+
+
+def test_build_is_deterministic(hf_cache, tmp_path):
+    home, snaps = hf_cache
+    standins._train_spm.cache_clear()
+    again = standins.build_hf_cache(tmp_path)
+    for hub_id, snap in snaps.items():
+        assert again[hub_id].name == snap.name, hub_id
+        for f in snap.iterdir():
+            assert (again[hub_id] / f.name).read_bytes() == f.read_bytes(), (hub_id, f.name)
+
+
+# ---------------------------------------------------------------- loading by hub id, offline
+LOAD_SCRIPT = """
+    import json, sys
+    import torch
+    from safetensors.torch import load_file
+    from ftft.errors import ModelError
+    from ftft.modeling import load_tokenizer_and_model
+
+    torch.manual_seed(0)
+    out = {}
+    def check(hub_id, snap):
+        r = {}
+        for task, n, a, b in (("nli", 3, ["Alice painted the red fence.", "The dog walked quickly."],
+                                          ["A woman painted the fence.", "The cat is sleeping."]),
+                              ("hsd", 2, ["It was a happy song, wasn't it?"], None)):
+            tok, model = load_tokenizer_and_model(hub_id, n)
+            enc = tok(a, b, return_tensors="pt", padding=True, truncation=True, max_length=64)
+            model.eval()
+            with torch.no_grad():
+                logits = model(**enc).logits
+            r[task] = {"shape": list(logits.shape), "finite": bool(torch.isfinite(logits).all())}
+        st = f"{snap}/model.safetensors"
+        try:
+            ckpt = load_file(st)
+        except FileNotFoundError:
+            ckpt = torch.load(f"{snap}/pytorch_model.bin", weights_only=True)
+        ckpt = {k.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias"): v
+                for k, v in ckpt.items()}
+        own = model.state_dict()
+        r["new"] = sorted(k for k in own if k not in ckpt)
+        r["max_diff"] = max(float((own[k] - ckpt[k].float()).abs().max()) for k in own if k in ckpt)
+        ids = lambda s: tok(s)["input_ids"]
+        r.update(
+            tokenizer=type(tok).__name__,
+            model=type(model).__name__,
+            model_type=model.config.model_type,
+            dtypes=sorted({str(p.dtype) for p in model.parameters()}),
+            pad=[tok.pad_token_id, model.config.pad_token_id],
+            lowercases=ids("Alice SAW Paris") == ids("alice saw paris"),
+            mask_token=tok.mask_token,
+        )
+        return r
+
+    for hub_id, snap in json.loads(sys.argv[1]).items():
+        try:
+            out[hub_id] = check(hub_id, snap)
+        except Exception as exc:  # reported per model by the test
+            out[hub_id] = {"error": f"{type(exc).__name__}: {exc}"}
+    try:
+        load_tokenizer_and_model("prajjwal1/bert-mini", 2)
+        out["missing"] = None
+    except ModelError as exc:
+        out["missing"] = str(exc)
+    print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="session")
+def offline_loads(hf_cache):
+    home, snaps = hf_cache
+    return last_json(run_py(LOAD_SCRIPT, offline_env(home), json.dumps({k: str(v) for k, v in snaps.items()})))
+
+
+@pytest.mark.parametrize("hub_id", standins.HUB_IDS)
+def test_loads_by_hub_id_offline(offline_loads, hub_id):
+    r = offline_loads[hub_id]
+    assert "error" not in r, r.get("error")
+    assert r["nli"] == {"shape": [2, 3], "finite": True}
+    assert r["hsd"] == {"shape": [1, 2], "finite": True}
+    assert r["dtypes"] == ["torch.float32"]  # DeBERTa-v3's float16 .bin included
+    assert r["pad"][0] == r["pad"][1] is not None
+    family = {"deberta-v2": "DebertaV2", "electra": "Electra", "bert": "Bert", "roberta": "Roberta"}[r["model_type"]]
+    assert r["model"] == f"{family}ForSequenceClassification"
+    # every pretrained weight is loaded (legacy gamma/beta names included); only the head is new
+    assert set(r["new"]) == NEW_HEAD[r["model_type"]], r["new"]
+    assert r["max_diff"] == 0.0
+    expected_tok = {
+        "DebertaV2": {"DebertaV2Tokenizer", "DebertaV2TokenizerFast"},
+        "Electra": {"ElectraTokenizer", "ElectraTokenizerFast", "BertTokenizer", "BertTokenizerFast"},
+        "Bert": {"BertTokenizer", "BertTokenizerFast"},
+        "Roberta": {"RobertaTokenizer", "RobertaTokenizerFast"},
+    }[family]
+    assert r["tokenizer"] in expected_tok
+    assert r["lowercases"] == (hub_id in UNCASED)
+    assert r["mask_token"] == ("<mask>" if hub_id == "roberta-large" else "[MASK]")
+
+
+def test_expected_model_types(offline_loads):
+    types = {h: offline_loads[h].get("model_type") for h in standins.HUB_IDS}
+    assert types["prajjwal1/bert-tiny"] == "bert"  # its config.json has no model_type
+    assert {types[h] for h in DEBERTA} == {"deberta-v2"} and {types[h] for h in ELECTRA} == {"electra"}
+    assert types["roberta-large"] == "roberta" and types["bert-large-uncased"] == "bert"
+
+
+def test_missing_model_offline_names_id_and_fetch_command(offline_loads):
+    msg = offline_loads["missing"]
+    assert msg is not None
+    assert "'prajjwal1/bert-mini'" in msg and "HF_HUB_OFFLINE=1" in msg
+    assert "ftft fetch-models --model prajjwal1/bert-mini" in msg and "fetch_models" in msg
+
+
+# ---------------------------------------------------------------- sentencepiece / protobuf
+def test_sentencepiece_and_protobuf_are_installed():
+    """DeBERTa-v3's spm.model (no tokenizer.json) cannot be read without both packages."""
+    import google.protobuf  # noqa: F401
+    import sentencepiece  # noqa: F401
+
+
+SPM_SCRIPT = """
+    import json
+    from ftft.errors import ModelError
+    from ftft.modeling import load_tokenizer_and_model
+    try:
+        load_tokenizer_and_model("microsoft/deberta-v3-small", 3)
+        print(json.dumps({"error": None}))
+    except ModelError as exc:
+        print(json.dumps({"error": str(exc)}))
+"""
+
+
+@pytest.mark.parametrize("blocked", [("sentencepiece",), ("google.protobuf",), ("sentencepiece", "google.protobuf")])
+def test_missing_sentencepiece_or_protobuf_is_a_clear_error(hf_cache, tmp_path, blocked):
+    """With the module(s) made unimportable (as if not installed), the DeBERTa-v3 load says what to install."""
+    home, _ = hf_cache
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    # sys.modules[name] = None: `import name` raises ImportError and importlib.util.find_spec(name) is None,
+    # exactly what transformers sees when the package is not installed
+    (stub / "sitecustomize.py").write_text("import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in blocked))
+    env = offline_env(
+        home, PYTHONPATH=os.pathsep.join([str(stub), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    )
+    err = last_json(run_py(SPM_SCRIPT, env))["error"]
+    assert err is not None, "loaded although sentencepiece/protobuf are blocked"
+    assert "sentencepiece" in err and "protobuf" in err and "pip install sentencepiece protobuf" in err
+    assert "microsoft/deberta-v3-small" in err and "spm.model" in err
+    assert "tiktoken" not in err
+    missing = {"sentencepiece": "sentencepiece", "google.protobuf": "protobuf"}
+    assert " and ".join(missing[m] for m in blocked) + " cannot be imported" in err
+
+
+# ---------------------------------------------------------------- ftft fetch-models
+FETCH_SCRIPT = """
+    import json, sys
+    from ftft import cli, hub
+    from ftft.errors import ModelError
+    # `ftft fetch-models` as registered in cli.COMMANDS (added here if this checkout lacks the line)
+    cli.COMMANDS.setdefault("fetch-models", ("ftft.hub", "pre-download hub models into the HF cache"))
+    argv = json.loads(sys.argv[1])
+    out = {"rcs": [cli.main(a) for a in argv["cli"]], "direct": []}
+    for hub_id, cache in argv["direct"]:
+        try:
+            out["direct"].append(str(hub.fetch_model(hub_id, cache)))
+        except ModelError as exc:
+            out["direct"].append("ModelError: " + str(exc))
+    print(json.dumps(out))
+"""
+
+
+def test_fetch_models_offline_verifies_the_cache(hf_cache, tmp_path):
+    home, snaps = hf_cache
+    marker = tmp_path / "out" / "models.json"
+    broken = tmp_path / "broken"
+    standins.build_hf_cache(broken, ["prajjwal1/bert-tiny"])
+    weights = next((broken / "hub").glob("models--prajjwal1--bert-tiny/snapshots/*/pytorch_model.bin"))
+    weights.resolve().unlink()  # an interrupted download: the link is there, the blob is not
+    argv = {
+        "cli": [
+            [
+                "fetch-models",
+                "--model",
+                "microsoft/deberta-v3-base",
+                "--model",
+                "roberta-large",
+                "--marker",
+                str(marker),
+            ],
+            [
+                "fetch-models",
+                "--model",
+                "google/electra-small-discriminator",
+                "--model",
+                "prajjwal1/bert-mini",
+                "--model",
+                "org/absent-too",
+                "--marker",
+                str(marker.with_name("failed.json")),
+            ],
+        ],
+        "direct": [["prajjwal1/bert-tiny", str(broken / "hub")], ["bert-large-uncased", None]],
+    }
+    proc = run_py(FETCH_SCRIPT, offline_env(home), json.dumps(argv))
+    out = last_json(proc)
+    assert out["rcs"] == [0, 1]
+    # the CLI logs the ModelError (no traceback), naming the missing id and the command
+    assert "2 models failed" in proc.stderr and "ftft fetch-models --model prajjwal1/bert-mini" in proc.stderr
+    assert "ftft fetch-models --model org/absent-too" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.with_name("failed.json").exists()  # no marker unless every model is there
+    doc = json.loads(marker.read_text())
+    assert doc["offline"] is True and doc["cache"] == str(home / "hub")
+    assert [m["hub_id"] for m in doc["models"]] == ["microsoft/deberta-v3-base", "roberta-large"]
+    for m in doc["models"]:
+        snap = snaps[m["hub_id"]]
+        assert m["revision"] == snap.name == (snap.parent.parent / "refs" / "main").read_text()
+        assert m["snapshot"] == str(snap)
+        assert m["files"] == sorted(p.name for p in snap.iterdir())
+    incomplete, present = out["direct"]
+    assert incomplete.startswith("ModelError: ") and "'prajjwal1/bert-tiny'" in incomplete
+    assert "weights" in incomplete and "ftft fetch-models --model prajjwal1/bert-tiny" in incomplete
+    assert present == str(snaps["bert-large-uncased"])
+
+
+# ---------------------------------------------------------------- what fetch-models downloads
+# the repos' main file lists (tests/fixtures/hub/README.md)
+REPO_FILES = {
+    "roberta-large": [".gitattributes", "README.md", "config.json", "flax_model.msgpack", "merges.txt", "model.onnx",
+                      "model.safetensors", "pytorch_model.bin", "tf_model.h5", "tokenizer.json", "tokenizer_config.json",
+                      "vocab.json"],
+    "microsoft/deberta-v3-base": [".gitattributes", "README.md", "config.json", "pytorch_model.bin", "rust_model.ot",
+                                  "spm.model", "tf_model.h5", "tokenizer_config.json"],
+    "google/electra-small-discriminator": [".gitattributes", "README.md", "config.json", "flax_model.msgpack",
+                                           "pytorch_model.bin", "tf_model.h5", "tokenizer.json",
+                                           "tokenizer_config.json", "vocab.txt"],
+    "bert-large-uncased": [".gitattributes", "README.md", "config.json", "flax_model.msgpack", "model.safetensors",
+                           "pytorch_model.bin", "rust_model.ot", "tf_model.h5", "tokenizer.json",
+                           "tokenizer_config.json", "vocab.txt", "whole-word-masking.tar.gz"],
+    "prajjwal1/bert-tiny": [".gitattributes", "README.md", "config.json", "pytorch_model.bin", "vocab.txt"],
+}  # fmt: skip
+
+
+def test_select_files_takes_config_tokenizer_and_one_pytorch_format():
+    assert select_files(REPO_FILES["roberta-large"]) == [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
+        "merges.txt",
+        "model.safetensors",
+    ]
+    assert select_files(REPO_FILES["microsoft/deberta-v3-base"]) == [
+        "config.json",
+        "tokenizer_config.json",
+        "spm.model",
+        "pytorch_model.bin",
+    ]
+    assert select_files(REPO_FILES["google/electra-small-discriminator"]) == [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "pytorch_model.bin",
+    ]
+    assert select_files(REPO_FILES["bert-large-uncased"])[-1] == "model.safetensors"
+    assert select_files(REPO_FILES["prajjwal1/bert-tiny"]) == ["config.json", "vocab.txt", "pytorch_model.bin"]
+    sharded = ["config.json", "tokenizer.json", "model.safetensors.index.json", "pytorch_model.bin"] + [
+        f"model-0000{i}-of-00002.safetensors" for i in (1, 2)
+    ]
+    assert select_files(sharded)[2:] == [
+        "model.safetensors.index.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
+    for listing in REPO_FILES.values():
+        chosen = select_files(listing)
+        assert not any(n.endswith((".h5", ".msgpack", ".onnx", ".ot", ".tar.gz")) for n in chosen)
+    with pytest.raises(ModelError, match="no PyTorch weights"):
+        select_files(["config.json", "vocab.txt", "tf_model.h5", "flax_model.msgpack"], "org/tf-only")
+    with pytest.raises(ModelError, match="no config.json"):
+        select_files(["pytorch_model.bin", "vocab.txt"], "org/bare")
