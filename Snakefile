@@ -1,28 +1,25 @@
 # FTFT: Fine-Tuning by transFerring Training dynamics (Du, Gatt & Nguyen, arXiv 2310.06588).
 #
-#   snakemake --cores all                                   # paper grid, workstation (1 GPU)
+#   snakemake --cores all --resources gpu=1                 # paper grid, workstation (1 GPU)
 #   snakemake --cores 2 --configfile config/demo.yaml       # offline demo, CPU only
 #   snakemake --workflow-profile profiles/slurm             # paper grid on a SLURM cluster
 #
 # The grid (which runs each table and figure needs) is data: ftft.grid expands the config,
-# ftft.workflow turns it into targets, inputs and parameters. See docs/ARCHITECTURE.md.
+# ftft.layout names every file, ftft.workflow turns both into targets, inputs and parameters.
+# See docs/ARCHITECTURE.md.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "workflow_config.yaml"
+# the base config beside this Snakefile, whatever the working directory (--directory, snakedeploy)
+configfile: os.path.join(workflow.basedir, "workflow_config.yaml")
 
 
-# validates the merged config (JSON schema + semantic checks) before any job; defines PLAN
+# validates the merged config (JSON schema + semantic checks) before any job; defines PLAN and L
 include: "rules/common.smk"
-
-
-pathvars:
-    results=PLAN.results,
-    resources=PLAN.resources,
-    logs=f"{PLAN.results}/logs",
-    benchmarks=f"{PLAN.results}/benchmarks",
 
 
 report: "src/ftft/report/workflow.rst"

@@ -1,5 +1,5 @@
-# Shared setup: config validation, the Plan (ftft.workflow) and the input/params functions
-# the rules call. All logic lives in the ftft package; these are thin adapters.
+# Shared setup: config validation, the Plan (ftft.workflow), the layout (ftft.layout) and the
+# input/params functions the rules call. All logic lives in the ftft package.
 import os
 import sys
 
@@ -8,20 +8,27 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from ftft.config import ConfigError, validate
+from ftft.errors import FtftError
 from ftft.workflow import Plan
 
 try:
     validate(
         config,
         source=", ".join(
-            ["workflow_config.yaml", *map(str, workflow.overwrite_configfiles)]
+            [
+                os.path.join(workflow.basedir, "workflow_config.yaml"),
+                *map(str, workflow.overwrite_configfiles),
+            ]
         ),
     )
-except ConfigError as exc:
+    PLAN = Plan(config)
+    PLAN.check()
+except (ConfigError, FtftError) as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
-PLAN = Plan(config)
+L = PLAN.layout
 WILDCARDS = PLAN.wildcard_constraints()
+RUN = "{task}/{model}/{method}-{ref}/{budget}/seed{seed}"
 
 
 wildcard_constraints:
@@ -31,25 +38,19 @@ wildcard_constraints:
     method=WILDCARDS["method"],
     budget=WILDCARDS["budget"],
     seed=WILDCARDS["seed"],
+    tokenizer=WILDCARDS["tokenizer"],
     kind=WILDCARDS["kind"],
-    variant=WILDCARDS["variant"],
     source=WILDCARDS["source"],
+    table=WILDCARDS["table"],
+    figure=WILDCARDS["figure"],
+
+
+def run_of(wildcards):
+    return PLAN.run_of(wildcards)
 
 
 def train_input(wildcards):
-    return PLAN.train_inputs(PLAN.run_of(wildcards))
-
-
-def train_spec(wildcards):
-    return PLAN.train_spec(PLAN.run_of(wildcards))
-
-
-def train_extra(wildcards, input):
-    return PLAN.train_extra(PLAN.run_of(wildcards), input)
-
-
-def train_runtime(wildcards):
-    return PLAN.train_runtime(wildcards.task)
+    return PLAN.train_inputs(run_of(wildcards))
 
 
 def datamap_input(wildcards):
@@ -62,43 +63,13 @@ def subset_input(wildcards):
     )
 
 
-def parent_dir(key, of="input"):
-    """Params function: the folder of a named input (or output) file."""
-    if of == "input":
-        return lambda wildcards, input: os.path.dirname(input[key])
-    return lambda wildcards, output: os.path.dirname(output[key])
-
-
-# Warm worker (config `worker`, ftft.worker): started when a local run with jobs to do begins;
-# every `ftft` job then runs in a fork of it instead of importing torch/transformers anew.
-from ftft import worker as ftft_worker
-
-
-def start_worker():
-    settings = PLAN.worker_settings()
-    if (
-        settings is None
-        or workflow.touch
-        or not workflow.local_exec
-        or workflow.remote_exec
-    ):
-        return
-    path = ftft_worker.start(settings["log"], settings["idle_timeout"])
-    if path:
-        os.environ[ftft_worker.SOCKET_ENV] = path
-
-
-def stop_worker():
-    ftft_worker.stop(os.environ.pop(ftft_worker.SOCKET_ENV, None))
-
-
 onstart:
-    start_worker()
+    print(PLAN.compute_plan.summary(), file=sys.stderr)
 
 
 onsuccess:
-    stop_worker()
+    print(PLAN.failed_runs_message(), file=sys.stderr)
 
 
 onerror:
-    stop_worker()
+    print(PLAN.failed_runs_message(), file=sys.stderr)

@@ -3,74 +3,65 @@
 
 rule download:
     output:
-        "<resources>/{source}/DONE.json",
+        L.download_marker(),
     log:
-        "<logs>/download/{source}.log",
-    retries: 3
+        L.log("download", "{source}"),
     localrule: True
     conda:
         "../envs/ftft.yaml"
     params:
-        url=lambda w: PLAN.download_params(w.source)["url"],
-        extra=lambda w: PLAN.download_params(w.source)["extra"],
-        out=parent_dir(0, of="output"),
+        args=lambda w: PLAN.download_args(w.source),
+        out=lambda w: L.download_dir(w.source),
     shell:
-        "ftft download --source {wildcards.source} --url {params.url:q} "
-        "--out {params.out:q} {params.extra} > {log} 2>&1"
+        "ftft download --source {wildcards.source:q} --out {params.out:q} {params.args} > {log:q} 2>&1"
 
 
 rule prepare:
     input:
         lambda w: PLAN.prepare_inputs(w.source),
     output:
-        data="<results>/data/sources/{source}.parquet",
-        summary="<results>/data/sources/{source}.summary.json",
+        data=L.source(),
+        summary=L.source_summary(),
     log:
-        "<logs>/prepare/{source}.log",
+        L.log("prepare", "{source}"),
     conda:
         "../envs/ftft.yaml"
     params:
-        extra=lambda w: PLAN.prepare_extra(w.source),
+        args=lambda w: PLAN.prepare_args(w.source),
     shell:
-        "ftft prepare --source {wildcards.source} {params.extra} "
-        "--out {output.data} --summary {output.summary} > {log} 2>&1"
+        "ftft prepare --source {wildcards.source:q} {params.args} "
+        "--out {output.data:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
 rule demo_data:
     output:
-        data="<results>/data/sources/demo_{kind}.parquet",
-        summary="<results>/data/sources/demo_{kind}.summary.json",
+        data=L.source("demo_{kind}"),
+        summary=L.source_summary("demo_{kind}"),
     log:
-        "<logs>/demo_data/{kind}.log",
+        L.log("demo_data", "{kind}"),
     conda:
         "../envs/ftft.yaml"
     params:
-        extra=lambda w: PLAN.demo_data_params(w.kind),
+        args=lambda w: PLAN.demo_data_args(w.kind),
     shell:
-        "ftft demo-data --task {wildcards.kind} --out {output.data} "
-        "--summary {output.summary} {params.extra} > {log} 2>&1"
+        "ftft demo-data --task {wildcards.kind:q} --out {output.data:q} "
+        "--summary {output.summary:q} {params.args} > {log:q} 2>&1"
 
 
-# One rule per task: its evaluation sets (hence its outputs) come from the config.
-for _task in PLAN.cfg["tasks"]:
-
-    rule:
-        name:
-            f"assemble_{_task}"
-        input:
-            PLAN.task_sources(_task),
-        output:
-            train=PLAN.task_train_file(_task),
-            evals=PLAN.task_eval_files(_task),
-        log:
-            f"<logs>/assemble/{_task}.log",
-        localrule: True
-        conda:
-            "../envs/ftft.yaml"
-        params:
-            spec=PLAN.assemble_spec(_task),
-            sources_dir=parent_dir(0),
-            out_dir=parent_dir("train", of="output"),
-        shell:
-            "ftft assemble --spec {params.spec:q} --sources-dir {params.sources_dir:q} "
-            "--out-dir {params.out_dir:q} > {log} 2>&1"
+rule assemble:
+    input:
+        lambda w: PLAN.task_sources(w.task),
+    output:
+        train=L.task_train(),
+        evals=directory(L.task_eval_dir()),
+    log:
+        L.log("assemble", "{task}"),
+    localrule: True
+    conda:
+        "../envs/ftft.yaml"
+    params:
+        spec=lambda w: PLAN.assemble_spec(w.task),
+        sources_dir=L.res("data/sources"),
+    shell:
+        "ftft assemble --spec {params.spec:q} --sources-dir {params.sources_dir:q} "
+        "--train {output.train:q} --eval-dir {output.evals:q} > {log:q} 2>&1"

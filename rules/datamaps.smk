@@ -5,41 +5,49 @@ rule datamap:
     input:
         unpack(datamap_input),
     output:
-        datamap="<results>/datamaps/{task}/{ref}/seed{seed}.parquet",
+        datamap=L.datamap(),
         plot=report(
-            "<results>/figures/datamaps/{task}_{ref}_seed{seed}.png",
+            L.datamap_plot(),
             caption="../src/ftft/report/datamap.rst",
             category="Data maps",
-            labels={"task": "{task}", "reference": "{ref}", "seed": "{seed}"},
+            subcategory="{task}",
+            labels={"reference": "{ref}", "seed": "{seed}"},
         ),
     log:
-        "<logs>/datamap/{task}/{ref}/seed{seed}.log",
+        L.log("datamap", "{task}/{ref}/seed{seed}"),
     conda:
         "../envs/ftft.yaml"
     params:
         q=PLAN.cfg["q"],
-        run_dir=parent_dir("dynamics"),
+        run_dir=lambda w: L.run_dir(PLAN.datamap_run(w)),
     shell:
-        "ftft datamap --run-dir {params.run_dir:q} --out {output.datamap} "
-        "--plot {output.plot} --q {params.q} > {log} 2>&1"
+        "ftft datamap --run-dir {params.run_dir:q} --train {input.train:q} --out {output.datamap:q} "
+        "--plot {output.plot:q} --q {params.q:q} > {log:q} 2>&1"
 
 
 rule subset:
     input:
         unpack(subset_input),
     output:
-        "<results>/subsets/{task}/{method}-{ref}/seed{seed}.parquet",
+        L.subset(),
     log:
-        "<logs>/subset/{task}/{method}-{ref}/seed{seed}.log",
+        L.log("subset", "{task}/{method}-{ref}/seed{seed}"),
     wildcard_constraints:
         method="random|dm|jtt|poe",
     conda:
         "../envs/ftft.yaml"
     params:
-        q=PLAN.cfg["q"],
-        spec=lambda w: PLAN.subset_spec(w.task, w.method),
-        extra=lambda w, input: PLAN.subset_extra(input),
+        args=lambda w, input: PLAN.subset_args(
+            w.task, w.method, w.ref, int(w.seed), input
+        ),
     shell:
-        "ftft subset --method {wildcards.method} --train {input.train} --out {output} "
-        "--q {params.q} --seed {wildcards.seed} --spec {params.spec:q} {params.extra} "
-        "> {log} 2>&1"
+        "ftft subset --method {wildcards.method:q} --train {input.train:q} --out {output:q} "
+        "{params.args} > {log:q} 2>&1"
+
+
+# `snakemake datamaps`: just the data maps (parquet with texts + plot) of the configured
+# reference models; trains only their reference runs, nothing else.
+rule datamaps:
+    input:
+        PLAN.datamap_targets(),
+    localrule: True

@@ -1,19 +1,41 @@
-# Demo mode: tiny random-init stand-ins for the paper's models, built offline.
-# (Paper mode trains the hub models named in the config; no rule needed.)
+# Models: tiny random-init stand-ins built offline (demo mode; one job builds them all, the
+# imports cost more than the tiny models), or the hub checkpoints fetched once into the
+# Hugging Face cache (paper mode; compute nodes then run offline).
 
 
-rule build_demo_model:
+rule build_demo_models:
     input:
         corpus=PLAN.demo_corpus(),
     output:
-        directory("<resources>/demo_models/{model}"),
+        [directory(L.demo_model(m)) for m in PLAN.demo_models()],
     log:
-        "<logs>/build_demo_model/{model}.log",
+        L.log("build_demo_models", "build_demo_models"),
     conda:
         "../envs/ftft.yaml"
     params:
-        family=lambda w: PLAN.model_setting(w.model, "family"),
-        size=lambda w: PLAN.model_setting(w.model, "size"),
+        args=PLAN.demo_model_args(),
     shell:
-        "ftft build-demo-model --model {wildcards.model} --family {params.family} "
-        "--size {params.size} --corpus {input.corpus} --out {output} > {log} 2>&1"
+        "ftft build-demo-model {params.args} --corpus {input.corpus:q} > {log:q} 2>&1"
+
+
+rule fetch_model:
+    output:
+        L.hub_marker(),
+    log:
+        L.log("fetch_model", "{model}"),
+    localrule: True
+    conda:
+        "../envs/ftft.yaml"
+    params:
+        hub_id=lambda w: PLAN.model_setting(w.model, "hub_id"),
+        env=PLAN.hub_env(fetch=True),
+    shell:
+        "{params.env}ftft fetch-models --model {params.hub_id:q} --marker {output:q} > {log:q} 2>&1"
+
+
+# `snakemake fetch_models` on a machine with internet (e.g. the login node) fills the HF cache
+# with every hub model the config uses; training jobs then run with HF_HUB_OFFLINE=1.
+rule fetch_models:
+    input:
+        PLAN.hub_markers(),
+    localrule: True

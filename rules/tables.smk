@@ -1,100 +1,149 @@
-# Paper tables and figures from run outputs, and the comparison with the published numbers.
-# One rule per table / figure (its report caption differs); each job's inputs are exactly
-# the files it reads (ftft.tables.table_inputs, ftft.figures.figure_inputs).
+# Paper tables and figures from run outputs, the comparison with the published numbers, the
+# claims report and the failed-runs summary. Table and figure ids come from the config
+# (ftft.tables.table_ids, ftft.figures.figure_ids); each job's inputs are exactly the files it
+# reads (ftft.workflow.Plan.table_inputs / figure_inputs).
 
 
 rule config_json:
     output:
-        "<results>/config.json",
+        L.config_json(),
     log:
-        "<logs>/config_json.log",
+        L.log("config_json", "config_json"),
+    localrule: True
+    params:
+        config=PLAN.config_dump(),
+    run:
+        from ftft.io import write_json
+
+        write_json(output[0], params.config)
+
+
+rule table:
+    input:
+        config=L.config_json(),
+        runs=lambda w: PLAN.table_inputs(w.table),
+    output:
+        csv=L.table(ext="csv"),
+        md=L.table(ext="md"),
+        tex=L.table(ext="tex"),
+        html=report(
+            L.table(ext="html"),
+            caption="../src/ftft/report/table.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
+    log:
+        L.log("table", "table{table}"),
     localrule: True
     conda:
         "../envs/ftft.yaml"
     params:
-        config=PLAN.config_dump(),
+        caption=lambda w: PLAN.table_caption(w.table),
+        results=L.results,
+        prefix=lambda w: L.table_prefix(w.table),
     shell:
-        "printf '%s\\n' {params.config:q} > {output} 2> {log}"
+        "ftft table --id {wildcards.table:q} --config-json {input.config:q} "
+        "--results {params.results:q} --out-prefix {params.prefix:q} > {log:q} 2>&1"
 
 
-for _tid in PLAN.table_ids:
-
-    rule:
-        name:
-            f"table_{_tid}"
-        input:
-            config=PLAN.config_json(),
-            runs=PLAN.table_inputs(_tid),
-        output:
-            csv=report(
-                f"<results>/tables/table{_tid}.csv",
-                caption=f"../src/ftft/report/{PLAN.table_caption(_tid)}",
-                category="Tables",
-                labels={"table": _tid},
-            ),
-            md=f"<results>/tables/table{_tid}.md",
-            tex=f"<results>/tables/table{_tid}.tex",
-        log:
-            f"<logs>/table/table{_tid}.log",
-        localrule: True
-        conda:
-            "../envs/ftft.yaml"
-        params:
-            tid=_tid,
-        shell:
-            "ftft table --id {params.tid} --config-json {input.config} "
-            '--results "$(dirname {input.config:q})" '
-            '--out-prefix "$(dirname {output.csv:q})/table{params.tid}" > {log} 2>&1'
-
-
-for _fid, _variants in PLAN.figure_groups.items():
-
-    rule:
-        name:
-            f"figure_{_fid}"
-        input:
-            config=PLAN.config_json(),
-            runs=lambda w, _fid=_fid: PLAN.figure_inputs(_fid, w.variant),
-        output:
-            png=report(
-                f"<results>/figures/figure{_fid}_{{variant}}.png",
-                caption=f"../src/ftft/report/{PLAN.figure_caption(_fid)}",
-                category="Figures",
-                labels={"figure": _fid, "panel": "{variant}"},
-            ),
-            pdf=f"<results>/figures/figure{_fid}_{{variant}}.pdf",
-        log:
-            f"<logs>/figure/figure{_fid}_{{variant}}.log",
-        localrule: True
-        conda:
-            "../envs/ftft.yaml"
-        params:
-            args=lambda w, _fid=_fid: PLAN.figure_args(_fid, w.variant),
-            fid=_fid,
-        shell:
-            "ftft figure {params.args} --config-json {input.config} "
-            '--results "$(dirname {input.config:q})" '
-            '--out-prefix "$(dirname {output.png:q})/figure{params.fid}_{wildcards.variant}" '
-            "> {log} 2>&1"
+rule figure:
+    input:
+        config=L.config_json(),
+        runs=lambda w: PLAN.figure_inputs(w.figure),
+    output:
+        png=report(
+            L.figure(ext="png"),
+            caption="../src/ftft/report/figure.rst",
+            category="Figures",
+            labels={"figure": "{figure}", "format": "PNG"},
+        ),
+        pdf=report(
+            L.figure(ext="pdf"),
+            caption="../src/ftft/report/figure.rst",
+            category="Figures",
+            labels={"figure": "{figure}", "format": "PDF"},
+        ),
+    log:
+        L.log("figure", "figure{figure}"),
+    localrule: True
+    conda:
+        "../envs/ftft.yaml"
+    params:
+        caption=lambda w: PLAN.figure_caption(w.figure),
+        results=L.results,
+        prefix=lambda w: L.figure_prefix(w.figure),
+    shell:
+        "ftft figure --id {wildcards.figure:q} --config-json {input.config:q} "
+        "--results {params.results:q} --out-prefix {params.prefix:q} > {log:q} 2>&1"
 
 
 rule compare:
     input:
-        config=PLAN.config_json(),
+        config=L.config_json(),
         tables=PLAN.compare_inputs(),
     output:
-        csv=report(
-            "<results>/tables/paper_comparison.csv",
+        csv=L.comparison("csv"),
+        md=report(
+            L.comparison("md"),
             caption="../src/ftft/report/paper_comparison.rst",
             category="Comparison with the paper",
         ),
-        md="<results>/tables/paper_comparison.md",
     log:
-        "<logs>/compare.log",
+        L.log("compare", "compare"),
     localrule: True
     conda:
         "../envs/ftft.yaml"
+    params:
+        results=L.results,
+        prefix=L.comparison("csv").removesuffix(".csv"),
     shell:
-        "ftft compare --config-json {input.config} "
-        '--results "$(dirname {input.config:q})" '
-        '--out-prefix "$(dirname {output.csv:q})/paper_comparison" > {log} 2>&1'
+        "ftft compare --config-json {input.config:q} --results {params.results:q} "
+        "--out-prefix {params.prefix:q} > {log:q} 2>&1"
+
+
+rule claims:
+    input:
+        config=L.config_json(),
+        files=PLAN.claims_inputs(),
+    output:
+        csv=L.claims("csv"),
+        md=report(
+            L.claims("md"),
+            caption="../src/ftft/report/claims.rst",
+            category="Claims",
+        ),
+    log:
+        L.log("claims", "claims"),
+    localrule: True
+    conda:
+        "../envs/ftft.yaml"
+    params:
+        results=L.results,
+        prefix=L.claims("csv").removesuffix(".csv"),
+    shell:
+        "ftft claims --config-json {input.config:q} --results {params.results:q} "
+        "--out-prefix {params.prefix:q} > {log:q} 2>&1"
+
+
+rule failed_runs:
+    input:
+        config=L.config_json(),
+        records=PLAN.all_records(),
+    output:
+        md=report(
+            L.failed_runs("md"),
+            caption="../src/ftft/report/failed_runs.rst",
+            category="Failed runs",
+        ),
+        csv=L.failed_runs("csv"),
+    log:
+        L.log("failed_runs", "failed_runs"),
+    localrule: True
+    conda:
+        "../envs/ftft.yaml"
+    params:
+        results=L.results,
+        prefix=L.failed_runs("md").removesuffix(".md"),
+    shell:
+        "ftft failed-runs --config-json {input.config:q} --results {params.results:q} "
+        "--out-prefix {params.prefix:q} > {log:q} 2>&1"

@@ -1,34 +1,63 @@
-# One rule trains every run: reference (= ERM of that model), main and baseline runs.
-# The run folder is ftft.grid.Run.path; params hold only that run's spec, so changing one
-# model's settings re-runs only the runs (and downstream files) that depend on it.
+# Tokenise once per (task, tokenizer), then one rule trains every run: reference (= ERM of
+# that model), main and baseline runs. Run folders come from ftft.layout; params hold only
+# that run's spec, so changing one model's settings re-runs only the runs that depend on it.
+
+
+rule tokenize:
+    input:
+        unpack(lambda w: PLAN.tokenize_inputs(w.task, w.tokenizer)),
+    output:
+        directory(L.tokenized()),
+    log:
+        L.log("tokenize", "{task}/{tokenizer}"),
+    conda:
+        "../envs/ftft.yaml"
+    params:
+        args=lambda w: PLAN.tokenize_args(w.task, w.tokenizer),
+        env=PLAN.hub_env(),
+    shell:
+        "{params.env}ftft tokenize --train {input.train:q} --eval-dir {input.evals:q} "
+        "{params.args} --out {output:q} > {log:q} 2>&1"
 
 
 rule train:
     input:
         unpack(train_input),
     output:
-        metrics="<results>/runs/{task}/{model}/{method}-{ref}/{budget}/seed{seed}/metrics.csv",
-        predictions="<results>/runs/{task}/{model}/{method}-{ref}/{budget}/seed{seed}/predictions.parquet",
-        dynamics="<results>/runs/{task}/{model}/{method}-{ref}/{budget}/seed{seed}/dynamics.npz",
-        record="<results>/runs/{task}/{model}/{method}-{ref}/{budget}/seed{seed}/run.json",
+        metrics=L.run_file("metrics.csv"),
+        predictions=L.run_file("predictions.parquet"),
+        dynamics=L.run_file("dynamics.npz"),
+        record=L.run_file("run.json"),
     log:
-        "<logs>/train/{task}/{model}/{method}-{ref}/{budget}/seed{seed}.log",
+        L.log("train", RUN),
     benchmark:
-        "<benchmarks>/train/{task}/{model}/{method}-{ref}/{budget}/seed{seed}.tsv"
+        L.benchmark("train", RUN)
     conda:
         "../envs/ftft.yaml"
     threads: PLAN.train_threads()
     resources:
         gpu=PLAN.train_gpus(),
-        mem_mb=PLAN.train_mem_mb(),
-        runtime=train_runtime,
+        mem_mb=lambda w: PLAN.train_mem_mb(run_of(w)),
+        runtime=lambda w: PLAN.train_runtime(run_of(w)),
         gpu_model=PLAN.gpu_model(),
     params:
-        spec=train_spec,
-        extra=train_extra,
-        state_dir=PLAN.state_dir_pattern(),
-        data_dir=f"{PLAN.results}/data/{{task}}",
-    shell:
-        "ftft train --spec {params.spec:q} --data-dir {params.data_dir:q} "
-        '--out "$(dirname {output.record:q})" --state-dir {params.state_dir:q} {params.extra} '
-        "> {log} 2>&1"
+        spec=lambda w: PLAN.train_spec(run_of(w)),
+        state_dir=lambda w: L.state_dir(run_of(w)),
+    script:
+        "../scripts/train.py"
+
+
+# A PoE bias model's reference run also writes the eval-mode log-probabilities of its final
+# weights on the training set (bias_logp.parquet): the same job, one declared output more.
+use rule train as train_bias_model with:
+    output:
+        metrics=L.run_file("metrics.csv"),
+        predictions=L.run_file("predictions.parquet"),
+        dynamics=L.run_file("dynamics.npz"),
+        record=L.run_file("run.json"),
+        bias=L.run_file("bias_logp.parquet"),
+    wildcard_constraints:
+        **PLAN.bias_model_constraint(),
+
+
+ruleorder: train_bias_model > train

@@ -3,7 +3,8 @@
 Task "toy" (3 labels): a pair of short texts; the second text holds one keyword that decides
 the label (``yes`` -> 0, ``maybe`` -> 1, ``no`` -> 2) among random filler words. The model is
 ``ftft.models.build_demo_model`` at size "base" (BERT, hidden 32, 2 layers) with a WordPiece
-tokenizer trained on the toy texts.
+tokenizer trained on the toy texts. ``tokenize_toy`` runs the real tokenize step on the data,
+which is what the engine reads.
 """
 
 from __future__ import annotations
@@ -36,12 +37,23 @@ def toy_frame(n: int, seed: int, prefix: str, filler: list[str], labels: list[in
     return pd.DataFrame(rows)
 
 
+MAX_LENGTH = 24
+
+
 def write_toy_data(root: Path, id_labels: list[int] | None = None) -> Path:
     """data_dir with train.parquet and eval/{toy_id,toy_ood}.parquet; returns it."""
     schema.write(toy_frame(N_TRAIN, 1, "train", FILLER), root / "train.parquet", LABELS, "toy")
     schema.write(toy_frame(N_ID, 2, "id", FILLER, id_labels), root / "eval" / "toy_id.parquet", LABELS, "toy")
     schema.write(toy_frame(N_OOD, 3, "ood", FILLER + OOD_FILLER), root / "eval" / "toy_ood.parquet", LABELS, "toy")
     return root
+
+
+def tokenize_toy(data: Path, model: Path, out: Path) -> Path:
+    """The tokenize step's output for a toy data folder (what ``engine.train`` reads)."""
+    from ftft.tokenize import tokenize_task
+
+    tokenize_task(data / "train.parquet", data / "eval", [n for n, _ in EVAL_SETS], str(model), MAX_LENGTH, out)
+    return out
 
 
 def build_toy_model(out: Path) -> Path:
@@ -58,6 +70,7 @@ def toy_config(model_dir: Path, steps: int = 150, checkpoints: int = 5, lr: floa
         "batch_size": 16,
         "warmup_ratio": 0.1,
         "weight_decay": 0.0,
+        "adam_eps": 1e-6,
         "max_grad_norm": 1.0,
         "mixed_precision": "auto",
         "eval_batch_size": 64,
@@ -66,13 +79,14 @@ def toy_config(model_dir: Path, steps: int = 150, checkpoints: int = 5, lr: floa
     }
     train.update(training)
     return {
+        "mode": "paper",
         "tasks": {
             "toy": {
                 "labels": LABELS,
                 "metric": "accuracy",
                 "steps": steps,
                 "checkpoints": checkpoints,
-                "max_length": 24,
+                "max_length": MAX_LENGTH,
                 "id_test": {"name": EVAL_SETS[0][0]},
                 "ood": [{"name": EVAL_SETS[1][0]}],
             }
@@ -80,7 +94,12 @@ def toy_config(model_dir: Path, steps: int = 150, checkpoints: int = 5, lr: floa
         "models": {"tiny": {"hub_id": "nobody/tiny", "path": str(model_dir), "lr": lr}},
         "training": train,
         "methods": {
-            "jtt": {"optimizer": "sgd", "momentum": 0.9, "scheduler": "plateau"},
+            "jtt": {
+                "optimizer": "sgd",
+                "momentum": 0.9,
+                "scheduler": "plateau",
+                "plateau": {"factor": 0.1, "patience": 10},
+            },
             "poe": {"ce_weight": 0.3, "poe_weight": 1.0},
         },
     }

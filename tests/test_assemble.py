@@ -36,7 +36,8 @@ def tasks():
 def test_assemble_paper_tasks(sources_dir, tasks, tmp_path, task):
     spec = tasks[task]
     out = tmp_path / task
-    rc = main(["assemble", "--spec", json.dumps(spec), "--sources-dir", str(sources_dir), "--out-dir", str(out)])
+    args = ["--sources-dir", str(sources_dir), "--train", str(out / "train.parquet"), "--eval-dir", str(out / "eval")]
+    rc = main(["assemble", "--spec", json.dumps(spec), *args])
     assert rc == 0
     sets = [("train", spec["train"]), (f"eval/{spec['id_test']['name']}", spec["id_test"])]
     sets += [(f"eval/{o['name']}", o) for o in spec["ood"]]
@@ -55,7 +56,7 @@ def test_assemble_label_mismatch_and_missing_split(sources_dir, tasks, tmp_path)
     spec = json.loads(json.dumps(tasks["nli"]))
     spec["ood"] = [{"name": "hate", "source": "cad", "split": "test"}]
     with pytest.raises(DataError) as err:
-        assemble(spec, sources_dir, tmp_path / "a")
+        assemble(spec, sources_dir, tmp_path / "a" / "train.parquet", tmp_path / "a" / "eval")
     msg = str(err.value)
     assert (
         "'cad'" in msg
@@ -66,12 +67,12 @@ def test_assemble_label_mismatch_and_missing_split(sources_dir, tasks, tmp_path)
     spec = json.loads(json.dumps(tasks["nli"]))
     spec["ood"][1]["split"] = "test_r9"
     with pytest.raises(DataError) as err:
-        assemble(spec, sources_dir, tmp_path / "b")
+        assemble(spec, sources_dir, tmp_path / "b" / "train.parquet", tmp_path / "b" / "eval")
     assert "test_r9" in str(err.value) and "test_r1" in str(err.value) and "dev_r1" in str(err.value)
     spec["train"] = {"source": "anli", "split": "train_r1"}  # absent in the fixtures: empty
     with pytest.raises(DataError, match="train_r1"):
-        assemble(spec, sources_dir, tmp_path / "c")
+        assemble(spec, sources_dir, tmp_path / "c" / "train.parquet", tmp_path / "c" / "eval")
     spec = json.loads(json.dumps(tasks["nli"]))
     spec["train"]["source"] = "snli"
     with pytest.raises(DataError, match="snli.parquet"):
-        assemble(spec, sources_dir, tmp_path / "d")
+        assemble(spec, sources_dir, tmp_path / "d" / "train.parquet", tmp_path / "d" / "eval")

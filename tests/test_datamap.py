@@ -214,7 +214,7 @@ def test_correct_matches_argmax_with_ties(tmp_path, dtype):
     datamap.save_dynamics(path, [f"u{i}" for i in range(n)], labels, probs)
     dyn = datamap.load_dynamics(path)
     np.testing.assert_array_equal(dyn.correct(), dyn.probs.argmax(-1) == labels)
-    mem = datamap.Dynamics(dyn.uids, labels, np.abs(probs), dyn.seen, e)
+    mem = datamap.TrainingDynamics(dyn.uids, labels, np.abs(probs), dyn.seen, e)
     np.testing.assert_array_equal(mem.correct(), probs.argmax(-1) == labels)
 
 

@@ -1,8 +1,9 @@
 """The one training engine on a tiny BERT and an easily learnable toy task (tests/engine_fixtures.py).
 
-Real training runs of a few seconds each: learning beats the majority baseline, the output
-files follow docs/ARCHITECTURE.md, a killed run resumes to bitwise identical outputs, subsets /
-weights / PoE flow into the loss, failures are recorded, bad input fails clearly.
+Real training runs of a few seconds each on the tokenize step's real output: learning beats the
+majority baseline, the output files follow docs/ARCHITECTURE.md, a killed run resumes to
+bitwise identical outputs, subsets / weights / PoE flow into the loss, no evaluation label
+steers training, failures (also of a reference) are recorded, bad input fails clearly.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import torch
 from ftft import config, grid
 from ftft.config import ConfigError
 from ftft.errors import DataError, ModelError
-from ftft.train import engine
-from ftft.train.data import apply_subset, collate, encode
+from ftft.train import engine, schedule
+from ftft.train.data import apply_subset, batch_indices, collate, epoch_permutation, load_tokenized
 from ftft.train.engine import SimulatedKill, train
 from ftft.train.evaluate import macro_f1, majority_baseline
 from ftft.train.spec import make_spec, validate_spec
@@ -34,9 +35,10 @@ STEPS, K, BATCH = 125, 5, 20
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy")
-    data = ef.write_toy_data(root / "data")
+    raw = ef.write_toy_data(root / "raw")
     model = ef.build_toy_model(root / "model")
-    return {"root": root, "data": data, "model": model}
+    data = ef.tokenize_toy(raw, model, root / "data")
+    return {"root": root, "raw": raw, "data": data, "model": model}
 
 
 def _spec(toy, method="erm", ref="none", steps=STEPS, checkpoints=K, cfg_update=None, **training):
@@ -81,7 +83,11 @@ def test_erm_learns_beyond_majority_baseline(erm):
 
 def test_metrics_rows_are_checkpoints_times_eval_sets(erm):
     m = erm["metrics"]
-    assert list(m.columns) == ["step", "checkpoint", "fraction", "dataset", "role", "n", "accuracy", "macro_f1"]
+    cols = ["step", "checkpoint", "fraction", "dataset", "role", "n", "accuracy", "macro_f1", "train_loss"]
+    assert list(m.columns) == cols
+    # the training loss since the previous checkpoint, one value per checkpoint, falling
+    loss = m.drop_duplicates("checkpoint")["train_loss"].to_numpy()
+    assert np.isfinite(loss).all() and loss[-1] < loss[0]
     assert len(m) == K * len(ef.EVAL_SETS)
     assert sorted(set(m["step"])) == [25, 50, 75, 100, 125]
     assert list(m["checkpoint"].unique()) == [1, 2, 3, 4, 5]
@@ -115,7 +121,7 @@ def test_dynamics_shape_and_values(erm):
     assert (probs >= 0).all() and (probs <= 1).all()
     np.testing.assert_allclose(probs[d["seen"]].sum(-1), 1.0, atol=5e-3)
     assert (probs[12][~d["seen"][12]] == 0).all()
-    train_df = pd.read_parquet(Path(erm["out"]).parent / "data" / "train.parquet")
+    train_df = pd.read_parquet(Path(erm["out"]).parent / "raw" / "train.parquet")
     assert list(d["uids"]) == train_df["uid"].tolist()
     np.testing.assert_array_equal(d["labels"], train_df["label"])
     # the model learns its training set: p_true rises from the first to the last full pass
@@ -133,12 +139,17 @@ def test_run_record(erm):
     assert 12 * tokens["train_tokens_per_epoch"] < tokens["train_tokens_seen"] < 13 * tokens["train_tokens_per_epoch"]
     assert 0 < rec["model"]["non_embedding_params"] < rec["model"]["params"]
     flops = rec["flops"]
-    assert flops["forward_total"] > 12 * flops["forward_per_epoch"]
+    # real tokens: every pass sees the same tokens; padded: every position of each padded batch
+    assert 12 * flops["forward_per_epoch_real"] < flops["forward_total_real"] < 13 * flops["forward_per_epoch_real"]
+    assert flops["forward_per_epoch"] > flops["forward_per_epoch_real"]
+    assert flops["forward_total"] > flops["forward_total_real"]
     assert flops["train_total"] == pytest.approx(3 * flops["forward_total"])
+    assert tokens["padded_tokens_seen"] > tokens["train_tokens_seen"]
     assert rec["wall_time_s"] > 0 and rec["peak_mem_mb"] > 0
     assert {"torch", "transformers", "accelerate", "ftft"} <= set(rec["versions"])
     assert rec["device"].startswith("cpu")
     assert rec["hparams"]["lr"] == 1e-3 and rec["hparams"]["optimizer"] == "adamw"
+    assert rec["hparams"]["adam_eps"] == 1e-6
     assert not erm["state"].exists()  # state deleted after a successful finish
 
 
@@ -187,7 +198,7 @@ def _write_subset(path: Path, uids, weight=None, bias_logp=None) -> Path:
 
 
 def _train_frame(toy) -> pd.DataFrame:
-    return pd.read_parquet(toy["data"] / "train.parquet")
+    return pd.read_parquet(toy["raw"] / "train.parquet")
 
 
 def test_subset_trains_only_on_listed_uids(toy, erm, tmp_path):
@@ -258,7 +269,8 @@ def test_poe_with_certain_correct_bias_learns_nothing(toy, tmp_path):
     torch.manual_seed(0)
     tok, model = load_tokenizer_and_model(str(toy["model"]), 3)
     model.eval()
-    data = encode(df, tok, 24, {"bias_logp": certain})
+    data, _ = load_tokenized(toy["data"], [], tok.pad_token_id)
+    data = apply_subset(data, subset, 3)
     batch = collate(data, np.arange(16), torch.device("cpu"))
 
     def grad_norm(bias):
@@ -277,14 +289,116 @@ def test_poe_without_bias_columns_fails(toy, tmp_path):
         train(_spec(toy, "poe", steps=4, checkpoints=1), toy["data"], tmp_path / "o", tmp_path / "st", subset)
 
 
-def test_jtt_uses_sgd_and_plateau(toy, tmp_path):
+def test_jtt_uses_sgd_and_plateau_on_the_training_loss(toy, tmp_path):
     spec = _spec(toy, "jtt", steps=20, checkpoints=2)
     assert (spec["optimizer"], spec["scheduler"], spec["warmup_ratio"]) == ("sgd", "plateau", 0.0)
-    assert spec["momentum"] == 0.9
+    assert spec["momentum"] == 0.9 and spec["plateau"] == {"factor": 0.1, "patience": 10}
     subset = _write_subset(tmp_path / "s.parquet", _train_frame(toy)["uid"], weight=np.full(ef.N_TRAIN, 4.0))
     rec = train(spec, toy["data"], tmp_path / "out", tmp_path / "st", subset)
     assert rec["hparams"]["optimizer"] == "sgd" and rec["steps_done"] == 20
     assert _prob_change(tmp_path / "out") > 0
+    # patience 0: the LR drops at every checkpoint whose running training loss does not improve
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = schedule.make_scheduler(opt, {**spec, "plateau": {"factor": 0.1, "patience": 0}})
+    for loss in (1.0, 0.9, 0.95, 0.95):
+        sched.step(loss)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)  # min mode: two non-improvements
+
+
+def _eval_labels_shuffled(toy, tmp_path) -> Path:
+    """The toy data with every evaluation label replaced (a permutation of the classes)."""
+    raw = tmp_path / "raw"
+    ef.write_toy_data(raw)
+    for name, _ in ef.EVAL_SETS:
+        path = raw / "eval" / f"{name}.parquet"
+        df = pd.read_parquet(path)
+        df["label"] = (df["label"] + 1) % 3
+        from ftft.data import schema
+
+        schema.write(df, path, ef.LABELS, "toy")
+    return ef.tokenize_toy(raw, toy["model"], tmp_path / "data")
+
+
+@pytest.mark.parametrize("method", ["erm", "dm", "jtt", "poe"])
+def test_no_evaluation_label_steers_training(toy, tmp_path, method):
+    """Replacing every evaluation label leaves the weights, the dynamics and the loss trace bitwise equal."""
+    df = _train_frame(toy)
+    subset = None
+    if method == "dm":
+        subset = _write_subset(tmp_path / "s.parquet", df["uid"][::2])
+    if method == "jtt":
+        subset = _write_subset(tmp_path / "s.parquet", df["uid"], weight=np.where(np.arange(len(df)) % 3, 1.0, 4.0))
+    if method == "poe":
+        subset = _write_subset(tmp_path / "s.parquet", df["uid"], bias_logp=np.full((len(df), 3), np.log(1 / 3)))
+    spec = {**_spec(toy, method, steps=30, checkpoints=3), "debug": {"save_weights": True}}
+    outs = {}
+    for name, data in (("orig", toy["data"]), ("relabelled", _eval_labels_shuffled(toy, tmp_path / "x"))):
+        train(spec, data, tmp_path / name, tmp_path / f"st-{name}", subset)
+        outs[name] = _outputs(tmp_path / name)
+    from safetensors.torch import load_file
+
+    w = [load_file(str(tmp_path / n / "debug_weights.safetensors")) for n in outs]
+    assert w[0].keys() == w[1].keys() and all(torch.equal(w[0][k], w[1][k]) for k in w[0])
+    for key, value in outs["orig"]["dynamics"].items():
+        np.testing.assert_array_equal(outs["relabelled"]["dynamics"][key], value, err_msg=key)
+    a, b = (outs[n]["metrics"] for n in outs)
+    np.testing.assert_array_equal(a["train_loss"].to_numpy(), b["train_loss"].to_numpy())
+    assert not np.array_equal(a["accuracy"].to_numpy(), b["accuracy"].to_numpy())  # the scores did change
+
+
+def test_bias_model_writes_eval_mode_log_probs_of_its_final_weights(toy, tmp_path):
+    from ftft.modeling import load_tokenizer_and_model
+    from ftft.train.evaluate import predict_probs
+
+    out, bias = tmp_path / "out", tmp_path / "out" / "bias_logp.parquet"
+    spec = {**_spec(toy, steps=STEPS, checkpoints=2), "debug": {"save_weights": True}}
+    assert train(spec, toy["data"], out, tmp_path / "st", bias_out=bias)["status"] == "ok"
+    got = pd.read_parquet(bias)
+    assert list(got.columns) == ["uid", "bias_logp_0", "bias_logp_1", "bias_logp_2"]
+    assert got["uid"].tolist() == _train_frame(toy)["uid"].tolist()
+    # the same numbers from the saved final weights, in eval mode (no dropout)
+    from safetensors.torch import load_file
+
+    tok, model = load_tokenizer_and_model(str(toy["model"]), 3)
+    model.load_state_dict(load_file(str(out / "debug_weights.safetensors")))
+    data, _ = load_tokenized(toy["data"], [], tok.pad_token_id)
+    probs = predict_probs(model, data, 64, torch.device("cpu"))
+    np.testing.assert_allclose(got.iloc[:, 1:].to_numpy(), engine.bias_log_probs(probs), rtol=1e-5, atol=1e-6)
+
+
+def test_run_whose_reference_failed_is_recorded_failed_without_training(toy, tmp_path):
+    from ftft.io import write_parquet
+
+    subset = tmp_path / "failed.parquet"
+    write_parquet(pd.DataFrame({"uid": [], "weight": []}), subset, {"failed": "runs/toy/ref: non-finite loss"})
+    rec = train(_spec(toy, "dm", steps=20, checkpoints=2), toy["data"], tmp_path / "out", tmp_path / "st", subset)
+    assert rec["status"] == "failed" and rec["failure_reason"] == "reference failed: runs/toy/ref: non-finite loss"
+    got = _outputs(tmp_path / "out")
+    assert got["record"]["steps_done"] == 0 and len(got["metrics"]) == 0 and len(got["predictions"]) == 0
+
+
+def test_batches_equal_the_tokenizer_called_per_instance(toy):
+    """Every batch of a pass is what tokenising each pair directly and padding gives (the old path)."""
+    from ftft.modeling import load_tokenizer_and_model
+
+    tok, _ = load_tokenizer_and_model(str(toy["model"]), 3)
+    data, _ = load_tokenized(toy["data"], [], tok.pad_token_id)
+    df = _train_frame(toy)
+    perm = epoch_permutation(0, 0, len(df))
+    for b in range(-(-len(df) // BATCH)):
+        idx = batch_indices(perm, b, BATCH)
+        enc = [tok(df["text_a"][i], df["text_b"][i], truncation=True, max_length=ef.MAX_LENGTH) for i in idx]
+        width = max(len(e["input_ids"]) for e in enc)
+        ids = np.full((len(idx), width), tok.pad_token_id, np.int64)
+        types = np.zeros((len(idx), width), np.int64)
+        for r, e in enumerate(enc):
+            ids[r, : len(e["input_ids"])] = e["input_ids"]
+            types[r, : len(e["input_ids"])] = e["token_type_ids"]
+        batch = collate(data, idx, torch.device("cpu"))
+        assert torch.equal(batch.inputs["input_ids"], torch.from_numpy(ids))
+        assert torch.equal(batch.inputs["token_type_ids"], torch.from_numpy(types))
+        assert torch.equal(batch.inputs["attention_mask"], torch.from_numpy((ids != tok.pad_token_id).astype(np.int64)))
+        assert torch.equal(batch.labels, torch.from_numpy(df["label"].to_numpy()[idx]))
 
 
 # ------------------------------------------------------------------------------ failures
@@ -304,18 +418,21 @@ def test_nonfinite_loss_marks_run_failed(toy, tmp_path):
 
 
 def test_score_at_majority_baseline_marks_run_failed(toy, tmp_path):
-    data = ef.write_toy_data(tmp_path / "data", id_labels=[1])  # ID set of one class: baseline 1.0
+    raw = ef.write_toy_data(tmp_path / "raw", id_labels=[1])  # ID set of one class: baseline 1.0
+    data = ef.tokenize_toy(raw, toy["model"], tmp_path / "data")
     rec = train(_spec(toy, steps=6, checkpoints=1), data, tmp_path / "out", tmp_path / "st")
     assert rec["status"] == "failed"
     assert "majority-class baseline 1.0000" in rec["failure_reason"]
     assert f"{rec['final']['score']:.4f}" in rec["failure_reason"]
 
 
-def test_missing_eval_file_names_it(toy, tmp_path):
-    data = ef.write_toy_data(tmp_path / "data")
-    (data / "eval" / "toy_ood.parquet").unlink()
-    with pytest.raises(DataError, match=r"eval/toy_ood\.parquet"):
-        train(_spec(toy), data, tmp_path / "out", tmp_path / "st")
+def test_missing_tokenised_split_names_it(toy, tmp_path):
+    spec = _spec(toy)
+    spec["eval_sets"] = [*spec["eval_sets"], ["toy_extra", "ood"]]
+    with pytest.raises(DataError, match=r"toy_extra"):
+        train(spec, toy["data"], tmp_path / "out", tmp_path / "st")
+    with pytest.raises(DataError, match=r"nowhere.*tokenize"):
+        train(_spec(toy), tmp_path / "nowhere", tmp_path / "out", tmp_path / "st")
 
 
 def test_missing_model_folder_names_it(toy, tmp_path):
@@ -371,10 +488,20 @@ def test_spec_errors_name_the_field(toy):
         validate_spec(missing)
 
 
-def test_checkpoint_steps():
-    assert engine.checkpoint_steps(60000, 15) == [4000 * k for k in range(1, 16)]
-    assert engine.checkpoint_steps(10, 3) == [3, 7, 10]
-    assert engine.checkpoint_steps(5, 5) == [1, 2, 3, 4, 5]
+def test_checkpoint_steps_and_warmup():
+    assert schedule.checkpoint_steps(60000, 15) == [4000 * k for k in range(1, 16)]
+    assert schedule.checkpoint_steps(10, 3) == [3, 7, 10]
+    assert schedule.checkpoint_steps(5, 5) == [1, 2, 3, 4, 5]
+    # int(ratio * steps) as the official code; the LR peaks after the warm-up
+    assert schedule.warmup_steps(60000, 0.1) == 6000 and schedule.warmup_steps(125, 0.1) == 12
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = schedule.make_scheduler(opt, {"scheduler": "linear", "steps": 125, "warmup_ratio": 0.1})
+    lrs = []
+    for _ in range(125):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert int(np.argmax(lrs)) == 12 and lrs[0] == 0.0
 
 
 # ------------------------------------------------------------------------------ metrics, model loading
@@ -396,7 +523,7 @@ def test_hub_id_without_network_says_how_to_use_a_local_copy(monkeypatch):
     from ftft.modeling import load_tokenizer_and_model
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ModelError, match=r"nobody-xyz/absent-model.*models\.<key>\.path.*HF_HUB_OFFLINE"):
+    with pytest.raises(ModelError, match=r"nobody-xyz/absent-model.*HF_HUB_OFFLINE.*fetch-models.*models\.<key>\.path"):
         load_tokenizer_and_model("nobody-xyz/absent-model", 3)
 
 
@@ -411,29 +538,13 @@ def test_count_params_and_arch_dims(toy):
     assert arch_dims(model.config) == (2, 32)
 
 
-def test_apply_subset_aligns_weights_by_uid(tmp_path):
-    train_df = pd.DataFrame({"uid": ["a", "b", "c"], "text_a": ["x"] * 3, "text_b": [None] * 3, "label": [0, 1, 0]})
-    sub = _write_subset(tmp_path / "s.parquet", ["c", "a"], weight=[3.0, 1.0])
-    df, extras = apply_subset(train_df, sub, 2)
-    assert df["uid"].tolist() == ["a", "c"]
-    np.testing.assert_array_equal(extras["weight"], [1.0, 3.0])
-
-
-def test_encode_mixes_single_and_paired_texts(toy):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(toy["model"]))
-    df = pd.DataFrame(
-        {"uid": ["a", "b", "c"], "text_a": ["the cat", "a dog sat", "red box"], "text_b": [None, "yes no", None]}
-    )
-    df["label"] = 0
-    enc = encode(df, tok, max_length=4)
-    for i, (a, b) in enumerate(zip(df["text_a"], df["text_b"], strict=True)):
-        expected = tok(a, b if isinstance(b, str) else None, truncation=True, max_length=4)
-        assert enc.features["input_ids"][i] == expected["input_ids"]
-        assert enc.features["token_type_ids"][i] == expected["token_type_ids"]
-    assert enc.lengths.tolist() == [len(x) for x in enc.features["input_ids"]] and enc.lengths.max() <= 4
-    batch = collate(enc, np.array([2, 1]), torch.device("cpu"))
-    assert batch.inputs["input_ids"].shape == (2, int(enc.lengths[[2, 1]].max()))
-    assert batch.inputs["attention_mask"].sum().item() == enc.lengths[[2, 1]].sum()
-    assert batch.n_tokens == enc.lengths[[2, 1]].sum()
+def test_apply_subset_aligns_weights_by_uid(toy, tmp_path):
+    data, _ = load_tokenized(toy["data"], [], 0)
+    uids = data.uids
+    sub = _write_subset(tmp_path / "s.parquet", [uids[5], uids[2]], weight=[3.0, 1.0])
+    got = apply_subset(data, sub, 3)
+    assert got.uids.tolist() == [uids[2], uids[5]]  # training-set order
+    np.testing.assert_array_equal(got.weight, [1.0, 3.0])
+    assert got.lengths.tolist() == data.lengths[[2, 5]].tolist()
+    start = data.offsets[5]
+    np.testing.assert_array_equal(got.ids[got.offsets[1] :], data.ids[start : start + data.lengths[5]])

@@ -101,15 +101,28 @@ def test_tiny_model_fixture(tiny_model_dir):
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in tiny_model_dir.iterdir()}
 
 
-def test_cli_builds_from_parquet_corpus(tmp_path, demo_frames, capsys):
+def test_cli_builds_several_models_in_one_process(tmp_path, demo_frames, capsys):
     corpus = tmp_path / "nli.parquet"
     schema.write(demo_frames["nli"], corpus, schema.NLI_LABELS, "demo_nli")
-    out = tmp_path / "models" / "deberta-v3-small"
-    args = ["build-demo-model", "--model", "deberta-v3-small", "--family", "deberta-v2", "--size", "small"]
-    assert main([*args, "--corpus", str(corpus), "--out", str(out), "--num-labels", "3"]) == 0
+    out, out2 = tmp_path / "models" / "deberta-v3-small", tmp_path / "models" / "roberta-large"
+    args = [
+        "build-demo-model",
+        "--model",
+        "deberta-v3-small",
+        "--family",
+        "deberta-v2",
+        "--size",
+        "small",
+        "--out",
+        str(out),
+    ]
+    args += ["--model", "roberta-large", "--family", "roberta", "--size", "large", "--out", str(out2)]
+    assert main([*args, "--corpus", str(corpus), "--num-labels", "3"]) == 0
     assert len(json.loads((out / "config.json").read_text())["id2label"]) == 3
+    assert json.loads((out2 / "config.json").read_text())["model_type"] == "roberta"
     tok, _ = load_tokenizer_and_model(str(out), 3)
     assert tok.tokenize("the man painted the fence") == ["the", "man", "painted", "the", "fence"]
+    assert main([*args[:9], "--model", "roberta-large", "--corpus", str(corpus)]) == 1  # a --model without its --out
     captured = capsys.readouterr()
     assert captured.out.strip() == ""  # no progress bars / blank lines from the trainers
 
@@ -131,12 +144,13 @@ def test_errors_name_the_problem(tmp_path, corpus):
 def test_model_source_and_dir():
     cfg = {
         "mode": "paper",
+        "results": "out",
         "resources": "res",
-        "models": {"a": {"hub_id": "org/a"}, "b": {"hub_id": "org/b", "path": "/models/b"}},
+        "state_dir": "st",
+        "models": {"a": {"hub_id": "org/a", "path": None}, "b": {"hub_id": "org/b", "path": "/models/b"}},
     }
     assert models.model_source(cfg, "a") == "org/a"
     assert models.model_source(cfg, "b") == "/models/b"
-    assert str(models.demo_model_dir(cfg, "a")) == "res/demo_models/a"
     assert models.model_source({**cfg, "mode": "demo"}, "b") == "res/demo_models/b"
     with pytest.raises(ModelError, match="unknown model"):
         models.model_source(cfg, "c")

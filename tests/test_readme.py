@@ -16,7 +16,7 @@ def test_ci_runs_the_readme_test_command_verbatim():
     blocks = _bash_blocks((ROOT / "README.md").read_text())
     demo, tests = blocks[0], blocks[1]
     assert "config/demo.yaml" in demo and demo.startswith("python3 -m venv")
-    assert tests.endswith("pytest") and "torch==2.13.0" in tests
+    assert tests.endswith("pytest -m 'not slow and not slurm'") and "torch==2.13.0" in tests
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert tests in ci_lines, "the README test command must appear verbatim as a line of .ci/run"
 

@@ -1,6 +1,9 @@
-"""MultiBootstrap: vectorised result == a direct per-sample loop on the same draws; sanity."""
+"""ftft.stats: MultiBootstrap (vectorised == a direct loop on the same draws), its p-value and
+non-inferiority margin, the halting-curve bootstrap, Spearman and its permutation p-value."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
@@ -26,20 +29,26 @@ def direct_macro_f1(pred, labels) -> float:
 DIRECT = {"accuracy": direct_accuracy, "macro_f1": direct_macro_f1}
 
 
-def direct_multibootstrap(preds_a, preds_b, labels, metric, n_samples, seed):
+def direct_samples(preds_a, preds_b, labels, metric, n_samples, seed):
     """Slow reference: replay the same draws, one sample and one seed at a time."""
     fn = DIRECT[metric]
     diffs = []
-    draws = stats.bootstrap_draws(n_samples, len(labels), len(preds_a), len(preds_b), seed)
-    for inst, sa, sb in draws:
+    for inst, sa, sb in stats.bootstrap_draws(n_samples, len(labels), len(preds_a), len(preds_b), seed):
         for b in range(len(inst)):
             idx = inst[b]
             lab = [int(labels[i]) for i in idx]
             a = np.mean([fn([int(preds_a[s][i]) for i in idx], lab) for s in sa[b]])
             bb = np.mean([fn([int(preds_b[s][i]) for i in idx], lab) for s in sb[b]])
             diffs.append(a - bb)
-    diffs = np.array(diffs)
-    return float(diffs.mean()), float(np.mean(diffs <= 0)), diffs
+    return np.array(diffs)
+
+
+def brute_p(diffs, margin=0.0) -> float:
+    """(1 + #{diff + margin <= 0}) / (1 + B), counted one by one."""
+    hits = 0
+    for d in diffs:
+        hits += d + margin <= 0
+    return (1 + hits) / (1 + len(diffs))
 
 
 @pytest.fixture
@@ -52,16 +61,19 @@ def small_data():
     return preds_a, preds_b, labels
 
 
+# --------------------------------------------------------------------------- MultiBootstrap
+
+
 @pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
 def test_matches_direct_loop(small_data, metric):
     preds_a, preds_b, labels = small_data
     n_samples = stats.CHUNK + 60  # crosses a chunk boundary
     mean, p = stats.multibootstrap(preds_a, preds_b, labels, metric, n_samples, seed=7)
-    d_mean, d_p, d_diffs = direct_multibootstrap(preds_a, preds_b, labels, metric, n_samples, seed=7)
+    d_diffs = direct_samples(preds_a, preds_b, labels, metric, n_samples, seed=7)
     samples = stats.multibootstrap_samples(preds_a, preds_b, labels, metric, n_samples, seed=7)
     np.testing.assert_allclose(samples, d_diffs, atol=1e-12)
-    assert mean == pytest.approx(d_mean, abs=1e-12)
-    assert p == pytest.approx(d_p, abs=1e-12)
+    assert mean == pytest.approx(d_diffs.mean(), abs=1e-12)
+    assert p == pytest.approx(brute_p(d_diffs), abs=1e-12)
 
 
 def test_macro_f1_absent_class_follows_sklearn_convention():
@@ -69,8 +81,7 @@ def test_macro_f1_absent_class_follows_sklearn_convention():
     labels = np.array([0, 0, 1, 1])
     preds = np.array([[0, 1, 1, 1]])
     diffs = stats.multibootstrap_samples(preds, np.array([[0, 0, 0, 0]]), labels, "macro_f1", 50, seed=0)
-    draws = stats.bootstrap_draws(50, 4, 1, 1, 0)
-    inst = np.concatenate([d[0] for d in draws])
+    inst = np.concatenate([d[0] for d in stats.bootstrap_draws(50, 4, 1, 1, 0)])
     expected = [
         direct_macro_f1(list(preds[0][i]), list(labels[i])) - direct_macro_f1([0] * 4, list(labels[i])) for i in inst
     ]
@@ -85,24 +96,56 @@ def test_deterministic_for_a_seed(small_data):
     assert not np.array_equal(s1, s2)
 
 
-def test_identical_systems_mean_zero(small_data):
-    a, _, y = small_data
+def test_identical_systems():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 50)
+    a = np.where(rng.random((3, 50)) < 0.7, y, (y + 1) % 3)
     mean, p = stats.multibootstrap(a[:1], a[:1], y, "accuracy", 500, seed=0)
-    assert mean == 0.0 and p == 1.0  # one seed each: every difference is exactly 0
+    assert mean == 0.0 and p == 1.0  # one seed each: every difference is exactly 0 (all count as <= 0)
     mean, p = stats.multibootstrap(a, a.copy(), y, "macro_f1", 2000, seed=0)
     assert abs(mean) < 0.01 and 0.3 < p < 0.8  # seeds resampled independently: symmetric around 0
 
 
-def test_clearly_better_system_has_p_zero():
+def test_clearly_better_system_p_is_one_over_b_plus_one_never_zero():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200)
     good = np.tile(y, (4, 1))
     bad = np.where(rng.random((4, 200)) < 0.5, y, 1 - y)
     mean, p = stats.multibootstrap(good, bad, y, "accuracy", 1000, seed=0)
-    assert p == 0.0
+    assert p == 1 / 1001  # no sample with diff <= 0, and still not 0
     assert mean == pytest.approx(1 - (bad == y).mean(), abs=0.03)
     mean_r, p_r = stats.multibootstrap(bad, good, y, "accuracy", 1000, seed=0)
     assert p_r == 1.0 and mean_r < 0
+
+
+def test_p_value_formula():
+    diffs = np.array([0.3, -0.1, 0.0, 0.2, 0.05])
+    assert stats.p_value(diffs) == (1 + 2) / (1 + 5)  # -0.1 and 0.0 count
+    assert stats.p_value(diffs, margin=0.1) == (1 + 1) / 6  # only -0.1 + 0.1 = 0 is <= 0
+    assert stats.p_value(diffs, margin=0.2) == 1 / 6
+    assert stats.p_value(np.ones(99)) == 0.01
+    rng = np.random.default_rng(5)
+    d = rng.normal(0.01, 0.02, 777)
+    for m in (0.0, 0.005, 0.02):
+        assert stats.p_value(d, m) == pytest.approx(brute_p(d, m))
+
+
+def test_margin_is_a_non_inferiority_test(small_data):
+    """A system 1 point worse than B is not better (p large) but non-inferior with a 3-point margin."""
+    rng = np.random.default_rng(11)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    u = rng.random(n)
+    b = np.tile(np.where(u < 0.80, y, 1 - y), (3, 1))
+    a = np.tile(np.where(u < 0.79, y, 1 - y), (3, 1))  # right on a subset of B's instances
+    diffs = stats.multibootstrap_samples(a, b, y, "accuracy", 400, seed=0)
+    mean, p = stats.multibootstrap(a, b, y, "accuracy", 400, seed=0)
+    assert mean < 0 and p > 0.9
+    _, p_m = stats.multibootstrap(a, b, y, "accuracy", 400, seed=0, margin=0.03)
+    assert p_m == pytest.approx(brute_p(diffs, 0.03)) and p_m < 0.05
+    _, p_small = stats.multibootstrap(a, b, y, "accuracy", 400, seed=0, margin=0.005)
+    assert p_small > 0.5  # 1 point worse is not within half a point
+    assert stats.multibootstrap(a, b, y, "accuracy", 400, seed=0, margin=0.03)[0] == mean  # the mean ignores it
 
 
 def test_bad_input():
@@ -110,3 +153,116 @@ def test_bad_input():
         stats.multibootstrap(np.zeros((2, 3), int), np.zeros((2, 4), int), np.zeros(3, int))
     with pytest.raises(ValueError):
         stats.multibootstrap(np.zeros((1, 3), int), np.zeros((1, 3), int), np.zeros(3, int), metric="auc")
+    with pytest.raises(ValueError):
+        stats.multibootstrap(np.zeros((0, 3), int), np.zeros((1, 3), int), np.zeros(3, int))
+
+
+# --------------------------------------------------------------------------- halting curves
+
+
+def test_relative_bootstrap_sign_and_values():
+    """A reaches its full score at the halting point, B only about half of it: rel(A) - rel(B) > 0."""
+    rng = np.random.default_rng(2)
+    n = 300
+    y = rng.integers(0, 3, n)
+    u = rng.random(n)
+    wrong = (y + 1) % 3
+    a_full = np.tile(np.where(u < 0.8, y, wrong), (2, 1))
+    a_at = a_full.copy()  # halted A == full A: rel(A) = 1
+    b_full = np.tile(np.where(u < 0.8, y, wrong), (3, 1))
+    b_at = np.tile(np.where(u < 0.4, y, wrong), (3, 1))  # rel(B) = 0.4 / 0.8
+    d = stats.relative_bootstrap_samples(a_at, a_full, b_at, b_full, y, "accuracy", 300, seed=0)
+    assert d.shape == (300,) and (d > 0).all()
+    assert d.mean() == pytest.approx(0.5, abs=0.05)
+    r = stats.relative_bootstrap_samples(b_at, b_full, a_at, a_full, y, "accuracy", 300, seed=0)
+    assert (r < 0).all() and stats.p_value(r) == 1.0 and stats.p_value(d) == 1 / 301
+
+
+def test_relative_bootstrap_matches_direct_loop():
+    rng = np.random.default_rng(4)
+    n = 30
+    y = rng.integers(0, 2, n)
+    arrays = [np.where(rng.random((s, n)) < p, y, 1 - y) for s, p in ((2, 0.6), (2, 0.8), (3, 0.5), (3, 0.9))]
+    d = stats.relative_bootstrap_samples(*arrays, y, "accuracy", 40, seed=3)
+    expect = []
+    for inst, sa, sb in stats.bootstrap_draws(40, n, 2, 3, 3):
+        for b in range(len(inst)):
+            idx = inst[b]
+            m = [
+                np.mean([direct_accuracy(x[s][idx], y[idx]) for s in seeds])
+                for x, seeds in zip(arrays, (sa[b], sa[b], sb[b], sb[b]), strict=True)
+            ]
+            expect.append(m[0] / m[1] - m[2] / m[3])
+    np.testing.assert_allclose(d, expect, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- Spearman
+
+
+def avg_ranks(a) -> list[float]:
+    """1-based ranks, ties get the mean of their positions (computed by hand)."""
+    order = sorted(range(len(a)), key=lambda i: a[i])
+    ranks = [0.0] * len(a)
+    i = 0
+    while i < len(a):
+        j = i
+        while j + 1 < len(a) and a[order[j + 1]] == a[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def direct_spearman(x, y) -> float:
+    rx, ry = avg_ranks(list(x)), avg_ranks(list(y))
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    num = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    den = (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
+    return num / den
+
+
+@pytest.mark.parametrize(
+    "x,y",
+    [
+        ([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]),
+        ([0.3, 0.1, 0.1, 0.9, 0.5, 0.7], [10, 20, 20, 5, 1, 0]),  # ties on both sides
+        ([5, 4, 3, 2, 1], [1, 2, 3, 4, 5]),
+    ],
+)
+def test_spearman_matches_the_formula(x, y):
+    assert stats.spearman(x, y) == pytest.approx(direct_spearman(x, y))
+
+
+def test_spearman_constant_is_nan():
+    assert np.isnan(stats.spearman([1, 1, 1], [1, 2, 3]))
+    assert np.isnan(stats.spearman_permutation_p([1, 2, 3], [4, 4, 4]))
+
+
+@pytest.mark.parametrize(
+    "x,y",
+    [
+        ([1, 2, 3, 4, 5], [1, 3, 2, 5, 4]),
+        ([1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]),  # perfectly negative: every permutation counts
+        ([0.2, 0.4, 0.1, 0.9, 0.5, 0.7, 0.3], [1, 2, 2, 7, 3, 6, 1]),  # ties
+        ([1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 8]),  # 8! permutations, only one as good
+    ],
+)
+def test_spearman_permutation_p_is_exact_for_small_n(x, y):
+    obs = direct_spearman(x, y)
+    perms = list(itertools.permutations(y))
+    hits = sum(direct_spearman(x, p) >= obs - 1e-9 for p in perms) if len(y) < 8 else 1
+    assert stats.spearman_permutation_p(x, y) == pytest.approx(hits / len(perms))
+    assert stats.spearman_permutation_p(x, y) > 0
+
+
+def test_spearman_permutation_p_random_beyond_max_exact():
+    rng = np.random.default_rng(1)
+    x = rng.random(10)
+    y = x + 0.3 * rng.random(10)
+    p = stats.spearman_permutation_p(x, y, max_exact=8, n_samples=300, seed=4)
+    # brute force on the same permutations: numpy's permutation of y with the same generator
+    gen = np.random.default_rng(4)
+    obs = direct_spearman(x, y)
+    hits = sum(direct_spearman(x, gen.permutation(y)) >= obs - 1e-9 for _ in range(300))
+    assert p == pytest.approx((1 + hits) / 301) and 0 < p < 0.05

@@ -1,4 +1,4 @@
-"""Subset selection per method, halting vs limiting schedules, and the datamap -> subset CLI."""
+"""Subset selection per method, failed references, and the datamap -> subset CLI."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ftft import datamap, schedules, subsets
+from ftft import datamap, subsets
 from ftft.cli import main
 from ftft.errors import DataError
+from ftft.io import write_json
+from ftft.train.engine import bias_log_probs, write_bias
 
 # toy dynamics: 5 instances, 3 complete epochs, 3 classes (dyadic values: exact in float16)
 UIDS = ["t0", "t1", "t2", "t3", "t4"]
@@ -98,55 +100,47 @@ def test_jtt_epoch_beyond_recorded_uses_last_complete(tmp_path, caplog):
 # ---------------------------------------------------------------- poe
 
 
-def test_poe_log_probs(tmp_path):
-    dyn = datamap.load_dynamics(_dyn(tmp_path) / "dynamics.npz")
-    out = subsets.poe_subset(UIDS, dyn)
+def _bias_run(tmp_path, uids=UIDS, name="bias", failed=None):
+    """A bias-model run folder: run.json and bias_logp.parquet of its final weights (here: epoch 3's probs)."""
+    run = tmp_path / name
+    write_json(run / "run.json", {"status": "failed" if failed else "ok", "failure_reason": failed})
+    write_bias(run / "bias_logp.parquet", uids, bias_log_probs(np.array(PROBS[2])), 3, {"failed": failed})
+    return run
+
+
+def test_poe_log_probs_come_from_the_bias_file(tmp_path):
+    from ftft.results import read_parquet
+
+    run = _bias_run(tmp_path)
+    out = subsets.poe_subset(UIDS[::-1], read_parquet(run / "bias_logp.parquet"), "bias file")
     assert list(out.columns) == ["uid", "weight", "bias_logp_0", "bias_logp_1", "bias_logp_2"]
-    assert (out["weight"] == 1).all()
+    assert list(out["uid"]) == UIDS[::-1] and (out["weight"] == 1).all()
     lp = out[["bias_logp_0", "bias_logp_1", "bias_logp_2"]].to_numpy()
     assert lp.dtype == np.float32
-    p3 = np.array(PROBS[2], dtype=np.float64)  # last complete epoch
-    p3 = np.clip(p3, 1e-6, None)
+    p3 = np.clip(np.array(PROBS[2], dtype=np.float64), 1e-6, None)
     p3 /= p3.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(lp, np.log(p3), rtol=1e-6)
+    np.testing.assert_allclose(lp, np.log(p3)[::-1], rtol=1e-6)
     # certain instance: exact zeros floored at 1e-6, renormalised
-    np.testing.assert_allclose(np.exp(lp[3]).sum(), 1.0, rtol=1e-6)
-    assert lp[3, 1] == pytest.approx(np.log(1e-6 / (1 + 2e-6)), rel=1e-6)
+    assert lp[1, 1] == pytest.approx(np.log(1e-6 / (1 + 2e-6)), rel=1e-6)
 
 
-# ---------------------------------------------------------------- halting vs limiting
+def test_failed_reference_gives_an_empty_failed_subset(tmp_path):
+    from ftft.results import parquet_meta
 
-
-def test_halting_and_limiting_budgets():
-    assert schedules.checkpoint_steps(60000, 15)[4] == 20000
-    assert schedules.halting_steps(60000, 15, "1/3") == 20000
-    assert schedules.halting_steps(6000, 15, "7/15") == 2800
-    assert schedules.limiting_schedule(60000, "1/3", 0.1) == (20000, 2000)
-    assert schedules.limiting_schedule(300, 0.2, 0.1) == (60, 6)
-    with pytest.raises(ValueError, match="not a checkpoint"):
-        schedules.halting_steps(60000, 15, "1/4")
-
-
-def test_halting_and_limiting_lr_schedules_differ():
-    total, K, frac, ratio = 150, 15, "1/3", 0.1
-    h_step = schedules.halting_steps(total, K, frac)
-    steps, warm = schedules.limiting_schedule(total, frac, ratio)
-    assert h_step == steps == 50 and warm == 5
-    full = schedules.lr_curve(total, schedules.warmup_steps(total, ratio))
-    halting = schedules.lr_curve(total, schedules.warmup_steps(total, ratio), until=h_step)
-    limiting = schedules.lr_curve(steps, warm)
-    assert halting == full[:h_step]  # halting = the full schedule cut at the checkpoint
-    assert len(halting) == len(limiting) == 50
-    # warmup: 15 steps for the full schedule, 5 for the limited one
-    assert int(np.argmax(halting)) == 15 and int(np.argmax(limiting)) == 5
-    assert max(limiting) == pytest.approx(1.0)
-    # limiting decays to ~0 within its budget; halting stops with the LR still high
-    assert limiting[-1] == pytest.approx(1 / 45)
-    assert halting[-1] == pytest.approx((150 - 49) / 135)
-    assert not np.allclose(halting, limiting)
-    # the schedule is transformers' linear warmup/decay
-    fn = schedules.linear_lr_lambda(50, 5)
-    assert [fn(s) for s in (0, 1, 5, 27, 50)] == [0.0, 0.2, 1.0, pytest.approx(0.5111111), 0.0]
+    train = _train(tmp_path)
+    run = _bias_run(tmp_path, failed="non-finite training loss")
+    out = tmp_path / "poe.parquet"
+    assert main(["subset", "--method", "poe", "--train", str(train), "--out", str(out), "--ref-run", str(run)]) == 0
+    assert len(pd.read_parquet(out)) == 0
+    assert "non-finite training loss" in parquet_meta(out)["failed"]
+    # a failed data map (its reference failed) propagates the same way to DM
+    dm_file = tmp_path / "failed_map.parquet"
+    assert main(["datamap", "--run-dir", str(run), "--out", str(dm_file), "--q", "0.4"]) == 0
+    assert "non-finite" in parquet_meta(dm_file)["failed"]
+    out_dm = tmp_path / "dm.parquet"
+    assert main(["subset", "--method", "dm", "--train", str(train), "--out", str(out_dm), "--q", "0.4",
+                 "--datamap", str(dm_file)]) == 0  # fmt: skip
+    assert len(pd.read_parquet(out_dm)) == 0 and "non-finite" in parquet_meta(out_dm)["failed"]
 
 
 # ---------------------------------------------------------------- end to end (CLI)
@@ -180,7 +174,8 @@ def test_cli_datamap_then_subsets(tmp_path):
     spec_file.write_text(spec)
     assert list(subset("jtt", "--ref-run", str(run), "--spec", str(spec_file))["weight"]) == [1, 4, 4, 1, 1]
 
-    poe = subset("poe", "--q", "0.4", "--seed", "0", "--ref-run", str(run))
+    bias = _bias_run(tmp_path)
+    poe = subset("poe", "--seed", "0", "--ref-run", str(bias))
     assert [c for c in poe.columns if c.startswith("bias_logp_")] == ["bias_logp_0", "bias_logp_1", "bias_logp_2"]
     assert len(poe) == 5
 

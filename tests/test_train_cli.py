@@ -8,21 +8,22 @@ import logging
 import engine_fixtures as ef
 import pytest
 
-from ftft import grid
 from ftft.cli import main
+from ftft.layout import RUN_FILES
 from ftft.train.spec import make_spec
 
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy_cli")
-    data = ef.write_toy_data(root / "data")
+    raw = ef.write_toy_data(root / "raw")
     model = ef.build_toy_model(root / "model")
+    data = ef.tokenize_toy(raw, model, root / "data")
     # the spec names a hub id that cannot be reached: --model-path must override it
     cfg = ef.toy_config(model, steps=12, checkpoints=3)
     cfg["models"]["tiny"]["path"] = None
     spec = make_spec(cfg, ef.toy_run())
-    return {"root": root, "data": data, "model": model, "spec": spec}
+    return {"root": root, "raw": raw, "data": data, "model": model, "spec": spec}
 
 
 def _args(toy, out, spec_arg, *extra):
@@ -46,7 +47,7 @@ def test_train_from_spec_file_with_model_path(toy, tmp_path):
     spec_file.write_text(json.dumps(toy["spec"]))
     out = tmp_path / "run"
     assert main(_args(toy, out, f"@{spec_file}", "--model-path", str(toy["model"]))) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(grid.RUN_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
     rec = json.loads((out / "run.json").read_text())
     assert rec["model"]["source"] == str(toy["model"])
     assert rec["steps"] == 12 and rec["checkpoints"] == 3
@@ -55,7 +56,7 @@ def test_train_from_spec_file_with_model_path(toy, tmp_path):
 def test_train_inline_json_with_subset(toy, tmp_path):
     import pandas as pd
 
-    uids = pd.read_parquet(toy["data"] / "train.parquet")["uid"][:40]
+    uids = pd.read_parquet(toy["raw"] / "train.parquet")["uid"][:40]
     subset = tmp_path / "subset.parquet"
     pd.DataFrame({"uid": uids, "weight": 1.0}).to_parquet(subset)
     spec = {**toy["spec"], "run": {**toy["spec"]["run"], "method": "random"}}
@@ -90,4 +91,4 @@ def test_bad_json_and_missing_files_exit_1(toy, tmp_path, caplog):
         assert main(args) == 1
     assert "not valid JSON" in caplog.text
     assert "missing.json" in caplog.text
-    assert "nodata/train.parquet" in caplog.text
+    assert "nodata/stats.json" in caplog.text and "tokenize" in caplog.text

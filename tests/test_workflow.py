@@ -1,20 +1,22 @@
 """The Snakemake DAG: real `snakemake` runs on a temporary copy of the workflow.
 
-Expected job counts are computed here from ``ftft.grid`` (not from ``ftft.workflow``), so
-the Snakefile and the grid are checked against each other.
+The DAG is read from Snakemake's own ``--detailed-summary`` (one line per output file, with its
+rule, log file and plan), never from console text. Expected job counts are computed here from
+``ftft.grid`` and the table/figure registries (not from ``ftft.workflow``), so the Snakefile and
+the grid are checked against each other.
 """
 
 from __future__ import annotations
 
-import os
+import csv
+import io
 import re
-import resource
 import shutil
 import subprocess
 import sys
 import time
 import tomllib
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -22,9 +24,8 @@ import yaml
 from wfutil import ROOT, make_copy, snakemake
 
 from ftft import config as ftft_config
-from ftft import grid
-
-DRY_RUN_LIMIT_S = 10.0
+from ftft import figures, grid, tables
+from ftft.layout import Layout
 
 
 @pytest.fixture(scope="module")
@@ -32,32 +33,26 @@ def wf(tmp_path_factory) -> Path:
     return make_copy(tmp_path_factory.mktemp("wf"))
 
 
-def job_stats(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a (dry) run."""
-    lines = output.splitlines()
-    start = lines.index("Job stats:")
-    stats: dict[str, int] = {}
-    for line in lines[start + 3 :]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        stats[parts[0]] = int(parts[1])
-    return stats
+def summary(wf: Path, *args: str) -> list[dict]:
+    """Snakemake's --detailed-summary as rows (output_file, rule, log-file(s), status, plan, ...)."""
+    res = snakemake(wf, "--detailed-summary", *args)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    text = res.stdout[res.stdout.index("output_file\t") :]
+    return list(csv.DictReader(io.StringIO(text), delimiter="\t"))
 
 
-def outputs_by_rule(output: str) -> dict[str, list[str]]:
-    """rule -> output files of each job, from a non-quiet dry run."""
-    out: dict[str, list[str]] = {}
-    rule = None
-    for line in output.splitlines():
-        m = re.match(r"(?:local)?rule (\S+):$", line.strip())
-        if m:
-            rule = m.group(1)
+def jobs_by_rule(rows: list[dict], pending_only: bool = False) -> dict[str, set[str]]:
+    """rule -> its jobs (one log file each; every rule but `all` has one)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        if pending_only and r["plan"] == "no update":
             continue
-        m = re.match(r"\s+output: (.*)$", line)
-        if m and rule is not None:
-            out.setdefault(rule, []).extend(f.strip() for f in m.group(1).split(","))
-    return out
+        out[r["rule"]].add(r["log-file(s)"])
+    return dict(out)
+
+
+def outputs(rows: list[dict], rule: str, pending_only: bool = False) -> set[str]:
+    return {r["output_file"] for r in rows if r["rule"] == rule and not (pending_only and r["plan"] == "no update")}
 
 
 def load_cfg(*overlays: str | Path) -> dict:
@@ -67,134 +62,115 @@ def load_cfg(*overlays: str | Path) -> dict:
 def expected_jobs(cfg: dict) -> dict[str, int]:
     """Jobs per rule for a fresh results folder, from the grid alone."""
     runs = grid.all_runs(cfg)
-    sources = grid.sources_used(cfg)
-    tables = Counter(
-        re.fullmatch(r"tables/table(\d+)\.csv", t).group(1) for t in grid.table_targets(cfg) if t.endswith(".csv")
-    )
-    figures = Counter(
-        re.fullmatch(r"figures/figure(\d[a-z]?)_\w+\.png", f).group(1)
-        for f in grid.figure_targets(cfg)
-        if f.endswith(".png") and not f.startswith("figures/datamaps/")
-    )
+    bias = {
+        r for r in runs if r.method == "erm" and r.budget == grid.FULL and (r.task, r.model) in grid.bias_models(cfg)
+    }
     exp = {
         "config_json": 1,
-        "train": len(runs),
+        "assemble": len(grid.sources_used(cfg)) and len(ftft_config.active_tasks(cfg)),
+        "tokenize": len({(r.task, grid.tokenizer_of(cfg, r.model)) for r in runs}),
+        "train": len(runs) - len(bias),
+        "train_bias_model": len(bias),
         "datamap": len(grid.all_datamaps(cfg)),
-        "subset": len({(r.task, r.method, r.ref, r.seed) for r in runs if r.method != "erm"}),
+        "subset": len(grid.all_subsets(cfg)),
+        "table": len(tables.table_ids(cfg)),
+        "figure": len(figures.figure_ids(cfg)),
         "compare": 1,
-        "all": 1,
+        "claims": 1,
+        "failed_runs": 1,
     }
-    exp.update({f"table_{t}": n for t, n in tables.items()})
-    exp.update({f"figure_{f}": n for f, n in figures.items()})
-    exp.update({f"assemble_{t}": 1 for t in cfg["tasks"]})
     if cfg["mode"] == "paper":
-        exp["download"] = len(sources)
-        exp["prepare"] = len(sources)
+        exp["download"] = exp["prepare"] = len(grid.sources_used(cfg) - set(cfg["byo"]))
+        exp["fetch_model"] = len({r.model for r in runs if not cfg["models"][r.model]["path"]})
     else:
-        exp["demo_data"] = len(sources)
-        exp["build_demo_model"] = len({r.model for r in runs})
-    return exp
+        exp["demo_data"] = len({s for s in grid.sources_used(cfg) if s.startswith("demo_")})
+        exp["prepare"] = len(grid.sources_used(cfg) & set(cfg["byo"]))
+        exp["build_demo_models"] = 1  # one job builds every stand-in
+    return {k: v for k, v in exp.items() if v}
 
 
-# ----------------------------------------------------------------------- dry runs
-def test_paper_dry_run_jobs_per_rule_and_time(wf, capsys):
-    """Jobs per rule of the full paper grid; the dry run takes <= 10 s.
-
-    Wall-clock time depends on what else the machine runs, so the limit is checked on the
-    CPU time of the snakemake process (user + sys) and on wall time when the machine is not
-    oversubscribed (load average below the core count)."""
+# ----------------------------------------------------------------------- the DAG
+@pytest.mark.integration
+def test_paper_grid_jobs_per_rule_and_200_training_runs(wf):
     cfg = load_cfg()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    res = snakemake(wf, "--dry-run", "--quiet", "rules")
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    assert res.returncode == 0, res.stderr + res.stdout
-    stats = job_stats(res.stdout + res.stderr)
-    assert stats == expected_jobs(cfg)
-    load = os.getloadavg()[0]
-    cores = os.cpu_count() or 1
-    with capsys.disabled():
-        print(
-            f"\nfull paper config: dry run {wall:.1f} s wall, {cpu:.1f} s CPU "
-            f"(load average {load:.1f} on {cores} cores), {sum(stats.values())} jobs"
-        )
-        for rule, n in stats.items():
-            print(f"  {rule:<16} {n:>5}")
-    assert cpu <= DRY_RUN_LIMIT_S, f"dry run of the paper grid used {cpu:.1f} s CPU"
-    if load < cores and not _slurm_probe_stalls():
-        assert wall <= DRY_RUN_LIMIT_S, f"dry run of the paper grid took {wall:.1f} s"
+    jobs = {rule: len(logs) for rule, logs in jobs_by_rule(summary(wf)).items() if rule != "all"}
+    assert jobs == expected_jobs(cfg)
+    # 25 configurations x 4 seeds x 2 tasks; FTFT reads checkpoints of the full DM runs
+    assert jobs["train"] + jobs["train_bias_model"] == 200
+    assert "A1" not in tables.table_ids(cfg)
 
 
-def _slurm_probe_stalls() -> bool:
-    """The SLURM executor plugin runs `scontrol show config` (10 s timeout) when snakemake
-    loads its plugins; with slurm-client installed but no slurmctld running (e.g. after the
-    SLURM test stopped its cluster) every snakemake start waits those 10 s, in wall time only."""
-    if shutil.which("scontrol") is None:
-        return False
-    return subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode != 0
-
-
-def test_paper_dry_run_trains_each_run_once(wf):
+@pytest.mark.integration
+def test_paper_grid_trains_each_run_once(wf):
     cfg = load_cfg()
-    res = snakemake(wf, "--dry-run")
-    assert res.returncode == 0, res.stderr + res.stdout
-    outs = outputs_by_rule(res.stdout + res.stderr)
-    records = [f for f in outs["train"] if f.endswith("/run.json")]
-    counts = Counter(records)
-    assert max(counts.values()) == 1, [f for f, n in counts.items() if n > 1][:5]
-    expected = {f"{cfg['results']}/{r.path}/run.json" for r in grid.all_runs(cfg)}
-    assert set(records) == expected
-    # every reference (ERM) run that a DM/JTT/PoE run needs is among them, once
-    refs = {d for r in grid.all_runs(cfg) for d in grid.run_dependencies(cfg, r)}
-    assert refs and all(counts[f"{cfg['results']}/{d.path}/run.json"] == 1 for d in refs)
-    datamaps = [f for f in outs["datamap"] if f.endswith(".parquet")]
-    assert len(datamaps) == len(set(datamaps)) == len(grid.all_datamaps(cfg))
+    rows = summary(wf)
+    records = outputs(rows, "train") | outputs(rows, "train_bias_model")
+    records = {f for f in records if f.endswith("/run.json")}
+    L = Layout.from_config(cfg)
+    assert records == {L.run_file("run.json", r) for r in grid.all_runs(cfg)}
+    # the PoE bias model's reference runs write the eval-mode log-probabilities too
+    bias = {f for f in outputs(rows, "train_bias_model") if f.endswith("bias_logp.parquet")}
+    assert bias == {
+        L.run_file("bias_logp.parquet", grid.ref_run(t, m, s)) for t, m in grid.bias_models(cfg) for s in cfg["seeds"]
+    }
+    datamaps = {f for f in outputs(rows, "datamap") if f.endswith(".parquet")}
+    assert datamaps == {L.datamap(*d) for d in grid.all_datamaps(cfg)}
 
 
-def test_demo_dry_run(wf):
+@pytest.mark.integration
+def test_demo_dag(wf):
     cfg = load_cfg(ROOT / "config" / "demo.yaml")
-    res = snakemake(wf, "--dry-run", "--quiet", "rules", "--configfile", "config/demo.yaml")
-    assert res.returncode == 0, res.stderr + res.stdout
-    stats = job_stats(res.stdout + res.stderr)
-    assert stats == expected_jobs(cfg)
-    assert "download" not in stats and "prepare" not in stats
+    jobs = {r: len(v) for r, v in jobs_by_rule(summary(wf, "--configfile", "config/demo.yaml")).items() if r != "all"}
+    assert jobs == expected_jobs(cfg)
+    assert "download" not in jobs and "fetch_model" not in jobs
 
 
-def test_train_jobs_request_one_gpu_and_cpu_jobs_none(wf):
-    res = snakemake(
-        wf,
-        "--dry-run",
-        "results/runs/nli/deberta-v3-large/dm-electra-small/full/seed0/run.json",
-    )
-    assert res.returncode == 0, res.stderr + res.stdout
-    blocks = re.split(r"\n(?=\[.*\]\n)", res.stdout)
-    seen = set()
-    for block in blocks:
-        m = re.search(r"rule (\w+):", block)
-        r = re.search(r"resources: (.*)", block)
-        if not (m and r):
-            continue
-        seen.add(m.group(1))
-        has_gpu = re.search(r"\bgpu=1\b", r.group(1)) is not None
-        assert has_gpu == (m.group(1) == "train"), block
-    assert {"train", "datamap", "subset", "prepare"} <= seen
+@pytest.mark.integration
+def test_limiting_is_opt_in_and_has_its_table(wf, tmp_path):
+    overlay = tmp_path / "lim.yaml"
+    overlay.write_text(yaml.safe_dump({"limiting": {"enabled": True}}))
+    cfg = load_cfg(ROOT / "config" / "demo.yaml", overlay)
+    rows = summary(wf, "--configfile", "config/demo.yaml", str(overlay))
+    jobs = {r: len(v) for r, v in jobs_by_rule(rows).items() if r != "all"}
+    assert jobs == expected_jobs(cfg)
+    limited = {r for r in grid.all_runs(cfg) if r.budget != grid.FULL}
+    assert limited and {r.budget for r in limited} == {"1-3"}
+    assert Layout.from_config(cfg).table("A1") in outputs(rows, "table")
 
 
-def test_slurm_profile_has_no_local_gpu_cap(wf):
-    prof = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
-    assert prof["executor"] == "slurm"
-    assert "resources" not in prof  # a global cap would serialise cluster jobs
-    assert "gpus" not in str(prof.get("default-resources", {}))
-    default = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
-    assert default["resources"] == {"gpu": 1}
-    res = snakemake(wf, "--workflow-profile", "profiles/slurm", "--dry-run", "--quiet", "rules")
-    assert res.returncode == 0, res.stderr + res.stdout
-    assert job_stats(res.stdout + res.stderr)["train"] == len(grid.all_runs(load_cfg()))
+@pytest.mark.integration
+def test_active_tasks_restricts_everything(wf, tmp_path):
+    overlay = tmp_path / "hsd.yaml"
+    overlay.write_text(yaml.safe_dump({"active_tasks": ["hsd"]}))
+    cfg = load_cfg(ROOT / "config" / "demo.yaml", overlay)
+    rows = summary(wf, "--configfile", "config/demo.yaml", str(overlay))
+    assert not [r["output_file"] for r in rows if "/nli/" in r["output_file"] or "demo_nli" in r["output_file"]]
+    jobs = {r: len(v) for r, v in jobs_by_rule(rows).items() if r != "all"}
+    assert jobs == expected_jobs(cfg)
+    assert set(tables.table_ids(cfg)) == {"3", "4", "5", "6", "7", "8", "9"}  # Tables 1/2 are NLI only
+
+
+@pytest.mark.integration
+def test_runs_from_another_directory(wf, tmp_path):
+    """`-d elsewhere` (or snakedeploy): the base config is found beside the Snakefile."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(wf / "Snakefile"), "-d", str(elsewhere), "-n", "--quiet",
+         "--configfile", str(wf / "config" / "demo.yaml")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    # without the base config, the error names it (not a schema error about a missing key)
+    bad = tmp_path / "only.yaml"
+    bad.write_text("seeds: [0]\n")
+    cfg = {"seeds": [0]}
+    with pytest.raises(ftft_config.ConfigError, match="base configuration is missing.*workflow_config.yaml"):
+        ftft_config.validate(cfg, source=str(bad))
 
 
 # ------------------------------------------------------------------------ bad configs
+EVIL = "r;touch PWNED;#"
 BAD_CONFIGS = {
     "unknown_model_in_table": (
         {"tables": {"1": {"tasks": ["nli"], "rows": [{"method": "erm", "main": "deberta-v9"}]}}},
@@ -204,29 +180,59 @@ BAD_CONFIGS = {
     "empty_seeds": ({"seeds": []}, ["'seeds'"]),
     "typo_top_level_key": ({"seeeds": [0]}, ["seeeds"]),
     "step_fraction_above_one": (
-        {"methods": {"ftft": {"mode": "limiting", "fraction": {"nli": "4/3", "hsd": "1/3"}}}},
+        {"methods": {"ftft": {"fraction": {"nli": "4/3", "hsd": "1/3"}}}},
         ["fraction", "nli", "4/3"],
     ),
+    "ftft_fraction_off_checkpoint": (
+        {"methods": {"ftft": {"fraction": {"nli": "1/4", "hsd": "1/3"}}}},
+        ["nli", "1/4", "checkpoints"],
+    ),
     "speed_fraction_above_one": ({"speed": {"fractions": ["1/15", "16/15"]}}, ["speed.fractions[1]", "16/15"]),
-    "worker_typo": ({"worker": {"enabeld": True}}, ["worker", "enabeld"]),
+    "shell_in_results": ({"results": EVIL}, ["'results'", "touch"]),
+    "space_in_results": ({"results": "out dir"}, ["'results'", "out dir"]),
+    "shell_in_task_name": ({"active_tasks": None, "tasks": {"t$(id>x)": {}}}, ["tasks", "t$(id>x)"]),
+    "task_escapes_results": ({"tasks": {"../../../../escape": {}}}, ["tasks", "../../../../escape"]),
+    "shell_in_url": ({"datasets": {"mnli": {"url": "https://x/$(id)"}}}, ["datasets.mnli.url"]),
+    "shell_in_eval_name": (
+        {"tasks": {"nli": {"ood": [{"name": "a;b", "source": "wanli", "split": "test"}]}}},
+        ["name", "a;b"],
+    ),
+    "byo_file_missing": (
+        {
+            "byo": {"mine": {"files": {"train": "no/such.csv"}, "text_a": "t", "label": "l"}},
+            "tasks": {"nli": {"train": {"source": "mine", "split": "train"}}},
+        },
+        ["byo.mine.files.train", "no/such.csv"],
+    ),  # fmt: skip
+    "missing_local_model_copy": (
+        {"models": {"tinybert": {"path": "no/such/model"}}},
+        ["models.tinybert.path", "no/such/model"],
+    ),
+    "unknown_weak_ref": ({"claims": {"weak_refs": {"nli": ["gpt-9"]}}}, ["claims.weak_refs.nli[0]", "gpt-9"]),
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
 def test_bad_config_fails_before_any_job(wf, tmp_path, name):
     overlay, needles = BAD_CONFIGS[name]
     bad = tmp_path / f"{name}.yaml"
     bad.write_text(yaml.safe_dump(overlay))
+    before = {p.name for p in wf.parent.iterdir()}
     res = snakemake(wf, "--dry-run", "--configfile", str(bad))
     out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert "invalid configuration" in out
+    assert "invalid configuration" in out, out[-2000:]
     for needle in needles:
         assert needle in out, out[-2000:]
     assert "Building DAG of jobs" not in out
+    # nothing was created outside the workflow folder (a shell or path escape would)
+    assert {p.name for p in wf.parent.iterdir()} == before
+    assert not list(wf.rglob("PWNED")) and not (wf / "x").exists()
 
 
 # ---------------------------------------------------------------- lint and formatting
+@pytest.mark.integration
 def test_snakemake_lint_clean(wf):
     res = snakemake(wf, "--lint")
     out = res.stdout + res.stderr
@@ -241,6 +247,22 @@ def test_snakefmt_clean():
         pytest.skip("snakefmt not installed")
     res = subprocess.run([exe, "--check", "Snakefile", "rules/"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_every_shell_interpolation_is_quoted():
+    """{input...}, {output...}, {log}, {wildcards...} in a shell command are :q-quoted; {params.X} is either
+    quoted or built with shlex quoting in ftft.workflow (its name ends in args/env)."""
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "rules").glob("*.smk")))
+    for cmd in re.findall(r'shell:\n((?:\s+".*"\n)+)', text):
+        for field in re.findall(r"\{([^{}]+)\}", cmd):
+            name = field.split(":")[0]
+            ok = (
+                field.endswith(":q")
+                or name in ("params.args", "params.env")
+                or name.startswith("params.")
+                and field.endswith(":q")
+            )
+            assert ok, f"unquoted {{{field}}} in shell command: {cmd.strip()}"
 
 
 # ---------------------------------------------------------------- software environment
@@ -264,148 +286,153 @@ def test_conda_env_pins_match_pyproject():
     assert (ROOT / "envs" / "ftft.post-deploy.sh").is_file()
 
 
-def test_every_rule_has_log_conda_and_trains_have_benchmark():
+def test_every_declared_dependency_is_imported():
+    """Nothing in pyproject's dependencies is unused (torch, datasets, seaborn, ... do real work)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    import_name = {"pyyaml": "yaml", "huggingface_hub": "huggingface_hub", "snakemake-executor-plugin-slurm": None}
+    code = "\n".join(p.read_text() for p in (ROOT / "src" / "ftft").rglob("*.py"))
+    for dep in _pins(project["dependencies"]):
+        name = import_name.get(dep, dep.replace("-", "_"))
+        if name is None or dep in ("snakemake", "protobuf", "sentencepiece", "safetensors", "tokenizers", "jsonschema"):
+            continue  # used by Snakemake itself / loaded by transformers for DeBERTa-v3 (tested there)
+        assert re.search(rf"^\s*(import|from) {name}\b", code, re.M), f"{dep} is a dependency but nothing imports it"
+
+
+def test_every_rule_has_a_log_and_the_conda_env():
     text = "\n".join(p.read_text() for p in sorted((ROOT / "rules").glob("*.smk")))
-    rules = re.split(r"\n\s*rule(?: (\w+))?:\n", text)[1:]
+    rules = re.split(r"\n\s*rule (\w+):\n", text)[1:]
     names, bodies = rules[0::2], rules[1::2]
-    assert len(bodies) >= 10
+    assert {"download", "prepare", "tokenize", "train", "datamap", "subset", "table", "figure", "claims"} <= set(names)
     for name, body in zip(names, bodies, strict=True):
+        if "output:" not in body:
+            continue  # target rules (datamaps, fetch_models)
         assert "log:" in body, name
-        assert 'conda:\n        "../envs/ftft.yaml"' in body or '"../envs/ftft.yaml"' in body, name
-        assert "shell:" in body and "ftft " in body or name == "config_json", name
+        assert '"../envs/ftft.yaml"' in body or "run:" in body, name
     assert "benchmark:" in bodies[names.index("train")]
 
 
-# ------------------------------------------------------- rerun triggers (touch + dry run)
+# ------------------------------------------------------- rerun triggers (touch + summary)
 @pytest.mark.slow
 def test_rerun_nothing_then_only_dependents_of_changed_model(tmp_path):
-    """After faking every output, a rerun does nothing; changing one model's lr re-runs
-    only the runs that use it (as main model or as reference) and what reads them."""
+    """After faking every output, nothing is pending; changing one model's lr re-runs only the runs that
+    use it (as main model or as reference) and what reads them; a cluster key re-runs nothing."""
     wf = make_copy(tmp_path / "wf")
     small = wf / "small.yaml"
     small.write_text("seeds: [0]\n")
-    res = snakemake(wf, "--dry-run", "--configfile", "small.yaml")
-    assert res.returncode == 0, res.stderr
-    files = {f for fs in outputs_by_rule(res.stdout).values() for f in fs}
-    for f in files:
+    rows = summary(wf, "--configfile", "small.yaml")
+    for f in {r["output_file"] for r in rows}:
         p = wf / f
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text("fake\n")
-    # --forceall: every job is "run" (touched) and records its metadata (params etc.)
+        if not p.exists():
+            p.write_text("fake\n")
     res = snakemake(wf, "--touch", "--forceall", "--cores", "1", "--configfile", "small.yaml", "--quiet", "all")
-    assert res.returncode == 0, res.stderr
-    res = snakemake(wf, "--dry-run", "--configfile", "small.yaml")
-    assert res.returncode == 0, res.stderr
-    assert "Nothing to be done" in res.stdout + res.stderr, res.stdout[-3000:]
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert not jobs_by_rule(summary(wf, "--configfile", "small.yaml"), pending_only=True)
+
+    cluster = wf / "cluster.yaml"
+    cluster.write_text(
+        yaml.safe_dump({"cluster": {"gpu_utilisation": 0.5, "train_gpus": 2}, "hub": {"offline": False}})
+    )
+    assert not jobs_by_rule(summary(wf, "--configfile", "small.yaml", "cluster.yaml"), pending_only=True)
 
     changed = "electra-small"
     bump = wf / "bump.yaml"
     bump.write_text(yaml.safe_dump({"models": {changed: {"lr": 3.0e-5}}}))
-    res = snakemake(wf, "--dry-run", "--configfile", "small.yaml", "bump.yaml")
-    assert res.returncode == 0, res.stderr
-    out = res.stdout + res.stderr
+    rows = summary(wf, "--configfile", "small.yaml", "bump.yaml")
     cfg = load_cfg(small, bump)
+    L = Layout.from_config(cfg)
     runs = grid.all_runs(cfg)
     affected = {r for r in runs if r.model == changed or r.ref == changed}
-    outs = outputs_by_rule(out)
-    rerun = {f for f in outs["train"] if f.endswith("/run.json")}
-    assert rerun == {f"{cfg['results']}/{r.path}/run.json" for r in affected}
-    assert len(rerun) < len(runs) / 3
-    datamaps = {f for f in outs.get("datamap", []) if f.endswith(".parquet")}
-    assert datamaps == {
-        f"{cfg['results']}/{grid.datamap_path(t, r, s)}" for t, r, s in grid.all_datamaps(cfg) if r == changed
+    rerun = {
+        f for f in outputs(rows, "train", True) | outputs(rows, "train_bias_model", True) if f.endswith("run.json")
     }
-    subsets = set(outs.get("subset", []))
-    assert subsets == {f"{cfg['results']}/{grid.subset_path(r)}" for r in affected if r.ref == changed}
-    assert not {"download", "prepare", "assemble_nli", "assemble_hsd"} & set(outs)
-    # aggregation reruns too (cheap), and only those reading the changed runs / config
-    assert "config_json" in outs
+    assert rerun == {L.run_file("run.json", r) for r in affected}
+    assert len(rerun) < len(runs) / 3
+    datamaps = {f for f in outputs(rows, "datamap", True) if f.endswith(".parquet")}
+    assert datamaps == {L.datamap(t, r, s) for t, r, s in grid.all_datamaps(cfg) if r == changed}
+    assert outputs(rows, "subset", True) == {
+        L.subset(r.task, r.method, r.ref, r.seed) for r in affected if r.ref == changed
+    }
+    pending = jobs_by_rule(rows, pending_only=True)
+    assert not {"download", "prepare", "assemble", "tokenize"} & set(pending)
+    assert "config_json" in pending  # aggregation reruns (cheap)
 
 
 # ------------------------------------------------------------------ demo end to end
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
-    """The whole demo DAG on CPU; every declared table and figure exists and is non-empty.
-    (Needs every `ftft` subcommand implemented.)"""
+    """The whole demo DAG on CPU: every declared output exists; reruns do nothing; the report has every table."""
     wf = make_copy(tmp_path / "wf")
     t0 = time.monotonic()
     res = snakemake(wf, "--cores", "2", "--configfile", "config/demo.yaml", timeout=3600)
     print(f"demo DAG end to end: {time.monotonic() - t0:.0f} s on 2 cores")
-    assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-5000:]
     cfg = load_cfg(ROOT / "config" / "demo.yaml")
-    targets = [
-        *grid.table_targets(cfg),
-        *grid.figure_targets(cfg),
-        "tables/paper_comparison.csv",
-        "tables/paper_comparison.md",
-    ]
-    for t in targets:
-        p = wf / cfg["results"] / t
-        assert p.is_file() and p.stat().st_size > 0, p
-    # every `ftft` job ran in the warm worker (config worker.enabled), which then stopped
-    logs = wf / cfg["results"] / "logs"
-    served = (logs / "worker.log").read_text()
-    exits = re.findall(r"child \d+ exited (-?\d+)", served)
-    assert len(exits) >= len(grid.all_runs(cfg)) and set(exits) == {"0"}, served[-3000:]
-    assert f"stopped after serving {len(exits)} commands" in served
-    assert not [p for p in logs.rglob("*.log") if "warm worker not used" in p.read_text()]
+    L = Layout(wf / cfg["results"], wf / cfg["resources"])
+    for t in tables.table_ids(cfg):
+        for ext in ("csv", "md", "tex", "html"):
+            assert Path(L.table(t, ext)).stat().st_size > 0
+    for f in figures.figure_ids(cfg):
+        assert Path(L.figure(f, "png")).stat().st_size > 0 and Path(L.figure(f, "pdf")).stat().st_size > 0
+    for p in (L.claims("md"), L.comparison("md"), L.failed_runs("md")):
+        assert Path(p).stat().st_size > 0
+    # the terminal: the compute plan at the start, the failed-runs line at the end, no spec JSON
+    assert "ftft compute plan:" in out and "training runs" in out.splitlines()[-1] + out[-2000:]
+    assert '"eval_sets"' not in out and '"tasks":' not in out
     res = snakemake(wf, "--dry-run", "--configfile", "config/demo.yaml")
     assert "Nothing to be done" in res.stdout + res.stderr
-    # the Snakemake report holds every table and figure, with captions
     report = wf / "report.html"
     res = snakemake(wf, "--configfile", "config/demo.yaml", "--report", str(report))
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     html = report.read_text(errors="replace")
-    for t in targets:
-        if t.endswith((".csv", ".png")):
-            assert Path(t).name in html, f"{t} missing from the report"
+    for t in tables.table_ids(cfg):
+        assert f"table{t}.html" in html, f"table {t} missing from the report"
+    for f in figures.figure_ids(cfg):
+        assert f"figure{f}.png" in html and f"figure{f}.pdf" in html
 
 
+# ------------------------------------------------------------- config reference
 def test_config_readme_explains_every_schema_key():
     schema = ftft_config.load_schema()
     readme = (ROOT / "config" / "README.md").read_text()
-    keys = set(schema["properties"])
-    defs = schema["$defs"]
-    for prop in schema["properties"].values():
-        props = prop.get("properties", {})
-        keys.update(props)
-        for sub in props.values():
-            keys.update(sub.get("properties", {}))
-        extra = prop.get("additionalProperties")
-        if isinstance(extra, dict):
-            ref = extra.get("$ref", "").rsplit("/", 1)[-1]
-            keys.update((defs.get(ref) or extra).get("properties", {}))
-    keys.update(defs["tablerow"]["properties"])
+    keys: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            keys.update(node.get("properties", {}))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(schema)
     missing = sorted(k for k in keys if f"`{k}`" not in readme and f"`{k}." not in readme and f".{k}`" not in readme)
     assert not missing, f"config/README.md does not explain: {missing}"
 
 
 # ------------------------------------------------------------- ftft.workflow helpers
-def test_run_pattern_matches_run_path():
-    from ftft.workflow import RUN_PATTERN
-
-    for run in grid.all_runs(load_cfg()):
-        assert RUN_PATTERN.format(**run.__dict__) == run.path
-
-
 def test_plan_inputs_and_params():
     from ftft.workflow import Plan
 
     cfg = load_cfg()
     cfg["datamap_seed"] = 1
     plan = Plan(cfg)
-    dm = grid.Run("nli", "deberta-v3-large", "dm", "electra-small", "1-3", 2)
+    dm = grid.Run("nli", "deberta-v3-large", "dm", "electra-small", "full", 2)
     inputs = plan.train_inputs(dm)
-    assert inputs["subset"] == "results/subsets/nli/dm-electra-small/seed2.parquet"
-    assert "model" not in inputs and len(inputs["evals"]) == 5
-    assert plan.subset_inputs("nli", "dm", "electra-small", 2)["datamap"] == (
-        "results/datamaps/nli/electra-small/seed1.parquet"
+    assert inputs == {
+        "data": "results/data/nli/tokenized/deberta-v3",
+        "model": "resources/hub/deberta-v3-large.json",
+        "subset": "results/subsets/nli/dm-electra-small/seed2.parquet",
+    }
+    assert (
+        plan.subset_inputs("nli", "dm", "electra-small", 2)["datamap"]
+        == "results/datamaps/nli/electra-small/seed1.parquet"
     )
-    assert plan.subset_inputs("hsd", "jtt", "deberta-v3-large", 0)["dynamics"] == (
-        "results/runs/hsd/deberta-v3-large/erm-none/full/seed1/dynamics.npz"
-    )
-    assert plan.train_extra(dm, inputs) == "--subset results/subsets/nli/dm-electra-small/seed2.parquet"
-    assert plan.state_dir(dm) == ".ftft-state/" + dm.path
+    poe = plan.subset_inputs("hsd", "poe", "tinybert", 0)
+    assert poe["bias"] == "results/runs/hsd/tinybert/erm-none/full/seed1/bias_logp.parquet"
+    assert plan.layout.state_dir(dm) == ".ftft-state/" + dm.path
     # the training param is this run's spec only: another model's lr does not change it
     spec = plan.train_spec(dm)
     cfg2 = load_cfg()
@@ -414,21 +441,40 @@ def test_plan_inputs_and_params():
     assert Plan(cfg2).train_spec(dm) == spec
     cfg2["models"]["deberta-v3-large"]["lr"] = 1.0
     assert Plan(cfg2).train_spec(dm) != spec
-
+    # operational keys are not in what the aggregation jobs read
+    dump = plan.config_dump()
+    assert "cluster" not in dump and "hub" not in dump and "threads" not in dump["training"]
     demo = Plan(load_cfg(ROOT / "config" / "demo.yaml"))
     erm = grid.Run("hsd", "tinybert", "erm")
     assert demo.train_inputs(erm)["model"] == "resources/demo_models/tinybert"
     assert demo.train_gpus() == 0 and plan.train_gpus() == 1
-    assert demo.figure_args("1a", "nli") == "--id 1a --task nli"
-    assert demo.figure_args("2", "halting") == "--id 2 --mode halting"
+    assert demo.tokenized("nli", "roberta-large") != demo.tokenized("nli", "bert-large")
 
 
-def test_download_params_quote_checksums():
+def test_download_args_quote_and_skip_nulls():
     from ftft.workflow import Plan
 
     cfg = load_cfg()
     cfg["datasets"]["anli"]["sha256"] = {"anli_v1.0.zip": "a" * 64}
-    cfg["datasets"]["anli"]["mirror"] = "/data/my mirror/anli.zip"
-    p = Plan(cfg).download_params("anli")
-    assert p["url"].startswith("https://")
-    assert p["extra"] == '--sha256 \'{"anli_v1.0.zip":"' + "a" * 64 + "\"}' --mirror '/data/my mirror/anli.zip'"
+    cfg["datasets"]["anli"]["mirror"] = "/data/mirror/anli.zip"
+    args = Plan(cfg).download_args("anli")
+    assert args.startswith("--url https://")
+    assert args.endswith('--sha256 \'{"anli_v1.0.zip":"' + "a" * 64 + "\"}' --mirror /data/mirror/anli.zip")
+    cfg["datasets"]["anli"]["url"] = None
+    assert "--url" not in Plan(cfg).download_args("anli")  # air-gapped: the mirror only
+
+
+def test_compute_plan_of_the_paper_grid():
+    from ftft.plan import PAPER_DAYS, ComputePlan
+
+    cfg = load_cfg()
+    plan = ComputePlan(cfg)
+    total = plan.rows()[-1]
+    assert total["jobs"] == 200
+    # NLI: 60k steps x 32 x 92 tokens per run; DeBERTaV3-Large ERM: about 5 GPU-hours at 35% of an A100
+    big = plan.estimate(grid.Run("nli", "deberta-v3-large", "erm"))
+    assert big.train_tokens == 60000 * 32 * 92
+    assert 0.3 < big.gpu_hours < 5 and plan.runtime_min(big.run) > 60 * big.gpu_hours
+    small = plan.estimate(grid.Run("hsd", "tinybert", "erm"))
+    assert plan.runtime_min(small.run) == cfg["cluster"]["min_runtime_min"] < plan.runtime_min(big.run)
+    assert f"about {PAPER_DAYS:g} GPU-days" in plan.summary() and "200 training jobs" in plan.summary()

@@ -16,18 +16,23 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("ftft.config_cli", "validate a workflow config (merged like --configfile)"),
+    "plan": ("ftft.plan", "print the compute plan of a config: jobs, tokens, FLOPs, GPU-hours"),
+    "status": ("ftft.status", "progress of a running (or finished) workflow: runs done, running, failed, ETA"),
     "download": ("ftft.data.download", "download one dataset (atomic, retried, sha256-checked)"),
     "prepare": ("ftft.data.prepare", "normalise one raw dataset into the common parquet schema"),
     "demo-data": ("ftft.data.demo", "generate the built-in synthetic NLI-like / HSD-like data"),
     "assemble": ("ftft.data.assemble", "collect a task's train / ID / OOD sets from normalised sources"),
+    "fetch-models": ("ftft.hub", "pre-download hub models into the Hugging Face cache (login node)"),
     "build-demo-model": ("ftft.models", "build a tiny random-init stand-in for a paper model"),
+    "tokenize": ("ftft.tokenize", "tokenise a task's data once per tokenizer (datasets, memory-mapped)"),
     "train": ("ftft.train.cli", "train one run (reference, main or baseline) with the one engine"),
     "datamap": ("ftft.datamap", "build a data map from a run's training dynamics"),
     "subset": ("ftft.subsets", "select the training subset / weights / bias log-probs for a method"),
-    "table": ("ftft.tables", "build one paper table (csv, md, tex) from run outputs"),
+    "table": ("ftft.tables", "build one paper table (csv, md, tex, html) from run outputs"),
     "figure": ("ftft.figures", "build one paper figure (png, pdf) from run outputs"),
     "compare": ("ftft.compare", "compare reproduced cells with the published numbers"),
-    "worker": ("ftft.worker", "serve ftft commands from one pre-imported process (warm start)"),
+    "claims": ("ftft.claims", "check the paper's claims on the reproduced runs"),
+    "failed-runs": ("ftft.failures", "summarise the failed runs and the table cells they empty"),
 }
 
 
@@ -42,12 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["worker"]:
-        from . import worker
-
-        rc = worker.call(argv)  # None unless a warm worker (FTFT_WORKER) serves it
-        if rc is not None:
-            return rc
     parser = build_parser()
     known, rest = parser.parse_known_args(argv)
     if known.command is None:

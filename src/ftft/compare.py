@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import grid
 from .errors import DataError
 from .io import write_text
-from .tables import DEMO_NOTE, KEYS, load_config_json, md_table
+from .tables import DEMO_NOTE, KEYS, load_config_json, table_ids
 
 log = logging.getLogger(__name__)
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
+PUBLISHED_TABLES = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
 OUT_COLUMNS = KEYS + [
     "ours_mean",
     "ours_std",
@@ -86,7 +86,7 @@ def _float(x) -> float:
 
 
 def compare(cfg: dict, results: str | Path) -> pd.DataFrame:
-    ids = sorted({Path(t).stem.removeprefix("table") for t in grid.table_targets(cfg)}, key=int)
+    ids = [t for t in table_ids(cfg) if t in PUBLISHED_TABLES]
     ours = load_ours(results, ids)
     pub = load_published(ids)
     ours = ours.rename(columns={"mean": "ours_mean", "std": "ours_std"})
@@ -122,9 +122,14 @@ def compare(cfg: dict, results: str | Path) -> pd.DataFrame:
         notes.append("; ".join(note))
     df["difference"] = diffs
     df["note"] = notes
-    df["_t"] = df["table"].astype(int)
+    df["_t"] = df["table"].map(lambda t: PUBLISHED_TABLES.index(t) if t in PUBLISHED_TABLES else 99)
     df = df.sort_values(["_t", "order"], kind="stable").reset_index(drop=True)
     return df[OUT_COLUMNS]
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def _fmt(x, digits=2) -> str:
@@ -140,7 +145,7 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
         lines += [f"> **{DEMO_NOTE}** The published column is shown for the layout only.", ""]
     lines += [
         "Matched on table, task, main/ref model, method, step fraction, dataset, metric and q. "
-        "difference = ours - published (scores in %, costs in units, Table 4 in PFLOPs, Table 5 mean "
+        "difference = ours - published (scores in %, costs in units, Table 4 in the paper's unit (FLOPs / 1e12), Table 5 mean "
         "difference in points and p-value). Published values as printed in the paper (see "
         "src/ftft/paper/README for the flags).",
         "",
@@ -196,13 +201,9 @@ def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
     out = df.copy()
     if cfg.get("mode") == "demo":
         out.insert(len(out.columns), "demo", True)
-    write_text(prefix.with_name(prefix.name + ".csv"), out.to_csv(index=False))
+    write_text(prefix.with_name(prefix.name + ".csv"), out.to_csv(index=False, float_format="%.10g"))
     write_text(prefix.with_name(prefix.name + ".md"), render_md(cfg, df))
     return df
-
-
-def compare_inputs(cfg: dict) -> list[str]:
-    return [t for t in grid.table_targets(cfg) if t.endswith(".csv")]
 
 
 def add_arguments(parser) -> None:

@@ -3,14 +3,16 @@
 The config is the experiment grid as data (see ``workflow_config.yaml`` and
 ``config/README.md``). ``load`` merges one or more YAML files the same way
 Snakemake's ``--configfile`` does (later files update earlier ones, dicts
-recursively), validates the result against ``schemas/config.schema.yaml`` and
-then runs the semantic checks a JSON schema cannot express. Every error names
+recursively), validates the result against ``schemas/config.schema.yaml`` (which also
+fills in the defaults of optional keys, as Snakemake's ``validate(set_default=True)``
+does) and then runs the semantic checks a JSON schema cannot express. Every error names
 the file and the key path, before any job starts.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import yaml
 from .errors import FtftError
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+NEEDS_REF = ("dm", "ftft", "jtt", "poe")
 
 
 class ConfigError(FtftError, ValueError):
@@ -50,6 +53,19 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+def base_config(path: str | Path | None = None) -> Path:
+    """The base config: ``path``, else ``workflow_config.yaml`` in the working folder, else beside the package's repo."""
+    if path:
+        return Path(path)
+    here = Path("workflow_config.yaml")
+    return here if here.is_file() else Path(__file__).resolve().parents[2] / "workflow_config.yaml"
+
+
+def load_overlays(overlays, base: str | Path | None = None) -> dict:
+    """``load(base_config(base), *overlays)``: what a Snakemake run with these --configfile overlays sees."""
+    return load(base_config(base), *overlays)
+
+
 def load(*paths: str | Path, overrides: dict | None = None) -> dict:
     """Merge the YAML files in order (plus ``overrides``) and validate the result."""
     cfg: dict = {}
@@ -61,6 +77,7 @@ def load(*paths: str | Path, overrides: dict | None = None) -> dict:
     return cfg
 
 
+@functools.cache
 def load_schema() -> dict:
     with SCHEMA_PATH.open() as fh:
         return yaml.safe_load(fh)
@@ -73,15 +90,35 @@ def _key_path(parts) -> str:
     return out or "<top level>"
 
 
-def validate(cfg: dict, source: str = "<config>") -> None:
-    """Schema validation followed by cross-key checks. Raises ConfigError."""
+@functools.cache
+def _validator_class():
+    """Draft 2020-12 validator that fills in schema defaults (the jsonschema FAQ recipe)."""
     import jsonschema
 
-    schema = load_schema()
-    validator = jsonschema.Draft202012Validator(schema)
+    base = jsonschema.Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+def validate(cfg: dict, source: str = "<config>") -> None:
+    """Schema validation (filling in defaults) followed by cross-key checks. Raises ConfigError."""
+    if "mode" not in cfg and "tasks" not in cfg:
+        raise ConfigError(
+            f"{source}: the base configuration is missing (no 'mode', no 'tasks'): the workflow's own "
+            "workflow_config.yaml (beside the Snakefile) must be loaded first, overlays on top of it"
+        )
+    validator = _validator_class()(load_schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
-        err = errors[0]
+        err = min(errors, key=lambda e: (list(e.absolute_path), e.validator != "additionalProperties"))
         key = _key_path(err.absolute_path)
         msg = err.message
         if err.validator == "additionalProperties":
@@ -89,6 +126,10 @@ def validate(cfg: dict, source: str = "<config>") -> None:
             msg = f"unknown key(s) {extra}; allowed: {sorted(err.schema.get('properties', {}))}"
             if extra:
                 key = _key_path([*err.absolute_path, extra[0]])
+        elif err.validator == "pattern" or (err.validator == "oneOf" and isinstance(err.instance, str)):
+            msg = f"{err.instance!r} is not allowed here (names and paths may not contain whitespace, quotes or shell characters)"
+        elif err.validator == "propertyNames":
+            msg = f"name {err.instance!r} is not allowed: {err.message}"
         raise ConfigError(f"{source}: invalid config at '{key}': {msg}")
     _semantic_checks(cfg, source)
 
@@ -104,31 +145,16 @@ def parse_fraction(value: Any, key: str = "fraction") -> Fraction:
     return frac
 
 
+def active_tasks(cfg: dict) -> list[str]:
+    """The tasks this run trains and reports (``active_tasks``, default every task)."""
+    return list(cfg["active_tasks"] or cfg["tasks"])
+
+
 def _semantic_checks(cfg: dict, source: str) -> None:
     def fail(key: str, msg: str):
         raise ConfigError(f"{source}: invalid config at '{key}': {msg}")
 
-    models = cfg["models"]
-    tasks = cfg["tasks"]
-    for name, m in models.items():
-        if m["lr"] <= 0:
-            fail(f"models.{name}.lr", f"learning rate must be > 0, got {m['lr']}")
-    for tname, t in tasks.items():
-        if t["steps"] < t["checkpoints"]:
-            fail(f"tasks.{tname}.steps", f"steps ({t['steps']}) must be >= checkpoints ({t['checkpoints']})")
-        names = [t["id_test"]["name"]] + [o["name"] for o in t["ood"]]
-        if len(set(names)) != len(names):
-            fail(f"tasks.{tname}.ood", f"evaluation set names must be unique, got {names}")
-        for o in [t["train"], t["id_test"], *t["ood"]]:
-            if (
-                o["source"] not in cfg.get("datasets", {})
-                and not o["source"].startswith("demo_")
-                and o["source"] not in cfg.get("byo", {})
-            ):
-                fail(f"tasks.{tname}", f"source '{o['source']}' is not defined under datasets/byo")
-    q = cfg["q"]
-    if not 0 < q < 1:
-        fail("q", f"must be in (0, 1), got {q}")
+    models, tasks = cfg["models"], cfg["tasks"]
 
     def check_model(key: str, name: str):
         if name not in models:
@@ -138,60 +164,100 @@ def _semantic_checks(cfg: dict, source: str) -> None:
         if name not in tasks:
             fail(key, f"unknown task '{name}'; defined tasks: {sorted(tasks)}")
 
-    for tid, table in cfg.get("tables", {}).items():
-        for t in table["tasks"]:
-            check_task(f"tables.{tid}.tasks", t)
+    for i, t in enumerate(cfg["active_tasks"] or []):
+        check_task(f"active_tasks[{i}]", t)
+    sources = set(cfg["datasets"]) | set(cfg["byo"])
+    for tname, t in tasks.items():
+        if t["steps"] < t["checkpoints"]:
+            fail(f"tasks.{tname}.steps", f"steps ({t['steps']}) must be >= checkpoints ({t['checkpoints']})")
+        names = [t["id_test"]["name"]] + [o["name"] for o in t["ood"]]
+        if len(set(names)) != len(names):
+            fail(f"tasks.{tname}.ood", f"evaluation set names must be unique, got {names}")
+        for key, o in [("train", t["train"]), ("id_test", t["id_test"])] + [
+            (f"ood[{i}]", o) for i, o in enumerate(t["ood"])
+        ]:
+            demo = cfg["mode"] == "demo" and o["source"].startswith("demo_")
+            if o["source"] not in sources and not demo:
+                fail(
+                    f"tasks.{tname}.{key}.source",
+                    f"source '{o['source']}' is not defined under 'datasets' or 'byo' (defined: {sorted(sources)})",
+                )
+    for name, m in models.items():
+        if cfg["mode"] == "demo" and (m["family"] is None or m["size"] is None):
+            fail(f"models.{name}.family", "demo mode builds a tiny stand-in of every model: set family and size")
+    for tid, table in cfg["tables"].items():
+        for i, t in enumerate(table["tasks"]):
+            check_task(f"tables.{tid}.tasks[{i}]", t)
+        for i, t in enumerate(table["cost"]):
+            if t not in table["tasks"]:
+                fail(f"tables.{tid}.cost[{i}]", f"task '{t}' is not one of the table's tasks {table['tasks']}")
         for i, row in enumerate(table["rows"]):
             base = f"tables.{tid}.rows[{i}]"
             check_model(f"{base}.main", row["main"])
-            needs_ref = row["method"] in ("dm", "ftft", "jtt", "poe")
-            if needs_ref and "ref" not in row:
+            if row["method"] in NEEDS_REF and "ref" not in row:
                 fail(f"{base}.ref", f"method '{row['method']}' needs a reference model")
+            if row["method"] not in NEEDS_REF and "ref" in row:
+                fail(f"{base}.ref", f"method '{row['method']}' takes no reference model")
             if "ref" in row:
                 check_model(f"{base}.ref", row["ref"])
+            if "fraction" in row and row["method"] != "ftft":
+                fail(f"{base}.fraction", "only ftft rows have a step fraction")
             if row["method"] == "ftft":
                 fr = row.get("fraction", cfg["methods"]["ftft"]["fraction"])
                 for t in table["tasks"]:
                     if t not in fr:
                         fail(f"{base}.fraction", f"no FTFT step fraction for task '{t}'")
-                    f = parse_fraction(fr[t], f"{base}.fraction.{t}")
-                    _check_halting_fraction(cfg, t, f, f"{base}.fraction.{t}", fail)
-    for key in ("flops_models",):
-        for i, name in enumerate(cfg.get(key, [])):
-            check_model(f"{key}[{i}]", name)
-    for section in ("easy_ratio", "significance", "overlap", "ptrue_curves"):
-        sec = cfg.get(section, {})
-        for i, name in enumerate(sec.get("refs", [])):
+                    _check_halting_fraction(
+                        cfg, t, parse_fraction(fr[t], f"{base}.fraction.{t}"), f"{base}.fraction.{t}", fail
+                    )
+    for i, name in enumerate(cfg["flops_models"]):
+        check_model(f"flops_models[{i}]", name)
+    for section in ("easy_ratio", "overlap", "ptrue_curves"):
+        for i, name in enumerate(cfg[section]["refs"]):
             check_model(f"{section}.refs[{i}]", name)
-        for i, name in enumerate(sec.get("tasks", [])):
-            check_task(f"{section}.tasks[{i}]", name)
-    if "significance" in cfg:
-        check_model("significance.main", cfg["significance"]["main"])
-    check_model("methods.poe.bias_model", cfg["methods"]["poe"]["bias_model"])
+    for section in ("overlap", "ptrue_curves"):
+        check_task(f"{section}.task", cfg[section]["task"])
+        for i, t in enumerate(cfg[section]["extra_tasks"]):
+            check_task(f"{section}.extra_tasks[{i}]", t)
+    sig = cfg["significance"]
+    check_model("significance.main", sig["main"])
+    for t, refs in sig["refs"].items():
+        check_task(f"significance.refs.{t}", t)
+        for i, name in enumerate(refs):
+            check_model(f"significance.refs.{t}[{i}]", name)
     check_model("cost_unit_model", cfg["cost_unit_model"])
     for t, f in cfg["methods"]["ftft"]["fraction"].items():
         check_task(f"methods.ftft.fraction.{t}", t)
-        parse_fraction(f, f"methods.ftft.fraction.{t}")
-    speed = cfg.get("speed", {})
-    fracs = [parse_fraction(f, f"speed.fractions[{i}]") for i, f in enumerate(speed.get("fractions", []))]
-    for fid, fig in speed.get("figures", {}).items():
+        _check_halting_fraction(
+            cfg, t, parse_fraction(f, f"methods.ftft.fraction.{t}"), f"methods.ftft.fraction.{t}", fail
+        )
+    speed = cfg["speed"]
+    fracs = [parse_fraction(f, f"speed.fractions[{i}]") for i, f in enumerate(speed["fractions"])]
+    for fid, fig in speed["figures"].items():
         check_model(f"speed.figures.{fid}.main", fig["main"])
         for i, r in enumerate(fig["refs"]):
             check_model(f"speed.figures.{fid}.refs[{i}]", r)
-        for t in fig["tasks"]:
-            check_task(f"speed.figures.{fid}.tasks", t)
-            if "halting" in speed.get("modes", []):
-                for i, f in enumerate(fracs):
-                    _check_halting_fraction(cfg, t, f, f"speed.fractions[{i}]", fail, force=True)
-    ds = cfg.get("datamap_seed", "same")
+        for i, t in enumerate(fig["tasks"]):
+            check_task(f"speed.figures.{fid}.tasks[{i}]", t)
+            for j, f in enumerate(fracs):
+                _check_halting_fraction(cfg, t, f, f"speed.fractions[{j}]", fail)
+    lim = cfg["limiting"]
+    parse_fraction(lim["fraction"], "limiting.fraction")
+    for i, fid in enumerate(lim["figures"]):
+        if fid not in speed["figures"]:
+            fail(f"limiting.figures[{i}]", f"figure '{fid}' is not under speed.figures {sorted(speed['figures'])}")
+    parse_fraction(cfg["claims"]["fast_fraction"], "claims.fast_fraction")
+    for t, refs in cfg["claims"]["weak_refs"].items():
+        check_task(f"claims.weak_refs.{t}", t)
+        for i, name in enumerate(refs):
+            check_model(f"claims.weak_refs.{t}[{i}]", name)
+    ds = cfg["datamap_seed"]
     if ds != "same" and ds not in cfg["seeds"]:
         fail("datamap_seed", f"must be 'same' or one of seeds {cfg['seeds']}, got {ds!r}")
 
 
-def _check_halting_fraction(cfg, task, frac, key, fail, force=False):
+def _check_halting_fraction(cfg, task, frac, key, fail):
     """Halting reads an evaluated checkpoint, so the fraction must sit on one."""
-    if not force and cfg["methods"]["ftft"]["mode"] != "halting":
-        return
     k = cfg["tasks"][task]["checkpoints"]
     if (frac * k).denominator != 1:
         fail(

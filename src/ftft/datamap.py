@@ -50,7 +50,7 @@ DYNAMICS_KEYS = ("uids", "labels", "probs", "seen", "complete_epochs")
 
 
 @dataclass(frozen=True)
-class Dynamics:
+class TrainingDynamics:
     """Training dynamics of one run (the arrays of ``dynamics.npz``).
 
     uids [N] str, labels [N] int64, probs [E, N, C] (float16 on disk), seen [E, N] bool,
@@ -100,7 +100,7 @@ class Dynamics:
         return ok
 
 
-def load_dynamics(path: str | Path) -> Dynamics:
+def load_dynamics(path: str | Path) -> TrainingDynamics:
     """Read and validate ``dynamics.npz`` (contract in docs/ARCHITECTURE.md)."""
     path = Path(path)
     if not path.is_file():
@@ -158,7 +158,7 @@ def save_dynamics(
             )
 
 
-def _validated(uids, labels, probs, seen, complete_epochs, path, allow_nan: bool = False) -> Dynamics:
+def _validated(uids, labels, probs, seen, complete_epochs, path, allow_nan: bool = False) -> TrainingDynamics:
     if probs.ndim != 3:
         raise DataError(f"{path}: 'probs' must be [epochs, N, classes], got shape {probs.shape}")
     e, n, c = probs.shape
@@ -180,7 +180,7 @@ def _validated(uids, labels, probs, seen, complete_epochs, path, allow_nan: bool
             raise DataError(f"{path}: 'probs' has NaN/inf values (dynamics of a failed run?)")
         if (probs < 0).any():  # NaN compares False
             raise DataError(f"{path}: 'probs' has negative values")
-        return Dynamics(uids, labels, probs, seen, complete_epochs)
+        return TrainingDynamics(uids, labels, probs, seen, complete_epochs)
     bits = probs.view(np.dtype(f"u{probs.dtype.itemsize}"))
     signed = bits >= (1 << (8 * probs.dtype.itemsize - 1))  # negative values (and -0.0, -NaN)
     if signed.any():
@@ -189,13 +189,13 @@ def _validated(uids, labels, probs, seen, complete_epochs, path, allow_nan: bool
         probs = probs + probs.dtype.type(0)  # -0.0 -> +0.0 (Dynamics.correct compares bit patterns)
     if len(set(uids.tolist())) != n:
         raise DataError(f"{path}: 'uids' are not unique")
-    return Dynamics(uids, labels, probs, seen, complete_epochs, path)
+    return TrainingDynamics(uids, labels, probs, seen, complete_epochs, path)
 
 
 # --------------------------------------------------------------------------- the map
 
 
-def _epochs(dyn: Dynamics, epochs) -> int:
+def _epochs(dyn: TrainingDynamics, epochs) -> int:
     if epochs == "complete":
         e = dyn.complete_epochs
     else:
@@ -210,7 +210,7 @@ def _epochs(dyn: Dynamics, epochs) -> int:
     return e
 
 
-def compute(dyn: Dynamics, epochs: str | int = "complete") -> pd.DataFrame:
+def compute(dyn: TrainingDynamics, epochs: str | int = "complete") -> pd.DataFrame:
     """Data map of ``dyn``: one row per instance (in the dynamics' order).
 
     Columns: uid, label, confidence, variability, correctness, forgetfulness.
@@ -344,7 +344,7 @@ def easy_ratio(df: pd.DataFrame, q: float) -> float:
     return float(categorize(df, q)["easy"].mean())
 
 
-def ptrue_curves(dyn: Dynamics, hard_fraction: float = 0.10, epochs: str | int = "complete") -> pd.DataFrame:
+def ptrue_curves(dyn: TrainingDynamics, hard_fraction: float = 0.10, epochs: str | int = "complete") -> pd.DataFrame:
     """Median p_true per epoch of the hard-to-learn instances vs the rest (Figure 1b).
 
     hard = the round(hard_fraction*N) instances with the lowest confidence (mean p_true over
@@ -365,11 +365,16 @@ def ptrue_curves(dyn: Dynamics, hard_fraction: float = 0.10, epochs: str | int =
 # --------------------------------------------------------------------------- plot
 
 
-def plot(df: pd.DataFrame, path: str | Path, title: str, max_points: int = 25_000, seed: int = 0) -> None:
-    """Dataset-cartography scatter: x = variability, y = confidence, colour = correctness.
+def plot(
+    df: pd.DataFrame, path: str | Path, title: str, q: float | None = None, max_points: int = 25_000, seed: int = 0
+) -> None:
+    """Dataset-cartography scatter with marginal histograms (PNG, written atomically).
 
-    Large maps are subsampled to ``max_points`` (seeded; as allenai/cartography does) so the
-    figure stays readable; the subtitle says so. Written atomically as PNG.
+    x = variability, y = confidence, colour = correctness, as allenai/cartography draws it,
+    plus: the three regions labelled (easy-to-learn top left, ambiguous right, hard-to-learn
+    bottom left), the instances DM selects (the ``q`` most ambiguous) outlined, and the
+    distributions of both coordinates on the margins. Large maps are subsampled to
+    ``max_points`` (seeded) so the scatter stays readable; the subtitle says so.
     """
     import matplotlib
 
@@ -377,35 +382,63 @@ def plot(df: pd.DataFrame, path: str | Path, title: str, max_points: int = 25_00
     import matplotlib.pyplot as plt
 
     n = len(df)
-    shown = df
-    if n > max_points:
-        shown = df.sample(n=max_points, random_state=seed)
-    fig, ax = plt.subplots(figsize=(7, 6), dpi=150)
-    sc = ax.scatter(
-        shown["variability"],
-        shown["confidence"],
-        c=shown["correctness"],
-        cmap="coolwarm_r",
-        vmin=0.0,
-        vmax=1.0,
-        s=6 if len(shown) > 2000 else 14,
-        alpha=0.6,
-        linewidths=0,
-    )
-    cbar = fig.colorbar(sc, ax=ax)
-    cbar.set_label("correctness", fontsize=12)
-    cbar.ax.tick_params(labelsize=10)
-    ax.set_xlabel("variability", fontsize=13)
-    ax.set_ylabel("confidence", fontsize=13)
-    ax.tick_params(labelsize=11)
+    shown = df.sample(n=max_points, random_state=seed) if n > max_points else df
+    fig = plt.figure(figsize=(8, 7), dpi=120)
+    grid = fig.add_gridspec(2, 3, width_ratios=(5, 1.1, 0.25), height_ratios=(1.1, 5), wspace=0.05, hspace=0.05)
+    ax = fig.add_subplot(grid[1, 0])
+    top = fig.add_subplot(grid[0, 0], sharex=ax)
+    right = fig.add_subplot(grid[1, 1], sharey=ax)
+    cax = fig.add_subplot(grid[1, 2])
+    size = 6 if len(shown) > 2000 else 16
+    sc = ax.scatter(shown["variability"], shown["confidence"], c=shown["correctness"], cmap="coolwarm_r",
+                    vmin=0.0, vmax=1.0, s=size, alpha=0.65, linewidths=0)  # fmt: skip
+    if q is not None:
+        k = category_size(n, q)
+        amb = df["ambiguous"] if "ambiguous" in df.columns else categorize(df, q)["ambiguous"]
+        sel = shown[amb.loc[shown.index].to_numpy(bool)]
+        ax.scatter(sel["variability"], sel["confidence"], s=size * 1.6, facecolors="none", edgecolors="black",
+                   linewidths=0.4, alpha=0.7, label=f"selected by DM: the {q:.0%} most ambiguous ({k:,})")  # fmt: skip
+        ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
+    bins = 30
+    top.hist(df["variability"], bins=bins, color="0.55")
+    right.hist(df["confidence"], bins=bins, orientation="horizontal", color="0.55")
+    top.tick_params(labelbottom=False, labelsize=8)
+    right.tick_params(labelleft=False, labelsize=8)
+    fig.colorbar(sc, cax=cax).set_label("correctness", fontsize=11)
+    ax.set_xlabel("variability", fontsize=12)
+    ax.set_ylabel("confidence", fontsize=12)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(left=0.0)
-    sub = f"{n:,} instances" + (f" ({len(shown):,} shown)" if len(shown) < n else "")
-    ax.set_title(f"{title}\n{sub}", fontsize=13)
+    xmax = max(float(df["variability"].max()) if n else 0.5, 0.05)
+    for text, x, y in (
+        ("easy-to-learn", 0.02 * xmax, 0.95),
+        ("ambiguous", 0.72 * xmax, 0.5),
+        ("hard-to-learn", 0.02 * xmax, 0.04),
+    ):
+        ax.text(x, y, text, fontsize=11, fontweight="bold", color="0.2",
+                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.7, "edgecolor": "0.7"})  # fmt: skip
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    sub = f"{n:,} instances" + (f" ({len(shown):,} shown)" if len(shown) < n else "")
+    top.set_title(f"{title}\n{sub}", fontsize=12)
     path = Path(path)
     with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_failure(path: str | Path, title: str, reason: str) -> None:
+    """A placeholder image saying why there is no data map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3), dpi=100)
+    ax.axis("off")
+    ax.text(
+        0.5, 0.5, f"{title}\n\nno data map: the reference run failed\n{reason}", ha="center", va="center", wrap=True
+    )
+    with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
 
@@ -443,7 +476,8 @@ def default_title(run_dir: str | Path) -> str:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--run-dir", required=True, help="run folder holding dynamics.npz")
+    parser.add_argument("--run-dir", required=True, help="run folder holding dynamics.npz and run.json")
+    parser.add_argument("--train", default=None, help="the task's training set: the map then carries the texts")
     parser.add_argument("--out", required=True, help="data map parquet to write")
     parser.add_argument("--plot", default=None, help="optional PNG of the data map")
     parser.add_argument("--q", type=float, required=True, help="category threshold (fraction), e.g. 0.33")
@@ -452,10 +486,41 @@ def add_arguments(parser) -> None:
     )
 
 
+def with_texts(df: pd.DataFrame, train: str | Path) -> pd.DataFrame:
+    """The map with the instances' ``text_a`` / ``text_b`` (joined on uid)."""
+    from .data import schema
+
+    texts, _ = schema.read(train)
+    texts = texts[["uid", "text_a", "text_b"]].assign(uid=lambda d: d["uid"].astype(str))
+    out = df.merge(texts, on="uid", how="left", validate="one_to_one")
+    if out["text_a"].isna().any():
+        raise DataError(
+            f"{train}: {int(out['text_a'].isna().sum())} uid(s) of the data map are not in the training set"
+        )
+    return out
+
+
 def run(args) -> int:
+    import json
+
     run_dir = Path(args.run_dir)
+    title = args.title or default_title(run_dir)
+    record = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    if record.get("status") == "failed":
+        reason = f"{run_dir}: {record.get('failure_reason')}"
+        write(
+            pd.DataFrame({c: [] for c in ("uid", "label", *METRICS, *CATEGORIES)}),
+            args.out,
+            {"run_dir": str(run_dir), "q": args.q, "failed": reason},
+        )
+        if args.plot:
+            plot_failure(args.plot, title, reason)
+        log.warning("no data map for %s: the reference run failed (%s)", run_dir, record.get("failure_reason"))
+        return 0
     dyn = load_dynamics(run_dir / "dynamics.npz")
     df = categorize(compute(dyn), args.q)
+    if args.train:
+        df = with_texts(df, args.train)
     meta = {"run_dir": str(run_dir), "q": args.q, "epochs": dyn.complete_epochs, "n": dyn.n}
     write(df, args.out, meta)
     log.info(
@@ -470,5 +535,5 @@ def run(args) -> int:
         args.out,
     )
     if args.plot:
-        plot(df, args.plot, args.title or default_title(run_dir))
+        plot(df, args.plot, title, q=args.q)
     return 0

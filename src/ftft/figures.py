@@ -1,25 +1,28 @@
 """Paper Figures 1a, 1b, 2, 3 and 4 from data maps and run outputs (PNG + PDF).
 
-``ftft figure --id 1a|1b --task T --config-json CFG.json --results DIR --out-prefix P``
-``ftft figure --id 2|3|4 --mode halting|limiting --config-json CFG.json --results DIR --out-prefix P``
-write ``P.png`` and ``P.pdf``. Each ``figure_*`` function also returns the plotted numbers as a
-DataFrame (tests assert them).
+``ftft figure --id ID --config-json CFG.json --results DIR --out-prefix P`` writes ``P.png``
+and ``P.pdf``. Which figures exist comes from the config (``figure_ids``): ``1a`` / ``1b``
+are the paper's NLI panels (``overlap.task`` / ``ptrue_curves.task``), ``1a-hsd`` /
+``1b-hsd`` the extras of ``extra_tasks``, ``2``-``4`` the speed figures of ``speed.figures``.
+Each kind (``REGISTRY``) says what it reads (``needs``; ``workflow.Plan`` makes the declared
+inputs), draws the figure and returns the plotted numbers as a DataFrame (tests assert them).
 
 - 1a: share of the ambiguous (top q variability) training instances of reference A also
   picked by B (``datamap.overlap_matrix``), data maps of the first seed; the diagonal shows the
   overlap between the first two seeds of the same reference (the paper's superscripts).
 - 1b: median p_true per epoch of the hard-to-learn ``hard_fraction`` vs the rest
   (``datamap.ptrue_curves``), from each reference's ERM run (first seed).
-- 2/3/4: OOD performance at a step fraction relative to the full budget,
-  ``100 * mean_seeds(score at f) / mean_seeds(score of the full run)``; halting reads the
-  full runs' checkpoints at f, limiting the final checkpoint of the runs scheduled for f
-  (``results.read_fraction``). Series ERM and DM-<ref> (``grid.speed_runs``), one panel per
-  OOD set, one row per task. Failed runs are excluded from the means.
+- 2/3/4: halting curves: OOD performance at a step fraction relative to the full budget,
+  ``100 * mean_seeds(score at f) / mean_seeds(score of the full run)``, read from the
+  checkpoints of the full runs. Series ERM and DM-<ref>, one panel per OOD set, one row per
+  task. Failed runs are excluded; a panel or series without a successful run says why.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,11 +30,11 @@ import numpy as np
 import pandas as pd
 
 from . import grid
-from . import results as res
 from .config import parse_fraction
 from .errors import FtftError
 from .io import atomic_path
-from .tables import load_config_json, model_label, ood_sets, task_metric
+from .results import Results
+from .tables import dataset_title, load_config_json, model_label, ood_sets, seeds_phrase, task_metric
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +42,6 @@ DPI = 100
 PANEL_W, PANEL_H = 3.6, 3.0  # inches per panel of the speed figures
 HEATMAP_SIZE = (6.0, 5.0)
 CURVES_SIZE = (7.5, 4.5)
-FIGURE_IDS = ("1a", "1b", "2", "3", "4")
-#: Snakemake report caption (src/ftft/report/) of each figure
-REPORT_CAPTIONS = {
-    "1a": "figure1a.rst",
-    "1b": "figure1b.rst",
-    "2": "figure_speed.rst",
-    "3": "figure_speed.rst",
-    "4": "figure_speed.rst",
-}
-REPORT_DIR = Path(__file__).resolve().parent / "report"
 
 
 def _plt():
@@ -69,13 +62,12 @@ def save(fig, prefix: str | Path) -> list[Path]:
 
     prefix = Path(prefix)
     out = []
-    fig.canvas.draw()  # lay out once (constrained layout), then keep the positions for both files
-    fig.set_layout_engine("none")
     for ext in ("png", "pdf"):
         path = prefix.with_name(f"{prefix.name}.{ext}")
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=ext, dpi=DPI)
         out.append(path)
+        fig.set_layout_engine("none")  # laid out once (constrained layout, by the PNG): the PDF keeps the positions
     plt.close(fig)
     return out
 
@@ -94,42 +86,56 @@ def _frac_label(f: Fraction) -> str:
     return "1" if f == 1 else f"{f.numerator}/{f.denominator}"
 
 
+def _figure_task(cfg: dict, fid: str) -> str:
+    section = "overlap" if fid.startswith("1a") else "ptrue_curves"
+    return grid.figure_tasks(cfg, section)[fid]
+
+
 # --- Figure 1a ---------------------------------------------------------------------------------------
 
 
-def overlap_data(cfg: dict, results: str | Path, task: str) -> tuple[pd.DataFrame, dict[str, float]]:
-    """(overlap matrix of the first seed's maps, ref -> seed-to-seed overlap (NaN with one seed))."""
+def overlap_needs(cfg: dict, fid: str) -> grid.Needs:
+    task = _figure_task(cfg, fid)
+    return grid.Needs(datamaps={(task, r, s) for r in cfg["overlap"]["refs"] for s in cfg["seeds"][:2]})
+
+
+def overlap_data(cfg: dict, res: Results, task: str) -> tuple[pd.DataFrame, dict[str, float]]:
+    """(overlap matrix of the first seed's maps, ref -> seed-to-seed overlap (NaN with one seed)).
+
+    References whose run failed are left out of the matrix (their rows/columns are NaN)."""
     from . import datamap
 
-    refs = cfg["overlap"]["refs"]
-    seeds = cfg["seeds"]
-    q = cfg["q"]
-
-    def read(ref, s):
-        return datamap.read(Path(results) / grid.datamap_path(task, ref, s))
-
-    mat = datamap.overlap_matrix({r: read(r, seeds[0]) for r in refs}, q)
+    refs, seeds, q = cfg["overlap"]["refs"], cfg["seeds"], cfg["q"]
+    first = {r: res.datamap(task, r, seeds[0]) for r in refs}
+    ok = {r: m for r, m in first.items() if m is not None}
+    mat = pd.DataFrame(np.nan, index=pd.Index(refs, name="a"), columns=pd.Index(refs, name="b"))
+    if ok:
+        sub = datamap.overlap_matrix(ok, q)
+        mat.loc[sub.index, sub.columns] = sub
     seed_overlap = {}
     for r in refs:
-        if len(seeds) > 1:
-            pair = datamap.overlap_matrix({"a": read(r, seeds[0]), "b": read(r, seeds[1])}, q)
-            seed_overlap[r] = float(pair.iloc[0, 1])
+        second = res.datamap(task, r, seeds[1]) if len(seeds) > 1 else None
+        if first[r] is not None and second is not None:
+            seed_overlap[r] = float(datamap.overlap_matrix({"a": first[r], "b": second}, q).iloc[0, 1])
         else:
             seed_overlap[r] = float("nan")
     return mat, seed_overlap
 
 
-def figure_1a(cfg: dict, results: str | Path, task: str, prefix: str | Path) -> pd.DataFrame:
+def overlap_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.DataFrame:
     plt, sns = _plt()
-    mat, seed_ov = overlap_data(cfg, results, task)
+    task = _figure_task(cfg, fid)
+    mat, seed_ov = overlap_data(cfg, res, task)
     refs = list(mat.index)
     labels = [model_label(cfg, r) for r in refs]
     shown = mat.to_numpy().copy()
     annot = np.empty(shown.shape, dtype=object)
     for i in range(len(refs)):
         for j in range(len(refs)):
-            annot[i, j] = f"{shown[i, j]:.2f}"
+            annot[i, j] = f"{shown[i, j]:.2f}" if not np.isnan(shown[i, j]) else "failed\nrun"
         s = seed_ov[refs[i]]
+        if np.isnan(shown[i, i]):
+            continue
         annot[i, i] = f"{s:.2f}\n(seeds)" if not np.isnan(s) else "1.00\n(one seed)"
         shown[i, i] = s if not np.isnan(s) else 1.0
     fig, ax = plt.subplots(figsize=HEATMAP_SIZE, layout="constrained")
@@ -141,8 +147,9 @@ def figure_1a(cfg: dict, results: str | Path, task: str, prefix: str | Path) -> 
     seeds = cfg["seeds"]
     ax.set_xlabel("reference model B")
     ax.set_ylabel("reference model A")
+    extra = " (extra: not in the paper)" if "-" in fid else ""
     ax.set_title(
-        f"{task.upper()}: ambiguous-set overlap |A∩B|/|A| (q={cfg['q']:g}, seed {seeds[0]})\n"
+        f"{task.upper()}{extra}: ambiguous-set overlap |A∩B|/|A| (q={cfg['q']:g}, seed {seeds[0]})\n"
         + (f"diagonal: seed {seeds[0]} vs seed {seeds[1]} of the same model" if len(seeds) > 1 else "")
     )
     save(fig, prefix)
@@ -151,103 +158,117 @@ def figure_1a(cfg: dict, results: str | Path, task: str, prefix: str | Path) -> 
     return out
 
 
+def overlap_caption(cfg: dict, fid: str) -> str:
+    task = _figure_task(cfg, fid)
+    extra = "Extra (the paper shows NLI only): " if fid != "1a" else ""
+    return (
+        f"{extra}Figure 1a, {task.upper()}: share of the {round(cfg['q'] * 100)}% most ambiguous training instances of "
+        "reference model A that B also selects (data maps of the first seed). The diagonal compares two seeds of "
+        "the same model (the paper's superscripts); random subsets share q in expectation."
+    )
+
+
 # --- Figure 1b -----------------------------------------------------------------------------------------
 
 
-def figure_1b(cfg: dict, results: str | Path, task: str, prefix: str | Path) -> pd.DataFrame:
+def curves_needs(cfg: dict, fid: str) -> grid.Needs:
+    task = _figure_task(cfg, fid)
+    runs = {grid.ref_run(task, r, cfg["seeds"][0]) for r in cfg["ptrue_curves"]["refs"]}
+    return grid.Needs(runs=runs, dynamics=runs)
+
+
+def curves_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.DataFrame:
     from . import datamap
 
     plt, sns = _plt()
+    task = _figure_task(cfg, fid)
     sec = cfg["ptrue_curves"]
-    hard = float(sec.get("hard_fraction", 0.10))
+    hard = float(sec["hard_fraction"])
     seed0 = cfg["seeds"][0]
-    frames = []
+    frames, failed = [], []
     for ref in sec["refs"]:
         run = grid.ref_run(task, ref, seed0)
-        dyn = datamap.load_dynamics(res.run_dir(results, run) / "dynamics.npz")
-        c = datamap.ptrue_curves(dyn, hard)
-        label = model_label(cfg, ref) + (" (failed run)" if res.is_failed(results, run) else "")
-        frames.append(c.assign(reference=label, ref_model=ref))
-    df = pd.concat(frames, ignore_index=True)
+        if res.is_failed(run):
+            failed.append(f"{model_label(cfg, ref)}: {res.failure(run)}")
+            continue
+        c = datamap.ptrue_curves(res.dynamics(run), hard)
+        frames.append(c.assign(reference=model_label(cfg, ref), ref_model=ref))
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["epoch", "group", "median_ptrue"])
     group_names = {"hard": f"hard-to-learn {hard:.0%}", "rest": f"others {1 - hard:.0%}"}
     df["subset"] = df["group"].map(lambda g: group_names.get(g, str(g)))
     fig, ax = plt.subplots(figsize=CURVES_SIZE, layout="constrained")
-    sns.lineplot(data=df, x="epoch", y="median_ptrue", hue="reference", style="subset", markers=True, ax=ax)
+    if frames:
+        sns.lineplot(data=df, x="epoch", y="median_ptrue", hue="reference", style="subset", markers=True, ax=ax)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
+        ax.set_xticks(sorted(df["epoch"].unique()))
+    if failed:
+        ax.text(0.02, 0.02, "not shown (failed run):\n" + "\n".join(failed), transform=ax.transAxes, fontsize=8,
+                va="bottom", color="0.3")  # fmt: skip
     ax.set_ylim(0, 1)
     ax.set_xlabel("epoch")
     ax.set_ylabel("median $p_{true}$")
-    ax.set_title(f"{task.upper()}: median $p_{{true}}$ per epoch (ERM reference runs, seed {seed0})")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
-    epochs = sorted(df["epoch"].unique())
-    ax.set_xticks(epochs)
+    extra = " (extra)" if "-" in fid else ""
+    ax.set_title(f"{task.upper()}{extra}: median $p_{{true}}$ per epoch (ERM reference runs, seed {seed0})")
     save(fig, prefix)
+    df.attrs["failed"] = failed
     return df
+
+
+def curves_caption(cfg: dict, fid: str) -> str:
+    task = _figure_task(cfg, fid)
+    hard = cfg["ptrue_curves"]["hard_fraction"]
+    extra = "Extra (the paper shows NLI only): " if fid != "1b" else ""
+    return (
+        f"{extra}Figure 1b, {task.upper()}: median p_true in each epoch of the reference model's training run, for the "
+        f"{hard:.0%} of training instances with the lowest mean p_true (hard-to-learn) and the others; effective "
+        "references learn the hard instances gradually, ineffective ones not at all."
+    )
 
 
 # --- Figures 2, 3, 4 -------------------------------------------------------------------------------
 
 
-def speed_fractions(cfg: dict, mode: str) -> list[Fraction]:
-    return list(_speed_fraction_labels(cfg, mode))
-
-
-def _speed_fraction_labels(cfg: dict, mode: str) -> dict[Fraction, str]:
+def speed_fraction_labels(cfg: dict) -> dict[Fraction, str]:
     """Fraction -> its label as written in the config (``3/15`` stays ``3/15``)."""
-    speed = cfg["speed"]
-    key = "limiting_fractions" if mode == "limiting" and "limiting_fractions" in speed else "fractions"
-    return {parse_fraction(f): str(f) if isinstance(f, str) else _frac_label(parse_fraction(f)) for f in speed[key]}
+    return {
+        parse_fraction(f): str(f) if isinstance(f, str) else _frac_label(parse_fraction(f))
+        for f in cfg["speed"]["fractions"]
+    }
 
 
 def series_label(cfg: dict, series: str) -> str:
     return "ERM" if series == "erm" else f"DM-{model_label(cfg, series)}"
 
 
-def speed_data(cfg: dict, results: str | Path, fig_id: str, mode: str) -> pd.DataFrame:
-    """Relative OOD performance: task, dataset, series, fraction, relative (%), n_ok, n_failed."""
-    if mode not in cfg["speed"]["modes"]:
-        raise FtftError(f"mode {mode!r} is not in speed.modes {cfg['speed']['modes']}")
-    runs_by = grid.speed_runs(cfg, fig_id)
-    fig = cfg["speed"]["figures"][fig_id]
-    fracs = _speed_fraction_labels(cfg, mode)
+def speed_needs(cfg: dict, fid: str) -> grid.Needs:
+    return grid.Needs(runs={r for rs in grid.speed_series(cfg, fid).values() for r in rs})
+
+
+def speed_data(cfg: dict, res: Results, fid: str) -> pd.DataFrame:
+    """Relative OOD performance: task, dataset, series, fraction, relative (%), n_ok, n_failed, why."""
+    fracs = speed_fraction_labels(cfg)
     out = []
-    for task in fig["tasks"]:
-        metric = task_metric(cfg, task)
-        sets = ood_sets(cfg, task)
-        for series in ["erm", *fig["refs"]]:
-            runs = runs_by[(task, mode, series)]
-            full = [r for r in runs if r.budget == grid.FULL]
-            full_v = res.seed_values(results, full, sets, metric, 1)
-            for f, f_label in fracs.items():
-                at = full if mode == "halting" else [r for r in runs if r.fraction == f]
-                if not at:
-                    raise FtftError(f"figure {fig_id}: no {mode} runs for {task}/{series} at fraction {f}")
-                v = res.seed_values(results, at, sets, metric, f)
-                for d in sets:
-                    num, den = (
-                        np.mean(v.values[d]) if v.n_ok else np.nan,
-                        np.mean(full_v.values[d]) if full_v.n_ok else np.nan,
-                    )
-                    out.append(
-                        {
-                            "task": task,
-                            "dataset": d,
-                            "series": series,
-                            "label": series_label(cfg, series),
-                            "fraction": float(f),
-                            "fraction_label": f_label,
-                            "relative": 100.0 * num / den if den else np.nan,
-                            "n_ok": v.n_ok,
-                            "n_failed": v.n_failed + full_v.n_failed,
-                        }
-                    )
+    for (task, series), runs in grid.speed_series(cfg, fid).items():
+        metric, sets = task_metric(cfg, task), ood_sets(cfg, task)
+        full = res.seed_values(runs, sets, metric, 1)
+        why = "; ".join(sorted(set(full.reasons)))
+        for f, f_label in fracs.items():
+            v = res.seed_values(runs, sets, metric, f)
+            for d in sets:
+                num = np.mean(v.values[d]) if v.n_ok else np.nan
+                den = np.mean(full.values[d]) if full.n_ok else np.nan
+                out.append({"task": task, "dataset": d, "series": series, "label": series_label(cfg, series),
+                            "fraction": float(f), "fraction_label": f_label,
+                            "relative": 100.0 * num / den if den else np.nan, "n_ok": v.n_ok,
+                            "n_failed": v.n_failed, "why": why})  # fmt: skip
     return pd.DataFrame(out)
 
 
-def figure_speed(cfg: dict, results: str | Path, fig_id: str, mode: str, prefix: str | Path) -> pd.DataFrame:
+def speed_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.DataFrame:
     plt, sns = _plt()
-    df = speed_data(cfg, results, fig_id, mode)
-    fig_cfg = cfg["speed"]["figures"][fig_id]
-    tasks = fig_cfg["tasks"]
+    df = speed_data(cfg, res, fid)
+    fig_cfg = cfg["speed"]["figures"][fid]
+    tasks = grid.speed_tasks(cfg, fid)
     n_cols = max(len(ood_sets(cfg, t)) for t in tasks)
     fig, axes = plt.subplots(
         len(tasks), n_cols, figsize=speed_size(len(tasks), n_cols), squeeze=False, layout="constrained"
@@ -264,62 +285,92 @@ def figure_speed(cfg: dict, results: str | Path, fig_id: str, mode: str, prefix:
                 ax.set_visible(False)
                 continue
             part = df[(df["task"] == task) & (df["dataset"] == sets[j])]
+            missing = []
             for label in labels:
                 s = part[part["label"] == label].sort_values("fraction")
-                ax.plot(s["fraction"], s["relative"], marker="o", ms=4, label=label, color=palette[label])
+                if s["relative"].notna().any():
+                    ax.plot(s["fraction"], s["relative"], marker="o", ms=4, label=label, color=palette[label])
+                else:
+                    ax.plot([], [], marker="o", label=label, color=palette[label])
+                    missing.append(f"{label}: {s['why'].iloc[0] or 'no successful run'}")
+            if missing:
+                ax.text(0.03, 0.03, "no successful run:\n" + "\n".join(missing), transform=ax.transAxes, fontsize=7,
+                        va="bottom", color="0.3", wrap=True)  # fmt: skip
             ax.axhline(100, color="0.4", lw=0.8, ls="--")
             ax.set_xticks(fracs)
             ax.set_xticklabels([ticks[f] for f in fracs], fontsize=8)
-            ax.set_title(f"{task.upper()}: {sets[j]}")
+            ax.set_title(f"{task.upper()}: {dataset_title(cfg, task, sets[j])}")
             ax.set_xlabel("fraction of training steps")
             if j == 0:
                 ax.set_ylabel("OOD perf. vs full budget (%)")
     handles, hl = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, hl, loc="outside lower center", ncol=len(labels), frameon=False)
-    how = "checkpoints of the full runs" if mode == "halting" else "runs scheduled for the shorter budget"
-    fig.suptitle(f"Figure {fig_id}: {model_label(cfg, fig_cfg['main'])} trained with fewer steps ({mode}: {how})")
+    fig.suptitle(
+        f"Figure {fid}: {model_label(cfg, fig_cfg['main'])} halted early (checkpoints of the full-budget runs)"
+    )
     save(fig, prefix)
     return df
 
 
-# --- dispatch / inputs / CLI ---------------------------------------------------------------------------
-
-
-def make(
-    cfg: dict, results: str | Path, fig_id: str, prefix: str | Path, task: str | None = None, mode: str | None = None
-):
-    fig_id = str(fig_id)
-    if fig_id in ("1a", "1b"):
-        sec = cfg["overlap" if fig_id == "1a" else "ptrue_curves"]
-        if task not in sec["tasks"]:
-            raise FtftError(f"figure {fig_id} needs --task, one of {sec['tasks']}; got {task!r}")
-        return (figure_1a if fig_id == "1a" else figure_1b)(cfg, results, task, prefix)
-    if fig_id in cfg["speed"]["figures"]:
-        if mode is None:
-            raise FtftError(f"figure {fig_id} needs --mode, one of {cfg['speed']['modes']}")
-        return figure_speed(cfg, results, fig_id, mode, prefix)
-    raise FtftError(
-        f"unknown figure {fig_id!r}; expected 1a, 1b or one of speed.figures {sorted(cfg['speed']['figures'])}"
+def speed_caption(cfg: dict, fid: str) -> str:
+    fig = cfg["speed"]["figures"][fid]
+    fr = list(speed_fraction_labels(cfg).values())
+    return (
+        f"Figure {fid}: OOD performance of {model_label(cfg, fig['main'])} halted at {fr[0]} to {fr[-1]} of its "
+        "training steps, as a percentage of the same run's performance with the full budget ("
+        + ", ".join(f"{t.upper()} {cfg['tasks'][t]['steps']:,} steps" for t in grid.speed_tasks(cfg, fid))
+        + f"), mean over {seeds_phrase(cfg)}. ERM trains on the full training set; DM-X on the "
+        f"{round(cfg['q'] * 100)}% most ambiguous instances of reference X's data map. One panel per OOD set."
     )
 
 
-def figure_inputs(cfg: dict, fig_id: str, task: str | None = None, mode: str | None = None) -> list[str]:
-    """Files (relative to the results root) that ``ftft figure`` reads."""
-    fig_id = str(fig_id)
-    seeds = cfg["seeds"]
-    if fig_id == "1a":
-        return sorted(grid.datamap_path(task, r, s) for r in cfg["overlap"]["refs"] for s in seeds[:2])
-    if fig_id == "1b":
-        runs = [grid.ref_run(task, r, seeds[0]) for r in cfg["ptrue_curves"]["refs"]]
-        return sorted(f"{r.path}/{f}" for r in runs for f in ("dynamics.npz", "run.json"))
-    runs = {r for (_t, m, _s), rs in grid.speed_runs(cfg, fig_id).items() if m == mode for r in rs}
-    return sorted(f"{r.path}/{f}" for r in runs for f in ("metrics.csv", "run.json"))
+# --- registry / CLI ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FigureKind:
+    needs: Callable[[dict, str], grid.Needs]
+    make: Callable[[dict, Results, str, str | Path], pd.DataFrame]
+    caption: Callable[[dict, str], str]
+
+
+REGISTRY: dict[str, FigureKind] = {
+    "overlap": FigureKind(overlap_needs, overlap_make, overlap_caption),
+    "curves": FigureKind(curves_needs, curves_make, curves_caption),
+    "speed": FigureKind(speed_needs, speed_make, speed_caption),
+}
+
+
+def figure_ids(cfg: dict) -> dict[str, str]:
+    """Figure id -> kind for the figures this config produces."""
+    ids = {fid: "overlap" for fid in grid.figure_tasks(cfg, "overlap")}
+    ids |= {fid: "curves" for fid in grid.figure_tasks(cfg, "ptrue_curves")}
+    ids |= {fid: "speed" for fid in cfg["speed"]["figures"] if grid.speed_tasks(cfg, fid)}
+    return dict(sorted(ids.items()))
+
+
+def kind(cfg: dict, fid: str) -> FigureKind:
+    ids = figure_ids(cfg)
+    if fid not in ids:
+        raise FtftError(f"figure {fid!r} is not produced by this config (figures: {list(ids)})")
+    return REGISTRY[ids[fid]]
+
+
+def needs(cfg: dict, fid: str) -> grid.Needs:
+    return kind(cfg, fid).needs(cfg, fid)
+
+
+def caption(cfg: dict, fid: str) -> str:
+    return kind(cfg, fid).caption(cfg, fid)
+
+
+def make(cfg: dict, results: str | Path | Results, fid: str, prefix: str | Path) -> pd.DataFrame:
+    res = results if isinstance(results, Results) else Results(results)
+    return kind(cfg, fid).make(cfg, res, fid, prefix)
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--id", required=True, choices=FIGURE_IDS, help="figure id")
-    parser.add_argument("--task", default=None, help="task (figures 1a, 1b)")
-    parser.add_argument("--mode", default=None, choices=("halting", "limiting"), help="figures 2-4")
+    parser.add_argument("--id", required=True, help="figure id (1a, 1b, 1a-hsd, 2, 3, 4, ...)")
     parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
     parser.add_argument("--results", required=True, help="results root")
     parser.add_argument("--out-prefix", required=True, help="output path without extension")
@@ -327,6 +378,6 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     cfg = load_config_json(args.config_json)
-    make(cfg, args.results, args.id, args.out_prefix, task=args.task, mode=args.mode)
+    make(cfg, args.results, args.id, args.out_prefix)
     log.info("figure %s -> %s.{png,pdf}", args.id, args.out_prefix)
     return 0

@@ -1,10 +1,9 @@
 """The experiment grid: config -> the set of runs each table and figure needs.
 
-A training run is fully named by a small frozen record, ``Run``. Its output
-folder is a pure function of the record, so the Snakefile, the aggregation code
-and the tests agree on paths. A reference run *is* the ERM run of that model:
-Table 1's "ERM DeBERTaV3-Small" row and the reference model behind "DM with
-DeBERTaV3-Small" are the same job, trained once.
+A training run is fully named by a small frozen record, ``Run``; its folder is
+``layout.RUN_DIR`` filled with its fields. A reference run *is* the ERM run of that model:
+Table 1's "ERM DeBERTaV3-Small" row and the reference model behind "DM with DeBERTaV3-Small"
+are the same job, trained once.
 
 Methods as runs:
   erm     Run(task, model, "erm", "none", budget, seed)
@@ -12,18 +11,24 @@ Methods as runs:
   dm      Run(task, model, "dm", ref, ...)             q most ambiguous of ref's data map
   jtt     Run(task, model, "jtt", ref, ...)            ref's mispredictions upweighted
   poe     Run(task, model, "poe", bias, ...)           product-of-experts with bias model
-FTFT is a *table label*: DM with an efficient reference and a reduced budget;
-limiting -> Run(..., "dm", ref, "1-3", seed); halting -> the 1/3 checkpoint of
-Run(..., "dm", ref, "full", seed).
+
+FTFT is a *table label*, not a run: DM with an efficient reference, halted early. Its cells
+read the checkpoint at the row's step fraction of the full-budget DM run
+``Run(task, main, "dm", ref, "full", seed)`` (paper §5: Figures 2-4 and Tables 3/9 read
+checkpoints k/15 of full runs). Limited-budget runs (``budget`` "1-3": the whole schedule set
+for a third of the steps, appendix A.1) exist only when ``limiting.enabled``.
+
+Everything here is restricted to the active tasks (``config.active_tasks``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from .config import parse_fraction
+from .config import active_tasks, parse_fraction
+from .layout import RUN_DIR
 
 METHODS = ("erm", "random", "dm", "jtt", "poe")
 NEEDS_REF = ("dm", "jtt", "poe")
@@ -58,8 +63,12 @@ class Run:
 
     @property
     def path(self) -> str:
-        """Run folder relative to the results root."""
-        return f"runs/{self.task}/{self.model}/{self.method}-{self.ref}/{self.budget}/seed{self.seed}"
+        """Run folder relative to the results root (``layout.RUN_DIR``)."""
+        return RUN_DIR.format(**self.fields())
+
+    def fields(self) -> dict:
+        return {"task": self.task, "model": self.model, "method": self.method, "ref": self.ref,
+                "budget": self.budget, "seed": self.seed}  # fmt: skip
 
     @property
     def fraction(self) -> Fraction:
@@ -77,17 +86,17 @@ class Run:
         return cls(task, model, method, ref, budget, int(seed.removeprefix("seed")))
 
 
-RUN_FILES = ("metrics.csv", "predictions.parquet", "dynamics.npz", "run.json")
-
-
 def ref_run(task: str, model: str, seed: int) -> Run:
     """The reference run of ``model``: its full-budget ERM run."""
     return Run(task, model, "erm", "none", FULL, seed)
 
 
 def datamap_seed(cfg: dict, seed: int) -> int:
-    ds = cfg.get("datamap_seed", "same")
+    ds = cfg["datamap_seed"]
     return seed if ds == "same" else int(ds)
+
+
+# --------------------------------------------------------------------------- table cells
 
 
 @dataclass(frozen=True)
@@ -100,93 +109,142 @@ class Cell:
     ref: str  # "none" if no reference
     fraction: Fraction  # fraction of the full budget at which the row is read
     runs: tuple[Run, ...]  # one per seed
+    row: int = 0  # index of the row in the table's config
+    group: str = ""
 
 
-def row_cell(cfg: dict, task: str, row: dict) -> Cell:
+def ftft_fraction(cfg: dict, row: dict, task: str) -> Fraction:
+    fr = row.get("fraction", cfg["methods"]["ftft"]["fraction"])
+    return parse_fraction(fr[task])
+
+
+def row_cell(cfg: dict, task: str, row: dict, index: int = 0) -> Cell:
     method = row["method"]
     ref = row.get("ref", "none")
-    frac = Fraction(1)
-    run_method = method
-    budget = FULL
-    if method == "ftft":
-        fr = row.get("fraction", cfg["methods"]["ftft"]["fraction"])
-        frac = parse_fraction(fr[task])
-        run_method = "dm"
-        if cfg["methods"]["ftft"]["mode"] == "limiting":
-            budget = budget_name(frac)
+    frac = ftft_fraction(cfg, row, task) if method == "ftft" else Fraction(1)
+    run_method = "dm" if method == "ftft" else method
     runs = tuple(
-        Run(task, row["main"], run_method, ref if run_method in NEEDS_REF else "none", budget, s) for s in cfg["seeds"]
+        Run(task, row["main"], run_method, ref if run_method in NEEDS_REF else "none", FULL, s) for s in cfg["seeds"]
     )
-    return Cell(task, method, row["main"], ref, frac, runs)
+    return Cell(task, method, row["main"], ref, frac, runs, index, row.get("group", ""))
 
 
-def table_cells(cfg: dict, table_id: str) -> list[Cell]:
-    table = cfg["tables"][table_id]
-    return [row_cell(cfg, t, row) for t in table["tasks"] for row in table["rows"]]
+def table_tasks(cfg: dict, tid: str) -> list[str]:
+    active = active_tasks(cfg)
+    return [t for t in cfg["tables"][tid]["tasks"] if t in active]
 
 
-def speed_runs(cfg: dict, fig_id: str) -> dict[tuple[str, str, str], list[Run]]:
-    """(task, mode, series) -> runs; series 'erm' or the ref model key."""
-    speed = cfg["speed"]
-    fig = speed["figures"][fig_id]
-    fracs = [parse_fraction(f) for f in speed.get("limiting_fractions", speed["fractions"])]
-    out: dict[tuple[str, str, str], list[Run]] = {}
-    for task in fig["tasks"]:
-        for mode in speed["modes"]:
-            for series in ["erm", *fig["refs"]]:
-                method, ref = ("erm", "none") if series == "erm" else ("dm", series)
-                budgets = [FULL] if mode == "halting" else [FULL] + [budget_name(f) for f in fracs]
-                out[(task, mode, series)] = [
-                    Run(task, fig["main"], method, ref, b, s) for b in budgets for s in cfg["seeds"]
-                ]
+def table_cells(cfg: dict, tid: str) -> list[Cell]:
+    rows = cfg["tables"][tid]["rows"]
+    return [row_cell(cfg, t, row, i) for t in table_tasks(cfg, tid) for i, row in enumerate(rows)]
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def speed_tasks(cfg: dict, fid: str) -> list[str]:
+    active = active_tasks(cfg)
+    return [t for t in cfg["speed"]["figures"][fid]["tasks"] if t in active]
+
+
+def speed_series(cfg: dict, fid: str) -> dict[tuple[str, str], list[Run]]:
+    """(task, series) -> the full runs of a speed figure (halting curves); series 'erm' or a ref key."""
+    fig = cfg["speed"]["figures"][fid]
+    out: dict[tuple[str, str], list[Run]] = {}
+    for task in speed_tasks(cfg, fid):
+        for series in ["erm", *fig["refs"]]:
+            method, ref = ("erm", "none") if series == "erm" else ("dm", series)
+            out[(task, series)] = [Run(task, fig["main"], method, ref, FULL, s) for s in cfg["seeds"]]
     return out
+
+
+def limiting_runs(cfg: dict) -> dict[tuple[str, str, str], list[Run]]:
+    """(figure, task, series) -> limited runs (schedule set for ``limiting.fraction``), if enabled."""
+    lim = cfg["limiting"]
+    if not lim["enabled"]:
+        return {}
+    budget = budget_name(parse_fraction(lim["fraction"], "limiting.fraction"))
+    out = {}
+    for fid in lim["figures"]:
+        for (task, series), runs in speed_series(cfg, fid).items():
+            out[(fid, task, series)] = [Run(r.task, r.model, r.method, r.ref, budget, r.seed) for r in runs]
+    return out
+
+
+def figure_tasks(cfg: dict, section: str) -> dict[str, str]:
+    """Figure 1a/1b ids -> task: the paper's panel ('1a') and the extras ('1a-hsd')."""
+    fid = {"overlap": "1a", "ptrue_curves": "1b"}[section]
+    active = active_tasks(cfg)
+    out = {}
+    if cfg[section]["task"] in active:
+        out[fid] = cfg[section]["task"]
+    for t in cfg[section]["extra_tasks"]:
+        if t in active and t != cfg[section]["task"]:
+            out[f"{fid}-{t}"] = t
+    return out
+
+
+# --------------------------------------------------------------------------- significance
+
+
+def significance_tasks(cfg: dict) -> list[str]:
+    refs = cfg["significance"]["refs"]
+    return [t for t in active_tasks(cfg) if refs.get(t)]
 
 
 def significance_runs(cfg: dict, task: str) -> dict[str, list[Run]]:
     sig = cfg["significance"]
     out = {"erm": [Run(task, sig["main"], "erm", "none", FULL, s) for s in cfg["seeds"]]}
-    for r in sig["refs"]:
+    for r in sig["refs"].get(task, []):
         out[r] = [Run(task, sig["main"], "dm", r, FULL, s) for s in cfg["seeds"]]
     return out
 
 
-def significance_tasks(cfg: dict) -> list[str]:
-    return list(cfg["tasks"])
+# --------------------------------------------------------------------------- what is trained
 
 
 def datamap_refs(cfg: dict) -> dict[str, set[str]]:
     """task -> reference models whose data maps some table/figure reads directly."""
-    out: dict[str, set[str]] = {t: set() for t in cfg["tasks"]}
-    for sec in ("overlap", "ptrue_curves"):
-        for t in cfg.get(sec, {}).get("tasks", []):
-            out[t].update(cfg[sec]["refs"])
-    for t in cfg["tasks"]:
-        out[t].update(cfg.get("easy_ratio", {}).get("refs", []))
+    out: dict[str, set[str]] = {t: set() for t in active_tasks(cfg)}
+    for section in ("overlap", "ptrue_curves"):
+        for task in figure_tasks(cfg, section).values():
+            out[task].update(cfg[section]["refs"])
+    for t in out:
+        out[t].update(cfg["easy_ratio"]["refs"])
+    return out
+
+
+def cost_models(cfg: dict, tid: str) -> set[tuple[str, str]]:
+    """(task, model) whose first-seed ERM run's FLOPs a cost column reads."""
+    out = set()
+    for c in table_cells(cfg, tid):
+        if c.task in cfg["tables"][tid]["cost"]:
+            out.update((c.task, m) for m in {c.main, c.ref, cfg["cost_unit_model"]} - {"none"})
     return out
 
 
 def all_runs(cfg: dict) -> set[Run]:
     """Every training run needed by some table or figure (direct or as a dependency)."""
     runs: set[Run] = set()
-    for tid in cfg.get("tables", {}):
+    seed0 = cfg["seeds"][0]
+    for tid in cfg["tables"]:
         for cell in table_cells(cfg, tid):
             runs.update(cell.runs)
-    for fid in cfg.get("speed", {}).get("figures", {}):
-        for rs in speed_runs(cfg, fid).values():
+        runs.update(ref_run(t, m, seed0) for t, m in cost_models(cfg, tid))
+    for fid in cfg["speed"]["figures"]:
+        for rs in speed_series(cfg, fid).values():
             runs.update(rs)
-    if "significance" in cfg:
-        for t in significance_tasks(cfg):
-            for rs in significance_runs(cfg, t).values():
-                runs.update(rs)
-    for t in cfg["tasks"]:
-        for m in cfg.get("flops_models", []):
-            runs.add(ref_run(t, m, cfg["seeds"][0]))
-        runs.add(ref_run(t, cfg["cost_unit_model"], cfg["seeds"][0]))
+    for rs in limiting_runs(cfg).values():
+        runs.update(rs)
+    for t in significance_tasks(cfg):
+        for rs in significance_runs(cfg, t).values():
+            runs.update(rs)
+    for t in active_tasks(cfg):
+        runs.update(ref_run(t, m, seed0) for m in cfg["flops_models"])
     for t, refs in datamap_refs(cfg).items():
         for r in refs:
             runs.update(ref_run(t, r, s) for s in cfg["seeds"])
-    # dependencies: every run with a reference needs the reference's ERM run
-    for run in list(runs):
+    for run in list(runs):  # every run with a reference needs the reference's ERM run
         runs.update(run_dependencies(cfg, run))
     return runs
 
@@ -198,29 +256,21 @@ def run_dependencies(cfg: dict, run: Run) -> list[Run]:
     return []
 
 
-def datamap_path(task: str, ref: str, seed: int) -> str:
-    return f"datamaps/{task}/{ref}/seed{seed}.parquet"
-
-
-def subset_path(run: Run) -> str | None:
-    """Subset file the run trains on (None for ERM: the full training set)."""
-    if run.method == "erm":
-        return None
-    return f"subsets/{run.task}/{run.method}-{run.ref}/seed{run.seed}.parquet"
+def bias_models(cfg: dict) -> set[tuple[str, str]]:
+    """(task, model) of every PoE bias model: its ERM runs also write eval-mode log-probs."""
+    return {(r.task, r.ref) for r in all_runs(cfg) if r.method == "poe"}
 
 
 def all_datamaps(cfg: dict) -> set[tuple[str, str, int]]:
-    out = set()
-    for run in all_runs(cfg):
-        if run.method == "dm":
-            out.add((run.task, run.ref, datamap_seed(cfg, run.seed)))
+    out = {(r.task, r.ref, datamap_seed(cfg, r.seed)) for r in all_runs(cfg) if r.method == "dm"}
     for t, refs in datamap_refs(cfg).items():
         out.update((t, r, s) for r in refs for s in cfg["seeds"])
     return out
 
 
-def model_keys_used(cfg: dict) -> set[str]:
-    return {r.model for r in all_runs(cfg)}
+def all_subsets(cfg: dict) -> set[tuple[str, str, str, int]]:
+    """(task, method, ref, seed) of every subset file (every run except ERM trains on one)."""
+    return {(r.task, r.method, r.ref, r.seed) for r in all_runs(cfg) if r.method != "erm"}
 
 
 def task_eval_sets(cfg: dict, task: str) -> list[str]:
@@ -230,29 +280,29 @@ def task_eval_sets(cfg: dict, task: str) -> list[str]:
 
 def sources_used(cfg: dict) -> set[str]:
     out = set()
-    for t in cfg["tasks"].values():
+    for name in active_tasks(cfg):
+        t = cfg["tasks"][name]
         out.add(t["train"]["source"])
         out.add(t["id_test"]["source"])
         out.update(o["source"] for o in t["ood"])
     return out
 
 
-TABLE_IDS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
+def tokenizer_of(cfg: dict, model: str) -> str:
+    """The tokenizer group of ``model`` (models in one group share one tokenised copy of the data)."""
+    return cfg["models"][model]["tokenizer"] or model
 
 
-def table_targets(cfg: dict) -> list[str]:
-    """Every table file the workflow declares (relative to results root)."""
-    ids = sorted(set(cfg.get("tables", {})) | {"4", "5", "8"}, key=int)
-    return [f"tables/table{i}.{ext}" for i in ids for ext in ("csv", "md", "tex")]
+def models_used(cfg: dict) -> set[str]:
+    return {r.model for r in all_runs(cfg)}
 
 
-def figure_targets(cfg: dict) -> list[str]:
-    out = []
-    for fig in ("figure1a", "figure1b"):
-        sec = cfg["overlap"] if fig == "figure1a" else cfg["ptrue_curves"]
-        out += [f"figures/{fig}_{t}.{ext}" for t in sec["tasks"] for ext in ("png", "pdf")]
-    for fid in cfg["speed"]["figures"]:
-        out += [f"figures/figure{fid}_{mode}.{ext}" for mode in cfg["speed"]["modes"] for ext in ("png", "pdf")]
-    for task, ref, seed in sorted(all_datamaps(cfg)):
-        out.append(f"figures/datamaps/{task}_{ref}_seed{seed}.png")
-    return out
+@dataclass
+class Needs:
+    """What one aggregation job reads, in grid terms (``workflow.Plan`` turns it into files)."""
+
+    runs: set[Run] = field(default_factory=set)  # run.json + metrics.csv
+    predictions: set[Run] = field(default_factory=set)  # + predictions.parquet
+    dynamics: set[Run] = field(default_factory=set)  # + dynamics.npz
+    datamaps: set[tuple[str, str, int]] = field(default_factory=set)
+    tables: set[str] = field(default_factory=set)  # other tables' CSV files

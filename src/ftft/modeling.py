@@ -179,8 +179,8 @@ def _config_without_model_type(source: str, folder: Path | None, num_labels: int
     return CONFIG_MAPPING[model_type].from_dict(raw, num_labels=num_labels)
 
 
-def load_tokenizer_and_model(source: str, num_labels: int):
-    """Return ``(tokenizer, model)`` for a hub id or a local folder, with a ``num_labels`` head (float32)."""
+def _resolve(source: str) -> tuple[str, Path | None, str, bool]:
+    """(source, local folder or None, description, is_path) after the checks that need no transformers."""
     from . import hub
 
     is_path = looks_like_path(source)
@@ -198,6 +198,36 @@ def load_tokenizer_and_model(source: str, num_labels: int):
     spm_file = sentencepiece_file(folder)
     if spm_file and missing_sentencepiece_packages():
         raise _sentencepiece_error(where, spm_file, missing_sentencepiece_packages())
+    return source, folder, where, is_path
+
+
+def _load_error(exc: BaseException, source: str, folder, where: str, is_path: bool) -> ModelError:
+    spm_file = sentencepiece_file(folder if is_path else _cached_folder(source))
+    if spm_file and _is_dependency_failure(exc):
+        return _sentencepiece_error(where, spm_file, missing_sentencepiece_packages())
+    hint = "" if is_path else f"; no network access or cached copy? {_HUB_HINT}"
+    return ModelError(f"cannot load {where}: {str(exc).splitlines()[0]}{hint}")
+
+
+def load_tokenizer(source: str):
+    """The tokenizer of a hub id or local folder (what the tokenize step uses; no model weights)."""
+    source, folder, where, is_path = _resolve(source)
+    from transformers import AutoTokenizer
+
+    silence_transformers()
+    try:
+        config = _config_without_model_type(source, folder, 2)
+        tokenizer = AutoTokenizer.from_pretrained(source, **({} if config is None else {"config": config}))
+    except (OSError, ValueError, RuntimeError, ImportError) as exc:
+        raise _load_error(exc, source, folder, where, is_path) from exc
+    if tokenizer.pad_token_id is None:
+        raise ModelError(f"tokenizer of {source} has no padding token; dynamic padding needs one")
+    return tokenizer
+
+
+def load_tokenizer_and_model(source: str, num_labels: int):
+    """Return ``(tokenizer, model)`` for a hub id or a local folder, with a ``num_labels`` head (float32)."""
+    source, folder, where, is_path = _resolve(source)
     import torch  # after the checks above: they need no torch / transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -213,11 +243,7 @@ def load_tokenizer_and_model(source: str, num_labels: int):
             tokenizer = AutoTokenizer.from_pretrained(source, config=config)
             model = AutoModelForSequenceClassification.from_pretrained(source, config=config, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError, ImportError) as exc:
-        spm_file = sentencepiece_file(folder if is_path else _cached_folder(source))
-        if spm_file and _is_dependency_failure(exc):
-            raise _sentencepiece_error(where, spm_file, missing_sentencepiece_packages()) from exc
-        hint = "" if is_path else f"; no network access or cached copy? {_HUB_HINT}"
-        raise ModelError(f"cannot load {where}: {str(exc).splitlines()[0]}{hint}") from exc
+        raise _load_error(exc, source, folder, where, is_path) from exc
     if tokenizer.pad_token_id is None:
         raise ModelError(f"tokenizer of {source} has no padding token; dynamic padding needs one")
     return tokenizer, model

@@ -28,13 +28,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 from .errors import ModelError
+from .io import atomic_dir
 from .modeling import count_params, load_tokenizer_and_model, silence_transformers
 
 log = logging.getLogger(__name__)
@@ -167,9 +165,7 @@ def build_demo_model(
 
     silence_transformers()
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         tok = train_tokenizer(corpus_texts, tmp, family=family)
         cfg = demo_config(family, size, len(tok), tok.pad_token_id, num_labels)
         with torch.random.fork_rng(devices=[]):
@@ -177,12 +173,6 @@ def build_demo_model(
             model = AutoModel.from_config(cfg)
         model.save_pretrained(str(tmp), safe_serialization=True)
         verify_model_dir(tmp, num_labels)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log.info("built %s (%s/%s, %d params) -> %s", key, family, size, count_params(model)[0], out_dir)
     return out_dir
 
@@ -201,18 +191,16 @@ def verify_model_dir(path: str | Path, num_labels: int = 2) -> None:
 
 
 # ---------------------------------------------------------------- lookup
-def demo_model_dir(cfg: dict, key: str) -> Path:
-    return Path(cfg["resources"]) / "demo_models" / key
-
-
 def model_source(cfg: dict, key: str) -> str:
-    """What to pass to from_pretrained for model ``key``: the demo dir, a local path or a hub id."""
+    """What to pass to from_pretrained for model ``key``: the demo folder, a local copy or the hub id."""
+    from .layout import Layout
+
     if key not in cfg["models"]:
         raise ModelError(f"unknown model {key!r}; defined models: {sorted(cfg['models'])}")
-    if cfg.get("mode") == "demo":
-        return str(demo_model_dir(cfg, key))
+    if cfg["mode"] == "demo":
+        return Layout.from_config(cfg).demo_model(key)
     m = cfg["models"][key]
-    return str(m["path"]) if m.get("path") else m["hub_id"]
+    return str(m["path"]) if m["path"] else m["hub_id"]
 
 
 # ---------------------------------------------------------------- CLI
@@ -228,15 +216,19 @@ def _corpus_texts(paths) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model key (e.g. deberta-v3-large)")
-    parser.add_argument("--family", required=True, choices=FAMILIES)
-    parser.add_argument("--size", required=True, choices=SIZES)
+    parser.add_argument("--model", required=True, action="append", help="model key (e.g. deberta-v3-large); repeat")
+    parser.add_argument("--family", required=True, action="append", choices=FAMILIES, help="one per --model")
+    parser.add_argument("--size", required=True, action="append", choices=SIZES, help="one per --model")
+    parser.add_argument("--out", required=True, action="append", help="model directory, one per --model")
     parser.add_argument("--corpus", required=True, nargs="+", help="normalised parquet(s): text_a + text_b")
-    parser.add_argument("--out", required=True, help="model directory")
     parser.add_argument("--num-labels", type=int, default=2, help="recorded in config.json (head is re-made at load)")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Build every stand-in in one process (the imports dominate a tiny model's build time)."""
+    if not len(args.model) == len(args.family) == len(args.size) == len(args.out):
+        raise ModelError("build-demo-model: give one --family, --size and --out per --model")
     texts = _corpus_texts(args.corpus)
-    build_demo_model(args.model, args.family, args.size, texts, args.out, num_labels=args.num_labels)
+    for key, family, size, out in zip(args.model, args.family, args.size, args.out, strict=True):
+        build_demo_model(key, family, size, texts, out, num_labels=args.num_labels)
     return 0

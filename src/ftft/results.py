@@ -1,14 +1,17 @@
 """Reading run outputs for tables and figures (file formats: docs/ARCHITECTURE.md).
 
-Everything that aggregates runs goes through here, so one rule decides which checkpoint a
-table cell reads and which runs count:
+Everything that aggregates runs goes through ``Results``, so one rule decides which
+checkpoint a table cell reads and which runs count:
 
-- ``read_fraction(run, fraction)``: a table row is read at a fraction of the *full* budget.
-  A limiting run (``budget`` < full) was trained for that budget, so its final checkpoint is
+- ``read_fraction(run, fraction)``: a cell is read at a fraction of the *full* budget. A
+  limited run (``budget`` < full) was trained for that budget, so its final checkpoint is
   read; a full run read at fraction f < 1 (halting) gives the checkpoint at f.
 - A checkpoint at fraction f is the one whose ``fraction`` column in ``metrics.csv`` is
   nearest to f; it must lie within half a checkpoint spacing, else ``DataError``.
-- Failed runs (``run.json`` ``status: failed``) are excluded from every mean and counted.
+- Failed runs (``run.json`` ``status: failed``, including runs whose reference failed) are
+  excluded from every mean and counted; a data map of a failed reference run is an empty
+  file whose metadata says why (``datamap_failure``).
+- A file that is missing, truncated or malformed is a ``DataError`` naming it.
 """
 
 from __future__ import annotations
@@ -24,54 +27,9 @@ import pandas as pd
 
 from .errors import DataError
 from .grid import Run, ref_run
-
-
-def run_dir(results: str | Path, run: Run) -> Path:
-    return Path(results) / run.path
-
-
-def _need(path: Path) -> Path:
-    if not path.is_file():
-        raise DataError(f"missing run output: {path}")
-    return path
-
-
-@functools.lru_cache(maxsize=4096)
-def _read_json_cached(path: str, mtime: float) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON: {exc}") from exc
-
-
-def run_record(results: str | Path, run: Run) -> dict:
-    """The run's ``run.json``."""
-    path = _need(run_dir(results, run) / "run.json")
-    return _read_json_cached(str(path), path.stat().st_mtime)
-
-
-def is_failed(results: str | Path, run: Run) -> bool:
-    status = run_record(results, run).get("status")
-    if status not in ("ok", "failed"):
-        raise DataError(f"{run_dir(results, run) / 'run.json'}: field 'status' must be ok|failed, got {status!r}")
-    return status == "failed"
-
+from .layout import Layout
 
 METRICS_COLUMNS = ("step", "checkpoint", "fraction", "dataset", "role", "n", "accuracy", "macro_f1")
-
-
-@functools.lru_cache(maxsize=1024)
-def _read_metrics_cached(path: str, mtime: float) -> pd.DataFrame:
-    df = pd.read_csv(path)
-    missing = [c for c in METRICS_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {missing}")
-    return df
-
-
-def metrics(results: str | Path, run: Run) -> pd.DataFrame:
-    path = _need(run_dir(results, run) / "metrics.csv")
-    return _read_metrics_cached(str(path), path.stat().st_mtime)
 
 
 def read_fraction(run: Run, fraction: Fraction | float = 1) -> Fraction:
@@ -84,15 +42,8 @@ def read_fraction(run: Run, fraction: Fraction | float = 1) -> Fraction:
     return f
 
 
-def checkpoint_row(df: pd.DataFrame, fraction: Fraction | float, where: str = "metrics.csv") -> tuple[int, int]:
-    """(checkpoint, step) of the checkpoint at ``fraction`` of the run's own schedule."""
-    ck = df.drop_duplicates("checkpoint").sort_values("checkpoint")
-    return _pick_checkpoint(
-        ck["checkpoint"].to_numpy(int), ck["step"].to_numpy(int), ck["fraction"].to_numpy(float), fraction, where
-    )
-
-
-def _pick_checkpoint(ckpts, steps, fracs, fraction, where) -> tuple[int, int]:
+def pick_checkpoint(ckpts, steps, fracs, fraction, where) -> tuple[int, int]:
+    """(checkpoint, step) of the checkpoint at ``fraction`` of a run's own schedule."""
     if len(ckpts) == 0:
         raise DataError(f"{where}: no checkpoints")
     if fraction == 1:
@@ -107,35 +58,14 @@ def _pick_checkpoint(ckpts, steps, fracs, fraction, where) -> tuple[int, int]:
     return int(ckpts[i]), int(steps[i])
 
 
-@functools.lru_cache(maxsize=1024)
-def _metric_index_cached(path: str, mtime: float):
-    """(checkpoints, steps, fractions) sorted by checkpoint, and {(checkpoint, dataset): row dict}."""
-    df = _read_metrics_cached(path, mtime)
-    ck = df.drop_duplicates("checkpoint").sort_values("checkpoint")
-    index = {(int(r["checkpoint"]), str(r["dataset"])): r for r in df.to_dict("records")}
-    return ck["checkpoint"].to_numpy(int), ck["step"].to_numpy(int), ck["fraction"].to_numpy(float), index
-
-
-def metric_at(results: str | Path, run: Run, dataset: str, metric: str, fraction: Fraction | float = 1) -> float:
-    """``metric`` (0-1) of ``run`` on ``dataset`` at ``fraction`` of the full budget."""
-    path = _need(run_dir(results, run) / "metrics.csv")
-    ckpts, steps, fracs, index = _metric_index_cached(str(path), path.stat().st_mtime)
-    ckpt, _ = _pick_checkpoint(ckpts, steps, fracs, read_fraction(run, fraction), str(path))
-    row = index.get((ckpt, dataset))
-    if row is None:
-        raise DataError(f"{path}: no row for dataset {dataset!r} at checkpoint {ckpt}")
-    if metric not in row:
-        raise DataError(f"{path}: no metric column {metric!r}")
-    return float(row[metric])
-
-
 @dataclass
 class SeedValues:
-    """Per-seed values of the ok runs of one cell, and which seeds failed."""
+    """Per-seed values of the ok runs of one cell, and which seeds failed (and why)."""
 
     values: dict[str, list[float]] = field(default_factory=dict)  # dataset -> value per ok seed
     ok_seeds: list[int] = field(default_factory=list)
     failed_seeds: list[int] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
 
     @property
     def n_ok(self) -> int:
@@ -146,23 +76,6 @@ class SeedValues:
         return len(self.failed_seeds)
 
 
-def split_failed(results: str | Path, runs) -> tuple[list[Run], list[Run]]:
-    ok, failed = [], []
-    for r in runs:
-        (failed if is_failed(results, r) else ok).append(r)
-    return ok, failed
-
-
-def seed_values(
-    results: str | Path, runs, datasets: list[str], metric: str, fraction: Fraction | float = 1
-) -> SeedValues:
-    ok, failed = split_failed(results, runs)
-    out = SeedValues(ok_seeds=[r.seed for r in ok], failed_seeds=[r.seed for r in failed])
-    for d in datasets:
-        out.values[d] = [metric_at(results, r, d, metric, fraction) for r in ok]
-    return out
-
-
 def mean_std(values: list[float], scale: float = 100.0) -> tuple[float, float]:
     """Mean and sample std (ddof=1; NaN for one value) of ``values`` times ``scale``."""
     a = np.asarray(values, float) * scale
@@ -171,14 +84,44 @@ def mean_std(values: list[float], scale: float = 100.0) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else float("nan")
 
 
-def predictions(results: str | Path, run: Run, datasets: list[str], fraction: Fraction | float = 1) -> pd.DataFrame:
-    """Rows of ``predictions.parquet`` for ``datasets`` at the checkpoint at ``fraction``,
-    sorted by (dataset, uid); columns dataset, uid, label, prob_0..prob_{C-1}."""
-    df = metrics(results, run)
-    where = run_dir(results, run)
-    _, step = checkpoint_row(df, read_fraction(run, fraction), str(where / "metrics.csv"))
-    path = _need(where / "predictions.parquet")
-    pred = pd.read_parquet(path, filters=[("step", "==", step)])
+def _need(path: Path) -> Path:
+    if not path.is_file():
+        raise DataError(f"missing run output: {path}")
+    return path
+
+
+@functools.lru_cache(maxsize=8192)
+def _json(path: str, mtime: float) -> dict:
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON (truncated?): {exc}") from exc
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return obj
+
+
+@functools.lru_cache(maxsize=4096)
+def _metric_index(path: str, mtime: float):
+    """(checkpoints, steps, fractions) sorted by checkpoint, and {(checkpoint, dataset): row dict}."""
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read metrics (truncated?): {exc}") from exc
+    missing = [c for c in METRICS_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}")
+    ck = df.drop_duplicates("checkpoint").sort_values("checkpoint")
+    index = {(int(r["checkpoint"]), str(r["dataset"])): r for r in df.to_dict("records")}
+    return ck["checkpoint"].to_numpy(int), ck["step"].to_numpy(int), ck["fraction"].to_numpy(float), index
+
+
+@functools.lru_cache(maxsize=64)
+def _predictions_at(path: str, mtime: float, step: int, datasets: tuple[str, ...]) -> pd.DataFrame:
+    """The rows of ``datasets`` at one checkpoint of a predictions file, sorted by (dataset, uid).
+
+    Cached (the claims compare one run with several others); ``Results.predictions`` hands out copies."""
+    pred = read_parquet(path, filters=[("step", "==", step)])
     pred = pred[pred["dataset"].isin(datasets)]
     missing = sorted(set(datasets) - set(pred["dataset"].unique()))
     if missing:
@@ -186,19 +129,121 @@ def predictions(results: str | Path, run: Run, datasets: list[str], fraction: Fr
     return pred.drop(columns=["step"]).sort_values(["dataset", "uid"], kind="stable").reset_index(drop=True)
 
 
-def predicted_labels(pred: pd.DataFrame) -> np.ndarray:
-    cols = sorted((c for c in pred.columns if c.startswith("prob_")), key=lambda c: int(c.split("_")[1]))
-    return pred[cols].to_numpy(np.float32).argmax(axis=1).astype(np.int64)
-
-
-def forward_flops_per_epoch(results: str | Path, task: str, model: str, seed: int) -> float:
-    """``flops.forward_per_epoch`` of ``model``'s ERM run on ``task`` (the paper's Table 4 unit)."""
-    run = ref_run(task, model, seed)
-    rec = run_record(results, run)
+def read_parquet(path: str | Path, **kwargs) -> pd.DataFrame:
+    """``pd.read_parquet`` whose errors name the file (a truncated file is not a traceback)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
     try:
-        value = float(rec["flops"]["forward_per_epoch"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{run_dir(results, run) / 'run.json'}: missing field flops.forward_per_epoch") from exc
-    if not value > 0:
-        raise DataError(f"{run_dir(results, run) / 'run.json'}: flops.forward_per_epoch must be > 0, got {value}")
-    return value
+        return pd.read_parquet(path, **kwargs)
+    except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        raise DataError(f"{path}: not a readable parquet file (truncated or corrupt?): {exc}") from exc
+
+
+def parquet_meta(path: str | Path) -> dict:
+    """The ``ftft`` JSON of a parquet file's schema metadata (``{}`` if none)."""
+    import pyarrow.parquet as pq
+
+    try:
+        md = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable parquet file (truncated or corrupt?): {exc}") from exc
+    return json.loads(md.get(b"ftft", b"{}"))
+
+
+class Results:
+    """Read access to one results folder (through ``layout.Layout``), with caching."""
+
+    def __init__(self, layout: Layout | str | Path):
+        self.layout = layout if isinstance(layout, Layout) else Layout(layout)
+
+    # --- single runs ----------------------------------------------------------------------
+    def run_path(self, run: Run, name: str) -> Path:
+        return Path(self.layout.run_file(name, run))
+
+    def record(self, run: Run) -> dict:
+        path = _need(self.run_path(run, "run.json"))
+        rec = _json(str(path), path.stat().st_mtime)
+        if rec.get("status") not in ("ok", "failed"):
+            raise DataError(f"{path}: field 'status' must be ok|failed, got {rec.get('status')!r}")
+        return rec
+
+    def is_failed(self, run: Run) -> bool:
+        return self.record(run)["status"] == "failed"
+
+    def failure(self, run: Run) -> str:
+        return str(self.record(run).get("failure_reason") or "")
+
+    def metric_at(self, run: Run, dataset: str, metric: str, fraction: Fraction | float = 1) -> float:
+        """``metric`` (0-1) of ``run`` on ``dataset`` at ``fraction`` of the full budget."""
+        path = _need(self.run_path(run, "metrics.csv"))
+        ckpts, steps, fracs, index = _metric_index(str(path), path.stat().st_mtime)
+        ckpt, _ = pick_checkpoint(ckpts, steps, fracs, read_fraction(run, fraction), str(path))
+        row = index.get((ckpt, dataset))
+        if row is None:
+            raise DataError(f"{path}: no row for dataset {dataset!r} at checkpoint {ckpt}")
+        return float(row[metric])
+
+    def checkpoint_step(self, run: Run, fraction: Fraction | float = 1) -> int:
+        path = _need(self.run_path(run, "metrics.csv"))
+        ckpts, steps, fracs, _ = _metric_index(str(path), path.stat().st_mtime)
+        return pick_checkpoint(ckpts, steps, fracs, read_fraction(run, fraction), str(path))[1]
+
+    def predictions(self, run: Run, datasets: list[str], fraction: Fraction | float = 1) -> pd.DataFrame:
+        """Rows of ``predictions.parquet`` for ``datasets`` at the checkpoint at ``fraction``,
+        sorted by (dataset, uid); columns dataset, uid, label, prob_0..prob_{C-1}."""
+        step = self.checkpoint_step(run, fraction)
+        path = self.run_path(run, "predictions.parquet")
+        return _predictions_at(str(_need(path)), path.stat().st_mtime, step, tuple(sorted(set(datasets)))).copy()
+
+    def forward_flops_per_epoch(self, task: str, model: str, seed: int, padded: bool = True) -> float:
+        """Forward FLOPs of one epoch of ``model``'s ERM run (Table 4; padded tokens as the paper)."""
+        run = ref_run(task, model, seed)
+        rec = self.record(run)
+        key = "forward_per_epoch" if padded else "forward_per_epoch_real"
+        try:
+            value = float(rec["flops"][key])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{self.run_path(run, 'run.json')}: missing field flops.{key}") from exc
+        if not value > 0:
+            raise DataError(f"{self.run_path(run, 'run.json')}: flops.{key} must be > 0, got {value}")
+        return value
+
+    # --- cells ----------------------------------------------------------------------------
+    def split_failed(self, runs) -> tuple[list[Run], list[Run]]:
+        ok, failed = [], []
+        for r in runs:
+            (failed if self.is_failed(r) else ok).append(r)
+        return ok, failed
+
+    def seed_values(self, runs, datasets: list[str], metric: str, fraction: Fraction | float = 1) -> SeedValues:
+        ok, failed = self.split_failed(runs)
+        out = SeedValues(
+            ok_seeds=[r.seed for r in ok],
+            failed_seeds=[r.seed for r in failed],
+            reasons=[self.failure(r) for r in failed],
+        )
+        for d in datasets:
+            out.values[d] = [self.metric_at(r, d, metric, fraction) for r in ok]
+        return out
+
+    # --- data maps ------------------------------------------------------------------------
+    def datamap(self, task: str, ref: str, seed: int) -> pd.DataFrame | None:
+        """The data map, or None when its reference run failed (see ``datamap_failure``)."""
+        from . import datamap
+
+        path = Path(self.layout.datamap(task, ref, seed))
+        if self.datamap_failure(task, ref, seed):
+            return None
+        return datamap.read(path)
+
+    def datamap_failure(self, task: str, ref: str, seed: int) -> str:
+        path = Path(self.layout.datamap(task, ref, seed))
+        if not path.is_file():
+            raise DataError(f"data map file not found: {path}")
+        return str(parquet_meta(path).get("failed") or "")
+
+    def dynamics(self, run: Run):
+        from . import datamap
+
+        return datamap.load_dynamics(self.run_path(run, "dynamics.npz"))

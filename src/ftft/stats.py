@@ -8,8 +8,9 @@ Compare system A (e.g. DM, several seeds) with system B (ERM, several seeds) on 
 
 and computes ``stat(X) = mean over the drawn seeds s of metric(preds_X[s, I], labels[I])``.
 The result is the mean of ``stat(A) - stat(B)`` over the samples and the one-sided p-value
-``P(stat(A) - stat(B) <= 0)`` (H0: A is not better than B), the fraction of samples with a
-difference <= 0.
+of H0 "A is not better than B" (or, with a ``margin``, "A is worse than B by at least the
+margin": a non-inferiority test), ``p = (1 + #{samples with diff + margin <= 0}) / (1 + B)``:
+the bootstrap p-value with the usual +1 correction, never 0.
 
 Vectorised: an instance sample is a count vector ``w`` (how often each instance is drawn), so
 accuracy is ``correct @ w / N`` and macro-F1 comes from the weighted confusion counts
@@ -87,6 +88,12 @@ def _system_stat(scores: np.ndarray, seed_idx: np.ndarray) -> np.ndarray:
     return scores[np.arange(k)[:, None], seed_idx].mean(axis=1)
 
 
+def p_value(diffs: np.ndarray, margin: float = 0.0) -> float:
+    """One-sided bootstrap p-value of H0 "diff <= -margin": (1 + #{diff + margin <= 0}) / (1 + B)."""
+    diffs = np.asarray(diffs, dtype=np.float64)
+    return float((1 + np.sum(diffs + margin <= 0)) / (1 + len(diffs)))
+
+
 def multibootstrap(
     preds_a: np.ndarray,
     preds_b: np.ndarray,
@@ -94,14 +101,84 @@ def multibootstrap(
     metric: str = "accuracy",
     n_samples: int = 5000,
     seed: int = 0,
+    margin: float = 0.0,
 ) -> tuple[float, float]:
-    """(mean of stat(A) - stat(B), one-sided p-value P(diff <= 0)); metric units (0-1).
+    """(mean of stat(A) - stat(B), one-sided p-value ``p_value(diffs, margin)``); metric units (0-1).
 
     ``preds_a`` [S_a, N] and ``preds_b`` [S_b, N]: predicted class ids of each seed on the same
     N instances (same order as ``labels``). Deterministic for a given ``seed``.
     """
     diffs = multibootstrap_samples(preds_a, preds_b, labels, metric, n_samples, seed)
-    return float(diffs.mean()), float(np.mean(diffs <= 0))
+    return float(diffs.mean()), p_value(diffs, margin)
+
+
+def relative_bootstrap_samples(
+    a_at, a_full, b_at, b_full, labels, metric="accuracy", n_samples=1000, seed=0
+) -> np.ndarray:
+    """Per-sample ``rel(A) - rel(B)``, rel(X) = mean_seeds score(X at f) / mean_seeds score(X full budget).
+
+    ``x_at`` / ``x_full`` [S_x, N]: predictions of the same seeds at the halting fraction and at
+    the end (the seed draw is shared by a system's two checkpoints; instances by everything).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    n = labels.shape[0]
+    arrays = [np.atleast_2d(np.asarray(x, dtype=np.int64)) for x in (a_at, a_full, b_at, b_full)]
+    n_classes = int(max(labels.max(), *(x.max() for x in arrays))) + 1
+    out = np.empty(n_samples, dtype=np.float64)
+    pos = 0
+    for inst, sa, sb in bootstrap_draws(n_samples, n, arrays[0].shape[0], arrays[2].shape[0], seed):
+        w = _counts(inst, n)
+        st = [
+            _system_stat(_per_seed_scores(x, labels, w, metric, n_classes), s)
+            for x, s in zip(arrays, (sa, sa, sb, sb), strict=True)
+        ]
+        rel_a = st[0] / np.where(st[1] > 0, st[1], np.nan)
+        rel_b = st[2] / np.where(st[3] > 0, st[3], np.nan)
+        out[pos : pos + len(w)] = rel_a - rel_b
+        pos += len(w)
+    return out
+
+
+def _ranks(a) -> np.ndarray:
+    import pandas as pd
+
+    return pd.Series(np.asarray(a, float)).rank().to_numpy()
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation (average ranks for ties); NaN if either side is constant."""
+    rx, ry = _ranks(x), _ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _rho_rows(rx: np.ndarray, rys: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``rx`` with each row of ``rys`` (rows: permutations of one rank vector)."""
+    dx = rx - rx.mean()
+    dy = rys - rys.mean(axis=1, keepdims=True)
+    return (dy @ dx) / (np.sqrt(dx @ dx) * np.sqrt((dy * dy).sum(axis=1)))
+
+
+def spearman_permutation_p(x, y, max_exact: int = 8, n_samples: int = 10000, seed: int = 0) -> float:
+    """One-sided p-value of rho > 0: share of permutations of y with rho >= the observed one
+    (all n! permutations up to ``max_exact`` points, the identity included, so never 0; else
+    ``n_samples`` random ones, +1 corrected). Vectorised over the permutations: the ranks of a
+    permuted y are the permuted ranks of y."""
+    import itertools
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if np.isnan(spearman(x, y)):
+        return float("nan")
+    rx, ry = _ranks(x), _ranks(y)
+    obs = _rho_rows(rx, ry[None, :])[0]
+    if len(y) <= max_exact:
+        perms = np.array(list(itertools.permutations(range(len(y)))), dtype=np.int64)
+        return float(np.mean(_rho_rows(rx, ry[perms]) >= obs - 1e-12))
+    rng = np.random.default_rng(seed)
+    rys = np.stack([rng.permutation(ry) for _ in range(n_samples)])
+    hits = int(np.sum(_rho_rows(rx, rys) >= obs - 1e-12))
+    return float((1 + hits) / (1 + n_samples))
 
 
 def multibootstrap_samples(preds_a, preds_b, labels, metric="accuracy", n_samples=5000, seed=0) -> np.ndarray:

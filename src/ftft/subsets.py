@@ -16,13 +16,18 @@ the PoE term when the bias columns are present (``ftft.losses.example_losses``).
           inference pass with the end-of-epoch weights. This costs no extra forward pass; the
           predictions come from the model while it trains through that epoch. If ``jtt_epoch``
           exceeds the run's complete epochs, the last complete epoch is used (with a warning).
-  poe     every uid, weight 1, and the frozen bias model's (TinyBERT ERM run) log-probabilities,
-          precomputed once from that run's training dynamics: the softmax of its training
-          forward pass at its last complete epoch, clipped to >= 1e-6 and renormalised.
+  poe     every uid, weight 1, and the frozen bias model's (TinyBERT ERM run) log-probabilities:
+          one eval-mode inference pass of its final weights over the training set, written by
+          that run (``bias_logp.parquet``, Sanh et al. 2021), clipped to >= 1e-6 and renormalised.
+
+A subset whose reference run failed (``run.json`` status failed, or a failed data map) is
+written with no rows and the reason in its metadata (``failed``); the training job then records
+the run as failed ("reference failed: ...") without training.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -36,7 +41,6 @@ from .io import parse_json_arg, write_parquet
 log = logging.getLogger(__name__)
 
 METHODS = ("random", "dm", "jtt", "poe")
-PROB_FLOOR = 1e-6
 DEFAULT_UPWEIGHT = 4.0
 
 
@@ -59,7 +63,7 @@ def dm_subset(train_uids, dmap: pd.DataFrame, q: float, where: str = "data map")
     return _frame(uids[keep])
 
 
-def jtt_subset(train_uids, dyn: datamap.Dynamics, jtt_epoch: int, upweight: float) -> pd.DataFrame:
+def jtt_subset(train_uids, dyn: datamap.TrainingDynamics, jtt_epoch: int, upweight: float) -> pd.DataFrame:
     uids = np.asarray(train_uids).astype(str)
     _check_same_uids(uids, dyn.uids, dyn.path)
     if dyn.complete_epochs < 1:
@@ -82,25 +86,15 @@ def jtt_subset(train_uids, dyn: datamap.Dynamics, jtt_epoch: int, upweight: floa
     return _frame(dyn.uids, weight).set_index("uid").loc[uids].reset_index()
 
 
-def bias_log_probs(dyn: datamap.Dynamics) -> np.ndarray:
-    """[N, C] float32 log-probabilities of the bias run at its last complete epoch (floored, renormalised)."""
-    if dyn.complete_epochs < 1:
-        raise DataError(f"{dyn.path}: PoE needs at least one complete epoch of the bias model's dynamics")
-    p = dyn.probs[dyn.complete_epochs - 1].astype(np.float64)
-    if not np.isfinite(p).all():
-        raise DataError(f"{dyn.path}: non-finite probabilities at epoch {dyn.complete_epochs}")
-    p = np.clip(p, PROB_FLOOR, None)
-    p /= p.sum(axis=1, keepdims=True)
-    return np.log(p).astype(np.float32)
-
-
-def poe_subset(train_uids, dyn: datamap.Dynamics) -> pd.DataFrame:
+def poe_subset(train_uids, bias: pd.DataFrame, where: str) -> pd.DataFrame:
     uids = np.asarray(train_uids).astype(str)
-    _check_same_uids(uids, dyn.uids, dyn.path)
-    logp = bias_log_probs(dyn)
-    df = _frame(dyn.uids)
-    for c in range(logp.shape[1]):
-        df[f"bias_logp_{c}"] = logp[:, c]
+    _check_same_uids(uids, bias["uid"].to_numpy(), where)
+    cols = [c for c in bias.columns if c.startswith("bias_logp_")]
+    if not cols or not np.isfinite(bias[cols].to_numpy()).all():
+        raise DataError(f"{where}: bias log-probabilities missing or not finite (columns {cols})")
+    df = _frame(bias["uid"])
+    for c in sorted(cols, key=lambda c: int(c.rsplit("_", 1)[1])):
+        df[c] = bias[c].to_numpy(np.float32)
     return df.set_index("uid").loc[uids].reset_index()
 
 
@@ -167,11 +161,32 @@ def add_arguments(parser) -> None:
     parser.add_argument("--spec", default=None, help='JSON object or file, e.g. {"jtt_epoch": 3, "upweight": 4.0}')
 
 
+def reference_failure(args) -> str | None:
+    """Why this subset cannot be built: its reference run (or data map) failed; None if it did not."""
+    from .results import parquet_meta
+
+    if args.method == "dm" and args.datamap:
+        failed = parquet_meta(args.datamap).get("failed")
+        return f"data map {args.datamap}: {failed}" if failed else None
+    if args.ref_run:
+        record = Path(args.ref_run) / "run.json"
+        if record.is_file():
+            rec = json.loads(record.read_text())
+            if rec.get("status") == "failed":
+                return f"{args.ref_run}: {rec.get('failure_reason')}"
+    return None
+
+
 def run(args) -> int:
     method = args.method
     uids = read_train_uids(args.train)
     spec = parse_json_arg(args.spec, "--spec")
     meta: dict = {"method": method, "train": str(args.train)}
+    failed = reference_failure(args)
+    if failed:
+        write(_frame([]), args.out, {**meta, "failed": failed})
+        log.warning("%s subset not built: reference failed: %s", method, failed)
+        return 0
     if method in ("random", "dm"):
         if args.q is None:
             raise FtftError(f"--q is required for method {method}")
@@ -189,17 +204,20 @@ def run(args) -> int:
     else:
         if not args.ref_run:
             raise FtftError(f"--ref-run is required for method {method}")
-        dyn = datamap.load_dynamics(Path(args.ref_run) / "dynamics.npz")
         meta["ref_run"] = str(args.ref_run)
         if method == "jtt":
             if spec.get("jtt_epoch") is None:
                 raise FtftError(f"--spec: method jtt needs an integer 'jtt_epoch'; got {spec}")
             upweight = float(spec["upweight"]) if spec.get("upweight") is not None else DEFAULT_UPWEIGHT
+            dyn = datamap.load_dynamics(Path(args.ref_run) / "dynamics.npz")
             df = jtt_subset(uids, dyn, int(spec["jtt_epoch"]), upweight)
             meta.update(jtt_epoch=int(spec["jtt_epoch"]), upweight=upweight)
         else:
-            df = poe_subset(uids, dyn)
-            meta["bias_epoch"] = dyn.complete_epochs
+            from .results import read_parquet
+
+            bias_path = Path(args.ref_run) / "bias_logp.parquet"
+            df = poe_subset(uids, read_parquet(bias_path), str(bias_path))
+            meta["bias"] = str(bias_path)
     write(df, args.out, meta)
     log.info("%s subset: %d of %d training instances -> %s", method, len(df), len(uids), args.out)
     return 0

@@ -1,34 +1,18 @@
-"""Paper Tables 1-9 from run outputs: a tidy CSV plus Markdown and LaTeX renderings.
+"""Paper Tables 1-9 (and A1) from run outputs: one registry entry per table kind.
 
 ``ftft table --id N --config-json CFG.json --results DIR --out-prefix results/tables/tableN``
-writes ``PREFIX.csv``, ``PREFIX.md`` and ``PREFIX.tex``.
+writes ``PREFIX.csv`` (tidy, the keys of ``src/ftft/paper/table*.csv`` so ``ftft compare``
+can join them), ``PREFIX.md``, ``PREFIX.tex`` and ``PREFIX.html`` (``ftft.render``).
 
-Tidy CSV columns (the same keys as ``src/ftft/paper/table*.csv``, so ``ftft compare`` can
-join them): ``table, task, main_model, ref_model, method, step_fraction, dataset, metric, q,
-mean, std`` and per-table extras (``n_ok``, ``n_failed``, ``failed_seeds``, ``marked``, ...).
-Scores are in % (mean and sample std, ddof=1, over the seeds whose run succeeded); failed runs
-(``run.json`` ``status: failed``) are excluded and counted (``n_failed``, footnote ``†``).
-
-Rules (also stated in each table's caption):
-
-- Tables 1/6, 2/7, 3/9: one row per ``grid.table_cells`` cell, read at the row's step fraction
-  (``results.read_fraction``: limiting runs at their final checkpoint, halting at the
-  checkpoint at that fraction of the full run).
-- Tables 2/7 (``TRANSFER_MARK_TABLES``): a DM row is an *unsuccessful transfer* if its mean
-  OOD score (average over the OOD sets of the seed means) is more than ``MARGIN`` points below
-  the ERM run of the same main model; the ERM row of its reference model is marked too (the
-  paper's gray rows; ``‡`` here).
-- Tables 3/9: ``Cost`` = ``cost.method_cost`` with per-epoch forward FLOPs from the first
-  seed's ERM run of each model (``run.json`` ``flops.forward_per_epoch``), unit =
-  ``cost_unit_model``. ``mean`` uses the paper's rounding of each model's FLOPs ratio to 2
-  significant figures; ``exact`` is unrounded.
-- Table 4: ``flops.forward_per_epoch / 1e15`` of each ``flops_models`` ERM run (first seed).
-- Table 5: ``stats.multibootstrap`` of DM (each ``significance.refs``) vs ERM of
-  ``significance.main`` on all OOD sets pooled, final checkpoints; mean difference in points.
-- Table 8: % of training instances that are easy (neither ambiguous nor hard-to-learn) at each
-  ``easy_ratio.qs``, mean over seeds of the reference's data maps; a reference is marked
-  ineffective if one of its DM transfers in Tables 2/7 is unsuccessful (unmarked when no such
-  transfer is in the config).
+Which tables exist comes from the config (``table_ids``): the cell tables configured under
+``tables`` (1, 2, 3, 6, 7, 9), Table 4 (``flops_models``), 5 (``significance``), 8
+(``easy_ratio``) and A1 (``limiting.enabled``). Each kind (``REGISTRY``) says what it reads
+(``needs``, in grid terms; ``workflow.Plan`` turns that into the job's declared inputs), how
+to build its tidy frame, how to lay it out (a ``render.View``) and its caption, computed from
+the config. Scores are in % (mean and sample std, ddof=1, over the seeds whose run
+succeeded); failed runs (``run.json`` ``status: failed``, also when their reference failed)
+are excluded and counted (``n_failed``, footnote ``†``); a cell without any successful seed
+says so in its note.
 """
 
 from __future__ import annotations
@@ -36,46 +20,38 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import cost as costmod
-from . import grid
-from . import results as res
+from . import grid, render
+from .config import active_tasks, parse_fraction
 from .errors import DataError, FtftError
 from .io import write_text
+from .results import Results, mean_std
 
 log = logging.getLogger(__name__)
 
 KEYS = ["table", "task", "main_model", "ref_model", "method", "step_fraction", "dataset", "metric", "q"]
-TRANSFER_MARK_TABLES = ("2", "7")
+TRANSFER_MARK_TABLES = ("2", "7")  # the weak-reference tables: unsuccessful transfers are marked
 MARGIN = 1.0  # points of mean OOD score below ERM that make a transfer unsuccessful
 METHOD_LABEL = {"erm": "ERM", "dm": "DM", "random": "DM", "jtt": "JTT", "poe": "PoE", "ftft": "FTFT"}
 Q_METHODS = ("dm", "random", "ftft")
 FAILED_MARK = "†"
 GRAY_MARK = "‡"
-#: Snakemake report caption (src/ftft/report/) of each table
-REPORT_CAPTIONS = {
-    "1": "table_transfer.rst",
-    "6": "table_transfer.rst",
-    "2": "table_weak.rst",
-    "7": "table_weak.rst",
-    "3": "table_methods.rst",
-    "9": "table_methods.rst",
-    "4": "table4.rst",
-    "5": "table5.rst",
-    "8": "table8.rst",
-    "paper_comparison": "paper_comparison.rst",
-}
 DEMO_NOTE = (
     "Demo mode: tiny random-init models on synthetic data; the numbers exercise the pipeline "
     "and are not comparable with the paper's."
 )
+CSV_FLOAT = "%.10g"  # 10 significant figures: exact for the printed values, no float noise (57, not 56.99999999999999)
 
 
-# --- small helpers ---------------------------------------------------------------------------
+# --- names and small helpers -------------------------------------------------------------------
 
 
 def model_label(cfg: dict, key: str) -> str:
@@ -84,8 +60,16 @@ def model_label(cfg: dict, key: str) -> str:
     return cfg["models"].get(key, {}).get("label", key)
 
 
+def ref_label(cfg: dict, method: str, ref: str) -> str:
+    return "Random" if method == "random" else model_label(cfg, ref)
+
+
 def task_metric(cfg: dict, task: str) -> str:
     return cfg["tasks"][task]["metric"]
+
+
+def metric_label(metric: str) -> str:
+    return {"accuracy": "accuracy", "macro_f1": "macro-F1"}.get(metric, metric)
 
 
 def q_percent(q: float) -> str:
@@ -100,301 +84,322 @@ def id_set(cfg: dict, task: str) -> str:
     return grid.task_eval_sets(cfg, task)[0]
 
 
-def fmt_num(x: float, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    if x != 0 and abs(x) < 0.01:
-        return f"{x:.3g}"
-    return f"{x:.{digits}f}"
+def dataset_column(cfg: dict, task: str, name: str) -> render.Column:
+    t = cfg["tasks"][task]
+    entry = next(e for e in [t["id_test"], *t["ood"]] if e["name"] == name)
+    return render.Column(entry.get("label", name), entry.get("group", ""))
 
 
-def fmt_score(mean: float, std: float, style: str) -> str:
-    """``mean`` with ``std`` as subscript (md: <sub>, tex: math subscript)."""
-    if mean is None or math.isnan(mean):
-        return "–"
-    if std is None or math.isnan(std):
-        return f"{mean:.2f}" if style == "md" else f"${mean:.2f}$"
-    return f"{mean:.2f}<sub>{std:.2f}</sub>" if style == "md" else f"${mean:.2f}_{{{std:.2f}}}$"
+def dataset_title(cfg: dict, task: str, name: str) -> str:
+    col = dataset_column(cfg, task, name)
+    return f"{col.group} {col.label}".strip()
 
 
-def tex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
-        s = s.replace(a, b)
-    return s.replace("†", r"$^\dagger$").replace("‡", r"$^\ddagger$").replace("←", r"$\leftarrow$")
+def frac_label(f: Fraction) -> str:
+    return "1" if f == 1 else f"{f.numerator}/{f.denominator}"
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+def seeds_phrase(cfg: dict) -> str:
+    n = len(cfg["seeds"])
+    return f"{n} seed{'s' if n != 1 else ''} ({', '.join(map(str, cfg['seeds']))})"
 
 
-def tex_table(header: list[str], rows: list[list[str]], gray: list[bool] | None = None, aligns: str = "") -> str:
-    """booktabs tabular; rows may be a str (a full-width group line). Needs xcolor[table] for gray."""
-    n = len(header)
-    aligns = aligns or "l" * min(3, n) + "c" * (n - min(3, n))
-    out = [
-        rf"\begin{{tabular}}{{{aligns}}}",
-        r"\toprule",
-        " & ".join(tex_escape(h) for h in header) + r" \\",
-        r"\midrule",
-    ]
-    for i, r in enumerate(rows):
-        if isinstance(r, str):
-            out.append(rf"\multicolumn{{{n}}}{{c}}{{\emph{{{tex_escape(r)}}}}} \\")
-            continue
-        prefix = r"\rowcolor{gray!25} " if gray and gray[i] else ""
-        out.append(prefix + " & ".join(c if c.startswith(("$", "\\")) else tex_escape(c) for c in r) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(out)
+def budgets_phrase(cfg: dict) -> str:
+    return ", ".join(f"{t}: {cfg['tasks'][t]['steps']:,} steps" for t in active_tasks(cfg))
 
 
-def ref_label(cfg: dict, method: str, ref: str) -> str:
-    return "Random" if method == "random" else model_label(cfg, ref)
+def failed_note(cfg: dict, what: str, n_ok: int, failed_seeds: list, reasons: list[str]) -> str | None:
+    """The footnote of a cell with failed runs (None without); says so when no seed succeeded."""
+    if not failed_seeds:
+        return None
+    why = "; ".join(sorted(set(reasons))) or "see run.json"
+    if n_ok == 0:
+        return (
+            f"{FAILED_MARK} {what}: no successful seed (all {len(failed_seeds)} runs failed: {why}); the cell is empty."
+        )
+    seeds = ", ".join(map(str, failed_seeds))
+    return f"{FAILED_MARK} {what}: {len(failed_seeds)} failed run(s) excluded (seed(s) {seeds}: {why})."
 
 
-# --- Tables 1/2/3/6/7/9: one row per table cell -------------------------------------------------
+# --- cell tables: 1/6, 2/7, 3/9 ----------------------------------------------------------------
 
 
 def _cell_keys(tid: str, cell: grid.Cell) -> dict:
-    """The key columns of a table cell, as in the published tables (src/ftft/paper/*.csv)."""
     return {
         "table": tid,
         "task": cell.task,
         "main_model": cell.main,
         "ref_model": "" if cell.ref == "none" else cell.ref,
         "method": cell.method,
-        "step_fraction": str(cell.fraction),
+        "step_fraction": frac_label(cell.fraction),
+        "q": "",
     }
 
 
-def _table_rows(cfg: dict, tid: str) -> list[tuple[int, dict, grid.Cell]]:
-    """(row index within its task block, row config, cell) in grid.table_cells order."""
-    table = cfg["tables"][tid]
-    cells = grid.table_cells(cfg, tid)
-    rows = [(i, row) for _t in table["tasks"] for i, row in enumerate(table["rows"])]
-    return [(i, row, cell) for (i, row), cell in zip(rows, cells, strict=True)]
+def cells_needs(cfg: dict, tid: str) -> grid.Needs:
+    needs = grid.Needs()
+    known = grid.all_runs(cfg)
+    seed0 = cfg["seeds"][0]
+    for c in grid.table_cells(cfg, tid):
+        needs.runs.update(c.runs)
+        if tid in TRANSFER_MARK_TABLES and c.method == "dm":  # the ERM baseline of the main model
+            needs.runs.update(r for r in (grid.ref_run(c.task, c.main, s) for s in cfg["seeds"]) if r in known)
+    needs.runs.update(grid.ref_run(t, m, seed0) for t, m in grid.cost_models(cfg, tid))
+    return needs
 
 
-def cell_frame(cfg: dict, results: str | Path, tid: str) -> pd.DataFrame:
+def cells_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
     """Tidy rows of a transfer / methods table (one per cell x dataset, plus cost rows)."""
     out = []
-    for i, row, cell in _table_rows(cfg, tid):
+    for cell in grid.table_cells(cfg, tid):
         metric = task_metric(cfg, cell.task)
         sets = grid.task_eval_sets(cfg, cell.task)
-        sv = res.seed_values(results, cell.runs, sets, metric, cell.fraction)
+        sv = res.seed_values(cell.runs, sets, metric, cell.fraction)
         base = {
             **_cell_keys(tid, cell),
             "q": q_percent(cfg["q"]) if cell.method in Q_METHODS else "",
-            "row": i,
-            "group": row.get("group", ""),
+            "row": cell.row,
+            "group": cell.group,
             "n_ok": sv.n_ok,
             "n_failed": sv.n_failed,
             "failed_seeds": ";".join(map(str, sv.failed_seeds)),
+            "failure_reasons": " | ".join(sorted(set(sv.reasons))),
         }
         for d in sets:
-            mean, std = res.mean_std(sv.values[d])
+            mean, std = mean_std(sv.values[d])
             role = "id" if d == sets[0] else "ood"
             out.append({**base, "dataset": d, "metric": metric, "role": role, "mean": mean, "std": std})
+        if cell.task in cfg["tables"][tid]["cost"]:
+            out.append(cost_row(cfg, res, tid, cell, base))
     df = pd.DataFrame(out)
-    if cfg["tables"][tid].get("cost"):
-        df = pd.concat([df, cost_frame(cfg, results, tid)], ignore_index=True)
     if tid in TRANSFER_MARK_TABLES:
-        df = mark_transfers(cfg, results, df)
+        df = mark_transfers(cfg, res, df)
     return df
 
 
-def cost_frame(cfg: dict, results: str | Path, tid: str) -> pd.DataFrame:
-    seed0 = cfg["seeds"][0]
-    unit = cfg["cost_unit_model"]
-    out = []
-    for i, row, cell in _table_rows(cfg, tid):
-        flops = {m: res.forward_flops_per_epoch(results, cell.task, m, seed0) for m in {cell.main, unit}}
-        f_ref = None
-        if cell.method in costmod.REF_COST_METHODS:
-            f_ref = res.forward_flops_per_epoch(results, cell.task, cell.ref, seed0)
-        args = (cell.method, flops[cell.main], flops[unit], f_ref, float(cell.fraction))
-        out.append(
-            {
-                **_cell_keys(tid, cell),
-                "dataset": "",
-                "metric": "cost",
-                "q": q_percent(cfg["q"]) if cell.method in Q_METHODS else "",
-                "role": "cost",
-                "row": i,
-                "group": row.get("group", ""),
-                "mean": costmod.method_cost(*args),
-                "std": float("nan"),
-                "exact": costmod.method_cost(*args, sig_figs=None),
-            }
-        )
-    return pd.DataFrame(out)
+def cost_row(cfg: dict, res: Results, tid: str, cell: grid.Cell, base: dict) -> dict:
+    seed0, unit = cfg["seeds"][0], cfg["cost_unit_model"]
+    f = {m: res.forward_flops_per_epoch(cell.task, m, seed0) for m in {cell.main, unit}}
+    f_ref = res.forward_flops_per_epoch(cell.task, cell.ref, seed0) if cell.method in costmod.REF_COST_METHODS else None
+    args = (cell.method, f[cell.main], f[unit], f_ref, float(cell.fraction))
+    return {
+        **base,
+        "dataset": "",
+        "metric": "cost",
+        "role": "cost",
+        "mean": costmod.method_cost(*args),
+        "std": float("nan"),
+        "exact": costmod.method_cost(*args, sig_figs=None),
+    }
 
 
 def _mean_ood(df: pd.DataFrame) -> float:
     return float(df.loc[df["role"] == "ood", "mean"].mean())
 
 
-def _erm_mean_ood(cfg: dict, results: str | Path, task: str, model: str) -> float | None:
-    """Mean OOD score (points) of ``model``'s full ERM runs; None if they are not available."""
+def _erm_mean_ood(cfg: dict, res: Results, task: str, model: str) -> float | None:
+    """Mean OOD score (points) of ``model``'s full ERM runs; None if they are not in the grid."""
     runs = [grid.ref_run(task, model, s) for s in cfg["seeds"]]
-    if not all((res.run_dir(results, r) / "run.json").is_file() for r in runs):
+    if not set(runs) <= grid.all_runs(cfg):
         return None
     sets = ood_sets(cfg, task)
-    sv = res.seed_values(results, runs, sets, task_metric(cfg, task))
+    sv = res.seed_values(runs, sets, task_metric(cfg, task))
     if sv.n_ok == 0:
         return None
-    return float(np.mean([res.mean_std(sv.values[d])[0] for d in sets]))
+    return float(np.mean([mean_std(sv.values[d])[0] for d in sets]))
 
 
-def transfer_verdicts(cfg: dict, results: str | Path, df: pd.DataFrame) -> pd.DataFrame:
-    """One row per full-budget DM row of ``df``: task, main, ref, mean OOD, ERM mean OOD, unsuccessful."""
-    perf = df[df["role"] != "cost"]
-    out = []
-    for (task, main, ref), g in perf[perf["method"] == "dm"].groupby(["task", "main_model", "ref_model"], sort=False):
-        erm = perf[(perf["task"] == task) & (perf["method"] == "erm") & (perf["main_model"] == main)]
-        erm_ood = _mean_ood(erm) if not erm.empty else _erm_mean_ood(cfg, results, task, main)
-        ood = _mean_ood(g)
-        bad = erm_ood is not None and not math.isnan(ood) and ood < erm_ood - MARGIN
-        out.append(
-            {
-                "task": task,
-                "main_model": main,
-                "ref_model": ref,
-                "mean_ood": ood,
-                "erm_mean_ood": erm_ood,
-                "unsuccessful": bad,
-            }
-        )
-    return pd.DataFrame(out, columns=["task", "main_model", "ref_model", "mean_ood", "erm_mean_ood", "unsuccessful"])
-
-
-def mark_transfers(cfg: dict, results: str | Path, df: pd.DataFrame) -> pd.DataFrame:
-    verdicts = transfer_verdicts(cfg, results, df)
+def mark_transfers(cfg: dict, res: Results, df: pd.DataFrame) -> pd.DataFrame:
+    """Mark unsuccessful DM transfers (mean OOD more than MARGIN points below ERM of the same
+    main model) and the ERM rows of their reference models (the paper's gray rows)."""
     df = df.copy()
     df["marked"] = False
+    df["unsuccessful"] = False
     df["mark_reason"] = ""
-    for v in verdicts[verdicts["unsuccessful"]].itertuples():
-        dm = (df["task"] == v.task) & (df["method"] == "dm") & (df["main_model"] == v.main_model)
-        dm &= df["ref_model"] == v.ref_model
-        df.loc[dm, "marked"] = True
-        df.loc[dm, "mark_reason"] = (
-            f"unsuccessful transfer: mean OOD {v.mean_ood:.2f} < ERM {v.erm_mean_ood:.2f} - {MARGIN:g}"
-        )
-        refrow = (df["task"] == v.task) & (df["method"] == "erm") & (df["main_model"] == v.ref_model)
+    perf = df[df["role"] != "cost"]
+    for (task, main, ref), g in perf[perf["method"] == "dm"].groupby(["task", "main_model", "ref_model"], sort=False):
+        erm = perf[(perf["task"] == task) & (perf["method"] == "erm") & (perf["main_model"] == main)]
+        erm_ood = _mean_ood(erm) if not erm.empty else _erm_mean_ood(cfg, res, task, main)
+        ood = _mean_ood(g)
+        if erm_ood is None or math.isnan(ood) or math.isnan(erm_ood) or not ood < erm_ood - MARGIN:
+            continue
+        dm = (df["task"] == task) & (df["method"] == "dm") & (df["main_model"] == main) & (df["ref_model"] == ref)
+        df.loc[dm, ["marked", "unsuccessful"]] = True
+        df.loc[dm, "mark_reason"] = f"unsuccessful transfer: mean OOD {ood:.2f} < ERM {erm_ood:.2f} - {MARGIN:g}"
+        refrow = (df["task"] == task) & (df["method"] == "erm") & (df["main_model"] == ref)
         df.loc[refrow, "marked"] = True
         df.loc[refrow & (df["mark_reason"] == ""), "mark_reason"] = "reference model of an unsuccessful transfer"
     return df
 
 
-def render_cells(cfg: dict, df: pd.DataFrame, style: str) -> tuple[str, list[str]]:
-    """Markdown or LaTeX body of a cell table: one block per task."""
-    blocks = []
-    footnotes = []
-    has_cost = (df["role"] == "cost").any()
+def cells_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
+    blocks, notes = [], []
     for task in dict.fromkeys(df["task"]):
         tdf = df[df["task"] == task]
         sets = grid.task_eval_sets(cfg, task)
-        header = ["Mode", "Main Model", "Ref. Model"] + (["Cost"] if has_cost else []) + sets
-        lines: list = []
-        gray: list[bool] = []
+        has_cost = task in cfg["tables"][tid]["cost"]
+        columns = ([render.Column("Cost", best=None, digits=1)] if has_cost else []) + [
+            dataset_column(cfg, task, d) for d in sets
+        ]
+        rows: list = []
         group = ""
-        for row_idx, r in tdf[tdf["role"] != "cost"].groupby("row", sort=True):
+        for _, r in tdf[tdf["role"] != "cost"].groupby("row", sort=True):
             first = r.iloc[0]
-            g = first["group"] if isinstance(first["group"], str) else ""
-            if g and g != group:
-                lines.append(g)
-                gray.append(False)
-            group = g
+            if first["group"] and first["group"] != group:
+                rows.append(first["group"])
+            group = first["group"]
             mode = METHOD_LABEL[first["method"]]
             if first["method"] == "ftft":
                 mode += f" ({first['step_fraction']})"
-            if int(first["n_failed"]):
+            ref = ref_label(cfg, first["method"], first["ref_model"])
+            note = failed_note(
+                cfg,
+                f"{task.upper()} {mode} {model_label(cfg, first['main_model'])} / {ref}",
+                int(first["n_ok"]),
+                [x for x in str(first["failed_seeds"]).split(";") if x],
+                [x for x in str(first["failure_reasons"]).split(" | ") if x],
+            )
+            if note:
+                notes.append(note)
                 mode += FAILED_MARK
-                footnotes.append(
-                    f"{FAILED_MARK} {task} {mode.rstrip(FAILED_MARK)} {model_label(cfg, first['main_model'])} / "
-                    f"{ref_label(cfg, first['method'], first['ref_model'])}: "
-                    f"{int(first['n_failed'])} failed run(s) excluded (seed(s) {first['failed_seeds']})."
-                )
             marked = bool(first.get("marked", False))
-            if marked:
-                mode += GRAY_MARK
-            cells = [mode, model_label(cfg, first["main_model"]), ref_label(cfg, first["method"], first["ref_model"])]
+            mode += GRAY_MARK if marked else ""
+            values = []
             if has_cost:
-                c = tdf[(tdf["role"] == "cost") & (tdf["row"] == row_idx)]
-                cells.append(f"{c['mean'].iloc[0]:.1f}" if not c.empty else "")
+                c = tdf[(tdf["role"] == "cost") & (tdf["row"] == first["row"])]
+                values.append(render.Value(c["mean"].iloc[0]) if not c.empty else render.Value())
             by_set = r.set_index("dataset")
-            cells += [fmt_score(by_set.at[d, "mean"], by_set.at[d, "std"], style) for d in sets]
-            lines.append(cells)
-            gray.append(marked)
-        title = f"{task.upper()} ({task_metric(cfg, task).replace('_', '-')}, %)"
-        if style == "md":
-            md_rows = [r if isinstance(r, list) else [f"*{r}*"] + [""] * (len(header) - 1) for r in lines]
-            blocks.append(f"**{title}**\n\n" + md_table(header, md_rows))
-        else:
-            blocks.append(f"% {title}\n" + tex_table(header, lines, gray))
-    return "\n\n".join(blocks), footnotes
+            values += [render.Value(by_set.at[d, "mean"], by_set.at[d, "std"]) for d in sets]
+            rows.append(render.Row([mode, model_label(cfg, first["main_model"]), ref], values, gray=marked))
+        title = f"{task.upper()} ({metric_label(task_metric(cfg, task))}, %)"
+        blocks.append(render.Block(title, ["Mode", "Main Model", "Ref. Model"], columns, rows))
+    return render.View(f"Table {tid}", caption(cfg, tid), blocks, notes)
 
 
-# --- Table 4: FLOPs ----------------------------------------------------------------------------
+def cells_caption(cfg: dict, tid: str) -> str:
+    q = q_percent(cfg["q"])
+    text = {
+        "transfer": "Transferability of training dynamics across model sizes and pretraining methods: the main "
+        "model is trained with ERM, on a random q% subset, or with DM on the q% most ambiguous training instances "
+        "of the reference model's data map.",
+        "weak": "Conditions for a successful transfer: ERM runs of reference models of different capability, and "
+        "DM with them as references for two main models.",
+        "methods": "Methods compared: ERM, DM, JTT, PoE and FTFT (DM with an efficient reference model, halted at "
+        "the given fraction of the training steps: the checkpoint of the full-budget DM run).",
+    }[_cells_role(cfg, tid)].replace("q%", f"{q}%")
+    parts = [
+        text,
+        f"Mean (std as subscript) in % over {seeds_phrase(cfg)} (sample std, ddof=1), full budgets {budgets_phrase(cfg)}; "
+        f"best value per column in bold. Metrics: "
+        + ", ".join(f"{t.upper()} {metric_label(task_metric(cfg, t))}" for t in grid.table_tasks(cfg, tid))
+        + f". Failed runs (worse than the majority class, non-finite loss, or a failed reference) are excluded and "
+        f"counted ({FAILED_MARK}).",
+    ]
+    if tid in TRANSFER_MARK_TABLES:
+        parts.append(
+            f"{GRAY_MARK} (gray rows): an unsuccessful transfer, i.e. a DM row whose mean OOD score is more than "
+            f"{MARGIN:g} point below ERM of the same main model, and the ERM row of its reference model."
+        )
+    cost_tasks = cfg["tables"][tid]["cost"]
+    if cost_tasks:
+        unit = model_label(cfg, cfg["cost_unit_model"])
+        parts.append(
+            f"Cost ({', '.join(t.upper() for t in cost_tasks)}) in units of one full ERM run of {unit}, reference "
+            "and main model together: (F_ref + F_main x fraction) / F_unit for DM, FTFT and JTT, F_main / F_unit for "
+            "ERM, Random and PoE; F_m = forward FLOPs of one epoch (Table 4), each ratio rounded to 2 significant "
+            "figures as the paper's printed costs are (unrounded in the CSV column 'exact')."
+        )
+    return " ".join(parts)
 
 
-def table4_frame(cfg: dict, results: str | Path) -> pd.DataFrame:
+def _cells_role(cfg: dict, tid: str) -> str:
+    methods = {r["method"] for r in cfg["tables"][tid]["rows"]}
+    if methods & {"jtt", "poe", "ftft"}:
+        return "methods"
+    return "weak" if tid in TRANSFER_MARK_TABLES else "transfer"
+
+
+# --- Table 4: FLOPs ------------------------------------------------------------------------------
+
+
+def flops_needs(cfg: dict, tid: str) -> grid.Needs:
+    seed0 = cfg["seeds"][0]
+    return grid.Needs(runs={grid.ref_run(t, m, seed0) for m in cfg["flops_models"] for t in active_tasks(cfg)})
+
+
+def flops_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
     seed0 = cfg["seeds"][0]
     out = []
-    for m in cfg.get("flops_models", []):
-        for t in cfg["tasks"]:
-            f = res.forward_flops_per_epoch(results, t, m, seed0)
-            out.append(
-                {
-                    "table": "4",
-                    "task": t,
-                    "main_model": m,
-                    "ref_model": "",
-                    "method": "",
-                    "step_fraction": "",
-                    "dataset": id_set(cfg, t),
-                    "metric": "pflops",
-                    "q": "",
-                    "mean": f / 1e15,
-                    "std": float("nan"),
-                    "flops": f,
-                    "train_source": cfg["tasks"][t]["train"]["source"],
-                }
-            )
+    for m in cfg["flops_models"]:
+        for t in active_tasks(cfg):
+            for metric, padded in (("pflops", True), ("pflops_real", False)):
+                f = res.forward_flops_per_epoch(t, m, seed0, padded=padded)  # paper unit: 1e12
+                out.append({"table": "4", "task": t, "main_model": m, "ref_model": "", "method": "",
+                            "step_fraction": "", "dataset": id_set(cfg, t), "metric": metric, "q": "",
+                            "mean": f / 1e12, "std": float("nan"), "flops": f,
+                            "train_source": cfg["tasks"][t]["train"]["source"]})  # fmt: skip
     return pd.DataFrame(out)
 
 
-def render_table4(cfg: dict, df: pd.DataFrame, style: str) -> str:
+def flops_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
     tasks = list(dict.fromkeys(df["task"]))
-    header = ["Model"] + [f"{t.upper()}: {cfg['tasks'][t]['train']['source']}" for t in tasks]
+    columns = [
+        render.Column(f"{t.upper()}: {dataset_title(cfg, t, id_set(cfg, t))}", group=group, best=None)
+        for group in ("padded tokens (as the paper)", "real tokens")
+        for t in tasks
+    ]
     rows = []
     for m in dict.fromkeys(df["main_model"]):
-        r = df[df["main_model"] == m].set_index("task")
-        rows.append([model_label(cfg, m)] + [fmt_num(r.at[t, "mean"]) for t in tasks])
-    return md_table(header, rows) if style == "md" else tex_table(header, rows, aligns="l" + "r" * len(tasks))
+        r = df[df["main_model"] == m].set_index(["metric", "task"])["mean"]
+        rows.append(
+            render.Row(
+                [model_label(cfg, m)], [render.Value(r[(k, t)]) for k in ("pflops", "pflops_real") for t in tasks]
+            )
+        )
+    return render.View(f"Table {tid}", caption(cfg, tid), [render.Block("", ["Model"], columns, rows)])
+
+
+def flops_caption(cfg: dict, tid: str) -> str:
+    return (
+        "Training cost: forward FLOPs of one epoch over each task's training set, in units of 1e12, from run.json "
+        f"of each model's ERM run (seed {cfg['seeds'][0]}). The paper labels its Table 4 'PFLOPs', but its values "
+        "are FLOPs / 1e12: read as 1e15 they would need ~93,000 tokens per MultiNLI instance (TinyBERT: 28.88 "
+        "-> 2 x 0.39M non-embedding parameters per token). Per token (Kaplan et al. 2020): C = 2 N_nonembed + "
+        "2 n_layer n_ctx d_model. 'Padded' counts every position of each batch padded to its longest instance "
+        f"(batch {cfg['training']['batch_size']}, the first pass over the data), which is what the paper's numbers "
+        "imply (DeBERTaV3-Base on MultiNLI: ~92 tokens per instance); 'real' counts the non-padding tokens. Costs in "
+        "Tables 3 and 9 use the padded counts."
+    )
 
 
 # --- Table 5: MultiBootstrap ---------------------------------------------------------------------
 
 
-def system_predictions(results: str | Path, runs, datasets: list[str]):
-    """(preds [S_ok, N], labels [N], failed seeds) of the ok runs, aligned on (dataset, uid)."""
-    ok, failed = res.split_failed(results, runs)
+def significance_needs(cfg: dict, tid: str) -> grid.Needs:
+    runs = {r for t in grid.significance_tasks(cfg) for rs in grid.significance_runs(cfg, t).values() for r in rs}
+    return grid.Needs(runs=set(runs), predictions=set(runs))
+
+
+def system_predictions(res: Results, runs, datasets: list[str]):
+    """(preds [S_ok, N], labels [N], keys [N], failed seeds) of the ok runs, aligned on (dataset, uid)."""
+    ok, failed = res.split_failed(runs)
     preds, keys, labels = [], None, None
     for r in ok:
-        p = res.predictions(results, r, datasets)
-        k = p["dataset"].astype(str) + "\x00" + p["uid"].astype(str)
+        p = res.predictions(r, datasets)
+        k = (p["dataset"].astype(str) + "\x00" + p["uid"].astype(str)).to_numpy()
         if keys is None:
-            keys, labels = k.to_numpy(), p["label"].to_numpy(np.int64)
-        elif len(k) != len(keys) or not np.array_equal(k.to_numpy(), keys):
-            raise DataError(f"{res.run_dir(results, r)}: predictions cover other instances than seed {ok[0].seed}")
-        preds.append(res.predicted_labels(p))
+            keys, labels = k, p["label"].to_numpy(np.int64)
+        elif len(k) != len(keys) or not np.array_equal(k, keys):
+            raise DataError(
+                f"{res.run_path(r, 'predictions.parquet')}: predictions cover other instances than seed {ok[0].seed}"
+            )
+        cols = sorted((c for c in p.columns if c.startswith("prob_")), key=lambda c: int(c.split("_")[1]))
+        preds.append(p[cols].to_numpy(np.float32).argmax(axis=1).astype(np.int64))
     arr = np.stack(preds) if preds else np.zeros((0, 0), np.int64)
     return arr, labels, keys, [r.seed for r in failed]
 
 
-def table5_frame(cfg: dict, results: str | Path) -> pd.DataFrame:
+def significance_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
     from .stats import multibootstrap
 
     sig = cfg["significance"]
@@ -403,195 +408,269 @@ def table5_frame(cfg: dict, results: str | Path) -> pd.DataFrame:
         metric = task_metric(cfg, task)
         sets = ood_sets(cfg, task)
         systems = grid.significance_runs(cfg, task)
-        erm, labels, keys, erm_failed = system_predictions(results, systems["erm"], sets)
-        for ref in sig["refs"]:
-            dm, labels_dm, keys_dm, dm_failed = system_predictions(results, systems[ref], sets)
-            if len(dm) and len(erm) and not np.array_equal(keys, keys_dm):
-                raise DataError(f"task {task}: DM ({ref}) and ERM predictions cover different OOD instances")
+        erm, labels, keys, erm_failed = system_predictions(res, systems["erm"], sets)
+        for ref in sig["refs"][task]:
+            dm, _, keys_dm, dm_failed = system_predictions(res, systems[ref], sets)
             if len(dm) and len(erm):
-                diff, p = multibootstrap(dm, erm, labels, metric, int(sig["samples"]), int(sig.get("seed", 0)))
+                if not np.array_equal(keys, keys_dm):
+                    raise DataError(f"task {task}: DM ({ref}) and ERM predictions cover different OOD instances")
+                diff, p = multibootstrap(dm, erm, labels, metric, sig["samples"], sig["seed"])
                 diff *= 100
             else:
                 diff, p = float("nan"), float("nan")
-            base = {
-                "table": "5",
-                "task": task,
-                "main_model": sig["main"],
-                "ref_model": ref,
-                "method": "dm",
-                "step_fraction": "1",
-                "dataset": "ood_pooled",
-                "q": q_percent(cfg["q"]),
-                "std": float("nan"),
-                "task_metric": metric,
-                "n_instances": 0 if labels is None else len(labels),
-                "n_seeds_dm": len(dm),
-                "n_seeds_erm": len(erm),
-                "n_failed": len(dm_failed) + len(erm_failed),
-                "failed_seeds": f"dm:{';'.join(map(str, dm_failed))} erm:{';'.join(map(str, erm_failed))}",
-                "samples": int(sig["samples"]),
-            }
+            base = {"table": "5", "task": task, "main_model": sig["main"], "ref_model": ref, "method": "dm",
+                    "step_fraction": "1", "dataset": "ood_pooled", "q": q_percent(cfg["q"]), "std": float("nan"),
+                    "task_metric": metric, "n_instances": 0 if labels is None else len(labels),
+                    "n_seeds_dm": len(dm), "n_seeds_erm": len(erm), "n_failed": len(dm_failed) + len(erm_failed),
+                    "failed_seeds": f"dm:{';'.join(map(str, dm_failed))} erm:{';'.join(map(str, erm_failed))}",
+                    "samples": sig["samples"]}  # fmt: skip
             out.append({**base, "metric": "mean_diff", "mean": diff})
             out.append({**base, "metric": "p_value", "mean": p})
     return pd.DataFrame(out)
 
 
-def fmt_p(p: float, style: str) -> str:
-    if math.isnan(p):
-        return "–"
-    s = f"{p:.4f}"
-    if p < 0.05:
-        return f"**{s}**" if style == "md" else rf"\textbf{{{s}}}"
-    if p < 0.06:
-        return f"*{s}*" if style == "md" else rf"\emph{{{s}}}"
-    return s
+def fmt_p(p: float) -> str:
+    return "–" if math.isnan(p) else f"{p:.4f}"
 
 
-def render_table5(cfg: dict, df: pd.DataFrame, style: str) -> str:
-    header = ["Task", "Ref. Model", "Mean", "p-value"]
-    rows = []
+def significance_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
+    rows, notes = [], []
     for (task, ref), g in df.groupby(["task", "ref_model"], sort=False):
         v = g.set_index("metric")["mean"]
-        label = model_label(cfg, ref) + (FAILED_MARK if int(g["n_failed"].iloc[0]) else "")
-        rows.append([task.upper(), label, fmt_num(v["mean_diff"]), fmt_p(v["p_value"], style)])
-    return md_table(header, rows) if style == "md" else tex_table(header, rows, aligns="llrr")
+        failed = int(g["n_failed"].iloc[0])
+        p = v["p_value"]
+        mark = "" if math.isnan(p) else (" (p < 0.05)" if p < 0.05 else (" (0.05 <= p < 0.06)" if p < 0.06 else ""))
+        label = model_label(cfg, ref) + (FAILED_MARK if failed else "")
+        rows.append(
+            render.Row([task.upper(), label], [render.Value(v["mean_diff"]), render.Value(text=fmt_p(p) + mark)])
+        )
+        if failed:
+            notes.append(
+                f"{FAILED_MARK} {task.upper()} {model_label(cfg, ref)}: {failed} failed run(s) excluded ({g['failed_seeds'].iloc[0]})."
+            )
+    columns = [render.Column("Mean diff. (points)", best=None), render.Column("p-value", best=None)]
+    return render.View(
+        f"Table {tid}", caption(cfg, tid), [render.Block("", ["Task", "Ref. Model"], columns, rows)], notes
+    )
+
+
+def significance_caption(cfg: dict, tid: str) -> str:
+    sig = cfg["significance"]
+    b = sig["samples"]
+    return (
+        f"MultiBootstrap (Sellam et al. 2022): DM with {model_label(cfg, sig['main'])} as the main model vs its ERM "
+        f"run, all OOD test sets of a task pooled, final checkpoints, {b} bootstrap samples (seed {sig['seed']}) "
+        f"over {seeds_phrase(cfg)}; seeds resampled independently per system, instances jointly. Mean diff. = mean "
+        "of DM - ERM in points of the task metric; p-value = (1 + #{samples with DM - ERM <= 0}) / "
+        f"(1 + {b}) (one-sided, never 0). The paper marks p < 0.05 in bold and 0.05 <= p < 0.06 in italics."
+    )
 
 
 # --- Table 8: easy ratio -------------------------------------------------------------------------
 
 
-def table8_frame(cfg: dict, results: str | Path) -> pd.DataFrame:
+def easy_needs(cfg: dict, tid: str) -> grid.Needs:
+    maps = {(t, r, s) for t in active_tasks(cfg) for r in cfg["easy_ratio"]["refs"] for s in cfg["seeds"]}
+    return grid.Needs(datamaps=maps, tables={t for t in TRANSFER_MARK_TABLES if t in table_ids(cfg)})
+
+
+def easy_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
     from . import datamap
 
-    er = cfg["easy_ratio"]
-    verdicts = pd.DataFrame(columns=["task", "ref_model", "unsuccessful"])
-    frames = [cell_frame(cfg, results, t) for t in TRANSFER_MARK_TABLES if t in cfg.get("tables", {})]
-    if frames:
-        verdicts = transfer_verdicts(cfg, results, pd.concat(frames, ignore_index=True))
+    verdicts = _transfer_verdicts(res, [t for t in TRANSFER_MARK_TABLES if t in table_ids(cfg)])
     out = []
-    for task in cfg["tasks"]:
-        for ref in er["refs"]:
-            maps = [datamap.read(Path(results) / grid.datamap_path(task, ref, s)) for s in cfg["seeds"]]
+    for task in active_tasks(cfg):
+        for ref in cfg["easy_ratio"]["refs"]:
+            maps = [res.datamap(task, ref, s) for s in cfg["seeds"]]
+            ok = [m for m in maps if m is not None]
             v = verdicts[(verdicts["task"] == task) & (verdicts["ref_model"] == ref)]
-            marked = bool(v["unsuccessful"].any()) if len(v) else False
-            for q in er["qs"]:
-                vals = [100 * datamap.easy_ratio(m, q) for m in maps]
-                out.append(
-                    {
-                        "table": "8",
-                        "task": task,
-                        "main_model": "",
-                        "ref_model": ref,
-                        "method": "",
-                        "step_fraction": "",
-                        "dataset": id_set(cfg, task),
-                        "metric": "easy_ratio",
-                        "q": q_percent(q),
-                        "mean": float(np.mean(vals)),
-                        "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"),
-                        "n_seeds": len(vals),
-                        "marked": marked,
-                        "transfers_judged": len(v),
-                    }
-                )
+            for q in cfg["easy_ratio"]["qs"]:
+                vals = [100 * datamap.easy_ratio(m, q) for m in ok]
+                mean, std = mean_std(vals, scale=1.0)
+                out.append({"table": "8", "task": task, "main_model": "", "ref_model": ref, "method": "",
+                            "step_fraction": "", "dataset": id_set(cfg, task), "metric": "easy_ratio",
+                            "q": q_percent(q), "mean": mean, "std": std, "n_seeds": len(ok),
+                            "n_failed": len(maps) - len(ok), "marked": bool(v["unsuccessful"].any()),
+                            "transfers_judged": len(v)})  # fmt: skip
     return pd.DataFrame(out)
 
 
-def render_table8(cfg: dict, df: pd.DataFrame, style: str) -> str:
+def _transfer_verdicts(res: Results, tids: list[str]) -> pd.DataFrame:
+    """(task, ref_model, unsuccessful) of the DM rows of Tables 2/7, read from their CSV outputs."""
+    frames = []
+    for t in tids:
+        path = Path(res.layout.table(t, "csv"))
+        if not path.is_file():
+            raise DataError(f"missing table (Table 8 reads it): {path}")
+        df = pd.read_csv(path, dtype={k: str for k in KEYS}, keep_default_na=False)
+        frames.append(df[df["method"] == "dm"])
+    if not frames:
+        return pd.DataFrame(columns=["task", "ref_model", "unsuccessful"])
+    df = pd.concat(frames, ignore_index=True)
+    df["unsuccessful"] = df["unsuccessful"].astype(str).str.lower() == "true"
+    return df.groupby(["task", "main_model", "ref_model"], as_index=False)["unsuccessful"].any()
+
+
+def easy_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
     tasks = list(dict.fromkeys(df["task"]))
     qs = list(dict.fromkeys(df["q"]))
-    header = ["Ref. Model"] + [f"{t.upper()} q={q}%" for t in tasks for q in qs]
-    rows, gray = [], []
+    columns = [
+        render.Column(f"{q}%", group=f"{t.upper()}: {dataset_title(cfg, t, id_set(cfg, t))}") for t in tasks for q in qs
+    ]
+    rows = []
     for ref in dict.fromkeys(df["ref_model"]):
-        r = df[df["ref_model"] == ref]
-        cells = [model_label(cfg, ref)]
-        any_mark = False
-        for t in tasks:
-            for q in qs:
-                c = r[(r["task"] == t) & (r["q"] == q)].iloc[0]
-                mark = GRAY_MARK if c["marked"] else ""
-                any_mark |= bool(c["marked"])
-                cells.append(f"{c['mean']:.2f}%{mark}")
-        rows.append(cells)
-        gray.append(any_mark)
+        r = df[df["ref_model"] == ref].set_index(["task", "q"])
+        values = [
+            render.Value(r.at[(t, q), "mean"], suffix="%" + (GRAY_MARK if r.at[(t, q), "marked"] else ""))
+            for t in tasks
+            for q in qs
+        ]
+        rows.append(render.Row([model_label(cfg, ref)], values, gray=bool(r["marked"].any())))
+    notes = [
+        f"{model_label(cfg, ref)} ({t.upper()}): {int(n)} of {len(cfg['seeds'])} reference runs failed; their data maps are left out."
+        for (t, ref), n in df.groupby(["task", "ref_model"])["n_failed"].first().items()
+        if n
+    ]
+    return render.View(f"Table {tid}", caption(cfg, tid), [render.Block("", ["Ref. Model"], columns, rows)], notes)
+
+
+def easy_caption(cfg: dict, tid: str) -> str:
+    marks = [t for t in TRANSFER_MARK_TABLES if t in table_ids(cfg)]
     return (
-        md_table(header, rows) if style == "md" else tex_table(header, rows, gray, aligns="l" + "r" * (len(header) - 1))
+        "Easy ratio: % of training instances that are neither ambiguous (top q% variability) nor hard-to-learn "
+        "(bottom q% confidence) in each reference model's data map, at q = "
+        + ", ".join(f"{q_percent(q)}%" for q in cfg["easy_ratio"]["qs"])
+        + f"; mean over {seeds_phrase(cfg)}. "
+        + (
+            f"{GRAY_MARK} (gray): the reference model has an unsuccessful DM transfer in Table(s) {', '.join(marks)} "
+            "(read from their outputs); references without such a transfer are not marked."
+            if marks
+            else "No weak-reference table is configured, so no reference is marked."
+        )
     )
 
 
-# --- captions and dispatch -----------------------------------------------------------------------
+# --- Table A1: halted vs limited (appendix A.1 follow-up) ------------------------------------------
+
+
+def limiting_needs(cfg: dict, tid: str) -> grid.Needs:
+    needs = grid.Needs()
+    for (fid, task, series), limited in grid.limiting_runs(cfg).items():
+        needs.runs.update(limited)
+        needs.runs.update(grid.speed_series(cfg, fid)[(task, series)])
+    return needs
+
+
+def limiting_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
+    frac = parse_fraction(cfg["limiting"]["fraction"])
+    out, seen = [], set()
+    for (fid, task, series), limited in grid.limiting_runs(cfg).items():
+        full = grid.speed_series(cfg, fid)[(task, series)]
+        key = (task, full[0].model, series)
+        if key in seen:
+            continue
+        seen.add(key)
+        metric, sets = task_metric(cfg, task), grid.task_eval_sets(cfg, task)
+        for how, runs, f in (("full", full, Fraction(1)), ("halted", full, frac), ("limited", limited, frac)):
+            sv = res.seed_values(runs, sets, metric, f)
+            for d in sets:
+                mean, std = mean_std(sv.values[d])
+                out.append({"table": tid, "task": task, "main_model": full[0].model,
+                            "ref_model": "" if series == "erm" else series, "method": "erm" if series == "erm" else "dm",
+                            "step_fraction": frac_label(f), "dataset": d, "metric": metric, "q": "", "how": how,
+                            "role": "id" if d == sets[0] else "ood", "mean": mean, "std": std, "n_ok": sv.n_ok,
+                            "n_failed": sv.n_failed})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def limiting_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
+    blocks = []
+    hows = ("halted", "limited", "full")
+    for task in dict.fromkeys(df["task"]):
+        tdf = df[(df["task"] == task) & (df["role"] == "ood")]
+        rows = []
+        for (main, ref), g in tdf.groupby(["main_model", "ref_model"], sort=False):
+            means = g.groupby("how")["mean"].mean()
+            mode = "ERM" if not ref else f"DM ({model_label(cfg, ref)})"
+            rows.append(
+                render.Row([mode, model_label(cfg, main)], [render.Value(means.get(h, float("nan"))) for h in hows])
+            )
+        f = frac_label(parse_fraction(cfg["limiting"]["fraction"]))
+        columns = [render.Column(f"halted at {f}"), render.Column(f"limited to {f}"), render.Column("full budget")]
+        blocks.append(
+            render.Block(
+                f"{task.upper()} (mean OOD {metric_label(task_metric(cfg, task))}, %)",
+                ["Mode", "Main Model"],
+                columns,
+                rows,
+            )
+        )
+    return render.View(f"Table {tid}", caption(cfg, tid), blocks)
+
+
+def limiting_caption(cfg: dict, tid: str) -> str:
+    f = frac_label(parse_fraction(cfg["limiting"]["fraction"]))
+    return (
+        f"Appendix A.1 follow-up: halting the full-budget run at {f} of its steps (learning rate still high) vs a "
+        f"run whose whole schedule (10% warm-up, linear decay) is limited to {f} of the steps, vs the full budget; "
+        f"mean over the OOD sets of the seed means ({seeds_phrase(cfg)}). The paper reports that limited ERM matches "
+        "full-budget ERM, and that DM/FTFT still beats ERM at the same limited budget."
+    )
+
+
+# --- registry and dispatch ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableKind:
+    needs: Callable[[dict, str], grid.Needs]
+    build: Callable[[dict, Results, str], pd.DataFrame]
+    view: Callable[[dict, pd.DataFrame, str], render.View]
+    caption: Callable[[dict, str], str]
+
+
+REGISTRY: dict[str, TableKind] = {
+    "cells": TableKind(cells_needs, cells_build, cells_view, cells_caption),
+    "flops": TableKind(flops_needs, flops_build, flops_view, flops_caption),
+    "significance": TableKind(significance_needs, significance_build, significance_view, significance_caption),
+    "easy": TableKind(easy_needs, easy_build, easy_view, easy_caption),
+    "limiting": TableKind(limiting_needs, limiting_build, limiting_view, limiting_caption),
+}
+PAPER_ORDER = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "A1")
+
+
+def table_ids(cfg: dict) -> dict[str, str]:
+    """Table id -> kind, for the tables this config produces (in the paper's order)."""
+    ids = {tid: "cells" for tid in cfg["tables"] if grid.table_tasks(cfg, tid)}
+    if cfg["flops_models"] and active_tasks(cfg):
+        ids["4"] = "flops"
+    if grid.significance_tasks(cfg):
+        ids["5"] = "significance"
+    if cfg["easy_ratio"]["refs"] and active_tasks(cfg):
+        ids["8"] = "easy"
+    if grid.limiting_runs(cfg):
+        ids["A1"] = "limiting"
+    return {t: ids[t] for t in PAPER_ORDER if t in ids}
+
+
+def kind(cfg: dict, tid: str) -> TableKind:
+    ids = table_ids(cfg)
+    if tid not in ids:
+        raise FtftError(f"table {tid!r} is not produced by this config (tables: {list(ids)})")
+    return REGISTRY[ids[tid]]
+
+
+def needs(cfg: dict, tid: str) -> grid.Needs:
+    return kind(cfg, tid).needs(cfg, tid)
 
 
 def caption(cfg: dict, tid: str) -> str:
-    n = len(cfg["seeds"])
-    q = q_percent(cfg["q"])
-    common = (
-        f"Mean<sub>std</sub> in % over {n} seeds (sample std, ddof=1); failed runs (run.json status "
-        f"'failed') are excluded and counted ({FAILED_MARK}). Metric per task: "
-        + ", ".join(f"{t} {task_metric(cfg, t)}" for t in cfg["tasks"])
-        + f". DM = the {q}% most ambiguous training instances of the reference model's data map; "
-        "Random = a random subset of the same size."
-    )
-    if tid in ("1", "6"):
-        return "Transfer of training dynamics across model sizes and pretraining methods. " + common
-    if tid in ("2", "7"):
-        return (
-            "Conditions for a successful transfer. "
-            + common
-            + f" {GRAY_MARK} (gray in the paper and in the LaTeX): a DM row is an unsuccessful transfer if its mean OOD "
-            f"score (average over the OOD sets) is more than {MARGIN:g} point below the ERM run of the same main "
-            "model; the ERM row of its reference model is marked too."
-        )
-    if tid in ("3", "9"):
-        unit = model_label(cfg, cfg["cost_unit_model"])
-        return (
-            "Methods compared (FTFT = DM with an efficient reference model and a reduced step budget, read "
-            f"{'at the checkpoint of the full run' if cfg['methods']['ftft']['mode'] == 'halting' else 'from runs scheduled for that budget'}). "
-            + common
-            + f" Cost in units of one full ERM run of {unit}: (F_ref + F_main * fraction) / F_unit for DM/FTFT/JTT "
-            "and F_main / F_unit for ERM/Random/PoE, F_m = forward FLOPs of one epoch (Table 4, first seed); each "
-            "ratio F_m / F_unit rounded to 2 significant figures as the paper's printed costs are (unrounded values "
-            "in the CSV column 'exact')."
-        )
-    if tid == "4":
-        return (
-            "Forward PFLOPs (1e15) of one epoch over the task's training set, from run.json "
-            "flops.forward_per_epoch of each model's ERM run (first seed). Per token (Kaplan et al. 2020): "
-            "C = 2 N_nonembed + 2 n_layer n_ctx d_model, summed over the real tokens of every training instance."
-        )
-    if tid == "5":
-        sig = cfg["significance"]
-        return (
-            f"MultiBootstrap (Sellam et al. 2022): DM with {model_label(cfg, sig['main'])} as main model vs ERM, all OOD "
-            f"test sets of a task pooled, final checkpoints, {sig['samples']} samples (seed {sig.get('seed', 0)}); seeds "
-            "resampled independently per system and instances resampled jointly. Mean = mean difference DM - ERM "
-            "in points of the task metric; p-value = fraction of samples with difference <= 0 (one-sided). "
-            "Bold: p < 0.05; italics: 0.05 <= p < 0.06."
-        )
-    if tid == "8":
-        return (
-            "Easy ratio: % of training instances that are neither ambiguous (top q% variability) nor "
-            "hard-to-learn (bottom q% confidence) in each reference model's data map, mean over "
-            f"{n} seeds. {GRAY_MARK} (gray): the reference model has an unsuccessful DM transfer in "
-            "Tables 2/7 (same rule); references without such a transfer in the config are not marked."
-        )
-    return ""
+    return kind(cfg, tid).caption(cfg, tid)
 
 
-def build(cfg: dict, results: str | Path, tid: str) -> pd.DataFrame:
-    tid = str(tid)
-    if tid == "4":
-        df = table4_frame(cfg, results)
-    elif tid == "5":
-        df = table5_frame(cfg, results)
-    elif tid == "8":
-        df = table8_frame(cfg, results)
-    elif tid in cfg.get("tables", {}):
-        df = cell_frame(cfg, results, tid)
-    else:
-        raise FtftError(
-            f"table {tid} is not defined (config 'tables' has {sorted(cfg.get('tables', {}))} plus 4, 5, 8)"
-        )
+def build(cfg: dict, results: str | Path | Results, tid: str) -> pd.DataFrame:
+    res = results if isinstance(results, Results) else Results(results)
+    df = kind(cfg, tid).build(cfg, res, tid)
     for c in ("n_ok", "n_failed"):
         if c in df.columns:
             df[c] = df[c].astype("Int64")
@@ -599,80 +678,20 @@ def build(cfg: dict, results: str | Path, tid: str) -> pd.DataFrame:
     return df[front + [c for c in df.columns if c not in front]]
 
 
-def render(cfg: dict, df: pd.DataFrame, tid: str, style: str) -> str:
-    tid = str(tid)
-    footnotes: list[str] = []
-    if tid == "4":
-        body = render_table4(cfg, df, style)
-    elif tid == "5":
-        body = render_table5(cfg, df, style)
-        if (df["n_failed"] > 0).any():
-            footnotes.append(f"{FAILED_MARK} some runs failed and were excluded (see CSV column failed_seeds).")
-    elif tid == "8":
-        body = render_table8(cfg, df, style)
-    else:
-        body, footnotes = render_cells(cfg, df, style)
-    cap = caption(cfg, tid)
-    notes = ([DEMO_NOTE] if cfg.get("mode") == "demo" else []) + footnotes
-    if style == "md":
-        text = f"# Table {tid}\n\n{cap}\n\n{body}\n"
-        if notes:
-            text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
-        return text
-    cap_tex = tex_escape(cap.replace("Mean<sub>std</sub>", "@MEANSTD@")).replace("@MEANSTD@", r"Mean$_{\mathrm{std}}$")
-    note_tex = "".join(f"\n\\par\\footnotesize {tex_escape(n)}" for n in notes)
-    return (
-        "% generated by `ftft table`; needs \\usepackage{booktabs} and \\usepackage[table]{xcolor}\n"
-        "\\begin{table}[t]\n\\centering\n\\small\n"
-        f"{body}{note_tex}\n\\caption{{{cap_tex}}}\n\\label{{tab:table{tid}}}\n\\end{{table}}\n"
-    )
+def view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
+    return kind(cfg, tid).view(cfg, df, tid)
 
 
-def write(cfg: dict, results: str | Path, tid: str, prefix: str | Path) -> pd.DataFrame:
+def write(cfg: dict, results: str | Path | Results, tid: str, prefix: str | Path) -> pd.DataFrame:
     df = build(cfg, results, tid)
+    v = view(cfg, df, tid)
+    demo = DEMO_NOTE if cfg["mode"] == "demo" else None
     prefix = Path(prefix)
-    write_text(prefix.with_name(prefix.name + ".csv"), df.to_csv(index=False))
-    write_text(prefix.with_name(prefix.name + ".md"), render(cfg, df, tid, "md"))
-    write_text(prefix.with_name(prefix.name + ".tex"), render(cfg, df, tid, "tex"))
+    write_text(prefix.with_name(prefix.name + ".csv"), df.to_csv(index=False, float_format=CSV_FLOAT))
+    write_text(prefix.with_name(prefix.name + ".md"), render.to_markdown(v, demo))
+    write_text(prefix.with_name(prefix.name + ".tex"), render.to_latex(v, f"table{tid}", demo))
+    write_text(prefix.with_name(prefix.name + ".html"), render.to_html(v, demo))
     return df
-
-
-def table_inputs(cfg: dict, tid: str) -> list[str]:
-    """Files (relative to the results root) that ``ftft table --id tid`` reads."""
-    tid = str(tid)
-    runs: set[grid.Run] = set()
-    files: list[str] = []
-    known = grid.all_runs(cfg)
-    seed0 = cfg["seeds"][0]
-    if tid == "4":
-        runs |= {grid.ref_run(t, m, seed0) for m in cfg.get("flops_models", []) for t in cfg["tasks"]}
-    elif tid == "5":
-        for t in grid.significance_tasks(cfg):
-            for rs in grid.significance_runs(cfg, t).values():
-                runs.update(rs)
-        files += [f"{r.path}/predictions.parquet" for r in sorted(runs)]
-    else:
-        mark_tables = [t for t in TRANSFER_MARK_TABLES if t in cfg.get("tables", {})]
-        tables = mark_tables if tid == "8" else [tid]
-        for t in tables:
-            cells = grid.table_cells(cfg, t)
-            for c in cells:
-                runs.update(c.runs)
-                if t in TRANSFER_MARK_TABLES and c.method == "dm":
-                    runs.update(r for r in (grid.ref_run(c.task, c.main, s) for s in cfg["seeds"]) if r in known)
-            if cfg["tables"][t].get("cost"):
-                for c in cells:
-                    for m in {c.main, c.ref, cfg["cost_unit_model"]} - {"none"}:
-                        runs.add(grid.ref_run(c.task, m, seed0))
-        if tid == "8":
-            files += [
-                grid.datamap_path(t, r, s)
-                for t in cfg["tasks"]
-                for r in cfg["easy_ratio"]["refs"]
-                for s in cfg["seeds"]
-            ]
-    files += [f"{r.path}/{f}" for r in sorted(runs) for f in ("run.json", "metrics.csv")]
-    return sorted(set(files))
 
 
 # --- CLI -------------------------------------------------------------------------------------------
@@ -688,14 +707,14 @@ def load_config_json(path: str | Path) -> dict:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--id", required=True, help="table number (1-9)")
+    parser.add_argument("--id", required=True, help="table id (1-9, A1)")
     parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
-    parser.add_argument("--results", required=True, help="results root (holds runs/ and datamaps/)")
+    parser.add_argument("--results", required=True, help="results root (holds runs/, datamaps/, tables/)")
     parser.add_argument("--out-prefix", required=True, help="output path without extension")
 
 
 def run(args) -> int:
     cfg = load_config_json(args.config_json)
     df = write(cfg, args.results, args.id, args.out_prefix)
-    log.info("table %s: %d rows -> %s.{csv,md,tex}", args.id, len(df), args.out_prefix)
+    log.info("table %s: %d rows -> %s.{csv,md,tex,html}", args.id, len(df), args.out_prefix)
     return 0

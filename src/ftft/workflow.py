@@ -1,40 +1,40 @@
-"""What the Snakefile asks of the package: targets, input lists and job parameters.
+"""What the Snakefile asks of the package: targets, every rule's inputs and job parameters.
 
-The ``.smk`` files stay declarative: every path list, every input function's logic and
-every parameter string is computed here, from the validated config and ``ftft.grid``.
-``Plan(config)`` is built once per Snakemake invocation; its methods are called by the
-rules' input / params / resources functions with plain wildcard values.
+The ``.smk`` files stay declarative; every path comes from ``ftft.layout`` and every input
+function's logic (the DAG edges) lives here, computed from the validated config and
+``ftft.grid``. ``Plan(config)`` is built once per Snakemake invocation; its methods are called
+by the rules' input / params / resources functions with plain wildcard values.
 
-Paths returned here include the results (or resources) root, exactly as the rules
-declare them (the Snakefile sets the ``<results>`` / ``<resources>`` path variables to
-``config["results"]`` / ``config["resources"]``).
-
-Rerun triggers: Snakemake re-runs a job when its params change, so a training job's
-params hold only that run's spec (``make_spec(cfg, run)``), never the whole config.
+Rerun triggers: Snakemake re-runs a job when its params change, so a training job's params
+hold only that run's spec (``make_spec(cfg, run)``), never the whole config, and the config
+dump that aggregation jobs read leaves out the operational keys (``cluster``, ``hub``,
+``state_dir``, thread counts and log intervals), so changing them re-runs nothing.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shlex
 from functools import cached_property
-from pathlib import PurePosixPath
 
-from . import grid
-from .grid import RUN_FILES, Run
+from . import figures, grid, tables
+from .config import active_tasks
+from .grid import Run
+from .layout import BIAS_FILE, Layout
 
-#: Wildcard patterns shared by all rules (the training path must parse one way only).
-MODEL_RE = r"[a-z0-9][a-z0-9.-]*"
+KEY_RE = r"[a-z0-9][a-z0-9.-]*"
 METHOD_RE = r"[a-z]+"
 BUDGET_RE = r"full|\d+-\d+"
 SEED_RE = r"\d+"
-#: ``Run.path`` with the train rule's wildcards (tests check the two agree).
-RUN_PATTERN = "runs/{task}/{model}/{method}-{ref}/{budget}/seed{seed}"
 DEMO_KINDS = ("nli", "hsd")
+#: config keys that never change a result (left out of the config dump aggregation jobs read)
+OPERATIONAL = ("cluster", "hub", "state_dir", "resources")
+OPERATIONAL_TRAINING = ("threads", "log_every", "eval_batch_size")
 
 
-def _alternation(names) -> str:
+def alternation(names) -> str:
     names = sorted(names, key=lambda n: (-len(n), n))
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
@@ -60,40 +60,10 @@ class Plan:
 
     def __init__(self, cfg: dict):
         self.cfg = cfg
-        self.results = str(cfg["results"]).rstrip("/") or "."
-        self.resources = str(cfg["resources"]).rstrip("/") or "."
+        self.layout = Layout.from_config(cfg)
         self.mode = cfg["mode"]
 
-    # ------------------------------------------------------------------ paths
-    def r(self, rel: str) -> str:
-        """Path below the results root."""
-        return f"{self.results}/{rel}"
-
-    def run_file(self, run: Run, name: str) -> str:
-        return self.r(f"{run.path}/{name}")
-
-    def run_files(self, run: Run, names=RUN_FILES) -> list[str]:
-        return [self.run_file(run, n) for n in names]
-
-    def datamap_file(self, task: str, ref: str, seed: int) -> str:
-        return self.r(grid.datamap_path(task, ref, seed))
-
-    def source_file(self, source: str) -> str:
-        return self.r(f"data/sources/{source}.parquet")
-
-    def task_train_file(self, task: str) -> str:
-        return self.r(f"data/{task}/train.parquet")
-
-    def task_eval_files(self, task: str) -> list[str]:
-        return [self.r(f"data/{task}/eval/{name}.parquet") for name in grid.task_eval_sets(self.cfg, task)]
-
-    def demo_model_dir(self, model: str) -> str:
-        return f"{self.resources}/demo_models/{model}"
-
-    def download_marker(self, source: str) -> str:
-        return f"{self.resources}/{source}/DONE.json"
-
-    # ------------------------------------------------------------- the grid
+    # ------------------------------------------------------------------ the grid
     @cached_property
     def runs(self) -> list[Run]:
         return sorted(grid.all_runs(self.cfg))
@@ -103,262 +73,395 @@ class Plan:
         return sorted(grid.all_datamaps(self.cfg))
 
     @cached_property
-    def models_used(self) -> list[str]:
-        return sorted({r.model for r in self.runs})
-
-    @cached_property
     def sources(self) -> list[str]:
         return sorted(grid.sources_used(self.cfg))
 
     @cached_property
     def table_ids(self) -> list[str]:
-        ids = {PurePosixPath(t).stem.removeprefix("table") for t in grid.table_targets(self.cfg)}
-        return sorted(ids, key=int)
+        return list(tables.table_ids(self.cfg))
 
     @cached_property
     def figure_ids(self) -> list[str]:
-        """'1a_nli', '2_halting', ...: one figure job per (png, pdf) pair."""
-        ids = []
-        for t in grid.figure_targets(self.cfg):
-            p = PurePosixPath(t)
-            if p.parent.name == "figures" and p.suffix == ".png":
-                ids.append(p.stem.removeprefix("figure"))
-        return ids
+        return list(figures.figure_ids(self.cfg))
+
+    @cached_property
+    def bias_models(self) -> set[tuple[str, str]]:
+        return grid.bias_models(self.cfg)
+
+    def check(self) -> None:
+        """Config problems only the planned grid reveals (before any job): raise ConfigError."""
+        from pathlib import Path
+
+        from .config import ConfigError
+
+        if self.mode == "paper":
+            for m in sorted(grid.models_used(self.cfg)):
+                path = self.cfg["models"][m]["path"]
+                if path and not Path(path).exists():
+                    raise ConfigError(f"invalid config at 'models.{m}.path': local model copy {path!r} does not exist")
+        for source in self.sources:
+            if source in self.cfg["byo"]:
+                for split, f in self.cfg["byo"][source]["files"].items():
+                    if not Path(f).is_file():
+                        raise ConfigError(f"invalid config at 'byo.{source}.files.{split}': file {f!r} does not exist")
+            elif source not in self.cfg["datasets"] and not (self.mode == "demo" and source.startswith("demo_")):
+                raise ConfigError(f"source {source!r} is defined neither under 'datasets' nor under 'byo'")
+        self._check_builtin_sources()
+        for source in self.sources:
+            ds = self.cfg["datasets"].get(source)
+            if ds is not None and not ds["url"] and not ds["mirror"]:
+                raise ConfigError(f"invalid config at 'datasets.{source}': neither 'url' nor 'mirror' is set")
+
+    def _check_builtin_sources(self) -> None:
+        """Labels and split names of the built-in datasets are known before anything is downloaded."""
+        import importlib
+
+        from .config import ConfigError
+        from .data.prepare import SOURCES
+
+        for task in active_tasks(self.cfg):
+            t = self.cfg["tasks"][task]
+            entries = [("train", t["train"]), ("id_test", t["id_test"])] + [
+                (f"ood[{i}]", o) for i, o in enumerate(t["ood"])
+            ]
+            for key, entry in entries:
+                if entry["source"] not in SOURCES or entry["source"] in self.cfg["byo"]:
+                    continue
+                module = importlib.import_module(f"ftft.data.{entry['source']}")
+                if list(module.LABEL_NAMES) != list(t["labels"]):
+                    raise ConfigError(
+                        f"invalid config at 'tasks.{task}.labels': {t['labels']} are not the labels of source "
+                        f"'{entry['source']}' ({list(module.LABEL_NAMES)}, in that order)"
+                    )
+                if entry["split"] not in module.SPLIT_NAMES:
+                    raise ConfigError(
+                        f"invalid config at 'tasks.{task}.{key}.split': source '{entry['source']}' has no split "
+                        f"{entry['split']!r}; its splits are {list(module.SPLIT_NAMES)}"
+                    )
 
     def final_targets(self) -> list[str]:
-        rel = [
-            *grid.table_targets(self.cfg),
-            *grid.figure_targets(self.cfg),
-            "tables/paper_comparison.csv",
-            "tables/paper_comparison.md",
+        L = self.layout
+        out = [L.table(t, ext) for t in self.table_ids for ext in ("csv", "md", "tex", "html")]
+        out += [L.figure(f, ext) for f in self.figure_ids for ext in ("png", "pdf")]
+        out += [L.datamap_plot(t, r, s) for t, r, s in self.datamaps]
+        out += [L.comparison("csv"), L.comparison("md"), L.claims("csv"), L.claims("md"), L.failed_runs("md")]
+        return out
+
+    def datamap_targets(self) -> list[str]:
+        """Every data map (parquet with the texts) and its plot: the `datamaps` target."""
+        return [
+            f for t, r, s in self.datamaps for f in (self.layout.datamap(t, r, s), self.layout.datamap_plot(t, r, s))
         ]
-        return [self.r(t) for t in rel]
 
     def wildcard_constraints(self) -> dict[str, str]:
         return {
-            "task": _alternation(self.cfg["tasks"]),
-            "model": MODEL_RE,
-            "ref": MODEL_RE,
+            "task": alternation(active_tasks(self.cfg)),
+            "model": KEY_RE,
+            "ref": KEY_RE,
             "method": METHOD_RE,
             "budget": BUDGET_RE,
             "seed": SEED_RE,
-            "kind": _alternation(DEMO_KINDS),
-            "variant": r"[A-Za-z0-9_]+",  # a figure's task (1a, 1b) or mode (2-4)
+            "tokenizer": KEY_RE,
+            "kind": alternation(DEMO_KINDS),
+            "table": alternation(self.table_ids),
+            "figure": alternation(self.figure_ids),
             # raw and BYO sources; demo_* sources come from the demo_data rule
-            "source": r"(?!demo_)[A-Za-z0-9_-]+",
+            "source": r"(?!demo_)[A-Za-z0-9][A-Za-z0-9_-]*",
         }
 
     # ------------------------------------------------------------------ data
-    def download_params(self, source: str) -> dict[str, str]:
-        ds = self.cfg.get("datasets", {}).get(source)
+    def download_args(self, source: str) -> str:
+        ds = self.cfg["datasets"].get(source)
         if ds is None:
             raise ValueError(f"source '{source}' is not defined under 'datasets'")
-        sha = ds.get("sha256")
-        return {
-            "url": ds.get("url") or "",
-            "extra": quote_args(
-                ("--sha256", dumps(sha) if isinstance(sha, dict) else sha),
-                ("--mirror", ds.get("mirror")),
-            ),
-        }
+        sha = ds["sha256"]
+        return quote_args(
+            ("--url", ds["url"]),
+            ("--sha256", dumps(sha) if isinstance(sha, dict) else sha),
+            ("--mirror", ds["mirror"]),
+        )
 
     def prepare_inputs(self, source: str) -> list[str]:
-        byo = self.cfg.get("byo", {})
+        byo = self.cfg["byo"]
         if source in byo:
             return sorted(byo[source]["files"].values())
-        if source in self.cfg.get("datasets", {}):
-            return [self.download_marker(source)]
+        if source in self.cfg["datasets"]:
+            return [self.layout.download_marker(source)]
         raise ValueError(f"source '{source}' is defined neither under 'datasets' nor under 'byo'")
 
-    def prepare_extra(self, source: str) -> str:
+    def byo_spec(self, source: str) -> dict:
+        """The ``byo.<source>`` entry; ``labels: null`` takes the labels of the task(s) using it."""
+        spec = copy.deepcopy(self.cfg["byo"][source])
+        if spec["labels"] is None:
+            users = [
+                t
+                for t in active_tasks(self.cfg)
+                if source
+                in {self.cfg["tasks"][t]["train"]["source"], self.cfg["tasks"][t]["id_test"]["source"]}
+                | {o["source"] for o in self.cfg["tasks"][t]["ood"]}
+            ]
+            label_sets = {tuple(self.cfg["tasks"][t]["labels"]) for t in users}
+            if len(label_sets) == 1:
+                spec["labels"] = list(label_sets.pop())
+        return spec
+
+    def prepare_args(self, source: str) -> str:
         """--raw DIR (and --spec for a BYO source: its file/column mapping)."""
-        byo = self.cfg.get("byo", {})
-        if source in byo:
-            return quote_args(("--raw", "."), ("--spec", dumps(byo[source])))
-        return quote_args(("--raw", f"{self.resources}/{source}"))
+        if source in self.cfg["byo"]:
+            return quote_args(("--raw", "."), ("--spec", dumps(self.byo_spec(source))))
+        return quote_args(("--raw", self.layout.download_dir(source)))
 
     def task_sources(self, task: str) -> list[str]:
         t = self.cfg["tasks"][task]
         names = {t["train"]["source"], t["id_test"]["source"], *(o["source"] for o in t["ood"])}
-        return [self.source_file(s) for s in sorted(names)]
+        return [self.layout.source(s) for s in sorted(names)]
 
     def assemble_spec(self, task: str) -> str:
         return dumps(self.cfg["tasks"][task])
 
-    def demo_data_params(self, kind: str) -> str:
-        demo = self.cfg.get("demo", {})
+    def demo_data_args(self, kind: str) -> str:
+        demo = self.cfg["demo"]
         return quote_args(
-            ("--train-rows", demo.get(f"{kind}_train_rows")),
-            ("--eval-rows", demo.get("eval_rows")),
-            ("--seed", demo.get("seed")),
+            ("--train-rows", demo[f"{kind}_train_rows"]),
+            ("--eval-rows", demo["eval_rows"]),
+            ("--seed", demo["seed"]),
         )
 
-    # ---------------------------------------------------------------- models
+    # ------------------------------------------------------------------ models
     def demo_corpus(self) -> list[str]:
-        return [self.source_file(s) for s in self.sources if s.startswith("demo_")]
+        """The normalised sources the demo stand-ins' tokenizers are trained on (every source used)."""
+        return [self.layout.source(s) for s in self.sources]
+
+    def demo_models(self) -> list[str]:
+        return sorted(grid.models_used(self.cfg)) if self.mode == "demo" else []
+
+    def demo_model_args(self) -> str:
+        m = self.cfg["models"]
+        return " ".join(
+            quote_args(
+                ("--model", k),
+                ("--family", m[k]["family"]),
+                ("--size", m[k]["size"]),
+                ("--out", self.layout.demo_model(k)),
+            )
+            for k in self.demo_models()
+        )
 
     def model_setting(self, model: str, key: str) -> str:
         return self.cfg["models"][model][key]
 
-    # -------------------------------------------------------------- training
+    def model_input(self, model: str) -> str:
+        """What a job that loads ``model`` depends on: its demo folder, local copy or hub marker."""
+        m = self.cfg["models"][model]
+        if self.mode == "demo":
+            return self.layout.demo_model(model)
+        if m["path"]:
+            return m["path"]
+        return self.layout.hub_marker(model)
+
+    def model_source(self, model: str) -> str:
+        from .models import model_source
+
+        return model_source(self.cfg, model)
+
+    def hub_markers(self) -> list[str]:
+        """The fetch markers of every hub model the grid loads (paper mode, no local copy)."""
+        if self.mode != "paper":
+            return []
+        return [
+            self.layout.hub_marker(m) for m in sorted(grid.models_used(self.cfg)) if not self.cfg["models"][m]["path"]
+        ]
+
+    def tokenizer_model(self, tokenizer: str) -> str:
+        """The model whose tokenizer files a tokenizer group is built from (first key of the group)."""
+        members = sorted(m for m in grid.models_used(self.cfg) if grid.tokenizer_of(self.cfg, m) == tokenizer)
+        if not members:
+            raise ValueError(f"no model of this config uses tokenizer group {tokenizer!r}")
+        return members[0]
+
+    def hub_env(self, fetch: bool = False) -> str:
+        """Environment prefix of jobs that load hub models: the configured cache (``hub.cache``), and
+        offline once the fetch rule ran (``hub.offline``; not for the fetch itself)."""
+        if self.mode != "paper":
+            return ""
+        env = {k: v for k, v in hub_environment(self.cfg).items() if not (fetch and k == "HF_HUB_OFFLINE")}
+        return "".join(f"{k}={shlex.quote(v)} " for k, v in env.items())
+
+    # ------------------------------------------------------------------ training
     @staticmethod
     def run_of(wildcards) -> Run:
         return Run(
-            wildcards.task,
-            wildcards.model,
-            wildcards.method,
-            wildcards.ref,
-            wildcards.budget,
-            int(wildcards.seed),
+            wildcards.task, wildcards.model, wildcards.method, wildcards.ref, wildcards.budget, int(wildcards.seed)
         )
 
-    def train_inputs(self, run: Run) -> dict[str, object]:
-        inputs: dict[str, object] = {
-            "train": self.task_train_file(run.task),
-            "evals": self.task_eval_files(run.task),
+    def tokenized(self, task: str, model: str) -> str:
+        return self.layout.tokenized(task, grid.tokenizer_of(self.cfg, model))
+
+    def tokenize_inputs(self, task: str, tokenizer: str) -> dict[str, str]:
+        return {
+            "train": self.layout.task_train(task),
+            "evals": self.layout.task_eval_dir(task),
+            "model": self.model_input(self.tokenizer_model(tokenizer)),
         }
-        subset = grid.subset_path(run)
-        if subset is not None:
-            inputs["subset"] = self.r(subset)
-        if self.mode == "demo":
-            inputs["model"] = self.demo_model_dir(run.model)
+
+    def tokenize_args(self, task: str, tokenizer: str) -> str:
+        return quote_args(
+            ("--model", self.model_source(self.tokenizer_model(tokenizer))),
+            ("--max-length", self.cfg["tasks"][task]["max_length"]),
+            ("--eval-sets", grid.task_eval_sets(self.cfg, task)),
+        )
+
+    def train_inputs(self, run: Run) -> dict[str, str]:
+        inputs = {"data": self.tokenized(run.task, run.model), "model": self.model_input(run.model)}
+        if run.method != "erm":
+            inputs["subset"] = self.layout.subset(run.task, run.method, run.ref, run.seed)
         return inputs
 
-    def train_spec(self, run: Run) -> str:
-        """JSON of ``ftft.train.spec.make_spec(cfg, run)``: this run's settings only."""
+    def train_spec(self, run: Run) -> dict:
+        """``ftft.train.spec.make_spec(cfg, run)``: this run's settings only."""
         from .train.spec import make_spec  # lazy: the train package is not needed to plan
 
-        return dumps(make_spec(self.cfg, run))
+        return make_spec(self.cfg, run)
 
-    def train_extra(self, run: Run, inputs) -> str:
-        model_path = inputs.get("model") if hasattr(inputs, "get") else None
-        if model_path is None and self.mode != "demo":
-            model_path = self.cfg["models"][run.model].get("path")
-        return quote_args(
-            ("--subset", inputs.get("subset") if hasattr(inputs, "get") else None),
-            ("--model-path", model_path),
-        )
+    def writes_bias(self, run: Run) -> bool:
+        return run.method == "erm" and run.budget == grid.FULL and (run.task, run.model) in self.bias_models
 
-    def state_dir(self, run: Run) -> str:
-        return f"{str(self.cfg['state_dir']).rstrip('/')}/{run.path}"
-
-    def state_dir_pattern(self) -> str:
-        """``state_dir(run)`` as a wildcard pattern of the train rule (a plain string param,
-        cheaper to expand than a function for hundreds of jobs)."""
-        return f"{str(self.cfg['state_dir']).rstrip('/')}/{RUN_PATTERN}"
+    def bias_model_constraint(self) -> dict[str, str]:
+        """Wildcard constraints of the train rule variant that also writes ``bias_logp.parquet``."""
+        return {
+            "model": alternation({m for _, m in self.bias_models}),
+            "method": "erm",
+            "budget": grid.FULL,
+        }
 
     def train_threads(self) -> int:
-        return int(self.cfg["training"].get("threads", 1))
+        return self.cfg["training"]["threads"]
 
     def train_gpus(self) -> int:
-        """GPUs per training job: config cluster.train_gpus, else 1 in paper mode and 0 in
-        demo mode (the demo trains tiny models on CPU)."""
-        default = 1 if self.mode == "paper" else 0
-        return int(self.cfg.get("cluster", {}).get("train_gpus", default))
+        return self.cfg["cluster"]["train_gpus"]
 
-    def train_mem_mb(self) -> int:
-        return int(self.cfg.get("cluster", {}).get("train_mem_mb", 32000))
+    @cached_property
+    def compute_plan(self):
+        from .plan import ComputePlan
 
-    def train_runtime(self, task: str) -> int:
-        """Minutes (SLURM --time) for one training job of ``task``."""
-        return int(self.cfg.get("cluster", {}).get("train_runtime_min", {}).get(task, 720))
+        return ComputePlan(self.cfg)
+
+    def train_runtime(self, run: Run) -> int:
+        """Minutes (SLURM --time) for one training job, from the compute plan."""
+        return self.compute_plan.runtime_min(run)
+
+    def train_mem_mb(self, run: Run) -> int:
+        return self.compute_plan.mem_mb(run)
 
     def gpu_model(self) -> str:
         """SLURM GPU model (the plugin's ``gpu_model`` -> --gpus=MODEL:1); '' for any."""
-        return self.cfg.get("cluster", {}).get("gpu_model") or ""
+        return self.cfg["cluster"]["gpu_model"] or ""
 
-    def worker_settings(self) -> dict | None:
-        """The warm worker's settings (``worker`` config key) when enabled, else None."""
-        settings = self.cfg.get("worker") or {}
-        if not settings.get("enabled"):
-            return None
-        return {"idle_timeout": float(settings.get("idle_timeout_s", 600)), "log": self.r("logs/worker.log")}
-
-    # ------------------------------------------------------ datamaps, subsets
-    def datamap_ref_run(self, task: str, ref: str, seed: int) -> Run:
-        return grid.ref_run(task, ref, seed)
+    # ------------------------------------------------------------------ data maps, subsets
+    @staticmethod
+    def datamap_run(wildcards) -> Run:
+        return grid.ref_run(wildcards.task, wildcards.ref, int(wildcards.seed))
 
     def datamap_inputs(self, task: str, ref: str, seed: int) -> dict[str, str]:
         run = grid.ref_run(task, ref, seed)
-        return {"dynamics": self.run_file(run, "dynamics.npz"), "record": self.run_file(run, "run.json")}
+        return {
+            "dynamics": self.layout.run_file("dynamics.npz", run),
+            "record": self.layout.run_file("run.json", run),
+            "train": self.layout.task_train(task),
+        }
 
     def subset_inputs(self, task: str, method: str, ref: str, seed: int) -> dict[str, str]:
-        inputs = {"train": self.task_train_file(task)}
+        inputs = {"train": self.layout.task_train(task)}
         if method in grid.NEEDS_REF:
-            ref_seed = grid.datamap_seed(self.cfg, seed)
+            ref_run = grid.ref_run(task, ref, grid.datamap_seed(self.cfg, seed))
             if method == "dm":
-                inputs["datamap"] = self.datamap_file(task, ref, ref_seed)
+                inputs["datamap"] = self.layout.datamap(task, ref, ref_run.seed)
             else:
-                ref_run = grid.ref_run(task, ref, ref_seed)
-                inputs["dynamics"] = self.run_file(ref_run, "dynamics.npz")
+                inputs["dynamics"] = self.layout.run_file("dynamics.npz", ref_run)
+                inputs["record"] = self.layout.run_file("run.json", ref_run)
+            if method == "poe":
+                inputs["bias"] = self.layout.run_file(BIAS_FILE, ref_run)
         return inputs
 
-    def subset_spec(self, task: str, method: str) -> str:
+    def subset_args(self, task: str, method: str, ref: str, seed: int, inputs) -> str:
+        spec = {}
         if method == "jtt":
-            jtt = self.cfg["methods"]["jtt"]
-            return dumps({"jtt_epoch": self.cfg["tasks"][task].get("jtt_epoch"), "upweight": jtt.get("upweight")})
-        return dumps({})
-
-    @staticmethod
-    def subset_extra(inputs) -> str:
-        dynamics = inputs.get("dynamics")
+            spec = {
+                "jtt_epoch": self.cfg["tasks"][task]["jtt_epoch"],
+                "upweight": self.cfg["methods"]["jtt"]["upweight"],
+            }
+        ref_dir = None
+        if "record" in inputs.keys():
+            ref_dir = inputs["record"].rsplit("/", 1)[0]
         return quote_args(
+            ("--q", self.cfg["q"] if method in ("random", "dm") else None),
+            ("--seed", seed),
             ("--datamap", inputs.get("datamap")),
-            ("--ref-run", str(PurePosixPath(dynamics).parent) if dynamics else None),
+            ("--ref-run", ref_dir),
+            ("--spec", dumps(spec) if spec else None),
         )
 
-    # ------------------------------------------------------- tables, figures
-    def config_json(self) -> str:
-        return self.r("config.json")
+    # ------------------------------------------------------------------ aggregation
+    def config_dump(self) -> dict:
+        """The merged config without its operational keys (what aggregation jobs read)."""
+        cfg = {k: copy.deepcopy(v) for k, v in self.cfg.items() if k not in OPERATIONAL}
+        for k in OPERATIONAL_TRAINING:
+            cfg["training"].pop(k, None)
+        return cfg
 
-    def config_dump(self) -> str:
-        """The merged config as canonical JSON (what table/figure jobs read)."""
-        return json.dumps(self.cfg, sort_keys=True, indent=1, default=str)
+    def needs_files(self, needs: grid.Needs) -> list[str]:
+        L = self.layout
+        files = {L.run_file(f, r) for r in needs.runs for f in ("run.json", "metrics.csv")}
+        files |= {L.run_file("predictions.parquet", r) for r in needs.predictions}
+        files |= {L.run_file(f, r) for r in needs.dynamics for f in ("run.json", "dynamics.npz")}
+        files |= {L.datamap(t, r, s) for t, r, s in needs.datamaps}
+        files |= {L.table(t, "csv") for t in needs.tables}
+        return sorted(files)
 
-    # The table / figure / comparison modules say which files they read; ask them, so a
-    # job's inputs are exactly those files (imported lazily: they pull in pandas).
     def table_inputs(self, tid: str) -> list[str]:
-        from . import tables
+        return self.needs_files(tables.needs(self.cfg, tid))
 
-        return [self.r(f) for f in tables.table_inputs(self.cfg, tid)]
+    def table_caption(self, tid: str) -> str:
+        return rst_text(tables.caption(self.cfg, tid))
 
-    @staticmethod
-    def table_caption(tid: str) -> str:
-        from .tables import REPORT_CAPTIONS
+    def figure_inputs(self, fid: str) -> list[str]:
+        return self.needs_files(figures.needs(self.cfg, fid))
 
-        return REPORT_CAPTIONS[str(tid)]
-
-    @cached_property
-    def figure_groups(self) -> dict[str, list[str]]:
-        """Figure id ('1a', '2', ...) -> its variants (tasks for 1a/1b, modes for 2-4)."""
-        out: dict[str, list[str]] = {}
-        for fig in self.figure_ids:
-            fid, _, variant = fig.partition("_")
-            out.setdefault(fid, []).append(variant)
-        return out
-
-    @staticmethod
-    def figure_cli(fid: str, variant: str) -> dict[str, str | None]:
-        if fid in ("1a", "1b"):
-            return {"task": variant, "mode": None}
-        return {"task": None, "mode": variant}
-
-    def figure_inputs(self, fid: str, variant: str) -> list[str]:
-        from . import figures
-
-        return [self.r(f) for f in figures.figure_inputs(self.cfg, fid, **self.figure_cli(fid, variant))]
-
-    def figure_args(self, fid: str, variant: str) -> str:
-        cli = self.figure_cli(fid, variant)
-        return quote_args(("--id", fid), ("--task", cli["task"]), ("--mode", cli["mode"]))
-
-    @staticmethod
-    def figure_caption(fid: str) -> str:
-        from .figures import REPORT_CAPTIONS
-
-        return REPORT_CAPTIONS[str(fid)]
+    def figure_caption(self, fid: str) -> str:
+        return rst_text(figures.caption(self.cfg, fid))
 
     def compare_inputs(self) -> list[str]:
-        from . import compare
+        return [self.layout.table(t, "csv") for t in self.table_ids if t != "A1"]
 
-        return [self.r(f) for f in compare.compare_inputs(self.cfg)]
+    def claims_inputs(self) -> list[str]:
+        from . import claims
+
+        return sorted(
+            set(self.needs_files(claims.needs(self.cfg))) | {self.layout.table(t, "csv") for t in self.table_ids}
+        )
+
+    def all_records(self) -> list[str]:
+        return [self.layout.run_file("run.json", r) for r in self.runs]
+
+    def failed_runs_message(self) -> str:
+        """The end-of-run summary: how many runs failed and where the details are."""
+        from .failures import summary_line
+
+        return summary_line(self.cfg, self.runs)
+
+
+def hub_environment(cfg: dict) -> dict[str, str]:
+    """Environment variables of jobs that load hub models (paper mode): HF_HOME, HF_HUB_OFFLINE."""
+    env = {}
+    if cfg["hub"]["cache"]:
+        env["HF_HOME"] = str(cfg["hub"]["cache"])
+    if cfg["hub"]["offline"]:
+        env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def rst_text(text: str) -> str:
+    """Plain text made safe to drop into reStructuredText (report captions)."""
+    for ch in ("\\", "*", "`", "_", "|"):
+        text = text.replace(ch, "\\" + ch)
+    return text

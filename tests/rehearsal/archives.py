@@ -332,8 +332,8 @@ class ReleaseHandler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve(root_dir: str | Path, requests: list[str] | None = None) -> Iterator[str]:
-    """Serve ``root_dir`` on 127.0.0.1 (a free port) in a thread; yield the base URL.
+def serve(root_dir: str | Path, requests: list[str] | None = None, port: int = 0) -> Iterator[str]:
+    """Serve ``root_dir`` on 127.0.0.1 (``port``; 0: a free one) in a thread; yield the base URL.
 
     Every request's decoded path (redirects included) is appended to ``requests`` when given.
     """
@@ -343,7 +343,7 @@ def serve(root_dir: str | Path, requests: list[str] | None = None) -> Iterator[s
         (ReleaseHandler,),
         {"root": root, "requests": [] if requests is None else requests, "lock": threading.Lock()},
     )
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

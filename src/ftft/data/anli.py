@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 LABEL_NAMES = NLI_LABELS
 ROUNDS = (1, 2, 3)
 PARTS = ("train", "dev", "test")
+SPLIT_NAMES = tuple(f"{part}_r{r}" for part in PARTS for r in ROUNDS)
 EXPECTED = {
     "train_r1": 16_946,
     "train_r2": 45_460,

@@ -1,11 +1,11 @@
 """Collect one task's training set and evaluation sets from the normalised sources.
 
-``ftft assemble --spec JSON --sources-dir DIR --out-dir DIR``
+``ftft assemble --spec JSON --sources-dir DIR --train FILE --eval-dir DIR``
 
 ``spec`` is the task's config entry (``tasks.<task>``): ``labels``, ``train: {source, split}``,
 ``id_test: {name, source, split}``, ``ood: [{name, source, split}, ...]``. For each of them the
 rows of ``split`` are taken from ``{sources-dir}/{source}.parquet`` and written (same columns,
-same schema metadata) to ``{out-dir}/train.parquet`` and ``{out-dir}/eval/{name}.parquet``.
+same schema metadata) to ``--train`` and ``{eval-dir}/{name}.parquet``.
 
 Checks (DataError, naming source and split): the source file exists; its label names equal the
 task's ``labels`` (both lists in the message); the split exists and is not empty (the message
@@ -14,13 +14,13 @@ lists the available splits); uids are unique within each output file.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import DataError
+from ..io import parse_json_arg
 from . import schema
 
 log = logging.getLogger(__name__)
@@ -30,16 +30,16 @@ def _entries(spec: dict) -> list[tuple[str, dict]]:
     for key in ("labels", "train", "id_test"):
         if key not in spec:
             raise DataError(f"task spec: missing key '{key}' (have {sorted(spec)})")
-    out = [("train", spec["train"]), (f"eval/{spec['id_test']['name']}", spec["id_test"])]
-    out += [(f"eval/{o['name']}", o) for o in spec.get("ood", [])]
+    out = [("train", spec["train"]), (spec["id_test"]["name"], spec["id_test"])]
+    out += [(o["name"], o) for o in spec.get("ood", [])]
     names = [n for n, _ in out]
     if len(set(names)) != len(names):
         raise DataError(f"task spec: evaluation set names must be unique, got {names}")
     return out
 
 
-def assemble(spec: dict, sources_dir: str | Path, out_dir: str | Path) -> dict:
-    sources_dir, out_dir = Path(sources_dir), Path(out_dir)
+def assemble(spec: dict, sources_dir: str | Path, train: str | Path, eval_dir: str | Path) -> dict:
+    sources_dir, train, eval_dir = Path(sources_dir), Path(train), Path(eval_dir)
     labels = [str(x) for x in spec.get("labels", [])]
     cache: dict[str, tuple[pd.DataFrame, dict]] = {}
     written = {}
@@ -63,7 +63,7 @@ def assemble(spec: dict, sources_dir: str | Path, out_dir: str | Path) -> dict:
             raise DataError(
                 f"source '{source}': split '{split}' (for {name}) is missing or empty; available splits: {avail}"
             )
-        target = out_dir / f"{name}.parquet"
+        target = train if name == "train" and entry is spec["train"] else eval_dir / f"{name}.parquet"
         schema.write(part, target, labels, source)
         written[name] = {"source": source, "split": split, "rows": len(part), "path": str(target)}
         log.info("%s: %d rows from %s/%s -> %s", name, len(part), source, split, target)
@@ -73,15 +73,11 @@ def assemble(spec: dict, sources_dir: str | Path, out_dir: str | Path) -> dict:
 def add_arguments(parser) -> None:
     parser.add_argument("--spec", required=True, help="task config (tasks.<task>) as JSON")
     parser.add_argument("--sources-dir", required=True, help="folder with {source}.parquet")
-    parser.add_argument("--out-dir", required=True, help="task data folder (train.parquet, eval/*.parquet)")
+    parser.add_argument("--train", required=True, help="training set parquet to write")
+    parser.add_argument("--eval-dir", required=True, help="folder for {name}.parquet of each evaluation set")
 
 
 def run(args) -> int:
-    try:
-        spec = json.loads(args.spec)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"--spec: not valid JSON: {exc}") from exc
-    if not isinstance(spec, dict):
-        raise DataError(f"--spec: expected a JSON object (tasks.<task>), got {type(spec).__name__}")
-    assemble(spec, args.sources_dir, args.out_dir)
+    spec = parse_json_arg(args.spec, "--spec")
+    assemble(spec, args.sources_dir, args.train, args.eval_dir)
     return 0

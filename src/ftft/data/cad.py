@@ -74,6 +74,7 @@ from .schema import HSD_LABELS
 LABEL_NAMES = HSD_LABELS
 FILE = "cad_v1_1.tsv"
 EXPECTED: dict[str, int] = {}
+SPLIT_NAMES = ("train", "dev", "test")  # Ramponi & Tonelli folds 0-7, 8, 9
 KEEP_SPLITS = ("train", "dev", "test")
 KEEP_CONTEXT = ("CurrentContent", '"NA"')
 BAD_IDS = ("cad_11730",)

@@ -43,6 +43,7 @@ FILE = "Dynamically Generated Hate Dataset v0.2.3.csv"
 EXPECTED: dict[str, int] = {}
 LEVELS = ("original", "perturbation")
 SPLITS = ("train", "dev", "test")
+SPLIT_NAMES = tuple(f"{s}_r{r}_{lv}" for s in SPLITS for r in (1, 2, 3, 4) for lv in LEVELS)
 NEEDED = ("acl.id", "text", "label", "type", "target", "level", "split", "round.base", "acl.id.matched")
 
 

@@ -32,6 +32,7 @@ FILES = {
     "validation_mismatched": "dev_mismatched.tsv",
 }
 UNLABELLED = ("test_matched.tsv", "test_mismatched.tsv")
+SPLIT_NAMES = tuple(FILES)
 EXPECTED = {"train": 392_702, "validation_matched": 9_815, "validation_mismatched": 9_832}
 NEEDED = ("pairID", "promptID", "genre", "sentence1", "sentence2", "gold_label")
 

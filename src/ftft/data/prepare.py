@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError
-from ..io import write_json
+from ..io import parse_json_arg, write_json
 from . import schema
 
 log = logging.getLogger(__name__)
@@ -266,14 +266,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    spec = None
-    if args.spec not in (None, "", "null"):
-        try:
-            spec = json.loads(args.spec)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"--spec: not valid JSON: {exc}") from exc
-        if not isinstance(spec, dict):
-            raise DataError(f"--spec: expected a JSON object (byo.{args.source}), got {type(spec).__name__}")
+    spec = parse_json_arg(args.spec, "--spec") if args.spec not in (None, "", "null") else None
     prepare(args.source, args.raw, args.out, args.summary, spec)
     return 0
 

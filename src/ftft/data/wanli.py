@@ -22,6 +22,7 @@ from .schema import NLI_LABELS
 
 LABEL_NAMES = NLI_LABELS
 FILES = {"train": "train.jsonl", "test": "test.jsonl"}
+SPLIT_NAMES = tuple(FILES)
 EXPECTED = {"train": 102_885, "test": 5_000}
 LABEL_MAP = {n: i for i, n in enumerate(LABEL_NAMES)}
 

@@ -1,24 +1,46 @@
-"""``ftft train``: train one run with the one engine (see docs/ARCHITECTURE.md)."""
+"""``ftft train``: train one run with the one engine (see docs/ARCHITECTURE.md).
+
+Two entry points: the ``ftft train`` command (a spec as JSON or ``@file``) and ``run_job``, which
+the train rule's ``script:`` calls with Snakemake's job object: the spec arrives as a job
+parameter (never echoed on the terminal), paths from ``ftft.layout``, the log goes to the job's
+log file, and on a workstation with several GPUs the job first claims its own device
+(``ftft.devices``) before torch starts.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+from pathlib import Path
 
 from ..io import parse_json_arg
 
 log = logging.getLogger("ftft.train")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOCK_ENV = "FTFT_GPU_LOCK_DIR"  # share one lock folder between several checkouts / workflows
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--spec", required=True, help="training spec as JSON, or @FILE holding it (make_spec)")
-    parser.add_argument("--data-dir", required=True, help="task folder with train.parquet and eval/{name}.parquet")
+    parser.add_argument("--data-dir", required=True, help="tokenised data folder (the tokenize step's output)")
     parser.add_argument("--out", required=True, help="run folder for metrics.csv, predictions.parquet, ...")
     parser.add_argument("--state-dir", required=True, help="resumable training state (deleted after success)")
     parser.add_argument("--subset", default=None, help="subset parquet (uid, weight, [bias_logp_*])")
     parser.add_argument("--model-path", default=None, help="local model folder; overrides the spec's model source")
+    parser.add_argument("--bias-out", default=None, help="also write the bias log-probabilities of the final model")
+    parser.add_argument(
+        "--gpu-lock-dir",
+        default=os.environ.get(LOCK_ENV),
+        help=f"claim one free GPU through lock files in this folder first (default ${LOCK_ENV})",
+    )
 
 
 def run(args) -> int:
+    if args.gpu_lock_dir:
+        from ..devices import claim_gpu
+
+        claim_gpu(args.gpu_lock_dir)  # before anything starts CUDA
     from .engine import train
 
     record = train(
@@ -28,7 +50,55 @@ def run(args) -> int:
         state_dir=args.state_dir,
         subset=args.subset,
         model_path=args.model_path,
+        bias_out=args.bias_out,
     )
     if record["status"] != "ok":
         log.warning("run finished with status %s: %s", record["status"], record["failure_reason"])
     return 0
+
+
+def run_job(smk) -> None:
+    """The train rule's job: ``smk`` is the ``snakemake`` object of a ``script:``."""
+    from ..errors import FtftError
+    from ..grid import Run
+    from ..layout import Layout
+
+    handler = logging.FileHandler(smk.log[0], mode="w")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    cfg, spec = smk.config, dict(smk.params.spec)
+    layout = Layout.from_config(cfg)
+    run = Run(**spec["run"])
+    if cfg["mode"] == "paper":
+        from ..workflow import hub_environment
+
+        os.environ.update(hub_environment(cfg))  # the fetch_model rule filled this cache
+    try:
+        claim = _claim_device(smk, layout)
+        from .engine import train
+
+        record = train(
+            spec,
+            data_dir=smk.input.data,
+            out_dir=Path(smk.output.record).parent,
+            state_dir=layout.state_dir(run),
+            subset=smk.input.get("subset"),
+            bias_out=smk.output.get("bias"),
+        )
+        if claim is not None:
+            claim.release()
+    except FtftError as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    if record["status"] != "ok":
+        log.warning("run finished with status %s: %s", record["status"], record["failure_reason"])
+
+
+def _claim_device(smk, layout):
+    """The job's own GPU on a multi-GPU workstation (None when a scheduler assigned one, or for CPU jobs
+    and jobs of several GPUs)."""
+    if int(smk.resources.get("gpu", 0) or 0) != 1:
+        return None
+    from ..devices import claim_gpu
+
+    return claim_gpu(os.environ.get(LOCK_ENV) or layout.gpu_locks())

@@ -1,30 +1,39 @@
-"""Training and evaluation data for the engine: read, select the subset, tokenise once, batch.
+"""Training and evaluation data for the engine: the tokenised splits, the subset, the batches.
 
-Texts are tokenised once up front into lists of ids (no padding); each batch is padded to its
-own longest instance (dynamic padding). Nothing is sorted: batches follow the epoch's
-permutation, so a run is a pure function of its seed.
+The tokenize step (``ftft.tokenize``) wrote each split once per tokenizer as Arrow files; a
+training job memory-maps them (``datasets.load_from_disk``) and keeps each split as flat int32
+token ids with offsets (no per-instance Python lists). Each batch is padded to its own longest
+instance (dynamic padding) and built in pinned memory on a GPU, so its host-to-device copy
+can run ``non_blocking`` while the previous step computes. Nothing is sorted: batches follow
+the epoch's permutation, so a run is a pure function of its seed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..data import schema
 from ..errors import DataError
+
+
+class ReferenceFailed(DataError):
+    """The subset file says the run's reference run failed (the run is recorded as failed)."""
 
 
 @dataclass
 class Encoded:
-    """A tokenised dataset: per-instance id lists plus the per-instance training extras."""
+    """A tokenised split: flat token ids with offsets, plus the per-instance training extras."""
 
-    uids: list[str]
+    uids: np.ndarray  # str [N]
     labels: np.ndarray  # int64 [N]
-    features: dict[str, list[list[int]]]  # input name -> per-instance ids (input_ids, token_type_ids)
+    ids: np.ndarray  # int32, all instances' token ids back to back
+    type_ids: np.ndarray | None  # int8, same layout as ids (tokenizers with token types)
+    offsets: np.ndarray  # int64 [N]: start of instance i in ids
     lengths: np.ndarray  # int64 [N], real (non-pad) tokens
     weight: np.ndarray | None = None  # float32 [N]
     bias_logp: np.ndarray | None = None  # float32 [N, C]
@@ -33,10 +42,38 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.uids)
 
+    def take(self, rows: np.ndarray) -> Encoded:
+        """The instances ``rows`` (in that order), repacked."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.lengths[rows]
+        offsets = np.zeros(len(rows), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        src = _positions(self.offsets[rows], lengths)
+        return replace(
+            self,
+            uids=self.uids[rows],
+            labels=self.labels[rows],
+            ids=self.ids[src],
+            type_ids=None if self.type_ids is None else self.type_ids[src],
+            offsets=offsets,
+            lengths=lengths,
+            weight=None if self.weight is None else self.weight[rows],
+            bias_logp=None if self.bias_logp is None else self.bias_logp[rows],
+        )
+
+
+def _positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Flat positions of every token of the instances with these starts and lengths."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    rel = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + rel
+
 
 @dataclass
 class Batch:
-    """One padded batch on the training device."""
+    """One padded batch (on the training device, or pinned on the host before the copy)."""
 
     inputs: dict[str, torch.Tensor]  # model keyword arguments
     labels: torch.Tensor  # [B]
@@ -44,101 +81,182 @@ class Batch:
     weight: torch.Tensor | None = None
     bias_logp: torch.Tensor | None = None
     n_tokens: int = 0  # real tokens in the batch (host-side count)
+    width: int = 0  # padded length
+
+    def to(self, device: torch.device) -> Batch:
+        """Copy to ``device`` (non-blocking from pinned memory); a no-op on the CPU."""
+        if device.type == "cpu":
+            return self
+
+        def mv(t):
+            return None if t is None else t.to(device, non_blocking=True)
+
+        return replace(
+            self,
+            inputs={k: mv(v) for k, v in self.inputs.items()},
+            labels=mv(self.labels),
+            idx=mv(self.idx),
+            weight=mv(self.weight),
+            bias_logp=mv(self.bias_logp),
+        )
 
 
-def read_split(path: Path, labels: list[str]) -> pd.DataFrame:
-    """Read a normalised task file; its label names (when recorded) must be the task's."""
-    df, meta = schema.read(path)
-    names = meta.get("label_names")
-    if names is not None and list(names) != list(labels):
-        raise DataError(f"{path}: label names {names} differ from the task's labels {labels}")
-    if len(df) == 0:
-        raise DataError(f"{path}: no rows")
-    return df
+# --------------------------------------------------------------------------- reading
 
 
-def apply_subset(train: pd.DataFrame, subset_path: Path, n_labels: int) -> tuple[pd.DataFrame, dict]:
-    """Restrict ``train`` to the subset's uids (training-file order); return weights / bias log-probs."""
+def _list_column(table, name: str, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(flat values, starts) of an Arrow list column, one copy per chunk at most."""
+    values, starts, base = [], [], 0
+    for chunk in table.column(name).chunks:
+        off = chunk.offsets.to_numpy().astype(np.int64)
+        vals = chunk.values.to_numpy(zero_copy_only=False)[off[0] : off[-1]]
+        values.append(vals.astype(dtype, copy=False))
+        starts.append(off[:-1] - off[0] + base)
+        base += int(off[-1] - off[0])
+    if not values:
+        return np.zeros(0, dtype), np.zeros(0, np.int64)
+    return np.concatenate(values), np.concatenate(starts)
+
+
+def encoded_from_arrow(table, pad_id: int, where: str) -> Encoded:
+    for col in ("uid", "label", "input_ids", "length"):
+        if col not in table.column_names:
+            raise DataError(f"{where}: tokenised split has no column {col!r} (re-run the tokenize step)")
+    ids, starts = _list_column(table, "input_ids", np.int32)
+    type_ids = _list_column(table, "token_type_ids", np.int8)[0] if "token_type_ids" in table.column_names else None
+    return Encoded(
+        uids=np.asarray(table.column("uid").to_numpy(zero_copy_only=False)).astype(str),
+        labels=table.column("label").to_numpy().astype(np.int64),
+        ids=ids,
+        type_ids=type_ids,
+        offsets=starts,
+        lengths=table.column("length").to_numpy().astype(np.int64),
+        pad_id=pad_id,
+    )
+
+
+def tokenized_stats(data_dir: str | Path) -> dict:
+    path = Path(data_dir) / "stats.json"
+    if not path.is_file():
+        raise DataError(f"tokenised data not found: {path} (the tokenize step writes it)")
+    return json.loads(path.read_text())
+
+
+def _read_split(folder: Path):
+    """One split of a ``save_to_disk`` folder as a pyarrow Table, memory-mapped (no ``datasets`` import)."""
+    import pyarrow as pa
+
+    try:
+        state = json.loads((folder / "state.json").read_text())
+        tables = [
+            pa.ipc.open_stream(pa.memory_map(str(folder / f["filename"]))).read_all() for f in state["_data_files"]
+        ]
+    except (OSError, ValueError, KeyError, pa.ArrowInvalid) as exc:
+        raise DataError(f"{folder}: not a readable tokenised split (re-run the tokenize step): {exc}") from exc
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def load_tokenized(
+    data_dir: str | Path, eval_names: list[str], pad_id: int
+) -> tuple[Encoded, list[tuple[str, Encoded]]]:
+    """The training split and the named evaluation splits of a tokenize output folder."""
+    folder = Path(data_dir) / "data"
+    index = folder / "dataset_dict.json"
+    if not index.is_file():
+        raise DataError(f"{folder}: not a tokenised dataset, no dataset_dict.json (re-run the tokenize step)")
+    splits = json.loads(index.read_text())["splits"]
+    missing = [n for n in ["train", *eval_names] if n not in splits]
+    if missing:
+        raise DataError(f"{folder}: no split(s) {missing}; it has {splits}")
+    out = {n: encoded_from_arrow(_read_split(folder / n), pad_id, f"{folder}/{n}") for n in ["train", *eval_names]}
+    for name, data in out.items():
+        if len(data) == 0:
+            raise DataError(f"{folder}/{name}: no rows")
+    return out["train"], [(n, out[n]) for n in eval_names]
+
+
+def subset_failure(subset_path: Path) -> str | None:
+    from ..results import parquet_meta
+
+    return parquet_meta(subset_path).get("failed") or None
+
+
+def apply_subset(train: Encoded, subset_path: Path, n_labels: int) -> Encoded:
+    """Restrict ``train`` to the subset's uids (training-set order), with its weights / bias log-probs."""
+    from ..results import read_parquet
+
     subset_path = Path(subset_path)
     if not subset_path.is_file():
         raise DataError(f"subset file not found: {subset_path}")
-    sub = pd.read_parquet(subset_path)
+    failure = subset_failure(subset_path)
+    if failure:
+        raise ReferenceFailed(failure)
+    sub = read_parquet(subset_path)
     if "uid" not in sub.columns:
         raise DataError(f"{subset_path}: missing column 'uid'; have {list(sub.columns)}")
     sub["uid"] = sub["uid"].astype(str)
     dup = sub["uid"][sub["uid"].duplicated()]
     if len(dup):
         raise DataError(f"{subset_path}: column 'uid' is not unique, e.g. {dup.iloc[0]!r}")
-    known = set(train["uid"].astype(str))
-    unknown = [u for u in sub["uid"] if u not in known]
-    if unknown:
-        raise DataError(f"{subset_path}: uid {unknown[0]!r} is not in the training set ({len(unknown)} unknown uid(s))")
-    train = train[train["uid"].astype(str).isin(set(sub["uid"]))].reset_index(drop=True)
-    sub = sub.set_index("uid").loc[train["uid"].astype(str)]
-    extras: dict = {}
+    row_of = pd.Series(np.arange(len(train)), index=pd.Index(train.uids))
+    found = sub["uid"].isin(row_of.index)
+    if not found.all():
+        bad = sub.loc[~found, "uid"]
+        raise DataError(f"{subset_path}: uid {bad.iloc[0]!r} is not in the training set ({len(bad)} unknown uid(s))")
+    rows = np.sort(row_of.loc[sub["uid"]].to_numpy())
+    out = train.take(rows)
+    sub = sub.set_index("uid").loc[out.uids]
     if "weight" in sub.columns:
         w = sub["weight"].to_numpy(dtype=np.float32)
         if not np.isfinite(w).all() or (w < 0).any():
             raise DataError(f"{subset_path}: column 'weight' must be finite and >= 0")
-        extras["weight"] = w
+        out.weight = w
     bias_cols = [f"bias_logp_{c}" for c in range(n_labels)]
     present = [c for c in sub.columns if c.startswith("bias_logp_")]
     if present:
         if sorted(present) != sorted(bias_cols):
             raise DataError(f"{subset_path}: bias columns {present} do not match the {n_labels} labels {bias_cols}")
-        extras["bias_logp"] = sub[bias_cols].to_numpy(dtype=np.float32)
-    return train, extras
+        out.bias_logp = sub[bias_cols].to_numpy(dtype=np.float32)
+    return out
 
 
-def encode(df: pd.DataFrame, tokenizer, max_length: int, extras: dict | None = None) -> Encoded:
-    """Tokenise a normalised frame once (truncated to ``max_length``, unpadded)."""
-    text_a = df["text_a"].astype(str).tolist()
-    text_b = df["text_b"].tolist()
-    has_b = [not pd.isna(b) for b in text_b]
-    names = [n for n in tokenizer.model_input_names if n in ("input_ids", "token_type_ids")]
-    features: dict[str, list] = {n: [None] * len(df) for n in names}
-    for paired in (True, False):
-        rows = [i for i, h in enumerate(has_b) if h == paired]
-        if not rows:
-            continue
-        pairs = [str(text_b[i]) for i in rows] if paired else None
-        enc = tokenizer([text_a[i] for i in rows], pairs, truncation=True, max_length=max_length)
-        for n in names:
-            for i, ids in zip(rows, enc[n], strict=True):
-                features[n][i] = list(ids)
-    lengths = np.array([len(ids) for ids in features["input_ids"]], dtype=np.int64)
-    extras = extras or {}
-    return Encoded(
-        uids=df["uid"].astype(str).tolist(),
-        labels=df["label"].to_numpy(dtype=np.int64),
-        features=features,
-        lengths=lengths,
-        weight=extras.get("weight"),
-        bias_logp=extras.get("bias_logp"),
-        pad_id=int(tokenizer.pad_token_id),
-    )
+# --------------------------------------------------------------------------- batches
 
 
 def collate(data: Encoded, idx: np.ndarray, device: torch.device) -> Batch:
-    """Pad the instances ``idx`` to the batch's longest and move them to ``device``."""
+    """Pad the instances ``idx`` to the batch's longest: on the host (pinned for a GPU), then to ``device``."""
+    return collate_host(data, idx, pin=device.type == "cuda").to(device)
+
+
+def collate_host(data: Encoded, idx: np.ndarray, pin: bool = False) -> Batch:
+    """The padded batch of ``idx`` in host memory (page-locked when ``pin``)."""
+    idx = np.asarray(idx, dtype=np.int64)
     lengths = data.lengths[idx]
     width = int(lengths.max())
-    inputs = {}
-    for name, seqs in data.features.items():
-        pad = data.pad_id if name == "input_ids" else 0
-        arr = np.full((len(idx), width), pad, dtype=np.int64)
-        for row, i in enumerate(idx):
-            arr[row, : lengths[row]] = seqs[i]
-        inputs[name] = torch.from_numpy(arr).to(device)
     mask = np.arange(width)[None, :] < lengths[:, None]
-    inputs["attention_mask"] = torch.from_numpy(mask.astype(np.int64)).to(device)
+    src = _positions(data.offsets[idx], lengths)
+
+    def padded(flat: np.ndarray, pad: int) -> np.ndarray:
+        arr = np.full((len(idx), width), pad, dtype=np.int64)
+        arr[mask] = flat[src]
+        return arr
+
+    def t(arr):
+        x = torch.from_numpy(np.ascontiguousarray(arr))
+        return x.pin_memory() if pin else x
+
+    inputs = {"input_ids": t(padded(data.ids, data.pad_id))}
+    if data.type_ids is not None:
+        inputs["token_type_ids"] = t(padded(data.type_ids, 0))
+    inputs["attention_mask"] = t(mask.astype(np.int64))
     return Batch(
         inputs=inputs,
-        labels=torch.from_numpy(data.labels[idx]).to(device),
-        idx=torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(device),
-        weight=None if data.weight is None else torch.from_numpy(data.weight[idx]).to(device),
-        bias_logp=None if data.bias_logp is None else torch.from_numpy(data.bias_logp[idx]).to(device),
+        labels=t(data.labels[idx]),
+        idx=t(idx),
+        weight=None if data.weight is None else t(data.weight[idx]),
+        bias_logp=None if data.bias_logp is None else t(data.bias_logp[idx]),
         n_tokens=int(lengths.sum()),
+        width=width,
     )
 
 
@@ -155,3 +273,14 @@ def batch_indices(perm: np.ndarray, b: int, batch_size: int) -> np.ndarray:
 
 def batches_per_epoch(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
+
+
+def padded_widths(lengths: np.ndarray, perm: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(width, size) of every batch of one pass in the order ``perm``."""
+    n = len(perm)
+    nb = batches_per_epoch(n, batch_size)
+    pad = np.zeros(nb * batch_size, dtype=np.int64)
+    pad[:n] = lengths[perm]
+    sizes = np.full(nb, batch_size, dtype=np.int64)
+    sizes[-1] = n - batch_size * (nb - 1)
+    return pad.reshape(nb, batch_size).max(axis=1), sizes

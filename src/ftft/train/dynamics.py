@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 
-class Dynamics:
-    """Per-instance class probabilities for every pass over the training set."""
+class DynamicsRecorder:
+    """Records per-instance class probabilities for every pass over the training set (on the device)."""
 
     def __init__(self, n: int, n_classes: int, device: torch.device):
         self.n, self.n_classes = n, n_classes
@@ -57,7 +57,7 @@ class Dynamics:
         self.complete_epochs = int(state["complete_epochs"])
 
 
-def write_npz(path, uids: list[str], labels: np.ndarray, dyn: Dynamics) -> None:
+def write_npz(path, uids: list[str], labels: np.ndarray, dyn: DynamicsRecorder) -> None:
     """Atomically write ``dynamics.npz`` (the one writer: ``ftft.datamap.save_dynamics``)."""
     from ..datamap import save_dynamics
 

@@ -2,16 +2,19 @@
 
 A plain loop in the spirit of HF ``run_glue_no_trainer.py`` and nanoGPT:
 
+    the tokenised data is memory-mapped (``ftft.tokenize`` wrote it once per tokenizer)
     for each optimiser step until ``steps``:
         batch  = next slice of this epoch's permutation, padded to its longest instance
+                 (built on the host while the previous step runs; pinned, copied non-blocking)
         loss   = mean of ftft.losses.example_losses (weights / PoE when the subset has them)
         backward, clip, optimiser step, (linear) scheduler step
         dynamics.record(softmax(logits))            # stays on the device
         at checkpoint k (step round(k * steps / K)):
-            evaluate every eval set, (plateau) scheduler step, save resumable state
+            evaluate every eval set, (plateau) scheduler step on the training loss, save state
 
-The only host syncs in the loop are the log lines and the checkpoints. ``train_step`` is the
-per-step function (``benchmarks/train_step.py`` times it against a bare PyTorch loop).
+The only host syncs in the loop are the log lines, the end of each pass over the data (the
+dynamics buffer moves to the host) and the checkpoints. ``train_step`` is the per-step
+function (``benchmarks/train_step.py`` times it against a bare PyTorch loop).
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
 import os
 import resource
 import time
@@ -32,26 +34,30 @@ import torch
 
 from .. import cost
 from ..errors import DataError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, write_json, write_parquet
 from ..losses import example_losses
 from ..modeling import arch_dims, count_params, load_tokenizer_and_model
+from . import schedule
 from . import state as state_io
 from .data import (
     Batch,
     Encoded,
+    ReferenceFailed,
     apply_subset,
     batch_indices,
     batches_per_epoch,
-    collate,
-    encode,
+    collate_host,
     epoch_permutation,
-    read_split,
+    load_tokenized,
+    padded_widths,
+    tokenized_stats,
 )
-from .dynamics import Dynamics, write_npz
+from .dynamics import DynamicsRecorder, write_npz
 from .evaluate import majority_baseline, predict_probs, scores
 from .spec import fingerprint, hparams, validate_spec
 
 log = logging.getLogger("ftft.train")
+PROB_FLOOR = 1e-6  # bias log-probabilities are clipped to log(1e-6) and renormalised
 
 
 class SimulatedKill(RuntimeError):
@@ -68,34 +74,61 @@ class SimulatedKill(RuntimeError):
 
 
 class LossStats:
-    """Device-side loss accumulators: summed every step, read only at log lines/checkpoints."""
+    """Device-side loss accumulators: summed every step, read only at log lines/checkpoints.
+
+    ``window`` is reset at each log line (progress) and each checkpoint (the metrics.csv
+    training-loss column); ``total`` runs from the first step (the plateau scheduler's input).
+    """
 
     def __init__(self, device: torch.device):
-        self.loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+        self.window = torch.zeros((), dtype=torch.float32, device=device)
+        self.checkpoint = torch.zeros((), dtype=torch.float32, device=device)
+        self.total = torch.zeros((), dtype=torch.float64, device=device)
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
         self.count = 0  # steps since the last log line (host int)
+        self.count_checkpoint = 0
+        self.count_total = 0
 
     @torch.no_grad()
     def add(self, loss: torch.Tensor) -> None:
         loss = loss.detach()
-        self.loss_sum.add_(loss)
+        self.window.add_(loss)
+        self.checkpoint.add_(loss)
+        self.total.add_(loss.double())
         self.nonfinite.logical_or_(~torch.isfinite(loss))
         self.count += 1
+        self.count_checkpoint += 1
+        self.count_total += 1
 
     def pop_mean(self) -> float:
         """Mean loss since the last call (one host sync), then reset."""
-        mean = self.loss_sum.item() / max(self.count, 1)
-        self.loss_sum.zero_()
+        mean = self.window.item() / max(self.count, 1)
+        self.window.zero_()
         self.count = 0
         return mean
 
+    def pop_checkpoint_mean(self) -> float:
+        mean = self.checkpoint.item() / max(self.count_checkpoint, 1)
+        self.checkpoint.zero_()
+        self.count_checkpoint = 0
+        return mean
+
+    def running_mean(self) -> float:
+        return self.total.item() / max(self.count_total, 1)
+
     def state_dict(self) -> dict:
-        return {"loss_sum": self.loss_sum.cpu(), "nonfinite": self.nonfinite.cpu(), "count": self.count}
+        return {
+            "window": self.window.cpu(),
+            "checkpoint": self.checkpoint.cpu(),
+            "total": self.total.cpu(),
+            "nonfinite": self.nonfinite.cpu(),
+            "counts": [self.count, self.count_checkpoint, self.count_total],
+        }
 
     def load_state_dict(self, state: dict) -> None:
-        self.loss_sum.copy_(state["loss_sum"])
-        self.nonfinite.copy_(state["nonfinite"])
-        self.count = int(state["count"])
+        for name in ("window", "checkpoint", "total", "nonfinite"):
+            getattr(self, name).copy_(state[name])
+        self.count, self.count_checkpoint, self.count_total = (int(c) for c in state["counts"])
 
 
 def compute_loss(model, batch: Batch, ce_weight: float = 1.0, poe_weight: float = 1.0):
@@ -110,7 +143,7 @@ def train_step(
     batch: Batch,
     optimizer,
     accelerator,
-    dynamics: Dynamics,
+    dynamics: DynamicsRecorder,
     stats: LossStats,
     scheduler=None,
     max_grad_norm: float | None = None,
@@ -131,7 +164,7 @@ def train_step(
 
 
 # ---------------------------------------------------------------------------------------------
-# Set-up: accelerator, optimiser, scheduler
+# Set-up: accelerator, optimiser
 # ---------------------------------------------------------------------------------------------
 
 
@@ -150,7 +183,7 @@ def make_accelerator(spec: dict):
 
 
 def make_optimizer(model, spec: dict) -> torch.optim.Optimizer:
-    """AdamW (or SGD with momentum for JTT); no weight decay on biases and norm weights (1-D)."""
+    """AdamW (eps from the spec) or SGD with momentum (JTT); no weight decay on 1-D parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": spec["weight_decay"]},
@@ -158,25 +191,7 @@ def make_optimizer(model, spec: dict) -> torch.optim.Optimizer:
     ]
     if spec["optimizer"] == "sgd":
         return torch.optim.SGD(groups, lr=spec["lr"], momentum=spec["momentum"])
-    return torch.optim.AdamW(groups, lr=spec["lr"])
-
-
-def make_scheduler(optimizer, spec: dict):
-    """Linear warmup + decay (stepped every step) or ReduceLROnPlateau (stepped at checkpoints)."""
-    if spec["scheduler"] == "plateau":
-        p = spec["plateau"]
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=p["factor"], patience=p["patience"]
-        )
-    from transformers import get_linear_schedule_with_warmup
-
-    warmup = math.ceil(spec["warmup_ratio"] * spec["steps"])
-    return get_linear_schedule_with_warmup(optimizer, warmup, spec["steps"])
-
-
-def checkpoint_steps(steps: int, k: int) -> list[int]:
-    """The K evaluation steps, evenly spaced: round(k * steps / K) for k = 1..K."""
-    return [round(i * steps / k) for i in range(1, k + 1)]
+    return torch.optim.AdamW(groups, lr=spec["lr"], eps=spec["adam_eps"])
 
 
 @contextlib.contextmanager
@@ -216,14 +231,16 @@ class Position:
     epoch: int = 0  # current pass over the training set
     batch: int = 0  # next batch within the current pass
     tokens_seen: int = 0
+    padded_tokens_seen: int = 0
     examples_seen: int = 0
-    forward_flops: float = 0.0
+    forward_flops: float = 0.0  # real tokens
+    forward_flops_padded: float = 0.0
     wall_time_s: float = 0.0  # of earlier (killed) sessions
     peak_mem_mb: float = 0.0  # of earlier sessions
 
 
 class ProgressLog:
-    """The periodic log line: step/total, mean loss, steps/s, ETA."""
+    """The periodic log line: step/total, mean loss, steps/s, ETA (``ftft status`` parses it)."""
 
     def __init__(self, total: int, start_step: int):
         self.total = total
@@ -257,7 +274,7 @@ def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for pkg in ("ftft", "torch", "transformers", "accelerate", "tokenizers", "numpy"):
+    for pkg in ("ftft", "torch", "transformers", "accelerate", "tokenizers", "datasets", "numpy"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -280,34 +297,6 @@ def device_name(device: torch.device) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------
-
-
-def load_frames(spec: dict, data_dir: Path, subset: Path | None):
-    """Read the training set (restricted to the subset) and the eval sets; fail before the model loads."""
-    labels = spec["labels"]
-    train_df = read_split(data_dir / "train.parquet", labels)
-    extras: dict = {}
-    if subset is not None:
-        train_df, extras = apply_subset(train_df, Path(subset), len(labels))
-    if spec["poe"] is not None and "bias_logp" not in extras:
-        raise DataError(f"method poe needs bias_logp_* columns in the subset file; got {subset or 'no subset file'}")
-    evals = [
-        (name, role, read_split(data_dir / "eval" / f"{name}.parquet", labels)) for name, role in spec["eval_sets"]
-    ]
-    return train_df, extras, evals
-
-
-def loss_weights(spec: dict, train: Encoded) -> tuple[float, float]:
-    if spec["poe"] is not None:
-        return float(spec["poe"]["ce_weight"]), float(spec["poe"]["poe_weight"])
-    if train.bias_logp is not None:
-        log.warning("subset has bias_logp_* columns but the spec has no poe weights; using 1.0 / 1.0")
-    return 1.0, 1.0
-
-
-# ---------------------------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------------------------
 
@@ -319,18 +308,8 @@ def evaluate_checkpoint(model, evals, spec, device, step: int, k: int) -> tuple[
     for name, role, data in evals:
         probs = predict_probs(model, data, spec["eval_batch_size"], device)
         s = scores(data.labels, probs, n_classes)
-        rows.append(
-            {
-                "step": step,
-                "checkpoint": k,
-                "fraction": step / spec["steps"],
-                "dataset": name,
-                "role": role,
-                "n": len(data),
-                "accuracy": s["accuracy"],
-                "macro_f1": s["macro_f1"],
-            }
-        )
+        rows.append({"step": step, "checkpoint": k, "fraction": step / spec["steps"], "dataset": name, "role": role,
+                     "n": len(data), "accuracy": s["accuracy"], "macro_f1": s["macro_f1"]})  # fmt: skip
         preds.append((step, name, probs))
     return rows, preds
 
@@ -352,7 +331,7 @@ def final_check(spec: dict, metrics: list[dict], evals) -> tuple[dict, str | Non
 # Outputs
 # ---------------------------------------------------------------------------------------------
 
-METRIC_COLUMNS = ["step", "checkpoint", "fraction", "dataset", "role", "n", "accuracy", "macro_f1"]
+METRIC_COLUMNS = ["step", "checkpoint", "fraction", "dataset", "role", "n", "accuracy", "macro_f1", "train_loss"]
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
@@ -365,18 +344,29 @@ def write_predictions(path: Path, preds: list[tuple], evals, n_classes: int) -> 
     frames = []
     for step, name, probs in preds:
         data = by_name[name]
-        frame = {
-            "step": np.full(len(data), step, dtype=np.int64),
-            "dataset": [name] * len(data),
-            "uid": data.uids,
-            "label": data.labels,
-        }
+        frame = {"step": np.full(len(data), step, dtype=np.int64), "dataset": [name] * len(data), "uid": data.uids,
+                 "label": data.labels}  # fmt: skip
         frame.update({f"prob_{c}": probs[:, c].astype(np.float32) for c in range(n_classes)})
         frames.append(pd.DataFrame(frame))
     columns = ["step", "dataset", "uid", "label", *[f"prob_{c}" for c in range(n_classes)]]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
+
+
+def bias_log_probs(probs: np.ndarray) -> np.ndarray:
+    """[N, C] float32 log-probabilities of a bias model's softmax, clipped at PROB_FLOOR and renormalised."""
+    p = np.clip(probs.astype(np.float64), PROB_FLOOR, None)
+    p /= p.sum(axis=1, keepdims=True)
+    return np.log(p).astype(np.float32)
+
+
+def write_bias(path: Path, uids, logp: np.ndarray | None, n_classes: int, meta: dict) -> None:
+    """The PoE bias file: uid, bias_logp_0..C-1 (eval-mode pass of the final weights over the training set)."""
+    frame = {"uid": np.asarray(uids).astype(str)}
+    for c in range(n_classes):
+        frame[f"bias_logp_{c}"] = logp[:, c] if logp is not None else np.full(len(frame["uid"]), np.nan, np.float32)
+    write_parquet(pd.DataFrame(frame), path, meta)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,11 +385,10 @@ class Session:
     scheduler: object
     train_data: Encoded
     evals: list  # (name, role, Encoded)
-    dynamics: Dynamics
+    dynamics: DynamicsRecorder
     stats: LossStats
-    inst_flops: np.ndarray  # forward FLOPs of each training instance
     n_params: tuple[int, int]  # (total, non-embedding)
-    flops_per_epoch: float
+    dims: tuple[int, int]  # (n_layer, d_model)
     pos: Position = field(default_factory=Position)
     metrics: list = field(default_factory=list)  # metrics.csv rows
     preds: list = field(default_factory=list)  # (step, eval set, probs)
@@ -410,36 +399,58 @@ class Session:
 
     @property
     def per_step_scheduler(self):
-        return self.scheduler if self.spec["scheduler"] == "linear" else None
+        return self.scheduler if schedule.steps_per_step(self.spec) else None
+
+    def flops(self, tokens: np.ndarray | int, n_ctx) -> float:
+        """Forward FLOPs of ``tokens`` positions at context lengths ``n_ctx`` (Kaplan et al.)."""
+        return float(
+            np.sum(np.asarray(tokens) * cost.forward_flops_per_token(self.n_params[1], *self.dims, np.asarray(n_ctx)))
+        )
 
 
 def setup(spec: dict, data_dir: Path, subset) -> Session:
-    """Read and tokenise the data, load the model (seeded head), build optimiser and scheduler."""
+    """Map in the tokenised data (restricted to the subset), load the model (seeded head), build optimiser and scheduler."""
     n_classes = len(spec["labels"])
-    train_df, extras, eval_frames = load_frames(spec, data_dir, subset)
+    stats = tokenized_stats(data_dir)
     accelerator = make_accelerator(spec)
     state_io.seed_everything(spec["seed"])
     tokenizer, model = load_tokenizer_and_model(spec["model_source"], n_classes)
-    train_data = encode(train_df, tokenizer, spec["max_length"], extras)
-    evals = [(name, role, encode(df, tokenizer, spec["max_length"])) for name, role, df in eval_frames]
-    n_params = count_params(model)
-    n_layer, d_model = arch_dims(model.config)
-    lengths = train_data.lengths.tolist()
+    check_tokenizer(tokenizer, stats, spec, data_dir)
+    names = [name for name, _ in spec["eval_sets"]]
+    train_data, evals = load_tokenized(data_dir, names, int(tokenizer.pad_token_id))
+    if subset is not None:
+        train_data = apply_subset(train_data, Path(subset), n_classes)
+    if spec["poe"] is not None and train_data.bias_logp is None:
+        raise DataError(f"method poe needs bias_logp_* columns in the subset file; got {subset or 'no subset file'}")
+    roles = dict(spec["eval_sets"])
     optimizer = make_optimizer(model, spec)
     return Session(
         spec=spec,
         accelerator=accelerator,
         model=model,
         optimizer=optimizer,
-        scheduler=make_scheduler(optimizer, spec),
+        scheduler=schedule.make_scheduler(optimizer, spec),
         train_data=train_data,
-        evals=evals,
-        dynamics=Dynamics(len(train_data), n_classes, accelerator.device),
+        evals=[(name, roles[name], data) for name, data in evals],
+        dynamics=DynamicsRecorder(len(train_data), n_classes, accelerator.device),
         stats=LossStats(accelerator.device),
-        inst_flops=np.array([cost.forward_flops([x], n_params[1], n_layer, d_model) for x in lengths]),
-        n_params=n_params,
-        flops_per_epoch=cost.forward_flops(lengths, n_params[1], n_layer, d_model),
+        n_params=count_params(model),
+        dims=arch_dims(model.config),
     )
+
+
+def check_tokenizer(tokenizer, stats: dict, spec: dict, data_dir: Path) -> None:
+    from ..tokenize import tokenizer_fingerprint
+
+    if stats.get("max_length") != spec["max_length"]:
+        raise DataError(
+            f"{data_dir}: tokenised with max_length {stats.get('max_length')}, the spec says {spec['max_length']}"
+        )
+    if stats.get("tokenizer") != tokenizer_fingerprint(tokenizer):
+        raise DataError(
+            f"{data_dir} was tokenised with another tokenizer ({stats.get('model_source')}) than "
+            f"{spec['model_source']}'s: give the model its own group in models.{spec['run']['model']}.tokenizer"
+        )
 
 
 def restore(s: Session, saved: dict) -> None:
@@ -475,13 +486,18 @@ def save_state(s: Session, state_dir: Path, fp: str, session_start: float) -> No
 
 
 def checkpoint(s: Session, k: int, n_checkpoints: int) -> None:
-    """Evaluate every eval set at checkpoint k; step the plateau scheduler on the ID metric."""
+    """Evaluate every eval set at checkpoint k; step the plateau scheduler on the training loss."""
     rows, preds = evaluate_checkpoint(s.model, s.evals, s.spec, s.device, s.pos.step, k)
+    train_loss = s.stats.pop_checkpoint_mean()
+    for r in rows:
+        r["train_loss"] = train_loss
     s.metrics, s.preds = s.metrics + rows, s.preds + preds
-    id_score = rows[0][s.spec["metric"]]
-    log.info("checkpoint %d/%d (step %d): ID %s %.4f", k, n_checkpoints, s.pos.step, s.spec["metric"], id_score)
+    log.info(
+        "checkpoint %d/%d (step %d): ID %s %.4f, training loss %.4f",
+        k, n_checkpoints, s.pos.step, s.spec["metric"], rows[0][s.spec["metric"]], train_loss,
+    )  # fmt: skip
     if s.per_step_scheduler is None:
-        s.scheduler.step(id_score)
+        s.scheduler.step(s.stats.running_mean())
 
 
 def debug_hooks(spec: dict) -> dict:
@@ -489,6 +505,19 @@ def debug_hooks(spec: dict) -> dict:
     if os.environ.get("FTFT_DEBUG_KILL_AFTER_CHECKPOINT"):
         debug["kill_after_checkpoint"] = int(os.environ["FTFT_DEBUG_KILL_AFTER_CHECKPOINT"])
     return debug
+
+
+def flops_record(s: Session) -> dict:
+    """Forward FLOPs of one epoch (real and padded tokens, the padded ones over the first pass) and in total."""
+    data, bs = s.train_data, s.spec["batch_size"]
+    widths, sizes = padded_widths(data.lengths, epoch_permutation(s.spec["seed"], 0, len(data)), bs)
+    return {
+        "forward_per_epoch": s.flops(widths * sizes, widths),
+        "forward_per_epoch_real": s.flops(data.lengths, data.lengths),
+        "forward_total": s.pos.forward_flops_padded,
+        "forward_total_real": s.pos.forward_flops,
+        "train_total": 3.0 * s.pos.forward_flops_padded,  # backward ~ 2x forward (Kaplan et al. 2020)
+    }
 
 
 def make_record(s: Session, failure: str | None, final: dict | None, session_start: float) -> dict:
@@ -504,13 +533,19 @@ def make_record(s: Session, failure: str | None, final: dict | None, session_sta
         "epochs": pos.examples_seen / n,  # passes over the training set (examples seen / N)
         "n_train": n,
         "hparams": hparams(spec),
-        "model": {"source": spec["model_source"], "params": s.n_params[0], "non_embedding_params": s.n_params[1]},
-        "tokens": {"train_tokens_per_epoch": int(s.train_data.lengths.sum()), "train_tokens_seen": pos.tokens_seen},
-        "flops": {
-            "forward_per_epoch": s.flops_per_epoch,
-            "forward_total": pos.forward_flops,
-            "train_total": 3.0 * pos.forward_flops,  # backward ~ 2x forward (Kaplan et al. 2020)
-        },
+        "model": {
+            "source": spec["model_source"],
+            "params": s.n_params[0],
+            "non_embedding_params": s.n_params[1],
+            "n_layer": s.dims[0],
+            "d_model": s.dims[1],
+        },  # fmt: skip
+        "tokens": {
+            "train_tokens_per_epoch": int(s.train_data.lengths.sum()),
+            "train_tokens_seen": pos.tokens_seen,
+            "padded_tokens_seen": pos.padded_tokens_seen,
+        },  # fmt: skip
+        "flops": flops_record(s),
         "final": final,
         "wall_time_s": pos.wall_time_s + time.perf_counter() - session_start,
         "peak_mem_mb": max(pos.peak_mem_mb, peak_memory_mb(s.device)),
@@ -521,13 +556,44 @@ def make_record(s: Session, failure: str | None, final: dict | None, session_sta
     }
 
 
-def write_outputs(s: Session, out_dir: Path, record: dict) -> None:
-    """The four run files, each atomically; run.json last."""
+def write_outputs(s: Session, out_dir: Path, record: dict, bias_out: Path | None) -> None:
+    """The run files, each atomically; run.json last."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics(out_dir / "metrics.csv", s.metrics)
     write_predictions(out_dir / "predictions.parquet", s.preds, s.evals, len(s.spec["labels"]))
     write_npz(out_dir / "dynamics.npz", s.train_data.uids, s.train_data.labels, s.dynamics)
+    if bias_out is not None:
+        logp = None
+        if record["status"] == "ok":
+            probs = predict_probs(s.model, s.train_data, s.spec["eval_batch_size"], s.device)
+            logp = bias_log_probs(probs)
+        write_bias(bias_out, s.train_data.uids, logp, len(s.spec["labels"]),
+                   {"run": s.spec["run"], "step": s.pos.step, "failed": record["failure_reason"]})  # fmt: skip
+    if s.spec.get("debug", {}).get("save_weights"):
+        from safetensors.torch import save_file
+
+        weights = {
+            k: v.detach().cpu().contiguous() for k, v in s.accelerator.unwrap_model(s.model).state_dict().items()
+        }
+        save_file(weights, str(out_dir / "debug_weights.safetensors"))
     write_json(out_dir / "run.json", record)
+
+
+def write_reference_failure(spec: dict, out_dir: Path, reason: str) -> dict:
+    """A run whose reference failed: no training, the four files with status failed."""
+    n_classes = len(spec["labels"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_metrics(out_dir / "metrics.csv", [])
+    write_predictions(out_dir / "predictions.parquet", [], [], n_classes)
+    from ..datamap import save_dynamics
+
+    save_dynamics(out_dir / "dynamics.npz", [], np.zeros(0, np.int64), np.zeros((0, 0, n_classes), np.float16))
+    record = {"run": spec["run"], "status": "failed", "failure_reason": f"reference failed: {reason}",
+              "steps": spec["steps"], "steps_done": 0, "checkpoints": spec["checkpoints"], "hparams": hparams(spec),
+              "model": {"source": spec["model_source"]}, "final": None, "versions": versions(), "host": host_info()}  # fmt: skip
+    write_json(out_dir / "run.json", record)
+    log.warning("not trained: reference failed: %s", reason)
+    return record
 
 
 def train(
@@ -537,9 +603,12 @@ def train(
     state_dir: str | Path,
     subset: str | Path | None = None,
     model_path: str | Path | None = None,
+    bias_out: str | Path | None = None,
 ) -> dict:
     """Train one run; write metrics.csv, predictions.parquet, dynamics.npz, run.json to ``out_dir``.
 
+    ``data_dir`` is a tokenize output folder. ``bias_out``: also write the eval-mode
+    log-probabilities of the final weights on the training set there (PoE bias models).
     Resumes from ``state_dir`` when it holds the state of the same spec; deletes it once the
     outputs are written. Returns the run record (the content of run.json).
     """
@@ -547,10 +616,13 @@ def train(
     if model_path is not None:
         spec["model_source"] = str(model_path)
     with torch_settings(spec["threads"]):
-        return _train(spec, Path(data_dir), Path(out_dir), Path(state_dir), subset)
+        try:
+            return _train(spec, Path(data_dir), Path(out_dir), Path(state_dir), subset, bias_out)
+        except ReferenceFailed as exc:
+            return write_reference_failure(spec, Path(out_dir), str(exc))
 
 
-def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset) -> dict:
+def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, bias_out) -> dict:
     session_start = time.perf_counter()
     s = setup(spec, data_dir, subset)
     fp = fingerprint(spec)
@@ -563,50 +635,40 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset) -
     s.model.train()
 
     steps, bs, n, pos = spec["steps"], spec["batch_size"], len(s.train_data), s.pos
-    ckpts = checkpoint_steps(steps, spec["checkpoints"])
+    ckpts = schedule.checkpoint_steps(steps, spec["checkpoints"])
     n_batches = batches_per_epoch(n, bs)
     perm = epoch_permutation(spec["seed"], pos.epoch, n)
     progress = ProgressLog(steps, pos.step)
     debug = debug_hooks(spec)
-    ce_weight, poe_weight = loss_weights(spec, s.train_data)
+    ce_weight, poe_weight = (spec["poe"]["ce_weight"], spec["poe"]["poe_weight"]) if spec["poe"] else (1.0, 1.0)
+    pin = s.device.type == "cuda"
     failure = None
-    log.info(
-        "training %s on %d instances: %d steps of batch %d, %d checkpoints, %s",
-        spec["model_source"],
-        n,
-        steps,
-        bs,
-        len(ckpts),
-        device_name(s.device),
-    )
+    log.info("training %s on %d instances: %d steps of batch %d, %d checkpoints, %s",
+             spec["model_source"], n, steps, bs, len(ckpts), device_name(s.device))  # fmt: skip
 
+    host = collate_host(s.train_data, batch_indices(perm, pos.batch, bs), pin) if pos.step < steps else None
     while pos.step < steps:
-        idx = batch_indices(perm, pos.batch, bs)
-        batch = collate(s.train_data, idx, s.device)
+        batch = host.to(s.device)
         if debug.get("nan_at_step") == pos.step + 1:
             with torch.no_grad():
                 next(s.model.parameters()).fill_(float("nan"))
-        train_step(
-            s.model,
-            batch,
-            s.optimizer,
-            s.accelerator,
-            s.dynamics,
-            s.stats,
-            s.per_step_scheduler,
-            spec["max_grad_norm"],
-            ce_weight,
-            poe_weight,
-        )
+        train_step(s.model, batch, s.optimizer, s.accelerator, s.dynamics, s.stats, s.per_step_scheduler,
+                   spec["max_grad_norm"], ce_weight, poe_weight)  # fmt: skip
         pos.step += 1
         pos.batch += 1
         pos.tokens_seen += batch.n_tokens
-        pos.examples_seen += len(idx)
-        pos.forward_flops += float(s.inst_flops[idx].sum())
-        if pos.batch == n_batches:  # end of a pass over the training set
+        size = len(batch.labels)
+        pos.padded_tokens_seen += size * batch.width
+        pos.examples_seen += size
+        lengths = s.train_data.lengths[batch_indices(perm, pos.batch - 1, bs)]
+        pos.forward_flops += s.flops(lengths, lengths)
+        pos.forward_flops_padded += s.flops(size * batch.width, batch.width)
+        if pos.batch == n_batches:  # end of a pass over the training set (one host copy)
             s.dynamics.end_pass(perm)
             pos.epoch, pos.batch = pos.epoch + 1, 0
             perm = epoch_permutation(spec["seed"], pos.epoch, n)
+        if pos.step < steps:  # build the next batch while the device computes this one
+            host = collate_host(s.train_data, batch_indices(perm, pos.batch, bs), pin)
 
         at_checkpoint = pos.step in ckpts
         if pos.step % spec["log_every"] == 0 or at_checkpoint:
@@ -631,7 +693,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset) -
     if failure is not None:
         log.warning("run failed: %s", failure)
     record = make_record(s, failure, final, session_start)
-    write_outputs(s, out_dir, record)
+    write_outputs(s, out_dir, record, Path(bias_out) if bias_out else None)
     state_io.clear(state_dir)
     log.info("wrote %s (status %s, %.1f s)", out_dir, record["status"], record["wall_time_s"])
     return record

@@ -1,0 +1,568 @@
+"""``ftft claims``: does this run support the paper's findings? ``tables/claims.{csv,md}``.
+
+One row per tested comparison, grouped into the paper's six claims; each row has the numbers it
+rests on, an effect size, a MultiBootstrap p-value where two systems are compared (all OOD sets
+of the task pooled, seeds and instances resampled, ``claims.samples`` samples) and a verdict:
+``holds``, ``does not hold`` or ``not enough runs``. A claim holds when all its rows hold.
+Thresholds come from ``claims`` in the config (``alpha``, ``comparable_points``, ...), and the
+main model is ``significance.main`` (DeBERTaV3-Large in the paper).
+
+1. DM with the main model as its own reference beats ERM on OOD (superiority, p < alpha) at a
+   small ID cost (ERM ID - DM ID <= comparable_points).                     §4, Tables 1/6
+2. DM with a smaller reference of the main model's family is comparable to or better than DM
+   with the main model itself (non-inferiority with margin comparable_points, p < alpha). §4.1
+3. DM with a reference of another pretraining family is comparable to or better than ERM of the
+   main model (non-inferiority), except the weak references (``claims.weak_refs``).      §4.2
+4. Weak references give lower easy ratios and failed transfers: Spearman's rho between each
+   reference's easy ratio (at q) and its transfer gain (DM OOD - ERM OOD) > 0 with permutation
+   p < alpha; and each weak reference has a lower easy ratio than every other reference and
+   an unsuccessful transfer (gain < -comparable_points).              §4.3, Tables 2/7/8
+5. DM learns faster: halted at ``fast_fraction`` of the steps, DM reaches >= ``fast_ratio`` % of
+   its full-budget OOD score while ERM does not, and DM's relative score is higher (p < alpha).
+                                                                           §5, Figures 2-4
+6. FTFT beats ERM on OOD (p < alpha) at less than ``cost_ratio_erm`` of ERM's cost and at most
+   ``cost_ratio_dm`` of DM's cost.                                          §5, Tables 3/9
+
+The same statistics computed on the paper's printed numbers (``src/ftft/paper``, means only; the
+p-values of claim 1 from its Table 5) are printed beside ours where the published tables allow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import cost as costmod
+from . import grid
+from .config import active_tasks, parse_fraction
+from .errors import DataError
+from .io import write_text
+from .results import Results, mean_std
+from .stats import multibootstrap, p_value, relative_bootstrap_samples, spearman, spearman_permutation_p
+from .tables import DEMO_NOTE, load_config_json, model_label, ood_sets, task_metric
+
+log = logging.getLogger(__name__)
+
+PAPER_DIR = Path(__file__).resolve().parent / "paper"
+HOLDS, FAILS, MISSING = "holds", "does not hold", "not enough runs"
+TITLES = {
+    1: "DM (main model as its own reference) beats ERM on OOD at a small ID cost",
+    2: "training dynamics transfer across model sizes",
+    3: "... and across pretraining methods, except weak references",
+    4: "weak references give lower easy ratios and failed transfers",
+    5: "DM learns faster than ERM",
+    6: "FTFT beats ERM on OOD at less than half of ERM's cost and about a quarter of DM's",
+}
+SECTIONS = {
+    1: "§4, Tables 1/6",
+    2: "§4.1",
+    3: "§4.2",
+    4: "§4.3, Tables 2/7/8",
+    5: "§5, Figures 2-4",
+    6: "§5, Tables 3/9",
+}
+COLUMNS = ["claim", "task", "subject", "statistic", "value", "threshold", "p_value", "verdict", "detail",
+           "published_value", "published_verdict"]  # fmt: skip
+
+
+@dataclass
+class Row:
+    claim: int
+    task: str
+    subject: str
+    statistic: str
+    value: float = float("nan")
+    threshold: str = ""
+    p_value: float = float("nan")
+    verdict: str = MISSING
+    detail: str = ""
+    published_value: float = float("nan")
+    published_verdict: str = ""
+
+
+@dataclass
+class Context:
+    cfg: dict
+    res: Results
+    known: set = field(default_factory=set)
+
+    @property
+    def c(self) -> dict:
+        return self.cfg["claims"]
+
+    @property
+    def main(self) -> str:
+        return self.cfg["significance"]["main"]
+
+    def seeds(self, task, model, method, ref="none") -> list[grid.Run]:
+        return [grid.Run(task, model, method, ref, grid.FULL, s) for s in self.cfg["seeds"]]
+
+    def available(self, runs) -> bool:
+        return set(runs) <= self.known
+
+
+# --------------------------------------------------------------------------- which runs
+
+
+def dm_refs(cfg: dict, task: str, main: str) -> list[str]:
+    """References of full DM runs into ``main`` on ``task`` that the grid trains."""
+    return sorted(
+        {r.ref for r in grid.all_runs(cfg) if (r.task, r.model, r.method, r.budget) == (task, main, "dm", grid.FULL)}
+    )
+
+
+def family(cfg: dict, model: str) -> str:
+    m = cfg["models"][model]
+    return m["family"] or m["tokenizer"] or model
+
+
+def weak_refs(cfg: dict, task: str) -> list[str]:
+    return list(cfg["claims"]["weak_refs"].get(task, []))
+
+
+def ftft_cells(cfg: dict) -> list[tuple[str, grid.Cell]]:
+    out = []
+    for tid in cfg["tables"]:
+        for cell in grid.table_cells(cfg, tid):
+            if cell.method == "ftft":
+                out.append((tid, cell))
+    return out
+
+
+def needs(cfg: dict) -> grid.Needs:
+    n = grid.Needs()
+    known = grid.all_runs(cfg)
+    main = cfg["significance"]["main"]
+    for task in active_tasks(cfg):
+        runs = [grid.ref_run(task, main, s) for s in cfg["seeds"]]
+        for ref in dm_refs(cfg, task, main):
+            runs += [grid.Run(task, main, "dm", ref, grid.FULL, s) for s in cfg["seeds"]]
+        n.predictions.update(r for r in runs if r in known)
+        for ref in set(cfg["easy_ratio"]["refs"]) & set(dm_refs(cfg, task, main)):
+            n.datamaps.update((task, ref, s) for s in cfg["seeds"])
+    for fid in cfg["speed"]["figures"]:
+        for rs in grid.speed_series(cfg, fid).values():
+            n.predictions.update(rs)
+    for _, cell in ftft_cells(cfg):
+        n.predictions.update(cell.runs)
+        n.predictions.update(
+            grid.ref_run(cell.task, cell.main, s)
+            for s in cfg["seeds"]
+            if grid.ref_run(cell.task, cell.main, s) in known
+        )
+        seed0 = cfg["seeds"][0]
+        for m in (cell.main, cell.ref, cfg["cost_unit_model"]):
+            if grid.ref_run(cell.task, m, seed0) in known:
+                n.runs.add(grid.ref_run(cell.task, m, seed0))
+    n.runs |= n.predictions
+    return n
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def preds_at(ctx: Context, runs, datasets, fraction=1):
+    """(preds [S_ok, N], labels, n_failed) of the ok runs at ``fraction`` of the full budget."""
+    ok, failed = ctx.res.split_failed(runs)
+    preds, keys, labels = [], None, None
+    for r in ok:
+        p = ctx.res.predictions(r, datasets, fraction)
+        k = (p["dataset"].astype(str) + "\x00" + p["uid"].astype(str)).to_numpy()
+        if keys is None:
+            keys, labels = k, p["label"].to_numpy(np.int64)
+        elif not np.array_equal(k, keys):
+            raise DataError(f"{ctx.res.run_path(r, 'predictions.parquet')}: other OOD instances than the other seeds")
+        cols = sorted((c for c in p.columns if c.startswith("prob_")), key=lambda c: int(c.split("_")[1]))
+        preds.append(p[cols].to_numpy(np.float32).argmax(axis=1))
+    return (np.stack(preds) if preds else None), labels, keys, len(failed)
+
+
+def ood_mean(ctx: Context, runs, task: str, fraction=1) -> float:
+    """Mean over the OOD sets of the seed means (points)."""
+    sets = ood_sets(ctx.cfg, task)
+    sv = ctx.res.seed_values(runs, sets, task_metric(ctx.cfg, task), fraction)
+    return float(np.mean([mean_std(sv.values[d])[0] for d in sets])) if sv.n_ok else float("nan")
+
+
+def id_mean(ctx: Context, runs, task: str) -> float:
+    name = grid.task_eval_sets(ctx.cfg, task)[0]
+    sv = ctx.res.seed_values(runs, [name], task_metric(ctx.cfg, task))
+    return mean_std(sv.values[name])[0] if sv.n_ok else float("nan")
+
+
+def compare(ctx: Context, a_runs, b_runs, task: str, margin_points: float = 0.0, a_fraction=1) -> tuple[float, float]:
+    """(mean pooled-OOD difference A - B in points, one-sided p-value), MultiBootstrap."""
+    sets = ood_sets(ctx.cfg, task)
+    a, labels, keys, _ = preds_at(ctx, a_runs, sets, a_fraction)
+    b, labels_b, keys_b, _ = preds_at(ctx, b_runs, sets)
+    if a is None or b is None:
+        return float("nan"), float("nan")
+    if not np.array_equal(keys, keys_b):
+        raise DataError(f"task {task}: the compared systems were evaluated on different OOD instances")
+    diff, p = multibootstrap(
+        a, b, labels, task_metric(ctx.cfg, task), ctx.c["samples"], ctx.c["seed"], margin_points / 100
+    )
+    return 100 * diff, p
+
+
+def relative(at: float, full: float) -> float:
+    """100 * at / full (%); NaN when the full-budget score is 0 or missing (no ZeroDivisionError)."""
+    return 100 * at / full if full and not math.isnan(full) else float("nan")
+
+
+def verdict(ok: bool | None) -> str:
+    return MISSING if ok is None else (HOLDS if ok else FAILS)
+
+
+# --------------------------------------------------------------------------- the claims
+
+
+def claim1(ctx: Context, task: str, pub: Published) -> list[Row]:
+    main, alpha, cp = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"]
+    erm, dm = ctx.seeds(task, main, "erm"), ctx.seeds(task, main, "dm", main)
+    subject = f"DM({model_label(ctx.cfg, main)} <- itself) vs ERM"
+    row = Row(
+        1, task, subject, "OOD gain (points), ID cost (points)", threshold=f"gain > 0, p < {alpha}, ID cost <= {cp:g}"
+    )
+    if not (ctx.available(erm) and ctx.available(dm)):
+        return [row]
+    row.value, row.p_value = compare(ctx, dm, erm, task)
+    id_cost = id_mean(ctx, erm, task) - id_mean(ctx, dm, task)
+    row.detail = f"OOD: DM {ood_mean(ctx, dm, task):.2f} vs ERM {ood_mean(ctx, erm, task):.2f}; ID cost {id_cost:.2f}"
+    row.verdict = verdict(None if math.isnan(row.value) else row.value > 0 and row.p_value < alpha and id_cost <= cp)
+    g = pub.ood(task, main, "dm", main) - pub.ood(task, main, "erm")
+    pcost = pub.id(task, main, "erm") - pub.id(task, main, "dm", main)
+    row.published_value = g
+    pp = pub.value("5", task, main, main, "p_value")
+    if not math.isnan(g):
+        row.published_verdict = verdict(g > 0 and pcost <= cp and (math.isnan(pp) or pp < alpha)) + (
+            f" (Table 5 p = {pp:g})" if not math.isnan(pp) else ""
+        )
+    return [row]
+
+
+def claim2(ctx: Context, task: str, pub: Published) -> list[Row]:
+    main, alpha, cp = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"]
+    rows = []
+    refs = [r for r in dm_refs(ctx.cfg, task, main) if r != main and family(ctx.cfg, r) == family(ctx.cfg, main)]
+    self_runs = ctx.seeds(task, main, "dm", main)
+    for ref in refs:
+        runs = ctx.seeds(task, main, "dm", ref)
+        row = Row(2, task, f"DM({model_label(ctx.cfg, main)} <- {model_label(ctx.cfg, ref)}) vs DM(<- itself)",
+                  "OOD difference (points)", threshold=f"non-inferior by {cp:g} point(s), p < {alpha}")  # fmt: skip
+        if ctx.available(runs) and ctx.available(self_runs):
+            row.value, row.p_value = compare(ctx, runs, self_runs, task, cp)
+            row.verdict = verdict(None if math.isnan(row.value) else row.p_value < alpha)
+        g = pub.ood(task, main, "dm", ref) - pub.ood(task, main, "dm", main)
+        row.published_value = g
+        row.published_verdict = "" if math.isnan(g) else verdict(g >= -cp)
+        rows.append(row)
+    return rows or [Row(2, task, "no DM run from a smaller model of the main model's family", "", verdict=MISSING)]
+
+
+def claim3(ctx: Context, task: str, pub: Published) -> list[Row]:
+    main, alpha, cp = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"]
+    weak = weak_refs(ctx.cfg, task)
+    rows = []
+    erm = ctx.seeds(task, main, "erm")
+    for ref in dm_refs(ctx.cfg, task, main):
+        if family(ctx.cfg, ref) == family(ctx.cfg, main) or ref in weak:
+            continue
+        runs = ctx.seeds(task, main, "dm", ref)
+        row = Row(3, task, f"DM({model_label(ctx.cfg, main)} <- {model_label(ctx.cfg, ref)}) vs ERM",
+                  "OOD difference (points)", threshold=f"non-inferior by {cp:g} point(s), p < {alpha}")  # fmt: skip
+        if ctx.available(runs) and ctx.available(erm):
+            row.value, row.p_value = compare(ctx, runs, erm, task, cp)
+            row.verdict = verdict(None if math.isnan(row.value) else row.p_value < alpha)
+        g = pub.ood(task, main, "dm", ref) - pub.ood(task, main, "erm")
+        row.published_value = g
+        row.published_verdict = "" if math.isnan(g) else verdict(g >= -cp)
+        rows.append(row)
+    return rows or [Row(3, task, "no DM run from a reference of another family", "", verdict=MISSING)]
+
+
+def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
+    from . import datamap
+
+    main, alpha, cp, q = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"], ctx.cfg["q"]
+    refs = [r for r in dm_refs(ctx.cfg, task, main) if r in ctx.cfg["easy_ratio"]["refs"]]
+    weak = [r for r in weak_refs(ctx.cfg, task) if r in refs]
+    erm = ctx.seeds(task, main, "erm")
+    easy, gain = {}, {}
+    if ctx.available(erm):
+        base = ood_mean(ctx, erm, task)
+        for ref in refs:
+            maps = [ctx.res.datamap(task, ref, s) for s in ctx.cfg["seeds"]]
+            maps = [m for m in maps if m is not None]
+            runs = ctx.seeds(task, main, "dm", ref)
+            if maps and ctx.available(runs):
+                easy[ref] = 100 * float(np.mean([datamap.easy_ratio(m, q) for m in maps]))
+                gain[ref] = ood_mean(ctx, runs, task) - base
+    keys = [r for r in refs if r in easy and not math.isnan(gain[r])]
+    row = Row(4, task, f"easy ratio vs transfer gain over {len(keys)} references", "Spearman rho",
+              threshold=f"rho > 0, permutation p < {alpha}")  # fmt: skip
+    if len(keys) >= 3:
+        x, y = [easy[r] for r in keys], [gain[r] for r in keys]
+        row.value, row.p_value = spearman(x, y), spearman_permutation_p(x, y)
+        row.verdict = verdict(None if math.isnan(row.value) else row.value > 0 and row.p_value < alpha)
+        row.detail = "; ".join(f"{model_label(ctx.cfg, r)}: easy {easy[r]:.1f}%, gain {gain[r]:+.2f}" for r in keys)
+    pe = {r: pub.value("8", task, "", r, "easy_ratio", q=str(round(q * 100))) for r in refs}
+    pg = {r: pub.ood(task, main, "dm", r) - pub.ood(task, main, "erm") for r in refs}
+    pk = [r for r in refs if not (math.isnan(pe[r]) or math.isnan(pg[r]))]
+    if len(pk) >= 3:
+        row.published_value = spearman([pe[r] for r in pk], [pg[r] for r in pk])
+        row.published_verdict = verdict(row.published_value > 0) + f" (over {len(pk)} references)"
+    rows = [row]
+    for ref in weak:
+        r = Row(4, task, f"weak reference {model_label(ctx.cfg, ref)}", "easy ratio rank, transfer gain (points)",
+                threshold=f"lowest easy ratio among the references, gain < -{cp:g}")  # fmt: skip
+        if ref in keys:
+            others = [easy[o] for o in keys if o not in weak]
+            r.value = gain[ref]
+            r.verdict = verdict(bool(others) and easy[ref] < min(others) and gain[ref] < -cp)
+            r.detail = f"easy {easy[ref]:.1f}% (others >= {min(others) if others else float('nan'):.1f}%), gain {gain[ref]:+.2f}"
+        if ref in pk:
+            others = [pe[o] for o in pk if o not in weak]
+            r.published_value = pg[ref]
+            r.published_verdict = verdict(bool(others) and pe[ref] < min(others) and pg[ref] < -cp)
+        rows.append(r)
+    return rows
+
+
+def claim5(ctx: Context, task: str, pub: Published) -> list[Row]:
+    f = parse_fraction(ctx.c["fast_fraction"])
+    alpha, ratio = ctx.c["alpha"], ctx.c["fast_ratio"]
+    rows = []
+    sets = ood_sets(ctx.cfg, task)
+    metric = task_metric(ctx.cfg, task)
+    for fid in ctx.cfg["speed"]["figures"]:
+        series = grid.speed_series(ctx.cfg, fid)
+        if (task, "erm") not in series:
+            continue
+        erm = series[(task, "erm")]
+        for (t, s), runs in series.items():
+            if t != task or s == "erm":
+                continue
+            row = Row(5, task, f"Figure {fid}: DM-{model_label(ctx.cfg, s)} vs ERM ({model_label(ctx.cfg, runs[0].model)})",
+                      f"OOD % of the full-budget score at {f}", threshold=f"DM >= {ratio:g}% > ERM, p < {alpha}")  # fmt: skip
+            rel_dm = relative(ood_mean(ctx, runs, task, f), ood_mean(ctx, runs, task))
+            rel_erm = relative(ood_mean(ctx, erm, task, f), ood_mean(ctx, erm, task))
+            row.value = rel_dm
+            row.detail = f"DM {rel_dm:.1f}%, ERM {rel_erm:.1f}%"
+            arrays = [preds_at(ctx, x, sets, fr) for x, fr in ((runs, f), (runs, 1), (erm, f), (erm, 1))]
+            if all(a[0] is not None for a in arrays) and not math.isnan(rel_dm):
+                diffs = relative_bootstrap_samples(
+                    *(a[0] for a in arrays), arrays[0][1], metric, ctx.c["samples"], ctx.c["seed"]
+                )
+                row.p_value = p_value(diffs[~np.isnan(diffs)])
+                row.verdict = verdict(rel_dm >= ratio and rel_erm < ratio and row.p_value < alpha)
+            row.published_verdict = "not tabulated (Figures 2-4: DM ~100% at 1/3, ERM lower)"
+            rows.append(row)
+    return rows
+
+
+@dataclass
+class FtftCost:
+    label: str
+    cost: float
+    erm: float
+    dm: float
+    published: tuple[float, float, float] = (float("nan"), float("nan"), float("nan"))  # FTFT, ERM, DM
+
+
+def claim6(ctx: Context, task: str, pub: Published) -> list[Row]:
+    """Each FTFT row beats ERM on OOD (p < alpha) at a lower cost; the cheapest FTFT row of each table
+    costs less than ``cost_ratio_erm`` x ERM and at most ``cost_ratio_dm`` x DM (paper: 15.2 vs 32 and 64)."""
+    alpha, r_erm, r_dm = ctx.c["alpha"], ctx.c["cost_ratio_erm"], ctx.c["cost_ratio_dm"]
+    rows: list[Row] = []
+    seed0, unit = ctx.cfg["seeds"][0], ctx.cfg["cost_unit_model"]
+    cheapest: dict[str, FtftCost] = {}
+    for tid, cell in ftft_cells(ctx.cfg):
+        if cell.task != task:
+            continue
+        erm = ctx.seeds(task, cell.main, "erm")
+        label = f"FTFT({model_label(ctx.cfg, cell.main)} <- {model_label(ctx.cfg, cell.ref)}, {cell.fraction})"
+        row = Row(6, task, f"Table {tid}: {label} vs ERM", "OOD gain (points)",
+                  threshold=f"gain > 0 with p < {alpha}, cost below ERM's")  # fmt: skip
+        ptask = "nli" if tid == "3" else task  # Table 3 prints costs in its NLI block only (the same for HSD)
+        published = (
+            pub.value(tid, ptask, cell.main, cell.ref, "cost", method="ftft", frac=str(cell.fraction)),
+            pub.value(tid, ptask, cell.main, "", "cost", method="erm"),
+            pub.value(tid, ptask, cell.main, cell.main, "cost", method="dm"),
+        )
+        if ctx.available([*cell.runs, *erm, *(grid.ref_run(task, m, seed0) for m in (cell.main, cell.ref, unit))]):
+            row.value, row.p_value = compare(ctx, list(cell.runs), erm, task, a_fraction=cell.fraction)
+            f = {m: ctx.res.forward_flops_per_epoch(task, m, seed0) for m in (cell.main, cell.ref, unit)}
+            c = FtftCost(
+                label,
+                costmod.method_cost("ftft", f[cell.main], f[unit], f[cell.ref], float(cell.fraction)),
+                costmod.method_cost("erm", f[cell.main], f[unit]),
+                costmod.method_cost("dm", f[cell.main], f[unit], f[cell.main]),
+                published,
+            )
+            row.detail = (
+                f"cost {c.cost:.1f} vs ERM {c.erm:.1f} ({c.cost / c.erm:.2f}x) and DM {c.dm:.1f} ({c.cost / c.dm:.2f}x)"
+            )
+            row.verdict = verdict(
+                None if math.isnan(row.value) else row.value > 0 and row.p_value < alpha and c.cost < c.erm
+            )
+            if tid not in cheapest or c.cost < cheapest[tid].cost:
+                cheapest[tid] = c
+        g = pub.ood(task, cell.main, "ftft", cell.ref, str(cell.fraction)) - pub.ood(task, cell.main, "erm")
+        row.published_value = g
+        if not math.isnan(g):
+            pc, pe, _ = published
+            row.published_verdict = verdict(g > 0 and (math.isnan(pc) or pc < pe)) + (
+                "" if math.isnan(pc) else f"; cost {pc:g} vs ERM {pe:g}"
+            )
+        rows.append(row)
+    for tid, c in cheapest.items():
+        row = Row(6, task, f"Table {tid}: cost of the cheapest FTFT, {c.label}", "cost / ERM cost", value=c.cost / c.erm,
+                  threshold=f"< {r_erm:g} x ERM and <= {r_dm:g} x DM")  # fmt: skip
+        row.detail = f"{c.cost:.1f} vs ERM {c.erm:.1f} and DM {c.dm:.1f} ({c.cost / c.dm:.2f}x DM)"
+        row.verdict = verdict(c.cost < r_erm * c.erm and c.cost <= r_dm * c.dm)
+        pc, pe, pd_ = c.published
+        if not math.isnan(pc):
+            row.published_value = pc / pe
+            row.published_verdict = verdict(pc < r_erm * pe and pc <= r_dm * pd_)
+        rows.append(row)
+    return rows
+
+
+CLAIMS = {1: claim1, 2: claim2, 3: claim3, 4: claim4, 5: claim5, 6: claim6}
+
+
+# --------------------------------------------------------------------------- published numbers
+
+
+class Published:
+    """The paper's printed cells (``src/ftft/paper/table*.csv``)."""
+
+    def __init__(self, cfg: dict):
+        frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in sorted(PAPER_DIR.glob("table*.csv"))]
+        self.df = pd.concat(frames, ignore_index=True)
+        self.df["value"] = pd.to_numeric(self.df.get("mean", self.df.get("pflops")), errors="coerce")
+        self.cfg = cfg
+
+    def value(self, table, task, main, ref, metric, method=None, frac="1", q=None) -> float:
+        d = self.df
+        sel = (d["table"] == str(table)) & (d["task"] == task) & (d["main_model"] == main) & (d["ref_model"] == ref)
+        sel &= d["metric"] == metric
+        if method is not None:
+            sel &= d["method"] == method
+        if metric not in ("easy_ratio",) and "step_fraction" in d:
+            sel &= (d["step_fraction"] == frac) | (d["step_fraction"] == "")
+        if q is not None:
+            sel &= d["q"] == q
+        vals = d.loc[sel, "value"].dropna()
+        return float(vals.iloc[0]) if len(vals) else float("nan")
+
+    def _cells(self, task, main, method, ref="", frac="1"):
+        """The printed scores of one row (first table in file order that prints it)."""
+        ref = "" if ref in ("none", "") or method == "erm" else ref
+        if not hasattr(self, "_scores"):
+            d = self.df[self.df["metric"].isin(["accuracy", "macro_f1"])]
+            self._scores = {k: g.drop_duplicates(["dataset"])
+                            for k, g in d.groupby(["task", "main_model", "method", "ref_model", "step_fraction"], sort=False)}  # fmt: skip
+        return self._scores.get((task, main, method, ref, frac), self.df.iloc[:0])
+
+    def ood(self, task, main, method, ref="", frac="1") -> float:
+        if task not in self.cfg["tasks"]:
+            return float("nan")
+        cells = self._cells(task, main, method, ref, frac)
+        sets = ood_sets(self.cfg, task)
+        vals = cells.set_index("dataset")["value"].reindex(sets)
+        return float(vals.mean()) if vals.notna().all() else float("nan")
+
+    def id(self, task, main, method, ref="") -> float:
+        cells = self._cells(task, main, method, ref).set_index("dataset")["value"]
+        name = grid.task_eval_sets(self.cfg, task)[0]
+        return float(cells.get(name, float("nan")))
+
+
+# --------------------------------------------------------------------------- report
+
+
+def evaluate(cfg: dict, results: str | Path | Results) -> pd.DataFrame:
+    res = results if isinstance(results, Results) else Results(results)
+    ctx = Context(cfg, res, grid.all_runs(cfg))
+    pub = Published(cfg)
+    rows = [row for n, fn in CLAIMS.items() for task in active_tasks(cfg) for row in fn(ctx, task, pub)]
+    return pd.DataFrame([r.__dict__ for r in rows], columns=COLUMNS)
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One verdict per claim: holds if every row holds, not enough runs if any row lacks them."""
+    out = []
+    for n in CLAIMS:
+        v = df.loc[df["claim"] == n, "verdict"].tolist()
+        if not v or MISSING in v:
+            verdict_ = MISSING
+        else:
+            verdict_ = HOLDS if all(x == HOLDS for x in v) else FAILS
+        out.append({"claim": n, "title": TITLES[n], "section": SECTIONS[n], "rows": len(v),
+                    "rows_holding": sum(x == HOLDS for x in v), "verdict": verdict_})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def _fmt(x: float, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.4f}" if digits == 4 else f"{x:.{digits}f}"
+
+
+def render_md(cfg: dict, df: pd.DataFrame) -> str:
+    c = cfg["claims"]
+    lines = ["# Claims of the paper, checked on this run", ""]
+    if cfg["mode"] == "demo":
+        lines += [f"> {DEMO_NOTE} The verdicts say whether the demo's synthetic task shows the paper's effects.", ""]
+    lines += [
+        f"Seeds: {', '.join(map(str, cfg['seeds']))}; main model {model_label(cfg, cfg['significance']['main'])}; "
+        f"alpha = {c['alpha']}; 'comparable' = at most {c['comparable_points']:g} point(s) worse (non-inferiority); "
+        f"p-values: MultiBootstrap over seeds and pooled OOD instances, {c['samples']} samples, "
+        "(1 + #{diff <= 0}) / (1 + samples). A claim holds when all its rows hold. Published: the same statistic "
+        "on the paper's printed means (no seeds, so no p-value except Table 5's).",
+        "",
+        "| claim | finding | verdict | rows holding |",
+        "|---|---|---|---|",
+    ]
+    for r in summary(df).itertuples():
+        lines.append(f"| {r.claim} | {r.title} ({r.section}) | **{r.verdict}** | {r.rows_holding} of {r.rows} |")
+    for n in CLAIMS:
+        part = df[df["claim"] == n]
+        lines += ["", f"## Claim {n}: {TITLES[n]} ({SECTIONS[n]})", "",
+                  "| task | comparison | statistic | value | p-value | test | verdict | details | published | published verdict |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in part.itertuples():
+            lines.append(
+                f"| {r.task.upper()} | {r.subject} | {r.statistic} | {_fmt(r.value)} | {_fmt(r.p_value, 4)} | "
+                f"{r.threshold} | {r.verdict} | {r.detail} | {_fmt(r.published_value)} | {r.published_verdict} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
+    df = evaluate(cfg, results)
+    prefix = Path(prefix)
+    write_text(prefix.with_name(prefix.name + ".csv"), df.to_csv(index=False, float_format="%.10g"))
+    write_text(prefix.with_name(prefix.name + ".md"), render_md(cfg, df))
+    return df
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
+    parser.add_argument("--results", required=True, help="results root")
+    parser.add_argument("--out-prefix", required=True, help="output path without extension")
+
+
+def run(args) -> int:
+    cfg = load_config_json(args.config_json)
+    df = write(cfg, args.results, args.out_prefix)
+    for r in summary(df).itertuples():
+        log.info("claim %d (%s): %s (%d of %d rows)", r.claim, r.title, r.verdict, r.rows_holding, r.rows)
+    return 0

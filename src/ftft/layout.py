@@ -1,0 +1,179 @@
+"""The layout on disk: every path the workflow reads or writes, defined here and only here.
+
+Templates are relative to one of three roots (``results``, ``resources``, ``state_dir``, from
+the config) and use Snakemake wildcard syntax. ``Layout`` joins them to their root; each
+method returns the concrete path when given the object it names (a ``grid.Run``, a task, ...)
+and the Snakemake pattern (wildcards left in) when not, so the rules, the grid and the
+aggregation code ask the same function::
+
+    L = Layout.from_config(cfg)
+    L.run_file("metrics.csv")           # 'results/runs/{task}/{model}/{method}-{ref}/{budget}/seed{seed}/metrics.csv'
+    L.run_file("metrics.csv", run)      # 'results/runs/nli/deberta-v3-large/dm-tinybert/full/seed0/metrics.csv'
+
+See docs/ARCHITECTURE.md ("Files on disk") for what each file holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# --- below results/ -------------------------------------------------------------------------
+RUN_DIR = "runs/{task}/{model}/{method}-{ref}/{budget}/seed{seed}"
+RUN_FILES = ("metrics.csv", "predictions.parquet", "dynamics.npz", "run.json")
+BIAS_FILE = "bias_logp.parquet"  # eval-mode log-probabilities of a PoE bias model's final weights
+SOURCE = "data/sources/{source}.parquet"
+SOURCE_SUMMARY = "data/sources/{source}.summary.json"
+TASK_TRAIN = "data/{task}/train.parquet"
+TASK_EVAL_DIR = "data/{task}/eval"
+TOKENIZED = "data/{task}/tokenized/{tokenizer}"
+DATAMAP = "datamaps/{task}/{ref}/seed{seed}.parquet"
+DATAMAP_PLOT = "figures/datamaps/{task}_{ref}_seed{seed}.png"
+SUBSET = "subsets/{task}/{method}-{ref}/seed{seed}.parquet"
+TABLE = "tables/table{table}.{ext}"
+TABLE_EXTS = ("csv", "md", "tex", "html")
+FIGURE = "figures/figure{figure}.{ext}"
+FIGURE_EXTS = ("png", "pdf")
+CLAIMS = "tables/claims.{ext}"
+COMPARISON = "tables/paper_comparison.{ext}"
+FAILED_RUNS = "failed_runs.{ext}"
+CONFIG_JSON = "config.json"
+LOGS = "logs"
+BENCHMARKS = "benchmarks"
+# --- below resources/ -----------------------------------------------------------------------
+DOWNLOAD_DIR = "{source}"
+DOWNLOAD_MARKER = "{source}/DONE.json"
+DEMO_MODEL = "demo_models/{model}"
+HUB_MARKER = "hub/{model}.json"
+# --- below state_dir/ -----------------------------------------------------------------------
+GPU_LOCKS = "gpu-locks"
+
+
+def _fill(template: str, **fields) -> str:
+    """``template`` with the given fields filled in; with none, the wildcard pattern itself."""
+    return template.format(**fields) if fields else template
+
+
+class Layout:
+    """Paths of one workflow instance (roots from the config: ``results``, ``resources``, ``state_dir``)."""
+
+    def __init__(self, results: str | Path = "results", resources: str | Path = "resources", state_dir=".ftft-state"):
+        self.results = str(results).rstrip("/") or "."
+        self.resources = str(resources).rstrip("/") or "."
+        self.state_root = str(state_dir).rstrip("/") or "."
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> Layout:
+        return cls(cfg["results"], cfg["resources"], cfg["state_dir"])
+
+    def res(self, rel: str) -> str:
+        return f"{self.results}/{rel}"
+
+    # --- runs ---------------------------------------------------------------------------
+    def run_dir(self, run=None) -> str:
+        return self.res(_fill(RUN_DIR, **_run_fields(run)))
+
+    def run_file(self, name: str, run=None) -> str:
+        return f"{self.run_dir(run)}/{name}"
+
+    def run_files(self, run=None, names=RUN_FILES) -> list[str]:
+        return [self.run_file(n, run) for n in names]
+
+    def state_dir(self, run=None) -> str:
+        return f"{self.state_root}/{_fill(RUN_DIR, **_run_fields(run))}"
+
+    def gpu_locks(self) -> str:
+        return f"{self.state_root}/{GPU_LOCKS}"
+
+    # --- data ---------------------------------------------------------------------------
+    def source(self, source: str | None = None) -> str:
+        return self.res(_fill(SOURCE, **_opt(source=source)))
+
+    def source_summary(self, source: str | None = None) -> str:
+        return self.res(_fill(SOURCE_SUMMARY, **_opt(source=source)))
+
+    def task_train(self, task: str | None = None) -> str:
+        return self.res(_fill(TASK_TRAIN, **_opt(task=task)))
+
+    def task_eval_dir(self, task: str | None = None) -> str:
+        return self.res(_fill(TASK_EVAL_DIR, **_opt(task=task)))
+
+    def task_eval(self, task: str, name: str) -> str:
+        return f"{self.task_eval_dir(task)}/{name}.parquet"
+
+    def tokenized(self, task: str | None = None, tokenizer: str | None = None) -> str:
+        return self.res(_fill(TOKENIZED, **_opt(task=task, tokenizer=tokenizer)))
+
+    # --- data maps, subsets --------------------------------------------------------------
+    def datamap(self, task=None, ref=None, seed=None) -> str:
+        return self.res(_fill(DATAMAP, **_opt(task=task, ref=ref, seed=seed)))
+
+    def datamap_plot(self, task=None, ref=None, seed=None) -> str:
+        return self.res(_fill(DATAMAP_PLOT, **_opt(task=task, ref=ref, seed=seed)))
+
+    def subset(self, task=None, method=None, ref=None, seed=None) -> str:
+        return self.res(_fill(SUBSET, **_opt(task=task, method=method, ref=ref, seed=seed)))
+
+    # --- aggregates ---------------------------------------------------------------------
+    def table(self, table: str | None = None, ext: str = "csv") -> str:
+        return self.res(_fill(TABLE, **_opt(table=table, ext=ext)))
+
+    def table_prefix(self, table: str) -> str:
+        return self.table(table, "csv").removesuffix(".csv")
+
+    def figure(self, figure: str | None = None, ext: str = "png") -> str:
+        return self.res(_fill(FIGURE, **_opt(figure=figure, ext=ext)))
+
+    def figure_prefix(self, figure: str) -> str:
+        return self.figure(figure, "png").removesuffix(".png")
+
+    def claims(self, ext: str = "csv") -> str:
+        return self.res(CLAIMS.format(ext=ext))
+
+    def comparison(self, ext: str = "csv") -> str:
+        return self.res(COMPARISON.format(ext=ext))
+
+    def failed_runs(self, ext: str = "md") -> str:
+        return self.res(FAILED_RUNS.format(ext=ext))
+
+    def config_json(self) -> str:
+        return self.res(CONFIG_JSON)
+
+    def log(self, rule: str, name: str) -> str:
+        return self.res(f"{LOGS}/{rule}/{name}.log")
+
+    def benchmark(self, rule: str, name: str) -> str:
+        return self.res(f"{BENCHMARKS}/{rule}/{name}.tsv")
+
+    # --- resources -----------------------------------------------------------------------
+    def download_dir(self, source: str | None = None) -> str:
+        return f"{self.resources}/{_fill(DOWNLOAD_DIR, **_opt(source=source))}"
+
+    def download_marker(self, source: str | None = None) -> str:
+        return f"{self.resources}/{_fill(DOWNLOAD_MARKER, **_opt(source=source))}"
+
+    def demo_model(self, model: str | None = None) -> str:
+        return f"{self.resources}/{_fill(DEMO_MODEL, **_opt(model=model))}"
+
+    def hub_marker(self, model: str | None = None) -> str:
+        return f"{self.resources}/{_fill(HUB_MARKER, **_opt(model=model))}"
+
+
+def _opt(**fields) -> dict:
+    """The fields that are set (a pattern keeps the others as wildcards)."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    if given and len(given) != len(fields):
+        return {k: (v if v is not None else "{" + k + "}") for k, v in fields.items()}
+    return given
+
+
+def _run_fields(run) -> dict:
+    if run is None:
+        return {}
+    return {
+        "task": run.task,
+        "model": run.model,
+        "method": run.method,
+        "ref": run.ref,
+        "budget": run.budget,
+        "seed": run.seed,
+    }

@@ -1,0 +1,253 @@
+"""The compute plan: jobs, training tokens, FLOPs and GPU-hours of a config, before it runs.
+
+``ftft plan CONFIG...`` prints it; the Snakefile prints a summary when a run starts, and each
+training job's SLURM ``runtime`` / ``mem_mb`` come from it (times a stated safety factor)
+instead of one request for every job.
+
+Per training run (``grid.Run``):
+  train tokens   steps x batch_size x T, T = tokens per example as the engine feeds them
+                 (padded to the longest instance of the batch)
+  FLOPs          3 x forward, forward = tokens x (2 N + 2 n_layer T d_model) (Kaplan et al.
+                 2020; N = non-embedding parameters), plus the checkpoint evaluations
+                 (checkpoints x eval tokens x forward per token) and, for a PoE bias model,
+                 one inference pass over the training set
+  GPU-hours      FLOPs / (peak x utilisation) of ``cluster.gpu_name`` (defaults: A100 bf16,
+                 312 TFLOP/s dense, 35% utilisation)
+  host memory    3 GB (Python, torch, CUDA context) + 2 copies of the fp32 weights + the
+                 tokenised data + the dynamics buffer
+T comes from the tokenised data when it exists (``stats.json`` of the tokenize step), else
+from the paper's Table 4 (NLI 92, HSD 210 padded tokens per example at batch 32, the values
+that reproduce its FLOPs) or, for other data, half of ``max_length``. N, n_layer and d_model
+come from the model's ``config.json`` when it is on disk, else from ``MODEL_DIMS`` (the nine
+paper models, from their hub configs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import grid
+from .config import active_tasks
+
+#: hub id -> (non-embedding parameters, n_layer, d_model), from the hub config.json files
+MODEL_DIMS: dict[str, tuple[int, int, int]] = {
+    "microsoft/deberta-v3-small": (42_500_000, 6, 768),
+    "microsoft/deberta-v3-base": (85_000_000, 12, 768),
+    "microsoft/deberta-v3-large": (302_000_000, 24, 1024),
+    "google/electra-small-discriminator": (9_500_000, 12, 256),
+    "google/electra-base-discriminator": (85_000_000, 12, 768),
+    "google/electra-large-discriminator": (302_000_000, 24, 1024),
+    "prajjwal1/bert-tiny": (393_000, 2, 128),
+    "bert-large-uncased": (302_000_000, 24, 1024),
+    "roberta-large": (302_000_000, 24, 1024),
+}
+#: padded tokens per example implied by the paper's Table 4 (DeBERTaV3-Base: 6233.34 / 624.68)
+PAPER_TOKENS = {"mnli": 92.0, "cad": 210.0}
+#: expected rows of the paper's evaluation sets (for the evaluation cost)
+EVAL_ROWS_DEFAULT = 2000
+PAPER_DAYS = 7.0  # appendix A.1: "Training all models takes approximately seven GPU days"
+BASE_MEM_MB = 3000
+EMBEDDING_PARAMS = 100_000_000  # upper bound of a paper model's embedding matrices (DeBERTa-v3: 98M)
+TRAIN_ROWS_DEFAULT = 400_000  # MNLI size, the largest paper training set
+
+
+@dataclass
+class Estimate:
+    run: grid.Run
+    train_tokens: float
+    flops: float
+    gpu_hours: float
+    mem_mb: float
+    tokens_source: str
+
+
+def _dims_from_config(path: Path) -> tuple[int, int, int] | None:
+    """(non-embedding params, n_layer, d_model) estimated from a config.json (no transformers import)."""
+    try:
+        c = json.loads(path.read_text())
+        d, n_layer = int(c["hidden_size"]), int(c["num_hidden_layers"])
+        ff = int(c.get("intermediate_size", 4 * d))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return n_layer * (4 * d * d + 2 * d * ff + 9 * d + ff), n_layer, d
+
+
+class ComputePlan:
+    """Estimates for every run of ``grid.all_runs(cfg)``."""
+
+    def __init__(self, cfg: dict):
+        from .layout import Layout
+
+        self.cfg = cfg
+        self.layout = Layout.from_config(cfg)
+        self.cluster = cfg["cluster"]
+        self._estimates: dict[grid.Run, Estimate] = {}
+
+    # --- inputs ---------------------------------------------------------------------------
+    def dims(self, model: str) -> tuple[int, int, int]:
+        m = self.cfg["models"][model]
+        candidates = []
+        if self.cfg["mode"] == "demo":
+            candidates.append(Path(self.layout.demo_model(model)) / "config.json")
+        elif m["path"]:
+            candidates.append(Path(m["path"]) / "config.json")
+        for p in candidates:
+            if p.is_file() and (d := _dims_from_config(p)):
+                return d
+        if self.cfg["mode"] == "demo":
+            from .models import DEMO_ARCH
+
+            a = DEMO_ARCH[m["size"]]
+            d, ff, n = a["hidden"], a["intermediate"], a["layers"]
+            return n * (4 * d * d + 2 * d * ff), n, d
+        if m["hub_id"] in MODEL_DIMS:
+            return MODEL_DIMS[m["hub_id"]]
+        return MODEL_DIMS["microsoft/deberta-v3-base"]  # an unknown hub model: assume base size
+
+    def tokens_per_example(self, task: str, model: str) -> tuple[float, str]:
+        stats = Path(self.layout.tokenized(task, grid.tokenizer_of(self.cfg, model))) / "stats.json"
+        if stats.is_file():
+            try:
+                return float(json.loads(stats.read_text())["train"]["padded_tokens_per_example"]), "tokenised data"
+            except (ValueError, KeyError, TypeError):
+                pass
+        source = self.cfg["tasks"][task]["train"]["source"]
+        if self.cfg["mode"] == "paper" and source in PAPER_TOKENS:
+            return PAPER_TOKENS[source], "paper Table 4"
+        return self.cfg["tasks"][task]["max_length"] / 2, "max_length / 2"
+
+    def eval_rows(self, task: str) -> int:
+        total = 0
+        for name in grid.task_eval_sets(self.cfg, task):
+            path = Path(self.layout.task_eval(task, name))
+            total += _parquet_rows(path) if path.is_file() else EVAL_ROWS_DEFAULT
+        return total
+
+    def train_rows(self, task: str) -> int:
+        path = Path(self.layout.task_train(task))
+        return _parquet_rows(path, TRAIN_ROWS_DEFAULT) if path.is_file() else TRAIN_ROWS_DEFAULT
+
+    # --- estimates ------------------------------------------------------------------------
+    def estimate(self, run: grid.Run) -> Estimate:
+        if run in self._estimates:
+            return self._estimates[run]
+        n, n_layer, d = self.dims(run.model)
+        t, source = self.tokens_per_example(run.task, run.model)
+        per_token = 2.0 * n + 2.0 * n_layer * t * d
+        tcfg = self.cfg["tasks"][run.task]
+        train_tokens = run.steps(self.cfg) * self.cfg["training"]["batch_size"] * t
+        eval_tokens = max(1, round(tcfg["checkpoints"] * float(run.fraction))) * self.eval_rows(run.task) * t
+        flops = 3.0 * train_tokens * per_token + eval_tokens * per_token
+        if (run.task, run.model) in grid.bias_models(self.cfg) and run.method == "erm":
+            flops += train_tokens / max(1, run.steps(self.cfg)) * per_token  # roughly one pass
+        rate = self.cluster["gpu_peak_tflops"] * 1e12 * self.cluster["gpu_utilisation"]
+        data_mb = self.train_rows(run.task) * t * 8 / 2**20  # input ids + type ids, int32
+        mem = BASE_MEM_MB + 2 * 4 * (n + EMBEDDING_PARAMS) / 2**20 + data_mb
+        est = Estimate(run, train_tokens, flops, flops / rate / 3600, mem, source)
+        self._estimates[run] = est
+        return est
+
+    def runtime_min(self, run: grid.Run) -> int:
+        """SLURM --time (minutes): safety x planned hours, plus 10 minutes of start-up, at least the floor."""
+        hours = self.estimate(run).gpu_hours
+        return max(self.cluster["min_runtime_min"], math.ceil(hours * 60 * self.cluster["runtime_safety"] + 10))
+
+    def mem_mb(self, run: grid.Run) -> int:
+        return int(math.ceil(self.estimate(run).mem_mb * self.cluster["mem_safety"] / 100) * 100)
+
+    # --- reports --------------------------------------------------------------------------
+    def rows(self) -> list[dict]:
+        """One row per (task, method) group of training runs, then the total."""
+        groups: dict[tuple[str, str], list[Estimate]] = {}
+        for run in sorted(grid.all_runs(self.cfg)):
+            groups.setdefault((run.task, run.method), []).append(self.estimate(run))
+        rows = [
+            {"rule": "train", "task": t, "method": m, "jobs": len(es),
+             "train_tokens": sum(e.train_tokens for e in es), "pflops": sum(e.flops for e in es) / 1e15,
+             "gpu_hours": sum(e.gpu_hours for e in es), "tokens_from": ", ".join(sorted({e.tokens_source for e in es}))}
+            for (t, m), es in sorted(groups.items())
+        ]  # fmt: skip
+        total = {
+            "rule": "train",
+            "task": "all",
+            "method": "all",
+            "jobs": sum(r["jobs"] for r in rows),
+            "train_tokens": sum(r["train_tokens"] for r in rows),
+            "pflops": sum(r["pflops"] for r in rows),
+            "gpu_hours": sum(r["gpu_hours"] for r in rows),
+            "tokens_from": "",
+        }
+        return rows + [total]
+
+    def other_jobs(self) -> dict[str, int]:
+        """CPU jobs per rule (no GPU-hours)."""
+        from . import figures, tables
+
+        return {
+            "tokenize": len({(r.task, grid.tokenizer_of(self.cfg, r.model)) for r in grid.all_runs(self.cfg)}),
+            "datamap": len(grid.all_datamaps(self.cfg)),
+            "subset": len(grid.all_subsets(self.cfg)),
+            "table": len(tables.table_ids(self.cfg)),
+            "figure": len(figures.figure_ids(self.cfg)),
+        }
+
+    def total_hours(self) -> float:
+        return self.rows()[-1]["gpu_hours"]
+
+    def summary(self) -> str:
+        """A few lines for the start of a run."""
+        total = self.rows()[-1]
+        other = ", ".join(f"{n} {k}" for k, n in self.other_jobs().items())
+        line = (
+            f"ftft compute plan: {total['jobs']} training jobs, {total['train_tokens'] / 1e9:.2f} G training tokens, "
+            f"{total['pflops']:,.1f} PFLOPs ~ {total['gpu_hours']:,.1f} GPU-hours on {self.cluster['gpu_name']} at "
+            f"{self.cluster['gpu_utilisation']:.0%} utilisation ({total['gpu_hours'] / 24:.2f} GPU-days)"
+        )
+        if self.cfg["mode"] == "paper" and set(active_tasks(self.cfg)) >= {"nli", "hsd"}:
+            line += f"; the paper reports about {PAPER_DAYS:g} GPU-days"
+        return line + f"; CPU jobs: {other}. Details: ftft plan"
+
+    def markdown(self) -> str:
+        head = ["rule", "task", "method", "jobs", "train tokens (G)", "PFLOPs", "GPU-hours", "tokens/example from"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in self.rows():
+            lines.append(
+                f"| {r['rule']} | {r['task']} | {r['method']} | {r['jobs']} | {r['train_tokens'] / 1e9:.3f} | "
+                f"{r['pflops']:,.1f} | {r['gpu_hours']:,.2f} | {r['tokens_from']} |"
+            )
+        lines += ["", "CPU jobs: " + ", ".join(f"{k} {n}" for k, n in self.other_jobs().items())]
+        c = self.cluster
+        lines += [
+            "",
+            f"GPU: {c['gpu_name']}, {c['gpu_peak_tflops']} TFLOP/s peak at {c['gpu_utilisation']:.0%} utilisation "
+            f"(cluster.gpu_utilisation). SLURM per training job: runtime = {c['runtime_safety']:g} x planned hours + "
+            f"10 min (at least {c['min_runtime_min']} min), mem = {c['mem_safety']:g} x planned host memory.",
+            "",
+            self.summary(),
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _parquet_rows(path: Path, default: int = EVAL_ROWS_DEFAULT) -> int:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, ValueError):
+        return default
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("configfiles", nargs="*", help="YAML overlays merged onto workflow_config.yaml, in order")
+    parser.add_argument("--base", default=None, help="base config (default: workflow_config.yaml beside the Snakefile)")
+
+
+def run(args) -> int:
+    from . import config
+
+    cfg = config.load_overlays(args.configfiles, args.base)
+    print(ComputePlan(cfg).markdown(), end="")
+    return 0

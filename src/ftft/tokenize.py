@@ -1,0 +1,174 @@
+"""``ftft tokenize``: tokenise a task's training and evaluation sets once per tokenizer.
+
+Models that share a tokenizer (``models.*.tokenizer``) share one copy. The output folder is a
+Hugging Face ``datasets.DatasetDict`` saved with ``save_to_disk`` (Arrow files that training
+jobs memory-map): split ``train`` and one split per evaluation set, with columns
+
+  uid (string), label (int64), input_ids (list<int32>), token_type_ids (list<int8>, when the
+  tokenizer has them), length (int32, real tokens)
+
+and ``stats.json`` (rows, real and padded tokens per example, the tokenizer's fingerprint).
+Texts are tokenised exactly as the engine always did: ``tokenizer(text_a, text_b,
+truncation=True, max_length=L)`` without padding (paired and single-text rows separately),
+with ``Dataset.map(batched=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .data import schema
+from .errors import DataError
+from .io import atomic_dir, write_json
+
+log = logging.getLogger(__name__)
+
+MAP_BATCH = 1000
+STATS = "stats.json"
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Hash of what decides the ids: class, vocabulary, special tokens, input names, lower-casing."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    parts = {
+        "class": type(tokenizer).__name__.removesuffix("Fast"),
+        "vocab": vocab,
+        "special": sorted(map(str, tokenizer.all_special_tokens)),
+        "inputs": list(tokenizer.model_input_names),
+        "probe": tokenizer("The Quick brown fox, jumps!", "A second TEXT.")["input_ids"],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _encode_batch(tokenizer, max_length: int, names: list[str]):
+    def fn(batch: dict) -> dict:
+        text_a, text_b = batch["text_a"], batch["text_b"]
+        out = {n: [None] * len(text_a) for n in names}
+        for paired in (True, False):
+            rows = [i for i, b in enumerate(text_b) if (b is not None) == paired]
+            if not rows:
+                continue
+            enc = tokenizer(
+                [text_a[i] for i in rows],
+                [text_b[i] for i in rows] if paired else None,
+                truncation=True,
+                max_length=max_length,
+            )
+            for n in names:
+                for i, ids in zip(rows, enc[n], strict=True):
+                    out[n][i] = ids
+        out["length"] = [len(ids) for ids in out["input_ids"]]
+        return out
+
+    return fn
+
+
+def tokenize_frame(df, tokenizer, max_length: int):
+    """A normalised frame -> ``datasets.Dataset`` with uid, label, input_ids[, token_type_ids], length."""
+    import datasets
+
+    names = [n for n in tokenizer.model_input_names if n in ("input_ids", "token_type_ids")]
+    frame = df[["uid", "text_a", "text_b", "label"]].copy()
+    frame["uid"] = frame["uid"].astype(str)
+    frame["text_a"] = frame["text_a"].astype(str)
+    frame["text_b"] = frame["text_b"].astype(object).where(frame["text_b"].notna(), None)
+    features = {
+        "uid": datasets.Value("string"),
+        "label": datasets.Value("int64"),
+        "input_ids": datasets.Sequence(datasets.Value("int32")),
+        "length": datasets.Value("int32"),
+    }
+    if "token_type_ids" in names:
+        features["token_type_ids"] = datasets.Sequence(datasets.Value("int8"))
+    ds = datasets.Dataset.from_pandas(frame, preserve_index=False)
+    return ds.map(
+        _encode_batch(tokenizer, max_length, names),
+        batched=True,
+        batch_size=MAP_BATCH,
+        remove_columns=["text_a", "text_b"],
+        features=datasets.Features({**features, **{k: v for k, v in ds.features.items() if k in ("text_a", "text_b")}}),
+        desc=None,
+    )
+
+
+def padded_per_example(lengths: np.ndarray, batch_size: int, seed: int = 0) -> float:
+    """Mean tokens per example when batches of a random order are padded to their longest."""
+    if len(lengths) == 0:
+        return 0.0
+    perm = np.random.default_rng(seed).permutation(len(lengths))
+    n_batches = -(-len(lengths) // batch_size)
+    pad = np.full(n_batches * batch_size, 0, dtype=np.int64)
+    pad[: len(lengths)] = lengths[perm]
+    widths = pad.reshape(n_batches, batch_size).max(axis=1)
+    sizes = np.full(n_batches, batch_size)
+    sizes[-1] = len(lengths) - batch_size * (n_batches - 1)
+    return float((widths * sizes).sum() / len(lengths))
+
+
+def tokenize_task(
+    train: str | Path,
+    eval_dir: str | Path,
+    eval_sets: list[str],
+    model_source: str,
+    max_length: int,
+    out: str | Path,
+    batch_size: int = 32,
+) -> dict:
+    """Tokenise ``train`` and each ``eval_dir/{name}.parquet``; write the DatasetDict to ``out`` atomically."""
+    import datasets
+
+    from .modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(model_source)
+    splits = {"train": Path(train), **{name: Path(eval_dir) / f"{name}.parquet" for name in eval_sets}}
+    if "train" in eval_sets:
+        raise DataError("an evaluation set may not be called 'train'")
+    dd, stats = (
+        {},
+        {"tokenizer": tokenizer_fingerprint(tokenizer), "model_source": model_source, "max_length": max_length},
+    )
+    for split, path in splits.items():
+        df, _ = schema.read(path)
+        if df.empty:
+            raise DataError(f"{path}: no rows to tokenise")
+        ds = tokenize_frame(df, tokenizer, max_length)
+        lengths = np.asarray(ds["length"], dtype=np.int64)
+        dd[split] = ds
+        stats[split] = {
+            "rows": len(ds),
+            "tokens": int(lengths.sum()),
+            "tokens_per_example": float(lengths.mean()),
+            "truncated": int((lengths >= max_length).sum()),
+            "padded_tokens_per_example": padded_per_example(lengths, batch_size),
+        }
+        log.info("%s: %d rows, %.1f tokens per example (%d at max_length %d)", split, len(ds),
+                 lengths.mean(), stats[split]["truncated"], max_length)  # fmt: skip
+    with atomic_dir(out) as tmp:
+        datasets.DatasetDict(dd).save_to_disk(str(tmp / "data"))
+        write_json(tmp / STATS, stats)
+    return stats
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--train", required=True, help="task training set (normalised parquet)")
+    parser.add_argument("--eval-dir", required=True, help="folder with {name}.parquet per evaluation set")
+    parser.add_argument("--eval-sets", nargs="+", required=True, help="evaluation set names (the first is ID)")
+    parser.add_argument("--model", required=True, help="hub id or folder whose tokenizer to use")
+    parser.add_argument("--max-length", type=int, required=True, help="truncate longer inputs")
+    parser.add_argument("--batch-size", type=int, default=32, help="for the padded-tokens statistic")
+    parser.add_argument("--out", required=True, help="output folder (DatasetDict + stats.json)")
+
+
+def run(args) -> int:
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    tokenize_task(args.train, args.eval_dir, args.eval_sets, args.model, args.max_length, args.out, args.batch_size)
+    log.info("tokenised data -> %s", args.out)
+    return 0
