@@ -24,9 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ftft.train import engine
-from ftft.train.data import Encoded, collate
-from ftft.train.dynamics import Dynamics
+from common import random_encoded
+
+from ftft.train import engine, schedule
+from ftft.train.data import collate
+from ftft.train.dynamics import DynamicsRecorder
 
 N_CLASSES = 3
 VOCAB = 200
@@ -55,29 +57,22 @@ def make_batches(n_batches: int, batch_size: int, seq_len: int, device) -> list:
     """Random token ids with lengths in [seq_len/2, seq_len], padded per batch by the engine."""
     rng = np.random.default_rng(0)
     n = n_batches * batch_size
-    lengths = rng.integers(seq_len // 2, seq_len + 1, n)
-    ids = [list(rng.integers(5, VOCAB, k)) for k in lengths]
-    data = Encoded(
-        uids=[str(i) for i in range(n)],
-        labels=rng.integers(0, N_CLASSES, n),
-        features={"input_ids": ids, "token_type_ids": [[0] * k for k in lengths]},
-        lengths=lengths,
-    )
+    data = random_encoded(n, rng.integers(seq_len // 2, seq_len + 1, n), VOCAB, N_CLASSES)
     return [collate(data, np.arange(b * batch_size, (b + 1) * batch_size), device) for b in range(n_batches)], n
 
 
 def optimizer_and_scheduler(model, steps: int):
     spec = {"weight_decay": 0.0, "optimizer": "adamw", "lr": 1e-3, "scheduler": "linear", "warmup_ratio": 0.1}
-    spec["steps"] = steps
+    spec.update(steps=steps, adam_eps=1e-6)
     opt = engine.make_optimizer(model, spec)
-    return opt, engine.make_scheduler(opt, spec)
+    return opt, schedule.make_scheduler(opt, spec)
 
 
 def time_engine(model, batches, n, steps, max_grad_norm) -> float:
     accelerator = engine.make_accelerator({"mixed_precision": "auto"})
     opt, sched = optimizer_and_scheduler(model, steps)
     model, opt = accelerator.prepare(model, opt)
-    dynamics = Dynamics(n, N_CLASSES, accelerator.device)
+    dynamics = DynamicsRecorder(n, N_CLASSES, accelerator.device)
     stats = engine.LossStats(accelerator.device)
     model.train()
     start = time.perf_counter()

@@ -1,7 +1,8 @@
 # Paper tables and figures from run outputs, the comparison with the published numbers, the
 # claims report and the failed-runs summary. Table and figure ids come from the config
 # (ftft.tables.table_ids, ftft.figures.figure_ids); each job's inputs are exactly the files it
-# reads (ftft.workflow.Plan.table_inputs / figure_inputs).
+# reads (ftft.workflow.Plan.table_inputs / figure_inputs). These are local jobs reading the run
+# tree under the results folder; paths are given as functions, as `snakemake --lint` asks.
 
 
 rule config_json:
@@ -39,7 +40,7 @@ rule table:
         "../envs/ftft.yaml"
     params:
         caption=lambda w: PLAN.table_caption(w.table),
-        results=L.results,
+        results=lambda w: L.results,
         prefix=lambda w: L.table_prefix(w.table),
     shell:
         "ftft table --id {wildcards.table:q} --config-json {input.config:q} "
@@ -70,7 +71,7 @@ rule figure:
         "../envs/ftft.yaml"
     params:
         caption=lambda w: PLAN.figure_caption(w.figure),
-        results=L.results,
+        results=lambda w: L.results,
         prefix=lambda w: L.figure_prefix(w.figure),
     shell:
         "ftft figure --id {wildcards.figure:q} --config-json {input.config:q} "
@@ -94,8 +95,8 @@ rule compare:
     conda:
         "../envs/ftft.yaml"
     params:
-        results=L.results,
-        prefix=L.comparison("csv").removesuffix(".csv"),
+        results=lambda w: L.results,
+        prefix=lambda w, output: output.csv.removesuffix(".csv"),
     shell:
         "ftft compare --config-json {input.config:q} --results {params.results:q} "
         "--out-prefix {params.prefix:q} > {log:q} 2>&1"
@@ -118,8 +119,8 @@ rule claims:
     conda:
         "../envs/ftft.yaml"
     params:
-        results=L.results,
-        prefix=L.claims("csv").removesuffix(".csv"),
+        results=lambda w: L.results,
+        prefix=lambda w, output: output.csv.removesuffix(".csv"),
     shell:
         "ftft claims --config-json {input.config:q} --results {params.results:q} "
         "--out-prefix {params.prefix:q} > {log:q} 2>&1"
@@ -142,8 +143,8 @@ rule failed_runs:
     conda:
         "../envs/ftft.yaml"
     params:
-        results=L.results,
-        prefix=L.failed_runs("md").removesuffix(".md"),
+        results=lambda w: L.results,
+        prefix=lambda w, output: output.md.removesuffix(".md"),
     shell:
         "ftft failed-runs --config-json {input.config:q} --results {params.results:q} "
         "--out-prefix {params.prefix:q} > {log:q} 2>&1"

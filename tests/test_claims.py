@@ -21,6 +21,8 @@ from ftft import claims, config, cost, datamap, grid, stats, subsets
 from ftft.grid import FULL, Run
 from ftft.layout import Layout
 
+pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
+
 PAPER = H.REPO / "src" / "ftft" / "paper"
 
 

@@ -22,6 +22,8 @@ from ftft import devices
 from ftft.devices import COUNT_ENV, GpuBusyError, claim_gpu, count_gpus
 from ftft.errors import FtftError
 
+pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
+
 CLAIMANT = textwrap.dedent(
     """
     import os, sys, time

@@ -29,6 +29,8 @@ from ftft.data.download import download_source
 from ftft.data.prepare import normalise
 from ftft.errors import ChecksumError, DataError
 
+pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
+
 FIX = Path(__file__).parent / "fixtures"
 DYNAHATE_CSV = "Dynamically Generated Hate Dataset v0.2.3.csv"
 

@@ -26,6 +26,8 @@ from ftft.train.engine import SimulatedKill, train
 from ftft.train.evaluate import macro_f1, majority_baseline
 from ftft.train.spec import make_spec, validate_spec
 
+pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
+
 REPO = Path(__file__).resolve().parents[1]
 # 192 training instances, batch 20: 10 batches per pass (the last one 12), so 125 steps are
 # 12 complete passes plus a partial 13th; checkpoints at 25, 50, 75, 100, 125.

@@ -11,6 +11,8 @@ from ftft import failures, figures, grid, tables
 from ftft.grid import FULL, Run
 from ftft.results import Results
 
+pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
+
 
 @pytest.fixture(scope="module")
 def cfg():

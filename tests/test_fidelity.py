@@ -54,7 +54,9 @@ def test_ledger_value_is_the_paper_config_value(cfg, row):
         got = config.parse_fraction(got)
     if isinstance(got, str) and not isinstance(expected, str):
         expected = str(expected)
-    assert got == expected, f"{row['what']}: {row['key']} is {got!r} in workflow_config.yaml, the ledger says {row['value']!r}"
+    assert got == expected, (
+        f"{row['what']}: {row['key']} is {got!r} in workflow_config.yaml, the ledger says {row['value']!r}"
+    )
 
 
 def test_every_fraction_key_parses(cfg):

@@ -15,6 +15,8 @@ from ftft import cli, figures, grid
 from ftft.grid import FULL, Run
 from ftft.results import Results
 
+pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
+
 
 @pytest.fixture(scope="module")
 def cfg():

@@ -23,6 +23,8 @@ from rehearsal import hub as standins
 from ftft.errors import ModelError
 from ftft.hub import select_files
 
+pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
+
 DEBERTA = ("microsoft/deberta-v3-small", "microsoft/deberta-v3-base", "microsoft/deberta-v3-large")
 ELECTRA = (
     "google/electra-small-discriminator",

@@ -14,6 +14,8 @@ from ftft.data import schema
 from ftft.errors import ModelError
 from ftft.modeling import load_tokenizer_and_model, looks_like_path
 
+pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
+
 
 @pytest.fixture(scope="module")
 def corpus(demo_frames):

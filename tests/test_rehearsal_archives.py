@@ -16,6 +16,8 @@ from rehearsal.archives import SOURCES, build_archives, rehearsal_urls, serve, u
 from ftft.cli import main
 from ftft.data.prepare import normalise
 
+pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
+
 FIX = Path(__file__).parent / "fixtures"
 
 MEMBERS = {

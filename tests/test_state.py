@@ -31,6 +31,8 @@ import torch
 from ftft.train import state as state_io
 from ftft.train.state import STATE_FILE
 
+pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
+
 
 def assert_same(got, want, where="state"):
     """Equal nested types and values; tensors and arrays bitwise with the same dtype and shape."""

@@ -12,6 +12,8 @@ from ftft.cli import main
 from ftft.layout import RUN_FILES
 from ftft.train.spec import make_spec
 
+pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
+
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):

@@ -1,7 +1,8 @@
 """The Snakemake DAG: real `snakemake` runs on a temporary copy of the workflow.
 
-The DAG is read from Snakemake's own ``--detailed-summary`` (one line per output file, with its
-rule, log file and plan), never from console text. Expected job counts are computed here from
+The DAG is read from Snakemake's own machine-readable views, never from console text: ``--d3dag``
+(one JSON node per pending job, with its rule) for job counts, ``--detailed-summary`` (one line
+per output file, with its rule and plan) for outputs. Expected job counts are computed here from
 ``ftft.grid`` and the table/figure registries (not from ``ftft.workflow``), so the Snakefile and
 the grid are checked against each other.
 """
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import shutil
 import subprocess
 import sys
 import time
 import tomllib
-from collections import defaultdict
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -41,14 +43,14 @@ def summary(wf: Path, *args: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text), delimiter="\t"))
 
 
-def jobs_by_rule(rows: list[dict], pending_only: bool = False) -> dict[str, set[str]]:
-    """rule -> its jobs (one log file each; every rule but `all` has one)."""
-    out: dict[str, set[str]] = defaultdict(set)
-    for r in rows:
-        if pending_only and r["plan"] == "no update":
-            continue
-        out[r["rule"]].add(r["log-file(s)"])
-    return dict(out)
+def jobs(wf: Path, *args: str) -> dict[str, int]:
+    """rule -> how many of its jobs are pending, from Snakemake's --d3dag JSON (one node per job)."""
+    res = snakemake(wf, "--d3dag", *args)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    if "{" not in res.stdout:  # nothing to be done: no DAG printed
+        return {}
+    nodes = json.loads(res.stdout[res.stdout.index("{") :])["nodes"]
+    return dict(Counter(n["value"]["rule"] for n in nodes if n["value"]["rule"] != "all"))
 
 
 def outputs(rows: list[dict], rule: str, pending_only: bool = False) -> set[str]:
@@ -93,10 +95,10 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
 @pytest.mark.integration
 def test_paper_grid_jobs_per_rule_and_200_training_runs(wf):
     cfg = load_cfg()
-    jobs = {rule: len(logs) for rule, logs in jobs_by_rule(summary(wf)).items() if rule != "all"}
-    assert jobs == expected_jobs(cfg)
+    counts = jobs(wf)
+    assert counts == expected_jobs(cfg)
     # 25 configurations x 4 seeds x 2 tasks; FTFT reads checkpoints of the full DM runs
-    assert jobs["train"] + jobs["train_bias_model"] == 200
+    assert counts["train"] + counts["train_bias_model"] == 200
     assert "A1" not in tables.table_ids(cfg)
 
 
@@ -120,9 +122,9 @@ def test_paper_grid_trains_each_run_once(wf):
 @pytest.mark.integration
 def test_demo_dag(wf):
     cfg = load_cfg(ROOT / "config" / "demo.yaml")
-    jobs = {r: len(v) for r, v in jobs_by_rule(summary(wf, "--configfile", "config/demo.yaml")).items() if r != "all"}
-    assert jobs == expected_jobs(cfg)
-    assert "download" not in jobs and "fetch_model" not in jobs
+    counts = jobs(wf, "--configfile", "config/demo.yaml")
+    assert counts == expected_jobs(cfg)
+    assert "download" not in counts and "fetch_model" not in counts
 
 
 @pytest.mark.integration
@@ -131,8 +133,7 @@ def test_limiting_is_opt_in_and_has_its_table(wf, tmp_path):
     overlay.write_text(yaml.safe_dump({"limiting": {"enabled": True}}))
     cfg = load_cfg(ROOT / "config" / "demo.yaml", overlay)
     rows = summary(wf, "--configfile", "config/demo.yaml", str(overlay))
-    jobs = {r: len(v) for r, v in jobs_by_rule(rows).items() if r != "all"}
-    assert jobs == expected_jobs(cfg)
+    assert jobs(wf, "--configfile", "config/demo.yaml", str(overlay)) == expected_jobs(cfg)
     limited = {r for r in grid.all_runs(cfg) if r.budget != grid.FULL}
     assert limited and {r.budget for r in limited} == {"1-3"}
     assert Layout.from_config(cfg).table("A1") in outputs(rows, "table")
@@ -145,8 +146,7 @@ def test_active_tasks_restricts_everything(wf, tmp_path):
     cfg = load_cfg(ROOT / "config" / "demo.yaml", overlay)
     rows = summary(wf, "--configfile", "config/demo.yaml", str(overlay))
     assert not [r["output_file"] for r in rows if "/nli/" in r["output_file"] or "demo_nli" in r["output_file"]]
-    jobs = {r: len(v) for r, v in jobs_by_rule(rows).items() if r != "all"}
-    assert jobs == expected_jobs(cfg)
+    assert jobs(wf, "--configfile", "config/demo.yaml", str(overlay)) == expected_jobs(cfg)
     assert set(tables.table_ids(cfg)) == {"3", "4", "5", "6", "7", "8", "9"}  # Tables 1/2 are NLI only
 
 
@@ -327,13 +327,13 @@ def test_rerun_nothing_then_only_dependents_of_changed_model(tmp_path):
             p.write_text("fake\n")
     res = snakemake(wf, "--touch", "--forceall", "--cores", "1", "--configfile", "small.yaml", "--quiet", "all")
     assert res.returncode == 0, res.stderr[-3000:]
-    assert not jobs_by_rule(summary(wf, "--configfile", "small.yaml"), pending_only=True)
+    assert not jobs(wf, "--configfile", "small.yaml")
 
     cluster = wf / "cluster.yaml"
     cluster.write_text(
         yaml.safe_dump({"cluster": {"gpu_utilisation": 0.5, "train_gpus": 2}, "hub": {"offline": False}})
     )
-    assert not jobs_by_rule(summary(wf, "--configfile", "small.yaml", "cluster.yaml"), pending_only=True)
+    assert not jobs(wf, "--configfile", "small.yaml", "cluster.yaml")
 
     changed = "electra-small"
     bump = wf / "bump.yaml"
@@ -353,7 +353,7 @@ def test_rerun_nothing_then_only_dependents_of_changed_model(tmp_path):
     assert outputs(rows, "subset", True) == {
         L.subset(r.task, r.method, r.ref, r.seed) for r in affected if r.ref == changed
     }
-    pending = jobs_by_rule(rows, pending_only=True)
+    pending = jobs(wf, "--configfile", "small.yaml", "bump.yaml")
     assert not {"download", "prepare", "assemble", "tokenize"} & set(pending)
     assert "config_json" in pending  # aggregation reruns (cheap)
 

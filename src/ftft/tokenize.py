@@ -91,7 +91,7 @@ def tokenize_frame(df, tokenizer, max_length: int):
         batched=True,
         batch_size=MAP_BATCH,
         remove_columns=["text_a", "text_b"],
-        features=datasets.Features({**features, **{k: v for k, v in ds.features.items() if k in ("text_a", "text_b")}}),
+        features=datasets.Features(features),
         desc=None,
     )
 

@@ -33,7 +33,9 @@ def run(workdir: Path, args: list[str]) -> int:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with serve(www, port=PORT):
         t0 = time.monotonic()
-        rc = subprocess.call(["snakemake", "--cores", "2", "--configfile", "config/rehearsal.yaml", *args], cwd=workdir, env=env)
+        rc = subprocess.call(
+            ["snakemake", "--cores", "2", "--configfile", "config/rehearsal.yaml", *args], cwd=workdir, env=env
+        )
         print(f"rehearsal: exit {rc} after {time.monotonic() - t0:.0f} s", file=sys.stderr)
     return rc
 
