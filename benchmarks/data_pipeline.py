@@ -116,7 +116,9 @@ def child(path: str, work: Path) -> dict:
 
 def run_child(path: str, work: Path) -> dict:
     start = time.time()
-    out = subprocess.run([sys.executable, __file__, "--child", path, "--work", str(work)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", path, "--work", str(work)], capture_output=True, text=True, check=True
+    )
     wall = time.time() - start
     res = json.loads(out.stdout.strip().splitlines()[-1])
     res["to_first_step_s"] = wall - res["model_load_s"]
@@ -147,8 +149,10 @@ def main() -> None:
     for name, r in (("before", before), ("after", after)):
         print(f"{name:6s}: {r['to_first_step_s']:6.1f} s to the first step (without the {r['model_load_s']:.1f} s model load), "
               f"data {r['data_mb']:7.0f} MB resident")  # fmt: skip
-    print(f"time ratio before / after: {before['to_first_step_s'] / after['to_first_step_s']:.1f}x "
-          f"(target: after <= 5 s); memory ratio: {before['data_mb'] / max(after['data_mb'], 1):.0f}x (target: after <= 1 GB)")
+    print(
+        f"time ratio before / after: {before['to_first_step_s'] / after['to_first_step_s']:.1f}x "
+        f"(target: after <= 5 s); memory ratio: {before['data_mb'] / max(after['data_mb'], 1):.0f}x (target: after <= 1 GB)"
+    )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ def deberta_small(tiny: bool):
     silence_transformers()
     dims = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, vocab_size=1000)
     if not tiny:
-        dims = dict(hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072, vocab_size=128100)
+        dims = dict(
+            hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072, vocab_size=128100
+        )
     cfg = DebertaV2Config(
         **dims, max_position_embeddings=512, relative_attention=True, pos_att_type=["p2c", "c2p"],
         position_buckets=256, norm_rel_ebd="layer_norm", share_att_key=True, position_biased_input=False,
@@ -74,7 +76,9 @@ def engine_tokens_per_s(model, data, args) -> float:
         batch = host.to(device)
         engine.train_step(model, batch, opt, accelerator, dyn, stats, sched, 1.0)
         tokens += batch.n_tokens
-        host = collate_host(data, batch_indices(perm, (step + 1) % (len(data) // args.batch_size), args.batch_size), pin)
+        host = collate_host(
+            data, batch_indices(perm, (step + 1) % (len(data) // args.batch_size), args.batch_size), pin
+        )
     stats.pop_mean()
     if pin:
         torch.cuda.synchronize()

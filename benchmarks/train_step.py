@@ -23,7 +23,6 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from common import random_encoded
 
 from ftft.train import engine, schedule
