@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from wfutil import ROOT, make_copy, snakemake
+from wfutil import ROOT, assert_artefacts, assert_report, make_copy, snakemake
 
 from ftft import config as ftft_config
 from ftft import figures, grid, tables
@@ -369,27 +369,13 @@ def test_demo_end_to_end(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-5000:]
     cfg = load_cfg(ROOT / "config" / "demo.yaml")
-    L = Layout(wf / cfg["results"], wf / cfg["resources"])
-    for t in tables.table_ids(cfg):
-        for ext in ("csv", "md", "tex", "html"):
-            assert Path(L.table(t, ext)).stat().st_size > 0
-    for f in figures.figure_ids(cfg):
-        assert Path(L.figure(f, "png")).stat().st_size > 0 and Path(L.figure(f, "pdf")).stat().st_size > 0
-    for p in (L.claims("md"), L.comparison("md"), L.failed_runs("md")):
-        assert Path(p).stat().st_size > 0
+    assert_artefacts(wf, cfg)
     # the terminal: the compute plan at the start, the failed-runs line at the end, no spec JSON
     assert "ftft compute plan:" in out and "training runs" in out.splitlines()[-1] + out[-2000:]
     assert '"eval_sets"' not in out and '"tasks":' not in out
     res = snakemake(wf, "--dry-run", "--configfile", "config/demo.yaml")
     assert "Nothing to be done" in res.stdout + res.stderr
-    report = wf / "report.html"
-    res = snakemake(wf, "--configfile", "config/demo.yaml", "--report", str(report))
-    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
-    html = report.read_text(errors="replace")
-    for t in tables.table_ids(cfg):
-        assert f"table{t}.html" in html, f"table {t} missing from the report"
-    for f in figures.figure_ids(cfg):
-        assert f"figure{f}.png" in html and f"figure{f}.pdf" in html
+    assert_report(wf, cfg, "--configfile", "config/demo.yaml")
 
 
 # ------------------------------------------------------------- config reference

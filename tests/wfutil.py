@@ -32,9 +32,43 @@ def make_copy(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     # jobs call `ftft`: put this interpreter's bin/ (the venv) first on PATH
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, **(env or {})}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return subprocess.run(
         [SNAKEMAKE, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def assert_artefacts(wf: Path, cfg: dict) -> None:
+    """Every table (4 formats), figure (PNG + PDF), the claims, comparison and failed-runs reports exist."""
+    from ftft import figures, tables
+    from ftft.layout import Layout
+
+    L = Layout(wf / cfg["results"], wf / cfg["resources"])
+    for t in tables.table_ids(cfg):
+        for ext in ("csv", "md", "tex", "html"):
+            assert Path(L.table(t, ext)).stat().st_size > 0, L.table(t, ext)
+    for f in figures.figure_ids(cfg):
+        for ext in ("png", "pdf"):
+            assert Path(L.figure(f, ext)).stat().st_size > 0, L.figure(f, ext)
+    for p in (L.claims("md"), L.comparison("md"), L.failed_runs("md")):
+        assert Path(p).stat().st_size > 0, p
+
+
+def assert_report(wf: Path, cfg: dict, *args: str, env: dict[str, str] | None = None) -> Path:
+    """``snakemake --report`` builds a self-contained HTML report holding every table and figure."""
+    from ftft import figures, tables
+
+    report = wf / "report.html"
+    res = snakemake(wf, *args, "--report", str(report), env=env)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    html = report.read_text(errors="replace")
+    for t in tables.table_ids(cfg):
+        assert f"table{t}.html" in html, f"table {t} missing from the report"
+    for f in figures.figure_ids(cfg):
+        assert f"figure{f}.png" in html and f"figure{f}.pdf" in html, f"figure {f} missing from the report"
+    return report
