@@ -6,6 +6,9 @@
 - ``demo_task_dir(task)``: a results-like folder holding ``data/{task}/train.parquet`` and
   ``data/{task}/eval/{name}.parquet`` (names as in ``config/demo.yaml``); returns the folder
   that contains ``data/``. Cached per task.
+- ``cfg`` / ``results``: the tiny paper-shaped config of ``helpers_runs`` and its results folder
+  of real training runs (built once per session), for the aggregation tests (tables, figures,
+  render, claims, failed runs). A module may define its own ``cfg`` to override it.
 """
 
 from __future__ import annotations
@@ -79,3 +82,17 @@ def demo_task_dir(tmp_path_factory, demo_frames):
         return cache[task]
 
     return make
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    import helpers_runs
+
+    return helpers_runs.tiny_config()
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    import helpers_runs
+
+    return helpers_runs.shared_results(tmp_path_factory)

@@ -27,11 +27,6 @@ PAPER = H.REPO / "src" / "ftft" / "paper"
 
 
 @pytest.fixture(scope="module")
-def cfg():
-    return H.tiny_config()
-
-
-@pytest.fixture(scope="module")
 def root(tmp_path_factory, cfg):
     """Only the files ``claims.needs`` declares (so evaluating also checks the declaration)."""
     return H.write_needed(tmp_path_factory.mktemp("claims"), cfg, claims.needs(cfg))

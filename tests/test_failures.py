@@ -15,16 +15,6 @@ pytestmark = pytest.mark.integration  # real training runs / subprocesses / serv
 
 
 @pytest.fixture(scope="module")
-def cfg():
-    return H.tiny_config()
-
-
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    return H.shared_results(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def failed(cfg):
     runs = grid.all_runs(cfg)
     return {r: why for r, why in H.shared_failed(H.shared_config()).items() if r in runs}

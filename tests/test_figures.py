@@ -19,16 +19,6 @@ pytestmark = pytest.mark.integration  # real training runs / subprocesses / serv
 
 
 @pytest.fixture(scope="module")
-def cfg():
-    return H.tiny_config()
-
-
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    return H.shared_results(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def failed():
     return H.shared_failed(H.shared_config())
 

@@ -15,16 +15,6 @@ from ftft.layout import Layout
 
 
 @pytest.fixture(scope="module")
-def cfg():
-    return H.tiny_config()
-
-
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    return H.shared_results(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def built(cfg, results):
     return H.built_tables(results, cfg)
 

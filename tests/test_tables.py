@@ -25,16 +25,6 @@ CELL_TABLES = ("1", "2", "3", "6", "7", "9")
 
 
 @pytest.fixture(scope="module")
-def cfg():
-    return H.tiny_config()
-
-
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    return H.shared_results(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def failed():
     return H.shared_failed(H.shared_config())
 

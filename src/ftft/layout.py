@@ -15,6 +15,7 @@ See docs/ARCHITECTURE.md ("Files on disk") for what each file holds.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 # --- below results/ -------------------------------------------------------------------------
@@ -167,13 +168,4 @@ def _opt(**fields) -> dict:
 
 
 def _run_fields(run) -> dict:
-    if run is None:
-        return {}
-    return {
-        "task": run.task,
-        "model": run.model,
-        "method": run.method,
-        "ref": run.ref,
-        "budget": run.budget,
-        "seed": run.seed,
-    }
+    return {} if run is None else asdict(run)

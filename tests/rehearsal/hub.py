@@ -647,6 +647,14 @@ def _heads(gen, specs: list[tuple[str, tuple[int, ...], str]]) -> OrderedDict:
     return out
 
 
+def _linear(name: str, n_out: int, n_in: int) -> list[tuple[str, tuple[int, ...], str]]:
+    return [(f"{name}.weight", (n_out, n_in), "normal"), (f"{name}.bias", (n_out,), "zeros")]
+
+
+def _norm(name: str, n: int) -> list[tuple[str, tuple[int, ...], str]]:
+    return [(f"{name}.weight", (n,), "ones"), (f"{name}.bias", (n,), "zeros")]
+
+
 def _to_bin(state: OrderedDict) -> bytes:
     import torch
 
@@ -679,17 +687,12 @@ def deberta_v3_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
         _heads(
             gen,
             [
-                ("lm_predictions.lm_head.dense.weight", (h, h), "normal"),
-                ("lm_predictions.lm_head.dense.bias", (h,), "zeros"),
-                ("lm_predictions.lm_head.LayerNorm.weight", (h,), "ones"),
-                ("lm_predictions.lm_head.LayerNorm.bias", (h,), "zeros"),
+                *_linear("lm_predictions.lm_head.dense", h, h),
+                *_norm("lm_predictions.lm_head.LayerNorm", h),
                 ("lm_predictions.lm_head.bias", (v,), "zeros"),
-                ("mask_predictions.dense.weight", (h, h), "normal"),
-                ("mask_predictions.dense.bias", (h,), "zeros"),
-                ("mask_predictions.LayerNorm.weight", (h,), "ones"),
-                ("mask_predictions.LayerNorm.bias", (h,), "zeros"),
-                ("mask_predictions.classifier.weight", (1, h), "normal"),
-                ("mask_predictions.classifier.bias", (1,), "zeros"),
+                *_linear("mask_predictions.dense", h, h),
+                *_norm("mask_predictions.LayerNorm", h),
+                *_linear("mask_predictions.classifier", 1, h),
             ],
         )
     )
@@ -710,8 +713,7 @@ def electra_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
             _heads(
                 gen,
                 [
-                    ("electra.embeddings_project.weight", (h, e), "normal"),
-                    ("electra.embeddings_project.bias", (h,), "zeros"),
+                    *_linear("electra.embeddings_project", h, e),
                 ],
             )
         )
@@ -719,10 +721,8 @@ def electra_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
         _heads(
             gen,
             [
-                ("discriminator_predictions.dense.weight", (h, h), "normal"),
-                ("discriminator_predictions.dense.bias", (h,), "zeros"),
-                ("discriminator_predictions.dense_prediction.weight", (1, h), "normal"),
-                ("discriminator_predictions.dense_prediction.bias", (1,), "zeros"),
+                *_linear("discriminator_predictions.dense", h, h),
+                *_linear("discriminator_predictions.dense_prediction", 1, h),
             ],
         )
     )
@@ -741,10 +741,8 @@ def _bert_pretraining_state(cfg_bytes: bytes, s: StandIn) -> OrderedDict:
             gen,
             [
                 ("cls.predictions.bias", (v,), "zeros"),
-                ("cls.predictions.transform.dense.weight", (h, h), "normal"),
-                ("cls.predictions.transform.dense.bias", (h,), "zeros"),
-                ("cls.predictions.transform.LayerNorm.weight", (h,), "ones"),
-                ("cls.predictions.transform.LayerNorm.bias", (h,), "zeros"),
+                *_linear("cls.predictions.transform.dense", h, h),
+                *_norm("cls.predictions.transform.LayerNorm", h),
             ],
         )
     )
@@ -779,10 +777,8 @@ def roberta_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
             gen,
             [
                 ("lm_head.bias", (v,), "zeros"),
-                ("lm_head.dense.weight", (h, h), "normal"),
-                ("lm_head.dense.bias", (h,), "zeros"),
-                ("lm_head.layer_norm.weight", (h,), "ones"),
-                ("lm_head.layer_norm.bias", (h,), "zeros"),
+                *_linear("lm_head.dense", h, h),
+                *_norm("lm_head.layer_norm", h),
             ],
         )
     )

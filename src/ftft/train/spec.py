@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 
 from ..config import ConfigError
 from ..grid import Run
@@ -39,14 +40,7 @@ def make_spec(cfg: dict, run: Run) -> dict:
         p = cfg["methods"]["poe"]
         poe = {"ce_weight": float(p["ce_weight"]), "poe_weight": float(p["poe_weight"])}
     spec = {
-        "run": {
-            "task": run.task,
-            "model": run.model,
-            "method": run.method,
-            "ref": run.ref,
-            "budget": run.budget,
-            "seed": run.seed,
-        },  # fmt: skip
+        "run": asdict(run),
         "task": run.task,
         "labels": list(task["labels"]),
         "metric": task["metric"],
