@@ -31,7 +31,7 @@ rule table:
             L.table(ext="html"),
             caption="../src/ftft/report/table.rst",
             category="Tables",
-            labels={"table": "{table}"},
+            labels={"table": "Table {table}"},
         ),
     log:
         L.log("table", "table{table}"),
@@ -56,13 +56,13 @@ rule figure:
             L.figure(ext="png"),
             caption="../src/ftft/report/figure.rst",
             category="Figures",
-            labels={"figure": "{figure}", "format": "PNG"},
+            labels={"figure": "Figure {figure}", "format": "image (PNG)"},
         ),
         pdf=report(
             L.figure(ext="pdf"),
             caption="../src/ftft/report/figure.rst",
             category="Figures",
-            labels={"figure": "{figure}", "format": "PDF"},
+            labels={"figure": "Figure {figure}", "format": "print (PDF)"},
         ),
     log:
         L.log("figure", "figure{figure}"),
@@ -84,10 +84,12 @@ rule compare:
         tables=PLAN.compare_inputs(),
     output:
         csv=L.comparison("csv"),
-        md=report(
-            L.comparison("md"),
+        md=L.comparison("md"),
+        html=report(
+            L.comparison("html"),
             caption="../src/ftft/report/paper_comparison.rst",
             category="Comparison with the paper",
+            labels={"report": "Reproduced vs published"},
         ),
     log:
         L.log("compare", "compare"),
@@ -99,7 +101,8 @@ rule compare:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
     shell:
         "ftft compare --config-json {input.config:q} --results {params.results:q} "
-        "--out-prefix {params.prefix:q} > {log:q} 2>&1"
+        "--out-prefix {params.prefix:q} > {log:q} 2>&1 && "
+        "python -m ftft.render {output.md:q} {output.html:q} >> {log:q} 2>&1"
 
 
 rule claims:
@@ -108,10 +111,12 @@ rule claims:
         files=PLAN.claims_inputs(),
     output:
         csv=L.claims("csv"),
-        md=report(
-            L.claims("md"),
+        md=L.claims("md"),
+        html=report(
+            L.claims("html"),
             caption="../src/ftft/report/claims.rst",
             category="Claims",
+            labels={"report": "Claims of the paper"},
         ),
     log:
         L.log("claims", "claims"),
@@ -123,7 +128,8 @@ rule claims:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
     shell:
         "ftft claims --config-json {input.config:q} --results {params.results:q} "
-        "--out-prefix {params.prefix:q} > {log:q} 2>&1"
+        "--out-prefix {params.prefix:q} > {log:q} 2>&1 && "
+        "python -m ftft.render {output.md:q} {output.html:q} >> {log:q} 2>&1"
 
 
 rule failed_runs:
@@ -131,12 +137,14 @@ rule failed_runs:
         config=L.config_json(),
         records=PLAN.all_records(),
     output:
-        md=report(
-            L.failed_runs("md"),
+        md=L.failed_runs("md"),
+        csv=L.failed_runs("csv"),
+        html=report(
+            L.failed_runs("html"),
             caption="../src/ftft/report/failed_runs.rst",
             category="Failed runs",
+            labels={"report": "Failed runs"},
         ),
-        csv=L.failed_runs("csv"),
     log:
         L.log("failed_runs", "failed_runs"),
     localrule: True
@@ -147,4 +155,5 @@ rule failed_runs:
         prefix=lambda w, output: output.md.removesuffix(".md"),
     shell:
         "ftft failed-runs --config-json {input.config:q} --results {params.results:q} "
-        "--out-prefix {params.prefix:q} > {log:q} 2>&1"
+        "--out-prefix {params.prefix:q} > {log:q} 2>&1 && "
+        "python -m ftft.render {output.md:q} {output.html:q} >> {log:q} 2>&1"

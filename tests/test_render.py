@@ -228,3 +228,33 @@ def test_table_view_rows_follow_the_config(cfg, results, built):
     header, rows = H.md_blocks(text(results, "1", "md"))["NLI (accuracy, %)"]
     groups = [r[0].strip("*") for r in rows if r[0].startswith("*")]
     assert groups == ["Across different model sizes", "Across different pretraining methods"]
+
+
+def test_markdown_reports_as_html():
+    """The claims / comparison / failed-runs Markdown as the HTML page the Snakemake report shows."""
+    md = "\n".join(
+        [
+            "# Claims: *one* of 2",
+            "",
+            "> **Demo mode**: not comparable.",
+            "",
+            "Seeds: 0; p = (1 + #{diff <= 0}) / (1 + n).",
+            "",
+            "| run | mean |diff| | value | note |",
+            "|---|---|---|---|",
+            "| `runs/a<b>` | **holds** | 72.3<sub>0.1</sub> |  |",
+            "| MultiNLI* vs WANLI* | x | – | y |",
+            "",
+            "- a note with `code`",
+        ]
+    )
+    page = render.markdown_to_html(md)
+    assert "<title>Claims: *one* of 2</title>" in page and "<h1>Claims: <i>one</i> of 2</h1>" in page
+    assert "<blockquote><p" in page and "<b>Demo mode</b>" in page
+    assert "#{diff &lt;= 0}" in page  # text is escaped
+    assert "<th>run</th><th>mean |diff|</th><th>value</th><th>note</th>" in page  # a bare | stays in its cell
+    rows = re.findall(r"<tr>(.*?)</tr>", page.split("<tbody>")[1])
+    assert [len(re.findall("<td>", r)) for r in rows] == [4, 4]
+    assert "<td><code>runs/a&lt;b&gt;</code></td><td><b>holds</b></td><td>72.3<sub>0.1</sub></td><td></td>" in rows[0]
+    assert "<td>MultiNLI* vs WANLI*</td>" in rows[1]  # a label's * is no emphasis
+    assert '<ul class="notes"><li>a note with <code>code</code></li></ul>' in page

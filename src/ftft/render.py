@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass, field
 
 
@@ -263,3 +264,106 @@ def to_html(view: View, demo_note: str | None = None) -> str:
         out.append('<ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- Markdown reports as HTML
+
+
+def _md_inline(text: str) -> str:
+    """Inline Markdown of the workflow's reports: `code`, **bold**, *italic*, <sub>...</sub>."""
+    parts = re.split(r"(`[^`]*`)", text)
+    out = []
+    for p in parts:
+        if len(p) > 1 and p.startswith("`") and p.endswith("`"):
+            out.append(f"<code>{html.escape(p[1:-1])}</code>")
+            continue
+        s = html.escape(p, quote=False).replace("&lt;sub&gt;", "<sub>").replace("&lt;/sub&gt;", "</sub>")
+        s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
+        s = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<i>\1</i>", s)
+        out.append(s)
+    return "".join(out)
+
+
+def _md_row(line: str) -> list[str]:
+    """Cells of a pipe-table row as the report writers join them (" | "; a bare | inside a cell stays)."""
+    inner = line.strip()
+    inner = inner[1:] if inner.startswith("|") else inner
+    inner = inner[:-1] if inner.endswith("|") else inner
+    return [c.strip() for c in f" {inner} ".split(" | ")]
+
+
+def markdown_to_html(md: str) -> str:
+    """A Markdown report of this workflow (claims, comparison with the paper, failed runs) as a
+    stand-alone HTML page styled like the tables, so that the Snakemake report shows it in the page.
+
+    Covers what those writers produce: ATX headings, paragraphs, ``>`` quotes, ``-`` lists and
+    pipe tables (header, ``|---|`` rule, rows), with inline code, bold, italic and subscripts.
+    """
+    lines = md.splitlines()
+    title = next((ln.lstrip("#").strip() for ln in lines if ln.startswith("#")), "Report")
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{CSS}{MD_CSS}</style></head><body>",
+    ]
+    i = 0
+    while i < len(lines):
+        ln = lines[i]
+        if not ln.strip():
+            i += 1
+        elif ln.startswith("#"):
+            level = min(len(ln) - len(ln.lstrip("#")), 3)
+            out.append(f"<h{level}>{_md_inline(ln.lstrip('#').strip())}</h{level}>")
+            i += 1
+        elif ln.lstrip().startswith("|"):
+            block = []
+            while i < len(lines) and lines[i].lstrip().startswith("|"):
+                block.append(lines[i])
+                i += 1
+            header, rows = block[0], [r for r in block[1:] if not re.fullmatch(r"\s*\|?[\s:|-]*\|?\s*", r)]
+            out.append('<table class="md"><thead><tr>')
+            out.append("".join(f"<th>{_md_inline(c)}</th>" for c in _md_row(header)) + "</tr></thead><tbody>")
+            out += ["<tr>" + "".join(f"<td>{_md_inline(c)}</td>" for c in _md_row(r)) + "</tr>" for r in rows]
+            out.append("</tbody></table>")
+        elif ln.startswith(("- ", "* ")):
+            items = []
+            while i < len(lines) and lines[i].startswith(("- ", "* ")):
+                items.append(f"<li>{_md_inline(lines[i][2:].strip())}</li>")
+                i += 1
+            out.append('<ul class="notes">' + "".join(items) + "</ul>")
+        else:
+            quote = ln.startswith(">")
+            para = []
+            while i < len(lines) and lines[i].strip() and not lines[i].startswith(("#", "|", "- ", "* ")):
+                para.append(lines[i].lstrip(">").strip() if quote else lines[i].strip())
+                i += 1
+            body = f'<p class="caption">{_md_inline(" ".join(para))}</p>'
+            out.append(f"<blockquote>{body}</blockquote>" if quote else body)
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+MD_CSS = """
+table.md th, table.md td { text-align: left; white-space: normal; vertical-align: top; max-width: 28em; }
+table.md tbody tr:nth-child(even) td { background: #f4f4f4; }
+table.md thead tr:last-child th { border-bottom: 1px solid #444; }
+blockquote { margin: 0.6em 0; padding: 0.1em 1em; border-left: 4px solid #c9a227; background: #fdf8e6; }
+code { font-size: 0.9em; }
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ftft.render REPORT.md REPORT.html``: the HTML version of a Markdown report."""
+    import argparse
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(prog="python -m ftft.render", description=main.__doc__)
+    p.add_argument("markdown", type=Path)
+    p.add_argument("html", type=Path)
+    args = p.parse_args(argv)
+    args.html.write_text(markdown_to_html(args.markdown.read_text(encoding="utf-8")), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
