@@ -28,7 +28,7 @@ rule fetch_model:
         "../envs/ftft.yaml"
     params:
         hub_id=lambda w: PLAN.model_setting(w.model, "hub_id"),
-        env=PLAN.hub_env(fetch=True),
+        env=PLAN.fetch_env(),
     shell:
         "{params.env}ftft fetch-models --model {params.hub_id:q} --marker {output:q} > {log:q} 2>&1"
 

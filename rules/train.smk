@@ -13,11 +13,9 @@ rule tokenize:
     conda:
         "../envs/ftft.yaml"
     params:
-        args=lambda w: PLAN.tokenize_args(w.task, w.tokenizer),
-        env=PLAN.hub_env(),
-    shell:
-        "{params.env}ftft tokenize --train {input.train:q} --eval-dir {input.evals:q} "
-        "{params.args} --out {output:q} > {log:q} 2>&1"
+        settings=lambda w: PLAN.tokenize_params(w.task, w.tokenizer),
+    script:
+        "../scripts/tokenize.py"
 
 
 rule train:

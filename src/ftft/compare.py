@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .io import write_text
+from .io import read_csv, write_text
 from .tables import DEMO_NOTE, KEYS, load_config_json, table_ids
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def load_ours(results: str | Path, table_ids) -> pd.DataFrame:
         path = Path(results) / "tables" / f"table{tid}.csv"
         if not path.is_file():
             raise DataError(f"missing table (run `ftft table --id {tid}` first): {path}")
-        frames.append(pd.read_csv(path, dtype={k: str for k in KEYS}, keep_default_na=False, na_values=[""]))
+        frames.append(read_csv(path, "table", dtype={k: str for k in KEYS}, keep_default_na=False, na_values=[""]))
     return _norm(pd.concat(frames, ignore_index=True))
 
 

@@ -173,6 +173,9 @@ def _semantic_checks(cfg: dict, source: str) -> None:
         names = [t["id_test"]["name"]] + [o["name"] for o in t["ood"]]
         if len(set(names)) != len(names):
             fail(f"tasks.{tname}.ood", f"evaluation set names must be unique, got {names}")
+        for key, o in [("id_test", t["id_test"])] + [(f"ood[{i}]", o) for i, o in enumerate(t["ood"])]:
+            if o["name"] == "train":
+                fail(f"tasks.{tname}.{key}.name", "'train' names the training split; call the evaluation set otherwise")
         for key, o in [("train", t["train"]), ("id_test", t["id_test"])] + [
             (f"ood[{i}]", o) for i, o in enumerate(t["ood"])
         ]:

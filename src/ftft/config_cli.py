@@ -13,7 +13,10 @@ def add_arguments(parser):
 
 
 def run(args):
+    from .workflow import Plan
+
     cfg = config.load(*args.configfiles)
+    Plan(cfg).check()  # what the Snakefile checks next: local files, the sources' splits and labels
     print(f"config OK: {', '.join(args.configfiles)}")
     if args.summary:
         runs = grid.all_runs(cfg)

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .io import atomic_path, write_parquet
+from .io import atomic_path, read_json, read_parquet, unreadable, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def load_dynamics(path: str | Path) -> TrainingDynamics:
     except DataError:
         raise
     except Exception as exc:  # zipfile / pickle / format errors
-        raise DataError(f"{path}: cannot read training dynamics: {exc}") from exc
+        raise unreadable(path, "training dynamics file", exc) from exc
     return _validated(
         uids=arrays["uids"].astype(str),
         labels=arrays["labels"].astype(np.int64),
@@ -454,9 +454,7 @@ def write(df: pd.DataFrame, path: str | Path, meta: dict | None = None) -> None:
 def read(path: str | Path) -> pd.DataFrame:
     """Read a data map parquet (error naming the file if missing or malformed)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data map file not found: {path}")
-    df = pd.read_parquet(path)
+    df = read_parquet(path, "data map")
     missing = [c for c in ("uid", "label", *METRICS) if c not in df.columns]
     if missing:
         raise DataError(f"{path}: data map is missing column(s) {missing}")
@@ -501,11 +499,9 @@ def with_texts(df: pd.DataFrame, train: str | Path) -> pd.DataFrame:
 
 
 def run(args) -> int:
-    import json
-
     run_dir = Path(args.run_dir)
     title = args.title or default_title(run_dir)
-    record = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    record = read_json(run_dir / "run.json", "run record") if (run_dir / "run.json").is_file() else {}
     if record.get("status") == "failed":
         reason = f"{run_dir}: {record.get('failure_reason')}"
         write(

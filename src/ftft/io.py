@@ -1,8 +1,14 @@
-"""Atomic, durable file writes: a reader (or Snakemake) never sees a half-written output.
+"""Atomic, durable file writes, and the readers of what an earlier job wrote.
 
 ``atomic_path`` writes beside the target, ``fsync``s the file, renames it into place and
 ``fsync``s the folder, so that after a power loss a path holds either the old or the new
 content, never a truncated file.
+
+The readers (``read_parquet``, ``read_arrow``, ``parquet_meta``, ``read_json``, ``read_csv``)
+are the one place where a file that is missing, truncated or corrupt (copied half-way, a full
+disk, edited by hand) becomes a ``DataError`` naming the file and saying what to do, never a
+pyarrow / json / pandas traceback. ``fix`` is that advice: by default, delete the file and run
+the workflow again, so that the job that wrote it runs again.
 """
 
 from __future__ import annotations
@@ -12,6 +18,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
+
+from .errors import DataError
+
+#: what to do about an unreadable file an earlier job of the workflow wrote
+REBUILD = "delete it and run snakemake again: the job that writes it runs again"
 
 
 def current_umask() -> int:
@@ -127,3 +138,104 @@ def parse_json_arg(value: str | None, what: str = "--spec") -> dict:
     if not isinstance(obj, dict):
         raise ConfigError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+# --------------------------------------------------------------------------------- reading
+
+
+def _reason(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = (lines[0] if lines else "").rstrip(".")
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def unreadable(path: str | Path, what: str, exc: BaseException, fix: str = REBUILD) -> DataError:
+    """The error for a file that exists but cannot be read: names it, says why and what to do."""
+    return DataError(f"{path}: not a readable {what} (truncated or corrupt?): {_reason(exc)}; {fix}")
+
+
+def _existing(path: str | Path, what: str, fix: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}" + ("" if fix == REBUILD else f"; {fix}"))
+    return path
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What pyarrow / pandas raise on a truncated or corrupt file (ArrowInvalid is a ValueError, thrift
+    and decompression errors are OSErrors, a few are TypeErrors or NotImplementedErrors)."""
+    import pyarrow as pa
+
+    return (OSError, ValueError, EOFError, TypeError, NotImplementedError, pa.ArrowException)
+
+
+def read_arrow(path: str | Path, what: str = "parquet file", fix: str = REBUILD, columns: list[str] | None = None):
+    """A parquet file as a ``pyarrow.Table`` (only ``columns`` when given: each must exist)."""
+    import pyarrow.parquet as pq
+
+    path = _existing(path, what, fix)
+    try:
+        if columns is not None:
+            names = pq.read_schema(path).names
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise DataError(f"{path}: {what} has no column(s) {missing}; it has {names}")
+        return pq.read_table(path, columns=columns)
+    except DataError:
+        raise
+    except _read_errors() as exc:
+        raise unreadable(path, what, exc, fix) from exc
+
+
+def read_parquet(path: str | Path, what: str = "parquet file", fix: str = REBUILD, **kwargs):
+    """``pandas.read_parquet`` whose errors name the file (a truncated file is not a traceback)."""
+    import pandas as pd
+
+    path = _existing(path, what, fix)
+    try:
+        return pd.read_parquet(path, **kwargs)
+    except _read_errors() as exc:
+        raise unreadable(path, what, exc, fix) from exc
+
+
+def parquet_meta(path: str | Path, what: str = "parquet file", fix: str = REBUILD) -> dict:
+    """The ``ftft`` JSON of a parquet file's schema metadata (``{}`` if none)."""
+    import pyarrow.parquet as pq
+
+    path = _existing(path, what, fix)
+    try:
+        md = pq.read_schema(path).metadata or {}
+        meta = json.loads(md.get(b"ftft", b"{}"))
+    except _read_errors() as exc:  # json.JSONDecodeError is a ValueError
+        raise unreadable(path, what, exc, fix) from exc
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: the 'ftft' schema metadata of this {what} is not a JSON object; {fix}")
+    return meta
+
+
+def read_json(path: str | Path, what: str = "JSON file", fix: str = REBUILD) -> dict:
+    """A JSON object from a file (an empty, truncated or non-object file is a ``DataError``)."""
+    path = _existing(path, what, fix)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise unreadable(path, what, exc, fix) from exc
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: {what} must hold a JSON object, got {type(obj).__name__}; {fix}")
+    return obj
+
+
+def read_csv(path: str | Path, what: str = "CSV file", fix: str = REBUILD, **kwargs):
+    """``pandas.read_csv`` whose errors name the file; a file whose last line has no line break (cut off
+    mid-line) is unreadable too (pandas would read the partial row)."""
+    import pandas as pd
+
+    path = _existing(path, what, fix)
+    try:
+        with open(path, "rb") as fh:  # what the workflow writes ends with a line break; a cut file rarely does
+            fh.seek(max(0, path.stat().st_size - 1))
+            if fh.read(1) not in (b"\n", b""):
+                raise ValueError("the last line is cut off")
+        return pd.read_csv(path, **kwargs)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise unreadable(path, what, exc, fix) from exc

@@ -29,12 +29,15 @@ import importlib
 import json
 import logging
 import os
+import pickle
 from pathlib import Path
 
 from .errors import ModelError
 
 log = logging.getLogger(__name__)
 
+#: errors of a weights file that is truncated or corrupt (safetensors header, a torch .bin pickle)
+UNREADABLE_WEIGHTS = ("SafetensorError", "UnpicklingError", "EOFError")
 _HUB_HINT = (
     "to use a local copy instead, set `models.<key>.path` in the config (or pass --model-path), "
     "or point HF_HOME at a Hugging Face cache that holds it and set HF_HUB_OFFLINE=1"
@@ -205,6 +208,15 @@ def _load_error(exc: BaseException, source: str, folder, where: str, is_path: bo
     spm_file = sentencepiece_file(folder if is_path else _cached_folder(source))
     if spm_file and _is_dependency_failure(exc):
         return _sentencepiece_error(where, spm_file, missing_sentencepiece_packages())
+    if type(exc).__name__ in UNREADABLE_WEIGHTS:  # truncated or corrupt weights: name the file
+        files = [*Path(folder).glob("*.safetensors"), *Path(folder).glob("*.bin")] if folder else []
+        name = str(files[0]) if len(files) == 1 else str(folder or where)
+        if is_path:
+            fix = f"delete the folder {folder} and run snakemake again (a demo model), or replace the copy"
+        else:
+            fix = f"delete the cached copy {folder} and fetch it again"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return ModelError(f"{name}: not readable weights of {where} (truncated or corrupt?): {reason}; {fix}")
     hint = "" if is_path else f"; no network access or cached copy? {_HUB_HINT}"
     return ModelError(f"cannot load {where}: {str(exc).splitlines()[0]}{hint}")
 
@@ -229,6 +241,7 @@ def load_tokenizer_and_model(source: str, num_labels: int):
     """Return ``(tokenizer, model)`` for a hub id or a local folder, with a ``num_labels`` head (float32)."""
     source, folder, where, is_path = _resolve(source)
     import torch  # after the checks above: they need no torch / transformers
+    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     silence_transformers()
@@ -242,7 +255,7 @@ def load_tokenizer_and_model(source: str, num_labels: int):
         else:
             tokenizer = AutoTokenizer.from_pretrained(source, config=config)
             model = AutoModelForSequenceClassification.from_pretrained(source, config=config, dtype=torch.float32)
-    except (OSError, ValueError, RuntimeError, ImportError) as exc:
+    except (OSError, ValueError, RuntimeError, ImportError, SafetensorError, pickle.UnpicklingError, EOFError) as exc:
         raise _load_error(exc, source, folder, where, is_path) from exc
     if tokenizer.pad_token_id is None:
         raise ModelError(f"tokenizer of {source} has no padding token; dynamic padding needs one")

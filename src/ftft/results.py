@@ -17,7 +17,6 @@ checkpoint a table cell reads and which runs count:
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +26,7 @@ import pandas as pd
 
 from .errors import DataError
 from .grid import Run, ref_run
+from .io import parquet_meta, read_csv, read_json, read_parquet
 from .layout import Layout
 
 METRICS_COLUMNS = ("step", "checkpoint", "fraction", "dataset", "role", "n", "accuracy", "macro_f1")
@@ -92,22 +92,13 @@ def _need(path: Path) -> Path:
 
 @functools.lru_cache(maxsize=8192)
 def _json(path: str, mtime: float) -> dict:
-    try:
-        obj = json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON (truncated?): {exc}") from exc
-    if not isinstance(obj, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return obj
+    return read_json(path, "run record")
 
 
 @functools.lru_cache(maxsize=4096)
 def _metric_index(path: str, mtime: float):
     """(checkpoints, steps, fractions) sorted by checkpoint, and {(checkpoint, dataset): row dict}."""
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read metrics (truncated?): {exc}") from exc
+    df = read_csv(path, "metrics file")
     missing = [c for c in METRICS_COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}")
@@ -121,34 +112,12 @@ def _predictions_at(path: str, mtime: float, step: int, datasets: tuple[str, ...
     """The rows of ``datasets`` at one checkpoint of a predictions file, sorted by (dataset, uid).
 
     Cached (the claims compare one run with several others); ``Results.predictions`` hands out copies."""
-    pred = read_parquet(path, filters=[("step", "==", step)])
+    pred = read_parquet(path, "predictions file", filters=[("step", "==", step)])
     pred = pred[pred["dataset"].isin(datasets)]
     missing = sorted(set(datasets) - set(pred["dataset"].unique()))
     if missing:
         raise DataError(f"{path}: no predictions for dataset(s) {missing} at step {step}")
     return pred.drop(columns=["step"]).sort_values(["dataset", "uid"], kind="stable").reset_index(drop=True)
-
-
-def read_parquet(path: str | Path, **kwargs) -> pd.DataFrame:
-    """``pd.read_parquet`` whose errors name the file (a truncated file is not a traceback)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"file not found: {path}")
-    try:
-        return pd.read_parquet(path, **kwargs)
-    except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
-        raise DataError(f"{path}: not a readable parquet file (truncated or corrupt?): {exc}") from exc
-
-
-def parquet_meta(path: str | Path) -> dict:
-    """The ``ftft`` JSON of a parquet file's schema metadata (``{}`` if none)."""
-    import pyarrow.parquet as pq
-
-    try:
-        md = pq.read_schema(path).metadata or {}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable parquet file (truncated or corrupt?): {exc}") from exc
-    return json.loads(md.get(b"ftft", b"{}"))
 
 
 class Results:
@@ -241,7 +210,7 @@ class Results:
         path = Path(self.layout.datamap(task, ref, seed))
         if not path.is_file():
             raise DataError(f"data map file not found: {path}")
-        return str(parquet_meta(path).get("failed") or "")
+        return str(parquet_meta(path, "data map").get("failed") or "")
 
     def dynamics(self, run: Run):
         from . import datamap

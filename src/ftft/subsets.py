@@ -27,7 +27,6 @@ the run as failed ("reference failed: ...") without training.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import pandas as pd
 
 from . import datamap
 from .errors import DataError, FtftError
-from .io import parse_json_arg, write_parquet
+from .io import parquet_meta, parse_json_arg, read_arrow, read_json, read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +118,7 @@ def _check_same_uids(train_uids: np.ndarray, other_uids: np.ndarray, where: str)
 
 
 def read_train_uids(path: str | Path) -> np.ndarray:
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"training set not found: {path}")
-    try:
-        col = pq.read_table(path, columns=["uid"]).column("uid").to_numpy()
-    except KeyError as exc:
-        raise DataError(f"{path}: no column 'uid'") from exc
+    col = read_arrow(path, "training set", columns=["uid"]).column("uid").to_numpy()
     return np.asarray(col).astype(str)
 
 
@@ -141,9 +132,7 @@ def write(df: pd.DataFrame, path: str | Path, meta: dict | None = None) -> None:
 def read(path: str | Path) -> pd.DataFrame:
     """Read a subset file (what the engine consumes)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"subset file not found: {path}")
-    df = pd.read_parquet(path)
+    df = read_parquet(path, "subset file")
     for col in ("uid", "weight"):
         if col not in df.columns:
             raise DataError(f"{path}: subset file has no column {col!r}")
@@ -163,15 +152,13 @@ def add_arguments(parser) -> None:
 
 def reference_failure(args) -> str | None:
     """Why this subset cannot be built: its reference run (or data map) failed; None if it did not."""
-    from .results import parquet_meta
-
     if args.method == "dm" and args.datamap:
-        failed = parquet_meta(args.datamap).get("failed")
+        failed = parquet_meta(args.datamap, "data map").get("failed")
         return f"data map {args.datamap}: {failed}" if failed else None
     if args.ref_run:
         record = Path(args.ref_run) / "run.json"
         if record.is_file():
-            rec = json.loads(record.read_text())
+            rec = read_json(record, "run record")
             if rec.get("status") == "failed":
                 return f"{args.ref_run}: {rec.get('failure_reason')}"
     return None
@@ -213,10 +200,8 @@ def run(args) -> int:
             df = jtt_subset(uids, dyn, int(spec["jtt_epoch"]), upweight)
             meta.update(jtt_epoch=int(spec["jtt_epoch"]), upweight=upweight)
         else:
-            from .results import read_parquet
-
             bias_path = Path(args.ref_run) / "bias_logp.parquet"
-            df = poe_subset(uids, read_parquet(bias_path), str(bias_path))
+            df = poe_subset(uids, read_parquet(bias_path, "bias log-probabilities file"), str(bias_path))
             meta["bias"] = str(bias_path)
     write(df, args.out, meta)
     log.info("%s subset: %d of %d training instances -> %s", method, len(df), len(uids), args.out)

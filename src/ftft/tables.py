@@ -17,7 +17,6 @@ says so in its note.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from . import cost as costmod
 from . import grid, render
 from .config import active_tasks, parse_fraction
 from .errors import DataError, FtftError
-from .io import write_text
+from .io import read_csv, read_json, write_text
 from .results import Results, mean_std
 
 log = logging.getLogger(__name__)
@@ -502,7 +501,7 @@ def _transfer_verdicts(res: Results, tids: list[str]) -> pd.DataFrame:
         path = Path(res.layout.table(t, "csv"))
         if not path.is_file():
             raise DataError(f"missing table (Table 8 reads it): {path}")
-        df = pd.read_csv(path, dtype={k: str for k in KEYS}, keep_default_na=False)
+        df = read_csv(path, "table", dtype={k: str for k in KEYS}, keep_default_na=False)
         frames.append(df[df["method"] == "dm"])
     if not frames:
         return pd.DataFrame(columns=["task", "ref_model", "unsuccessful"])
@@ -698,12 +697,7 @@ def write(cfg: dict, results: str | Path | Results, tid: str, prefix: str | Path
 
 
 def load_config_json(path: str | Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError as exc:
-        raise FtftError(f"config JSON not found: {path}") from exc
-    except json.JSONDecodeError as exc:
-        raise FtftError(f"{path}: not valid JSON: {exc}") from exc
+    return read_json(path, "config JSON")
 
 
 def add_arguments(parser) -> None:

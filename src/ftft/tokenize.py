@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .data import schema
 from .errors import DataError
-from .io import atomic_dir, write_json
+from .io import REBUILD, atomic_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +133,9 @@ def tokenize_task(
         {},
         {"tokenizer": tokenizer_fingerprint(tokenizer), "model_source": model_source, "max_length": max_length},
     )
+    eval_fix = f"delete the folder {eval_dir} and run snakemake again: the assemble job writes it"
     for split, path in splits.items():
-        df, _ = schema.read(path)
+        df, _ = schema.read(path, REBUILD if split == "train" else eval_fix)
         if df.empty:
             raise DataError(f"{path}: no rows to tokenise")
         ds = tokenize_frame(df, tokenizer, max_length)
@@ -172,3 +174,27 @@ def run(args) -> int:
     tokenize_task(args.train, args.eval_dir, args.eval_sets, args.model, args.max_length, args.out, args.batch_size)
     log.info("tokenised data -> %s", args.out)
     return 0
+
+
+def run_job(smk) -> None:
+    """The tokenize rule's job (``script:``; Snakemake injects ``smk``). Like a training job it takes the
+    hub cache and offline mode from the config in its own process: they are not params, so moving the
+    cache or going online re-runs nothing."""
+    import datasets
+
+    from .cli import log_to
+    from .errors import FtftError
+    from .workflow import hub_environment
+
+    log_to(smk.log[0])
+    if smk.config["mode"] == "paper":
+        os.environ.update(hub_environment(smk.config))  # the fetch_model rule filled this cache
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    p = dict(smk.params.settings)
+    try:
+        tokenize_task(smk.input.train, smk.input.evals, p["eval_sets"], p["model"], p["max_length"], smk.output[0])
+    except FtftError as exc:
+        log.error("%s", exc)
+        raise SystemExit(1) from None
+    log.info("tokenised data -> %s", smk.output[0])

@@ -99,6 +99,11 @@ class Plan:
                 path = self.cfg["models"][m]["path"]
                 if path and not Path(path).exists():
                     raise ConfigError(f"invalid config at 'models.{m}.path': local model copy {path!r} does not exist")
+                if path and not (Path(path) / "config.json").is_file():
+                    raise ConfigError(
+                        f"invalid config at 'models.{m}.path': {path!r} is not a model folder (no config.json in it; "
+                        "expected what save_pretrained writes: config.json, weights and tokenizer files)"
+                    )
         for source in self.sources:
             if source in self.cfg["byo"]:
                 for split, f in self.cfg["byo"][source]["files"].items():
@@ -106,37 +111,82 @@ class Plan:
                         raise ConfigError(f"invalid config at 'byo.{source}.files.{split}': file {f!r} does not exist")
             elif source not in self.cfg["datasets"] and not (self.mode == "demo" and source.startswith("demo_")):
                 raise ConfigError(f"source {source!r} is defined neither under 'datasets' nor under 'byo'")
-        self._check_builtin_sources()
+        self._check_source_entries()
         for source in self.sources:
             ds = self.cfg["datasets"].get(source)
-            if ds is not None and not ds["url"] and not ds["mirror"]:
+            if source in self.cfg["byo"] or ds is None:
+                continue
+            if not ds["url"] and not ds["mirror"]:
                 raise ConfigError(f"invalid config at 'datasets.{source}': neither 'url' nor 'mirror' is set")
+            done = Path(self.layout.download_marker(source)).is_file()
+            if ds["mirror"] and not done and not Path(ds["mirror"]).exists():
+                raise ConfigError(f"invalid config at 'datasets.{source}.mirror': {ds['mirror']!r} does not exist")
 
-    def _check_builtin_sources(self) -> None:
-        """Labels and split names of the built-in datasets are known before anything is downloaded."""
+    def source_splits(self, source: str) -> tuple[list[str], list[str] | None] | None:
+        """(split names, label names or None when the data decides) of a source, as far as the config alone
+        tells (built-in datasets, the demo sources, BYO files); None for a source the config does not define."""
         import importlib
 
-        from .config import ConfigError
         from .data.prepare import SOURCES
 
+        if source in self.cfg["byo"]:
+            return list(self.cfg["byo"][source]["files"]), self.cfg["byo"][source]["labels"]
+        if self.mode == "demo" and source.startswith("demo_"):
+            from .data import demo
+
+            kind = source.removeprefix("demo_")
+            if kind not in demo.TASKS:
+                return None
+            return [*demo.ID_SPLITS, *demo.OOD_SPLITS[kind]], list(demo.LABEL_NAMES[kind])
+        if source in SOURCES:
+            module = importlib.import_module(f"ftft.data.{source}")
+            return list(module.SPLIT_NAMES), list(module.LABEL_NAMES)
+        return None
+
+    def _check_source_entries(self) -> None:
+        """Every task's training / evaluation set names a split its source has, with the task's labels: known
+        from the config before anything is downloaded or generated (built-in datasets, demo sources, BYO)."""
+        from .config import ConfigError
+
+        users: dict[str, list[str]] = {}
         for task in active_tasks(self.cfg):
             t = self.cfg["tasks"][task]
             entries = [("train", t["train"]), ("id_test", t["id_test"])] + [
                 (f"ood[{i}]", o) for i, o in enumerate(t["ood"])
             ]
             for key, entry in entries:
-                if entry["source"] not in SOURCES or entry["source"] in self.cfg["byo"]:
+                source = entry["source"]
+                known = self.source_splits(source)
+                if known is None:
+                    if self.mode == "demo" and source.startswith("demo_"):
+                        raise ConfigError(
+                            f"invalid config at 'tasks.{task}.{key}.source': no demo source {source!r}; the demo "
+                            "sources are 'demo_nli' and 'demo_hsd'"
+                        )
                     continue
-                module = importlib.import_module(f"ftft.data.{entry['source']}")
-                if list(module.LABEL_NAMES) != list(t["labels"]):
+                splits, labels = known
+                byo = source in self.cfg["byo"]
+                if labels is not None and [str(x) for x in labels] != [str(x) for x in t["labels"]]:
+                    where = f"source '{source}' (byo.{source}.labels)" if byo else f"source '{source}'"
                     raise ConfigError(
-                        f"invalid config at 'tasks.{task}.labels': {t['labels']} are not the labels of source "
-                        f"'{entry['source']}' ({list(module.LABEL_NAMES)}, in that order)"
+                        f"invalid config at 'tasks.{task}.labels': {t['labels']} are not the labels of {where} "
+                        f"({list(labels)}, in that order)"
                     )
-                if entry["split"] not in module.SPLIT_NAMES:
+                if entry["split"] not in splits:
+                    what = f"byo.{source}.files has no split" if byo else f"source '{source}' has no split"
                     raise ConfigError(
-                        f"invalid config at 'tasks.{task}.{key}.split': source '{entry['source']}' has no split "
-                        f"{entry['split']!r}; its splits are {list(module.SPLIT_NAMES)}"
+                        f"invalid config at 'tasks.{task}.{key}.split': {what} {entry['split']!r}; its splits are {splits}"
+                    )
+                users.setdefault(source, [])
+                if task not in users[source]:
+                    users[source].append(task)
+        for source, tasks_ in users.items():
+            if source in self.cfg["byo"] and self.cfg["byo"][source]["labels"] is None:
+                label_sets = {tuple(self.cfg["tasks"][t]["labels"]) for t in tasks_}
+                if len(label_sets) > 1:
+                    raise ConfigError(
+                        f"invalid config at 'byo.{source}.labels': null takes the labels of the task using the source, "
+                        f"but tasks {tasks_} have different labels {sorted(label_sets)}; set byo.{source}.labels"
                     )
 
     def final_targets(self) -> list[str]:
@@ -144,7 +194,9 @@ class Plan:
         out = [L.table(t, ext) for t in self.table_ids for ext in ("csv", "md", "tex", "html")]
         out += [L.figure(f, ext) for f in self.figure_ids for ext in ("png", "pdf")]
         out += [L.datamap_plot(t, r, s) for t, r, s in self.datamaps]
-        out += [L.comparison("csv"), L.comparison("md"), L.claims("csv"), L.claims("md"), L.failed_runs("md")]
+        # every report item is a target: --report on a finished results folder then finds them all
+        out += [f(ext) for f in (L.comparison, L.claims) for ext in ("csv", "md", "html")]
+        out += [L.failed_runs("md"), L.failed_runs("html")]
         return out
 
     def datamap_targets(self) -> list[str]:
@@ -279,12 +331,12 @@ class Plan:
             raise ValueError(f"no model of this config uses tokenizer group {tokenizer!r}")
         return members[0]
 
-    def hub_env(self, fetch: bool = False) -> str:
-        """Environment prefix of jobs that load hub models: the configured cache (``hub.cache``), and
-        offline once the fetch rule ran (``hub.offline``; not for the fetch itself)."""
+    def fetch_env(self) -> str:
+        """Environment prefix of the fetch job: the configured cache (``hub.cache``), never offline. The jobs
+        that load models (tokenize, train) set the cache and ``hub.offline`` in their own process."""
         if self.mode != "paper":
             return ""
-        env = {k: v for k, v in hub_environment(self.cfg).items() if not (fetch and k == "HF_HUB_OFFLINE")}
+        env = {k: v for k, v in hub_environment(self.cfg).items() if k != "HF_HUB_OFFLINE"}
         return "".join(f"{k}={shlex.quote(v)} " for k, v in env.items())
 
     # ------------------------------------------------------------------ training
@@ -304,12 +356,12 @@ class Plan:
             "model": self.model_input(self.tokenizer_model(tokenizer)),
         }
 
-    def tokenize_args(self, task: str, tokenizer: str) -> str:
-        return quote_args(
-            ("--model", self.model_source(self.tokenizer_model(tokenizer))),
-            ("--max-length", self.cfg["tasks"][task]["max_length"]),
-            ("--eval-sets", grid.task_eval_sets(self.cfg, task)),
-        )
+    def tokenize_params(self, task: str, tokenizer: str) -> dict:
+        return {
+            "model": self.model_source(self.tokenizer_model(tokenizer)),
+            "max_length": self.cfg["tasks"][task]["max_length"],
+            "eval_sets": list(grid.task_eval_sets(self.cfg, task)),
+        }
 
     def train_inputs(self, run: Run) -> dict[str, str]:
         inputs = {"data": self.tokenized(run.task, run.model), "model": self.model_input(run.model)}

@@ -243,7 +243,10 @@ def normalise(source: str, raw: str | Path, spec: dict | None = None) -> tuple[p
 def prepare(source: str, raw: str | Path, out: str | Path, summary_path: str | Path, spec: dict | None = None) -> dict:
     df, summary = normalise(source, raw, spec)
     if df.empty:
-        raise DataError(f"{source}: no rows left after normalising {raw} (dropped: {summary['dropped']})")
+        read = (
+            ", ".join(str(f) for f in spec["files"].values()) if spec and isinstance(spec.get("files"), dict) else raw
+        )
+        raise DataError(f"{source}: no rows left after normalising {read} (dropped: {summary['dropped']})")
     schema.write(df, out, summary["label_names"], source)
     write_json(summary_path, summary)
     log.info(

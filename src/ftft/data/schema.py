@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from ..errors import DataError
-from ..io import write_parquet
+from ..io import REBUILD, read_arrow, unreadable, write_parquet
 
 REQUIRED = ("uid", "text_a", "text_b", "label", "split")
 NLI_LABELS = ["entailment", "neutral", "contradiction"]
@@ -51,11 +50,12 @@ def write(df: pd.DataFrame, path: str | Path, label_names: list[str], source: st
     write_parquet(df[cols], path, {"label_names": list(label_names), "source": source})
 
 
-def read(path: str | Path) -> tuple[pd.DataFrame, dict]:
-    """Read a normalised table; returns (frame, metadata dict)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"normalised data file not found: {path}")
-    table = pq.read_table(path)
-    meta = json.loads((table.schema.metadata or {}).get(b"ftft", b"{}"))
+def read(path: str | Path, fix: str = REBUILD) -> tuple[pd.DataFrame, dict]:
+    """Read a normalised table; returns (frame, metadata dict). ``fix``: what an unreadable file's error
+    advises (default: delete it and rerun; a file inside a folder output needs the folder deleted)."""
+    table = read_arrow(path, "normalised data file", fix)
+    try:
+        meta = json.loads((table.schema.metadata or {}).get(b"ftft", b"{}"))
+    except ValueError as exc:
+        raise unreadable(path, "normalised data file", exc, fix) from exc
     return table.to_pandas(), meta

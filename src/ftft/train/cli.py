@@ -17,7 +17,6 @@ from pathlib import Path
 from ..io import parse_json_arg
 
 log = logging.getLogger("ftft.train")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOCK_ENV = "FTFT_GPU_LOCK_DIR"  # share one lock folder between several checkouts / workflows
 
 
@@ -59,13 +58,12 @@ def run(args) -> int:
 
 def run_job(smk) -> None:
     """The train rule's job: ``smk`` is the ``snakemake`` object of a ``script:``."""
+    from ..cli import log_to
     from ..errors import FtftError
     from ..grid import Run
     from ..layout import Layout
 
-    handler = logging.FileHandler(smk.log[0], mode="w")
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    log_to(smk.log[0])
     cfg, spec = smk.config, dict(smk.params.spec)
     layout = Layout.from_config(cfg)
     run = Run(**spec["run"])

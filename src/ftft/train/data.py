@@ -10,7 +10,6 @@ the epoch's permutation, so a run is a pure function of its seed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,6 +18,12 @@ import pandas as pd
 import torch
 
 from ..errors import DataError
+from ..io import parquet_meta, read_json, read_parquet, unreadable
+
+
+def _retokenize(data_dir: str | Path) -> str:
+    """What to do about a broken tokenised folder (the tokenize job's one output)."""
+    return f"delete the folder {data_dir} and run snakemake again: the tokenize job writes it"
 
 
 class ReferenceFailed(DataError):
@@ -136,23 +141,27 @@ def encoded_from_arrow(table, pad_id: int, where: str) -> Encoded:
 
 
 def tokenized_stats(data_dir: str | Path) -> dict:
-    path = Path(data_dir) / "stats.json"
-    if not path.is_file():
-        raise DataError(f"tokenised data not found: {path} (the tokenize step writes it)")
-    return json.loads(path.read_text())
+    return read_json(Path(data_dir) / "stats.json", "tokenised data statistics file", _retokenize(data_dir))
 
 
-def _read_split(folder: Path):
+def _read_split(folder: Path, data_dir: str | Path):
     """One split of a ``save_to_disk`` folder as a pyarrow Table, memory-mapped (no ``datasets`` import)."""
     import pyarrow as pa
 
+    fix = _retokenize(data_dir)
+    state = read_json(folder / "state.json", "tokenised split index", fix)
     try:
-        state = json.loads((folder / "state.json").read_text())
-        tables = [
-            pa.ipc.open_stream(pa.memory_map(str(folder / f["filename"]))).read_all() for f in state["_data_files"]
-        ]
-    except (OSError, ValueError, KeyError, pa.ArrowInvalid) as exc:
-        raise DataError(f"{folder}: not a readable tokenised split (re-run the tokenize step): {exc}") from exc
+        files = [folder / f["filename"] for f in state["_data_files"]]
+    except (KeyError, TypeError) as exc:
+        raise unreadable(folder / "state.json", "tokenised split index", exc, fix) from exc
+    tables = []
+    for f in files:
+        try:
+            tables.append(pa.ipc.open_stream(pa.memory_map(str(f))).read_all())
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise unreadable(f, "tokenised split (Arrow file)", exc, fix) from exc
+    if not tables:
+        raise DataError(f"{folder / 'state.json'}: tokenised split lists no data files; {fix}")
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
@@ -162,36 +171,45 @@ def load_tokenized(
     """The training split and the named evaluation splits of a tokenize output folder."""
     folder = Path(data_dir) / "data"
     index = folder / "dataset_dict.json"
+    fix = _retokenize(data_dir)
     if not index.is_file():
-        raise DataError(f"{folder}: not a tokenised dataset, no dataset_dict.json (re-run the tokenize step)")
-    splits = json.loads(index.read_text())["splits"]
+        raise DataError(f"{folder}: not a tokenised dataset, no dataset_dict.json; {fix}")
+    splits = read_json(index, "tokenised dataset index", fix).get("splits")
+    if not isinstance(splits, list):
+        raise DataError(f"{index}: tokenised dataset index has no list 'splits'; {fix}")
     missing = [n for n in ["train", *eval_names] if n not in splits]
     if missing:
         raise DataError(f"{folder}: no split(s) {missing}; it has {splits}")
-    out = {n: encoded_from_arrow(_read_split(folder / n), pad_id, f"{folder}/{n}") for n in ["train", *eval_names]}
+    out = {
+        n: encoded_from_arrow(_read_split(folder / n, data_dir), pad_id, f"{folder}/{n}")
+        for n in ["train", *eval_names]
+    }
+    stats = tokenized_stats(data_dir) if (Path(data_dir) / "stats.json").is_file() else {}
     for name, data in out.items():
         if len(data) == 0:
             raise DataError(f"{folder}/{name}: no rows")
+        entry = stats.get(name)
+        rows = entry.get("rows") if isinstance(entry, dict) else None
+        if rows is not None and rows != len(data):  # an Arrow stream cut at a record batch boundary reads fine
+            raise DataError(
+                f"{folder}/{name}: {len(data)} rows, but {Path(data_dir) / 'stats.json'} says {rows} (truncated?); {fix}"
+            )
     return out["train"], [(n, out[n]) for n in eval_names]
 
 
 def subset_failure(subset_path: Path) -> str | None:
-    from ..results import parquet_meta
-
-    return parquet_meta(subset_path).get("failed") or None
+    return parquet_meta(subset_path, "subset file").get("failed") or None
 
 
 def apply_subset(train: Encoded, subset_path: Path, n_labels: int) -> Encoded:
     """Restrict ``train`` to the subset's uids (training-set order), with its weights / bias log-probs."""
-    from ..results import read_parquet
-
     subset_path = Path(subset_path)
     if not subset_path.is_file():
         raise DataError(f"subset file not found: {subset_path}")
     failure = subset_failure(subset_path)
     if failure:
         raise ReferenceFailed(failure)
-    sub = read_parquet(subset_path)
+    sub = read_parquet(subset_path, "subset file")
     if "uid" not in sub.columns:
         raise DataError(f"{subset_path}: missing column 'uid'; have {list(sub.columns)}")
     sub["uid"] = sub["uid"].astype(str)
