@@ -425,6 +425,9 @@ def test_cli_and_compare(cfg, results, built, tmp_path):
     assert t5["note"].str.contains("0-1 scale").all()
     md = open(f"{out}.md").read()
     assert "not comparable" in md and "## Table 9" in md
+    main = df.loc[df["main_model"] != "", "main_model"].iloc[0]  # display names, not config keys
+    assert tables.model_label(cfg, main) != main and f"| {tables.model_label(cfg, main)} |" in md
+    assert f"| {main} |" not in md
     raw = open(f"{out}.csv").read()
     assert not re.search(r"\d\.\d*(9999999|0000000)\d", raw)  # no float noise in the differences
 

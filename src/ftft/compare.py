@@ -22,7 +22,7 @@ import pandas as pd
 
 from .errors import DataError
 from .io import read_csv, write_text
-from .tables import DEMO_NOTE, KEYS, load_config_json, table_ids
+from .tables import DEMO_NOTE, KEYS, METHOD_LABEL, dataset_title, load_config_json, model_label, ref_label, table_ids
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,14 @@ def _fmt(x, digits=2) -> str:
     return f"{v:.4f}" if abs(v) < 0.1 and v != 0 else f"{v:.{digits}f}"
 
 
+def _dataset(cfg: dict, task: str, name: str) -> str:
+    """The display title of an evaluation set of this config (the key when the config has no such set)."""
+    t = cfg["tasks"].get(task)
+    if t is None or name not in [e["name"] for e in [t["id_test"], *t["ood"]]]:
+        return name
+    return dataset_title(cfg, task, name)
+
+
 def render_md(cfg: dict, df: pd.DataFrame) -> str:
     lines = ["# Reproduced vs published (FTFT, arXiv 2310.06588)", ""]
     if cfg.get("mode") == "demo":
@@ -177,11 +185,11 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
         rows = [
             [
                 r.task,
-                r.main_model,
-                r.ref_model,
-                r.method,
+                model_label(cfg, r.main_model),
+                ref_label(cfg, r.method, r.ref_model),
+                METHOD_LABEL.get(r.method, r.method),
                 r.step_fraction,
-                r.dataset,
+                _dataset(cfg, r.task, r.dataset),
                 r.metric,
                 r.q,
                 _fmt(r.ours_mean) + (f" ± {_fmt(r.ours_std)}" if _fmt(r.ours_std) else ""),
