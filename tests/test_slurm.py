@@ -1,18 +1,29 @@
 """The demo workflow submitted to a real single-node SLURM cluster (slurmctld + slurmd + MUNGE).
 
 Brings the cluster up with .ci/slurm/setup_single_node_slurm.sh (idempotent; needs root and
-apt), runs the shrunken demo (tests/slurm/demo-slurm.yaml) through
-``--workflow-profile profiles/slurm`` with training jobs requesting ``gpu=1``, and checks:
-  * every declared table and figure appears, with the same table contents as a local run of
-    the same config (CPU training is deterministic, so the numbers must match);
-  * each training job was its own SLURM job and was granted the (fake) GPU;
-  * CPU-only jobs were not granted a GPU (from ``scontrol show job``; MinJobAge keeps
-    finished jobs listed);
+apt) with two fake GPUs, runs the shrunken demo (tests/slurm/demo-slurm.yaml: one seed, two
+models, both tasks, every table and figure) once locally and once through
+``--workflow-profile profiles/slurm``, with training jobs requesting a GPU
+(``cluster.train_gpus: 1``), and checks:
+  * every declared table and figure appears in both runs, and every CSV (tables, claims,
+    comparison, failed runs, each run's metrics) is byte-identical between them (CPU training is
+    deterministic, and ``cluster`` keys change no result); the local run goes beside the SLURM
+    run, whose status polling leaves the CPUs idle much of the time;
+  * each training run (rules ``train`` and ``train_bias_model``) was its own SLURM job and was
+    granted a (fake) GPU, as its ``run.json`` records (``host.slurm_job_id``,
+    ``host.cuda_visible_devices``); every other SLURM job got none (``scontrol show job``,
+    polled by a thread because finished jobs leave the listing after MinJobAge);
+  * each training job's ``--time`` and ``--mem`` are the compute plan's numbers for that run
+    (``ftft.plan``, as the submitting snakemake computed it when it started), so jobs of
+    different sizes ask for different limits (larger model: more time; longer examples: more
+    memory), and CPU-only jobs get the default resources;
+  * every non-local job of the DAG was submitted, once, and COMPLETED;
 and stops only the daemons it started. Run by .ci/run as ``pytest -m slurm``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -20,23 +31,33 @@ import shutil
 import subprocess
 import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from wfutil import ROOT, make_copy, snakemake
+from test_workflow import jobs as dag_jobs
+from wfutil import ROOT, assert_artefacts, make_copy, snakemake
 
 from ftft import config as ftft_config
 from ftft import grid
+from ftft.layout import Layout
+from ftft.plan import ComputePlan
 
 pytestmark = pytest.mark.slurm
 
 SETUP = ROOT / ".ci" / "slurm" / "setup_single_node_slurm.sh"
 SMALL = ROOT / "tests" / "slurm" / "demo-slurm.yaml"
 CONFIGS = ("--configfile", "config/demo.yaml", str(SMALL))
-TIMEOUT_S = 1200
+FAKE_GPUS = 2  # two training jobs at a time on the two-core CI machine
+TIMEOUT_S = 900
+CPU_JOB = {"runtime": 10, "mem_mb": 500}  # --default-resources of the SLURM run (CPU-only jobs)
+TRAIN_RULES = ("train", "train_bias_model")
 
 
 def _setup(cmd: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SETUP), cmd], capture_output=True, text=True, timeout=300, check=False)
+    env = {**os.environ, "SLURM_FAKE_GPUS": str(FAKE_GPUS)}
+    return subprocess.run(["bash", str(SETUP), cmd], capture_output=True, text=True, timeout=600, check=False, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +79,18 @@ def cluster():
     assert down.returncode == 0, down.stderr
 
 
-def _declared(cfg: dict) -> list[str]:
-    return [*grid.table_targets(cfg), *grid.figure_targets(cfg), "tables/paper_comparison.csv"]
+def _scontrol(*args: str) -> list[dict[str, str]]:
+    out = subprocess.run(["scontrol", "-o", "show", *args], capture_output=True, text=True, check=True).stdout
+    return [dict(re.findall(r"(\S+?)=(\S*)", line)) for line in out.splitlines() if "=" in line]
 
 
 def _scontrol_jobs() -> list[dict[str, str]]:
-    out = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, check=True).stdout
-    jobs = []
-    for line in out.splitlines():
-        fields = dict(re.findall(r"(\S+?)=(\S*)", line))
-        if fields.get("JobId"):
-            jobs.append(fields)
-    return jobs
+    return [j for j in _scontrol("job") if j.get("JobId")]
+
+
+def _node_gpus() -> int:
+    gres = " ".join(n.get("Gres", "") for n in _scontrol("node"))
+    return sum(int(n) for n in re.findall(r"gpu(?::[^:,()\s]+)?:(\d+)", gres))
 
 
 class JobWatcher(threading.Thread):
@@ -103,79 +124,161 @@ def _rule_of(job: dict[str, str]) -> str:
     return m.group(1) if m else ""
 
 
-def test_demo_through_slurm_profile(cluster, tmp_path):
-    cfg = ftft_config.load(ROOT / "workflow_config.yaml", ROOT / "config" / "demo.yaml", SMALL)
-    results = cfg["results"]
+def _minutes(limit: str) -> int:
+    """SLURM TimeLimit ([D-]HH:MM:SS, MM:SS) in minutes."""
+    days, _, hms = limit.rpartition("-")
+    parts = [int(p) for p in hms.split(":")]
+    h, m, s = ([0] * (3 - len(parts)) + parts) if len(parts) < 3 else parts
+    return int(days or 0) * 1440 + h * 60 + m + (s > 0)
 
-    # the same config locally first: the reference for the table contents
+
+def _mem_mb(job: dict[str, str]) -> int:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", job.get("MinMemoryNode", ""))
+    assert m, job.get("MinMemoryNode")
+    return round(float(m.group(1)) * {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024**2}[m.group(2)])
+
+
+def _has_gpu(job: dict[str, str]) -> bool:
+    return "gpu" in " ".join(job.get(k, "") for k in ("AllocTRES", "TRES", "TresPerJob", "TresPerNode"))
+
+
+def _local_rules() -> set[str]:
+    """Rules marked `localrule: True` (they run in the submitting snakemake, never in SLURM)."""
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "rules").glob("*.smk")))
+    text += (ROOT / "Snakefile").read_text()
+    parts = re.split(r"^rule (\w+):\n", text, flags=re.M)[1:]
+    return {name for name, body in zip(parts[0::2], parts[1::2], strict=True) if "localrule: True" in body}
+
+
+def _plan_at(cfg: dict, wf: Path) -> ComputePlan:
+    """The compute plan of ``cfg`` as the snakemake started in ``wf`` sees it (its paths under ``wf``)."""
+    cfg = copy.deepcopy(cfg)
+    for key in ("results", "resources", "state_dir"):
+        cfg[key] = str(wf / cfg[key])
+    return ComputePlan(cfg)
+
+
+def _records(wf: Path, cfg: dict) -> dict[grid.Run, dict]:
+    L = Layout(wf / cfg["results"], wf / cfg["resources"])
+    return {r: json.loads(Path(L.run_file("run.json", r)).read_text()) for r in sorted(grid.all_runs(cfg))}
+
+
+def _csvs(wf: Path, cfg: dict) -> dict[str, bytes]:
+    results = wf / cfg["results"]
+    return {str(p.relative_to(results)): p.read_bytes() for p in sorted(results.rglob("*.csv"))}
+
+
+def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
+    cfg = ftft_config.load(ROOT / "workflow_config.yaml", ROOT / "config" / "demo.yaml", SMALL)
+    runs = sorted(grid.all_runs(cfg))
+    bias = {r for r in runs if r.method == "erm" and (r.task, r.model) in grid.bias_models(cfg)}
+    assert bias and len(bias) < len(runs)  # both training rules run
+    assert {r.task for r in runs} == {"nli", "hsd"}
+
+    # the same config locally, at the same time as the SLURM run (its polling leaves the CPUs idle
+    # much of the time): the reference for the table contents. Two training jobs at a time: the
+    # default profile's gpu=1 cap would run them one by one.
     local = make_copy(tmp_path / "local")
-    res = snakemake(local, "--cores", "2", *CONFIGS, timeout=TIMEOUT_S)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    wf = make_copy(tmp_path / "slurm")
+    pending = Counter(dag_jobs(local, *CONFIGS))  # a fresh folder: every job of the DAG is pending
+    gpus = _node_gpus()
+    assert gpus >= 1, "the test cluster advertises no GPU"
+    # the plan as the SLURM run's snakemake computes it at its start, before anything is built: it
+    # prints it (onstart) and ftft.plan.ComputePlan keeps each run's estimate, so the requests made
+    # later, when the job's inputs exist, are the same numbers
+    plan = _plan_at(cfg, wf)
+    expected = {r: (plan.runtime_min(r), plan.mem_mb(r)) for r in runs}
+
+    def timed(*args: str) -> tuple[subprocess.CompletedProcess, float]:
+        t0 = time.monotonic()
+        res = snakemake(*args, timeout=TIMEOUT_S)
+        return res, time.monotonic() - t0
 
     before = {j["JobId"] for j in _scontrol_jobs()}
-    wf = make_copy(tmp_path / "slurm")
     watcher = JobWatcher()
     watcher.start()
-    t0 = time.monotonic()
-    res = snakemake(
-        wf,
-        "--workflow-profile",
-        "profiles/slurm",
-        *CONFIGS,
-        "--jobs",
-        "2",
-        "--latency-wait",
-        "5",
-        "--default-resources",
-        "slurm_partition=debug",
-        "runtime=10",
-        "mem_mb=500",
-        # this test cluster has no accounting database: ask squeue, not sacct
-        "--slurm-status-command",
-        "squeue",
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-        "--slurm-keep-successful-logs",
-        timeout=TIMEOUT_S,
-    )
-    wall = time.monotonic() - t0
-    seen = watcher.finish()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        local_run = pool.submit(timed, local, "--cores", "2", "--resources", "gpu=2", *CONFIGS)
+        # the SLURM run: every non-local job is submitted, training jobs with --gpus=1
+        res, wall = timed(
+            wf,
+            "--workflow-profile",
+            "profiles/slurm",
+            *CONFIGS,
+            "--latency-wait",
+            "5",
+            "--default-resources",
+            "slurm_partition=debug",
+            f"runtime={CPU_JOB['runtime']}",
+            f"mem_mb={CPU_JOB['mem_mb']}",
+            # this test cluster has no accounting database: ask squeue, not sacct
+            "--slurm-status-command",
+            "squeue",
+            "--slurm-init-seconds-before-status-checks",
+            "2",
+            "--slurm-keep-successful-logs",
+        )
+        seen = watcher.finish()
+        local_res, local_wall = local_run.result()
+    assert local_res.returncode == 0, (local_res.stdout + local_res.stderr)[-4000:]
     assert res.returncode == 0, (res.stdout + res.stderr)[-6000:]
 
-    # every declared table / figure, and the same table contents as the local run
-    for target in _declared(cfg):
-        p = wf / results / target
-        assert p.is_file() and p.stat().st_size > 0, p
-    for table in sorted((local / results / "tables").glob("*.csv")):
-        assert (wf / results / "tables" / table.name).read_text() == table.read_text(), table.name
-    # the local run's jobs ran in the warm worker (worker.enabled in config/demo.yaml), the SLURM
-    # jobs each in a fresh process: the identical tables also show the worker changes no result
-    assert "stopped after serving" in (local / results / "logs" / "worker.log").read_text()
-    assert not (wf / results / "logs" / "worker.log").exists()
+    # 1. every declared table / figure, and the same table contents as the local run
+    assert_artefacts(local, cfg)
+    assert_artefacts(wf, cfg)
+    ours, reference = _csvs(wf, cfg), _csvs(local, cfg)
+    assert any(name.startswith("tables/table") for name in reference)
+    assert ours.keys() == reference.keys()
+    for name in reference:
+        assert ours[name] == reference[name], f"{name} differs between the local and the SLURM run"
 
-    # each training run: its own SLURM job, granted the GPU
-    runs = grid.all_runs(cfg)
-    records = [json.loads((wf / results / r.path / "run.json").read_text()) for r in runs]
-    job_ids = [rec["host"]["slurm_job_id"] for rec in records]
-    assert all(job_ids), job_ids
-    assert len(set(job_ids)) == len(runs), "training runs shared a SLURM job"
-    grants = {rec["host"]["cuda_visible_devices"] for rec in records}
-    assert grants == {"0"}, grants
+    # 2. each training run: its own SLURM job, granted one of the node's (fake) GPUs
+    records = _records(wf, cfg)
+    assert all(rec["status"] == "ok" for rec in records.values()), {
+        str(r): rec["failure_reason"] for r, rec in records.items() if rec["status"] != "ok"
+    }
+    job_of = {r: rec["host"]["slurm_job_id"] for r, rec in records.items()}
+    assert all(job_of.values()), job_of
+    assert len(set(job_of.values())) == len(runs), "training runs shared a SLURM job"
+    grants = {rec["host"]["cuda_visible_devices"] for rec in records.values()}
+    assert grants <= {str(i) for i in range(gpus)}, grants
+    if "SLURM_JOB_ID" not in os.environ:  # the local run's jobs ran outside SLURM
+        assert not any(rec["host"]["slurm_job_id"] for rec in _records(local, cfg).values())
 
-    # scheduler view: train jobs asked for and got gres/gpu, CPU-only jobs did not
-    jobs = [j for j in seen.values() if j["JobId"] not in before]
-    by_rule: dict[str, list[dict]] = {}
-    for j in jobs:
-        by_rule.setdefault(_rule_of(j), []).append(j)
-    assert len(by_rule.get("train", [])) == len(runs), sorted(by_rule)
-    for rule, rule_jobs in by_rule.items():
-        for j in rule_jobs:
-            tres = j.get("AllocTRES", "") + j.get("TRES", "")
-            has_gpu = "gres/gpu" in tres or "gpu" in j.get("TresPerJob", "") + j.get("TresPerNode", "")
-            assert has_gpu == (rule == "train"), (rule, j.get("JobId"), tres)
-    assert all(j.get("JobState") == "COMPLETED" for j in jobs), {j["JobId"]: j.get("JobState") for j in jobs}
-    print(
-        f"SLURM: {len(jobs)} jobs submitted ({len(by_rule['train'])} training jobs with a GPU), "
-        f"wall {wall:.0f} s; GPU grant seen by a training job: CUDA_VISIBLE_DEVICES="
-        f"{records[0]['host']['cuda_visible_devices']}, SLURM_JOB_GPUS={records[0]['host']['slurm_job_gpus']}"
+    # scheduler view: one SLURM job per non-local job of the DAG, all COMPLETED; training jobs
+    # asked for and got gres/gpu, CPU-only jobs did not
+    jobs = {jid: j for jid, j in seen.items() if jid not in before}
+    by_rule = Counter(_rule_of(j) for j in jobs.values())
+    local_rules = _local_rules()
+    assert {"table", "figure", "all"} <= local_rules
+    assert by_rule == Counter({k: n for k, n in pending.items() if k not in local_rules}), (by_rule, pending)
+    assert by_rule["train"] + by_rule["train_bias_model"] == len(runs)
+    assert {jid: j.get("JobState") for jid, j in jobs.items() if j.get("JobState") != "COMPLETED"} == {}
+    for jid, j in jobs.items():
+        assert _has_gpu(j) == (_rule_of(j) in TRAIN_RULES), (_rule_of(j), jid, j.get("TRES"), j.get("TresPerJob"))
+        if _rule_of(j) not in TRAIN_RULES:
+            assert (_minutes(j["TimeLimit"]), _mem_mb(j)) == (CPU_JOB["runtime"], CPU_JOB["mem_mb"]), (jid, j)
+
+    # 3. per-job requests come from the compute plan: the run's own --time and --mem
+    requested = {}
+    for r, jid in job_of.items():
+        j = jobs[jid]
+        assert _rule_of(j) == ("train_bias_model" if r in bias else "train"), (r, j.get("Comment"))
+        requested[r] = (_minutes(j["TimeLimit"]), _mem_mb(j))
+    assert requested == expected
+    # ... and they differ: the larger model asks for more time, the longer NLI examples for more memory
+    for task in ("nli", "hsd"):
+        by_model = {r.model: expected[r][0] for r in runs if r.task == task and r.method == "erm"}
+        assert by_model["deberta-v3-small"] < by_model["deberta-v3-large"], (task, by_model)
+    mem = {task: {expected[r][1] for r in runs if r.task == task} for task in ("nli", "hsd")}
+    assert min(mem["nli"]) > max(mem["hsd"]), mem
+
+    note = (
+        f"SLURM: {len(jobs)} jobs submitted ({dict(sorted(by_rule.items()))}; "
+        f"{sum(pending.values()) - len(jobs)} local jobs in the submitting snakemake), all COMPLETED, "
+        f"wall {wall:.0f} s (the local run of the same DAG beside it: {local_wall:.0f} s); GPU grants seen by the training "
+        f"jobs: CUDA_VISIBLE_DEVICES in {sorted(grants)} of {gpus} fake GPUs; --time/--mem per training job "
+        f"from the plan: {sorted({f'{t} min/{m} MB' for t, m in expected.values()})}"
     )
+    with capsys.disabled():  # the closing note, shown by a plain `pytest -v` too
+        print(f"\nlocal: {sum(pending.values())} jobs, wall {local_wall:.0f} s\n{note}")
