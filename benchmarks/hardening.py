@@ -567,7 +567,7 @@ def wait_for(pred: Callable[[], bool], timeout: float, step: float = 0.1) -> boo
 
 
 def train_log(wd: Path, run: grid.Run) -> Path:
-    return wd / L.log("train", run.path.removeprefix("runs/"))
+    return wd / L.train_log(run)
 
 
 def same_run_files(wd: Path, pristine: Path, run: grid.Run) -> tuple[bool, str]:

@@ -28,7 +28,6 @@ except (ConfigError, FtftError) as exc:
 
 L = PLAN.layout
 WILDCARDS = PLAN.wildcard_constraints()
-RUN = "{task}/{model}/{method}-{ref}/{budget}/seed{seed}"
 
 
 wildcard_constraints:

@@ -27,9 +27,9 @@ rule train:
         dynamics=L.run_file("dynamics.npz"),
         record=L.run_file("run.json"),
     log:
-        L.log("train", RUN),
+        L.train_log(),
     benchmark:
-        L.benchmark("train", RUN)
+        L.train_benchmark()
     conda:
         "../envs/ftft.yaml"
     threads: PLAN.train_threads()

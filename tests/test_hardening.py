@@ -335,7 +335,7 @@ def test_snakemake_train_job_with_truncated_tokenised_split(wf, tmp_path, tiny_m
     res = snakemake(wf, target, "--cores", "1", "--allowed-rules", "train", "train_bias_model", "--configfile",
                     "config/demo.yaml", str(overlay))  # fmt: skip
     out = res.stdout + res.stderr
-    log = wf / layout.log("train", run.path.removeprefix("runs/"))
+    log = wf / layout.train_log(run)
     text = log.read_text() if log.is_file() else ""
     assert res.returncode != 0, out[-3000:]
     assert "Traceback" not in out + text, (out + text)[-3000:]

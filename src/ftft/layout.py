@@ -19,7 +19,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 # --- below results/ -------------------------------------------------------------------------
-RUN_DIR = "runs/{task}/{model}/{method}-{ref}/{budget}/seed{seed}"
+RUN_NAME = "{task}/{model}/{method}-{ref}/{budget}/seed{seed}"  # a run inside runs/, logs/train/, ...
+RUN_DIR = f"runs/{RUN_NAME}"
 RUN_FILES = ("metrics.csv", "predictions.parquet", "dynamics.npz", "run.json")
 BIAS_FILE = "bias_logp.parquet"  # eval-mode log-probabilities of a PoE bias model's final weights
 SOURCE = "data/sources/{source}.parquet"
@@ -144,6 +145,13 @@ class Layout:
 
     def benchmark(self, rule: str, name: str) -> str:
         return self.res(f"{BENCHMARKS}/{rule}/{name}.tsv")
+
+    def train_log(self, run=None) -> str:
+        """A training job's log (both train rules): ``logs/train/<run name>.log``."""
+        return self.log("train", _fill(RUN_NAME, **_run_fields(run)))
+
+    def train_benchmark(self, run=None) -> str:
+        return self.benchmark("train", _fill(RUN_NAME, **_run_fields(run)))
 
     # --- resources -----------------------------------------------------------------------
     def download_dir(self, source: str | None = None) -> str:

@@ -63,7 +63,7 @@ def run_state(cfg: dict, layout: Layout, run: grid.Run, now: float) -> RunState:
         per_step = float(rec.get("wall_time_s") or 0) / max(1, int(rec.get("steps_done") or steps))
         return RunState(run, "failed" if failed else "done", steps, steps, reason=str(rec.get("failure_reason") or ""),
                         wall_per_step=per_step)  # fmt: skip
-    log = Path(layout.log("train", run.path.removeprefix("runs/")))
+    log = Path(layout.train_log(run))
     if log.is_file() and now - log.stat().st_mtime < RECENT_S:
         p = _last_progress(log)
         if p:

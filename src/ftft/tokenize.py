@@ -180,15 +180,15 @@ def run_job(smk) -> None:
     """The tokenize rule's job (``script:``; Snakemake injects ``smk``). Like a training job it takes the
     hub cache and offline mode from the config in its own process: they are not params, so moving the
     cache or going online re-runs nothing."""
-    import datasets
-
     from .cli import log_to
     from .errors import FtftError
     from .workflow import hub_environment
 
     log_to(smk.log[0])
-    if smk.config["mode"] == "paper":
+    if smk.config["mode"] == "paper":  # before huggingface_hub is imported: it reads them once
         os.environ.update(hub_environment(smk.config))  # the fetch_model rule filled this cache
+    import datasets
+
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     p = dict(smk.params.settings)
