@@ -9,10 +9,15 @@
 - ``cfg`` / ``results``: the tiny paper-shaped config of ``helpers_runs`` and its results folder
   of real training runs (built once per session), for the aggregation tests (tables, figures,
   render, claims, failed runs). A module may define its own ``cfg`` to override it.
+- ``demo_run``: the whole demo DAG (``config/demo.yaml``) run once per session by real
+  ``snakemake --cores 2`` in a copy of the workflow (slow tier: the demo end-to-end test and the
+  report-in-a-browser test share it).
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -96,3 +101,26 @@ def results(tmp_path_factory):
     import helpers_runs
 
     return helpers_runs.shared_results(tmp_path_factory)
+
+
+@dataclass
+class DemoRun:
+    wf: Path  # the workflow copy
+    cfg: dict  # its merged config
+    res: object  # subprocess.CompletedProcess of the snakemake run
+    wall_s: float
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> DemoRun:
+    from wfutil import ROOT, make_copy, snakemake
+
+    from ftft import config as ftft_config
+
+    wf = make_copy(tmp_path_factory.mktemp("demo") / "wf")
+    t0 = time.monotonic()
+    res = snakemake(wf, "--cores", "2", "--configfile", "config/demo.yaml", timeout=3600)
+    wall = time.monotonic() - t0
+    print(f"\ndemo DAG end to end: {wall:.0f} s on 2 cores")
+    cfg = ftft_config.load(ROOT / "workflow_config.yaml", ROOT / "config" / "demo.yaml")
+    return DemoRun(wf, cfg, res, wall)

@@ -1,9 +1,9 @@
 """The Snakemake report in a real browser: every table is shown as a table, every figure as a PNG
 with its PDF attached.
 
-A small demo (``config/demo.yaml`` plus ``OVERLAY``: one seed, 60-step runs on 200 training rows
-and a trimmed grid of 18 training runs that still produces every table and figure) runs through
-real ``snakemake`` in a copy of the workflow; ``snakemake --report report.html`` then builds the
+The demo (``config/demo.yaml``, the session's ``demo_run`` from conftest, which the demo
+end-to-end test in test_workflow.py also checks) runs through real ``snakemake`` in a copy of
+the workflow; ``snakemake --report report.html`` then builds the
 self-contained report (one HTML file, every result embedded as a data: URI). Headless Chromium
 opens it, driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: no Python
 package needed), which can click, read the document of an iframe and take screenshots.
@@ -36,8 +36,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from wfutil import assert_artefacts, assert_report, make_copy, snakemake
+from wfutil import assert_report
 
 from ftft import config as ftft_config
 from ftft import figures, grid, tables
@@ -45,78 +44,7 @@ from ftft.layout import Layout
 
 pytestmark = pytest.mark.slow
 
-# The demo's models and data with a grid trimmed to 18 training runs (the demo has 50): a few rows
-# per table, every table and figure id still produced, groups and references of every kind kept.
-_TRANSFER = [
-    {"method": "erm", "main": "deberta-v3-small"},
-    {"method": "erm", "main": "deberta-v3-large"},
-    {"method": "dm", "main": "deberta-v3-large", "ref": "deberta-v3-small", "group": "Across different model sizes"},
-    {
-        "method": "dm",
-        "main": "deberta-v3-large",
-        "ref": "electra-small",
-        "group": "Across different pretraining methods",
-    },
-]
-_WEAK = [
-    {"method": "erm", "main": "tinybert"},
-    {"method": "erm", "main": "electra-small"},
-    {"method": "dm", "main": "deberta-v3-large", "ref": "tinybert"},
-    {"method": "dm", "main": "deberta-v3-large", "ref": "electra-small"},
-]
-OVERLAY = {
-    "seeds": [0],
-    "demo": {"nli_train_rows": 200, "hsd_train_rows": 200, "eval_rows": 40, "seed": 13},
-    "tasks": {"nli": {"steps": 60}, "hsd": {"steps": 60}},
-    "tables": {
-        "1": {"tasks": ["nli"], "cost": [], "rows": _TRANSFER},
-        "2": {"tasks": ["nli"], "cost": [], "rows": _WEAK},
-        "3": {
-            "tasks": ["nli", "hsd"],
-            "cost": ["nli"],
-            "rows": [
-                {"method": "erm", "main": "deberta-v3-large"},
-                {"method": "dm", "main": "deberta-v3-large", "ref": "deberta-v3-small"},
-                {"method": "jtt", "main": "deberta-v3-large", "ref": "deberta-v3-small"},
-                {"method": "poe", "main": "deberta-v3-large", "ref": "tinybert"},
-                {"method": "ftft", "main": "deberta-v3-large", "ref": "deberta-v3-small"},
-            ],
-        },
-        "6": {"tasks": ["hsd"], "cost": [], "rows": _TRANSFER},
-        "7": {"tasks": ["hsd"], "cost": [], "rows": _WEAK},
-        "9": {
-            "tasks": ["nli", "hsd"],
-            "cost": ["nli", "hsd"],
-            "rows": [
-                {"method": "erm", "main": "deberta-v3-large"},
-                {"method": "dm", "main": "deberta-v3-large", "ref": "electra-small"},
-                {
-                    "method": "ftft",
-                    "main": "deberta-v3-large",
-                    "ref": "electra-small",
-                    "fraction": {"nli": "1/3", "hsd": "7/15"},
-                },
-            ],
-        },
-    },
-    "flops_models": ["deberta-v3-small", "deberta-v3-large", "electra-small", "tinybert"],
-    "easy_ratio": {"refs": ["deberta-v3-small", "electra-small", "tinybert"]},
-    "significance": {
-        "samples": 200,
-        "refs": {"nli": ["deberta-v3-small", "electra-small"], "hsd": ["deberta-v3-small", "electra-small"]},
-    },
-    "overlap": {"refs": ["deberta-v3-small", "deberta-v3-large"]},
-    "ptrue_curves": {"refs": ["deberta-v3-large", "electra-small"]},
-    "speed": {
-        "figures": {
-            "2": {"tasks": ["nli"], "main": "deberta-v3-large", "refs": ["deberta-v3-small", "electra-small"]},
-            "3": {"tasks": ["hsd"], "main": "deberta-v3-large", "refs": ["deberta-v3-small", "electra-small"]},
-            "4": {"tasks": ["nli", "hsd"], "main": "deberta-v3-large", "refs": ["deberta-v3-small"]},
-        }
-    },
-    "claims": {"samples": 100},
-}
-CONFIG_ARGS = ("--configfile", "config/demo.yaml", "config/report-browser.yaml")
+CONFIG_ARGS = ("--configfile", "config/demo.yaml")
 TABLE_SHOT, FIGURE_SHOT = "3", "2"  # the views saved as screenshots
 
 
@@ -299,22 +227,13 @@ TABLE_DOM_JS = """(() => {
 
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """A finished small demo run and its report: (workflow copy, config, report path)."""
-    wf = make_copy(tmp_path_factory.mktemp("report-browser") / "wf")
-    (wf / "config" / "report-browser.yaml").write_text(yaml.safe_dump(OVERLAY, sort_keys=False))
+def demo(demo_run):
+    """The session's finished demo run (conftest ``demo_run``) and its report: (workflow copy, config, report)."""
+    assert demo_run.res.returncode == 0, (demo_run.res.stdout + demo_run.res.stderr)[-5000:]
     t0 = time.monotonic()
-    res = snakemake(wf, "--cores", "2", *CONFIG_ARGS, timeout=2400)
-    print(f"\nsmall demo for the report: {time.monotonic() - t0:.0f} s on 2 cores")
-    assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
-    cfg = ftft_config.load(
-        wf / "workflow_config.yaml", wf / "config" / "demo.yaml", wf / "config" / "report-browser.yaml"
-    )
-    assert_artefacts(wf, cfg)
-    t0 = time.monotonic()
-    report = assert_report(wf, cfg, *CONFIG_ARGS)
+    report = assert_report(demo_run.wf, demo_run.cfg, *CONFIG_ARGS)
     print(f"snakemake --report: {time.monotonic() - t0:.0f} s, {report.stat().st_size / 1e6:.1f} MB")
-    return wf, cfg, report
+    return demo_run.wf, demo_run.cfg, report
 
 
 @pytest.fixture(scope="module")
