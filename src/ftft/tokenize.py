@@ -187,14 +187,15 @@ def run_job(smk) -> None:
     log_to(smk.log[0])
     if smk.config["mode"] == "paper":  # before huggingface_hub is imported: it reads them once
         os.environ.update(hub_environment(smk.config))  # the fetch_model rule filled this cache
-    import datasets
+    import argparse
 
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
     p = dict(smk.params.settings)
+    args = argparse.Namespace(
+        train=smk.input.train, eval_dir=smk.input.evals, eval_sets=p["eval_sets"], model=p["model"],
+        max_length=p["max_length"], out=smk.output[0], batch_size=32,
+    )  # fmt: skip
     try:
-        tokenize_task(smk.input.train, smk.input.evals, p["eval_sets"], p["model"], p["max_length"], smk.output[0])
+        run(args)
     except FtftError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
-    log.info("tokenised data -> %s", smk.output[0])
