@@ -308,13 +308,18 @@ def test_every_table_is_shown_as_a_table(demo, browser, embedded):
         entry = embedded[path]
         assert entry["mime_type"] == "text/html" and entry["labels"] == {"table": f"Table {tid}"}
         browser.click_row_button(f"Table {tid}")
-        # the content pane now shows this table's HTML in an iframe, filling the pane
+        # the content pane (right of the nav bar) now shows this table's HTML in an iframe that fills it,
+        # measured once the nav bar's CSS transition has ended (mid-transition, the pane is narrower)
         frame = browser.wait(
-            "(() => { const f = document.querySelector('iframe'); if (!f) return null; const r = f.getBoundingClientRect();"
-            f" return f.getAttribute('src') === results[{json.dumps(path)}].data_uri && {{width: r.width, height: r.height}}; }})()",
+            "(() => { const f = document.querySelector('iframe'); if (!f || document.getAnimations().length) return null;"
+            " const r = f.getBoundingClientRect();"
+            " const n = document.querySelector('nav').getBoundingClientRect();"
+            f" return f.getAttribute('src') === results[{json.dumps(path)}].data_uri && {{left: r.left, right: r.right,"
+            " width: r.width, height: r.height, nav_right: n.right, vw: innerWidth, vh: innerHeight}; })()",
             f"Table {tid} in the content pane",
         )
-        assert frame["width"] > 800 and frame["height"] > 600, frame
+        assert frame["left"] >= frame["nav_right"] - 1 and frame["right"] >= frame["vw"] - 1, frame
+        assert frame["width"] > 0.4 * frame["vw"] and frame["height"] > 0.6 * frame["vh"], frame
         dom = browser.frame_js(TABLE_DOM_JS, f"Table {tid}")
         assert dom["title"] == f"Table {tid}"
         assert dom["tables"], f"Table {tid}: no <table> in the page"
