@@ -125,6 +125,9 @@ def tokenize_task(
 
     from .modeling import load_tokenizer
 
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
     tokenizer = load_tokenizer(model_source)
     splits = {"train": Path(train), **{name: Path(eval_dir) / f"{name}.parquet" for name in eval_sets}}
     if "train" in eval_sets:
@@ -153,6 +156,7 @@ def tokenize_task(
     with atomic_dir(out) as tmp:
         datasets.DatasetDict(dd).save_to_disk(str(tmp / "data"))
         write_json(tmp / STATS, stats)
+    log.info("tokenised data -> %s", out)
     return stats
 
 
@@ -167,12 +171,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import datasets
-
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
     tokenize_task(args.train, args.eval_dir, args.eval_sets, args.model, args.max_length, args.out, args.batch_size)
-    log.info("tokenised data -> %s", args.out)
     return 0
 
 
@@ -187,15 +186,9 @@ def run_job(smk) -> None:
     log_to(smk.log[0])
     if smk.config["mode"] == "paper":  # before huggingface_hub is imported: it reads them once
         os.environ.update(hub_environment(smk.config))  # the fetch_model rule filled this cache
-    import argparse
-
     p = dict(smk.params.settings)
-    args = argparse.Namespace(
-        train=smk.input.train, eval_dir=smk.input.evals, eval_sets=p["eval_sets"], model=p["model"],
-        max_length=p["max_length"], out=smk.output[0], batch_size=32,
-    )  # fmt: skip
     try:
-        run(args)
+        tokenize_task(smk.input.train, smk.input.evals, p["eval_sets"], p["model"], p["max_length"], smk.output[0])
     except FtftError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
