@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "envs", "profiles", "config", "workflow_config.yaml")
+WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "envs", "profiles", "config", "examples", "workflow_config.yaml")
 SNAKEMAKE = (
     str(Path(sys.executable).with_name("snakemake"))
     if Path(sys.executable).with_name("snakemake").exists()

@@ -66,6 +66,22 @@ def load_overlays(overlays, base: str | Path | None = None) -> dict:
     return load(base_config(base), *overlays)
 
 
+def add_overlay_arguments(parser) -> None:
+    """The run's own config arguments: overlays as positionals or ``--configfile`` (as given to snakemake),
+    ``--cores``/``--jobs`` (how many jobs run at once) and ``--base``."""
+    parser.add_argument("configfiles", nargs="*", help="YAML overlays merged onto workflow_config.yaml, in order")
+    parser.add_argument("--configfile", "--configfiles", dest="overlays", nargs="+", action="extend", default=[],
+                        metavar="FILE", help="the same overlays, written as in the snakemake command")  # fmt: skip
+    parser.add_argument("--cores", "-c", "--jobs", "-j", dest="parallel", type=int, default=1,
+                        help="jobs that run at once (as given to snakemake)")  # fmt: skip
+    parser.add_argument("--base", default=None, help="base config (default: workflow_config.yaml beside the Snakefile)")
+
+
+def load_args(args) -> dict:
+    """The config of a command that took ``add_overlay_arguments``."""
+    return load_overlays([*args.configfiles, *args.overlays], args.base)
+
+
 def load(*paths: str | Path, overrides: dict | None = None) -> dict:
     """Merge the YAML files in order (plus ``overrides``) and validate the result."""
     cfg: dict = {}

@@ -1,4 +1,4 @@
-"""``ftft check-config``: validate config files before any job runs."""
+"""``ftft check-config``: validate a run's config (overlays onto workflow_config.yaml) before any job runs."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from . import config, grid
 
 
 def add_arguments(parser):
-    parser.add_argument("configfiles", nargs="+", help="YAML files, merged in order like snakemake --configfile")
+    config.add_overlay_arguments(parser)
     parser.add_argument("--summary", action="store_true", help="print the number of runs per method/task")
 
 
 def run(args):
     from .workflow import Plan
 
-    cfg = config.load(*args.configfiles)
+    cfg = config.load_args(args)  # onto workflow_config.yaml, as snakemake --configfile merges
     Plan(cfg).check()  # what the Snakefile checks next: local files, the sources' splits and labels
-    print(f"config OK: {', '.join(args.configfiles)}")
+    print(f"config OK: {', '.join([str(config.base_config(args.base)), *args.configfiles, *args.overlays])}")
     if args.summary:
         runs = grid.all_runs(cfg)
         counts: dict[str, int] = {}

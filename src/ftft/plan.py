@@ -241,13 +241,14 @@ def _parquet_rows(path: Path, default: int = EVAL_ROWS_DEFAULT) -> int:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("configfiles", nargs="*", help="YAML overlays merged onto workflow_config.yaml, in order")
-    parser.add_argument("--base", default=None, help="base config (default: workflow_config.yaml beside the Snakefile)")
+    from .config import add_overlay_arguments
+
+    add_overlay_arguments(parser)
 
 
 def run(args) -> int:
     from . import config
 
-    cfg = config.load_overlays(args.configfiles, args.base)
+    cfg = config.load_args(args)
     print(ComputePlan(cfg).markdown(), end="")
     return 0

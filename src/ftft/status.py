@@ -2,10 +2,11 @@
 
 For every training run of the config: done (``run.json`` status ok), failed (status failed),
 running (its log's last progress line is recent and there is no ``run.json`` yet: step, loss,
-steps/s, ETA as the engine logs them) or waiting. Then an overall line: runs done / running /
-failed / waiting and the estimated time left, from the measured speed of the running jobs and
-the wall time per step of the finished ones (sequential estimate: divide by the number of jobs
-that run at once). ``--watch S`` refreshes every S seconds. Works the same on a workstation
+steps/s, ETA as the engine logs them; "starting" before its first step) or waiting. Then an
+overall line: runs done / running / failed / waiting and the estimated time left: running jobs at
+their measured speed, the others as the finished jobs of the same model took (seconds per step,
+plus the job's time outside the training loop, from its Snakemake benchmark file), divided by the
+jobs that run at once (``--cores``/``--parallel``); "unknown" until a training job has finished. ``--watch S`` refreshes every S seconds. Works the same on a workstation
 and on a cluster (the logs are on the shared file system).
 """
 
@@ -33,7 +34,8 @@ class RunState:
     rate: float = 0.0
     loss: str = ""
     reason: str = ""
-    wall_per_step: float = 0.0
+    wall_per_step: float = 0.0  # finished runs: training seconds per step
+    overhead: float = 0.0  # finished runs: job seconds outside the training loop (start-up, loading, exit)
 
 
 def _last_progress(log: Path) -> tuple[int, int, str, float] | None:
@@ -51,6 +53,14 @@ def _last_progress(log: Path) -> tuple[int, int, str, float] | None:
     return int(step), int(total), loss, float(rate)
 
 
+def _job_seconds(layout: Layout, run: grid.Run) -> float | None:
+    """The whole job's wall time from its Snakemake benchmark file (None before it exists)."""
+    try:
+        return float(Path(layout.train_benchmark(run)).read_text().splitlines()[1].split("\t")[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def run_state(cfg: dict, layout: Layout, run: grid.Run, now: float) -> RunState:
     steps = run.steps(cfg)
     record = Path(layout.run_file("run.json", run))
@@ -59,16 +69,18 @@ def run_state(cfg: dict, layout: Layout, run: grid.Run, now: float) -> RunState:
             rec = json.loads(record.read_text())
         except (OSError, ValueError):
             rec = {}
-        failed = rec.get("status") == "failed"
-        per_step = float(rec.get("wall_time_s") or 0) / max(1, int(rec.get("steps_done") or steps))
-        return RunState(run, "failed" if failed else "done", steps, steps, reason=str(rec.get("failure_reason") or ""),
-                        wall_per_step=per_step)  # fmt: skip
+        wall = float(rec.get("wall_time_s") or 0)
+        job = _job_seconds(layout, run)
+        state = "failed" if rec.get("status") == "failed" else "done"
+        return RunState(run, state, steps, steps, reason=str(rec.get("failure_reason") or ""),
+                        wall_per_step=wall / max(1, int(rec.get("steps_done") or steps)),
+                        overhead=max(0.0, job - wall) if job else 0.0)  # fmt: skip
     log = Path(layout.train_log(run))
     if log.is_file() and now - log.stat().st_mtime < RECENT_S:
         p = _last_progress(log)
-        if p:
+        if p and p[0] > 0 and p[3] > 0:
             return RunState(run, "running", p[0], p[1], p[3], p[2])
-        return RunState(run, "running", 0, steps)
+        return RunState(run, "running", 0, steps)  # starting: no measured speed yet
     return RunState(run, "waiting", 0, steps)
 
 
@@ -78,13 +90,20 @@ def collect(cfg: dict, now: float | None = None) -> list[RunState]:
     return [run_state(cfg, layout, r, now) for r in sorted(grid.all_runs(cfg))]
 
 
-def eta_seconds(states: list[RunState]) -> float:
-    """Sequential time left: running jobs at their rate, waiting ones at the finished ones' speed."""
-    per_step = [s.wall_per_step for s in states if s.state in ("done", "failed") and s.wall_per_step > 0]
-    rates = [s.rate for s in states if s.state == "running" and s.rate > 0]
-    default = sum(per_step) / len(per_step) if per_step else (1 / (sum(rates) / len(rates)) if rates else 0.0)
+def eta_seconds(states: list[RunState]) -> float | None:
+    """Sequential job time left, from the finished jobs of the same model (else of any model): their
+    seconds per step and their time outside the loop; None when no training job has finished yet."""
+    finished = [s for s in states if s.state in ("done", "failed") and s.wall_per_step > 0]
     left = sum((s.steps - s.step) / s.rate for s in states if s.state == "running" and s.rate > 0)
-    return left + sum(s.steps * default for s in states if s.state == "waiting")
+    todo = [s for s in states if s.state == "waiting" or (s.state == "running" and s.rate == 0)]
+    if not todo:
+        return left
+    if not finished:
+        return None
+    for s in todo:
+        like = [f for f in finished if (f.run.task, f.run.model) == (s.run.task, s.run.model)] or finished
+        left += sum(f.overhead + f.wall_per_step * s.steps for f in like) / len(like)
+    return left
 
 
 def _hms(seconds: float) -> str:
@@ -98,32 +117,35 @@ def report(states: list[RunState], parallel: int = 1) -> str:
     count = {k: sum(s.state == k for s in states) for k in ("done", "running", "failed", "waiting")}
     lines = []
     for s in states:
-        if s.state == "running":
-            pct = 100 * s.step / max(1, s.steps)
-            eta = (s.steps - s.step) / s.rate if s.rate else 0
-            lines.append(f"  running  {s.run.path}  step {s.step}/{s.steps} ({pct:.0f}%)  loss {s.loss}  "
-                         f"{s.rate:.2f} steps/s  ETA {_hms(eta)}")  # fmt: skip
+        if s.state == "running" and s.rate > 0:
+            lines.append(f"  running  {s.run.path}  step {s.step}/{s.steps} ({100 * s.step / max(1, s.steps):.0f}%)  "
+                         f"loss {s.loss}  {s.rate:.2f} steps/s  ETA {_hms((s.steps - s.step) / s.rate)}")  # fmt: skip
+        elif s.state == "running":
+            lines.append(f"  starting {s.run.path}  (loading; no step finished yet)")
     for s in states:
         if s.state == "failed":
             lines.append(f"  FAILED   {s.run.path}  {s.reason}")
-    left = eta_seconds(states) / max(1, parallel)
+    eta = eta_seconds(states)
+    left = (
+        "unknown until a training run finishes (`ftft plan` gives the planned GPU-hours)"
+        if eta is None
+        else _hms(eta / max(1, parallel)) + (f" at {parallel} jobs at once" if parallel > 1 else "")
+    )
     head = (
         f"training runs: {count['done']} done, {count['running']} running, {count['failed']} failed, "
-        f"{count['waiting']} waiting (of {len(states)}); estimated time left: {_hms(left)}"
-        + (f" at {parallel} jobs at once" if parallel > 1 else "")
+        f"{count['waiting']} waiting (of {len(states)}); estimated time left: {left}"
     )
     return "\n".join([head, *lines]) + "\n"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("configfiles", nargs="*", help="the run's --configfile overlays (onto workflow_config.yaml)")
-    parser.add_argument("--base", default=None, help="base config (default: workflow_config.yaml beside the Snakefile)")
-    parser.add_argument("--parallel", type=int, default=1, help="training jobs that run at once (for the ETA)")
+    config.add_overlay_arguments(parser)
+    parser.add_argument("--parallel", dest="parallel", type=int, help="training jobs that run at once (for the ETA)")
     parser.add_argument("--watch", type=float, default=0, help="refresh every this many seconds (0: once)")
 
 
 def run(args) -> int:
-    cfg = config.load_overlays(args.configfiles, args.base)
+    cfg = config.load_args(args)
     while True:
         text = report(collect(cfg), args.parallel)
         print(("\033[2J\033[H" if args.watch else "") + text, end="", flush=True)

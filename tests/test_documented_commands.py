@@ -1,0 +1,91 @@
+"""Every `snakemake` / `ftft` command in README.md, config/README.md and the config headers runs as written.
+
+Commands are taken from fenced code blocks, inline code spans and comment lines of the YAML files.
+`snakemake` commands are dry-run verbatim (`-n` appended; a `--report PATH` needs a finished run, so
+it is dropped here and the demo's report command runs verbatim on the finished demo in the slow
+tier). `ftft` commands that only read the config run verbatim (`--watch` is stopped after its first
+screen); those that reach the network (`fetch-models`) have their arguments parsed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import wfutil
+
+from ftft import cli
+
+ROOT = wfutil.ROOT
+DOCS = ("README.md", "config/README.md", "workflow_config.yaml", "config/*.yaml", "profiles/*/config.yaml")
+RUN_VERBATIM = {"check-config", "plan", "status"}
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    found: dict[str, str] = {}
+    files = [p for pattern in DOCS for p in sorted(ROOT.glob(pattern))]
+    for path in files:
+        text = path.read_text()
+        lines = [ln for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S) for ln in block.splitlines()]
+        lines += re.findall(r"`((?:snakemake|ftft) [^`]*)`", text)
+        if path.suffix == ".yaml":
+            lines += [ln.lstrip("# ") for ln in text.splitlines() if ln.startswith("#")]
+        for line in lines:
+            cmd = re.split(r"\s+#", line.strip())[0].strip()
+            if re.match(r"(snakemake|ftft) ", cmd):
+                found.setdefault(cmd, str(path.relative_to(ROOT)))
+    return sorted(found.items())
+
+
+COMMANDS = documented_commands()
+
+
+def test_the_documented_commands_are_found():
+    cmds = [c for c, _ in COMMANDS]
+    assert "snakemake datamaps --cores 2 --configfile config/byo-example.yaml" in cmds
+    assert any(c.startswith("ftft status") for c in cmds) and any(c.startswith("snakemake --report") for c in cmds)
+    for cmd in cmds:  # a target after --configfile would be read as a config file
+        words = shlex.split(cmd)
+        if "--configfile" in words:
+            tail = words[words.index("--configfile") + 1 :]
+            assert all(w.endswith(".yaml") for w in tail[: next((i for i, w in enumerate(tail) if w[0] == "-"), None)])
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    return wfutil.make_copy(tmp_path_factory.mktemp("docs") / "wf")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("cmd,source", COMMANDS, ids=[c for c, _ in COMMANDS])
+def test_documented_command_runs(cmd, source, workflow):
+    argv = shlex.split(cmd)
+    if argv[0] == "snakemake":
+        if "--report" in argv:
+            i = argv.index("--report")
+            argv = argv[:i] + argv[i + 2 :]
+        res = wfutil.snakemake(workflow, *argv[1:], "-n", timeout=300)
+        assert res.returncode == 0, f"{source}: {cmd}\n{(res.stdout + res.stderr)[-3000:]}"
+        return
+    sub = argv[1]
+    if sub in RUN_VERBATIM or sub == "--help":
+        full = [str(Path(sys.executable).with_name("ftft")), *argv[1:]]
+        try:
+            res = subprocess.run(
+                full, cwd=workflow, capture_output=True, text=True, timeout=15 if "--watch" in argv else 120
+            )
+        except subprocess.TimeoutExpired as exc:  # --watch keeps refreshing: it ran
+            assert "--watch" in argv and "training runs:" in (exc.stdout or b"").decode(), cmd
+            return
+        assert res.returncode == 0, f"{source}: {cmd}\n{res.stderr[-3000:]}"
+        return
+    module = importlib.import_module(cli.COMMANDS[sub][0])
+    parser = argparse.ArgumentParser(prog=f"ftft {sub}", exit_on_error=False)
+    module.add_arguments(parser)
+    parser.parse_args(argv[2:])
