@@ -10,6 +10,7 @@ import helpers_runs as H
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from ftft import cli, figures, grid
 from ftft.grid import FULL, Run
@@ -130,13 +131,35 @@ def test_speed_figures_relative_performance(cfg, results, failed, tmp_path, fid,
         assert (df.loc[df["series"] == "electra-small", "n_failed"] == 1).all()
 
 
-def test_speed_series_without_a_successful_run(cfg, results, tmp_path):
-    """Only the files Figure 2 declares, and every seed of one series failed: the series is NaN and says why."""
+def test_speed_series_without_a_successful_run(cfg, results, tmp_path, monkeypatch):
+    """Only the files Figure 2 declares, and every seed of one series failed: the series is NaN and says why,
+    and the figure keeps its layout: equal panels sharing the row's y-scale, the note inside its panel."""
     dead = [Run("nli", "electra-large", "dm", "electra-base", FULL, s) for s in cfg["seeds"]]
     root = H.write_needed(tmp_path / "r", cfg, figures.needs(cfg, "2"), dead)
     prefix = tmp_path / "figure2"
+    drawn = []
+    save = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, p: drawn.append(fig) or save(fig, p))
     df = figures.make(cfg, root, "2", prefix)
     check_outputs(prefix, figures.speed_size(1, 4))
+    fig = drawn[0]
+    renderer = FigureCanvasAgg(fig).get_renderer()  # positions as saved (the layout is frozen after the PNG)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    boxes = [ax.get_window_extent(renderer) for ax in panels]
+    width = fig.get_figwidth() * fig.dpi
+    assert all(b.width > 0.6 * width / len(panels) and abs(b.width - boxes[0].width) < 1 for b in boxes)
+    assert len({ax.get_ylim() for ax in panels}) == 1  # one y-scale per row
+    notes = [t for ax in panels for t in ax.texts if "no successful run" in t.get_text()]
+    assert len(notes) == len(panels)
+    for t in notes:
+        box, panel = t.get_window_extent(renderer), t.axes.get_window_extent(renderer)
+        assert panel.x0 <= box.x0 and box.x1 <= panel.x1 and panel.y0 <= box.y0 and box.y1 <= panel.y1
+    for ax in panels:  # axis labels and titles inside the canvas, titles apart from each other
+        for label in (ax.xaxis.label, ax.title):
+            b = label.get_window_extent(renderer)
+            assert b.x0 >= 0 and b.y0 >= 0 and b.x1 <= width and b.y1 <= fig.get_figheight() * fig.dpi
+    titles = sorted((ax.title.get_window_extent(renderer) for ax in panels), key=lambda b: b.x0)
+    assert all(a.x1 <= b.x0 for a, b in zip(titles, titles[1:], strict=False))
     gone = df[df["series"] == "electra-base"]
     assert gone["relative"].isna().all() and (gone["n_ok"] == 0).all() and (gone["n_failed"] == 3).all()
     assert (gone["why"] == "final ID score <= majority baseline").all()

@@ -44,7 +44,7 @@ from .errors import DataError
 from .io import write_text
 from .results import Results, mean_std
 from .stats import multibootstrap, p_value, relative_bootstrap_samples, spearman, spearman_permutation_p
-from .tables import DEMO_NOTE, load_config_json, model_label, ood_sets, task_metric
+from .tables import data_note, load_config_json, model_label, ood_sets, task_metric
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,18 @@ class Context:
 
     def available(self, runs) -> bool:
         return set(runs) <= self.known
+
+    def lacking(self, row: Row, *run_lists) -> None:
+        """Say why a row has no verdict: which runs failed (and why), or which are not in the grid."""
+        if row.verdict != MISSING or row.detail:
+            return
+        runs = [r for rs in run_lists for r in rs]
+        absent = [r for r in runs if r not in self.known]
+        failed = [r for r in runs if r in self.known and self.res.is_failed(r)]
+        if absent:
+            row.detail = f"not in this run's grid: {', '.join(sorted({r.path for r in absent}))}"
+        elif failed:
+            row.detail = "failed runs: " + "; ".join(f"{r.path} ({self.res.failure(r)})" for r in failed)
 
 
 # --------------------------------------------------------------------------- which runs
@@ -230,11 +242,13 @@ def claim1(ctx: Context, task: str, pub: Published) -> list[Row]:
         1, task, subject, "OOD gain (points), ID cost (points)", threshold=f"gain > 0, p < {alpha}, ID cost <= {cp:g}"
     )
     if not (ctx.available(erm) and ctx.available(dm)):
+        ctx.lacking(row, erm, dm)
         return [row]
     row.value, row.p_value = compare(ctx, dm, erm, task)
     id_cost = id_mean(ctx, erm, task) - id_mean(ctx, dm, task)
     row.detail = f"OOD: DM {ood_mean(ctx, dm, task):.2f} vs ERM {ood_mean(ctx, erm, task):.2f}; ID cost {id_cost:.2f}"
     row.verdict = verdict(None if math.isnan(row.value) else row.value > 0 and row.p_value < alpha and id_cost <= cp)
+    ctx.lacking(row, erm, dm)
     g = pub.ood(task, main, "dm", main) - pub.ood(task, main, "erm")
     pcost = pub.id(task, main, "erm") - pub.id(task, main, "dm", main)
     row.published_value = g
@@ -258,6 +272,7 @@ def claim2(ctx: Context, task: str, pub: Published) -> list[Row]:
         if ctx.available(runs) and ctx.available(self_runs):
             row.value, row.p_value = compare(ctx, runs, self_runs, task, cp)
             row.verdict = verdict(None if math.isnan(row.value) else row.p_value < alpha)
+        ctx.lacking(row, runs, self_runs)
         g = pub.ood(task, main, "dm", ref) - pub.ood(task, main, "dm", main)
         row.published_value = g
         row.published_verdict = "" if math.isnan(g) else verdict(g >= -cp)
@@ -279,6 +294,7 @@ def claim3(ctx: Context, task: str, pub: Published) -> list[Row]:
         if ctx.available(runs) and ctx.available(erm):
             row.value, row.p_value = compare(ctx, runs, erm, task, cp)
             row.verdict = verdict(None if math.isnan(row.value) else row.p_value < alpha)
+        ctx.lacking(row, runs, erm)
         g = pub.ood(task, main, "dm", ref) - pub.ood(task, main, "erm")
         row.published_value = g
         row.published_verdict = "" if math.isnan(g) else verdict(g >= -cp)
@@ -311,6 +327,12 @@ def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
         row.value, row.p_value = spearman(x, y), spearman_permutation_p(x, y)
         row.verdict = verdict(None if math.isnan(row.value) else row.value > 0 and row.p_value < alpha)
         row.detail = "; ".join(f"{model_label(ctx.cfg, r)}: easy {easy[r]:.1f}%, gain {gain[r]:+.2f}" for r in keys)
+    else:
+        row.detail = f"needs the easy ratio and DM result of at least 3 references, has {len(keys)}"
+        lost = [r for ref in refs if ref not in keys for r in ctx.seeds(task, main, "dm", ref) + erm]
+        if any(r in ctx.known and ctx.res.is_failed(r) for r in lost):
+            ctx.lacking(probe := Row(4, task, "", ""), lost)
+            row.detail += f"; {probe.detail}"
     pe = {r: pub.value("8", task, "", r, "easy_ratio", q=str(round(q * 100))) for r in refs}
     pg = {r: pub.ood(task, main, "dm", r) - pub.ood(task, main, "erm") for r in refs}
     pk = [r for r in refs if not (math.isnan(pe[r]) or math.isnan(pg[r]))]
@@ -353,7 +375,7 @@ def claim5(ctx: Context, task: str, pub: Published) -> list[Row]:
             rel_dm = relative(ood_mean(ctx, runs, task, f), ood_mean(ctx, runs, task))
             rel_erm = relative(ood_mean(ctx, erm, task, f), ood_mean(ctx, erm, task))
             row.value = rel_dm
-            row.detail = f"DM {rel_dm:.1f}%, ERM {rel_erm:.1f}%"
+            row.detail = f"DM {_fmt(rel_dm, 1)}%, ERM {_fmt(rel_erm, 1)}%"
             arrays = [preds_at(ctx, x, sets, fr) for x, fr in ((runs, f), (runs, 1), (erm, f), (erm, 1))]
             if all(a[0] is not None for a in arrays) and not math.isnan(rel_dm):
                 diffs = relative_bootstrap_samples(
@@ -361,6 +383,9 @@ def claim5(ctx: Context, task: str, pub: Published) -> list[Row]:
                 )
                 row.p_value = p_value(diffs[~np.isnan(diffs)])
                 row.verdict = verdict(rel_dm >= ratio and rel_erm < ratio and row.p_value < alpha)
+            if row.verdict == MISSING:
+                row.detail = ""
+                ctx.lacking(row, runs, erm)
             row.published_verdict = "not tabulated (Figures 2-4: DM ~100% at 1/3, ERM lower)"
             rows.append(row)
     return rows
@@ -413,6 +438,7 @@ def claim6(ctx: Context, task: str, pub: Published) -> list[Row]:
             )
             if tid not in cheapest or c.cost < cheapest[tid].cost:
                 cheapest[tid] = c
+        ctx.lacking(row, cell.runs, erm)
         g = pub.ood(task, cell.main, "ftft", cell.ref, str(cell.fraction)) - pub.ood(task, cell.main, "erm")
         row.published_value = g
         if not math.isnan(g):
@@ -497,14 +523,12 @@ def evaluate(cfg: dict, results: str | Path | Results) -> pd.DataFrame:
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """One verdict per claim: holds if every row holds, not enough runs if any row lacks them."""
+    """One verdict per claim, what its rows with data say: does not hold if one of them fails, holds if all
+    hold; not enough runs only when no row with data fails and some row lacks runs (its details say why)."""
     out = []
     for n in CLAIMS:
         v = df.loc[df["claim"] == n, "verdict"].tolist()
-        if not v or MISSING in v:
-            verdict_ = MISSING
-        else:
-            verdict_ = HOLDS if all(x == HOLDS for x in v) else FAILS
+        verdict_ = FAILS if FAILS in v else (MISSING if not v or MISSING in v else HOLDS)
         out.append({"claim": n, "title": TITLES[n], "section": SECTIONS[n], "rows": len(v),
                     "rows_holding": sum(x == HOLDS for x in v), "verdict": verdict_})  # fmt: skip
     return pd.DataFrame(out)
@@ -519,8 +543,8 @@ def _fmt(x: float, digits: int = 2) -> str:
 def render_md(cfg: dict, df: pd.DataFrame) -> str:
     c = cfg["claims"]
     lines = ["# Claims of the paper, checked on this run", ""]
-    if cfg["mode"] == "demo":
-        lines += [f"> {DEMO_NOTE} The verdicts say whether the demo's synthetic task shows the paper's effects.", ""]
+    if data_note(cfg):
+        lines += [f"> {data_note(cfg)} The verdicts below say what this run's numbers show.", ""]
     lines += [
         f"Seeds: {', '.join(map(str, cfg['seeds']))}; main model {model_label(cfg, cfg['significance']['main'])}; "
         f"alpha = {c['alpha']}; 'comparable' = at most {c['comparable_points']:g} point(s) worse (non-inferiority); "

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .errors import DataError
 from .io import read_csv, write_text
-from .tables import DEMO_NOTE, KEYS, METHOD_LABEL, dataset_title, load_config_json, model_label, ref_label, table_ids
+from .tables import KEYS, METHOD_LABEL, data_note, dataset_title, load_config_json, model_label, ref_label, table_ids
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,8 @@ def _dataset(cfg: dict, task: str, name: str) -> str:
 
 def render_md(cfg: dict, df: pd.DataFrame) -> str:
     lines = ["# Reproduced vs published (FTFT, arXiv 2310.06588)", ""]
-    if cfg.get("mode") == "demo":
-        lines += [f"> **{DEMO_NOTE}** The published column is shown for the layout only.", ""]
+    if data_note(cfg):
+        lines += [f"> **{data_note(cfg)}** The published column is shown for the layout only.", ""]
     lines += [
         "Matched on table, task, main/ref model, method, step fraction, dataset, metric and q. "
         "difference = ours - published (scores in %, costs in units, Table 4 in the paper's unit (FLOPs / 1e12), Table 5 mean "

@@ -21,6 +21,7 @@ inputs), draws the figure and returns the plotted numbers as a DataFrame (tests 
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -80,6 +81,15 @@ def speed_size(n_rows: int, n_cols: int) -> tuple[float, float]:
 def pixel_size(size_in: tuple[float, float]) -> tuple[int, int]:
     """(height, width) in pixels of a PNG of ``size_in`` inches."""
     return round(size_in[1] * DPI), round(size_in[0] * DPI)
+
+
+def panel_note(ax, text: str, chars: int = 40, lines: int = 6) -> None:
+    """A note inside its panel: wrapped to the panel's width, clipped to it, kept out of the layout."""
+    wrapped = [w for line in text.splitlines() for w in textwrap.wrap(line, chars, subsequent_indent="  ")]
+    if len(wrapped) > lines:
+        wrapped = wrapped[: lines - 1] + ["  ..."]
+    ax.text(0.03, 0.03, "\n".join(wrapped), transform=ax.transAxes, fontsize=7, va="bottom", color="0.3",
+            in_layout=False, clip_on=True, bbox={"fc": "white", "ec": "none", "alpha": 0.8})  # fmt: skip
 
 
 def _frac_label(f: Fraction) -> str:
@@ -202,8 +212,7 @@ def curves_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Dat
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
         ax.set_xticks(sorted(df["epoch"].unique()))
     if failed:
-        ax.text(0.02, 0.02, "not shown (failed run):\n" + "\n".join(failed), transform=ax.transAxes, fontsize=8,
-                va="bottom", color="0.3")  # fmt: skip
+        panel_note(ax, "not shown (failed run):\n" + "\n".join(failed), chars=70)
     ax.set_ylim(0, 1)
     ax.set_xlabel("epoch")
     ax.set_ylabel("median $p_{true}$")
@@ -270,9 +279,8 @@ def speed_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Data
     fig_cfg = cfg["speed"]["figures"][fid]
     tasks = grid.speed_tasks(cfg, fid)
     n_cols = max(len(ood_sets(cfg, t)) for t in tasks)
-    fig, axes = plt.subplots(
-        len(tasks), n_cols, figsize=speed_size(len(tasks), n_cols), squeeze=False, layout="constrained"
-    )
+    fig, axes = plt.subplots(len(tasks), n_cols, figsize=speed_size(len(tasks), n_cols), squeeze=False,
+                             sharey="row", layout="constrained")  # fmt: skip
     labels = list(dict.fromkeys(df["label"]))
     palette = dict(zip(labels, sns.color_palette("colorblind", len(labels)), strict=True))
     fracs = sorted(df["fraction"].unique())
@@ -294,12 +302,11 @@ def speed_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Data
                     ax.plot([], [], marker="o", label=label, color=palette[label])
                     missing.append(f"{label}: {s['why'].iloc[0] or 'no successful run'}")
             if missing:
-                ax.text(0.03, 0.03, "no successful run:\n" + "\n".join(missing), transform=ax.transAxes, fontsize=7,
-                        va="bottom", color="0.3", wrap=True)  # fmt: skip
+                panel_note(ax, "no successful run:\n" + "\n".join(missing))
             ax.axhline(100, color="0.4", lw=0.8, ls="--")
             ax.set_xticks(fracs)
             ax.set_xticklabels([ticks[f] for f in fracs], fontsize=8)
-            ax.set_title(f"{task.upper()}: {dataset_title(cfg, task, sets[j])}")
+            ax.set_title(textwrap.fill(f"{task.upper()}: {dataset_title(cfg, task, sets[j])}", 30), fontsize=10)
             ax.set_xlabel("fraction of training steps")
             if j == 0:
                 ax.set_ylabel("OOD perf. vs full budget (%)")
