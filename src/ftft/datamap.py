@@ -68,10 +68,6 @@ class TrainingDynamics:
     def n(self) -> int:
         return len(self.uids)
 
-    @property
-    def num_classes(self) -> int:
-        return int(self.probs.shape[2])
-
     def p_true(self, epochs: int | None = None) -> np.ndarray:
         """[E', N] probability of the gold label in the first ``epochs`` epochs (default: all complete)."""
         e = self.complete_epochs if epochs is None else epochs

@@ -375,9 +375,6 @@ class Plan:
 
         return make_spec(self.cfg, run)
 
-    def writes_bias(self, run: Run) -> bool:
-        return run.method == "erm" and run.budget == grid.FULL and (run.task, run.model) in self.bias_models
-
     def bias_model_constraint(self) -> dict[str, str]:
         """Wildcard constraints of the train rule variant that also writes ``bias_logp.parquet``."""
         return {
