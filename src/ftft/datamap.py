@@ -155,18 +155,12 @@ def _validated(uids, labels, probs, seen, complete_epochs, path, allow_nan: bool
         raise DataError(f"{path}: 'complete_epochs'={complete_epochs} but epoch {bad + 1} has unseen instances")
     if probs.dtype.kind != "f":
         raise DataError(f"{path}: 'probs' must be floating point, got {probs.dtype}")
+    if (probs < 0).any():  # NaN compares False
+        raise DataError(f"{path}: 'probs' has negative values")
     if not np.isfinite(probs).all():
         if not allow_nan:
             raise DataError(f"{path}: 'probs' has NaN/inf values (dynamics of a failed run?)")
-        if (probs < 0).any():  # NaN compares False
-            raise DataError(f"{path}: 'probs' has negative values")
         return TrainingDynamics(uids, labels, probs, seen, complete_epochs)
-    bits = probs.view(np.dtype(f"u{probs.dtype.itemsize}"))
-    signed = bits >= (1 << (8 * probs.dtype.itemsize - 1))  # negative values (and -0.0, -NaN)
-    if signed.any():
-        if (~(probs[signed] == 0)).any():
-            raise DataError(f"{path}: 'probs' has negative (or negative-NaN) values")
-        probs = probs + probs.dtype.type(0)  # -0.0 -> +0.0 (Dynamics.correct compares bit patterns)
     if len(set(uids.tolist())) != n:
         raise DataError(f"{path}: 'uids' are not unique")
     return TrainingDynamics(uids, labels, probs, seen, complete_epochs, path)
