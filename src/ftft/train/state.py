@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import atomic_path
+from ..io import atomic_path, error_reason
 
 log = logging.getLogger("ftft.train")
 STATE_FILE = "resume.pt"
@@ -78,11 +78,10 @@ def _read(path: Path) -> dict:
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc).strip()
     if isinstance(exc, pickle.UnpicklingError):  # torch's message advises weights_only=False: not here
-        why = [line.strip() for line in text.splitlines() if "GLOBAL" in line or "Unsupported" in line]
+        why = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line]
         return f"it holds more than tensors and plain values, refused unread: {(why or ['?'])[0]}"
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+    return error_reason(exc)
 
 
 def _set_aside(path: Path, reason: str) -> None:
