@@ -31,6 +31,7 @@ import os
 import socket
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -69,7 +70,7 @@ def count_gpus() -> int:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
-def _write_holder(index: int, fd: int) -> None:
+def _note(index: int, fd: int) -> None:
     note = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S %z')} (GPU {index})\n"
     os.ftruncate(fd, 0)
     os.pwrite(fd, note.encode(), 0)
@@ -107,12 +108,8 @@ def claim_gpu(
         lock_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GpuBusyError(f"cannot create the GPU lock folder {lock_dir}: {exc}; choose a writable folder") from None
-    locks = [
-        FileLock(
-            lock_dir / f"gpu{i}.lock", mode=0o666, thread_local=False, on_acquired=lambda fd, i=i: _write_holder(i, fd)
-        )
-        for i in range(n)
-    ]
+    # on_acquired: the holder's note goes into the lock file (a waiting claimant does not truncate it)
+    locks = [FileLock(lock_dir / f"gpu{i}.lock", thread_local=False, on_acquired=partial(_note, i)) for i in range(n)]
     deadline = time.monotonic() + max(0.0, wait_s)
     next_note = 0.0
     while True:
