@@ -610,7 +610,7 @@ def kill_one(wd: Path, pristine: Path, name: str) -> Outcome:
     out = Outcome("kill", name, f"training run {run.path}")
     for o in run_outputs(run):
         (wd / o).unlink(missing_ok=True)
-    state = wd / L.state_dir(run) / "state.pt"
+    state = wd / L.state_dir(run) / "resume.pt"
     target = L.run_file("run.json", run)
     log = train_log(wd, run)
     log.unlink(missing_ok=True)

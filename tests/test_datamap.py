@@ -201,23 +201,6 @@ def test_cli_datamap(tmp_path, dyn_path):
     assert main(["datamap", "--run-dir", str(tmp_path / "nope"), "--out", str(out), "--q", "0.25"]) == 1
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.float32])
-def test_correct_matches_argmax_with_ties(tmp_path, dtype):
-    rng = np.random.default_rng(0)
-    e, n, c = 3, 500, 4
-    probs = rng.dirichlet(np.ones(c), size=(e, n)).astype(dtype)
-    probs[:, :50] = dtype(0.25)  # four-way ties: argmax picks class 0
-    probs[0, 50:60, :2] = dtype(0.5)  # two-way ties between classes 0 and 1
-    probs[0, 50:60, 2:] = -0.0
-    labels = rng.integers(0, c, n)
-    path = tmp_path / "d.npz"
-    datamap.save_dynamics(path, [f"u{i}" for i in range(n)], labels, probs)
-    dyn = datamap.load_dynamics(path)
-    np.testing.assert_array_equal(dyn.correct(), dyn.probs.argmax(-1) == labels)
-    mem = datamap.TrainingDynamics(dyn.uids, labels, np.abs(probs), dyn.seen, e)
-    np.testing.assert_array_equal(mem.correct(), probs.argmax(-1) == labels)
-
-
 def test_negative_probabilities_rejected(tmp_path):
     probs = np.array(PROBS[:3])
     probs[1, 2, 0] = -0.125

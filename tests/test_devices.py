@@ -1,203 +1,141 @@
-"""GPU claims (ftft.devices) with a simulated device count: real processes, real flock locks.
+"""GPU claims (ftft.devices) with a simulated device count: real processes, real locks.
 
-Concurrent claimants get distinct devices, a SIGKILLed holder frees its device, a busy
-workstation fails after the wait naming the lock folder and the holders, a device set by a
-scheduler is respected, and no GPU means no claim.
+Concurrent claimants get distinct devices, a SIGKILLed holder frees its device for a waiting
+claimant, a busy workstation fails after the wait naming the lock folder and the holders, a device
+set by a scheduler is respected, and no GPU means no claim.
 """
 
 from __future__ import annotations
 
 import os
 import select
-import signal
 import subprocess
 import sys
-import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
-from ftft import devices
 from ftft.devices import COUNT_ENV, GpuBusyError, claim_gpu, count_gpus
 from ftft.errors import FtftError
 
-pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
+pytestmark = pytest.mark.integration
 
-CLAIMANT = textwrap.dedent(
-    """
-    import os, sys, time
-    from ftft.devices import claim_gpu
-    from ftft.errors import FtftError
-    lock_dir, go, wait_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    while not os.path.exists(go):
-        time.sleep(0.002)
-    try:
-        claim = claim_gpu(lock_dir, wait_s=wait_s, poll_s=0.05)
-    except FtftError as exc:
-        print(exc, file=sys.stderr)
-        sys.exit(3)
-    assert "torch" not in sys.modules  # counting and claiming must not initialise CUDA
-    print(os.environ.get("CUDA_VISIBLE_DEVICES"), flush=True)
-    sys.stdin.read()  # hold the device until the test closes stdin
-    """
-)
+CLAIMANT = """
+import os, sys, time
+from ftft.devices import claim_gpu
+from ftft.errors import FtftError
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.002)
+try:
+    claim_gpu(sys.argv[1], wait_s=float(sys.argv[3]), poll_s=0.05)  # the claim is not kept: it holds all the same
+except FtftError as exc:
+    sys.exit(str(exc))
+assert "torch" not in sys.modules  # counting and claiming must not initialise CUDA
+print(os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+sys.stdin.read()  # hold the device until killed
+"""
 
 
 @pytest.fixture
-def clean_env(monkeypatch):
-    """No CUDA_* variables (restored after the test, whatever claim_gpu exported)."""
-    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
-        monkeypatch.setenv(name, "x")
-        monkeypatch.delenv(name)
-    return monkeypatch
-
-
-class Claimant:
-    """One ``claim_gpu`` in its own Python process, started before the go file exists."""
-
-    def __init__(self, lock_dir: Path, go: Path, n: int, wait_s: float = 20.0):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CUDA_")}
-        env[COUNT_ENV] = str(n)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", CLAIMANT, str(lock_dir), str(go), str(wait_s)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-
-    def device(self, timeout: float = 15.0) -> str | None:
-        """The device it claimed, or None if it printed nothing within ``timeout``."""
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        return self.proc.stdout.readline().strip() if ready else None
-
-    def release(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(10)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-
-@pytest.fixture
-def claimants(tmp_path):
+def claimant(tmp_path):
     started = []
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUDA_")} | {COUNT_ENV: "2"}
 
-    def start(n: int, count: int, wait_s: float = 20.0) -> list[Claimant]:
-        new = [Claimant(tmp_path / "locks", tmp_path / "go", n, wait_s) for _ in range(count)]
-        started.extend(new)
-        return new
+    def start(wait_s: float = 20.0) -> subprocess.Popen:
+        args = [sys.executable, "-c", CLAIMANT, str(tmp_path / "locks"), str(tmp_path / "go"), str(wait_s)]
+        started.append(
+            subprocess.Popen(
+                args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            )
+        )
+        return started[-1]
 
     yield start
-    for c in started:
-        if c.proc.poll() is None:
-            c.kill()
-        for stream in (c.proc.stdin, c.proc.stdout, c.proc.stderr):
-            if stream and not stream.closed:
-                stream.close()
+    for proc in started:
+        proc.kill()
+        proc.communicate()
 
 
-def test_concurrent_claimants_get_distinct_devices_and_the_next_one_fails_naming_holders(tmp_path, claimants):
-    holders = claimants(4, 4)
-    (tmp_path / "go").touch()  # all four race for the locks at once
-    got = [c.device() for c in holders]
-    assert sorted(got) == ["0", "1", "2", "3"]
-    for i in range(4):  # the lock file tells humans who holds the device
-        note = (tmp_path / "locks" / f"gpu{i}.lock").read_text()
-        assert f"pid {holders[got.index(str(i))].proc.pid} " in note and f"(GPU {i})" in note
+def device(proc: subprocess.Popen, timeout: float = 15.0) -> str | None:
+    """The device it claimed, or None if it printed nothing within ``timeout``."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline().strip() if ready else None
+
+
+def test_claimants_get_distinct_devices_wait_for_a_killed_holder_or_fail_naming_the_holders(tmp_path, claimant):
+    holders = [claimant(), claimant()]
+    (tmp_path / "go").touch()  # both race for the locks at once
+    got = [device(p) for p in holders]
+    assert sorted(got) == ["0", "1"]
+    for proc, i in zip(holders, got, strict=True):  # the lock file tells humans who holds the device
+        assert f"pid {proc.pid} " in (tmp_path / "locks" / f"gpu{i}.lock").read_text()
 
     start = time.monotonic()
-    (late,) = claimants(4, 1, wait_s=0.5)
-    assert late.proc.wait(15) == 3
-    assert time.monotonic() - start >= 0.5
-    err = late.proc.stderr.read()
-    assert "all 4 GPUs are claimed" in err and str(tmp_path / "locks") in err
-    assert all(f"pid {c.proc.pid} " in err for c in holders)
+    late = claimant(wait_s=0.5)
+    _, err = late.communicate(timeout=15)
+    assert late.returncode == 1 and time.monotonic() - start >= 0.5
+    assert "all 2 GPUs are claimed" in err and str(tmp_path / "locks") in err
+    assert all(f"pid {p.pid} " in err for p in holders)
 
-    holders[0].release()  # an exited holder frees its device for the next claimant
-    (after,) = claimants(4, 1, wait_s=0.5)
-    assert after.device() == got[0]
-
-
-def test_killed_holder_frees_its_device_for_a_waiting_claimant(tmp_path, claimants):
-    holders = claimants(2, 2)
-    (tmp_path / "go").touch()
-    got = [c.device() for c in holders]
-    assert sorted(got) == ["0", "1"]
-    (waiter,) = claimants(2, 1, wait_s=20.0)
-    assert waiter.device(timeout=1.0) is None  # both taken: it waits
+    waiter = claimant()
+    assert device(waiter, timeout=1.0) is None  # both taken: it waits
     holders[1].kill()  # SIGKILL: no cleanup code runs, the kernel drops the lock
-    assert waiter.device() == got[1]
-    assert (tmp_path / "locks" / f"gpu{got[1]}.lock").is_file()  # the file stays; only the lock counts
+    assert device(waiter) == got[1]
 
 
-def test_claim_in_process_exports_device_and_release_frees_it(tmp_path, clean_env):
-    clean_env.setenv(COUNT_ENV, "2")
+def test_claim_in_process_exports_the_device_and_release_frees_it(tmp_path, monkeypatch):
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+        monkeypatch.setenv(name, "x")  # restored after the test, whatever claim_gpu exports
+        monkeypatch.delenv(name)
+    monkeypatch.setenv(COUNT_ENV, "2")
     first = claim_gpu(tmp_path)
-    assert first.index == 0 and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
-    assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
-    del os.environ["CUDA_VISIBLE_DEVICES"]
-    with claim_gpu(tmp_path) as second:  # another open of the lock file: GPU 0 is busy
-        assert second.index == 1 and os.environ["CUDA_VISIBLE_DEVICES"] == "1"
-        del os.environ["CUDA_VISIBLE_DEVICES"]
-        with pytest.raises(GpuBusyError, match="all 2 GPUs are claimed"):
-            claim_gpu(tmp_path, wait_s=0)
-    assert second.fd is None
+    assert (os.environ.pop("CUDA_VISIBLE_DEVICES"), os.environ["CUDA_DEVICE_ORDER"]) == ("0", "PCI_BUS_ID")
+    second = claim_gpu(tmp_path)  # GPU 0 is busy, also for this process
+    assert os.environ.pop("CUDA_VISIBLE_DEVICES") == "1"
+    with pytest.raises(GpuBusyError, match="all 2 GPUs are claimed"):
+        claim_gpu(tmp_path, wait_s=0)
     first.release()
     first.release()  # idempotent
-    third = claim_gpu(tmp_path, n_devices=1)
-    assert third.index == 0
-    third.release()
+    claim_gpu(tmp_path).release()
+    assert os.environ.pop("CUDA_VISIBLE_DEVICES") == "0"
+    second.release()
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # e.g. set by SLURM for this job: left alone
+    assert claim_gpu(tmp_path / "preset") is None and os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+    assert not (tmp_path / "preset").exists()
 
 
-def test_preset_cuda_visible_devices_is_respected(tmp_path, clean_env):
-    clean_env.setenv(COUNT_ENV, "4")
-    clean_env.setenv("CUDA_VISIBLE_DEVICES", "3")  # e.g. set by SLURM for this job
+def test_no_gpu_means_no_claim_and_nvidia_smi_is_counted(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv(COUNT_ENV, "0")
     assert claim_gpu(tmp_path / "locks") is None
-    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
-    assert "CUDA_DEVICE_ORDER" not in os.environ
-    assert not (tmp_path / "locks").exists()
-
-
-def test_no_gpu_means_no_claim(tmp_path, clean_env):
-    clean_env.setenv(COUNT_ENV, "0")
-    assert claim_gpu(tmp_path / "locks") is None
-    clean_env.delenv(COUNT_ENV)
-    clean_env.setenv("PATH", str(tmp_path))  # no nvidia-smi at all
-    assert count_gpus() == 0
-    assert claim_gpu(tmp_path / "locks") is None
+    monkeypatch.delenv(COUNT_ENV)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi at all
+    assert count_gpus() == 0 and claim_gpu(tmp_path / "locks") is None
     assert "CUDA_VISIBLE_DEVICES" not in os.environ and not (tmp_path / "locks").exists()
 
-
-def test_nvidia_smi_listing_is_counted(tmp_path, clean_env):
     smi = tmp_path / "nvidia-smi"
     smi.write_text(
-        "#!/bin/sh\n"
-        "echo 'GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-aaaa)'\n"
-        "echo '  MIG 1g.10gb     Device  0: (UUID: MIG-bbbb)'\n"
-        "echo 'GPU 1: NVIDIA A100-SXM4-80GB (UUID: GPU-cccc)'\n"
+        "#!/bin/sh\necho 'GPU 0: NVIDIA A100 (UUID: GPU-a)'\necho '  MIG 1g.10gb Device 0: (UUID: MIG-b)'\n"
+        "echo 'GPU 1: NVIDIA A100 (UUID: GPU-c)'\n"
     )
     smi.chmod(0o755)
-    clean_env.delenv(COUNT_ENV, raising=False)
-    clean_env.setenv("PATH", str(tmp_path))
     assert count_gpus() == 2
     smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
     assert count_gpus() == 0  # a broken driver: no claim (logged), training decides the device
 
 
 @pytest.mark.parametrize("value", ["two", "-1"])
-def test_bad_simulated_count_names_the_variable(value, tmp_path, clean_env):
-    clean_env.setenv(COUNT_ENV, value)
+def test_bad_simulated_count_names_the_variable(value, tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv(COUNT_ENV, value)
     with pytest.raises(FtftError, match=COUNT_ENV):
         claim_gpu(tmp_path)
 
 
-def test_unusable_lock_folder_is_named(tmp_path, clean_env):
-    clean_env.setenv(COUNT_ENV, "1")
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    with pytest.raises(GpuBusyError, match=str(blocker / "locks")):
-        devices.claim_gpu(blocker / "locks")
+def test_unusable_lock_folder_is_named(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv(COUNT_ENV, "1")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(GpuBusyError, match=str(tmp_path / "file" / "locks")):
+        claim_gpu(tmp_path / "file" / "locks")

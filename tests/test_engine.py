@@ -163,7 +163,7 @@ def test_killed_run_resumes_to_identical_outputs(toy, erm):
     spec = _spec(toy)
     with pytest.raises(SimulatedKill):
         train({**spec, "debug": {"kill_after_checkpoint": 3}}, toy["data"], out, state)
-    assert (state / "state.pt").is_file()
+    assert (state / "resume.pt").is_file()
     assert not (out / "run.json").exists()
     train(spec, toy["data"], out, state)
     got = _outputs(out)

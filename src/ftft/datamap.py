@@ -68,10 +68,6 @@ class TrainingDynamics:
     def n(self) -> int:
         return len(self.uids)
 
-    @property
-    def num_classes(self) -> int:
-        return int(self.probs.shape[2])
-
     def p_true(self, epochs: int | None = None) -> np.ndarray:
         """[E', N] probability of the gold label in the first ``epochs`` epochs (default: all complete)."""
         e = self.complete_epochs if epochs is None else epochs
@@ -79,25 +75,9 @@ class TrainingDynamics:
         return probs[:, np.arange(self.n), self.labels]
 
     def correct(self, epochs: int | None = None) -> np.ndarray:
-        """[E', N] bool: argmax(probs) == label (first maximum on ties, as np.argmax).
-
-        Same result as ``probs.argmax(-1) == labels`` for probabilities (non-negative; NaN
-        counts as the maximum, as in np.argmax), about 2-3x faster: non-negative IEEE floats
-        order like their bit patterns, so the max over the (few) classes runs on unsigned
-        integer views, class by class, instead of an argmax over a length-C inner axis.
-        """
+        """[E', N] bool: argmax(probs) == label (first maximum on ties)."""
         e = self.complete_epochs if epochs is None else epochs
-        probs = self.probs[:e]
-        if probs.dtype.kind != "f" or probs.shape[2] == 1:
-            return probs.argmax(axis=-1) == self.labels[None, :]
-        u = probs.view(np.dtype(f"u{probs.dtype.itemsize}"))
-        top = u[..., 0].copy()
-        for c in range(1, u.shape[2]):
-            np.maximum(top, u[..., c], out=top)
-        ok = u[:, np.arange(self.n), self.labels] == top
-        for c in range(u.shape[2] - 1):  # an earlier class reaching the max wins the tie
-            ok &= ~((u[..., c] == top) & (c < self.labels))
-        return ok
+        return self.probs[:e].argmax(axis=-1) == self.labels[None, :]
 
 
 def load_dynamics(path: str | Path) -> TrainingDynamics:
@@ -175,18 +155,12 @@ def _validated(uids, labels, probs, seen, complete_epochs, path, allow_nan: bool
         raise DataError(f"{path}: 'complete_epochs'={complete_epochs} but epoch {bad + 1} has unseen instances")
     if probs.dtype.kind != "f":
         raise DataError(f"{path}: 'probs' must be floating point, got {probs.dtype}")
+    if (probs < 0).any():  # NaN compares False
+        raise DataError(f"{path}: 'probs' has negative values")
     if not np.isfinite(probs).all():
         if not allow_nan:
             raise DataError(f"{path}: 'probs' has NaN/inf values (dynamics of a failed run?)")
-        if (probs < 0).any():  # NaN compares False
-            raise DataError(f"{path}: 'probs' has negative values")
         return TrainingDynamics(uids, labels, probs, seen, complete_epochs)
-    bits = probs.view(np.dtype(f"u{probs.dtype.itemsize}"))
-    signed = bits >= (1 << (8 * probs.dtype.itemsize - 1))  # negative values (and -0.0, -NaN)
-    if signed.any():
-        if (~(probs[signed] == 0)).any():
-            raise DataError(f"{path}: 'probs' has negative (or negative-NaN) values")
-        probs = probs + probs.dtype.type(0)  # -0.0 -> +0.0 (Dynamics.correct compares bit patterns)
     if len(set(uids.tolist())) != n:
         raise DataError(f"{path}: 'uids' are not unique")
     return TrainingDynamics(uids, labels, probs, seen, complete_epochs, path)

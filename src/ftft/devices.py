@@ -11,13 +11,12 @@ module imports no torch.
 - The devices are counted without importing torch: ``FTFT_GPU_COUNT`` when set (tests use it
   to simulate devices), else the ``GPU i: ...`` lines of ``nvidia-smi -L``; none (no driver,
   no ``nvidia-smi``, a CPU machine) -> None.
-- The first free device ``i`` is the first ``{lock_dir}/gpu{i}.lock`` on which an exclusive
-  non-blocking ``flock`` succeeds; the claim exports ``CUDA_VISIBLE_DEVICES=i`` (and
-  ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` when unset, so that ``i`` is ``nvidia-smi``'s GPU ``i``)
-  and writes pid, host and time into the lock file for humans. The lock's file descriptor
-  stays open for the life of the process: the kernel drops the lock when the process exits
-  or is killed (even by SIGKILL), so a dead job never leaves a stale lock. Processes that the
-  job forks inherit the descriptor and hold the device with it.
+- The first free device ``i`` is the first ``{lock_dir}/gpu{i}.lock`` that ``filelock`` (an exclusive
+  ``flock``) locks at once; the claim exports ``CUDA_VISIBLE_DEVICES=i`` (and
+  ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` when unset, so that ``i`` is ``nvidia-smi``'s GPU ``i``) and
+  writes pid, host and time into the lock file for humans. The lock is held for the life of the
+  process: the kernel drops it when the process exits or is killed (even by SIGKILL), so a dead
+  job never leaves a stale lock.
 - All devices taken -> retry every ``poll_s`` for up to ``wait_s`` seconds, then
   :class:`GpuBusyError` naming the lock folder and each device's holder.
 
@@ -27,14 +26,15 @@ or per workflow) and be on a local file system (``flock`` over NFS is not reliab
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from .errors import FtftError
 
@@ -48,91 +48,32 @@ class GpuBusyError(FtftError):
     """Every GPU is claimed by another process (or the lock folder cannot be used)."""
 
 
-@dataclass
-class Claim:
-    """A claimed device: ``index`` is exported as ``CUDA_VISIBLE_DEVICES``; ``fd`` holds the lock."""
-
-    index: int
-    path: Path
-    fd: int | None = field(default=None, repr=False)
-
-    def release(self) -> None:
-        """Drop the lock (idempotent). CUDA_VISIBLE_DEVICES stays as it is."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def __enter__(self) -> Claim:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
+_HELD: list[FileLock] = []  # a claim lives as long as the process, even when the caller drops it
 
 
 def count_gpus() -> int:
     """``FTFT_GPU_COUNT`` if set, else the number of GPUs that ``nvidia-smi -L`` lists (0 without it)."""
     value = os.environ.get(COUNT_ENV)
     if value is not None and value.strip():
-        try:
-            n = int(value)
-        except ValueError:
-            raise FtftError(f"{COUNT_ENV}={value!r}: expected a whole number of GPUs (or leave it unset)") from None
-        if n < 0:
+        if not value.strip().isdigit():
             raise FtftError(f"{COUNT_ENV}={value!r}: expected a whole number of GPUs (or leave it unset)")
-        return n
+        return int(value)
     try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=False)
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=True)
     except FileNotFoundError:
         return 0
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("nvidia-smi -L failed (%s): not assigning a GPU", exc)
-        return 0
-    if out.returncode != 0:
-        log.warning("nvidia-smi -L exited with %d (%s): not assigning a GPU", out.returncode, out.stderr.strip())
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning(
+            "nvidia-smi -L failed (%s %s): not assigning a GPU", exc, (getattr(exc, "stderr", "") or "").strip()
+        )
         return 0
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
-def _open_lock(path: Path) -> int:
-    try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    except PermissionError:  # another user's lock file: flock works on a read-only descriptor too
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (mine.st_dev, mine.st_ino) == (st.st_dev, st.st_ino)
-
-
-def _try_lock(path: Path) -> int | None:
-    """An fd holding an exclusive flock on ``path``, or None when another process holds it."""
-    while True:
-        fd = _open_lock(path)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-        if _same_file(fd, path):
-            return fd
-        os.close(fd)  # the file was deleted or replaced while we opened it: lock the one there now
-
-
-def _record_holder(fd: int, index: int) -> None:
+def _note(index: int, fd: int) -> None:
     note = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S %z')} (GPU {index})\n"
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, note.encode(), 0)
-    except OSError:  # read-only descriptor: the lock holds all the same
-        pass
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, note.encode(), 0)
 
 
 def _holders(lock_dir: Path, n: int) -> str:
@@ -148,11 +89,12 @@ def _holders(lock_dir: Path, n: int) -> str:
 
 def claim_gpu(
     lock_dir: str | Path, n_devices: int | None = None, wait_s: float = WAIT_S, poll_s: float = POLL_S
-) -> Claim | None:
+) -> FileLock | None:
     """Claim a free GPU for this process and export ``CUDA_VISIBLE_DEVICES`` (module docstring).
 
-    Call before anything initialises CUDA. Returns None when the device is set already or there
-    is none; raises GpuBusyError after ``wait_s`` seconds when all ``n_devices`` are taken.
+    Call before anything initialises CUDA. Returns the held lock (``release()`` frees the device
+    early), or None when the device is set already or there is none; raises GpuBusyError after
+    ``wait_s`` seconds when all ``n_devices`` are taken.
     """
     if "CUDA_VISIBLE_DEVICES" in os.environ:
         log.info("CUDA_VISIBLE_DEVICES=%r is set already: not claiming a GPU", os.environ["CUDA_VISIBLE_DEVICES"])
@@ -166,21 +108,23 @@ def claim_gpu(
         lock_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GpuBusyError(f"cannot create the GPU lock folder {lock_dir}: {exc}; choose a writable folder") from None
+    # on_acquired: the holder's note goes into the lock file (a waiting claimant does not truncate it)
+    locks = [FileLock(lock_dir / f"gpu{i}.lock", thread_local=False, on_acquired=partial(_note, i)) for i in range(n)]
     deadline = time.monotonic() + max(0.0, wait_s)
     next_note = 0.0
     while True:
-        for i in range(n):
-            path = lock_dir / f"gpu{i}.lock"
+        for i, lock in enumerate(locks):
             try:
-                fd = _try_lock(path)
+                lock.acquire(blocking=False)
+            except Timeout:
+                continue
             except OSError as exc:
-                raise GpuBusyError(f"cannot use the GPU lock file {path}: {exc}") from None
-            if fd is not None:
-                _record_holder(fd, i)
-                os.environ["CUDA_VISIBLE_DEVICES"] = str(i)
-                os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-                log.info("claimed GPU %d of %d (%s)", i, n, path)
-                return Claim(i, path, fd)
+                raise GpuBusyError(f"cannot use the GPU lock file {lock.lock_file}: {exc}") from None
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(i)
+            os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+            log.info("claimed GPU %d of %d (%s)", i, n, lock.lock_file)
+            _HELD.append(lock)
+            return lock
         now = time.monotonic()
         if now >= deadline:
             raise GpuBusyError(

@@ -143,7 +143,8 @@ def parse_json_arg(value: str | None, what: str = "--spec") -> dict:
 # --------------------------------------------------------------------------------- reading
 
 
-def _reason(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
+    """The exception in one line: its type and the first line of its message (at most 300 characters)."""
     lines = str(exc).strip().splitlines()
     text = (lines[0] if lines else "").rstrip(".")
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
@@ -151,7 +152,7 @@ def _reason(exc: BaseException) -> str:
 
 def unreadable(path: str | Path, what: str, exc: BaseException, fix: str = REBUILD) -> DataError:
     """The error for a file that exists but cannot be read: names it, says why and what to do."""
-    return DataError(f"{path}: not a readable {what} (truncated or corrupt?): {_reason(exc)}; {fix}")
+    return DataError(f"{path}: not a readable {what} (truncated or corrupt?): {error_reason(exc)}; {fix}")
 
 
 def _existing(path: str | Path, what: str, fix: str) -> Path:

@@ -77,9 +77,6 @@ class Layout:
     def run_file(self, name: str, run=None) -> str:
         return f"{self.run_dir(run)}/{name}"
 
-    def run_files(self, run=None, names=RUN_FILES) -> list[str]:
-        return [self.run_file(n, run) for n in names]
-
     def state_dir(self, run=None) -> str:
         return f"{self.state_root}/{_fill(RUN_DIR, **_run_fields(run))}"
 

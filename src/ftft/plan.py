@@ -194,9 +194,6 @@ class ComputePlan:
             "figure": len(figures.figure_ids(self.cfg)),
         }
 
-    def total_hours(self) -> float:
-        return self.rows()[-1]["gpu_hours"]
-
     def summary(self) -> str:
         """A few lines for the start of a run."""
         total = self.rows()[-1]

@@ -97,17 +97,22 @@ def tokenize_frame(df, tokenizer, max_length: int):
     )
 
 
+def padded_widths(lengths: np.ndarray, perm: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(width, size) of every batch of one pass in the order ``perm`` (also the engine's padded FLOPs)."""
+    n = len(perm)
+    nb = -(-n // batch_size)
+    pad = np.zeros(nb * batch_size, dtype=np.int64)
+    pad[:n] = lengths[perm]
+    sizes = np.full(nb, batch_size, dtype=np.int64)
+    sizes[-1] = n - batch_size * (nb - 1)
+    return pad.reshape(nb, batch_size).max(axis=1), sizes
+
+
 def padded_per_example(lengths: np.ndarray, batch_size: int, seed: int = 0) -> float:
     """Mean tokens per example when batches of a random order are padded to their longest."""
     if len(lengths) == 0:
         return 0.0
-    perm = np.random.default_rng(seed).permutation(len(lengths))
-    n_batches = -(-len(lengths) // batch_size)
-    pad = np.full(n_batches * batch_size, 0, dtype=np.int64)
-    pad[: len(lengths)] = lengths[perm]
-    widths = pad.reshape(n_batches, batch_size).max(axis=1)
-    sizes = np.full(n_batches, batch_size)
-    sizes[-1] = len(lengths) - batch_size * (n_batches - 1)
+    widths, sizes = padded_widths(lengths, np.random.default_rng(seed).permutation(len(lengths)), batch_size)
     return float((widths * sizes).sum() / len(lengths))
 
 

@@ -22,7 +22,7 @@ from functools import cached_property
 from . import figures, grid, tables
 from .config import active_tasks
 from .grid import Run
-from .layout import BIAS_FILE, Layout
+from .layout import BIAS_FILE, FIGURE_EXTS, TABLE_EXTS, Layout
 
 KEY_RE = r"[a-z0-9][a-z0-9.-]*"
 METHOD_RE = r"[a-z]+"
@@ -191,8 +191,8 @@ class Plan:
 
     def final_targets(self) -> list[str]:
         L = self.layout
-        out = [L.table(t, ext) for t in self.table_ids for ext in ("csv", "md", "tex", "html")]
-        out += [L.figure(f, ext) for f in self.figure_ids for ext in ("png", "pdf")]
+        out = [L.table(t, ext) for t in self.table_ids for ext in TABLE_EXTS]
+        out += [L.figure(f, ext) for f in self.figure_ids for ext in FIGURE_EXTS]
         out += [L.datamap_plot(t, r, s) for t, r, s in self.datamaps]
         # every report item is a target: --report on a finished results folder then finds them all
         out += [f(ext) for f in (L.comparison, L.claims) for ext in ("csv", "md", "html")]
@@ -374,9 +374,6 @@ class Plan:
         from .train.spec import make_spec  # lazy: the train package is not needed to plan
 
         return make_spec(self.cfg, run)
-
-    def writes_bias(self, run: Run) -> bool:
-        return run.method == "erm" and run.budget == grid.FULL and (run.task, run.model) in self.bias_models
 
     def bias_model_constraint(self) -> dict[str, str]:
         """Wildcard constraints of the train rule variant that also writes ``bias_logp.parquet``."""

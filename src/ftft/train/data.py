@@ -19,6 +19,7 @@ import torch
 
 from ..errors import DataError
 from ..io import parquet_meta, read_json, read_parquet, unreadable
+from ..tokenize import padded_widths as padded_widths  # the engine's padded FLOPs
 
 
 def _retokenize(data_dir: str | Path) -> str:
@@ -291,14 +292,3 @@ def batch_indices(perm: np.ndarray, b: int, batch_size: int) -> np.ndarray:
 
 def batches_per_epoch(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
-
-
-def padded_widths(lengths: np.ndarray, perm: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(width, size) of every batch of one pass in the order ``perm``."""
-    n = len(perm)
-    nb = batches_per_epoch(n, batch_size)
-    pad = np.zeros(nb * batch_size, dtype=np.int64)
-    pad[:n] = lengths[perm]
-    sizes = np.full(nb, batch_size, dtype=np.int64)
-    sizes[-1] = n - batch_size * (nb - 1)
-    return pad.reshape(nb, batch_size).max(axis=1), sizes
