@@ -121,6 +121,7 @@ def test_categories_partition_rule(dyn):
     assert list(c["hard_to_learn"]) == [True, False, True, False]
     assert list(c["easy"]) == [False, False, False, True]
     assert (c["easy"] == ~(c["ambiguous"] | c["hard_to_learn"])).all()
+    assert list(c["category"]) == ["ambiguous+hard_to_learn", "ambiguous", "hard_to_learn", "easy"]
 
 
 def test_categories_sizes_and_deterministic_ties():

@@ -44,7 +44,7 @@ from .errors import DataError
 from .io import write_text
 from .results import Results, mean_std
 from .stats import multibootstrap, p_value, relative_bootstrap_samples, spearman, spearman_permutation_p
-from .tables import data_note, load_config_json, model_label, ood_sets, task_metric
+from .tables import data_note, load_config_json, model_label, ood_sets, task_label, task_metric
 
 log = logging.getLogger(__name__)
 
@@ -564,7 +564,7 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
                   "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in part.itertuples():
             lines.append(
-                f"| {r.task.upper()} | {r.subject} | {r.statistic} | {_fmt(r.value)} | {_fmt(r.p_value, 4)} | "
+                f"| {task_label(r.task)} | {r.subject} | {r.statistic} | {_fmt(r.value)} | {_fmt(r.p_value, 4)} | "
                 f"{r.threshold} | {r.verdict} | {r.detail} | {_fmt(r.published_value)} | {r.published_verdict} |"
             )
     return "\n".join(lines) + "\n"

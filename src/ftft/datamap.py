@@ -42,7 +42,7 @@ from .io import atomic_path, read_json, read_parquet, unreadable, write_parquet
 log = logging.getLogger(__name__)
 
 METRICS = ("confidence", "variability", "correctness", "forgetfulness")
-CATEGORIES = ("ambiguous", "hard_to_learn", "easy")
+CATEGORIES = ("ambiguous", "hard_to_learn", "easy", "category")  # columns of a categorised map
 DYNAMICS_KEYS = ("uids", "labels", "probs", "seen", "complete_epochs")
 
 
@@ -258,7 +258,8 @@ def categorize(df: pd.DataFrame, q: float) -> pd.DataFrame:
 
     ambiguous: the round(q*N) highest variability; hard_to_learn: the round(q*N) lowest
     confidence; easy: neither. Ties are broken by uid (ascending), so the result is a pure
-    function of the map. An instance may be both ambiguous and hard-to-learn.
+    function of the map. An instance may be both ambiguous and hard-to-learn. ``category`` names
+    the region in one column (``ambiguous``, ``hard_to_learn``, both joined by ``+``, or ``easy``).
     """
     k = category_size(len(df), q)
     uids = df["uid"]  # only the tied values at a boundary are read
@@ -266,6 +267,9 @@ def categorize(df: pd.DataFrame, q: float) -> pd.DataFrame:
     out["ambiguous"] = select_extreme(df["variability"].to_numpy(), uids, k, largest=True)
     out["hard_to_learn"] = select_extreme(df["confidence"].to_numpy(), uids, k, largest=False)
     out["easy"] = ~(out["ambiguous"].to_numpy() | out["hard_to_learn"].to_numpy())
+    both = out["ambiguous"] & out["hard_to_learn"]
+    out["category"] = np.select([both, out["ambiguous"], out["hard_to_learn"]],
+                                ["ambiguous+hard_to_learn", "ambiguous", "hard_to_learn"], "easy")  # fmt: skip
     return out
 
 

@@ -29,7 +29,7 @@ def _cell_name(cfg: dict, tid: str, cell: grid.Cell) -> str:
         f" ({tables.frac_label(cell.fraction)})" if cell.method == "ftft" else ""
     )
     ref = tables.ref_label(cfg, cell.method, cell.ref)
-    return f"Table {tid} {cell.task.upper()} {mode} {tables.model_label(cfg, cell.main)} / {ref}"
+    return f"Table {tid} {tables.task_label(cell.task)} {mode} {tables.model_label(cfg, cell.main)} / {ref}"
 
 
 def _runs_read(needs: grid.Needs) -> set[grid.Run]:

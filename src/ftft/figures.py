@@ -35,7 +35,7 @@ from .config import parse_fraction
 from .errors import FtftError
 from .io import atomic_path
 from .results import Results
-from .tables import dataset_title, load_config_json, model_label, ood_sets, seeds_phrase, task_metric
+from .tables import dataset_title, load_config_json, model_label, ood_sets, seeds_phrase, task_label, task_metric
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def overlap_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Da
     ax.set_ylabel("reference model A")
     extra = " (extra: not in the paper)" if "-" in fid else ""
     ax.set_title(
-        f"{task.upper()}{extra}: ambiguous-set overlap |A∩B|/|A| (q={cfg['q']:g}, seed {seeds[0]})\n"
+        f"{task_label(task)}{extra}: ambiguous-set overlap |A∩B|/|A| (q={cfg['q']:g}, seed {seeds[0]})\n"
         + (f"diagonal: seed {seeds[0]} vs seed {seeds[1]} of the same model" if len(seeds) > 1 else "")
     )
     save(fig, prefix)
@@ -172,7 +172,7 @@ def overlap_caption(cfg: dict, fid: str) -> str:
     task = _figure_task(cfg, fid)
     extra = "Extra (the paper shows NLI only): " if fid != "1a" else ""
     return (
-        f"{extra}Figure 1a, {task.upper()}: share of the {round(cfg['q'] * 100)}% most ambiguous training instances of "
+        f"{extra}Figure 1a, {task_label(task)}: share of the {round(cfg['q'] * 100)}% most ambiguous training instances of "
         "reference model A that B also selects (data maps of the first seed). The diagonal compares two seeds of "
         "the same model (the paper's superscripts); random subsets share q in expectation."
     )
@@ -217,7 +217,7 @@ def curves_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Dat
     ax.set_xlabel("epoch")
     ax.set_ylabel("median $p_{true}$")
     extra = " (extra)" if "-" in fid else ""
-    ax.set_title(f"{task.upper()}{extra}: median $p_{{true}}$ per epoch (ERM reference runs, seed {seed0})")
+    ax.set_title(f"{task_label(task)}{extra}: median $p_{{true}}$ per epoch (ERM reference runs, seed {seed0})")
     save(fig, prefix)
     df.attrs["failed"] = failed
     return df
@@ -228,7 +228,7 @@ def curves_caption(cfg: dict, fid: str) -> str:
     hard = cfg["ptrue_curves"]["hard_fraction"]
     extra = "Extra (the paper shows NLI only): " if fid != "1b" else ""
     return (
-        f"{extra}Figure 1b, {task.upper()}: median p_true in each epoch of the reference model's training run, for the "
+        f"{extra}Figure 1b, {task_label(task)}: median p_true in each epoch of the reference model's training run, for the "
         f"{hard:.0%} of training instances with the lowest mean p_true (hard-to-learn) and the others; effective "
         "references learn the hard instances gradually, ineffective ones not at all."
     )
@@ -306,7 +306,7 @@ def speed_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Data
             ax.axhline(100, color="0.4", lw=0.8, ls="--")
             ax.set_xticks(fracs)
             ax.set_xticklabels([ticks[f] for f in fracs], fontsize=8)
-            ax.set_title(textwrap.fill(f"{task.upper()}: {dataset_title(cfg, task, sets[j])}", 30), fontsize=10)
+            ax.set_title(textwrap.fill(f"{task_label(task)}: {dataset_title(cfg, task, sets[j])}", 30), fontsize=10)
             ax.set_xlabel("fraction of training steps")
             if j == 0:
                 ax.set_ylabel("OOD perf. vs full budget (%)")
@@ -325,7 +325,7 @@ def speed_caption(cfg: dict, fid: str) -> str:
     return (
         f"Figure {fid}: OOD performance of {model_label(cfg, fig['main'])} halted at {fr[0]} to {fr[-1]} of its "
         "training steps, as a percentage of the same run's performance with the full budget ("
-        + ", ".join(f"{t.upper()} {cfg['tasks'][t]['steps']:,} steps" for t in grid.speed_tasks(cfg, fid))
+        + ", ".join(f"{task_label(t)} {cfg['tasks'][t]['steps']:,} steps" for t in grid.speed_tasks(cfg, fid))
         + f"), mean over {seeds_phrase(cfg)}. ERM trains on the full training set; DM-X on the "
         f"{round(cfg['q'] * 100)}% most ambiguous instances of reference X's data map. One panel per OOD set."
     )

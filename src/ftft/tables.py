@@ -100,6 +100,16 @@ def id_set(cfg: dict, task: str) -> str:
     return grid.task_eval_sets(cfg, task)[0]
 
 
+def task_label(task: str) -> str:
+    """How a task is named in tables and figures: the paper's NLI / HSD, a user's task as its key."""
+    return task.upper() if task in ("nli", "hsd") else task
+
+
+def train_title(cfg: dict, task: str) -> str:
+    """The training set's display name (``tasks.<t>.train.label``, else its source)."""
+    return cfg["tasks"][task]["train"]["label"] or cfg["tasks"][task]["train"]["source"]
+
+
 def dataset_column(cfg: dict, task: str, name: str) -> render.Column:
     t = cfg["tasks"][task]
     entry = next(e for e in [t["id_test"], *t["ood"]] if e["name"] == name)
@@ -270,7 +280,7 @@ def cells_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
             ref = ref_label(cfg, first["method"], first["ref_model"])
             note = failed_note(
                 cfg,
-                f"{task.upper()} {mode} {model_label(cfg, first['main_model'])} / {ref}",
+                f"{task_label(task)} {mode} {model_label(cfg, first['main_model'])} / {ref}",
                 int(first["n_ok"]),
                 [x for x in str(first["failed_seeds"]).split(";") if x],
                 [x for x in str(first["failure_reasons"]).split(" | ") if x],
@@ -287,7 +297,7 @@ def cells_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
             by_set = r.set_index("dataset")
             values += [render.Value(by_set.at[d, "mean"], by_set.at[d, "std"]) for d in sets]
             rows.append(render.Row([mode, model_label(cfg, first["main_model"]), ref], values, gray=marked))
-        title = f"{task.upper()} ({metric_label(task_metric(cfg, task))}, %)"
+        title = f"{task_label(task)} ({metric_label(task_metric(cfg, task))}, %)"
         blocks.append(render.Block(title, ["Mode", "Main Model", "Ref. Model"], columns, rows))
     return render.View(f"Table {tid}", caption(cfg, tid), blocks, notes)
 
@@ -307,7 +317,7 @@ def cells_caption(cfg: dict, tid: str) -> str:
         text,
         f"Mean (std as subscript) in % over {seeds_phrase(cfg)} (sample std, ddof=1), full budgets {budgets_phrase(cfg)}; "
         f"best value per column in bold. Metrics: "
-        + ", ".join(f"{t.upper()} {metric_label(task_metric(cfg, t))}" for t in grid.table_tasks(cfg, tid))
+        + ", ".join(f"{task_label(t)} {metric_label(task_metric(cfg, t))}" for t in grid.table_tasks(cfg, tid))
         + f". Failed runs (worse than the majority class, non-finite loss, or a failed reference) are excluded and "
         f"counted ({FAILED_MARK}).",
     ]
@@ -320,7 +330,7 @@ def cells_caption(cfg: dict, tid: str) -> str:
     if cost_tasks:
         unit = model_label(cfg, cfg["cost_unit_model"])
         parts.append(
-            f"Cost ({', '.join(t.upper() for t in cost_tasks)}) in units of one full ERM run of {unit}, reference "
+            f"Cost ({', '.join(task_label(t) for t in cost_tasks)}) in units of one full ERM run of {unit}, reference "
             "and main model together: (F_ref + F_main x fraction) / F_unit for DM, FTFT and JTT, F_main / F_unit for "
             "ERM, Random and PoE; F_m = forward FLOPs of one epoch (Table 4), each ratio rounded to 2 significant "
             "figures as the paper's printed costs are (unrounded in the CSV column 'exact')."
@@ -360,7 +370,7 @@ def flops_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
 def flops_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
     tasks = list(dict.fromkeys(df["task"]))
     columns = [
-        render.Column(f"{t.upper()}: {dataset_title(cfg, t, id_set(cfg, t))}", group=group, best=None)
+        render.Column(f"{task_label(t)}: {train_title(cfg, t)}", group=group, best=None)
         for group in ("padded tokens (as the paper)", "real tokens")
         for t in tasks
     ]
@@ -458,11 +468,11 @@ def significance_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
         mark = "" if math.isnan(p) else (" (p < 0.05)" if p < 0.05 else (" (0.05 <= p < 0.06)" if p < 0.06 else ""))
         label = model_label(cfg, ref) + (FAILED_MARK if failed else "")
         rows.append(
-            render.Row([task.upper(), label], [render.Value(v["mean_diff"]), render.Value(text=fmt_p(p) + mark)])
+            render.Row([task_label(task), label], [render.Value(v["mean_diff"]), render.Value(text=fmt_p(p) + mark)])
         )
         if failed:
             notes.append(
-                f"{FAILED_MARK} {task.upper()} {model_label(cfg, ref)}: {failed} failed run(s) excluded ({g['failed_seeds'].iloc[0]})."
+                f"{FAILED_MARK} {task_label(task)} {model_label(cfg, ref)}: {failed} failed run(s) excluded ({g['failed_seeds'].iloc[0]})."
             )
     columns = [render.Column("Mean diff. (points)", best=None), render.Column("p-value", best=None)]
     return render.View(
@@ -530,9 +540,7 @@ def _transfer_verdicts(res: Results, tids: list[str]) -> pd.DataFrame:
 def easy_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
     tasks = list(dict.fromkeys(df["task"]))
     qs = list(dict.fromkeys(df["q"]))
-    columns = [
-        render.Column(f"{q}%", group=f"{t.upper()}: {dataset_title(cfg, t, id_set(cfg, t))}") for t in tasks for q in qs
-    ]
+    columns = [render.Column(f"{q}%", group=f"{task_label(t)}: {train_title(cfg, t)}") for t in tasks for q in qs]
     rows = []
     for ref in dict.fromkeys(df["ref_model"]):
         r = df[df["ref_model"] == ref].set_index(["task", "q"])
@@ -543,7 +551,7 @@ def easy_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
         ]
         rows.append(render.Row([model_label(cfg, ref)], values, gray=bool(r["marked"].any())))
     notes = [
-        f"{model_label(cfg, ref)} ({t.upper()}): {int(n)} of {len(cfg['seeds'])} reference runs failed; their data maps are left out."
+        f"{model_label(cfg, ref)} ({task_label(t)}): {int(n)} of {len(cfg['seeds'])} reference runs failed; their data maps are left out."
         for (t, ref), n in df.groupby(["task", "ref_model"])["n_failed"].first().items()
         if n
     ]
@@ -615,7 +623,7 @@ def limiting_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
         columns = [render.Column(f"halted at {f}"), render.Column(f"limited to {f}"), render.Column("full budget")]
         blocks.append(
             render.Block(
-                f"{task.upper()} (mean OOD {metric_label(task_metric(cfg, task))}, %)",
+                f"{task_label(task)} (mean OOD {metric_label(task_metric(cfg, task))}, %)",
                 ["Mode", "Main Model"],
                 columns,
                 rows,

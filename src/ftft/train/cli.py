@@ -90,6 +90,16 @@ def run_job(smk) -> None:
         sys.exit(1)
     if record["status"] != "ok":
         log.warning("run finished with status %s: %s", record["status"], record["failure_reason"])
+    quick_exit()
+
+
+def quick_exit(code: int = 0) -> None:
+    """End the job now: every output is written, fsynced and renamed, so skip the interpreter's teardown of
+    torch and transformers (about a second per job)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _claim_device(smk, layout):

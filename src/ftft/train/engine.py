@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import logging
 import os
 import resource
@@ -633,6 +634,8 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
     if saved is not None:
         state_io.set_rng_state(saved["rng"])  # last: loading the model consumed random numbers
     s.model.train()
+    gc.freeze()  # the imported modules and the model stay out of every collection from here on
+    gc.enable()
 
     steps, bs, n, pos = spec["steps"], spec["batch_size"], len(s.train_data), s.pos
     ckpts = schedule.checkpoint_steps(steps, spec["checkpoints"])
