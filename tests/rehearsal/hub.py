@@ -306,11 +306,12 @@ def _write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def pinned_revisions(config: Path = Path(__file__).resolve().parents[2] / "workflow_config.yaml") -> dict[str, str]:
+def pinned_revisions() -> dict[str, str]:
     """{hub id: ``models.<key>.revision``} of the paper config: the commits the stand-ins are served under."""
     import yaml
 
-    return {m["hub_id"]: m["revision"] for m in yaml.safe_load(config.read_text())["models"].values()}
+    models = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow_config.yaml").read_text())["models"]
+    return {m["hub_id"]: m["revision"] for m in models.values()}
 
 
 def install(hub_cache: Path, hub_id: str, files: dict[str, bytes], revision: str) -> Path:

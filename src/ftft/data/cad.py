@@ -79,9 +79,21 @@ EXPECTED: dict[str, int] = {}
 MEMBERS = {
     "data.zip": [
         f"data/{n}"
-        for n in ("cad_codebook_april2021.pdf", "cad_v1.tsv", "cad_v1_1.tsv", "cad_v1_1_dev.tsv", "cad_v1_1_test.tsv",
-                  "cad_v1_1_train.tsv", "cad_v1_dev.tsv", "cad_v1_test.tsv", "cad_v1_train.tsv", "errata_v1_to_v1_1",
-                  "test/test_data.tsv", "test/test_data_test.tsv", "test/test_predictions.tsv")  # fmt: skip
+        for n in (
+            "cad_codebook_april2021.pdf",
+            "cad_v1.tsv",
+            "cad_v1_1.tsv",
+            "cad_v1_1_dev.tsv",
+            "cad_v1_1_test.tsv",
+            "cad_v1_1_train.tsv",
+            "cad_v1_dev.tsv",
+            "cad_v1_test.tsv",
+            "cad_v1_train.tsv",
+            "errata_v1_to_v1_1",
+            "test/test_data.tsv",
+            "test/test_data_test.tsv",
+            "test/test_predictions.tsv",
+        )  # fmt: skip
     ]
 }
 SPLIT_NAMES = ("train", "dev", "test")  # Ramponi & Tonelli folds 0-7, 8, 9
