@@ -109,14 +109,19 @@ def test_archives_have_the_real_member_lists_and_are_reproducible(tmp_path):
         assert zf.read("data/cad_codebook_april2021.pdf").startswith(b"%PDF-1.4")
     with zipfile.ZipFile(zips["anli_v1.0.zip"]) as zf:
         assert zf.read("anli_v1.0/R3/test.jsonl") == (FIX / "anli" / "R3" / "test.jsonl").read_bytes()
-    assert "bvidgen/Dynamically-Generated-Hate-Speech-Dataset/main/Dynamically Generated Hate Dataset v0.2.3.csv" in a
+    assert (
+        "bvidgen/Dynamically-Generated-Hate-Speech-Dataset/03eb1c60af1f213ae19a16ff1d139d88229c2b7b/Dynamically Generated Hate Dataset v0.2.3.csv"
+        in a
+    )
 
 
 def test_server_answers_canonical_paths_like_the_hosts(hosted):
     base, written, requests = hosted
     urls = rehearsal_urls(base)
     assert urls["cad"] == base + "/record/4881008/files/data.zip?download=1"
-    assert urls["dynahate"].endswith("/main/Dynamically%20Generated%20Hate%20Dataset%20v0.2.3.csv")
+    assert urls["dynahate"].endswith(
+        "/03eb1c60af1f213ae19a16ff1d139d88229c2b7b/Dynamically%20Generated%20Hate%20Dataset%20v0.2.3.csv"
+    )
     for source in SOURCES:
         url = urls[source] + ("/test.jsonl" if source == "wanli" else "")
         with urllib.request.urlopen(url, timeout=10) as resp:

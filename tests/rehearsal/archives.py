@@ -255,7 +255,7 @@ def build_archives(fixtures_dir: str | Path, out_dir: str | Path, config: str | 
 
     Returns ``{url path: written file}``, the URL path decoded and without its leading slash
     (``glue/data/MNLI.zip``, ``record/4881008/files/data.zip``, ``bvidgen/.../Dynamically
-    Generated Hate Dataset v0.2.3.csv``, and WANLI's ``.../resolve/main/train.jsonl`` and
+    Generated Hate Dataset v0.2.3.csv``, and WANLI's ``.../resolve/<revision>/train.jsonl`` and
     ``test.jsonl``). The paths come from ``datasets.*.url`` in ``workflow_config.yaml``.
     """
     fix, out = Path(fixtures_dir), Path(out_dir)

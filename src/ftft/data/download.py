@@ -10,7 +10,7 @@ The contract (``download_source``):
 1. **Files.** Most sources are one file named after the last URL path segment (``MNLI.zip``,
    ``anli_v1.0.zip``, ``data.zip`` for CAD, the DynaHate CSV with its spaces); without a URL the
    built-in sources keep those names (``DEFAULT_FILES``), so ``DIR`` looks the same whichever
-   way the data came. WANLI's URL is a folder (``.../resolve/main``) holding ``train.jsonl`` and
+   way the data came. WANLI's URL is a folder (``.../resolve/<revision>``) holding ``train.jsonl`` and
    ``test.jsonl`` (``MULTI_FILE``).
 2. **Expected hash** of a file, in order: the *pinned* one (``--sha256``: a hex string for a
    single-file source or a JSON ``{file: hex}`` map, i.e. ``datasets.<name>.sha256``), else the
