@@ -21,20 +21,7 @@ from .layout import Layout
 from .results import Results
 
 log = logging.getLogger(__name__)
-COLUMNS = [
-    "run",
-    "reading",
-    "task",
-    "model",
-    "method",
-    "ref",
-    "budget",
-    "seed",
-    "reason",
-    "empties",
-    "reduces",
-    "figures",
-]
+COLUMNS = "run reading task model method ref budget seed reason empties reduces figures".split()
 
 
 def _cell_name(cfg: dict, tid: str, cell: grid.Cell) -> str:
@@ -68,13 +55,9 @@ def failed_runs(cfg: dict, res: Results) -> pd.DataFrame:
         if kind == "cells":
             for cell in grid.table_cells(cfg, tid):
                 hit = [r for r in cell.runs if res.failure_at(r, cell.fraction)]
+                key = "empties" if len(hit) == len(cell.runs) else "reduces"
                 for r in hit:
-                    note(
-                        r,
-                        cell.fraction,
-                        "empties" if len(hit) == len(cell.runs) else "reduces",
-                        _cell_name(cfg, tid, cell),
-                    )
+                    note(r, cell.fraction, key, _cell_name(cfg, tid, cell))
         else:
             for r in _runs_read(tables.needs(cfg, tid)):
                 note(r, 1, "reduces", f"Table {tid}")

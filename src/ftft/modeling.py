@@ -78,11 +78,6 @@ def split_revision(source: str) -> tuple[str, str | None]:
     return name, revision or None
 
 
-def _revision_kw(source: str) -> dict:
-    revision = split_revision(source)[1]
-    return {"revision": revision} if revision else {}
-
-
 def _cached_folder(source: str) -> Path | None:
     """The cached snapshot folder holding ``source``'s config.json (at its revision), without network access."""
     from huggingface_hub import try_to_load_from_cache
@@ -244,8 +239,8 @@ def load_tokenizer(source: str):
     silence_transformers()
     try:
         config = _config_without_model_type(source, folder, 2)
-        kw = _revision_kw(source) | ({} if config is None else {"config": config})
-        tokenizer = AutoTokenizer.from_pretrained(split_revision(source)[0], **kw)
+        name, rev = split_revision(source)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=rev, **({} if config is None else {"config": config}))
     except (OSError, ValueError, RuntimeError, ImportError) as exc:
         raise _load_error(exc, source, folder, where, is_path) from exc
     if tokenizer.pad_token_id is None:
@@ -263,15 +258,10 @@ def load_tokenizer_and_model(source: str, num_labels: int):
     silence_transformers()
     try:
         config = _config_without_model_type(source, folder, num_labels)
-        name, rev = split_revision(source)[0], _revision_kw(source)
-        if config is None:
-            tokenizer = AutoTokenizer.from_pretrained(name, **rev)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                name, num_labels=num_labels, dtype=torch.float32, **rev
-            )
-        else:
-            tokenizer = AutoTokenizer.from_pretrained(name, config=config, **rev)
-            model = AutoModelForSequenceClassification.from_pretrained(name, config=config, dtype=torch.float32, **rev)
+        name, rev = split_revision(source)
+        head = {"num_labels": num_labels} if config is None else {"config": config}
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=rev, **({} if config is None else {"config": config}))
+        model = AutoModelForSequenceClassification.from_pretrained(name, revision=rev, dtype=torch.float32, **head)
     except (OSError, ValueError, RuntimeError, ImportError, SafetensorError, pickle.UnpicklingError, EOFError) as exc:
         raise _load_error(exc, source, folder, where, is_path) from exc
     if tokenizer.pad_token_id is None:
