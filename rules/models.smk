@@ -27,7 +27,7 @@ rule fetch_model:
     conda:
         "../envs/ftft.yaml"
     params:
-        hub_id=lambda w: PLAN.model_setting(w.model, "hub_id"),
+        hub_id=lambda w: PLAN.model_source(w.model),  # id@revision
         env=PLAN.fetch_env(),
     shell:
         "{params.env}ftft fetch-models --model {params.hub_id:q} --marker {output:q} > {log:q} 2>&1"

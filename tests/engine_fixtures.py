@@ -97,6 +97,9 @@ def toy_config(model_dir: Path, steps: int = 150, checkpoints: int = 5, lr: floa
             "jtt": {
                 "optimizer": "sgd",
                 "momentum": 0.9,
+                "lr": None,
+                "weight_decay": 0.0,
+                "max_grad_norm": 1.0,
                 "scheduler": "plateau",
                 "plateau": {"factor": 0.1, "patience": 10},
             },

@@ -473,6 +473,7 @@ def test_pinned_mismatch_on_download_says_redownload_never_drop_the_pin(server, 
         "datasets.dynahate.sha256",
         "pinned",
         "re-download",
+        "pin itself may be wrong",
         str(out / DYNAHATE_CSV),
     ):
         assert part in msg, part

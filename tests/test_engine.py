@@ -295,7 +295,11 @@ def test_jtt_uses_sgd_and_plateau_on_the_training_loss(toy, tmp_path):
     spec = _spec(toy, "jtt", steps=20, checkpoints=2)
     assert (spec["optimizer"], spec["scheduler"], spec["warmup_ratio"]) == ("sgd", "plateau", 0.0)
     assert spec["momentum"] == 0.9 and spec["plateau"] == {"factor": 0.1, "patience": 10}
-    subset = _write_subset(tmp_path / "s.parquet", _train_frame(toy)["uid"], weight=np.full(ef.N_TRAIN, 4.0))
+    copies = np.where(np.arange(ef.N_TRAIN) % 3, 1, 5)  # JTT's upsampled error set (subsets.jtt_subset)
+    subset = _write_subset(tmp_path / "s.parquet", _train_frame(toy)["uid"])
+    pd.read_parquet(subset).assign(copies=copies).to_parquet(subset)
+    data = apply_subset(load_tokenized(toy["data"], [], 0)[0], subset, 3)
+    assert len(data) == copies.sum() and sorted(pd.Series(data.uids).value_counts().unique()) == [1, 5]
     rec = train(spec, toy["data"], tmp_path / "out", tmp_path / "st", subset)
     assert rec["hparams"]["optimizer"] == "sgd" and rec["steps_done"] == 20
     assert _prob_change(tmp_path / "out") > 0
@@ -467,8 +471,16 @@ def test_make_spec_for_every_run_of_the_grid(overlay):
     for run in sorted(grid.all_runs(cfg)):
         spec = make_spec(cfg, run)
         assert spec["steps"] == run.steps(cfg) and spec["checkpoints"] <= spec["steps"]
-        jtt_optimizer = cfg["methods"]["jtt"]["optimizer"]
-        assert spec["optimizer"] == (jtt_optimizer if run.method == "jtt" else "adamw")
+        jtt = cfg["methods"]["jtt"] if run.method == "jtt" else {"optimizer": "adamw", "lr": None} | cfg["training"]
+        assert spec["optimizer"] == jtt["optimizer"] and spec["lr"] == (jtt["lr"] or cfg["models"][run.model]["lr"])
+        assert (spec["weight_decay"], spec["max_grad_norm"]) == (jtt["weight_decay"], jtt["max_grad_norm"])
+        if run.method == "jtt" and not overlay:  # Liu et al.'s MultiNLI JTT stage (docs/FIDELITY.md)
+            assert (spec["optimizer"], spec["lr"], spec["weight_decay"], spec["max_grad_norm"]) == (
+                "sgd",
+                1e-5,
+                0.1,
+                None,
+            )
         assert (spec["poe"] is not None) == (run.method == "poe")
         assert spec["eval_sets"][0] == [cfg["tasks"][run.task]["id_test"]["name"], "id"]
 

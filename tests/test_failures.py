@@ -3,12 +3,17 @@ only reduces (synthetic results of tests/helpers_runs.py, runs of ``H.FAILED`` f
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import helpers_runs as H
+import numpy as np
 import pandas as pd
 import pytest
 
 from ftft import failures, figures, grid, tables
 from ftft.grid import FULL, Run
+from ftft.layout import Layout
 from ftft.results import Results
 
 pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
@@ -98,7 +103,7 @@ def test_write_and_summary_line(cfg, results, failed, report, tmp_path):
     out = failures.write({**cfg, "results": str(results)}, results, tmp_path / "failed_runs")
     md = (tmp_path / "failed_runs.md").read_text()
     assert md.startswith(f"# Failed runs: {len(failed)} of {len(grid.all_runs(cfg))}")
-    assert "| `runs/hsd/deberta-v3-large/jtt-deberta-v3-large/full/seed0` | final ID score" in md
+    assert "| `runs/hsd/deberta-v3-large/jtt-deberta-v3-large/full/seed0` | final | final ID score" in md
     csv = pd.read_csv(tmp_path / "failed_runs.csv", keep_default_na=False)
     assert list(csv.columns) == failures.COLUMNS and len(csv) == len(out) == len(failed)
     cfg_r = {**cfg, "results": str(results)}
@@ -129,3 +134,36 @@ def test_nothing_failed(cfg, tmp_path):
     assert tables.FAILED_MARK in failures.render_md(
         cfg, pd.DataFrame([dict.fromkeys(failures.COLUMNS, "x")], columns=failures.COLUMNS), 4
     )
+
+
+def test_halted_readings_are_judged_at_their_own_checkpoint(tmp_path):
+    """The FTFT cell reads checkpoint 5/15 of full DM runs: seed 0 is at the majority class there but ends fine,
+    seed 1 is fine there but ends at the majority class. Each reading counts by its own ID score."""
+    cfg = H.tiny_config(seeds=(0, 1))
+    root = H.write_results(tmp_path, cfg, pred_checkpoints="final")
+    cell = next(c for c in grid.table_cells(cfg, "9") if c.method == "ftft" and c.task == "nli")
+    s0, s1 = sorted(cell.runs, key=lambda r: r.seed)
+    for run, f in ((s0, H.own_fraction(cfg, s0, cell.fraction)), (s1, 1.0)):
+        d = Path(Layout(root).run_dir(run))
+        m = pd.read_csv(d / "metrics.csv")
+        m.loc[np.isclose(m["fraction"], f) & (m["dataset"] == "mnli"), "accuracy"] = 0.30  # majority: 0.34
+        m.to_csv(d / "metrics.csv", index=False)
+        last = float(m.loc[m["dataset"] == "mnli", "accuracy"].iloc[-1])
+        fin = {"dataset": "mnli", "metric": "accuracy", "step": 1, "score": last, "majority_baseline": 0.34}
+        why = "final ID accuracy on mnli is 0.3000 <= majority-class baseline 0.3400" if run is s1 else None
+        rec = json.loads((d / "run.json").read_text())
+        (d / "run.json").write_text(
+            json.dumps(rec | {"final": fin, "status": "failed" if why else "ok", "failure_reason": why})
+        )
+    res = Results(root)
+    halted, full = (res.seed_values(cell.runs, ["mnli"], "accuracy", f) for f in (cell.fraction, 1))
+    assert (halted.ok_seeds, halted.failed_seeds, full.ok_seeds, full.failed_seeds) == ([1], [0], [0], [1])
+    assert halted.reasons == ["halted at 1/3: ID accuracy on mnli is 0.3000 <= majority-class 0.3400"]
+    t9 = tables.cells_build(cfg, res, "9").query("method == 'ftft' and task == 'nli' and dataset == 'mnli'")
+    assert t9[t9["ref_model"] == s0.ref][["n_ok", "failed_seeds"]].values.tolist() == [[1, "0"]]
+    rep = {(r.run, r.reading): r for r in failures.failed_runs(cfg, res).itertuples()}
+    assert set(rep) == {(s0.path, "halted at 1/3"), (s1.path, "final")}
+    name = failures._cell_name(cfg, "9", cell)
+    assert name in rep[(s0.path, "halted at 1/3")].reduces and "Figure 2" in rep[(s0.path, "halted at 1/3")].figures
+    assert name not in rep[(s1.path, "final")].reduces and "DM" in rep[(s1.path, "final")].reduces
+    assert "halted reading(s) excluded" in failures.render_md(cfg, failures.failed_runs(cfg, res), 100)

@@ -175,8 +175,7 @@ def test_cache_layout_is_huggingface_hubs(hf_cache):
     }
     for hub_id, snap in snapshots.items():
         repo = snap.parent.parent
-        assert (repo / "refs" / "main").read_text() == snap.name and len(snap.name) == 40
-        int(snap.name, 16)
+        assert (repo / "refs" / "main").read_text() == snap.name == standins.pinned_revisions()[hub_id]
         assert sorted(p.name for p in snap.iterdir()) == sorted(standins.STANDINS[hub_id].files)
         for link in snap.iterdir():
             assert link.is_symlink() and not os.path.isabs(os.readlink(link)), link
@@ -296,7 +295,7 @@ def test_build_is_deterministic(hf_cache, tmp_path):
 
 # ---------------------------------------------------------------- loading by hub id, offline
 LOAD_SCRIPT = """
-    import json, sys
+    import json, os, sys
     import torch
     from safetensors.torch import load_file
     from ftft.errors import ModelError
@@ -339,14 +338,15 @@ LOAD_SCRIPT = """
 
     for hub_id, snap in json.loads(sys.argv[1]).items():
         try:
-            out[hub_id] = check(hub_id, snap)
+            out[hub_id] = check(f"{hub_id}@{os.path.basename(snap)}", snap)  # at the pinned revision
         except Exception as exc:  # reported per model by the test
             out[hub_id] = {"error": f"{type(exc).__name__}: {exc}"}
-    try:
-        load_tokenizer_and_model("prajjwal1/bert-mini", 2)
-        out["missing"] = None
-    except ModelError as exc:
-        out["missing"] = str(exc)
+    for key, source in (("missing", "prajjwal1/bert-mini"), ("wrong_revision", "prajjwal1/bert-tiny@" + "0" * 40)):
+        try:
+            load_tokenizer_and_model(source, 2)
+            out[key] = None
+        except ModelError as exc:
+            out[key] = str(exc)
     print(json.dumps(out))
 """
 
@@ -393,6 +393,8 @@ def test_missing_model_offline_names_id_and_fetch_command(offline_loads):
     assert msg is not None
     assert "'prajjwal1/bert-mini'" in msg and "HF_HUB_OFFLINE=1" in msg
     assert "ftft fetch-models --model prajjwal1/bert-mini" in msg and "fetch_models" in msg
+    wrong = offline_loads["wrong_revision"]  # the id is cached, but not at that revision: as on the hub
+    assert wrong is not None and f"ftft fetch-models --model prajjwal1/bert-tiny@{'0' * 40}" in wrong
 
 
 # ---------------------------------------------------------------- sentencepiece / protobuf

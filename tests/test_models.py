@@ -12,7 +12,7 @@ from ftft import models
 from ftft.cli import main
 from ftft.data import schema
 from ftft.errors import ModelError
-from ftft.modeling import load_tokenizer_and_model, looks_like_path
+from ftft.modeling import load_tokenizer_and_model, looks_like_path, split_revision
 
 pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
 
@@ -152,6 +152,8 @@ def test_model_source_and_dir():
         "models": {"a": {"hub_id": "org/a", "path": None}, "b": {"hub_id": "org/b", "path": "/models/b"}},
     }
     assert models.model_source(cfg, "a") == "org/a"
+    cfg["models"]["a"]["revision"] = "0123abc"  # every hub call gets it (modeling.split_revision)
+    assert models.model_source(cfg, "a") == "org/a@0123abc" and split_revision("org/a@0123abc") == ("org/a", "0123abc")
     assert models.model_source(cfg, "b") == "/models/b"
     assert models.model_source({**cfg, "mode": "demo"}, "b") == "res/demo_models/b"
     with pytest.raises(ModelError, match="unknown model"):

@@ -310,3 +310,29 @@ def test_prepare_missing_raw_file_is_a_clear_error(tmp_path):
         ]
     )
     assert rc == 1 and not (tmp_path / "x.parquet").exists()
+
+
+def test_cad_sizes_and_members_are_recorded_then_checked(tmp_path):
+    """CAD has no published hash or sizes: the first preparation records split / fold sizes and the archive's
+    members; a later preparation that differs (or members other than the authors' published tree) warns."""
+    raw = tmp_path / "cad"
+    shutil.copytree(FIX / "cad", raw)
+    argv = ["prepare", "--source", "cad", "--raw", str(raw), "--out", str(tmp_path / "c.parquet")]
+    summary = tmp_path / "c.json"
+
+    def run() -> list[str]:
+        assert main([*argv, "--summary", str(summary)]) == 0
+        return [w for w in json.loads(summary.read_text())["warnings"] if "differ from" in w]
+
+    assert run() == []
+    rec = json.loads((raw / "prepared.json").read_text())
+    df, _ = schema.read(tmp_path / "c.parquet")
+    assert rec["splits"] == df["split"].value_counts().to_dict() and sum(rec["folds"].values()) == len(df)
+    assert run() == []  # the same data again: nothing to say
+    (raw / "DONE.json").write_text(json.dumps({"extracted": {"data.zip": ["data/cad_v1_1.tsv"]}}))
+    lines = (raw / "cad_v1_1.tsv").read_text().splitlines(keepends=True)
+    (raw / "cad_v1_1.tsv").write_text("".join(lines[:-20]))  # a later download with fewer rows
+    warned = " ".join(run())
+    for part in ("splits", "members", "prepared.json", "ftft.data.cad.MEMBERS", "cad_codebook_april2021.pdf"):
+        assert part in warned, part
+    assert json.loads((raw / "prepared.json").read_text()) == rec  # the first record stays

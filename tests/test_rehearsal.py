@@ -61,8 +61,8 @@ def test_paper_grid_rehearsal(tmp_path):
         record = json.loads(Path(L.run_file("run.json", r)).read_text())
         if (record.get("failure_reason") or "").startswith("reference failed"):
             continue
-        hub_id = cfg["models"][r.model]["hub_id"]
-        assert f"training {hub_id} on" in Path(L.train_log(r)).read_text(), r.path
+        m = cfg["models"][r.model]  # loaded by hub id at the pinned revision
+        assert f"training {m['hub_id']}@{m['revision']} on" in Path(L.train_log(r)).read_text(), r.path
         trained += 1
     assert trained >= len({(r.task, r.model) for r in runs})  # at least every model of every task
     assert_artefacts(wf, cfg)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from rehearsal.archives import SOURCES, build_archives, rehearsal_urls, serve, url_path
 
 from ftft.cli import main
@@ -108,14 +109,19 @@ def test_archives_have_the_real_member_lists_and_are_reproducible(tmp_path):
         assert zf.read("data/cad_codebook_april2021.pdf").startswith(b"%PDF-1.4")
     with zipfile.ZipFile(zips["anli_v1.0.zip"]) as zf:
         assert zf.read("anli_v1.0/R3/test.jsonl") == (FIX / "anli" / "R3" / "test.jsonl").read_bytes()
-    assert "bvidgen/Dynamically-Generated-Hate-Speech-Dataset/main/Dynamically Generated Hate Dataset v0.2.3.csv" in a
+    assert (
+        "bvidgen/Dynamically-Generated-Hate-Speech-Dataset/03eb1c60af1f213ae19a16ff1d139d88229c2b7b/Dynamically Generated Hate Dataset v0.2.3.csv"
+        in a
+    )
 
 
 def test_server_answers_canonical_paths_like_the_hosts(hosted):
     base, written, requests = hosted
     urls = rehearsal_urls(base)
     assert urls["cad"] == base + "/record/4881008/files/data.zip?download=1"
-    assert urls["dynahate"].endswith("/main/Dynamically%20Generated%20Hate%20Dataset%20v0.2.3.csv")
+    assert urls["dynahate"].endswith(
+        "/03eb1c60af1f213ae19a16ff1d139d88229c2b7b/Dynamically%20Generated%20Hate%20Dataset%20v0.2.3.csv"
+    )
     for source in SOURCES:
         url = urls[source] + ("/test.jsonl" if source == "wanli" else "")
         with urllib.request.urlopen(url, timeout=10) as resp:
@@ -181,3 +187,39 @@ def test_download_extract_prepare_gives_the_fixture_rows(hosted, tmp_path, sourc
     assert json.loads((out / "DONE.json").read_text())["files"] == done["files"]
     again, _ = normalise(source, out)
     pd.testing.assert_frame_equal(split_off_anli_train(again)[1] if source == "anli" else again, ref)
+
+
+def test_rehearsal_pins_match_the_archives_and_a_wrong_pin_stops_it_early(tmp_path):
+    """config/rehearsal.yaml pins the archives it serves and the stand-ins sit under the paper's revisions:
+    the download and fetch jobs pass with them and fail at once, with a clear error, with a wrong one."""
+    from rehearsal.hub import build_hf_cache
+    from wfutil import make_copy, snakemake
+
+    wf = make_copy(tmp_path / "wf")
+    written = build_archives(FIX, wf / "www")
+    build_hf_cache(wf / "rehearsal" / "hf_home", ["prajjwal1/bert-tiny"])
+    pins = yaml.safe_load((wf / "config" / "rehearsal.yaml").read_text())["datasets"]
+    for source, url in rehearsal_urls("http://h").items():  # the pins are the served files' hashes (CAD has none)
+        pin, files = pins[source].get("sha256"), files_of(source, url, written)
+        if source != "cad":
+            assert (pin if isinstance(pin, dict) else {Path(url_path(url)).name: pin}) == {
+                n: sha(f.read_bytes()) for n, f in files.items()
+            }, source
+    wrong = {"datasets": {"anli": {"sha256": "0" * 64}}, "models": {"tinybert": {"revision": "0" * 40}}}
+    with serve(wf / "www") as base:
+        for name, overlay in (("right", {}), ("wrong", wrong)):
+            urls = {"datasets": {s: {"url": u} for s, u in rehearsal_urls(base).items()}}
+            dirs = {"resources": f"res-{name}", "results": f"res-{name}/results"}
+            (wf / f"{name}.yaml").write_text(yaml.safe_dump({**dirs, **urls}))
+            (wf / f"{name}-pins.yaml").write_text(yaml.safe_dump(overlay))
+            args = ("--configfile", "config/rehearsal.yaml", f"{name}.yaml", f"{name}-pins.yaml")
+            targets = (f"res-{name}/anli/DONE.json", f"res-{name}/hub/tinybert.json")
+            res = snakemake(wf, *targets, "--cores", "1", "--keep-going", *args, env={"HF_HUB_OFFLINE": "1"})
+            logs = "".join(p.read_text() for p in (wf / f"res-{name}").rglob("*.log"))
+            if name == "right":
+                assert res.returncode == 0, (res.stderr + logs)[-3000:]
+                continue
+            assert res.returncode != 0 and not (wf / "res-wrong" / "anli" / "anli_v1.0.zip").exists()
+            for part in ("anli_v1.0.zip", "0" * 64, sha(Path(written["anli/anli_v1.0.zip"]).read_bytes()),
+                         "pin itself may be wrong", f"prajjwal1/bert-tiny@{'0' * 40}", "not in the Hugging Face cache"):  # fmt: skip
+                assert part in logs, part

@@ -78,22 +78,22 @@ def test_dm_uid_mismatch():
 # ---------------------------------------------------------------- jtt
 
 
-def test_jtt_weights(tmp_path):
+def test_jtt_upsamples_the_error_set(tmp_path):
+    """Liu et al.'s upsampling: every instance once, plus ``upweight`` more copies of each mispredicted one."""
     dyn = datamap.load_dynamics(_dyn(tmp_path) / "dynamics.npz")
     order = ["t4", "t3", "t2", "t1", "t0"]
-    out = subsets.jtt_subset(order, dyn, jtt_epoch=2, upweight=4.0)
-    assert list(out["uid"]) == order  # every instance, in training-set order
-    assert out["weight"].dtype == np.float32
-    assert dict(zip(out["uid"], out["weight"], strict=True)) == {"t0": 1, "t1": 4, "t2": 4, "t3": 1, "t4": 1}
-    w1 = subsets.jtt_subset(UIDS, dyn, jtt_epoch=1, upweight=4.0)["weight"]
-    assert list(w1) == [4, 1, 4, 1, 1]
+    out = subsets.jtt_subset(order, dyn, jtt_epoch=2, upweight=4)
+    assert list(out["uid"]) == order and (out["weight"] == 1).all()  # every instance, in training-set order
+    assert dict(zip(out["uid"], out["copies"], strict=True)) == {"t0": 1, "t1": 5, "t2": 5, "t3": 1, "t4": 1}
+    w1 = subsets.jtt_subset(UIDS, dyn, jtt_epoch=1, upweight=4)["copies"]
+    assert list(w1) == [5, 1, 5, 1, 1]
 
 
 def test_jtt_epoch_beyond_recorded_uses_last_complete(tmp_path, caplog):
     dyn = datamap.load_dynamics(_dyn(tmp_path) / "dynamics.npz")
     with caplog.at_level(logging.WARNING):
-        w = subsets.jtt_subset(UIDS, dyn, jtt_epoch=5, upweight=3.0)["weight"]
-    assert list(w) == [1, 1, 3, 1, 1]
+        w = subsets.jtt_subset(UIDS, dyn, jtt_epoch=5, upweight=3)["copies"]
+    assert list(w) == [1, 1, 4, 1, 1]
     assert "jtt_epoch=5" in caplog.text
 
 
@@ -166,13 +166,13 @@ def test_cli_datamap_then_subsets(tmp_path):
     rnd = subset("random", "--q", "0.4", "--seed", "7")
     assert len(rnd) == 2 and set(rnd["uid"]) <= set(UIDS)
 
-    spec = json.dumps({"jtt_epoch": 2, "upweight": 4.0})
+    spec = json.dumps({"jtt_epoch": 2, "upweight": 4})
     jtt = subset("jtt", "--q", "0.4", "--seed", "0", "--ref-run", str(run), "--spec", spec)
-    assert list(jtt["weight"]) == [1, 4, 4, 1, 1]
+    assert list(jtt["copies"]) == [1, 5, 5, 1, 1]
 
     spec_file = tmp_path / "jtt.json"
     spec_file.write_text(spec)
-    assert list(subset("jtt", "--ref-run", str(run), "--spec", str(spec_file))["weight"]) == [1, 4, 4, 1, 1]
+    assert list(subset("jtt", "--ref-run", str(run), "--spec", str(spec_file))["copies"]) == [1, 5, 5, 1, 1]
 
     bias = _bias_run(tmp_path)
     poe = subset("poe", "--seed", "0", "--ref-run", str(bias))

@@ -2,9 +2,10 @@
 
 Forward FLOPs of one pass over a training set (Kaplan et al. 2020, eq. 2.2, per token):
     C_forward = 2 * N_nonembed + 2 * n_layer * n_ctx * d_model
-summed over the real (non-padding) tokens of every training instance, where N_nonembed is
-the number of parameters outside the embedding matrices and n_ctx the instance's length.
-The paper's Table 4 reports this for one epoch in PFLOPs (1e15).
+summed over every position of each training batch padded to its longest instance (the engine
+also records the real-token count), where N_nonembed is the number of parameters outside the
+embedding matrices and n_ctx the padded length. The paper's Table 4 labels one epoch's count
+"PFLOPs" but prints FLOPs / 1e12 (docs/FIDELITY.md); ``forward_flops`` below sums real lengths.
 
 Cost of a method, in units of one full ERM run of the unit model (ELECTRA-Small):
     cost = (ref_cost_per_epoch * ref_epochs_ratio + main_cost * step_fraction) / unit

@@ -191,9 +191,9 @@ def compute(dyn: TrainingDynamics, epochs: str | int = "complete") -> pd.DataFra
     ``epochs``: "complete" (every complete epoch) or an int k (the first k complete epochs).
 
     Variability is the *population* standard deviation (``np.std``, ddof=0), exactly as the
-    dataset-cartography reference implementation (allenai/cartography) computes it; with the
-    paper's 5 (NLI) or 10 (HSD) epochs, ddof=1 would scale every value by sqrt(E/(E-1)), which
-    leaves the ranking, hence the categories, unchanged but shifts the plotted values.
+    dataset-cartography reference implementation (allenai/cartography) computes it; with the E
+    complete epochs of a full run (NLI 4: 60,000 x 32 / 392,702 = 4.9 passes; HSD about 11),
+    ddof=1 would scale every value by sqrt(E/(E-1)), which leaves the ranking, hence the categories, unchanged but shifts the plotted values.
     Statistics are computed in float64 from the float16 probabilities.
     """
     e = _epochs(dyn, epochs)

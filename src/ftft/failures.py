@@ -21,7 +21,7 @@ from .layout import Layout
 from .results import Results
 
 log = logging.getLogger(__name__)
-COLUMNS = ["run", "task", "model", "method", "ref", "budget", "seed", "reason", "empties", "reduces", "figures"]
+COLUMNS = "run reading task model method ref budget seed reason empties reduces figures".split()
 
 
 def _cell_name(cfg: dict, tid: str, cell: grid.Cell) -> str:
@@ -39,43 +39,59 @@ def _runs_read(needs: grid.Needs) -> set[grid.Run]:
 
 
 def failed_runs(cfg: dict, res: Results) -> pd.DataFrame:
-    runs = sorted(grid.all_runs(cfg))
-    failed = {r: res.failure(r) for r in runs if res.is_failed(r)}
-    uses: dict[grid.Run, dict[str, list[str]]] = {r: {"empties": [], "reduces": [], "figures": []} for r in failed}
+    """One row per failed run ("final") and per excluded halted reading ("halted at k/15", judged at its own
+    checkpoint, results.Results.failure_at), with the cells and figures it empties or reduces."""
+    failed = {(r, "final"): res.failure(r) for r in sorted(grid.all_runs(cfg)) if res.is_failed(r)}
+    uses: dict = {k: {"empties": [], "reduces": [], "figures": []} for k in failed}
+
+    def note(run: grid.Run, fraction, what: str, name: str) -> None:
+        if not (why := res.failure_at(run, fraction)):
+            return
+        k = (run, why.split(":")[0] if why.startswith("halted at ") else "final")
+        failed.setdefault(k, why)
+        uses.setdefault(k, {"empties": [], "reduces": [], "figures": []})[what].append(name)
+
     for tid, kind in tables.table_ids(cfg).items():
         if kind == "cells":
             for cell in grid.table_cells(cfg, tid):
-                hit = [r for r in cell.runs if r in failed]
+                hit = [r for r in cell.runs if res.failure_at(r, cell.fraction)]
                 key = "empties" if len(hit) == len(cell.runs) else "reduces"
                 for r in hit:
-                    uses[r][key].append(_cell_name(cfg, tid, cell))
+                    note(r, cell.fraction, key, _cell_name(cfg, tid, cell))
         else:
-            for r in _runs_read(tables.needs(cfg, tid)) & set(failed):
-                uses[r]["reduces"].append(f"Table {tid}")
-    for fid in figures.figure_ids(cfg):
-        for r in _runs_read(figures.needs(cfg, fid)) & set(failed):
-            uses[r]["figures"].append(f"Figure {fid}")
+            for r in _runs_read(tables.needs(cfg, tid)):
+                note(r, 1, "reduces", f"Table {tid}")
+    for fid, kind in figures.figure_ids(cfg).items():
+        fracs = [1, *figures.speed_fraction_labels(cfg)] if kind == "speed" else [1]
+        for r in _runs_read(figures.needs(cfg, fid)):
+            for f in fracs:
+                note(r, f, "figures", f"Figure {fid}")
     rows = [
-        {"run": r.path, **{k: getattr(r, k) for k in ("task", "model", "method", "ref", "budget", "seed")},
-         "reason": why, **{k: "; ".join(v) for k, v in uses[r].items()}}
-        for r, why in failed.items()
+        {"run": r.path, "reading": reading, **{k: getattr(r, k) for k in ("task", "model", "method", "ref", "budget", "seed")},
+         "reason": why, **{k: "; ".join(dict.fromkeys(v)) for k, v in uses[(r, reading)].items()}}
+        for (r, reading), why in failed.items()
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def render_md(cfg: dict, df: pd.DataFrame, n_runs: int) -> str:
-    lines = [f"# Failed runs: {len(df)} of {n_runs}", ""]
+    halted = int((df["reading"] != "final").sum())
+    extra = f"; {halted} halted reading(s) excluded" if halted else ""
+    lines = [f"# Failed runs: {len(df) - halted} of {n_runs}{extra}", ""]
     if df.empty:
         return "\n".join(lines + ["Every training run succeeded.", ""])
     lines += [
         "Failed runs are excluded from every mean (tables mark the cell with †). A run fails when its final ID "
-        "score is at or below the majority-class baseline, its loss becomes non-finite, or its reference run failed.",
+        "score is at or below the majority-class baseline, its loss becomes non-finite, or its reference run failed. "
+        "A halted reading (checkpoint k/15 of a full run: FTFT cells, halting curves) is judged by its own ID score: "
+        "excluded at or below the majority class, whatever the run's final status.",
         "",
-        "| run | reason | empties | loses a seed | figures |",
-        "|---|---|---|---|---|",
+        "| run | reading | reason | empties | loses a seed | figures |",
+        "|---|---|---|---|---|---|",
     ]
     for r in df.itertuples():
-        lines.append(f"| `{r.run}` | {r.reason} | {r.empties or '-'} | {r.reduces or '-'} | {r.figures or '-'} |")
+        cells = f"{r.empties or '-'} | {r.reduces or '-'} | {r.figures or '-'}"
+        lines.append(f"| `{r.run}` | {r.reading} | {r.reason} | {cells} |")
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,7 @@ Methods as runs:
   erm     Run(task, model, "erm", "none", budget, seed)
   random  Run(task, model, "random", "none", ...)      random q-subset (seeded)
   dm      Run(task, model, "dm", ref, ...)             q most ambiguous of ref's data map
-  jtt     Run(task, model, "jtt", ref, ...)            ref's mispredictions upweighted
+  jtt     Run(task, model, "jtt", ref, ...)            ref's mispredictions upsampled
   poe     Run(task, model, "poe", bias, ...)           product-of-experts with bias model
 
 FTFT is a *table label*, not a run: DM with an efficient reference, halted early. Its cells

@@ -7,18 +7,18 @@ a Hugging Face cache *before* the training jobs start: run ``ftft fetch-models -
 
 Contract:
 
-- ``fetch_model(hub_id, cache_dir=None) -> Path`` downloads what loading a sequence-classification
+- ``fetch_model(source, cache_dir=None) -> Path`` downloads what loading a sequence-classification
   model needs, and nothing else, into the cache (``cache_dir``, default: huggingface_hub's
   ``HF_HUB_CACHE``, i.e. ``$HF_HOME/hub``) with ``huggingface_hub.snapshot_download`` at the
-  ``main`` revision (so ``refs/main`` points at it and ``from_pretrained(hub_id)`` resolves it
-  offline), and returns the snapshot folder. What it needs (``select_files``): ``config.json``,
+  revision of ``source`` (``org/name@revision``, ``models.<key>.revision``; a plain id: ``main``),
+  under which the jobs load it offline, and returns the snapshot folder. What it needs (``select_files``): ``config.json``,
   the tokenizer files the repo has, and ONE PyTorch weight format: ``model.safetensors`` (or its
   shards) if the repo has it, else ``pytorch_model.bin`` (or its shards); never TensorFlow,
   Flax, ONNX, Rust or msgpack files.
 - With ``HF_HUB_OFFLINE=1`` it downloads nothing: it checks that the model is in the cache and
   complete (``check_snapshot``) and returns the snapshot, or raises ``ModelError`` naming the
   hub id and the command to run on a machine with internet access.
-- ``ftft fetch-models --model ID [--model ID ...] [--marker FILE] [--cache-dir DIR]`` does that
+- ``ftft fetch-models --model ID[@REV] [--model ID[@REV] ...] [--marker FILE] [--cache-dir DIR]`` does that
   for each model (all failures reported together); ``--marker`` writes (atomically, only when
   every model succeeded) a JSON file ``{"cache", "offline", "models": [{"hub_id", "revision",
   "snapshot", "files"}]}`` for Snakemake to depend on.
@@ -32,10 +32,10 @@ import argparse
 import fnmatch
 import json
 import logging
-import re
 from pathlib import Path
 
 from .errors import ModelError
+from .modeling import split_revision
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,6 @@ WEIGHT_FORMATS = (
     ("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"),
     ("pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin"),
 )
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 def fetch_command(hub_id: str) -> str:
@@ -90,19 +89,14 @@ def is_offline() -> bool:
     return bool(is_offline_mode())
 
 
-def cached_snapshot(hub_id: str, cache_dir: str | Path | None = None, revision: str = "main") -> Path | None:
-    """The cached snapshot folder of ``hub_id`` at ``revision`` (a branch via ``refs/`` or a commit), or None."""
-    from huggingface_hub.file_download import repo_folder_name
+def cached_snapshot(hub_id: str, revision: str | None = None, cache_dir: str | Path | None = None) -> Path | None:
+    """The cached snapshot folder of ``hub_id`` at ``revision`` (a commit or a branch; None: main), or None."""
+    from huggingface_hub import snapshot_download
 
-    storage = hub_cache_dir(cache_dir) / repo_folder_name(repo_id=hub_id, repo_type="model")
-    commit = revision
-    if not _COMMIT.match(revision):
-        ref = storage / "refs" / revision
-        if not ref.is_file():
-            return None
-        commit = ref.read_text().strip()
-    snapshot = storage / "snapshots" / commit
-    return snapshot if snapshot.is_dir() else None
+    try:
+        return Path(snapshot_download(hub_id, revision=revision, cache_dir=cache_dir, local_files_only=True))
+    except (OSError, ValueError):  # LocalEntryNotFoundError: not in the cache at that revision
+        return None
 
 
 def _weight_files(names: list[str] | set[str]) -> list[str]:
@@ -159,7 +153,7 @@ def check_snapshot(snapshot: Path) -> list[str]:
 
 
 def _verify_cached(hub_id: str, cache_dir: str | Path | None) -> Path:
-    snapshot = cached_snapshot(hub_id, cache_dir)
+    snapshot = cached_snapshot(*split_revision(hub_id), cache_dir=cache_dir)
     if snapshot is None:
         raise ModelError(
             f"hub model {hub_id!r} is not in the Hugging Face cache {hub_cache_dir(cache_dir)} and HF_HUB_OFFLINE=1 "
@@ -176,7 +170,7 @@ def _verify_cached(hub_id: str, cache_dir: str | Path | None) -> Path:
 
 
 def fetch_model(hub_id: str, cache_dir: str | Path | None = None) -> Path:
-    """Download (or, offline, verify) what loading ``hub_id`` needs; return its snapshot folder."""
+    """Download (or, offline, verify) what loading ``hub_id`` (``id@revision``) needs; return its snapshot."""
     if is_offline():
         return _verify_cached(hub_id, cache_dir)
     from huggingface_hub import HfApi, snapshot_download
@@ -184,12 +178,13 @@ def fetch_model(hub_id: str, cache_dir: str | Path | None = None) -> Path:
 
     disable_progress_bars()  # no progress bars in (Snakemake / SLURM) logs
     try:
-        files = select_files(HfApi().list_repo_files(hub_id, revision="main"), hub_id)
-        path = snapshot_download(hub_id, revision="main", allow_patterns=files, cache_dir=cache_dir)
+        repo, revision = split_revision(hub_id)
+        files = select_files(HfApi().list_repo_files(repo, revision=revision), hub_id)
+        path = snapshot_download(repo, revision=revision, allow_patterns=files, cache_dir=cache_dir)
     except OSError as exc:  # huggingface_hub's HTTP / not-found / offline errors are OSErrors
         raise ModelError(
             f"cannot download hub model {hub_id!r}: {str(exc).splitlines()[0]} "
-            "(misspelt id, gated model without a token (HF_TOKEN), or no internet access: on an offline "
+            "(misspelt id or revision, gated model without a token (HF_TOKEN), or no internet access: on an offline "
             f"node set HF_HUB_OFFLINE=1 and fetch on a machine with internet access)"
         ) from exc
     snapshot = Path(path)
@@ -202,7 +197,7 @@ def fetch_model(hub_id: str, cache_dir: str | Path | None = None) -> Path:
 
 # ---------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", action="append", required=True, metavar="HUB_ID", help="hub id; repeatable")
+    parser.add_argument("--model", action="append", required=True, metavar="HUB_ID[@REV]", help="hub id; repeatable")
     parser.add_argument("--marker", help="write a JSON marker (hub id, revision, files of each model) here")
     parser.add_argument("--cache-dir", help="hub cache folder (default: $HF_HOME/hub)")
 

@@ -2,7 +2,7 @@
 
 One function serves every method, so the engine never forks:
   ERM/DM/random: ce_weight=1, no weights, no bias
-  JTT:           per-example ``weight`` (mispredicted instances upweighted)
+  weighted:      per-example ``weight`` from the subset (JTT upsamples instead: subset ``copies``)
   PoE:           ce_weight * CE(main) + poe_weight * CE(log_softmax(main) + bias_logp)
                  (Sanh et al. 2021; the frozen bias model's log-probabilities are precomputed)
 """

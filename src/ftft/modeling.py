@@ -1,8 +1,9 @@
 """Loading a sequence-classification model and its tokenizer, and measuring its size.
 
-One entry point for hub ids (``microsoft/deberta-v3-large``) and local folders (the tiny demo
-models under ``resources/demo_models/``, or a copy on an air-gapped cluster) alike. Errors are
-``ModelError`` with a message that says what to do.
+One entry point for hub ids (``microsoft/deberta-v3-large``, or ``id@revision`` pinned to a commit,
+as ``models.model_source`` writes it) and local folders (the tiny demo models under
+``resources/demo_models/``, or a copy on an air-gapped cluster) alike; every hub call (cache look-up,
+download, tokenizer, model) gets the revision. Errors are ``ModelError`` that say what to do.
 
 ``load_tokenizer_and_model(source, num_labels)``:
 
@@ -71,34 +72,43 @@ def looks_like_path(source: str) -> bool:
     )
 
 
-def _cached_folder(hub_id: str) -> Path | None:
-    """The cached snapshot folder holding ``hub_id``'s config.json, without any network access."""
+def split_revision(source: str) -> tuple[str, str | None]:
+    """``org/name@revision`` -> (``org/name``, ``revision``); a plain id or a path -> (source, None)."""
+    name, _, revision = source.partition("@") if not looks_like_path(source) else (source, "", "")
+    return name, revision or None
+
+
+def _cached_folder(source: str) -> Path | None:
+    """The cached snapshot folder holding ``source``'s config.json (at its revision), without network access."""
     from huggingface_hub import try_to_load_from_cache
 
-    hit = try_to_load_from_cache(hub_id, "config.json")
+    hub_id, revision = split_revision(source)
+    hit = try_to_load_from_cache(hub_id, "config.json", revision=revision)
     return Path(hit).parent if isinstance(hit, str) else None
 
 
-def _download_config(hub_id: str) -> Path:
+def _download_config(source: str) -> Path:
     """Online: fetch ``config.json`` (as from_pretrained would first) and return its snapshot folder."""
     from huggingface_hub import hf_hub_download
 
     from . import hub
 
+    hub_id, revision = split_revision(source)
     try:
-        return Path(hf_hub_download(hub_id, "config.json")).parent
-    except (OSError, ValueError) as exc:  # not found, gated, no connection, malformed id
+        return Path(hf_hub_download(hub_id, "config.json", revision=revision)).parent
+    except (OSError, ValueError) as exc:  # not found (id or revision), gated, no connection, malformed id
         raise ModelError(
-            f"cannot load hub model {hub_id!r}: {str(exc).splitlines()[0]} (misspelt id, gated model without "
-            f"HF_TOKEN, or no network access? Without internet: {hub.offline_hint(hub_id)}, and set HF_HUB_OFFLINE=1)"
+            f"cannot load hub model {source!r}: {str(exc).splitlines()[0]} (misspelt id or revision, gated model "
+            f"without HF_TOKEN, or no network access? Without internet: {hub.offline_hint(source)}, and set "
+            "HF_HUB_OFFLINE=1)"
         ) from exc
 
 
 def _offline_folder(hub_id: str) -> Path:
-    """Offline: the complete cached snapshot of ``hub_id``, or a ModelError that says how to fetch it."""
+    """Offline: the complete cached snapshot of ``hub_id`` (``id@revision``), or a ModelError saying how to fetch it."""
     from . import hub
 
-    folder = _cached_folder(hub_id) or hub.cached_snapshot(hub_id)
+    folder = _cached_folder(hub_id) or hub.cached_snapshot(*split_revision(hub_id))
     if folder is None:
         raise ModelError(
             f"hub model {hub_id!r} is not in the Hugging Face cache {hub.hub_cache_dir()} and HF_HUB_OFFLINE=1 "
@@ -169,7 +179,7 @@ def _config_without_model_type(source: str, folder: Path | None, num_labels: int
     if "model_type" in raw:
         return None
     # the name to match: the hub id, a local folder's name, or a cached snapshot's repo (models--org--name)
-    name = source if not looks_like_path(source) else Path(source).name
+    name = split_revision(source)[0] if not looks_like_path(source) else Path(source).name
     if folder is not None and folder.parent.name == "snapshots":
         name = f"{name} {folder.parent.parent.name}"
     model_type = infer_model_type(name)
@@ -229,7 +239,8 @@ def load_tokenizer(source: str):
     silence_transformers()
     try:
         config = _config_without_model_type(source, folder, 2)
-        tokenizer = AutoTokenizer.from_pretrained(source, **({} if config is None else {"config": config}))
+        name, rev = split_revision(source)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=rev, **({} if config is None else {"config": config}))
     except (OSError, ValueError, RuntimeError, ImportError) as exc:
         raise _load_error(exc, source, folder, where, is_path) from exc
     if tokenizer.pad_token_id is None:
@@ -247,14 +258,10 @@ def load_tokenizer_and_model(source: str, num_labels: int):
     silence_transformers()
     try:
         config = _config_without_model_type(source, folder, num_labels)
-        if config is None:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                source, num_labels=num_labels, dtype=torch.float32
-            )
-        else:
-            tokenizer = AutoTokenizer.from_pretrained(source, config=config)
-            model = AutoModelForSequenceClassification.from_pretrained(source, config=config, dtype=torch.float32)
+        name, rev = split_revision(source)
+        head = {"num_labels": num_labels} if config is None else {"config": config}
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=rev, **({} if config is None else {"config": config}))
+        model = AutoModelForSequenceClassification.from_pretrained(name, revision=rev, dtype=torch.float32, **head)
     except (OSError, ValueError, RuntimeError, ImportError, SafetensorError, pickle.UnpicklingError, EOFError) as exc:
         raise _load_error(exc, source, folder, where, is_path) from exc
     if tokenizer.pad_token_id is None:

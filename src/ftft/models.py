@@ -192,7 +192,7 @@ def verify_model_dir(path: str | Path, num_labels: int = 2) -> None:
 
 # ---------------------------------------------------------------- lookup
 def model_source(cfg: dict, key: str) -> str:
-    """What to pass to from_pretrained for model ``key``: the demo folder, a local copy or the hub id."""
+    """What to load for model ``key``: the demo folder, a local copy or ``hub_id@revision`` (see modeling)."""
     from .layout import Layout
 
     if key not in cfg["models"]:
@@ -200,7 +200,9 @@ def model_source(cfg: dict, key: str) -> str:
     if cfg["mode"] == "demo":
         return Layout.from_config(cfg).demo_model(key)
     m = cfg["models"][key]
-    return str(m["path"]) if m["path"] else m["hub_id"]
+    if m["path"]:
+        return str(m["path"])
+    return f"{m['hub_id']}@{m['revision']}" if m.get("revision") else m["hub_id"]
 
 
 # ---------------------------------------------------------------- CLI

@@ -10,7 +10,11 @@ checkpoint a table cell reads and which runs count:
   nearest to f; it must lie within half a checkpoint spacing, else ``DataError``.
 - Failed runs (``run.json`` ``status: failed``, including runs whose reference failed) are
   excluded from every mean and counted; a data map of a failed reference run is an empty
-  file whose metadata says why (``datamap_failure``).
+  file whose metadata says why (``datamap_failure``). A *halted* reading (a checkpoint before
+  the end of a run: FTFT cells, halting curves) is judged at that checkpoint (``failure_at``):
+  excluded when its ID score is at or below the majority-class baseline recorded in
+  ``run.json`` ``final``, whatever the run's final status (paper: runs worse than the majority
+  class are excluded; FTFT is the model halted at k/15).
 - A file that is missing, truncated or malformed is a ``DataError`` naming it.
 """
 
@@ -143,6 +147,16 @@ class Results:
     def failure(self, run: Run) -> str:
         return str(self.record(run).get("failure_reason") or "")
 
+    def failure_at(self, run: Run, fraction: Fraction | float = 1) -> str:
+        """Why ``run`` read at ``fraction`` of the full budget does not count ('' when it does)."""
+        rec, fin = self.record(run), self.record(run).get("final")
+        if read_fraction(run, fraction) == 1 or not fin:  # the run's end, or it broke (loss, reference)
+            return self.failure(run) if rec["status"] == "failed" else ""
+        score, base = self.metric_at(run, fin["dataset"], fin["metric"], fraction), float(fin["majority_baseline"])
+        if score <= base:
+            return f"halted at {fraction}: ID {fin['metric']} on {fin['dataset']} is {score:.4f} <= majority-class {base:.4f}"
+        return ""
+
     def metric_at(self, run: Run, dataset: str, metric: str, fraction: Fraction | float = 1) -> float:
         """``metric`` (0-1) of ``run`` on ``dataset`` at ``fraction`` of the full budget."""
         path = _need(self.run_path(run, "metrics.csv"))
@@ -179,18 +193,18 @@ class Results:
         return value
 
     # --- cells ----------------------------------------------------------------------------
-    def split_failed(self, runs) -> tuple[list[Run], list[Run]]:
+    def split_failed(self, runs, fraction: Fraction | float = 1) -> tuple[list[Run], list[Run]]:
         ok, failed = [], []
         for r in runs:
-            (failed if self.is_failed(r) else ok).append(r)
+            (failed if self.failure_at(r, fraction) else ok).append(r)
         return ok, failed
 
     def seed_values(self, runs, datasets: list[str], metric: str, fraction: Fraction | float = 1) -> SeedValues:
-        ok, failed = self.split_failed(runs)
+        ok, failed = self.split_failed(runs, fraction)
         out = SeedValues(
             ok_seeds=[r.seed for r in ok],
             failed_seeds=[r.seed for r in failed],
-            reasons=[self.failure(r) for r in failed],
+            reasons=[self.failure_at(r, fraction) for r in failed],
         )
         for d in datasets:
             out.values[d] = [self.metric_at(r, d, metric, fraction) for r in ok]

@@ -1,16 +1,18 @@
 """What each training method hands the engine: the subset file (docs/ARCHITECTURE.md).
 
-Columns ``uid`` and ``weight`` (float32), plus ``bias_logp_0 .. bias_logp_{C-1}`` for PoE.
-The engine trains on exactly these uids, multiplies each example's loss by ``weight`` and adds
-the PoE term when the bias columns are present (``ftft.losses.example_losses``).
+Columns ``uid`` and ``weight`` (float32), plus ``copies`` (JTT) or ``bias_logp_0 .. bias_logp_{C-1}``
+(PoE). The engine trains on exactly these uids, each ``copies`` times per epoch, multiplies each
+example's loss by ``weight`` and adds the PoE term when the bias columns are present
+(``ftft.losses.example_losses``).
 
   random  round(q*N) uids drawn without replacement with numpy ``default_rng(seed)``, in
           training-set order (the paper's "random DM" baseline).
   dm      the round(q*N) most ambiguous uids of the reference run's data map (ties by uid;
           ``ftft.datamap.categorize``), in training-set order. FTFT is this subset with an
           efficient reference and a reduced step budget.
-  jtt     every uid; weight ``upweight`` (paper: 4) for instances the identification model
-          (the reference ERM run) mispredicts at epoch ``jtt_epoch`` (NLI 3, HSD 5), 1 otherwise.
+  jtt     every uid, weight 1; the instances the identification model (the reference ERM run)
+          mispredicts at epoch ``jtt_epoch`` (NLI 3, HSD 5) are upsampled: ``copies`` 1 + ``upweight``
+          (paper: 4), as Liu et al.'s code adds ``--up_weight`` copies of the error set; 1 otherwise.
           Mispredictions are read from the run's training dynamics: argmax of the softmax of the
           *training forward pass* of that epoch (as recorded in dynamics.npz), not from an extra
           inference pass with the end-of-epoch weights. This costs no extra forward pass; the
@@ -40,7 +42,7 @@ from .io import parquet_meta, parse_json_arg, read_arrow, read_json, read_parque
 log = logging.getLogger(__name__)
 
 METHODS = ("random", "dm", "jtt", "poe")
-DEFAULT_UPWEIGHT = 4.0
+DEFAULT_UPWEIGHT = 4
 
 
 # --------------------------------------------------------------------------- selection
@@ -62,7 +64,7 @@ def dm_subset(train_uids, dmap: pd.DataFrame, q: float, where: str = "data map")
     return _frame(uids[keep])
 
 
-def jtt_subset(train_uids, dyn: datamap.TrainingDynamics, jtt_epoch: int, upweight: float) -> pd.DataFrame:
+def jtt_subset(train_uids, dyn: datamap.TrainingDynamics, jtt_epoch: int, upweight: int) -> pd.DataFrame:
     uids = np.asarray(train_uids).astype(str)
     _check_same_uids(uids, dyn.uids, dyn.path)
     if dyn.complete_epochs < 1:
@@ -80,9 +82,9 @@ def jtt_subset(train_uids, dyn: datamap.TrainingDynamics, jtt_epoch: int, upweig
             epoch,
         )
     wrong = dyn.probs[epoch - 1].argmax(axis=-1) != dyn.labels
-    weight = np.where(wrong, np.float32(upweight), np.float32(1.0))
-    log.info("JTT: %d of %d instances mispredicted at epoch %d (weight %g)", int(wrong.sum()), dyn.n, epoch, upweight)
-    return _frame(dyn.uids, weight).set_index("uid").loc[uids].reset_index()
+    log.info("JTT: %d of %d instances mispredicted at epoch %d (+%d copies)", int(wrong.sum()), dyn.n, epoch, upweight)
+    df = _frame(dyn.uids).assign(copies=np.where(wrong, 1 + upweight, 1).astype(np.int64))
+    return df.set_index("uid").loc[uids].reset_index()
 
 
 def poe_subset(train_uids, bias: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -147,7 +149,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (random)")
     parser.add_argument("--datamap", default=None, help="data map parquet (dm)")
     parser.add_argument("--ref-run", default=None, help="reference run folder with dynamics.npz (jtt, poe)")
-    parser.add_argument("--spec", default=None, help='JSON object or file, e.g. {"jtt_epoch": 3, "upweight": 4.0}')
+    parser.add_argument("--spec", default=None, help='JSON object or file, e.g. {"jtt_epoch": 3, "upweight": 4}')
 
 
 def reference_failure(args) -> str | None:
@@ -195,7 +197,7 @@ def run(args) -> int:
         if method == "jtt":
             if spec.get("jtt_epoch") is None:
                 raise FtftError(f"--spec: method jtt needs an integer 'jtt_epoch'; got {spec}")
-            upweight = float(spec["upweight"]) if spec.get("upweight") is not None else DEFAULT_UPWEIGHT
+            upweight = int(spec["upweight"]) if spec.get("upweight") is not None else DEFAULT_UPWEIGHT
             dyn = datamap.load_dynamics(Path(args.ref_run) / "dynamics.npz")
             df = jtt_subset(uids, dyn, int(spec["jtt_epoch"]), upweight)
             meta.update(jtt_epoch=int(spec["jtt_epoch"]), upweight=upweight)

@@ -300,9 +300,6 @@ class Plan:
             for k in self.demo_models()
         )
 
-    def model_setting(self, model: str, key: str) -> str:
-        return self.cfg["models"][model][key]
-
     def model_input(self, model: str) -> str:
         """What a job that loads ``model`` depends on: its demo folder, local copy or hub marker."""
         m = self.cfg["models"][model]

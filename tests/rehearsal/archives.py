@@ -79,9 +79,8 @@ def write_zip(path: Path, entries: list[tuple[str, bytes | None]]) -> Path:
                 info.external_attr = (0o40755 << 16) | 0x10
                 zf.writestr(info, b"")
             else:
-                info.external_attr = 0o100644 << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+                info.external_attr = 0o100644 << 16  # stored: the bytes (and the pins) do not depend on zlib
+                zf.writestr(info, data, compress_type=zipfile.ZIP_STORED)
     return path
 
 
@@ -256,7 +255,7 @@ def build_archives(fixtures_dir: str | Path, out_dir: str | Path, config: str | 
 
     Returns ``{url path: written file}``, the URL path decoded and without its leading slash
     (``glue/data/MNLI.zip``, ``record/4881008/files/data.zip``, ``bvidgen/.../Dynamically
-    Generated Hate Dataset v0.2.3.csv``, and WANLI's ``.../resolve/main/train.jsonl`` and
+    Generated Hate Dataset v0.2.3.csv``, and WANLI's ``.../resolve/<revision>/train.jsonl`` and
     ``test.jsonl``). The paths come from ``datasets.*.url`` in ``workflow_config.yaml``.
     """
     fix, out = Path(fixtures_dir), Path(out_dir)

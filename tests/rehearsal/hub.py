@@ -28,8 +28,9 @@ What is faithful (sources and what could not be verified: ``tests/fixtures/hub/R
   ``LayerNorm.gamma`` / ``LayerNorm.beta`` names that transformers renames on load.
 
 What is not: the weights are random, vocabularies have a few hundred entries learnt from a small
-generated English corpus, the revision is a made-up 40-hex id (a hash of the file list, not the
-hub's commit) and the formats the loader never reads (``tf_model.h5``, ``flax_model.msgpack``,
+generated English corpus (the snapshot sits under the commit id that ``workflow_config.yaml``
+pins in ``models.<key>.revision``, so that a wrong revision fails here as on the hub, but its
+content is not the hub's at that commit) and the formats the loader never reads (``tf_model.h5``, ``flax_model.msgpack``,
 ``rust_model.ot``, ``model.onnx``, ``whole-word-masking.tar.gz``) as well as ``README.md`` and
 ``.gitattributes`` are small placeholder files.
 
@@ -37,7 +38,7 @@ Cache layout (huggingface_hub's): ``hub/models--{org}--{name}/blobs/<etag>`` hol
 named like huggingface_hub names it: the git blob sha1 for regular files and the sha256 of the
 content for Git-LFS files (``*.bin``, ``*.model``, ``*.safetensors``, ... as in the repos'
 ``.gitattributes``); ``snapshots/<revision>/<file>`` are relative symlinks to the blobs and
-``refs/main`` holds the revision (no newline). Legacy ids without an org (``bert-large-uncased``)
+``refs/main`` holds the pinned revision (no newline). Legacy ids without an org (``bert-large-uncased``)
 give ``models--bert-large-uncased``.
 
 Deterministic: the same inputs give byte-identical files (seeded init, single-threaded
@@ -305,12 +306,18 @@ def _write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def install(hub_cache: Path, hub_id: str, files: dict[str, bytes]) -> Path:
-    """Install ``files`` as one snapshot of ``hub_id`` in the cache folder ``hub_cache``; return the snapshot."""
+def pinned_revisions() -> dict[str, str]:
+    """{hub id: ``models.<key>.revision``} of the paper config: the commits the stand-ins are served under."""
+    import yaml
+
+    models = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow_config.yaml").read_text())["models"]
+    return {m["hub_id"]: m["revision"] for m in models.values()}
+
+
+def install(hub_cache: Path, hub_id: str, files: dict[str, bytes], revision: str) -> Path:
+    """Install ``files`` as the snapshot ``revision`` of ``hub_id`` in the cache folder ``hub_cache``."""
     repo = hub_cache / repo_folder(hub_id)
     ids = {name: blob_id(name, data) for name, data in files.items()}
-    listing = "".join(f"{name} {ids[name]}\n" for name in sorted(files))
-    revision = hashlib.sha1(f"{hub_id}\n{listing}".encode()).hexdigest()
     snapshot = repo / "snapshots" / revision
     for name, data in sorted(files.items()):
         blob = repo / "blobs" / ids[name]
@@ -852,7 +859,7 @@ def build_hf_cache(hf_home: Path, models: list[str] | None = None) -> dict[str, 
     import torch
 
     hub_cache = Path(hf_home) / "hub"
-    texts = corpus()
+    texts, revisions = corpus(), pinned_revisions()
     out: dict[str, Path] = {}
     threads = torch.get_num_threads()
     try:
@@ -860,7 +867,7 @@ def build_hf_cache(hf_home: Path, models: list[str] | None = None) -> dict[str, 
         for hub_id in HUB_IDS if models is None else models:
             if hub_id not in STANDINS:
                 raise KeyError(f"no stand-in for {hub_id!r}; known: {', '.join(HUB_IDS)}")
-            out[hub_id] = install(hub_cache, hub_id, standin_files(hub_id, texts))
+            out[hub_id] = install(hub_cache, hub_id, standin_files(hub_id, texts), revisions[hub_id])
     finally:
         torch.set_num_threads(threads)
     return out

@@ -74,6 +74,12 @@ from .schema import HSD_LABELS
 LABEL_NAMES = HSD_LABELS
 FILE = "cad_v1_1.tsv"
 EXPECTED: dict[str, int] = {}
+# Zenodo data.zip members: the data/ tree of dongpng/cad_naacl2021 README.md (466ec52); checked, with the
+# split sizes recorded at the first preparation, by prepare.check_recorded (no published hash exists)
+MEMBERS = {"data.zip": [f"data/{n}" for n in (
+    "cad_codebook_april2021.pdf cad_v1.tsv cad_v1_1.tsv cad_v1_1_dev.tsv cad_v1_1_test.tsv cad_v1_1_train.tsv "
+    "cad_v1_dev.tsv cad_v1_test.tsv cad_v1_train.tsv errata_v1_to_v1_1 test/test_data.tsv test/test_data_test.tsv "
+    "test/test_predictions.tsv").split()]}  # fmt: skip
 SPLIT_NAMES = ("train", "dev", "test")  # Ramponi & Tonelli folds 0-7, 8, 9
 KEEP_SPLITS = ("train", "dev", "test")
 KEEP_CONTEXT = ("CurrentContent", '"NA"')

@@ -10,7 +10,7 @@ The contract (``download_source``):
 1. **Files.** Most sources are one file named after the last URL path segment (``MNLI.zip``,
    ``anli_v1.0.zip``, ``data.zip`` for CAD, the DynaHate CSV with its spaces); without a URL the
    built-in sources keep those names (``DEFAULT_FILES``), so ``DIR`` looks the same whichever
-   way the data came. WANLI's URL is a folder (``.../resolve/main``) holding ``train.jsonl`` and
+   way the data came. WANLI's URL is a folder (``.../resolve/<revision>``) holding ``train.jsonl`` and
    ``test.jsonl`` (``MULTI_FILE``).
 2. **Expected hash** of a file, in order: the *pinned* one (``--sha256``: a hex string for a
    single-file source or a JSON ``{file: hex}`` map, i.e. ``datasets.<name>.sha256``), else the
@@ -42,8 +42,8 @@ The contract (``download_source``):
    (the host serves different bytes; retrying cannot fix a pin).
 6. **Errors say what to do**: they name the file, the config key and value, the origin (URL
    or mirror path) and both hashes. A mismatch with a pinned hash says the content differs
-   from the pin and to re-download or fix the mirror; only a mismatch with a *recorded* hash
-   says that deleting the ``.sha256`` record accepts the new content.
+   from the pin, to re-download or fix the mirror, and that the pin itself may be wrong; only
+   a mismatch with a *recorded* hash says that deleting the ``.sha256`` record accepts it.
 7. Zips are extracted into ``DIR`` through a temporary folder (members with absolute paths,
    ``..`` or names that would overwrite the download, a record or the marker are refused;
    ``__MACOSX`` is skipped).
@@ -97,6 +97,10 @@ FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 # Temporaries this module (through io.atomic_path / mkdtemp) creates: cleaned after a kill.
 _TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 _TEMP_DIR = re.compile(r"^\.extract-[a-z0-9_]{8}$")
+PIN_HINT = (
+    "The pin itself may be wrong: compare it with its source (docs/FIDELITY.md, pinned data) and the host's "
+    "published hash before changing it."
+)
 
 
 class _Retryable(Exception):
@@ -206,7 +210,7 @@ def new_content_mismatch(source: str, dest: Path, exp: Expected, actual: str, or
     if exp.kind == "pinned":
         return ChecksumError(
             f"{dest.name} from {origin} differs from the pinned hash {key(source, 'sha256')}: "
-            f"pinned {exp.digest}, got {actual}. It was not kept (nothing was written to {dest}). {fix}"
+            f"pinned {exp.digest}, got {actual}. It was not kept (nothing was written to {dest}). {fix} {PIN_HINT}"
         )
     return ChecksumError(
         f"{dest.name} from {origin} differs from the sha256 an earlier run recorded in {exp.record}: "
@@ -222,7 +226,7 @@ def existing_mismatch(source: str, dest: Path, exp: Expected, actual: str, origi
         return ChecksumError(
             f"{dest} differs from the pinned hash {key(source, 'sha256')}: pinned {exp.digest}, the file has "
             f"{actual} (it was changed or damaged after it was verified). "
-            f"Delete {dest} and run again to fetch it again from {origin}."
+            f"Delete {dest} and run again to fetch it again from {origin}. {PIN_HINT}"
         )
     return ChecksumError(
         f"{dest} differs from its record {exp.record}: recorded {exp.digest}, the file has {actual} "

@@ -247,6 +247,8 @@ def prepare(source: str, raw: str | Path, out: str | Path, summary_path: str | P
             ", ".join(str(f) for f in spec["files"].values()) if spec and isinstance(spec.get("files"), dict) else raw
         )
         raise DataError(f"{source}: no rows left after normalising {read} (dropped: {summary['dropped']})")
+    if spec is None and not summary["expected"]:
+        check_recorded(source, Path(raw), summary, df)
     schema.write(df, out, summary["label_names"], source)
     write_json(summary_path, summary)
     log.info(
@@ -258,6 +260,29 @@ def prepare(source: str, raw: str | Path, out: str | Path, summary_path: str | P
         out,
     )
     return summary
+
+
+def check_recorded(source: str, raw: Path, summary: dict, df: pd.DataFrame) -> None:
+    """A source without documented sizes (CAD, DynaHate): its first preparation records the split (and CAD fold)
+    sizes and the extracted members in ``raw/prepared.json``; a later preparation that differs from that record, or
+    members that differ from the module's ``MEMBERS`` (the authors' published tree), warn."""
+    done, rec = raw / "DONE.json", raw / "prepared.json"
+    members = json.loads(done.read_text())["extracted"] if done.is_file() else {}
+    now = {"splits": summary["splits"], "members": {k: sorted(v) for k, v in members.items()}}
+    if "fold" in df.columns:
+        now["folds"] = {str(k): int(v) for k, v in df["fold"].value_counts().sort_index().items()}
+    old = json.loads(rec.read_text()) if rec.is_file() else now
+    checks = [(k, old.get(k), f"the first preparation recorded in {rec}") for k in now]
+    if members:
+        pinned = getattr(importlib.import_module(f"ftft.data.{source}"), "MEMBERS", {})
+        checks.append(("members", {**now["members"], **pinned}, f"the published list ftft.data.{source}.MEMBERS"))
+    for what, was, why in checks:
+        if was != now[what]:
+            report = f"{source}: {what} {now[what]} differ from {why}: {was} (a new release?)"
+            summary["warnings"].append(report)
+            log.warning(report)
+    if not rec.is_file():
+        write_json(rec, now)
 
 
 def add_arguments(parser) -> None:

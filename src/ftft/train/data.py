@@ -203,7 +203,7 @@ def subset_failure(subset_path: Path) -> str | None:
 
 
 def apply_subset(train: Encoded, subset_path: Path, n_labels: int) -> Encoded:
-    """Restrict ``train`` to the subset's uids (training-set order), with its weights / bias log-probs."""
+    """Restrict ``train`` to the subset's uids (training-set order, ``copies`` each), with weights / bias log-probs."""
     subset_path = Path(subset_path)
     if not subset_path.is_file():
         raise DataError(f"subset file not found: {subset_path}")
@@ -236,6 +236,11 @@ def apply_subset(train: Encoded, subset_path: Path, n_labels: int) -> Encoded:
         if sorted(present) != sorted(bias_cols):
             raise DataError(f"{subset_path}: bias columns {present} do not match the {n_labels} labels {bias_cols}")
         out.bias_logp = sub[bias_cols].to_numpy(dtype=np.float32)
+    if "copies" in sub.columns:  # JTT's upsampling: each instance ``copies`` times in the training set
+        copies = sub["copies"].to_numpy()
+        if (copies < 1).any():
+            raise DataError(f"{subset_path}: column 'copies' must be >= 1")
+        out = out.take(np.repeat(np.arange(len(out)), copies))
     return out
 
 

@@ -62,4 +62,5 @@ def write_npz(path, uids: list[str], labels: np.ndarray, dyn: DynamicsRecorder) 
     from ..datamap import save_dynamics
 
     probs, seen = dyn.arrays()
-    save_dynamics(path, uids, labels, probs, seen, dyn.complete_epochs)
+    keep = np.sort(np.unique(np.asarray(uids), return_index=True)[1])  # JTT's upsampled copies: the first one
+    save_dynamics(path, np.asarray(uids)[keep], labels[keep], probs[:, keep], seen[:, keep], dyn.complete_epochs)

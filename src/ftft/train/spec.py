@@ -31,10 +31,12 @@ def make_spec(cfg: dict, run: Run) -> dict:
     training = cfg["training"]
     steps = run.steps(cfg)
     optimizer, momentum, scheduler, plateau = "adamw", 0.0, "linear", None
-    if run.method == "jtt":
+    lr, decay, clip = cfg["models"][run.model]["lr"], training["weight_decay"], training["max_grad_norm"]
+    if run.method == "jtt":  # Liu et al.'s JTT stage: its own optimiser, rate, weight decay and clipping
         jtt = cfg["methods"]["jtt"]
         optimizer, momentum, scheduler = jtt["optimizer"], float(jtt["momentum"]), jtt["scheduler"]
         plateau = dict(jtt["plateau"]) if scheduler == "plateau" else None
+        lr, decay, clip = jtt["lr"] or lr, jtt["weight_decay"], jtt["max_grad_norm"]
     poe = None
     if run.method == "poe":
         p = cfg["methods"]["poe"]
@@ -52,11 +54,11 @@ def make_spec(cfg: dict, run: Run) -> dict:
         "max_length": int(task["max_length"]),
         "batch_size": int(training["batch_size"]),
         "eval_batch_size": int(training["eval_batch_size"]),
-        "lr": float(cfg["models"][run.model]["lr"]),
+        "lr": float(lr),
         "warmup_ratio": float(training["warmup_ratio"]) if scheduler == "linear" else 0.0,
-        "weight_decay": float(training["weight_decay"]),
+        "weight_decay": float(decay),
         "adam_eps": float(training["adam_eps"]),
-        "max_grad_norm": training["max_grad_norm"],
+        "max_grad_norm": clip,
         "mixed_precision": training["mixed_precision"],
         "threads": int(training["threads"]),
         "log_every": int(training["log_every"]),
