@@ -180,7 +180,7 @@ def needs(cfg: dict) -> grid.Needs:
 
 def preds_at(ctx: Context, runs, datasets, fraction=1):
     """(preds [S_ok, N], labels, n_failed) of the ok runs at ``fraction`` of the full budget."""
-    ok, failed = ctx.res.split_failed(runs)
+    ok, failed = ctx.res.split_failed(runs, fraction)
     preds, keys, labels = [], None, None
     for r in ok:
         p = ctx.res.predictions(r, datasets, fraction)
