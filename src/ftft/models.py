@@ -46,7 +46,7 @@ TOKENIZER_VOCAB = 2000  # upper bound; the demo corpus has a few hundred words
 # hidden size, layers, heads, intermediate size; ELECTRA's embedding size is hidden // 2
 # (ELECTRA-Small factorises its embeddings the same way).
 DEMO_ARCH: dict[str, dict[str, int]] = {
-    "tiny": {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32},
+    "tiny": {"hidden": 24, "layers": 1, "heads": 2, "intermediate": 48},
     "small": {"hidden": 24, "layers": 2, "heads": 2, "intermediate": 48},
     "base": {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64},
     "large": {"hidden": 48, "layers": 2, "heads": 2, "intermediate": 96},

@@ -448,7 +448,8 @@ def significance_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
                     "step_fraction": "1", "dataset": "ood_pooled", "q": q_percent(cfg["q"]), "std": float("nan"),
                     "task_metric": metric, "n_instances": 0 if labels is None else len(labels),
                     "n_seeds_dm": len(dm), "n_seeds_erm": len(erm), "n_failed": len(dm_failed) + len(erm_failed),
-                    "failed_seeds": f"dm:{';'.join(map(str, dm_failed))} erm:{';'.join(map(str, erm_failed))}",
+                    "failed_seeds": "; ".join(f"{m} seed {', '.join(map(str, f))}" for m, f in (("DM", dm_failed),
+                                              ("ERM", erm_failed)) if f),
                     "samples": sig["samples"]}  # fmt: skip
             out.append({**base, "metric": "mean_diff", "mean": diff})
             out.append({**base, "metric": "p_value", "mean": p})

@@ -76,7 +76,7 @@ OOD_SPLITS = {
 # Per split: p_agree = probability the cue agrees with the rule's label (before noise /
 # ambiguity), noise / ambiguous = fractions of rows, distract = NLI distractor-clause rate,
 # frame = HSD counter-speech rate among nothate rows with an identity term.
-ID_SETTINGS = {"p_agree": 0.94, "noise": 0.05, "ambiguous": 0.05, "distract": 0.0, "frame": 0.3}
+ID_SETTINGS = {"p_agree": 0.90, "noise": 0.03, "ambiguous": 0.03, "distract": 0.0, "frame": 0.3}
 NLI_OOD = {
     "ood_wanli": {"p_agree": 0.45, "distract": 0.1},
     "ood_anli_r1": {"p_agree": 0.35, "distract": 0.2},
