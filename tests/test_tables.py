@@ -424,7 +424,7 @@ def test_cli_and_compare(cfg, results, built, tmp_path):
     t5 = df[(df["table"] == "5") & (df["task"] == "hsd") & (df["metric"] == "mean_diff")]
     assert t5["note"].str.contains("0-1 scale").all()
     md = open(f"{out}.md").read()
-    assert "not comparable" in md and "## Table 9" in md
+    assert "do not show the paper's effect" in md and "## Table 9" in md
     main = df.loc[df["main_model"] != "", "main_model"].iloc[0]  # display names, not config keys
     assert tables.model_label(cfg, main) != main and f"| {tables.model_label(cfg, main)} |" in md
     assert f"| {main} |" not in md
