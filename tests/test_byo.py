@@ -132,3 +132,24 @@ def test_byo_mismapped_column_is_a_clear_error(files, tmp_path):
         ]
     )
     assert rc == 1 and not (tmp_path / "o.parquet").exists()
+
+
+@pytest.mark.integration
+def test_dropped_rows_are_reported_on_the_console(tmp_path):
+    """A label value outside the task's labels (byo.<s>.labels null): the rows are dropped, and the closing
+    lines on the terminal say how many, why and which values, naming the task's labels as the reference."""
+    import wfutil
+
+    wf = wfutil.make_copy(tmp_path / "wf")
+    train = wf / "examples/byo/comments_train.csv"
+    df = pd.read_csv(train)
+    df.loc[: len(df) // 10, "verdict"] = "spam"  # not one of tasks.comments.labels
+    df.to_csv(train, index=False)
+    res = wfutil.snakemake(wf, "results/byo-example/data/sources/comments.parquet", "--cores", "1",
+                           "--configfile", "config/byo-example.yaml")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    n = len(df[df["verdict"] == "spam"])
+    assert f"dropped {n} x unknown_label" in res.stderr
+    assert "not in tasks.comments.labels (byo.comments.labels is null) ['ok', 'toxic']: ['spam']" in res.stderr
+    summary = json.loads((wf / "results/byo-example/data/sources/comments.summary.json").read_text())
+    assert summary["dropped"] == {"unknown_label": n}

@@ -18,6 +18,7 @@ import json
 import re
 import shlex
 from functools import cached_property
+from pathlib import Path
 
 from . import figures, grid, tables
 from .config import active_tasks
@@ -256,6 +257,7 @@ class Plan:
             label_sets = {tuple(self.cfg["tasks"][t]["labels"]) for t in users}
             if len(label_sets) == 1:
                 spec["labels"] = list(label_sets.pop())
+                spec["labels_from"] = f"tasks.{users[0]}.labels (byo.{source}.labels is null)"
         return spec
 
     def prepare_args(self, source: str) -> str:
@@ -496,10 +498,18 @@ class Plan:
         return [self.layout.run_file("run.json", r) for r in self.runs]
 
     def failed_runs_message(self) -> str:
-        """The end-of-run summary: how many runs failed and where the details are."""
+        """The end-of-run summary: rows the data preparation dropped, how many runs failed and where the details are."""
         from .failures import summary_line
 
-        return summary_line(self.cfg, self.runs)
+        lines = []
+        for source in sorted(grid.sources_used(self.cfg)):
+            path = Path(self.layout.source_summary(source))
+            summary = json.loads(path.read_text()) if path.is_file() else {}
+            if summary.get("dropped"):
+                what = "; ".join(f"{n} x {why}" for why, n in summary["dropped"].items())
+                lines.append(f"ftft: source {source}: {summary['rows_in']} rows read, dropped {what} ({path})")
+                lines += [f"      {w}" for w in summary.get("warnings", [])[:5]]
+        return "\n".join([*lines, summary_line(self.cfg, self.runs)])
 
 
 def hub_environment(cfg: dict) -> dict[str, str]:

@@ -165,7 +165,8 @@ def load(name: str, spec: dict, raw: str | Path | None, report: Report) -> tuple
     if unknown.any():
         bad = sorted({str(v) for v in df.loc[unknown, "raw_label"]})
         report.drop("unknown_label", int(unknown.sum()), f"values {bad[:10]}")
-        report.warn(f"{int(unknown.sum())} row(s) with label values not in {base}.labels {names}: {bad[:10]} (dropped)")
+        where = spec.get("labels_from") or f"{base}.labels"
+        report.warn(f"{int(unknown.sum())} row(s) with label values not in {where} {names}: {bad[:10]} (dropped)")
     df = df[~unknown].copy()
     df["label"] = lab[~unknown].astype("int64")
     if len(names) < 2:
