@@ -20,6 +20,7 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from wfutil import ROOT, assert_artefacts, assert_report, make_copy, snakemake
@@ -383,6 +384,16 @@ def test_demo_end_to_end(demo_run):
     # the terminal: the compute plan at the start, the failed-runs line at the end, no spec JSON
     assert "ftft compute plan:" in out and "training runs" in out.splitlines()[-1] + out[-2000:]
     assert '"eval_sets"' not in out and '"tasks":' not in out
+    # what a person reads: no run fails, every cell filled, the demo note on top, short lines, README true
+    assert "training runs finished, none failed" in out
+    assert "Shell command: None" not in out and "reason:" not in out and max(map(len, out.splitlines())) < 2000
+    jobs = re.findall(r"(\d+) of \1 steps \(100%\) done", out)
+    assert jobs and f"The demo runs {jobs[-1]} jobs" in (ROOT / "README.md").read_text().replace("\n", " ")
+    for t in tables.table_ids(cfg):
+        df = pd.read_csv(wf / cfg["results"] / "tables" / f"table{t}.csv")
+        assert df["mean"].notna().all(), (t, df[df["mean"].isna()])
+        assert "do not show the paper's effect" in (wf / cfg["results"] / "tables" / f"table{t}.md").read_text()
+    assert "do not show the paper's effect" in (wf / cfg["results"] / "tables" / "claims.md").read_text()
     res = snakemake(wf, "--dry-run", "--configfile", "config/demo.yaml")
     assert "Nothing to be done" in res.stdout + res.stderr
     assert_report(wf, cfg, "--configfile", "config/demo.yaml")
