@@ -326,7 +326,8 @@ def test_every_rule_has_a_log_and_the_conda_env():
 @pytest.mark.slow
 def test_rerun_nothing_then_only_dependents_of_changed_model(tmp_path):
     """After faking every output, nothing is pending; changing one model's lr re-runs only the runs that
-    use it (as main model or as reference) and what reads them; a cluster key re-runs nothing."""
+    use it (as main model or as reference) and what reads them; a cluster key, the state folder, threads,
+    log interval or evaluation batch size re-run nothing."""
     wf = make_copy(tmp_path / "wf")
     small = wf / "small.yaml"
     small.write_text("seeds: [0]\n")
@@ -345,7 +346,14 @@ def test_rerun_nothing_then_only_dependents_of_changed_model(tmp_path):
 
     cluster = wf / "cluster.yaml"
     cluster.write_text(
-        yaml.safe_dump({"cluster": {"gpu_utilisation": 0.5, "train_gpus": 2}, "hub": {"offline": False}})
+        yaml.safe_dump(
+            {
+                "cluster": {"gpu_utilisation": 0.5, "train_gpus": 2},
+                "hub": {"offline": False},
+                "state_dir": ".elsewhere",
+                "training": {"threads": 2, "log_every": 7, "eval_batch_size": 64},
+            }
+        )
     )
     assert not pending(wf, "--configfile", "small.yaml", "cluster.yaml")
 
@@ -445,6 +453,8 @@ def test_plan_inputs_and_params():
     cfg2 = load_cfg()
     cfg2["datamap_seed"] = 1
     cfg2["models"]["electra-base"]["lr"] = 1.0
+    assert Plan(cfg2).train_spec(dm) == spec
+    cfg2["training"].update(threads=4, log_every=3, eval_batch_size=8)  # nor do keys that change no result
     assert Plan(cfg2).train_spec(dm) == spec
     cfg2["models"]["deberta-v3-large"]["lr"] = 1.0
     assert Plan(cfg2).train_spec(dm) != spec

@@ -370,10 +370,11 @@ class Plan:
         return inputs
 
     def train_spec(self, run: Run) -> dict:
-        """``ftft.train.spec.make_spec(cfg, run)``: this run's settings only."""
+        """``ftft.train.spec.make_spec(cfg, run)`` less the keys that change no result (the job takes those from
+        the config itself): the train rule's param, so changing threads or log_every re-runs nothing."""
         from .train.spec import make_spec  # lazy: the train package is not needed to plan
 
-        return make_spec(self.cfg, run)
+        return {k: v for k, v in make_spec(self.cfg, run).items() if k not in OPERATIONAL_TRAINING}
 
     def bias_model_constraint(self) -> dict[str, str]:
         """Wildcard constraints of the train rule variant that also writes ``bias_logp.parquet``."""

@@ -65,6 +65,7 @@ def run_job(smk) -> None:
 
     log_to(smk.log[0])
     cfg, spec = smk.config, dict(smk.params.spec)
+    spec.update({k: cfg["training"][k] for k in ("threads", "log_every", "eval_batch_size")})  # no rerun triggers
     layout = Layout.from_config(cfg)
     run = Run(**spec["run"])
     if cfg["mode"] == "paper":
