@@ -71,3 +71,27 @@ def test_check_config_merges_an_overlay_onto_the_workflow_config(tmp_path, monke
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["runs"] == len(
         grid.all_runs(config.load_overlays(["config/demo.yaml"]))
     )
+
+
+def test_a_dev_set_is_evaluated_but_not_tabled(monkeypatch):
+    """tasks.<t>.dev: assembled, tokenised and evaluated (role dev) like the others; the tables keep id + ood."""
+    from ftft.config import ConfigError
+    from ftft.workflow import Plan
+
+    monkeypatch.chdir(ROOT)
+    dev = {"tasks": {"nli": {"dev": {"name": "dev", "source": "demo_nli", "split": "dev", "label": "Dev"}}}}
+    cfg = config.load(ROOT / "workflow_config.yaml", ROOT / "config/demo.yaml", overrides=dev)
+    plan = Plan(cfg)
+    plan.check()
+    run = grid.Run("nli", "tinybert", "erm", "none", "full", 0)
+    assert ["dev", "dev"] in plan.train_spec(run)["eval_sets"]
+    assert "dev" in plan.tokenize_params("nli", "demo")["eval_sets"]
+    assert "dev" not in grid.task_eval_sets(cfg, "nli")  # the paper tables report id + ood only
+    dev["tasks"]["nli"]["dev"]["split"] = "nope"
+    bad = config.load(ROOT / "workflow_config.yaml", ROOT / "config/demo.yaml", overrides=dev)
+    try:
+        Plan(bad).check()
+    except ConfigError as exc:
+        assert "tasks.nli.dev" in str(exc) and "nope" in str(exc)
+    else:
+        raise AssertionError("an unknown dev split was accepted")

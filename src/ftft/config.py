@@ -61,6 +61,19 @@ def base_config(path: str | Path | None = None) -> Path:
     return here if here.is_file() else Path(__file__).resolve().parents[2] / "workflow_config.yaml"
 
 
+def task_entries(t: dict) -> list[tuple[str, str, dict]]:
+    """Every data entry of a task config as (config key, role, entry): train, id_test, ood[i] and the optional dev
+    set (evaluated at every checkpoint like the others, reported in the run's metrics, not in the paper tables)."""
+    out = [("train", "train", t["train"]), ("id_test", "id", t["id_test"])]
+    out += [(f"ood[{i}]", "ood", o) for i, o in enumerate(t["ood"])]
+    return out + ([("dev", "dev", t["dev"])] if t.get("dev") else [])
+
+
+def eval_entries(t: dict) -> list[tuple[str, str]]:
+    """(name, role) of every evaluation set of a task config, the ID test set first."""
+    return [(e["name"], role) for _, role, e in task_entries(t) if role != "train"]
+
+
 def load_overlays(overlays, base: str | Path | None = None) -> dict:
     """``load(base_config(base), *overlays)``: what a Snakemake run with these --configfile overlays sees."""
     return load(base_config(base), *overlays)
@@ -186,15 +199,13 @@ def _semantic_checks(cfg: dict, source: str) -> None:
     for tname, t in tasks.items():
         if t["steps"] < t["checkpoints"]:
             fail(f"tasks.{tname}.steps", f"steps ({t['steps']}) must be >= checkpoints ({t['checkpoints']})")
-        names = [t["id_test"]["name"]] + [o["name"] for o in t["ood"]]
+        names = [name for name, _ in eval_entries(t)]
         if len(set(names)) != len(names):
             fail(f"tasks.{tname}.ood", f"evaluation set names must be unique, got {names}")
-        for key, o in [("id_test", t["id_test"])] + [(f"ood[{i}]", o) for i, o in enumerate(t["ood"])]:
+        for key, _, o in task_entries(t)[1:]:
             if o["name"] == "train":
                 fail(f"tasks.{tname}.{key}.name", "'train' names the training split; call the evaluation set otherwise")
-        for key, o in [("train", t["train"]), ("id_test", t["id_test"])] + [
-            (f"ood[{i}]", o) for i, o in enumerate(t["ood"])
-        ]:
+        for key, _, o in task_entries(t):
             demo = cfg["mode"] == "demo" and o["source"].startswith("demo_")
             if o["source"] not in sources and not demo:
                 fail(

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from .config import active_tasks, parse_fraction
+from .config import active_tasks, eval_entries, parse_fraction, task_entries  # noqa: F401 (task_entries: re-exported)
 from .layout import RUN_DIR
 
 METHODS = ("erm", "random", "dm", "jtt", "poe")
@@ -274,18 +274,13 @@ def all_subsets(cfg: dict) -> set[tuple[str, str, str, int]]:
 
 
 def task_eval_sets(cfg: dict, task: str) -> list[str]:
+    """The sets the paper's tables report: the ID test set, then the OOD sets."""
     t = cfg["tasks"][task]
     return [t["id_test"]["name"], *[o["name"] for o in t["ood"]]]
 
 
 def sources_used(cfg: dict) -> set[str]:
-    out = set()
-    for name in active_tasks(cfg):
-        t = cfg["tasks"][name]
-        out.add(t["train"]["source"])
-        out.add(t["id_test"]["source"])
-        out.update(o["source"] for o in t["ood"])
-    return out
+    return {e["source"] for name in active_tasks(cfg) for _, _, e in task_entries(cfg["tasks"][name])}
 
 
 def tokenizer_of(cfg: dict, model: str) -> str:

@@ -121,7 +121,7 @@ class ComputePlan:
 
     def eval_rows(self, task: str) -> int:
         total = 0
-        for name in grid.task_eval_sets(self.cfg, task):
+        for name, _ in grid.eval_entries(self.cfg["tasks"][task]):
             path = Path(self.layout.task_eval(task, name))
             total += _parquet_rows(path) if path.is_file() else EVAL_ROWS_DEFAULT
         return total

@@ -152,10 +152,7 @@ class Plan:
         users: dict[str, list[str]] = {}
         for task in active_tasks(self.cfg):
             t = self.cfg["tasks"][task]
-            entries = [("train", t["train"]), ("id_test", t["id_test"])] + [
-                (f"ood[{i}]", o) for i, o in enumerate(t["ood"])
-            ]
-            for key, entry in entries:
+            for key, _, entry in grid.task_entries(t):
                 source = entry["source"]
                 known = self.source_splits(source)
                 if known is None:
@@ -250,9 +247,7 @@ class Plan:
             users = [
                 t
                 for t in active_tasks(self.cfg)
-                if source
-                in {self.cfg["tasks"][t]["train"]["source"], self.cfg["tasks"][t]["id_test"]["source"]}
-                | {o["source"] for o in self.cfg["tasks"][t]["ood"]}
+                if source in {e["source"] for _, _, e in grid.task_entries(self.cfg["tasks"][t])}
             ]
             label_sets = {tuple(self.cfg["tasks"][t]["labels"]) for t in users}
             if len(label_sets) == 1:
@@ -267,8 +262,7 @@ class Plan:
         return quote_args(("--raw", self.layout.download_dir(source)))
 
     def task_sources(self, task: str) -> list[str]:
-        t = self.cfg["tasks"][task]
-        names = {t["train"]["source"], t["id_test"]["source"], *(o["source"] for o in t["ood"])}
+        names = {e["source"] for _, _, e in grid.task_entries(self.cfg["tasks"][task])}
         return [self.layout.source(s) for s in sorted(names)]
 
     def assemble_spec(self, task: str) -> str:
@@ -360,7 +354,7 @@ class Plan:
         return {
             "model": self.model_source(self.tokenizer_model(tokenizer)),
             "max_length": self.cfg["tasks"][task]["max_length"],
-            "eval_sets": list(grid.task_eval_sets(self.cfg, task)),
+            "eval_sets": [name for name, _ in grid.eval_entries(self.cfg["tasks"][task])],
         }
 
     def train_inputs(self, run: Run) -> dict[str, str]:

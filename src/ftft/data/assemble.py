@@ -31,7 +31,9 @@ def _entries(spec: dict) -> list[tuple[str, dict]]:
         if key not in spec:
             raise DataError(f"task spec: missing key '{key}' (have {sorted(spec)})")
     out = [("train", spec["train"]), (spec["id_test"]["name"], spec["id_test"])]
-    out += [(o["name"], o) for o in spec.get("ood", [])]
+    out += [(o["name"], o) for o in spec.get("ood", [])] + (
+        [(spec["dev"]["name"], spec["dev"])] if spec.get("dev") else []
+    )
     names = [n for n, _ in out]
     if len(set(names)) != len(names):
         raise DataError(f"task spec: evaluation set names must be unique, got {names}")

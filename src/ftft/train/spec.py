@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict
 
+from .. import grid
 from ..config import ConfigError
 from ..grid import Run
 from ..models import model_source
@@ -67,7 +68,7 @@ def make_spec(cfg: dict, run: Run) -> dict:
         "momentum": momentum,
         "scheduler": scheduler,
         "plateau": plateau,
-        "eval_sets": [[task["id_test"]["name"], "id"], *[[o["name"], "ood"] for o in task["ood"]]],
+        "eval_sets": [list(e) for e in grid.eval_entries(task)],
         "poe": poe,
     }
     validate_spec(spec)
@@ -118,8 +119,8 @@ def validate_spec(spec: dict) -> dict:
     sets = spec["eval_sets"]
     if not sets or [role for _, role in sets].count("id") != 1 or sets[0][1] != "id":
         _fail("eval_sets", f"need [name, role] pairs, the first and only one with role 'id'; got {sets!r}")
-    if any(role not in ("id", "ood") for _, role in sets):
-        _fail("eval_sets", f"roles must be 'id' or 'ood', got {sets!r}")
+    if any(role not in ("id", "ood", "dev") for _, role in sets):
+        _fail("eval_sets", f"roles must be 'id', 'ood' or 'dev', got {sets!r}")
     if spec["poe"] is not None and not {"ce_weight", "poe_weight"} <= set(spec["poe"]):
         _fail("poe", f"needs ce_weight and poe_weight, got {spec['poe']!r}")
     return spec
