@@ -17,7 +17,6 @@ import argparse
 import copy
 import time
 
-import numpy as np
 import torch
 from common import mnli_like_lengths, model_config, random_encoded, random_model
 

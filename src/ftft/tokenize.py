@@ -142,7 +142,9 @@ def padded_widths(
     return np.concatenate(out[0]), np.concatenate(out[1])
 
 
-def padded_per_example(lengths: np.ndarray, batch_size: int, seed: int = 0, buckets: int = 1, multiple: int = 1) -> float:
+def padded_per_example(
+    lengths: np.ndarray, batch_size: int, seed: int = 0, buckets: int = 1, multiple: int = 1
+) -> float:
     """Mean tokens per example when batches of a random order are padded (per micro-batch) to their longest."""
     if len(lengths) == 0:
         return 0.0

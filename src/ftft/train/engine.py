@@ -656,6 +656,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
         restore(s, saved)
         rng, saved = saved["rng"], None  # the loaded tensors are freed before training
     s.model, s.optimizer = s.accelerator.prepare(s.model, s.optimizer)
+    saver.guard(getattr(s.optimizer, "optimizer", s.optimizer))  # weights change only once the last state is copied
     if rng is not None:
         state_io.set_rng_state(rng)  # last: loading the model consumed random numbers
     s.model.train()
@@ -680,6 +681,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
     while pos.step < steps:
         batch = [b.to(s.device) for b in host]
         if debug.get("nan_at_step") == pos.step + 1:
+            saver.before_update()
             with torch.no_grad():
                 next(s.model.parameters()).fill_(float("nan"))
         train_step(s.model, batch, s.optimizer, s.accelerator, s.dynamics, s.stats, s.per_step_scheduler,

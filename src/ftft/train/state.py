@@ -12,11 +12,10 @@ a zip CRC mismatch, or anything beyond tensors, numpy arrays and plain values, w
 the reason, the file is renamed to ``resume.pt.corrupt-<UTC time>`` and the run restarts from scratch
 instead of failing on every rerun. ``clear`` deletes the folder once the run is done.
 
-``BackgroundSaver`` is how the engine saves: the training thread only copies the state's tensors
-into host buffers (pinned on CUDA, the copies queued on the device stream, reused from one
-checkpoint to the next); a background thread waits for the copies and runs ``save``. The next
-save, and the end of the run, wait for the previous write; a kill mid-write leaves the previous
-file (``save`` is atomic).
+``BackgroundSaver`` is how the engine saves: a background thread copies the state's tensors into
+host buffers (pinned on CUDA, reused from one checkpoint to the next) while training goes on (the
+next optimiser step waits for the copy), then runs ``save``. The next save, and the end of the
+run, wait for the previous write; a kill mid-write leaves the previous file (``save`` is atomic).
 """
 
 from __future__ import annotations
@@ -89,27 +88,55 @@ def _host_copy(obj, old=None):
 
 
 class BackgroundSaver:
-    """``save`` in a background thread from a host copy of the state (module docstring)."""
+    """``save`` in a background thread that first copies the state to host buffers (module docstring).
+
+    Forward and backward passes only read the weights, so training goes on while the copy runs; the
+    optimiser step waits for it (``guard`` registers that as a step pre-hook). On CUDA the copy runs on
+    a side stream and the wait is the device's (``wait_event``): the training thread never blocks."""
 
     def __init__(self):
-        self._thread, self._error, self._buffers = None, None, None
+        self._thread, self._error, self._buffers, self._done = None, None, None, None
+        self._copied = threading.Event()
+        self._copied.set()
+        self._stream = torch.cuda.Stream() if torch.cuda.is_available() else None
+
+    def guard(self, optimizer) -> None:
+        """Make ``optimizer.step`` wait until the state being saved is copied."""
+        optimizer.register_step_pre_hook(lambda *_: self.before_update())
+
+    def before_update(self) -> None:
+        self._copied.wait()
+        if self._done is not None:
+            torch.cuda.current_stream().wait_event(self._done)
 
     def save(self, state_dir: str | Path, state: dict) -> None:
         self.wait()
-        self._buffers = _host_copy(state, self._buffers)
-        copied = torch.cuda.Event() if torch.cuda.is_available() else None
-        if copied is not None:
-            copied.record()
-        self._thread = threading.Thread(target=self._write, args=(state_dir, self._buffers, copied), daemon=True)
+        self._copied.clear()
+        ready = None
+        if self._stream is not None:
+            ready = torch.cuda.Event()
+            ready.record()
+        self._thread = threading.Thread(target=self._run, args=(state_dir, state, ready), daemon=True)
         self._thread.start()
 
-    def _write(self, state_dir, state: dict, copied) -> None:
+    def _run(self, state_dir, state: dict, ready) -> None:
         try:
-            if copied is not None:
-                copied.synchronize()
-            save(state_dir, state)
+            if ready is None:
+                self._buffers = _host_copy(state, self._buffers)
+            else:
+                with torch.cuda.stream(self._stream):
+                    self._stream.wait_event(ready)
+                    self._buffers = _host_copy(state, self._buffers)
+                    self._done = torch.cuda.Event()
+                    self._done.record()
+            self._copied.set()
+            if self._done is not None:
+                self._done.synchronize()
+            save(state_dir, self._buffers)
         except BaseException as exc:  # re-raised on the training thread by wait()
             self._error = exc
+        finally:
+            self._copied.set()
 
     def wait(self) -> None:
         """Block until the last save is on disk; raise its error, if any."""
