@@ -474,7 +474,8 @@ def test_compute_plan_from_measured_lengths(tmp_path, tiny_model_dir):
     assert f"| {padded[3]:.2f} |" in ComputePlan(cfg).markdown()
     # memory from the real parameter count: a model on disk counts its own
     total = count_params(load_tokenizer_and_model(str(tiny_model_dir), 3)[1])[0]
-    assert _dims_from_config(tiny_model_dir / "config.json")[3] == pytest.approx(total, rel=0.02)
+    # the formula leaves out the pooler and classifier: 4% of this tiny model, < 1% of a paper model
+    assert _dims_from_config(tiny_model_dir / "config.json")[3] == pytest.approx(total, rel=0.05)
 
 
 def test_download_args_quote_and_skip_nulls():
