@@ -3,7 +3,7 @@
 At MultiNLI-like lengths (``common.mnli_like_lengths``: mean ~45 tokens, long tail to 300), batch 32:
   * padded tokens per example of one pass, for 1 (today: each batch padded to its longest), 2, 3,
     4 micro-batches, with widths as on the CPU and rounded up to 8 as on CUDA; target ratio
-    (default buckets / 1) <= 0.6;
+    (default buckets / 1) <= 0.6; and of evaluation batches of 128, in file order vs length-sorted;
   * the engine's training step (``engine.train_step``, AdamW, clipping, dynamics) on the same
     batches for each setting, seconds per step on this machine (a small DeBERTa-v3 shape at random
     init; direction only on a CPU: the GPU check, ``benchmarks/gpu.py``, times the real shapes).
@@ -17,10 +17,11 @@ import argparse
 import copy
 import time
 
+import numpy as np
 import torch
 from common import mnli_like_lengths, model_config, random_encoded, random_model
 
-from ftft.tokenize import padded_per_example
+from ftft.tokenize import padded_per_example, padded_widths
 from ftft.train import engine, schedule
 from ftft.train.data import batch_indices, collate, epoch_permutation, micro_batches
 from ftft.train.dynamics import DynamicsRecorder
@@ -65,6 +66,11 @@ def main() -> None:
               f"{cpu / real:.2f}); widths to 8 (CUDA): {cuda:6.1f} (ratio {cuda / base[8]:.3f})")  # fmt: skip
     ratio = padded_per_example(lengths, 32, buckets=DEFAULT) / base[1]
     print(f"default length_buckets {DEFAULT}: ratio {ratio:.3f} (target <= 0.6)")
+    order, sort = np.arange(len(lengths)), np.argsort(lengths, kind="stable")
+    file, by_length = (
+        float((w * n).sum()) / len(lengths) for w, n in (padded_widths(lengths, p, 128) for p in (order, sort))
+    )
+    print(f"evaluation, batch 128: {file:.1f} padded tokens per example in file order, {by_length:.1f} length-sorted")
 
     with engine.torch_settings(args.threads):
         heads = max(1, args.hidden // 64)

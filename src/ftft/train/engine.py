@@ -136,13 +136,6 @@ class LossStats:
         self.count, self.count_checkpoint, self.count_total = (int(c) for c in state["counts"])
 
 
-def compute_loss(model, batch: Batch, ce_weight: float = 1.0, poe_weight: float = 1.0):
-    """Forward pass; returns (mean per-example loss, logits)."""
-    logits = model(**batch.inputs).logits
-    losses = example_losses(logits, batch.labels, batch.weight, batch.bias_logp, ce_weight, poe_weight)
-    return losses.mean(), logits
-
-
 def train_step(
     model,
     batches: list[Batch],
