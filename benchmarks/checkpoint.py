@@ -25,7 +25,7 @@ from ftft.train import state as state_io
 
 
 def engine_like_state(params: float, device: str) -> dict:
-    n = int(params) // 2**20
+    n = max(1, int(params) // 2**20)
     weights = [torch.randn(2**20, device=device) for _ in range(n)]
     optimizer = {"state": {i: {"step": torch.tensor(1.0), "exp_avg": torch.randn_like(w),
                                "exp_avg_sq": torch.rand_like(w)} for i, w in enumerate(weights)},
@@ -68,7 +68,7 @@ def stalls(params: float, checkpoints: int, folder, device: str, step_s: float) 
         saver.wait()
         write.append(time.perf_counter() - t)
     shutil.rmtree(folder, ignore_errors=True)
-    return {"params": int(params) // 2**20 * 2**20, "before_s": min(before), "after_s": min(after),
+    return {"params": len(weights) * 2**20, "before_s": min(before), "after_s": min(after),
             "after_max_s": max(after), "write_s": min(write)}  # fmt: skip
 
 

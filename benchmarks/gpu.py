@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import subprocess
 import sys
@@ -201,7 +202,10 @@ def main(argv=None) -> int:
         for shape in args.shapes:
             cfg, model = build(shape, args.tiny)
             data = random_encoded(args.examples, lengths, cfg.vocab_size, N_CLASSES)
-            runs = {k: engine_run(copy.deepcopy(model), data, k, args, k == DEFAULT_BUCKETS) for k in args.buckets}
+            runs = {}
+            for k in args.buckets:
+                runs[k] = engine_run(copy.deepcopy(model), data, k, args, k == DEFAULT_BUCKETS)
+                gc.collect()  # the run's model and optimiser are gone before the next one's peak memory
             report["shapes"][shape] = {"params": sum(p.numel() for p in model.parameters()), "engine": runs}
             del model
             if torch.cuda.is_available():
