@@ -77,7 +77,7 @@ def time_engine(model, batches, n, steps, max_grad_norm) -> float:
     start = time.perf_counter()
     for step in range(steps):
         batch = batches[step % len(batches)]
-        engine.train_step(model, batch, opt, accelerator, dynamics, stats, sched, max_grad_norm)
+        engine.train_step(model, [batch], opt, accelerator, dynamics, stats, sched, max_grad_norm)
     stats.pop_mean()  # the one sync, as at a log line
     return steps / (time.perf_counter() - start)
 

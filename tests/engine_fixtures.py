@@ -76,6 +76,8 @@ def toy_config(model_dir: Path, steps: int = 150, checkpoints: int = 5, lr: floa
         "eval_batch_size": 64,
         "threads": 1,
         "log_every": 50,
+        "length_buckets": 3,
+        "deterministic": False,
     }
     train.update(training)
     return {

@@ -150,3 +150,33 @@ def test_interrupted_save_leaves_the_previous_state(tmp_path, monkeypatch, targe
             state_io.save(tmp_path, engine_like_state(step=50))
     assert [p.name for p in tmp_path.iterdir()] == [STATE_FILE]  # the temporary file is gone
     assert state_io.load(tmp_path, "fp-1")["position"]["step"] == 25
+
+
+def test_background_save_writes_the_state_of_its_call_and_reports_errors(tmp_path, monkeypatch):
+    """The optimiser steps right after ``save``: the file holds the weights and moments of the call."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(256, 256)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(4, 256)).sum().backward()
+    opt.step()
+    saver = state_io.BackgroundSaver()
+    saver.guard(opt)
+    expected = {"model": {k: v.clone() for k, v in model.state_dict().items()},
+                "moments": [v["exp_avg"].clone() for v in opt.state.values()]}  # fmt: skip
+    for _ in range(2):  # the second save reuses the first one's buffers
+        saver.save(tmp_path, {"fingerprint": "fp", "model": model.state_dict(), "optimizer": opt.state_dict()})
+        opt.step()  # waits for the copy, then changes weights and moments in place
+        saver.wait()
+        saved = state_io.load(tmp_path, "fp")
+        np.testing.assert_equal(plain(saved["model"]), plain(expected["model"]))
+        np.testing.assert_equal(plain([v["exp_avg"] for v in saved["optimizer"]["state"].values()]),
+                                plain(expected["moments"]))  # fmt: skip
+        assert not torch.equal(model.weight, expected["model"]["weight"])
+        expected = {"model": {k: v.clone() for k, v in model.state_dict().items()},
+                    "moments": [v["exp_avg"].clone() for v in opt.state.values()]}  # fmt: skip
+    with monkeypatch.context() as m:  # a write that fails: raised by wait(), the previous state stays
+        m.setattr("torch.save", crash)
+        saver.save(tmp_path, {"fingerprint": "fp", "model": {}, "optimizer": {}})
+        with pytest.raises(InterruptedError):
+            saver.wait()
+    assert [p.name for p in tmp_path.iterdir()] == [STATE_FILE] and state_io.load(tmp_path, "fp")["model"]

@@ -468,6 +468,37 @@ def test_plan_inputs_and_params():
     assert demo.tokenized("nli", "roberta-large") != demo.tokenized("nli", "bert-large")
 
 
+def test_compute_plan_from_measured_lengths(tmp_path, tiny_model_dir):
+    """With tokenised data the plan batches its length histogram as the engine does and prints padded / real."""
+    import numpy as np
+
+    from ftft.modeling import count_params, load_tokenizer_and_model
+    from ftft.plan import ComputePlan, _dims_from_config
+    from ftft.tokenize import padded_per_example
+
+    cfg = load_cfg()
+    cfg["results"] = str(tmp_path)
+    lengths = np.random.default_rng(0).lognormal(np.log(40), 0.5, 5000).round().clip(5, 200).astype(int)
+    layout = Layout.from_config(cfg)
+    stats = Path(layout.tokenized("nli", grid.tokenizer_of(cfg, "deberta-v3-large"))) / "stats.json"
+    stats.parent.mkdir(parents=True)
+    stats.write_text(json.dumps({"train": {"length_counts": np.bincount(lengths).tolist()}}))
+    run = grid.Run("nli", "deberta-v3-large", "erm")
+    padded = {}
+    for buckets in (1, 3):
+        cfg["training"]["length_buckets"] = buckets
+        est = ComputePlan(cfg).estimate(run)
+        assert est.tokens_source == "tokenised data"
+        padded[buckets] = est.train_tokens / est.real_tokens
+        assert est.train_tokens == run.steps(cfg) * 32 * padded_per_example(np.sort(lengths), 32, 0, buckets, 8)
+    assert 1 < padded[3] < 0.75 * padded[1]
+    assert f"| {padded[3]:.2f} |" in ComputePlan(cfg).markdown()
+    # memory from the real parameter count: a model on disk counts its own
+    total = count_params(load_tokenizer_and_model(str(tiny_model_dir), 3)[1])[0]
+    # the formula leaves out the pooler and classifier: 4% of this tiny model, < 1% of a paper model
+    assert _dims_from_config(tiny_model_dir / "config.json")[3] == pytest.approx(total, rel=0.05)
+
+
 def test_download_args_quote_and_skip_nulls():
     from ftft.workflow import Plan
 

@@ -5,21 +5,25 @@ training job's SLURM ``runtime`` / ``mem_mb`` come from it (times a stated safet
 instead of one request for every job.
 
 Per training run (``grid.Run``):
-  train tokens   steps x batch_size x T, T = tokens per example as the engine feeds them
-                 (padded to the longest instance of the batch)
+  train tokens   steps x batch_size x T, T = tokens per example as the engine feeds them on a GPU
+                 (each batch as ``training.length_buckets`` length-sorted micro-batches, each
+                 padded to its longest instance, widths rounded up to 8)
   FLOPs          3 x forward, forward = tokens x (2 N + 2 n_layer T d_model) (Kaplan et al.
                  2020; N = non-embedding parameters), plus the checkpoint evaluations
                  (checkpoints x eval tokens x forward per token) and, for a PoE bias model,
                  one inference pass over the training set
   GPU-hours      FLOPs / (peak x utilisation) of ``cluster.gpu_name`` (defaults: A100 bf16,
                  312 TFLOP/s dense, 35% utilisation)
-  host memory    3 GB (Python, torch, CUDA context) + 2 copies of the fp32 weights + the
-                 tokenised data + the dynamics buffer
-T comes from the tokenised data when it exists (``stats.json`` of the tokenize step), else
-from the paper's Table 4 (NLI 92, HSD 210 padded tokens per example at batch 32, the values
-that reproduce its FLOPs) or, for other data, half of ``max_length``. N, n_layer and d_model
-come from the model's ``config.json`` when it is on disk, else from ``MODEL_DIMS`` (the nine
-paper models, from their hub configs).
+  host memory    3 GB (Python, torch, CUDA context) + 16 bytes per parameter (all parameters,
+                 embeddings included: the fp32 weights as loaded, plus the resume state of
+                 weights and two AdamW moments, loaded on resume or the checkpoint's host copy)
+                 + the tokenised data
+T comes from the tokenised data when it exists (the length histogram in ``stats.json`` of the
+tokenize step, batched as the engine batches; the plan prints padded / real tokens), else from
+the paper's Table 4 (NLI 92, HSD 210 padded tokens per example at batch 32, the values that
+reproduce its FLOPs, whole batches padded) or, for other data, half of ``max_length``. The
+parameter counts, n_layer and d_model come from the model's ``config.json`` when it is on disk,
+else from ``MODEL_DIMS`` (the nine paper models, from their hub configs).
 """
 
 from __future__ import annotations
@@ -29,20 +33,24 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import grid
 from .config import active_tasks
 
-#: hub id -> (non-embedding parameters, n_layer, d_model), from the hub config.json files
-MODEL_DIMS: dict[str, tuple[int, int, int]] = {
-    "microsoft/deberta-v3-small": (42_500_000, 6, 768),
-    "microsoft/deberta-v3-base": (85_000_000, 12, 768),
-    "microsoft/deberta-v3-large": (302_000_000, 24, 1024),
-    "google/electra-small-discriminator": (9_500_000, 12, 256),
-    "google/electra-base-discriminator": (85_000_000, 12, 768),
-    "google/electra-large-discriminator": (302_000_000, 24, 1024),
-    "prajjwal1/bert-tiny": (393_000, 2, 128),
-    "bert-large-uncased": (302_000_000, 24, 1024),
-    "roberta-large": (302_000_000, 24, 1024),
+#: hub id -> (non-embedding parameters, n_layer, d_model, all parameters), from the hub config.json files
+#: (all: the 3-label sequence classifier built from the hub config, counted; DeBERTaV3's model cards:
+#: 98M / 131M embedding parameters)
+MODEL_DIMS: dict[str, tuple[int, int, int, int]] = {
+    "microsoft/deberta-v3-small": (42_500_000, 6, 768, 141_900_000),
+    "microsoft/deberta-v3-base": (85_000_000, 12, 768, 184_400_000),
+    "microsoft/deberta-v3-large": (302_000_000, 24, 1024, 435_100_000),
+    "google/electra-small-discriminator": (9_500_000, 12, 256, 13_500_000),
+    "google/electra-base-discriminator": (85_000_000, 12, 768, 109_500_000),
+    "google/electra-large-discriminator": (302_000_000, 24, 1024, 335_100_000),
+    "prajjwal1/bert-tiny": (393_000, 2, 128, 4_400_000),
+    "bert-large-uncased": (302_000_000, 24, 1024, 335_100_000),
+    "roberta-large": (302_000_000, 24, 1024, 355_400_000),
 }
 #: padded tokens per example implied by the paper's Table 4 (DeBERTaV3-Base: 6233.34 / 624.68)
 PAPER_TOKENS = {"mnli": 92.0, "cad": 210.0}
@@ -50,7 +58,8 @@ PAPER_TOKENS = {"mnli": 92.0, "cad": 210.0}
 EVAL_ROWS_DEFAULT = 2000
 PAPER_DAYS = 7.0  # appendix A.1: "Training all models takes approximately seven GPU days"
 BASE_MEM_MB = 3000
-EMBEDDING_PARAMS = 100_000_000  # upper bound of a paper model's embedding matrices (DeBERTa-v3: 98M)
+HOST_BYTES_PER_PARAM = 16  # fp32 weights (4) + resume state or its host copy: weights and 2 AdamW moments (12)
+GPU_PAD_MULTIPLE = 8  # the engine rounds batch widths up to 8 on CUDA
 TRAIN_ROWS_DEFAULT = 400_000  # MNLI size, the largest paper training set
 
 
@@ -62,17 +71,21 @@ class Estimate:
     gpu_hours: float
     mem_mb: float
     tokens_source: str
+    real_tokens: float | None  # real (unpadded) training tokens, when known
 
 
-def _dims_from_config(path: Path) -> tuple[int, int, int] | None:
-    """(non-embedding params, n_layer, d_model) estimated from a config.json (no transformers import)."""
+def _dims_from_config(path: Path) -> tuple[int, int, int, int] | None:
+    """(non-embedding params, n_layer, d_model, all params) estimated from a config.json (no transformers import)."""
     try:
         c = json.loads(path.read_text())
         d, n_layer = int(c["hidden_size"]), int(c["num_hidden_layers"])
         ff = int(c.get("intermediate_size", 4 * d))
+        rows = int(c.get("vocab_size", 0)) + int(c.get("max_position_embeddings", 0)) + int(c.get("type_vocab_size", 0))
+        width = int(c.get("embedding_size") or d)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return n_layer * (4 * d * d + 2 * d * ff + 9 * d + ff), n_layer, d
+    n = n_layer * (4 * d * d + 2 * d * ff + 9 * d + ff)
+    return n, n_layer, d, n + rows * width
 
 
 class ComputePlan:
@@ -85,9 +98,10 @@ class ComputePlan:
         self.layout = Layout.from_config(cfg)
         self.cluster = cfg["cluster"]
         self._estimates: dict[grid.Run, Estimate] = {}
+        self._token_stats: dict[Path, tuple | None] = {}
 
     # --- inputs ---------------------------------------------------------------------------
-    def dims(self, model: str) -> tuple[int, int, int]:
+    def dims(self, model: str) -> tuple[int, int, int, int]:
         m = self.cfg["models"][model]
         candidates = []
         if self.cfg["mode"] == "demo":
@@ -102,22 +116,23 @@ class ComputePlan:
 
             a = DEMO_ARCH[m["size"]]
             d, ff, n = a["hidden"], a["intermediate"], a["layers"]
-            return n * (4 * d * d + 2 * d * ff), n, d
+            return n * (4 * d * d + 2 * d * ff), n, d, n * (4 * d * d + 2 * d * ff)
         if m["hub_id"] in MODEL_DIMS:
             return MODEL_DIMS[m["hub_id"]]
         return MODEL_DIMS["microsoft/deberta-v3-base"]  # an unknown hub model: assume base size
 
-    def tokens_per_example(self, task: str, model: str) -> tuple[float, str]:
+    def tokens_per_example(self, task: str, model: str) -> tuple[float, str, float | None]:
+        """(padded tokens per example as the engine batches them, where from, real tokens per example or None)."""
         stats = Path(self.layout.tokenized(task, grid.tokenizer_of(self.cfg, model))) / "stats.json"
         if stats.is_file():
-            try:
-                return float(json.loads(stats.read_text())["train"]["padded_tokens_per_example"]), "tokenised data"
-            except (ValueError, KeyError, TypeError):
-                pass
+            if stats not in self._token_stats:
+                self._token_stats[stats] = _measured_tokens(stats, self.cfg["training"])
+            if self._token_stats[stats] is not None:
+                return self._token_stats[stats]
         source = self.cfg["tasks"][task]["train"]["source"]
         if self.cfg["mode"] == "paper" and source in PAPER_TOKENS:
-            return PAPER_TOKENS[source], "paper Table 4"
-        return self.cfg["tasks"][task]["max_length"] / 2, "max_length / 2"
+            return PAPER_TOKENS[source], "paper Table 4", None
+        return self.cfg["tasks"][task]["max_length"] / 2, "max_length / 2", None
 
     def eval_rows(self, task: str) -> int:
         total = 0
@@ -134,8 +149,8 @@ class ComputePlan:
     def estimate(self, run: grid.Run) -> Estimate:
         if run in self._estimates:
             return self._estimates[run]
-        n, n_layer, d = self.dims(run.model)
-        t, source = self.tokens_per_example(run.task, run.model)
+        n, n_layer, d, n_all = self.dims(run.model)
+        t, source, real = self.tokens_per_example(run.task, run.model)
         per_token = 2.0 * n + 2.0 * n_layer * t * d
         tcfg = self.cfg["tasks"][run.task]
         train_tokens = run.steps(self.cfg) * self.cfg["training"]["batch_size"] * t
@@ -145,8 +160,9 @@ class ComputePlan:
             flops += train_tokens / max(1, run.steps(self.cfg)) * per_token  # roughly one pass
         rate = self.cluster["gpu_peak_tflops"] * 1e12 * self.cluster["gpu_utilisation"]
         data_mb = self.train_rows(run.task) * t * 8 / 2**20  # input ids + type ids, int32
-        mem = BASE_MEM_MB + 2 * 4 * (n + EMBEDDING_PARAMS) / 2**20 + data_mb
-        est = Estimate(run, train_tokens, flops, flops / rate / 3600, mem, source)
+        mem = BASE_MEM_MB + HOST_BYTES_PER_PARAM * n_all / 2**20 + data_mb
+        real_tokens = None if real is None else train_tokens * real / t
+        est = Estimate(run, train_tokens, flops, flops / rate / 3600, mem, source, real_tokens)
         self._estimates[run] = est
         return est
 
@@ -167,7 +183,8 @@ class ComputePlan:
         rows = [
             {"rule": "train", "task": t, "method": m, "jobs": len(es),
              "train_tokens": sum(e.train_tokens for e in es), "pflops": sum(e.flops for e in es) / 1e15,
-             "gpu_hours": sum(e.gpu_hours for e in es), "tokens_from": ", ".join(sorted({e.tokens_source for e in es}))}
+             "gpu_hours": sum(e.gpu_hours for e in es), "tokens_from": ", ".join(sorted({e.tokens_source for e in es})),
+             "padded_per_real": _ratio(es)}
             for (t, m), es in sorted(groups.items())
         ]  # fmt: skip
         total = {
@@ -179,6 +196,7 @@ class ComputePlan:
             "pflops": sum(r["pflops"] for r in rows),
             "gpu_hours": sum(r["gpu_hours"] for r in rows),
             "tokens_from": "",
+            "padded_per_real": _ratio(list(self._estimates.values())),
         }
         return rows + [total]
 
@@ -208,11 +226,13 @@ class ComputePlan:
         return line + f"; CPU jobs: {other}. Details: ftft plan"
 
     def markdown(self) -> str:
-        head = ["rule", "task", "method", "jobs", "train tokens (G)", "PFLOPs", "GPU-hours", "tokens/example from"]
+        head = ["rule", "task", "method", "jobs", "train tokens (G)", "padded / real", "PFLOPs", "GPU-hours",
+                "tokens/example from"]  # fmt: skip
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows():
             lines.append(
                 f"| {r['rule']} | {r['task']} | {r['method']} | {r['jobs']} | {r['train_tokens'] / 1e9:.3f} | "
+                f"{'n/a' if r['padded_per_real'] is None else format(r['padded_per_real'], '.2f')} | "
                 f"{r['pflops']:,.1f} | {r['gpu_hours']:,.2f} | {r['tokens_from']} |"
             )
         lines += ["", "CPU jobs: " + ", ".join(f"{k} {n}" for k, n in self.other_jobs().items())]
@@ -226,6 +246,29 @@ class ComputePlan:
             self.summary(),
         ]
         return "\n".join(lines) + "\n"
+
+
+def _measured_tokens(stats: Path, training: dict) -> tuple[float, str, float] | None:
+    """Padded tokens per example as the engine batches (on a GPU) the tokenised training set of ``stats``."""
+    from .tokenize import padded_per_example
+
+    try:
+        train = json.loads(stats.read_text())["train"]
+        counts = train.get("length_counts")
+        if counts is None:  # written before the histogram: whole batches padded (length_buckets 1)
+            return float(train["padded_tokens_per_example"]), "tokenised data", float(train["tokens_per_example"])
+        lengths = np.repeat(np.arange(len(counts)), counts)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    padded = padded_per_example(lengths, training["batch_size"], 0, training["length_buckets"], GPU_PAD_MULTIPLE)
+    return padded, "tokenised data", float(lengths.mean())
+
+
+def _ratio(estimates: list[Estimate]) -> float | None:
+    """Padded / real training tokens of ``estimates`` (None when a real count is unknown)."""
+    if not estimates or any(e.real_tokens is None for e in estimates):
+        return None
+    return sum(e.train_tokens for e in estimates) / sum(e.real_tokens for e in estimates)
 
 
 def _parquet_rows(path: Path, default: int = EVAL_ROWS_DEFAULT) -> int:

@@ -97,22 +97,59 @@ def tokenize_frame(df, tokenizer, max_length: int):
     )
 
 
-def padded_widths(lengths: np.ndarray, perm: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(width, size) of every batch of one pass in the order ``perm`` (also the engine's padded FLOPs)."""
+def pad_to(lengths: np.ndarray, multiple: int) -> np.ndarray:
+    """``lengths`` rounded up to a multiple of ``multiple`` (the engine pads widths to 8 on CUDA)."""
+    return -(-np.asarray(lengths, dtype=np.int64) // multiple) * multiple
+
+
+def bucket_bounds(widths: np.ndarray, buckets: int) -> np.ndarray:
+    """Split points [nb, buckets + 1] of each row of ascending ``widths`` [nb, B] into at most ``buckets``
+    micro-batches, each padded to its longest, with the fewest padded tokens (exact dynamic programming;
+    on ties the fewer micro-batches). Empty micro-batches have equal bounds."""
+    nb, size = widths.shape
+    w = np.concatenate([np.zeros((nb, 1), np.int64), widths], axis=1)  # w[:, i]: width of a bucket ending at i
+    cost = np.full((buckets + 1, nb, size + 1), np.inf)
+    cost[0, :, 0] = 0.0
+    arg = np.zeros((buckets + 1, nb, size + 1), dtype=np.int64)
+    rows = np.arange(nb)
+    for j in range(1, buckets + 1):
+        for i in range(size + 1):  # last bucket (m, i]: the largest m among equal costs
+            c = cost[j - 1, :, : i + 1] + (i - np.arange(i + 1)) * w[:, i : i + 1]
+            arg[j, :, i] = i - c[:, ::-1].argmin(axis=1)
+            cost[j, :, i] = c[rows, arg[j, :, i]]
+    bounds = np.full((nb, buckets + 1), size, dtype=np.int64)
+    for j in range(buckets, 0, -1):
+        bounds[:, j - 1] = arg[j, rows, bounds[:, j]]
+    return bounds
+
+
+def padded_widths(
+    lengths: np.ndarray, perm: np.ndarray, batch_size: int, buckets: int = 1, multiple: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """(width, size) of every batch of one pass in the order ``perm``, or of every micro-batch when each
+    batch runs as ``buckets`` length-bucketed micro-batches (also the engine's padded FLOPs)."""
     n = len(perm)
-    nb = -(-n // batch_size)
-    pad = np.zeros(nb * batch_size, dtype=np.int64)
-    pad[:n] = lengths[perm]
-    sizes = np.full(nb, batch_size, dtype=np.int64)
-    sizes[-1] = n - batch_size * (nb - 1)
-    return pad.reshape(nb, batch_size).max(axis=1), sizes
+    full = n - n % batch_size
+    out = ([], [])
+    for part in (perm[:full].reshape(-1, batch_size), perm[full:][None]):
+        if part.size == 0:
+            continue
+        w = np.sort(pad_to(lengths[part], multiple), axis=1)
+        bounds = bucket_bounds(w, buckets)
+        sizes = np.diff(bounds, axis=1)
+        out[0].append(w[np.arange(len(w))[:, None], np.maximum(bounds[:, 1:] - 1, 0)][sizes > 0])
+        out[1].append(sizes[sizes > 0])
+    return np.concatenate(out[0]), np.concatenate(out[1])
 
 
-def padded_per_example(lengths: np.ndarray, batch_size: int, seed: int = 0) -> float:
-    """Mean tokens per example when batches of a random order are padded to their longest."""
+def padded_per_example(
+    lengths: np.ndarray, batch_size: int, seed: int = 0, buckets: int = 1, multiple: int = 1
+) -> float:
+    """Mean tokens per example when batches of a random order are padded (per micro-batch) to their longest."""
     if len(lengths) == 0:
         return 0.0
-    widths, sizes = padded_widths(lengths, np.random.default_rng(seed).permutation(len(lengths)), batch_size)
+    perm = np.random.default_rng(seed).permutation(len(lengths))
+    widths, sizes = padded_widths(lengths, perm, batch_size, buckets, multiple)
     return float((widths * sizes).sum() / len(lengths))
 
 
@@ -155,6 +192,7 @@ def tokenize_task(
             "tokens_per_example": float(lengths.mean()),
             "truncated": int((lengths >= max_length).sum()),
             "padded_tokens_per_example": padded_per_example(lengths, batch_size),
+            "length_counts": np.bincount(lengths).tolist(),  # the plan's padding with any bucketing
         }
         log.info("%s: %d rows, %.1f tokens per example (%d at max_length %d)", split, len(ds),
                  lengths.mean(), stats[split]["truncated"], max_length)  # fmt: skip

@@ -4,8 +4,10 @@ The tokenize step (``ftft.tokenize``) wrote each split once per tokenizer as Arr
 training job memory-maps them (``datasets.load_from_disk``) and keeps each split as flat int32
 token ids with offsets (no per-instance Python lists). Each batch is padded to its own longest
 instance (dynamic padding) and built in pinned memory on a GPU, so its host-to-device copy
-can run ``non_blocking`` while the previous step computes. Nothing is sorted: batches follow
-the epoch's permutation, so a run is a pure function of its seed.
+can run ``non_blocking`` while the previous step computes. Batches follow the epoch's permutation,
+so a run is a pure function of its seed; within a batch, ``micro_batches`` sorts the instances by
+length and splits them into at most ``length_buckets`` micro-batches with the fewest padded tokens
+(the same instances in the same step; the engine sums their losses to the batch mean).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from ..errors import DataError
 from ..io import parquet_meta, read_json, read_parquet, unreadable
+from ..tokenize import bucket_bounds, pad_to
 from ..tokenize import padded_widths as padded_widths  # the engine's padded FLOPs
 
 
@@ -249,14 +252,24 @@ def apply_subset(train: Encoded, subset_path: Path, n_labels: int) -> Encoded:
 
 def collate(data: Encoded, idx: np.ndarray, device: torch.device) -> Batch:
     """Pad the instances ``idx`` to the batch's longest: on the host (pinned for a GPU), then to ``device``."""
-    return collate_host(data, idx, pin=device.type == "cuda").to(device)
+    cuda = device.type == "cuda"
+    return collate_host(data, idx, pin=cuda, multiple=8 if cuda else 1).to(device)
 
 
-def collate_host(data: Encoded, idx: np.ndarray, pin: bool = False) -> Batch:
-    """The padded batch of ``idx`` in host memory (page-locked when ``pin``)."""
+def micro_batches(lengths: np.ndarray, idx: np.ndarray, buckets: int, multiple: int = 1) -> list[np.ndarray]:
+    """The rows ``idx`` of one batch as at most ``buckets`` length-sorted micro-batches, padding minimised."""
+    if buckets == 1:
+        return [idx]
+    idx = idx[np.argsort(lengths[idx], kind="stable")]
+    bounds = bucket_bounds(pad_to(lengths[idx], multiple)[None], buckets)[0]
+    return [idx[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def collate_host(data: Encoded, idx: np.ndarray, pin: bool = False, multiple: int = 1) -> Batch:
+    """The batch of ``idx`` in host memory (page-locked when ``pin``), its width rounded up to ``multiple``."""
     idx = np.asarray(idx, dtype=np.int64)
     lengths = data.lengths[idx]
-    width = int(lengths.max())
+    width = int(pad_to(lengths.max(), multiple))
     mask = np.arange(width)[None, :] < lengths[:, None]
     src = _positions(data.offsets[idx], lengths)
 

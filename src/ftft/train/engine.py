@@ -4,13 +4,17 @@ A plain loop in the spirit of HF ``run_glue_no_trainer.py`` and nanoGPT:
 
     the tokenised data is memory-mapped (``ftft.tokenize`` wrote it once per tokenizer)
     for each optimiser step until ``steps``:
-        batch  = next slice of this epoch's permutation, padded to its longest instance
-                 (built on the host while the previous step runs; pinned, copied non-blocking)
-        loss   = mean of ftft.losses.example_losses (weights / PoE when the subset has them)
-        backward, clip, optimiser step, (linear) scheduler step
-        dynamics.record(softmax(logits))            # stays on the device
+        batch  = next slice of this epoch's permutation, sorted by length into at most
+                 ``length_buckets`` micro-batches, each padded to its longest instance (to a
+                 multiple of 8 on CUDA); built on the host while the previous step runs (pinned,
+                 copied non-blocking)
+        loss   = mean over the batch of ftft.losses.example_losses (weights / PoE when the subset
+                 has them): each micro-batch's sum / batch size, backward per micro-batch
+        clip, optimiser step, (linear) scheduler step
+        dynamics.record(softmax(logits))            # per instance, stays on the device
         at checkpoint k (step round(k * steps / K)):
             evaluate every eval set, (plateau) scheduler step on the training loss, save state
+            (copied to host memory, written by a background thread while training goes on)
 
 The only host syncs in the loop are the log lines, the end of each pass over the data (the
 dynamics buffer moves to the host) and the checkpoints. ``train_step`` is the per-step
@@ -50,6 +54,7 @@ from .data import (
     collate_host,
     epoch_permutation,
     load_tokenized,
+    micro_batches,
     padded_widths,
     tokenized_stats,
 )
@@ -132,16 +137,9 @@ class LossStats:
         self.count, self.count_checkpoint, self.count_total = (int(c) for c in state["counts"])
 
 
-def compute_loss(model, batch: Batch, ce_weight: float = 1.0, poe_weight: float = 1.0):
-    """Forward pass; returns (mean per-example loss, logits)."""
-    logits = model(**batch.inputs).logits
-    losses = example_losses(logits, batch.labels, batch.weight, batch.bias_logp, ce_weight, poe_weight)
-    return losses.mean(), logits
-
-
 def train_step(
     model,
-    batch: Batch,
+    batches: list[Batch],
     optimizer,
     accelerator,
     dynamics: DynamicsRecorder,
@@ -151,16 +149,25 @@ def train_step(
     ce_weight: float = 1.0,
     poe_weight: float = 1.0,
 ) -> None:
-    """One optimiser step on ``batch``, recording its training dynamics. No host sync."""
-    loss, logits = compute_loss(model, batch, ce_weight, poe_weight)
-    accelerator.backward(loss)
+    """One optimiser step on a batch given as micro-batches, recording its training dynamics. No host sync.
+
+    The loss is the mean over the whole batch: each micro-batch contributes its sum / batch size
+    (the gradient equals the one-batch gradient up to float rounding and dropout draws)."""
+    n = sum(len(b.labels) for b in batches)
+    loss = 0.0
+    for b in batches:
+        logits = model(**b.inputs).logits
+        losses = example_losses(logits, b.labels, b.weight, b.bias_logp, ce_weight, poe_weight)
+        part = losses.mean() if len(batches) == 1 else losses.sum() / n
+        accelerator.backward(part)
+        dynamics.record(logits, b.idx)
+        loss = loss + part.detach()
     if max_grad_norm:
         accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    dynamics.record(logits, batch.idx)
     stats.add(loss)
 
 
@@ -184,7 +191,7 @@ def make_accelerator(spec: dict):
 
 
 def make_optimizer(model, spec: dict) -> torch.optim.Optimizer:
-    """AdamW (eps from the spec) or SGD with momentum (JTT); no weight decay on 1-D parameters."""
+    """AdamW (eps from the spec; fused kernel on CUDA) or SGD with momentum (JTT); no weight decay on 1-D parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": spec["weight_decay"]},
@@ -192,20 +199,21 @@ def make_optimizer(model, spec: dict) -> torch.optim.Optimizer:
     ]
     if spec["optimizer"] == "sgd":
         return torch.optim.SGD(groups, lr=spec["lr"], momentum=spec["momentum"])
-    return torch.optim.AdamW(groups, lr=spec["lr"], eps=spec["adam_eps"])
+    return torch.optim.AdamW(groups, lr=spec["lr"], eps=spec["adam_eps"], fused=torch.cuda.is_available())
 
 
 @contextlib.contextmanager
-def torch_settings(threads: int):
-    """The spec's thread count (and deterministic CUDA kernels on a GPU), restored afterwards.
+def torch_settings(threads: int, deterministic: bool = False):
+    """The spec's thread count (and, when ``deterministic``, deterministic CUDA kernels), restored afterwards.
 
     On the CPU a fixed thread count already makes every op this loop uses deterministic
     (the resume tests check bitwise equality), so ``torch.use_deterministic_algorithms`` is
-    only switched on with CUDA: its first call costs ~4 s of imports, a fifth of a demo run.
+    only switched on with CUDA, and only when asked (``training.deterministic``, docs/FIDELITY.md):
+    it slows DeBERTa's attention ``gather`` backward, and warn-only it guarantees nothing.
     """
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    cuda = torch.cuda.is_available()
+    cuda = deterministic and torch.cuda.is_available()
     if cuda:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         prev_det = torch.are_deterministic_algorithms_enabled()
@@ -465,11 +473,11 @@ def restore(s: Session, saved: dict) -> None:
     s.metrics, s.preds = saved["metrics"], saved["predictions"]
 
 
-def save_state(s: Session, state_dir: Path, fp: str, session_start: float) -> None:
+def save_state(s: Session, saver: state_io.BackgroundSaver, state_dir: Path, fp: str, session_start: float) -> None:
     position = asdict(s.pos)
     position["wall_time_s"] = s.pos.wall_time_s + time.perf_counter() - session_start
     position["peak_mem_mb"] = max(s.pos.peak_mem_mb, peak_memory_mb(s.device))
-    state_io.save(
+    saver.save(
         state_dir,
         {
             "fingerprint": fp,
@@ -511,7 +519,8 @@ def debug_hooks(spec: dict) -> dict:
 def flops_record(s: Session) -> dict:
     """Forward FLOPs of one epoch (real and padded tokens, the padded ones over the first pass) and in total."""
     data, bs = s.train_data, s.spec["batch_size"]
-    widths, sizes = padded_widths(data.lengths, epoch_permutation(s.spec["seed"], 0, len(data)), bs)
+    perm = epoch_permutation(s.spec["seed"], 0, len(data))
+    widths, sizes = padded_widths(data.lengths, perm, bs, s.spec["length_buckets"], pad_multiple(s.device))
     return {
         "forward_per_epoch": s.flops(widths * sizes, widths),
         "forward_per_epoch_real": s.flops(data.lengths, data.lengths),
@@ -616,23 +625,34 @@ def train(
     spec = validate_spec(copy.deepcopy(spec))
     if model_path is not None:
         spec["model_source"] = str(model_path)
-    with torch_settings(spec["threads"]):
+    saver = state_io.BackgroundSaver()
+    with torch_settings(spec["threads"], spec["deterministic"]):
         try:
-            return _train(spec, Path(data_dir), Path(out_dir), Path(state_dir), subset, bias_out)
+            return _train(spec, Path(data_dir), Path(out_dir), Path(state_dir), subset, bias_out, saver)
         except ReferenceFailed as exc:
             return write_reference_failure(spec, Path(out_dir), str(exc))
+        finally:
+            saver.wait()  # a checkpoint being written is finished even when the run stops with an error
 
 
-def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, bias_out) -> dict:
+def pad_multiple(device: torch.device) -> int:
+    """Batch widths are padded to a multiple of 8 on CUDA (tensor-core tiles), not on the CPU."""
+    return 8 if device.type == "cuda" else 1
+
+
+def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, bias_out, saver) -> dict:
     session_start = time.perf_counter()
     s = setup(spec, data_dir, subset)
     fp = fingerprint(spec)
     saved = state_io.load(state_dir, fp)
+    rng = None
     if saved is not None:
         restore(s, saved)
+        rng, saved = saved["rng"], None  # the loaded tensors are freed before training
     s.model, s.optimizer = s.accelerator.prepare(s.model, s.optimizer)
-    if saved is not None:
-        state_io.set_rng_state(saved["rng"])  # last: loading the model consumed random numbers
+    saver.guard(getattr(s.optimizer, "optimizer", s.optimizer))  # weights change only once the last state is copied
+    if rng is not None:
+        state_io.set_rng_state(rng)  # last: loading the model consumed random numbers
     s.model.train()
     gc.freeze()  # the imported modules and the model stay out of every collection from here on
     gc.enable()
@@ -644,34 +664,39 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
     progress = ProgressLog(steps, pos.step)
     debug = debug_hooks(spec)
     ce_weight, poe_weight = (spec["poe"]["ce_weight"], spec["poe"]["poe_weight"]) if spec["poe"] else (1.0, 1.0)
-    pin = s.device.type == "cuda"
+    pin, multiple, buckets = s.device.type == "cuda", pad_multiple(s.device), spec["length_buckets"]
     failure = None
     log.info("training %s on %d instances: %d steps of batch %d, %d checkpoints, %s",
              spec["model_source"], n, steps, bs, len(ckpts), device_name(s.device))  # fmt: skip
 
-    host = collate_host(s.train_data, batch_indices(perm, pos.batch, bs), pin) if pos.step < steps else None
+    def host_batch(b: int) -> list[Batch]:
+        groups = micro_batches(s.train_data.lengths, batch_indices(perm, b, bs), buckets, multiple)
+        return [collate_host(s.train_data, g, pin, multiple) for g in groups]
+
+    host = host_batch(pos.batch) if pos.step < steps else None
     while pos.step < steps:
-        batch = host.to(s.device)
+        batch = [b.to(s.device) for b in host]
         if debug.get("nan_at_step") == pos.step + 1:
+            saver.before_update()
             with torch.no_grad():
                 next(s.model.parameters()).fill_(float("nan"))
         train_step(s.model, batch, s.optimizer, s.accelerator, s.dynamics, s.stats, s.per_step_scheduler,
                    spec["max_grad_norm"], ce_weight, poe_weight)  # fmt: skip
         pos.step += 1
         pos.batch += 1
-        pos.tokens_seen += batch.n_tokens
-        size = len(batch.labels)
-        pos.padded_tokens_seen += size * batch.width
-        pos.examples_seen += size
+        widths, sizes = np.array([b.width for b in batch]), np.array([len(b.labels) for b in batch])
+        pos.tokens_seen += sum(b.n_tokens for b in batch)
+        pos.padded_tokens_seen += int((sizes * widths).sum())
+        pos.examples_seen += int(sizes.sum())
         lengths = s.train_data.lengths[batch_indices(perm, pos.batch - 1, bs)]
         pos.forward_flops += s.flops(lengths, lengths)
-        pos.forward_flops_padded += s.flops(size * batch.width, batch.width)
+        pos.forward_flops_padded += s.flops(sizes * widths, widths)
         if pos.batch == n_batches:  # end of a pass over the training set (one host copy)
             s.dynamics.end_pass(perm)
             pos.epoch, pos.batch = pos.epoch + 1, 0
             perm = epoch_permutation(spec["seed"], pos.epoch, n)
         if pos.step < steps:  # build the next batch while the device computes this one
-            host = collate_host(s.train_data, batch_indices(perm, pos.batch, bs), pin)
+            host = host_batch(pos.batch)
 
         at_checkpoint = pos.step in ckpts
         if pos.step % spec["log_every"] == 0 or at_checkpoint:
@@ -684,7 +709,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
             break
         k = ckpts.index(pos.step) + 1
         checkpoint(s, k, len(ckpts))
-        save_state(s, state_dir, fp, session_start)
+        save_state(s, saver, state_dir, fp, session_start)
         if debug.get("kill_after_checkpoint") == k:
             raise SimulatedKill(f"debug: killed after checkpoint {k}")
 
@@ -697,6 +722,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
         log.warning("run failed: %s", failure)
     record = make_record(s, failure, final, session_start)
     write_outputs(s, out_dir, record, Path(bias_out) if bias_out else None)
+    saver.wait()
     state_io.clear(state_dir)
     log.info("wrote %s (status %s, %.1f s)", out_dir, record["status"], record["wall_time_s"])
     return record

@@ -14,19 +14,22 @@ from .data import Encoded, collate
 
 @torch.no_grad()
 def predict_probs(model, data: Encoded, batch_size: int, device: torch.device) -> np.ndarray:
-    """Softmax probabilities [M, C] (float32) of ``model`` on ``data``, in eval mode."""
+    """Softmax probabilities [M, C] (float32) of ``model`` on ``data`` in eval mode, in the order of ``data``
+    (batches of length-sorted instances: the least padding)."""
     was_training = model.training
     model.eval()
     chunks = []
+    order = np.argsort(data.lengths, kind="stable")
     try:
         for start in range(0, len(data), batch_size):
-            idx = np.arange(start, min(start + batch_size, len(data)))
-            batch = collate(data, idx, device)
+            batch = collate(data, order[start : start + batch_size], device)
             logits = model(**batch.inputs).logits
             chunks.append(torch.softmax(logits.float(), dim=-1))
     finally:
         model.train(was_training)
-    return torch.cat(chunks).cpu().numpy().astype(np.float32)
+    probs = np.empty((len(data), chunks[0].shape[1]), np.float32)
+    probs[order] = torch.cat(chunks).cpu().numpy()
+    return probs
 
 
 def accuracy(labels: np.ndarray, pred: np.ndarray) -> float:

@@ -62,6 +62,8 @@ def make_spec(cfg: dict, run: Run) -> dict:
         "max_grad_norm": clip,
         "mixed_precision": training["mixed_precision"],
         "threads": int(training["threads"]),
+        "length_buckets": int(training["length_buckets"]),
+        "deterministic": bool(training["deterministic"]),
         "log_every": int(training["log_every"]),
         "seed": run.seed,
         "optimizer": optimizer,
@@ -82,7 +84,7 @@ def _fail(field: str, msg: str):
 REQUIRED = (
     "run", "labels", "metric", "model_source", "steps", "checkpoints", "max_length", "batch_size", "eval_batch_size",
     "lr", "warmup_ratio", "weight_decay", "adam_eps", "max_grad_norm", "mixed_precision", "threads", "log_every",
-    "seed", "optimizer", "momentum", "scheduler", "plateau", "eval_sets", "poe",
+    "seed", "optimizer", "momentum", "scheduler", "plateau", "eval_sets", "poe", "length_buckets", "deterministic",
 )  # fmt: skip
 
 
@@ -94,7 +96,8 @@ def validate_spec(spec: dict) -> dict:
         if key not in spec:
             _fail(key, "missing")
     spec.setdefault("debug", {})
-    for key in ("steps", "checkpoints", "max_length", "batch_size", "eval_batch_size", "threads", "log_every"):
+    for key in ("steps", "checkpoints", "max_length", "batch_size", "eval_batch_size", "threads", "log_every",
+                "length_buckets"):  # fmt: skip
         if not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] < 1:
             _fail(key, f"must be a positive integer, got {spec[key]!r}")
     if spec["steps"] < spec["checkpoints"]:
@@ -106,6 +109,8 @@ def validate_spec(spec: dict) -> dict:
         _fail("warmup_ratio", f"must be in [0, 1], got {spec['warmup_ratio']!r}")
     if spec["weight_decay"] < 0:
         _fail("weight_decay", f"must be >= 0, got {spec['weight_decay']!r}")
+    if not isinstance(spec["deterministic"], bool):
+        _fail("deterministic", f"must be true or false, got {spec['deterministic']!r}")
     if spec["max_grad_norm"] is not None and not spec["max_grad_norm"] > 0:
         _fail("max_grad_norm", f"must be > 0 or null, got {spec['max_grad_norm']!r}")
     for key, allowed in (("metric", METRICS), ("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
@@ -136,5 +141,5 @@ def hparams(spec: dict) -> dict:
     """The hyper-parameters recorded in run.json."""
     keys = ("steps", "checkpoints", "max_length", "batch_size", "eval_batch_size", "lr", "warmup_ratio", "weight_decay",
             "adam_eps", "max_grad_norm", "optimizer", "momentum", "scheduler", "plateau", "mixed_precision", "threads",
-            "seed", "metric", "poe")  # fmt: skip
+            "seed", "metric", "poe", "length_buckets", "deterministic")  # fmt: skip
     return {k: spec[k] for k in keys}

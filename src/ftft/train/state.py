@@ -11,15 +11,22 @@ a zip CRC mismatch, or anything beyond tensors, numpy arrays and plain values, w
 ``torch.load(weights_only=True)`` refuses without running code): then a warning names the file and
 the reason, the file is renamed to ``resume.pt.corrupt-<UTC time>`` and the run restarts from scratch
 instead of failing on every rerun. ``clear`` deletes the folder once the run is done.
+
+``BackgroundSaver`` is how the engine saves: a background thread copies the state's tensors into
+host buffers (pinned on CUDA, reused from one checkpoint to the next) while training goes on (the
+next optimiser step waits for the copy), then runs ``save``. The next save, and the end of the
+run, wait for the previous write; a kill mid-write leaves the previous file (``save`` is atomic).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import pickle
 import random
 import shutil
+import threading
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +70,82 @@ def save(state_dir: str | Path, state: dict) -> None:
     """Write the state atomically (a kill mid-write leaves the previous state intact)."""
     with atomic_path(Path(state_dir) / STATE_FILE) as tmp:
         torch.save(state, tmp)
+
+
+def _host_copy(obj, old=None):
+    """``obj`` with every tensor copied into host memory (into ``old``'s buffer of the same shape, if any)."""
+    if isinstance(obj, torch.Tensor):
+        if not (isinstance(old, torch.Tensor) and old.shape == obj.shape and old.dtype == obj.dtype):
+            old = torch.empty(obj.shape, dtype=obj.dtype, pin_memory=obj.is_cuda)
+        return old.copy_(obj.detach(), non_blocking=True)
+    if isinstance(obj, dict):
+        old = old if isinstance(old, dict) else {}
+        return {k: _host_copy(v, old.get(k)) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        old = old if isinstance(old, list | tuple) and len(old) == len(obj) else [None] * len(obj)
+        return type(obj)(_host_copy(v, o) for v, o in zip(obj, old, strict=True))
+    return copy.deepcopy(obj)
+
+
+class BackgroundSaver:
+    """``save`` in a background thread that first copies the state to host buffers (module docstring).
+
+    Forward and backward passes only read the weights, so training goes on while the copy runs; the
+    optimiser step waits for it (``guard`` registers that as a step pre-hook). On CUDA the copy runs on
+    a side stream and the wait is the device's (``wait_event``): the training thread never blocks."""
+
+    def __init__(self):
+        self._thread, self._error, self._buffers, self._done = None, None, None, None
+        self._copied = threading.Event()
+        self._copied.set()
+        self._stream = torch.cuda.Stream() if torch.cuda.is_available() else None
+
+    def guard(self, optimizer) -> None:
+        """Make ``optimizer.step`` wait until the state being saved is copied."""
+        optimizer.register_step_pre_hook(lambda *_: self.before_update())
+
+    def before_update(self) -> None:
+        self._copied.wait()
+        if self._done is not None:
+            torch.cuda.current_stream().wait_event(self._done)
+
+    def save(self, state_dir: str | Path, state: dict) -> None:
+        self.wait()
+        self._copied.clear()
+        ready = None
+        if self._stream is not None:
+            ready = torch.cuda.Event()
+            ready.record()
+        self._thread = threading.Thread(target=self._run, args=(state_dir, state, ready), daemon=True)
+        self._thread.start()
+
+    def _run(self, state_dir, state: dict, ready) -> None:
+        try:
+            if ready is None:
+                self._buffers = _host_copy(state, self._buffers)
+            else:
+                with torch.cuda.stream(self._stream):
+                    self._stream.wait_event(ready)
+                    self._buffers = _host_copy(state, self._buffers)
+                    self._done = torch.cuda.Event()
+                    self._done.record()
+            self._copied.set()
+            if self._done is not None:
+                self._done.synchronize()
+            save(state_dir, self._buffers)
+        except BaseException as exc:  # re-raised on the training thread by wait()
+            self._error = exc
+        finally:
+            self._copied.set()
+
+    def wait(self) -> None:
+        """Block until the last save is on disk; raise its error, if any."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
 
 
 def _read(path: Path) -> dict:
