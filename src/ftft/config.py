@@ -126,6 +126,8 @@ def validate(cfg: dict, source: str = "<config>") -> None:
             msg = f"unknown key(s) {extra}; allowed: {sorted(err.schema.get('properties', {}))}"
             if extra:
                 key = _key_path([*err.absolute_path, extra[0]])
+        elif err.validator == "pattern" and "x1f" in err.validator_value:
+            msg = f"{err.instance!r} is not allowed here (display text is one line without control characters)"
         elif err.validator == "pattern" or (err.validator == "oneOf" and isinstance(err.instance, str)):
             msg = f"{err.instance!r} is not allowed here (names and paths may not contain whitespace, quotes or shell characters)"
         elif err.validator == "propertyNames":

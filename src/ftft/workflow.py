@@ -513,7 +513,8 @@ def hub_environment(cfg: dict) -> dict[str, str]:
 
 
 def rst_text(text: str) -> str:
-    """Plain text made safe to drop into reStructuredText (report captions)."""
-    for ch in ("\\", "*", "`", "_", "|"):
-        text = text.replace(ch, "\\" + ch)
-    return text
+    """Plain text as inert reStructuredText (report captions): whitespace runs (newlines included) become one
+    space, so no line can start a directive (``.. raw::``, ``.. include::``), and every ASCII punctuation
+    character is backslash-escaped, so no role, link, URI (``javascript:``) or substitution is recognised;
+    docutils then writes the text HTML-escaped."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(text.split()))
