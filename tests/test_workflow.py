@@ -241,6 +241,26 @@ def test_bad_config_fails_before_any_job(wf, tmp_path, name):
     assert not list(wf.rglob("PWNED")) and not (wf / "x").exists()
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "text", ['__use_yte__: true\nq: ?__import__("os").system("touch PWNED") or 0.33\n', "q: !!python/name:os.sep\n"]
+)
+def test_templates_and_yaml_tags_in_an_overlay_are_refused(wf, tmp_path, text):
+    """Overlays are plain data: `__use_yte__` and YAML tags fail naming the file. ftft's own readers (plan,
+    status, check-config) refuse them without evaluating anything; Snakemake 9 evaluates a YTE overlay while
+    parsing its command line, before the Snakefile runs, so `snakemake` can only refuse to go on (README)."""
+    bad = tmp_path / "overlay.yaml"
+    bad.write_text(text)
+    with pytest.raises(ftft_config.ConfigError, match=re.escape(str(bad))):
+        ftft_config.load_overlays([bad])
+    assert not list(Path.cwd().glob("PWNED"))
+    res = snakemake(wf, "--dry-run", "--configfile", str(bad))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and f"invalid configuration: {bad}" in out, out[-2000:]
+    assert "Building DAG of jobs" not in out
+    (wf / "PWNED").unlink(missing_ok=True)
+
+
 # ---------------------------------------------------------------- lint and formatting
 @pytest.mark.integration
 def test_snakemake_lint_clean(wf):

@@ -44,12 +44,17 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        with path.open() as fh:
-            data = yaml.safe_load(fh) or {}
-    except yaml.YAMLError as exc:
+        text = path.read_text()
+        tags = [t.value for t in yaml.scan(text) if isinstance(t, yaml.TagToken)]
+        data = None if tags else yaml.safe_load(text) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if tags:  # plain data only: a tag makes Python objects (!!python/...) or means something else to another reader
+        raise ConfigError(f"{path}: YAML tags are not allowed in a config file, found {''.join(tags[0])!r}")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    if "__use_yte__" in data:  # Snakemake would evaluate the file as a YTE template: code from a config file
+        raise ConfigError(f"{path}: '__use_yte__' is not allowed: config files are plain data, never templates")
     return data
 
 
