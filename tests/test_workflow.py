@@ -191,11 +191,11 @@ BAD_CONFIGS = {
     "typo_top_level_key": ({"seeeds": [0]}, ["seeeds"]),
     "step_fraction_above_one": (
         {"methods": {"ftft": {"fraction": {"nli": "4/3", "hsd": "1/3"}}}},
-        ["fraction", "nli", "4/3"],
+        ["'methods.ftft.fraction.nli'", "4/3"],
     ),
     "ftft_fraction_off_checkpoint": (
         {"methods": {"ftft": {"fraction": {"nli": "1/4", "hsd": "1/3"}}}},
-        ["nli", "1/4", "checkpoints"],
+        ["'methods.ftft.fraction.nli'", "1/4", "checkpoints"],
     ),
     "speed_fraction_above_one": ({"speed": {"fractions": ["1/15", "16/15"]}}, ["speed.fractions[1]", "16/15"]),
     "shell_in_results": ({"results": EVIL}, ["'results'", "touch"]),

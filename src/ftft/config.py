@@ -223,12 +223,11 @@ def _semantic_checks(cfg: dict, source: str) -> None:
                 fail(f"{base}.fraction", "only ftft rows have a step fraction")
             if row["method"] == "ftft":
                 fr = row.get("fraction", cfg["methods"]["ftft"]["fraction"])
+                key = f"{base}.fraction" if "fraction" in row else "methods.ftft.fraction"  # where the value is
                 for t in table["tasks"]:
                     if t not in fr:
-                        fail(f"{base}.fraction", f"no FTFT step fraction for task '{t}'")
-                    _check_halting_fraction(
-                        cfg, t, parse_fraction(fr[t], f"{base}.fraction.{t}"), f"{base}.fraction.{t}", fail
-                    )
+                        fail(key, f"no FTFT step fraction for task '{t}'")
+                    _check_halting_fraction(cfg, t, parse_fraction(fr[t], f"{key}.{t}"), f"{key}.{t}", fail)
     for i, name in enumerate(cfg["flops_models"]):
         check_model(f"flops_models[{i}]", name)
     for section in ("easy_ratio", "overlap", "ptrue_curves"):
