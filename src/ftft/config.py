@@ -167,7 +167,7 @@ def _semantic_checks(cfg: dict, source: str) -> None:
     here, roots = Path.cwd(), {k: Path(os.path.abspath(cfg[k])) for k in ("state_dir", "resources", "results")}
     for k, p in roots.items():  # lexical (a root may be a symlink to scratch space)
         if here.is_relative_to(p) or not (Path(cfg[k]).is_absolute() or p.is_relative_to(here)):
-            fail(k, f"{cfg[k]!r} is or escapes the project folder {here}: name a folder below it (or elsewhere, absolute)")
+            fail(k, f"{cfg[k]!r} is or escapes the project folder {here}: name a folder below it (or an absolute one)")
     for (a, pa), (b, pb) in itertools.permutations(roots.items(), 2):  # training cleanup would delete outputs
         if pa.is_relative_to(pb):
             fail(a, f"{cfg[a]!r} is or is inside {b} {cfg[b]!r}: the two folders must not overlap")
