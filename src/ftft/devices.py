@@ -23,15 +23,21 @@ module imports no torch.
 
 The lock folder must be shared by every job that may use the same GPUs (one per workstation
 or per workflow) and be on a local file system (``flock`` over NFS is not reliable).
+
+A training job also holds its run (``hold_run``: a lock beside the run's state folder, so two
+trainers never share one) and ends when the Snakemake that started it dies (``die_with_parent``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import logging
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +52,10 @@ POLL_S = 1.0
 
 class GpuBusyError(FtftError):
     """Every GPU is claimed by another process (or the lock folder cannot be used)."""
+
+
+class RunBusyError(FtftError):
+    """Another process holds the lock of the run's state folder."""
 
 
 @dataclass
@@ -126,8 +136,8 @@ def _try_lock(path: Path) -> int | None:
         os.close(fd)  # the file was deleted or replaced while we opened it: lock the one there now
 
 
-def _record_holder(fd: int, index: int) -> None:
-    note = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S %z')} (GPU {index})\n"
+def _record_holder(fd: int, what: str) -> None:
+    note = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S %z')} ({what})\n"
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, note.encode(), 0)
@@ -176,7 +186,7 @@ def claim_gpu(
             except OSError as exc:
                 raise GpuBusyError(f"cannot use the GPU lock file {path}: {exc}") from None
             if fd is not None:
-                _record_holder(fd, i)
+                _record_holder(fd, f"GPU {i}")
                 os.environ["CUDA_VISIBLE_DEVICES"] = str(i)
                 os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
                 log.info("claimed GPU %d of %d (%s)", i, n, path)
@@ -192,3 +202,28 @@ def claim_gpu(
             log.info("all %d GPUs are claimed (%s); waiting up to %.0f s", n, _holders(lock_dir, n), deadline - now)
             next_note = now + 60.0
         time.sleep(min(poll_s, max(0.0, deadline - now)))
+
+
+def hold_run(state_dir: str | Path) -> int:
+    """An exclusive lock on a run's state folder (``{state_dir}.lock``, beside it: the folder is deleted at the
+    end) for the life of the process, like a GPU claim; RunBusyError naming the holder when another process
+    trains the same run (e.g. one orphaned by a killed Snakemake)."""
+    path = Path(f"{state_dir}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if (fd := _try_lock(path)) is None:
+        holder = path.read_text().strip() or "holder unknown"
+        raise RunBusyError(
+            f"another process trains this run: {holder} (lock {path}). If its Snakemake was killed, end it "
+            f"(kill PID) or let it finish, then run again"
+        )
+    _record_holder(fd, f"training {state_dir}")
+    return fd
+
+
+def die_with_parent() -> None:
+    """SIGTERM this process when its parent (the Snakemake that started the job) dies (Linux only)."""
+    if sys.platform.startswith("linux"):
+        parent = os.getppid()
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the call
+            os.kill(os.getpid(), signal.SIGTERM)

@@ -36,6 +36,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from ..devices import hold_run
+
+    hold_run(args.state_dir)
     if args.gpu_lock_dir:
         from ..devices import claim_gpu
 
@@ -59,10 +62,12 @@ def run(args) -> int:
 def run_job(smk) -> None:
     """The train rule's job: ``smk`` is the ``snakemake`` object of a ``script:``."""
     from ..cli import log_to
+    from ..devices import die_with_parent, hold_run
     from ..errors import FtftError
     from ..grid import Run
     from ..layout import Layout
 
+    die_with_parent()  # a killed Snakemake leaves no orphaned trainer
     log_to(smk.log[0])
     cfg, spec = smk.config, dict(smk.params.spec)
     layout = Layout.from_config(cfg)
@@ -72,6 +77,7 @@ def run_job(smk) -> None:
 
         os.environ.update(hub_environment(cfg))  # the fetch_model rule filled this cache
     try:
+        hold_run(layout.state_dir(run))
         claim = _claim_device(smk, layout)
         from .engine import train
 
