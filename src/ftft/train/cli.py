@@ -38,22 +38,25 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..devices import hold_run
 
-    hold_run(args.state_dir)
     if args.gpu_lock_dir:
         from ..devices import claim_gpu
 
         claim_gpu(args.gpu_lock_dir)  # before anything starts CUDA
     from .engine import train
 
-    record = train(
-        parse_json_arg(args.spec, "--spec"),
-        data_dir=args.data_dir,
-        out_dir=args.out,
-        state_dir=args.state_dir,
-        subset=args.subset,
-        model_path=args.model_path,
-        bias_out=args.bias_out,
-    )
+    held = hold_run(args.state_dir)
+    try:
+        record = train(
+            parse_json_arg(args.spec, "--spec"),
+            data_dir=args.data_dir,
+            out_dir=args.out,
+            state_dir=args.state_dir,
+            subset=args.subset,
+            model_path=args.model_path,
+            bias_out=args.bias_out,
+        )
+    finally:
+        os.close(held)  # the command may run inside a longer process (tests)
     if record["status"] != "ok":
         log.warning("run finished with status %s: %s", record["status"], record["failure_reason"])
     return 0
