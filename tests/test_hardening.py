@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,7 +41,7 @@ from ftft.io import write_json, write_parquet
 from ftft.layout import Layout
 from ftft.workflow import Plan
 
-ADVICE = "snakemake again"  # every unreadable-file error says how to get the file rebuilt
+ADVICE = "add `--force "  # every unreadable-file error says how to get the file rebuilt
 
 
 # --------------------------------------------------------------------------------- corruption
@@ -151,7 +152,7 @@ def test_tokenize_truncated_task_set(work, caplog, which):
                        "--max-length", "24", "--out", str(out)], caplog)  # fmt: skip
     assert_clear_failure(rc, msg, bad, [out])
     if which == "eval":  # a file inside the assemble job's folder output: the folder must go
-        assert f"delete the folder {work / 'data' / 'eval'}" in msg
+        assert f"--force {work / 'data' / 'eval'}`" in msg
 
 
 @pytest.mark.parametrize("name", ["dynamics.npz", "run.json", "train.parquet"])
@@ -213,7 +214,7 @@ def test_train_unreadable_input(work, caplog, kind):
     where = bad.parent if kind == "arrow_cut_cleanly" else bad  # rows missing: the split is named
     assert_clear_failure(rc, msg, where, [out / "run.json", out / "metrics.csv"])
     if kind != "subset":
-        assert f"delete the folder {work / 'tok'}" in msg
+        assert f"--force {work / 'tok'}`" in msg
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -313,6 +314,14 @@ def test_snakemake_assemble_job_with_truncated_source(wf, tmp_path, demo_frames)
     assert "Traceback" not in out, out[-3000:]
     assert f"{layout.source('demo_hsd')}: not a readable normalised data file" in out, out[-3000:]
     assert not (wf / target).exists() and not (wf / layout.task_eval_dir("hsd")).exists()
+    # the advice, verbatim: add `--force FILE` to the command (rebuilds only the file), then run as before
+    args = ["--cores", "1", "--configfile", "config/demo.yaml", str(overlay)]
+    forced = re.search(r"add `(--force \S+)` to your snakemake command", out).group(1).split()
+    assert forced[1] == layout.source("demo_hsd")
+    res = snakemake(wf, *args, *forced)
+    assert res.returncode == 0 and "rule assemble" not in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]
+    res = snakemake(wf, target, "--allowed-rules", "assemble", *args)
+    assert res.returncode == 0 and (wf / target).is_file(), (res.stdout + res.stderr)[-3000:]
     shutil.rmtree(wf / cfg["results"])
 
 

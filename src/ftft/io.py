@@ -7,8 +7,8 @@ content, never a truncated file.
 The readers (``read_parquet``, ``read_arrow``, ``parquet_meta``, ``read_json``, ``read_csv``)
 are the one place where a file that is missing, truncated or corrupt (copied half-way, a full
 disk, edited by hand) becomes a ``DataError`` naming the file and saying what to do, never a
-pyarrow / json / pandas traceback. ``fix`` is that advice: by default, delete the file and run
-the workflow again, so that the job that wrote it runs again.
+pyarrow / json / pandas traceback. ``fix`` is that advice: by default, rebuild the file with
+``snakemake ... --force FILE`` (only the job that writes it runs again).
 """
 
 from __future__ import annotations
@@ -21,8 +21,20 @@ from pathlib import Path
 
 from .errors import DataError
 
-#: what to do about an unreadable file an earlier job of the workflow wrote
-REBUILD = "delete it and run snakemake again: the job that writes it runs again"
+#: what to do about an unreadable file an earlier job of the workflow wrote (``{path}``: that file)
+REBUILD = (
+    "rebuild it: add `--force {path}` to your snakemake command (only the job that writes it runs), then run as before"
+)
+
+
+def rebuild(path: str | Path) -> str:
+    """REBUILD for ``path`` (a file or a folder output): deleting it is not enough on a finished results folder,
+    where Snakemake does not rebuild an intermediate file no pending job needs."""
+    return REBUILD.replace("{path}", str(path))
+
+
+def _fix(fix: str, path: str | Path) -> str:
+    return rebuild(path) if fix == REBUILD else fix
 
 
 def current_umask() -> int:
@@ -151,7 +163,7 @@ def _reason(exc: BaseException) -> str:
 
 def unreadable(path: str | Path, what: str, exc: BaseException, fix: str = REBUILD) -> DataError:
     """The error for a file that exists but cannot be read: names it, says why and what to do."""
-    return DataError(f"{path}: not a readable {what} (truncated or corrupt?): {_reason(exc)}; {fix}")
+    return DataError(f"{path}: not a readable {what} (truncated or corrupt?): {_reason(exc)}; {_fix(fix, path)}")
 
 
 def _existing(path: str | Path, what: str, fix: str) -> Path:
@@ -209,7 +221,7 @@ def parquet_meta(path: str | Path, what: str = "parquet file", fix: str = REBUIL
     except _read_errors() as exc:  # json.JSONDecodeError is a ValueError
         raise unreadable(path, what, exc, fix) from exc
     if not isinstance(meta, dict):
-        raise DataError(f"{path}: the 'ftft' schema metadata of this {what} is not a JSON object; {fix}")
+        raise DataError(f"{path}: the 'ftft' schema metadata of this {what} is not a JSON object; {_fix(fix, path)}")
     return meta
 
 
@@ -221,7 +233,7 @@ def read_json(path: str | Path, what: str = "JSON file", fix: str = REBUILD) -> 
     except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise unreadable(path, what, exc, fix) from exc
     if not isinstance(obj, dict):
-        raise DataError(f"{path}: {what} must hold a JSON object, got {type(obj).__name__}; {fix}")
+        raise DataError(f"{path}: {what} must hold a JSON object, got {type(obj).__name__}; {_fix(fix, path)}")
     return obj
 
 

@@ -18,12 +18,12 @@ import pandas as pd
 import torch
 
 from ..errors import DataError
-from ..io import parquet_meta, read_json, read_parquet, unreadable
+from ..io import parquet_meta, read_json, read_parquet, rebuild, unreadable
 
 
 def _retokenize(data_dir: str | Path) -> str:
     """What to do about a broken tokenised folder (the tokenize job's one output)."""
-    return f"delete the folder {data_dir} and run snakemake again: the tokenize job writes it"
+    return rebuild(data_dir)
 
 
 class ReferenceFailed(DataError):
