@@ -484,6 +484,20 @@ def test_download_args_quote_and_skip_nulls():
     assert "--url" not in Plan(cfg).download_args("anli")  # air-gapped: the mirror only
 
 
+def test_planning_expands_the_grid_a_fixed_number_of_times(monkeypatch, tmp_path):
+    """What Snakemake asks per training job (inputs, spec, runtime, memory) reuses what is per config: the grid is
+    expanded a fixed number of times whatever the number of runs (it was once per job: quadratic planning)."""
+    from ftft.workflow import Plan
+
+    overlay = tmp_path / "seeds.yaml"
+    overlay.write_text("seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n")
+    plan, expand, calls = Plan(load_cfg(overlay)), grid.all_runs, []
+    monkeypatch.setattr(grid, "all_runs", lambda cfg: calls.append(1) or expand(cfg))
+    for run in plan.runs:
+        plan.train_inputs(run), plan.train_spec(run), plan.train_runtime(run), plan.train_mem_mb(run)
+    assert len(plan.runs) == 600 and len(calls) <= 3
+
+
 def test_compute_plan_of_the_paper_grid():
     from ftft.plan import PAPER_DAYS, ComputePlan
 

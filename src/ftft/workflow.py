@@ -88,6 +88,10 @@ class Plan:
     def bias_models(self) -> set[tuple[str, str]]:
         return grid.bias_models(self.cfg)
 
+    @cached_property
+    def models_used(self) -> set[str]:
+        return {r.model for r in self.runs}
+
     def check(self) -> None:
         """Config problems only the planned grid reveals (before any job): raise ConfigError."""
         from pathlib import Path
@@ -95,7 +99,7 @@ class Plan:
         from .config import ConfigError
 
         if self.mode == "paper":
-            for m in sorted(grid.models_used(self.cfg)):
+            for m in sorted(self.models_used):
                 path = self.cfg["models"][m]["path"]
                 if path and not Path(path).exists():
                     raise ConfigError(f"invalid config at 'models.{m}.path': local model copy {path!r} does not exist")
@@ -285,7 +289,7 @@ class Plan:
         return [self.layout.source(s) for s in self.sources]
 
     def demo_models(self) -> list[str]:
-        return sorted(grid.models_used(self.cfg)) if self.mode == "demo" else []
+        return sorted(self.models_used) if self.mode == "demo" else []
 
     def demo_model_args(self) -> str:
         m = self.cfg["models"]
@@ -320,13 +324,11 @@ class Plan:
         """The fetch markers of every hub model the grid loads (paper mode, no local copy)."""
         if self.mode != "paper":
             return []
-        return [
-            self.layout.hub_marker(m) for m in sorted(grid.models_used(self.cfg)) if not self.cfg["models"][m]["path"]
-        ]
+        return [self.layout.hub_marker(m) for m in sorted(self.models_used) if not self.cfg["models"][m]["path"]]
 
     def tokenizer_model(self, tokenizer: str) -> str:
         """The model whose tokenizer files a tokenizer group is built from (first key of the group)."""
-        members = sorted(m for m in grid.models_used(self.cfg) if grid.tokenizer_of(self.cfg, m) == tokenizer)
+        members = sorted(m for m in self.models_used if grid.tokenizer_of(self.cfg, m) == tokenizer)
         if not members:
             raise ValueError(f"no model of this config uses tokenizer group {tokenizer!r}")
         return members[0]
