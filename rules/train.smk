@@ -40,6 +40,7 @@ rule train:
         gpu_model=PLAN.gpu_model(),
     params:
         spec=lambda w: PLAN.train_spec(run_of(w)),
+        state_dir=lambda w: L.state_dir(run_of(w)),
     script:
         "../scripts/train.py"
 
