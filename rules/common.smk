@@ -71,6 +71,7 @@ onstart:
 
 
 onsuccess:
+    PLAN.clear_kept()
     print(PLAN.failed_runs_message(), file=sys.stderr)
 
 

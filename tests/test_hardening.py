@@ -19,8 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import yaml
-from wfutil import ROOT, make_copy, snakemake
+from wfutil import ROOT, SNAKEMAKE, make_copy, snakemake
 
 from ftft import config as ftft_config
 from ftft import datamap, grid, tables
@@ -323,6 +328,42 @@ def test_snakemake_assemble_job_with_truncated_source(wf, tmp_path, demo_frames)
     res = snakemake(wf, target, "--allowed-rules", "assemble", *args)
     assert res.returncode == 0 and (wf / target).is_file(), (res.stdout + res.stderr)[-3000:]
     shutil.rmtree(wf / cfg["results"])
+
+
+@pytest.mark.integration
+def test_sigint_to_snakemake_keeps_finished_training(wf, tmp_path, tiny_model_dir, demo_task_dir):
+    """SIGINT to Snakemake while a training job runs: the job finishes, Snakemake marks its outputs incomplete;
+    `--rerun-incomplete` then restores them from the state folder instead of training again."""
+    from ftft.tokenize import tokenize_task
+    from ftft.train.cli import KEPT
+
+    overlay = tmp_path / "small.yaml"
+    overlay.write_text(yaml.safe_dump(SMALL))
+    cfg = ftft_config.load(ROOT / "workflow_config.yaml", ROOT / "config" / "demo.yaml", overlay)
+    layout, run = Layout.from_config(cfg), grid.Run("hsd", "tinybert", "erm")
+    shutil.copytree(tiny_model_dir, wf / layout.demo_model("tinybert"))
+    data = demo_task_dir("hsd") / "data" / "hsd"
+    tok = wf / Plan(cfg).tokenized("hsd", "tinybert")
+    tokenize_task(data / "train.parquet", data / "eval", grid.task_eval_sets(cfg, "hsd"), str(tiny_model_dir), 32, tok)
+    target = layout.run_file("run.json", run)
+    args = [target, "--cores", "1", "--allowed-rules", "train", "train_bias_model", "--configfile", "config/demo.yaml",
+            str(overlay)]  # fmt: skip
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    sm = subprocess.Popen([SNAKEMAKE, *args], cwd=wf, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lock, deadline = wf / f"{layout.state_dir(run)}.lock", time.monotonic() + 300
+    while not lock.exists() and sm.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sm.send_signal(signal.SIGINT)  # the training job has started
+    out = sm.communicate(timeout=600)[0].decode()
+    assert sm.returncode != 0 and (wf / target).is_file(), out[-3000:]
+    finished = (wf / target).read_bytes()
+    res = snakemake(wf, *args, "--rerun-incomplete")
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert "restored the outputs of this finished run" in (wf / layout.train_log(run)).read_text()
+    assert (wf / target).read_bytes() == finished
+    assert not (wf / layout.state_dir(run) / KEPT).exists()  # the successful run took them
+    shutil.rmtree(wf / cfg["results"])
+    shutil.rmtree(wf / cfg["resources"])
 
 
 @pytest.mark.integration

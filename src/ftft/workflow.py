@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shlex
+import shutil
 from functools import cached_property
 
 from . import figures, grid, tables
@@ -496,6 +498,14 @@ class Plan:
 
     def all_records(self) -> list[str]:
         return [self.layout.run_file("run.json", r) for r in self.runs]
+
+    def clear_kept(self) -> None:
+        """After a successful Snakemake run: drop the kept outputs (``ftft.train.cli``) of the runs it has taken."""
+        from .train.cli import KEPT
+
+        for run in self.runs:
+            if os.path.isfile(self.layout.run_file("run.json", run)):
+                shutil.rmtree(os.path.join(self.layout.state_dir(run), KEPT), ignore_errors=True)
 
     def failed_runs_message(self) -> str:
         """The end-of-run summary: how many runs failed and where the details are."""

@@ -9,8 +9,10 @@ log file, and on a workstation with several GPUs the job first claims its own de
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from ..io import parse_json_arg
 
 log = logging.getLogger("ftft.train")
 LOCK_ENV = "FTFT_GPU_LOCK_DIR"  # share one lock folder between several checkouts / workflows
+KEPT = "finished"  # {state_dir}/{run}/finished/: a finished run's outputs until Snakemake has taken them
 
 
 def add_arguments(parser) -> None:
@@ -81,6 +84,15 @@ def run_job(smk) -> None:
         os.environ.update(hub_environment(cfg))  # the fetch_model rule filled this cache
     try:
         hold_run(layout.state_dir(run))
+        kept, key = _kept_outputs(smk, spec, layout.state_dir(run))
+        if (kept / "key.json").is_file() and (kept / "key.json").read_text() == key:
+            for p in map(Path, smk.output):
+                _link(kept / p.name, p)
+            log.info(
+                "restored the outputs of this finished run from %s (Snakemake was interrupted before it took them)",
+                kept,
+            )
+            return
         claim = _claim_device(smk, layout)
         from .engine import train
 
@@ -94,11 +106,33 @@ def run_job(smk) -> None:
         )
         if claim is not None:
             claim.release()
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.mkdir(parents=True)
+        for p in map(Path, smk.output):
+            _link(p, kept / p.name)
+        (kept / "key.json").write_text(key)  # last: the copy is complete
     except FtftError as exc:
         log.error("%s", exc)
         sys.exit(1)
     if record["status"] != "ok":
         log.warning("run finished with status %s: %s", record["status"], record["failure_reason"])
+
+
+def _kept_outputs(smk, spec: dict, state_dir: str) -> tuple[Path, str]:
+    """Where a finished run's outputs are kept (hard links) until a successful Snakemake run has taken them
+    (``Plan.clear_kept``), and their key: the spec and the inputs' identity. Snakemake interrupted by SIGINT lets
+    running jobs finish but marks their outputs incomplete; ``--rerun-incomplete`` then restores them from here."""
+    inputs = {k: [os.stat(p).st_ino, os.stat(p).st_mtime_ns] for k, p in smk.input.items()}
+    return Path(state_dir) / KEPT, json.dumps({"spec": spec, "inputs": inputs}, sort_keys=True, default=str)
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
 
 
 def _claim_device(smk, layout):
