@@ -42,7 +42,7 @@ from ftft import datamap, grid, tables
 from ftft.cli import main
 from ftft.data import schema
 from ftft.errors import DataError
-from ftft.io import write_json, write_parquet
+from ftft.io import atomic_path, write_json, write_parquet
 from ftft.layout import Layout
 from ftft.workflow import Plan
 
@@ -289,6 +289,16 @@ def test_readers_name_the_file_for_every_kind(work):
         with pytest.raises(DataError, match="truncated or corrupt") as err:
             read(path)
         assert str(path) in str(err.value) and ADVICE in str(err.value)
+
+
+def test_a_full_disk_names_the_file_and_the_cause(tmp_path):
+    """A real ENOSPC (writing to /dev/full) while a job writes its output: a DataError naming the file and the cause
+    (the CLI and the train job print it without a traceback), nothing left under the final name."""
+    target = tmp_path / "figure2.png"
+    with pytest.raises(DataError, match=rf"{re.escape(str(target))}: cannot write it: .*\(ENOSPC\)"):
+        with atomic_path(target), open("/dev/full", "wb") as full:
+            full.write(b"x" * 100_000)
+    assert list(tmp_path.iterdir()) == []
 
 
 # ------------------------------------------------------------ through a real snakemake run

@@ -14,6 +14,7 @@ pyarrow / json / pandas traceback. ``fix`` is that advice: by default, rebuild t
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -53,6 +54,14 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
+def _if_full(exc: OSError, path: Path) -> None:
+    """A full disk or quota while writing ``path``: raise an error naming the file and the cause."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DataError(
+            f"{path}: cannot write it: {exc.strerror} ({errno.errorcode[exc.errno]}); free space, run again"
+        ) from exc
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path``; rename it into place on success only."""
@@ -67,6 +76,9 @@ def atomic_path(path: str | Path):
             fsync_path(tmp)
         os.replace(tmp, path)
         fsync_path(path.parent)
+    except OSError as exc:
+        _if_full(exc, path)
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -87,6 +99,9 @@ def atomic_dir(path: str | Path):
             shutil.rmtree(path)
         os.replace(tmp, path)
         fsync_path(path.parent)
+    except OSError as exc:
+        _if_full(exc, path)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

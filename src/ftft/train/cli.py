@@ -107,10 +107,13 @@ def run_job(smk) -> None:
         if claim is not None:
             claim.release()
         shutil.rmtree(kept, ignore_errors=True)
-        kept.mkdir(parents=True)
-        for p in map(Path, smk.output):
-            _link(p, kept / p.name)
-        (kept / "key.json").write_text(key)  # last: the copy is complete
+        try:
+            kept.mkdir(parents=True)
+            for p in map(Path, smk.output):
+                _link(p, kept / p.name)
+            (kept / "key.json").write_text(key)  # last: the copy is complete
+        except OSError as exc:  # the outputs are written: an interrupt now means training again, nothing worse
+            log.warning("could not keep the outputs in %s: %s", kept, exc)
     except FtftError as exc:
         log.error("%s", exc)
         sys.exit(1)
