@@ -29,7 +29,8 @@ Labels:
 ``uid``: the uid column as a string (a row without one is a DataError naming the file); ids that
 recur in another split (numbered per split) become ``{split}/{id}``; duplicates within a split
 are dropped and counted as ``duplicate_uid`` (a warning, like every dropped row); without a uid
-column it is ``{name}-{split}-{row}`` (row = 0-based row in its file), stable as long as the file is. Empty ``text_a``/``text_b`` -> ``missing_text``.
+column it is ``{name}-{split}-{row}`` (row = 0-based row in its file), stable as long as the
+file is. Empty ``text_a``/``text_b`` -> ``missing_text``.
 
 A column named in the config that a file lacks is a DataError naming the file, the config field
 (``byo.<name>.text_a`` ...), the value and the available columns.
