@@ -136,7 +136,7 @@ def tokenize_task(
         {},
         {"tokenizer": tokenizer_fingerprint(tokenizer), "model_source": model_source, "max_length": max_length},
     )
-    eval_fix = rebuild(eval_dir)
+    eval_fix = f"{rebuild(eval_dir)} (the assemble job writes it)"
     for split, path in splits.items():
         df, _ = schema.read(path, REBUILD if split == "train" else eval_fix)
         if df.empty:

@@ -23,7 +23,7 @@ from ..io import parquet_meta, read_json, read_parquet, rebuild, unreadable
 
 def _retokenize(data_dir: str | Path) -> str:
     """What to do about a broken tokenised folder (the tokenize job's one output)."""
-    return rebuild(data_dir)
+    return f"{rebuild(data_dir)} (the tokenize job writes it)"
 
 
 class ReferenceFailed(DataError):
