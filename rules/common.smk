@@ -7,11 +7,15 @@ from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
-from ftft.config import ConfigError, validate
+from ftft.config import ConfigError, read_yaml, validate
 from ftft.errors import FtftError
 from ftft.workflow import Plan
 
 try:
+    # Snakemake has already read the overlays (and evaluated a YTE one, before this file runs): refuse to
+    # go on with one that is not plain data (YAML tags, __use_yte__), naming the file
+    for f in workflow.overwrite_configfiles:
+        read_yaml(f)
     validate(
         config,
         source=", ".join(
@@ -67,6 +71,7 @@ onstart:
 
 
 onsuccess:
+    PLAN.clear_kept()
     print(PLAN.failed_runs_message(), file=sys.stderr)
 
 

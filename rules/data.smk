@@ -30,7 +30,8 @@ rule prepare:
         args=lambda w: PLAN.prepare_args(w.source),
     shell:
         "ftft prepare --source {wildcards.source:q} {params.args} "
-        "--out {output.data:q} --summary {output.summary:q} > {log:q} 2>&1"
+        "--out {output.data:q} --summary {output.summary:q} > {log:q} 2>&1; "
+        "grep ' WARNING ' {log:q} >&2 || true"
 
 
 rule demo_data:

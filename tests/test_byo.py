@@ -153,3 +153,27 @@ def test_dropped_rows_are_reported_on_the_console(tmp_path):
     assert "not in tasks.comments.labels (byo.comments.labels is null) ['ok', 'toxic']: ['spam']" in res.stderr
     summary = json.loads((wf / "results/byo-example/data/sources/comments.summary.json").read_text())
     assert summary["dropped"] == {"unknown_label": n}
+
+
+def test_byo_ids_numbered_per_split_keep_every_row(tmp_path, caplog):
+    """Ids unique per split (0, 1, ... in each file) keep every row, as '<split>/<id>'; a duplicate within a split
+    is dropped and the drop is a warning with the counts."""
+    for split, n in (("train", 5), ("test", 4)):
+        ids = [*range(n), 0] if split == "train" else range(n)  # one duplicate within train
+        pd.DataFrame({"id": ids, "t": [f"{split} row {i}" for i in range(len(ids))], "y": 0}).to_csv(
+            tmp_path / f"{split}.csv", index=False
+        )
+    files = {s: str(tmp_path / f"{s}.csv") for s in ("train", "test")}
+    df, summary = normalise("mine", tmp_path, spec_for(tmp_path, files=files, text_a="t", label="y", uid="id"))
+    assert df.groupby("split").size().to_dict() == {"train": 5, "test": 4}
+    assert df["uid"].is_unique and set(df.loc[df.split == "test", "uid"]) == {f"test/{i}" for i in range(4)}
+    assert summary["dropped"] == {"duplicate_uid": 1}
+    assert any(r.levelname == "WARNING" and "dropped 1 of 10 rows" in r.getMessage() for r in caplog.records)
+
+
+def test_byo_row_without_id_names_the_users_file(tmp_path):
+    rows = ['{"id": 1, "t": "a", "y": 0}', '{"id": NaN, "t": "b", "y": 1}']
+    (tmp_path / "train.jsonl").write_text("\n".join(rows) + "\n")
+    spec = spec_for(tmp_path, files={"train": str(tmp_path / "train.jsonl")}, text_a="t", label="y", uid="id")
+    with pytest.raises(DataError, match=r"train\.jsonl: 1 row\(s\) without an id in column 'id'.*data row 2"):
+        normalise("mine", tmp_path, spec)

@@ -11,10 +11,13 @@ import os
 import select
 import subprocess
 import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
+from ftft import devices
 from ftft.devices import COUNT_ENV, GpuBusyError, claim_gpu, count_gpus
 from ftft.errors import FtftError
 
@@ -139,3 +142,40 @@ def test_unusable_lock_folder_is_named(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("")
     with pytest.raises(GpuBusyError, match=str(tmp_path / "file" / "locks")):
         claim_gpu(tmp_path / "file" / "locks")
+
+
+HOLDER = textwrap.dedent(
+    """
+    import os, subprocess, sys, time
+    from ftft.devices import die_with_parent, hold_run
+    if sys.argv[1] == "trainer":
+        die_with_parent()
+        hold_run(sys.argv[2])
+        print(os.getpid(), flush=True)
+        time.sleep(120)
+    else:  # a stand-in for Snakemake: starts a trainer, then waits to be killed
+        subprocess.Popen([sys.executable, __file__, "trainer", sys.argv[2]])
+        time.sleep(120)
+    """
+)
+
+
+def test_second_trainer_of_a_run_fails_naming_the_holder_and_a_killed_parent_ends_it(tmp_path):
+    """A trainer holds its run's state folder; a second one fails at once naming the holder's pid. When the
+    process that started the trainer is SIGKILLed (Snakemake killed), the trainer ends and frees the run."""
+    script, state = tmp_path / "holder.py", tmp_path / "state" / "run1"
+    script.write_text(HOLDER)
+    parent = subprocess.Popen([sys.executable, str(script), "parent", str(state)], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(parent.stdout.readline())  # the trainer's pid, printed once it holds the lock
+        with pytest.raises(devices.RunBusyError, match=rf"pid {pid} .*training {state}"):
+            devices.hold_run(state)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{pid}").exists(), "the trainer outlived the process that started it"
+        devices.hold_run(state).release()  # the run is free again
+    finally:
+        parent.kill()

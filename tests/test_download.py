@@ -394,10 +394,23 @@ def unsafe_zip() -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "crc", "empty", "unsafe-member"])
+def symlink_zip(extra: str | None = None) -> bytes:
+    """A zip with a symbolic-link member (and, with ``extra``, a member below it: a file then)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        link = zipfile.ZipInfo("MNLI/dev")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc")
+        if extra:
+            zf.writestr(extra, "x")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "crc", "empty", "unsafe-member", "symlink-member"])
 def test_bad_mirror_zip_is_not_kept_and_a_fixed_mirror_then_works(tmp_path, damage):
     good, truncated = good_and_truncated_zip(tmp_path)
-    bad = {"truncated": truncated, "crc": crc_corrupt(good), "empty": b"", "unsafe-member": unsafe_zip()}[damage]
+    bad = {"truncated": truncated, "crc": crc_corrupt(good), "empty": b"", "unsafe-member": unsafe_zip(),
+           "symlink-member": symlink_zip()}[damage]  # fmt: skip
     mirror = tmp_path / "mirror" / "MNLI.zip"
     mirror.parent.mkdir()
     mirror.write_bytes(bad)
@@ -424,12 +437,29 @@ def test_bad_zip_from_the_host_is_not_kept_and_a_fixed_host_then_works(server, t
     server.files["/glue/data/MNLI.zip"] = truncated  # a correct Content-Length for a bad file
     out = tmp_path / "mnli"
     url = server.url + "/glue/data/MNLI.zip"
-    with pytest.raises(DataError, match="not a valid zip") as err:
+    with pytest.raises(DataError, match="not a valid zip.*not retried") as err:
         download_source("mnli", url, out, retries=1, backoff=0)
-    assert server.hits["/glue/data/MNLI.zip"] == 2 and url in str(err.value)
+    assert server.hits["/glue/data/MNLI.zip"] == 1 and url in str(err.value)  # the same bytes would come again
     assert nothing_kept(out, "MNLI.zip") and leftovers(out) == []
     server.files["/glue/data/MNLI.zip"] = good
     assert download_source("mnli", url, out, retries=0)["files"] == {"MNLI.zip": sha(good)}
+
+
+def test_zip_that_fails_extraction_is_removed_with_its_record_and_a_fixed_source_then_works(tmp_path):
+    """Sound by its CRC and member names, yet not extractable (a file where a folder must go): the archive and its
+    recorded hash are removed and the error says so; the fixed mirror is then fetched again, not the stale copy."""
+    good, _ = good_and_truncated_zip(tmp_path)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("MNLI", "a file")
+        zf.writestr("MNLI/train.tsv", "x")
+    mirror, out = tmp_path / "MNLI.zip", tmp_path / "resources" / "mnli"
+    mirror.write_bytes(buf.getvalue())
+    with pytest.raises(DataError, match=f"{out / 'MNLI.zip'}: cannot be extracted .*removed it and its sha256 record"):
+        download_source("mnli", None, out, mirror=mirror)
+    assert nothing_kept(out, "MNLI.zip")
+    mirror.write_bytes(good)
+    assert download_source("mnli", None, out, mirror=mirror)["files"] == {"MNLI.zip": sha(good)}
 
 
 def test_mirror_files_are_copied_not_hard_linked(tmp_path, releases):

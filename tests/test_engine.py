@@ -180,6 +180,27 @@ def test_killed_run_resumes_to_identical_outputs(toy, erm):
     assert not state.exists()
 
 
+def test_full_disk_at_the_end_keeps_the_finished_training(toy, erm, monkeypatch, caplog):
+    """A real ENOSPC (/dev/full) while the outputs are written: an error naming the file and the cause; the state of
+    the last checkpoint survives, and the rerun resumes there (no step trained again) to identical outputs."""
+    from ftft.io import atomic_path
+
+    def full(path, *args):
+        with atomic_path(path), open("/dev/full", "wb") as fh:
+            fh.write(b"x" * 100_000)
+
+    out, state = toy["root"] / "full", toy["root"] / "state_full"
+    monkeypatch.setattr(engine, "write_npz", full)
+    with pytest.raises(DataError, match=r"dynamics\.npz: cannot write it: .*\(ENOSPC\)"):
+        train(_spec(toy), toy["data"], out, state)
+    monkeypatch.undo()
+    assert (state / "state.pt").is_file()
+    with caplog.at_level("INFO"):
+        train(_spec(toy), toy["data"], out, state)
+    assert f"at step {STEPS}" in caplog.text
+    assert _outputs(out)["metrics_bytes"] == erm["metrics_bytes"]
+
+
 def test_state_of_another_spec_is_ignored(toy, erm):
     out, state = toy["root"] / "respec", toy["root"] / "state_respec"
     with pytest.raises(SimulatedKill):

@@ -207,3 +207,15 @@ def test_cli_and_errors(cfg, results, tmp_path):
     assert cli.main([*base, "--id", "1b-hsd"]) == 0
     check_outputs(prefix, figures.CURVES_SIZE)
     assert cli.main([*base, "--id", "5"]) == 1  # not a figure of this config
+
+
+def test_labels_are_plain_text_not_mathtext(cfg, results, tmp_path):
+    """A label with matplotlib mathtext syntax (tick labels, legend, title) is drawn as text, not parsed."""
+    import copy
+
+    cfg = copy.deepcopy(cfg)
+    for m in [*cfg["overlap"]["refs"], cfg["speed"]["figures"]["2"]["main"], *cfg["speed"]["figures"]["2"]["refs"]]:
+        cfg["models"][m]["label"] = rf"$\notacommand$ {m}"
+    for fid in ("1a", "2"):
+        figures.make(cfg, results, fid, tmp_path / f"figure{fid}")
+        assert (tmp_path / f"figure{fid}.png").stat().st_size > 0

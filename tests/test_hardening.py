@@ -19,7 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,18 +35,18 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import yaml
-from wfutil import ROOT, make_copy, snakemake
+from wfutil import ROOT, SNAKEMAKE, make_copy, snakemake
 
 from ftft import config as ftft_config
 from ftft import datamap, grid, tables
 from ftft.cli import main
 from ftft.data import schema
 from ftft.errors import DataError
-from ftft.io import write_json, write_parquet
+from ftft.io import atomic_path, write_json, write_parquet
 from ftft.layout import Layout
 from ftft.workflow import Plan
 
-ADVICE = "snakemake again"  # every unreadable-file error says how to get the file rebuilt
+ADVICE = "add `--force "  # every unreadable-file error says how to get the file rebuilt
 
 
 # --------------------------------------------------------------------------------- corruption
@@ -151,7 +157,7 @@ def test_tokenize_truncated_task_set(work, caplog, which):
                        "--max-length", "24", "--out", str(out)], caplog)  # fmt: skip
     assert_clear_failure(rc, msg, bad, [out])
     if which == "eval":  # a file inside the assemble job's folder output: the folder must go
-        assert f"delete the folder {work / 'data' / 'eval'}" in msg
+        assert f"--force {work / 'data' / 'eval'}`" in msg
 
 
 @pytest.mark.parametrize("name", ["dynamics.npz", "run.json", "train.parquet"])
@@ -213,7 +219,7 @@ def test_train_unreadable_input(work, caplog, kind):
     where = bad.parent if kind == "arrow_cut_cleanly" else bad  # rows missing: the split is named
     assert_clear_failure(rc, msg, where, [out / "run.json", out / "metrics.csv"])
     if kind != "subset":
-        assert f"delete the folder {work / 'tok'}" in msg
+        assert f"--force {work / 'tok'}`" in msg
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -285,6 +291,16 @@ def test_readers_name_the_file_for_every_kind(work):
         assert str(path) in str(err.value) and ADVICE in str(err.value)
 
 
+def test_a_full_disk_names_the_file_and_the_cause(tmp_path):
+    """A real ENOSPC (writing to /dev/full) while a job writes its output: a DataError naming the file and the cause
+    (the CLI and the train job print it without a traceback), nothing left under the final name."""
+    target = tmp_path / "figure2.png"
+    with pytest.raises(DataError, match=rf"{re.escape(str(target))}: cannot write it: .*\(ENOSPC\)"):
+        with atomic_path(target), open("/dev/full", "wb") as full:
+            full.write(b"x" * 100_000)
+    assert list(tmp_path.iterdir()) == []
+
+
 # ------------------------------------------------------------ through a real snakemake run
 @pytest.fixture(scope="module")
 def wf(tmp_path_factory) -> Path:
@@ -313,7 +329,51 @@ def test_snakemake_assemble_job_with_truncated_source(wf, tmp_path, demo_frames)
     assert "Traceback" not in out, out[-3000:]
     assert f"{layout.source('demo_hsd')}: not a readable normalised data file" in out, out[-3000:]
     assert not (wf / target).exists() and not (wf / layout.task_eval_dir("hsd")).exists()
+    # the advice, verbatim: add `--force FILE` to the command (rebuilds only the file), then run as before
+    args = ["--cores", "1", "--configfile", "config/demo.yaml", str(overlay)]
+    forced = re.search(r"add `(--force \S+)` to your snakemake command", out).group(1).split()
+    assert forced[1] == layout.source("demo_hsd")
+    res = snakemake(wf, *args, *forced)
+    assert res.returncode == 0 and "rule assemble" not in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]
+    res = snakemake(wf, target, "--allowed-rules", "assemble", *args)
+    assert res.returncode == 0 and (wf / target).is_file(), (res.stdout + res.stderr)[-3000:]
     shutil.rmtree(wf / cfg["results"])
+
+
+@pytest.mark.integration
+def test_sigint_to_snakemake_keeps_finished_training(wf, tmp_path, tiny_model_dir, demo_task_dir):
+    """SIGINT to Snakemake while a training job runs: the job finishes, Snakemake marks its outputs incomplete;
+    `--rerun-incomplete` then restores them from the state folder instead of training again."""
+    from ftft.tokenize import tokenize_task
+    from ftft.train.cli import KEPT
+
+    overlay = tmp_path / "small.yaml"
+    overlay.write_text(yaml.safe_dump(SMALL))
+    cfg = ftft_config.load(ROOT / "workflow_config.yaml", ROOT / "config" / "demo.yaml", overlay)
+    layout, run = Layout.from_config(cfg), grid.Run("hsd", "tinybert", "erm")
+    shutil.copytree(tiny_model_dir, wf / layout.demo_model("tinybert"))
+    data = demo_task_dir("hsd") / "data" / "hsd"
+    tok = wf / Plan(cfg).tokenized("hsd", "tinybert")
+    tokenize_task(data / "train.parquet", data / "eval", grid.task_eval_sets(cfg, "hsd"), str(tiny_model_dir), 32, tok)
+    target = layout.run_file("run.json", run)
+    args = [target, "--cores", "1", "--allowed-rules", "train", "train_bias_model", "--configfile", "config/demo.yaml",
+            str(overlay)]  # fmt: skip
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    sm = subprocess.Popen([SNAKEMAKE, *args], cwd=wf, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lock, deadline = wf / f"{layout.state_dir(run)}.lock", time.monotonic() + 300
+    while not lock.exists() and sm.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sm.send_signal(signal.SIGINT)  # the training job has started
+    out = sm.communicate(timeout=600)[0].decode()
+    assert sm.returncode != 0 and (wf / target).is_file(), out[-3000:]
+    finished = (wf / target).read_bytes()
+    res = snakemake(wf, *args, "--rerun-incomplete")
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert "restored the outputs of this finished run" in (wf / layout.train_log(run)).read_text()
+    assert (wf / target).read_bytes() == finished
+    assert not (wf / layout.state_dir(run) / KEPT).exists()  # the successful run took them
+    shutil.rmtree(wf / cfg["results"])
+    shutil.rmtree(wf / cfg["resources"])
 
 
 @pytest.mark.integration

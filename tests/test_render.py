@@ -4,6 +4,7 @@ CSV number format; on the written synthetic tables and on small hand-made views.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import helpers_runs as H
 import numpy as np
@@ -258,3 +259,39 @@ def test_markdown_reports_as_html():
     assert "<td><code>runs/a&lt;b&gt;</code></td><td><b>holds</b></td><td>72.3<sub>0.1</sub></td><td></td>" in rows[0]
     assert "<td>MultiNLI* vs WANLI*</td>" in rows[1]  # a label's * is no emphasis
     assert '<ul class="notes"><li>a note with <code>code</code></li></ul>' in page
+
+
+HOSTILE = [
+    ".. raw:: html <script>alert(1)</script>",
+    ".. include:: /etc/hostname",
+    "javascript:alert(1)",
+    "`x <javascript:alert(1)>`_ |s| :raw-html:`<b>` [#]_ www.evil.com a@b.c",
+]
+
+
+def test_report_captions_render_user_text_literally(tmp_path):
+    """The table and figure captions as Snakemake renders them (Jinja, then docutils with its defaults: raw
+    HTML and file inclusion on) show hostile labels as literal text: no markup, link, raw HTML or file."""
+    import html as html_lib
+
+    import jinja2
+    from docutils.core import publish_parts
+
+    from ftft import config
+    from ftft.workflow import Plan, rst_text
+
+    items = [("table", "x", rst_text("a\n\n.. include:: /etc/hostname\n\n.. raw:: html\n\n   <script>x</script>"))]
+    for lab in HOSTILE:  # the main models of Table 5 and Figures 2-4
+        models = {k: {"label": lab} for k in ("deberta-v3-large", "electra-large")}
+        plan = Plan(config.load("workflow_config.yaml", "config/demo.yaml", overrides={"models": models}))
+        items += [("table", t, plan.table_caption(t)) for t in plan.table_ids]
+        items += [("figure", f, plan.figure_caption(f)) for f in plan.figure_ids]
+    shown = set()
+    for kind, key, caption in items:
+        rst = (Path(config.__file__).parent / "report" / f"{kind}.rst").read_text()
+        snake = {"wildcards": {kind: key}, "params": {"caption": caption}}
+        html = publish_parts(jinja2.Template(rst).render(snakemake=snake), writer_name="html")["body"]
+        assert "<script" not in html and "<a " not in html and "<b>" not in html and "system-message" not in html
+        text = html_lib.unescape(re.sub(r"<[^>]+>", "", html))
+        shown |= {lab for lab in HOSTILE if lab in " ".join(text.split())}
+    assert shown == set(HOSTILE)  # every label reached a caption, as literal text

@@ -36,7 +36,8 @@ import time
 from pathlib import Path
 
 import pytest
-from wfutil import assert_report
+import yaml
+from wfutil import assert_report, snakemake
 
 from ftft import config as ftft_config
 from ftft import figures, grid, tables
@@ -83,7 +84,7 @@ class Chromium:
         )
         os.close(child_r)
         os.close(child_w)
-        self._id, self._buf = 0, b""
+        self._id, self._buf, self.dialogs = 0, b"", []
         page = next(t for t in self.send("Target.getTargets")["targetInfos"] if t["type"] == "page")
         self.session = self.send("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
         self.send("Browser.setDownloadBehavior", behavior="deny")
@@ -109,7 +110,9 @@ class Chromium:
         os.write(self._w_cmd, json.dumps(msg).encode() + b"\0")
         while True:
             m = self._message(timeout)
-            if m.get("id") == self._id:  # anything else is an event, not needed here
+            if m.get("method") == "Page.javascriptDialogOpening":  # alert(), confirm(), prompt()
+                self.dialogs.append(m["params"])
+            if m.get("id") == self._id:  # any other event is not needed here
                 if "error" in m:
                     raise RuntimeError(f"{method}: {m['error']}")
                 return m["result"]
@@ -458,3 +461,47 @@ def test_claims_comparison_and_failed_runs_are_tables_too(demo, browser, embedde
 
 def _has_failures(wf: Path, cfg: dict) -> bool:
     return "| run |" in (wf / Layout(cfg["results"], cfg["resources"]).failed_runs("md")).read_text()
+
+
+def test_hostile_labels_are_literal_text_in_the_report(demo, browser):
+    """Labels built to inject markup, a javascript: link, script or a local file into the report's captions
+    (overlaid on the finished demo, whose Table 5 and Figures 2-4 name these models) are shown as text:
+    no dialog opens, the captions hold no element made from them, the file is not embedded."""
+    wf, cfg, _ = demo
+    secret = f"ftft-secret-{os.getpid()}-{time.time_ns()}"
+    (wf / "secret.txt").write_text(secret + "\n")
+    labels = {
+        "deberta-v3-large": "<img src=x onerror=alert(1)><script>alert(2)</script> .. raw:: html",
+        "electra-large": "javascript:alert(3) `y <javascript:alert(4)>`_ .. include:: secret.txt",
+    }
+    overlay = wf / "hostile-labels.yaml"
+    overlay.write_text(yaml.safe_dump({"models": {k: {"label": v} for k, v in labels.items()}}))
+    report = wf / "report-hostile.html"
+    try:
+        res = snakemake(wf, *CONFIG_ARGS, "--configfile", overlay.name, "--report", report.name)
+        assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+        assert secret not in report.read_text(errors="replace")
+        browser.dialogs.clear()
+        browser.open(report)
+        for category, item, label in (("Tables", "Table 5", labels["deberta-v3-large"]),
+                                      ("Figures", "Figure 2", labels["electra-large"]),
+                                      ("Figures", "Figure 4", labels["deberta-v3-large"])):  # fmt: skip
+            browser.click("nav a", category)
+            browser.click_row_button(item, button=1)
+            info = browser.wait(
+                f"(() => {{ const t = {CAPTION_JS}; return t.startsWith('{item}.') && t; }})()",
+                f"the caption of {item}",
+            )
+            assert label in " ".join(info.split()), info[-800:]
+            made = browser.js(
+                "[...document.querySelectorAll('nav li.prose :is(img, script, iframe, object, a[href^=\"javascript\"])')]"
+                ".map(e => e.outerHTML)"
+            )
+            assert not made, made  # nothing made from the labels: they are text
+            browser.click("nav a", "Results")
+        time.sleep(1)  # an onerror handler fires after the failed image load
+        browser.js("1")  # drains the events the browser sent meanwhile
+        assert not browser.dialogs, browser.dialogs
+    finally:  # the demo's workflow copy is shared by other tests
+        for f in (overlay, report, wf / "secret.txt"):
+            f.unlink(missing_ok=True)

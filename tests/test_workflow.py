@@ -192,15 +192,19 @@ BAD_CONFIGS = {
     "typo_top_level_key": ({"seeeds": [0]}, ["seeeds"]),
     "step_fraction_above_one": (
         {"methods": {"ftft": {"fraction": {"nli": "4/3", "hsd": "1/3"}}}},
-        ["fraction", "nli", "4/3"],
+        ["'methods.ftft.fraction.nli'", "4/3"],
     ),
     "ftft_fraction_off_checkpoint": (
         {"methods": {"ftft": {"fraction": {"nli": "1/4", "hsd": "1/3"}}}},
-        ["nli", "1/4", "checkpoints"],
+        ["'methods.ftft.fraction.nli'", "1/4", "checkpoints"],
     ),
     "speed_fraction_above_one": ({"speed": {"fractions": ["1/15", "16/15"]}}, ["speed.fractions[1]", "16/15"]),
     "shell_in_results": ({"results": EVIL}, ["'results'", "touch"]),
     "space_in_results": ({"results": "out dir"}, ["'results'", "out dir"]),
+    "results_is_root": ({"results": "/"}, ["'results'", "'/'", "project folder"]),
+    "results_is_parent": ({"results": ".."}, ["'results'", "'..'", "project folder"]),
+    "state_dir_is_results": ({"state_dir": "results"}, ["'state_dir'", "overlap"]),
+    "state_dir_inside_results": ({"state_dir": "results/state"}, ["'state_dir'", "results/state", "overlap"]),
     "shell_in_task_name": ({"active_tasks": None, "tasks": {"t$(id>x)": {}}}, ["tasks", "t$(id>x)"]),
     "task_escapes_results": ({"tasks": {"../../../../escape": {}}}, ["tasks", "../../../../escape"]),
     "shell_in_url": ({"datasets": {"mnli": {"url": "https://x/$(id)"}}}, ["datasets.mnli.url"]),
@@ -240,6 +244,26 @@ def test_bad_config_fails_before_any_job(wf, tmp_path, name):
     # nothing was created outside the workflow folder (a shell or path escape would)
     assert {p.name for p in wf.parent.iterdir()} == before
     assert not list(wf.rglob("PWNED")) and not (wf / "x").exists()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "text", ['__use_yte__: true\nq: ?__import__("os").system("touch PWNED") or 0.33\n', "q: !!python/name:os.sep\n"]
+)
+def test_templates_and_yaml_tags_in_an_overlay_are_refused(wf, tmp_path, text):
+    """Overlays are plain data: `__use_yte__` and YAML tags fail naming the file. ftft's own readers (plan,
+    status, check-config) refuse them without evaluating anything; Snakemake 9 evaluates a YTE overlay while
+    parsing its command line, before the Snakefile runs, so `snakemake` can only refuse to go on (README)."""
+    bad = tmp_path / "overlay.yaml"
+    bad.write_text(text)
+    with pytest.raises(ftft_config.ConfigError, match=re.escape(str(bad))):
+        ftft_config.load_overlays([bad])
+    assert not list(Path.cwd().glob("PWNED"))
+    res = snakemake(wf, "--dry-run", "--configfile", str(bad))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and f"invalid configuration: {bad}" in out, out[-2000:]
+    assert "Building DAG of jobs" not in out
+    (wf / "PWNED").unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- lint and formatting
@@ -510,6 +534,20 @@ def test_download_args_quote_and_skip_nulls():
     assert args.endswith('--sha256 \'{"anli_v1.0.zip":"' + "a" * 64 + "\"}' --mirror /data/mirror/anli.zip")
     cfg["datasets"]["anli"]["url"] = None
     assert "--url" not in Plan(cfg).download_args("anli")  # air-gapped: the mirror only
+
+
+def test_planning_expands_the_grid_a_fixed_number_of_times(monkeypatch, tmp_path):
+    """What Snakemake asks per training job (inputs, spec, runtime, memory) reuses what is per config: the grid is
+    expanded a fixed number of times whatever the number of runs (it was once per job: quadratic planning)."""
+    from ftft.workflow import Plan
+
+    overlay = tmp_path / "seeds.yaml"
+    overlay.write_text("seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n")
+    plan, expand, calls = Plan(load_cfg(overlay)), grid.all_runs, []
+    monkeypatch.setattr(grid, "all_runs", lambda cfg: calls.append(1) or expand(cfg))
+    for run in plan.runs:
+        plan.train_inputs(run), plan.train_spec(run), plan.train_runtime(run), plan.train_mem_mb(run)
+    assert len(plan.runs) == 600 and len(calls) <= 3
 
 
 def test_compute_plan_of_the_paper_grid():

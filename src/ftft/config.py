@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -44,12 +46,17 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        with path.open() as fh:
-            data = yaml.safe_load(fh) or {}
-    except yaml.YAMLError as exc:
+        text = path.read_text()
+        tags = [t.value for t in yaml.scan(text) if isinstance(t, yaml.TagToken)]
+        data = None if tags else yaml.safe_load(text) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if tags:  # plain data only: a tag makes Python objects (!!python/...) or means something else to another reader
+        raise ConfigError(f"{path}: YAML tags are not allowed in a config file, found {''.join(tags[0])!r}")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    if "__use_yte__" in data:  # Snakemake would evaluate the file as a YTE template: code from a config file
+        raise ConfigError(f"{path}: '__use_yte__' is not allowed: config files are plain data, never templates")
     return data
 
 
@@ -64,9 +71,9 @@ def base_config(path: str | Path | None = None) -> Path:
 def task_entries(t: dict) -> list[tuple[str, str, dict]]:
     """Every data entry of a task config as (config key, role, entry): train, id_test, ood[i] and the optional dev
     set (evaluated at every checkpoint like the others, reported in the run's metrics, not in the paper tables)."""
-    out = [("train", "train", t["train"]), ("id_test", "id", t["id_test"])]
-    out += [(f"ood[{i}]", "ood", o) for i, o in enumerate(t["ood"])]
-    return out + ([("dev", "dev", t["dev"])] if t.get("dev") else [])
+    out = [("id_test", "id", t["id_test"])] + [(f"ood[{i}]", "ood", o) for i, o in enumerate(t["ood"])]
+    out += [("dev", "dev", t["dev"])] if t.get("dev") else []
+    return ([("train", "train", t["train"])] if "train" in t else []) + out
 
 
 def eval_entries(t: dict) -> list[tuple[str, str]]:
@@ -155,6 +162,8 @@ def validate(cfg: dict, source: str = "<config>") -> None:
             msg = f"unknown key(s) {extra}; allowed: {sorted(err.schema.get('properties', {}))}"
             if extra:
                 key = _key_path([*err.absolute_path, extra[0]])
+        elif err.validator == "pattern" and "x1f" in err.validator_value:
+            msg = f"{err.instance!r} is not allowed here (display text is one line without control characters)"
         elif err.validator == "pattern" or (err.validator == "oneOf" and isinstance(err.instance, str)):
             msg = f"{err.instance!r} is not allowed here (names and paths may not contain whitespace, quotes or shell characters)"
         elif err.validator == "propertyNames":
@@ -184,6 +193,13 @@ def _semantic_checks(cfg: dict, source: str) -> None:
         raise ConfigError(f"{source}: invalid config at '{key}': {msg}")
 
     models, tasks = cfg["models"], cfg["tasks"]
+    here, roots = Path.cwd(), {k: Path(os.path.abspath(cfg[k])) for k in ("state_dir", "resources", "results")}
+    for k, p in roots.items():  # lexical (a root may be a symlink to scratch space)
+        if here.is_relative_to(p) or not (Path(cfg[k]).is_absolute() or p.is_relative_to(here)):
+            fail(k, f"{cfg[k]!r} is or escapes the project folder {here}: name a folder below it (or an absolute one)")
+    for (a, pa), (b, pb) in itertools.permutations(roots.items(), 2):  # training cleanup would delete outputs
+        if pa.is_relative_to(pb):
+            fail(a, f"{cfg[a]!r} is or is inside {b} {cfg[b]!r}: the two folders must not overlap")
 
     def check_model(key: str, name: str):
         if name not in models:
@@ -234,12 +250,11 @@ def _semantic_checks(cfg: dict, source: str) -> None:
                 fail(f"{base}.fraction", "only ftft rows have a step fraction")
             if row["method"] == "ftft":
                 fr = row.get("fraction", cfg["methods"]["ftft"]["fraction"])
+                key = f"{base}.fraction" if "fraction" in row else "methods.ftft.fraction"  # where the value is
                 for t in table["tasks"]:
                     if t not in fr:
-                        fail(f"{base}.fraction", f"no FTFT step fraction for task '{t}'")
-                    _check_halting_fraction(
-                        cfg, t, parse_fraction(fr[t], f"{base}.fraction.{t}"), f"{base}.fraction.{t}", fail
-                    )
+                        fail(key, f"no FTFT step fraction for task '{t}'")
+                    _check_halting_fraction(cfg, t, parse_fraction(fr[t], f"{key}.{t}"), f"{key}.{t}", fail)
     for i, name in enumerate(cfg["flops_models"]):
         check_model(f"flops_models[{i}]", name)
     for section in ("easy_ratio", "overlap", "ptrue_curves"):

@@ -22,14 +22,20 @@ module imports no torch.
 
 The lock folder must be shared by every job that may use the same GPUs (one per workstation
 or per workflow) and be on a local file system (``flock`` over NFS is not reliable).
+
+A training job also holds its run (``hold_run``: a lock beside the run's state folder, so two
+trainers never share one) and ends when the Snakemake that started it dies (``die_with_parent``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -46,6 +52,10 @@ POLL_S = 1.0
 
 class GpuBusyError(FtftError):
     """Every GPU is claimed by another process (or the lock folder cannot be used)."""
+
+
+class RunBusyError(FtftError):
+    """Another process holds the lock of the run's state folder."""
 
 
 _HELD: list[FileLock] = []  # a claim lives as long as the process, even when the caller drops it
@@ -70,8 +80,8 @@ def count_gpus() -> int:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
-def _note(index: int, fd: int) -> None:
-    note = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S %z')} (GPU {index})\n"
+def _note(what: str, fd: int) -> None:
+    note = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S %z')} ({what})\n"
     os.ftruncate(fd, 0)
     os.pwrite(fd, note.encode(), 0)
 
@@ -109,7 +119,10 @@ def claim_gpu(
     except OSError as exc:
         raise GpuBusyError(f"cannot create the GPU lock folder {lock_dir}: {exc}; choose a writable folder") from None
     # on_acquired: the holder's note goes into the lock file (a waiting claimant does not truncate it)
-    locks = [FileLock(lock_dir / f"gpu{i}.lock", thread_local=False, on_acquired=partial(_note, i)) for i in range(n)]
+    locks = [
+        FileLock(lock_dir / f"gpu{i}.lock", thread_local=False, on_acquired=partial(_note, f"GPU {i}"))
+        for i in range(n)
+    ]
     deadline = time.monotonic() + max(0.0, wait_s)
     next_note = 0.0
     while True:
@@ -136,3 +149,31 @@ def claim_gpu(
             log.info("all %d GPUs are claimed (%s); waiting up to %.0f s", n, _holders(lock_dir, n), deadline - now)
             next_note = now + 60.0
         time.sleep(min(poll_s, max(0.0, deadline - now)))
+
+
+def hold_run(state_dir: str | Path) -> FileLock:
+    """An exclusive lock on a run's state folder (``{state_dir}.lock``, beside it: the folder is deleted at the
+    end) for the life of the process, like a GPU claim; RunBusyError naming the holder when another process
+    trains the same run (e.g. one orphaned by a killed Snakemake)."""
+    path = Path(f"{state_dir}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path, thread_local=False, on_acquired=partial(_note, f"training {state_dir}"))
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        holder = path.read_text().strip() or "holder unknown"
+        raise RunBusyError(
+            f"another process trains this run: {holder} (lock {path}). If its Snakemake was killed, end it "
+            f"(kill PID) or let it finish, then run again"
+        ) from None
+    _HELD.append(lock)
+    return lock
+
+
+def die_with_parent() -> None:
+    """SIGTERM this process when its parent (the Snakemake that started the job) dies (Linux only)."""
+    if sys.platform.startswith("linux"):
+        parent = os.getppid()
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the call
+            os.kill(os.getpid(), signal.SIGTERM)

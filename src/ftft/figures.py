@@ -53,7 +53,9 @@ def _plt():
     import seaborn as sns
 
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
-    plt.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "pdf.fonttype": 42, "axes.titlesize": 11})
+    plt.rcParams.update(
+        {"figure.dpi": DPI, "savefig.dpi": DPI, "pdf.fonttype": 42, "axes.titlesize": 11, "text.parse_math": False}
+    )  # labels are plain text ($ is a dollar); mathtext opts in
     return plt, sns
 
 
@@ -215,9 +217,11 @@ def curves_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Dat
         panel_note(ax, "not shown (failed run):\n" + "\n".join(failed), chars=70)
     ax.set_ylim(0, 1)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("median $p_{true}$")
+    ax.set_ylabel("median $p_{true}$", parse_math=True)
     extra = " (extra)" if "-" in fid else ""
-    ax.set_title(f"{task_label(task)}{extra}: median $p_{{true}}$ per epoch (ERM reference runs, seed {seed0})")
+    ax.set_title(
+        f"{task_label(task)}{extra}: median $p_{{true}}$ per epoch (ERM reference runs, seed {seed0})", parse_math=True
+    )
     save(fig, prefix)
     df.attrs["failed"] = failed
     return df

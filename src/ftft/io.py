@@ -7,13 +7,14 @@ content, never a truncated file.
 The readers (``read_parquet``, ``read_arrow``, ``parquet_meta``, ``read_json``, ``read_csv``)
 are the one place where a file that is missing, truncated or corrupt (copied half-way, a full
 disk, edited by hand) becomes a ``DataError`` naming the file and saying what to do, never a
-pyarrow / json / pandas traceback. ``fix`` is that advice: by default, delete the file and run
-the workflow again, so that the job that wrote it runs again.
+pyarrow / json / pandas traceback. ``fix`` is that advice: by default, rebuild the file with
+``snakemake ... --force FILE`` (only the job that writes it runs again).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -21,8 +22,20 @@ from pathlib import Path
 
 from .errors import DataError
 
-#: what to do about an unreadable file an earlier job of the workflow wrote
-REBUILD = "delete it and run snakemake again: the job that writes it runs again"
+#: what to do about an unreadable file an earlier job of the workflow wrote (``{path}``: that file)
+REBUILD = (
+    "rebuild it: add `--force {path}` to your snakemake command (only the job that writes it runs), then run as before"
+)
+
+
+def rebuild(path: str | Path) -> str:
+    """REBUILD for ``path`` (a file or a folder output): deleting it is not enough on a finished results folder,
+    where Snakemake does not rebuild an intermediate file no pending job needs."""
+    return REBUILD.replace("{path}", str(path))
+
+
+def _fix(fix: str, path: str | Path) -> str:
+    return rebuild(path) if fix == REBUILD else fix
 
 
 def current_umask() -> int:
@@ -41,6 +54,14 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
+def _if_full(exc: OSError, path: Path) -> None:
+    """A full disk or quota while writing ``path``: raise an error naming the file and the cause."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DataError(
+            f"{path}: cannot write it: {exc.strerror} ({errno.errorcode[exc.errno]}); free space, run again"
+        ) from exc
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path``; rename it into place on success only."""
@@ -55,6 +76,9 @@ def atomic_path(path: str | Path):
             fsync_path(tmp)
         os.replace(tmp, path)
         fsync_path(path.parent)
+    except OSError as exc:
+        _if_full(exc, path)
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -75,6 +99,9 @@ def atomic_dir(path: str | Path):
             shutil.rmtree(path)
         os.replace(tmp, path)
         fsync_path(path.parent)
+    except OSError as exc:
+        _if_full(exc, path)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -152,7 +179,7 @@ def error_reason(exc: BaseException) -> str:
 
 def unreadable(path: str | Path, what: str, exc: BaseException, fix: str = REBUILD) -> DataError:
     """The error for a file that exists but cannot be read: names it, says why and what to do."""
-    return DataError(f"{path}: not a readable {what} (truncated or corrupt?): {error_reason(exc)}; {fix}")
+    return DataError(f"{path}: not a readable {what} (truncated or corrupt?): {error_reason(exc)}; {_fix(fix, path)}")
 
 
 def _existing(path: str | Path, what: str, fix: str) -> Path:
@@ -210,7 +237,7 @@ def parquet_meta(path: str | Path, what: str = "parquet file", fix: str = REBUIL
     except _read_errors() as exc:  # json.JSONDecodeError is a ValueError
         raise unreadable(path, what, exc, fix) from exc
     if not isinstance(meta, dict):
-        raise DataError(f"{path}: the 'ftft' schema metadata of this {what} is not a JSON object; {fix}")
+        raise DataError(f"{path}: the 'ftft' schema metadata of this {what} is not a JSON object; {_fix(fix, path)}")
     return meta
 
 
@@ -222,7 +249,7 @@ def read_json(path: str | Path, what: str = "JSON file", fix: str = REBUILD) -> 
     except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise unreadable(path, what, exc, fix) from exc
     if not isinstance(obj, dict):
-        raise DataError(f"{path}: {what} must hold a JSON object, got {type(obj).__name__}; {fix}")
+        raise DataError(f"{path}: {what} must hold a JSON object, got {type(obj).__name__}; {_fix(fix, path)}")
     return obj
 
 

@@ -34,6 +34,7 @@ import pickle
 from pathlib import Path
 
 from .errors import ModelError
+from .io import rebuild
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def _load_error(exc: BaseException, source: str, folder, where: str, is_path: bo
         files = [*Path(folder).glob("*.safetensors"), *Path(folder).glob("*.bin")] if folder else []
         name = str(files[0]) if len(files) == 1 else str(folder or where)
         if is_path:
-            fix = f"delete the folder {folder} and run snakemake again (a demo model), or replace the copy"
+            fix = f"{rebuild(folder)} (a demo model), or replace the copy"
         else:
             fix = f"delete the cached copy {folder} and fetch it again"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

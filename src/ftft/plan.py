@@ -28,6 +28,7 @@ else from ``MODEL_DIMS`` (the nine paper models, from their hub configs).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -99,8 +100,13 @@ class ComputePlan:
         self.cluster = cfg["cluster"]
         self._estimates: dict[grid.Run, Estimate] = {}
         self._token_stats: dict[Path, tuple | None] = {}
+        self._inputs: dict[tuple[str, str], tuple] = {}
 
     # --- inputs ---------------------------------------------------------------------------
+    @functools.cached_property
+    def bias_models(self) -> set[tuple[str, str]]:
+        return grid.bias_models(self.cfg)
+
     def dims(self, model: str) -> tuple[int, int, int, int]:
         m = self.cfg["models"][model]
         candidates = []
@@ -149,17 +155,20 @@ class ComputePlan:
     def estimate(self, run: grid.Run) -> Estimate:
         if run in self._estimates:
             return self._estimates[run]
-        n, n_layer, d, n_all = self.dims(run.model)
-        t, source, real = self.tokens_per_example(run.task, run.model)
+        key = (run.task, run.model)  # the inputs are per (task, model): planning stays linear in the runs
+        if key not in self._inputs:
+            self._inputs[key] = (*self.dims(run.model), *self.tokens_per_example(*key), self.eval_rows(run.task),
+                                 self.train_rows(run.task))  # fmt: skip
+        n, n_layer, d, n_all, t, source, real, eval_rows, train_rows = self._inputs[key]
         per_token = 2.0 * n + 2.0 * n_layer * t * d
         tcfg = self.cfg["tasks"][run.task]
         train_tokens = run.steps(self.cfg) * self.cfg["training"]["batch_size"] * t
-        eval_tokens = max(1, round(tcfg["checkpoints"] * float(run.fraction))) * self.eval_rows(run.task) * t
+        eval_tokens = max(1, round(tcfg["checkpoints"] * float(run.fraction))) * eval_rows * t
         flops = 3.0 * train_tokens * per_token + eval_tokens * per_token
-        if (run.task, run.model) in grid.bias_models(self.cfg) and run.method == "erm":
+        if (run.task, run.model) in self.bias_models and run.method == "erm":
             flops += train_tokens / max(1, run.steps(self.cfg)) * per_token  # roughly one pass
         rate = self.cluster["gpu_peak_tflops"] * 1e12 * self.cluster["gpu_utilisation"]
-        data_mb = self.train_rows(run.task) * t * 8 / 2**20  # input ids + type ids, int32
+        data_mb = train_rows * t * 8 / 2**20  # input ids + type ids, int32
         mem = BASE_MEM_MB + HOST_BYTES_PER_PARAM * n_all / 2**20 + data_mb
         real_tokens = None if real is None else train_tokens * real / t
         est = Estimate(run, train_tokens, flops, flops / rate / 3600, mem, source, real_tokens)

@@ -25,7 +25,7 @@ import numpy as np
 
 from .data import schema
 from .errors import DataError
-from .io import REBUILD, atomic_dir, write_json
+from .io import REBUILD, atomic_dir, rebuild, write_json
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def tokenize_task(
         {},
         {"tokenizer": tokenizer_fingerprint(tokenizer), "model_source": model_source, "max_length": max_length},
     )
-    eval_fix = f"delete the folder {eval_dir} and run snakemake again: the assemble job writes it"
+    eval_fix = f"{rebuild(eval_dir)} (the assemble job writes it)"
     for split, path in splits.items():
         df, _ = schema.read(path, REBUILD if split == "train" else eval_fix)
         if df.empty:

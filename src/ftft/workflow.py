@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shlex
+import shutil
 from functools import cached_property
 from pathlib import Path
 
@@ -89,6 +91,10 @@ class Plan:
     def bias_models(self) -> set[tuple[str, str]]:
         return grid.bias_models(self.cfg)
 
+    @cached_property
+    def models_used(self) -> set[str]:
+        return {r.model for r in self.runs}
+
     def check(self) -> None:
         """Config problems only the planned grid reveals (before any job): raise ConfigError."""
         from pathlib import Path
@@ -96,7 +102,7 @@ class Plan:
         from .config import ConfigError
 
         if self.mode == "paper":
-            for m in sorted(grid.models_used(self.cfg)):
+            for m in sorted(self.models_used):
                 path = self.cfg["models"][m]["path"]
                 if path and not Path(path).exists():
                     raise ConfigError(f"invalid config at 'models.{m}.path': local model copy {path!r} does not exist")
@@ -282,7 +288,7 @@ class Plan:
         return [self.layout.source(s) for s in self.sources]
 
     def demo_models(self) -> list[str]:
-        return sorted(grid.models_used(self.cfg)) if self.mode == "demo" else []
+        return sorted(self.models_used) if self.mode == "demo" else []
 
     def demo_model_args(self) -> str:
         m = self.cfg["models"]
@@ -314,13 +320,11 @@ class Plan:
         """The fetch markers of every hub model the grid loads (paper mode, no local copy)."""
         if self.mode != "paper":
             return []
-        return [
-            self.layout.hub_marker(m) for m in sorted(grid.models_used(self.cfg)) if not self.cfg["models"][m]["path"]
-        ]
+        return [self.layout.hub_marker(m) for m in sorted(self.models_used) if not self.cfg["models"][m]["path"]]
 
     def tokenizer_model(self, tokenizer: str) -> str:
         """The model whose tokenizer files a tokenizer group is built from (first key of the group)."""
-        members = sorted(m for m in grid.models_used(self.cfg) if grid.tokenizer_of(self.cfg, m) == tokenizer)
+        members = sorted(m for m in self.models_used if grid.tokenizer_of(self.cfg, m) == tokenizer)
         if not members:
             raise ValueError(f"no model of this config uses tokenizer group {tokenizer!r}")
         return members[0]
@@ -492,6 +496,14 @@ class Plan:
     def all_records(self) -> list[str]:
         return [self.layout.run_file("run.json", r) for r in self.runs]
 
+    def clear_kept(self) -> None:
+        """After a successful Snakemake run: drop the kept outputs (``ftft.train.cli``) of the runs it has taken."""
+        from .train.cli import KEPT
+
+        for run in self.runs:
+            if os.path.isfile(self.layout.run_file("run.json", run)):
+                shutil.rmtree(os.path.join(self.layout.state_dir(run), KEPT), ignore_errors=True)
+
     def failed_runs_message(self) -> str:
         """The end-of-run summary: rows the data preparation dropped, how many runs failed and where the details are."""
         from .failures import summary_line
@@ -518,7 +530,8 @@ def hub_environment(cfg: dict) -> dict[str, str]:
 
 
 def rst_text(text: str) -> str:
-    """Plain text made safe to drop into reStructuredText (report captions)."""
-    for ch in ("\\", "*", "`", "_", "|"):
-        text = text.replace(ch, "\\" + ch)
-    return text
+    """Plain text as inert reStructuredText (report captions): whitespace runs (newlines included) become one
+    space, so no line can start a directive (``.. raw::``, ``.. include::``), and every ASCII punctuation
+    character is backslash-escaped, so no role, link, URI (``javascript:``) or substitution is recognised;
+    docutils then writes the text HTML-escaped."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(text.split()))

@@ -26,9 +26,11 @@ Labels:
 * A value that matches nothing is **dropped and counted** as ``unknown_label`` in the summary
   (with a warning listing the values), like the built-in sources; it is not an error.
 
-``uid``: the uid column as a string; duplicates (within the source) are dropped and counted
-as ``duplicate_uid``; without a uid column it is ``{name}-{split}-{row}`` (row = 0-based row in
-its file), stable as long as the file is. Empty ``text_a``/``text_b`` -> ``missing_text``.
+``uid``: the uid column as a string (a row without one is a DataError naming the file); ids that
+recur in another split (numbered per split) become ``{split}/{id}``; duplicates within a split
+are dropped and counted as ``duplicate_uid`` (a warning, like every dropped row); without a uid
+column it is ``{name}-{split}-{row}`` (row = 0-based row in its file), stable as long as the
+file is. Empty ``text_a``/``text_b`` -> ``missing_text``.
 
 A column named in the config that a file lacks is a DataError naming the file, the config field
 (``byo.<name>.text_a`` ...), the value and the available columns.
@@ -140,6 +142,11 @@ def load(name: str, spec: dict, raw: str | Path | None, report: Report) -> tuple
                 )
         report.rows_in += len(df)
         uid_col = spec.get("uid")
+        if uid_col and (noid := df[uid_col].isna() | (df[uid_col].astype(str).str.strip() == "")).any():
+            raise DataError(
+                f"{path}: {int(noid.sum())} row(s) without an id in column {uid_col!r} (config {base}.uid), the first "
+                f"is data row {int(noid.to_numpy().argmax()) + 1}: give every row an id, or set {base}.uid: null"
+            )
         out = pd.DataFrame(
             {
                 "uid": df[uid_col].astype(str) if uid_col else [f"{name}-{split}-{i}" for i in range(len(df))],
@@ -154,6 +161,9 @@ def load(name: str, spec: dict, raw: str | Path | None, report: Report) -> tuple
             out[c] = out[c].where(out[c].notna(), None).map(lambda v: v if v is None else str(v))
         frames.append(drop_missing_text(out, report, path.name, cols=cols))
     df = pd.concat(frames, ignore_index=True)
+    if (across := df["uid"].duplicated() & ~df.duplicated(["split", "uid"])).any():  # ids numbered per split
+        report.warn(f"{base}.uid: {int(across.sum())} id(s) recur in another split; uids are '<split>/<id>'")
+        df["uid"] = df["split"] + "/" + df["uid"]
     nolabel = df["raw_label"].isna() | (df["raw_label"].astype(str).str.strip() == "")
     if nolabel.any():
         report.drop("missing_label", int(nolabel.sum()), f"uid {df.loc[nolabel, 'uid'].iloc[0]}")

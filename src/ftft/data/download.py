@@ -37,16 +37,17 @@ The contract (``download_source``):
    (the Snakemake rule does not retry on top of it). Retried, with exponential backoff
    (``backoff * 2**attempt`` seconds, or the server's ``Retry-After`` when longer, at most 5
    minutes): network errors and timeouts, HTTP 5xx and 429, truncation (fewer bytes than
-   ``Content-Length``) and a downloaded zip that fails its CRC check. Never retried: HTTP 4xx
-   other than 429 (the URL is wrong or the host refuses: fails at once), and a sha256 mismatch
-   (the host serves different bytes; retrying cannot fix a pin).
+   ``Content-Length``). Never retried: HTTP 4xx other than 429 (the URL is wrong or the host
+   refuses: fails at once), a sha256 mismatch (the host serves different bytes; retrying cannot
+   fix a pin) and a complete download that is no sound zip (the same bytes would come again).
 6. **Errors say what to do**: they name the file, the config key and value, the origin (URL
    or mirror path) and both hashes. A mismatch with a pinned hash says the content differs
    from the pin, to re-download or fix the mirror, and that the pin itself may be wrong; only
    a mismatch with a *recorded* hash says that deleting the ``.sha256`` record accepts it.
 7. Zips are extracted into ``DIR`` through a temporary folder (members with absolute paths,
-   ``..`` or names that would overwrite the download, a record or the marker are refused;
-   ``__MACOSX`` is skipped).
+   ``..``, symbolic links or names that would overwrite the download, a record or the marker are
+   refused before the zip is kept; ``__MACOSX`` is skipped). A kept zip that still fails to
+   extract is removed with its record (the error says so), so a fixed source is fetched again.
 8. ``DIR/DONE.json`` (the rule output) is written last: source, origins, files and hashes,
    extracted members, unverified files. It is deleted first, so a failed run leaves none.
 9. Temporaries left by a killed run (``.<file>.XXXXXXXX.tmp``, ``.extract-XXXXXXXX``) are
@@ -64,6 +65,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 import urllib.error
@@ -252,9 +254,11 @@ def zip_problem(path: Path) -> str | None:
     """Why ``path`` is not a sound, safely extractable zip (every member's CRC is read), or None."""
     try:
         with zipfile.ZipFile(path) as zf:
-            unsafe = [n for n in zf.namelist() if unsafe_member(n)]
+            unsafe = [
+                i.filename for i in zf.infolist() if unsafe_member(i.filename) or stat.S_ISLNK(i.external_attr >> 16)
+            ]
             if unsafe:
-                return f"zip member name(s) {unsafe[:3]} would be written outside the folder (refused)"
+                return f"zip member(s) {unsafe[:3]} would be written outside the folder or are symbolic links (refused)"
             tops = {n.split("/")[0] for n in zf.namelist()}
             reserved = sorted(t for t in tops if t == MARKER or t.endswith(".sha256"))
             if reserved:
@@ -426,8 +430,9 @@ def download_file(
             log.info("downloading %s -> %s (attempt %d/%d)", url, dest, attempt + 1, retries + 1)
             with atomic_path(dest) as tmp:
                 n, actual = fetch(url, tmp, timeout=timeout)
-                if is_zip(dest.name) and (problem := zip_problem(tmp)):
-                    raise _Retryable(f"{n} bytes received, {problem}")
+                if is_zip(dest.name) and (problem := zip_problem(tmp)):  # the host would send the same bytes
+                    raise DataError(f"{url} ({key(source, 'url')}): {n} bytes received, {problem}; not retried. "
+                                    f"Nothing was written to {dest}.")  # fmt: skip
                 if exp.digest and actual != exp.digest:
                     fix = (
                         "The download is corrupt or the host now serves different bytes: run again to re-download; "
@@ -630,7 +635,15 @@ def download_source(
     extracted: dict[str, list[str]] = {}
     for name in list(hashes):
         if is_zip(name) and (out / name).is_file() and "/" not in name:
-            extracted[name] = extract(out / name, out, reserved)
+            try:
+                extracted[name] = extract(out / name, out, reserved)
+            except (OSError, ValueError, DataError, zipfile.BadZipFile, zlib.error) as exc:  # keep no unusable zip
+                (out / name).unlink(missing_ok=True)
+                record_path(out / name).unlink(missing_ok=True)
+                raise DataError(
+                    f"{out / name}: cannot be extracted ({exc}); removed it and its sha256 record, so the next run "
+                    f"fetches it again from {origins[name]}"
+                ) from exc
             log.info("extracted %d file(s) from %s into %s", len(extracted[name]), name, out)
 
     done = {

@@ -219,8 +219,8 @@ def normalise(source: str, raw: str | Path, spec: dict | None = None) -> tuple[p
         report.warn(
             f"row accounting gap: rows_in {report.rows_in} != rows_out {rows_out} + dropped {sum(report.dropped.values())}"
         )
-    if report.dropped:
-        log.info("%s: dropped %s", source, dict(report.dropped))
+    if report.dropped:  # a warning: the prepare rule copies warnings from its log to the console
+        report.warn(f"dropped {sum(report.dropped.values())} of {report.rows_in} rows: {dict(report.dropped)}")
     summary = {
         "source": source,
         "rows_in": report.rows_in,

@@ -9,8 +9,10 @@ log file, and on a workstation with several GPUs the job first claims its own de
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from ..io import parse_json_arg
 
 log = logging.getLogger("ftft.train")
 LOCK_ENV = "FTFT_GPU_LOCK_DIR"  # share one lock folder between several checkouts / workflows
+KEPT = "finished"  # {state_dir}/{run}/finished/: a finished run's outputs until Snakemake has taken them
 
 
 def add_arguments(parser) -> None:
@@ -36,21 +39,27 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from ..devices import hold_run
+
     if args.gpu_lock_dir:
         from ..devices import claim_gpu
 
         claim_gpu(args.gpu_lock_dir)  # before anything starts CUDA
     from .engine import train
 
-    record = train(
-        parse_json_arg(args.spec, "--spec"),
-        data_dir=args.data_dir,
-        out_dir=args.out,
-        state_dir=args.state_dir,
-        subset=args.subset,
-        model_path=args.model_path,
-        bias_out=args.bias_out,
-    )
+    held = hold_run(args.state_dir)
+    try:
+        record = train(
+            parse_json_arg(args.spec, "--spec"),
+            data_dir=args.data_dir,
+            out_dir=args.out,
+            state_dir=args.state_dir,
+            subset=args.subset,
+            model_path=args.model_path,
+            bias_out=args.bias_out,
+        )
+    finally:
+        held.release()  # the command may run inside a longer process (tests)
     if record["status"] != "ok":
         log.warning("run finished with status %s: %s", record["status"], record["failure_reason"])
     return 0
@@ -59,10 +68,12 @@ def run(args) -> int:
 def run_job(smk) -> None:
     """The train rule's job: ``smk`` is the ``snakemake`` object of a ``script:``."""
     from ..cli import log_to
+    from ..devices import die_with_parent, hold_run
     from ..errors import FtftError
     from ..grid import Run
     from ..layout import Layout
 
+    die_with_parent()  # a killed Snakemake leaves no orphaned trainer
     log_to(smk.log[0])
     cfg, spec = smk.config, dict(smk.params.spec)
     spec.update({k: cfg["training"][k] for k in ("threads", "log_every", "eval_batch_size")})  # no rerun triggers
@@ -73,6 +84,16 @@ def run_job(smk) -> None:
 
         os.environ.update(hub_environment(cfg))  # the fetch_model rule filled this cache
     try:
+        hold_run(layout.state_dir(run))
+        kept, key = _kept_outputs(smk, spec, layout.state_dir(run))
+        if (kept / "key.json").is_file() and (kept / "key.json").read_text() == key:
+            for p in map(Path, smk.output):
+                _link(kept / p.name, p)
+            log.info(
+                "restored the outputs of this finished run from %s (Snakemake was interrupted before it took them)",
+                kept,
+            )
+            return
         claim = _claim_device(smk, layout)
         from .engine import train
 
@@ -86,6 +107,14 @@ def run_job(smk) -> None:
         )
         if claim is not None:
             claim.release()
+        shutil.rmtree(kept, ignore_errors=True)
+        try:
+            kept.mkdir(parents=True)
+            for p in map(Path, smk.output):
+                _link(p, kept / p.name)
+            (kept / "key.json").write_text(key)  # last: the copy is complete
+        except OSError as exc:  # the outputs are written: an interrupt now means training again, nothing worse
+            log.warning("could not keep the outputs in %s: %s", kept, exc)
     except FtftError as exc:
         log.error("%s", exc)
         sys.exit(1)
@@ -101,6 +130,23 @@ def quick_exit(code: int = 0) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _kept_outputs(smk, spec: dict, state_dir: str) -> tuple[Path, str]:
+    """Where a finished run's outputs are kept (hard links) until a successful Snakemake run has taken them
+    (``Plan.clear_kept``), and their key: the spec and the inputs' identity. Snakemake interrupted by SIGINT lets
+    running jobs finish but marks their outputs incomplete; ``--rerun-incomplete`` then restores them from here."""
+    inputs = {k: [os.stat(p).st_ino, os.stat(p).st_mtime_ns] for k, p in smk.input.items()}
+    return Path(state_dir) / KEPT, json.dumps({"spec": spec, "inputs": inputs}, sort_keys=True, default=str)
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
 
 
 def _claim_device(smk, layout):

@@ -20,14 +20,14 @@ import pandas as pd
 import torch
 
 from ..errors import DataError
-from ..io import parquet_meta, read_json, read_parquet, unreadable
+from ..io import parquet_meta, read_json, read_parquet, rebuild, unreadable
 from ..tokenize import bucket_bounds, pad_to
 from ..tokenize import padded_widths as padded_widths  # the engine's padded FLOPs
 
 
 def _retokenize(data_dir: str | Path) -> str:
     """What to do about a broken tokenised folder (the tokenize job's one output)."""
-    return f"delete the folder {data_dir} and run snakemake again: the tokenize job writes it"
+    return f"{rebuild(data_dir)} (the tokenize job writes it)"
 
 
 class ReferenceFailed(DataError):
