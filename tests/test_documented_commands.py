@@ -1,4 +1,4 @@
-"""Every `snakemake` / `ftft` command in README.md, config/README.md and the config headers runs as written.
+"""Every `snakemake` / `ftft` command in README.md, config/README.md, the config headers and the Snakefile runs as written.
 
 Commands are taken from fenced code blocks, inline code spans and comment lines of the YAML files.
 `snakemake` commands are dry-run verbatim (`-n` appended; a `--report PATH` needs a finished run, so
@@ -23,7 +23,7 @@ import wfutil
 from ftft import cli
 
 ROOT = wfutil.ROOT
-DOCS = ("README.md", "config/README.md", "workflow_config.yaml", "config/*.yaml", "profiles/*/config.yaml")
+DOCS = ("README.md", "config/README.md", "workflow_config.yaml", "config/*.yaml", "profiles/*/config.yaml", "Snakefile")
 RUN_VERBATIM = {"check-config", "plan", "status"}
 
 
@@ -34,7 +34,7 @@ def documented_commands() -> list[tuple[str, str]]:
         text = path.read_text()
         lines = [ln for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S) for ln in block.splitlines()]
         lines += re.findall(r"`((?:snakemake|ftft) [^`]*)`", text)
-        if path.suffix == ".yaml":
+        if path.suffix != ".md":  # YAML files and the Snakefile: commands in their comments
             lines += [ln.lstrip("# ") for ln in text.splitlines() if ln.startswith("#")]
         for line in lines:
             cmd = re.split(r"\s+#", line.strip())[0].strip()

@@ -194,7 +194,7 @@ def test_full_disk_at_the_end_keeps_the_finished_training(toy, erm, monkeypatch,
     with pytest.raises(DataError, match=r"dynamics\.npz: cannot write it: .*\(ENOSPC\)"):
         train(_spec(toy), toy["data"], out, state)
     monkeypatch.undo()
-    assert (state / "state.pt").is_file()
+    assert (state / "resume.pt").is_file()
     with caplog.at_level("INFO"):
         train(_spec(toy), toy["data"], out, state)
     assert f"at step {STEPS}" in caplog.text

@@ -209,13 +209,13 @@ def test_rehearsal_pins_match_the_archives_and_a_wrong_pin_stops_it_early(tmp_pa
     with serve(wf / "www") as base:
         for name, overlay in (("right", {}), ("wrong", wrong)):
             urls = {"datasets": {s: {"url": u} for s, u in rehearsal_urls(base).items()}}
-            dirs = {"resources": f"res-{name}", "results": f"res-{name}/results"}
+            dirs = {"resources": f"res-{name}", "results": f"out-{name}"}  # apart: the two roots may not overlap
             (wf / f"{name}.yaml").write_text(yaml.safe_dump({**dirs, **urls}))
             (wf / f"{name}-pins.yaml").write_text(yaml.safe_dump(overlay))
             args = ("--configfile", "config/rehearsal.yaml", f"{name}.yaml", f"{name}-pins.yaml")
             targets = (f"res-{name}/anli/DONE.json", f"res-{name}/hub/tinybert.json")
             res = snakemake(wf, *targets, "--cores", "1", "--keep-going", *args, env={"HF_HUB_OFFLINE": "1"})
-            logs = "".join(p.read_text() for p in (wf / f"res-{name}").rglob("*.log"))
+            logs = "".join(p.read_text() for d in (f"res-{name}", f"out-{name}") for p in (wf / d).rglob("*.log"))
             if name == "right":
                 assert res.returncode == 0, (res.stderr + logs)[-3000:]
                 continue
