@@ -37,7 +37,7 @@ def documented_commands() -> list[tuple[str, str]]:
         if path.suffix != ".md":  # YAML files and the Snakefile: commands in their comments
             lines += [ln.lstrip("# ") for ln in text.splitlines() if ln.startswith("#")]
         for line in lines:
-            cmd = re.split(r"\s+#", line.strip())[0].strip()
+            cmd = " ".join(re.split(r"\s+#", line.strip())[0].split())  # a span may wrap across lines
             if re.match(r"(snakemake|ftft) ", cmd):
                 found.setdefault(cmd, str(path.relative_to(ROOT)))
     return sorted(found.items())
