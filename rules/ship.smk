@@ -54,7 +54,8 @@ if PLAN.cfg["ship"]:
 
     rule ftft_model:
         input:
-            unpack(lambda w: PLAN.ship_inputs(ship_ref())),
+            config=L.config_json(),
+            run=lambda w: PLAN.ship_inputs(ship_ref()),
         output:
             directory(PLAN.shipped_model()),
         log:
@@ -65,6 +66,7 @@ if PLAN.cfg["ship"]:
         params:
             results=lambda w: L.results,
             ref=lambda w: ship_ref(),
+            export=lambda w: PLAN.ship_inputs(ship_ref())[0],
         shell:
             "ftft ship --config-json {input.config:q} --results {params.results:q} "
-            "--ref {params.ref:q} --export {input.export:q} --out {output:q} > {log:q} 2>&1"
+            "--ref {params.ref:q} --export {params.export:q} --out {output:q} > {log:q} 2>&1"

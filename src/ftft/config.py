@@ -308,7 +308,9 @@ def _semantic_checks(cfg: dict, source: str) -> None:
         frac = parse_fraction(ship["fraction"], "ship.fraction")
         _check_halting_fraction(cfg, ship["task"], frac, "ship.fraction", fail)
         on = set(active_tasks(cfg))
-        keep = {r.get(k) for t in cfg["tables"].values() if on & set(t["tasks"]) for r in t["rows"] for k in ("main", "ref")}
+        keep = {
+            r.get(k) for t in cfg["tables"].values() if on & set(t["tasks"]) for r in t["rows"] for k in ("main", "ref")
+        }
         cfg["flops_models"] = [m for m in cfg["flops_models"] if m in keep]
         cfg["easy_ratio"]["refs"] = [m for m in cfg["easy_ratio"]["refs"] if m in keep]
     ds = cfg["datamap_seed"]

@@ -84,13 +84,20 @@ def write_screening(cfg: dict, res: Results, out_csv: str | Path) -> pd.DataFram
         cells = [r.rank, f"`{r.ref}`", render.fmt_number(100 * r.easy_ratio, 1) + "%",
                  render.fmt_number(r.hard_ptrue), render.fmt_number(100 * r.id_score, 1), r.flag]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    md = "\n".join(lines) + "\n\nRanked by easy ratio, then hard-10% p_true, then ID score (from the references' ERM runs).\n"
+    md = (
+        "\n".join(lines)
+        + "\n\nRanked by easy ratio, then hard-10% p_true, then ID score (from the references' ERM runs).\n"
+    )
     write_text(out, df.to_csv(index=False, float_format="%.6g"))
     write_text(out.with_suffix(".md"), md)
     write_text(out.with_suffix(".html"), render.markdown_to_html(md))
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
     ok = df[df.failed == ""]
-    a.barh(ok.ref[::-1], 100 * ok.easy_ratio[::-1], color=["C2" if e > EFFECTIVE_EASY else "C3" for e in ok.easy_ratio[::-1]])
+    a.barh(
+        ok.ref[::-1],
+        100 * ok.easy_ratio[::-1],
+        color=["C2" if e > EFFECTIVE_EASY else "C3" for e in ok.easy_ratio[::-1]],
+    )
     a.axvline(100 * EFFECTIVE_EASY, color="k", ls="--", lw=1)
     a.set(xlabel="easy at q = 50% (%)", title="Easy ratio (> 45%: effective)")
     for ref in ok.ref:

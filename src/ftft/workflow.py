@@ -484,16 +484,12 @@ class Plan:
         runs = [grid.ref_run(s["task"], r, self.cfg["seeds"][0]) for r in s["refs"]]
         return [self.layout.config_json()] + self.needs_files(grid.Needs(runs=set(runs), dynamics=set(runs)))
 
-    def ship_inputs(self, ref: str) -> dict[str, object]:
-        """What the shipped folder is made of: the export of the DM run with ``ref``, its run files, its data
-        map and the reference run (cost)."""
+    def ship_inputs(self, ref: str) -> list[str]:
+        """What the shipped folder is made of: the export of the DM run with ``ref`` (first), its run files,
+        its data map and the reference run (cost)."""
         run, L = grid.ship_run(self.cfg, ref), self.layout
-        return {
-            "config": L.config_json(),
-            "export": L.export(run),
-            "files": self.needs_files(grid.Needs(runs={run, grid.ref_run(run.task, ref, run.seed)})),
-            "datamap": L.datamap(run.task, ref, run.seed),
-        }
+        files = self.needs_files(grid.Needs(runs={run, grid.ref_run(run.task, ref, run.seed)}))
+        return [L.export(run), *files, L.datamap(run.task, ref, run.seed)]
 
     # ------------------------------------------------------------------ aggregation
     def config_dump(self) -> dict:
