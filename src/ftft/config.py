@@ -228,6 +228,9 @@ def _semantic_checks(cfg: dict, source: str) -> None:
                     f"tasks.{tname}.{key}.source",
                     f"source '{o['source']}' is not defined under 'datasets' or 'byo' (defined: {sorted(sources)})",
                 )
+    for name, b in cfg["byo"].items():
+        if bool(b["files"]) == bool(b["hf"]):
+            fail(f"byo.{name}.files", "give either files (split -> path) or hf (a Hugging Face dataset), not both")
     for name, m in models.items():
         if cfg["mode"] == "demo" and (m["family"] is None or m["size"] is None):
             fail(f"models.{name}.family", "demo mode builds a tiny stand-in of every model: set family and size")

@@ -137,7 +137,8 @@ class Plan:
         from .data.prepare import SOURCES
 
         if source in self.cfg["byo"]:
-            return list(self.cfg["byo"][source]["files"]), self.cfg["byo"][source]["labels"]
+            b = self.cfg["byo"][source]
+            return list(b["hf"]["splits"] if b["hf"] else b["files"]), b["labels"]
         if self.mode == "demo" and source.startswith("demo_"):
             from .data import demo
 

@@ -244,7 +244,7 @@ def prepare(source: str, raw: str | Path, out: str | Path, summary_path: str | P
     df, summary = normalise(source, raw, spec)
     if df.empty:
         read = (
-            ", ".join(str(f) for f in spec["files"].values()) if spec and isinstance(spec.get("files"), dict) else raw
+            ", ".join(str(f) for f in spec["files"].values()) if spec and spec.get("files") else raw
         )
         raise DataError(f"{source}: no rows left after normalising {read} (dropped: {summary['dropped']})")
     if spec is None and not summary["expected"]:
