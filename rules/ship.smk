@@ -50,7 +50,9 @@ if PLAN.cfg["ship"]:
         from ftft.ship import recommended
 
         ref = PLAN.cfg["ship"]["ref"]
-        return ref or recommended(checkpoints.screen.get().output.csv)
+        return ref or recommended(
+            checkpoints.screen.get().output.csv, PLAN.cfg["ship"]["refs"]
+        )
 
     rule ftft_model:
         input:

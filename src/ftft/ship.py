@@ -113,12 +113,12 @@ def write_screening(cfg: dict, res: Results, out_csv: str | Path) -> pd.DataFram
     return df
 
 
-def recommended(csv: str | Path) -> str:
-    """The recommended reference of a screening CSV (``write_screening``)."""
+def recommended(csv: str | Path, refs: list[str]) -> str:
+    """The recommended reference of a screening CSV (``write_screening``): one of ``refs``."""
     df = pd.read_csv(csv, keep_default_na=False)
     rec = df[df.recommended.astype(str) == "True"]
-    if rec.empty:
-        raise DataError(f"{csv}: no recommended reference (every candidate's reference run failed); set ship.ref")
+    if rec.empty or str(rec.ref.iloc[0]) not in refs:
+        raise DataError(f"{csv}: no recommended reference among {refs} (did every reference run fail?); set ship.ref")
     return str(rec.ref.iloc[0])
 
 
