@@ -60,7 +60,7 @@ def screen(cfg: dict, res: Results) -> pd.DataFrame:
 def why(cfg: dict, df: pd.DataFrame) -> str:
     """The one sentence that names the recommended reference and says why."""
     if not df.recommended.any():
-        raise DataError(f"no candidate reference to recommend: every reference run failed ({list(df.ref)})")
+        return "No reference can be recommended: every candidate's reference run failed (see failed_runs.md)."
     r = df[df.recommended].iloc[0]
     text = (f"Recommended reference: `{r.ref}`: it puts the most instances in 'easy' at q = 50% ({r.easy_ratio:.1%}; "
             f"effective references put > 45% there, paper §4.3), its hard-to-learn 10% reach a median p_true of "
