@@ -304,7 +304,7 @@ def tokenizer_of(cfg: dict, model: str) -> str:
 
 
 def models_used(cfg: dict) -> set[str]:
-    return {r.model for r in all_runs(cfg)} | ({cfg["ship"]["main"]} if cfg["ship"] else set())
+    return {r.model for r in all_runs(cfg)}
 
 
 @dataclass

@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from . import datamap, render
-from .config import parse_fraction
+from .config import parse_fraction, task_entries
 from .cost import method_cost
 from .errors import DataError
 from .grid import ref_run, ship_run
@@ -127,7 +127,7 @@ def model_card(cfg: dict, res: Results, ref: str, name: str) -> str:
     s, run = cfg["ship"], ship_run(cfg, ref)
     t, frac, L = cfg["tasks"][s["task"]], parse_fraction(s["fraction"]), res.layout
     rec, ref_rec = res.record(run), res.record(ref_run(run.task, ref, run.seed))
-    sets = [(t["id_test"], "ID")] + [(o, "OOD") for o in t["ood"]]
+    sets = [(e, role.upper()) for _, role, e in task_entries(t) if role != "train"]
     scores = {o["name"]: {m: res.metric_at(run, o["name"], m, frac) for m in ("accuracy", "macro_f1")} for o, _ in sets}
     dm = datamap.read(L.datamap(run.task, ref, run.seed))
     shares = {c: float(dm[c].mean()) for c in ("easy", "ambiguous", "hard_to_learn")}

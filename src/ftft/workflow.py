@@ -92,8 +92,8 @@ class Plan:
         return grid.bias_models(self.cfg)
 
     @cached_property
-    def models_used(self) -> set[str]:
-        return {r.model for r in self.runs}
+    def models_used(self) -> set[str]:  # (the shipped main model's run is planned after the screening)
+        return {r.model for r in self.runs} | ({self.cfg["ship"]["main"]} if self.cfg["ship"] else set())
 
     def check(self) -> None:
         """Config problems only the planned grid reveals (before any job): raise ConfigError."""
