@@ -132,19 +132,3 @@ def test_quickstart_screens_ships_a_pipeline_model_with_its_card(tmp_path, monke
         f1 = f1_score(ev.label, pred, average="macro")
         assert f1 == pytest.approx(at.loc[name, "macro_f1"], abs=1e-6)
         assert {m["type"]: m["value"] for m in result["metrics"]}["f1"] == pytest.approx(f1, abs=1e-4)
-
-
-@pytest.mark.slow
-def test_screening_ranks_the_tinybert_stand_in_last_on_the_demo_hsd_task(tmp_path):
-    """Issue 25's check: the `screen` target alone on the demo's HSD task (7 reference runs, ~2 min)."""
-    import wfutil
-
-    wf = wfutil.make_copy(tmp_path / "wf")
-    refs = ["tinybert", "electra-small", "electra-base", "electra-large", "deberta-v3-small", "deberta-v3-base",
-            "deberta-v3-large"]  # fmt: skip
-    overlay = {"active_tasks": ["hsd"], "ship": {"task": "hsd", "main": "deberta-v3-large", "refs": refs}}
-    (wf / "hsd-screen.yaml").write_text(json.dumps(overlay))
-    r = wfutil.snakemake(wf, "screen", "--cores", "2", "--configfile", "config/demo.yaml", "hsd-screen.yaml")
-    assert r.returncode == 0, r.stderr[-3000:]
-    screening = pd.read_csv(wf / "results/demo/screening.csv", keep_default_na=False)
-    assert screening.ref.iloc[-1] == "tinybert" and screening.flag.iloc[-1] != ""
