@@ -2,6 +2,7 @@
 #
 #   snakemake --cores all --resources gpu=1                 # paper grid, workstation (1 GPU)
 #   snakemake --cores 2 --configfile config/demo.yaml       # offline demo, CPU only
+#   snakemake --cores 2 --configfile config/ftft-quickstart.yaml  # FTFT on your data: a model to ship
 #   snakemake --workflow-profile profiles/slurm             # paper grid on a SLURM cluster
 #
 # The grid (which runs each table and figure needs) is data: ftft.grid expands the config,
@@ -30,6 +31,7 @@ include: "rules/models.smk"
 include: "rules/train.smk"
 include: "rules/datamaps.smk"
 include: "rules/tables.smk"
+include: "rules/ship.smk"
 
 
 rule all:

@@ -177,3 +177,38 @@ def test_byo_row_without_id_names_the_users_file(tmp_path):
     spec = spec_for(tmp_path, files={"train": str(tmp_path / "train.jsonl")}, text_a="t", label="y", uid="id")
     with pytest.raises(DataError, match=r"train\.jsonl: 1 row\(s\) without an id in column 'id'.*data row 2"):
         normalise("mine", tmp_path, spec)
+
+
+def test_byo_source_from_a_hub_dataset_offline(tmp_path):
+    """hf: {path, name, revision, splits}: a dataset in the hub's cache layout (parquet files of a pinned
+    commit), read with HF_DATASETS_OFFLINE=1 and HF_HUB_OFFLINE=1 by the real `ftft prepare` command."""
+    import os
+    import subprocess
+    import sys
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "home" / "hub" / "datasets--someone--comments"
+    (repo / "snapshots" / sha / "data").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    rows = {"train": (["nice one", "you fool", "so kind"], [0, 1, 0]), "validation": (["idiot", "thanks"], [1, 0])}
+    for split, (texts, labels) in rows.items():
+        frame = pd.DataFrame({"text": texts, "label": labels})
+        frame.to_parquet(repo / "snapshots" / sha / "data" / f"{split}-00000-of-00001.parquet")
+    spec = {"hf": {"path": "someone/comments", "revision": sha, "splits": {"train": "train", "test": "validation"}},
+            "text_a": "text", "label": "label", "labels": ["ok", "toxic"]}  # fmt: skip
+    env = {**os.environ, "HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    out = tmp_path / "comments.parquet"
+    cmd = [sys.executable, "-m", "ftft.cli", "prepare", "--source", "comments", "--raw", ".", "--out", str(out),
+           "--summary", str(tmp_path / "s.json"), "--spec", json.dumps(spec)]  # fmt: skip
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    df = pd.read_parquet(out)
+    for split, (texts, labels) in rows.items():
+        got = df[df.split == {"validation": "test"}.get(split, split)]
+        assert got.text_a.tolist() == texts and got.label.tolist() == labels
+    assert schema.read(out)[1]["label_names"] == ["ok", "toxic"]
+    spec["hf"]["revision"] = "f" * 40  # not in the cache: a clear error naming the key
+    cmd[cmd.index("--spec") + 1] = json.dumps(spec)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "byo.comments.hf" in r.stderr and "f" * 40 in r.stderr

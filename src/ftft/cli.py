@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figure": ("ftft.figures", "build one paper figure (png, pdf) from run outputs"),
     "compare": ("ftft.compare", "compare reproduced cells with the published numbers"),
     "claims": ("ftft.claims", "check the paper's claims on the reproduced runs"),
+    "screen": ("ftft.ship", "rank the candidate references of a shipped FTFT model (paper §4.3)"),
+    "ship": ("ftft.ship", "the shipped FTFT model: the saved DM run at its halting checkpoint + model card"),
     "failed-runs": ("ftft.failures", "summarise the failed runs and the table cells they empty"),
 }
 

@@ -228,6 +228,9 @@ def _semantic_checks(cfg: dict, source: str) -> None:
                     f"tasks.{tname}.{key}.source",
                     f"source '{o['source']}' is not defined under 'datasets' or 'byo' (defined: {sorted(sources)})",
                 )
+    for name, b in cfg["byo"].items():
+        if bool(b["files"]) == bool(b["hf"]):
+            fail(f"byo.{name}.files", "give either files (split -> path) or hf (a Hugging Face dataset), not both")
     for name, m in models.items():
         if cfg["mode"] == "demo" and (m["family"] is None or m["size"] is None):
             fail(f"models.{name}.family", "demo mode builds a tiny stand-in of every model: set family and size")
@@ -296,6 +299,23 @@ def _semantic_checks(cfg: dict, source: str) -> None:
         check_task(f"claims.weak_refs.{t}", t)
         for i, name in enumerate(refs):
             check_model(f"claims.weak_refs.{t}[{i}]", name)
+    if ship := cfg["ship"]:  # FTFT as a tool: the paper's task-independent lists keep only the models of its tables
+        check_task("ship.task", ship["task"])
+        if ship["task"] not in active_tasks(cfg):
+            fail("ship.task", f"task '{ship['task']}' is not active ({active_tasks(cfg)})")
+        for key, name in [("main", ship["main"]), ("ref", ship["ref"])] + [
+            (f"refs[{i}]", r) for i, r in enumerate(ship["refs"])
+        ]:
+            if name is not None:
+                check_model(f"ship.{key}", name)
+        frac = parse_fraction(ship["fraction"], "ship.fraction")
+        _check_halting_fraction(cfg, ship["task"], frac, "ship.fraction", fail)
+        on = set(active_tasks(cfg))
+        keep = {
+            r.get(k) for t in cfg["tables"].values() if on & set(t["tasks"]) for r in t["rows"] for k in ("main", "ref")
+        }
+        cfg["flops_models"] = [m for m in cfg["flops_models"] if m in keep]
+        cfg["easy_ratio"]["refs"] = [m for m in cfg["easy_ratio"]["refs"] if m in keep]
     ds = cfg["datamap_seed"]
     if ds != "same" and ds not in cfg["seeds"]:
         fail("datamap_seed", f"must be 'same' or one of seeds {cfg['seeds']}, got {ds!r}")

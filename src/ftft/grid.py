@@ -244,9 +244,24 @@ def all_runs(cfg: dict) -> set[Run]:
     for t, refs in datamap_refs(cfg).items():
         for r in refs:
             runs.update(ref_run(t, r, s) for s in cfg["seeds"])
+    runs.update(ship_runs(cfg))
     for run in list(runs):  # every run with a reference needs the reference's ERM run
         runs.update(run_dependencies(cfg, run))
     return runs
+
+
+def ship_run(cfg: dict, ref: str) -> Run:
+    """The full DM run whose checkpoint at ``ship.fraction`` is the shipped FTFT model, with reference ``ref``."""
+    return Run(cfg["ship"]["task"], cfg["ship"]["main"], "dm", ref, FULL, cfg["seeds"][0])
+
+
+def ship_runs(cfg: dict) -> list[Run]:
+    """The tool's runs known when planning: each candidate's reference run; the DM run of a named reference
+    (that of the recommended one is planned once the screening exists: the ``screen`` checkpoint)."""
+    s = cfg["ship"]
+    if not s:
+        return []
+    return [ref_run(s["task"], r, cfg["seeds"][0]) for r in s["refs"]] + ([ship_run(cfg, s["ref"])] if s["ref"] else [])
 
 
 def run_dependencies(cfg: dict, run: Run) -> list[Run]:

@@ -38,6 +38,9 @@ FIGURE_EXTS = ("png", "pdf")
 CLAIMS = "tables/claims.{ext}"
 COMPARISON = "tables/paper_comparison.{ext}"
 FAILED_RUNS = "failed_runs.{ext}"
+SCREENING = "screening.{ext}"  # the candidate references ranked (ship.refs)
+EXPORT = f"exports/{RUN_NAME}"  # a DM run's model at the ship.fraction checkpoint (save_pretrained)
+SHIPPED = "model/{task}"  # the shipped FTFT model: the export of the chosen reference's run + README.md
 CONFIG_JSON = "config.json"
 LOGS = "logs"
 BENCHMARKS = "benchmarks"
@@ -133,6 +136,15 @@ class Layout:
 
     def failed_runs(self, ext: str = "md") -> str:
         return self.res(FAILED_RUNS.format(ext=ext))
+
+    def screening(self, ext: str = "csv") -> str:
+        return self.res(SCREENING.format(ext=ext))
+
+    def export(self, run=None) -> str:
+        return self.res(_fill(EXPORT, **_run_fields(run)))
+
+    def shipped(self, task: str | None = None) -> str:
+        return self.res(_fill(SHIPPED, **_opt(task=task)))
 
     def config_json(self) -> str:
         return self.res(CONFIG_JSON)

@@ -23,7 +23,7 @@ from functools import cached_property
 from pathlib import Path
 
 from . import figures, grid, tables
-from .config import active_tasks
+from .config import active_tasks, parse_fraction
 from .grid import Run
 from .layout import BIAS_FILE, FIGURE_EXTS, TABLE_EXTS, Layout
 
@@ -92,8 +92,8 @@ class Plan:
         return grid.bias_models(self.cfg)
 
     @cached_property
-    def models_used(self) -> set[str]:
-        return {r.model for r in self.runs}
+    def models_used(self) -> set[str]:  # (the shipped main model's run is planned after the screening)
+        return {r.model for r in self.runs} | ({self.cfg["ship"]["main"]} if self.cfg["ship"] else set())
 
     def check(self) -> None:
         """Config problems only the planned grid reveals (before any job): raise ConfigError."""
@@ -137,7 +137,8 @@ class Plan:
         from .data.prepare import SOURCES
 
         if source in self.cfg["byo"]:
-            return list(self.cfg["byo"][source]["files"]), self.cfg["byo"][source]["labels"]
+            b = self.cfg["byo"][source]
+            return list(b["hf"]["splits"] if b["hf"] else b["files"]), b["labels"]
         if self.mode == "demo" and source.startswith("demo_"):
             from .data import demo
 
@@ -199,8 +200,9 @@ class Plan:
         out += [L.figure(f, ext) for f in self.figure_ids for ext in FIGURE_EXTS]
         out += [L.datamap_plot(t, r, s) for t, r, s in self.datamaps]
         # every report item is a target: --report on a finished results folder then finds them all
-        reports = (L.comparison, L.claims) if self.compares_with_paper else (L.claims,)
+        reports = (L.comparison, L.claims) if self.compares_with_paper else (L.claims,) if self.table_ids else ()
         out += [f(ext) for f in reports for ext in ("csv", "md", "html")]
+        out += self.ship_targets()
         out += [L.failed_runs("md"), L.failed_runs("html")]
         return out
 
@@ -369,10 +371,14 @@ class Plan:
 
     def train_spec(self, run: Run) -> dict:
         """``ftft.train.spec.make_spec(cfg, run)`` less the keys that change no result (the job takes those from
-        the config itself): the train rule's param, so changing threads or log_every re-runs nothing."""
+        the config itself): the train rule's param, so changing threads or log_every re-runs nothing. A run
+        that may be shipped (``ship``) also saves its model at the halting checkpoint."""
         from .train.spec import make_spec  # lazy: the train package is not needed to plan
 
-        return {k: v for k, v in make_spec(self.cfg, run).items() if k not in OPERATIONAL_TRAINING}
+        spec = {k: v for k, v in make_spec(self.cfg, run).items() if k not in OPERATIONAL_TRAINING}
+        if run in self.ship_candidates:
+            spec["export_checkpoint"] = int(parse_fraction(self.cfg["ship"]["fraction"]) * spec["checkpoints"])
+        return spec
 
     def bias_model_constraint(self) -> dict[str, str]:
         """Wildcard constraints of the train rule variant that also writes ``bias_logp.parquet``."""
@@ -448,6 +454,43 @@ class Plan:
             ("--ref-run", ref_dir),
             ("--spec", dumps(spec) if spec else None),
         )
+
+    # ------------------------------------------------------------------ FTFT as a tool (ship)
+    @cached_property
+    def ship_candidates(self) -> set[Run]:
+        """The DM runs that may become the shipped model (one per candidate reference): they save it."""
+        s = self.cfg["ship"]
+        return {grid.ship_run(self.cfg, r) for r in {*s["refs"], s["ref"]} - {None}} if s else set()
+
+    def ship_targets(self) -> list[str]:
+        if not self.cfg["ship"]:
+            return []
+        return [self.layout.screening(ext) for ext in ("csv", "md", "html", "png")] + [self.shipped_model()]
+
+    def shipped_model(self) -> str:
+        return self.layout.shipped(self.cfg["ship"]["task"])
+
+    def export_constraint(self) -> dict[str, str]:
+        """Wildcard constraints of the train rule variant that also saves the model (``ship_candidates``)."""
+        return {
+            "model": alternation({r.model for r in self.ship_candidates}),
+            "method": "dm",
+            "ref": alternation({r.ref for r in self.ship_candidates}),
+            "budget": grid.FULL,
+            "seed": str(self.cfg["seeds"][0]),
+        }
+
+    def screen_inputs(self) -> list[str]:
+        s = self.cfg["ship"]
+        runs = [grid.ref_run(s["task"], r, self.cfg["seeds"][0]) for r in s["refs"]]
+        return [self.layout.config_json()] + self.needs_files(grid.Needs(runs=set(runs), dynamics=set(runs)))
+
+    def ship_inputs(self, ref: str) -> list[str]:
+        """What the shipped folder is made of: the export of the DM run with ``ref`` (first), its run files,
+        its data map and the reference run (cost)."""
+        run, L = grid.ship_run(self.cfg, ref), self.layout
+        files = self.needs_files(grid.Needs(runs={run, grid.ref_run(run.task, ref, run.seed)}))
+        return [L.export(run), *files, L.datamap(run.task, ref, run.seed)]
 
     # ------------------------------------------------------------------ aggregation
     def config_dump(self) -> dict:

@@ -123,17 +123,36 @@ def label_names_for(values: list, labels: list | None) -> tuple[list[str], dict]
     return names, {n: i for i, n in enumerate(names)}
 
 
+def read_hub(hf: dict, key: str) -> dict[str, pd.DataFrame]:
+    """``hf: {path, name, revision, splits}``: the dataset repository's files at the pinned revision through
+    the Hugging Face cache (offline from a filled cache with HF_HUB_OFFLINE=1), read by ``datasets.load_dataset``
+    (config ``name``); ``splits`` maps our split names to the dataset's."""
+    import datasets
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(hf["path"], repo_type="dataset", revision=hf["revision"])
+        return {ours: datasets.load_dataset(folder, hf.get("name"), split=theirs).to_pandas()
+                for ours, theirs in hf["splits"].items()}  # fmt: skip
+    except Exception as exc:  # hub, cache, file and split errors alike
+        raise DataError(f"{key}: cannot load {hf['path']}@{hf['revision']}: {type(exc).__name__}: {exc}") from exc
+
+
 def load(name: str, spec: dict, raw: str | Path | None, report: Report) -> tuple[pd.DataFrame, list[str]]:
     base = f"byo.{name}"
-    for key in ("files", "text_a", "label"):
+    for key in ("text_a", "label"):
         if not spec.get(key):
             raise DataError(f"{base}.{key}: required")
-    if not isinstance(spec["files"], dict):
-        raise DataError(f"{base}.files: expected a {{split: path}} mapping, got {spec['files']!r}")
+    hub = read_hub(spec["hf"], f"{base}.hf") if spec.get("hf") else None
+    if hub is None and not (isinstance(spec.get("files"), dict) and spec["files"]):
+        raise DataError(f"{base}.files: expected a {{split: path}} mapping (or hf), got {spec.get('files')!r}")
     frames = []
-    for split, file in spec["files"].items():
-        path = resolve(str(file), raw, f"{base}.files.{split}")
-        df = read_any(path, f"{base}.files.{split}")
+    for split, file in (hub or spec["files"]).items():
+        if hub is None:
+            path = resolve(str(file), raw, f"{base}.files.{split}")
+            df = read_any(path, f"{base}.files.{split}")
+        else:
+            path, df = Path(f"{spec['hf']['path']}@{spec['hf']['revision']}:{split}"), file
         for field in ("text_a", "text_b", "label", "uid"):
             col = spec.get(field)
             if col is not None and col not in df.columns:

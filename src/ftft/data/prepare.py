@@ -243,9 +243,7 @@ def normalise(source: str, raw: str | Path, spec: dict | None = None) -> tuple[p
 def prepare(source: str, raw: str | Path, out: str | Path, summary_path: str | Path, spec: dict | None = None) -> dict:
     df, summary = normalise(source, raw, spec)
     if df.empty:
-        read = (
-            ", ".join(str(f) for f in spec["files"].values()) if spec and isinstance(spec.get("files"), dict) else raw
-        )
+        read = ", ".join(str(f) for f in spec["files"].values()) if spec and spec.get("files") else raw
         raise DataError(f"{source}: no rows left after normalising {read} (dropped: {summary['dropped']})")
     if spec is None and not summary["expected"]:
         check_recorded(source, Path(raw), summary, df)

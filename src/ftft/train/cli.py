@@ -104,6 +104,7 @@ def run_job(smk) -> None:
             state_dir=layout.state_dir(run),
             subset=smk.input.get("subset"),
             bias_out=smk.output.get("bias"),
+            export_out=smk.output.get("export"),
         )
         if claim is not None:
             claim.release()

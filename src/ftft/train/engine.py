@@ -29,6 +29,7 @@ import gc
 import logging
 import os
 import resource
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -516,6 +517,18 @@ def debug_hooks(spec: dict) -> dict:
     return debug
 
 
+def export_model(s: Session, folder: Path) -> None:
+    """The model as it is now as a Hugging Face folder (safetensors, tokenizer, the task's label names)."""
+    from ..modeling import load_tokenizer
+
+    model = s.accelerator.unwrap_model(s.model)
+    model.config.id2label = dict(enumerate(s.spec["labels"]))
+    model.config.label2id = {name: i for i, name in enumerate(s.spec["labels"])}
+    shutil.rmtree(folder, ignore_errors=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    load_tokenizer(s.spec["model_source"]).save_pretrained(folder)
+
+
 def flops_record(s: Session) -> dict:
     """Forward FLOPs of one epoch (real and padded tokens, the padded ones over the first pass) and in total."""
     data, bs = s.train_data, s.spec["batch_size"]
@@ -614,11 +627,14 @@ def train(
     subset: str | Path | None = None,
     model_path: str | Path | None = None,
     bias_out: str | Path | None = None,
+    export_out: str | Path | None = None,
 ) -> dict:
     """Train one run; write metrics.csv, predictions.parquet, dynamics.npz, run.json to ``out_dir``.
 
     ``data_dir`` is a tokenize output folder. ``bias_out``: also write the eval-mode
     log-probabilities of the final weights on the training set there (PoE bias models).
+    ``export_out``: the model at checkpoint ``spec["export_checkpoint"]`` (``export_model``; an
+    empty folder when the run stopped before it).
     Resumes from ``state_dir`` when it holds the state of the same spec; deletes it once the
     outputs are written. Returns the run record (the content of run.json).
     """
@@ -628,7 +644,7 @@ def train(
     saver = state_io.BackgroundSaver()
     with torch_settings(spec["threads"], spec["deterministic"]):
         try:
-            return _train(spec, Path(data_dir), Path(out_dir), Path(state_dir), subset, bias_out, saver)
+            return _train(spec, Path(data_dir), Path(out_dir), Path(state_dir), subset, bias_out, saver, export_out)
         except ReferenceFailed as exc:
             return write_reference_failure(spec, Path(out_dir), str(exc))
         finally:
@@ -640,7 +656,7 @@ def pad_multiple(device: torch.device) -> int:
     return 8 if device.type == "cuda" else 1
 
 
-def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, bias_out, saver) -> dict:
+def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, bias_out, saver, export_out) -> dict:
     session_start = time.perf_counter()
     s = setup(spec, data_dir, subset)
     fp = fingerprint(spec)
@@ -709,6 +725,8 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
             break
         k = ckpts.index(pos.step) + 1
         checkpoint(s, k, len(ckpts))
+        if k == spec.get("export_checkpoint"):
+            export_model(s, state_dir / "export")
         save_state(s, saver, state_dir, fp, session_start)
         if debug.get("kill_after_checkpoint") == k:
             raise SimulatedKill(f"debug: killed after checkpoint {k}")
@@ -721,6 +739,13 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
     if failure is not None:
         log.warning("run failed: %s", failure)
     record = make_record(s, failure, final, session_start)
+    if export_out is not None:
+        shutil.rmtree(export_out, ignore_errors=True)
+        Path(export_out).parent.mkdir(parents=True, exist_ok=True)
+        if (state_dir / "export").is_dir():
+            shutil.move(state_dir / "export", export_out)
+        else:
+            Path(export_out).mkdir()
     write_outputs(s, out_dir, record, Path(bias_out) if bias_out else None)
     saver.wait()
     state_io.clear(state_dir)

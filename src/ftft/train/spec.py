@@ -102,6 +102,8 @@ def validate_spec(spec: dict) -> dict:
             _fail(key, f"must be a positive integer, got {spec[key]!r}")
     if spec["steps"] < spec["checkpoints"]:
         _fail("steps", f"steps ({spec['steps']}) must be >= checkpoints ({spec['checkpoints']})")
+    if spec.get("export_checkpoint") not in (None, *range(1, spec["checkpoints"] + 1)):  # a shipped model's checkpoint
+        _fail("export_checkpoint", f"must be a checkpoint 1..{spec['checkpoints']}, got {spec['export_checkpoint']!r}")
     for key in ("lr", "adam_eps"):
         if not isinstance(spec[key], int | float) or not spec[key] > 0:
             _fail(key, f"must be > 0, got {spec[key]!r}")

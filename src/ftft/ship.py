@@ -1,0 +1,208 @@
+"""FTFT as a fine-tuning tool (config key ``ship``): screen the candidate references, ship the model.
+
+``screen``: each candidate's reference run (its ERM run) ranked by the paper's signals for an
+effective reference (§4.3): the easy ratio at q = 50% (Table 8; effective references put more
+than 45% of the instances there), then the median p_true of its hard-to-learn 10% at the last
+complete epoch (Figure 1b: learned gradually rather than never), then its ID score.
+
+``ship``: the DM run's model saved at the ``ship.fraction`` checkpoint (the engine's export)
+plus a model card (README.md, the hub's format: YAML front matter and Markdown).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from . import datamap, render
+from .config import parse_fraction, task_entries
+from .cost import method_cost
+from .errors import DataError
+from .grid import ref_run, ship_run
+from .io import atomic_dir, atomic_path, read_json, write_text
+from .results import Results
+
+EASY_Q = 0.5  # Table 8 / §4.3: the easy ratio at q = 50%
+EFFECTIVE_EASY = 0.45  # §4.3: effective references put > 45% of the instances in "easy" at q = 50%
+HARD_FRACTION = 0.10  # Figure 1b: the hard-to-learn 10%
+SIGNALS = ["easy_ratio", "hard_ptrue", "id_score"]
+
+
+def screen(cfg: dict, res: Results) -> pd.DataFrame:
+    """One row per candidate reference, best first (failed reference runs last)."""
+    s, seed = cfg["ship"], cfg["seeds"][0]
+    t = cfg["tasks"][s["task"]]
+    rows = []
+    for ref in s["refs"]:
+        run = ref_run(s["task"], ref, seed)
+        row = {"ref": ref, "failed": res.failure_at(run)}
+        if not row["failed"]:
+            dyn = res.dynamics(run)
+            curves = datamap.ptrue_curves(dyn, HARD_FRACTION)
+            row |= {"easy_ratio": datamap.easy_ratio(datamap.compute(dyn), EASY_Q),
+                    "hard_ptrue": curves[curves.group == "hard"].median_ptrue.iloc[-1], "epochs": dyn.complete_epochs,
+                    "id_score": res.metric_at(run, t["id_test"]["name"], t["metric"]),
+                    "forward_flops_per_epoch": res.forward_flops_per_epoch(s["task"], ref, seed)}  # fmt: skip
+        rows.append(row)
+    df = pd.DataFrame(rows).reindex(columns=["ref", *SIGNALS, "epochs", "forward_flops_per_epoch", "failed"])
+    df = df.sort_values(SIGNALS, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    df.insert(0, "rank", range(1, len(df) + 1))
+    df["flag"] = ["reference run failed" if f else "ineffective? easy ratio <= 45%" if e <= EFFECTIVE_EASY else ""
+                  for f, e in zip(df.failed, df.easy_ratio, strict=True)]  # fmt: skip
+    df["recommended"] = (df["rank"] == 1) & (df.failed == "")
+    return df
+
+
+def why(cfg: dict, df: pd.DataFrame) -> str:
+    """The one sentence that names the recommended reference and says why."""
+    if not df.recommended.any():
+        return "No reference can be recommended: every candidate's reference run failed (see failed_runs.md)."
+    r = df[df.recommended].iloc[0]
+    text = (f"Recommended reference: `{r.ref}`: it puts the most instances in 'easy' at q = 50% ({r.easy_ratio:.1%}; "
+            f"effective references put > 45% there, paper §4.3), its hard-to-learn 10% reach a median p_true of "
+            f"{r.hard_ptrue:.2f} by epoch {int(r.epochs)}, and its ID {cfg['tasks'][cfg['ship']['task']]['metric']} "
+            f"is {r.id_score:.3f}.")  # fmt: skip
+    return text + ("" if r.easy_ratio > EFFECTIVE_EASY else " No candidate passes the 45% line: add stronger ones.")
+
+
+def write_screening(cfg: dict, res: Results, out_csv: str | Path) -> pd.DataFrame:
+    """screening.{csv,md,html,png} (the CSV is the recommendation the workflow reads)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df, out = screen(cfg, res), Path(out_csv)
+    header = ["rank", "reference", "easy at q = 50%", "hard-10% median p_true (last epoch)", "ID score", "flag"]
+    lines = [f"# Reference screening: task `{cfg['ship']['task']}`", "", why(cfg, df), "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
+    for r in df.itertuples():
+        cells = [r.rank, f"`{r.ref}`", render.fmt_number(100 * r.easy_ratio, 1) + "%",
+                 render.fmt_number(r.hard_ptrue), render.fmt_number(100 * r.id_score, 1), r.flag]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    md = (
+        "\n".join(lines)
+        + "\n\nRanked by easy ratio, then hard-10% p_true, then ID score (from the references' ERM runs).\n"
+    )
+    write_text(out, df.to_csv(index=False, float_format="%.6g"))
+    write_text(out.with_suffix(".md"), md)
+    write_text(out.with_suffix(".html"), render.markdown_to_html(md))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    ok = df[df.failed == ""]
+    a.barh(
+        ok.ref[::-1],
+        100 * ok.easy_ratio[::-1],
+        color=["C2" if e > EFFECTIVE_EASY else "C3" for e in ok.easy_ratio[::-1]],
+    )
+    a.axvline(100 * EFFECTIVE_EASY, color="k", ls="--", lw=1)
+    a.set(xlabel="easy at q = 50% (%)", title="Easy ratio (> 45%: effective)")
+    for ref in ok.ref:
+        c = datamap.ptrue_curves(res.dynamics(ref_run(cfg["ship"]["task"], ref, cfg["seeds"][0])), HARD_FRACTION)
+        c = c[c.group == "hard"]
+        b.plot(c.epoch, c.median_ptrue, marker="o", label=ref)
+    b.set(xlabel="epoch", ylabel="median p_true", title="Hard-to-learn 10%", ylim=(0, 1))
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(out.with_suffix(".png")) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return df
+
+
+def recommended(csv: str | Path, refs: list[str]) -> str:
+    """The recommended reference of a screening CSV (``write_screening``): one of ``refs``."""
+    df = pd.read_csv(csv, keep_default_na=False)
+    rec = df[df.recommended.astype(str) == "True"]
+    if rec.empty or str(rec.ref.iloc[0]) not in refs:
+        raise DataError(f"{csv}: no recommended reference among {refs} (did every reference run fail?); set ship.ref")
+    return str(rec.ref.iloc[0])
+
+
+def model_card(cfg: dict, res: Results, ref: str, name: str) -> str:
+    """README.md of the shipped model: front matter (model-index) and the FTFT facts."""
+    s, run = cfg["ship"], ship_run(cfg, ref)
+    t, frac, L = cfg["tasks"][s["task"]], parse_fraction(s["fraction"]), res.layout
+    rec, ref_rec = res.record(run), res.record(ref_run(run.task, ref, run.seed))
+    sets = [(e, role.upper()) for _, role, e in task_entries(t) if role != "train"]
+    scores = {o["name"]: {m: res.metric_at(run, o["name"], m, frac) for m in ("accuracy", "macro_f1")} for o, _ in sets}
+    dm = datamap.read(L.datamap(run.task, ref, run.seed))
+    shares = {c: float(dm[c].mean()) for c in ("easy", "ambiguous", "hard_to_learn")}
+    f_ref = float(ref_rec["flops"]["forward_per_epoch"])  # per epoch over the full training set
+    f_main = float(rec["flops"]["forward_per_epoch"]) * ref_rec["n_train"] / rec["n_train"]  # subset -> full set
+    cost = method_cost("ftft", f_main, f_main, f_ref, float(frac), sig_figs=None)
+    failure = res.failure_at(run, frac)
+    front = {"library_name": "transformers", "pipeline_tag": "text-classification", "tags": ["ftft", "data-maps"],
+             "model-index": [{"name": name, "results": [
+                 {"task": {"type": "text-classification"}, "dataset": {"name": o["name"], "type": o["source"],
+                  "split": o["split"]}, "metrics": [{"type": "accuracy", "value": round(scores[o["name"]]["accuracy"], 4)},
+                  {"type": "f1", "name": "macro_f1", "value": round(scores[o["name"]]["macro_f1"], 4)}]}
+                 for o, _ in sets]}]}  # fmt: skip
+    rows = "\n".join(f"| {o['name']} ({role}) | {100 * scores[o['name']]['accuracy']:.1f} | "
+                     f"{100 * scores[o['name']]['macro_f1']:.1f} |" for o, role in sets)  # fmt: skip
+    versions = ", ".join(f"{k} {v}" for k, v in (rec.get("versions") or {}).items())
+    return f"""---
+{yaml.safe_dump(front, sort_keys=False)}---
+
+# {name}: FTFT fine-tuned text classifier
+
+{"**Warning: " + failure + ".**" if failure else ""}
+Fine-tuned with FTFT (Du, Gatt & Nguyen, arXiv 2310.06588): the main model `{s["main"]}`
+(`{rec["model"]["source"]}`) trained on the {cfg["q"]:.0%} most ambiguous training instances of the
+data map of the reference model `{ref}` (`{ref_rec["model"]["source"]}`), halted at {frac} of its
+schedule: step {res.checkpoint_step(run, frac)} of {rec["steps"]} (batch {rec["hparams"]["batch_size"]}, lr {rec["hparams"]["lr"]}, seed {run.seed}).
+
+- Task `{run.task}`, labels {", ".join(f"`{x}`" for x in t["labels"])}; training data: split `{t["train"]["split"]}` of
+  source `{t["train"]["source"]}` ({ref_rec["n_train"]} instances; the main model trained on {rec["n_train"]}).
+- Data map of `{ref}` at q = {cfg["q"]}: easy {shares["easy"]:.1%}, ambiguous {shares["ambiguous"]:.1%},
+  hard-to-learn {shares["hard_to_learn"]:.1%} (an instance may be both ambiguous and hard-to-learn).
+- Compute: {cost:.2f} of a full ERM run of the main model (reference run + main model x {frac}; forward
+  FLOPs per epoch, the main model's estimated from its run on the subset).
+- Versions: {versions}.
+
+| evaluation set | accuracy | macro-F1 |
+|---|---|---|
+{rows}
+
+```python
+from transformers import pipeline
+classify = pipeline("text-classification", model="path/to/this/folder")
+```
+"""
+
+
+def ship(cfg: dict, res: Results, ref: str, export: str | Path, out: str | Path) -> None:
+    """The shipped folder: the export's files (hard links where possible) and the model card."""
+    export, out = Path(export), Path(out)
+    files = sorted(p for p in export.iterdir() if p.is_file()) if export.is_dir() else []
+    if not files:
+        run = ship_run(cfg, ref)
+        raise DataError(f"{export}: no saved model: run {run.path} stopped before its halting checkpoint "
+                        f"({res.failure(run) or 'see its log'})")  # fmt: skip
+    with atomic_dir(out) as tmp:
+        for f in files:
+            try:
+                os.link(f, tmp / f.name)
+            except OSError:
+                shutil.copy2(f, tmp / f.name)
+        (tmp / "README.md").write_text(model_card(cfg, res, ref, f"{cfg['ship']['task']}-ftft-{cfg['ship']['main']}"))
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
+    parser.add_argument("--results", required=True, help="results root (holds runs/, datamaps/)")
+    parser.add_argument("--out", required=True, help="screening CSV (screen) or the model folder (ship)")
+    parser.add_argument("--ref", help="ship: the reference whose DM run is shipped")
+    parser.add_argument("--export", help="ship: the DM run's saved model (exports/...)")
+
+
+def run(args) -> int:
+    cfg, res = read_json(args.config_json, "config JSON"), Results(args.results)
+    if args.export:
+        ship(cfg, res, args.ref, args.export, args.out)
+    else:
+        write_screening(cfg, res, args.out)
+    return 0
