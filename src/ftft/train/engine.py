@@ -656,6 +656,15 @@ def pad_multiple(device: torch.device) -> int:
     return 8 if device.type == "cuda" else 1
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (Linux, 10 ms resolution; None elsewhere)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return round(float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, bias_out, saver, export_out) -> dict:
     session_start = time.perf_counter()
     s = setup(spec, data_dir, subset)
@@ -684,6 +693,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
     failure = None
     log.info("training %s on %d instances: %d steps of batch %d, %d checkpoints, %s",
              spec["model_source"], n, steps, bs, len(ckpts), device_name(s.device))  # fmt: skip
+    startup = process_age()  # the job's fixed cost before its first step (benchmarks/job_start.py)
 
     def host_batch(b: int) -> list[Batch]:
         groups = micro_batches(s.train_data.lengths, batch_indices(perm, b, bs), buckets, multiple)
@@ -739,6 +749,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
     if failure is not None:
         log.warning("run failed: %s", failure)
     record = make_record(s, failure, final, session_start)
+    record["timing"] = {"startup_s": startup, "outputs_at_s": process_age()}  # seconds since the process started
     if export_out is not None:
         shutil.rmtree(export_out, ignore_errors=True)
         Path(export_out).parent.mkdir(parents=True, exist_ok=True)
