@@ -52,7 +52,9 @@ def read_yaml(path: str | Path) -> dict:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if tags:  # plain data only: a tag makes Python objects (!!python/...) or means something else to another reader
-        raise ConfigError(f"{path}: YAML tags are not allowed in a config file, found {''.join(tags[0])!r}")
+        raise ConfigError(
+            f"{path}: YAML tags are not allowed in a config file, found {''.join(p or '' for p in tags[0])!r}"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     if "__use_yte__" in data:  # Snakemake would evaluate the file as a YTE template: code from a config file
@@ -92,7 +94,8 @@ def add_overlay_arguments(parser) -> None:
     parser.add_argument("configfiles", nargs="*", help="YAML overlays merged onto workflow_config.yaml, in order")
     parser.add_argument("--configfile", "--configfiles", dest="overlays", nargs="+", action="extend", default=[],
                         metavar="FILE", help="the same overlays, written as in the snakemake command")  # fmt: skip
-    parser.add_argument("--cores", "-c", "--jobs", "-j", dest="parallel", type=int, default=1,
+    parser.add_argument("--cores", "-c", "--jobs", "-j", dest="parallel", default=1,
+                        type=lambda v: (os.cpu_count() or 1) if v == "all" else int(v),
                         help="jobs that run at once (as given to snakemake)")  # fmt: skip
     parser.add_argument("--base", default=None, help="base config (default: workflow_config.yaml beside the Snakefile)")
 

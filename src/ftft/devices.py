@@ -82,8 +82,11 @@ def count_gpus() -> int:
 
 def _note(what: str, fd: int) -> None:
     note = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S %z')} ({what})\n"
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, note.encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, note.encode(), 0)
+    except OSError:  # another user's lock file, opened read-only: locked all the same, just not annotated
+        pass
 
 
 def _holders(lock_dir: Path, n: int) -> str:
@@ -155,7 +158,7 @@ def hold_run(state_dir: str | Path) -> FileLock:
     """An exclusive lock on a run's state folder (``{state_dir}.lock``, beside it: the folder is deleted at the
     end) for the life of the process, like a GPU claim; RunBusyError naming the holder when another process
     trains the same run (e.g. one orphaned by a killed Snakemake)."""
-    path = Path(f"{state_dir}.lock")
+    path = Path(state_dir).with_name(Path(state_dir).name + ".lock")  # beside it, also for "dir/"
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(path, thread_local=False, on_acquired=partial(_note, f"training {state_dir}"))
     try:
@@ -175,5 +178,5 @@ def die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         parent = os.getppid()
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent died before the call
+        if os.getppid() != parent or parent == 1:  # the parent died before the call (we were re-parented)
             os.kill(os.getpid(), signal.SIGTERM)

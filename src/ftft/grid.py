@@ -303,10 +303,6 @@ def tokenizer_of(cfg: dict, model: str) -> str:
     return cfg["models"][model]["tokenizer"] or model
 
 
-def models_used(cfg: dict) -> set[str]:
-    return {r.model for r in all_runs(cfg)}
-
-
 @dataclass
 class Needs:
     """What one aggregation job reads, in grid terms (``workflow.Plan`` turns it into files)."""

@@ -202,7 +202,8 @@ def model_source(cfg: dict, key: str) -> str:
     m = cfg["models"][key]
     if m["path"]:
         return str(m["path"])
-    return f"{m['hub_id']}@{m['revision']}" if m.get("revision") else m["hub_id"]
+    pinned = m.get("revision") not in (None, "main")  # the branch is what a bare hub id reads
+    return f"{m['hub_id']}@{m['revision']}" if pinned else m["hub_id"]
 
 
 # ---------------------------------------------------------------- CLI

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import datamap, render
+from . import datamap, grid, render
 from .config import parse_fraction, task_entries
 from .cost import method_cost
 from .errors import DataError
@@ -126,10 +126,11 @@ def model_card(cfg: dict, res: Results, ref: str, name: str) -> str:
     """README.md of the shipped model: front matter (model-index) and the FTFT facts."""
     s, run = cfg["ship"], ship_run(cfg, ref)
     t, frac, L = cfg["tasks"][s["task"]], parse_fraction(s["fraction"]), res.layout
-    rec, ref_rec = res.record(run), res.record(ref_run(run.task, ref, run.seed))
+    seed = grid.datamap_seed(cfg, run.seed)  # the map (and reference run) the DM run trained from
+    rec, ref_rec = res.record(run), res.record(ref_run(run.task, ref, seed))
     sets = [(e, role.upper()) for _, role, e in task_entries(t) if role != "train"]
     scores = {o["name"]: {m: res.metric_at(run, o["name"], m, frac) for m in ("accuracy", "macro_f1")} for o, _ in sets}
-    dm = datamap.read(L.datamap(run.task, ref, run.seed))
+    dm = datamap.read(L.datamap(run.task, ref, seed))
     shares = {c: float(dm[c].mean()) for c in ("easy", "ambiguous", "hard_to_learn")}
     f_ref = float(ref_rec["flops"]["forward_per_epoch"])  # per epoch over the full training set
     f_main = float(rec["flops"]["forward_per_epoch"]) * ref_rec["n_train"] / rec["n_train"]  # subset -> full set

@@ -34,7 +34,7 @@ SEED_RE = r"\d+"
 DEMO_KINDS = ("nli", "hsd")
 #: config keys that never change a result (left out of the config dump aggregation jobs read)
 OPERATIONAL = ("cluster", "hub", "state_dir", "resources")
-OPERATIONAL_TRAINING = ("threads", "log_every", "eval_batch_size")
+OPERATIONAL_TRAINING = ("threads", "log_every", "eval_batch_size", "deterministic")
 
 
 def alternation(names) -> str:
@@ -473,6 +473,7 @@ class Plan:
     def export_constraint(self) -> dict[str, str]:
         """Wildcard constraints of the train rule variant that also saves the model (``ship_candidates``)."""
         return {
+            "task": alternation({r.task for r in self.ship_candidates}),
             "model": alternation({r.model for r in self.ship_candidates}),
             "method": "dm",
             "ref": alternation({r.ref for r in self.ship_candidates}),
@@ -489,8 +490,9 @@ class Plan:
         """What the shipped folder is made of: the export of the DM run with ``ref`` (first), its run files,
         its data map and the reference run (cost)."""
         run, L = grid.ship_run(self.cfg, ref), self.layout
-        files = self.needs_files(grid.Needs(runs={run, grid.ref_run(run.task, ref, run.seed)}))
-        return [L.export(run), *files, L.datamap(run.task, ref, run.seed)]
+        seed = grid.datamap_seed(self.cfg, run.seed)  # the map (and reference run) the DM run trained from
+        files = self.needs_files(grid.Needs(runs={run, grid.ref_run(run.task, ref, seed)}))
+        return [L.export(run), *files, L.datamap(run.task, ref, seed)]
 
     # ------------------------------------------------------------------ aggregation
     def config_dump(self) -> dict:
@@ -554,7 +556,10 @@ class Plan:
         lines = []
         for source in sorted(grid.sources_used(self.cfg)):
             path = Path(self.layout.source_summary(source))
-            summary = json.loads(path.read_text()) if path.is_file() else {}
+            try:
+                summary = json.loads(path.read_text()) if path.is_file() else {}
+            except (OSError, ValueError):  # a broken summary is the prepare job's error, not the closing line's
+                continue
             if summary.get("dropped"):
                 what = "; ".join(f"{n} x {why}" for why, n in summary["dropped"].items())
                 lines.append(f"ftft: source {source}: {summary['rows_in']} rows read, dropped {what} ({path})")

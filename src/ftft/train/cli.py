@@ -76,7 +76,9 @@ def run_job(smk) -> None:
     die_with_parent()  # a killed Snakemake leaves no orphaned trainer
     log_to(smk.log[0])
     cfg, spec = smk.config, dict(smk.params.spec)
-    spec.update({k: cfg["training"][k] for k in ("threads", "log_every", "eval_batch_size")})  # no rerun triggers
+    from ..workflow import OPERATIONAL_TRAINING
+
+    spec.update({k: cfg["training"][k] for k in OPERATIONAL_TRAINING})  # from the config: no rerun triggers
     layout = Layout.from_config(cfg)
     run = Run(**spec["run"])
     if cfg["mode"] == "paper":
@@ -86,10 +88,11 @@ def run_job(smk) -> None:
     try:
         hold_run(layout.state_dir(run))
         kept, key = _kept_outputs(smk, spec, layout.state_dir(run))
-        if (kept / "key.json").is_file() and (kept / "key.json").read_text() == key:
+        complete = all((kept / Path(p).name).exists() for p in smk.output)
+        if complete and (kept / "key.json").is_file() and (kept / "key.json").read_text() == key:
             for p in map(Path, smk.output):
                 _link(kept / p.name, p)
-            log.info(
+            log.warning(
                 "restored the outputs of this finished run from %s (Snakemake was interrupted before it took them)",
                 kept,
             )
@@ -138,16 +141,17 @@ def _kept_outputs(smk, spec: dict, state_dir: str) -> tuple[Path, str]:
     (``Plan.clear_kept``), and their key: the spec and the inputs' identity. Snakemake interrupted by SIGINT lets
     running jobs finish but marks their outputs incomplete; ``--rerun-incomplete`` then restores them from here."""
     inputs = {k: [os.stat(p).st_ino, os.stat(p).st_mtime_ns] for k, p in smk.input.items()}
-    return Path(state_dir) / KEPT, json.dumps({"spec": spec, "inputs": inputs}, sort_keys=True, default=str)
+    key = {"spec": spec, "inputs": inputs, "outputs": sorted(Path(p).name for p in smk.output)}
+    return Path(state_dir) / KEPT, json.dumps(key, sort_keys=True, default=str)
 
 
 def _link(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.unlink(missing_ok=True)
+    shutil.rmtree(dst, ignore_errors=True) if dst.is_dir() else dst.unlink(missing_ok=True)
     try:
-        os.link(src, dst)
+        shutil.copytree(src, dst, copy_function=os.link) if src.is_dir() else os.link(src, dst)
     except OSError:  # another file system
-        shutil.copy2(src, dst)
+        shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
 
 
 def _claim_device(smk, layout):

@@ -649,6 +649,7 @@ def train(
             return write_reference_failure(spec, Path(out_dir), str(exc))
         finally:
             saver.wait()  # a checkpoint being written is finished even when the run stops with an error
+            gc.unfreeze()  # _train froze what lived at its start; a caller may train again in this process
 
 
 def pad_multiple(device: torch.device) -> int:
@@ -670,6 +671,8 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
     s = setup(spec, data_dir, subset)
     fp = fingerprint(spec)
     saved = state_io.load(state_dir, fp)
+    if saved is None:  # a fresh start: no model exported by an earlier spec's run may be shipped
+        shutil.rmtree(state_dir / "export", ignore_errors=True)
     rng = None
     if saved is not None:
         restore(s, saved)
@@ -750,15 +753,14 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
         log.warning("run failed: %s", failure)
     record = make_record(s, failure, final, session_start)
     record["timing"] = {"startup_s": startup, "outputs_at_s": process_age()}  # seconds since the process started
-    if export_out is not None:
-        shutil.rmtree(export_out, ignore_errors=True)
-        Path(export_out).parent.mkdir(parents=True, exist_ok=True)
-        if (state_dir / "export").is_dir():
-            shutil.move(state_dir / "export", export_out)
-        else:
-            Path(export_out).mkdir()
     write_outputs(s, out_dir, record, Path(bias_out) if bias_out else None)
     saver.wait()
+    if export_out is not None:  # copied, not moved: until the state is cleared a rerun can still ship it
+        shutil.rmtree(export_out, ignore_errors=True)
+        if (state_dir / "export").is_dir():
+            shutil.copytree(state_dir / "export", export_out)
+        else:
+            Path(export_out).mkdir(parents=True)
     state_io.clear(state_dir)
     log.info("wrote %s (status %s, %.1f s)", out_dir, record["status"], record["wall_time_s"])
     return record

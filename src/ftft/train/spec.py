@@ -23,7 +23,7 @@ SCHEDULERS = ("linear", "plateau")
 METRICS = ("accuracy", "macro_f1")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 #: keys that do not change what a run computes (left out of the resume fingerprint)
-NOT_FINGERPRINTED = ("debug", "log_every")
+NOT_FINGERPRINTED = ("debug", "log_every", "eval_batch_size", "deterministic")  # resume across these
 
 
 def make_spec(cfg: dict, run: Run) -> dict:
