@@ -500,7 +500,7 @@ class Plan:
         cfg = {k: copy.deepcopy(v) for k, v in self.cfg.items() if k not in OPERATIONAL}
         for k in OPERATIONAL_TRAINING:
             cfg["training"].pop(k, None)
-        return cfg
+        return json.loads(dumps(cfg))  # keys sorted at every level: the order the overlays came in changes nothing
 
     def needs_files(self, needs: grid.Needs) -> list[str]:
         L = self.layout
