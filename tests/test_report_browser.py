@@ -478,7 +478,8 @@ def test_hostile_labels_are_literal_text_in_the_report(demo, browser):
     overlay.write_text(yaml.safe_dump({"models": {k: {"label": v} for k, v in labels.items()}}))
     report = wf / "report-hostile.html"
     try:
-        res = snakemake(wf, *CONFIG_ARGS, overlay.name, "--report", report.name)  # one --configfile: a second replaces it
+        # the overlay joins the one --configfile: a second --configfile would replace the first
+        res = snakemake(wf, *CONFIG_ARGS, overlay.name, "--report", report.name)
         assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
         assert secret not in report.read_text(errors="replace")
         browser.dialogs.clear()
