@@ -77,3 +77,13 @@ onsuccess:
 
 onerror:
     print(PLAN.failed_runs_message(), file=sys.stderr)
+
+
+def ship_ref():
+    """The shipped model's reference: ship.ref, else the screening's recommendation (after the screen checkpoint)."""
+    from ftft.ship import recommended
+
+    ref = PLAN.cfg["ship"]["ref"]
+    return ref or recommended(
+        checkpoints.screen.get().output.csv, PLAN.cfg["ship"]["refs"]
+    )

@@ -45,15 +45,6 @@ if PLAN.cfg["ship"]:
             "ftft screen --config-json {input[0]:q} --results {params.results:q} "
             "--out {output.csv:q} > {log:q} 2>&1"
 
-    def ship_ref():
-        """The named reference (ship.ref), else the screening's recommendation."""
-        from ftft.ship import recommended
-
-        ref = PLAN.cfg["ship"]["ref"]
-        return ref or recommended(
-            checkpoints.screen.get().output.csv, PLAN.cfg["ship"]["refs"]
-        )
-
     rule ftft_model:
         input:
             config=L.config_json(),

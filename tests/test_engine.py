@@ -173,7 +173,7 @@ def test_killed_run_resumes_to_identical_outputs(toy, erm):
     pd.testing.assert_frame_equal(got["predictions"], erm["predictions"], check_exact=True)
     for key, value in erm["dynamics"].items():
         np.testing.assert_array_equal(got["dynamics"][key], value, err_msg=key)
-    volatile = {"wall_time_s", "peak_mem_mb"}
+    volatile = {"wall_time_s", "peak_mem_mb", "timing"}
     assert {k: v for k, v in got["record"].items() if k not in volatile} == {
         k: v for k, v in erm["record"].items() if k not in volatile
     }
