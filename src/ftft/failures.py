@@ -59,18 +59,23 @@ def failed_runs(cfg: dict, res: Results) -> pd.DataFrame:
                 for r in hit:
                     note(r, cell.fraction, key, _cell_name(cfg, tid, cell))
         else:
-            for r in _runs_read(tables.needs(cfg, tid)):
+            for r in sorted(_runs_read(tables.needs(cfg, tid))):
                 note(r, 1, "reduces", f"Table {tid}")
     for fid, kind in figures.figure_ids(cfg).items():
         fracs = [1, *figures.speed_fraction_labels(cfg)] if kind == "speed" else [1]
-        for r in _runs_read(figures.needs(cfg, fid)):
+        for r in sorted(_runs_read(figures.needs(cfg, fid))):
             for f in fracs:
                 note(r, f, "figures", f"Figure {fid}")
     rows = [
-        {"run": r.path, "reading": reading, **{k: getattr(r, k) for k in ("task", "model", "method", "ref", "budget", "seed")},
-         "reason": why, **{k: "; ".join(dict.fromkeys(v)) for k, v in uses[(r, reading)].items()}}
-        for (r, reading), why in failed.items()
-    ]  # fmt: skip
+        {
+            "run": r.path,
+            "reading": reading,
+            **{k: getattr(r, k) for k in ("task", "model", "method", "ref", "budget", "seed")},
+            "reason": why,
+            **{k: "; ".join(dict.fromkeys(v)) for k, v in uses[(r, reading)].items()},
+        }
+        for (r, reading), why in sorted(failed.items(), key=lambda kv: (kv[0][0], kv[0][1] != "final", kv[0][1]))
+    ]  # fmt: skip (the same order in every process: sets of runs iterate in hash order)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
