@@ -27,7 +27,9 @@ from wfutil import ROOT, assert_artefacts, assert_report, make_copy, snakemake
 
 from ftft import config as ftft_config
 from ftft import figures, grid, tables
+from ftft.errors import FtftError
 from ftft.layout import Layout
+from ftft.workflow import Plan
 
 
 @pytest.fixture(scope="module")
@@ -227,9 +229,23 @@ BAD_CONFIGS = {
 }
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
+def test_bad_config_is_refused(wf, tmp_path, monkeypatch, name):
+    """What the Snakefile runs first (rules/common.smk: schema + semantic checks, then Plan.check), in process."""
+    overlay, needles = BAD_CONFIGS[name]
+    bad = tmp_path / f"{name}.yaml"
+    bad.write_text(yaml.safe_dump(overlay))
+    monkeypatch.chdir(wf)
+    with pytest.raises(FtftError) as err:
+        Plan(ftft_config.load(wf / "workflow_config.yaml", bad)).check()
+    for needle in needles:
+        assert needle in str(err.value)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", ["shell_in_results", "byo_file_missing"])
 def test_bad_config_fails_before_any_job(wf, tmp_path, name):
+    """The same checks through `snakemake`: no DAG, nothing created (a shell or path escape would)."""
     overlay, needles = BAD_CONFIGS[name]
     bad = tmp_path / f"{name}.yaml"
     bad.write_text(yaml.safe_dump(overlay))
@@ -241,7 +257,6 @@ def test_bad_config_fails_before_any_job(wf, tmp_path, name):
     for needle in needles:
         assert needle in out, out[-2000:]
     assert "Building DAG of jobs" not in out
-    # nothing was created outside the workflow folder (a shell or path escape would)
     assert {p.name for p in wf.parent.iterdir()} == before
     assert not list(wf.rglob("PWNED")) and not (wf / "x").exists()
 
