@@ -105,38 +105,31 @@ def mismatch(source: str, dest: Path, exp: Expected, actual: str, origin: str, f
     )
 
 
-def unsafe_member(name: str) -> bool:
-    """A zip member that would land outside the folder (absolute, ``..``, a drive letter)."""
-    parts = Path(name).parts
-    return name.startswith(("/", "\\")) or ".." in parts or bool(parts and ":" in parts[0])
+def unsafe_member(info: zipfile.ZipInfo, name: str) -> bool:
+    """A member of zip ``name`` that would land outside ``DIR`` (absolute, ``..``, a drive) or over our own files
+    (``name``, a record, the marker), or a symbolic link."""
+    parts = Path(info.filename).parts or ("",)
+    outside = info.filename.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]
+    ours = parts[0] in (MARKER, name) or parts[0].endswith(".sha256")
+    return outside or ours or stat.S_ISLNK(info.external_attr >> 16)
 
 
-def zip_problem(path: Path) -> str | None:
-    """Why ``path`` is not a sound, safely extractable zip (every member's CRC is read), or None."""
+def zip_problem(path: Path, name: str) -> str | None:
+    """Why ``path`` (to be ``DIR/name``) is not a sound zip that is safe to extract (every member's CRC is read)."""
     try:
         with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            unsafe = [i.filename for i in infos if unsafe_member(i.filename) or stat.S_ISLNK(i.external_attr >> 16)]
-            if unsafe:
-                return f"zip member(s) {unsafe[:3]} would be written outside the folder or are symbolic links (refused)"
-            ours = sorted({t for i in infos if (t := i.filename.split("/")[0]) == MARKER or t.endswith(".sha256")})
-            if ours:
-                return f"zip member name(s) {ours[:3]} would overwrite the download step's own files (refused)"
+            if bad := [i.filename for i in zf.infolist() if unsafe_member(i, name)]:
+                return f"zip member(s) {bad[:3]} would land outside the folder or over our own files, or are links"
             bad = zf.testzip()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
-        return f"not a valid zip file (truncated or corrupt?): {exc}"
-    except (NotImplementedError, RuntimeError) as exc:  # unsupported compression, encrypted members
-        return f"not a zip file that can be extracted: {exc}"
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+        return f"not a valid zip file that can be extracted (truncated, corrupt, encrypted?): {exc}"
     return None if bad is None else f"not a valid zip file: member '{bad}' fails its CRC check (corrupt?)"
 
 
-def extract(path: Path, out: Path, reserved: set[str]) -> list[str]:
-    """Extract a verified zip into ``out`` via a temporary folder; returns the member files."""
+def extract(path: Path, out: Path) -> list[str]:
+    """Extract a zip that passed ``zip_problem`` into ``out`` via a temporary folder; returns the member files."""
     with zipfile.ZipFile(path) as zf:
         members = [i for i in zf.infolist() if Path(i.filename).parts[:1] != ("__MACOSX",)]
-        for name in (i.filename for i in members):
-            if unsafe_member(name) or (top := Path(name).parts[0]) in reserved or top.endswith(".sha256"):
-                raise DataError(f"{path}: refusing zip member {name!r} (outside the folder, or over our own files)")
         tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=out))
         try:
             zf.extractall(tmp, members=members)
@@ -162,7 +155,7 @@ def take(dest: Path, exp: Expected, source: str, origin: str, fix: str, fill) ->
     """``fill(tmp)`` writes new content beside ``dest``; it is renamed into place only if sound. Returns its sha256."""
     with atomic_path(dest) as tmp:
         fill(tmp)
-        if dest.suffix.lower() == ".zip" and (problem := zip_problem(tmp)):
+        if dest.suffix.lower() == ".zip" and (problem := zip_problem(tmp, dest.name)):
             raise DataError(f"{dest.name} from {origin}: {problem}. Nothing was written to {dest}. {fix}")
         actual = pooch.file_hash(str(tmp))
         if exp.digest and actual != exp.digest:
@@ -211,7 +204,6 @@ def download_file(source: str, url: str, dest: Path, exp: Expected, retries=3, b
 def get_file(source: str, name: str, url, out: Path, pinned, mirror: Path | None, **net) -> tuple[str, str]:
     """One file into ``out``: verified if an earlier run placed it, else copied from the mirror or downloaded."""
     dest = out / name
-    dest.parent.mkdir(parents=True, exist_ok=True)
     exp = expected_for(source, dest, pinned)
     src = None if mirror is None else mirror if mirror.is_file() else mirror / name
     origin = url if src is None else str(src)
@@ -219,7 +211,7 @@ def get_file(source: str, name: str, url, out: Path, pinned, mirror: Path | None
         digest = pooch.file_hash(str(dest))
         if exp.digest and digest != exp.digest:
             raise mismatch(source, dest, exp, digest, origin)
-        if dest.suffix.lower() == ".zip" and (problem := zip_problem(dest)):
+        if dest.suffix.lower() == ".zip" and (problem := zip_problem(dest, dest.name)):
             what = f" and its record {exp.record}" if exp.kind == "recorded" else ""
             hint = f" It matches the pin {key(source, 'sha256')}: {PIN_HINT}" if exp.kind == "pinned" else ""
             raise DataError(f"{dest}: {problem}. Delete {dest}{what} and run again to fetch it from {origin}.{hint}")
@@ -285,10 +277,9 @@ def download_source(source: str, url, out, sha256=None, mirror=None, **net) -> d
     hashes, origins, extracted = {}, {}, {}
     for name, file_url in files:
         hashes[name], origins[name] = get_file(source, name, file_url, out, pins.get(name), mirror, **net)
-    reserved = {*hashes, *(f"{n}.sha256" for n in hashes), MARKER}
     for name in [n for n in hashes if n.lower().endswith(".zip") and "/" not in n]:
         try:
-            extracted[name] = extract(out / name, out, reserved)
+            extracted[name] = extract(out / name, out)
         except (OSError, ValueError, DataError, zipfile.BadZipFile, zlib.error) as exc:  # keep no unusable zip
             (out / name).unlink(missing_ok=True)
             record_path(out / name).unlink(missing_ok=True)
