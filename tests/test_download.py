@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import io
@@ -34,6 +35,7 @@ FIX = Path(__file__).parent / "fixtures"
 DYN = "Dynamically Generated Hate Dataset v0.2.3.csv"
 DYN_PATH = "/bvidgen/main/Dynamically%20Generated%20Hate%20Dataset%20v0.2.3.csv"
 DYN_BYTES = (FIX / "dynahate" / DYN).read_bytes()
+DROPS_PIN = re.compile(r"(delete|remove|drop|unset|update|change|edit|clear)\b[^.]{0,80}(\.sha256\b|pin)", re.I)
 
 
 def sha(data: bytes) -> str:
@@ -94,25 +96,12 @@ def symlink(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def crc_corrupt(data: bytes) -> bytes:
-    """Same size, one byte of the first member's compressed data flipped: only a CRC check finds it."""
-    info = zipfile.ZipFile(io.BytesIO(data)).infolist()[0]
-    pos = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.compress_size // 2
-    return data[:pos] + bytes([data[pos] ^ 0xFF]) + data[pos + 1 :]
-
-
 def leftovers(folder: Path) -> list[str]:
     return [p.name for p in folder.rglob(".*") if p.name.endswith(".tmp") or p.name.startswith(".extract-")]
 
 
 def nothing_kept(out: Path, name: str) -> bool:
     return not any((out / n).exists() for n in (name, f"{name}.sha256", "DONE.json")) and leftovers(out) == []
-
-
-def advises_dropping_the_pin(msg: str) -> bool:
-    return bool(
-        re.search(r"(delete|remove|drop|unset|update|change|edit|clear)\b[^.]{0,80}(\.sha256\b|pin)", msg, re.I)
-    )
 
 
 def rows(source: str, raw: Path) -> pd.DataFrame:
@@ -144,30 +133,19 @@ def test_download_records_the_hash_and_a_rerun_verifies_without_fetching(server,
     assert normalise("dynahate", out)[1]["rows_out"] > 200
 
 
-def test_retry_policy(server, tmp_path):
-    """Retried: 5xx and 429 (Retry-After honoured) and truncation; at once: 4xx and a hash mismatch."""
-    for code in (429, 500, 503):
-        server.hits.clear()
-        server.fail[DYN_PATH], server.status[DYN_PATH] = 2, code
-        done = download_source("dynahate", server.dyn, tmp_path / f"ok{code}", retries=2, backoff=0)
-        assert server.hits[DYN_PATH] == 3 and done["files"][DYN] == sha(DYN_BYTES)
-    for code in (403, 404, 410):
-        server.hits.clear()
-        server.fail[DYN_PATH], server.status[DYN_PATH] = 1, code
-        with pytest.raises(DataError, match=f"HTTP {code}.*not retried") as err:
-            download_source("dynahate", server.dyn, tmp_path / f"c{code}", retries=3, backoff=0)
-        assert server.hits[DYN_PATH] == 1 and "datasets.dynahate.url" in str(err.value)
-    server.hits.clear()
-    server.fail[DYN_PATH], server.status[DYN_PATH] = 10, 503
-    with pytest.raises(DataError, match="after 3 attempt"):
-        download_source("dynahate", server.dyn, tmp_path / "d", retries=2, backoff=0)
-    assert server.hits[DYN_PATH] == 3 and nothing_kept(tmp_path / "d", DYN)
-    server.hits.clear()
-    server.fail[DYN_PATH] = 0
-    server.truncate.add(DYN_PATH)
-    with pytest.raises(DataError, match=f"{DYN}.*after 2 attempt.*truncated"):
-        download_source("dynahate", server.dyn, tmp_path / "t", retries=1, backoff=0)
-    assert server.hits[DYN_PATH] == 2 and nothing_kept(tmp_path / "t", DYN)
+@pytest.mark.parametrize(
+    ("status", "fails", "hits", "error"),
+    [(429, 2, 3, None), (500, 2, 3, None), (503, 9, 3, "after 3 attempt"), ("truncated", 0, 3, "after 3.*truncated")]
+    + [(code, 1, 1, f"HTTP {code}.*not retried.*datasets.dynahate.url") for code in (403, 404, 410)],
+)
+def test_retry_policy(server, tmp_path, status, fails, hits, error):
+    """--retries 2: HTTP 5xx and 429 (Retry-After) and truncation are retried, at most twice; HTTP 4xx is not."""
+    server.fail[DYN_PATH], server.status[DYN_PATH] = fails, status
+    if status == "truncated":
+        server.truncate.add(DYN_PATH)
+    with pytest.raises(DataError, match=error) if error else contextlib.nullcontext():
+        assert download_source("dynahate", server.dyn, tmp_path, retries=2, backoff=0)["files"] == {DYN: sha(DYN_BYTES)}
+    assert server.hits[DYN_PATH] == hits and (not error or nothing_kept(tmp_path, DYN))
 
 
 def test_offline_without_mirror_names_the_mirror_key(tmp_path):
@@ -203,7 +181,7 @@ def test_pinned_mismatch_is_not_kept_nor_retried_and_never_advises_dropping_the_
         *where,
     ):
         assert part in msg, part
-    assert not advises_dropping_the_pin(msg) and nothing_kept(out, DYN) and server.hits.get(DYN_PATH, 1) == 1
+    assert not DROPS_PIN.search(msg) and nothing_kept(out, DYN) and server.hits.get(DYN_PATH, 1) == 1
     mirror.write_bytes(DYN_BYTES)  # fixed as told
     server.files[DYN_PATH] = DYN_BYTES
     assert download_source(*args, sha256=pin, mirror=mirror if origin == "mirror" else None)["files"] == {DYN: pin}
@@ -235,7 +213,7 @@ def test_changed_local_file_is_kept_and_the_error_names_it(server, tmp_path, kin
     msg = str(err.value)
     assert f"Delete {out / DYN} and run again" in msg and sha(DYN_BYTES) in msg and sha(b"edited") in msg
     assert (f"delete {out / DYN}.sha256 as well" in msg) == (kind == "recorded") and not (out / "DONE.json").exists()
-    assert kind == "recorded" or not advises_dropping_the_pin(msg)
+    assert kind == "recorded" or not DROPS_PIN.search(msg)
     assert (out / DYN).read_bytes() == b"edited" and server.hits[DYN_PATH] == 1  # the evidence, no silent refetch
     (out / DYN).unlink()
     assert download_source("dynahate", server.dyn, out, sha256=pin, retries=0)["files"] == {DYN: sha(DYN_BYTES)}
@@ -265,7 +243,8 @@ def test_bad_zip_from_the_host_is_not_retried_and_a_fixed_host_then_works(server
 
 @pytest.mark.parametrize("damage", ["truncated", "crc", "empty", "unsafe-member", "symlink-member"])
 def test_bad_mirror_zip_is_not_kept_and_a_fixed_mirror_then_works(tmp_path, good_zip, damage):
-    bad = {"truncated": good_zip[:-100], "crc": crc_corrupt(good_zip), "empty": b"",
+    stored = zip_of(("MNLI/train.tsv", "x" * 99))  # member data at bytes 44-142: a flipped byte fails only its CRC
+    bad = {"truncated": good_zip[:-100], "crc": stored[:80] + b"y" + stored[81:], "empty": b"",
            "unsafe-member": zip_of(("MNLI/train.tsv", "x"), ("../outside.txt", "x")),
            "symlink-member": zip_of((symlink("MNLI/dev"), "/etc"))}[damage]  # fmt: skip
     mirror, out = tmp_path / "mirror" / "MNLI.zip", tmp_path / "resources" / "mnli"
@@ -323,19 +302,6 @@ def test_mirror_errors_name_the_key_and_an_extracted_folder_lists_the_unchecked_
     )
 
 
-def test_mirror_files_are_copied_not_linked(tmp_path, releases):
-    mirror, out = tmp_path / "mirror.zip", tmp_path / "mnli"
-    shutil.copyfile(releases["MNLI.zip"], mirror)
-    download_source("mnli", None, out, mirror=mirror)
-    with open(out / "MNLI.zip", "r+b") as fh:  # editing resources/ must not edit the user's file
-        fh.write(b"XX")
-    assert mirror.read_bytes() == releases["MNLI.zip"].read_bytes() and os.stat(mirror).st_nlink == 1
-    zipfile.ZipFile(mirror).extractall(tmp_path / "extracted")
-    download_source("mnli", None, tmp_path / "mnli2", mirror=tmp_path / "extracted")
-    a, b = tmp_path / "extracted" / "MNLI" / "train.tsv", tmp_path / "mnli2" / "MNLI" / "train.tsv"
-    assert os.stat(a).st_ino != os.stat(b).st_ino and os.stat(a).st_nlink == 1 and a.read_bytes() == b.read_bytes()
-
-
 AIRGAP = [("mnli", "file"), ("mnli", "folder-with-file"), ("mnli", "extracted"), ("anli", "file"),
           ("anli", "extracted"), ("cad", "file"), ("cad", "extracted"), ("wanli", "folder-with-file"),
           ("dynahate", "file"), ("dynahate", "folder-with-file")]  # fmt: skip
@@ -356,10 +322,14 @@ def test_air_gapped_mirror_only_end_to_end(releases, tmp_path, i, source, kind):
         mirror = shutil.copyfile(files[0], tmp_path / f"copy-of-{source}{files[0].suffix}")
     if kind == "extracted":
         zipfile.ZipFile(files[0]).extractall(mirror := tmp_path / "extracted")
-    out = tmp_path / "resources" / source
+    out, umask = tmp_path / "resources" / source, [0o027, 0o002][i % 2]
     no_url = [[], ["--url", ""], ["--url"]][i % 3]  # all three mean "no URL"
     argv = ["download", "--source", source, *no_url, "--out", str(out), "--mirror", str(mirror)]
-    assert main(argv) == 0
+    old = os.umask(umask)
+    try:
+        assert main(argv) == 0
+    finally:
+        os.umask(old)
     done = json.loads((out / "DONE.json").read_text())
     assert done["url"] is None and done["mirror"] == str(mirror)
     names = (
@@ -367,25 +337,16 @@ def test_air_gapped_mirror_only_end_to_end(releases, tmp_path, i, source, kind):
     )
     assert sorted(done["files"]) == sorted(names or RELEASE[source])
     assert all((out / f"{n}.sha256").read_text().split()[0] == h for n, h in done["files"].items())
+    copies = [(mirror, out / RELEASE[source][0])] if kind == "file" else [(mirror / n, out / n) for n in done["files"]]
+    assert all(os.stat(a).st_nlink == 1 and not os.path.samefile(a, b) for a, b in copies)  # copied, never linked
+    made = [out / "DONE.json", *(out / f"{n}{ext}" for n in done["files"] for ext in ("", ".sha256"))]
+    made += [out / m for ms in done["extracted"].values() for m in ms]  # the user's umask, as for any output
+    assert all(stat.S_IMODE(p.parent.stat().st_mode) == 0o777 & ~umask for p in made)
+    assert {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in made} == dict.fromkeys(
+        map(str, made), oct(0o666 & ~umask)
+    )
     pd.testing.assert_frame_equal(rows(source, out), rows(source, FIX / source))
     assert main(argv) == 0 and leftovers(out) == []  # a rerun verifies and reuses
-
-
-@pytest.mark.parametrize("umask", [0o027, 0o002])
-def test_outputs_get_the_users_umask(server, tmp_path, releases, umask):
-    old = os.umask(umask)
-    try:
-        download_source("dynahate", server.dyn, tmp_path / "dynahate", retries=0)
-        download_source("mnli", None, tmp_path / "mnli", mirror=releases["MNLI.zip"])
-        zipfile.ZipFile(releases["anli_v1.0.zip"]).extractall(tmp_path / "anli-extracted")
-        download_source("anli", None, tmp_path / "anli", mirror=tmp_path / "anli-extracted")
-    finally:
-        os.umask(old)
-    paths = [f"dynahate/{DYN}", f"dynahate/{DYN}.sha256", "dynahate/DONE.json", "mnli/MNLI.zip", "mnli/MNLI.zip.sha256",
-             "mnli/MNLI/train.tsv", "anli/anli_v1.0/R1/test.jsonl", "anli/anli_v1.0/R1/test.jsonl.sha256"]  # fmt: skip
-    modes = {p: oct(stat.S_IMODE((tmp_path / p).stat().st_mode)) for p in paths}
-    assert modes == dict.fromkeys(paths, oct(0o666 & ~umask))
-    assert stat.S_IMODE((tmp_path / "mnli" / "MNLI").stat().st_mode) == 0o777 & ~umask
 
 
 def test_killed_download_leaves_nothing_under_final_names_and_the_next_run_cleans_up(server, tmp_path):
