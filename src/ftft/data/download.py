@@ -40,11 +40,9 @@ DEFAULT_FILES = {"mnli": "MNLI.zip", "anli": "anli_v1.0.zip", "cad": "data.zip",
 MARKER = "DONE.json"
 USER_AGENT = "ftft-workflow/0.1 (+https://arxiv.org/abs/2310.06588)"
 HEX = re.compile(r"^[0-9a-f]{64}$")
+_NOT_DATA = re.compile(r"(^|/)(\.|__MACOSX/)|\.sha256$|^DONE\.json$")  # hidden files, records, the marker
 _TEMP = re.compile(r"^\.(extract-[a-z0-9_]{8}|.+\.[a-z0-9_]{8}\.tmp)$")  # extract()'s and io.atomic_path's
-PIN_HINT = (
-    "The pin itself may be wrong: compare it with its source (docs/FIDELITY.md, pinned data) and the host's "
-    "published hash before changing it."
-)
+PIN_HINT = "The pin itself may be wrong: check it against its source (docs/FIDELITY.md) and the host's published hash."
 
 
 class Expected(NamedTuple):
@@ -57,16 +55,11 @@ def key(source: str, what: str) -> str:
     return f"datasets.{source}.{what}"
 
 
-def record_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
 def expected_for(source: str, dest: Path, pinned: str | None) -> Expected:
-    rec = record_path(dest)
-    recorded = rec.read_text().split()[:1] if rec.is_file() else None
-    if recorded is not None and not (recorded and HEX.match(recorded[0])):
+    rec = dest.with_name(dest.name + ".sha256")
+    recorded = (rec.read_text().split() or [""])[0] if rec.is_file() else None
+    if recorded is not None and not HEX.match(recorded):
         raise DataError(f"{rec}: not a sha256 record ('<64 hex digits>  {dest.name}'); delete {rec} and run again")
-    recorded = recorded[0] if recorded else None
     if pinned and recorded and recorded != pinned:
         log.warning("%s: recorded sha256 %s differs from the pinned %s; the pin wins", dest, recorded, pinned)
     return Expected(pinned or recorded, "pinned" if pinned else "recorded" if recorded else "none", rec)
@@ -105,21 +98,16 @@ def mismatch(source: str, dest: Path, exp: Expected, actual: str, origin: str, f
     )
 
 
-def unsafe_member(info: zipfile.ZipInfo, name: str) -> bool:
-    """A member of zip ``name`` that would land outside ``DIR`` (absolute, ``..``, a drive) or over our own files
-    (``name``, a record, the marker), or a symbolic link."""
-    parts = Path(info.filename).parts or ("",)
-    outside = info.filename.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]
-    ours = parts[0] in (MARKER, name) or parts[0].endswith(".sha256")
-    return outside or ours or stat.S_ISLNK(info.external_attr >> 16)
-
-
 def zip_problem(path: Path, name: str) -> str | None:
     """Why ``path`` (to be ``DIR/name``) is not a sound zip that is safe to extract (every member's CRC is read)."""
     try:
         with zipfile.ZipFile(path) as zf:
-            if bad := [i.filename for i in zf.infolist() if unsafe_member(i, name)]:
-                return f"zip member(s) {bad[:3]} would land outside the folder or over our own files, or are links"
+            for info in zf.infolist():
+                parts = Path(info.filename).parts or ("",)
+                outside = info.filename.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]
+                ours = parts[0] in (MARKER, name) or parts[0].endswith(".sha256")  # the download step's own files
+                if outside or ours or stat.S_ISLNK(info.external_attr >> 16):
+                    return f"zip member {info.filename!r} would land outside the folder or on our files, or is a link"
             bad = zf.testzip()
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
         return f"not a valid zip file that can be extracted (truncated, corrupt, encrypted?): {exc}"
@@ -192,8 +180,7 @@ def download_file(source: str, url: str, dest: Path, exp: Expected, retries=3, b
                 raise DataError(f"{k} = {url}: not usable ({exc}); {client}") from exc
             error = str(exc)
         log.warning("download of %s failed (attempt %d/%d): %s", url, attempt + 1, retries + 1, error)
-        if attempt < retries:
-            time.sleep(min(300.0, wait))
+        time.sleep(min(300.0, wait) if attempt < retries else 0)
     raise DataError(
         f"could not download {dest.name} for dataset '{source}' from {url} ({k}) after {retries + 1} attempt(s); "
         f"last error: {error}. Nothing was written to {dest}. Run again to retry. On an offline / air-gapped machine, "
@@ -254,8 +241,7 @@ def source_files(source: str, url: str | None, mirror: Path | None) -> tuple[lis
 
 
 def download_source(source: str, url, out, sha256=None, mirror=None, **net) -> dict:
-    """Fetch (or copy from ``mirror``), verify and extract one source; write ``out/DONE.json``. ``net``: retries,
-    backoff, timeout of ``download_file``."""
+    """Fetch (or copy from ``mirror``), verify and extract one source; write ``out/DONE.json`` last."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).unlink(missing_ok=True)  # a failed run must not leave an old marker behind
@@ -268,10 +254,8 @@ def download_source(source: str, url, out, sha256=None, mirror=None, **net) -> d
     pins = parse_sha256(sha256, source, [n for n, _ in files])
     unverified = []
     if tree:  # an extracted release: every file copied, verified against its {path: hex} pin or its record
-        rel = [p.relative_to(mirror) for p in sorted(mirror.rglob("*")) if p.is_file()]
-        ours = [r for r in rel if r.name.endswith(".sha256") or str(r) == MARKER]
-        hidden = [r for r in rel if any(x.startswith(".") or x == "__MACOSX" for x in r.parts)]
-        files = [(r.as_posix(), None) for r in rel if r not in ours and r not in hidden]
+        rel = [p.relative_to(mirror).as_posix() for p in sorted(mirror.rglob("*")) if p.is_file()]
+        files = [(r, None) for r in rel if not _NOT_DATA.search(r)]
         if unverified := [n for n in pins if n not in dict(files)]:
             log.warning("%s is an extracted folder: the pinned hash of %s cannot be checked", mirror, unverified)
     hashes, origins, extracted = {}, {}, {}
@@ -280,15 +264,15 @@ def download_source(source: str, url, out, sha256=None, mirror=None, **net) -> d
     for name in [n for n in hashes if n.lower().endswith(".zip") and "/" not in n]:
         try:
             extracted[name] = extract(out / name, out)
-        except (OSError, ValueError, DataError, zipfile.BadZipFile, zlib.error) as exc:  # keep no unusable zip
+        except (OSError, ValueError, zipfile.BadZipFile, zlib.error) as exc:  # keep no unusable zip
             (out / name).unlink(missing_ok=True)
-            record_path(out / name).unlink(missing_ok=True)
+            (out / f"{name}.sha256").unlink(missing_ok=True)
             raise DataError(
                 f"{out / name}: cannot be extracted ({exc}); removed it and its sha256 record, so the next run "
                 f"fetches it again from {origins[name]}"
             ) from exc
         log.info("extracted %d file(s) from %s into %s", len(extracted[name]), name, out)
-    mirror = None if mirror is None else str(mirror)
+    mirror = mirror and str(mirror)
     done = dict(source=source, origin=mirror or url, url=url, mirror=mirror, files=hashes, origins=origins)
     done |= dict(extracted=extracted, unverified=unverified)
     write_json(out / MARKER, done)
@@ -303,14 +287,11 @@ def add_arguments(parser) -> None:
     arg("--sha256", help="pinned sha256: a hex string or a JSON {file: hex} map")
     arg("--mirror", help="already-downloaded file or folder to use instead of the URL")
     arg("--retries", type=int, default=3, help="retries after the first attempt (default 3)")
-    arg("--backoff", type=float, default=2.0, help="first retry delay in seconds, doubled each time")
-    arg("--timeout", type=float, default=60.0, help="socket timeout in seconds")
 
 
 def run(args) -> int:
-    net = {"retries": max(0, args.retries), "backoff": max(0.0, args.backoff), "timeout": args.timeout}
     try:
-        done = download_source(args.source, args.url, args.out, sha256=args.sha256, mirror=args.mirror, **net)
+        done = download_source(args.source, args.url, args.out, args.sha256, args.mirror, retries=max(0, args.retries))
     except OSError as exc:  # disk full, permissions, a file where a folder should be: no traceback
         raise DataError(f"dataset '{args.source}': download into {args.out} failed: {exc}") from exc
     log.info("dataset '%s' ready in %s (%d file(s))", args.source, args.out, len(done["files"]))
