@@ -57,7 +57,7 @@ def key(source: str, what: str) -> str:
 
 def expected_for(source: str, dest: Path, pinned: str | None) -> Expected:
     rec = dest.with_name(dest.name + ".sha256")
-    recorded = (rec.read_text().split() or [""])[0] if rec.is_file() else None
+    recorded = (rec.read_text().lower().split() or [""])[0] if rec.is_file() else None
     if recorded is not None and not HEX.match(recorded):
         raise DataError(f"{rec}: not a sha256 record ('<64 hex digits>  {dest.name}'); delete {rec} and run again")
     if pinned and recorded and recorded != pinned:
