@@ -18,7 +18,7 @@ import os
 import resource
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,6 @@ from . import schedule
 from . import state as state_io
 from .data import (
     Batch,
-    Encoded,
     ReferenceFailed,
     apply_subset,
     epoch_permutation,
@@ -287,24 +286,43 @@ def write_bias(path: Path, uids, logp: np.ndarray | None, n_classes: int, meta: 
     write_parquet(pd.DataFrame(frame), path, meta)
 
 
-@dataclass
 class Session:
-    """Everything one training session works with (built by ``setup``)."""
+    """Everything one training session works with: the tokenised data (restricted to the subset), the model
+    (its head seeded), optimiser, scheduler, dynamics, loss sums, and where the run is."""
 
-    spec: dict
-    accelerator: object
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    train_data: Encoded
-    evals: list  # (name, role, Encoded)
-    dynamics: DynamicsRecorder
-    stats: LossStats
-    n_params: tuple[int, int]  # (total, non-embedding)
-    dims: tuple[int, int]  # (n_layer, d_model)
-    pos: Position = field(default_factory=Position)
-    metrics: list = field(default_factory=list)  # metrics.csv rows
-    preds: list = field(default_factory=list)  # (step, eval set, probs)
+    def __init__(self, spec: dict, data_dir: Path, subset):
+        from accelerate.utils import set_seed
+
+        from ..tokenize import tokenizer_fingerprint
+
+        n_classes, stats = len(spec["labels"]), tokenized_stats(data_dir)
+        self.spec, self.accelerator = spec, make_accelerator(spec)
+        set_seed(spec["seed"])  # python, numpy, torch
+        tokenizer, self.model = load_tokenizer_and_model(spec["model_source"], n_classes)
+        if stats.get("max_length") != spec["max_length"]:
+            raise DataError(
+                f"{data_dir}: tokenised with max_length {stats.get('max_length')}, the spec says {spec['max_length']}"
+            )
+        if stats.get("tokenizer") != tokenizer_fingerprint(tokenizer):
+            raise DataError(
+                f"{data_dir} was tokenised with another tokenizer ({stats.get('model_source')}) than "
+                f"{spec['model_source']}'s: give the model its own group in models.{spec['run']['model']}.tokenizer"
+            )
+        names = [name for name, _ in spec["eval_sets"]]
+        self.train_data, evals = load_tokenized(data_dir, names, int(tokenizer.pad_token_id))
+        if subset is not None:
+            self.train_data = apply_subset(self.train_data, Path(subset), n_classes)
+        if spec["poe"] is not None and self.train_data.bias_logp is None:
+            raise DataError(
+                f"method poe needs bias_logp_* columns in the subset file; got {subset or 'no subset file'}"
+            )
+        self.evals = [(name, role, data) for (name, role), (_, data) in zip(spec["eval_sets"], evals, strict=True)]
+        self.optimizer = make_optimizer(self.model, spec)
+        self.scheduler = schedule.make_scheduler(self.optimizer, spec)
+        self.dynamics = DynamicsRecorder(len(self.train_data), n_classes, self.device)
+        self.stats = LossStats(self.device)
+        self.n_params, self.dims = count_params(self.model), arch_dims(self.model.config)  # (total, non-embedding)
+        self.pos, self.metrics, self.preds = Position(), [], []  # metrics.csv rows; (step, eval set, probs)
 
     @property
     def device(self) -> torch.device:
@@ -324,40 +342,6 @@ class Session:
         model = self.accelerator.unwrap_model(self.model)
         return {"model": model, "optimizer": self.optimizer, "scheduler": self.scheduler, "dynamics": self.dynamics,
                 "stats": self.stats}  # fmt: skip
-
-
-def setup(spec: dict, data_dir: Path, subset) -> Session:
-    """Map in the tokenised data (restricted to the subset), load the model (seeded head), optimiser, scheduler."""
-    from accelerate.utils import set_seed
-
-    from ..tokenize import tokenizer_fingerprint
-
-    n_classes = len(spec["labels"])
-    stats = tokenized_stats(data_dir)
-    accelerator = make_accelerator(spec)
-    set_seed(spec["seed"])  # python, numpy, torch
-    tokenizer, model = load_tokenizer_and_model(spec["model_source"], n_classes)
-    if stats.get("max_length") != spec["max_length"]:
-        raise DataError(
-            f"{data_dir}: tokenised with max_length {stats.get('max_length')}, the spec says {spec['max_length']}"
-        )
-    if stats.get("tokenizer") != tokenizer_fingerprint(tokenizer):
-        raise DataError(
-            f"{data_dir} was tokenised with another tokenizer ({stats.get('model_source')}) than "
-            f"{spec['model_source']}'s: give the model its own group in models.{spec['run']['model']}.tokenizer"
-        )
-    roles = dict(spec["eval_sets"])
-    train_data, evals = load_tokenized(data_dir, [name for name, _ in spec["eval_sets"]], int(tokenizer.pad_token_id))
-    if subset is not None:
-        train_data = apply_subset(train_data, Path(subset), n_classes)
-    if spec["poe"] is not None and train_data.bias_logp is None:
-        raise DataError(f"method poe needs bias_logp_* columns in the subset file; got {subset or 'no subset file'}")
-    optimizer = make_optimizer(model, spec)
-    return Session(spec=spec, accelerator=accelerator, model=model, optimizer=optimizer,
-                   scheduler=schedule.make_scheduler(optimizer, spec), train_data=train_data,
-                   evals=[(name, roles[name], data) for name, data in evals],
-                   dynamics=DynamicsRecorder(len(train_data), n_classes, accelerator.device),
-                   stats=LossStats(accelerator.device), n_params=count_params(model), dims=arch_dims(model.config))  # fmt: skip
 
 
 def save_state(s: Session, saver: state_io.BackgroundSaver, state_dir: Path, fp: str, session_start: float) -> None:
@@ -509,7 +493,7 @@ def train(spec: dict, data_dir: str | Path, out_dir: str | Path, state_dir: str 
 
 def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, bias_out, saver, export_out) -> dict:
     session_start = time.perf_counter()
-    s = setup(spec, data_dir, subset)
+    s = Session(spec, data_dir, subset)
     fp = fingerprint(spec)
     saved = state_io.load(state_dir, fp)
     rng = None
