@@ -69,8 +69,8 @@ def toy_config(model_dir: Path, steps: int = 150, checkpoints: int = 5, lr: floa
     train = {"batch_size": 16, "warmup_ratio": 0.1, "weight_decay": 0.0, "adam_eps": 1e-6, "max_grad_norm": 1.0,
              "mixed_precision": "auto", "eval_batch_size": 64, "threads": 1, "log_every": 50, "length_buckets": 3,
              "deterministic": False, **training}  # fmt: skip
-    task = {"labels": LABELS, "metric": "accuracy", "steps": steps, "checkpoints": checkpoints, "max_length": MAX_LENGTH,
-            "id_test": {"name": EVAL_SETS[0][0]}, "ood": [{"name": EVAL_SETS[1][0]}]}  # fmt: skip
+    task = {"labels": LABELS, "metric": "accuracy", "steps": steps, "checkpoints": checkpoints,
+            "max_length": MAX_LENGTH, "id_test": {"name": EVAL_SETS[0][0]}, "ood": [{"name": EVAL_SETS[1][0]}]}  # fmt: skip
     jtt = {"optimizer": "sgd", "momentum": 0.9, "lr": None, "weight_decay": 0.0, "max_grad_norm": 1.0,
            "scheduler": "plateau", "plateau": {"factor": 0.1, "patience": 10}}  # fmt: skip
     return {"mode": "paper", "tasks": {"toy": task}, "training": train,

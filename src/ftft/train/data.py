@@ -180,16 +180,12 @@ def load_tokenized(
     return out["train"], [(n, out[n]) for n in eval_names]
 
 
-def subset_failure(subset_path: Path) -> str | None:
-    return parquet_meta(subset_path, "subset file").get("failed") or None
-
-
 def apply_subset(train: Encoded, subset_path: Path, n_labels: int) -> Encoded:
     """Restrict ``train`` to the subset's uids (training-set order, ``copies`` each), with weights / bias log-probs."""
     subset_path = Path(subset_path)
     if not subset_path.is_file():
         raise DataError(f"subset file not found: {subset_path}")
-    failure = subset_failure(subset_path)
+    failure = parquet_meta(subset_path, "subset file").get("failed")
     if failure:
         raise ReferenceFailed(failure)
     sub = read_parquet(subset_path, "subset file")

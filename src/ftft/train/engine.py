@@ -387,46 +387,21 @@ def make_record(s: Session, failure: str | None, final: dict | None, session_sta
 
     spec, pos, data = s.spec, s.pos, s.train_data
     perm = epoch_permutation(spec["seed"], 0, len(data))  # the padded FLOPs of a pass: those of the first one
-    widths, sizes = padded_widths(
-        data.lengths, perm, spec["batch_size"], spec["length_buckets"], pad_multiple(s.device)
-    )
-    return {
-        "run": spec["run"],
-        "status": "failed" if failure else "ok",
-        "failure_reason": failure,
-        "steps": spec["steps"],
-        "steps_done": pos.step,
-        "checkpoints": spec["checkpoints"],
-        "epochs": pos.examples_seen / len(data),  # passes over the training set (examples seen / N)
-        "n_train": len(data),
-        "hparams": hparams(spec),
-        "model": {
-            "source": spec["model_source"],
-            "params": s.n_params[0],
-            "non_embedding_params": s.n_params[1],
-            "n_layer": s.dims[0],
-            "d_model": s.dims[1],
-        },  # fmt: skip
-        "tokens": {
-            "train_tokens_per_epoch": int(data.lengths.sum()),
-            "train_tokens_seen": pos.tokens_seen,
-            "padded_tokens_seen": pos.padded_tokens_seen,
-        },  # fmt: skip
-        "flops": {
-            "forward_per_epoch": s.flops(widths * sizes, widths),
-            "forward_per_epoch_real": s.flops(data.lengths, data.lengths),
-            "forward_total": pos.forward_flops_padded,
-            "forward_total_real": pos.forward_flops,
-            "train_total": 3.0 * pos.forward_flops_padded,  # backward ~ 2x forward (Kaplan et al. 2020)
-        },
-        "final": final,
-        "wall_time_s": pos.wall_time_s + time.perf_counter() - session_start,
-        "peak_mem_mb": max(pos.peak_mem_mb, peak_memory_mb(s.device)),
-        "versions": versions(),
-        "device": device_name(s.device),
-        "mixed_precision": s.accelerator.mixed_precision,
-        "host": host_info(),
-    }
+    widths, sizes = padded_widths(data.lengths, perm, spec["batch_size"], spec["length_buckets"], pad_multiple(s.device))  # fmt: skip
+    return {"run": spec["run"], "status": "failed" if failure else "ok", "failure_reason": failure,
+            "steps": spec["steps"], "steps_done": pos.step, "checkpoints": spec["checkpoints"],
+            "epochs": pos.examples_seen / len(data), "n_train": len(data), "hparams": hparams(spec),
+            "model": {"source": spec["model_source"], "params": s.n_params[0], "non_embedding_params": s.n_params[1],
+                      "n_layer": s.dims[0], "d_model": s.dims[1]},
+            "tokens": {"train_tokens_per_epoch": int(data.lengths.sum()), "train_tokens_seen": pos.tokens_seen,
+                       "padded_tokens_seen": pos.padded_tokens_seen},
+            "flops": {"forward_per_epoch": s.flops(widths * sizes, widths),
+                      "forward_per_epoch_real": s.flops(data.lengths, data.lengths),
+                      "forward_total": pos.forward_flops_padded, "forward_total_real": pos.forward_flops,
+                      "train_total": 3.0 * pos.forward_flops_padded},  # backward ~ 2x forward (Kaplan et al. 2020)
+            "final": final, "wall_time_s": pos.wall_time_s + time.perf_counter() - session_start,
+            "peak_mem_mb": max(pos.peak_mem_mb, peak_memory_mb(s.device)), "versions": versions(),
+            "device": device_name(s.device), "mixed_precision": s.accelerator.mixed_precision, "host": host_info()}  # fmt: skip
 
 
 def write_outputs(s: Session, out_dir: Path, record: dict, bias_out: Path | None) -> None:
@@ -444,10 +419,8 @@ def write_outputs(s: Session, out_dir: Path, record: dict, bias_out: Path | None
     if s.spec.get("debug", {}).get("save_weights"):
         from safetensors.torch import save_file
 
-        weights = s.accelerator.unwrap_model(s.model).state_dict()
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(out_dir / "debug_weights.safetensors")
-        )
+        weights = {k: v.detach().cpu().contiguous() for k, v in s.parts()["model"].state_dict().items()}
+        save_file(weights, str(out_dir / "debug_weights.safetensors"))
     write_json(out_dir / "run.json", record)
 
 
@@ -468,9 +441,9 @@ def write_reference_failure(spec: dict, out_dir: Path, reason: str) -> dict:
     return record
 
 
-def train(spec: dict, data_dir: str | Path, out_dir: str | Path, state_dir: str | Path, subset: str | Path | None = None,
-          model_path: str | Path | None = None, bias_out: str | Path | None = None,
-          export_out: str | Path | None = None) -> dict:  # fmt: skip
+def train(spec: dict, data_dir: str | Path, out_dir: str | Path, state_dir: str | Path,
+          subset: str | Path | None = None, model_path: str | Path | None = None,
+          bias_out: str | Path | None = None, export_out: str | Path | None = None) -> dict:  # fmt: skip
     """Train one run; write metrics.csv, predictions.parquet, dynamics.npz, run.json to ``out_dir``; return the record.
 
     ``data_dir``: a tokenize output folder. ``bias_out``: also the eval-mode log-probabilities of the final

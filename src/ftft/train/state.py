@@ -141,23 +141,6 @@ def _read(path: Path) -> dict:
     return state
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, pickle.UnpicklingError):  # torch's message advises weights_only=False: not here
-        why = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line]
-        return f"it holds more than tensors and plain values, refused unread: {(why or ['?'])[0]}"
-    return error_reason(exc)
-
-
-def _set_aside(path: Path, reason: str) -> None:
-    aside = path.with_name(f"{path.name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}")
-    try:
-        os.replace(path, aside)
-        where = f"moved it to {aside.name}"
-    except OSError as exc:
-        where = f"cannot move it aside ({exc})"
-    log.warning("training state %s cannot be read (%s); %s, starting from scratch", path, reason, where)
-
-
 def load(state_dir: str | Path, fingerprint: str) -> dict | None:
     """The saved state, or None (module docstring)."""
     path = Path(state_dir) / STATE_FILE
@@ -166,7 +149,17 @@ def load(state_dir: str | Path, fingerprint: str) -> dict | None:
     try:
         state = _read(path)
     except Exception as exc:  # whatever the reason, an unreadable state must not fail every rerun
-        _set_aside(path, _reason(exc))
+        reason = error_reason(exc)
+        if isinstance(exc, pickle.UnpicklingError):  # torch's message advises weights_only=False: not here
+            why = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line]
+            reason = f"it holds more than tensors and plain values, refused unread: {(why or ['?'])[0]}"
+        aside = path.with_name(f"{path.name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}")
+        try:
+            os.replace(path, aside)
+            where = f"moved it to {aside.name}"
+        except OSError as err:
+            where = f"cannot move it aside ({err})"
+        log.warning("training state %s cannot be read (%s); %s, starting from scratch", path, reason, where)
         return None
     if state.get("fingerprint") != fingerprint:
         log.warning("ignoring training state %s: it was saved for a different spec", path)
