@@ -66,48 +66,16 @@ def build_toy_model(out: Path) -> Path:
 
 def toy_config(model_dir: Path, steps: int = 150, checkpoints: int = 5, lr: float = 1e-3, **training) -> dict:
     """A minimal config dict that ``make_spec`` resolves for task 'toy' and model 'tiny'."""
-    train = {
-        "batch_size": 16,
-        "warmup_ratio": 0.1,
-        "weight_decay": 0.0,
-        "adam_eps": 1e-6,
-        "max_grad_norm": 1.0,
-        "mixed_precision": "auto",
-        "eval_batch_size": 64,
-        "threads": 1,
-        "log_every": 50,
-        "length_buckets": 3,
-        "deterministic": False,
-    }
-    train.update(training)
-    return {
-        "mode": "paper",
-        "tasks": {
-            "toy": {
-                "labels": LABELS,
-                "metric": "accuracy",
-                "steps": steps,
-                "checkpoints": checkpoints,
-                "max_length": MAX_LENGTH,
-                "id_test": {"name": EVAL_SETS[0][0]},
-                "ood": [{"name": EVAL_SETS[1][0]}],
-            }
-        },
-        "models": {"tiny": {"hub_id": "nobody/tiny", "path": str(model_dir), "lr": lr}},
-        "training": train,
-        "methods": {
-            "jtt": {
-                "optimizer": "sgd",
-                "momentum": 0.9,
-                "lr": None,
-                "weight_decay": 0.0,
-                "max_grad_norm": 1.0,
-                "scheduler": "plateau",
-                "plateau": {"factor": 0.1, "patience": 10},
-            },
-            "poe": {"ce_weight": 0.3, "poe_weight": 1.0},
-        },
-    }
+    train = {"batch_size": 16, "warmup_ratio": 0.1, "weight_decay": 0.0, "adam_eps": 1e-6, "max_grad_norm": 1.0,
+             "mixed_precision": "auto", "eval_batch_size": 64, "threads": 1, "log_every": 50, "length_buckets": 3,
+             "deterministic": False, **training}  # fmt: skip
+    task = {"labels": LABELS, "metric": "accuracy", "steps": steps, "checkpoints": checkpoints,
+            "max_length": MAX_LENGTH, "id_test": {"name": EVAL_SETS[0][0]}, "ood": [{"name": EVAL_SETS[1][0]}]}  # fmt: skip
+    jtt = {"optimizer": "sgd", "momentum": 0.9, "lr": None, "weight_decay": 0.0, "max_grad_norm": 1.0,
+           "scheduler": "plateau", "plateau": {"factor": 0.1, "patience": 10}}  # fmt: skip
+    return {"mode": "paper", "tasks": {"toy": task}, "training": train,
+            "models": {"tiny": {"hub_id": "nobody/tiny", "path": str(model_dir), "lr": lr}},
+            "methods": {"jtt": jtt, "poe": {"ce_weight": 0.3, "poe_weight": 1.0}}}  # fmt: skip
 
 
 def toy_run(method: str = "erm", ref: str = "none", budget: str = "full", seed: int = 0) -> grid.Run:

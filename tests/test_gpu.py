@@ -1,10 +1,6 @@
-"""The GPU check ``benchmarks/gpu.py`` (its arguments and model shapes, on any machine) and the GPU
-hot path: training steps never synchronise the host with the device (CUDA only).
-
-Under ``torch.cuda.set_sync_debug_mode("error")`` any host synchronisation (``.item()``, a
-blocking copy to the host, ...) raises; a few engine steps fed as the engine feeds them (batch
-built in pinned memory while the previous step runs, copied ``non_blocking``) must run clean.
-Skipped on a machine without CUDA; run it where a GPU is available (e.g. before a paper run).
+"""The GPU check ``benchmarks/gpu.py`` (its arguments and model shapes, on any machine) and the GPU hot path
+(CUDA only): under ``torch.cuda.set_sync_debug_mode("error")`` any host synchronisation raises; engine steps
+fed by the engine's loader (pinned batches built while the previous step runs, copied ``non_blocking``) run clean.
 """
 
 from __future__ import annotations
@@ -43,39 +39,30 @@ def test_gpu_check_arguments_shapes_and_skip_without_cuda(monkeypatch, capsys):
 @pytest.mark.integration
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (host-sync check of the GPU hot path)")
 def test_training_steps_do_not_sync_with_the_host(tmp_path):
-    from ftft.train import engine, schedule
-    from ftft.train.data import batch_indices, collate_host, epoch_permutation, micro_batches
+    from ftft.train import engine
+    from ftft.train.data import train_loader
+    from ftft.train.spec import make_spec
     from ftft.train.state import BackgroundSaver
 
-    raw = ef.write_toy_data(tmp_path / "raw")
     model_dir = ef.build_toy_model(tmp_path / "model")
-    data_dir = ef.tokenize_toy(raw, model_dir, tmp_path / "data")
-    spec = ef.toy_config(model_dir, steps=20, checkpoints=2)
-    from ftft.train.spec import make_spec
-
-    spec = make_spec(spec, ef.toy_run())
-    s = engine.setup(spec, data_dir, None)
+    data_dir = ef.tokenize_toy(ef.write_toy_data(tmp_path / "raw"), model_dir, tmp_path / "data")
+    spec = make_spec(ef.toy_config(model_dir, steps=20, checkpoints=2), ef.toy_run())
+    s = engine.Session(spec, data_dir, None)
     s.model, s.optimizer = s.accelerator.prepare(s.model, s.optimizer)
     assert s.device.type == "cuda"
     BackgroundSaver().guard(s.optimizer.optimizer)  # as the engine: the step waits for a checkpoint's copy
-    perm, data = epoch_permutation(0, 0, len(s.train_data)), s.train_data
-
-    def host_batch(b):  # as the engine builds it: micro-batches, widths to 8, pinned
-        groups = micro_batches(data.lengths, batch_indices(perm, b, spec["batch_size"]), spec["length_buckets"], 8)
-        return [collate_host(data, g, pin=True, multiple=8) for g in groups]
-
-    host = host_batch(0)
+    batches = iter(train_loader(s.train_data, spec["batch_size"], 0, spec["length_buckets"], s.device))
+    _, host = next(batches)  # as the engine builds them: micro-batches, widths to 8, pinned
     assert len(host) > 1 and all(b.inputs["input_ids"].is_pinned() and b.width % 8 == 0 for b in host)
     s.model.train()
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        for step in range(5):
+        for _ in range(5):
             batch = [b.to(s.device) for b in host]
             engine.train_step(s.model, batch, s.optimizer, s.accelerator, s.dynamics, s.stats,
                               s.per_step_scheduler, spec["max_grad_norm"])  # fmt: skip
-            host = host_batch(step + 1)
+            _, host = next(batches)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert s.stats.count == 5 and s.stats.pop_mean() > 0  # the one sync, after the steps
-    assert schedule.steps_per_step(spec)
+    assert s.stats.counts["window"] == 5 and s.stats.pop_mean() > 0  # the one sync, after the steps

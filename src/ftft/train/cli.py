@@ -1,10 +1,6 @@
-"""``ftft train``: train one run with the one engine (see docs/ARCHITECTURE.md).
-
-Two entry points: the ``ftft train`` command (a spec as JSON or ``@file``) and ``run_job``, which
-the train rule's ``script:`` calls with Snakemake's job object: the spec arrives as a job
-parameter (never echoed on the terminal), paths from ``ftft.layout``, the log goes to the job's
-log file, and on a workstation with several GPUs the job first claims its own device
-(``ftft.devices``) before torch starts.
+"""``ftft train`` (a spec as JSON or ``@file``) and ``run_job``, the train rule's ``script:``: the spec
+arrives as a job parameter, paths from ``ftft.layout``, the log goes to the job's log file, and on a
+workstation with several GPUs the job first claims its own device (``ftft.devices``) before torch starts.
 """
 
 from __future__ import annotations
@@ -39,36 +35,25 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..devices import hold_run
+    from ..devices import claim_gpu, hold_run
 
     if args.gpu_lock_dir:
-        from ..devices import claim_gpu
-
         claim_gpu(args.gpu_lock_dir)  # before anything starts CUDA
     from .engine import train
 
     held = hold_run(args.state_dir)
     try:
-        record = train(
-            parse_json_arg(args.spec, "--spec"),
-            data_dir=args.data_dir,
-            out_dir=args.out,
-            state_dir=args.state_dir,
-            subset=args.subset,
-            model_path=args.model_path,
-            bias_out=args.bias_out,
-        )
+        train(parse_json_arg(args.spec, "--spec"), args.data_dir, args.out, args.state_dir, args.subset,
+              args.model_path, args.bias_out)  # fmt: skip
     finally:
         held.release()  # the command may run inside a longer process (tests)
-    if record["status"] != "ok":
-        log.warning("run finished with status %s: %s", record["status"], record["failure_reason"])
     return 0
 
 
 def run_job(smk) -> None:
     """The train rule's job: ``smk`` is the ``snakemake`` object of a ``script:``."""
     from ..cli import log_to
-    from ..devices import die_with_parent, hold_run
+    from ..devices import claim_gpu, die_with_parent, hold_run
     from ..errors import FtftError
     from ..grid import Run
     from ..layout import Layout
@@ -92,23 +77,16 @@ def run_job(smk) -> None:
         if complete and (kept / "key.json").is_file() and (kept / "key.json").read_text() == key:
             for p in map(Path, smk.output):
                 _link(kept / p.name, p)
-            log.warning(
-                "restored the outputs of this finished run from %s (Snakemake was interrupted before it took them)",
-                kept,
-            )
+            log.warning("restored the outputs of this finished run from %s (Snakemake was interrupted before "
+                        "it took them)", kept)  # fmt: skip
             return
-        claim = _claim_device(smk, layout)
+        claim = None  # one GPU of a workstation's (a scheduler's grant is set already: claim_gpu returns None)
+        if int(smk.resources.get("gpu", 0) or 0) == 1:
+            claim = claim_gpu(os.environ.get(LOCK_ENV) or layout.gpu_locks())
         from .engine import train
 
-        record = train(
-            spec,
-            data_dir=smk.input.data,
-            out_dir=Path(smk.output.record).parent,
-            state_dir=layout.state_dir(run),
-            subset=smk.input.get("subset"),
-            bias_out=smk.output.get("bias"),
-            export_out=smk.output.get("export"),
-        )
+        train(spec, smk.input.data, Path(smk.output.record).parent, layout.state_dir(run), smk.input.get("subset"),
+              bias_out=smk.output.get("bias"), export_out=smk.output.get("export"))  # fmt: skip
         if claim is not None:
             claim.release()
         shutil.rmtree(kept, ignore_errors=True)
@@ -122,18 +100,9 @@ def run_job(smk) -> None:
     except FtftError as exc:
         log.error("%s", exc)
         sys.exit(1)
-    if record["status"] != "ok":
-        log.warning("run finished with status %s: %s", record["status"], record["failure_reason"])
-    quick_exit()
-
-
-def quick_exit(code: int = 0) -> None:
-    """End the job now: every output is written, fsynced and renamed, so skip the interpreter's teardown of
-    torch and transformers (about a second per job)."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    logging.shutdown()  # every output is written and renamed: skip the interpreter's teardown of torch
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(0)
 
 
 def _kept_outputs(smk, spec: dict, state_dir: str) -> tuple[Path, str]:
@@ -152,13 +121,3 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copytree(src, dst, copy_function=os.link) if src.is_dir() else os.link(src, dst)
     except OSError:  # another file system
         shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
-
-
-def _claim_device(smk, layout):
-    """The job's own GPU on a multi-GPU workstation (None when a scheduler assigned one, or for CPU jobs
-    and jobs of several GPUs)."""
-    if int(smk.resources.get("gpu", 0) or 0) != 1:
-        return None
-    from ..devices import claim_gpu
-
-    return claim_gpu(os.environ.get(LOCK_ENV) or layout.gpu_locks())

@@ -1,13 +1,10 @@
-"""Training and evaluation data for the engine: the tokenised splits, the subset, the batches.
+"""The engine's data: the tokenised splits (memory-mapped), the subset, the batches.
 
-The tokenize step (``ftft.tokenize``) wrote each split once per tokenizer as Arrow files; a
-training job memory-maps them (``datasets.load_from_disk``) and keeps each split as flat int32
-token ids with offsets (no per-instance Python lists). Each batch is padded to its own longest
-instance (dynamic padding) and built in pinned memory on a GPU, so its host-to-device copy
-can run ``non_blocking`` while the previous step computes. Batches follow the epoch's permutation,
-so a run is a pure function of its seed; within a batch, ``micro_batches`` sorts the instances by
-length and splits them into at most ``length_buckets`` micro-batches with the fewest padded tokens
-(the same instances in the same step; the engine sums their losses to the batch mean).
+The tokenize step wrote each split once per tokenizer as Arrow files; a training job memory-maps them
+and keeps each split as flat int32 token ids with offsets. A batch is padded to its own longest instance
+(to a multiple of 8 on CUDA, pinned there so that the copy runs ``non_blocking``). Batches follow the
+epoch's permutation, so a run is a pure function of its seed; within a batch, ``micro_batches`` splits the
+length-sorted instances into at most ``length_buckets`` micro-batches with the fewest padded tokens.
 """
 
 from __future__ import annotations
@@ -22,16 +19,19 @@ import torch
 from ..errors import DataError
 from ..io import parquet_meta, read_json, read_parquet, rebuild, unreadable
 from ..tokenize import bucket_bounds, pad_to
-from ..tokenize import padded_widths as padded_widths  # the engine's padded FLOPs
 
 
 def _retokenize(data_dir: str | Path) -> str:
-    """What to do about a broken tokenised folder (the tokenize job's one output)."""
     return f"{rebuild(data_dir)} (the tokenize job writes it)"
 
 
 class ReferenceFailed(DataError):
     """The subset file says the run's reference run failed (the run is recorded as failed)."""
+
+
+def pad_multiple(device: torch.device) -> int:
+    """Batch widths are padded to a multiple of 8 on CUDA (tensor-core tiles), not on the CPU."""
+    return 8 if device.type == "cuda" else 1
 
 
 @dataclass
@@ -55,20 +55,11 @@ class Encoded:
         """The instances ``rows`` (in that order), repacked."""
         rows = np.asarray(rows, dtype=np.int64)
         lengths = self.lengths[rows]
-        offsets = np.zeros(len(rows), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=offsets[1:])
         src = _positions(self.offsets[rows], lengths)
-        return replace(
-            self,
-            uids=self.uids[rows],
-            labels=self.labels[rows],
-            ids=self.ids[src],
-            type_ids=None if self.type_ids is None else self.type_ids[src],
-            offsets=offsets,
-            lengths=lengths,
-            weight=None if self.weight is None else self.weight[rows],
-            bias_logp=None if self.bias_logp is None else self.bias_logp[rows],
-        )
+        pick = lambda a, at=rows: None if a is None else a[at]  # noqa: E731
+        return replace(self, uids=self.uids[rows], labels=self.labels[rows], ids=self.ids[src],
+                       type_ids=pick(self.type_ids, src), offsets=np.cumsum(lengths) - lengths, lengths=lengths,
+                       weight=pick(self.weight), bias_logp=pick(self.bias_logp))  # fmt: skip
 
 
 def _positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -82,7 +73,7 @@ def _positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Batch:
-    """One padded batch (on the training device, or pinned on the host before the copy)."""
+    """One padded batch, on the host (pinned for a GPU) or on the training device."""
 
     inputs: dict[str, torch.Tensor]  # model keyword arguments
     labels: torch.Tensor  # [B]
@@ -96,21 +87,9 @@ class Batch:
         """Copy to ``device`` (non-blocking from pinned memory); a no-op on the CPU."""
         if device.type == "cpu":
             return self
-
-        def mv(t):
-            return None if t is None else t.to(device, non_blocking=True)
-
-        return replace(
-            self,
-            inputs={k: mv(v) for k, v in self.inputs.items()},
-            labels=mv(self.labels),
-            idx=mv(self.idx),
-            weight=mv(self.weight),
-            bias_logp=mv(self.bias_logp),
-        )
-
-
-# --------------------------------------------------------------------------- reading
+        mv = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return replace(self, inputs={k: mv(v) for k, v in self.inputs.items()}, labels=mv(self.labels),
+                       idx=mv(self.idx), weight=mv(self.weight), bias_logp=mv(self.bias_logp))  # fmt: skip
 
 
 def _list_column(table, name: str, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -201,16 +180,12 @@ def load_tokenized(
     return out["train"], [(n, out[n]) for n in eval_names]
 
 
-def subset_failure(subset_path: Path) -> str | None:
-    return parquet_meta(subset_path, "subset file").get("failed") or None
-
-
 def apply_subset(train: Encoded, subset_path: Path, n_labels: int) -> Encoded:
     """Restrict ``train`` to the subset's uids (training-set order, ``copies`` each), with weights / bias log-probs."""
     subset_path = Path(subset_path)
     if not subset_path.is_file():
         raise DataError(f"subset file not found: {subset_path}")
-    failure = subset_failure(subset_path)
+    failure = parquet_meta(subset_path, "subset file").get("failed")
     if failure:
         raise ReferenceFailed(failure)
     sub = read_parquet(subset_path, "subset file")
@@ -247,13 +222,9 @@ def apply_subset(train: Encoded, subset_path: Path, n_labels: int) -> Encoded:
     return out
 
 
-# --------------------------------------------------------------------------- batches
-
-
 def collate(data: Encoded, idx: np.ndarray, device: torch.device) -> Batch:
     """Pad the instances ``idx`` to the batch's longest: on the host (pinned for a GPU), then to ``device``."""
-    cuda = device.type == "cuda"
-    return collate_host(data, idx, pin=cuda, multiple=8 if cuda else 1).to(device)
+    return collate_host(data, idx, device.type == "cuda", pad_multiple(device)).to(device)
 
 
 def micro_batches(lengths: np.ndarray, idx: np.ndarray, buckets: int, multiple: int = 1) -> list[np.ndarray]:
@@ -308,5 +279,40 @@ def batch_indices(perm: np.ndarray, b: int, batch_size: int) -> np.ndarray:
     return perm[b * batch_size : (b + 1) * batch_size]
 
 
-def batches_per_epoch(n: int, batch_size: int) -> int:
-    return -(-n // batch_size)
+class EpochBatchSampler(torch.utils.data.Sampler):
+    """The row numbers of every optimiser step's batch, endlessly: epoch ``e`` is the permutation seeded by
+    (seed, e) cut into batches; a resumed run starts at its (epoch, batch)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int = 0, batch: int = 0):
+        self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, (epoch, batch)
+        self.per_epoch = -(-n // batch_size)
+
+    def __iter__(self):
+        epoch, first = self.start
+        while True:
+            perm = epoch_permutation(self.seed, epoch, self.n)
+            for b in range(first, self.per_epoch):
+                yield batch_indices(perm, b, self.batch_size)
+            epoch, first = epoch + 1, 0
+
+
+class MicroBatches(torch.utils.data.Dataset):
+    """Item ``idx`` (a batch's rows): ``(idx, its length-bucketed micro-batches collated on the host)``."""
+
+    def __init__(self, data: Encoded, buckets: int, pin: bool, multiple: int):
+        self.data, self.buckets, self.pin, self.multiple = data, buckets, pin, multiple
+
+    def __getitem__(self, idx: np.ndarray) -> tuple[np.ndarray, list[Batch]]:
+        groups = micro_batches(self.data.lengths, idx, self.buckets, self.multiple)
+        return idx, [collate_host(self.data, g, self.pin, self.multiple) for g in groups]
+
+
+def train_loader(data: Encoded, batch_size: int, seed: int, buckets: int, device: torch.device, epoch=0, batch=0):
+    """The training batches from (epoch, batch) on, built on the host in the main process (pinned for a GPU)."""
+    return torch.utils.data.DataLoader(
+        MicroBatches(data, buckets, device.type == "cuda", pad_multiple(device)),
+        sampler=EpochBatchSampler(len(data), batch_size, seed, epoch, batch),
+        batch_size=None,
+        collate_fn=lambda item: item,
+        generator=torch.Generator(),  # its seed draw must leave the global (dropout) random stream alone
+    )

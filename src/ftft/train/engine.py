@@ -1,37 +1,24 @@
 """The one training engine: every run (reference, main model, baseline) goes through ``train``.
 
-A plain loop in the spirit of HF ``run_glue_no_trainer.py`` and nanoGPT:
-
-    the tokenised data is memory-mapped (``ftft.tokenize`` wrote it once per tokenizer)
-    for each optimiser step until ``steps``:
-        batch  = next slice of this epoch's permutation, sorted by length into at most
-                 ``length_buckets`` micro-batches, each padded to its longest instance (to a
-                 multiple of 8 on CUDA); built on the host while the previous step runs (pinned,
-                 copied non-blocking)
-        loss   = mean over the batch of ftft.losses.example_losses (weights / PoE when the subset
-                 has them): each micro-batch's sum / batch size, backward per micro-batch
-        clip, optimiser step, (linear) scheduler step
-        dynamics.record(softmax(logits))            # per instance, stays on the device
-        at checkpoint k (step round(k * steps / K)):
-            evaluate every eval set, (plateau) scheduler step on the training loss, save state
-            (copied to host memory, written by a background thread while training goes on)
-
-The only host syncs in the loop are the log lines, the end of each pass over the data (the
-dynamics buffer moves to the host) and the checkpoints. ``train_step`` is the per-step
-function (``benchmarks/train_step.py`` times it against a bare PyTorch loop).
+A plain loop in the spirit of HF ``run_glue_no_trainer.py``. Each optimiser step takes the next batch of
+the epoch's permutation from ``data.train_loader`` (length-bucketed micro-batches, built on the host while
+the device computes the previous step), backpropagates the batch mean of ``ftft.losses.example_losses``
+per micro-batch, clips, steps the optimiser (and the linear scheduler) and records softmax(logits) into
+the device-side dynamics buffer. At checkpoint k (step round(k * steps / K)) it evaluates every eval set,
+steps the plateau scheduler and saves the state (``state.BackgroundSaver``). The only host syncs in the
+loop are the log lines, the end of each pass over the data and the checkpoints.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import gc
 import logging
 import os
 import resource
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,17 +34,13 @@ from . import schedule
 from . import state as state_io
 from .data import (
     Batch,
-    Encoded,
     ReferenceFailed,
     apply_subset,
-    batch_indices,
-    batches_per_epoch,
-    collate_host,
     epoch_permutation,
     load_tokenized,
-    micro_batches,
-    padded_widths,
+    pad_multiple,
     tokenized_stats,
+    train_loader,
 )
 from .dynamics import DynamicsRecorder, write_npz
 from .evaluate import majority_baseline, predict_probs, scores
@@ -65,36 +48,26 @@ from .spec import fingerprint, hparams, validate_spec
 
 log = logging.getLogger("ftft.train")
 PROB_FLOOR = 1e-6  # bias log-probabilities are clipped to log(1e-6) and renormalised
+METRIC_COLUMNS = ["step", "checkpoint", "fraction", "dataset", "role", "n", "accuracy", "macro_f1", "train_loss"]
 
 
 class SimulatedKill(RuntimeError):
-    """Raised by the debug hook ``kill_after_checkpoint`` (used to test resumption).
-
-    Set it in the spec (``"debug": {"kill_after_checkpoint": k}``) or, for whole-workflow
-    tests, with the environment variable ``FTFT_DEBUG_KILL_AFTER_CHECKPOINT=k``.
-    """
-
-
-# ---------------------------------------------------------------------------------------------
-# The training step
-# ---------------------------------------------------------------------------------------------
+    """Raised after checkpoint k when the spec has ``"debug": {"kill_after_checkpoint": k}`` (or the environment
+    ``FTFT_DEBUG_KILL_AFTER_CHECKPOINT=k``): the resumption tests."""
 
 
 class LossStats:
-    """Device-side loss accumulators: summed every step, read only at log lines/checkpoints.
+    """Loss sums on the device since the last log line (``window``), the last checkpoint, and the first step
+    (``total``: the plateau scheduler's input); read on the host only at log lines and checkpoints."""
 
-    ``window`` is reset at each log line (progress) and each checkpoint (the metrics.csv
-    training-loss column); ``total`` runs from the first step (the plateau scheduler's input).
-    """
+    SUMS = ("window", "checkpoint", "total", "nonfinite")
 
     def __init__(self, device: torch.device):
         self.window = torch.zeros((), dtype=torch.float32, device=device)
         self.checkpoint = torch.zeros((), dtype=torch.float32, device=device)
         self.total = torch.zeros((), dtype=torch.float64, device=device)
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
-        self.count = 0  # steps since the last log line (host int)
-        self.count_checkpoint = 0
-        self.count_total = 0
+        self.counts = {"window": 0, "checkpoint": 0, "total": 0}  # steps (host ints)
 
     @torch.no_grad()
     def add(self, loss: torch.Tensor) -> None:
@@ -103,57 +76,31 @@ class LossStats:
         self.checkpoint.add_(loss)
         self.total.add_(loss.double())
         self.nonfinite.logical_or_(~torch.isfinite(loss))
-        self.count += 1
-        self.count_checkpoint += 1
-        self.count_total += 1
+        self.counts = {k: c + 1 for k, c in self.counts.items()}
 
-    def pop_mean(self) -> float:
-        """Mean loss since the last call (one host sync), then reset."""
-        mean = self.window.item() / max(self.count, 1)
-        self.window.zero_()
-        self.count = 0
-        return mean
-
-    def pop_checkpoint_mean(self) -> float:
-        mean = self.checkpoint.item() / max(self.count_checkpoint, 1)
-        self.checkpoint.zero_()
-        self.count_checkpoint = 0
+    def pop_mean(self, name: str = "window") -> float:
+        """The mean loss since the last pop of ``name`` (one host sync), then reset."""
+        mean = getattr(self, name).item() / max(self.counts[name], 1)
+        getattr(self, name).zero_()
+        self.counts[name] = 0
         return mean
 
     def running_mean(self) -> float:
-        return self.total.item() / max(self.count_total, 1)
+        return self.total.item() / max(self.counts["total"], 1)
 
     def state_dict(self) -> dict:
-        return {
-            "window": self.window.cpu(),
-            "checkpoint": self.checkpoint.cpu(),
-            "total": self.total.cpu(),
-            "nonfinite": self.nonfinite.cpu(),
-            "counts": [self.count, self.count_checkpoint, self.count_total],
-        }
+        return {**{k: getattr(self, k).cpu() for k in self.SUMS}, "counts": list(self.counts.values())}
 
     def load_state_dict(self, state: dict) -> None:
-        for name in ("window", "checkpoint", "total", "nonfinite"):
-            getattr(self, name).copy_(state[name])
-        self.count, self.count_checkpoint, self.count_total = (int(c) for c in state["counts"])
+        for k in self.SUMS:
+            getattr(self, k).copy_(state[k])
+        self.counts = dict(zip(self.counts, (int(c) for c in state["counts"]), strict=True))
 
 
-def train_step(
-    model,
-    batches: list[Batch],
-    optimizer,
-    accelerator,
-    dynamics: DynamicsRecorder,
-    stats: LossStats,
-    scheduler=None,
-    max_grad_norm: float | None = None,
-    ce_weight: float = 1.0,
-    poe_weight: float = 1.0,
-) -> None:
-    """One optimiser step on a batch given as micro-batches, recording its training dynamics. No host sync.
-
-    The loss is the mean over the whole batch: each micro-batch contributes its sum / batch size
-    (the gradient equals the one-batch gradient up to float rounding and dropout draws)."""
+def train_step(model, batches: list[Batch], optimizer, accelerator, dynamics: DynamicsRecorder, stats: LossStats,
+               scheduler=None, max_grad_norm: float | None = None, ce_weight=1.0, poe_weight=1.0) -> None:  # fmt: skip
+    """One optimiser step on a batch given as micro-batches, recording its dynamics; no host sync. Each
+    micro-batch contributes its loss sum / batch size: the gradient of the batch mean (up to float rounding)."""
     n = sum(len(b.labels) for b in batches)
     loss = 0.0
     for b in batches:
@@ -172,11 +119,6 @@ def train_step(
     stats.add(loss)
 
 
-# ---------------------------------------------------------------------------------------------
-# Set-up: accelerator, optimiser
-# ---------------------------------------------------------------------------------------------
-
-
 def make_accelerator(spec: dict):
     """Accelerator with bf16 autocast on a GPU when the spec says ``auto``, fp32 on CPU."""
     from accelerate import Accelerator
@@ -192,7 +134,7 @@ def make_accelerator(spec: dict):
 
 
 def make_optimizer(model, spec: dict) -> torch.optim.Optimizer:
-    """AdamW (eps from the spec; fused kernel on CUDA) or SGD with momentum (JTT); no weight decay on 1-D parameters."""
+    """AdamW (fused on CUDA) or SGD with momentum (JTT); no weight decay on 1-D parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": spec["weight_decay"]},
@@ -205,37 +147,28 @@ def make_optimizer(model, spec: dict) -> torch.optim.Optimizer:
 
 @contextlib.contextmanager
 def torch_settings(threads: int, deterministic: bool = False):
-    """The spec's thread count (and, when ``deterministic``, deterministic CUDA kernels), restored afterwards.
+    """The spec's thread count and, when ``deterministic`` on CUDA, deterministic kernels; restored afterwards.
 
-    On the CPU a fixed thread count already makes every op this loop uses deterministic
-    (the resume tests check bitwise equality), so ``torch.use_deterministic_algorithms`` is
-    only switched on with CUDA, and only when asked (``training.deterministic``, docs/FIDELITY.md):
-    it slows DeBERTa's attention ``gather`` backward, and warn-only it guarantees nothing.
-    """
+    On the CPU a fixed thread count already makes this loop deterministic (the resume tests check bitwise
+    equality); on CUDA the deterministic kernels are opt-in (``training.deterministic``, docs/FIDELITY.md)."""
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     cuda = deterministic and torch.cuda.is_available()
     if cuda:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        prev_det = torch.are_deterministic_algorithms_enabled()
-        prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+        prev = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
         torch.set_num_threads(prev_threads)
         if cuda:
-            torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
-
-
-# ---------------------------------------------------------------------------------------------
-# Progress and bookkeeping
-# ---------------------------------------------------------------------------------------------
+            torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
 
 
 @dataclass
 class Position:
-    """Where the run is, and what it has consumed (host-side, saved with the state)."""
+    """Where the run is, and what it has consumed (saved with the state)."""
 
     step: int = 0
     epoch: int = 0  # current pass over the training set
@@ -253,25 +186,16 @@ class ProgressLog:
     """The periodic log line: step/total, mean loss, steps/s, ETA (``ftft status`` parses it)."""
 
     def __init__(self, total: int, start_step: int):
-        self.total = total
-        self.last_step, self.last_time = start_step, time.perf_counter()
+        self.total, self.last = total, (start_step, time.perf_counter())
 
-    def line(self, step: int, stats: LossStats) -> float:
+    def line(self, step: int, stats: LossStats) -> None:
         now = time.perf_counter()
-        rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        rate = (step - self.last[0]) / max(now - self.last[1], 1e-9)
         eta = (self.total - step) / max(rate, 1e-9)
-        loss = stats.pop_mean()
-        log.info(
-            "step %d/%d (%.0f%%) loss %.4f | %.2f steps/s | ETA %s",
-            step,
-            self.total,
-            100 * step / self.total,
-            loss,
-            rate,
-            time.strftime("%H:%M:%S", time.gmtime(eta)) if eta < 86400 else f"{eta / 3600:.0f}h",
-        )
-        self.last_step, self.last_time = step, now
-        return loss
+        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta < 86400 else f"{eta / 3600:.0f}h"
+        log.info("step %d/%d (%.0f%%) loss %.4f | %.2f steps/s | ETA %s",
+                 step, self.total, 100 * step / self.total, stats.pop_mean(), rate, eta_text)  # fmt: skip
+        self.last = (step, now)
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -306,22 +230,13 @@ def device_name(device: torch.device) -> str:
     return f"{device.type} ({torch.get_num_threads()} threads)"
 
 
-# ---------------------------------------------------------------------------------------------
-# Checkpoints
-# ---------------------------------------------------------------------------------------------
-
-
-def evaluate_checkpoint(model, evals, spec, device, step: int, k: int) -> tuple[list[dict], list[tuple]]:
-    """Metrics rows and (step, name, probs) predictions for every eval set at checkpoint k."""
-    rows, preds = [], []
-    n_classes = len(spec["labels"])
-    for name, role, data in evals:
-        probs = predict_probs(model, data, spec["eval_batch_size"], device)
-        s = scores(data.labels, probs, n_classes)
-        rows.append({"step": step, "checkpoint": k, "fraction": step / spec["steps"], "dataset": name, "role": role,
-                     "n": len(data), "accuracy": s["accuracy"], "macro_f1": s["macro_f1"]})  # fmt: skip
-        preds.append((step, name, probs))
-    return rows, preds
+def process_age() -> float | None:
+    """Seconds since this process started (Linux; None elsewhere): ``benchmarks/job_start.py`` reads it."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return round(float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def final_check(spec: dict, metrics: list[dict], evals) -> tuple[dict, str | None]:
@@ -337,13 +252,6 @@ def final_check(spec: dict, metrics: list[dict], evals) -> tuple[dict, str | Non
     return info, None
 
 
-# ---------------------------------------------------------------------------------------------
-# Outputs
-# ---------------------------------------------------------------------------------------------
-
-METRIC_COLUMNS = ["step", "checkpoint", "fraction", "dataset", "role", "n", "accuracy", "macro_f1", "train_loss"]
-
-
 def write_metrics(path: Path, rows: list[dict]) -> None:
     with atomic_path(path) as tmp:
         pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(tmp, index=False)
@@ -351,14 +259,13 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
 
 def write_predictions(path: Path, preds: list[tuple], evals, n_classes: int) -> None:
     by_name = {name: data for name, _, data in evals}
+    columns = ["step", "dataset", "uid", "label", *[f"prob_{c}" for c in range(n_classes)]]
     frames = []
     for step, name, probs in preds:
         data = by_name[name]
         frame = {"step": np.full(len(data), step, dtype=np.int64), "dataset": [name] * len(data), "uid": data.uids,
-                 "label": data.labels}  # fmt: skip
-        frame.update({f"prob_{c}": probs[:, c].astype(np.float32) for c in range(n_classes)})
+                 "label": data.labels, **{f"prob_{c}": probs[:, c].astype(np.float32) for c in range(n_classes)}}  # fmt: skip
         frames.append(pd.DataFrame(frame))
-    columns = ["step", "dataset", "uid", "label", *[f"prob_{c}" for c in range(n_classes)]]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
@@ -379,29 +286,43 @@ def write_bias(path: Path, uids, logp: np.ndarray | None, n_classes: int, meta: 
     write_parquet(pd.DataFrame(frame), path, meta)
 
 
-# ---------------------------------------------------------------------------------------------
-# The run
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
 class Session:
-    """Everything one training session works with (built by ``setup``)."""
+    """Everything one training session works with: the tokenised data (restricted to the subset), the model
+    (its head seeded), optimiser, scheduler, dynamics, loss sums, and where the run is."""
 
-    spec: dict
-    accelerator: object
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    train_data: Encoded
-    evals: list  # (name, role, Encoded)
-    dynamics: DynamicsRecorder
-    stats: LossStats
-    n_params: tuple[int, int]  # (total, non-embedding)
-    dims: tuple[int, int]  # (n_layer, d_model)
-    pos: Position = field(default_factory=Position)
-    metrics: list = field(default_factory=list)  # metrics.csv rows
-    preds: list = field(default_factory=list)  # (step, eval set, probs)
+    def __init__(self, spec: dict, data_dir: Path, subset):
+        from accelerate.utils import set_seed
+
+        from ..tokenize import tokenizer_fingerprint
+
+        n_classes, stats = len(spec["labels"]), tokenized_stats(data_dir)
+        self.spec, self.accelerator = spec, make_accelerator(spec)
+        set_seed(spec["seed"])  # python, numpy, torch
+        tokenizer, self.model = load_tokenizer_and_model(spec["model_source"], n_classes)
+        if stats.get("max_length") != spec["max_length"]:
+            raise DataError(
+                f"{data_dir}: tokenised with max_length {stats.get('max_length')}, the spec says {spec['max_length']}"
+            )
+        if stats.get("tokenizer") != tokenizer_fingerprint(tokenizer):
+            raise DataError(
+                f"{data_dir} was tokenised with another tokenizer ({stats.get('model_source')}) than "
+                f"{spec['model_source']}'s: give the model its own group in models.{spec['run']['model']}.tokenizer"
+            )
+        names = [name for name, _ in spec["eval_sets"]]
+        self.train_data, evals = load_tokenized(data_dir, names, int(tokenizer.pad_token_id))
+        if subset is not None:
+            self.train_data = apply_subset(self.train_data, Path(subset), n_classes)
+        if spec["poe"] is not None and self.train_data.bias_logp is None:
+            raise DataError(
+                f"method poe needs bias_logp_* columns in the subset file; got {subset or 'no subset file'}"
+            )
+        self.evals = [(name, role, data) for (name, role), (_, data) in zip(spec["eval_sets"], evals, strict=True)]
+        self.optimizer = make_optimizer(self.model, spec)
+        self.scheduler = schedule.make_scheduler(self.optimizer, spec)
+        self.dynamics = DynamicsRecorder(len(self.train_data), n_classes, self.device)
+        self.stats = LossStats(self.device)
+        self.n_params, self.dims = count_params(self.model), arch_dims(self.model.config)  # (total, non-embedding)
+        self.pos, self.metrics, self.preds = Position(), [], []  # metrics.csv rows; (step, eval set, probs)
 
     @property
     def device(self) -> torch.device:
@@ -413,108 +334,39 @@ class Session:
 
     def flops(self, tokens: np.ndarray | int, n_ctx) -> float:
         """Forward FLOPs of ``tokens`` positions at context lengths ``n_ctx`` (Kaplan et al.)."""
-        return float(
-            np.sum(np.asarray(tokens) * cost.forward_flops_per_token(self.n_params[1], *self.dims, np.asarray(n_ctx)))
-        )
+        per_token = cost.forward_flops_per_token(self.n_params[1], *self.dims, np.asarray(n_ctx))
+        return float(np.sum(np.asarray(tokens) * per_token))
 
-
-def setup(spec: dict, data_dir: Path, subset) -> Session:
-    """Map in the tokenised data (restricted to the subset), load the model (seeded head), build optimiser and scheduler."""
-    n_classes = len(spec["labels"])
-    stats = tokenized_stats(data_dir)
-    accelerator = make_accelerator(spec)
-    state_io.seed_everything(spec["seed"])
-    tokenizer, model = load_tokenizer_and_model(spec["model_source"], n_classes)
-    check_tokenizer(tokenizer, stats, spec, data_dir)
-    names = [name for name, _ in spec["eval_sets"]]
-    train_data, evals = load_tokenized(data_dir, names, int(tokenizer.pad_token_id))
-    if subset is not None:
-        train_data = apply_subset(train_data, Path(subset), n_classes)
-    if spec["poe"] is not None and train_data.bias_logp is None:
-        raise DataError(f"method poe needs bias_logp_* columns in the subset file; got {subset or 'no subset file'}")
-    roles = dict(spec["eval_sets"])
-    optimizer = make_optimizer(model, spec)
-    return Session(
-        spec=spec,
-        accelerator=accelerator,
-        model=model,
-        optimizer=optimizer,
-        scheduler=schedule.make_scheduler(optimizer, spec),
-        train_data=train_data,
-        evals=[(name, roles[name], data) for name, data in evals],
-        dynamics=DynamicsRecorder(len(train_data), n_classes, accelerator.device),
-        stats=LossStats(accelerator.device),
-        n_params=count_params(model),
-        dims=arch_dims(model.config),
-    )
-
-
-def check_tokenizer(tokenizer, stats: dict, spec: dict, data_dir: Path) -> None:
-    from ..tokenize import tokenizer_fingerprint
-
-    if stats.get("max_length") != spec["max_length"]:
-        raise DataError(
-            f"{data_dir}: tokenised with max_length {stats.get('max_length')}, the spec says {spec['max_length']}"
-        )
-    if stats.get("tokenizer") != tokenizer_fingerprint(tokenizer):
-        raise DataError(
-            f"{data_dir} was tokenised with another tokenizer ({stats.get('model_source')}) than "
-            f"{spec['model_source']}'s: give the model its own group in models.{spec['run']['model']}.tokenizer"
-        )
-
-
-def restore(s: Session, saved: dict) -> None:
-    """Load a saved state into the (not yet prepared) model, optimiser, scheduler, dynamics."""
-    s.model.load_state_dict(saved["model"])
-    s.optimizer.load_state_dict(saved["optimizer"])
-    s.scheduler.load_state_dict(saved["scheduler"])
-    s.dynamics.load_state_dict(saved["dynamics"])
-    s.stats.load_state_dict(saved["stats"])
-    s.pos = Position(**saved["position"])
-    s.metrics, s.preds = saved["metrics"], saved["predictions"]
+    def parts(self) -> dict:
+        """What the state saves with ``state_dict`` and restores with ``load_state_dict``."""
+        model = self.accelerator.unwrap_model(self.model)
+        return {"model": model, "optimizer": self.optimizer, "scheduler": self.scheduler, "dynamics": self.dynamics,
+                "stats": self.stats}  # fmt: skip
 
 
 def save_state(s: Session, saver: state_io.BackgroundSaver, state_dir: Path, fp: str, session_start: float) -> None:
     position = asdict(s.pos)
     position["wall_time_s"] = s.pos.wall_time_s + time.perf_counter() - session_start
     position["peak_mem_mb"] = max(s.pos.peak_mem_mb, peak_memory_mb(s.device))
-    saver.save(
-        state_dir,
-        {
-            "fingerprint": fp,
-            "position": position,
-            "model": s.accelerator.unwrap_model(s.model).state_dict(),
-            "optimizer": s.optimizer.state_dict(),
-            "scheduler": s.scheduler.state_dict(),
-            "dynamics": s.dynamics.state_dict(),
-            "stats": s.stats.state_dict(),
-            "metrics": s.metrics,
-            "predictions": s.preds,
-            "rng": state_io.rng_state(),
-        },
-    )
+    state = {name: part.state_dict() for name, part in s.parts().items()}
+    saver.save(state_dir, {"fingerprint": fp, "position": position, **state, "metrics": s.metrics,
+                           "predictions": s.preds, "rng": state_io.rng_state()})  # fmt: skip
 
 
 def checkpoint(s: Session, k: int, n_checkpoints: int) -> None:
-    """Evaluate every eval set at checkpoint k; step the plateau scheduler on the training loss."""
-    rows, preds = evaluate_checkpoint(s.model, s.evals, s.spec, s.device, s.pos.step, k)
-    train_loss = s.stats.pop_checkpoint_mean()
-    for r in rows:
-        r["train_loss"] = train_loss
+    """Evaluate every eval set at checkpoint k; step the plateau scheduler on the running training loss."""
+    spec, step, train_loss = s.spec, s.pos.step, s.stats.pop_mean("checkpoint")
+    rows, preds = [], []
+    for name, role, data in s.evals:
+        probs = predict_probs(s.model, data, spec["eval_batch_size"], s.device)
+        rows.append({"step": step, "checkpoint": k, "fraction": step / spec["steps"], "dataset": name, "role": role,
+                     "n": len(data), **scores(data.labels, probs, len(spec["labels"])), "train_loss": train_loss})  # fmt: skip
+        preds.append((step, name, probs))
     s.metrics, s.preds = s.metrics + rows, s.preds + preds
-    log.info(
-        "checkpoint %d/%d (step %d): ID %s %.4f, training loss %.4f",
-        k, n_checkpoints, s.pos.step, s.spec["metric"], rows[0][s.spec["metric"]], train_loss,
-    )  # fmt: skip
+    log.info("checkpoint %d/%d (step %d): ID %s %.4f, training loss %.4f",
+             k, n_checkpoints, step, spec["metric"], rows[0][spec["metric"]], train_loss)  # fmt: skip
     if s.per_step_scheduler is None:
         s.scheduler.step(s.stats.running_mean())
-
-
-def debug_hooks(spec: dict) -> dict:
-    debug = dict(spec.get("debug") or {})
-    if os.environ.get("FTFT_DEBUG_KILL_AFTER_CHECKPOINT"):
-        debug["kill_after_checkpoint"] = int(os.environ["FTFT_DEBUG_KILL_AFTER_CHECKPOINT"])
-    return debug
 
 
 def export_model(s: Session, folder: Path) -> None:
@@ -529,54 +381,27 @@ def export_model(s: Session, folder: Path) -> None:
     load_tokenizer(s.spec["model_source"]).save_pretrained(folder)
 
 
-def flops_record(s: Session) -> dict:
-    """Forward FLOPs of one epoch (real and padded tokens, the padded ones over the first pass) and in total."""
-    data, bs = s.train_data, s.spec["batch_size"]
-    perm = epoch_permutation(s.spec["seed"], 0, len(data))
-    widths, sizes = padded_widths(data.lengths, perm, bs, s.spec["length_buckets"], pad_multiple(s.device))
-    return {
-        "forward_per_epoch": s.flops(widths * sizes, widths),
-        "forward_per_epoch_real": s.flops(data.lengths, data.lengths),
-        "forward_total": s.pos.forward_flops_padded,
-        "forward_total_real": s.pos.forward_flops,
-        "train_total": 3.0 * s.pos.forward_flops_padded,  # backward ~ 2x forward (Kaplan et al. 2020)
-    }
-
-
 def make_record(s: Session, failure: str | None, final: dict | None, session_start: float) -> dict:
     """The content of run.json (docs/ARCHITECTURE.md)."""
-    spec, pos, n = s.spec, s.pos, len(s.train_data)
-    return {
-        "run": spec["run"],
-        "status": "failed" if failure else "ok",
-        "failure_reason": failure,
-        "steps": spec["steps"],
-        "steps_done": pos.step,
-        "checkpoints": spec["checkpoints"],
-        "epochs": pos.examples_seen / n,  # passes over the training set (examples seen / N)
-        "n_train": n,
-        "hparams": hparams(spec),
-        "model": {
-            "source": spec["model_source"],
-            "params": s.n_params[0],
-            "non_embedding_params": s.n_params[1],
-            "n_layer": s.dims[0],
-            "d_model": s.dims[1],
-        },  # fmt: skip
-        "tokens": {
-            "train_tokens_per_epoch": int(s.train_data.lengths.sum()),
-            "train_tokens_seen": pos.tokens_seen,
-            "padded_tokens_seen": pos.padded_tokens_seen,
-        },  # fmt: skip
-        "flops": flops_record(s),
-        "final": final,
-        "wall_time_s": pos.wall_time_s + time.perf_counter() - session_start,
-        "peak_mem_mb": max(pos.peak_mem_mb, peak_memory_mb(s.device)),
-        "versions": versions(),
-        "device": device_name(s.device),
-        "mixed_precision": s.accelerator.mixed_precision,
-        "host": host_info(),
-    }
+    from ..tokenize import padded_widths
+
+    spec, pos, data = s.spec, s.pos, s.train_data
+    perm = epoch_permutation(spec["seed"], 0, len(data))  # the padded FLOPs of a pass: those of the first one
+    widths, sizes = padded_widths(data.lengths, perm, spec["batch_size"], spec["length_buckets"], pad_multiple(s.device))  # fmt: skip
+    return {"run": spec["run"], "status": "failed" if failure else "ok", "failure_reason": failure,
+            "steps": spec["steps"], "steps_done": pos.step, "checkpoints": spec["checkpoints"],
+            "epochs": pos.examples_seen / len(data), "n_train": len(data), "hparams": hparams(spec),
+            "model": {"source": spec["model_source"], "params": s.n_params[0], "non_embedding_params": s.n_params[1],
+                      "n_layer": s.dims[0], "d_model": s.dims[1]},
+            "tokens": {"train_tokens_per_epoch": int(data.lengths.sum()), "train_tokens_seen": pos.tokens_seen,
+                       "padded_tokens_seen": pos.padded_tokens_seen},
+            "flops": {"forward_per_epoch": s.flops(widths * sizes, widths),
+                      "forward_per_epoch_real": s.flops(data.lengths, data.lengths),
+                      "forward_total": pos.forward_flops_padded, "forward_total_real": pos.forward_flops,
+                      "train_total": 3.0 * pos.forward_flops_padded},  # backward ~ 2x forward (Kaplan et al. 2020)
+            "final": final, "wall_time_s": pos.wall_time_s + time.perf_counter() - session_start,
+            "peak_mem_mb": max(pos.peak_mem_mb, peak_memory_mb(s.device)), "versions": versions(),
+            "device": device_name(s.device), "mixed_precision": s.accelerator.mixed_precision, "host": host_info()}  # fmt: skip
 
 
 def write_outputs(s: Session, out_dir: Path, record: dict, bias_out: Path | None) -> None:
@@ -588,28 +413,25 @@ def write_outputs(s: Session, out_dir: Path, record: dict, bias_out: Path | None
     if bias_out is not None:
         logp = None
         if record["status"] == "ok":
-            probs = predict_probs(s.model, s.train_data, s.spec["eval_batch_size"], s.device)
-            logp = bias_log_probs(probs)
+            logp = bias_log_probs(predict_probs(s.model, s.train_data, s.spec["eval_batch_size"], s.device))
         write_bias(bias_out, s.train_data.uids, logp, len(s.spec["labels"]),
                    {"run": s.spec["run"], "step": s.pos.step, "failed": record["failure_reason"]})  # fmt: skip
     if s.spec.get("debug", {}).get("save_weights"):
         from safetensors.torch import save_file
 
-        weights = {
-            k: v.detach().cpu().contiguous() for k, v in s.accelerator.unwrap_model(s.model).state_dict().items()
-        }
+        weights = {k: v.detach().cpu().contiguous() for k, v in s.parts()["model"].state_dict().items()}
         save_file(weights, str(out_dir / "debug_weights.safetensors"))
     write_json(out_dir / "run.json", record)
 
 
 def write_reference_failure(spec: dict, out_dir: Path, reason: str) -> dict:
     """A run whose reference failed: no training, the four files with status failed."""
+    from ..datamap import save_dynamics
+
     n_classes = len(spec["labels"])
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics(out_dir / "metrics.csv", [])
     write_predictions(out_dir / "predictions.parquet", [], [], n_classes)
-    from ..datamap import save_dynamics
-
     save_dynamics(out_dir / "dynamics.npz", [], np.zeros(0, np.int64), np.zeros((0, 0, n_classes), np.float16))
     record = {"run": spec["run"], "status": "failed", "failure_reason": f"reference failed: {reason}",
               "steps": spec["steps"], "steps_done": 0, "checkpoints": spec["checkpoints"], "hparams": hparams(spec),
@@ -619,24 +441,15 @@ def write_reference_failure(spec: dict, out_dir: Path, reason: str) -> dict:
     return record
 
 
-def train(
-    spec: dict,
-    data_dir: str | Path,
-    out_dir: str | Path,
-    state_dir: str | Path,
-    subset: str | Path | None = None,
-    model_path: str | Path | None = None,
-    bias_out: str | Path | None = None,
-    export_out: str | Path | None = None,
-) -> dict:
-    """Train one run; write metrics.csv, predictions.parquet, dynamics.npz, run.json to ``out_dir``.
+def train(spec: dict, data_dir: str | Path, out_dir: str | Path, state_dir: str | Path,
+          subset: str | Path | None = None, model_path: str | Path | None = None,
+          bias_out: str | Path | None = None, export_out: str | Path | None = None) -> dict:  # fmt: skip
+    """Train one run; write metrics.csv, predictions.parquet, dynamics.npz, run.json to ``out_dir``; return the record.
 
-    ``data_dir`` is a tokenize output folder. ``bias_out``: also write the eval-mode
-    log-probabilities of the final weights on the training set there (PoE bias models).
-    ``export_out``: the model at checkpoint ``spec["export_checkpoint"]`` (``export_model``; an
-    empty folder when the run stopped before it).
-    Resumes from ``state_dir`` when it holds the state of the same spec; deletes it once the
-    outputs are written. Returns the run record (the content of run.json).
+    ``data_dir``: a tokenize output folder. ``bias_out``: also the eval-mode log-probabilities of the final
+    weights on the training set (PoE bias models). ``export_out``: the model at checkpoint
+    ``spec["export_checkpoint"]`` (an empty folder when the run stopped before it). Resumes from ``state_dir``
+    when it holds the state of the same spec; deletes it once the outputs are written.
     """
     spec = validate_spec(copy.deepcopy(spec))
     if model_path is not None:
@@ -649,60 +462,42 @@ def train(
             return write_reference_failure(spec, Path(out_dir), str(exc))
         finally:
             saver.wait()  # a checkpoint being written is finished even when the run stops with an error
-            gc.unfreeze()  # _train froze what lived at its start; a caller may train again in this process
-
-
-def pad_multiple(device: torch.device) -> int:
-    """Batch widths are padded to a multiple of 8 on CUDA (tensor-core tiles), not on the CPU."""
-    return 8 if device.type == "cuda" else 1
-
-
-def process_age() -> float | None:
-    """Seconds since this process started (Linux, 10 ms resolution; None elsewhere)."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        return round(float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK"), 2)
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, bias_out, saver, export_out) -> dict:
     session_start = time.perf_counter()
-    s = setup(spec, data_dir, subset)
+    s = Session(spec, data_dir, subset)
     fp = fingerprint(spec)
     saved = state_io.load(state_dir, fp)
+    rng = None
     if saved is None:  # a fresh start: no model exported by an earlier spec's run may be shipped
         shutil.rmtree(state_dir / "export", ignore_errors=True)
-    rng = None
-    if saved is not None:
-        restore(s, saved)
+    else:
+        for name, part in s.parts().items():
+            part.load_state_dict(saved[name])
+        s.pos, s.metrics, s.preds = Position(**saved["position"]), saved["metrics"], saved["predictions"]
         rng, saved = saved["rng"], None  # the loaded tensors are freed before training
     s.model, s.optimizer = s.accelerator.prepare(s.model, s.optimizer)
     saver.guard(getattr(s.optimizer, "optimizer", s.optimizer))  # weights change only once the last state is copied
     if rng is not None:
         state_io.set_rng_state(rng)  # last: loading the model consumed random numbers
     s.model.train()
-    gc.freeze()  # the imported modules and the model stay out of every collection from here on
-    gc.enable()
 
     steps, bs, n, pos = spec["steps"], spec["batch_size"], len(s.train_data), s.pos
     ckpts = schedule.checkpoint_steps(steps, spec["checkpoints"])
-    n_batches = batches_per_epoch(n, bs)
-    perm = epoch_permutation(spec["seed"], pos.epoch, n)
+    n_batches = -(-n // bs)
     progress = ProgressLog(steps, pos.step)
-    debug = debug_hooks(spec)
+    debug = dict(spec.get("debug") or {})
+    if os.environ.get("FTFT_DEBUG_KILL_AFTER_CHECKPOINT"):
+        debug["kill_after_checkpoint"] = int(os.environ["FTFT_DEBUG_KILL_AFTER_CHECKPOINT"])
     ce_weight, poe_weight = (spec["poe"]["ce_weight"], spec["poe"]["poe_weight"]) if spec["poe"] else (1.0, 1.0)
-    pin, multiple, buckets = s.device.type == "cuda", pad_multiple(s.device), spec["length_buckets"]
     failure = None
     log.info("training %s on %d instances: %d steps of batch %d, %d checkpoints, %s",
              spec["model_source"], n, steps, bs, len(ckpts), device_name(s.device))  # fmt: skip
-    startup = process_age()  # the job's fixed cost before its first step (benchmarks/job_start.py)
+    startup = process_age()  # the job's fixed cost before its first step
 
-    def host_batch(b: int) -> list[Batch]:
-        groups = micro_batches(s.train_data.lengths, batch_indices(perm, b, bs), buckets, multiple)
-        return [collate_host(s.train_data, g, pin, multiple) for g in groups]
-
-    host = host_batch(pos.batch) if pos.step < steps else None
+    loader = iter(train_loader(s.train_data, bs, spec["seed"], spec["length_buckets"], s.device, pos.epoch, pos.batch))
+    rows, host = next(loader) if pos.step < steps else (None, None)
     while pos.step < steps:
         batch = [b.to(s.device) for b in host]
         if debug.get("nan_at_step") == pos.step + 1:
@@ -711,21 +506,19 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
                 next(s.model.parameters()).fill_(float("nan"))
         train_step(s.model, batch, s.optimizer, s.accelerator, s.dynamics, s.stats, s.per_step_scheduler,
                    spec["max_grad_norm"], ce_weight, poe_weight)  # fmt: skip
-        pos.step += 1
-        pos.batch += 1
         widths, sizes = np.array([b.width for b in batch]), np.array([len(b.labels) for b in batch])
+        lengths = s.train_data.lengths[rows]
+        pos.step, pos.batch = pos.step + 1, pos.batch + 1
         pos.tokens_seen += sum(b.n_tokens for b in batch)
         pos.padded_tokens_seen += int((sizes * widths).sum())
         pos.examples_seen += int(sizes.sum())
-        lengths = s.train_data.lengths[batch_indices(perm, pos.batch - 1, bs)]
         pos.forward_flops += s.flops(lengths, lengths)
         pos.forward_flops_padded += s.flops(sizes * widths, widths)
         if pos.batch == n_batches:  # end of a pass over the training set (one host copy)
-            s.dynamics.end_pass(perm)
+            s.dynamics.end_pass(np.arange(n))
             pos.epoch, pos.batch = pos.epoch + 1, 0
-            perm = epoch_permutation(spec["seed"], pos.epoch, n)
         if pos.step < steps:  # build the next batch while the device computes this one
-            host = host_batch(pos.batch)
+            rows, host = next(loader)
 
         at_checkpoint = pos.step in ckpts
         if pos.step % spec["log_every"] == 0 or at_checkpoint:
@@ -745,7 +538,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
             raise SimulatedKill(f"debug: killed after checkpoint {k}")
 
     if pos.batch > 0:  # the last, partial pass
-        s.dynamics.end_pass(perm[: pos.batch * bs])
+        s.dynamics.end_pass(epoch_permutation(spec["seed"], pos.epoch, n)[: pos.batch * bs])
     final = None
     if failure is None:
         final, failure = final_check(spec, s.metrics, s.evals)

@@ -1,21 +1,10 @@
-"""Resumable training state: saved atomically at every checkpoint, loaded on restart.
+"""Resumable training state (``{state_dir}/resume.pt``): everything the rest of a run depends on, so that a
+killed run resumes to bitwise the same outputs on CPU.
 
-The state holds everything the rest of the run depends on (model, optimiser, scheduler, position,
-RNG states, dynamics, metrics and predictions so far, loss accumulators), so a killed run that
-resumes ends with bitwise the same outputs on CPU.
-
-``save`` writes ``{state_dir}/resume.pt`` with ``torch.save``, atomically (``ftft.io.atomic_path``).
-``load`` returns what was saved, or None: when there is no file; when it was saved for another spec
-(the file is left alone: the next checkpoint replaces it); when it cannot be read (empty, truncated,
-a zip CRC mismatch, or anything beyond tensors, numpy arrays and plain values, which
-``torch.load(weights_only=True)`` refuses without running code): then a warning names the file and
-the reason, the file is renamed to ``resume.pt.corrupt-<UTC time>`` and the run restarts from scratch
-instead of failing on every rerun. ``clear`` deletes the folder once the run is done.
-
-``BackgroundSaver`` is how the engine saves: a background thread copies the state's tensors into
-host buffers (pinned on CUDA, reused from one checkpoint to the next) while training goes on (the
-next optimiser step waits for the copy), then runs ``save``. The next save, and the end of the
-run, wait for the previous write; a kill mid-write leaves the previous file (``save`` is atomic).
+``load`` returns None when there is no state or it belongs to another spec (left alone: the next checkpoint
+replaces it). A state that cannot be read (damaged, or more than tensors, numpy arrays and plain values,
+which ``torch.load(weights_only=True)`` refuses without running code) is set aside as
+``resume.pt.corrupt-<UTC time>`` with a warning and the run restarts, instead of failing on every rerun.
 """
 
 from __future__ import annotations
@@ -60,14 +49,8 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def save(state_dir: str | Path, state: dict) -> None:
-    """Write the state atomically (a kill mid-write leaves the previous state intact)."""
+    """Write the state atomically (a kill mid-write leaves the previous one)."""
     with atomic_path(Path(state_dir) / STATE_FILE) as tmp:
         torch.save(state, tmp)
 
@@ -88,11 +71,9 @@ def _host_copy(obj, old=None):
 
 
 class BackgroundSaver:
-    """``save`` in a background thread that first copies the state to host buffers (module docstring).
-
-    Forward and backward passes only read the weights, so training goes on while the copy runs; the
-    optimiser step waits for it (``guard`` registers that as a step pre-hook). On CUDA the copy runs on
-    a side stream and the wait is the device's (``wait_event``): the training thread never blocks."""
+    """``save`` in a background thread, after copying the state into reused host buffers (pinned on CUDA, on a
+    side stream). Forward and backward only read the weights; the optimiser step waits for the copy (``guard``),
+    on CUDA on the device (``wait_event``). The next save and the end of the run wait for the write."""
 
     def __init__(self):
         self._thread, self._error, self._buffers, self._done = None, None, None, None
@@ -160,33 +141,25 @@ def _read(path: Path) -> dict:
     return state
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, pickle.UnpicklingError):  # torch's message advises weights_only=False: not here
-        why = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line]
-        return f"it holds more than tensors and plain values, refused unread: {(why or ['?'])[0]}"
-    return error_reason(exc)
-
-
-def _set_aside(path: Path, reason: str) -> None:
-    aside = path.with_name(f"{path.name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}")
-    try:
-        os.replace(path, aside)
-        where = f"moved it to {aside.name}"
-    except OSError as exc:
-        where = f"cannot move it aside ({exc})"
-    log.warning("training state %s cannot be read (%s); %s, starting from scratch", path, reason, where)
-
-
 def load(state_dir: str | Path, fingerprint: str) -> dict | None:
-    """The saved state, or None if there is none, it belongs to a different spec, or it is
-    unreadable (then set aside with a warning: module docstring)."""
+    """The saved state, or None (module docstring)."""
     path = Path(state_dir) / STATE_FILE
     if not path.is_file():
         return None
     try:
         state = _read(path)
     except Exception as exc:  # whatever the reason, an unreadable state must not fail every rerun
-        _set_aside(path, _reason(exc))
+        reason = error_reason(exc)
+        if isinstance(exc, pickle.UnpicklingError):  # torch's message advises weights_only=False: not here
+            why = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line]
+            reason = f"it holds more than tensors and plain values, refused unread: {(why or ['?'])[0]}"
+        aside = path.with_name(f"{path.name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}")
+        try:
+            os.replace(path, aside)
+            where = f"moved it to {aside.name}"
+        except OSError as err:
+            where = f"cannot move it aside ({err})"
+        log.warning("training state %s cannot be read (%s); %s, starting from scratch", path, reason, where)
         return None
     if state.get("fingerprint") != fingerprint:
         log.warning("ignoring training state %s: it was saved for a different spec", path)
