@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from . import methods
+
 
 def forward_flops_per_token(non_embedding_params: int, n_layer: int, d_model: int, n_ctx: int) -> float:
     return 2.0 * non_embedding_params + 2.0 * n_layer * n_ctx * d_model
@@ -36,10 +38,8 @@ def forward_flops(lengths: Iterable[int], non_embedding_params: int, n_layer: in
 
 # --- method costs (Tables 3 and 9) -------------------------------------------------------------
 
-#: methods whose cost includes training a reference / identification model
-REF_COST_METHODS = ("dm", "ftft", "jtt")
-#: methods whose cost is the main model alone (PoE's bias model is not counted, as in the paper)
-MAIN_ONLY_METHODS = ("erm", "random", "poe")
+#: methods whose cost includes training a reference model (``Method.ref_cost``; PoE's bias model is not counted)
+REF_COST_METHODS = tuple(m.name for m in methods.REGISTRY.values() if m.ref_cost)
 #: the paper's rounding of F_m / F_unit before combining (see ``method_cost``)
 PAPER_SIG_FIGS = 2
 
@@ -61,8 +61,8 @@ def method_cost(
 ) -> float:
     """Cost of one table row in units of a full ERM run of the unit model.
 
-    ``cost = (F_ref + F_main * fraction) / F_unit`` for dm / ftft / jtt and
-    ``cost = F_main / F_unit`` for erm / random / poe, with F_m the forward FLOPs of one epoch
+    ``cost = (F_ref + F_main * fraction) / F_unit`` for a method with ``ref_cost`` (dm / ftft / jtt) and
+    ``cost = F_main / F_unit`` for the others (erm / random / poe), with F_m the forward FLOPs of one epoch
     of model m on the task's training set (the step count of every full run is the same, so
     per-epoch FLOPs are proportional to the cost of a full run).
 
@@ -79,10 +79,8 @@ def method_cost(
         return round_sig(r, sig_figs) if sig_figs else r
 
     main = ratio(f_main) * float(fraction)
-    if method in MAIN_ONLY_METHODS:
+    if not methods.get(method).ref_cost:
         return main
-    if method in REF_COST_METHODS:
-        if f_ref is None:
-            raise ValueError(f"method {method!r} needs the reference model's FLOPs")
-        return ratio(f_ref) + main
-    raise ValueError(f"unknown method {method!r} for a cost")
+    if f_ref is None:
+        raise ValueError(f"method {method!r} needs the reference model's FLOPs")
+    return ratio(f_ref) + main

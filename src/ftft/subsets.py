@@ -1,4 +1,4 @@
-"""What each training method hands the engine: the subset file (docs/ARCHITECTURE.md).
+"""The subset file each method hands the engine, and the ``ftft subset`` step (methods: ``ftft.methods``).
 
 Columns ``uid`` and ``weight`` (float32), plus ``copies`` (JTT) or ``bias_logp_0 .. bias_logp_{C-1}``
 (PoE). The engine trains on exactly these uids, each ``copies`` times per epoch, multiplies each
@@ -31,18 +31,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
-from . import datamap
+from . import datamap, methods
 from .errors import DataError, FtftError
 from .io import parquet_meta, parse_json_arg, read_arrow, read_json, read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
-
-METHODS = ("random", "dm", "jtt", "poe")
-DEFAULT_UPWEIGHT = 4
 
 
 # --------------------------------------------------------------------------- selection
@@ -142,7 +140,7 @@ def read(path: str | Path) -> pd.DataFrame:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--method", required=True, choices=[m.name for m in methods.REGISTRY.values() if m.subset])
     parser.add_argument("--train", required=True, help="task training set (parquet with a uid column)")
     parser.add_argument("--out", required=True, help="subset parquet to write")
     parser.add_argument("--q", type=float, default=None, help="fraction selected (random, dm)")
@@ -154,7 +152,7 @@ def add_arguments(parser) -> None:
 
 def reference_failure(args) -> str | None:
     """Why this subset cannot be built: its reference run (or data map) failed; None if it did not."""
-    if args.method == "dm" and args.datamap:
+    if "datamap" in methods.get(args.method).reads and args.datamap:
         failed = parquet_meta(args.datamap, "data map").get("failed")
         return f"data map {args.datamap}: {failed}" if failed else None
     if args.ref_run:
@@ -176,35 +174,16 @@ def run(args) -> int:
         write(_frame([]), args.out, {**meta, "failed": failed})
         log.warning("%s subset not built: reference failed: %s", method, failed)
         return 0
-    if method in ("random", "dm"):
-        if args.q is None:
-            raise FtftError(f"--q is required for method {method}")
-        meta["q"] = args.q
-    if method == "random":
-        df = random_subset(uids, args.q, args.seed)
-        meta["seed"] = args.seed
-    elif method == "dm":
-        if not args.datamap:
-            raise FtftError("--datamap is required for method dm")
-        df = dm_subset(
-            uids, datamap.read(args.datamap), args.q, where=f"data map {args.datamap} (training set {args.train})"
-        )
-        meta["datamap"] = str(args.datamap)
-    else:
-        if not args.ref_run:
-            raise FtftError(f"--ref-run is required for method {method}")
-        meta["ref_run"] = str(args.ref_run)
-        if method == "jtt":
-            if spec.get("jtt_epoch") is None:
-                raise FtftError(f"--spec: method jtt needs an integer 'jtt_epoch'; got {spec}")
-            upweight = int(spec["upweight"]) if spec.get("upweight") is not None else DEFAULT_UPWEIGHT
-            dyn = datamap.load_dynamics(Path(args.ref_run) / "dynamics.npz")
-            df = jtt_subset(uids, dyn, int(spec["jtt_epoch"]), upweight)
-            meta.update(jtt_epoch=int(spec["jtt_epoch"]), upweight=upweight)
-        else:
-            bias_path = Path(args.ref_run) / "bias_logp.parquet"
-            df = poe_subset(uids, read_parquet(bias_path, "bias log-probabilities file"), str(bias_path))
-            meta["bias"] = str(bias_path)
+    m = methods.get(method)
+    if m.uses_q and args.q is None:
+        raise FtftError(f"--q is required for method {method}")
+    for flag, key in (("datamap", "datamap"), ("ref_run", "record")):
+        if key in m.reads and not getattr(args, flag):
+            raise FtftError(f"--{flag.replace('_', '-')} is required for method {method}")
+    inputs = SimpleNamespace(uids=uids, train=args.train, q=args.q, seed=args.seed, settings=spec,
+                             datamap=args.datamap, ref_run=args.ref_run)  # fmt: skip
+    df, extra = m.subset(inputs)
+    meta.update(extra)
     write(df, args.out, meta)
     log.info("%s subset: %d of %d training instances -> %s", method, len(df), len(uids), args.out)
     return 0
