@@ -248,7 +248,7 @@ def _semantic_checks(cfg: dict, source: str) -> None:
         for i, row in enumerate(table["rows"]):
             base = f"tables.{tid}.rows[{i}]"
             check_model(f"{base}.main", row["main"])
-            if methods.needs_ref(row["method"]) != ("ref" in row):
+            if methods.get(row["method"]).needs_ref != ("ref" in row):
                 need = "takes no" if "ref" in row else "needs a"
                 fail(f"{base}.ref", f"method '{row['method']}' {need} reference model")
             if "ref" in row:

@@ -12,8 +12,8 @@ Cost of a method, in units of one full ERM run of the unit model (ELECTRA-Small)
 with every full run trained for the same number of steps, i.e.
     cost = (F_ref + F_main * fraction) / F_unit
 where F_m is model m's forward FLOPs per epoch (the training step count is the same for all
-full runs of a task, so the epoch count cancels). ERM/PoE/random have no reference cost
-counted (PoE's TinyBERT is negligible and the paper prints 32.0 for it).
+full runs of a task, so the epoch count cancels). A method without ``ref_cost`` (ERM, random, PoE) counts
+the main model alone (PoE's TinyBERT is negligible and the paper prints 32.0 for it).
 """
 
 from __future__ import annotations
@@ -59,12 +59,8 @@ def method_cost(
     fraction: float = 1.0,
     sig_figs: int | None = PAPER_SIG_FIGS,
 ) -> float:
-    """Cost of one table row in units of a full ERM run of the unit model.
-
-    ``cost = (F_ref + F_main * fraction) / F_unit`` for a method with ``ref_cost`` (dm / ftft / jtt) and
-    ``cost = F_main / F_unit`` for the others (erm / random / poe), with F_m the forward FLOPs of one epoch
-    of model m on the task's training set (the step count of every full run is the same, so
-    per-epoch FLOPs are proportional to the cost of a full run).
+    """Cost of one table row in units of a full ERM run of the unit model (the formula above; the reference
+    counts for a method with ``ref_cost``: dm / ftft / jtt).
 
     ``sig_figs``: the paper's printed costs are reproduced exactly when each model's ratio
     F_m / F_unit is first rounded to 2 significant figures (DeBERTaV3-Large 31.9 -> 32,

@@ -28,7 +28,7 @@ from .config import active_tasks, eval_entries, parse_fraction, task_entries  # 
 from .layout import RUN_DIR
 
 METHODS = methods.run_methods()  # the paper's (``methods.REGISTRY`` is the live list)
-NEEDS_REF = tuple(m for m in METHODS if methods.needs_ref(m))
+NEEDS_REF = tuple(m for m in METHODS if methods.get(m).needs_ref)
 FULL = "full"
 
 
@@ -53,9 +53,9 @@ class Run:
     seed: int = 0
 
     def __post_init__(self):
-        if not methods.get(self.method).is_run:
+        if methods.get(self.method).trains_as:
             raise ValueError(f"method {self.method!r} is a table label, not a run")
-        if methods.needs_ref(self.method) != (self.ref != "none"):
+        if methods.get(self.method).needs_ref != (self.ref != "none"):
             raise ValueError(f"method {self.method!r} with ref {self.ref!r}")
 
     @property
@@ -261,7 +261,7 @@ def ship_runs(cfg: dict) -> list[Run]:
 
 def run_dependencies(cfg: dict, run: Run) -> list[Run]:
     """Training runs whose outputs ``run`` consumes (its reference / bias model)."""
-    if methods.needs_ref(run.method):
+    if methods.get(run.method).needs_ref:
         return [ref_run(run.task, run.ref, datamap_seed(cfg, run.seed))]
     return []
 

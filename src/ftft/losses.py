@@ -11,6 +11,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
+from . import methods
+
 
 def poe_loss(logits: torch.Tensor, labels: torch.Tensor, bias_logp: torch.Tensor) -> torch.Tensor:
     """Per-example product-of-experts loss: CE of the renormalised sum of log-probabilities.
@@ -41,8 +43,5 @@ def example_losses(
 
 def for_spec(spec: dict):
     """``example_losses`` with the spec's method loss and PoE weights bound: (logits, labels, weight, bias_logp)."""
-    from .methods import get
-
     poe = spec["poe"] or {"ce_weight": 1.0, "poe_weight": 1.0}
-    main = get(spec["run"]["method"]).loss
-    return partial(example_losses, ce_weight=poe["ce_weight"], poe_weight=poe["poe_weight"], main_loss=main)
+    return partial(example_losses, **poe, main_loss=methods.get(spec["run"]["method"]).loss)

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
+
+from .errors import FtftError
+from .io import read_parquet
+from .layout import BIAS_FILE
 
 
 @dataclass(frozen=True)
@@ -26,19 +29,15 @@ class Method:
     trains_as: str | None = None  # a table label read from another method's runs (FTFT: DM checkpoints)
     #: files of the reference run the subset step reads: "datamap", "dynamics", "record", "bias"
     reads: tuple[str, ...] = ()
-    #: the subset step: inputs (``SimpleNamespace``: uids, q, seed, settings, datamap, ref_run) -> (frame, meta);
-    #: None trains on the whole training set with no subset file (ERM)
-    subset: Callable[[SimpleNamespace], tuple] | None = None
+    #: the subset step: its arguments (train, q, seed, datamap, ref_run; uids; settings: ``--spec``) -> (frame,
+    #: metadata); None trains on the whole training set with no subset file (ERM)
+    subset: Callable | None = None
     #: the subset step's settings from the config: (cfg, task) -> JSON object (``ftft subset --spec``)
-    settings: Callable[[dict, str], dict] = field(default=lambda cfg, task: {})
+    settings: Callable[[dict, str], dict] = lambda cfg, task: {}  # noqa: E731
     #: the spec fields this method sets for a run: (cfg, run) -> dict updating ``train.spec.make_spec``'s
-    spec: Callable[[dict, object], dict] = field(default=lambda cfg, run: {})
+    spec: Callable[[dict, object], dict] = lambda cfg, run: {}  # noqa: E731
     #: per-example main loss (logits, labels) -> [B]; None: cross-entropy (``ftft.losses.example_losses``)
     loss: Callable | None = None
-
-    @property
-    def is_run(self) -> bool:
-        return self.trains_as is None
 
 
 REGISTRY: dict[str, Method] = {}
@@ -60,14 +59,10 @@ def get(name: str) -> Method:
 
 def run_methods() -> tuple[str, ...]:
     """Methods that are trained as runs (every method but the table labels read from another's runs)."""
-    return tuple(m.name for m in REGISTRY.values() if m.is_run)
+    return tuple(m.name for m in REGISTRY.values() if m.trains_as is None)
 
 
-def needs_ref(name: str) -> bool:
-    return get(name).needs_ref
-
-
-# --------------------------------------------------------------------------- the paper's methods
+# ------------------------------------------- the paper's methods (builders import pandas on use: config imports us)
 
 
 def _random(a):
@@ -77,29 +72,24 @@ def _random(a):
 
 
 def _dm(a):
-    from . import datamap
-    from .subsets import dm_subset
+    from . import datamap, subsets
 
     where = f"data map {a.datamap} (training set {a.train})"
-    return dm_subset(a.uids, datamap.read(a.datamap), a.q, where), {"q": a.q, "datamap": str(a.datamap)}
+    return subsets.dm_subset(a.uids, datamap.read(a.datamap), a.q, where), {"q": a.q, "datamap": str(a.datamap)}
 
 
 def _jtt(a):
-    from . import datamap
-    from .errors import FtftError
-    from .subsets import jtt_subset
+    from . import datamap, subsets
 
     epoch, upweight = a.settings.get("jtt_epoch"), a.settings.get("upweight")
     if epoch is None:
         raise FtftError(f"--spec: method jtt needs an integer 'jtt_epoch'; got {a.settings}")
     upweight = 4 if upweight is None else int(upweight)  # the paper's and Liu et al.'s default
-    df = jtt_subset(a.uids, datamap.load_dynamics(Path(a.ref_run) / "dynamics.npz"), int(epoch), upweight)
+    df = subsets.jtt_subset(a.uids, datamap.load_dynamics(Path(a.ref_run) / "dynamics.npz"), int(epoch), upweight)
     return df, {"ref_run": str(a.ref_run), "jtt_epoch": int(epoch), "upweight": upweight}
 
 
 def _poe(a):
-    from .io import read_parquet
-    from .layout import BIAS_FILE
     from .subsets import poe_subset
 
     bias = Path(a.ref_run) / BIAS_FILE

@@ -365,7 +365,7 @@ class Plan:
 
     def train_inputs(self, run: Run) -> dict[str, str]:
         inputs = {"data": self.tokenized(run.task, run.model), "model": self.model_input(run.model)}
-        if run.method != "erm":
+        if methods.get(run.method).subset:
             inputs["subset"] = self.layout.subset(run.task, run.method, run.ref, run.seed)
         return inputs
 
