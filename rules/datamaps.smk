@@ -33,7 +33,7 @@ rule subset:
     log:
         L.log("subset", "{task}/{method}-{ref}/seed{seed}"),
     wildcard_constraints:
-        method="random|dm|jtt|poe",
+        method=WILDCARDS["subset_method"],
     conda:
         "../envs/ftft.yaml"
     params:

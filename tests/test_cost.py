@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ftft import cost
+from ftft import cost, methods
 
 PAPER = Path(cost.__file__).resolve().parent / "paper"
 T4 = pd.read_csv(PAPER / "table4.csv")
@@ -26,7 +26,7 @@ def printed_costs() -> list[tuple]:
 
 
 def our_cost(method, main, ref, task, fraction, **kw) -> float:
-    f_ref = F[(ref, task)] if method in cost.REF_COST_METHODS else None
+    f_ref = F[(ref, task)] if methods.get(method).ref_cost else None
     return cost.method_cost(method, F[(main, task)], F[(UNIT, task)], f_ref, float(Fraction(fraction)), **kw)
 
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import yaml
 
+from . import methods
 from .errors import FtftError
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
-NEEDS_REF = ("dm", "ftft", "jtt", "poe")
 
 
 class ConfigError(FtftError, ValueError):
@@ -154,7 +154,9 @@ def validate(cfg: dict, source: str = "<config>") -> None:
             f"{source}: the base configuration is missing (no 'mode', no 'tasks'): the workflow's own "
             "workflow_config.yaml (beside the Snakefile) must be loaded first, overlays on top of it"
         )
-    validator = _validator_class()(load_schema())
+    schema = load_schema()
+    schema["$defs"]["tablerow"]["properties"]["method"] = {"enum": list(methods.REGISTRY)}  # the registered methods
+    validator = _validator_class()(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         err = min(errors, key=lambda e: (list(e.absolute_path), e.validator != "additionalProperties"))
@@ -246,10 +248,9 @@ def _semantic_checks(cfg: dict, source: str) -> None:
         for i, row in enumerate(table["rows"]):
             base = f"tables.{tid}.rows[{i}]"
             check_model(f"{base}.main", row["main"])
-            if row["method"] in NEEDS_REF and "ref" not in row:
-                fail(f"{base}.ref", f"method '{row['method']}' needs a reference model")
-            if row["method"] not in NEEDS_REF and "ref" in row:
-                fail(f"{base}.ref", f"method '{row['method']}' takes no reference model")
+            if methods.get(row["method"]).needs_ref != ("ref" in row):
+                need = "takes no" if "ref" in row else "needs a"
+                fail(f"{base}.ref", f"method '{row['method']}' {need} reference model")
             if "ref" in row:
                 check_model(f"{base}.ref", row["ref"])
             if "fraction" in row and row["method"] != "ftft":

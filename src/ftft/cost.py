@@ -12,14 +12,16 @@ Cost of a method, in units of one full ERM run of the unit model (ELECTRA-Small)
 with every full run trained for the same number of steps, i.e.
     cost = (F_ref + F_main * fraction) / F_unit
 where F_m is model m's forward FLOPs per epoch (the training step count is the same for all
-full runs of a task, so the epoch count cancels). ERM/PoE/random have no reference cost
-counted (PoE's TinyBERT is negligible and the paper prints 32.0 for it).
+full runs of a task, so the epoch count cancels). A method without ``ref_cost`` (ERM, random, PoE) counts
+the main model alone (PoE's TinyBERT is negligible and the paper prints 32.0 for it).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+
+from . import methods
 
 
 def forward_flops_per_token(non_embedding_params: int, n_layer: int, d_model: int, n_ctx: int) -> float:
@@ -36,10 +38,8 @@ def forward_flops(lengths: Iterable[int], non_embedding_params: int, n_layer: in
 
 # --- method costs (Tables 3 and 9) -------------------------------------------------------------
 
-#: methods whose cost includes training a reference / identification model
-REF_COST_METHODS = ("dm", "ftft", "jtt")
-#: methods whose cost is the main model alone (PoE's bias model is not counted, as in the paper)
-MAIN_ONLY_METHODS = ("erm", "random", "poe")
+#: methods whose cost includes training a reference model (``Method.ref_cost``; PoE's bias model is not counted)
+REF_COST_METHODS = tuple(m.name for m in methods.REGISTRY.values() if m.ref_cost)
 #: the paper's rounding of F_m / F_unit before combining (see ``method_cost``)
 PAPER_SIG_FIGS = 2
 
@@ -59,12 +59,8 @@ def method_cost(
     fraction: float = 1.0,
     sig_figs: int | None = PAPER_SIG_FIGS,
 ) -> float:
-    """Cost of one table row in units of a full ERM run of the unit model.
-
-    ``cost = (F_ref + F_main * fraction) / F_unit`` for dm / ftft / jtt and
-    ``cost = F_main / F_unit`` for erm / random / poe, with F_m the forward FLOPs of one epoch
-    of model m on the task's training set (the step count of every full run is the same, so
-    per-epoch FLOPs are proportional to the cost of a full run).
+    """Cost of one table row in units of a full ERM run of the unit model (the formula above; the reference
+    counts for a method with ``ref_cost``: dm / ftft / jtt).
 
     ``sig_figs``: the paper's printed costs are reproduced exactly when each model's ratio
     F_m / F_unit is first rounded to 2 significant figures (DeBERTaV3-Large 31.9 -> 32,
@@ -79,10 +75,8 @@ def method_cost(
         return round_sig(r, sig_figs) if sig_figs else r
 
     main = ratio(f_main) * float(fraction)
-    if method in MAIN_ONLY_METHODS:
+    if not methods.get(method).ref_cost:
         return main
-    if method in REF_COST_METHODS:
-        if f_ref is None:
-            raise ValueError(f"method {method!r} needs the reference model's FLOPs")
-        return ratio(f_ref) + main
-    raise ValueError(f"unknown method {method!r} for a cost")
+    if f_ref is None:
+        raise ValueError(f"method {method!r} needs the reference model's FLOPs")
+    return ratio(f_ref) + main

@@ -5,12 +5,8 @@ A training run is fully named by a small frozen record, ``Run``; its folder is
 Table 1's "ERM DeBERTaV3-Small" row and the reference model behind "DM with DeBERTaV3-Small"
 are the same job, trained once.
 
-Methods as runs:
-  erm     Run(task, model, "erm", "none", budget, seed)
-  random  Run(task, model, "random", "none", ...)      random q-subset (seeded)
-  dm      Run(task, model, "dm", ref, ...)             q most ambiguous of ref's data map
-  jtt     Run(task, model, "jtt", ref, ...)            ref's mispredictions upsampled
-  poe     Run(task, model, "poe", bias, ...)           product-of-experts with bias model
+Methods as runs (``ftft.methods``): Run(task, model, method, ref, budget, seed), ref "none" for a
+method without a reference (erm, random); for dm/jtt/poe it names the reference / bias model.
 
 FTFT is a *table label*, not a run: DM with an efficient reference, halted early. Its cells
 read the checkpoint at the row's step fraction of the full-budget DM run
@@ -27,11 +23,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from . import methods
 from .config import active_tasks, eval_entries, parse_fraction, task_entries  # noqa: F401 (task_entries: re-exported)
 from .layout import RUN_DIR
 
-METHODS = ("erm", "random", "dm", "jtt", "poe")
-NEEDS_REF = ("dm", "jtt", "poe")
+METHODS = methods.run_methods()  # the paper's (``methods.REGISTRY`` is the live list)
+NEEDS_REF = tuple(m for m in METHODS if methods.get(m).needs_ref)
 FULL = "full"
 
 
@@ -56,9 +53,9 @@ class Run:
     seed: int = 0
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; expected one of {METHODS}")
-        if (self.method in NEEDS_REF) != (self.ref != "none"):
+        if methods.get(self.method).trains_as:
+            raise ValueError(f"method {self.method!r} is a table label, not a run")
+        if methods.get(self.method).needs_ref != (self.ref != "none"):
             raise ValueError(f"method {self.method!r} with ref {self.ref!r}")
 
     @property
@@ -104,7 +101,7 @@ class Cell:
     """One row of a paper table for one task: which runs, and which checkpoint fraction."""
 
     task: str
-    method: str  # erm|random|dm|ftft|jtt|poe (the table's label)
+    method: str  # a ``methods.REGISTRY`` name (the table's label)
     main: str
     ref: str  # "none" if no reference
     fraction: Fraction  # fraction of the full budget at which the row is read
@@ -122,10 +119,8 @@ def row_cell(cfg: dict, task: str, row: dict, index: int = 0) -> Cell:
     method = row["method"]
     ref = row.get("ref", "none")
     frac = ftft_fraction(cfg, row, task) if method == "ftft" else Fraction(1)
-    run_method = "dm" if method == "ftft" else method
-    runs = tuple(
-        Run(task, row["main"], run_method, ref if run_method in NEEDS_REF else "none", FULL, s) for s in cfg["seeds"]
-    )
+    run_method = methods.get(method).trains_as or method
+    runs = tuple(Run(task, row["main"], run_method, ref, FULL, s) for s in cfg["seeds"])
     return Cell(task, method, row["main"], ref, frac, runs, index, row.get("group", ""))
 
 
@@ -266,26 +261,28 @@ def ship_runs(cfg: dict) -> list[Run]:
 
 def run_dependencies(cfg: dict, run: Run) -> list[Run]:
     """Training runs whose outputs ``run`` consumes (its reference / bias model)."""
-    if run.method in NEEDS_REF:
+    if methods.get(run.method).needs_ref:
         return [ref_run(run.task, run.ref, datamap_seed(cfg, run.seed))]
     return []
 
 
 def bias_models(cfg: dict) -> set[tuple[str, str]]:
     """(task, model) of every PoE bias model: its ERM runs also write eval-mode log-probs."""
-    return {(r.task, r.ref) for r in all_runs(cfg) if r.method == "poe"}
+    return {(r.task, r.ref) for r in all_runs(cfg) if "bias" in methods.get(r.method).reads}
 
 
 def all_datamaps(cfg: dict) -> set[tuple[str, str, int]]:
-    out = {(r.task, r.ref, datamap_seed(cfg, r.seed)) for r in all_runs(cfg) if r.method == "dm"}
+    out = {
+        (r.task, r.ref, datamap_seed(cfg, r.seed)) for r in all_runs(cfg) if "datamap" in methods.get(r.method).reads
+    }
     for t, refs in datamap_refs(cfg).items():
         out.update((t, r, s) for r in refs for s in cfg["seeds"])
     return out
 
 
 def all_subsets(cfg: dict) -> set[tuple[str, str, str, int]]:
-    """(task, method, ref, seed) of every subset file (every run except ERM trains on one)."""
-    return {(r.task, r.method, r.ref, r.seed) for r in all_runs(cfg) if r.method != "erm"}
+    """(task, method, ref, seed) of every subset file (every run of a method with a subset step trains on one)."""
+    return {(r.task, r.method, r.ref, r.seed) for r in all_runs(cfg) if methods.get(r.method).subset}
 
 
 def task_eval_sets(cfg: dict, task: str) -> list[str]:

@@ -1,30 +1,11 @@
-"""What each training method hands the engine: the subset file (docs/ARCHITECTURE.md).
+"""The subset file each method hands the engine, and the ``ftft subset`` step (methods: ``ftft.methods``).
 
 Columns ``uid`` and ``weight`` (float32), plus ``copies`` (JTT) or ``bias_logp_0 .. bias_logp_{C-1}``
 (PoE). The engine trains on exactly these uids, each ``copies`` times per epoch, multiplies each
 example's loss by ``weight`` and adds the PoE term when the bias columns are present
-(``ftft.losses.example_losses``).
-
-  random  round(q*N) uids drawn without replacement with numpy ``default_rng(seed)``, in
-          training-set order (the paper's "random DM" baseline).
-  dm      the round(q*N) most ambiguous uids of the reference run's data map (ties by uid;
-          ``ftft.datamap.categorize``), in training-set order. FTFT is this subset with an
-          efficient reference and a reduced step budget.
-  jtt     every uid, weight 1; the instances the identification model (the reference ERM run)
-          mispredicts at epoch ``jtt_epoch`` (NLI 3, HSD 5) are upsampled: ``copies`` 1 + ``upweight``
-          (paper: 4), as Liu et al.'s code adds ``--up_weight`` copies of the error set; 1 otherwise.
-          Mispredictions are read from the run's training dynamics: argmax of the softmax of the
-          *training forward pass* of that epoch (as recorded in dynamics.npz), not from an extra
-          inference pass with the end-of-epoch weights. This costs no extra forward pass; the
-          predictions come from the model while it trains through that epoch. If ``jtt_epoch``
-          exceeds the run's complete epochs, the last complete epoch is used (with a warning).
-  poe     every uid, weight 1, and the frozen bias model's (TinyBERT ERM run) log-probabilities:
-          one eval-mode inference pass of its final weights over the training set, written by
-          that run (``bias_logp.parquet``, Sanh et al. 2021), clipped to >= 1e-6 and renormalised.
-
-A subset whose reference run failed (``run.json`` status failed, or a failed data map) is
-written with no rows and the reason in its metadata (``failed``); the training job then records
-the run as failed ("reference failed: ...") without training.
+(``ftft.losses.example_losses``). A subset whose reference run failed (``run.json`` status failed, or a
+failed data map) is written with no rows and the reason in its metadata (``failed``); the training job
+then records the run as failed ("reference failed: ...") without training.
 """
 
 from __future__ import annotations
@@ -35,20 +16,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import datamap
+from . import datamap, methods
 from .errors import DataError, FtftError
 from .io import parquet_meta, parse_json_arg, read_arrow, read_json, read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
-
-METHODS = ("random", "dm", "jtt", "poe")
-DEFAULT_UPWEIGHT = 4
 
 
 # --------------------------------------------------------------------------- selection
 
 
 def random_subset(train_uids, q: float, seed: int) -> pd.DataFrame:
+    """round(q*N) uids drawn without replacement (numpy ``default_rng(seed)``), in training-set order."""
     uids = np.asarray(train_uids).astype(str)
     k = datamap.category_size(len(uids), q)
     idx = np.sort(np.random.default_rng(seed).choice(len(uids), size=k, replace=False))
@@ -56,6 +35,7 @@ def random_subset(train_uids, q: float, seed: int) -> pd.DataFrame:
 
 
 def dm_subset(train_uids, dmap: pd.DataFrame, q: float, where: str = "data map") -> pd.DataFrame:
+    """The round(q*N) most ambiguous uids of a data map (ties by uid), in training-set order."""
     uids = np.asarray(train_uids).astype(str)
     map_uids = dmap["uid"].to_numpy().astype(str)
     _check_same_uids(uids, map_uids, where)
@@ -65,6 +45,8 @@ def dm_subset(train_uids, dmap: pd.DataFrame, q: float, where: str = "data map")
 
 
 def jtt_subset(train_uids, dyn: datamap.TrainingDynamics, jtt_epoch: int, upweight: int) -> pd.DataFrame:
+    """Every uid; those the reference mispredicts in the training forward pass of epoch ``jtt_epoch`` (1-based; the
+    last complete one if fewer, with a warning) get ``copies`` 1 + ``upweight``, the others 1 (docs/FIDELITY.md)."""
     uids = np.asarray(train_uids).astype(str)
     _check_same_uids(uids, dyn.uids, dyn.path)
     if dyn.complete_epochs < 1:
@@ -88,6 +70,7 @@ def jtt_subset(train_uids, dyn: datamap.TrainingDynamics, jtt_epoch: int, upweig
 
 
 def poe_subset(train_uids, bias: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Every uid with the frozen bias model's log-probabilities (its eval-mode pass, ``bias_logp.parquet``)."""
     uids = np.asarray(train_uids).astype(str)
     _check_same_uids(uids, bias["uid"].to_numpy(), where)
     cols = [c for c in bias.columns if c.startswith("bias_logp_")]
@@ -142,7 +125,7 @@ def read(path: str | Path) -> pd.DataFrame:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--method", required=True, choices=[m.name for m in methods.REGISTRY.values() if m.subset])
     parser.add_argument("--train", required=True, help="task training set (parquet with a uid column)")
     parser.add_argument("--out", required=True, help="subset parquet to write")
     parser.add_argument("--q", type=float, default=None, help="fraction selected (random, dm)")
@@ -152,9 +135,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--spec", default=None, help='JSON object or file, e.g. {"jtt_epoch": 3, "upweight": 4}')
 
 
-def reference_failure(args) -> str | None:
+def reference_failure(args, method) -> str | None:
     """Why this subset cannot be built: its reference run (or data map) failed; None if it did not."""
-    if args.method == "dm" and args.datamap:
+    if "datamap" in method.reads and args.datamap:
         failed = parquet_meta(args.datamap, "data map").get("failed")
         return f"data map {args.datamap}: {failed}" if failed else None
     if args.ref_run:
@@ -167,44 +150,23 @@ def reference_failure(args) -> str | None:
 
 
 def run(args) -> int:
-    method = args.method
+    method, m = args.method, methods.get(args.method)
     uids = read_train_uids(args.train)
     spec = parse_json_arg(args.spec, "--spec")
     meta: dict = {"method": method, "train": str(args.train)}
-    failed = reference_failure(args)
+    failed = reference_failure(args, m)
     if failed:
         write(_frame([]), args.out, {**meta, "failed": failed})
         log.warning("%s subset not built: reference failed: %s", method, failed)
         return 0
-    if method in ("random", "dm"):
-        if args.q is None:
-            raise FtftError(f"--q is required for method {method}")
-        meta["q"] = args.q
-    if method == "random":
-        df = random_subset(uids, args.q, args.seed)
-        meta["seed"] = args.seed
-    elif method == "dm":
-        if not args.datamap:
-            raise FtftError("--datamap is required for method dm")
-        df = dm_subset(
-            uids, datamap.read(args.datamap), args.q, where=f"data map {args.datamap} (training set {args.train})"
-        )
-        meta["datamap"] = str(args.datamap)
-    else:
-        if not args.ref_run:
-            raise FtftError(f"--ref-run is required for method {method}")
-        meta["ref_run"] = str(args.ref_run)
-        if method == "jtt":
-            if spec.get("jtt_epoch") is None:
-                raise FtftError(f"--spec: method jtt needs an integer 'jtt_epoch'; got {spec}")
-            upweight = int(spec["upweight"]) if spec.get("upweight") is not None else DEFAULT_UPWEIGHT
-            dyn = datamap.load_dynamics(Path(args.ref_run) / "dynamics.npz")
-            df = jtt_subset(uids, dyn, int(spec["jtt_epoch"]), upweight)
-            meta.update(jtt_epoch=int(spec["jtt_epoch"]), upweight=upweight)
-        else:
-            bias_path = Path(args.ref_run) / "bias_logp.parquet"
-            df = poe_subset(uids, read_parquet(bias_path, "bias log-probabilities file"), str(bias_path))
-            meta["bias"] = str(bias_path)
+    if m.uses_q and args.q is None:
+        raise FtftError(f"--q is required for method {method}")
+    for flag, key in (("datamap", "datamap"), ("ref_run", "record")):
+        if key in m.reads and not getattr(args, flag):
+            raise FtftError(f"--{flag.replace('_', '-')} is required for method {method}")
+    args.uids, args.settings = uids, spec
+    df, extra = m.subset(args)
+    meta.update(extra)
     write(df, args.out, meta)
     log.info("%s subset: %d of %d training instances -> %s", method, len(df), len(uids), args.out)
     return 0

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import cost as costmod
-from . import grid, render
+from . import grid, methods, render
 from .config import active_tasks, parse_fraction
 from .errors import DataError, FtftError
 from .io import read_csv, read_json, write_text
@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 KEYS = ["table", "task", "main_model", "ref_model", "method", "step_fraction", "dataset", "metric", "q"]
 TRANSFER_MARK_TABLES = ("2", "7")  # the weak-reference tables: unsuccessful transfers are marked
 MARGIN = 1.0  # points of mean OOD score below ERM that make a transfer unsuccessful
-METHOD_LABEL = {"erm": "ERM", "dm": "DM", "random": "DM", "jtt": "JTT", "poe": "PoE", "ftft": "FTFT"}
-Q_METHODS = ("dm", "random", "ftft")
+METHOD_LABEL = {m.name: m.label for m in methods.REGISTRY.values()}
+Q_METHODS = tuple(m.name for m in methods.REGISTRY.values() if m.uses_q)
 FAILED_MARK = "†"
 GRAY_MARK = "‡"
 DEMO_NOTE = (

@@ -22,13 +22,12 @@ import shutil
 from functools import cached_property
 from pathlib import Path
 
-from . import figures, grid, tables
+from . import figures, grid, methods, tables
 from .config import active_tasks, parse_fraction
 from .grid import Run
 from .layout import BIAS_FILE, FIGURE_EXTS, TABLE_EXTS, Layout
 
 KEY_RE = r"[a-z0-9][a-z0-9.-]*"
-METHOD_RE = r"[a-z]+"
 BUDGET_RE = r"full|\d+-\d+"
 SEED_RE = r"\d+"
 DEMO_KINDS = ("nli", "hsd")
@@ -217,7 +216,8 @@ class Plan:
             "task": alternation(active_tasks(self.cfg)),
             "model": KEY_RE,
             "ref": KEY_RE,
-            "method": METHOD_RE,
+            "method": alternation(methods.run_methods()),
+            "subset_method": alternation(m for m in methods.run_methods() if methods.get(m).subset),
             "budget": BUDGET_RE,
             "seed": SEED_RE,
             "tokenizer": KEY_RE,
@@ -365,7 +365,7 @@ class Plan:
 
     def train_inputs(self, run: Run) -> dict[str, str]:
         inputs = {"data": self.tokenized(run.task, run.model), "model": self.model_input(run.model)}
-        if run.method != "erm":
+        if methods.get(run.method).subset:
             inputs["subset"] = self.layout.subset(run.task, run.method, run.ref, run.seed)
         return inputs
 
@@ -425,33 +425,25 @@ class Plan:
         }
 
     def subset_inputs(self, task: str, method: str, ref: str, seed: int) -> dict[str, str]:
+        """The training set and the reference run's files the method's subset step reads (``Method.reads``)."""
+        ref_run = grid.ref_run(task, ref, grid.datamap_seed(self.cfg, seed))
+        files = {"dynamics": "dynamics.npz", "record": "run.json", "bias": BIAS_FILE}
         inputs = {"train": self.layout.task_train(task)}
-        if method in grid.NEEDS_REF:
-            ref_run = grid.ref_run(task, ref, grid.datamap_seed(self.cfg, seed))
-            if method == "dm":
-                inputs["datamap"] = self.layout.datamap(task, ref, ref_run.seed)
-            else:
-                inputs["dynamics"] = self.layout.run_file("dynamics.npz", ref_run)
-                inputs["record"] = self.layout.run_file("run.json", ref_run)
-            if method == "poe":
-                inputs["bias"] = self.layout.run_file(BIAS_FILE, ref_run)
+        for key in methods.get(method).reads:
+            d = key == "datamap"
+            inputs[key] = (
+                self.layout.datamap(task, ref, ref_run.seed) if d else self.layout.run_file(files[key], ref_run)
+            )
         return inputs
 
     def subset_args(self, task: str, method: str, ref: str, seed: int, inputs) -> str:
-        spec = {}
-        if method == "jtt":
-            spec = {
-                "jtt_epoch": self.cfg["tasks"][task]["jtt_epoch"],
-                "upweight": self.cfg["methods"]["jtt"]["upweight"],
-            }
-        ref_dir = None
-        if "record" in inputs.keys():
-            ref_dir = inputs["record"].rsplit("/", 1)[0]
+        m = methods.get(method)
+        spec = m.settings(self.cfg, task)
         return quote_args(
-            ("--q", self.cfg["q"] if method in ("random", "dm") else None),
+            ("--q", self.cfg["q"] if m.uses_q else None),
             ("--seed", seed),
             ("--datamap", inputs.get("datamap")),
-            ("--ref-run", ref_dir),
+            ("--ref-run", inputs["record"].rsplit("/", 1)[0] if "record" in inputs.keys() else None),
             ("--spec", dumps(spec) if spec else None),
         )
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict
 
-from .. import grid
+from .. import grid, methods
 from ..config import ConfigError
 from ..grid import Run
 from ..models import model_source
@@ -31,17 +31,6 @@ def make_spec(cfg: dict, run: Run) -> dict:
     task = cfg["tasks"][run.task]
     training = cfg["training"]
     steps = run.steps(cfg)
-    optimizer, momentum, scheduler, plateau = "adamw", 0.0, "linear", None
-    lr, decay, clip = cfg["models"][run.model]["lr"], training["weight_decay"], training["max_grad_norm"]
-    if run.method == "jtt":  # Liu et al.'s JTT stage: its own optimiser, rate, weight decay and clipping
-        jtt = cfg["methods"]["jtt"]
-        optimizer, momentum, scheduler = jtt["optimizer"], float(jtt["momentum"]), jtt["scheduler"]
-        plateau = dict(jtt["plateau"]) if scheduler == "plateau" else None
-        lr, decay, clip = jtt["lr"] or lr, jtt["weight_decay"], jtt["max_grad_norm"]
-    poe = None
-    if run.method == "poe":
-        p = cfg["methods"]["poe"]
-        poe = {"ce_weight": float(p["ce_weight"]), "poe_weight": float(p["poe_weight"])}
     spec = {
         "run": asdict(run),
         "task": run.task,
@@ -55,24 +44,27 @@ def make_spec(cfg: dict, run: Run) -> dict:
         "max_length": int(task["max_length"]),
         "batch_size": int(training["batch_size"]),
         "eval_batch_size": int(training["eval_batch_size"]),
-        "lr": float(lr),
-        "warmup_ratio": float(training["warmup_ratio"]) if scheduler == "linear" else 0.0,
-        "weight_decay": float(decay),
+        "lr": float(cfg["models"][run.model]["lr"]),
+        "warmup_ratio": float(training["warmup_ratio"]),
+        "weight_decay": float(training["weight_decay"]),
         "adam_eps": float(training["adam_eps"]),
-        "max_grad_norm": clip,
+        "max_grad_norm": training["max_grad_norm"],
         "mixed_precision": training["mixed_precision"],
         "threads": int(training["threads"]),
         "length_buckets": int(training["length_buckets"]),
         "deterministic": bool(training["deterministic"]),
         "log_every": int(training["log_every"]),
         "seed": run.seed,
-        "optimizer": optimizer,
-        "momentum": momentum,
-        "scheduler": scheduler,
-        "plateau": plateau,
+        "optimizer": "adamw",
+        "momentum": 0.0,
+        "scheduler": "linear",
+        "plateau": None,
         "eval_sets": [list(e) for e in grid.eval_entries(task)],
-        "poe": poe,
+        "poe": None,
     }
+    spec.update(methods.get(run.method).spec(cfg, run))  # e.g. JTT's optimiser, PoE's loss weights
+    if spec["scheduler"] != "linear":
+        spec["warmup_ratio"] = 0.0
     validate_spec(spec)
     return spec
 
