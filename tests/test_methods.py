@@ -88,7 +88,6 @@ def test_a_registered_method_is_planned_and_gets_its_subset(focal, tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, reason="engine hook pending: train_step must take losses.for_spec(spec)")
 def test_a_registered_method_trains_with_its_loss(focal, tmp_path):
     """Same start, same batches: with an untrained head (p_y ~ 1/3) focal loss is ~(2/3)^2 of cross-entropy."""
     raw = ef.write_toy_data(tmp_path / "raw")
@@ -104,8 +103,8 @@ def test_a_registered_method_trains_with_its_loss(focal, tmp_path):
     assert loss["focal"] == pytest.approx(loss["erm"] * 4 / 9, rel=0.25)
 
 
-@pytest.mark.integration
-def test_a_method_in_methods_py_alone_reaches_the_snakemake_dag(focal, tmp_path):  # focal: for the paths here
+@pytest.mark.slow
+def test_a_method_in_methods_py_alone_runs_end_to_end(focal, tmp_path):  # focal: for the paths here
     wf = make_copy(tmp_path / "wf")
     (wf / "src").unlink()
     shutil.copytree(ROOT / "src", wf / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -120,3 +119,8 @@ def test_a_method_in_methods_py_alone_reaches_the_snakemake_dag(focal, tmp_path)
     nodes = json.loads(res.stdout[res.stdout.index("{") :])["nodes"]
     rules = Counter(n["value"]["rule"] for n in nodes)
     assert rules["subset"] == 1 and rules["train"] == 1 and "datamap" not in rules  # no reference
+    env = {"PYTHONPATH": str(wf / "src")}  # the jobs run this copy of the package too
+    res = snakemake(wf, *targets, "--cores", "2", "--configfile", "config/demo.yaml", "focal.yaml", env=env)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    rec = json.loads((wf / L.run_file("run.json", run)).read_text())
+    assert rec["run"]["method"] == "focal" and rec["status"] == "ok" and rec["steps_done"] == rec["steps"]

@@ -28,7 +28,7 @@ import torch
 from .. import cost
 from ..errors import DataError
 from ..io import atomic_path, write_json, write_parquet
-from ..losses import example_losses
+from ..losses import example_losses, for_spec
 from ..modeling import arch_dims, count_params, load_tokenizer_and_model
 from . import schedule
 from . import state as state_io
@@ -98,14 +98,14 @@ class LossStats:
 
 
 def train_step(model, batches: list[Batch], optimizer, accelerator, dynamics: DynamicsRecorder, stats: LossStats,
-               scheduler=None, max_grad_norm: float | None = None, ce_weight=1.0, poe_weight=1.0) -> None:  # fmt: skip
+               scheduler=None, max_grad_norm: float | None = None, loss_fn=example_losses) -> None:  # fmt: skip
     """One optimiser step on a batch given as micro-batches, recording its dynamics; no host sync. Each
     micro-batch contributes its loss sum / batch size: the gradient of the batch mean (up to float rounding)."""
     n = sum(len(b.labels) for b in batches)
     loss = 0.0
     for b in batches:
         logits = model(**b.inputs).logits
-        losses = example_losses(logits, b.labels, b.weight, b.bias_logp, ce_weight, poe_weight)
+        losses = loss_fn(logits, b.labels, b.weight, b.bias_logp)
         part = losses.mean() if len(batches) == 1 else losses.sum() / n
         accelerator.backward(part)
         dynamics.record(logits, b.idx)
@@ -490,7 +490,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
     debug = dict(spec.get("debug") or {})
     if os.environ.get("FTFT_DEBUG_KILL_AFTER_CHECKPOINT"):
         debug["kill_after_checkpoint"] = int(os.environ["FTFT_DEBUG_KILL_AFTER_CHECKPOINT"])
-    ce_weight, poe_weight = (spec["poe"]["ce_weight"], spec["poe"]["poe_weight"]) if spec["poe"] else (1.0, 1.0)
+    loss_fn = for_spec(spec)
     failure = None
     log.info("training %s on %d instances: %d steps of batch %d, %d checkpoints, %s",
              spec["model_source"], n, steps, bs, len(ckpts), device_name(s.device))  # fmt: skip
@@ -505,7 +505,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
             with torch.no_grad():
                 next(s.model.parameters()).fill_(float("nan"))
         train_step(s.model, batch, s.optimizer, s.accelerator, s.dynamics, s.stats, s.per_step_scheduler,
-                   spec["max_grad_norm"], ce_weight, poe_weight)  # fmt: skip
+                   spec["max_grad_norm"], loss_fn)  # fmt: skip
         widths, sizes = np.array([b.width for b in batch]), np.array([len(b.labels) for b in batch])
         lengths = s.train_data.lengths[rows]
         pos.step, pos.batch = pos.step + 1, pos.batch + 1
