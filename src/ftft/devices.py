@@ -1,30 +1,11 @@
-"""One GPU per training job on a multi-GPU workstation, claimed with a lock file per device.
+"""One GPU per training job on a multi-GPU workstation, claimed with a ``filelock`` per device; no torch import.
 
-``snakemake --resources gpu=N`` runs N training jobs at once but gives them no device ids, so
-every job would train on ``cuda:0``. The training command calls :func:`claim_gpu` before
-anything in the process touches CUDA: CUDA reads ``CUDA_VISIBLE_DEVICES`` once, when the driver
-starts, and ``torch.cuda.is_available()`` already starts it (importing torch does not). This
-module imports no torch.
-
-- ``CUDA_VISIBLE_DEVICES`` already set (a scheduler such as SLURM chose the device, or the
-  user did) -> nothing is claimed, None (logged).
-- The devices are counted without importing torch: ``FTFT_GPU_COUNT`` when set (tests use it
-  to simulate devices), else the ``GPU i: ...`` lines of ``nvidia-smi -L``; none (no driver,
-  no ``nvidia-smi``, a CPU machine) -> None.
-- The first free device ``i`` is the first ``{lock_dir}/gpu{i}.lock`` that ``filelock`` (an exclusive
-  ``flock``) locks at once; the claim exports ``CUDA_VISIBLE_DEVICES=i`` (and
-  ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` when unset, so that ``i`` is ``nvidia-smi``'s GPU ``i``) and
-  writes pid, host and time into the lock file for humans. The lock is held for the life of the
-  process: the kernel drops it when the process exits or is killed (even by SIGKILL), so a dead
-  job never leaves a stale lock.
-- All devices taken -> retry every ``poll_s`` for up to ``wait_s`` seconds, then
-  :class:`GpuBusyError` naming the lock folder and each device's holder.
-
-The lock folder must be shared by every job that may use the same GPUs (one per workstation
-or per workflow) and be on a local file system (``flock`` over NFS is not reliable).
-
-A training job also holds its run (``hold_run``: a lock beside the run's state folder, so two
-trainers never share one) and ends when the Snakemake that started it dies (``die_with_parent``).
+``claim_gpu`` (before anything starts CUDA) does nothing when ``CUDA_VISIBLE_DEVICES`` is set or no GPU is found
+(``FTFT_GPU_COUNT``, else ``nvidia-smi -L``); otherwise it locks the first free ``{lock_dir}/gpu{i}.lock``, exports
+``CUDA_VISIBLE_DEVICES=i`` and holds the lock for the life of the process (the kernel drops it when the process
+dies), waiting up to ``wait_s`` when all are taken. ``hold_run`` locks a run's state folder the same way;
+``die_with_parent`` ends the job when its Snakemake dies. The lock folder must be local (flock over NFS is not
+reliable).
 """
 
 from __future__ import annotations

@@ -1,15 +1,5 @@
-"""Atomic, durable file writes, and the readers of what an earlier job wrote.
-
-``atomic_path`` writes beside the target, ``fsync``s the file, renames it into place and
-``fsync``s the folder, so that after a power loss a path holds either the old or the new
-content, never a truncated file.
-
-The readers (``read_parquet``, ``read_arrow``, ``parquet_meta``, ``read_json``, ``read_csv``)
-are the one place where a file that is missing, truncated or corrupt (copied half-way, a full
-disk, edited by hand) becomes a ``DataError`` naming the file and saying what to do, never a
-pyarrow / json / pandas traceback. ``fix`` is that advice: by default, rebuild the file with
-``snakemake ... --force FILE`` (only the job that writes it runs again).
-"""
+"""Atomic, durable writes (a path holds the old or the new content, never a truncated file), and readers that
+turn a missing, truncated or corrupt file into a ``DataError`` naming it and saying how to rebuild it."""
 
 from __future__ import annotations
 

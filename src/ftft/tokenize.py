@@ -1,17 +1,5 @@
-"""``ftft tokenize``: tokenise a task's training and evaluation sets once per tokenizer.
-
-Models that share a tokenizer (``models.*.tokenizer``) share one copy. The output folder is a
-Hugging Face ``datasets.DatasetDict`` saved with ``save_to_disk`` (Arrow files that training
-jobs memory-map): split ``train`` and one split per evaluation set, with columns
-
-  uid (string), label (int64), input_ids (list<int32>), token_type_ids (list<int8>, when the
-  tokenizer has them), length (int32, real tokens)
-
-and ``stats.json`` (rows, real and padded tokens per example, the tokenizer's fingerprint).
-Texts are tokenised exactly as the engine always did: ``tokenizer(text_a, text_b,
-truncation=True, max_length=L)`` without padding (paired and single-text rows separately),
-with ``Dataset.map(batched=True)``.
-"""
+"""``ftft tokenize``: tokenise a task's training and evaluation sets once per tokenizer, as a ``datasets``
+``DatasetDict`` on disk (uid, label, input_ids, [token_type_ids], length; no padding) plus ``stats.json``."""
 
 from __future__ import annotations
 

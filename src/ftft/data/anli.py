@@ -1,16 +1,5 @@
-"""Adversarial NLI v1.0 (Nie et al., 2020): ``anli_v1.0/R{1,2,3}/{train,dev,test}.jsonl``.
-
-* Splits: ``train_r1, train_r2, train_r3, dev_r1, dev_r2, dev_r3, test_r1, test_r2, test_r3``
-  (the names of the HF ``facebook/anli`` splits). A missing file is skipped with a warning
-  (the test fixtures have no train files; the release zip has them): logged, and the
-  summary warns that the split is missing.
-* ``text_a`` = ``context`` (the release calls the premise ``context``), ``text_b`` =
-  ``hypothesis``; ``label`` from ``e``/``n``/``c`` -> entailment=0, neutral=1,
-  contradiction=2 (full names are accepted too; anything else -> ``unknown_label``).
-* ``uid`` = the release ``uid`` (a UUID). Extra columns: ``round`` (1-3), ``genre``, ``tag``.
-* Undecodable lines -> ``bad_json``; missing uid/context/hypothesis/label ->
-  ``missing_field``; empty texts -> ``missing_text``.
-"""
+"""Adversarial NLI v1.0: ``R{1,2,3}/{train,dev,test}.jsonl`` -> splits ``{part}_r{round}`` (a missing file is a
+missing split); text_a = context, label from e/n/c; extra columns round, genre, tag."""
 
 from __future__ import annotations
 

@@ -1,16 +1,5 @@
-"""Collect one task's training set and evaluation sets from the normalised sources.
-
-``ftft assemble --spec JSON --sources-dir DIR --train FILE --eval-dir DIR``
-
-``spec`` is the task's config entry (``tasks.<task>``): ``labels``, ``train: {source, split}``,
-``id_test: {name, source, split}``, ``ood: [{name, source, split}, ...]``. For each of them the
-rows of ``split`` are taken from ``{sources-dir}/{source}.parquet`` and written (same columns,
-same schema metadata) to ``--train`` and ``{eval-dir}/{name}.parquet``.
-
-Checks (DataError, naming source and split): the source file exists; its label names equal the
-task's ``labels`` (both lists in the message); the split exists and is not empty (the message
-lists the available splits); uids are unique within each output file.
-"""
+"""``ftft assemble``: a task's training set and evaluation sets (``tasks.<task>``) cut from the normalised
+sources; the sources' label names must equal the task's ``labels``, and every split must exist and be non-empty."""
 
 from __future__ import annotations
 

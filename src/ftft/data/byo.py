@@ -1,39 +1,10 @@
-"""Bring your own data: a ``byo.<name>`` config entry -> the normalised schema.
+"""Bring your own data: a ``byo.<name>`` config entry (config/README.md) -> the normalised schema.
 
-Config (validated by the JSON schema)::
-
-    byo:
-      mydata:
-        files: {train: data/my_train.csv, test: data/my_test.jsonl}   # split -> file
-        text_a: sentence          # column with the (first) text
-        text_b: null              # second text column, or null for single-text tasks
-        label: gold               # label column
-        uid: null                 # id column, or null -> uid = "{name}-{split}-{row}"
-        labels: [neg, pos]        # label names in index order, or null
-
-Files are read by extension: ``.csv``, ``.tsv``/``.tab``, ``.jsonl``/``.ndjson`` (also
-``.json`` holding JSON lines), ``.parquet``/``.pq``. CSV/TSV are read as strings with pandas'
-CSV defaults (``keep_default_na=False``: an empty cell is an empty string, never NaN).
-Relative paths are looked up in the working directory first, then below ``--raw``.
-
-Labels:
-
-* ``labels`` given: a value equal (as a string) to one of the names gets that name's index;
-  otherwise an integer value (or integer string) in ``0..len(labels)-1`` is kept as the index.
-* ``labels`` null: if every value is an integer (or integer string) the integers are kept and
-  the names are ``"0" .. str(max)``; otherwise the names are the sorted unique values (over all
-  files), mapped to their position.
-* A value that matches nothing is **dropped and counted** as ``unknown_label`` in the summary
-  (with a warning listing the values), like the built-in sources; it is not an error.
-
-``uid``: the uid column as a string (a row without one is a DataError naming the file); ids that
-recur in another split (numbered per split) become ``{split}/{id}``; duplicates within a split
-are dropped and counted as ``duplicate_uid`` (a warning, like every dropped row); without a uid
-column it is ``{name}-{split}-{row}`` (row = 0-based row in its file), stable as long as the
-file is. Empty ``text_a``/``text_b`` -> ``missing_text``.
-
-A column named in the config that a file lacks is a DataError naming the file, the config field
-(``byo.<name>.text_a`` ...), the value and the available columns.
+Files are read by extension (csv, tsv/tab, jsonl/ndjson/json lines, parquet/pq; CSV cells as strings), relative
+paths from the working directory, then ``--raw``; or a hub dataset (``hf``). Labels: named values map to their
+index, integers in range are kept; without ``labels``, all-integer values are kept, else the sorted unique values
+are the names. Unknown labels, empty texts and duplicate ids are dropped and counted; ids recurring across splits
+become ``{split}/{id}``; without a uid column the uid is ``{name}-{split}-{row}``.
 """
 
 from __future__ import annotations

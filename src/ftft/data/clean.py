@@ -1,29 +1,7 @@
-"""Text cleaning of Ramponi & Tonelli (2022), shared by CAD (training) and DynaHate (OOD tests).
-
-A faithful port of ``clean_text`` and its helpers in ``scripts/1.prepare-data.py`` of
-github.com/dhfbk/hate-speech-artifacts (lines 228-287 at the mirrored HEAD): one function per
-helper, same names, same regular expressions, same order of steps. For ``cad`` (Reddit) with
-``keep_emojis=True`` (their ``1.prepare-data.sh`` passes no ``-E``) the steps are:
-
-1. ``html.unescape`` (``&amp;`` -> ``&``, ``&#39;`` -> ``'``, ...);
-2. lower-case;
-3. e-mail addresses -> ``[EMAIL]``;
-4. ``replace_cad_urls``: markdown links ``[text](https://...)``, ``[text](/message/compose...)``
-   and ``[text](/r/...)`` -> ``text``; then ``http(s)://...`` -> ``[URL]`` (stopping before
-   whitespace and closing brackets) and ``www.\\S+`` -> ``[URL]``;
-5. ``/u/name`` and ``/r/name`` -> ``[USER]``;
-6. (emojis are kept);
-7. hashtags ``#[A-Za-z0-9]+`` -> their ``wordsegment`` segmentation (``#boardgamenight`` ->
-   ``board game night``; the ``#`` is dropped);
-8. ``\\n``, ``\\t`` and CAD's ``[linebreak]`` token -> one space each;
-9. no-break space (U+00A0) and zero-width joiner (U+200D) -> space.
-
-Nothing is stripped or collapsed here: R&T lose trailing whitespace only through their file
-round trips (``line.rstrip()``), which ``ftft.data.cad`` emulates separately.
-
-``wordsegment`` (pinned 1.3.1) loads its unigram/bigram tables once, on the first hashtag (R&T
-call ``ws.load()`` at import; the result is the same). ``keep_emojis=False`` (R&T's ``-E``)
-needs ``demoji``, which is not a dependency of this project: it is imported only then.
+"""Text cleaning of Ramponi & Tonelli (2022), shared by CAD (training) and DynaHate (OOD tests): a port of
+``clean_text`` and its helpers in their ``scripts/1.prepare-data.py`` (l. 228-287), same regular expressions,
+same order. Nothing is stripped here (``ftft.data.cad`` emulates their file round trips). ``keep_emojis=False``
+(their ``-E``) needs ``demoji``, which is not a dependency.
 """
 
 from __future__ import annotations

@@ -1,46 +1,12 @@
-"""Built-in synthetic NLI-like and HSD-like data for the offline demo (``ftft demo-data``).
+"""Synthetic NLI-like and HSD-like data for the offline demo (``ftft demo-data``).
 
-The data has the structure the FTFT paper is about: a spurious *shortcut* that predicts the
-label on most training rows, a harder *real rule* that determines the label, some label
-noise and some genuinely ambiguous rows. The shortcut is uninformative or anti-correlated in
-the OOD sets, increasingly so over the adversarial rounds.
-
-NLI (labels entailment=0, neutral=1, contradiction=2)
-  premise     "the {mood adjective} {subject} {verb} the {object} {prep} the {place}" (the
-              OOD sets, increasingly, add a distractor "while the {opposite mood} {other} {verb}")
-  real rule   the hypothesis "the {subject} was {adjective}" is entailed when its adjective
-              has the premise's mood (happy -> cheerful), contradicted when it has the opposite
-              mood (happy -> sad), neutral when it names a trait the premise does not settle
-              (tall, rich). Needs an interaction of premise and hypothesis words: a tiny
-              model learns it partly in a few hundred steps, and more slowly than the cues.
-  shortcuts   one cue per label: a negation tag (", no doubt", ", never mind", ...) ->
-              contradiction; repeating the premise's event ("the {subject} who {verb} the
-              {object} {prep} the {place} was ...", high lexical overlap) -> entailment; a
-              hedge word ("probably", "also", "perhaps") -> neutral.
-  ambiguous   a vague adjective (quiet, busy, ...); label uniform at random.
-
-HSD (labels nothate=0, hate=1)
-  text        "{opener} {target} {predicate} [{conj} {target} {predicate}] {closer}", a single
-              clause optionally inside a counter-speech frame ("it is wrong to say ...").
-  real rule   hate iff an abusive predicate is directed at a group (an identity term or an
-              implicit group reference "people from {land}") outside a counter-speech frame;
-              with two clauses only the binding of predicate to target tells hate apart
-              ("traffic jams are vile but veltans are lovely" is not hate).
-  shortcut    an explicit identity term (fictional group names) -> hate.
-  ambiguous   an identity term with a borderline predicate ("are loud"); label at random.
-  perturbations (``ood_r{k}_perturbation``): minimal edits of rows of ``ood_r{k}_original``
-              (``orig_uid``) that flip the label and keep the identity term (so they flip
-              whether the shortcut agrees); bases are drawn so that shortcut agreement falls
-              from R2 to R4.
-
-Diagnostic columns (both tasks): ``kind`` (clean | counter | noise | ambiguous: counter = the
-shortcut cue is absent or points at another label; noise = the label was flipped away from
-the rule's label), ``shortcut`` (bool: the cue's label equals the row's label), ``cue`` (cue
-name or "none"), ``cue_label`` (label the cue predicts, -1 for none), ``true_label`` (the
-rule's label; -1 for ambiguous rows). HSD also has ``orig_uid`` (perturbations) and ``round``.
-
-Each split is drawn from its own generator seeded by (seed, task, split), so the rows of one
-split do not depend on the sizes of the others; same arguments -> identical frames.
+Each task has a *shortcut* cue that predicts the label on most training rows and less and less in the OOD sets,
+a harder *real rule* that decides the label, label noise and ambiguous rows. NLI: the hypothesis adjective's mood
+against the premise's (rule), a negation tag / hedge word / repeated event (cues). HSD: an abusive predicate
+aimed at a group outside a counter-speech frame (rule), an identity term (cue); ``ood_r{k}_perturbation`` rows are
+label-flipping minimal edits of ``ood_r{k}_original`` rows (``orig_uid``). Diagnostic columns: ``kind`` (clean |
+counter | noise | ambiguous), ``shortcut``, ``cue``, ``cue_label``, ``true_label`` (-1: ambiguous). Each split has
+its own generator seeded by (seed, task, split): same arguments, identical frames.
 """
 
 from __future__ import annotations

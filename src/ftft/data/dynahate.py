@@ -1,29 +1,6 @@
-"""DynaHate v0.2.3 (Vidgen et al., 2021): ``Dynamically Generated Hate Dataset v0.2.3.csv``.
-
-* The CSV (R ``write.csv`` style: quoted text, doubled quotes, embedded newlines) is read with
-  pandas' CSV defaults plus ``dtype=str``, ``keep_default_na=False`` (so ``NA`` in
-  ``acl.id.matched`` stays the string ``NA`` and ``round`` keeps ``2a``-style values).
-* The first, unnamed column is a garbled row index in the file's tail: ignored. ``uid`` =
-  ``acl.id``.
-* ``label``: nothate=0, hate=1 (anything else -> ``unknown_label``). ``text_b`` null.
-* ``text_a`` = ``text`` cleaned with the function and options of the CAD training texts:
-  ``ftft.data.clean.clean_text(text, "cad", keep_emojis=True)`` (Ramponi & Tonelli's
-  cleaning: HTML unescape, lower-case, e-mails/URLs/``/u/``/``/r/`` masked, hashtags segmented,
-  newlines/tabs -> spaces; see ``ftft.data.clean``). **Assumption:** the official FTFT code
-  evaluates on pre-processed ``dynahate/r{2,3,4}_{original,perturbation}.test`` TSVs whose
-  cleaning is not published; cleaning train and OOD texts alike is our reading (the
-  alternative is the raw ``text``, or R&T's non-Reddit rules with ``@user`` masking). Unlike
-  CAD's, the texts are not right-stripped (that comes from R&T's file round trips, not their
-  cleaning). A text empty after cleaning -> ``missing_text``.
-* Splits: ``{split}_r{round.base}_{level}`` for every row, e.g. ``test_r2_original``,
-  ``test_r3_perturbation``, ``train_r1_original``, ``dev_r4_perturbation``. The paper's six
-  OOD sets are ``test_r{2,3,4}_{original,perturbation}``. The round comes from ``round.base``
-  (``round`` = ``2a``/``2b`` means round 2, original/perturbation), the set from ``level``.
-  Rows whose ``round.base`` is not an integer or whose ``level``/``split`` is not a known value
-  are dropped as ``bad_round`` / ``bad_level`` / ``bad_split``.
-* Extra columns: ``round`` (int, = round.base), ``level``, ``type``, ``target``,
-  ``matched_uid`` (``acl.id.matched``, null for ``NA``).
-* No documented exact full size for v0.2.3 (about 41k rows): no size check.
+"""DynaHate v0.2.3 (one CSV): uid = ``acl.id``; split ``{split}_r{round.base}_{level}`` (the paper's OOD sets are
+``test_r{2,3,4}_{original,perturbation}``); ``text_a`` cleaned like CAD's training texts (an assumption:
+docs/FIDELITY.md, 14). Extra columns round, level, type, target, matched_uid.
 """
 
 from __future__ import annotations

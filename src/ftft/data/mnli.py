@@ -1,17 +1,7 @@
-"""MultiNLI in the GLUE release (``MNLI.zip`` -> ``MNLI/*.tsv``).
+"""MultiNLI, GLUE release (``MNLI/{train,dev_matched,dev_mismatched}.tsv``, read with ``QUOTE_NONE``).
 
-* Splits: ``train`` (train.tsv), ``validation_matched`` (dev_matched.tsv),
-  ``validation_mismatched`` (dev_mismatched.tsv). The test files carry no labels: they are not
-  read into the table, their row counts go to the summary's ``skipped``.
-* TSV without any quoting: read with ``quoting=csv.QUOTE_NONE``, ``dtype=str``,
-  ``keep_default_na=False`` in chunks (pandas would otherwise strip literal ``"``), so 392k
-  training rows stay in bounded memory.
-* ``text_a`` = sentence1 (premise), ``text_b`` = sentence2 (hypothesis), kept verbatim
-  (including trailing spaces). ``label`` from ``gold_label``: entailment=0, neutral=1,
-  contradiction=2; ``-`` (no majority, only in raw MultiNLI files) is dropped as
-  ``no_gold_label``, any other value as ``unknown_label``.
-* ``uid`` = ``{split}-{pairID}``: pairID is unique within a GLUE file; the split prefix keeps
-  it unique across files. Extra columns: ``genre``, ``prompt_id``, ``pair_id``.
+uid = ``{split}-{pairID}``; texts verbatim; ``gold_label`` ``-`` is ``no_gold_label``; the unlabelled test files
+are counted in ``skipped``. Extra columns: genre, prompt_id, pair_id.
 """
 
 from __future__ import annotations

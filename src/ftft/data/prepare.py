@@ -1,18 +1,6 @@
-"""Normalise one raw dataset into the common parquet schema (docs/ARCHITECTURE.md).
-
-``ftft prepare --source NAME --raw DIR --out FILE.parquet --summary FILE.json [--spec JSON]``
-
-Each built-in source has a module (``mnli``, ``wanli``, ``anli``, ``cad``, ``dynahate``) with
-``LABEL_NAMES``, ``EXPECTED`` (documented full split sizes) and ``load(raw, report)`` returning
-a frame with ``uid, text_a, text_b, label, split`` (+ source columns). With ``--spec`` (a
-``byo.<name>`` config entry as JSON) ``byo.load`` reads the user's own files instead.
-
-Rows are never lost silently: every row read counts in ``rows_in``; every row not written is
-counted in ``dropped`` under its reason (``rows_in == rows_out + sum(dropped)``). Whole files
-that are not read (MNLI's unlabelled test files) are counted in ``skipped``. Split sizes that
-differ from the documented full sizes, and expected splits that are missing, are warnings (in
-the summary and the log), not errors: the test fixtures are small by design.
-"""
+"""``ftft prepare``: normalise one raw dataset (a built-in source module, or a ``byo.<name>`` spec) into the
+schema of ``ftft.data.schema``. No row is lost silently: ``rows_in == rows_out + sum(dropped)`` (by reason);
+unread files go to ``skipped``; split sizes that differ from the documented ones are warnings."""
 
 from __future__ import annotations
 

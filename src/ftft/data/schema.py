@@ -1,9 +1,5 @@
-"""The one normalised schema every dataset is turned into (see docs/ARCHITECTURE.md).
-
-Columns: uid (str, unique), text_a (str), text_b (str or null), label (int64), split (str),
-then optional source columns. Parquet metadata key ``ftft`` holds JSON with the label names
-and the source name.
-"""
+"""The normalised schema of every dataset: uid (unique str), text_a, text_b (or null), label (int64), split, then
+source columns; the parquet metadata key ``ftft`` holds the label names and the source."""
 
 from __future__ import annotations
 

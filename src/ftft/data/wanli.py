@@ -1,15 +1,4 @@
-"""WANLI (Liu et al., 2022), Hugging Face ``alisawuffles/WANLI``: ``train.jsonl``, ``test.jsonl``.
-
-* Splits: ``train``, ``test``.
-* One JSON object per line: ``id, premise, hypothesis, gold, genre, pairID``. ``text_a`` =
-  premise, ``text_b`` = hypothesis (embedded newlines are kept as they are); ``label`` from
-  ``gold`` (entailment=0, neutral=1, contradiction=2; anything else -> ``unknown_label``).
-* ``uid`` = ``str(id)`` (WANLI's example id, unique over the dataset). ``pairID`` (the MNLI
-  seed pair) is an int in some files and a string in others: always ``str()``-ed into
-  ``pair_id``. Extra columns: ``genre`` (generated / generated_revised), ``pair_id``.
-* Undecodable lines -> ``bad_json``; a line without id/premise/hypothesis/gold ->
-  ``missing_field``; empty premise or hypothesis -> ``missing_text``.
-"""
+"""WANLI (``train.jsonl``, ``test.jsonl``): uid = id, label from ``gold``; extra columns genre, pair_id."""
 
 from __future__ import annotations
 
