@@ -7,6 +7,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -28,15 +29,43 @@ def _fix(fix: str, path: str | Path) -> str:
     return rebuild(path) if fix == REBUILD else fix
 
 
-def current_umask() -> int:
-    """The process's current umask (mkstemp makes 0600 files; outputs get the usual mode)."""
+@contextlib.contextmanager
+def _atomic(path: str | Path, folder: bool):
+    """Yield a temporary file or folder beside ``path``; on success (umask mode, fsync'ed) it replaces ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    if folder:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        if tmp.exists():  # mkstemp / mkdtemp make 0600 / 0700 entries: give them the usual umask mode
+            os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~mask)
+            if tmp.is_file():
+                _fsync(tmp)
+        if folder and path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+        _fsync(path.parent)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk or quota: name the file and the cause
+            raise DataError(
+                f"{path}: cannot write it: {exc.strerror} ({errno.errorcode[exc.errno]}); free space, run again"
+            ) from exc
+        raise
+    finally:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
 
 
-def fsync_path(path: str | Path) -> None:
-    """Flush a file (or a folder's entries) to disk."""
+def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -44,56 +73,14 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
-def _if_full(exc: OSError, path: Path) -> None:
-    """A full disk or quota while writing ``path``: raise an error naming the file and the cause."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise DataError(
-            f"{path}: cannot write it: {exc.strerror} ({errno.errorcode[exc.errno]}); free space, run again"
-        ) from exc
-
-
-@contextlib.contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path``; rename it into place on success only."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        if os.path.isfile(tmp):  # mkstemp makes 0600 files: give them the usual umask mode
-            os.chmod(tmp, 0o666 & ~current_umask())
-            fsync_path(tmp)
-        os.replace(tmp, path)
-        fsync_path(path.parent)
-    except OSError as exc:
-        _if_full(exc, path)
-        raise
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    return _atomic(path, folder=False)
 
 
-@contextlib.contextmanager
 def atomic_dir(path: str | Path):
-    """Yield a temporary folder beside ``path``; on success it replaces ``path`` (umask mode kept)."""
-    import shutil
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-        fsync_path(path.parent)
-    except OSError as exc:
-        _if_full(exc, path)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Yield a temporary folder beside ``path``; on success it replaces ``path``."""
+    return _atomic(path, folder=True)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -9,7 +9,6 @@ become ``{split}/{id}``; without a uid column the uid is ``{name}-{split}-{row}`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -17,16 +16,8 @@ import pandas as pd
 from ..errors import DataError
 from .prepare import Report, drop_missing_text
 
-READERS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+READERS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+           ".parquet": "parquet", ".pq": "parquet"}  # fmt: skip
 
 
 def resolve(path: str, raw: str | Path | None, key: str) -> Path:
@@ -48,15 +39,7 @@ def read_any(path: Path, key: str) -> pd.DataFrame:
         if kind in ("csv", "tsv"):
             return pd.read_csv(path, sep="," if kind == "csv" else "\t", dtype=str, keep_default_na=False)
         if kind == "jsonl":
-            rows = []
-            with open(path, encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as exc:
-                            raise DataError(f"{key}: {path}:{lineno}: not a JSON line: {exc}") from exc
-            return pd.DataFrame(rows)
+            return pd.read_json(path, lines=True, dtype=False, encoding="utf-8")
         return pd.read_parquet(path)
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise DataError(f"{key}: {path}: cannot read ({exc})") from exc

@@ -65,15 +65,10 @@ def fold_split(fold: int, k: int = N_FOLDS) -> str:
 
 
 def stratified_test_folds(labels, n_splits: int = N_FOLDS, where: str = "labels") -> list[int]:
-    """The test fold of each sample under ``sklearn.model_selection.StratifiedKFold(n_splits)``.
-
-    scikit-learn >= 0.22 ``_make_test_folds`` with ``shuffle=False``: classes are encoded by order
-    of first appearance; the number of samples of each class in each fold comes from a round
-    robin over the sorted encoded labels (``bincount(y_order[i::n_splits])``); each class's
-    samples, in data order, get blocks of fold ids 0, 0, .., 1, 1, ... of those sizes. Fold
-    ``f``'s test indices are then ``[i for i if folds[i] == f]`` (ascending), as ``split``
-    yields them. Raises DataError where scikit-learn raises ValueError.
-    """
+    """The test fold of each sample under ``sklearn.model_selection.StratifiedKFold(n_splits)`` (``shuffle=False``,
+    scikit-learn >= 0.22 ``_make_test_folds``: class codes by first appearance, per-fold class counts from a round
+    robin over the sorted codes, each class's samples in data order get fold ids in blocks); DataError where
+    scikit-learn raises ValueError. scikit-learn is not a dependency: test_cad compares the two."""
     labels = list(labels)
     if n_splits > len(labels):
         raise DataError(
@@ -84,8 +79,7 @@ def stratified_test_folds(labels, n_splits: int = N_FOLDS, where: str = "labels"
     for lab in labels:
         code.setdefault(lab, len(code))
     encoded = [code[lab] for lab in labels]
-    counts = Counter(encoded)
-    if all(n_splits > c for c in counts.values()):
+    if all(n_splits > c for c in Counter(encoded).values()):
         raise DataError(
             f"{where}: no class has {n_splits} members (counts {dict(Counter(labels))}); "
             f"StratifiedKFold(n_splits={n_splits}) cannot split it"
@@ -97,18 +91,13 @@ def stratified_test_folds(labels, n_splits: int = N_FOLDS, where: str = "labels"
     return [next(blocks[k]) for k in encoded]
 
 
-# --------------------------------------------------------------------------- create_dataset_file
-
 _INT_RE = re.compile(r"[+-]?\d+")
 _FLOAT_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _BOOL = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": False, "false": False}
 
 
 def _typed(col: pd.Series) -> list:
-    """The column's values typed as ``pd.read_csv`` infers them (int, float, bool, else str).
-
-    Only the sort order of the grouping keys depends on it (R&T read with type inference).
-    """
+    """The column's values typed as ``pd.read_csv`` infers them (R&T's groupby sorts by the typed keys)."""
     values = col.tolist()
     stripped = [v.strip() for v in values]
     if stripped and all(_INT_RE.fullmatch(v) for v in stripped):

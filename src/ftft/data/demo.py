@@ -158,16 +158,9 @@ def _nli_row(rng: np.random.Generator, st: dict) -> dict:
             hyp = f"{_pick(rng, NLI_CUES[1])} {hyp}"
     if kind == "clean" and cue_label != true_label:
         kind = "counter"
-    return {
-        "text_a": premise,
-        "text_b": hyp,
-        "label": label,
-        "kind": kind,
-        "shortcut": cue_label == label,
-        "cue": NLI_CUE_NAMES.get(cue_label, "none"),
-        "cue_label": cue_label,
-        "true_label": true_label,
-    }
+    cue = NLI_CUE_NAMES.get(cue_label, "none")
+    return {"text_a": premise, "text_b": hyp, "label": label, "kind": kind, "shortcut": cue_label == label,
+            "cue": cue, "cue_label": cue_label, "true_label": true_label}  # fmt: skip
 
 
 def _nli_split(rng, split: str, n: int) -> list[dict]:
@@ -195,20 +188,16 @@ def _hsd_rule(p: dict) -> int:
 
 
 def _hsd_clause(rng, group: str, abusive: bool) -> dict:
+    if group == "explicit":
+        target = _pick(rng, IDENTITIES)
+    else:
+        target = f"people from {_pick(rng, LANDS)}" if group == "implicit" else _pick(rng, OTHER_TARGETS)
     return {
         "group": group,
         "abusive": abusive,
-        "target": _hsd_target(rng, group),
+        "target": target,
         "predicate": _pick(rng, ABUSIVE if abusive else NEUTRAL),
     }
-
-
-def _hsd_target(rng, group: str) -> str:
-    if group == "explicit":
-        return _pick(rng, IDENTITIES)
-    if group == "implicit":
-        return f"people from {_pick(rng, LANDS)}"
-    return _pick(rng, OTHER_TARGETS)
 
 
 def _hsd_benign(rng, explicit_ok: bool) -> dict:
@@ -221,9 +210,13 @@ def _hsd_benign(rng, explicit_ok: bool) -> dict:
     return _hsd_clause(rng, "explicit" if explicit_ok and rng.random() < 0.5 else "implicit", False)
 
 
+def _hsd_frame(rng) -> dict:
+    return {"opener": _pick(rng, OPENERS), "closer": _pick(rng, CLOSERS), "frame": "", "conj": _pick(rng, CONJUNCTIONS)}
+
+
 def _hsd_parts(rng, true_label: int, agree: bool, frame_rate: float) -> dict:
     """Parts of one HSD text with the given rule label and shortcut (identity term) agreement."""
-    p = {"opener": _pick(rng, OPENERS), "closer": _pick(rng, CLOSERS), "frame": "", "conj": _pick(rng, CONJUNCTIONS)}
+    p = _hsd_frame(rng)
     explicit = (true_label == 1) == agree  # an identity term predicts hate
     two = rng.random() < 0.6
     if true_label == 1:
@@ -253,17 +246,9 @@ def _hsd_explicit(p: dict) -> bool:
 
 def _hsd_record(p: dict, label: int, kind: str, true_label: int) -> dict:
     cue_label = int(_hsd_explicit(p))
-    return {
-        "text_a": _hsd_render(p),
-        "text_b": None,
-        "label": label,
-        "kind": kind,
-        "shortcut": cue_label == label,
-        "cue": "identity" if cue_label == 1 else "none",
-        "cue_label": cue_label,
-        "true_label": true_label,
-        "_parts": p,
-    }
+    cue = "identity" if cue_label == 1 else "none"
+    return {"text_a": _hsd_render(p), "text_b": None, "label": label, "kind": kind, "shortcut": cue_label == label,
+            "cue": cue, "cue_label": cue_label, "true_label": true_label, "_parts": p}  # fmt: skip
 
 
 def _hsd_split(rng, split: str, n: int) -> list[dict]:
@@ -275,20 +260,9 @@ def _hsd_split(rng, split: str, n: int) -> list[dict]:
     for _ in range(n):
         u = rng.random()
         if u < st["ambiguous"]:
-            p = {
-                "opener": _pick(rng, OPENERS),
-                "closer": _pick(rng, CLOSERS),
-                "frame": "",
-                "conj": _pick(rng, CONJUNCTIONS),
-                "clauses": [
-                    {
-                        "group": "explicit",
-                        "abusive": False,
-                        "target": _pick(rng, IDENTITIES),
-                        "predicate": _pick(rng, BORDERLINE),
-                    }
-                ],
-            }
+            p = _hsd_frame(rng)
+            clause = {"target": _pick(rng, IDENTITIES), "predicate": _pick(rng, BORDERLINE)}
+            p["clauses"] = [{"group": "explicit", "abusive": False, **clause}]
             rows.append(_hsd_record(p, int(rng.integers(2)), "ambiguous", -1))
             continue
         true_label = int(rng.random() < hate_prior)
@@ -386,10 +360,7 @@ def generate(task: str, train_rows: int = 2000, eval_rows: int = 300, seed: int 
             df = df.drop(columns="_parts")
         frames.append(df)
     out = pd.concat(frames, ignore_index=True)
-    out["label"] = out["label"].astype("int64")
-    out["cue_label"] = out["cue_label"].astype("int64")
-    out["true_label"] = out["true_label"].astype("int64")
-    out["shortcut"] = out["shortcut"].astype(bool)
+    out = out.astype({"label": "int64", "cue_label": "int64", "true_label": "int64", "shortcut": bool})
     cols = ["uid", "text_a", "text_b", "label", "split", "kind", "shortcut", "cue", "cue_label", "true_label"]
     return out[cols + [c for c in out.columns if c not in cols]]
 

@@ -78,66 +78,30 @@ def read_delimited(
     quoting: int = csv.QUOTE_MINIMAL,
     chunksize: int | None = 50_000,
 ) -> Iterator[pd.DataFrame]:
-    """Yield chunks of a CSV/TSV read as strings; rows with a wrong field count are dropped+counted.
-
-    Uses pandas' python engine so that bad lines can be counted (``on_bad_lines`` callable)
-    and rows with too few fields show up as NaN (``keep_default_na=False`` keeps every real
-    value a string, so a NaN can only mean a missing field). Broken quoting that swallows the
-    rest of the file is a parser error, re-raised as DataError naming the file.
-    """
+    """Chunks of a CSV/TSV read as strings; rows with too many fields (pandas' ``on_bad_lines``) or too few (NaN:
+    ``keep_default_na=False`` keeps every real value a string) are dropped and counted as ``bad_column_count``."""
     bad: list = []
 
-    def on_bad(line):
-        bad.append(line)
-        return None
+    def count_bad():
+        if bad:
+            report.rows_in += len(bad)
+            report.drop("bad_column_count", len(bad), f"{path.name}: {bad[0]!r}")
+            bad.clear()
 
     try:
-        reader = pd.read_csv(
-            path,
-            sep=sep,
-            quoting=quoting,
-            dtype=str,
-            keep_default_na=False,
-            engine="python",
-            on_bad_lines=on_bad,
-            chunksize=chunksize,
-            encoding="utf-8",
-        )
-        chunks = [reader] if chunksize is None else reader
-        for chunk in chunks:
-            if bad:
-                report.rows_in += len(bad)
-                report.drop("bad_column_count", len(bad), f"{path.name}: {bad[0]!r}")
-                bad.clear()
+        reader = pd.read_csv(path, sep=sep, quoting=quoting, dtype=str, keep_default_na=False, engine="python",
+                             on_bad_lines=bad.append, chunksize=chunksize, encoding="utf-8")  # fmt: skip
+        for chunk in [reader] if chunksize is None else reader:
+            count_bad()
             short = chunk.isna().any(axis=1)
             report.rows_in += len(chunk)
             if short.any():
                 report.drop("bad_column_count", int(short.sum()), f"{path.name}: {chunk[short].iloc[0].to_dict()!r}")
                 chunk = chunk[~short]
             yield chunk
-        if bad:
-            report.rows_in += len(bad)
-            report.drop("bad_column_count", len(bad), f"{path.name}: {bad[0]!r}")
+        count_bad()
     except (pd.errors.ParserError, csv.Error, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: cannot parse ({exc})") from exc
-
-
-def read_jsonl(path: Path, report: Report) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object); undecodable lines are dropped and counted (``bad_json``)."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            report.rows_in += 1
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                report.drop("bad_json", example=f"{path.name}:{lineno}: {exc}")
-                continue
-            if not isinstance(obj, dict):
-                report.drop("bad_json", example=f"{path.name}:{lineno}: not an object")
-                continue
-            yield lineno, obj
 
 
 def blank(value) -> bool:
@@ -193,8 +157,7 @@ def normalise(source: str, raw: str | Path, spec: dict | None = None) -> tuple[p
     if dup.any():
         report.drop("duplicate_uid", int(dup.sum()), f"uid {df.loc[dup, 'uid'].iloc[0]!r}")
         df = df[~dup].reset_index(drop=True)
-    splits = {str(k): int(v) for k, v in df["split"].value_counts(sort=False).items()}
-    splits = dict(sorted(splits.items()))
+    splits = {str(k): int(v) for k, v in sorted(df["split"].value_counts().items())}
     for split, n in expected.items():
         got = splits.get(split, 0)
         if got == 0:
@@ -237,14 +200,7 @@ def prepare(source: str, raw: str | Path, out: str | Path, summary_path: str | P
         check_recorded(source, Path(raw), summary, df)
     schema.write(df, out, summary["label_names"], source)
     write_json(summary_path, summary)
-    log.info(
-        "%s: %d rows in, %d out, splits %s -> %s",
-        source,
-        summary["rows_in"],
-        summary["rows_out"],
-        summary["splits"],
-        out,
-    )
+    log.info("%s: %d rows in, %d out, splits %s -> %s", source, summary["rows_in"], len(df), summary["splits"], out)
     return summary
 
 
@@ -294,15 +250,24 @@ def nli_jsonl_rows(
     extra: dict[str, str],
     where_prefix: str = "",
 ) -> list[dict]:
-    """Rows of a JSON-lines NLI file in the normalised schema (shared by WANLI and ANLI).
-
-    ``fields`` names the source keys of (uid, premise, hypothesis, label); ``extra`` maps
-    output columns to optional source keys (``str()``-ed, None when absent). Missing keys,
-    empty texts and unknown labels are counted in ``report`` by reason.
-    """
+    """Rows of a JSON-lines NLI file (WANLI, ANLI); ``fields``: the source keys of (uid, premise, hypothesis,
+    label); ``extra``: output column -> optional source key. Bad lines are dropped and counted by reason."""
     uid_key, premise_key, hyp_key, label_key = fields
     rows = []
-    for lineno, obj in read_jsonl(path, report):
+    with open(path, encoding="utf-8") as fh:  # not splitlines(): U+2028 may stand inside a JSON string
+        lines = list(fh)
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        report.rows_in += 1
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            report.drop("bad_json", example=f"{path.name}:{lineno}: {exc}")
+            continue
+        if not isinstance(obj, dict):
+            report.drop("bad_json", example=f"{path.name}:{lineno}: not an object")
+            continue
         where = f"{where_prefix}{path.name}:{lineno}"
         missing = [k for k in fields if obj.get(k) is None]
         if missing:
@@ -315,13 +280,6 @@ def nli_jsonl_rows(
         if label is None:
             report.drop("unknown_label", example=f"{where}: {label_key} {obj[label_key]!r}")
             continue
-        row = {
-            "uid": str(obj[uid_key]),
-            "text_a": str(obj[premise_key]),
-            "text_b": str(obj[hyp_key]),
-            "label": label,
-            "split": split,
-        }
-        row.update({col: None if obj.get(key) is None else str(obj[key]) for col, key in extra.items()})
-        rows.append(row)
+        row = {"uid": str(obj[uid_key]), "text_a": str(obj[premise_key]), "text_b": str(obj[hyp_key]), "label": label}
+        rows.append(row | {"split": split} | {c: None if obj.get(k) is None else str(obj[k]) for c, k in extra.items()})
     return rows
