@@ -291,21 +291,8 @@ def test_fetch_models_offline_verifies_the_cache(hf_cache, tmp_path):
 
 
 # ---------------------------------------------------------------- what fetch-models downloads
-# the repos' main file lists (tests/fixtures/hub/README.md)
-REPO_FILES = {
-    "roberta-large": [".gitattributes", "README.md", "config.json", "flax_model.msgpack", "merges.txt", "model.onnx",
-                      "model.safetensors", "pytorch_model.bin", "tf_model.h5", "tokenizer.json", "tokenizer_config.json",
-                      "vocab.json"],
-    "microsoft/deberta-v3-base": [".gitattributes", "README.md", "config.json", "pytorch_model.bin", "rust_model.ot",
-                                  "spm.model", "tf_model.h5", "tokenizer_config.json"],
-    "google/electra-small-discriminator": [".gitattributes", "README.md", "config.json", "flax_model.msgpack",
-                                           "pytorch_model.bin", "tf_model.h5", "tokenizer.json",
-                                           "tokenizer_config.json", "vocab.txt"],
-    "bert-large-uncased": [".gitattributes", "README.md", "config.json", "flax_model.msgpack", "model.safetensors",
-                           "pytorch_model.bin", "rust_model.ot", "tf_model.h5", "tokenizer.json",
-                           "tokenizer_config.json", "vocab.txt", "whole-word-masking.tar.gz"],
-    "prajjwal1/bert-tiny": [".gitattributes", "README.md", "config.json", "pytorch_model.bin", "vocab.txt"],
-}  # fmt: skip
+# the repos' main file lists (tests/fixtures/hub/README.md), as the stand-ins copy them
+REPO_FILES = {hub_id: list(s.files) for hub_id, s in standins.STANDINS.items()}
 
 
 @pytest.mark.parametrize(
