@@ -260,30 +260,29 @@ def plot(
         ax.scatter(sel["variability"], sel["confidence"], s=size * 1.6, facecolors="none", edgecolors="black",
                    linewidths=0.4, alpha=0.7, label=f"selected by DM: the {q:.0%} most ambiguous ({k:,})")  # fmt: skip
         ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
-    bins = 30
-    top.hist(df["variability"], bins=bins, color="0.55")
-    right.hist(df["confidence"], bins=bins, orientation="horizontal", color="0.55")
+    top.hist(df["variability"], bins=30, color="0.55")
+    right.hist(df["confidence"], bins=30, orientation="horizontal", color="0.55")
     top.tick_params(labelbottom=False, labelsize=8)
     right.tick_params(labelleft=False, labelsize=8)
     fig.colorbar(sc, cax=cax).set_label("correctness", fontsize=11)
+    ax.set(ylim=(-0.02, 1.02), xlim=(0.0, None))
     ax.set_xlabel("variability", fontsize=12)
     ax.set_ylabel("confidence", fontsize=12)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlim(left=0.0)
     xmax = max(float(df["variability"].max()) if n else 0.5, 0.05)
-    for text, x, y in (
-        ("easy-to-learn", 0.02 * xmax, 0.95),
-        ("ambiguous", 0.72 * xmax, 0.5),
-        ("hard-to-learn", 0.02 * xmax, 0.04),
-    ):
-        ax.text(x, y, text, fontsize=11, fontweight="bold", color="0.2",
+    for text, x, y in (("easy-to-learn", 0.02, 0.95), ("ambiguous", 0.72, 0.5), ("hard-to-learn", 0.02, 0.04)):
+        ax.text(x * xmax, y, text, fontsize=11, fontweight="bold", color="0.2",
                 bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.7, "edgecolor": "0.7"})  # fmt: skip
     ax.grid(alpha=0.3)
     sub = f"{n:,} instances" + (f" ({len(shown):,} shown)" if len(shown) < n else "")
     top.set_title(f"{title}\n{sub}", fontsize=12)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
+    _save(fig, path, bbox_inches="tight")
+
+
+def _save(fig, path: str | Path, **kwargs) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", **kwargs)
     plt.close(fig)
 
 
@@ -299,9 +298,7 @@ def plot_failure(path: str | Path, title: str, reason: str) -> None:
     ax.text(
         0.5, 0.5, f"{title}\n\nno data map: the reference run failed\n{reason}", ha="center", va="center", wrap=True
     )
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    _save(fig, path)
 
 
 # --------------------------------------------------------------------------- files + CLI
@@ -340,9 +337,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="data map parquet to write")
     parser.add_argument("--plot", default=None, help="optional PNG of the data map")
     parser.add_argument("--q", type=float, required=True, help="category threshold (fraction), e.g. 0.33")
-    parser.add_argument(
-        "--title", default=None, help="plot title (default: task, reference model and seed from the run folder)"
-    )
+    parser.add_argument("--title", default=None, help="plot title (default: task, reference model and seed)")
 
 
 def with_texts(df: pd.DataFrame, train: str | Path) -> pd.DataFrame:
@@ -353,9 +348,7 @@ def with_texts(df: pd.DataFrame, train: str | Path) -> pd.DataFrame:
     texts = texts[["uid", "text_a", "text_b"]].assign(uid=lambda d: d["uid"].astype(str))
     out = df.merge(texts, on="uid", how="left", validate="one_to_one")
     if out["text_a"].isna().any():
-        raise DataError(
-            f"{train}: {int(out['text_a'].isna().sum())} uid(s) of the data map are not in the training set"
-        )
+        raise DataError(f"{train}: {out['text_a'].isna().sum()} uid(s) of the data map are not in the training set")
     return out
 
 
@@ -365,11 +358,8 @@ def run(args) -> int:
     record = read_json(run_dir / "run.json", "run record") if (run_dir / "run.json").is_file() else {}
     if record.get("status") == "failed":
         reason = f"{run_dir}: {record.get('failure_reason')}"
-        write(
-            pd.DataFrame({c: [] for c in ("uid", "label", *METRICS, *CATEGORIES)}),
-            args.out,
-            {"run_dir": str(run_dir), "q": args.q, "failed": reason},
-        )
+        empty = pd.DataFrame({c: [] for c in ("uid", "label", *METRICS, *CATEGORIES)})
+        write(empty, args.out, {"run_dir": str(run_dir), "q": args.q, "failed": reason})
         if args.plot:
             plot_failure(args.plot, title, reason)
         log.warning("no data map for %s: the reference run failed (%s)", run_dir, record.get("failure_reason"))
@@ -380,17 +370,9 @@ def run(args) -> int:
         df = with_texts(df, args.train)
     meta = {"run_dir": str(run_dir), "q": args.q, "epochs": dyn.complete_epochs, "n": dyn.n}
     write(df, args.out, meta)
-    log.info(
-        "data map of %s: %d instances, %d epochs; q=%.2f: %d ambiguous, %d hard-to-learn, easy ratio %.4f -> %s",
-        run_dir,
-        dyn.n,
-        dyn.complete_epochs,
-        args.q,
-        int(df["ambiguous"].sum()),
-        int(df["hard_to_learn"].sum()),
-        float(df["easy"].mean()),
-        args.out,
-    )
+    log.info("data map of %s: %d instances, %d epochs; q=%.2f: %d ambiguous, %d hard-to-learn, easy ratio %.4f -> %s",
+             run_dir, dyn.n, dyn.complete_epochs, args.q, df["ambiguous"].sum(), df["hard_to_learn"].sum(),
+             df["easy"].mean(), args.out)  # fmt: skip
     if args.plot:
         plot(df, args.plot, title, q=args.q)
     return 0

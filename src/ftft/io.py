@@ -93,13 +93,7 @@ def write_json(path: str | Path, obj) -> None:
 
 
 def _json_default(obj):
-    import numpy as np
-
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
+    if type(obj).__module__ == "numpy":  # numpy scalars and arrays
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
@@ -121,10 +115,8 @@ def write_parquet(df, path: str | Path, meta: dict | None = None) -> None:
 
 
 def parse_json_arg(value: str | None, what: str = "--spec") -> dict:
-    """A JSON object given inline, as ``@file`` or as a file path (empty -> {}).
-
-    Raises ConfigError naming the argument (or file) on bad JSON or a non-object.
-    """
+    """A JSON object given inline, as ``@file`` or as a file path (empty -> {}); ConfigError naming the argument
+    (or file) on bad JSON or a non-object."""
     from .config import ConfigError
 
     if not value:

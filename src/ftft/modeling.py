@@ -279,10 +279,8 @@ def _load_error(exc: BaseException, source: str, folder, where: str, is_path: bo
     if type(exc).__name__ in UNREADABLE_WEIGHTS:  # truncated or corrupt weights: name the file
         files = [*Path(folder).glob("*.safetensors"), *Path(folder).glob("*.bin")] if folder else []
         name = str(files[0]) if len(files) == 1 else str(folder or where)
-        if is_path:
-            fix = f"{rebuild(folder)} (a demo model), or replace the copy"
-        else:
-            fix = f"delete the cached copy {folder} and fetch it again"
+        fix = f"{rebuild(folder)} (a demo model), or replace the copy" if is_path else (
+            f"delete the cached copy {folder} and fetch it again")  # fmt: skip
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return ModelError(f"{name}: not readable weights of {where} (truncated or corrupt?): {reason}; {fix}")
     hint = "" if is_path else f"; no network access or cached copy? {_HUB_HINT}"
@@ -291,23 +289,15 @@ def _load_error(exc: BaseException, source: str, folder, where: str, is_path: bo
 
 def load_tokenizer(source: str):
     """The tokenizer of a hub id or local folder (what the tokenize step uses; no model weights)."""
-    source, folder, where, is_path = _resolve(source)
-    from transformers import AutoTokenizer
-
-    silence_transformers()
-    try:
-        config = _config_without_model_type(source, folder, 2)
-        name, rev = split_revision(source)
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=rev, **({} if config is None else {"config": config}))
-    except (OSError, ValueError, RuntimeError, ImportError) as exc:
-        raise _load_error(exc, source, folder, where, is_path) from exc
-    if tokenizer.pad_token_id is None:
-        raise ModelError(f"tokenizer of {source} has no padding token; dynamic padding needs one")
-    return tokenizer
+    return _load(source, None)
 
 
 def load_tokenizer_and_model(source: str, num_labels: int):
     """Return ``(tokenizer, model)`` for a hub id or a local folder, with a ``num_labels`` head (float32)."""
+    return _load(source, num_labels)
+
+
+def _load(source: str, num_labels: int | None):
     source, folder, where, is_path = _resolve(source)
     import torch  # after the checks above: they need no torch / transformers
     from safetensors import SafetensorError
@@ -315,34 +305,27 @@ def load_tokenizer_and_model(source: str, num_labels: int):
 
     silence_transformers()
     try:
-        config = _config_without_model_type(source, folder, num_labels)
+        config = _config_without_model_type(source, folder, num_labels or 2)
         name, rev = split_revision(source)
-        head = {"num_labels": num_labels} if config is None else {"config": config}
         tokenizer = AutoTokenizer.from_pretrained(name, revision=rev, **({} if config is None else {"config": config}))
-        model = AutoModelForSequenceClassification.from_pretrained(name, revision=rev, dtype=torch.float32, **head)
+        if num_labels is not None:
+            head = {"num_labels": num_labels} if config is None else {"config": config}
+            model = AutoModelForSequenceClassification.from_pretrained(name, revision=rev, dtype=torch.float32, **head)
     except (OSError, ValueError, RuntimeError, ImportError, SafetensorError, pickle.UnpicklingError, EOFError) as exc:
         raise _load_error(exc, source, folder, where, is_path) from exc
     if tokenizer.pad_token_id is None:
         raise ModelError(f"tokenizer of {source} has no padding token; dynamic padding needs one")
-    return tokenizer, model
+    return tokenizer if num_labels is None else (tokenizer, model)
 
 
 def count_params(model) -> tuple[int, int]:
-    """``(total, non_embedding)`` parameter counts (Kaplan et al. 2020 exclude embedding matrices).
-
-    Every ``nn.Embedding`` (token, position, token type, DeBERTa's relative positions) counts as
-    embedding; shared (tied) parameters are counted once.
-    """
+    """``(total, non_embedding)`` parameter counts (Kaplan et al. 2020): every ``nn.Embedding`` (token, position,
+    token type, DeBERTa's relative positions) is embedding; tied parameters count once."""
     import torch
 
     total = sum(p.numel() for p in model.parameters())
-    seen: set[int] = set()
-    embedding = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Embedding) and id(module.weight) not in seen:
-            seen.add(id(module.weight))
-            embedding += module.weight.numel()
-    return total, total - embedding
+    embeddings = {id(m.weight): m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    return total, total - sum(embeddings.values())
 
 
 def arch_dims(config) -> tuple[int, int]:
