@@ -298,8 +298,7 @@ def load_tokenizer_and_model(source: str, num_labels: int):
 
 
 def _load(source: str, num_labels: int | None):
-    source, folder, where, is_path = _resolve(source)
-    import torch  # after the checks above: they need no torch / transformers
+    source, folder, where, is_path = _resolve(source)  # the checks that need no transformers
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -308,7 +307,9 @@ def _load(source: str, num_labels: int | None):
         config = _config_without_model_type(source, folder, num_labels or 2)
         name, rev = split_revision(source)
         tokenizer = AutoTokenizer.from_pretrained(name, revision=rev, **({} if config is None else {"config": config}))
-        if num_labels is not None:
+        if num_labels is not None:  # torch only here: the tokenize job does not import it
+            import torch
+
             head = {"num_labels": num_labels} if config is None else {"config": config}
             model = AutoModelForSequenceClassification.from_pretrained(name, revision=rev, dtype=torch.float32, **head)
     except (OSError, ValueError, RuntimeError, ImportError, SafetensorError, pickle.UnpicklingError, EOFError) as exc:

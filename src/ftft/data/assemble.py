@@ -62,13 +62,12 @@ def assemble(spec: dict, sources_dir: str | Path, train: str | Path, eval_dir: s
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--spec", required=True, help="task config (tasks.<task>) as JSON")
-    parser.add_argument("--sources-dir", required=True, help="folder with {source}.parquet")
-    parser.add_argument("--train", required=True, help="training set parquet to write")
-    parser.add_argument("--eval-dir", required=True, help="folder for {name}.parquet of each evaluation set")
+    for flag, text in (("--spec", "task config (tasks.<task>) as JSON"), ("--sources-dir", "folder with {source}.parquet"),
+                       ("--train", "training set parquet to write"),
+                       ("--eval-dir", "folder for {name}.parquet of each evaluation set")):  # fmt: skip
+        parser.add_argument(flag, required=True, help=text)
 
 
 def run(args) -> int:
-    spec = parse_json_arg(args.spec, "--spec")
-    assemble(spec, args.sources_dir, args.train, args.eval_dir)
+    assemble(parse_json_arg(args.spec, "--spec"), args.sources_dir, args.train, args.eval_dir)
     return 0
