@@ -151,60 +151,48 @@ def unreadable(path: str | Path, what: str, exc: BaseException, fix: str = REBUI
     return DataError(f"{path}: not a readable {what} (truncated or corrupt?): {error_reason(exc)}; {_fix(fix, path)}")
 
 
-def _existing(path: str | Path, what: str, fix: str) -> Path:
+def _read(path: str | Path, what: str, fix: str, load, errors: tuple | None = None):
+    """``load(path)``; a missing file, or a read error (``errors``, default: what pyarrow / pandas raise on a
+    truncated or corrupt file), becomes a DataError naming the file and what to do."""
+    import pyarrow as pa
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} not found: {path}" + ("" if fix == REBUILD else f"; {fix}"))
-    return path
-
-
-def _read_errors() -> tuple[type[BaseException], ...]:
-    """What pyarrow / pandas raise on a truncated or corrupt file (ArrowInvalid is a ValueError, thrift
-    and decompression errors are OSErrors, a few are TypeErrors or NotImplementedErrors)."""
-    import pyarrow as pa
-
-    return (OSError, ValueError, EOFError, TypeError, NotImplementedError, pa.ArrowException)
+    errors = errors or (OSError, ValueError, EOFError, TypeError, NotImplementedError, pa.ArrowException)
+    try:
+        return load(path)
+    except DataError:
+        raise
+    except errors as exc:
+        raise unreadable(path, what, exc, fix) from exc
 
 
 def read_arrow(path: str | Path, what: str = "parquet file", fix: str = REBUILD, columns: list[str] | None = None):
     """A parquet file as a ``pyarrow.Table`` (only ``columns`` when given: each must exist)."""
     import pyarrow.parquet as pq
 
-    path = _existing(path, what, fix)
-    try:
-        if columns is not None:
-            names = pq.read_schema(path).names
-            missing = [c for c in columns if c not in names]
-            if missing:
-                raise DataError(f"{path}: {what} has no column(s) {missing}; it has {names}")
+    def load(path):
+        names = pq.read_schema(path).names
+        if missing := [c for c in columns or () if c not in names]:
+            raise DataError(f"{path}: {what} has no column(s) {missing}; it has {names}")
         return pq.read_table(path, columns=columns)
-    except DataError:
-        raise
-    except _read_errors() as exc:
-        raise unreadable(path, what, exc, fix) from exc
+
+    return _read(path, what, fix, load)
 
 
 def read_parquet(path: str | Path, what: str = "parquet file", fix: str = REBUILD, **kwargs):
     """``pandas.read_parquet`` whose errors name the file (a truncated file is not a traceback)."""
     import pandas as pd
 
-    path = _existing(path, what, fix)
-    try:
-        return pd.read_parquet(path, **kwargs)
-    except _read_errors() as exc:
-        raise unreadable(path, what, exc, fix) from exc
+    return _read(path, what, fix, lambda p: pd.read_parquet(p, **kwargs))
 
 
 def parquet_meta(path: str | Path, what: str = "parquet file", fix: str = REBUILD) -> dict:
     """The ``ftft`` JSON of a parquet file's schema metadata (``{}`` if none)."""
     import pyarrow.parquet as pq
 
-    path = _existing(path, what, fix)
-    try:
-        md = pq.read_schema(path).metadata or {}
-        meta = json.loads(md.get(b"ftft", b"{}"))
-    except _read_errors() as exc:  # json.JSONDecodeError is a ValueError
-        raise unreadable(path, what, exc, fix) from exc
+    meta = _read(path, what, fix, lambda p: json.loads((pq.read_schema(p).metadata or {}).get(b"ftft", b"{}")))
     if not isinstance(meta, dict):
         raise DataError(f"{path}: the 'ftft' schema metadata of this {what} is not a JSON object; {_fix(fix, path)}")
     return meta
@@ -212,11 +200,7 @@ def parquet_meta(path: str | Path, what: str = "parquet file", fix: str = REBUIL
 
 def read_json(path: str | Path, what: str = "JSON file", fix: str = REBUILD) -> dict:
     """A JSON object from a file (an empty, truncated or non-object file is a ``DataError``)."""
-    path = _existing(path, what, fix)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise unreadable(path, what, exc, fix) from exc
+    obj = _read(path, what, fix, lambda p: json.loads(p.read_text(encoding="utf-8")), (OSError, ValueError))
     if not isinstance(obj, dict):
         raise DataError(f"{path}: {what} must hold a JSON object, got {type(obj).__name__}; {_fix(fix, path)}")
     return obj
@@ -227,12 +211,11 @@ def read_csv(path: str | Path, what: str = "CSV file", fix: str = REBUILD, **kwa
     mid-line) is unreadable too (pandas would read the partial row)."""
     import pandas as pd
 
-    path = _existing(path, what, fix)
-    try:
+    def load(path):
         with open(path, "rb") as fh:  # what the workflow writes ends with a line break; a cut file rarely does
             fh.seek(max(0, path.stat().st_size - 1))
             if fh.read(1) not in (b"\n", b""):
                 raise ValueError("the last line is cut off")
         return pd.read_csv(path, **kwargs)
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise unreadable(path, what, exc, fix) from exc
+
+    return _read(path, what, fix, load, (OSError, ValueError))  # pandas' parser errors are ValueErrors

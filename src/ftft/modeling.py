@@ -166,8 +166,7 @@ def cached_model(hub_id: str, cache_dir: str | Path | None = None) -> Path:
             f"hub model {hub_id!r} is not in the Hugging Face cache {hub_cache_dir(cache_dir)} and HF_HUB_OFFLINE=1 "
             f"forbids downloading it: {offline_hint(hub_id)}"
         ) from None
-    problems = check_snapshot(snapshot)
-    if problems:
+    if problems := check_snapshot(snapshot):
         raise ModelError(
             f"hub model {hub_id!r}: the cached snapshot {snapshot} lacks {'; '.join(problems)} "
             f"(an interrupted download?): {offline_hint(hub_id)}"
@@ -353,8 +352,7 @@ def fetch_model(hub_id: str, cache_dir: str | Path | None = None) -> Path:
             f"node set HF_HUB_OFFLINE=1 and fetch on a machine with internet access)"
         ) from exc
     snapshot = Path(path)
-    problems = check_snapshot(snapshot)
-    if problems:
+    if problems := check_snapshot(snapshot):
         raise ModelError(f"hub model {hub_id!r}: the downloaded snapshot {snapshot} lacks {'; '.join(problems)}")
     log.info("%s: %s (%s)", hub_id, snapshot, ", ".join(sorted(p.name for p in snapshot.iterdir())))
     return snapshot
@@ -376,21 +374,11 @@ def run(args: argparse.Namespace) -> int:
         except ModelError as exc:
             errors.append(str(exc))
             continue
-        entries.append(
-            {
-                "hub_id": hub_id,
-                "revision": snapshot.name,
-                "snapshot": str(snapshot),
-                "files": sorted(p.name for p in snapshot.iterdir()),
-            }
-        )
+        files = sorted(p.name for p in snapshot.iterdir())
+        entries.append({"hub_id": hub_id, "revision": snapshot.name, "snapshot": str(snapshot), "files": files})
     if errors:
-        raise ModelError(
-            "\n".join(errors) if len(errors) == 1 else f"{len(errors)} models failed:\n" + "\n".join(errors)
-        )
+        raise ModelError(("" if len(errors) == 1 else f"{len(errors)} models failed:\n") + "\n".join(errors))
     if args.marker:
-        write_json(
-            args.marker,
-            {"cache": str(hub_cache_dir(args.cache_dir)), "offline": is_offline(), "models": entries},
-        )
+        cache = str(hub_cache_dir(args.cache_dir))
+        write_json(args.marker, {"cache": cache, "offline": is_offline(), "models": entries})
     return 0

@@ -125,16 +125,13 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
     # types are inferred over the whole file, as read_csv does, before any row is filtered
     keys = pd.DataFrame({c: _typed(df[c]) for c in STATIC_COLS}, index=df.index)
 
-    def drop(mask, reason):
-        nonlocal df
-        if mask.any():
-            report.drop(reason, int(mask.sum()), f"{path.name}: id {df.loc[mask, 'id'].iloc[0]}")
-        df = df[~mask]
+    def where(row):
+        return f"{path.name}: id {row['id']}"
 
-    drop(~df["split"].isin(SPLIT_NAMES), "excluded_split")
-    drop(~df["annotation_Context"].isin(KEEP_CONTEXT), "needs_previous_content")
-    drop(df["id"].isin(BAD_IDS), "known_bad_row")
-    drop(df["info_id"].str.strip() == "", "missing_uid")
+    df = report.filter(df, ~df["split"].isin(SPLIT_NAMES), "excluded_split", where)
+    df = report.filter(df, ~df["annotation_Context"].isin(KEEP_CONTEXT), "needs_previous_content", where)
+    df = report.filter(df, df["id"].isin(BAD_IDS), "known_bad_row", where)
+    df = report.filter(df, df["info_id"].str.strip() == "", "missing_uid", where)
 
     # groupby(static_cols)["annotation_Primary"].apply('$'.join(sorted(set(x)))): sorted groups
     info_id = df["info_id"].tolist()

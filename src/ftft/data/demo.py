@@ -29,14 +29,7 @@ LABEL_NAMES = {"nli": schema.NLI_LABELS, "hsd": schema.HSD_LABELS}
 ID_SPLITS = ("train", "dev", "test")
 OOD_SPLITS = {
     "nli": ("ood_wanli", "ood_anli_r1", "ood_anli_r2", "ood_anli_r3"),
-    "hsd": (
-        "ood_r2_original",
-        "ood_r3_original",
-        "ood_r4_original",
-        "ood_r2_perturbation",
-        "ood_r3_perturbation",
-        "ood_r4_perturbation",
-    ),
+    "hsd": tuple(f"ood_r{r}_{kind}" for kind in ("original", "perturbation") for r in (2, 3, 4)),
 }
 
 # Per split: p_agree = probability the cue agrees with the rule's label (before noise /
@@ -59,10 +52,8 @@ HSD_PERTURB_BASE_AGREE = {"r2": 0.6, "r3": 0.75, "r4": 0.9}
 HSD_HATE_PRIOR_ID = 0.45
 
 # ---------------------------------------------------------------- vocabulary (NLI)
-SUBJECTS = (
-    "man woman boy girl doctor teacher farmer pilot child chef artist singer student worker "
-    "nurse driver baker player dancer writer"
-).split()
+SUBJECTS = ("man woman boy girl doctor teacher farmer pilot child chef artist singer student worker nurse driver "
+            "baker player dancer writer").split()  # fmt: skip
 MOODS = (
     "happy cheerful calm proud glad relaxed joyful content".split(),  # positive
     "sad angry upset gloomy nervous annoyed bored miserable".split(),  # negative
@@ -70,9 +61,7 @@ MOODS = (
 TRAITS = "tall young old rich famous hungry short strong".split()  # not inferable from a mood
 VAGUE = "quiet busy different serious".split()  # neither clearly
 VERBS = "painted washed carried moved opened sold bought cleaned dropped fixed kicked lifted found hid".split()
-OBJECTS = (
-    "fence car door box chair table bike boat window lamp basket ball bottle book drum kite ladder piano"
-).split()
+OBJECTS = "fence car door box chair table bike boat window lamp basket ball bottle book drum kite ladder piano".split()
 PREPS = "in near behind at beside".split()
 PLACES = "garden park kitchen street market station beach school office yard shop".split()
 NLI_CUES = {
@@ -85,18 +74,12 @@ NLI_CUE_NAMES = {0: "overlap", 1: "hedge", 2: "negation"}
 # ---------------------------------------------------------------- vocabulary (HSD)
 IDENTITIES = "veltans orbians quenari dravs mirolites sallish tovians kerrads".split()
 LANDS = "zembla arvonia lutria bessaly corvinia".split()
-OTHER_TARGETS = (
-    "traffic jams|rainy days|these printers|mondays|these phones|the new updates|parking fees|"
-    "these meetings|long queues|the referees|my exams|slow trains"
-).split("|")
-ABUSIVE = (
-    "are disgusting|are worthless|are filthy|are pathetic|should be banned|ruin everything|"
-    "are a plague|must disappear|are vile|are useless|make me sick|are garbage"
-).split("|")
-NEUTRAL = (
-    "are lovely|are welcome here|cooked dinner|won the match|are our neighbours|work hard|"
-    "are fine|helped me today|are very kind|made great music|are brilliant|are improving"
-).split("|")
+OTHER_TARGETS = ("traffic jams|rainy days|these printers|mondays|these phones|the new updates|parking fees|"
+                 "these meetings|long queues|the referees|my exams|slow trains").split("|")  # fmt: skip
+ABUSIVE = ("are disgusting|are worthless|are filthy|are pathetic|should be banned|ruin everything|are a plague|"
+           "must disappear|are vile|are useless|make me sick|are garbage").split("|")  # fmt: skip
+NEUTRAL = ("are lovely|are welcome here|cooked dinner|won the match|are our neighbours|work hard|are fine|"
+           "helped me today|are very kind|made great music|are brilliant|are improving").split("|")  # fmt: skip
 BORDERLINE = "are loud|are everywhere|are weird|are different|keep to themselves|are strange".split("|")
 OPENERS = ("", "", "honestly", "i think", "lol", "seriously", "everyone knows", "tbh")
 CLOSERS = ("", "", "today", "again", "for sure", "as usual", "tbh")
@@ -327,14 +310,17 @@ def _hsd_perturbations(rng, originals: list[dict], orig_uids: list[str], n: int,
 
 
 # ================================================================ public API
+def split_sizes(task: str, train_rows: int, eval_rows: int) -> dict[str, int]:
+    return {"train": train_rows, "dev": eval_rows, "test": eval_rows} | {s: eval_rows for s in OOD_SPLITS[task]}
+
+
 def generate(task: str, train_rows: int = 2000, eval_rows: int = 300, seed: int = 13) -> pd.DataFrame:
     """All splits of the synthetic ``task`` ('nli' | 'hsd') in the normalised schema."""
     if task not in TASKS:
         raise DataError(f"demo-data: unknown task {task!r}; expected one of {TASKS}")
     if train_rows < 1 or eval_rows < 1:
         raise DataError(f"demo-data: --train-rows and --eval-rows must be >= 1, got {train_rows}, {eval_rows}")
-    sizes = {"train": train_rows, "dev": eval_rows, "test": eval_rows}
-    sizes.update({s: eval_rows for s in OOD_SPLITS[task]})
+    sizes = split_sizes(task, train_rows, eval_rows)
     frames = []
     originals: dict[str, tuple[list[dict], list[str]]] = {}
     for split, n in sizes.items():
@@ -403,9 +389,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     df = generate(args.task, args.train_rows, args.eval_rows, args.seed)
-    expected = {"train": args.train_rows, "dev": args.eval_rows, "test": args.eval_rows}
-    expected.update({s: args.eval_rows for s in OOD_SPLITS[args.task]})
     schema.write(df, args.out, LABEL_NAMES[args.task], f"demo_{args.task}")
-    write_json(args.summary, summary(df, args.task, expected))
+    write_json(args.summary, summary(df, args.task, split_sizes(args.task, args.train_rows, args.eval_rows)))
     log.info("demo-data %s: %d rows -> %s", args.task, len(df), args.out)
     return 0

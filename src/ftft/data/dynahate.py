@@ -33,16 +33,13 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
         raise DataError(f"{path}: missing column(s) {missing}; have {list(df.columns)}")
     df = df[list(NEEDED)].copy()
 
-    def drop(mask, reason):
-        nonlocal df
-        if mask.any():
-            report.drop(reason, int(mask.sum()), f"{path.name}: acl.id {df.loc[mask, 'acl.id'].iloc[0]}")
-        df = df[~mask]
+    def where(row):
+        return f"{path.name}: acl.id {row['acl.id']}"
 
-    drop(df["acl.id"].str.strip() == "", "missing_uid")
-    drop(~df["round.base"].str.strip().str.fullmatch(r"\d+"), "bad_round")
-    drop(~df["level"].isin(LEVELS), "bad_level")
-    drop(~df["split"].isin(SPLITS), "bad_split")
+    df = report.filter(df, df["acl.id"].str.strip() == "", "missing_uid", where)
+    df = report.filter(df, ~df["round.base"].str.strip().str.fullmatch(r"\d+"), "bad_round", where)
+    df = report.filter(df, ~df["level"].isin(LEVELS), "bad_level", where)
+    df = report.filter(df, ~df["split"].isin(SPLITS), "bad_split", where)
     df = map_labels(df, "label", {n: i for i, n in enumerate(LABEL_NAMES)}, report, path.name)
     rnd = df["round.base"].str.strip().astype("int64")
     out = pd.DataFrame(

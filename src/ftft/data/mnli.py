@@ -39,18 +39,13 @@ def load_file(path: Path, split: str, report: Report) -> pd.DataFrame:
         if missing:
             raise DataError(f"{path}: missing column(s) {missing}; have {list(chunk.columns)}")
         chunk = chunk[list(NEEDED)]
-        nogold = chunk["gold_label"] == "-"
-        report.drop(
-            "no_gold_label",
-            int(nogold.sum()),
-            f"{path.name}: pairID {chunk.loc[nogold, 'pairID'].iloc[0]}" if nogold.any() else None,
+        chunk = report.filter(
+            chunk, chunk["gold_label"] == "-", "no_gold_label", lambda r: f"{path.name}: pairID {r['pairID']}"
         )
-        chunk = chunk[~nogold]
         chunk = map_labels(chunk, "gold_label", {n: i for i, n in enumerate(LABEL_NAMES)}, report, path.name)
-        noid = chunk["pairID"].str.strip() == ""
-        if noid.any():
-            report.drop("missing_uid", int(noid.sum()), f"{path.name}: empty pairID")
-            chunk = chunk[~noid]
+        chunk = report.filter(
+            chunk, chunk["pairID"].str.strip() == "", "missing_uid", lambda r: f"{path.name}: empty pairID"
+        )
         parts.append(
             pd.DataFrame(
                 {

@@ -42,6 +42,12 @@ class Report:
         if example is not None and reason not in self.examples:
             self.examples[reason] = example[:300]
 
+    def filter(self, df: pd.DataFrame, mask, reason: str, example) -> pd.DataFrame:
+        """``df`` without the rows of ``mask``, counted under ``reason`` (``example(first such row)``)."""
+        if mask.any():
+            self.drop(reason, int(mask.sum()), example(df[mask].iloc[0]))
+        return df[~mask]
+
     def warn(self, msg: str) -> None:
         log.warning("%s: %s", self.source, msg)
         self.warnings.append(msg)
@@ -125,10 +131,7 @@ def drop_missing_text(df: pd.DataFrame, report: Report, where: str, cols=("text_
         if col not in df.columns:
             continue
         miss = df[col].isna() | (df[col].astype(str).str.strip() == "")
-        if miss.any():
-            uid = df.loc[miss, "uid"].iloc[0] if "uid" in df.columns else "?"
-            report.drop("missing_text", int(miss.sum()), f"{where}: {col} empty (uid {uid})")
-            df = df[~miss]
+        df = report.filter(df, miss, "missing_text", lambda r, c=col: f"{where}: {c} empty (uid {r.get('uid', '?')})")
     return df
 
 
@@ -153,10 +156,9 @@ def normalise(source: str, raw: str | Path, spec: dict | None = None) -> tuple[p
         label_names = list(module.LABEL_NAMES)
         expected = dict(module.EXPECTED)
     df = df.reset_index(drop=True)
-    dup = df["uid"].duplicated()
-    if dup.any():
-        report.drop("duplicate_uid", int(dup.sum()), f"uid {df.loc[dup, 'uid'].iloc[0]!r}")
-        df = df[~dup].reset_index(drop=True)
+    df = report.filter(df, df["uid"].duplicated(), "duplicate_uid", lambda r: f"uid {r['uid']!r}").reset_index(
+        drop=True
+    )
     splits = {str(k): int(v) for k, v in sorted(df["split"].value_counts().items())}
     for split, n in expected.items():
         got = splits.get(split, 0)
