@@ -38,30 +38,18 @@ def _counts(idx: np.ndarray, size: int) -> np.ndarray:
 
 
 def _per_seed_scores(preds: np.ndarray, labels: np.ndarray, weights: np.ndarray, metric: str, n_classes: int):
-    """Metric of every seed under every instance weighting: [k, S].
-
-    Every sum over instances is one product ``weights [k, N] @ indicators.T [N, m]`` (this
-    orientation keeps BLAS fast on C-ordered arrays).
-    """
-    s = preds.shape[0]
-    total = weights.sum(axis=1)[:, None]  # [k, 1]
+    """Metric of every seed under every instance weighting [k, N]: [k, S]. The weighted counts are sums of
+    integers, exact in float64."""
     if metric == "accuracy":
-        correct = (preds == labels[None, :]).astype(np.float64)  # [S, N]
-        return weights @ correct.T / total
+        return weights @ (preds == labels).astype(np.float64).T / weights.sum(axis=1)[:, None]
     if metric == "macro_f1":
-        classes = np.arange(n_classes)
-        lab = (labels[None, :] == classes[:, None]).astype(np.float64)  # [C, N]
-        prd = (preds[:, None, :] == classes[None, :, None]).astype(np.float64)  # [S, C, N]
-        ind = np.concatenate([(prd * lab[None]).reshape(s * n_classes, -1), prd.reshape(s * n_classes, -1), lab])
-        sums = weights @ ind.T  # [k, 2 S C + C]
-        k = weights.shape[0]
-        tp = sums[:, : s * n_classes].reshape(k, s, n_classes)
-        p = sums[:, s * n_classes : 2 * s * n_classes].reshape(k, s, n_classes)
-        lc = sums[:, 2 * s * n_classes :][:, None, :]  # [k, 1, C]
-        denom = p + lc
+        (s, _), k, classes = preds.shape, weights.shape[0], np.arange(n_classes)
+        lab = (labels == classes[:, None]).astype(np.float64)  # [C, N]
+        prd = (preds[:, None, :] == classes[:, None]).astype(np.float64)  # [S, C, N]
+        tp, p = ((weights @ x.reshape(s * n_classes, -1).T).reshape(k, s, n_classes) for x in (prd * lab, prd))
+        denom = p + (weights @ lab.T)[:, None, :]  # predicted + true counts per class
         f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
-        present = (denom > 0).sum(axis=2)
-        return f1.sum(axis=2) / np.maximum(present, 1)
+        return f1.sum(axis=2) / np.maximum((denom > 0).sum(axis=2), 1)
     raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
 
 
@@ -78,13 +66,7 @@ def p_value(diffs: np.ndarray, margin: float = 0.0) -> float:
 
 
 def multibootstrap(
-    preds_a: np.ndarray,
-    preds_b: np.ndarray,
-    labels: np.ndarray,
-    metric: str = "accuracy",
-    n_samples: int = 5000,
-    seed: int = 0,
-    margin: float = 0.0,
+    preds_a, preds_b, labels, metric="accuracy", n_samples=5000, seed=0, margin=0.0
 ) -> tuple[float, float]:
     """(mean of stat(A) - stat(B), one-sided p-value ``p_value(diffs, margin)``); metric units (0-1).
 

@@ -22,12 +22,9 @@ READERS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndj
 
 def resolve(path: str, raw: str | Path | None, key: str) -> Path:
     p = Path(path).expanduser()
-    tried = [p]
-    if not p.is_absolute() and raw is not None:
-        tried.append(Path(raw) / p)
-    for cand in tried:
-        if cand.is_file():
-            return cand
+    tried = [p, *([Path(raw) / p] if not p.is_absolute() and raw is not None else [])]
+    if found := next((cand for cand in tried if cand.is_file()), None):
+        return found
     raise DataError(f"{key}: file not found: {path} (tried {', '.join(str(t) for t in tried)})")
 
 
@@ -48,14 +45,10 @@ def read_any(path: Path, key: str) -> pd.DataFrame:
 def _as_int(value) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     s = str(value).strip()
-    if s.lstrip("-").isdigit():
-        return int(s)
-    return None
+    return int(s) if s.lstrip("-").isdigit() else None
 
 
 def label_names_for(values: list, labels: list | None) -> tuple[list[str], dict]:
@@ -120,15 +113,10 @@ def load(name: str, spec: dict, raw: str | Path | None, report: Report) -> tuple
                 f"{path}: {int(noid.sum())} row(s) without an id in column {uid_col!r} (config {base}.uid), the first "
                 f"is data row {int(noid.to_numpy().argmax()) + 1}: give every row an id, or set {base}.uid: null"
             )
-        out = pd.DataFrame(
-            {
-                "uid": df[uid_col].astype(str) if uid_col else [f"{name}-{split}-{i}" for i in range(len(df))],
-                "text_a": df[spec["text_a"]].astype(object),
-                "text_b": df[spec["text_b"]].astype(object) if spec.get("text_b") else None,
-                "raw_label": df[spec["label"]].astype(object),
-                "split": str(split),
-            }
-        )
+        uids = df[uid_col].astype(str) if uid_col else [f"{name}-{split}-{i}" for i in range(len(df))]
+        text_b = df[spec["text_b"]].astype(object) if spec.get("text_b") else None
+        out = pd.DataFrame({"uid": uids, "text_a": df[spec["text_a"]].astype(object), "text_b": text_b,
+                            "raw_label": df[spec["label"]].astype(object), "split": str(split)})  # fmt: skip
         cols = ("text_a", "text_b") if spec.get("text_b") else ("text_a",)
         for c in cols:
             out[c] = out[c].where(out[c].notna(), None).map(lambda v: v if v is None else str(v))
@@ -138,9 +126,7 @@ def load(name: str, spec: dict, raw: str | Path | None, report: Report) -> tuple
         report.warn(f"{base}.uid: {int(across.sum())} id(s) recur in another split; uids are '<split>/<id>'")
         df["uid"] = df["split"] + "/" + df["uid"]
     nolabel = df["raw_label"].isna() | (df["raw_label"].astype(str).str.strip() == "")
-    if nolabel.any():
-        report.drop("missing_label", int(nolabel.sum()), f"uid {df.loc[nolabel, 'uid'].iloc[0]}")
-        df = df[~nolabel]
+    df = report.filter(df, nolabel, "missing_label", lambda r: f"uid {r['uid']}")
     values = list(dict.fromkeys(df["raw_label"].tolist()))
     names, mapping = label_names_for(values, spec.get("labels"))
     lab = df["raw_label"].astype(str).map(mapping)
