@@ -71,25 +71,20 @@ def _note(what: str, fd: int) -> None:
 
 
 def _holders(lock_dir: Path, n: int) -> str:
-    parts = []
-    for i in range(n):
+    def holder(path: Path) -> str:
         try:
-            text = (lock_dir / f"gpu{i}.lock").read_text().strip()
-        except OSError:
-            text = ""
-        parts.append(f"GPU {i}: {text or 'holder unknown'}")
-    return "; ".join(parts)
+            return path.read_text().strip() or "holder unknown"
+        except OSError:  # not there, or another user's unreadable lock file
+            return "holder unknown"
+
+    return "; ".join(f"GPU {i}: {holder(lock_dir / f'gpu{i}.lock')}" for i in range(n))
 
 
 def claim_gpu(
     lock_dir: str | Path, n_devices: int | None = None, wait_s: float = WAIT_S, poll_s: float = POLL_S
 ) -> FileLock | None:
-    """Claim a free GPU for this process and export ``CUDA_VISIBLE_DEVICES`` (module docstring).
-
-    Call before anything initialises CUDA. Returns the held lock (``release()`` frees the device
-    early), or None when the device is set already or there is none; raises GpuBusyError after
-    ``wait_s`` seconds when all ``n_devices`` are taken.
-    """
+    """Claim a free GPU and export ``CUDA_VISIBLE_DEVICES`` (module docstring): the held lock (``release()`` frees
+    it early), or None when the device is set already or there is none; GpuBusyError after ``wait_s``."""
     if "CUDA_VISIBLE_DEVICES" in os.environ:
         log.info("CUDA_VISIBLE_DEVICES=%r is set already: not claiming a GPU", os.environ["CUDA_VISIBLE_DEVICES"])
         return None

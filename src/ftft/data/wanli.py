@@ -16,14 +16,8 @@ EXPECTED = {"train": 102_885, "test": 5_000}
 LABEL_MAP = {n: i for i, n in enumerate(LABEL_NAMES)}
 
 
-def load_file(path: Path, split: str, report: Report) -> list[dict]:
-    return nli_jsonl_rows(
-        path, split, report, ("id", "premise", "hypothesis", "gold"), LABEL_MAP, {"genre": "genre", "pair_id": "pairID"}
-    )
-
-
 def load(raw: Path, report: Report) -> pd.DataFrame:
-    rows = []
+    rows, fields, extra = [], ("id", "premise", "hypothesis", "gold"), {"genre": "genre", "pair_id": "pairID"}
     for split, name in FILES.items():
-        rows += load_file(find_file(raw, name), split, report)
+        rows += nli_jsonl_rows(find_file(raw, name), split, report, fields, LABEL_MAP, extra)
     return pd.DataFrame(rows, columns=["uid", "text_a", "text_b", "label", "split", "genre", "pair_id"])
