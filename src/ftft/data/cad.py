@@ -116,12 +116,8 @@ def rt_backslashes(text: str) -> str:
 
 def load(raw: Path, report: Report) -> pd.DataFrame:
     path = find_file(raw, FILE)
-    chunks = list(read_delimited(path, report, sep="\t", quoting=csv.QUOTE_NONE, chunksize=None))
-    df = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
-    missing = [c for c in NEEDED if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; have {list(df.columns)}")
-    df = df[list(NEEDED)].reset_index(drop=True)
+    (df,) = read_delimited(path, report, sep="\t", quoting=csv.QUOTE_NONE, chunksize=None, needed=NEEDED)
+    df = df.reset_index(drop=True)
     # types are inferred over the whole file, as read_csv does, before any row is filtered
     keys = pd.DataFrame({c: _typed(df[c]) for c in STATIC_COLS}, index=df.index)
 
@@ -146,37 +142,30 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
         rows = groups[key]
         entries.append((rows[0], "$".join(sorted({primary[r] for r in rows}))))
     report.drop("merged_annotation_rows", len(df) - len(entries), None)
-    multi = Counter(info_id[pos] for pos, _ in entries)
-    split_ids = sorted(k for k, n in multi.items() if n > 1)
-    if split_ids:
+    if split_ids := sorted(k for k, n in Counter(info_id[pos] for pos, _ in entries).items() if n > 1):
         report.warn(
             f"{len(split_ids)} info_id(s) have annotation rows that disagree on a static column, so "
             f"Ramponi & Tonelli's groupby makes several instances of them, e.g. {split_ids[0]}"
         )
 
-    # data.tsv round trip: backslashes, then line.rstrip().split("\t") in preprocess_dataset
-    raw_texts = []
-    for pos, labels in entries:
-        text = rt_backslashes(meta_text[pos]).rstrip()
-        where = f"{path.name}: info_id {info_id[pos]}"
-        if text == "":
-            report.drop("missing_text", 1, f"{where}: meta_text empty after backslash handling")
+    def usable(pos: int, text: str, what: str) -> bool:
+        """Where R&T's script would crash: an empty text, or a carriage return (their text-mode reading splits it)."""
+        where = f"{path.name}: info_id {info_id[pos]}: {what}"
+        if text.rstrip() == "":
+            report.drop("missing_text", 1, f"{where} is empty ({meta_text[pos][:80]!r})")
         elif "\r" in text:
-            report.drop("line_break_in_text", 1, f"{where}: carriage return in meta_text")
-        else:
-            raw_texts.append((pos, labels, text))
+            report.drop("line_break_in_text", 1, f"{where} has a carriage return")
+        return text.rstrip() != "" and "\r" not in text
 
+    # data.tsv round trip: backslashes, then line.rstrip().split("\t") in preprocess_dataset
+    raw_texts = [(pos, labels, rt_backslashes(meta_text[pos]).rstrip()) for pos, labels in entries]
     # preprocess_dataset: clean, then dedup by cleaned text in first-occurrence order
     by_text: dict[str, list[tuple[int, str]]] = {}
     for pos, labels, text in raw_texts:
-        cleaned = clean_text(text, CLEAN_DATASET, KEEP_EMOJIS)
-        where = f"{path.name}: info_id {info_id[pos]}"
-        if cleaned.rstrip() == "":
-            report.drop("missing_text", 1, f"{where}: text empty after cleaning ({text[:80]!r})")
-        elif "\r" in cleaned:
-            report.drop("line_break_in_text", 1, f"{where}: carriage return after cleaning")
-        else:
-            by_text.setdefault(cleaned, []).append((pos, labels))
+        if usable(pos, text, "meta_text after the backslash handling"):
+            cleaned = clean_text(text, CLEAN_DATASET, KEEP_EMOJIS)
+            if usable(pos, cleaned, "the cleaned text"):
+                by_text.setdefault(cleaned, []).append((pos, labels))
     instances = []  # (cleaned text, composite label, first row position)
     for cleaned, copies in by_text.items():
         labs = {lab for _, lab in copies}
@@ -211,8 +200,7 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
     random.Random(RANDOM_SEED).shuffle(order)  # random.seed(42); random.shuffle(lines)
     ids = [LABEL_TO_ID[instances[j][1]] for j in order]
     folds = stratified_test_folds(ids, N_FOLDS, where=f"{path}: column annotation_Primary")
-    least = min(Counter(ids).values())
-    if least < N_FOLDS:
+    if (least := min(Counter(ids).values())) < N_FOLDS:
         report.warn(
             f"the least populated composite label has only {least} member(s), fewer than n_splits={N_FOLDS} "
             "(scikit-learn warns the same)"
@@ -228,19 +216,8 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
         for i in per_split[split]:
             j = order[i]
             cleaned, labels, pos = instances[j]
-            rows.append(
-                {
-                    "uid": uids[j],
-                    "text_a": cleaned.rstrip(),  # .all round trip: line.rstrip()
-                    "text_b": None,
-                    "label": LABEL_MAPPING[ids[i]],
-                    "split": split,
-                    "labels": labels,
-                    "fold": folds[i],
-                    "subreddit": subreddit[pos],
-                }
-            )
-    out = pd.DataFrame(rows)
-    out["label"] = out["label"].astype("int64")
-    out["fold"] = out["fold"].astype("int64")
+            rows.append({"uid": uids[j], "text_a": cleaned.rstrip(),  # .all round trip: line.rstrip()
+                         "text_b": None, "label": LABEL_MAPPING[ids[i]], "split": split, "labels": labels,
+                         "fold": folds[i], "subreddit": subreddit[pos]})  # fmt: skip
+    out = pd.DataFrame(rows).astype({"label": "int64", "fold": "int64"})
     return out

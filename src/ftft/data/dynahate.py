@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import DataError
 from .cad import CLEAN_DATASET, KEEP_EMOJIS
 from .clean import clean_text
 from .prepare import Report, drop_missing_text, find_file, map_labels, read_delimited
@@ -26,12 +25,7 @@ NEEDED = ("acl.id", "text", "label", "type", "target", "level", "split", "round.
 
 def load(raw: Path, report: Report) -> pd.DataFrame:
     path = find_file(raw, FILE)
-    chunks = list(read_delimited(path, report, sep=",", chunksize=None))
-    df = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
-    missing = [c for c in NEEDED if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; have {list(df.columns)}")
-    df = df[list(NEEDED)].copy()
+    (df,) = read_delimited(path, report, sep=",", chunksize=None, needed=NEEDED)
 
     def where(row):
         return f"{path.name}: acl.id {row['acl.id']}"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import DataError
 from .prepare import Report, drop_missing_text, find_file, map_labels, read_delimited
 from .schema import NLI_LABELS
 
@@ -34,11 +33,7 @@ def _count_rows(path: Path) -> int:
 
 def load_file(path: Path, split: str, report: Report) -> pd.DataFrame:
     parts = []
-    for chunk in read_delimited(path, report, sep="\t", quoting=csv.QUOTE_NONE):
-        missing = [c for c in NEEDED if c not in chunk.columns]
-        if missing:
-            raise DataError(f"{path}: missing column(s) {missing}; have {list(chunk.columns)}")
-        chunk = chunk[list(NEEDED)]
+    for chunk in read_delimited(path, report, sep="\t", quoting=csv.QUOTE_NONE, needed=NEEDED):
         chunk = report.filter(
             chunk, chunk["gold_label"] == "-", "no_gold_label", lambda r: f"{path.name}: pairID {r['pairID']}"
         )

@@ -83,9 +83,11 @@ def read_delimited(
     sep: str,
     quoting: int = csv.QUOTE_MINIMAL,
     chunksize: int | None = 50_000,
+    needed: tuple[str, ...] = (),
 ) -> Iterator[pd.DataFrame]:
-    """Chunks of a CSV/TSV read as strings; rows with too many fields (pandas' ``on_bad_lines``) or too few (NaN:
-    ``keep_default_na=False`` keeps every real value a string) are dropped and counted as ``bad_column_count``."""
+    """Chunks of a CSV/TSV read as strings (the ``needed`` columns, each must exist); rows with too many fields
+    (pandas' ``on_bad_lines``) or too few (NaN: ``keep_default_na=False`` keeps every real value a string) are
+    dropped and counted as ``bad_column_count``."""
     bad: list = []
 
     def count_bad():
@@ -104,7 +106,9 @@ def read_delimited(
             if short.any():
                 report.drop("bad_column_count", int(short.sum()), f"{path.name}: {chunk[short].iloc[0].to_dict()!r}")
                 chunk = chunk[~short]
-            yield chunk
+            if missing := [c for c in needed if c not in chunk.columns]:
+                raise DataError(f"{path}: missing column(s) {missing}; have {list(chunk.columns)}")
+            yield chunk[list(needed)] if needed else chunk
         count_bad()
     except (pd.errors.ParserError, csv.Error, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: cannot parse ({exc})") from exc
