@@ -15,20 +15,11 @@ from .prepare import Report, drop_missing_text, find_file, map_labels, read_deli
 from .schema import NLI_LABELS
 
 LABEL_NAMES = NLI_LABELS
-FILES = {
-    "train": "train.tsv",
-    "validation_matched": "dev_matched.tsv",
-    "validation_mismatched": "dev_mismatched.tsv",
-}
+FILES = {"train": "train.tsv", "validation_matched": "dev_matched.tsv", "validation_mismatched": "dev_mismatched.tsv"}
 UNLABELLED = ("test_matched.tsv", "test_mismatched.tsv")
 SPLIT_NAMES = tuple(FILES)
 EXPECTED = {"train": 392_702, "validation_matched": 9_815, "validation_mismatched": 9_832}
 NEEDED = ("pairID", "promptID", "genre", "sentence1", "sentence2", "gold_label")
-
-
-def _count_rows(path: Path) -> int:
-    with open(path, "rb") as fh:
-        return max(0, sum(1 for line in fh if line.strip()) - 1)
 
 
 def load_file(path: Path, split: str, report: Report) -> pd.DataFrame:
@@ -41,26 +32,11 @@ def load_file(path: Path, split: str, report: Report) -> pd.DataFrame:
         chunk = report.filter(
             chunk, chunk["pairID"].str.strip() == "", "missing_uid", lambda r: f"{path.name}: empty pairID"
         )
-        parts.append(
-            pd.DataFrame(
-                {
-                    "uid": split + "-" + chunk["pairID"].str.strip(),
-                    "text_a": chunk["sentence1"],
-                    "text_b": chunk["sentence2"],
-                    "label": chunk["label"],
-                    "split": split,
-                    "genre": chunk["genre"],
-                    "prompt_id": chunk["promptID"],
-                    "pair_id": chunk["pairID"],
-                }
-            )
-        )
-    df = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame(columns=["uid", "text_a", "text_b", "label", "split"])
-    )
-    return drop_missing_text(df, report, path.name)
+        uid = split + "-" + chunk["pairID"].str.strip()
+        parts.append(pd.DataFrame({"uid": uid, "text_a": chunk["sentence1"], "text_b": chunk["sentence2"],
+                                   "label": chunk["label"], "split": split, "genre": chunk["genre"],
+                                   "prompt_id": chunk["promptID"], "pair_id": chunk["pairID"]}))  # fmt: skip
+    return drop_missing_text(pd.concat(parts, ignore_index=True), report, path.name)
 
 
 def load(raw: Path, report: Report) -> pd.DataFrame:
@@ -68,5 +44,6 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
     for name in UNLABELLED:
         path = find_file(raw, name, required=False)
         if path is not None:
-            report.skipped[name] = _count_rows(path)
+            with open(path, "rb") as fh:  # data lines, not the header
+                report.skipped[name] = max(0, sum(1 for line in fh if line.strip()) - 1)
     return pd.concat(frames, ignore_index=True)

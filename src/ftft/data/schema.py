@@ -3,13 +3,12 @@ source columns; the parquet metadata key ``ftft`` holds the label names and the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import DataError
-from ..io import REBUILD, read_arrow, unreadable, write_parquet
+from ..io import REBUILD, parquet_meta, read_arrow, write_parquet
 
 REQUIRED = ("uid", "text_a", "text_b", "label", "split")
 NLI_LABELS = ["entailment", "neutral", "contradiction"]
@@ -49,9 +48,4 @@ def write(df: pd.DataFrame, path: str | Path, label_names: list[str], source: st
 def read(path: str | Path, fix: str = REBUILD) -> tuple[pd.DataFrame, dict]:
     """Read a normalised table; returns (frame, metadata dict). ``fix``: what an unreadable file's error
     advises (default: delete it and rerun; a file inside a folder output needs the folder deleted)."""
-    table = read_arrow(path, "normalised data file", fix)
-    try:
-        meta = json.loads((table.schema.metadata or {}).get(b"ftft", b"{}"))
-    except ValueError as exc:
-        raise unreadable(path, "normalised data file", exc, fix) from exc
-    return table.to_pandas(), meta
+    return read_arrow(path, "normalised data file", fix).to_pandas(), parquet_meta(path, "normalised data file", fix)
