@@ -24,32 +24,17 @@ from ftft.modeling import select_files
 
 pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
 
-DEBERTA = ("microsoft/deberta-v3-small", "microsoft/deberta-v3-base", "microsoft/deberta-v3-large")
-ELECTRA = (
-    "google/electra-small-discriminator",
-    "google/electra-base-discriminator",
-    "google/electra-large-discriminator",
+UNCASED = (
+    "prajjwal1/bert-tiny",
+    "bert-large-uncased",
+    *(f"google/electra-{s}-discriminator" for s in ("small", "base", "large")),
 )
-UNCASED = (*ELECTRA, "prajjwal1/bert-tiny", "bert-large-uncased")
 MODEL_TYPES = {"microsoft/deberta": "deberta-v2", "google/electra": "electra", "roberta": "roberta", "": "bert"}
 
 # parameters a sequence-classification model gets fresh (not in any pretraining checkpoint)
-NEW_HEAD = {
-    "deberta-v2": {"pooler.dense.weight", "pooler.dense.bias", "classifier.weight", "classifier.bias"},
-    "electra": {
-        "classifier.dense.weight",
-        "classifier.dense.bias",
-        "classifier.out_proj.weight",
-        "classifier.out_proj.bias",
-    },
-    "bert": {"classifier.weight", "classifier.bias"},
-    "roberta": {
-        "classifier.dense.weight",
-        "classifier.dense.bias",
-        "classifier.out_proj.weight",
-        "classifier.out_proj.bias",
-    },
-}
+TWO_LAYER_HEAD = {f"classifier.{layer}.{p}" for layer in ("dense", "out_proj") for p in ("weight", "bias")}
+NEW_HEAD = {"deberta-v2": {f"{m}.{p}" for m in ("pooler.dense", "classifier") for p in ("weight", "bias")},
+            "electra": TWO_LAYER_HEAD, "bert": {"classifier.weight", "classifier.bias"}, "roberta": TWO_LAYER_HEAD}  # fmt: skip
 
 
 def offline_env(hf_home: Path, **extra: str) -> dict[str, str]:

@@ -197,16 +197,13 @@ def test_dynahate_fixture():
     assert len(df) == len(raw) and summary["dropped"] == {}
     want = Counter(f"{r['split']}_r{r['round.base']}_{r['level']}" for r in raw)
     assert summary["splits"] == dict(sorted(want.items()))
-    for level in ("original", "perturbation"):
-        for rnd in (2, 3, 4):
-            assert summary["splits"].get(f"test_r{rnd}_{level}", 0) > 0
+    assert all(summary["splits"].get(f"test_r{r}_{lv}", 0) for r in (2, 3, 4) for lv in ("original", "perturbation"))
     by_uid = {r["acl.id"]: r for r in raw}
     # texts cleaned with the CAD cleaning (Ramponi & Tonelli's clean_text, "cad", emojis kept)
     assert df.set_index("uid")["text_a"].to_dict() == {u: clean_text(r["text"], "cad", True) for u, r in by_uid.items()}
-    for uid in ("acl9873", "acl39377", "acl40068", "acl23453", "acl1"):
-        got = row(df, uid)
-        assert got["text_a"] == clean_text(by_uid[uid]["text"], "cad", keep_emojis=True)
-        assert got["label"] == {"nothate": 0, "hate": 1}[by_uid[uid]["label"]]
+    assert df.set_index("uid")["label"].to_dict() == {
+        u: {"nothate": 0, "hate": 1}[r["label"]] for u, r in by_uid.items()
+    }
     assert row(df, "acl9873")["text_a"].startswith('"destruction" became')  # doubled quotes undone, lower-cased
     assert by_uid["acl39377"]["text"].endswith("Natives.\n")  # embedded newline -> space
     assert row(df, "acl39377")["text_a"] == (
