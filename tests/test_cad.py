@@ -352,24 +352,19 @@ def test_cad_fixture_cleaning():
     assert not texts.str.contains("[linebreak]", regex=False).any()
     assert not texts.str.contains(r"[\n\t\xa0\u200d]|https?://|/u/|/r/|&amp;").any()
     assert (texts == texts.str.rstrip()).all()
-    assert row(df, "syab18-post")["text_a"] == "synthetic placeholder post body with a link [URL] and a user [USER]"
-    assert row(df, "syac05-post")["text_a"] == (
-        "synthetic placeholder post: i was banned from [USER] for posting a recipe.   thoughts?"
-    )
-    assert row(df, "syae03-post")["text_a"] == (
-        ". synthetic placeholder long post about a documentary.         second paragraph with a described link ."
-    )
-    assert row(df, "syab18-title")["text_a"] == "synthetic placeholder title: fan fiction tropes & clichés"
-    assert row(df, "syc9101")["text_a"] == "synthetic placeholder comment: game night was fun board game night tbt"
-    assert row(df, "syc9102")["text_a"] == "synthetic placeholder comment: write to [EMAIL] or see [URL] (or [URL])"
-    assert row(df, "syc9105")["text_a"] == (
-        "synthetic placeholder pda: you are a placeholder (fake 17), see this thread <3 \U0001f469 \U0001f4bb"
-    )
-    assert (
-        row(df, "syc1205")["text_a"] == "synthetic placeholder neutral: backslash test c:\\temp\\file and _underscore"
-    )
-    assert row(df, "syc8101")["text_a"] == "synthetic placeholder comment with *markdown* and an escaped * asterisk"
-    assert row(df, "syc8107")["text_a"] == "emoji test \U0001f600 and non-ascii naïve café"
+    want = {
+        "syab18-post": "synthetic placeholder post body with a link [URL] and a user [USER]",
+        "syac05-post": "synthetic placeholder post: i was banned from [USER] for posting a recipe.   thoughts?",
+        "syae03-post": ". synthetic placeholder long post about a documentary.         second paragraph with a described link .",
+        "syab18-title": "synthetic placeholder title: fan fiction tropes & clichés",
+        "syc9101": "synthetic placeholder comment: game night was fun board game night tbt",
+        "syc9102": "synthetic placeholder comment: write to [EMAIL] or see [URL] (or [URL])",
+        "syc9105": "synthetic placeholder pda: you are a placeholder (fake 17), see this thread <3 \U0001f469 \U0001f4bb",
+        "syc1205": "synthetic placeholder neutral: backslash test c:\\temp\\file and _underscore",
+        "syc8101": "synthetic placeholder comment with *markdown* and an escaped * asterisk",
+        "syc8107": "emoji test \U0001f600 and non-ascii naïve café",
+    }  # fmt: skip
+    assert {uid: row(df, uid)["text_a"] for uid in want} == want
     # R&T quirk: "lol" and "lol [linebreak]" are different dedup keys, the same text in the end
     assert row(df, "syc1204")["text_a"] == row(df, "syc9104")["text_a"] == "lol"
 
