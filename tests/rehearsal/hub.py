@@ -128,17 +128,11 @@ def corpus(n: int = 600, seed: int = 2310) -> list[str]:
 
 
 # ---------------------------------------------------------------- hashing / cache layout
-def git_blob_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def is_lfs(name: str) -> bool:
-    return name.endswith(LFS_SUFFIXES)
-
-
 def blob_id(name: str, data: bytes) -> str:
     """The etag huggingface_hub names the blob by: sha256 for LFS files, the git blob sha1 otherwise."""
-    return hashlib.sha256(data).hexdigest() if is_lfs(name) else git_blob_sha1(data)
+    if name.endswith(LFS_SUFFIXES):
+        return hashlib.sha256(data).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def repo_folder(hub_id: str) -> str:
@@ -510,24 +504,6 @@ def roberta_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
 
 
 # ---------------------------------------------------------------- per-model file sets
-def _placeholder(hub_id: str, name: str) -> bytes:
-    return (
-        f"ftft stand-in placeholder for {name} of {hub_id}: not a real file of this format; "
-        "the loader never reads it.\n"
-    ).encode()
-
-
-def _readme(hub_id: str) -> bytes:
-    return (
-        f"# Stand-in for {hub_id}\n\nTiny random-init checkpoint with the hub repository's file names, config keys, "
-        "tokenizer settings, weight format and parameter names (ftft tests/rehearsal/hub.py). Not a trained model.\n"
-    ).encode()
-
-
-def _gitattributes() -> bytes:
-    return "".join(f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES).encode()
-
-
 def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, bytes]:
     """Every file of the stand-in for ``hub_id`` (name -> bytes), exactly the real repo's file names."""
     s = STANDINS[hub_id]
@@ -560,11 +536,17 @@ def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, byte
         }[s.family]
         files["config.json"] = make_cfg(s.dims, len(vocab))
         files.update(make_weights(files["config.json"], s))
-    for name in s.files:
-        if name in PLACEHOLDER_FILES:
-            files[name] = _placeholder(hub_id, name)
-    files["README.md"] = _readme(hub_id)
-    files[".gitattributes"] = _gitattributes()
+    for name in set(s.files) & set(PLACEHOLDER_FILES):
+        files[name] = (
+            f"ftft stand-in placeholder for {name} of {hub_id}: not a real file of this format; the loader never reads it.\n".encode()
+        )
+    files["README.md"] = (
+        f"# Stand-in for {hub_id}\n\nTiny random-init checkpoint with the hub repository's file names, config keys, "
+        "tokenizer settings, weight format and parameter names (ftft tests/rehearsal/hub.py). Not a trained model.\n"
+    ).encode()
+    files[".gitattributes"] = "".join(
+        f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES
+    ).encode()
     if set(files) != set(s.files):
         raise AssertionError(f"{hub_id}: built {sorted(files)}, the repo has {sorted(s.files)}")
     return files
