@@ -37,8 +37,7 @@ def test_assemble_paper_tasks(sources_dir, tasks, tmp_path, task):
     spec = tasks[task]
     out = tmp_path / task
     args = ["--sources-dir", str(sources_dir), "--train", str(out / "train.parquet"), "--eval-dir", str(out / "eval")]
-    rc = main(["assemble", "--spec", json.dumps(spec), *args])
-    assert rc == 0
+    assert main(["assemble", "--spec", json.dumps(spec), *args]) == 0
     sets = [("train", spec["train"]), (f"eval/{spec['id_test']['name']}", spec["id_test"])]
     sets += [(f"eval/{o['name']}", o) for o in spec["ood"]]
     assert sorted(p.stem for p in (out / "eval").glob("*.parquet")) == sorted(n.split("/")[1] for n, _ in sets[1:])
@@ -57,13 +56,8 @@ def test_assemble_label_mismatch_and_missing_split(sources_dir, tasks, tmp_path)
     spec["ood"] = [{"name": "hate", "source": "cad", "split": "test"}]
     with pytest.raises(DataError) as err:
         assemble(spec, sources_dir, tmp_path / "a" / "train.parquet", tmp_path / "a" / "eval")
-    msg = str(err.value)
-    assert (
-        "'cad'" in msg
-        and "'test'" in msg
-        and "['nothate', 'hate']" in msg
-        and "['entailment', 'neutral', 'contradiction']" in msg
-    )
+    for part in ("'cad'", "'test'", "['nothate', 'hate']", "['entailment', 'neutral', 'contradiction']"):
+        assert part in str(err.value), part
     spec = json.loads(json.dumps(tasks["nli"]))
     spec["ood"][1]["split"] = "test_r9"
     with pytest.raises(DataError) as err:

@@ -15,14 +15,9 @@ from ftft.errors import DataError
 
 @pytest.fixture
 def files(tmp_path):
-    train = pd.DataFrame(
-        {
-            "id": ["a1", "a2", "a3", "a4"],
-            "sentence": ["good film", 'said "great", then, left', "awful\nreally", "meh"],
-            "other": ["x", "y", "z", "w"],
-            "gold": ["pos", "pos", "neg", "neg"],
-        }
-    )
+    sentences = ["good film", 'said "great", then, left', "awful\nreally", "meh"]
+    train = pd.DataFrame({"id": ["a1", "a2", "a3", "a4"], "sentence": sentences, "other": ["x", "y", "z", "w"],
+                          "gold": ["pos", "pos", "neg", "neg"]})  # fmt: skip
     train.to_csv(tmp_path / "train.csv", index=False)
     test = [
         {"sentence": "lovely", "gold": "pos"},
@@ -35,38 +30,26 @@ def files(tmp_path):
 
 
 def spec_for(tmp_path, **kw):
-    spec = {
-        "files": {"train": str(tmp_path / "train.csv"), "test": "test.jsonl"},  # relative: found below --raw
+    files = {"train": str(tmp_path / "train.csv"), "test": "test.jsonl"}  # relative: found below --raw
+    return {
+        "files": files,
         "text_a": "sentence",
         "text_b": None,
         "label": "gold",
         "uid": None,
         "labels": ["neg", "pos"],
-    }
-    spec.update(kw)
-    return spec
+    } | kw
+
+
+def prepare(raw, out, spec) -> int:
+    return main(["prepare", "--source", "mine", "--raw", str(raw), "--out", str(out),
+                 "--summary", str(out.with_suffix(".json")), "--spec", json.dumps(spec)])  # fmt: skip
 
 
 def test_byo_csv_jsonl_round_trip(files, tmp_path):
     raw, train, test = files
     out, summ = tmp_path / "mine.parquet", tmp_path / "mine.json"
-    spec = spec_for(raw)
-    rc = main(
-        [
-            "prepare",
-            "--source",
-            "mine",
-            "--raw",
-            str(raw),
-            "--out",
-            str(out),
-            "--summary",
-            str(summ),
-            "--spec",
-            json.dumps(spec),
-        ]
-    )
-    assert rc == 0
+    assert prepare(raw, out, spec_for(raw)) == 0
     df, meta = schema.read(out)
     assert meta == {"label_names": ["neg", "pos"], "source": "mine"}
     tr = df[df["split"] == "train"]
@@ -116,22 +99,9 @@ def test_byo_mismapped_column_is_a_clear_error(files, tmp_path):
     assert "['id', 'sentence', 'other', 'gold']" in msg
     with pytest.raises(DataError, match=r"byo\.mine\.files\.test"):
         normalise("mine", raw, spec_for(raw, files={"test": "nowhere.jsonl"}))
-    rc = main(
-        [
-            "prepare",
-            "--source",
-            "mine",
-            "--raw",
-            str(raw),
-            "--out",
-            str(tmp_path / "o.parquet"),
-            "--summary",
-            str(tmp_path / "o.json"),
-            "--spec",
-            json.dumps(spec_for(raw, label="lab")),
-        ]
+    assert (
+        prepare(raw, tmp_path / "o.parquet", spec_for(raw, label="lab")) == 1 and not (tmp_path / "o.parquet").exists()
     )
-    assert rc == 1 and not (tmp_path / "o.parquet").exists()
 
 
 @pytest.mark.integration

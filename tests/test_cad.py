@@ -37,23 +37,14 @@ HATE = "IdentityDirectedAbuse"
 RT_RANDOM_SEED = 42
 RT_AMBIGUOUS_LABEL_NAME = "ambiguous"
 RT_EXTRA_LABELS = {"cad": []}
-RT_LABEL_TO_ID = {
-    "cad": {
-        "Neutral": 0,
-        "Slur": 1,
-        "PersonDirectedAbuse": 2,
-        "AffiliationDirectedAbuse": 3,
-        "IdentityDirectedAbuse": 4,
-        "AffiliationDirectedAbuse$IdentityDirectedAbuse": 5,
-        "AffiliationDirectedAbuse$IdentityDirectedAbuse$PersonDirectedAbuse": 6,
-        "AffiliationDirectedAbuse$PersonDirectedAbuse": 7,
-        "AffiliationDirectedAbuse$Slur": 8,
-        "IdentityDirectedAbuse$PersonDirectedAbuse": 9,
-        "IdentityDirectedAbuse$PersonDirectedAbuse$Slur": 10,
-        "IdentityDirectedAbuse$Slur": 11,
-        "PersonDirectedAbuse$Slur": 12,
-    }
-}
+RT_LABEL_TO_ID = {"cad": {
+    "Neutral": 0, "Slur": 1, "PersonDirectedAbuse": 2, "AffiliationDirectedAbuse": 3, "IdentityDirectedAbuse": 4,
+    "AffiliationDirectedAbuse$IdentityDirectedAbuse": 5,
+    "AffiliationDirectedAbuse$IdentityDirectedAbuse$PersonDirectedAbuse": 6,
+    "AffiliationDirectedAbuse$PersonDirectedAbuse": 7, "AffiliationDirectedAbuse$Slur": 8,
+    "IdentityDirectedAbuse$PersonDirectedAbuse": 9, "IdentityDirectedAbuse$PersonDirectedAbuse$Slur": 10,
+    "IdentityDirectedAbuse$Slur": 11, "PersonDirectedAbuse$Slur": 12,
+}}  # fmt: skip
 RT_LABEL_MAPPING = {"cad": {0: 0, 1: 0, 2: 0, 3: 0, 4: 1, 5: 1, 6: 1, 7: 0, 8: 0, 9: 1, 10: 1, 11: 1, 12: 0}}
 
 
@@ -63,22 +54,9 @@ def rt_create_dataset_file(input_folder, dataset_name):
     df = df.loc[df["split"].isin(["train", "dev", "test"])]
     df = df.loc[df["annotation_Context"].isin(["CurrentContent", '"NA"'])]
     df = df[df.id != "cad_11730"]
-    static_cols = [
-        "info_id",
-        "info_subreddit",
-        "info_subreddit_id",
-        "info_id.parent",
-        "info_id.link",
-        "info_thread.id",
-        "info_order",
-        "info_image.saved",
-        "meta_author",
-        "meta_created_utc",
-        "meta_date",
-        "meta_day",
-        "meta_permalink",
-        "meta_text",
-    ]
+    static_cols = ["info_id", "info_subreddit", "info_subreddit_id", "info_id.parent", "info_id.link",
+                   "info_thread.id", "info_order", "info_image.saved", "meta_author", "meta_created_utc",
+                   "meta_date", "meta_day", "meta_permalink", "meta_text"]  # fmt: skip
     df = df.groupby(static_cols)["annotation_Primary"].apply(lambda x: "$".join(sorted(set(x)))).reset_index()
     texts = df.meta_text.astype("string").tolist()
     labels = df.annotation_Primary.astype("string").tolist()
@@ -337,11 +315,8 @@ def test_cad_fixture_partition_labels_and_accounting():
         assert (r.text_a, r.labels) == want[r.uid]
         assert r.label == int(HATE in r.labels.split("$"))
     assert int(df["label"].sum()) == 22 and int((df["label"] == 0).sum()) == 72
-    assert summary["label_counts"] == {
-        "dev": {"nothate": 7, "hate": 2},
-        "test": {"nothate": 8, "hate": 1},
-        "train": {"nothate": 57, "hate": 19},
-    }
+    assert summary["label_counts"] == {"dev": {"nothate": 7, "hate": 2}, "test": {"nothate": 8, "hate": 1},
+                                       "train": {"nothate": 57, "hate": 19}}  # fmt: skip
     # row accounting, reason by reason
     assert summary["rows_in"] == len(raw) == 115
     assert summary["dropped"] == {
@@ -372,34 +347,24 @@ def row(df, uid):
 def test_cad_fixture_cleaning():
     df, _ = normalise("cad", FIX / "cad")
     texts = df["text_a"]
-    assert (
-        texts
-        == texts.str.lower()
-        .str.replace("[url]", "[URL]")
-        .str.replace("[user]", "[USER]")
-        .str.replace("[email]", "[EMAIL]")
-    ).all()
+    masks = texts.str.lower().str.replace("[url]", "[URL]").str.replace("[user]", "[USER]")
+    assert (texts == masks.str.replace("[email]", "[EMAIL]")).all()
     assert not texts.str.contains("[linebreak]", regex=False).any()
     assert not texts.str.contains(r"[\n\t\xa0\u200d]|https?://|/u/|/r/|&amp;").any()
     assert (texts == texts.str.rstrip()).all()
-    assert row(df, "syab18-post")["text_a"] == "synthetic placeholder post body with a link [URL] and a user [USER]"
-    assert row(df, "syac05-post")["text_a"] == (
-        "synthetic placeholder post: i was banned from [USER] for posting a recipe.   thoughts?"
-    )
-    assert row(df, "syae03-post")["text_a"] == (
-        ". synthetic placeholder long post about a documentary.         second paragraph with a described link ."
-    )
-    assert row(df, "syab18-title")["text_a"] == "synthetic placeholder title: fan fiction tropes & clichés"
-    assert row(df, "syc9101")["text_a"] == "synthetic placeholder comment: game night was fun board game night tbt"
-    assert row(df, "syc9102")["text_a"] == "synthetic placeholder comment: write to [EMAIL] or see [URL] (or [URL])"
-    assert row(df, "syc9105")["text_a"] == (
-        "synthetic placeholder pda: you are a placeholder (fake 17), see this thread <3 \U0001f469 \U0001f4bb"
-    )
-    assert (
-        row(df, "syc1205")["text_a"] == "synthetic placeholder neutral: backslash test c:\\temp\\file and _underscore"
-    )
-    assert row(df, "syc8101")["text_a"] == "synthetic placeholder comment with *markdown* and an escaped * asterisk"
-    assert row(df, "syc8107")["text_a"] == "emoji test \U0001f600 and non-ascii naïve café"
+    want = {
+        "syab18-post": "synthetic placeholder post body with a link [URL] and a user [USER]",
+        "syac05-post": "synthetic placeholder post: i was banned from [USER] for posting a recipe.   thoughts?",
+        "syae03-post": ". synthetic placeholder long post about a documentary.         second paragraph with a described link .",
+        "syab18-title": "synthetic placeholder title: fan fiction tropes & clichés",
+        "syc9101": "synthetic placeholder comment: game night was fun board game night tbt",
+        "syc9102": "synthetic placeholder comment: write to [EMAIL] or see [URL] (or [URL])",
+        "syc9105": "synthetic placeholder pda: you are a placeholder (fake 17), see this thread <3 \U0001f469 \U0001f4bb",
+        "syc1205": "synthetic placeholder neutral: backslash test c:\\temp\\file and _underscore",
+        "syc8101": "synthetic placeholder comment with *markdown* and an escaped * asterisk",
+        "syc8107": "emoji test \U0001f600 and non-ascii naïve café",
+    }  # fmt: skip
+    assert {uid: row(df, uid)["text_a"] for uid in want} == want
     # R&T quirk: "lol" and "lol [linebreak]" are different dedup keys, the same text in the end
     assert row(df, "syc1204")["text_a"] == row(df, "syc9104")["text_a"] == "lol"
 

@@ -56,37 +56,16 @@ def dyn(dyn_path):
     return datamap.load_dynamics(dyn_path)
 
 
-def test_load_dynamics_contract(dyn, dyn_path):
-    with np.load(dyn_path) as z:
-        assert z["probs"].dtype == np.float16
-        assert z["labels"].dtype == np.int64
-        assert z["seen"].dtype == bool
-        assert int(z["complete_epochs"]) == 3
-    assert dyn.complete_epochs == 3
-    assert dyn.probs.shape == (4, 4, 3)
-    assert list(dyn.uids) == UIDS
-
-
-def test_metrics_by_hand(dyn):
+def test_metrics_by_hand_over_complete_epochs(dyn, dyn_path):
+    with np.load(dyn_path) as z:  # the file contract
+        assert (z["probs"].dtype, z["labels"].dtype, z["seen"].dtype, int(z["complete_epochs"])) == (
+            np.float16, np.int64, bool, 3)  # fmt: skip
     df = datamap.compute(dyn)
-    assert list(df.columns) == ["uid", "label", *datamap.METRICS]
-    assert list(df["uid"]) == UIDS
-    for col in datamap.METRICS:
+    assert list(df.columns) == ["uid", "label", *datamap.METRICS] and list(df["uid"]) == UIDS
+    for col in datamap.METRICS:  # variability: population std (ddof=0), like cartography
         np.testing.assert_allclose(df[col].to_numpy(), EXPECTED[col].to_numpy(), atol=1e-12, err_msg=col)
     assert df["forgetfulness"].dtype == np.int64
-
-
-def test_variability_is_population_std(dyn):
-    pt = np.array([[0.25, 0.5, 0.75]])
-    df = datamap.compute(dyn)
-    assert df["variability"].iloc[0] == pytest.approx(np.std(pt))  # ddof=0, like cartography
-    assert df["variability"].iloc[0] != pytest.approx(np.std(pt, ddof=1))
-
-
-def test_partial_epoch_ignored(dyn):
-    # the 4th epoch would change a's p_true mean to (1.5 + 0) / 4 if it were used
-    df = datamap.compute(dyn)
-    assert df["confidence"].iloc[0] == pytest.approx(0.5)
+    # the partial 4th epoch would change a's p_true mean to (1.5 + 0) / 4 if it were used
     assert datamap.compute(dyn, epochs=2)["confidence"].iloc[0] == pytest.approx(0.375)
 
 
@@ -106,6 +85,10 @@ def test_malformed_dynamics(tmp_path):
     np.savez(bad, uids=np.array(UIDS), labels=np.array(LABELS))
     with pytest.raises(DataError, match="missing array"):
         datamap.load_dynamics(bad)
+    probs = np.array(PROBS[:3])
+    probs[1, 2, 0] = -0.125
+    with pytest.raises(DataError, match="negative"):
+        datamap.save_dynamics(tmp_path / "d.npz", UIDS, LABELS, probs)
 
 
 def test_categories_partition_rule(dyn):
@@ -127,13 +110,8 @@ def test_categories_partition_rule(dyn):
 def test_categories_sizes_and_deterministic_ties():
     rng = np.random.default_rng(0)
     n = 1001
-    df = pd.DataFrame(
-        {
-            "uid": [f"u{i:04d}" for i in range(n)],
-            "confidence": rng.integers(0, 5, n) / 4,  # heavy ties
-            "variability": rng.integers(0, 3, n) / 8,
-        }
-    )
+    uids = [f"u{i:04d}" for i in range(n)]  # heavy ties below
+    df = pd.DataFrame({"uid": uids, "confidence": rng.integers(0, 5, n) / 4, "variability": rng.integers(0, 3, n) / 8})
     for q in (0.25, 0.33, 0.5):
         k = round(q * n)
         c = datamap.categorize(df, q)
@@ -148,13 +126,8 @@ def test_categories_sizes_and_deterministic_ties():
         assert set(c.loc[c["hard_to_learn"], "uid"]) == set(hard)
 
 
-def test_overlap():
-    assert datamap.overlap(["a", "b", "c"], ["b", "c", "d"]) == pytest.approx(2 / 3)
-    assert datamap.overlap(["a", "b"], ["a", "b"]) == 1.0
-    assert datamap.overlap(["a"], ["b"]) == 0.0
-
-
 def test_overlap_matrix(dyn):
+    assert datamap.overlap(["a", "b", "c"], ["b", "c", "d"]) == pytest.approx(2 / 3)
     m1 = datamap.compute(dyn)
     m2 = m1.copy()
     m2["variability"] = [0.0, 0.3, 0.2, 0.1]  # ambiguous at q=.5: b, c (vs a, b)
@@ -165,10 +138,9 @@ def test_overlap_matrix(dyn):
         datamap.overlap_matrix({"x": m1, "z": m1.iloc[:3]}, 0.5)
 
 
-def test_easy_ratio(dyn):
-    df = datamap.compute(dyn)
-    assert datamap.easy_ratio(df, 0.25) == pytest.approx(0.5)
-    assert datamap.easy_ratio(df, 0.5) == pytest.approx(0.25)
+@pytest.mark.parametrize(("q", "easy"), [(0.25, 0.5), (0.5, 0.25)])  # test_categories_partition_rule
+def test_easy_ratio(dyn, q, easy):
+    assert datamap.easy_ratio(datamap.compute(dyn), q) == pytest.approx(easy)
 
 
 def test_ptrue_curves(dyn):
@@ -202,13 +174,6 @@ def test_cli_datamap(tmp_path, dyn_path):
     assert main(["datamap", "--run-dir", str(tmp_path / "nope"), "--out", str(out), "--q", "0.25"]) == 1
 
 
-def test_negative_probabilities_rejected(tmp_path):
-    probs = np.array(PROBS[:3])
-    probs[1, 2, 0] = -0.125
-    with pytest.raises(DataError, match="negative"):
-        datamap.save_dynamics(tmp_path / "d.npz", UIDS, LABELS, probs)
-
-
 def test_default_title():
     assert datamap.default_title("results/runs/nli/tinybert/erm-none/full/seed2") == (
         "Data map: nli, reference tinybert, seed 2"
@@ -217,15 +182,8 @@ def test_default_title():
 
 
 def test_reads_compressed_npz(tmp_path):
-    # the engine writes np.savez_compressed
-    path = tmp_path / "dynamics.npz"
-    np.savez_compressed(
-        path,
-        uids=np.array(UIDS),
-        labels=np.array(LABELS, dtype=np.int64),
-        probs=np.array(PROBS, dtype=np.float16),
-        seen=np.array(SEEN),
-        complete_epochs=np.int64(3),
-    )
+    path = tmp_path / "dynamics.npz"  # the engine writes np.savez_compressed
+    np.savez_compressed(path, uids=np.array(UIDS), labels=np.array(LABELS, dtype=np.int64),
+                        probs=np.array(PROBS, dtype=np.float16), seen=np.array(SEEN), complete_epochs=np.int64(3))  # fmt: skip
     df = datamap.compute(datamap.load_dynamics(path))
     np.testing.assert_allclose(df["variability"], EXPECTED["variability"])

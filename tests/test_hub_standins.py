@@ -9,7 +9,6 @@ port so that any network attempt fails at once instead of reaching the internet.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -21,105 +20,21 @@ import pytest
 from rehearsal import hub as standins
 
 from ftft.errors import ModelError
-from ftft.hub import select_files
+from ftft.modeling import select_files
 
 pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
 
-DEBERTA = ("microsoft/deberta-v3-small", "microsoft/deberta-v3-base", "microsoft/deberta-v3-large")
-ELECTRA = (
-    "google/electra-small-discriminator",
-    "google/electra-base-discriminator",
-    "google/electra-large-discriminator",
+UNCASED = (
+    "prajjwal1/bert-tiny",
+    "bert-large-uncased",
+    *(f"google/electra-{s}-discriminator" for s in ("small", "base", "large")),
 )
-UNCASED = (*ELECTRA, "prajjwal1/bert-tiny", "bert-large-uncased")
-CASED = (*DEBERTA, "roberta-large")
+MODEL_TYPES = {"microsoft/deberta": "deberta-v2", "google/electra": "electra", "roberta": "roberta", "": "bert"}
 
-# The published config.json key sets (tests/fixtures/hub/README.md), independent of the builder.
-DEBERTA_V3_KEYS = [
-    "model_type",
-    "attention_probs_dropout_prob",
-    "hidden_act",
-    "hidden_dropout_prob",
-    "hidden_size",
-    "initializer_range",
-    "intermediate_size",
-    "max_position_embeddings",
-    "relative_attention",
-    "position_buckets",
-    "norm_rel_ebd",
-    "share_att_key",
-    "pos_att_type",
-    "layer_norm_eps",
-    "max_relative_positions",
-    "position_biased_input",
-    "num_attention_heads",
-    "num_hidden_layers",
-    "type_vocab_size",
-    "vocab_size",
-]
-BERT_TINY_KEYS = [
-    "hidden_size",
-    "hidden_act",
-    "initializer_range",
-    "vocab_size",
-    "hidden_dropout_prob",
-    "num_attention_heads",
-    "type_vocab_size",
-    "max_position_embeddings",
-    "num_hidden_layers",
-    "intermediate_size",
-    "attention_probs_dropout_prob",
-]
-_BERT_COMMON = {
-    "architectures",
-    "attention_probs_dropout_prob",
-    "hidden_act",
-    "hidden_dropout_prob",
-    "hidden_size",
-    "initializer_range",
-    "intermediate_size",
-    "layer_norm_eps",
-    "max_position_embeddings",
-    "model_type",
-    "num_attention_heads",
-    "num_hidden_layers",
-    "pad_token_id",
-    "type_vocab_size",
-    "vocab_size",
-}
-ELECTRA_KEYS = _BERT_COMMON | {
-    "embedding_size",
-    "position_embedding_type",
-    "summary_activation",
-    "summary_last_dropout",
-    "summary_type",
-    "summary_use_proj",
-    "transformers_version",
-}
-BERT_LARGE_KEYS = _BERT_COMMON | {
-    "gradient_checkpointing",
-    "position_embedding_type",
-    "transformers_version",
-    "use_cache",
-}
-ROBERTA_KEYS = _BERT_COMMON | {"bos_token_id", "eos_token_id"}
 # parameters a sequence-classification model gets fresh (not in any pretraining checkpoint)
-NEW_HEAD = {
-    "deberta-v2": {"pooler.dense.weight", "pooler.dense.bias", "classifier.weight", "classifier.bias"},
-    "electra": {
-        "classifier.dense.weight",
-        "classifier.dense.bias",
-        "classifier.out_proj.weight",
-        "classifier.out_proj.bias",
-    },
-    "bert": {"classifier.weight", "classifier.bias"},
-    "roberta": {
-        "classifier.dense.weight",
-        "classifier.dense.bias",
-        "classifier.out_proj.weight",
-        "classifier.out_proj.bias",
-    },
-}
+TWO_LAYER_HEAD = {f"classifier.{layer}.{p}" for layer in ("dense", "out_proj") for p in ("weight", "bias")}
+NEW_HEAD = {"deberta-v2": {f"{m}.{p}" for m in ("pooler.dense", "classifier") for p in ("weight", "bias")},
+            "electra": TWO_LAYER_HEAD, "bert": {"classifier.weight", "classifier.bias"}, "roberta": TWO_LAYER_HEAD}  # fmt: skip
 
 
 def offline_env(hf_home: Path, **extra: str) -> dict[str, str]:
@@ -156,141 +71,6 @@ def hf_cache(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     """``(HF_HOME, {hub id: snapshot})`` with all nine stand-ins, built once."""
     home = tmp_path_factory.mktemp("hf_home")
     return home, standins.build_hf_cache(home)
-
-
-# ---------------------------------------------------------------- the cache itself
-def test_cache_layout_is_huggingface_hubs(hf_cache):
-    home, snapshots = hf_cache
-    assert sorted(snapshots) == sorted(standins.HUB_IDS)
-    assert {p.name for p in (home / "hub").iterdir()} == {
-        "models--microsoft--deberta-v3-small",
-        "models--microsoft--deberta-v3-base",
-        "models--microsoft--deberta-v3-large",
-        "models--google--electra-small-discriminator",
-        "models--google--electra-base-discriminator",
-        "models--google--electra-large-discriminator",
-        "models--prajjwal1--bert-tiny",
-        "models--bert-large-uncased",  # legacy ids: no org
-        "models--roberta-large",
-    }
-    for hub_id, snap in snapshots.items():
-        repo = snap.parent.parent
-        assert (repo / "refs" / "main").read_text() == snap.name == standins.pinned_revisions()[hub_id]
-        assert sorted(p.name for p in snap.iterdir()) == sorted(standins.STANDINS[hub_id].files)
-        for link in snap.iterdir():
-            assert link.is_symlink() and not os.path.isabs(os.readlink(link)), link
-            blob = link.resolve()
-            assert blob.parent == (repo / "blobs").resolve()
-            data = blob.read_bytes()
-            lfs = link.name.endswith((".bin", ".safetensors", ".model", ".h5", ".msgpack", ".ot", ".onnx", ".tar.gz"))
-            expect = (
-                hashlib.sha256(data).hexdigest() if lfs else hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-            )
-            assert blob.name == expect, link
-
-
-def test_huggingface_hub_resolves_the_cache(hf_cache):
-    """huggingface_hub itself (offline) finds every file by hub id, and its cache scan accepts the layout."""
-    home, snapshots = hf_cache
-    script = """
-        import json, sys
-        from huggingface_hub import scan_cache_dir, try_to_load_from_cache
-        ids = sys.argv[1:]
-        found = {i: try_to_load_from_cache(i, "config.json") for i in ids}
-        info = scan_cache_dir()
-        print(json.dumps({"found": found, "repos": sorted(r.repo_id for r in info.repos), "warnings": [str(w) for w in info.warnings]}))
-    """
-    out = last_json(run_py(script, offline_env(home), *snapshots))
-    assert out["warnings"] == []
-    assert out["repos"] == sorted(snapshots)
-    for hub_id, snap in snapshots.items():
-        assert out["found"][hub_id] == str(snap / "config.json")
-
-
-def test_files_and_config_keys_as_published(hf_cache):
-    import torch
-
-    _, snaps = hf_cache
-    for hub_id in DEBERTA:
-        text = (snaps[hub_id] / "config.json").read_text()
-        assert list(json.loads(text)) == DEBERTA_V3_KEYS  # no architectures, no pad_token_id
-        assert text.startswith('{\n\t\t"model_type": "deberta-v2",') and '"layer_norm_eps": 1e-7,' in text
-        assert not (snaps[hub_id] / "tokenizer.json").exists()
-        assert json.loads((snaps[hub_id] / "tokenizer_config.json").read_text()) == {
-            "do_lower_case": False,
-            "vocab_type": "spm",
-        }
-    tiny = (snaps["prajjwal1/bert-tiny"] / "config.json").read_text()
-    assert "\n" not in tiny and list(json.loads(tiny)) == BERT_TINY_KEYS  # no model_type, no architectures
-    assert not (snaps["prajjwal1/bert-tiny"] / "tokenizer_config.json").exists()
-    for hub_id in ELECTRA:
-        cfg = json.loads((snaps[hub_id] / "config.json").read_text())
-        assert set(cfg) == ELECTRA_KEYS and cfg["architectures"] == ["ElectraForPreTraining"]
-    assert set(json.loads((snaps["bert-large-uncased"] / "config.json").read_text())) == BERT_LARGE_KEYS
-    assert set(json.loads((snaps["roberta-large"] / "config.json").read_text())) == ROBERTA_KEYS
-    for hub_id in (*ELECTRA, "bert-large-uncased"):
-        assert json.loads((snaps[hub_id] / "tokenizer_config.json").read_text()) == {
-            "do_lower_case": True,
-            "model_max_length": 512,
-        }
-    assert json.loads((snaps["roberta-large"] / "tokenizer_config.json").read_text()) == {"model_max_length": 512}
-    assert (snaps["roberta-large"] / "merges.txt").read_text().startswith("#version: 0.2\n")
-
-    # weight formats, storage dtype and parameter names
-    for hub_id, snap in snaps.items():
-        has_st = (snap / "model.safetensors").exists()
-        assert has_st == (hub_id in ("bert-large-uncased", "roberta-large")), hub_id
-        state = torch.load(snap / "pytorch_model.bin", weights_only=True)
-        dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
-        assert dtypes == ({torch.float16} if hub_id in DEBERTA else {torch.float32}), hub_id
-        assert not any(k.startswith("classifier") for k in state), hub_id
-        if hub_id in DEBERTA:
-            assert "lm_predictions.lm_head.dense.weight" in state and "mask_predictions.classifier.weight" in state
-            assert all(k.startswith(("deberta.", "lm_predictions.", "mask_predictions.")) for k in state)
-        elif hub_id in ELECTRA:
-            assert "discriminator_predictions.dense_prediction.weight" in state
-            assert "electra.embeddings_project.weight" in state  # unused for base / large, as on the hub
-        elif hub_id == "roberta-large":
-            assert {"lm_head.decoder.weight", "roberta.pooler.dense.weight"} <= set(state)
-        else:
-            assert {"cls.predictions.decoder.weight", "cls.seq_relationship.weight", "bert.pooler.dense.weight"} <= set(
-                state
-            )
-        legacy = hub_id == "bert-large-uncased"
-        assert any(k.endswith("LayerNorm.gamma") for k in state) == legacy, hub_id
-
-
-def test_config_layout_reproduces_the_published_byte_sizes():
-    """Rendered with the real sizes, the stand-ins' config / tokenizer_config files have the hub files' byte sizes.
-
-    (Sizes from the hub's file listings: the key sets, key order and layout are then the published ones.)
-    """
-    d = standins.Dims
-    real = [
-        (standins.deberta_v3_config(d(768, 6, 12, 3072), 128100, position_buckets=256), 578),  # v3-small
-        (standins.deberta_v3_config(d(768, 12, 12, 3072), 128100, position_buckets=256), 579),  # v3-base
-        (standins.deberta_v3_config(d(1024, 24, 16, 4096), 128100, position_buckets=256), 580),  # v3-large
-        (standins.electra_config(d(256, 12, 4, 1024, embedding=128), 30522), 665),
-        (standins.electra_config(d(768, 12, 12, 3072, embedding=768), 30522), 666),
-        (standins.electra_config(d(1024, 24, 16, 4096, embedding=1024), 30522), 668),
-        (standins.bert_tiny_config(d(128, 2, 2, 512), 30522), 285),
-        (standins.bert_large_config(d(1024, 24, 16, 4096), 30522), 571),
-        (standins.roberta_config(d(1024, 24, 16, 4096), 50265), 482),
-        (standins.DEBERTA_TOKENIZER_CONFIG.encode(), 52),
-        (standins.UNCASED_TOKENIZER_CONFIG.encode(), 48),
-        (standins.ROBERTA_TOKENIZER_CONFIG.encode(), 25),
-    ]
-    assert [len(data) for data, _ in real] == [size for _, size in real]
-
-
-def test_build_is_deterministic(hf_cache, tmp_path):
-    home, snaps = hf_cache
-    standins._train_spm.cache_clear()
-    again = standins.build_hf_cache(tmp_path)
-    for hub_id, snap in snaps.items():
-        assert again[hub_id].name == snap.name, hub_id
-        for f in snap.iterdir():
-            assert (again[hub_id] / f.name).read_bytes() == f.read_bytes(), (hub_id, f.name)
 
 
 # ---------------------------------------------------------------- loading by hub id, offline
@@ -379,13 +159,8 @@ def test_loads_by_hub_id_offline(offline_loads, hub_id):
     assert r["tokenizer"] in expected_tok
     assert r["lowercases"] == (hub_id in UNCASED)
     assert r["mask_token"] == ("<mask>" if hub_id == "roberta-large" else "[MASK]")
-
-
-def test_expected_model_types(offline_loads):
-    types = {h: offline_loads[h].get("model_type") for h in standins.HUB_IDS}
-    assert types["prajjwal1/bert-tiny"] == "bert"  # its config.json has no model_type
-    assert {types[h] for h in DEBERTA} == {"deberta-v2"} and {types[h] for h in ELECTRA} == {"electra"}
-    assert types["roberta-large"] == "roberta" and types["bert-large-uncased"] == "bert"
+    # bert-tiny's config.json has no model_type: inferred from the id
+    assert r["model_type"] == next(t for p, t in MODEL_TYPES.items() if hub_id.startswith(p))
 
 
 def test_missing_model_offline_names_id_and_fetch_command(offline_loads):
@@ -398,12 +173,6 @@ def test_missing_model_offline_names_id_and_fetch_command(offline_loads):
 
 
 # ---------------------------------------------------------------- sentencepiece / protobuf
-def test_sentencepiece_and_protobuf_are_installed():
-    """DeBERTa-v3's spm.model (no tokenizer.json) cannot be read without both packages."""
-    import google.protobuf  # noqa: F401
-    import sentencepiece  # noqa: F401
-
-
 SPM_SCRIPT = """
     import json
     from ftft.errors import ModelError
@@ -440,15 +209,13 @@ def test_missing_sentencepiece_or_protobuf_is_a_clear_error(hf_cache, tmp_path, 
 # ---------------------------------------------------------------- ftft fetch-models
 FETCH_SCRIPT = """
     import json, sys
-    from ftft import cli, hub
+    from ftft import cli, modeling
     from ftft.errors import ModelError
-    # `ftft fetch-models` as registered in cli.COMMANDS (added here if this checkout lacks the line)
-    cli.COMMANDS.setdefault("fetch-models", ("ftft.hub", "pre-download hub models into the HF cache"))
     argv = json.loads(sys.argv[1])
     out = {"rcs": [cli.main(a) for a in argv["cli"]], "direct": []}
     for hub_id, cache in argv["direct"]:
         try:
-            out["direct"].append(str(hub.fetch_model(hub_id, cache)))
+            out["direct"].append(str(modeling.fetch_model(hub_id, cache)))
         except ModelError as exc:
             out["direct"].append("ModelError: " + str(exc))
     print(json.dumps(out))
@@ -484,7 +251,7 @@ def test_fetch_models_offline_verifies_the_cache(hf_cache, tmp_path):
                 "--marker",
                 str(marker.with_name("failed.json")),
             ],
-        ],
+        ],  # fmt: skip
         "direct": [["prajjwal1/bert-tiny", str(broken / "hub")], ["bert-large-uncased", None]],
     }
     proc = run_py(FETCH_SCRIPT, offline_env(home), json.dumps(argv))
@@ -509,59 +276,37 @@ def test_fetch_models_offline_verifies_the_cache(hf_cache, tmp_path):
 
 
 # ---------------------------------------------------------------- what fetch-models downloads
-# the repos' main file lists (tests/fixtures/hub/README.md)
-REPO_FILES = {
-    "roberta-large": [".gitattributes", "README.md", "config.json", "flax_model.msgpack", "merges.txt", "model.onnx",
-                      "model.safetensors", "pytorch_model.bin", "tf_model.h5", "tokenizer.json", "tokenizer_config.json",
-                      "vocab.json"],
-    "microsoft/deberta-v3-base": [".gitattributes", "README.md", "config.json", "pytorch_model.bin", "rust_model.ot",
-                                  "spm.model", "tf_model.h5", "tokenizer_config.json"],
-    "google/electra-small-discriminator": [".gitattributes", "README.md", "config.json", "flax_model.msgpack",
-                                           "pytorch_model.bin", "tf_model.h5", "tokenizer.json",
-                                           "tokenizer_config.json", "vocab.txt"],
-    "bert-large-uncased": [".gitattributes", "README.md", "config.json", "flax_model.msgpack", "model.safetensors",
-                           "pytorch_model.bin", "rust_model.ot", "tf_model.h5", "tokenizer.json",
-                           "tokenizer_config.json", "vocab.txt", "whole-word-masking.tar.gz"],
-    "prajjwal1/bert-tiny": [".gitattributes", "README.md", "config.json", "pytorch_model.bin", "vocab.txt"],
-}  # fmt: skip
+# the repos' main file lists (tests/fixtures/hub/README.md), as the stand-ins copy them
+REPO_FILES = {hub_id: list(s.files) for hub_id, s in standins.STANDINS.items()}
 
 
-def test_select_files_takes_config_tokenizer_and_one_pytorch_format():
-    assert select_files(REPO_FILES["roberta-large"]) == [
-        "config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "vocab.json",
-        "merges.txt",
-        "model.safetensors",
-    ]
-    assert select_files(REPO_FILES["microsoft/deberta-v3-base"]) == [
-        "config.json",
-        "tokenizer_config.json",
-        "spm.model",
-        "pytorch_model.bin",
-    ]
-    assert select_files(REPO_FILES["google/electra-small-discriminator"]) == [
-        "config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "vocab.txt",
-        "pytorch_model.bin",
-    ]
-    assert select_files(REPO_FILES["bert-large-uncased"])[-1] == "model.safetensors"
-    assert select_files(REPO_FILES["prajjwal1/bert-tiny"]) == ["config.json", "vocab.txt", "pytorch_model.bin"]
-    sharded = ["config.json", "tokenizer.json", "model.safetensors.index.json", "pytorch_model.bin"] + [
-        f"model-0000{i}-of-00002.safetensors" for i in (1, 2)
-    ]
-    assert select_files(sharded)[2:] == [
-        "model.safetensors.index.json",
-        "model-00001-of-00002.safetensors",
-        "model-00002-of-00002.safetensors",
-    ]
-    for listing in REPO_FILES.values():
-        chosen = select_files(listing)
-        assert not any(n.endswith((".h5", ".msgpack", ".onnx", ".ot", ".tar.gz")) for n in chosen)
-    with pytest.raises(ModelError, match="no PyTorch weights"):
-        select_files(["config.json", "vocab.txt", "tf_model.h5", "flax_model.msgpack"], "org/tf-only")
-    with pytest.raises(ModelError, match="no config.json"):
-        select_files(["pytorch_model.bin", "vocab.txt"], "org/bare")
+@pytest.mark.parametrize(
+    ("files", "chosen"),
+    [
+        (REPO_FILES["roberta-large"], ["config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json",
+                                       "merges.txt", "model.safetensors"]),
+        (REPO_FILES["microsoft/deberta-v3-base"], ["config.json", "tokenizer_config.json", "spm.model",
+                                                   "pytorch_model.bin"]),
+        (REPO_FILES["google/electra-small-discriminator"], ["config.json", "tokenizer.json", "tokenizer_config.json",
+                                                            "vocab.txt", "pytorch_model.bin"]),
+        (REPO_FILES["bert-large-uncased"], ["config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                                            "model.safetensors"]),
+        (REPO_FILES["prajjwal1/bert-tiny"], ["config.json", "vocab.txt", "pytorch_model.bin"]),
+        (["config.json", "tokenizer.json", "model.safetensors.index.json", "pytorch_model.bin",
+          "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"],
+         ["config.json", "tokenizer.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors",
+          "model-00002-of-00002.safetensors"]),
+    ],
+)  # fmt: skip
+def test_select_files_takes_config_tokenizer_and_one_pytorch_format(files, chosen):
+    assert select_files(files) == chosen
+
+
+@pytest.mark.parametrize(
+    ("files", "error"),
+    [(["config.json", "vocab.txt", "tf_model.h5", "flax_model.msgpack"], "no PyTorch weights"),
+     (["pytorch_model.bin", "vocab.txt"], "no config.json"), (["config.json", "pytorch_model.bin"], "no tokenizer")],
+)  # fmt: skip
+def test_select_files_errors_name_the_model(files, error):
+    with pytest.raises(ModelError, match=f"'org/x' has {error}"):
+        select_files(files, "org/x")

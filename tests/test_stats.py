@@ -29,18 +29,19 @@ def direct_macro_f1(pred, labels) -> float:
 DIRECT = {"accuracy": direct_accuracy, "macro_f1": direct_macro_f1}
 
 
-def direct_samples(preds_a, preds_b, labels, metric, n_samples, seed):
-    """Slow reference: replay the same draws, one sample and one seed at a time."""
+def direct_samples(systems, labels, metric, n_samples, seed, combine=lambda a, b: a - b):
+    """Slow reference: replay the same draws, one sample and one seed at a time; ``systems``: (preds, "a" | "b")."""
     fn = DIRECT[metric]
-    diffs = []
-    for inst, sa, sb in stats.bootstrap_draws(n_samples, len(labels), len(preds_a), len(preds_b), seed):
-        for b in range(len(inst)):
-            idx = inst[b]
+    n_a, n_b = (next(len(x) for x, w in systems if w == who) for who in "ab")
+    out = []
+    for inst, sa, sb in stats.bootstrap_draws(n_samples, len(labels), n_a, n_b, seed):
+        for b, idx in enumerate(inst):
             lab = [int(labels[i]) for i in idx]
-            a = np.mean([fn([int(preds_a[s][i]) for i in idx], lab) for s in sa[b]])
-            bb = np.mean([fn([int(preds_b[s][i]) for i in idx], lab) for s in sb[b]])
-            diffs.append(a - bb)
-    return np.array(diffs)
+            means = [
+                np.mean([fn([int(x[s][i]) for i in idx], lab) for s in (sa if w == "a" else sb)[b]]) for x, w in systems
+            ]
+            out.append(combine(*means))
+    return np.array(out)
 
 
 def brute_p(diffs, margin=0.0) -> float:
@@ -69,11 +70,13 @@ def test_matches_direct_loop(small_data, metric):
     preds_a, preds_b, labels = small_data
     n_samples = stats.CHUNK + 60  # crosses a chunk boundary
     mean, p = stats.multibootstrap(preds_a, preds_b, labels, metric, n_samples, seed=7)
-    d_diffs = direct_samples(preds_a, preds_b, labels, metric, n_samples, seed=7)
+    d_diffs = direct_samples([(preds_a, "a"), (preds_b, "b")], labels, metric, n_samples, seed=7)
     samples = stats.multibootstrap_samples(preds_a, preds_b, labels, metric, n_samples, seed=7)
     np.testing.assert_allclose(samples, d_diffs, atol=1e-12)
     assert mean == pytest.approx(d_diffs.mean(), abs=1e-12)
     assert p == pytest.approx(brute_p(d_diffs), abs=1e-12)
+    assert (mean, p) == stats.multibootstrap(preds_a, preds_b, labels, metric, n_samples, seed=7)  # deterministic
+    assert not np.array_equal(samples, stats.multibootstrap_samples(preds_a, preds_b, labels, metric, n_samples, 8))
 
 
 def test_macro_f1_absent_class_follows_sklearn_convention():
@@ -86,14 +89,6 @@ def test_macro_f1_absent_class_follows_sklearn_convention():
         direct_macro_f1(list(preds[0][i]), list(labels[i])) - direct_macro_f1([0] * 4, list(labels[i])) for i in inst
     ]
     np.testing.assert_allclose(diffs, expected, atol=1e-12)
-
-
-def test_deterministic_for_a_seed(small_data):
-    a, b, y = small_data
-    assert stats.multibootstrap(a, b, y, "accuracy", 300, seed=1) == stats.multibootstrap(a, b, y, "accuracy", 300, 1)
-    s1 = stats.multibootstrap_samples(a, b, y, "accuracy", 300, seed=1)
-    s2 = stats.multibootstrap_samples(a, b, y, "accuracy", 300, seed=2)
-    assert not np.array_equal(s1, s2)
 
 
 def test_identical_systems():
@@ -184,15 +179,10 @@ def test_relative_bootstrap_matches_direct_loop():
     y = rng.integers(0, 2, n)
     arrays = [np.where(rng.random((s, n)) < p, y, 1 - y) for s, p in ((2, 0.6), (2, 0.8), (3, 0.5), (3, 0.9))]
     d = stats.relative_bootstrap_samples(*arrays, y, "accuracy", 40, seed=3)
-    expect = []
-    for inst, sa, sb in stats.bootstrap_draws(40, n, 2, 3, 3):
-        for b in range(len(inst)):
-            idx = inst[b]
-            m = [
-                np.mean([direct_accuracy(x[s][idx], y[idx]) for s in seeds])
-                for x, seeds in zip(arrays, (sa[b], sa[b], sb[b], sb[b]), strict=True)
-            ]
-            expect.append(m[0] / m[1] - m[2] / m[3])
+    systems = list(zip(arrays, "aabb", strict=True))
+    expect = direct_samples(
+        systems, y, "accuracy", 40, 3, lambda a_at, a_full, b_at, b_full: a_at / a_full - b_at / b_full
+    )
     np.testing.assert_allclose(d, expect, atol=1e-12)
 
 

@@ -1,30 +1,11 @@
-"""Data maps (Swayamdipta et al. 2020) from a run's training dynamics, and the paper's analyses.
+"""Data maps (Swayamdipta et al. 2020) from a run's training dynamics (``dynamics.npz``), and their analyses.
 
-A data map summarises, per training instance, the probability of the gold label (``p_true``)
-that the model assigned in the training forward pass of each epoch (``dynamics.npz``, see
-docs/ARCHITECTURE.md):
-
-  confidence     mean of p_true over epochs
-  variability    standard deviation of p_true over epochs (population std, ddof=0)
-  correctness    fraction of epochs in which argmax(probs) == label
-  forgetfulness  number of correct -> incorrect transitions between consecutive epochs
-                 (forgetting events, Toneva et al. 2019)
-
-Only *complete* epochs are used: the last pass over the training set may be partial (the
-step budget rarely ends on an epoch boundary) and a partial epoch would bias the statistics
-of the instances it happened to cover.
-
-Categories at a threshold q (``categorize``): ``ambiguous`` = the round(q*N) instances with the
-highest variability, ``hard_to_learn`` = the round(q*N) with the lowest confidence, ``easy`` =
-neither. An instance can be both ambiguous and hard-to-learn (§2 of the paper), so the easy
-share is between 1 - 2q and 1 - q (Table 8).
-
-Analyses used by the figures and tables: ``overlap`` / ``overlap_matrix`` (Figure 1a),
-``ptrue_curves`` (Figure 1b), ``easy_ratio`` (Table 8), ``plot`` (data-map scatter).
-
-Everything is vectorised over instances (no per-instance Python): an MNLI-size map
-(392,702 instances x 15 epochs x 3 classes) is built in well under a second
-(benchmarks/datamap.py).
+Per instance, over the *complete* epochs (a partial last pass would bias the instances it covered): confidence
+(mean p_true), variability (population std of p_true, as allenai/cartography), correctness (share of epochs with
+argmax == label), forgetfulness (correct -> incorrect transitions, Toneva et al. 2019). At threshold q,
+``ambiguous`` = the round(q*N) highest variability, ``hard_to_learn`` = the round(q*N) lowest confidence (ties by
+uid), ``easy`` = neither (§2 of the paper; Table 8). Analyses: ``overlap_matrix`` (Figure 1a), ``ptrue_curves``
+(Figure 1b), ``easy_ratio`` (Table 8), ``plot``.
 """
 
 from __future__ import annotations
@@ -46,16 +27,9 @@ CATEGORIES = ("ambiguous", "hard_to_learn", "easy", "category")  # columns of a 
 DYNAMICS_KEYS = ("uids", "labels", "probs", "seen", "complete_epochs")
 
 
-# --------------------------------------------------------------------------- dynamics file
-
-
 @dataclass(frozen=True)
 class TrainingDynamics:
-    """Training dynamics of one run (the arrays of ``dynamics.npz``).
-
-    uids [N] str, labels [N] int64, probs [E, N, C] (float16 on disk), seen [E, N] bool,
-    complete_epochs: number of leading epochs in which every instance was seen.
-    """
+    """``dynamics.npz``: uids [N], labels [N], probs [E, N, C] (float16 on disk), seen [E, N], complete_epochs."""
 
     uids: np.ndarray
     labels: np.ndarray
@@ -70,14 +44,11 @@ class TrainingDynamics:
 
     def p_true(self, epochs: int | None = None) -> np.ndarray:
         """[E', N] probability of the gold label in the first ``epochs`` epochs (default: all complete)."""
-        e = self.complete_epochs if epochs is None else epochs
-        probs = self.probs[:e]
-        return probs[:, np.arange(self.n), self.labels]
+        return self.probs[: self.complete_epochs if epochs is None else epochs, np.arange(self.n), self.labels]
 
     def correct(self, epochs: int | None = None) -> np.ndarray:
         """[E', N] bool: argmax(probs) == label (first maximum on ties)."""
-        e = self.complete_epochs if epochs is None else epochs
-        return self.probs[:e].argmax(axis=-1) == self.labels[None, :]
+        return self.probs[: self.complete_epochs if epochs is None else epochs].argmax(axis=-1) == self.labels
 
 
 def load_dynamics(path: str | Path) -> TrainingDynamics:
@@ -95,47 +66,24 @@ def load_dynamics(path: str | Path) -> TrainingDynamics:
         raise
     except Exception as exc:  # zipfile / pickle / format errors
         raise unreadable(path, "training dynamics file", exc) from exc
-    return _validated(
-        uids=arrays["uids"].astype(str),
-        labels=arrays["labels"].astype(np.int64),
-        probs=arrays["probs"],
-        seen=arrays["seen"].astype(bool),
-        complete_epochs=int(arrays["complete_epochs"]),
-        path=str(path),
-    )
+    a = arrays
+    return _validated(a["uids"].astype(str), a["labels"].astype(np.int64), a["probs"], a["seen"].astype(bool),
+                      int(a["complete_epochs"]), str(path))  # fmt: skip
 
 
-def save_dynamics(
-    path: str | Path,
-    uids,
-    labels,
-    probs,
-    seen=None,
-    complete_epochs: int | None = None,
-) -> None:
-    """Write ``dynamics.npz`` atomically in the contract's dtypes (probs as float16).
-
-    ``seen`` defaults to all True and ``complete_epochs`` to the number of leading epochs
-    whose ``seen`` row is all True.
-    """
+def save_dynamics(path: str | Path, uids, labels, probs, seen=None, complete_epochs: int | None = None) -> None:
+    """Write ``dynamics.npz`` atomically (probs as float16); ``seen`` defaults to all True, ``complete_epochs`` to
+    the number of leading all-seen epochs."""
     uids = np.asarray(uids).astype(str)
+    labels = np.asarray(labels, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float16)
     seen = np.ones(probs.shape[:2], dtype=bool) if seen is None else np.asarray(seen, dtype=bool)
     if complete_epochs is None:
-        full = seen.all(axis=1)
-        complete_epochs = int(np.argmin(full)) if not full.all() else int(len(full))
+        complete_epochs = int(np.cumprod(seen.all(axis=1)).sum())
     # a failed run (non-finite loss) has NaN dynamics: they are written, but never read back
-    _validated(uids, np.asarray(labels, dtype=np.int64), probs, seen, int(complete_epochs), str(path), allow_nan=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                uids=uids,
-                labels=np.asarray(labels, dtype=np.int64),
-                probs=probs,
-                seen=seen,
-                complete_epochs=np.int64(complete_epochs),
-            )
+    _validated(uids, labels, probs, seen, int(complete_epochs), str(path), allow_nan=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, uids=uids, labels=labels, probs=probs, seen=seen, complete_epochs=np.int64(complete_epochs))
 
 
 def _validated(uids, labels, probs, seen, complete_epochs, path, allow_nan: bool = False) -> TrainingDynamics:
@@ -185,64 +133,32 @@ def _epochs(dyn: TrainingDynamics, epochs) -> int:
 
 
 def compute(dyn: TrainingDynamics, epochs: str | int = "complete") -> pd.DataFrame:
-    """Data map of ``dyn``: one row per instance (in the dynamics' order).
-
-    Columns: uid, label, confidence, variability, correctness, forgetfulness.
-    ``epochs``: "complete" (every complete epoch) or an int k (the first k complete epochs).
-
-    Variability is the *population* standard deviation (``np.std``, ddof=0), exactly as the
-    dataset-cartography reference implementation (allenai/cartography) computes it; with the E
-    complete epochs of a full run (NLI 4: 60,000 x 32 / 392,702 = 4.9 passes; HSD about 11),
-    ddof=1 would scale every value by sqrt(E/(E-1)), which leaves the ranking, hence the categories, unchanged but shifts the plotted values.
-    Statistics are computed in float64 from the float16 probabilities.
-    """
+    """One row per instance (uid, label and ``METRICS``, in float64) over every complete epoch or the first k."""
     e = _epochs(dyn, epochs)
     pt = dyn.p_true(e).astype(np.float64)  # [E, N]
     if not np.isfinite(pt).all():
         raise DataError(f"{dyn.path}: non-finite probabilities in the first {e} epochs")
     correct = dyn.correct(e)  # [E, N] bool
-    forgets = (correct[:-1] & ~correct[1:]).sum(axis=0)
     conf = pt.mean(axis=0)
-    dev = pt - conf
-    var = np.einsum("en,en->n", dev, dev) / e  # == pt.var(axis=0, ddof=0), one pass
     return pd.DataFrame(
         {
             "uid": dyn.uids,
             "label": dyn.labels,
             "confidence": conf,
-            "variability": np.sqrt(var),
+            "variability": np.sqrt(np.einsum("en,en->n", pt - conf, pt - conf) / e),  # ddof=0
             "correctness": correct.mean(axis=0),
-            "forgetfulness": forgets.astype(np.int64),
+            "forgetfulness": (correct[:-1] & ~correct[1:]).sum(axis=0).astype(np.int64),
         }
     )
 
 
 def select_extreme(values: np.ndarray, uids, k: int, largest: bool) -> np.ndarray:
-    """Bool mask of exactly ``k`` instances with the largest (or smallest) ``values``.
-
-    Deterministic tie-breaking: among equal values, smaller uid (string order) first. This is
-    the result of a stable sort by (value, uid) but only the tied group at the boundary is
-    sorted by uid, so it costs O(N).
-    """
-    n = len(values)
-    k = int(k)
-    mask = np.zeros(n, dtype=bool)
-    if k <= 0:
-        return mask
-    if k >= n:
-        mask[:] = True
-        return mask
-    v = -np.asarray(values, dtype=np.float64) if largest else np.asarray(values, dtype=np.float64)
+    """Bool mask of the ``k`` largest (or smallest) ``values``; among equal values, smaller uid first."""
+    v = np.asarray(values, dtype=np.float64)
     if np.isnan(v).any():
         raise DataError("data map has NaN values; cannot rank instances")
-    kth = np.partition(v, k - 1)[k - 1]
-    mask = v < kth
-    need = k - int(mask.sum())
-    tied = np.flatnonzero(v == kth)
-    if need < len(tied):
-        tied_uids = uids.iloc[tied].to_numpy() if isinstance(uids, pd.Series) else np.asarray(uids)[tied]
-        tied = tied[np.argsort(tied_uids.astype(str), kind="stable")[:need]]
-    mask[tied] = True
+    mask = np.zeros(len(v), dtype=bool)
+    mask[np.lexsort((np.asarray(uids).astype(str), -v if largest else v))[: max(int(k), 0)]] = True
     return mask
 
 
@@ -254,41 +170,26 @@ def category_size(n: int, q: float) -> int:
 
 
 def categorize(df: pd.DataFrame, q: float) -> pd.DataFrame:
-    """Copy of ``df`` with bool columns ambiguous, hard_to_learn, easy at threshold ``q``.
-
-    ambiguous: the round(q*N) highest variability; hard_to_learn: the round(q*N) lowest
-    confidence; easy: neither. Ties are broken by uid (ascending), so the result is a pure
-    function of the map. An instance may be both ambiguous and hard-to-learn. ``category`` names
-    the region in one column (``ambiguous``, ``hard_to_learn``, both joined by ``+``, or ``easy``).
-    """
+    """Copy of ``df`` with the bool columns ambiguous, hard_to_learn, easy at ``q`` and ``category`` naming the
+    region (``ambiguous``, ``hard_to_learn``, ``ambiguous+hard_to_learn`` or ``easy``)."""
     k = category_size(len(df), q)
-    uids = df["uid"]  # only the tied values at a boundary are read
-    out = df.copy()
-    out["ambiguous"] = select_extreme(df["variability"].to_numpy(), uids, k, largest=True)
-    out["hard_to_learn"] = select_extreme(df["confidence"].to_numpy(), uids, k, largest=False)
-    out["easy"] = ~(out["ambiguous"].to_numpy() | out["hard_to_learn"].to_numpy())
-    both = out["ambiguous"] & out["hard_to_learn"]
-    out["category"] = np.select([both, out["ambiguous"], out["hard_to_learn"]],
-                                ["ambiguous+hard_to_learn", "ambiguous", "hard_to_learn"], "easy")  # fmt: skip
-    return out
+    amb = select_extreme(df["variability"].to_numpy(), df["uid"], k, largest=True)
+    hard = select_extreme(df["confidence"].to_numpy(), df["uid"], k, largest=False)
+    category = np.select([amb & hard, amb, hard], ["ambiguous+hard_to_learn", "ambiguous", "hard_to_learn"], "easy")
+    return df.assign(ambiguous=amb, hard_to_learn=hard, easy=~(amb | hard), category=category)
 
 
 def ambiguous_uids(df: pd.DataFrame, q: float) -> np.ndarray:
     """The round(q*N) most ambiguous uids, in the map's row order."""
-    k = category_size(len(df), q)
     uids = df["uid"].to_numpy().astype(str)
-    return uids[select_extreme(df["variability"].to_numpy(), uids, k, largest=True)]
+    return uids[select_extreme(df["variability"].to_numpy(), uids, category_size(len(df), q), largest=True)]
 
 
 # --------------------------------------------------------------------------- analyses
 
 
 def overlap(a_uids, b_uids) -> float:
-    """Share of the ambiguous set ``A`` also in ``B``: |A ∩ B| / |A| (Figure 1a).
-
-    Both sets have q*N elements in the paper, so the measure is symmetric there; random sets
-    share q in expectation (footnote 4).
-    """
+    """|A ∩ B| / |A| (Figure 1a; random sets of q*N share q in expectation, footnote 4)."""
     a = np.unique(np.asarray(a_uids).astype(str))
     b = np.unique(np.asarray(b_uids).astype(str))
     if len(a) == 0:
@@ -297,20 +198,13 @@ def overlap(a_uids, b_uids) -> float:
 
 
 def overlap_matrix(maps: dict[str, pd.DataFrame], q: float) -> pd.DataFrame:
-    """Pairwise ``overlap`` of the q-ambiguous sets; rows = A, columns = B, names in input order.
-
-    All maps must cover the same training instances (same uid set).
-    """
+    """Pairwise ``overlap`` of the q-ambiguous sets (rows A, columns B) of maps of the same training instances."""
     names = list(maps)
-    sets = {}
-    ref_name, ref_uids = None, None
-    for name in names:
-        uids = np.sort(maps[name]["uid"].to_numpy().astype(str))
-        if ref_uids is None:
-            ref_name, ref_uids = name, uids
-        elif len(uids) != len(ref_uids) or not np.array_equal(uids, ref_uids):
-            raise DataError(f"data maps {ref_name!r} and {name!r} cover different training instances")
-        sets[name] = ambiguous_uids(maps[name], q)
+    ref = np.sort(maps[names[0]]["uid"].to_numpy().astype(str))
+    for name in names[1:]:
+        if not np.array_equal(np.sort(maps[name]["uid"].to_numpy().astype(str)), ref):
+            raise DataError(f"data maps {names[0]!r} and {name!r} cover different training instances")
+    sets = {name: ambiguous_uids(maps[name], q) for name in names}
     mat = np.array([[overlap(sets[a], sets[b]) for b in names] for a in names], dtype=np.float64)
     return pd.DataFrame(mat, index=pd.Index(names, name="a"), columns=pd.Index(names, name="b"))
 
@@ -323,16 +217,11 @@ def easy_ratio(df: pd.DataFrame, q: float) -> float:
 
 
 def ptrue_curves(dyn: TrainingDynamics, hard_fraction: float = 0.10, epochs: str | int = "complete") -> pd.DataFrame:
-    """Median p_true per epoch of the hard-to-learn instances vs the rest (Figure 1b).
-
-    hard = the round(hard_fraction*N) instances with the lowest confidence (mean p_true over
-    the complete epochs; ties by uid), rest = the others. Returns columns
-    epoch (1-based), group ("hard" | "rest"), median_ptrue; complete epochs only.
-    """
+    """Median p_true per (1-based) epoch of the round(hard_fraction*N) lowest-confidence instances ("hard") and of
+    the others ("rest") (Figure 1b)."""
     e = _epochs(dyn, epochs)
     pt = dyn.p_true(e).astype(np.float64)
-    conf = pt.mean(axis=0)
-    hard = select_extreme(conf, dyn.uids, category_size(dyn.n, hard_fraction), largest=False)
+    hard = select_extreme(pt.mean(axis=0), dyn.uids, category_size(dyn.n, hard_fraction), largest=False)
     rows = []
     for group, mask in (("hard", hard), ("rest", ~hard)):
         med = np.median(pt[:, mask], axis=1) if mask.any() else np.full(e, np.nan)
@@ -346,14 +235,8 @@ def ptrue_curves(dyn: TrainingDynamics, hard_fraction: float = 0.10, epochs: str
 def plot(
     df: pd.DataFrame, path: str | Path, title: str, q: float | None = None, max_points: int = 25_000, seed: int = 0
 ) -> None:
-    """Dataset-cartography scatter with marginal histograms (PNG, written atomically).
-
-    x = variability, y = confidence, colour = correctness, as allenai/cartography draws it,
-    plus: the three regions labelled (easy-to-learn top left, ambiguous right, hard-to-learn
-    bottom left), the instances DM selects (the ``q`` most ambiguous) outlined, and the
-    distributions of both coordinates on the margins. Large maps are subsampled to
-    ``max_points`` (seeded) so the scatter stays readable; the subtitle says so.
-    """
+    """Cartography scatter (variability, confidence, colour = correctness) with marginal histograms, the regions
+    labelled and DM's selection (the ``q`` most ambiguous) outlined; at most ``max_points`` (seeded) drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -377,30 +260,29 @@ def plot(
         ax.scatter(sel["variability"], sel["confidence"], s=size * 1.6, facecolors="none", edgecolors="black",
                    linewidths=0.4, alpha=0.7, label=f"selected by DM: the {q:.0%} most ambiguous ({k:,})")  # fmt: skip
         ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
-    bins = 30
-    top.hist(df["variability"], bins=bins, color="0.55")
-    right.hist(df["confidence"], bins=bins, orientation="horizontal", color="0.55")
+    top.hist(df["variability"], bins=30, color="0.55")
+    right.hist(df["confidence"], bins=30, orientation="horizontal", color="0.55")
     top.tick_params(labelbottom=False, labelsize=8)
     right.tick_params(labelleft=False, labelsize=8)
     fig.colorbar(sc, cax=cax).set_label("correctness", fontsize=11)
+    ax.set(ylim=(-0.02, 1.02), xlim=(0.0, None))
     ax.set_xlabel("variability", fontsize=12)
     ax.set_ylabel("confidence", fontsize=12)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlim(left=0.0)
     xmax = max(float(df["variability"].max()) if n else 0.5, 0.05)
-    for text, x, y in (
-        ("easy-to-learn", 0.02 * xmax, 0.95),
-        ("ambiguous", 0.72 * xmax, 0.5),
-        ("hard-to-learn", 0.02 * xmax, 0.04),
-    ):
-        ax.text(x, y, text, fontsize=11, fontweight="bold", color="0.2",
+    for text, x, y in (("easy-to-learn", 0.02, 0.95), ("ambiguous", 0.72, 0.5), ("hard-to-learn", 0.02, 0.04)):
+        ax.text(x * xmax, y, text, fontsize=11, fontweight="bold", color="0.2",
                 bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.7, "edgecolor": "0.7"})  # fmt: skip
     ax.grid(alpha=0.3)
     sub = f"{n:,} instances" + (f" ({len(shown):,} shown)" if len(shown) < n else "")
     top.set_title(f"{title}\n{sub}", fontsize=12)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
+    _save(fig, path, bbox_inches="tight")
+
+
+def _save(fig, path: str | Path, **kwargs) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", **kwargs)
     plt.close(fig)
 
 
@@ -416,9 +298,7 @@ def plot_failure(path: str | Path, title: str, reason: str) -> None:
     ax.text(
         0.5, 0.5, f"{title}\n\nno data map: the reference run failed\n{reason}", ha="center", va="center", wrap=True
     )
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    _save(fig, path)
 
 
 # --------------------------------------------------------------------------- files + CLI
@@ -457,9 +337,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="data map parquet to write")
     parser.add_argument("--plot", default=None, help="optional PNG of the data map")
     parser.add_argument("--q", type=float, required=True, help="category threshold (fraction), e.g. 0.33")
-    parser.add_argument(
-        "--title", default=None, help="plot title (default: task, reference model and seed from the run folder)"
-    )
+    parser.add_argument("--title", default=None, help="plot title (default: task, reference model and seed)")
 
 
 def with_texts(df: pd.DataFrame, train: str | Path) -> pd.DataFrame:
@@ -470,9 +348,7 @@ def with_texts(df: pd.DataFrame, train: str | Path) -> pd.DataFrame:
     texts = texts[["uid", "text_a", "text_b"]].assign(uid=lambda d: d["uid"].astype(str))
     out = df.merge(texts, on="uid", how="left", validate="one_to_one")
     if out["text_a"].isna().any():
-        raise DataError(
-            f"{train}: {int(out['text_a'].isna().sum())} uid(s) of the data map are not in the training set"
-        )
+        raise DataError(f"{train}: {out['text_a'].isna().sum()} uid(s) of the data map are not in the training set")
     return out
 
 
@@ -482,11 +358,8 @@ def run(args) -> int:
     record = read_json(run_dir / "run.json", "run record") if (run_dir / "run.json").is_file() else {}
     if record.get("status") == "failed":
         reason = f"{run_dir}: {record.get('failure_reason')}"
-        write(
-            pd.DataFrame({c: [] for c in ("uid", "label", *METRICS, *CATEGORIES)}),
-            args.out,
-            {"run_dir": str(run_dir), "q": args.q, "failed": reason},
-        )
+        empty = pd.DataFrame({c: [] for c in ("uid", "label", *METRICS, *CATEGORIES)})
+        write(empty, args.out, {"run_dir": str(run_dir), "q": args.q, "failed": reason})
         if args.plot:
             plot_failure(args.plot, title, reason)
         log.warning("no data map for %s: the reference run failed (%s)", run_dir, record.get("failure_reason"))
@@ -497,17 +370,9 @@ def run(args) -> int:
         df = with_texts(df, args.train)
     meta = {"run_dir": str(run_dir), "q": args.q, "epochs": dyn.complete_epochs, "n": dyn.n}
     write(df, args.out, meta)
-    log.info(
-        "data map of %s: %d instances, %d epochs; q=%.2f: %d ambiguous, %d hard-to-learn, easy ratio %.4f -> %s",
-        run_dir,
-        dyn.n,
-        dyn.complete_epochs,
-        args.q,
-        int(df["ambiguous"].sum()),
-        int(df["hard_to_learn"].sum()),
-        float(df["easy"].mean()),
-        args.out,
-    )
+    log.info("data map of %s: %d instances, %d epochs; q=%.2f: %d ambiguous, %d hard-to-learn, easy ratio %.4f -> %s",
+             run_dir, dyn.n, dyn.complete_epochs, args.q, df["ambiguous"].sum(), df["hard_to_learn"].sum(),
+             df["easy"].mean(), args.out)  # fmt: skip
     if args.plot:
         plot(df, args.plot, title, q=args.q)
     return 0

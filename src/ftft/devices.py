@@ -1,30 +1,11 @@
-"""One GPU per training job on a multi-GPU workstation, claimed with a lock file per device.
+"""One GPU per training job on a multi-GPU workstation, claimed with a ``filelock`` per device; no torch import.
 
-``snakemake --resources gpu=N`` runs N training jobs at once but gives them no device ids, so
-every job would train on ``cuda:0``. The training command calls :func:`claim_gpu` before
-anything in the process touches CUDA: CUDA reads ``CUDA_VISIBLE_DEVICES`` once, when the driver
-starts, and ``torch.cuda.is_available()`` already starts it (importing torch does not). This
-module imports no torch.
-
-- ``CUDA_VISIBLE_DEVICES`` already set (a scheduler such as SLURM chose the device, or the
-  user did) -> nothing is claimed, None (logged).
-- The devices are counted without importing torch: ``FTFT_GPU_COUNT`` when set (tests use it
-  to simulate devices), else the ``GPU i: ...`` lines of ``nvidia-smi -L``; none (no driver,
-  no ``nvidia-smi``, a CPU machine) -> None.
-- The first free device ``i`` is the first ``{lock_dir}/gpu{i}.lock`` that ``filelock`` (an exclusive
-  ``flock``) locks at once; the claim exports ``CUDA_VISIBLE_DEVICES=i`` (and
-  ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` when unset, so that ``i`` is ``nvidia-smi``'s GPU ``i``) and
-  writes pid, host and time into the lock file for humans. The lock is held for the life of the
-  process: the kernel drops it when the process exits or is killed (even by SIGKILL), so a dead
-  job never leaves a stale lock.
-- All devices taken -> retry every ``poll_s`` for up to ``wait_s`` seconds, then
-  :class:`GpuBusyError` naming the lock folder and each device's holder.
-
-The lock folder must be shared by every job that may use the same GPUs (one per workstation
-or per workflow) and be on a local file system (``flock`` over NFS is not reliable).
-
-A training job also holds its run (``hold_run``: a lock beside the run's state folder, so two
-trainers never share one) and ends when the Snakemake that started it dies (``die_with_parent``).
+``claim_gpu`` (before anything starts CUDA) does nothing when ``CUDA_VISIBLE_DEVICES`` is set or no GPU is found
+(``FTFT_GPU_COUNT``, else ``nvidia-smi -L``); otherwise it locks the first free ``{lock_dir}/gpu{i}.lock``, exports
+``CUDA_VISIBLE_DEVICES=i`` and holds the lock for the life of the process (the kernel drops it when the process
+dies), waiting up to ``wait_s`` when all are taken. ``hold_run`` locks a run's state folder the same way;
+``die_with_parent`` ends the job when its Snakemake dies. The lock folder must be local (flock over NFS is not
+reliable).
 """
 
 from __future__ import annotations
@@ -90,25 +71,20 @@ def _note(what: str, fd: int) -> None:
 
 
 def _holders(lock_dir: Path, n: int) -> str:
-    parts = []
-    for i in range(n):
+    def holder(path: Path) -> str:
         try:
-            text = (lock_dir / f"gpu{i}.lock").read_text().strip()
-        except OSError:
-            text = ""
-        parts.append(f"GPU {i}: {text or 'holder unknown'}")
-    return "; ".join(parts)
+            return path.read_text().strip() or "holder unknown"
+        except OSError:  # not there, or another user's unreadable lock file
+            return "holder unknown"
+
+    return "; ".join(f"GPU {i}: {holder(lock_dir / f'gpu{i}.lock')}" for i in range(n))
 
 
 def claim_gpu(
     lock_dir: str | Path, n_devices: int | None = None, wait_s: float = WAIT_S, poll_s: float = POLL_S
 ) -> FileLock | None:
-    """Claim a free GPU for this process and export ``CUDA_VISIBLE_DEVICES`` (module docstring).
-
-    Call before anything initialises CUDA. Returns the held lock (``release()`` frees the device
-    early), or None when the device is set already or there is none; raises GpuBusyError after
-    ``wait_s`` seconds when all ``n_devices`` are taken.
-    """
+    """Claim a free GPU and export ``CUDA_VISIBLE_DEVICES`` (module docstring): the held lock (``release()`` frees
+    it early), or None when the device is set already or there is none; GpuBusyError after ``wait_s``."""
     if "CUDA_VISIBLE_DEVICES" in os.environ:
         log.info("CUDA_VISIBLE_DEVICES=%r is set already: not claiming a GPU", os.environ["CUDA_VISIBLE_DEVICES"])
         return None

@@ -1,15 +1,5 @@
-"""Atomic, durable file writes, and the readers of what an earlier job wrote.
-
-``atomic_path`` writes beside the target, ``fsync``s the file, renames it into place and
-``fsync``s the folder, so that after a power loss a path holds either the old or the new
-content, never a truncated file.
-
-The readers (``read_parquet``, ``read_arrow``, ``parquet_meta``, ``read_json``, ``read_csv``)
-are the one place where a file that is missing, truncated or corrupt (copied half-way, a full
-disk, edited by hand) becomes a ``DataError`` naming the file and saying what to do, never a
-pyarrow / json / pandas traceback. ``fix`` is that advice: by default, rebuild the file with
-``snakemake ... --force FILE`` (only the job that writes it runs again).
-"""
+"""Atomic, durable writes (a path holds the old or the new content, never a truncated file), and readers that
+turn a missing, truncated or corrupt file into a ``DataError`` naming it and saying how to rebuild it."""
 
 from __future__ import annotations
 
@@ -17,6 +7,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -38,15 +29,43 @@ def _fix(fix: str, path: str | Path) -> str:
     return rebuild(path) if fix == REBUILD else fix
 
 
-def current_umask() -> int:
-    """The process's current umask (mkstemp makes 0600 files; outputs get the usual mode)."""
+@contextlib.contextmanager
+def _atomic(path: str | Path, folder: bool):
+    """Yield a temporary file or folder beside ``path``; on success (umask mode, fsync'ed) it replaces ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    if folder:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        if tmp.exists():  # mkstemp / mkdtemp make 0600 / 0700 entries: give them the usual umask mode
+            os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~mask)
+            if tmp.is_file():
+                _fsync(tmp)
+        if folder and path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+        _fsync(path.parent)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk or quota: name the file and the cause
+            raise DataError(
+                f"{path}: cannot write it: {exc.strerror} ({errno.errorcode[exc.errno]}); free space, run again"
+            ) from exc
+        raise
+    finally:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
 
 
-def fsync_path(path: str | Path) -> None:
-    """Flush a file (or a folder's entries) to disk."""
+def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -54,56 +73,14 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
-def _if_full(exc: OSError, path: Path) -> None:
-    """A full disk or quota while writing ``path``: raise an error naming the file and the cause."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise DataError(
-            f"{path}: cannot write it: {exc.strerror} ({errno.errorcode[exc.errno]}); free space, run again"
-        ) from exc
-
-
-@contextlib.contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path``; rename it into place on success only."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        if os.path.isfile(tmp):  # mkstemp makes 0600 files: give them the usual umask mode
-            os.chmod(tmp, 0o666 & ~current_umask())
-            fsync_path(tmp)
-        os.replace(tmp, path)
-        fsync_path(path.parent)
-    except OSError as exc:
-        _if_full(exc, path)
-        raise
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    return _atomic(path, folder=False)
 
 
-@contextlib.contextmanager
 def atomic_dir(path: str | Path):
-    """Yield a temporary folder beside ``path``; on success it replaces ``path`` (umask mode kept)."""
-    import shutil
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-        fsync_path(path.parent)
-    except OSError as exc:
-        _if_full(exc, path)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Yield a temporary folder beside ``path``; on success it replaces ``path``."""
+    return _atomic(path, folder=True)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -116,13 +93,7 @@ def write_json(path: str | Path, obj) -> None:
 
 
 def _json_default(obj):
-    import numpy as np
-
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
+    if type(obj).__module__ == "numpy":  # numpy scalars and arrays
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
@@ -144,10 +115,8 @@ def write_parquet(df, path: str | Path, meta: dict | None = None) -> None:
 
 
 def parse_json_arg(value: str | None, what: str = "--spec") -> dict:
-    """A JSON object given inline, as ``@file`` or as a file path (empty -> {}).
-
-    Raises ConfigError naming the argument (or file) on bad JSON or a non-object.
-    """
+    """A JSON object given inline, as ``@file`` or as a file path (empty -> {}); ConfigError naming the argument
+    (or file) on bad JSON or a non-object."""
     from .config import ConfigError
 
     if not value:
@@ -182,60 +151,48 @@ def unreadable(path: str | Path, what: str, exc: BaseException, fix: str = REBUI
     return DataError(f"{path}: not a readable {what} (truncated or corrupt?): {error_reason(exc)}; {_fix(fix, path)}")
 
 
-def _existing(path: str | Path, what: str, fix: str) -> Path:
+def _read(path: str | Path, what: str, fix: str, load, errors: tuple | None = None):
+    """``load(path)``; a missing file, or a read error (``errors``, default: what pyarrow / pandas raise on a
+    truncated or corrupt file), becomes a DataError naming the file and what to do."""
+    import pyarrow as pa
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} not found: {path}" + ("" if fix == REBUILD else f"; {fix}"))
-    return path
-
-
-def _read_errors() -> tuple[type[BaseException], ...]:
-    """What pyarrow / pandas raise on a truncated or corrupt file (ArrowInvalid is a ValueError, thrift
-    and decompression errors are OSErrors, a few are TypeErrors or NotImplementedErrors)."""
-    import pyarrow as pa
-
-    return (OSError, ValueError, EOFError, TypeError, NotImplementedError, pa.ArrowException)
+    errors = errors or (OSError, ValueError, EOFError, TypeError, NotImplementedError, pa.ArrowException)
+    try:
+        return load(path)
+    except DataError:
+        raise
+    except errors as exc:
+        raise unreadable(path, what, exc, fix) from exc
 
 
 def read_arrow(path: str | Path, what: str = "parquet file", fix: str = REBUILD, columns: list[str] | None = None):
     """A parquet file as a ``pyarrow.Table`` (only ``columns`` when given: each must exist)."""
     import pyarrow.parquet as pq
 
-    path = _existing(path, what, fix)
-    try:
-        if columns is not None:
-            names = pq.read_schema(path).names
-            missing = [c for c in columns if c not in names]
-            if missing:
-                raise DataError(f"{path}: {what} has no column(s) {missing}; it has {names}")
+    def load(path):
+        names = pq.read_schema(path).names
+        if missing := [c for c in columns or () if c not in names]:
+            raise DataError(f"{path}: {what} has no column(s) {missing}; it has {names}")
         return pq.read_table(path, columns=columns)
-    except DataError:
-        raise
-    except _read_errors() as exc:
-        raise unreadable(path, what, exc, fix) from exc
+
+    return _read(path, what, fix, load)
 
 
 def read_parquet(path: str | Path, what: str = "parquet file", fix: str = REBUILD, **kwargs):
     """``pandas.read_parquet`` whose errors name the file (a truncated file is not a traceback)."""
     import pandas as pd
 
-    path = _existing(path, what, fix)
-    try:
-        return pd.read_parquet(path, **kwargs)
-    except _read_errors() as exc:
-        raise unreadable(path, what, exc, fix) from exc
+    return _read(path, what, fix, lambda p: pd.read_parquet(p, **kwargs))
 
 
 def parquet_meta(path: str | Path, what: str = "parquet file", fix: str = REBUILD) -> dict:
     """The ``ftft`` JSON of a parquet file's schema metadata (``{}`` if none)."""
     import pyarrow.parquet as pq
 
-    path = _existing(path, what, fix)
-    try:
-        md = pq.read_schema(path).metadata or {}
-        meta = json.loads(md.get(b"ftft", b"{}"))
-    except _read_errors() as exc:  # json.JSONDecodeError is a ValueError
-        raise unreadable(path, what, exc, fix) from exc
+    meta = _read(path, what, fix, lambda p: json.loads((pq.read_schema(p).metadata or {}).get(b"ftft", b"{}")))
     if not isinstance(meta, dict):
         raise DataError(f"{path}: the 'ftft' schema metadata of this {what} is not a JSON object; {_fix(fix, path)}")
     return meta
@@ -243,11 +200,7 @@ def parquet_meta(path: str | Path, what: str = "parquet file", fix: str = REBUIL
 
 def read_json(path: str | Path, what: str = "JSON file", fix: str = REBUILD) -> dict:
     """A JSON object from a file (an empty, truncated or non-object file is a ``DataError``)."""
-    path = _existing(path, what, fix)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise unreadable(path, what, exc, fix) from exc
+    obj = _read(path, what, fix, lambda p: json.loads(p.read_text(encoding="utf-8")), (OSError, ValueError))
     if not isinstance(obj, dict):
         raise DataError(f"{path}: {what} must hold a JSON object, got {type(obj).__name__}; {_fix(fix, path)}")
     return obj
@@ -258,12 +211,11 @@ def read_csv(path: str | Path, what: str = "CSV file", fix: str = REBUILD, **kwa
     mid-line) is unreadable too (pandas would read the partial row)."""
     import pandas as pd
 
-    path = _existing(path, what, fix)
-    try:
+    def load(path):
         with open(path, "rb") as fh:  # what the workflow writes ends with a line break; a cut file rarely does
             fh.seek(max(0, path.stat().st_size - 1))
             if fh.read(1) not in (b"\n", b""):
                 raise ValueError("the last line is cut off")
         return pd.read_csv(path, **kwargs)
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise unreadable(path, what, exc, fix) from exc
+
+    return _read(path, what, fix, load, (OSError, ValueError))  # pandas' parser errors are ValueErrors

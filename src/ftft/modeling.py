@@ -1,31 +1,19 @@
-"""Loading a sequence-classification model and its tokenizer, and measuring its size.
+"""Hub models: loading a sequence classifier and its tokenizer, and ``ftft fetch-models`` for offline nodes.
 
-One entry point for hub ids (``microsoft/deberta-v3-large``, or ``id@revision`` pinned to a commit,
-as ``models.model_source`` writes it) and local folders (the tiny demo models under
-``resources/demo_models/``, or a copy on an air-gapped cluster) alike; every hub call (cache look-up,
-download, tokenizer, model) gets the revision. Errors are ``ModelError`` that say what to do.
+``load_tokenizer_and_model(source, num_labels)`` takes a hub id (``org/name[@revision]``: every hub call gets the
+revision) or a local folder. Errors are ``ModelError`` saying what to do: a hub model missing from the cache
+offline names ``ftft fetch-models``; a SentencePiece tokenizer without ``sentencepiece``/``protobuf`` says to
+install them; truncated weights name the file. A ``config.json`` without ``model_type`` (``prajjwal1/bert-tiny``)
+gets the longest model type in its name, as transformers < 5 did. Weights load as float32 whatever their dtype.
 
-``load_tokenizer_and_model(source, num_labels)``:
-
-- a hub id that is not in the Hugging Face cache while offline (``HF_HUB_OFFLINE=1``) raises a
-  ``ModelError`` naming the id and the command that fetches it on a machine with internet access
-  (``ftft fetch-models --model <id>``, see ``ftft.hub``), instead of transformers' generic
-  "couldn't connect" error; an incomplete cached snapshot is reported the same way;
-- a SentencePiece tokenizer (``spm.model`` & co. and no ``tokenizer.json``, e.g. DeBERTa-v3)
-  needs the ``sentencepiece`` and ``protobuf`` packages: when either cannot be imported (checked
-  on the files of the local folder / cached snapshot, or on the ImportError / tiktoken fallback
-  transformers raises), the ``ModelError`` says to install them;
-- a ``config.json`` without ``model_type`` (``prajjwal1/bert-tiny``'s) is resolved as
-  transformers < 5 did, from the longest model type in the id / folder name (``bert``); since
-  transformers 5 refuses such configs ("Unrecognized model ... Should have a `model_type` key");
-- weights are loaded as float32 whatever their storage dtype (DeBERTa-v3's hub ``.bin`` is
-  float16 and transformers 5 would otherwise keep float16): training keeps fp32 master weights
-  and uses autocast for bf16;
-- anything else is transformers' behaviour, its errors wrapped in a ``ModelError``.
+``fetch_model`` downloads what loading needs (``select_files``: config.json, the tokenizer files, ONE PyTorch
+weight format) with ``snapshot_download``; with ``HF_HUB_OFFLINE=1`` it checks the cached snapshot is complete.
 """
 
 from __future__ import annotations
 
+import argparse
+import fnmatch
 import importlib
 import json
 import logging
@@ -34,19 +22,26 @@ import pickle
 from pathlib import Path
 
 from .errors import ModelError
-from .io import rebuild
+from .io import rebuild, write_json
 
 log = logging.getLogger(__name__)
 
+CONFIG_FILE = "config.json"
+# tokenizer model files that transformers can only read with sentencepiece + protobuf
+SENTENCEPIECE_FILES = ("spm.model", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.txt", "vocab.json", "merges.txt", *SENTENCEPIECE_FILES)  # fmt: skip
+# PyTorch weight formats, preferred first: (single file, index of a sharded checkpoint, shard pattern)
+WEIGHT_FORMATS = (
+    ("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"),
+    ("pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin"),
+)
 #: errors of a weights file that is truncated or corrupt (safetensors header, a torch .bin pickle)
 UNREADABLE_WEIGHTS = ("SafetensorError", "UnpicklingError", "EOFError")
 _HUB_HINT = (
     "to use a local copy instead, set `models.<key>.path` in the config (or pass --model-path), "
     "or point HF_HOME at a Hugging Face cache that holds it and set HF_HUB_OFFLINE=1"
 )
-# tokenizer model files that transformers can only read with sentencepiece + protobuf
-SENTENCEPIECE_FILES = ("spm.model", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
-SENTENCEPIECE_PACKAGES = {"sentencepiece": "sentencepiece", "google.protobuf": "protobuf"}  # module -> package
 
 
 def silence_transformers() -> None:
@@ -60,11 +55,7 @@ def silence_transformers() -> None:
 
 
 def looks_like_path(source: str) -> bool:
-    """True if ``source`` is meant as a filesystem path rather than a hub id (``org/name``).
-
-    Hub ids contain at most one '/', so a path is something that exists, is absolute, starts
-    with '.' or '~', ends with a separator or has more than one separator.
-    """
+    """A path, not a hub id (at most one '/'): exists, is absolute, starts with '.' or '~', or has a second '/'."""
     return (
         Path(source).expanduser().exists()
         or source.startswith((".", "~", os.sep))
@@ -79,48 +70,123 @@ def split_revision(source: str) -> tuple[str, str | None]:
     return name, revision or None
 
 
+def offline_hint(hub_id: str) -> str:
+    return (
+        f"on a machine with internet access and the same HF_HOME, run `ftft fetch-models --model {hub_id}` "
+        "(or the workflow's fetch_models rule: `snakemake ... fetch_models`), then rerun here; "
+        "or set `models.<key>.path` to a local copy"
+    )
+
+
+def hub_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """The hub cache folder: ``cache_dir`` or huggingface_hub's ``HF_HUB_CACHE`` ($HF_HOME/hub)."""
+    from huggingface_hub import constants
+
+    return Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser()
+
+
+def is_offline() -> bool:
+    """True when huggingface_hub is in offline mode (``HF_HUB_OFFLINE=1`` when it was imported)."""
+    from huggingface_hub import is_offline_mode
+
+    return bool(is_offline_mode())
+
+
 def _cached_folder(source: str) -> Path | None:
     """The cached snapshot folder holding ``source``'s config.json (at its revision), without network access."""
     from huggingface_hub import try_to_load_from_cache
 
     hub_id, revision = split_revision(source)
-    hit = try_to_load_from_cache(hub_id, "config.json", revision=revision)
+    hit = try_to_load_from_cache(hub_id, CONFIG_FILE, revision=revision)
     return Path(hit).parent if isinstance(hit, str) else None
+
+
+def _weight_files(names) -> list[str]:
+    """The files of the first weight format present in ``names`` (single file, or index + shards)."""
+    names = set(names)
+    for single, index, shards in WEIGHT_FORMATS:
+        if single in names:
+            return [single]
+        if index in names:
+            return [index, *sorted(n for n in names if fnmatch.fnmatch(n, shards))]
+    return []
+
+
+def select_files(repo_files: list[str], hub_id: str = "") -> list[str]:
+    """The files of a repo listing that loading needs: config, tokenizer files, one PyTorch weight format."""
+    names = set(repo_files)
+    weights = _weight_files(names)
+    where = f"hub model {hub_id!r}" if hub_id else "the repository"
+    if CONFIG_FILE not in names:
+        raise ModelError(f"{where} has no config.json (files: {sorted(names)}); it cannot be loaded by id")
+    if not weights:
+        raise ModelError(
+            f"{where} has no PyTorch weights (model.safetensors or pytorch_model.bin; files: {sorted(names)}); "
+            "convert it or pick another model"
+        )
+    tokenizer = [n for n in TOKENIZER_FILES if n in names]
+    if not tokenizer:
+        raise ModelError(f"{where} has no tokenizer files (files: {sorted(names)})")
+    return [CONFIG_FILE, *tokenizer, *weights]
+
+
+def check_snapshot(snapshot: Path) -> list[str]:
+    """What a cached snapshot lacks for loading (empty list: complete). Broken symlinks count as missing."""
+    present = {p.name for p in snapshot.iterdir() if p.is_file()} if snapshot.is_dir() else set()
+    problems = []
+    if CONFIG_FILE not in present:
+        problems.append("config.json")
+    else:
+        try:
+            json.loads((snapshot / CONFIG_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            problems.append(f"a readable config.json ({exc})")
+    weights = _weight_files(present)
+    if not weights:
+        problems.append("weights (model.safetensors or pytorch_model.bin)")
+    elif weights[0].endswith(".index.json"):
+        index = json.loads((snapshot / weights[0]).read_text())
+        missing = sorted(set(index.get("weight_map", {}).values()) - present)
+        if missing:
+            problems.append(f"weight shards {missing}")
+    if not any(n in present for n in TOKENIZER_FILES):
+        problems.append("tokenizer files (tokenizer.json, vocab.txt, vocab.json + merges.txt or spm.model)")
+    return problems
+
+
+def cached_model(hub_id: str, cache_dir: str | Path | None = None) -> Path:
+    """Offline: the complete cached snapshot of ``hub_id`` (``id@revision``), or a ModelError saying how to fetch it."""
+    from huggingface_hub import snapshot_download
+
+    name, revision = split_revision(hub_id)
+    try:
+        snapshot = Path(snapshot_download(name, revision=revision, cache_dir=cache_dir, local_files_only=True))
+    except (OSError, ValueError):  # LocalEntryNotFoundError: not in the cache at that revision
+        raise ModelError(
+            f"hub model {hub_id!r} is not in the Hugging Face cache {hub_cache_dir(cache_dir)} and HF_HUB_OFFLINE=1 "
+            f"forbids downloading it: {offline_hint(hub_id)}"
+        ) from None
+    if problems := check_snapshot(snapshot):
+        raise ModelError(
+            f"hub model {hub_id!r}: the cached snapshot {snapshot} lacks {'; '.join(problems)} "
+            f"(an interrupted download?): {offline_hint(hub_id)}"
+        )
+    return snapshot
 
 
 def _download_config(source: str) -> Path:
     """Online: fetch ``config.json`` (as from_pretrained would first) and return its snapshot folder."""
     from huggingface_hub import hf_hub_download
 
-    from . import hub
-
     hub_id, revision = split_revision(source)
     try:
-        return Path(hf_hub_download(hub_id, "config.json", revision=revision)).parent
+        return Path(hf_hub_download(hub_id, CONFIG_FILE, revision=revision)).parent
     except (OSError, ValueError) as exc:  # not found (id or revision), gated, no connection, malformed id
         raise ModelError(
             f"cannot load hub model {source!r}: {str(exc).splitlines()[0]} (misspelt id or revision, gated model "
-            f"without HF_TOKEN, or no network access? Without internet: {hub.offline_hint(source)}, and set "
+            f"without HF_TOKEN, or no network access? Without internet: {offline_hint(source)}, and set "
             "HF_HUB_OFFLINE=1)"
         ) from exc
-
-
-def _offline_folder(hub_id: str) -> Path:
-    """Offline: the complete cached snapshot of ``hub_id`` (``id@revision``), or a ModelError saying how to fetch it."""
-    from . import hub
-
-    folder = _cached_folder(hub_id) or hub.cached_snapshot(*split_revision(hub_id))
-    if folder is None:
-        raise ModelError(
-            f"hub model {hub_id!r} is not in the Hugging Face cache {hub.hub_cache_dir()} and HF_HUB_OFFLINE=1 "
-            f"forbids downloading it: {hub.offline_hint(hub_id)}"
-        )
-    problems = hub.check_snapshot(folder)
-    if problems:
-        raise ModelError(
-            f"hub model {hub_id!r}: the cached snapshot {folder} lacks {'; '.join(problems)}: {hub.offline_hint(hub_id)}"
-        )
-    return folder
 
 
 def sentencepiece_file(folder: Path | None) -> str | None:
@@ -133,7 +199,7 @@ def sentencepiece_file(folder: Path | None) -> str | None:
 def missing_sentencepiece_packages() -> list[str]:
     """The packages among sentencepiece / protobuf that cannot be imported here."""
     missing = []
-    for module, package in SENTENCEPIECE_PACKAGES.items():
+    for module, package in (("sentencepiece", "sentencepiece"), ("google.protobuf", "protobuf")):
         try:
             importlib.import_module(module)
         except ImportError:
@@ -141,11 +207,11 @@ def missing_sentencepiece_packages() -> list[str]:
     return missing
 
 
-def _sentencepiece_error(where: str, spm_file: str, missing: list[str]) -> ModelError:
+def _sentencepiece_error(where: str, spm_file: str) -> ModelError:
     return ModelError(
         f"the tokenizer of {where} is a SentencePiece model ({spm_file}, no tokenizer.json), which needs the "
-        f"`sentencepiece` and `protobuf` packages; {' and '.join(missing) or 'one of them'} cannot be imported: "
-        "install both (`pip install sentencepiece protobuf`, versions as pinned in pyproject.toml)"
+        f"`sentencepiece` and `protobuf` packages; {' and '.join(missing_sentencepiece_packages()) or 'one of them'} "
+        "cannot be imported: install both (`pip install sentencepiece protobuf`, versions as pinned in pyproject.toml)"
     )
 
 
@@ -158,19 +224,11 @@ def _is_dependency_failure(exc: BaseException) -> bool:
     return False
 
 
-def infer_model_type(name: str) -> str | None:
-    """The longest transformers model type contained in ``name`` (what transformers < 5 fell back to)."""
-    from transformers import CONFIG_MAPPING
-
-    name = name.lower()
-    return next((key for key in sorted(CONFIG_MAPPING.keys(), key=len, reverse=True) if key in name), None)
-
-
 def _config_without_model_type(source: str, folder: Path | None, num_labels: int):
     """A config object when ``config.json`` lacks ``model_type`` (None when it has one: the normal path)."""
     from transformers import CONFIG_MAPPING
 
-    path = folder / "config.json" if folder is not None else None
+    path = folder / CONFIG_FILE if folder is not None else None
     if path is None or not path.is_file():
         return None  # not resolvable without downloading: transformers' own error will tell
     try:
@@ -183,7 +241,7 @@ def _config_without_model_type(source: str, folder: Path | None, num_labels: int
     name = split_revision(source)[0] if not looks_like_path(source) else Path(source).name
     if folder is not None and folder.parent.name == "snapshots":
         name = f"{name} {folder.parent.parent.name}"
-    model_type = infer_model_type(name)
+    model_type = next((k for k in sorted(CONFIG_MAPPING.keys(), key=len, reverse=True) if k in name.lower()), None)
     if model_type is None:
         raise ModelError(
             f"{path} has no `model_type` and none can be inferred from the name {name!r}: add e.g. "
@@ -195,8 +253,6 @@ def _config_without_model_type(source: str, folder: Path | None, num_labels: int
 
 def _resolve(source: str) -> tuple[str, Path | None, str, bool]:
     """(source, local folder or None, description, is_path) after the checks that need no transformers."""
-    from . import hub
-
     is_path = looks_like_path(source)
     if is_path:
         path = Path(source).expanduser()
@@ -204,28 +260,26 @@ def _resolve(source: str) -> tuple[str, Path | None, str, bool]:
             raise ModelError(f"model folder not found: {path} (expected config.json, weights and tokenizer files)")
         source = str(path)
         folder: Path | None = path
-    elif hub.is_offline():
-        folder = _offline_folder(source)
+    elif is_offline():
+        folder = cached_model(source)
     else:
         folder = _cached_folder(source) or _download_config(source)
     where = f"local model folder {source}" if is_path else f"hub model {source!r}"
     spm_file = sentencepiece_file(folder)
     if spm_file and missing_sentencepiece_packages():
-        raise _sentencepiece_error(where, spm_file, missing_sentencepiece_packages())
+        raise _sentencepiece_error(where, spm_file)
     return source, folder, where, is_path
 
 
 def _load_error(exc: BaseException, source: str, folder, where: str, is_path: bool) -> ModelError:
     spm_file = sentencepiece_file(folder if is_path else _cached_folder(source))
     if spm_file and _is_dependency_failure(exc):
-        return _sentencepiece_error(where, spm_file, missing_sentencepiece_packages())
+        return _sentencepiece_error(where, spm_file)
     if type(exc).__name__ in UNREADABLE_WEIGHTS:  # truncated or corrupt weights: name the file
         files = [*Path(folder).glob("*.safetensors"), *Path(folder).glob("*.bin")] if folder else []
         name = str(files[0]) if len(files) == 1 else str(folder or where)
-        if is_path:
-            fix = f"{rebuild(folder)} (a demo model), or replace the copy"
-        else:
-            fix = f"delete the cached copy {folder} and fetch it again"
+        fix = f"{rebuild(folder)} (a demo model), or replace the copy" if is_path else (
+            f"delete the cached copy {folder} and fetch it again")  # fmt: skip
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return ModelError(f"{name}: not readable weights of {where} (truncated or corrupt?): {reason}; {fix}")
     hint = "" if is_path else f"; no network access or cached copy? {_HUB_HINT}"
@@ -234,60 +288,97 @@ def _load_error(exc: BaseException, source: str, folder, where: str, is_path: bo
 
 def load_tokenizer(source: str):
     """The tokenizer of a hub id or local folder (what the tokenize step uses; no model weights)."""
-    source, folder, where, is_path = _resolve(source)
-    from transformers import AutoTokenizer
-
-    silence_transformers()
-    try:
-        config = _config_without_model_type(source, folder, 2)
-        name, rev = split_revision(source)
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=rev, **({} if config is None else {"config": config}))
-    except (OSError, ValueError, RuntimeError, ImportError) as exc:
-        raise _load_error(exc, source, folder, where, is_path) from exc
-    if tokenizer.pad_token_id is None:
-        raise ModelError(f"tokenizer of {source} has no padding token; dynamic padding needs one")
-    return tokenizer
+    return _load(source, None)
 
 
 def load_tokenizer_and_model(source: str, num_labels: int):
     """Return ``(tokenizer, model)`` for a hub id or a local folder, with a ``num_labels`` head (float32)."""
-    source, folder, where, is_path = _resolve(source)
-    import torch  # after the checks above: they need no torch / transformers
+    return _load(source, num_labels)
+
+
+def _load(source: str, num_labels: int | None):
+    source, folder, where, is_path = _resolve(source)  # the checks that need no transformers
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     silence_transformers()
     try:
-        config = _config_without_model_type(source, folder, num_labels)
+        config = _config_without_model_type(source, folder, num_labels or 2)
         name, rev = split_revision(source)
-        head = {"num_labels": num_labels} if config is None else {"config": config}
         tokenizer = AutoTokenizer.from_pretrained(name, revision=rev, **({} if config is None else {"config": config}))
-        model = AutoModelForSequenceClassification.from_pretrained(name, revision=rev, dtype=torch.float32, **head)
+        if num_labels is not None:  # torch only here: the tokenize job does not import it
+            import torch
+
+            head = {"num_labels": num_labels} if config is None else {"config": config}
+            model = AutoModelForSequenceClassification.from_pretrained(name, revision=rev, dtype=torch.float32, **head)
     except (OSError, ValueError, RuntimeError, ImportError, SafetensorError, pickle.UnpicklingError, EOFError) as exc:
         raise _load_error(exc, source, folder, where, is_path) from exc
     if tokenizer.pad_token_id is None:
         raise ModelError(f"tokenizer of {source} has no padding token; dynamic padding needs one")
-    return tokenizer, model
+    return tokenizer if num_labels is None else (tokenizer, model)
 
 
 def count_params(model) -> tuple[int, int]:
-    """``(total, non_embedding)`` parameter counts (Kaplan et al. 2020 exclude embedding matrices).
-
-    Every ``nn.Embedding`` (token, position, token type, DeBERTa's relative positions) counts as
-    embedding; shared (tied) parameters are counted once.
-    """
+    """``(total, non_embedding)`` parameter counts (Kaplan et al. 2020): every ``nn.Embedding`` (token, position,
+    token type, DeBERTa's relative positions) is embedding; tied parameters count once."""
     import torch
 
     total = sum(p.numel() for p in model.parameters())
-    seen: set[int] = set()
-    embedding = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Embedding) and id(module.weight) not in seen:
-            seen.add(id(module.weight))
-            embedding += module.weight.numel()
-    return total, total - embedding
+    embeddings = {id(m.weight): m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    return total, total - sum(embeddings.values())
 
 
 def arch_dims(config) -> tuple[int, int]:
     """``(n_layer, d_model)`` of a transformers config, for ``ftft.cost.forward_flops``."""
     return int(config.num_hidden_layers), int(config.hidden_size)
+
+
+def fetch_model(hub_id: str, cache_dir: str | Path | None = None) -> Path:
+    """Download (or, offline, verify) what loading ``hub_id`` (``id@revision``) needs; return its snapshot."""
+    if is_offline():
+        return cached_model(hub_id, cache_dir)
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()  # no progress bars in (Snakemake / SLURM) logs
+    try:
+        repo, revision = split_revision(hub_id)
+        files = select_files(HfApi().list_repo_files(repo, revision=revision), hub_id)
+        path = snapshot_download(repo, revision=revision, allow_patterns=files, cache_dir=cache_dir)
+    except OSError as exc:  # huggingface_hub's HTTP / not-found / offline errors are OSErrors
+        raise ModelError(
+            f"cannot download hub model {hub_id!r}: {str(exc).splitlines()[0]} "
+            "(misspelt id or revision, gated model without a token (HF_TOKEN), or no internet access: on an offline "
+            f"node set HF_HUB_OFFLINE=1 and fetch on a machine with internet access)"
+        ) from exc
+    snapshot = Path(path)
+    if problems := check_snapshot(snapshot):
+        raise ModelError(f"hub model {hub_id!r}: the downloaded snapshot {snapshot} lacks {'; '.join(problems)}")
+    log.info("%s: %s (%s)", hub_id, snapshot, ", ".join(sorted(p.name for p in snapshot.iterdir())))
+    return snapshot
+
+
+# ---------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", required=True, metavar="HUB_ID[@REV]", help="hub id; repeatable")
+    parser.add_argument("--marker", help="write a JSON marker (hub id, revision, files of each model) here")
+    parser.add_argument("--cache-dir", help="hub cache folder (default: $HF_HOME/hub)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fetch (or verify) every ``--model``; all failures are reported together and no marker is written."""
+    entries, errors = [], []
+    for hub_id in dict.fromkeys(args.model):  # unique, in order
+        try:
+            snapshot = fetch_model(hub_id, args.cache_dir)
+        except ModelError as exc:
+            errors.append(str(exc))
+            continue
+        files = sorted(p.name for p in snapshot.iterdir())
+        entries.append({"hub_id": hub_id, "revision": snapshot.name, "snapshot": str(snapshot), "files": files})
+    if errors:
+        raise ModelError(("" if len(errors) == 1 else f"{len(errors)} models failed:\n") + "\n".join(errors))
+    if args.marker:
+        cache = str(hub_cache_dir(args.cache_dir))
+        write_json(args.marker, {"cache": cache, "offline": is_offline(), "models": entries})
+    return 0

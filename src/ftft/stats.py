@@ -1,27 +1,10 @@
-"""MultiBootstrap (Sellam et al. 2022, "The MultiBERTs") for Table 5.
+"""MultiBootstrap (Sellam et al. 2022) for Table 5, and Spearman's rank correlation with a permutation p-value.
 
-Compare system A (e.g. DM, several seeds) with system B (ERM, several seeds) on one test set
-(all OOD sets of a task pooled). Each bootstrap sample draws, with replacement,
-
-1. ``S_a`` seeds of A and ``S_b`` seeds of B, independently per system (unpaired seeds), and
-2. ``N`` test instances, the same instance sample for both systems,
-
-and computes ``stat(X) = mean over the drawn seeds s of metric(preds_X[s, I], labels[I])``.
-The result is the mean of ``stat(A) - stat(B)`` over the samples and the one-sided p-value
-of H0 "A is not better than B" (or, with a ``margin``, "A is worse than B by at least the
-margin": a non-inferiority test), ``p = (1 + #{samples with diff + margin <= 0}) / (1 + B)``:
-the bootstrap p-value with the usual +1 correction, never 0.
-
-Vectorised: an instance sample is a count vector ``w`` (how often each instance is drawn), so
-accuracy is ``correct @ w / N`` and macro-F1 comes from the weighted confusion counts
-``TP_c = sum w [pred=c][label=c]``, ``P_c = sum w [pred=c]``, ``L_c = sum w [label=c]``,
-``F1_c = 2 TP_c / (P_c + L_c)``, averaged over the classes with ``P_c + L_c > 0`` (as sklearn's
-``f1_score(average="macro")``, which only counts labels present in y_true or y_pred).
-
-Random draws (numpy ``Generator(PCG64(seed))``), in this order: all seed draws of A
-``[n_samples, S_a]``, then all of B ``[n_samples, S_b]``, then the instance draws in chunks of
-``CHUNK`` samples, ``[k, N]`` each; ``bootstrap_draws`` yields exactly these, so a direct
-computation can replay them.
+A bootstrap sample draws ``S_a`` seeds of A and ``S_b`` of B (with replacement, independently) and N test
+instances (shared by both systems); ``stat(X)`` is the mean over the drawn seeds of the metric on the drawn
+instances. ``p = (1 + #{diff + margin <= 0}) / (1 + B)``: one-sided, H0 "A is not better than B" (with a margin:
+non-inferiority). Macro-F1 averages the classes present in labels or predictions (as sklearn). Draws
+(``PCG64(seed)``): all seed draws of A, then of B, then the instances in chunks of ``CHUNK`` samples.
 """
 
 from __future__ import annotations
@@ -55,30 +38,18 @@ def _counts(idx: np.ndarray, size: int) -> np.ndarray:
 
 
 def _per_seed_scores(preds: np.ndarray, labels: np.ndarray, weights: np.ndarray, metric: str, n_classes: int):
-    """Metric of every seed under every instance weighting: [k, S].
-
-    Every sum over instances is one product ``weights [k, N] @ indicators.T [N, m]`` (this
-    orientation keeps BLAS fast on C-ordered arrays).
-    """
-    s = preds.shape[0]
-    total = weights.sum(axis=1)[:, None]  # [k, 1]
+    """Metric of every seed under every instance weighting [k, N]: [k, S]. The weighted counts are sums of
+    integers, exact in float64."""
     if metric == "accuracy":
-        correct = (preds == labels[None, :]).astype(np.float64)  # [S, N]
-        return weights @ correct.T / total
+        return weights @ (preds == labels).astype(np.float64).T / weights.sum(axis=1)[:, None]
     if metric == "macro_f1":
-        classes = np.arange(n_classes)
-        lab = (labels[None, :] == classes[:, None]).astype(np.float64)  # [C, N]
-        prd = (preds[:, None, :] == classes[None, :, None]).astype(np.float64)  # [S, C, N]
-        ind = np.concatenate([(prd * lab[None]).reshape(s * n_classes, -1), prd.reshape(s * n_classes, -1), lab])
-        sums = weights @ ind.T  # [k, 2 S C + C]
-        k = weights.shape[0]
-        tp = sums[:, : s * n_classes].reshape(k, s, n_classes)
-        p = sums[:, s * n_classes : 2 * s * n_classes].reshape(k, s, n_classes)
-        lc = sums[:, 2 * s * n_classes :][:, None, :]  # [k, 1, C]
-        denom = p + lc
+        (s, _), k, classes = preds.shape, weights.shape[0], np.arange(n_classes)
+        lab = (labels == classes[:, None]).astype(np.float64)  # [C, N]
+        prd = (preds[:, None, :] == classes[:, None]).astype(np.float64)  # [S, C, N]
+        tp, p = ((weights @ x.reshape(s * n_classes, -1).T).reshape(k, s, n_classes) for x in (prd * lab, prd))
+        denom = p + (weights @ lab.T)[:, None, :]  # predicted + true counts per class
         f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
-        present = (denom > 0).sum(axis=2)
-        return f1.sum(axis=2) / np.maximum(present, 1)
+        return f1.sum(axis=2) / np.maximum((denom > 0).sum(axis=2), 1)
     raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
 
 
@@ -95,13 +66,7 @@ def p_value(diffs: np.ndarray, margin: float = 0.0) -> float:
 
 
 def multibootstrap(
-    preds_a: np.ndarray,
-    preds_b: np.ndarray,
-    labels: np.ndarray,
-    metric: str = "accuracy",
-    n_samples: int = 5000,
-    seed: int = 0,
-    margin: float = 0.0,
+    preds_a, preds_b, labels, metric="accuracy", n_samples=5000, seed=0, margin=0.0
 ) -> tuple[float, float]:
     """(mean of stat(A) - stat(B), one-sided p-value ``p_value(diffs, margin)``); metric units (0-1).
 
@@ -112,31 +77,38 @@ def multibootstrap(
     return float(diffs.mean()), p_value(diffs, margin)
 
 
+def _bootstrap(systems, labels, metric: str, n_samples: int, seed: int, combine) -> np.ndarray:
+    """``combine(stat of each system [k])`` per sample; ``systems``: (preds [S, N], "a" | "b") draws A's or B's seeds."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n = labels.shape[0]
+    arrays = [np.atleast_2d(np.asarray(x, dtype=np.int64)) for x, _ in systems]
+    if any(x.shape[1] != n for x in arrays):
+        raise ValueError(f"predictions {', '.join(str(x.shape) for x in arrays)} do not match {n} labels")
+    if any(x.shape[0] == 0 for x in arrays) or n == 0:
+        raise ValueError("multibootstrap needs at least one seed per system and one instance")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    n_classes = int(max(labels.max(), *(x.max() for x in arrays))) + 1
+    s_a, s_b = (next(x.shape[0] for x, (_, who) in zip(arrays, systems, strict=True) if who == w) for w in "ab")
+    out = []
+    for inst, sa, sb in bootstrap_draws(n_samples, n, s_a, s_b, seed):
+        w = _counts(inst, n)
+        out.append(combine(*(_system_stat(_per_seed_scores(x, labels, w, metric, n_classes), sa if who == "a" else sb)
+                             for x, (_, who) in zip(arrays, systems, strict=True))))  # fmt: skip
+    return np.concatenate(out)
+
+
 def relative_bootstrap_samples(
     a_at, a_full, b_at, b_full, labels, metric="accuracy", n_samples=1000, seed=0
 ) -> np.ndarray:
-    """Per-sample ``rel(A) - rel(B)``, rel(X) = mean_seeds score(X at f) / mean_seeds score(X full budget).
+    """Per-sample ``rel(A) - rel(B)``, rel(X) = mean_seeds score(X at f) / mean_seeds score(X full budget); a
+    system's two checkpoints share its seed draw."""
 
-    ``x_at`` / ``x_full`` [S_x, N]: predictions of the same seeds at the halting fraction and at
-    the end (the seed draw is shared by a system's two checkpoints; instances by everything).
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    n = labels.shape[0]
-    arrays = [np.atleast_2d(np.asarray(x, dtype=np.int64)) for x in (a_at, a_full, b_at, b_full)]
-    n_classes = int(max(labels.max(), *(x.max() for x in arrays))) + 1
-    out = np.empty(n_samples, dtype=np.float64)
-    pos = 0
-    for inst, sa, sb in bootstrap_draws(n_samples, n, arrays[0].shape[0], arrays[2].shape[0], seed):
-        w = _counts(inst, n)
-        st = [
-            _system_stat(_per_seed_scores(x, labels, w, metric, n_classes), s)
-            for x, s in zip(arrays, (sa, sa, sb, sb), strict=True)
-        ]
-        rel_a = st[0] / np.where(st[1] > 0, st[1], np.nan)
-        rel_b = st[2] / np.where(st[3] > 0, st[3], np.nan)
-        out[pos : pos + len(w)] = rel_a - rel_b
-        pos += len(w)
-    return out
+    def combine(at_a, full_a, at_b, full_b):
+        return at_a / np.where(full_a > 0, full_a, np.nan) - at_b / np.where(full_b > 0, full_b, np.nan)
+
+    systems = ((a_at, "a"), (a_full, "a"), (b_at, "b"), (b_full, "b"))
+    return _bootstrap(systems, labels, metric, n_samples, seed, combine)
 
 
 def _ranks(a) -> np.ndarray:
@@ -183,23 +155,4 @@ def spearman_permutation_p(x, y, max_exact: int = 8, n_samples: int = 10000, see
 
 def multibootstrap_samples(preds_a, preds_b, labels, metric="accuracy", n_samples=5000, seed=0) -> np.ndarray:
     """The per-sample differences stat(A) - stat(B) [n_samples]."""
-    preds_a = np.atleast_2d(np.asarray(preds_a, dtype=np.int64))
-    preds_b = np.atleast_2d(np.asarray(preds_b, dtype=np.int64))
-    labels = np.asarray(labels, dtype=np.int64)
-    n = labels.shape[0]
-    if preds_a.shape[1] != n or preds_b.shape[1] != n:
-        raise ValueError(f"predictions {preds_a.shape}, {preds_b.shape} do not match {n} labels")
-    if preds_a.shape[0] == 0 or preds_b.shape[0] == 0 or n == 0:
-        raise ValueError("multibootstrap needs at least one seed per system and one instance")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    n_classes = int(max(labels.max(), preds_a.max(), preds_b.max())) + 1
-    out = np.empty(n_samples, dtype=np.float64)
-    pos = 0
-    for inst, sa, sb in bootstrap_draws(n_samples, n, preds_a.shape[0], preds_b.shape[0], seed):
-        w = _counts(inst, n)
-        stat_a = _system_stat(_per_seed_scores(preds_a, labels, w, metric, n_classes), sa)
-        stat_b = _system_stat(_per_seed_scores(preds_b, labels, w, metric, n_classes), sb)
-        out[pos : pos + len(w)] = stat_a - stat_b
-        pos += len(w)
-    return out
+    return _bootstrap(((preds_a, "a"), (preds_b, "b")), labels, metric, n_samples, seed, np.subtract)

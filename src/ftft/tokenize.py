@@ -1,17 +1,5 @@
-"""``ftft tokenize``: tokenise a task's training and evaluation sets once per tokenizer.
-
-Models that share a tokenizer (``models.*.tokenizer``) share one copy. The output folder is a
-Hugging Face ``datasets.DatasetDict`` saved with ``save_to_disk`` (Arrow files that training
-jobs memory-map): split ``train`` and one split per evaluation set, with columns
-
-  uid (string), label (int64), input_ids (list<int32>), token_type_ids (list<int8>, when the
-  tokenizer has them), length (int32, real tokens)
-
-and ``stats.json`` (rows, real and padded tokens per example, the tokenizer's fingerprint).
-Texts are tokenised exactly as the engine always did: ``tokenizer(text_a, text_b,
-truncation=True, max_length=L)`` without padding (paired and single-text rows separately),
-with ``Dataset.map(batched=True)``.
-"""
+"""``ftft tokenize``: tokenise a task's training and evaluation sets once per tokenizer, as a ``datasets``
+``DatasetDict`` on disk (uid, label, input_ids, [token_type_ids], length; no padding) plus ``stats.json``."""
 
 from __future__ import annotations
 
@@ -35,14 +23,9 @@ STATS = "stats.json"
 
 def tokenizer_fingerprint(tokenizer) -> str:
     """Hash of what decides the ids: class, vocabulary, special tokens, input names, lower-casing."""
-    vocab = sorted(tokenizer.get_vocab().items())
-    parts = {
-        "class": type(tokenizer).__name__.removesuffix("Fast"),
-        "vocab": vocab,
-        "special": sorted(map(str, tokenizer.all_special_tokens)),
-        "inputs": list(tokenizer.model_input_names),
-        "probe": tokenizer("The Quick brown fox, jumps!", "A second TEXT.")["input_ids"],
-    }
+    parts = {"class": type(tokenizer).__name__.removesuffix("Fast"), "vocab": sorted(tokenizer.get_vocab().items()),
+             "special": sorted(map(str, tokenizer.all_special_tokens)), "inputs": list(tokenizer.model_input_names),
+             "probe": tokenizer("The Quick brown fox, jumps!", "A second TEXT.")["input_ids"]}  # fmt: skip
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -54,12 +37,8 @@ def _encode_batch(tokenizer, max_length: int, names: list[str]):
             rows = [i for i, b in enumerate(text_b) if (b is not None) == paired]
             if not rows:
                 continue
-            enc = tokenizer(
-                [text_a[i] for i in rows],
-                [text_b[i] for i in rows] if paired else None,
-                truncation=True,
-                max_length=max_length,
-            )
+            pairs = [text_b[i] for i in rows] if paired else None
+            enc = tokenizer([text_a[i] for i in rows], pairs, truncation=True, max_length=max_length)
             for n in names:
                 for i, ids in zip(rows, enc[n], strict=True):
                     out[n][i] = ids
@@ -78,23 +57,14 @@ def tokenize_frame(df, tokenizer, max_length: int):
     frame["uid"] = frame["uid"].astype(str)
     frame["text_a"] = frame["text_a"].astype(str)
     frame["text_b"] = frame["text_b"].astype(object).where(frame["text_b"].notna(), None)
-    features = {
-        "uid": datasets.Value("string"),
-        "label": datasets.Value("int64"),
-        "input_ids": datasets.Sequence(datasets.Value("int32")),
-        "length": datasets.Value("int32"),
-    }
+    value, sequence = datasets.Value, datasets.Sequence
+    features = {"uid": value("string"), "label": value("int64"), "input_ids": sequence(value("int32")),
+                "length": value("int32")}  # fmt: skip
     if "token_type_ids" in names:
         features["token_type_ids"] = datasets.Sequence(datasets.Value("int8"))
     ds = datasets.Dataset.from_pandas(frame, preserve_index=False)
-    return ds.map(
-        _encode_batch(tokenizer, max_length, names),
-        batched=True,
-        batch_size=MAP_BATCH,
-        remove_columns=["text_a", "text_b"],
-        features=datasets.Features(features),
-        desc=None,
-    )
+    return ds.map(_encode_batch(tokenizer, max_length, names), batched=True, batch_size=MAP_BATCH,
+                  remove_columns=["text_a", "text_b"], features=datasets.Features(features), desc=None)  # fmt: skip
 
 
 def pad_to(lengths: np.ndarray, multiple: int) -> np.ndarray:
@@ -174,10 +144,8 @@ def tokenize_task(
     splits = {"train": Path(train), **{name: Path(eval_dir) / f"{name}.parquet" for name in eval_sets}}
     if "train" in eval_sets:
         raise DataError("an evaluation set may not be called 'train'")
-    dd, stats = (
-        {},
-        {"tokenizer": tokenizer_fingerprint(tokenizer), "model_source": model_source, "max_length": max_length},
-    )
+    dd = {}
+    stats = {"tokenizer": tokenizer_fingerprint(tokenizer), "model_source": model_source, "max_length": max_length}
     eval_fix = f"{rebuild(eval_dir)} (the assemble job writes it)"
     for split, path in splits.items():
         df, _ = schema.read(path, REBUILD if split == "train" else eval_fix)

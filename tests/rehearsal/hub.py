@@ -1,48 +1,14 @@
 """Hub-faithful tiny stand-ins for the paper's nine hub models, installed in an offline HF cache.
 
-``build_hf_cache(hf_home, models=None) -> {hub_id: snapshot folder}`` writes, for every hub id
-(default: all of ``HUB_IDS``), a tiny random-init checkpoint into the real Hugging Face cache
-layout under ``hf_home/hub`` so that ``HF_HOME=hf_home HF_HUB_OFFLINE=1`` loads it *by hub id*
-through ``from_pretrained`` exactly as a node with a pre-filled cache would load the real model.
-
-What is faithful (sources and what could not be verified: ``tests/fixtures/hub/README.md``):
-
-- the file names of the repository's ``main`` revision, including their absence (no
-  ``tokenizer.json`` for DeBERTa-v3, no ``tokenizer_config.json`` for ``prajjwal1/bert-tiny``);
-- ``config.json``: the published key set, key order and text layout (tab-indented DeBERTa-v3
-  files, a one-line ``bert-tiny`` file without ``model_type`` / ``architectures``); only the
-  values that set sizes are shrunk (hidden / intermediate / embedding size, layers, heads,
-  vocabulary, DeBERTa ``position_buckets``);
-- tokenizer files and settings: a SentencePiece Unigram ``spm.model`` trained here with the
-  ``sentencepiece`` package ([PAD]=0 [CLS]=1 [SEP]=2 [UNK]=3 like DeBERTa-v3, ``[MASK]`` added
-  by the tokenizer) plus the published ``tokenizer_config.json``; an uncased WordPiece
-  ``vocab.txt`` (+ ``tokenizer.json`` where the repo has one) for BERT / ELECTRA; a byte-level BPE
-  ``vocab.json`` + ``merges.txt`` + ``tokenizer.json`` for RoBERTa;
-- weights: the published format(s) (``pytorch_model.bin`` only for DeBERTa-v3, ELECTRA and
-  bert-tiny; ``model.safetensors`` and ``pytorch_model.bin`` for bert-large-uncased and
-  roberta-large), the published storage dtype (float16 for DeBERTa-v3, float32 otherwise) and
-  the published parameter names: encoder under the base-model prefix plus the pretraining heads
-  (``lm_predictions`` / ``mask_predictions``, ``discriminator_predictions``, ``cls.*``,
-  ``lm_head.*``) and no classifier, so ``AutoModelForSequenceClassification`` adds a fresh head
-  exactly as with the real checkpoint; bert-large-uncased keeps the legacy
-  ``LayerNorm.gamma`` / ``LayerNorm.beta`` names that transformers renames on load.
-
-What is not: the weights are random, vocabularies have a few hundred entries learnt from a small
-generated English corpus (the snapshot sits under the commit id that ``workflow_config.yaml``
-pins in ``models.<key>.revision``, so that a wrong revision fails here as on the hub, but its
-content is not the hub's at that commit) and the formats the loader never reads (``tf_model.h5``, ``flax_model.msgpack``,
-``rust_model.ot``, ``model.onnx``, ``whole-word-masking.tar.gz``) as well as ``README.md`` and
-``.gitattributes`` are small placeholder files.
-
-Cache layout (huggingface_hub's): ``hub/models--{org}--{name}/blobs/<etag>`` holds the content,
-named like huggingface_hub names it: the git blob sha1 for regular files and the sha256 of the
-content for Git-LFS files (``*.bin``, ``*.model``, ``*.safetensors``, ... as in the repos'
-``.gitattributes``); ``snapshots/<revision>/<file>`` are relative symlinks to the blobs and
-``refs/main`` holds the pinned revision (no newline). Legacy ids without an org (``bert-large-uncased``)
-give ``models--bert-large-uncased``.
-
-Deterministic: the same inputs give byte-identical files (seeded init, single-threaded
-SentencePiece training, hand-rolled deterministic BPE merges, fixed serialisation).
+``build_hf_cache(hf_home, models=None) -> {hub_id: snapshot folder}`` writes, for every hub id (default:
+``HUB_IDS``), a tiny random-init checkpoint into huggingface_hub's cache layout under ``hf_home/hub`` (blobs named
+by sha256 for Git-LFS files, by git blob sha1 otherwise; relative snapshot links; ``refs/main``), under the
+revision ``workflow_config.yaml`` pins, so that ``HF_HOME=hf_home HF_HUB_OFFLINE=1`` loads it *by hub id* as a node
+with a pre-filled cache would. Faithful (sources: ``tests/fixtures/hub/README.md``): the repos' file names,
+``config.json`` keys and layout (only sizes shrunk), tokenizer kinds and settings, weight formats, stored dtypes
+and parameter names (pretraining heads, no classifier). Not faithful: random weights, vocabularies of a few
+hundred entries learnt from a generated corpus, placeholder files for formats the loader never reads.
+Deterministic: the same inputs give byte-identical files.
 """
 
 from __future__ import annotations
@@ -93,157 +59,39 @@ class StandIn:
     seed: int
 
 
-# Real sizes in comments; the stand-ins keep small < base < large.
+# The real repos' file sets on main; real sizes in comments; the stand-ins keep small < base < large.
+_DEBERTA_FILES = ".gitattributes README.md config.json pytorch_model.bin spm.model tf_model.h5 tokenizer_config.json"
+_ELECTRA_FILES = (
+    ".gitattributes README.md config.json flax_model.msgpack pytorch_model.bin tf_model.h5 tokenizer.json "
+    "tokenizer_config.json vocab.txt"
+)
 STANDINS: dict[str, StandIn] = {
     s.hub_id: s
     for s in (
-        StandIn(
-            "microsoft/deberta-v3-small",
-            "deberta-v3",
-            (
-                ".gitattributes",
-                "README.md",
-                "config.json",
-                "pytorch_model.bin",
-                "spm.model",
-                "tf_model.h5",
-                "tokenizer_config.json",
-            ),
-            Dims(32, 2, 2, 64),  # 768 / 6 layers / 12 heads / 3072
-            11,
-        ),
-        StandIn(
-            "microsoft/deberta-v3-base",
-            "deberta-v3",
-            (
-                ".gitattributes",
-                "README.md",
-                "config.json",
-                "pytorch_model.bin",
-                "rust_model.ot",
-                "spm.model",
-                "tf_model.h5",
-                "tokenizer_config.json",
-            ),
-            Dims(48, 2, 2, 96),  # 768 / 12 / 12 / 3072
-            12,
-        ),
-        StandIn(
-            "microsoft/deberta-v3-large",
-            "deberta-v3",
-            (
-                ".gitattributes",
-                "README.md",
-                "config.json",
-                "pytorch_model.bin",
-                "spm.model",
-                "tf_model.h5",
-                "tokenizer_config.json",
-            ),
-            Dims(64, 2, 4, 128),  # 1024 / 24 / 16 / 4096
-            13,
-        ),
-        StandIn(
-            "google/electra-small-discriminator",
-            "electra",
-            (
-                ".gitattributes",
-                "README.md",
-                "config.json",
-                "flax_model.msgpack",
-                "pytorch_model.bin",
-                "tf_model.h5",
-                "tokenizer.json",
-                "tokenizer_config.json",
-                "vocab.txt",
-            ),
-            Dims(32, 2, 2, 64, embedding=16),  # 256 / 12 / 4 / 1024, embedding 128
-            21,
-        ),
-        StandIn(
-            "google/electra-base-discriminator",
-            "electra",
-            (
-                ".gitattributes",
-                "README.md",
-                "config.json",
-                "flax_model.msgpack",
-                "pytorch_model.bin",
-                "rust_model.ot",
-                "tf_model.h5",
-                "tokenizer.json",
-                "tokenizer_config.json",
-                "vocab.txt",
-            ),
-            Dims(48, 2, 2, 96, embedding=48),  # 768 / 12 / 12 / 3072, embedding 768
-            22,
-        ),
-        StandIn(
-            "google/electra-large-discriminator",
-            "electra",
-            (
-                ".gitattributes",
-                "README.md",
-                "config.json",
-                "flax_model.msgpack",
-                "pytorch_model.bin",
-                "tf_model.h5",
-                "tokenizer.json",
-                "tokenizer_config.json",
-                "vocab.txt",
-            ),
-            Dims(64, 2, 4, 128, embedding=64),  # 1024 / 24 / 16 / 4096, embedding 1024
-            23,
-        ),
-        StandIn(
-            "prajjwal1/bert-tiny",
-            "bert-tiny",
-            (".gitattributes", "README.md", "config.json", "pytorch_model.bin", "vocab.txt"),
-            Dims(16, 2, 2, 64),  # 128 / 2 / 2 / 512
-            31,
-        ),
-        StandIn(
-            "bert-large-uncased",
-            "bert-large",
-            (
-                ".gitattributes",
-                "README.md",
-                "config.json",
-                "flax_model.msgpack",
-                "model.safetensors",
-                "pytorch_model.bin",
-                "rust_model.ot",
-                "tf_model.h5",
-                "tokenizer.json",
-                "tokenizer_config.json",
-                "vocab.txt",
-                "whole-word-masking.tar.gz",
-            ),
-            Dims(64, 2, 4, 128),  # 1024 / 24 / 16 / 4096
-            32,
-        ),
-        StandIn(
-            "roberta-large",
-            "roberta",
-            (
-                ".gitattributes",
-                "README.md",
-                "config.json",
-                "flax_model.msgpack",
-                "merges.txt",
-                "model.onnx",
-                "model.safetensors",
-                "pytorch_model.bin",
-                "tf_model.h5",
-                "tokenizer.json",
-                "tokenizer_config.json",
-                "vocab.json",
-            ),
-            Dims(64, 2, 4, 128),  # 1024 / 24 / 16 / 4096
-            41,
-        ),
+        StandIn("microsoft/deberta-v3-small", "deberta-v3", tuple(_DEBERTA_FILES.split()),
+                Dims(32, 2, 2, 64), 11),  # 768 / 6 layers / 12 heads / 3072
+        StandIn("microsoft/deberta-v3-base", "deberta-v3", tuple(sorted([*_DEBERTA_FILES.split(), "rust_model.ot"])),
+                Dims(48, 2, 2, 96), 12),  # 768 / 12 / 12 / 3072
+        StandIn("microsoft/deberta-v3-large", "deberta-v3", tuple(_DEBERTA_FILES.split()),
+                Dims(64, 2, 4, 128), 13),  # 1024 / 24 / 16 / 4096
+        StandIn("google/electra-small-discriminator", "electra", tuple(_ELECTRA_FILES.split()),
+                Dims(32, 2, 2, 64, embedding=16), 21),  # 256 / 12 / 4 / 1024, embedding 128
+        StandIn("google/electra-base-discriminator", "electra", tuple(sorted([*_ELECTRA_FILES.split(), "rust_model.ot"])),
+                Dims(48, 2, 2, 96, embedding=48), 22),  # 768 / 12 / 12 / 3072, embedding 768
+        StandIn("google/electra-large-discriminator", "electra", tuple(_ELECTRA_FILES.split()),
+                Dims(64, 2, 4, 128, embedding=64), 23),  # 1024 / 24 / 16 / 4096, embedding 1024
+        StandIn("prajjwal1/bert-tiny", "bert-tiny", (".gitattributes", "README.md", "config.json", "pytorch_model.bin",
+                "vocab.txt"), Dims(16, 2, 2, 64), 31),  # 128 / 2 / 2 / 512
+        StandIn("bert-large-uncased", "bert-large", tuple(
+            ".gitattributes README.md config.json flax_model.msgpack model.safetensors pytorch_model.bin rust_model.ot "
+            "tf_model.h5 tokenizer.json tokenizer_config.json vocab.txt whole-word-masking.tar.gz".split()),
+                Dims(64, 2, 4, 128), 32),  # 1024 / 24 / 16 / 4096
+        StandIn("roberta-large", "roberta", tuple(
+            ".gitattributes README.md config.json flax_model.msgpack merges.txt model.onnx model.safetensors "
+            "pytorch_model.bin tf_model.h5 tokenizer.json tokenizer_config.json vocab.json".split()),
+                Dims(64, 2, 4, 128), 41),  # 1024 / 24 / 16 / 4096
     )
-}
+}  # fmt: skip
 
 # tokenizer settings as published (see the README for byte-size cross-checks)
 DEBERTA_TOKENIZER_CONFIG = '{\n\t\t"do_lower_case": false,\n\t\t"vocab_type": "spm"\n}\n'
@@ -280,17 +128,11 @@ def corpus(n: int = 600, seed: int = 2310) -> list[str]:
 
 
 # ---------------------------------------------------------------- hashing / cache layout
-def git_blob_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def is_lfs(name: str) -> bool:
-    return name.endswith(LFS_SUFFIXES)
-
-
 def blob_id(name: str, data: bytes) -> str:
     """The etag huggingface_hub names the blob by: sha256 for LFS files, the git blob sha1 otherwise."""
-    return hashlib.sha256(data).hexdigest() if is_lfs(name) else git_blob_sha1(data)
+    if name.endswith(LFS_SUFFIXES):
+        return hashlib.sha256(data).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def repo_folder(hub_id: str) -> str:
@@ -346,24 +188,11 @@ def _train_spm(texts: tuple[str, ...], vocab_size: int) -> bytes:
 
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts),
-        model_writer=buf,
-        vocab_size=vocab_size,
-        model_type="unigram",
-        pad_id=0,
-        pad_piece="[PAD]",
-        bos_id=1,
-        bos_piece="[CLS]",
-        eos_id=2,
-        eos_piece="[SEP]",
-        unk_id=3,
-        unk_piece="[UNK]",
-        num_threads=1,
-        hard_vocab_limit=False,
-        character_coverage=1.0,
-        shuffle_input_sentence=False,
-        minloglevel=2,
-    )
+        sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size, model_type="unigram",
+        pad_id=0, pad_piece="[PAD]", bos_id=1, bos_piece="[CLS]", eos_id=2, eos_piece="[SEP]", unk_id=3,
+        unk_piece="[UNK]", num_threads=1, hard_vocab_limit=False, character_coverage=1.0,
+        shuffle_input_sentence=False, minloglevel=2,
+    )  # fmt: skip
     return buf.getvalue()
 
 
@@ -483,138 +312,54 @@ def roberta_tokenizer_files(texts: list[str]) -> tuple[dict[str, bytes], int]:
 
 
 # ---------------------------------------------------------------- config.json (published key sets and layout)
-def _json_lines(items: list[tuple[str, str]], indent: str, trailing_newline: bool) -> bytes:
-    body = ",\n".join(f'{indent}"{k}": {v}' for k, v in items)
-    return ("{\n" + body + "\n}" + ("\n" if trailing_newline else "")).encode()
-
-
 def deberta_v3_config(d: Dims, vocab_size: int, position_buckets: int = 32) -> bytes:
-    """microsoft/deberta-v3-*: 20 keys in the published order, tab-tab indented, literal ``1e-7``.
+    """microsoft/deberta-v3-*: 20 keys in the published order, tab-tab indented, literal ``1e-7``
+    (``position_buckets`` is 256 in the hub files; it sets the size of ``rel_embeddings``)."""
+    items = [("model_type", '"deberta-v2"'), ("attention_probs_dropout_prob", "0.1"), ("hidden_act", '"gelu"'),
+             ("hidden_dropout_prob", "0.1"), ("hidden_size", str(d.hidden)), ("initializer_range", "0.02"),
+             ("intermediate_size", str(d.intermediate)), ("max_position_embeddings", "512"),
+             ("relative_attention", "true"), ("position_buckets", str(position_buckets)),
+             ("norm_rel_ebd", '"layer_norm"'), ("share_att_key", "true"), ("pos_att_type", '"p2c|c2p"'),
+             ("layer_norm_eps", "1e-7"), ("max_relative_positions", "-1"), ("position_biased_input", "false"),
+             ("num_attention_heads", str(d.heads)), ("num_hidden_layers", str(d.layers)), ("type_vocab_size", "0"),
+             ("vocab_size", str(vocab_size))]  # fmt: skip
+    return ("{\n" + ",\n".join(f'\t\t"{k}": {v}' for k, v in items) + "\n}\n").encode()
 
-    ``position_buckets`` is 256 in the hub files; it sets the size of ``rel_embeddings``.
-    """
-    return _json_lines(
-        [
-            ("model_type", '"deberta-v2"'),
-            ("attention_probs_dropout_prob", "0.1"),
-            ("hidden_act", '"gelu"'),
-            ("hidden_dropout_prob", "0.1"),
-            ("hidden_size", str(d.hidden)),
-            ("initializer_range", "0.02"),
-            ("intermediate_size", str(d.intermediate)),
-            ("max_position_embeddings", "512"),
-            ("relative_attention", "true"),
-            ("position_buckets", str(position_buckets)),
-            ("norm_rel_ebd", '"layer_norm"'),
-            ("share_att_key", "true"),
-            ("pos_att_type", '"p2c|c2p"'),
-            ("layer_norm_eps", "1e-7"),
-            ("max_relative_positions", "-1"),
-            ("position_biased_input", "false"),
-            ("num_attention_heads", str(d.heads)),
-            ("num_hidden_layers", str(d.layers)),
-            ("type_vocab_size", "0"),
-            ("vocab_size", str(vocab_size)),
-        ],
-        indent="\t\t",
-        trailing_newline=True,
-    )
+
+def _bert_like(d: Dims, vocab_size: int, **extra) -> bytes:
+    """The keys BERT-style configs share, plus ``extra``; sorted, 2-space indented (as the hub files)."""
+    cfg = {"attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+           "hidden_size": d.hidden, "initializer_range": 0.02, "intermediate_size": d.intermediate,
+           "layer_norm_eps": 1e-12, "max_position_embeddings": 512, "num_attention_heads": d.heads,
+           "num_hidden_layers": d.layers, "pad_token_id": 0, "type_vocab_size": 2, "vocab_size": vocab_size} | extra  # fmt: skip
+    return (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode()
 
 
 def electra_config(d: Dims, vocab_size: int) -> bytes:
-    cfg = {
-        "architectures": ["ElectraForPreTraining"],
-        "attention_probs_dropout_prob": 0.1,
-        "embedding_size": d.embedding,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1,
-        "hidden_size": d.hidden,
-        "initializer_range": 0.02,
-        "intermediate_size": d.intermediate,
-        "layer_norm_eps": 1e-12,
-        "max_position_embeddings": 512,
-        "model_type": "electra",
-        "num_attention_heads": d.heads,
-        "num_hidden_layers": d.layers,
-        "pad_token_id": 0,
-        "position_embedding_type": "absolute",
-        "summary_activation": "gelu",
-        "summary_last_dropout": 0.1,
-        "summary_type": "first",
-        "summary_use_proj": True,
-        "transformers_version": "4.6.0.dev0",
-        "type_vocab_size": 2,
-        "vocab_size": vocab_size,
-    }
-    return (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode()
+    return _bert_like(d, vocab_size, architectures=["ElectraForPreTraining"], embedding_size=d.embedding,
+                      model_type="electra", position_embedding_type="absolute", summary_activation="gelu",
+                      summary_last_dropout=0.1, summary_type="first", summary_use_proj=True,
+                      transformers_version="4.6.0.dev0")  # fmt: skip
 
 
 def bert_tiny_config(d: Dims, vocab_size: int) -> bytes:
     """prajjwal1/bert-tiny: one line, 11 keys, no ``model_type`` and no ``architectures``."""
-    cfg = OrderedDict(
-        [
-            ("hidden_size", d.hidden),
-            ("hidden_act", "gelu"),
-            ("initializer_range", 0.02),
-            ("vocab_size", vocab_size),
-            ("hidden_dropout_prob", 0.1),
-            ("num_attention_heads", d.heads),
-            ("type_vocab_size", 2),
-            ("max_position_embeddings", 512),
-            ("num_hidden_layers", d.layers),
-            ("intermediate_size", d.intermediate),
-            ("attention_probs_dropout_prob", 0.1),
-        ]
-    )
-    return json.dumps(cfg).encode()
+    return json.dumps({"hidden_size": d.hidden, "hidden_act": "gelu", "initializer_range": 0.02,
+                       "vocab_size": vocab_size, "hidden_dropout_prob": 0.1, "num_attention_heads": d.heads,
+                       "type_vocab_size": 2, "max_position_embeddings": 512, "num_hidden_layers": d.layers,
+                       "intermediate_size": d.intermediate, "attention_probs_dropout_prob": 0.1}).encode()  # fmt: skip
 
 
 def bert_large_config(d: Dims, vocab_size: int) -> bytes:
-    cfg = {
-        "architectures": ["BertForMaskedLM"],
-        "attention_probs_dropout_prob": 0.1,
-        "gradient_checkpointing": False,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1,
-        "hidden_size": d.hidden,
-        "initializer_range": 0.02,
-        "intermediate_size": d.intermediate,
-        "layer_norm_eps": 1e-12,
-        "max_position_embeddings": 512,
-        "model_type": "bert",
-        "num_attention_heads": d.heads,
-        "num_hidden_layers": d.layers,
-        "pad_token_id": 0,
-        "position_embedding_type": "absolute",
-        "transformers_version": "4.6.0.dev0",
-        "type_vocab_size": 2,
-        "use_cache": True,
-        "vocab_size": vocab_size,
-    }
-    return (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode()
+    return _bert_like(d, vocab_size, architectures=["BertForMaskedLM"], gradient_checkpointing=False,
+                      model_type="bert", position_embedding_type="absolute", transformers_version="4.6.0.dev0",
+                      use_cache=True)  # fmt: skip
 
 
 def roberta_config(d: Dims, vocab_size: int) -> bytes:
-    cfg = {
-        "architectures": ["RobertaForMaskedLM"],
-        "attention_probs_dropout_prob": 0.1,
-        "bos_token_id": 0,
-        "eos_token_id": 2,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1,
-        "hidden_size": d.hidden,
-        "initializer_range": 0.02,
-        "intermediate_size": d.intermediate,
-        "layer_norm_eps": 1e-05,
-        "max_position_embeddings": 514,
-        "model_type": "roberta",
-        "num_attention_heads": d.heads,
-        "num_hidden_layers": d.layers,
-        "pad_token_id": 1,
-        "type_vocab_size": 1,
-        "vocab_size": vocab_size,
-    }
-    return (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode()
+    return _bert_like(d, vocab_size, architectures=["RobertaForMaskedLM"], bos_token_id=0, eos_token_id=2,
+                      layer_norm_eps=1e-05, max_position_embeddings=514, model_type="roberta", pad_token_id=1,
+                      type_vocab_size=1)  # fmt: skip
 
 
 # ---------------------------------------------------------------- weights (published parameter names)
@@ -690,19 +435,9 @@ def deberta_v3_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
     gen = torch.Generator().manual_seed(s.seed)
     h, v = cfg.hidden_size, cfg.vocab_size
     state = OrderedDict((f"deberta.{k}", t) for k, t in enc.items())
-    state.update(
-        _heads(
-            gen,
-            [
-                *_linear("lm_predictions.lm_head.dense", h, h),
-                *_norm("lm_predictions.lm_head.LayerNorm", h),
-                ("lm_predictions.lm_head.bias", (v,), "zeros"),
-                *_linear("mask_predictions.dense", h, h),
-                *_norm("mask_predictions.LayerNorm", h),
-                *_linear("mask_predictions.classifier", 1, h),
-            ],
-        )
-    )
+    state.update(_heads(gen, [*_linear("lm_predictions.lm_head.dense", h, h), *_norm("lm_predictions.lm_head.LayerNorm", h),
+                              ("lm_predictions.lm_head.bias", (v,), "zeros"), *_linear("mask_predictions.dense", h, h),
+                              *_norm("mask_predictions.LayerNorm", h), *_linear("mask_predictions.classifier", 1, h)]))  # fmt: skip
     state = OrderedDict((k, t.half()) for k, t in state.items())  # the hub .bin stores float16 (HalfStorage)
     return {"pytorch_model.bin": _to_bin(state)}
 
@@ -716,23 +451,12 @@ def electra_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
     state = OrderedDict((f"electra.{k}", t) for k, t in enc.items())
     if "electra.embeddings_project.weight" not in state:
         # base / large: the 2020 conversion kept an (unused) embeddings_project although embedding == hidden
-        state.update(
-            _heads(
-                gen,
-                [
-                    *_linear("electra.embeddings_project", h, e),
-                ],
-            )
-        )
-    state.update(
-        _heads(
-            gen,
-            [
-                *_linear("discriminator_predictions.dense", h, h),
-                *_linear("discriminator_predictions.dense_prediction", 1, h),
-            ],
-        )
-    )
+        state.update(_heads(gen, _linear("electra.embeddings_project", h, e)))
+    heads = [
+        *_linear("discriminator_predictions.dense", h, h),
+        *_linear("discriminator_predictions.dense_prediction", 1, h),
+    ]
+    state.update(_heads(gen, heads))
     return {"pytorch_model.bin": _to_bin(state)}
 
 
@@ -743,16 +467,9 @@ def _bert_pretraining_state(cfg_bytes: bytes, s: StandIn) -> OrderedDict:
     gen = torch.Generator().manual_seed(s.seed)
     h, v = cfg.hidden_size, cfg.vocab_size
     state = OrderedDict((f"bert.{k}", t) for k, t in enc.items())
-    state.update(
-        _heads(
-            gen,
-            [
-                ("cls.predictions.bias", (v,), "zeros"),
-                *_linear("cls.predictions.transform.dense", h, h),
-                *_norm("cls.predictions.transform.LayerNorm", h),
-            ],
-        )
-    )
+    heads = [("cls.predictions.bias", (v,), "zeros"), *_linear("cls.predictions.transform.dense", h, h),
+             *_norm("cls.predictions.transform.LayerNorm", h)]  # fmt: skip
+    state.update(_heads(gen, heads))
     state["cls.predictions.decoder.weight"] = state["bert.embeddings.word_embeddings.weight"]  # tied, stored once
     state.update(
         _heads(gen, [("cls.seq_relationship.weight", (2, h), "normal"), ("cls.seq_relationship.bias", (2,), "zeros")])
@@ -780,38 +497,13 @@ def roberta_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
     h, v = cfg.hidden_size, cfg.vocab_size
     state = OrderedDict((f"roberta.{k}", t) for k, t in enc.items())
     state.update(
-        _heads(
-            gen,
-            [
-                ("lm_head.bias", (v,), "zeros"),
-                *_linear("lm_head.dense", h, h),
-                *_norm("lm_head.layer_norm", h),
-            ],
-        )
+        _heads(gen, [("lm_head.bias", (v,), "zeros"), *_linear("lm_head.dense", h, h), *_norm("lm_head.layer_norm", h)])
     )
     state["lm_head.decoder.weight"] = state["roberta.embeddings.word_embeddings.weight"]  # tied
     return {"pytorch_model.bin": _to_bin(state), "model.safetensors": _to_safetensors(state)}
 
 
 # ---------------------------------------------------------------- per-model file sets
-def _placeholder(hub_id: str, name: str) -> bytes:
-    return (
-        f"ftft stand-in placeholder for {name} of {hub_id}: not a real file of this format; "
-        "the loader never reads it.\n"
-    ).encode()
-
-
-def _readme(hub_id: str) -> bytes:
-    return (
-        f"# Stand-in for {hub_id}\n\nTiny random-init checkpoint with the hub repository's file names, config keys, "
-        "tokenizer settings, weight format and parameter names (ftft tests/rehearsal/hub.py). Not a trained model.\n"
-    ).encode()
-
-
-def _gitattributes() -> bytes:
-    return "".join(f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES).encode()
-
-
 def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, bytes]:
     """Every file of the stand-in for ``hub_id`` (name -> bytes), exactly the real repo's file names."""
     s = STANDINS[hub_id]
@@ -844,11 +536,17 @@ def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, byte
         }[s.family]
         files["config.json"] = make_cfg(s.dims, len(vocab))
         files.update(make_weights(files["config.json"], s))
-    for name in s.files:
-        if name in PLACEHOLDER_FILES:
-            files[name] = _placeholder(hub_id, name)
-    files["README.md"] = _readme(hub_id)
-    files[".gitattributes"] = _gitattributes()
+    for name in set(s.files) & set(PLACEHOLDER_FILES):
+        files[name] = (
+            f"ftft stand-in placeholder for {name} of {hub_id}: not a real file of this format; the loader never reads it.\n".encode()
+        )
+    files["README.md"] = (
+        f"# Stand-in for {hub_id}\n\nTiny random-init checkpoint with the hub repository's file names, config keys, "
+        "tokenizer settings, weight format and parameter names (ftft tests/rehearsal/hub.py). Not a trained model.\n"
+    ).encode()
+    files[".gitattributes"] = "".join(
+        f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES
+    ).encode()
     if set(files) != set(s.files):
         raise AssertionError(f"{hub_id}: built {sorted(files)}, the repo has {sorted(s.files)}")
     return files

@@ -1,16 +1,5 @@
-"""Adversarial NLI v1.0 (Nie et al., 2020): ``anli_v1.0/R{1,2,3}/{train,dev,test}.jsonl``.
-
-* Splits: ``train_r1, train_r2, train_r3, dev_r1, dev_r2, dev_r3, test_r1, test_r2, test_r3``
-  (the names of the HF ``facebook/anli`` splits). A missing file is skipped with a warning
-  (the test fixtures have no train files; the release zip has them): logged, and the
-  summary warns that the split is missing.
-* ``text_a`` = ``context`` (the release calls the premise ``context``), ``text_b`` =
-  ``hypothesis``; ``label`` from ``e``/``n``/``c`` -> entailment=0, neutral=1,
-  contradiction=2 (full names are accepted too; anything else -> ``unknown_label``).
-* ``uid`` = the release ``uid`` (a UUID). Extra columns: ``round`` (1-3), ``genre``, ``tag``.
-* Undecodable lines -> ``bad_json``; missing uid/context/hypothesis/label ->
-  ``missing_field``; empty texts -> ``missing_text``.
-"""
+"""Adversarial NLI v1.0: ``R{1,2,3}/{train,dev,test}.jsonl`` -> splits ``{part}_r{round}`` (a missing file is a
+missing split); text_a = context, label from e/n/c; extra columns round, genre, tag."""
 
 from __future__ import annotations
 
@@ -29,17 +18,8 @@ LABEL_NAMES = NLI_LABELS
 ROUNDS = (1, 2, 3)
 PARTS = ("train", "dev", "test")
 SPLIT_NAMES = tuple(f"{part}_r{r}" for part in PARTS for r in ROUNDS)
-EXPECTED = {
-    "train_r1": 16_946,
-    "train_r2": 45_460,
-    "train_r3": 100_459,
-    "dev_r1": 1_000,
-    "dev_r2": 1_000,
-    "dev_r3": 1_200,
-    "test_r1": 1_000,
-    "test_r2": 1_000,
-    "test_r3": 1_200,
-}
+EXPECTED = {"train_r1": 16_946, "train_r2": 45_460, "train_r3": 100_459, "dev_r1": 1_000, "dev_r2": 1_000,
+            "dev_r3": 1_200, "test_r1": 1_000, "test_r2": 1_000, "test_r3": 1_200}  # fmt: skip
 LABEL_MAP = {"e": 0, "n": 1, "c": 2, **{n: i for i, n in enumerate(LABEL_NAMES)}}
 
 
@@ -58,14 +38,6 @@ def round_dir(raw: Path, r: int) -> Path:
     return cands[0]
 
 
-def load_file(path: Path, split: str, rnd: int, report: Report) -> list[dict]:
-    fields = ("uid", "context", "hypothesis", "label")
-    rows = nli_jsonl_rows(
-        path, split, report, fields, LABEL_MAP, {"genre": "genre", "tag": "tag"}, f"{path.parent.name}/"
-    )
-    return [{**row, "round": rnd} for row in rows]
-
-
 def load(raw: Path, report: Report) -> pd.DataFrame:
     rows = []
     for r in ROUNDS:
@@ -76,7 +48,10 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
             if not path.is_file():
                 log.info("%s not found: split '%s' is absent", path, split)
                 continue
-            rows += load_file(path, split, r, report)
+            fields, extra = ("uid", "context", "hypothesis", "label"), {"genre": "genre", "tag": "tag"}
+            rows += [
+                row | {"round": r} for row in nli_jsonl_rows(path, split, report, fields, LABEL_MAP, extra, f"R{r}/")
+            ]
     df = pd.DataFrame(rows, columns=["uid", "text_a", "text_b", "label", "split", "round", "genre", "tag"])
     df["round"] = df["round"].astype("int64")
     return df

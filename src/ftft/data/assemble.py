@@ -1,16 +1,5 @@
-"""Collect one task's training set and evaluation sets from the normalised sources.
-
-``ftft assemble --spec JSON --sources-dir DIR --train FILE --eval-dir DIR``
-
-``spec`` is the task's config entry (``tasks.<task>``): ``labels``, ``train: {source, split}``,
-``id_test: {name, source, split}``, ``ood: [{name, source, split}, ...]``. For each of them the
-rows of ``split`` are taken from ``{sources-dir}/{source}.parquet`` and written (same columns,
-same schema metadata) to ``--train`` and ``{eval-dir}/{name}.parquet``.
-
-Checks (DataError, naming source and split): the source file exists; its label names equal the
-task's ``labels`` (both lists in the message); the split exists and is not empty (the message
-lists the available splits); uids are unique within each output file.
-"""
+"""``ftft assemble``: a task's training set and evaluation sets (``tasks.<task>``) cut from the normalised
+sources; the sources' label names must equal the task's ``labels``, and every split must exist and be non-empty."""
 
 from __future__ import annotations
 
@@ -73,13 +62,12 @@ def assemble(spec: dict, sources_dir: str | Path, train: str | Path, eval_dir: s
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--spec", required=True, help="task config (tasks.<task>) as JSON")
-    parser.add_argument("--sources-dir", required=True, help="folder with {source}.parquet")
-    parser.add_argument("--train", required=True, help="training set parquet to write")
-    parser.add_argument("--eval-dir", required=True, help="folder for {name}.parquet of each evaluation set")
+    for flag, text in (("--spec", "task config (tasks.<task>) as JSON"), ("--sources-dir", "folder with {source}.parquet"),
+                       ("--train", "training set parquet to write"),
+                       ("--eval-dir", "folder for {name}.parquet of each evaluation set")):  # fmt: skip
+        parser.add_argument(flag, required=True, help=text)
 
 
 def run(args) -> int:
-    spec = parse_json_arg(args.spec, "--spec")
-    assemble(spec, args.sources_dir, args.train, args.eval_dir)
+    assemble(parse_json_arg(args.spec, "--spec"), args.sources_dir, args.train, args.eval_dir)
     return 0

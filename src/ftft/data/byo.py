@@ -1,44 +1,14 @@
-"""Bring your own data: a ``byo.<name>`` config entry -> the normalised schema.
+"""Bring your own data: a ``byo.<name>`` config entry (config/README.md) -> the normalised schema.
 
-Config (validated by the JSON schema)::
-
-    byo:
-      mydata:
-        files: {train: data/my_train.csv, test: data/my_test.jsonl}   # split -> file
-        text_a: sentence          # column with the (first) text
-        text_b: null              # second text column, or null for single-text tasks
-        label: gold               # label column
-        uid: null                 # id column, or null -> uid = "{name}-{split}-{row}"
-        labels: [neg, pos]        # label names in index order, or null
-
-Files are read by extension: ``.csv``, ``.tsv``/``.tab``, ``.jsonl``/``.ndjson`` (also
-``.json`` holding JSON lines), ``.parquet``/``.pq``. CSV/TSV are read as strings with pandas'
-CSV defaults (``keep_default_na=False``: an empty cell is an empty string, never NaN).
-Relative paths are looked up in the working directory first, then below ``--raw``.
-
-Labels:
-
-* ``labels`` given: a value equal (as a string) to one of the names gets that name's index;
-  otherwise an integer value (or integer string) in ``0..len(labels)-1`` is kept as the index.
-* ``labels`` null: if every value is an integer (or integer string) the integers are kept and
-  the names are ``"0" .. str(max)``; otherwise the names are the sorted unique values (over all
-  files), mapped to their position.
-* A value that matches nothing is **dropped and counted** as ``unknown_label`` in the summary
-  (with a warning listing the values), like the built-in sources; it is not an error.
-
-``uid``: the uid column as a string (a row without one is a DataError naming the file); ids that
-recur in another split (numbered per split) become ``{split}/{id}``; duplicates within a split
-are dropped and counted as ``duplicate_uid`` (a warning, like every dropped row); without a uid
-column it is ``{name}-{split}-{row}`` (row = 0-based row in its file), stable as long as the
-file is. Empty ``text_a``/``text_b`` -> ``missing_text``.
-
-A column named in the config that a file lacks is a DataError naming the file, the config field
-(``byo.<name>.text_a`` ...), the value and the available columns.
+Files are read by extension (csv, tsv/tab, jsonl/ndjson/json lines, parquet/pq; CSV cells as strings), relative
+paths from the working directory, then ``--raw``; or a hub dataset (``hf``). Labels: named values map to their
+index, integers in range are kept; without ``labels``, all-integer values are kept, else the sorted unique values
+are the names. Unknown labels, empty texts and duplicate ids are dropped and counted; ids recurring across splits
+become ``{split}/{id}``; without a uid column the uid is ``{name}-{split}-{row}``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -46,26 +16,15 @@ import pandas as pd
 from ..errors import DataError
 from .prepare import Report, drop_missing_text
 
-READERS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+READERS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+           ".parquet": "parquet", ".pq": "parquet"}  # fmt: skip
 
 
 def resolve(path: str, raw: str | Path | None, key: str) -> Path:
     p = Path(path).expanduser()
-    tried = [p]
-    if not p.is_absolute() and raw is not None:
-        tried.append(Path(raw) / p)
-    for cand in tried:
-        if cand.is_file():
-            return cand
+    tried = [p, *([Path(raw) / p] if not p.is_absolute() and raw is not None else [])]
+    if found := next((cand for cand in tried if cand.is_file()), None):
+        return found
     raise DataError(f"{key}: file not found: {path} (tried {', '.join(str(t) for t in tried)})")
 
 
@@ -77,15 +36,7 @@ def read_any(path: Path, key: str) -> pd.DataFrame:
         if kind in ("csv", "tsv"):
             return pd.read_csv(path, sep="," if kind == "csv" else "\t", dtype=str, keep_default_na=False)
         if kind == "jsonl":
-            rows = []
-            with open(path, encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as exc:
-                            raise DataError(f"{key}: {path}:{lineno}: not a JSON line: {exc}") from exc
-            return pd.DataFrame(rows)
+            return pd.read_json(path, lines=True, dtype=False, encoding="utf-8")
         return pd.read_parquet(path)
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise DataError(f"{key}: {path}: cannot read ({exc})") from exc
@@ -94,14 +45,10 @@ def read_any(path: Path, key: str) -> pd.DataFrame:
 def _as_int(value) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     s = str(value).strip()
-    if s.lstrip("-").isdigit():
-        return int(s)
-    return None
+    return int(s) if s.lstrip("-").isdigit() else None
 
 
 def label_names_for(values: list, labels: list | None) -> tuple[list[str], dict]:
@@ -166,15 +113,10 @@ def load(name: str, spec: dict, raw: str | Path | None, report: Report) -> tuple
                 f"{path}: {int(noid.sum())} row(s) without an id in column {uid_col!r} (config {base}.uid), the first "
                 f"is data row {int(noid.to_numpy().argmax()) + 1}: give every row an id, or set {base}.uid: null"
             )
-        out = pd.DataFrame(
-            {
-                "uid": df[uid_col].astype(str) if uid_col else [f"{name}-{split}-{i}" for i in range(len(df))],
-                "text_a": df[spec["text_a"]].astype(object),
-                "text_b": df[spec["text_b"]].astype(object) if spec.get("text_b") else None,
-                "raw_label": df[spec["label"]].astype(object),
-                "split": str(split),
-            }
-        )
+        uids = df[uid_col].astype(str) if uid_col else [f"{name}-{split}-{i}" for i in range(len(df))]
+        text_b = df[spec["text_b"]].astype(object) if spec.get("text_b") else None
+        out = pd.DataFrame({"uid": uids, "text_a": df[spec["text_a"]].astype(object), "text_b": text_b,
+                            "raw_label": df[spec["label"]].astype(object), "split": str(split)})  # fmt: skip
         cols = ("text_a", "text_b") if spec.get("text_b") else ("text_a",)
         for c in cols:
             out[c] = out[c].where(out[c].notna(), None).map(lambda v: v if v is None else str(v))
@@ -184,9 +126,7 @@ def load(name: str, spec: dict, raw: str | Path | None, report: Report) -> tuple
         report.warn(f"{base}.uid: {int(across.sum())} id(s) recur in another split; uids are '<split>/<id>'")
         df["uid"] = df["split"] + "/" + df["uid"]
     nolabel = df["raw_label"].isna() | (df["raw_label"].astype(str).str.strip() == "")
-    if nolabel.any():
-        report.drop("missing_label", int(nolabel.sum()), f"uid {df.loc[nolabel, 'uid'].iloc[0]}")
-        df = df[~nolabel]
+    df = report.filter(df, nolabel, "missing_label", lambda r: f"uid {r['uid']}")
     values = list(dict.fromkeys(df["raw_label"].tolist()))
     names, mapping = label_names_for(values, spec.get("labels"))
     lab = df["raw_label"].astype(str).map(mapping)

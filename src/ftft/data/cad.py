@@ -1,59 +1,11 @@
-"""CAD, the Contextual Abuse Dataset v1.1 (Vidgen et al., 2021), rebuilt as Ramponi & Tonelli did.
+"""CAD v1.1 (Vidgen et al., 2021) rebuilt as Ramponi & Tonelli's ``scripts/1.prepare-data.py`` does for ``cad``
+(github.com/dhfbk/hate-speech-artifacts; the official FTFT code trains on its ``cad_uid.train``, tests on ``.dev``).
 
-Source: Zenodo 4881008 ``data.zip`` -> ``data/cad_v1_1.tsv`` (one row per *annotation*).
-The paper (§3) frames CAD "following Ramponi & Tonelli (2022)", and the official FTFT code
-trains on ``cad/cad_uid.train`` and scores ID on ``cad/cad_uid.dev``: the output of R&T's
-``scripts/1.prepare-data.py`` (github.com/dhfbk/hate-speech-artifacts; run by
-``1.prepare-data.sh`` without ``-E``, so emojis are kept). This module emulates that script
-for ``cad``, quirks included (line numbers are of that file at the mirrored HEAD):
-
-1. ``create_dataset_file`` (l. 194-222): read the TSV (``QUOTE_NONE``, ``keep_default_na=False``);
-   keep ``split`` in {train, dev, test} (else ``excluded_split``), ``annotation_Context`` in
-   {``CurrentContent``, ``"NA"``} (else ``needs_previous_content``), drop id ``cad_11730``
-   (``known_bad_row``); group the annotation rows by R&T's 14 static entry columns and join the
-   sorted set of primary labels with ``$`` (``merged_annotation_rows``). pandas' ``groupby``
-   sorts by those keys (``info_id`` first, typed as ``read_csv`` infers them): that order is
-   the order of everything that follows. Then ``\\\\`` -> ``\\`` and every other backslash is
-   deleted, and the ``label<TAB>text`` file round trip drops the text's trailing whitespace.
-2. ``clean_text(text, "cad", keep_emojis=True)`` (l. 228-287; ``ftft.data.clean``).
-3. ``preprocess_dataset`` (l. 290-341): dedup by cleaned text in first-occurrence order. A
-   text whose copies carry different composite labels is dropped entirely
-   (``conflicting_duplicate``, every copy); otherwise the first copy is kept and the others
-   are counted as ``duplicate_text``. The key is the cleaned text *before* the next file round
-   trip strips its trailing whitespace, so texts that differ only there (``lol`` and ``lol
-   [linebreak]``) both survive, with the same final ``text_a`` (as in R&T's files).
-4. ``split_dataset(k=10)`` (l. 344-422): ``random.seed(42); random.shuffle`` of the instances,
-   composite labels -> R&T's ``LABEL_TO_ID["cad"]`` (13 classes), ``StratifiedKFold(10)``
-   without shuffling on those ids (re-implemented: :func:`stratified_test_folds`); folds 0-7
-   -> train, 8 -> dev, 9 -> test; binarised by ``LABEL_MAPPING["cad"]`` (hate iff the
-   composite label contains ``IdentityDirectedAbuse``); each split shuffled again with seed
-   42. Rows come out in that final order: train, then dev, then test.
-
-Where R&T's script would crash, the offending instance is dropped with a reason instead (none
-of these can occur in the data they processed, since their script ran through):
-empty text after the backslash handling + ``rstrip`` or after cleaning (``missing_text``),
-a carriage return in the text (their text-mode reading would split the line:
-``line_break_in_text``), and a composite label outside ``LABEL_TO_ID`` (a ``KeyError`` there;
-``unmapped_label``, after dedup, where R&T map labels, with a warning). Rows with an empty
-``info_id`` are dropped as ``missing_uid`` (R&T keep them; we need an id).
-
-Output (normalised schema): ``uid`` = the ``info_id`` of the first entry (in the order above)
-carrying that cleaned text (a second instance of one ``info_id``, possible only when its rows
-disagree on a static column, gets ``#2``, ``#3``, ... with a warning); ``text_a`` = the text
-exactly as R&T's ``cad.{train,dev,test}`` hold it (cleaned, right-stripped); ``text_b`` null;
-``label`` nothate=0 / hate=1; ``split`` = R&T's train/dev/test. Extra columns: ``labels``
-(composite, ``$``-joined), ``fold`` (0-9), ``subreddit``.
-
-Sizes. No documented size of R&T's CAD splits was found (their paper and repository were
-searched; see the report in docs/FIDELITY.md), so ``EXPECTED`` is empty. Derivation: CAD v1.1
-has 23,417 entries in train/dev/test (13,584 + 4,526 + 5,307) before the filters; the FTFT
-paper trains "approximately 10 epochs (6,000 steps)" at batch 32, i.e. about 19,200 training
-instances; the official HSD configs use ``max_train_steps: 1620`` with ``eval_interval: 180``,
-and the NLI configs 49,088 = 4 x 12,272 steps (12,272 = ceil(392,702 / 32)) with
-``eval_interval: 4090`` (a third of an epoch). Read the same way, HSD is 3 epochs of 540
-steps, evaluated every third of an epoch: ceil(n / 32) = 540, so **train = 17,249-17,280**
-instances (80% of ~21,560-21,600 after R&T's filters and dedup; dev and test ~2,156-2,160
-each), and 6,000 steps are ~11.1 epochs. That is an inference, not a documented number.
+Steps and line numbers: docs/FIDELITY.md (CAD rows). Where their script would crash, the instance is dropped with
+a reason (``missing_text``, ``line_break_in_text``, ``unmapped_label``); an empty ``info_id`` is ``missing_uid``.
+Output: ``uid`` = the ``info_id`` of the first entry with that cleaned text (``#2``, ``#3`` for repeats),
+``text_a`` as R&T's split files hold it, ``label`` nothate=0 / hate=1, ``split`` train/dev/test (folds 0-7, 8, 9);
+extra columns ``labels`` (composite), ``fold``, ``subreddit``. No documented split sizes (docs/FIDELITY.md, 15).
 """
 
 from __future__ import annotations
@@ -80,45 +32,27 @@ MEMBERS = {"data.zip": [f"data/{n}" for n in (
     "cad_codebook_april2021.pdf cad_v1.tsv cad_v1_1.tsv cad_v1_1_dev.tsv cad_v1_1_test.tsv cad_v1_1_train.tsv "
     "cad_v1_dev.tsv cad_v1_test.tsv cad_v1_train.tsv errata_v1_to_v1_1 test/test_data.tsv test/test_data_test.tsv "
     "test/test_predictions.tsv").split()]}  # fmt: skip
-SPLIT_NAMES = ("train", "dev", "test")  # Ramponi & Tonelli folds 0-7, 8, 9
-KEEP_SPLITS = ("train", "dev", "test")
+SPLIT_NAMES = ("train", "dev", "test")  # R&T folds 0-7, 8, 9
 KEEP_CONTEXT = ("CurrentContent", '"NA"')
 BAD_IDS = ("cad_11730",)
 # R&T l. 208-210: the columns an entry's annotation rows are grouped by, in this order
-STATIC_COLS = (
-    "info_id",
-    "info_subreddit",
-    "info_subreddit_id",
-    "info_id.parent",
-    "info_id.link",
-    "info_thread.id",
-    "info_order",
-    "info_image.saved",
-    "meta_author",
-    "meta_created_utc",
-    "meta_date",
-    "meta_day",
-    "meta_permalink",
-    "meta_text",
+STATIC_COLS = tuple(
+    "info_id info_subreddit info_subreddit_id info_id.parent info_id.link info_thread.id info_order info_image.saved "
+    "meta_author meta_created_utc meta_date meta_day meta_permalink meta_text".split()
 )
 NEEDED = ("id", "split", "annotation_Context", "annotation_Primary", *STATIC_COLS)
-# R&T l. 34 and l. 44
+# R&T l. 34 (LABEL_TO_ID["cad"]) and l. 44 (LABEL_MAPPING["cad"]: hate iff IdentityDirectedAbuse is in the composite)
 LABEL_TO_ID = {
-    "Neutral": 0,
-    "Slur": 1,
-    "PersonDirectedAbuse": 2,
-    "AffiliationDirectedAbuse": 3,
-    "IdentityDirectedAbuse": 4,
-    "AffiliationDirectedAbuse$IdentityDirectedAbuse": 5,
-    "AffiliationDirectedAbuse$IdentityDirectedAbuse$PersonDirectedAbuse": 6,
-    "AffiliationDirectedAbuse$PersonDirectedAbuse": 7,
-    "AffiliationDirectedAbuse$Slur": 8,
-    "IdentityDirectedAbuse$PersonDirectedAbuse": 9,
-    "IdentityDirectedAbuse$PersonDirectedAbuse$Slur": 10,
-    "IdentityDirectedAbuse$Slur": 11,
-    "PersonDirectedAbuse$Slur": 12,
+    lab: i
+    for i, lab in enumerate(
+        "Neutral Slur PersonDirectedAbuse AffiliationDirectedAbuse IdentityDirectedAbuse "
+        "AffiliationDirectedAbuse$IdentityDirectedAbuse AffiliationDirectedAbuse$IdentityDirectedAbuse$PersonDirectedAbuse "
+        "AffiliationDirectedAbuse$PersonDirectedAbuse AffiliationDirectedAbuse$Slur "
+        "IdentityDirectedAbuse$PersonDirectedAbuse IdentityDirectedAbuse$PersonDirectedAbuse$Slur "
+        "IdentityDirectedAbuse$Slur PersonDirectedAbuse$Slur".split()
+    )
 }
-LABEL_MAPPING = {0: 0, 1: 0, 2: 0, 3: 0, 4: 1, 5: 1, 6: 1, 7: 0, 8: 0, 9: 1, 10: 1, 11: 1, 12: 0}
+LABEL_MAPPING = {i: int("IdentityDirectedAbuse" in lab) for lab, i in LABEL_TO_ID.items()}
 RANDOM_SEED = 42  # R&T l. 22
 N_FOLDS = 10  # split_dataset(k=10)
 CLEAN_DATASET = "cad"  # clean_text's dataset_name (also used for DynaHate)
@@ -131,15 +65,10 @@ def fold_split(fold: int, k: int = N_FOLDS) -> str:
 
 
 def stratified_test_folds(labels, n_splits: int = N_FOLDS, where: str = "labels") -> list[int]:
-    """The test fold of each sample under ``sklearn.model_selection.StratifiedKFold(n_splits)``.
-
-    scikit-learn >= 0.22 ``_make_test_folds`` with ``shuffle=False``: classes are encoded by order
-    of first appearance; the number of samples of each class in each fold comes from a round
-    robin over the sorted encoded labels (``bincount(y_order[i::n_splits])``); each class's
-    samples, in data order, get blocks of fold ids 0, 0, .., 1, 1, ... of those sizes. Fold
-    ``f``'s test indices are then ``[i for i if folds[i] == f]`` (ascending), as ``split``
-    yields them. Raises DataError where scikit-learn raises ValueError.
-    """
+    """The test fold of each sample under ``sklearn.model_selection.StratifiedKFold(n_splits)`` (``shuffle=False``,
+    scikit-learn >= 0.22 ``_make_test_folds``: class codes by first appearance, per-fold class counts from a round
+    robin over the sorted codes, each class's samples in data order get fold ids in blocks); DataError where
+    scikit-learn raises ValueError. scikit-learn is not a dependency: test_cad compares the two."""
     labels = list(labels)
     if n_splits > len(labels):
         raise DataError(
@@ -150,8 +79,7 @@ def stratified_test_folds(labels, n_splits: int = N_FOLDS, where: str = "labels"
     for lab in labels:
         code.setdefault(lab, len(code))
     encoded = [code[lab] for lab in labels]
-    counts = Counter(encoded)
-    if all(n_splits > c for c in counts.values()):
+    if all(n_splits > c for c in Counter(encoded).values()):
         raise DataError(
             f"{where}: no class has {n_splits} members (counts {dict(Counter(labels))}); "
             f"StratifiedKFold(n_splits={n_splits}) cannot split it"
@@ -163,18 +91,13 @@ def stratified_test_folds(labels, n_splits: int = N_FOLDS, where: str = "labels"
     return [next(blocks[k]) for k in encoded]
 
 
-# --------------------------------------------------------------------------- create_dataset_file
-
 _INT_RE = re.compile(r"[+-]?\d+")
 _FLOAT_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _BOOL = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": False, "false": False}
 
 
 def _typed(col: pd.Series) -> list:
-    """The column's values typed as ``pd.read_csv`` infers them (int, float, bool, else str).
-
-    Only the sort order of the grouping keys depends on it (R&T read with type inference).
-    """
+    """The column's values typed as ``pd.read_csv`` infers them (R&T's groupby sorts by the typed keys)."""
     values = col.tolist()
     stripped = [v.strip() for v in values]
     if stripped and all(_INT_RE.fullmatch(v) for v in stripped):
@@ -193,25 +116,18 @@ def rt_backslashes(text: str) -> str:
 
 def load(raw: Path, report: Report) -> pd.DataFrame:
     path = find_file(raw, FILE)
-    chunks = list(read_delimited(path, report, sep="\t", quoting=csv.QUOTE_NONE, chunksize=None))
-    df = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
-    missing = [c for c in NEEDED if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; have {list(df.columns)}")
-    df = df[list(NEEDED)].reset_index(drop=True)
+    (df,) = read_delimited(path, report, sep="\t", quoting=csv.QUOTE_NONE, chunksize=None, needed=NEEDED)
+    df = df.reset_index(drop=True)
     # types are inferred over the whole file, as read_csv does, before any row is filtered
     keys = pd.DataFrame({c: _typed(df[c]) for c in STATIC_COLS}, index=df.index)
 
-    def drop(mask, reason):
-        nonlocal df
-        if mask.any():
-            report.drop(reason, int(mask.sum()), f"{path.name}: id {df.loc[mask, 'id'].iloc[0]}")
-        df = df[~mask]
+    def where(row):
+        return f"{path.name}: id {row['id']}"
 
-    drop(~df["split"].isin(KEEP_SPLITS), "excluded_split")
-    drop(~df["annotation_Context"].isin(KEEP_CONTEXT), "needs_previous_content")
-    drop(df["id"].isin(BAD_IDS), "known_bad_row")
-    drop(df["info_id"].str.strip() == "", "missing_uid")
+    df = report.filter(df, ~df["split"].isin(SPLIT_NAMES), "excluded_split", where)
+    df = report.filter(df, ~df["annotation_Context"].isin(KEEP_CONTEXT), "needs_previous_content", where)
+    df = report.filter(df, df["id"].isin(BAD_IDS), "known_bad_row", where)
+    df = report.filter(df, df["info_id"].str.strip() == "", "missing_uid", where)
 
     # groupby(static_cols)["annotation_Primary"].apply('$'.join(sorted(set(x)))): sorted groups
     info_id = df["info_id"].tolist()
@@ -226,37 +142,30 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
         rows = groups[key]
         entries.append((rows[0], "$".join(sorted({primary[r] for r in rows}))))
     report.drop("merged_annotation_rows", len(df) - len(entries), None)
-    multi = Counter(info_id[pos] for pos, _ in entries)
-    split_ids = sorted(k for k, n in multi.items() if n > 1)
-    if split_ids:
+    if split_ids := sorted(k for k, n in Counter(info_id[pos] for pos, _ in entries).items() if n > 1):
         report.warn(
             f"{len(split_ids)} info_id(s) have annotation rows that disagree on a static column, so "
             f"Ramponi & Tonelli's groupby makes several instances of them, e.g. {split_ids[0]}"
         )
 
-    # data.tsv round trip: backslashes, then line.rstrip().split("\t") in preprocess_dataset
-    raw_texts = []
-    for pos, labels in entries:
-        text = rt_backslashes(meta_text[pos]).rstrip()
-        where = f"{path.name}: info_id {info_id[pos]}"
-        if text == "":
-            report.drop("missing_text", 1, f"{where}: meta_text empty after backslash handling")
+    def usable(pos: int, text: str, what: str) -> bool:
+        """Where R&T's script would crash: an empty text, or a carriage return (their text-mode reading splits it)."""
+        where = f"{path.name}: info_id {info_id[pos]}: {what}"
+        if text.rstrip() == "":
+            report.drop("missing_text", 1, f"{where} is empty ({meta_text[pos][:80]!r})")
         elif "\r" in text:
-            report.drop("line_break_in_text", 1, f"{where}: carriage return in meta_text")
-        else:
-            raw_texts.append((pos, labels, text))
+            report.drop("line_break_in_text", 1, f"{where} has a carriage return")
+        return text.rstrip() != "" and "\r" not in text
 
+    # data.tsv round trip: backslashes, then line.rstrip().split("\t") in preprocess_dataset
+    raw_texts = [(pos, labels, rt_backslashes(meta_text[pos]).rstrip()) for pos, labels in entries]
     # preprocess_dataset: clean, then dedup by cleaned text in first-occurrence order
     by_text: dict[str, list[tuple[int, str]]] = {}
     for pos, labels, text in raw_texts:
-        cleaned = clean_text(text, CLEAN_DATASET, KEEP_EMOJIS)
-        where = f"{path.name}: info_id {info_id[pos]}"
-        if cleaned.rstrip() == "":
-            report.drop("missing_text", 1, f"{where}: text empty after cleaning ({text[:80]!r})")
-        elif "\r" in cleaned:
-            report.drop("line_break_in_text", 1, f"{where}: carriage return after cleaning")
-        else:
-            by_text.setdefault(cleaned, []).append((pos, labels))
+        if usable(pos, text, "meta_text after the backslash handling"):
+            cleaned = clean_text(text, CLEAN_DATASET, KEEP_EMOJIS)
+            if usable(pos, cleaned, "the cleaned text"):
+                by_text.setdefault(cleaned, []).append((pos, labels))
     instances = []  # (cleaned text, composite label, first row position)
     for cleaned, copies in by_text.items():
         labs = {lab for _, lab in copies}
@@ -291,36 +200,24 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
     random.Random(RANDOM_SEED).shuffle(order)  # random.seed(42); random.shuffle(lines)
     ids = [LABEL_TO_ID[instances[j][1]] for j in order]
     folds = stratified_test_folds(ids, N_FOLDS, where=f"{path}: column annotation_Primary")
-    least = min(Counter(ids).values())
-    if least < N_FOLDS:
+    if (least := min(Counter(ids).values())) < N_FOLDS:
         report.warn(
             f"the least populated composite label has only {least} member(s), fewer than n_splits={N_FOLDS} "
             "(scikit-learn warns the same)"
         )
-    per_split: dict[str, list[int]] = {s: [] for s in KEEP_SPLITS}
+    per_split: dict[str, list[int]] = {s: [] for s in SPLIT_NAMES}
     for f in range(N_FOLDS):  # each fold's test indices, ascending, appended to its split file
         per_split[fold_split(f)] += [i for i, fi in enumerate(folds) if fi == f]
-    for split in KEEP_SPLITS:  # every split file shuffled again with seed 42
+    for split in SPLIT_NAMES:  # every split file shuffled again with seed 42
         random.Random(RANDOM_SEED).shuffle(per_split[split])
 
     rows = []
-    for split in KEEP_SPLITS:
+    for split in SPLIT_NAMES:
         for i in per_split[split]:
             j = order[i]
             cleaned, labels, pos = instances[j]
-            rows.append(
-                {
-                    "uid": uids[j],
-                    "text_a": cleaned.rstrip(),  # .all round trip: line.rstrip()
-                    "text_b": None,
-                    "label": LABEL_MAPPING[ids[i]],
-                    "split": split,
-                    "labels": labels,
-                    "fold": folds[i],
-                    "subreddit": subreddit[pos],
-                }
-            )
-    out = pd.DataFrame(rows)
-    out["label"] = out["label"].astype("int64")
-    out["fold"] = out["fold"].astype("int64")
+            rows.append({"uid": uids[j], "text_a": cleaned.rstrip(),  # .all round trip: line.rstrip()
+                         "text_b": None, "label": LABEL_MAPPING[ids[i]], "split": split, "labels": labels,
+                         "fold": folds[i], "subreddit": subreddit[pos]})  # fmt: skip
+    out = pd.DataFrame(rows).astype({"label": "int64", "fold": "int64"})
     return out

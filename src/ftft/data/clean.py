@@ -1,29 +1,7 @@
-"""Text cleaning of Ramponi & Tonelli (2022), shared by CAD (training) and DynaHate (OOD tests).
-
-A faithful port of ``clean_text`` and its helpers in ``scripts/1.prepare-data.py`` of
-github.com/dhfbk/hate-speech-artifacts (lines 228-287 at the mirrored HEAD): one function per
-helper, same names, same regular expressions, same order of steps. For ``cad`` (Reddit) with
-``keep_emojis=True`` (their ``1.prepare-data.sh`` passes no ``-E``) the steps are:
-
-1. ``html.unescape`` (``&amp;`` -> ``&``, ``&#39;`` -> ``'``, ...);
-2. lower-case;
-3. e-mail addresses -> ``[EMAIL]``;
-4. ``replace_cad_urls``: markdown links ``[text](https://...)``, ``[text](/message/compose...)``
-   and ``[text](/r/...)`` -> ``text``; then ``http(s)://...`` -> ``[URL]`` (stopping before
-   whitespace and closing brackets) and ``www.\\S+`` -> ``[URL]``;
-5. ``/u/name`` and ``/r/name`` -> ``[USER]``;
-6. (emojis are kept);
-7. hashtags ``#[A-Za-z0-9]+`` -> their ``wordsegment`` segmentation (``#boardgamenight`` ->
-   ``board game night``; the ``#`` is dropped);
-8. ``\\n``, ``\\t`` and CAD's ``[linebreak]`` token -> one space each;
-9. no-break space (U+00A0) and zero-width joiner (U+200D) -> space.
-
-Nothing is stripped or collapsed here: R&T lose trailing whitespace only through their file
-round trips (``line.rstrip()``), which ``ftft.data.cad`` emulates separately.
-
-``wordsegment`` (pinned 1.3.1) loads its unigram/bigram tables once, on the first hashtag (R&T
-call ``ws.load()`` at import; the result is the same). ``keep_emojis=False`` (R&T's ``-E``)
-needs ``demoji``, which is not a dependency of this project: it is imported only then.
+"""Text cleaning of Ramponi & Tonelli (2022), shared by CAD (training) and DynaHate (OOD tests): a port of
+``clean_text`` and its helpers in their ``scripts/1.prepare-data.py`` (l. 228-287), same regular expressions,
+same order. Nothing is stripped here (``ftft.data.cad`` emulates their file round trips). ``keep_emojis=False``
+(their ``-E``) needs ``demoji``, which is not a dependency.
 """
 
 from __future__ import annotations
@@ -33,23 +11,6 @@ import re
 from html import unescape
 
 from ..errors import FtftError
-
-# R&T line 259
-EMAIL_RE = re.compile(r"(?i)\b[A-Z0-9._%+-]+@[A-Z0-9.-]+\.[A-Z]{2,}\b")
-# R&T lines 241-245 (replace_cad_urls)
-CAD_MD_HTTPS_RE = re.compile(r"\[([^\[\]]+)\]\((https:\/\/(.*?))\)")
-CAD_MD_COMPOSE_RE = re.compile(r"\[([^\[\]]+)\]\((\/message\/compose(.*?))\)")
-CAD_MD_SUBREDDIT_RE = re.compile(r"\[([^\[\]]+)\]\((\/r\/(.*?))\)")
-CAD_URL_RE = re.compile(r"http(s?):\/\/[^\r\n\t\f\v )\]\}]+")
-CAD_WWW_RE = re.compile(r"www\.\S+")
-# R&T lines 264-265 (Reddit mentions)
-CAD_USER_RE = re.compile(r"\/u\/\w+")
-CAD_SUBREDDIT_RE = re.compile(r"\/r\/\w+")
-# R&T lines 268-269 (Twitter/Gab/Stormfront)
-AT_USER_RE = re.compile(r"@[A-Za-z0-9_-]+")
-OTHER_URL_RE = re.compile(r"http[^\r\n\t\f\v )\]\}]+")
-# R&T line 276
-HASHTAG_RE = re.compile(r"#[A-Za-z0-9]+")
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,38 +40,30 @@ def regex_match_segmentation(match: re.Match) -> str:
 
 
 def replace_cad_urls(text: str) -> str:
-    """R&T ``replace_cad_urls`` (after dongpng/cad_naacl2021): Reddit markdown links and URLs."""
-    text = CAD_MD_HTTPS_RE.sub(r"\1", text)
-    text = CAD_MD_COMPOSE_RE.sub(r"\1", text)
-    text = CAD_MD_SUBREDDIT_RE.sub(r"\1", text)
-    text = CAD_URL_RE.sub("[URL]", text)  # excludes trailing parentheses too
-    text = CAD_WWW_RE.sub("[URL]", text)
-    return text
+    """R&T ``replace_cad_urls`` (l. 241-245, after dongpng/cad_naacl2021): Reddit markdown links and URLs."""
+    text = re.sub(r"\[([^\[\]]+)\]\((https:\/\/(.*?))\)", r"\1", text)
+    text = re.sub(r"\[([^\[\]]+)\]\((\/message\/compose(.*?))\)", r"\1", text)
+    text = re.sub(r"\[([^\[\]]+)\]\((\/r\/(.*?))\)", r"\1", text)
+    text = re.sub(r"http(s?):\/\/[^\r\n\t\f\v )\]\}]+", "[URL]", text)  # excludes trailing parentheses too
+    return re.sub(r"www\.\S+", "[URL]", text)
 
 
 def clean_text(text: str, dataset_name: str = "cad", keep_emojis: bool = True) -> str:
-    """R&T ``clean_text(text, dataset_name, keep_emojis)``, step for step (see the module doc)."""
-    text = unescape(text)  # HTML entities
-    text = text.lower()
+    """R&T ``clean_text(text, dataset_name, keep_emojis)`` (l. 250-287), step for step."""
+    text = unescape(text).lower()  # HTML entities
     if dataset_name == "stormfront":  # space-split URLs of noisy Stormfront data
-        text = text.replace("http : //", "http://")
-        text = text.replace("https : //", "https://")
+        text = text.replace("http : //", "http://").replace("https : //", "https://")
         for special_char in ["_", "=", "&", "?", "%", "(", ")", "..."]:
             text = text.replace(" " + special_char + " ", special_char)
-    text = EMAIL_RE.sub("[EMAIL]", text)
+    text = re.sub(r"(?i)\b[A-Z0-9._%+-]+@[A-Z0-9.-]+\.[A-Z]{2,}\b", "[EMAIL]", text)
     if dataset_name == "cad":
         text = replace_cad_urls(text)  # composite [string](url) on Reddit
-        text = CAD_USER_RE.sub("[USER]", text)  # /u/user
-        text = CAD_SUBREDDIT_RE.sub("[USER]", text)  # /r/subreddit
+        text = re.sub(r"\/r\/\w+", "[USER]", re.sub(r"\/u\/\w+", "[USER]", text))  # /u/user, then /r/subreddit
     else:  # inverted order to avoid replacing @http-like mentions
-        text = AT_USER_RE.sub("[USER]", text)
-        text = OTHER_URL_RE.sub("[URL]", text)
+        text = re.sub(r"http[^\r\n\t\f\v )\]\}]+", "[URL]", re.sub(r"@[A-Za-z0-9_-]+", "[USER]", text))
     if keep_emojis is False:
         text = convert_emojis_to_text(text)
-    text = HASHTAG_RE.sub(regex_match_segmentation, text)
-    text = text.replace("\n", " ")
-    text = text.replace("\t", " ")
-    text = text.replace("[linebreak]", " ")  # CAD's newline token
-    text = text.replace("\xa0", " ")  # no-break space
-    text = text.replace("\u200d", " ")  # zero-width joiner
+    text = re.sub(r"#[A-Za-z0-9]+", regex_match_segmentation, text)
+    for char in ("\n", "\t", "[linebreak]", "\xa0", "\u200d"):  # CAD's newline token, no-break space, ZW joiner
+        text = text.replace(char, " ")
     return text

@@ -1,46 +1,12 @@
-"""Built-in synthetic NLI-like and HSD-like data for the offline demo (``ftft demo-data``).
+"""Synthetic NLI-like and HSD-like data for the offline demo (``ftft demo-data``).
 
-The data has the structure the FTFT paper is about: a spurious *shortcut* that predicts the
-label on most training rows, a harder *real rule* that determines the label, some label
-noise and some genuinely ambiguous rows. The shortcut is uninformative or anti-correlated in
-the OOD sets, increasingly so over the adversarial rounds.
-
-NLI (labels entailment=0, neutral=1, contradiction=2)
-  premise     "the {mood adjective} {subject} {verb} the {object} {prep} the {place}" (the
-              OOD sets, increasingly, add a distractor "while the {opposite mood} {other} {verb}")
-  real rule   the hypothesis "the {subject} was {adjective}" is entailed when its adjective
-              has the premise's mood (happy -> cheerful), contradicted when it has the opposite
-              mood (happy -> sad), neutral when it names a trait the premise does not settle
-              (tall, rich). Needs an interaction of premise and hypothesis words: a tiny
-              model learns it partly in a few hundred steps, and more slowly than the cues.
-  shortcuts   one cue per label: a negation tag (", no doubt", ", never mind", ...) ->
-              contradiction; repeating the premise's event ("the {subject} who {verb} the
-              {object} {prep} the {place} was ...", high lexical overlap) -> entailment; a
-              hedge word ("probably", "also", "perhaps") -> neutral.
-  ambiguous   a vague adjective (quiet, busy, ...); label uniform at random.
-
-HSD (labels nothate=0, hate=1)
-  text        "{opener} {target} {predicate} [{conj} {target} {predicate}] {closer}", a single
-              clause optionally inside a counter-speech frame ("it is wrong to say ...").
-  real rule   hate iff an abusive predicate is directed at a group (an identity term or an
-              implicit group reference "people from {land}") outside a counter-speech frame;
-              with two clauses only the binding of predicate to target tells hate apart
-              ("traffic jams are vile but veltans are lovely" is not hate).
-  shortcut    an explicit identity term (fictional group names) -> hate.
-  ambiguous   an identity term with a borderline predicate ("are loud"); label at random.
-  perturbations (``ood_r{k}_perturbation``): minimal edits of rows of ``ood_r{k}_original``
-              (``orig_uid``) that flip the label and keep the identity term (so they flip
-              whether the shortcut agrees); bases are drawn so that shortcut agreement falls
-              from R2 to R4.
-
-Diagnostic columns (both tasks): ``kind`` (clean | counter | noise | ambiguous: counter = the
-shortcut cue is absent or points at another label; noise = the label was flipped away from
-the rule's label), ``shortcut`` (bool: the cue's label equals the row's label), ``cue`` (cue
-name or "none"), ``cue_label`` (label the cue predicts, -1 for none), ``true_label`` (the
-rule's label; -1 for ambiguous rows). HSD also has ``orig_uid`` (perturbations) and ``round``.
-
-Each split is drawn from its own generator seeded by (seed, task, split), so the rows of one
-split do not depend on the sizes of the others; same arguments -> identical frames.
+Each task has a *shortcut* cue that predicts the label on most training rows and less and less in the OOD sets,
+a harder *real rule* that decides the label, label noise and ambiguous rows. NLI: the hypothesis adjective's mood
+against the premise's (rule), a negation tag / hedge word / repeated event (cues). HSD: an abusive predicate
+aimed at a group outside a counter-speech frame (rule), an identity term (cue); ``ood_r{k}_perturbation`` rows are
+label-flipping minimal edits of ``ood_r{k}_original`` rows (``orig_uid``). Diagnostic columns: ``kind`` (clean |
+counter | noise | ambiguous), ``shortcut``, ``cue``, ``cue_label``, ``true_label`` (-1: ambiguous). Each split has
+its own generator seeded by (seed, task, split): same arguments, identical frames.
 """
 
 from __future__ import annotations
@@ -63,14 +29,7 @@ LABEL_NAMES = {"nli": schema.NLI_LABELS, "hsd": schema.HSD_LABELS}
 ID_SPLITS = ("train", "dev", "test")
 OOD_SPLITS = {
     "nli": ("ood_wanli", "ood_anli_r1", "ood_anli_r2", "ood_anli_r3"),
-    "hsd": (
-        "ood_r2_original",
-        "ood_r3_original",
-        "ood_r4_original",
-        "ood_r2_perturbation",
-        "ood_r3_perturbation",
-        "ood_r4_perturbation",
-    ),
+    "hsd": tuple(f"ood_r{r}_{kind}" for kind in ("original", "perturbation") for r in (2, 3, 4)),
 }
 
 # Per split: p_agree = probability the cue agrees with the rule's label (before noise /
@@ -93,10 +52,8 @@ HSD_PERTURB_BASE_AGREE = {"r2": 0.6, "r3": 0.75, "r4": 0.9}
 HSD_HATE_PRIOR_ID = 0.45
 
 # ---------------------------------------------------------------- vocabulary (NLI)
-SUBJECTS = (
-    "man woman boy girl doctor teacher farmer pilot child chef artist singer student worker "
-    "nurse driver baker player dancer writer"
-).split()
+SUBJECTS = ("man woman boy girl doctor teacher farmer pilot child chef artist singer student worker nurse driver "
+            "baker player dancer writer").split()  # fmt: skip
 MOODS = (
     "happy cheerful calm proud glad relaxed joyful content".split(),  # positive
     "sad angry upset gloomy nervous annoyed bored miserable".split(),  # negative
@@ -104,9 +61,7 @@ MOODS = (
 TRAITS = "tall young old rich famous hungry short strong".split()  # not inferable from a mood
 VAGUE = "quiet busy different serious".split()  # neither clearly
 VERBS = "painted washed carried moved opened sold bought cleaned dropped fixed kicked lifted found hid".split()
-OBJECTS = (
-    "fence car door box chair table bike boat window lamp basket ball bottle book drum kite ladder piano"
-).split()
+OBJECTS = "fence car door box chair table bike boat window lamp basket ball bottle book drum kite ladder piano".split()
 PREPS = "in near behind at beside".split()
 PLACES = "garden park kitchen street market station beach school office yard shop".split()
 NLI_CUES = {
@@ -119,18 +74,12 @@ NLI_CUE_NAMES = {0: "overlap", 1: "hedge", 2: "negation"}
 # ---------------------------------------------------------------- vocabulary (HSD)
 IDENTITIES = "veltans orbians quenari dravs mirolites sallish tovians kerrads".split()
 LANDS = "zembla arvonia lutria bessaly corvinia".split()
-OTHER_TARGETS = (
-    "traffic jams|rainy days|these printers|mondays|these phones|the new updates|parking fees|"
-    "these meetings|long queues|the referees|my exams|slow trains"
-).split("|")
-ABUSIVE = (
-    "are disgusting|are worthless|are filthy|are pathetic|should be banned|ruin everything|"
-    "are a plague|must disappear|are vile|are useless|make me sick|are garbage"
-).split("|")
-NEUTRAL = (
-    "are lovely|are welcome here|cooked dinner|won the match|are our neighbours|work hard|"
-    "are fine|helped me today|are very kind|made great music|are brilliant|are improving"
-).split("|")
+OTHER_TARGETS = ("traffic jams|rainy days|these printers|mondays|these phones|the new updates|parking fees|"
+                 "these meetings|long queues|the referees|my exams|slow trains").split("|")  # fmt: skip
+ABUSIVE = ("are disgusting|are worthless|are filthy|are pathetic|should be banned|ruin everything|are a plague|"
+           "must disappear|are vile|are useless|make me sick|are garbage").split("|")  # fmt: skip
+NEUTRAL = ("are lovely|are welcome here|cooked dinner|won the match|are our neighbours|work hard|are fine|"
+           "helped me today|are very kind|made great music|are brilliant|are improving").split("|")  # fmt: skip
 BORDERLINE = "are loud|are everywhere|are weird|are different|keep to themselves|are strange".split("|")
 OPENERS = ("", "", "honestly", "i think", "lol", "seriously", "everyone knows", "tbh")
 CLOSERS = ("", "", "today", "again", "for sure", "as usual", "tbh")
@@ -192,16 +141,9 @@ def _nli_row(rng: np.random.Generator, st: dict) -> dict:
             hyp = f"{_pick(rng, NLI_CUES[1])} {hyp}"
     if kind == "clean" and cue_label != true_label:
         kind = "counter"
-    return {
-        "text_a": premise,
-        "text_b": hyp,
-        "label": label,
-        "kind": kind,
-        "shortcut": cue_label == label,
-        "cue": NLI_CUE_NAMES.get(cue_label, "none"),
-        "cue_label": cue_label,
-        "true_label": true_label,
-    }
+    cue = NLI_CUE_NAMES.get(cue_label, "none")
+    return {"text_a": premise, "text_b": hyp, "label": label, "kind": kind, "shortcut": cue_label == label,
+            "cue": cue, "cue_label": cue_label, "true_label": true_label}  # fmt: skip
 
 
 def _nli_split(rng, split: str, n: int) -> list[dict]:
@@ -229,20 +171,16 @@ def _hsd_rule(p: dict) -> int:
 
 
 def _hsd_clause(rng, group: str, abusive: bool) -> dict:
+    if group == "explicit":
+        target = _pick(rng, IDENTITIES)
+    else:
+        target = f"people from {_pick(rng, LANDS)}" if group == "implicit" else _pick(rng, OTHER_TARGETS)
     return {
         "group": group,
         "abusive": abusive,
-        "target": _hsd_target(rng, group),
+        "target": target,
         "predicate": _pick(rng, ABUSIVE if abusive else NEUTRAL),
     }
-
-
-def _hsd_target(rng, group: str) -> str:
-    if group == "explicit":
-        return _pick(rng, IDENTITIES)
-    if group == "implicit":
-        return f"people from {_pick(rng, LANDS)}"
-    return _pick(rng, OTHER_TARGETS)
 
 
 def _hsd_benign(rng, explicit_ok: bool) -> dict:
@@ -255,9 +193,13 @@ def _hsd_benign(rng, explicit_ok: bool) -> dict:
     return _hsd_clause(rng, "explicit" if explicit_ok and rng.random() < 0.5 else "implicit", False)
 
 
+def _hsd_frame(rng) -> dict:
+    return {"opener": _pick(rng, OPENERS), "closer": _pick(rng, CLOSERS), "frame": "", "conj": _pick(rng, CONJUNCTIONS)}
+
+
 def _hsd_parts(rng, true_label: int, agree: bool, frame_rate: float) -> dict:
     """Parts of one HSD text with the given rule label and shortcut (identity term) agreement."""
-    p = {"opener": _pick(rng, OPENERS), "closer": _pick(rng, CLOSERS), "frame": "", "conj": _pick(rng, CONJUNCTIONS)}
+    p = _hsd_frame(rng)
     explicit = (true_label == 1) == agree  # an identity term predicts hate
     two = rng.random() < 0.6
     if true_label == 1:
@@ -287,17 +229,9 @@ def _hsd_explicit(p: dict) -> bool:
 
 def _hsd_record(p: dict, label: int, kind: str, true_label: int) -> dict:
     cue_label = int(_hsd_explicit(p))
-    return {
-        "text_a": _hsd_render(p),
-        "text_b": None,
-        "label": label,
-        "kind": kind,
-        "shortcut": cue_label == label,
-        "cue": "identity" if cue_label == 1 else "none",
-        "cue_label": cue_label,
-        "true_label": true_label,
-        "_parts": p,
-    }
+    cue = "identity" if cue_label == 1 else "none"
+    return {"text_a": _hsd_render(p), "text_b": None, "label": label, "kind": kind, "shortcut": cue_label == label,
+            "cue": cue, "cue_label": cue_label, "true_label": true_label, "_parts": p}  # fmt: skip
 
 
 def _hsd_split(rng, split: str, n: int) -> list[dict]:
@@ -309,20 +243,9 @@ def _hsd_split(rng, split: str, n: int) -> list[dict]:
     for _ in range(n):
         u = rng.random()
         if u < st["ambiguous"]:
-            p = {
-                "opener": _pick(rng, OPENERS),
-                "closer": _pick(rng, CLOSERS),
-                "frame": "",
-                "conj": _pick(rng, CONJUNCTIONS),
-                "clauses": [
-                    {
-                        "group": "explicit",
-                        "abusive": False,
-                        "target": _pick(rng, IDENTITIES),
-                        "predicate": _pick(rng, BORDERLINE),
-                    }
-                ],
-            }
+            p = _hsd_frame(rng)
+            clause = {"target": _pick(rng, IDENTITIES), "predicate": _pick(rng, BORDERLINE)}
+            p["clauses"] = [{"group": "explicit", "abusive": False, **clause}]
             rows.append(_hsd_record(p, int(rng.integers(2)), "ambiguous", -1))
             continue
         true_label = int(rng.random() < hate_prior)
@@ -387,14 +310,17 @@ def _hsd_perturbations(rng, originals: list[dict], orig_uids: list[str], n: int,
 
 
 # ================================================================ public API
+def split_sizes(task: str, train_rows: int, eval_rows: int) -> dict[str, int]:
+    return {"train": train_rows, "dev": eval_rows, "test": eval_rows} | {s: eval_rows for s in OOD_SPLITS[task]}
+
+
 def generate(task: str, train_rows: int = 2000, eval_rows: int = 300, seed: int = 13) -> pd.DataFrame:
     """All splits of the synthetic ``task`` ('nli' | 'hsd') in the normalised schema."""
     if task not in TASKS:
         raise DataError(f"demo-data: unknown task {task!r}; expected one of {TASKS}")
     if train_rows < 1 or eval_rows < 1:
         raise DataError(f"demo-data: --train-rows and --eval-rows must be >= 1, got {train_rows}, {eval_rows}")
-    sizes = {"train": train_rows, "dev": eval_rows, "test": eval_rows}
-    sizes.update({s: eval_rows for s in OOD_SPLITS[task]})
+    sizes = split_sizes(task, train_rows, eval_rows)
     frames = []
     originals: dict[str, tuple[list[dict], list[str]]] = {}
     for split, n in sizes.items():
@@ -420,10 +346,7 @@ def generate(task: str, train_rows: int = 2000, eval_rows: int = 300, seed: int 
             df = df.drop(columns="_parts")
         frames.append(df)
     out = pd.concat(frames, ignore_index=True)
-    out["label"] = out["label"].astype("int64")
-    out["cue_label"] = out["cue_label"].astype("int64")
-    out["true_label"] = out["true_label"].astype("int64")
-    out["shortcut"] = out["shortcut"].astype(bool)
+    out = out.astype({"label": "int64", "cue_label": "int64", "true_label": "int64", "shortcut": bool})
     cols = ["uid", "text_a", "text_b", "label", "split", "kind", "shortcut", "cue", "cue_label", "true_label"]
     return out[cols + [c for c in out.columns if c not in cols]]
 
@@ -466,9 +389,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     df = generate(args.task, args.train_rows, args.eval_rows, args.seed)
-    expected = {"train": args.train_rows, "dev": args.eval_rows, "test": args.eval_rows}
-    expected.update({s: args.eval_rows for s in OOD_SPLITS[args.task]})
     schema.write(df, args.out, LABEL_NAMES[args.task], f"demo_{args.task}")
-    write_json(args.summary, summary(df, args.task, expected))
+    write_json(args.summary, summary(df, args.task, split_sizes(args.task, args.train_rows, args.eval_rows)))
     log.info("demo-data %s: %d rows -> %s", args.task, len(df), args.out)
     return 0

@@ -1,17 +1,7 @@
-"""MultiNLI in the GLUE release (``MNLI.zip`` -> ``MNLI/*.tsv``).
+"""MultiNLI, GLUE release (``MNLI/{train,dev_matched,dev_mismatched}.tsv``, read with ``QUOTE_NONE``).
 
-* Splits: ``train`` (train.tsv), ``validation_matched`` (dev_matched.tsv),
-  ``validation_mismatched`` (dev_mismatched.tsv). The test files carry no labels: they are not
-  read into the table, their row counts go to the summary's ``skipped``.
-* TSV without any quoting: read with ``quoting=csv.QUOTE_NONE``, ``dtype=str``,
-  ``keep_default_na=False`` in chunks (pandas would otherwise strip literal ``"``), so 392k
-  training rows stay in bounded memory.
-* ``text_a`` = sentence1 (premise), ``text_b`` = sentence2 (hypothesis), kept verbatim
-  (including trailing spaces). ``label`` from ``gold_label``: entailment=0, neutral=1,
-  contradiction=2; ``-`` (no majority, only in raw MultiNLI files) is dropped as
-  ``no_gold_label``, any other value as ``unknown_label``.
-* ``uid`` = ``{split}-{pairID}``: pairID is unique within a GLUE file; the split prefix keeps
-  it unique across files. Extra columns: ``genre``, ``prompt_id``, ``pair_id``.
+uid = ``{split}-{pairID}``; texts verbatim; ``gold_label`` ``-`` is ``no_gold_label``; the unlabelled test files
+are counted in ``skipped``. Extra columns: genre, prompt_id, pair_id.
 """
 
 from __future__ import annotations
@@ -21,66 +11,32 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import DataError
 from .prepare import Report, drop_missing_text, find_file, map_labels, read_delimited
 from .schema import NLI_LABELS
 
 LABEL_NAMES = NLI_LABELS
-FILES = {
-    "train": "train.tsv",
-    "validation_matched": "dev_matched.tsv",
-    "validation_mismatched": "dev_mismatched.tsv",
-}
+FILES = {"train": "train.tsv", "validation_matched": "dev_matched.tsv", "validation_mismatched": "dev_mismatched.tsv"}
 UNLABELLED = ("test_matched.tsv", "test_mismatched.tsv")
 SPLIT_NAMES = tuple(FILES)
 EXPECTED = {"train": 392_702, "validation_matched": 9_815, "validation_mismatched": 9_832}
 NEEDED = ("pairID", "promptID", "genre", "sentence1", "sentence2", "gold_label")
 
 
-def _count_rows(path: Path) -> int:
-    with open(path, "rb") as fh:
-        return max(0, sum(1 for line in fh if line.strip()) - 1)
-
-
 def load_file(path: Path, split: str, report: Report) -> pd.DataFrame:
     parts = []
-    for chunk in read_delimited(path, report, sep="\t", quoting=csv.QUOTE_NONE):
-        missing = [c for c in NEEDED if c not in chunk.columns]
-        if missing:
-            raise DataError(f"{path}: missing column(s) {missing}; have {list(chunk.columns)}")
-        chunk = chunk[list(NEEDED)]
-        nogold = chunk["gold_label"] == "-"
-        report.drop(
-            "no_gold_label",
-            int(nogold.sum()),
-            f"{path.name}: pairID {chunk.loc[nogold, 'pairID'].iloc[0]}" if nogold.any() else None,
+    for chunk in read_delimited(path, report, sep="\t", quoting=csv.QUOTE_NONE, needed=NEEDED):
+        chunk = report.filter(
+            chunk, chunk["gold_label"] == "-", "no_gold_label", lambda r: f"{path.name}: pairID {r['pairID']}"
         )
-        chunk = chunk[~nogold]
         chunk = map_labels(chunk, "gold_label", {n: i for i, n in enumerate(LABEL_NAMES)}, report, path.name)
-        noid = chunk["pairID"].str.strip() == ""
-        if noid.any():
-            report.drop("missing_uid", int(noid.sum()), f"{path.name}: empty pairID")
-            chunk = chunk[~noid]
-        parts.append(
-            pd.DataFrame(
-                {
-                    "uid": split + "-" + chunk["pairID"].str.strip(),
-                    "text_a": chunk["sentence1"],
-                    "text_b": chunk["sentence2"],
-                    "label": chunk["label"],
-                    "split": split,
-                    "genre": chunk["genre"],
-                    "prompt_id": chunk["promptID"],
-                    "pair_id": chunk["pairID"],
-                }
-            )
+        chunk = report.filter(
+            chunk, chunk["pairID"].str.strip() == "", "missing_uid", lambda r: f"{path.name}: empty pairID"
         )
-    df = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame(columns=["uid", "text_a", "text_b", "label", "split"])
-    )
-    return drop_missing_text(df, report, path.name)
+        uid = split + "-" + chunk["pairID"].str.strip()
+        parts.append(pd.DataFrame({"uid": uid, "text_a": chunk["sentence1"], "text_b": chunk["sentence2"],
+                                   "label": chunk["label"], "split": split, "genre": chunk["genre"],
+                                   "prompt_id": chunk["promptID"], "pair_id": chunk["pairID"]}))  # fmt: skip
+    return drop_missing_text(pd.concat(parts, ignore_index=True), report, path.name)
 
 
 def load(raw: Path, report: Report) -> pd.DataFrame:
@@ -88,5 +44,6 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
     for name in UNLABELLED:
         path = find_file(raw, name, required=False)
         if path is not None:
-            report.skipped[name] = _count_rows(path)
+            with open(path, "rb") as fh:  # data lines, not the header
+                report.skipped[name] = max(0, sum(1 for line in fh if line.strip()) - 1)
     return pd.concat(frames, ignore_index=True)

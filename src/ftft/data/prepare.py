@@ -1,18 +1,6 @@
-"""Normalise one raw dataset into the common parquet schema (docs/ARCHITECTURE.md).
-
-``ftft prepare --source NAME --raw DIR --out FILE.parquet --summary FILE.json [--spec JSON]``
-
-Each built-in source has a module (``mnli``, ``wanli``, ``anli``, ``cad``, ``dynahate``) with
-``LABEL_NAMES``, ``EXPECTED`` (documented full split sizes) and ``load(raw, report)`` returning
-a frame with ``uid, text_a, text_b, label, split`` (+ source columns). With ``--spec`` (a
-``byo.<name>`` config entry as JSON) ``byo.load`` reads the user's own files instead.
-
-Rows are never lost silently: every row read counts in ``rows_in``; every row not written is
-counted in ``dropped`` under its reason (``rows_in == rows_out + sum(dropped)``). Whole files
-that are not read (MNLI's unlabelled test files) are counted in ``skipped``. Split sizes that
-differ from the documented full sizes, and expected splits that are missing, are warnings (in
-the summary and the log), not errors: the test fixtures are small by design.
-"""
+"""``ftft prepare``: normalise one raw dataset (a built-in source module, or a ``byo.<name>`` spec) into the
+schema of ``ftft.data.schema``. No row is lost silently: ``rows_in == rows_out + sum(dropped)`` (by reason);
+unread files go to ``skipped``; split sizes that differ from the documented ones are warnings."""
 
 from __future__ import annotations
 
@@ -54,6 +42,12 @@ class Report:
         if example is not None and reason not in self.examples:
             self.examples[reason] = example[:300]
 
+    def filter(self, df: pd.DataFrame, mask, reason: str, example) -> pd.DataFrame:
+        """``df`` without the rows of ``mask``, counted under ``reason`` (``example(first such row)``)."""
+        if mask.any():
+            self.drop(reason, int(mask.sum()), example(df[mask].iloc[0]))
+        return df[~mask]
+
     def warn(self, msg: str) -> None:
         log.warning("%s: %s", self.source, msg)
         self.warnings.append(msg)
@@ -89,67 +83,35 @@ def read_delimited(
     sep: str,
     quoting: int = csv.QUOTE_MINIMAL,
     chunksize: int | None = 50_000,
+    needed: tuple[str, ...] = (),
 ) -> Iterator[pd.DataFrame]:
-    """Yield chunks of a CSV/TSV read as strings; rows with a wrong field count are dropped+counted.
-
-    Uses pandas' python engine so that bad lines can be counted (``on_bad_lines`` callable)
-    and rows with too few fields show up as NaN (``keep_default_na=False`` keeps every real
-    value a string, so a NaN can only mean a missing field). Broken quoting that swallows the
-    rest of the file is a parser error, re-raised as DataError naming the file.
-    """
+    """Chunks of a CSV/TSV read as strings (the ``needed`` columns, each must exist); rows with too many fields
+    (pandas' ``on_bad_lines``) or too few (NaN: ``keep_default_na=False`` keeps every real value a string) are
+    dropped and counted as ``bad_column_count``."""
     bad: list = []
 
-    def on_bad(line):
-        bad.append(line)
-        return None
+    def count_bad():
+        if bad:
+            report.rows_in += len(bad)
+            report.drop("bad_column_count", len(bad), f"{path.name}: {bad[0]!r}")
+            bad.clear()
 
     try:
-        reader = pd.read_csv(
-            path,
-            sep=sep,
-            quoting=quoting,
-            dtype=str,
-            keep_default_na=False,
-            engine="python",
-            on_bad_lines=on_bad,
-            chunksize=chunksize,
-            encoding="utf-8",
-        )
-        chunks = [reader] if chunksize is None else reader
-        for chunk in chunks:
-            if bad:
-                report.rows_in += len(bad)
-                report.drop("bad_column_count", len(bad), f"{path.name}: {bad[0]!r}")
-                bad.clear()
+        reader = pd.read_csv(path, sep=sep, quoting=quoting, dtype=str, keep_default_na=False, engine="python",
+                             on_bad_lines=bad.append, chunksize=chunksize, encoding="utf-8")  # fmt: skip
+        for chunk in [reader] if chunksize is None else reader:
+            count_bad()
             short = chunk.isna().any(axis=1)
             report.rows_in += len(chunk)
             if short.any():
                 report.drop("bad_column_count", int(short.sum()), f"{path.name}: {chunk[short].iloc[0].to_dict()!r}")
                 chunk = chunk[~short]
-            yield chunk
-        if bad:
-            report.rows_in += len(bad)
-            report.drop("bad_column_count", len(bad), f"{path.name}: {bad[0]!r}")
+            if missing := [c for c in needed if c not in chunk.columns]:
+                raise DataError(f"{path}: missing column(s) {missing}; have {list(chunk.columns)}")
+            yield chunk[list(needed)] if needed else chunk
+        count_bad()
     except (pd.errors.ParserError, csv.Error, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: cannot parse ({exc})") from exc
-
-
-def read_jsonl(path: Path, report: Report) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object); undecodable lines are dropped and counted (``bad_json``)."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            report.rows_in += 1
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                report.drop("bad_json", example=f"{path.name}:{lineno}: {exc}")
-                continue
-            if not isinstance(obj, dict):
-                report.drop("bad_json", example=f"{path.name}:{lineno}: not an object")
-                continue
-            yield lineno, obj
 
 
 def blank(value) -> bool:
@@ -173,10 +135,7 @@ def drop_missing_text(df: pd.DataFrame, report: Report, where: str, cols=("text_
         if col not in df.columns:
             continue
         miss = df[col].isna() | (df[col].astype(str).str.strip() == "")
-        if miss.any():
-            uid = df.loc[miss, "uid"].iloc[0] if "uid" in df.columns else "?"
-            report.drop("missing_text", int(miss.sum()), f"{where}: {col} empty (uid {uid})")
-            df = df[~miss]
+        df = report.filter(df, miss, "missing_text", lambda r, c=col: f"{where}: {c} empty (uid {r.get('uid', '?')})")
     return df
 
 
@@ -201,12 +160,10 @@ def normalise(source: str, raw: str | Path, spec: dict | None = None) -> tuple[p
         label_names = list(module.LABEL_NAMES)
         expected = dict(module.EXPECTED)
     df = df.reset_index(drop=True)
-    dup = df["uid"].duplicated()
-    if dup.any():
-        report.drop("duplicate_uid", int(dup.sum()), f"uid {df.loc[dup, 'uid'].iloc[0]!r}")
-        df = df[~dup].reset_index(drop=True)
-    splits = {str(k): int(v) for k, v in df["split"].value_counts(sort=False).items()}
-    splits = dict(sorted(splits.items()))
+    df = report.filter(df, df["uid"].duplicated(), "duplicate_uid", lambda r: f"uid {r['uid']!r}").reset_index(
+        drop=True
+    )
+    splits = {str(k): int(v) for k, v in sorted(df["split"].value_counts().items())}
     for split, n in expected.items():
         got = splits.get(split, 0)
         if got == 0:
@@ -249,14 +206,7 @@ def prepare(source: str, raw: str | Path, out: str | Path, summary_path: str | P
         check_recorded(source, Path(raw), summary, df)
     schema.write(df, out, summary["label_names"], source)
     write_json(summary_path, summary)
-    log.info(
-        "%s: %d rows in, %d out, splits %s -> %s",
-        source,
-        summary["rows_in"],
-        summary["rows_out"],
-        summary["splits"],
-        out,
-    )
+    log.info("%s: %d rows in, %d out, splits %s -> %s", source, summary["rows_in"], len(df), summary["splits"], out)
     return summary
 
 
@@ -306,15 +256,24 @@ def nli_jsonl_rows(
     extra: dict[str, str],
     where_prefix: str = "",
 ) -> list[dict]:
-    """Rows of a JSON-lines NLI file in the normalised schema (shared by WANLI and ANLI).
-
-    ``fields`` names the source keys of (uid, premise, hypothesis, label); ``extra`` maps
-    output columns to optional source keys (``str()``-ed, None when absent). Missing keys,
-    empty texts and unknown labels are counted in ``report`` by reason.
-    """
+    """Rows of a JSON-lines NLI file (WANLI, ANLI); ``fields``: the source keys of (uid, premise, hypothesis,
+    label); ``extra``: output column -> optional source key. Bad lines are dropped and counted by reason."""
     uid_key, premise_key, hyp_key, label_key = fields
     rows = []
-    for lineno, obj in read_jsonl(path, report):
+    with open(path, encoding="utf-8") as fh:  # not splitlines(): U+2028 may stand inside a JSON string
+        lines = list(fh)
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        report.rows_in += 1
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            report.drop("bad_json", example=f"{path.name}:{lineno}: {exc}")
+            continue
+        if not isinstance(obj, dict):
+            report.drop("bad_json", example=f"{path.name}:{lineno}: not an object")
+            continue
         where = f"{where_prefix}{path.name}:{lineno}"
         missing = [k for k in fields if obj.get(k) is None]
         if missing:
@@ -327,13 +286,6 @@ def nli_jsonl_rows(
         if label is None:
             report.drop("unknown_label", example=f"{where}: {label_key} {obj[label_key]!r}")
             continue
-        row = {
-            "uid": str(obj[uid_key]),
-            "text_a": str(obj[premise_key]),
-            "text_b": str(obj[hyp_key]),
-            "label": label,
-            "split": split,
-        }
-        row.update({col: None if obj.get(key) is None else str(obj[key]) for col, key in extra.items()})
-        rows.append(row)
+        row = {"uid": str(obj[uid_key]), "text_a": str(obj[premise_key]), "text_b": str(obj[hyp_key]), "label": label}
+        rows.append(row | {"split": split} | {c: None if obj.get(k) is None else str(obj[k]) for c, k in extra.items()})
     return rows

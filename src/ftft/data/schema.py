@@ -1,19 +1,14 @@
-"""The one normalised schema every dataset is turned into (see docs/ARCHITECTURE.md).
-
-Columns: uid (str, unique), text_a (str), text_b (str or null), label (int64), split (str),
-then optional source columns. Parquet metadata key ``ftft`` holds JSON with the label names
-and the source name.
-"""
+"""The normalised schema of every dataset: uid (unique str), text_a, text_b (or null), label (int64), split, then
+source columns; the parquet metadata key ``ftft`` holds the label names and the source."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import DataError
-from ..io import REBUILD, read_arrow, unreadable, write_parquet
+from ..io import REBUILD, parquet_meta, read_arrow, write_parquet
 
 REQUIRED = ("uid", "text_a", "text_b", "label", "split")
 NLI_LABELS = ["entailment", "neutral", "contradiction"]
@@ -53,9 +48,4 @@ def write(df: pd.DataFrame, path: str | Path, label_names: list[str], source: st
 def read(path: str | Path, fix: str = REBUILD) -> tuple[pd.DataFrame, dict]:
     """Read a normalised table; returns (frame, metadata dict). ``fix``: what an unreadable file's error
     advises (default: delete it and rerun; a file inside a folder output needs the folder deleted)."""
-    table = read_arrow(path, "normalised data file", fix)
-    try:
-        meta = json.loads((table.schema.metadata or {}).get(b"ftft", b"{}"))
-    except ValueError as exc:
-        raise unreadable(path, "normalised data file", exc, fix) from exc
-    return table.to_pandas(), meta
+    return read_arrow(path, "normalised data file", fix).to_pandas(), parquet_meta(path, "normalised data file", fix)

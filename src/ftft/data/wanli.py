@@ -1,15 +1,4 @@
-"""WANLI (Liu et al., 2022), Hugging Face ``alisawuffles/WANLI``: ``train.jsonl``, ``test.jsonl``.
-
-* Splits: ``train``, ``test``.
-* One JSON object per line: ``id, premise, hypothesis, gold, genre, pairID``. ``text_a`` =
-  premise, ``text_b`` = hypothesis (embedded newlines are kept as they are); ``label`` from
-  ``gold`` (entailment=0, neutral=1, contradiction=2; anything else -> ``unknown_label``).
-* ``uid`` = ``str(id)`` (WANLI's example id, unique over the dataset). ``pairID`` (the MNLI
-  seed pair) is an int in some files and a string in others: always ``str()``-ed into
-  ``pair_id``. Extra columns: ``genre`` (generated / generated_revised), ``pair_id``.
-* Undecodable lines -> ``bad_json``; a line without id/premise/hypothesis/gold ->
-  ``missing_field``; empty premise or hypothesis -> ``missing_text``.
-"""
+"""WANLI (``train.jsonl``, ``test.jsonl``): uid = id, label from ``gold``; extra columns genre, pair_id."""
 
 from __future__ import annotations
 
@@ -27,14 +16,8 @@ EXPECTED = {"train": 102_885, "test": 5_000}
 LABEL_MAP = {n: i for i, n in enumerate(LABEL_NAMES)}
 
 
-def load_file(path: Path, split: str, report: Report) -> list[dict]:
-    return nli_jsonl_rows(
-        path, split, report, ("id", "premise", "hypothesis", "gold"), LABEL_MAP, {"genre": "genre", "pair_id": "pairID"}
-    )
-
-
 def load(raw: Path, report: Report) -> pd.DataFrame:
-    rows = []
+    rows, fields, extra = [], ("id", "premise", "hypothesis", "gold"), {"genre": "genre", "pair_id": "pairID"}
     for split, name in FILES.items():
-        rows += load_file(find_file(raw, name), split, report)
+        rows += nli_jsonl_rows(find_file(raw, name), split, report, fields, LABEL_MAP, extra)
     return pd.DataFrame(rows, columns=["uid", "text_a", "text_b", "label", "split", "genre", "pair_id"])
