@@ -1,4 +1,4 @@
-"""``ftft claims``: does this run support the paper's findings? ``tables/claims.{csv,md}``.
+"""``ftft claims``: does this run support the paper's findings? ``tables/claims.{csv,md,html}``.
 
 One row per tested comparison, grouped into the paper's six claims; each row has the numbers it
 rests on, an effect size, a MultiBootstrap p-value where two systems are compared (all OOD sets
@@ -41,10 +41,10 @@ from . import cost as costmod
 from . import grid
 from .config import active_tasks, parse_fraction
 from .errors import DataError
-from .io import write_text
+from .labels import data_note, load_config_json, model_label, ood_sets, task_label, task_metric
+from .render import md_table, write_report
 from .results import Results, mean_std
 from .stats import multibootstrap, p_value, relative_bootstrap_samples, spearman, spearman_permutation_p
-from .tables import data_note, load_config_json, model_label, ood_sets, task_label, task_metric
 
 log = logging.getLogger(__name__)
 
@@ -552,29 +552,26 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
         "(1 + #{diff <= 0}) / (1 + samples). A claim holds when all its rows hold. Published: the same statistic "
         "on the paper's printed means (no seeds, so no p-value except Table 5's).",
         "",
-        "| claim | finding | verdict | rows holding |",
-        "|---|---|---|---|",
+        md_table(
+            ["claim", "finding", "verdict", "rows holding"],
+            [
+                [str(r.claim), f"{r.title} ({r.section})", f"**{r.verdict}**", f"{r.rows_holding} of {r.rows}"]
+                for r in summary(df).itertuples()
+            ],
+        ),
     ]
-    for r in summary(df).itertuples():
-        lines.append(f"| {r.claim} | {r.title} ({r.section}) | **{r.verdict}** | {r.rows_holding} of {r.rows} |")
+    header = [*"task comparison statistic value p-value test verdict details published".split(), "published verdict"]
     for n in CLAIMS:
-        part = df[df["claim"] == n]
-        lines += ["", f"## Claim {n}: {TITLES[n]} ({SECTIONS[n]})", "",
-                  "| task | comparison | statistic | value | p-value | test | verdict | details | published | published verdict |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for r in part.itertuples():
-            lines.append(
-                f"| {task_label(r.task)} | {r.subject} | {r.statistic} | {_fmt(r.value)} | {_fmt(r.p_value, 4)} | "
-                f"{r.threshold} | {r.verdict} | {r.detail} | {_fmt(r.published_value)} | {r.published_verdict} |"
-            )
+        rows = [[task_label(r.task), r.subject, r.statistic, _fmt(r.value), _fmt(r.p_value, 4), r.threshold, r.verdict,
+                 r.detail, _fmt(r.published_value), r.published_verdict]
+                for r in df[df["claim"] == n].itertuples()]  # fmt: skip
+        lines += ["", f"## Claim {n}: {TITLES[n]} ({SECTIONS[n]})", "", md_table(header, rows)]
     return "\n".join(lines) + "\n"
 
 
 def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
     df = evaluate(cfg, results)
-    prefix = Path(prefix)
-    write_text(prefix.with_name(prefix.name + ".csv"), df.to_csv(index=False, float_format="%.10g"))
-    write_text(prefix.with_name(prefix.name + ".md"), render_md(cfg, df))
+    write_report(prefix, render_md(cfg, df), df.to_csv(index=False, float_format="%.10g"))
     return df
 
 

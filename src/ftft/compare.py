@@ -1,8 +1,8 @@
 """Every reproduced table cell beside the published value (``src/ftft/paper/table*.csv``).
 
 ``ftft compare --config-json CFG.json --results DIR --out-prefix results/tables/paper_comparison``
-reads ``DIR/tables/table{N}.csv`` (written by ``ftft table``) and writes ``PREFIX.csv`` and
-``PREFIX.md``.
+reads ``DIR/tables/table{N}.csv`` (written by ``ftft table``) and writes ``PREFIX.csv``,
+``PREFIX.md`` and ``PREFIX.html`` (``render.write_report``).
 
 Cells are matched on ``table, task, main_model, ref_model, method, step_fraction, dataset,
 metric, q`` (``tables.KEYS``). ``difference = ours - published``. Reproduced cells the paper
@@ -21,8 +21,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .io import read_csv, write_text
-from .tables import KEYS, METHOD_LABEL, data_note, dataset_title, load_config_json, model_label, ref_label, table_ids
+from .io import read_csv
+from .labels import data_note, dataset_title, load_config_json, model_label, ref_label
+from .render import md_table, write_report
+from .tables import KEYS, METHOD_LABEL, table_ids
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +129,6 @@ def compare(cfg: dict, results: str | Path) -> pd.DataFrame:
     return df[OUT_COLUMNS]
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def _fmt(x, digits=2) -> str:
     v = _float(x)
     if np.isnan(v):
@@ -205,12 +202,10 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
 
 def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
     df = compare(cfg, results)
-    prefix = Path(prefix)
     out = df.copy()
     if cfg.get("mode") == "demo":
         out.insert(len(out.columns), "demo", True)
-    write_text(prefix.with_name(prefix.name + ".csv"), out.to_csv(index=False, float_format="%.10g"))
-    write_text(prefix.with_name(prefix.name + ".md"), render_md(cfg, df))
+    write_report(prefix, render_md(cfg, df), out.to_csv(index=False, float_format="%.10g"))
     return df
 
 
@@ -223,5 +218,5 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     cfg = load_config_json(args.config_json)
     df = write(cfg, args.results, args.out_prefix)
-    log.info("paper comparison: %d cells -> %s.{csv,md}", len(df), args.out_prefix)
+    log.info("paper comparison: %d cells -> %s.{csv,md,html}", len(df), args.out_prefix)
     return 0
