@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ftft import grid, render, tables
+from ftft import grid, labels, render, tables
 from ftft.layout import Layout
 
 
@@ -81,14 +81,14 @@ def test_gray_rows_are_the_marked_rows(cfg, results, built):
         df = H.read_table_csv(results, tid)
         marked = df[df["marked"].astype(str) == "True"].drop_duplicates(["method", "main_model", "ref_model"])
         want = {
-            (tables.model_label(cfg, r.main_model), tables.model_label(cfg, r.ref_model or "none"))
+            (labels.model_label(cfg, r.main_model), labels.model_label(cfg, r.ref_model or "none"))
             for r in marked.itertuples()
         }
         html = text(results, tid, "html")
         gray = re.findall(r'<tr class="gray">(.*?)</tr>', html)
-        labels = [re.findall(r'<td class="l">(.*?)</td>', g) for g in gray]
-        assert {(lab[1], lab[2]) for lab in labels} == want and len(gray) == len(want) >= 2
-        assert all("‡" in lab[0] for lab in labels)
+        shown = [re.findall(r'<td class="l">(.*?)</td>', g) for g in gray]
+        assert {(lab[1], lab[2]) for lab in shown} == want and len(gray) == len(want) >= 2
+        assert all("‡" in lab[0] for lab in shown)
         assert text(results, tid, "tex").count(r"\rowcolor{gray!25}") == len(want)
 
 

@@ -54,3 +54,18 @@ class Registry:
         df = self.make(load_config_json(args.config_json), args.results, args.id, args.out_prefix)
         log.info("%s %s: %d rows -> %s.*", self.what, args.id, len(df), args.out_prefix)
         return 0
+
+
+def add_arguments(parser) -> None:  # ftft config-json
+    parser.add_argument("--json", required=True, help="the merged config without its operational keys, as JSON")
+    parser.add_argument("--out", required=True, help="where to write it (results/config.json)")
+
+
+def run(args) -> int:
+    """``results/config.json``: what every table, figure and report job reads (``workflow.Plan.config_dump``)."""
+    import json
+
+    from .io import write_json
+
+    write_json(args.out, json.loads(args.json))
+    return 0
