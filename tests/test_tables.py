@@ -405,8 +405,9 @@ def test_table_a1_halted_vs_limited(results, failed):
 
 
 def test_cli_and_compare(cfg, results, built, tmp_path):
-    cfg_json = tmp_path / "cfg.json"
-    cfg_json.write_text(json.dumps(cfg))
+    cfg_json = tmp_path / "cfg.json"  # as the config_json rule writes it
+    assert cli.main(["config-json", "--json", json.dumps(cfg), "--out", str(cfg_json)]) == 0
+    assert json.loads(cfg_json.read_text()) == cfg
     base = ["--config-json", str(cfg_json), "--results", str(results)]
     prefix = tmp_path / "t4"
     assert cli.main(["table", "--id", "4", *base, "--out-prefix", str(prefix)]) == 0
@@ -425,6 +426,8 @@ def test_cli_and_compare(cfg, results, built, tmp_path):
     assert t5["note"].str.contains("0-1 scale").all()
     md = open(f"{out}.md").read()
     assert "do not show the paper's effect" in md and "## Table 9" in md
+    page = open(f"{out}.html").read()  # the command writes the report's HTML page too (render.write_report)
+    assert page.count('<table class="md">') == md.count("\n|---") and "do not show the paper's effect" in page
     main = df.loc[df["main_model"] != "", "main_model"].iloc[0]  # display names, not config keys
     assert labels.model_label(cfg, main) != main and f"| {labels.model_label(cfg, main)} |" in md
     assert f"| {main} |" not in md
