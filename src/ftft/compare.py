@@ -30,17 +30,9 @@ log = logging.getLogger(__name__)
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 PUBLISHED_TABLES = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
-OUT_COLUMNS = KEYS + [
-    "ours_mean",
-    "ours_std",
-    "n_ok",
-    "n_failed",
-    "published_mean",
-    "published_std",
-    "published_flag",
-    "difference",
-    "note",
-]
+OUT_COLUMNS = (
+    KEYS + "ours_mean ours_std n_ok n_failed published_mean published_std published_flag difference note".split()
+)
 
 
 def _norm(df: pd.DataFrame) -> pd.DataFrame:
@@ -161,41 +153,18 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
     for tid, g in df.groupby("table", sort=False):
         both = g["ours_mean"].notna() & g["published_mean"].map(lambda v: not np.isnan(_float(v)))
         d = g.loc[both, "difference"].abs()
-        summary.append(
-            [
-                f"Table {tid}",
-                str(int(g["ours_mean"].notna().sum())),
-                str(int(both.sum())),
-                str(int(g["note"].str.contains("not reproduced").sum())),
-                _fmt(d.mean()) if len(d) else "",
-                _fmt(d.max()) if len(d) else "",
-            ]
-        )
-    lines.append(
-        md_table(
-            ["table", "reproduced cells", "with published value", "published only", "mean |diff|", "max |diff|"],
-            summary,
-        )
-    )
-    header = ["task", "main", "ref", "method", "steps", "dataset", "metric", "q", "ours", "published", "diff", "note"]
+        n = [g["ours_mean"].notna().sum(), both.sum(), g["note"].str.contains("not reproduced").sum()]
+        summary.append([f"Table {tid}", *map(str, n), *((_fmt(d.mean()), _fmt(d.max())) if len(d) else ("", ""))])
+    head = ["table", "reproduced cells", "with published value", "published only", "mean |diff|", "max |diff|"]
+    lines.append(md_table(head, summary))
+    header = "task main ref method steps dataset metric q ours published diff note".split()
     for tid, g in df.groupby("table", sort=False):
-        rows = [
-            [
-                r.task,
-                model_label(cfg, r.main_model),
-                ref_label(cfg, r.method, r.ref_model),
-                METHOD_LABEL.get(r.method, r.method),
-                r.step_fraction,
-                _dataset(cfg, r.task, r.dataset),
-                r.metric,
-                r.q,
-                _fmt(r.ours_mean) + (f" ± {_fmt(r.ours_std)}" if _fmt(r.ours_std) else ""),
-                str(r.published_mean or "") + (f" ± {r.published_std}" if r.published_std else ""),
-                _fmt(r.difference),
-                r.note,
-            ]
-            for r in g.itertuples(index=False)
-        ]
+        rows = [[r.task, model_label(cfg, r.main_model), ref_label(cfg, r.method, r.ref_model),
+                 METHOD_LABEL.get(r.method, r.method), r.step_fraction, _dataset(cfg, r.task, r.dataset), r.metric, r.q,
+                 _fmt(r.ours_mean) + (f" ± {_fmt(r.ours_std)}" if _fmt(r.ours_std) else ""),
+                 str(r.published_mean or "") + (f" ± {r.published_std}" if r.published_std else ""),
+                 _fmt(r.difference), r.note]
+                for r in g.itertuples(index=False)]  # fmt: skip
         lines += ["", f"## Table {tid}", "", md_table(header, rows)]
     return "\n".join(lines) + "\n"
 

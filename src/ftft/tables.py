@@ -339,12 +339,13 @@ def significance_needs(cfg: dict, tid: str) -> grid.Needs:
     return grid.Needs(runs=set(runs), predictions=set(runs))
 
 
-def system_predictions(res: Results, runs, datasets: list[str]):
-    """(preds [S_ok, N], labels [N], keys [N], failed seeds) of the ok runs, aligned on (dataset, uid)."""
-    ok, failed = res.split_failed(runs)
+def system_predictions(res: Results, runs, datasets: list[str], fraction=1):
+    """(preds [S_ok, N], labels [N], keys [N], failed seeds) of the runs that succeeded at ``fraction`` of the
+    full budget, aligned on (dataset, uid); also what ``ftft claims`` compares."""
+    ok, failed = res.split_failed(runs, fraction)
     preds, keys, labels = [], None, None
     for r in ok:
-        p = res.predictions(r, datasets)
+        p = res.predictions(r, datasets, fraction)
         k = (p["dataset"].astype(str) + "\x00" + p["uid"].astype(str)).to_numpy()
         if keys is None:
             keys, labels = k, p["label"].to_numpy(np.int64)
