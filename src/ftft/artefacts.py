@@ -27,6 +27,7 @@ class Registry:
     what: str  # "table" or "figure"
     kinds: dict[str, Any]  # kind name -> an object with needs(cfg, id), caption(cfg, id), make(cfg, res, id, prefix)
     ids: Callable[[dict], dict[str, str]]  # config -> {id: kind name}, in the order they are listed
+    examples: str  # ids for --help
 
     def kind(self, cfg: dict, key: str):
         ids = self.ids(cfg)
@@ -45,7 +46,7 @@ class Registry:
         return self.kind(cfg, key).make(cfg, res, key, prefix)
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--id", required=True, help=f"{self.what} id (as listed by `ftft plan`)")
+        parser.add_argument("--id", required=True, help=f"{self.what} id ({self.examples})")
         parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
         parser.add_argument("--results", required=True, help="results root (holds runs/, datamaps/, tables/)")
         parser.add_argument("--out-prefix", required=True, help="output path without extension")

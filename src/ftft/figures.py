@@ -356,7 +356,7 @@ def figure_ids(cfg: dict) -> dict[str, str]:
     return dict(sorted(ids.items()))
 
 
-REGISTRY = Registry("figure", KINDS, figure_ids)
+REGISTRY = Registry("figure", KINDS, figure_ids, "1a, 1b, 1a-hsd, 2, 3, 4, ...")
 needs, caption, make, add_arguments, run = (
     REGISTRY.needs, REGISTRY.caption, REGISTRY.make, REGISTRY.add_arguments, REGISTRY.run
 )  # fmt: skip

@@ -270,46 +270,36 @@ def _md_row(line: str, tag: str) -> str:
     return "".join(f"<{tag}>{_md_inline(c.strip())}</{tag}>" for c in f" {inner} ".split(" | "))
 
 
+def _md_kind(line: str) -> str:
+    if not line.strip():
+        return ""
+    if line.lstrip().startswith("|"):
+        return "|"
+    return "-" if line.startswith(("- ", "* ")) else "#" if line.startswith("#") else "p"
+
+
 def markdown_to_html(md: str) -> str:
     """A Markdown report (as ``md_table`` and the report writers produce it: ATX headings, paragraphs, ``>``
     quotes, ``-`` lists, pipe tables) as a stand-alone HTML page styled like the tables."""
-    lines, out, i = md.splitlines(), [], 0
-    title = next((ln.lstrip("#").strip() for ln in lines if ln.startswith("#")), "Report")
-    starts = ("#", "|", "- ", "* ")
-    while i < len(lines):
-        ln = lines[i]
-        j = next((k for k in range(i + 1, len(lines)) if not _same_kind(ln, lines[k])), len(lines))
-        if not ln.strip():
-            pass
-        elif ln.startswith("#"):
-            level = min(len(ln) - len(ln.lstrip("#")), 3)
-            out.append(f"<h{level}>{_md_inline(ln.lstrip('#').strip())}</h{level}>")
-            j = i + 1
-        elif ln.lstrip().startswith("|"):
-            rows = [r for r in lines[i + 1 : j] if not re.fullmatch(r"\s*\|?[\s:|-]*\|?\s*", r)]
-            out.append(f'<table class="md"><thead><tr>\n{_md_row(ln, "th")}</tr></thead><tbody>')
+    lines, out = md.splitlines(), []
+    for kind, group in itertools.groupby(lines, _md_kind):
+        g = list(group)
+        if kind == "#":
+            for ln in g:
+                level = min(len(ln) - len(ln.lstrip("#")), 3)
+                out.append(f"<h{level}>{_md_inline(ln.lstrip('#').strip())}</h{level}>")
+        elif kind == "|":
+            rows = [r for r in g[1:] if not re.fullmatch(r"\s*\|?[\s:|-]*\|?\s*", r)]
+            out.append(f'<table class="md"><thead><tr>\n{_md_row(g[0], "th")}</tr></thead><tbody>')
             out += [f"<tr>{_md_row(r, 'td')}</tr>" for r in rows] + ["</tbody></table>"]
-        elif ln.startswith(("- ", "* ")):
-            out.append(
-                '<ul class="notes">' + "".join(f"<li>{_md_inline(x[2:].strip())}</li>" for x in lines[i:j]) + "</ul>"
-            )
-        else:
-            j = next(
-                (k for k in range(i, len(lines)) if not lines[k].strip() or lines[k].startswith(starts)), len(lines)
-            )
-            para = " ".join(x.lstrip(">").strip() if ln.startswith(">") else x.strip() for x in lines[i:j])
-            body = f'<p class="caption">{_md_inline(para)}</p>'
-            out.append(f"<blockquote>{body}</blockquote>" if ln.startswith(">") else body)
-        i = max(j, i + 1)
+        elif kind == "-":
+            out.append('<ul class="notes">' + "".join(f"<li>{_md_inline(x[2:].strip())}</li>" for x in g) + "</ul>")
+        elif kind == "p":
+            quote = g[0].startswith(">")
+            body = f'<p class="caption">{_md_inline(" ".join(x.lstrip(">").strip() if quote else x.strip() for x in g))}</p>'
+            out.append(f"<blockquote>{body}</blockquote>" if quote else body)
+    title = next((ln.lstrip("#").strip() for ln in lines if ln.startswith("#")), "Report")
     return PAGE.render(title=title, css=Markup(CSS + MD_CSS), view=None, body=Markup("\n".join(out)))
-
-
-def _same_kind(a: str, b: str) -> bool:
-    if a.lstrip().startswith("|"):
-        return b.lstrip().startswith("|")
-    if a.startswith(("- ", "* ")):
-        return b.startswith(("- ", "* "))
-    return False
 
 
 def _path(prefix: str | Path, ext: str) -> Path:

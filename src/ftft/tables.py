@@ -623,7 +623,7 @@ def table_ids(cfg: dict) -> dict[str, str]:
     return {tid: kind for tid, (kind, _) in TABLES.items() if KINDS[kind].present(cfg, tid)}
 
 
-REGISTRY = Registry("table", KINDS, table_ids)
+REGISTRY = Registry("table", KINDS, table_ids, "1-9, A1")
 needs, caption, write, add_arguments, run = (
     REGISTRY.needs, REGISTRY.caption, REGISTRY.make, REGISTRY.add_arguments, REGISTRY.run
 )  # fmt: skip
