@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +59,6 @@ TITLES = {  # claim -> (finding, where the paper shows it)
     5: ("DM learns faster than ERM", "§5, Figures 2-4"),
     6: ("FTFT beats ERM on OOD at less than half of ERM's cost and about a quarter of DM's", "§5, Tables 3/9"),
 }
-COLUMNS = ["claim", "task", "subject", "statistic", "value", "threshold", "p_value", "verdict", "detail",
-           "published_value", "published_verdict"]  # fmt: skip
 
 
 @dataclass
@@ -76,6 +74,9 @@ class Row:
     detail: str = ""
     published_value: float = float("nan")
     published_verdict: str = ""
+
+
+COLUMNS = [f.name for f in fields(Row)]
 
 
 @dataclass
@@ -131,12 +132,7 @@ def weak_refs(cfg: dict, task: str) -> list[str]:
 
 
 def ftft_cells(cfg: dict) -> list[tuple[str, grid.Cell]]:
-    out = []
-    for tid in cfg["tables"]:
-        for cell in grid.table_cells(cfg, tid):
-            if cell.method == "ftft":
-                out.append((tid, cell))
-    return out
+    return [(tid, cell) for tid in cfg["tables"] for cell in grid.table_cells(cfg, tid) if cell.method == "ftft"]
 
 
 def needs(cfg: dict) -> grid.Needs:
