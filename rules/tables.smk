@@ -1,8 +1,11 @@
 # Paper tables and figures from run outputs, the comparison with the published numbers, the
-# claims report and the failed-runs summary. Table and figure ids come from the config
-# (ftft.tables.table_ids, ftft.figures.figure_ids); each job's inputs are exactly the files it
+# claims report and the failed-runs summary (each command writes its md, html and csv itself:
+# ftft.render). Table and figure ids come from the config (ftft.tables.table_ids,
+# ftft.figures.figure_ids); each job's inputs are exactly the files it
 # reads (ftft.workflow.Plan.table_inputs / figure_inputs). These are local jobs reading the run
 # tree under the results folder; paths are given as functions, as `snakemake --lint` asks.
+
+import json
 
 
 rule config_json:
@@ -11,12 +14,12 @@ rule config_json:
     log:
         L.log("config_json", "config_json"),
     localrule: True
+    conda:
+        "../envs/ftft.yaml"
     params:
-        config=PLAN.config_dump(),
-    run:
-        from ftft.io import write_json
-
-        write_json(output[0], params.config)
+        config=json.dumps(PLAN.config_dump()),
+    shell:
+        "ftft config-json --json {params.config:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule table:
@@ -101,8 +104,7 @@ rule compare:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
     shell:
         "ftft compare --config-json {input.config:q} --results {params.results:q} "
-        "--out-prefix {params.prefix:q} > {log:q} 2>&1 && "
-        "python -m ftft.render {output.md:q} {output.html:q} >> {log:q} 2>&1"
+        "--out-prefix {params.prefix:q} > {log:q} 2>&1"
 
 
 rule claims:
@@ -128,8 +130,7 @@ rule claims:
         prefix=lambda w, output: output.csv.removesuffix(".csv"),
     shell:
         "ftft claims --config-json {input.config:q} --results {params.results:q} "
-        "--out-prefix {params.prefix:q} > {log:q} 2>&1 && "
-        "python -m ftft.render {output.md:q} {output.html:q} >> {log:q} 2>&1"
+        "--out-prefix {params.prefix:q} > {log:q} 2>&1"
 
 
 rule failed_runs:
@@ -155,5 +156,4 @@ rule failed_runs:
         prefix=lambda w, output: output.md.removesuffix(".md"),
     shell:
         "ftft failed-runs --config-json {input.config:q} --results {params.results:q} "
-        "--out-prefix {params.prefix:q} > {log:q} 2>&1 && "
-        "python -m ftft.render {output.md:q} {output.html:q} >> {log:q} 2>&1"
+        "--out-prefix {params.prefix:q} > {log:q} 2>&1"

@@ -19,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ftft import config, grid
+from ftft import config, grid, methods
 from ftft.config import ConfigError
 from ftft.data import schema
 from ftft.errors import DataError, ModelError
@@ -55,7 +55,7 @@ def _spec(toy, method="erm", ref="none", steps=STEPS, checkpoints=K, cfg_update=
     cfg = ef.toy_config(toy["model"], steps=steps, checkpoints=checkpoints, **training)
     if cfg_update:
         config.deep_update(cfg, cfg_update)
-    return make_spec(cfg, ef.toy_run(method, "tiny" if method in grid.NEEDS_REF else ref))
+    return make_spec(cfg, ef.toy_run(method, "tiny" if methods.get(method).needs_ref else ref))
 
 
 def _outputs(out: Path) -> dict:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ftft import grid, render, tables
+from ftft import grid, labels, render, tables
 from ftft.layout import Layout
 
 
@@ -81,14 +81,14 @@ def test_gray_rows_are_the_marked_rows(cfg, results, built):
         df = H.read_table_csv(results, tid)
         marked = df[df["marked"].astype(str) == "True"].drop_duplicates(["method", "main_model", "ref_model"])
         want = {
-            (tables.model_label(cfg, r.main_model), tables.model_label(cfg, r.ref_model or "none"))
+            (labels.model_label(cfg, r.main_model), labels.model_label(cfg, r.ref_model or "none"))
             for r in marked.itertuples()
         }
         html = text(results, tid, "html")
         gray = re.findall(r'<tr class="gray">(.*?)</tr>', html)
-        labels = [re.findall(r'<td class="l">(.*?)</td>', g) for g in gray]
-        assert {(lab[1], lab[2]) for lab in labels} == want and len(gray) == len(want) >= 2
-        assert all("‡" in lab[0] for lab in labels)
+        shown = [re.findall(r'<td class="l">(.*?)</td>', g) for g in gray]
+        assert {(lab[1], lab[2]) for lab in shown} == want and len(gray) == len(want) >= 2
+        assert all("‡" in lab[0] for lab in shown)
         assert text(results, tid, "tex").count(r"\rowcolor{gray!25}") == len(want)
 
 
@@ -124,40 +124,19 @@ def test_display_labels_instead_of_keys(cfg, results, built):
 
 
 def small_view() -> render.View:
+    C, V, R = render.Column, render.Value, render.Row
     cols = [
-        render.Column("Loss", best="min"),
-        render.Column("R1", group="Adv_NLI"),
-        render.Column("R2", group="Adv_NLI"),
-        render.Column("Cost", best=None, digits=1),
-        render.Column("p", best=None),
+        C("Loss", best="min"),
+        C("R1", group="Adv_NLI"),
+        C("R2", group="Adv_NLI"),
+        C("Cost", best=None, digits=1),
+        C("p", best=None),
     ]
     rows = [
         "Group <A>",
-        render.Row(
-            ["ERM", "x_1"],
-            [
-                render.Value(0.5),
-                render.Value(70.0, 0.5),
-                render.Value(1.0),
-                render.Value(32.0),
-                render.Value(text="0.0100"),
-            ],
-        ),
-        render.Row(
-            ["DM", "y%"],
-            [
-                render.Value(0.2),
-                render.Value(70.001, 0.25),
-                render.Value(float("nan")),
-                render.Value(64.0),
-                render.Value(text="0.5", suffix="†"),
-            ],
-            gray=True,
-        ),
-        render.Row(
-            ["JTT", "z"],
-            [render.Value(0.9), render.Value(60.0), render.Value(0.004), render.Value(None), render.Value(text="–")],
-        ),
+        R(["ERM", "x_1"], [V(0.5), V(70.0, 0.5), V(1.0), V(32.0), V(text="0.0100")]),
+        R(["DM", "y%"], [V(0.2), V(70.001, 0.25), V(float("nan")), V(64.0), V(text="0.5", suffix="†")], gray=True),
+        R(["JTT", "z"], [V(0.9), V(60.0), V(0.004), V(None), V(text="–")]),
     ]
     return render.View("Table X", "Caption 5% & more", [render.Block("NLI", ["Mode", "Model"], cols, rows)], ["n_1"])
 
@@ -189,33 +168,16 @@ def test_render_latex_and_html_rules():
     assert '<tr class="heading"><td colspan="7">Group &lt;A&gt;</td></tr>' in html
     assert html.count('<tr class="gray">') == 1 and "<b>0.20</b>" in html
     assert "<td><b>70.00</b><sub>0.50</sub></td>" in html and "<td>0.5†</td>" in html
-    html_t = render.to_html(
-        render.View(
-            "T",
-            "c",
-            [
-                render.Block(
-                    "", ["x"], [render.Column("p", best=None)], [render.Row(["a"], [render.Value(text="p < 0.05")])]
-                )
-            ],
-        )
+    block = render.Block(
+        "", ["x"], [render.Column("p", best=None)], [render.Row(["a"], [render.Value(text="p < 0.05")])]
     )
+    html_t = render.to_html(render.View("T", "c", [block]))
     assert "<td>p &lt; 0.05</td>" in html_t
 
 
 def test_render_without_groups_and_single_values():
-    view = render.View(
-        "T",
-        "c",
-        [
-            render.Block(
-                "",
-                ["Model"],
-                [render.Column("A"), render.Column("B")],
-                [render.Row(["m"], [render.Value(1.0), render.Value(None)])],
-            )
-        ],
-    )
+    rows = [render.Row(["m"], [render.Value(1.0), render.Value(None)])]
+    view = render.View("T", "c", [render.Block("", ["Model"], [render.Column("A"), render.Column("B")], rows)])
     md = render.to_markdown(view)
     assert "| m | 1.00 | – |" in md  # a single value in a column is not "best"
     assert "\\cmidrule" not in render.to_latex(view, "t")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ftft import cli, cost, grid, stats, tables
+from ftft import cli, cost, grid, labels, stats, tables
 from ftft.errors import DataError
 from ftft.grid import FULL, Run
 from ftft.layout import Layout
@@ -59,7 +59,7 @@ def close(got, want, rel=1e-5):
 
 def mean_ood(cfg, runs, failed, task="nli", fraction=1):
     metric = cfg["tasks"][task]["metric"]
-    return np.mean([H.expected_cell(cfg, runs, d, metric, fraction, failed)[0] for d in tables.ood_sets(cfg, task)])
+    return np.mean([H.expected_cell(cfg, runs, d, metric, fraction, failed)[0] for d in labels.ood_sets(cfg, task)])
 
 
 # --------------------------------------------------------------------------- registry
@@ -103,13 +103,13 @@ def test_cell_tables_means_stds_and_failed_runs(cfg, results, built, failed, tid
                 main_model=c.main,
                 ref_model=key(c.ref),
                 method=c.method,
-                step_fraction=tables.frac_label(c.fraction),
+                step_fraction=labels.frac_label(c.fraction),
                 dataset=d,
             )
             m, s, n_ok = H.expected_cell(cfg, c.runs, d, metric, c.fraction, failed)
             assert close(row["mean"], m) and close(row["std"], s), (c, d)
             assert (row["n_ok"], row["n_failed"], row["metric"]) == (n_ok, n_failed, metric)
-            assert row["role"] == ("id" if d == tables.id_set(cfg, c.task) else "ood")
+            assert row["role"] == ("id" if d == labels.id_set(cfg, c.task) else "ood")
             assert row["q"] == ("33" if c.method in ("dm", "random", "ftft") else "")
             n += 1
     assert len(perf) == n
@@ -198,7 +198,7 @@ def test_costs_reproduce_method_cost_and_the_paper(cfg, results, built, tid):
     assert len(costs) == len(cells)
     for c in cells:
         row = one(
-            costs, task=c.task, method=c.method, ref_model=key(c.ref), step_fraction=tables.frac_label(c.fraction)
+            costs, task=c.task, method=c.method, ref_model=key(c.ref), step_fraction=labels.frac_label(c.fraction)
         )
         f_ref = H.flops(c.ref, c.task) if c.method in ("dm", "ftft", "jtt") else None
         args = (c.method, H.flops(c.main, c.task), H.flops(unit, c.task), f_ref, float(c.fraction))
@@ -253,7 +253,7 @@ def test_table4_padded_vs_real_flops(cfg, results, built):
             real = one(df, main_model=m, task=t, metric="pflops_real")
             assert close(pad["mean"], H.flops(m, t) / 1e12) and close(real["mean"], H.flops(m, t, False) / 1e12)
             assert real["mean"] < pad["mean"]
-            assert pad["dataset"] == tables.id_set(cfg, t)
+            assert pad["dataset"] == labels.id_set(cfg, t)
             printed = paper[(paper["model"] == m) & (paper["task"] == t)]["pflops"]
             assert pad["mean"] == pytest.approx(float(printed.iloc[0]), rel=1e-5)
     md = text(results, "4", "md")
@@ -278,12 +278,12 @@ def test_table5_multibootstrap_p_values(cfg, results, built, failed):
     n_rows = 0
     for task in ("nli", "hsd"):
         metric = cfg["tasks"][task]["metric"]
-        sets = tables.ood_sets(cfg, task)
+        sets = labels.ood_sets(cfg, task)
         systems = grid.significance_runs(cfg, task)
-        erm, labels = H.system_arrays(cfg, systems["erm"], sets, failed=failed)
+        erm, y = H.system_arrays(cfg, systems["erm"], sets, failed=failed)
         for ref in sig["refs"][task]:
             dm, _ = H.system_arrays(cfg, systems[ref], sets, failed=failed)
-            diffs = stats.multibootstrap_samples(dm, erm, labels, metric, sig["samples"], sig["seed"])
+            diffs = stats.multibootstrap_samples(dm, erm, y, metric, sig["samples"], sig["seed"])
             p = (1 + np.sum(diffs <= 0)) / (1 + sig["samples"])
             got = df[(df["task"] == task) & (df["ref_model"] == ref)].set_index("metric")
             assert close(got.at["mean_diff", "mean"], 100 * diffs.mean())
@@ -329,7 +329,7 @@ def test_table8_easy_ratio_marks_and_failed_maps(cfg, results, built, failed):
         for ref in cfg["easy_ratio"]["refs"]:
             ok = [s for s in cfg["seeds"] if grid.ref_run(task, ref, s) not in failed]
             for q in cfg["easy_ratio"]["qs"]:
-                row = one(df, task=task, ref_model=ref, q=tables.q_percent(q))
+                row = one(df, task=task, ref_model=ref, q=labels.q_percent(q))
                 vals = [100 * easy_ratio(H.datamap_frame(task, ref, s, 3 if task == "nli" else 2), q) for s in ok]
                 assert close(row["mean"], float(np.mean(vals)))
                 assert (row["n_seeds"], row["n_failed"]) == (len(ok), len(cfg["seeds"]) - len(ok))
@@ -405,8 +405,9 @@ def test_table_a1_halted_vs_limited(results, failed):
 
 
 def test_cli_and_compare(cfg, results, built, tmp_path):
-    cfg_json = tmp_path / "cfg.json"
-    cfg_json.write_text(json.dumps(cfg))
+    cfg_json = tmp_path / "cfg.json"  # as the config_json rule writes it
+    assert cli.main(["config-json", "--json", json.dumps(cfg), "--out", str(cfg_json)]) == 0
+    assert json.loads(cfg_json.read_text()) == cfg
     base = ["--config-json", str(cfg_json), "--results", str(results)]
     prefix = tmp_path / "t4"
     assert cli.main(["table", "--id", "4", *base, "--out-prefix", str(prefix)]) == 0
@@ -425,8 +426,10 @@ def test_cli_and_compare(cfg, results, built, tmp_path):
     assert t5["note"].str.contains("0-1 scale").all()
     md = open(f"{out}.md").read()
     assert "do not show the paper's effect" in md and "## Table 9" in md
+    page = open(f"{out}.html").read()  # the command writes the report's HTML page too (render.write_report)
+    assert page.count('<table class="md">') == md.count("\n|---") and "do not show the paper's effect" in page
     main = df.loc[df["main_model"] != "", "main_model"].iloc[0]  # display names, not config keys
-    assert tables.model_label(cfg, main) != main and f"| {tables.model_label(cfg, main)} |" in md
+    assert labels.model_label(cfg, main) != main and f"| {labels.model_label(cfg, main)} |" in md
     assert f"| {main} |" not in md
     raw = open(f"{out}.csv").read()
     assert not re.search(r"\d\.\d*(9999999|0000000)\d", raw)  # no float noise in the differences

@@ -1,4 +1,4 @@
-"""``ftft claims``: does this run support the paper's findings? ``tables/claims.{csv,md}``.
+"""``ftft claims``: does this run support the paper's findings? ``tables/claims.{csv,md,html}``.
 
 One row per tested comparison, grouped into the paper's six claims; each row has the numbers it
 rests on, an effect size, a MultiBootstrap p-value where two systems are compared (all OOD sets
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -41,33 +41,24 @@ from . import cost as costmod
 from . import grid
 from .config import active_tasks, parse_fraction
 from .errors import DataError
-from .io import write_text
+from .labels import data_note, load_config_json, model_label, ood_sets, task_label, task_metric
+from .render import md_table, write_report
 from .results import Results, mean_std
 from .stats import multibootstrap, p_value, relative_bootstrap_samples, spearman, spearman_permutation_p
-from .tables import data_note, load_config_json, model_label, ood_sets, task_label, task_metric
+from .tables import system_predictions
 
 log = logging.getLogger(__name__)
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 HOLDS, FAILS, MISSING = "holds", "does not hold", "not enough runs"
-TITLES = {
-    1: "DM (main model as its own reference) beats ERM on OOD at a small ID cost",
-    2: "training dynamics transfer across model sizes",
-    3: "... and across pretraining methods, except weak references",
-    4: "weak references give lower easy ratios and failed transfers",
-    5: "DM learns faster than ERM",
-    6: "FTFT beats ERM on OOD at less than half of ERM's cost and about a quarter of DM's",
+TITLES = {  # claim -> (finding, where the paper shows it)
+    1: ("DM (main model as its own reference) beats ERM on OOD at a small ID cost", "§4, Tables 1/6"),
+    2: ("training dynamics transfer across model sizes", "§4.1"),
+    3: ("... and across pretraining methods, except weak references", "§4.2"),
+    4: ("weak references give lower easy ratios and failed transfers", "§4.3, Tables 2/7/8"),
+    5: ("DM learns faster than ERM", "§5, Figures 2-4"),
+    6: ("FTFT beats ERM on OOD at less than half of ERM's cost and about a quarter of DM's", "§5, Tables 3/9"),
 }
-SECTIONS = {
-    1: "§4, Tables 1/6",
-    2: "§4.1",
-    3: "§4.2",
-    4: "§4.3, Tables 2/7/8",
-    5: "§5, Figures 2-4",
-    6: "§5, Tables 3/9",
-}
-COLUMNS = ["claim", "task", "subject", "statistic", "value", "threshold", "p_value", "verdict", "detail",
-           "published_value", "published_verdict"]  # fmt: skip
 
 
 @dataclass
@@ -83,6 +74,9 @@ class Row:
     detail: str = ""
     published_value: float = float("nan")
     published_verdict: str = ""
+
+
+COLUMNS = [f.name for f in fields(Row)]
 
 
 @dataclass
@@ -138,12 +132,7 @@ def weak_refs(cfg: dict, task: str) -> list[str]:
 
 
 def ftft_cells(cfg: dict) -> list[tuple[str, grid.Cell]]:
-    out = []
-    for tid in cfg["tables"]:
-        for cell in grid.table_cells(cfg, tid):
-            if cell.method == "ftft":
-                out.append((tid, cell))
-    return out
+    return [(tid, cell) for tid in cfg["tables"] for cell in grid.table_cells(cfg, tid) if cell.method == "ftft"]
 
 
 def needs(cfg: dict) -> grid.Needs:
@@ -178,22 +167,6 @@ def needs(cfg: dict) -> grid.Needs:
 # --------------------------------------------------------------------------- statistics
 
 
-def preds_at(ctx: Context, runs, datasets, fraction=1):
-    """(preds [S_ok, N], labels, n_failed) of the ok runs at ``fraction`` of the full budget."""
-    ok, failed = ctx.res.split_failed(runs, fraction)
-    preds, keys, labels = [], None, None
-    for r in ok:
-        p = ctx.res.predictions(r, datasets, fraction)
-        k = (p["dataset"].astype(str) + "\x00" + p["uid"].astype(str)).to_numpy()
-        if keys is None:
-            keys, labels = k, p["label"].to_numpy(np.int64)
-        elif not np.array_equal(k, keys):
-            raise DataError(f"{ctx.res.run_path(r, 'predictions.parquet')}: other OOD instances than the other seeds")
-        cols = sorted((c for c in p.columns if c.startswith("prob_")), key=lambda c: int(c.split("_")[1]))
-        preds.append(p[cols].to_numpy(np.float32).argmax(axis=1))
-    return (np.stack(preds) if preds else None), labels, keys, len(failed)
-
-
 def ood_mean(ctx: Context, runs, task: str, fraction=1) -> float:
     """Mean over the OOD sets of the seed means (points)."""
     sets = ood_sets(ctx.cfg, task)
@@ -210,9 +183,9 @@ def id_mean(ctx: Context, runs, task: str) -> float:
 def compare(ctx: Context, a_runs, b_runs, task: str, margin_points: float = 0.0, a_fraction=1) -> tuple[float, float]:
     """(mean pooled-OOD difference A - B in points, one-sided p-value), MultiBootstrap."""
     sets = ood_sets(ctx.cfg, task)
-    a, labels, keys, _ = preds_at(ctx, a_runs, sets, a_fraction)
-    b, labels_b, keys_b, _ = preds_at(ctx, b_runs, sets)
-    if a is None or b is None:
+    a, labels, keys, _ = system_predictions(ctx.res, a_runs, sets, a_fraction)
+    b, labels_b, keys_b, _ = system_predictions(ctx.res, b_runs, sets)
+    if not len(a) or not len(b):
         return float("nan"), float("nan")
     if not np.array_equal(keys, keys_b):
         raise DataError(f"task {task}: the compared systems were evaluated on different OOD instances")
@@ -376,8 +349,8 @@ def claim5(ctx: Context, task: str, pub: Published) -> list[Row]:
             rel_erm = relative(ood_mean(ctx, erm, task, f), ood_mean(ctx, erm, task))
             row.value = rel_dm
             row.detail = f"DM {_fmt(rel_dm, 1)}%, ERM {_fmt(rel_erm, 1)}%"
-            arrays = [preds_at(ctx, x, sets, fr) for x, fr in ((runs, f), (runs, 1), (erm, f), (erm, 1))]
-            if all(a[0] is not None for a in arrays) and not math.isnan(rel_dm):
+            arrays = [system_predictions(ctx.res, x, sets, fr) for x, fr in ((runs, f), (runs, 1), (erm, f), (erm, 1))]
+            if all(len(a[0]) for a in arrays) and not math.isnan(rel_dm):
                 diffs = relative_bootstrap_samples(
                     *(a[0] for a in arrays), arrays[0][1], metric, ctx.c["samples"], ctx.c["seed"]
                 )
@@ -529,7 +502,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     for n in CLAIMS:
         v = df.loc[df["claim"] == n, "verdict"].tolist()
         verdict_ = FAILS if FAILS in v else (MISSING if not v or MISSING in v else HOLDS)
-        out.append({"claim": n, "title": TITLES[n], "section": SECTIONS[n], "rows": len(v),
+        out.append({"claim": n, "title": TITLES[n][0], "section": TITLES[n][1], "rows": len(v),
                     "rows_holding": sum(x == HOLDS for x in v), "verdict": verdict_})  # fmt: skip
     return pd.DataFrame(out)
 
@@ -552,29 +525,26 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
         "(1 + #{diff <= 0}) / (1 + samples). A claim holds when all its rows hold. Published: the same statistic "
         "on the paper's printed means (no seeds, so no p-value except Table 5's).",
         "",
-        "| claim | finding | verdict | rows holding |",
-        "|---|---|---|---|",
+        md_table(
+            ["claim", "finding", "verdict", "rows holding"],
+            [
+                [str(r.claim), f"{r.title} ({r.section})", f"**{r.verdict}**", f"{r.rows_holding} of {r.rows}"]
+                for r in summary(df).itertuples()
+            ],
+        ),
     ]
-    for r in summary(df).itertuples():
-        lines.append(f"| {r.claim} | {r.title} ({r.section}) | **{r.verdict}** | {r.rows_holding} of {r.rows} |")
+    header = [*"task comparison statistic value p-value test verdict details published".split(), "published verdict"]
     for n in CLAIMS:
-        part = df[df["claim"] == n]
-        lines += ["", f"## Claim {n}: {TITLES[n]} ({SECTIONS[n]})", "",
-                  "| task | comparison | statistic | value | p-value | test | verdict | details | published | published verdict |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for r in part.itertuples():
-            lines.append(
-                f"| {task_label(r.task)} | {r.subject} | {r.statistic} | {_fmt(r.value)} | {_fmt(r.p_value, 4)} | "
-                f"{r.threshold} | {r.verdict} | {r.detail} | {_fmt(r.published_value)} | {r.published_verdict} |"
-            )
+        rows = [[task_label(r.task), r.subject, r.statistic, _fmt(r.value), _fmt(r.p_value, 4), r.threshold, r.verdict,
+                 r.detail, _fmt(r.published_value), r.published_verdict]
+                for r in df[df["claim"] == n].itertuples()]  # fmt: skip
+        lines += ["", f"## Claim {n}: {TITLES[n][0]} ({TITLES[n][1]})", "", md_table(header, rows)]
     return "\n".join(lines) + "\n"
 
 
 def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
     df = evaluate(cfg, results)
-    prefix = Path(prefix)
-    write_text(prefix.with_name(prefix.name + ".csv"), df.to_csv(index=False, float_format="%.10g"))
-    write_text(prefix.with_name(prefix.name + ".md"), render_md(cfg, df))
+    write_report(prefix, render_md(cfg, df), df.to_csv(index=False, float_format="%.10g"))
     return df
 
 

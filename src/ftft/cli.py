@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("ftft.train.cli", "train one run (reference, main or baseline) with the one engine"),
     "datamap": ("ftft.datamap", "build a data map from a run's training dynamics"),
     "subset": ("ftft.subsets", "select the training subset / weights / bias log-probs for a method"),
+    "config-json": ("ftft.artefacts", "write the config that the table, figure and report jobs read"),
     "table": ("ftft.tables", "build one paper table (csv, md, tex, html) from run outputs"),
     "figure": ("ftft.figures", "build one paper figure (png, pdf) from run outputs"),
     "compare": ("ftft.compare", "compare reproduced cells with the published numbers"),

@@ -1,8 +1,8 @@
 """Every reproduced table cell beside the published value (``src/ftft/paper/table*.csv``).
 
 ``ftft compare --config-json CFG.json --results DIR --out-prefix results/tables/paper_comparison``
-reads ``DIR/tables/table{N}.csv`` (written by ``ftft table``) and writes ``PREFIX.csv`` and
-``PREFIX.md``.
+reads ``DIR/tables/table{N}.csv`` (written by ``ftft table``) and writes ``PREFIX.csv``,
+``PREFIX.md`` and ``PREFIX.html`` (``render.write_report``).
 
 Cells are matched on ``table, task, main_model, ref_model, method, step_fraction, dataset,
 metric, q`` (``tables.KEYS``). ``difference = ours - published``. Reproduced cells the paper
@@ -21,24 +21,19 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .io import read_csv, write_text
-from .tables import KEYS, METHOD_LABEL, data_note, dataset_title, load_config_json, model_label, ref_label, table_ids
+from .io import read_csv
+from .labels import data_note, dataset_title, load_config_json, model_label, ref_label
+from .render import md_table, write_report
+from . import methods
+from .tables import KEYS, table_ids
 
 log = logging.getLogger(__name__)
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 PUBLISHED_TABLES = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
-OUT_COLUMNS = KEYS + [
-    "ours_mean",
-    "ours_std",
-    "n_ok",
-    "n_failed",
-    "published_mean",
-    "published_std",
-    "published_flag",
-    "difference",
-    "note",
-]
+OUT_COLUMNS = (
+    KEYS + "ours_mean ours_std n_ok n_failed published_mean published_std published_flag difference note".split()
+)
 
 
 def _norm(df: pd.DataFrame) -> pd.DataFrame:
@@ -127,11 +122,6 @@ def compare(cfg: dict, results: str | Path) -> pd.DataFrame:
     return df[OUT_COLUMNS]
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def _fmt(x, digits=2) -> str:
     v = _float(x)
     if np.isnan(v):
@@ -164,53 +154,28 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
     for tid, g in df.groupby("table", sort=False):
         both = g["ours_mean"].notna() & g["published_mean"].map(lambda v: not np.isnan(_float(v)))
         d = g.loc[both, "difference"].abs()
-        summary.append(
-            [
-                f"Table {tid}",
-                str(int(g["ours_mean"].notna().sum())),
-                str(int(both.sum())),
-                str(int(g["note"].str.contains("not reproduced").sum())),
-                _fmt(d.mean()) if len(d) else "",
-                _fmt(d.max()) if len(d) else "",
-            ]
-        )
-    lines.append(
-        md_table(
-            ["table", "reproduced cells", "with published value", "published only", "mean |diff|", "max |diff|"],
-            summary,
-        )
-    )
-    header = ["task", "main", "ref", "method", "steps", "dataset", "metric", "q", "ours", "published", "diff", "note"]
+        n = [g["ours_mean"].notna().sum(), both.sum(), g["note"].str.contains("not reproduced").sum()]
+        summary.append([f"Table {tid}", *map(str, n), *((_fmt(d.mean()), _fmt(d.max())) if len(d) else ("", ""))])
+    head = ["table", "reproduced cells", "with published value", "published only", "mean |diff|", "max |diff|"]
+    lines.append(md_table(head, summary))
+    header = "task main ref method steps dataset metric q ours published diff note".split()
     for tid, g in df.groupby("table", sort=False):
-        rows = [
-            [
-                r.task,
-                model_label(cfg, r.main_model),
-                ref_label(cfg, r.method, r.ref_model),
-                METHOD_LABEL.get(r.method, r.method),
-                r.step_fraction,
-                _dataset(cfg, r.task, r.dataset),
-                r.metric,
-                r.q,
-                _fmt(r.ours_mean) + (f" ± {_fmt(r.ours_std)}" if _fmt(r.ours_std) else ""),
-                str(r.published_mean or "") + (f" ± {r.published_std}" if r.published_std else ""),
-                _fmt(r.difference),
-                r.note,
-            ]
-            for r in g.itertuples(index=False)
-        ]
+        rows = [[r.task, model_label(cfg, r.main_model), ref_label(cfg, r.method, r.ref_model),
+                 methods.get(r.method).label, r.step_fraction, _dataset(cfg, r.task, r.dataset), r.metric, r.q,
+                 _fmt(r.ours_mean) + (f" ± {_fmt(r.ours_std)}" if _fmt(r.ours_std) else ""),
+                 str(r.published_mean or "") + (f" ± {r.published_std}" if r.published_std else ""),
+                 _fmt(r.difference), r.note]
+                for r in g.itertuples(index=False)]  # fmt: skip
         lines += ["", f"## Table {tid}", "", md_table(header, rows)]
     return "\n".join(lines) + "\n"
 
 
 def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
     df = compare(cfg, results)
-    prefix = Path(prefix)
     out = df.copy()
     if cfg.get("mode") == "demo":
         out.insert(len(out.columns), "demo", True)
-    write_text(prefix.with_name(prefix.name + ".csv"), out.to_csv(index=False, float_format="%.10g"))
-    write_text(prefix.with_name(prefix.name + ".md"), render_md(cfg, df))
+    write_report(prefix, render_md(cfg, df), out.to_csv(index=False, float_format="%.10g"))
     return df
 
 
@@ -223,5 +188,5 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     cfg = load_config_json(args.config_json)
     df = write(cfg, args.results, args.out_prefix)
-    log.info("paper comparison: %d cells -> %s.{csv,md}", len(df), args.out_prefix)
+    log.info("paper comparison: %d cells -> %s.{csv,md,html}", len(df), args.out_prefix)
     return 0

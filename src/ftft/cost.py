@@ -38,8 +38,6 @@ def forward_flops(lengths: Iterable[int], non_embedding_params: int, n_layer: in
 
 # --- method costs (Tables 3 and 9) -------------------------------------------------------------
 
-#: methods whose cost includes training a reference model (``Method.ref_cost``; PoE's bias model is not counted)
-REF_COST_METHODS = tuple(m.name for m in methods.REGISTRY.values() if m.ref_cost)
 #: the paper's rounding of F_m / F_unit before combining (see ``method_cost``)
 PAPER_SIG_FIGS = 2
 

@@ -1,6 +1,6 @@
 """``ftft failed-runs``: which runs failed, why, and which table cells and figures they touch.
 
-Written at the end of every run as ``failed_runs.{md,csv}`` (and one line on the terminal), so
+Written at the end of every run as ``failed_runs.{md,html,csv}`` (and one line on the terminal), so
 that a failed run cannot hide behind "100% done": for each failed run its folder, the reason
 from ``run.json`` (worse than the majority class, non-finite loss, a failed reference), and
 every table cell (table, task, row) and figure that reads it, with whether that cell is now
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import figures, grid, tables
-from .io import write_text
+from . import figures, grid, methods, tables
+from .labels import frac_label, load_config_json, model_label, ref_label, task_label
 from .layout import Layout
+from .render import md_table, write_report
 from .results import Results
 
 log = logging.getLogger(__name__)
@@ -25,11 +26,9 @@ COLUMNS = "run reading task model method ref budget seed reason empties reduces 
 
 
 def _cell_name(cfg: dict, tid: str, cell: grid.Cell) -> str:
-    mode = tables.METHOD_LABEL[cell.method] + (
-        f" ({tables.frac_label(cell.fraction)})" if cell.method == "ftft" else ""
-    )
-    ref = tables.ref_label(cfg, cell.method, cell.ref)
-    return f"Table {tid} {tables.task_label(cell.task)} {mode} {tables.model_label(cfg, cell.main)} / {ref}"
+    mode = methods.get(cell.method).label + (f" ({frac_label(cell.fraction)})" if cell.method == "ftft" else "")
+    ref = ref_label(cfg, cell.method, cell.ref)
+    return f"Table {tid} {task_label(cell.task)} {mode} {model_label(cfg, cell.main)} / {ref}"
 
 
 def _runs_read(needs: grid.Needs) -> set[grid.Run]:
@@ -91,20 +90,18 @@ def render_md(cfg: dict, df: pd.DataFrame, n_runs: int) -> str:
         "A halted reading (checkpoint k/15 of a full run: FTFT cells, halting curves) is judged by its own ID score: "
         "excluded at or below the majority class, whatever the run's final status.",
         "",
-        "| run | reading | reason | empties | loses a seed | figures |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in df.itertuples():
-        cells = f"{r.empties or '-'} | {r.reduces or '-'} | {r.figures or '-'}"
-        lines.append(f"| `{r.run}` | {r.reading} | {r.reason} | {cells} |")
+        md_table(
+            ["run", "reading", "reason", "empties", "loses a seed", "figures"],
+            [[f"`{r.run}`", r.reading, r.reason, r.empties or "-", r.reduces or "-", r.figures or "-"]
+             for r in df.itertuples()],
+        ),
+    ]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
 def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
     df = failed_runs(cfg, Results(results))
-    prefix = Path(prefix)
-    write_text(prefix.with_name(prefix.name + ".csv"), df.to_csv(index=False))
-    write_text(prefix.with_name(prefix.name + ".md"), render_md(cfg, df, len(grid.all_runs(cfg))))
+    write_report(prefix, render_md(cfg, df, len(grid.all_runs(cfg))), df.to_csv(index=False))
     return df
 
 
@@ -141,7 +138,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    cfg = tables.load_config_json(args.config_json)
+    cfg = load_config_json(args.config_json)
     df = write(cfg, args.results, args.out_prefix)
-    log.info("%d failed run(s) -> %s.{md,csv}", len(df), args.out_prefix)
+    log.info("%d failed run(s) -> %s.{md,html,csv}", len(df), args.out_prefix)
     return 0

@@ -4,7 +4,7 @@
 and ``P.pdf``. Which figures exist comes from the config (``figure_ids``): ``1a`` / ``1b``
 are the paper's NLI panels (``overlap.task`` / ``ptrue_curves.task``), ``1a-hsd`` /
 ``1b-hsd`` the extras of ``extra_tasks``, ``2``-``4`` the speed figures of ``speed.figures``.
-Each kind (``REGISTRY``) says what it reads (``needs``; ``workflow.Plan`` makes the declared
+Each kind (``KINDS``, dispatched by ``artefacts.Registry``) says what it reads (``needs``; ``workflow.Plan`` makes the declared
 inputs), draws the figure and returns the plotted numbers as a DataFrame (tests assert them).
 
 - 1a: share of the ambiguous (top q variability) training instances of reference A also
@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from . import grid
+from .artefacts import Registry
 from .config import parse_fraction
-from .errors import FtftError
 from .io import atomic_path
+from .labels import dataset_title, frac_label, model_label, ood_sets, seeds_phrase, task_label, task_metric
 from .results import Results
-from .tables import dataset_title, load_config_json, model_label, ood_sets, seeds_phrase, task_label, task_metric
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +92,6 @@ def panel_note(ax, text: str, chars: int = 40, lines: int = 6) -> None:
         wrapped = wrapped[: lines - 1] + ["  ..."]
     ax.text(0.03, 0.03, "\n".join(wrapped), transform=ax.transAxes, fontsize=7, va="bottom", color="0.3",
             in_layout=False, clip_on=True, bbox={"fc": "white", "ec": "none", "alpha": 0.8})  # fmt: skip
-
-
-def _frac_label(f: Fraction) -> str:
-    return "1" if f == 1 else f"{f.numerator}/{f.denominator}"
 
 
 def _figure_task(cfg: dict, fid: str) -> str:
@@ -244,7 +240,7 @@ def curves_caption(cfg: dict, fid: str) -> str:
 def speed_fraction_labels(cfg: dict) -> dict[Fraction, str]:
     """Fraction -> its label as written in the config (``3/15`` stays ``3/15``)."""
     return {
-        parse_fraction(f): str(f) if isinstance(f, str) else _frac_label(parse_fraction(f))
+        parse_fraction(f): str(f) if isinstance(f, str) else frac_label(parse_fraction(f))
         for f in cfg["speed"]["fractions"]
     }
 
@@ -345,7 +341,7 @@ class FigureKind:
     caption: Callable[[dict, str], str]
 
 
-REGISTRY: dict[str, FigureKind] = {
+KINDS: dict[str, FigureKind] = {
     "overlap": FigureKind(overlap_needs, overlap_make, overlap_caption),
     "curves": FigureKind(curves_needs, curves_make, curves_caption),
     "speed": FigureKind(speed_needs, speed_make, speed_caption),
@@ -360,35 +356,7 @@ def figure_ids(cfg: dict) -> dict[str, str]:
     return dict(sorted(ids.items()))
 
 
-def kind(cfg: dict, fid: str) -> FigureKind:
-    ids = figure_ids(cfg)
-    if fid not in ids:
-        raise FtftError(f"figure {fid!r} is not produced by this config (figures: {list(ids)})")
-    return REGISTRY[ids[fid]]
-
-
-def needs(cfg: dict, fid: str) -> grid.Needs:
-    return kind(cfg, fid).needs(cfg, fid)
-
-
-def caption(cfg: dict, fid: str) -> str:
-    return kind(cfg, fid).caption(cfg, fid)
-
-
-def make(cfg: dict, results: str | Path | Results, fid: str, prefix: str | Path) -> pd.DataFrame:
-    res = results if isinstance(results, Results) else Results(results)
-    return kind(cfg, fid).make(cfg, res, fid, prefix)
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--id", required=True, help="figure id (1a, 1b, 1a-hsd, 2, 3, 4, ...)")
-    parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
-    parser.add_argument("--results", required=True, help="results root")
-    parser.add_argument("--out-prefix", required=True, help="output path without extension")
-
-
-def run(args) -> int:
-    cfg = load_config_json(args.config_json)
-    make(cfg, args.results, args.id, args.out_prefix)
-    log.info("figure %s -> %s.{png,pdf}", args.id, args.out_prefix)
-    return 0
+REGISTRY = Registry("figure", KINDS, figure_ids, "1a, 1b, 1a-hsd, 2, 3, 4, ...")
+needs, caption, make, add_arguments, run = (
+    REGISTRY.needs, REGISTRY.caption, REGISTRY.make, REGISTRY.add_arguments, REGISTRY.run
+)  # fmt: skip

@@ -1,18 +1,27 @@
-"""Rendering a table view as Markdown, LaTeX and HTML (the paper's layout).
+"""The one writer of every table-like artefact: paper tables (Markdown, LaTeX, HTML) and the
+Markdown reports (claims, comparison with the paper, failed runs, shipped-model screen) with
+their HTML page. Every user string is literal text: escaped for HTML (jinja2 autoescape), LaTeX
+(``tex_escape``) and, in the reports' HTML, only inline code, bold, italic and ``<sub>`` are read.
 
-A ``View`` is what a reader sees: blocks (one per task), each with label columns, value
-columns under optional grouped headers (``AdversarialNLI: R1 R2 R3``), rows of cells, and
-group headings between rows. The best value of each column within a block is bold, as in the
-paper; ``gray`` rows are the paper's gray-shaded rows. ``tables.py`` builds the views; this
-module only formats them.
+A ``View`` is what a reader sees of a paper table: blocks (one per task), each with label
+columns, value columns under optional grouped headers (``AdversarialNLI: R1 R2 R3``), rows of
+cells, and group headings between rows. The best value of each column within a block is bold,
+as in the paper; ``gray`` rows are the paper's gray-shaded rows. ``tables.py`` builds views.
 """
 
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+from .io import write_text
 
 
 @dataclass
@@ -52,6 +61,32 @@ class Block:
     columns: list[Column]
     rows: list[Row | str]  # a str is a group heading spanning the row
 
+    def cells(self, style: str) -> list[list[str] | str]:
+        """The rows as formatted cells (labels unescaped), the best value of each column in bold."""
+        rows = [(i, r) for i, r in enumerate(self.rows) if isinstance(r, Row)]
+        best = []
+        for j, col in enumerate(self.columns):
+            vals = {i: v for i, r in rows if (v := r.values[j].number()) is not None}
+            top = (max if col.best == "max" else min)(vals.values()) if col.best and len(vals) > 1 else None
+            best.append(
+                {i for i, v in vals.items() if top is not None and round(v, col.digits) == round(top, col.digits)}
+            )
+        return [
+            r if isinstance(r, str)
+            else [*r.labels, *(cell(v, c, style, i in b) for v, c, b in zip(r.values, self.columns, best, strict=True))]
+            for i, r in enumerate(self.rows)
+        ]  # fmt: skip
+
+    def groups(self) -> list[tuple[str, int, int]]:
+        """(group, first column, span) of the value columns: adjacent columns of one group share a header."""
+        out, col = [], 0
+        for g, cols in itertools.groupby(self.columns, key=lambda c: c.group):
+            n_cols = len(list(cols))
+            for n in [n_cols] if g else [1] * n_cols:
+                out.append((g, col, n))
+                col += n
+        return out
+
 
 @dataclass
 class View:
@@ -61,89 +96,12 @@ class View:
     notes: list[str] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------------- formatting
-
-
 def fmt_number(x: float | None, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     if x != 0 and abs(x) < 10 ** (-digits):
         return f"{x:.2g}"
     return f"{x:.{digits}f}"
-
-
-def _best(block: Block) -> list[set[int]]:
-    """Per value column, the indices of the rows holding its best value."""
-    out = []
-    rows = [(i, r) for i, r in enumerate(block.rows) if isinstance(r, Row)]
-    for j, col in enumerate(block.columns):
-        vals = {i: r.values[j].number() for i, r in rows}
-        vals = {i: v for i, v in vals.items() if v is not None}
-        if col.best is None or len(vals) < 2:
-            out.append(set())
-            continue
-        top = max(vals.values()) if col.best == "max" else min(vals.values())
-        out.append({i for i, v in vals.items() if round(v, col.digits) == round(top, col.digits)})
-    return out
-
-
-def _cell_text(v: Value, col: Column, style: str, bold: bool) -> str:
-    if v.text is not None:  # preformatted text is escaped like any other text
-        s = v.text + v.suffix
-        return tex_escape(s) if style == "tex" else html.escape(s) if style == "html" else s
-    mean = fmt_number(v.mean, col.digits)
-    std = None if v.std is None or math.isnan(v.std) else fmt_number(v.std, col.digits)
-    if style == "md":
-        s = f"**{mean}**" if bold and mean != "–" else mean
-        return s + (f"<sub>{std}</sub>" if std else "") + v.suffix
-    if style == "tex":
-        if mean == "–":  # no number: an en dash in text mode (a Unicode dash in math mode does not compile)
-            return "--" + tex_escape(v.suffix)
-        body = rf"\mathbf{{{mean}}}" if bold else mean
-        return f"${body}" + (f"_{{{std}}}" if std else "") + "$" + tex_escape(v.suffix)
-    s = f"<b>{html.escape(mean)}</b>" if bold and mean != "–" else html.escape(mean)
-    return s + (f"<sub>{html.escape(std)}</sub>" if std else "") + html.escape(v.suffix)
-
-
-def _has_groups(block: Block) -> bool:
-    return any(c.group for c in block.columns)
-
-
-def _group_spans(block: Block) -> list[tuple[str, int]]:
-    spans: list[tuple[str, int]] = []
-    for c in block.columns:
-        if spans and c.group and spans[-1][0] == c.group:
-            spans[-1] = (c.group, spans[-1][1] + 1)
-        else:
-            spans.append((c.group, 1))
-    return spans
-
-
-# --------------------------------------------------------------------------- Markdown
-
-
-def to_markdown(view: View, demo_note: str | None = None) -> str:
-    out = [f"# {view.title}", "", view.caption, ""]
-    for block in view.blocks:
-        best = _best(block)
-        header = block.label_columns + [f"{c.group} {c.label}".strip() for c in block.columns]
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-        for i, r in enumerate(block.rows):
-            if isinstance(r, str):
-                lines.append("| " + " | ".join([f"*{r}*"] + [""] * (len(header) - 1)) + " |")
-                continue
-            cells = list(r.labels) + [
-                _cell_text(v, c, "md", i in best[j])
-                for j, (v, c) in enumerate(zip(r.values, block.columns, strict=True))
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
-        out += ([f"**{block.title}**", ""] if block.title else []) + lines + [""]
-    notes = ([demo_note] if demo_note else []) + view.notes
-    out += [f"- {n}" for n in notes]
-    return "\n".join(out).rstrip() + "\n"
-
-
-# --------------------------------------------------------------------------- LaTeX
 
 
 TEX_CHARS = {
@@ -158,46 +116,68 @@ def tex_escape(s: str) -> str:
     return "".join(TEX_CHARS.get(ch, ch) for ch in s)
 
 
+def cell(v: Value, col: Column, style: str, bold: bool) -> str:
+    """A value as Markdown, LaTeX or HTML (escaped: preformatted text is escaped like any other text)."""
+    esc = {"tex": tex_escape, "html": html.escape}.get(style, str)
+    if v.text is not None:
+        return esc(v.text + v.suffix)
+    mean = fmt_number(v.mean, col.digits)
+    std = None if v.std is None or math.isnan(v.std) else fmt_number(v.std, col.digits)
+    bold = bold and mean != "–"
+    if style == "tex":
+        if mean == "–":  # no number: an en dash in text mode (a Unicode dash in math mode does not compile)
+            return "--" + tex_escape(v.suffix)
+        body = rf"\mathbf{{{mean}}}" if bold else mean
+        return f"${body}" + (f"_{{{std}}}" if std else "") + "$" + tex_escape(v.suffix)
+    b = ("**", "**") if style == "md" else ("<b>", "</b>")
+    return (f"{b[0]}{mean}{b[1]}" if bold else mean) + (f"<sub>{std}</sub>" if std else "") + esc(v.suffix)
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A pipe table: the one Markdown table writer of the package."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def to_markdown(view: View, demo_note: str | None = None) -> str:
+    out = [f"# {view.title}", "", view.caption, ""]
+    for block in view.blocks:
+        header = block.label_columns + [f"{c.group} {c.label}".strip() for c in block.columns]
+        rows = [[f"*{r}*"] + [""] * (len(header) - 1) if isinstance(r, str) else r for r in block.cells("md")]
+        out += ([f"**{block.title}**", ""] if block.title else []) + [md_table(header, rows), ""]
+    out += [f"- {n}" for n in ([demo_note] if demo_note else []) + view.notes]
+    return "\n".join(out).rstrip() + "\n"
+
+
 def to_latex(view: View, label: str, demo_note: str | None = None) -> str:
     parts = []
     for block in view.blocks:
-        best = _best(block)
         n_lab, n = len(block.label_columns), len(block.label_columns) + len(block.columns)
         lines = [rf"\begin{{tabular}}{{{'l' * n_lab + 'c' * len(block.columns)}}}", r"\toprule"]
-        if _has_groups(block):
-            heads, rules, col = [""] * n_lab, [], n_lab + 1
-            for g, span in _group_spans(block):
-                heads.append(rf"\multicolumn{{{span}}}{{c}}{{{tex_escape(g)}}}" if g else "")
-                if g:
-                    rules.append(rf"\cmidrule(lr){{{col}-{col + span - 1}}}")
-                heads += [""] * (span - 1) if not g else []
-                col += span
+        if any(c.group for c in block.columns):
+            heads = [""] * n_lab + [
+                rf"\multicolumn{{{k}}}{{c}}{{{tex_escape(g)}}}" if g else "" for g, _, k in block.groups()
+            ]
+            rules = [rf"\cmidrule(lr){{{n_lab + j + 1}-{n_lab + j + k}}}" for g, j, k in block.groups() if g]
             lines += [" & ".join(heads) + r" \\", " ".join(rules)]
         lines += [" & ".join(tex_escape(h) for h in block.label_columns + [c.label for c in block.columns]) + r" \\"]
         lines.append(r"\midrule")
-        for i, r in enumerate(block.rows):
+        for r, cells in zip(block.rows, block.cells("tex"), strict=True):
             if isinstance(r, str):
                 lines.append(rf"\multicolumn{{{n}}}{{c}}{{\emph{{{tex_escape(r)}}}}} \\")
                 continue
-            cells = [tex_escape(x) for x in r.labels]
-            cells += [
-                _cell_text(v, c, "tex", i in best[j])
-                for j, (v, c) in enumerate(zip(r.values, block.columns, strict=True))
-            ]
+            cells[:n_lab] = [tex_escape(x) for x in cells[:n_lab]]
             lines.append((r"\rowcolor{gray!25} " if r.gray else "") + " & ".join(cells) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
         parts.append((f"% {block.title}\n" if block.title else "") + "\n".join(lines))
-    notes = ([demo_note] if demo_note else []) + view.notes
-    note_tex = "".join(f"\n\\par\\footnotesize {tex_escape(n)}" for n in notes)
+    notes = "".join(f"\n\\par\\footnotesize {tex_escape(n)}" for n in ([demo_note] if demo_note else []) + view.notes)
     return (
         "% generated by `ftft table`; needs \\usepackage{booktabs} and \\usepackage[table]{xcolor}\n"
         "\\begin{table}[t]\n\\centering\n\\small\n"
         + "\n\\medskip\n".join(parts)
-        + f"{note_tex}\n\\caption{{{tex_escape(view.caption)}}}\n\\label{{tab:{label}}}\n\\end{{table}}\n"
+        + f"{notes}\n\\caption{{{tex_escape(view.caption)}}}\n\\label{{tab:{label}}}\n\\end{{table}}\n"
     )
 
-
-# --------------------------------------------------------------------------- HTML
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1.2em; color: #222; }
@@ -215,134 +195,6 @@ sub { font-size: 0.75em; color: #555; }
 p.caption { max-width: 60em; line-height: 1.4; }
 ul.notes { font-size: 0.85em; color: #444; max-width: 60em; }
 """
-
-
-def to_html(view: View, demo_note: str | None = None) -> str:
-    esc = html.escape
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(view.title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{esc(view.title)}</h1>",
-    ]
-    for block in view.blocks:
-        best = _best(block)
-        if block.title:
-            out.append(f"<h2>{esc(block.title)}</h2>")
-        out.append("<table><thead>")
-        if _has_groups(block):
-            row = [f'<th class="l" rowspan="2">{esc(h)}</th>' for h in block.label_columns]
-            col = 0
-            for g, span in _group_spans(block):
-                label = block.columns[col].label
-                row.append(
-                    f'<th class="g" colspan="{span}">{esc(g)}</th>' if g else f'<th rowspan="2">{esc(label)}</th>'
-                )
-                col += span
-            out.append("<tr>" + "".join(row) + "</tr>")
-            out.append("<tr>" + "".join(f"<th>{esc(c.label)}</th>" for c in block.columns if c.group) + "</tr>")
-        else:
-            cells = [f'<th class="l">{esc(h)}</th>' for h in block.label_columns]
-            cells += [f"<th>{esc(c.label)}</th>" for c in block.columns]
-            out.append("<tr>" + "".join(cells) + "</tr>")
-        out.append("</thead><tbody>")
-        n = len(block.label_columns) + len(block.columns)
-        for i, r in enumerate(block.rows):
-            if isinstance(r, str):
-                out.append(f'<tr class="heading"><td colspan="{n}">{esc(r)}</td></tr>')
-                continue
-            cells = [f'<td class="l">{esc(x)}</td>' for x in r.labels]
-            cells += [
-                f"<td>{_cell_text(v, c, 'html', i in best[j])}</td>"
-                for j, (v, c) in enumerate(zip(r.values, block.columns, strict=True))
-            ]
-            out.append(('<tr class="gray">' if r.gray else "<tr>") + "".join(cells) + "</tr>")
-        out.append("</tbody></table>")
-    out.append(f'<p class="caption">{esc(view.caption)}</p>')
-    notes = ([demo_note] if demo_note else []) + view.notes
-    if notes:
-        out.append('<ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
-
-
-# --------------------------------------------------------------------------- Markdown reports as HTML
-
-
-def _md_inline(text: str) -> str:
-    """Inline Markdown of the workflow's reports: `code`, **bold**, *italic*, <sub>...</sub>."""
-    parts = re.split(r"(`[^`]*`)", text)
-    out = []
-    for p in parts:
-        if len(p) > 1 and p.startswith("`") and p.endswith("`"):
-            out.append(f"<code>{html.escape(p[1:-1])}</code>")
-            continue
-        s = html.escape(p, quote=False).replace("&lt;sub&gt;", "<sub>").replace("&lt;/sub&gt;", "</sub>")
-        s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
-        s = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<i>\1</i>", s)
-        out.append(s)
-    return "".join(out)
-
-
-def _md_row(line: str) -> list[str]:
-    """Cells of a pipe-table row as the report writers join them (" | "; a bare | inside a cell stays)."""
-    inner = line.strip()
-    inner = inner[1:] if inner.startswith("|") else inner
-    inner = inner[:-1] if inner.endswith("|") else inner
-    return [c.strip() for c in f" {inner} ".split(" | ")]
-
-
-def markdown_to_html(md: str) -> str:
-    """A Markdown report of this workflow (claims, comparison with the paper, failed runs) as a
-    stand-alone HTML page styled like the tables, so that the Snakemake report shows it in the page.
-
-    Covers what those writers produce: ATX headings, paragraphs, ``>`` quotes, ``-`` lists and
-    pipe tables (header, ``|---|`` rule, rows), with inline code, bold, italic and subscripts.
-    """
-    lines = md.splitlines()
-    title = next((ln.lstrip("#").strip() for ln in lines if ln.startswith("#")), "Report")
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{CSS}{MD_CSS}</style></head><body>",
-    ]
-    i = 0
-    while i < len(lines):
-        ln = lines[i]
-        if not ln.strip():
-            i += 1
-        elif ln.startswith("#"):
-            level = min(len(ln) - len(ln.lstrip("#")), 3)
-            out.append(f"<h{level}>{_md_inline(ln.lstrip('#').strip())}</h{level}>")
-            i += 1
-        elif ln.lstrip().startswith("|"):
-            block = []
-            while i < len(lines) and lines[i].lstrip().startswith("|"):
-                block.append(lines[i])
-                i += 1
-            header, rows = block[0], [r for r in block[1:] if not re.fullmatch(r"\s*\|?[\s:|-]*\|?\s*", r)]
-            out.append('<table class="md"><thead><tr>')
-            out.append("".join(f"<th>{_md_inline(c)}</th>" for c in _md_row(header)) + "</tr></thead><tbody>")
-            out += ["<tr>" + "".join(f"<td>{_md_inline(c)}</td>" for c in _md_row(r)) + "</tr>" for r in rows]
-            out.append("</tbody></table>")
-        elif ln.startswith(("- ", "* ")):
-            items = []
-            while i < len(lines) and lines[i].startswith(("- ", "* ")):
-                items.append(f"<li>{_md_inline(lines[i][2:].strip())}</li>")
-                i += 1
-            out.append('<ul class="notes">' + "".join(items) + "</ul>")
-        else:
-            quote = ln.startswith(">")
-            para = []
-            while i < len(lines) and lines[i].strip() and not lines[i].startswith(("#", "|", "- ", "* ")):
-                para.append(lines[i].lstrip(">").strip() if quote else lines[i].strip())
-                i += 1
-            body = f'<p class="caption">{_md_inline(" ".join(para))}</p>'
-            out.append(f"<blockquote>{body}</blockquote>" if quote else body)
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
-
-
 MD_CSS = """
 table.md th, table.md td { text-align: left; white-space: normal; vertical-align: top; max-width: 28em; }
 table.md tbody tr:nth-child(even) td { background: #f4f4f4; }
@@ -350,20 +202,121 @@ table.md thead tr:last-child th { border-bottom: 1px solid #444; }
 blockquote { margin: 0.6em 0; padding: 0.1em 1em; border-left: 4px solid #c9a227; background: #fdf8e6; }
 code { font-size: 0.9em; }
 """
+# One page for every artefact; autoescape makes every string literal text (cells are Markup: escaped already).
+PAGE = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+PAGE = PAGE.from_string("""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{{ title }}</title><style>{{ css }}</style></head><body>
+{% if view %}
+<h1>{{ title }}</h1>
+{% for b in view.blocks %}
+{% if b.title %}
+<h2>{{ b.title }}</h2>
+{% endif %}
+<table><thead>
+{% if b.columns | selectattr("group") | list %}
+<tr>{% for h in b.label_columns %}<th class="l" rowspan="2">{{ h }}</th>{% endfor %}{% for g, j, k in b.groups() %}\
+{% if g %}<th class="g" colspan="{{ k }}">{{ g }}</th>{% else %}<th rowspan="2">{{ b.columns[j].label }}</th>{% endif %}\
+{% endfor %}</tr>
+<tr>{% for c in b.columns if c.group %}<th>{{ c.label }}</th>{% endfor %}</tr>
+{% else %}
+<tr>{% for h in b.label_columns %}<th class="l">{{ h }}</th>{% endfor %}\
+{% for c in b.columns %}<th>{{ c.label }}</th>{% endfor %}</tr>
+{% endif %}
+</thead><tbody>
+{% for r, cells in zip(b.rows, b.cells("html")) %}
+{% if r is string %}
+<tr class="heading"><td colspan="{{ b.label_columns | length + b.columns | length }}">{{ r }}</td></tr>
+{% else %}
+<tr{% if r.gray %} class="gray"{% endif %}>{% for x in r.labels %}<td class="l">{{ x }}</td>{% endfor %}\
+{% for x in cells[r.labels | length:] %}<td>{{ x | safe }}</td>{% endfor %}</tr>
+{% endif %}
+{% endfor %}
+</tbody></table>
+{% endfor %}
+<p class="caption">{{ view.caption }}</p>
+{% if notes %}
+<ul class="notes">{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>
+{% endif %}
+{% endif %}
+{% if body %}
+{{ body }}
+{% endif %}
+</body></html>
+""")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ftft.render REPORT.md REPORT.html``: the HTML version of a Markdown report."""
-    import argparse
-    from pathlib import Path
-
-    p = argparse.ArgumentParser(prog="python -m ftft.render", description=main.__doc__)
-    p.add_argument("markdown", type=Path)
-    p.add_argument("html", type=Path)
-    args = p.parse_args(argv)
-    args.html.write_text(markdown_to_html(args.markdown.read_text(encoding="utf-8")), encoding="utf-8")
-    return 0
+def to_html(view: View, demo_note: str | None = None) -> str:
+    notes = ([demo_note] if demo_note else []) + view.notes
+    return PAGE.render(title=view.title, css=Markup(CSS), view=view, notes=notes, zip=zip, body="")
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def _md_inline(text: str) -> str:
+    """Inline Markdown of the reports: `code`, **bold**, *italic*, <sub>...</sub>; everything else literal."""
+    out = []
+    for p in re.split(r"(`[^`]*`)", text):
+        if len(p) > 1 and p.startswith("`") and p.endswith("`"):
+            out.append(f"<code>{html.escape(p[1:-1])}</code>")
+            continue
+        s = html.escape(p, quote=False).replace("&lt;sub&gt;", "<sub>").replace("&lt;/sub&gt;", "</sub>")
+        s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
+        out.append(re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<i>\1</i>", s))
+    return "".join(out)
+
+
+def _md_row(line: str, tag: str) -> str:
+    """A pipe-table row as the writers join it (" | "; a bare | inside a cell stays)."""
+    inner = line.strip().removeprefix("|").removesuffix("|")
+    return "".join(f"<{tag}>{_md_inline(c.strip())}</{tag}>" for c in f" {inner} ".split(" | "))
+
+
+def _md_kind(line: str) -> str:
+    if not line.strip():
+        return ""
+    if line.lstrip().startswith("|"):
+        return "|"
+    return "-" if line.startswith(("- ", "* ")) else "#" if line.startswith("#") else "p"
+
+
+def markdown_to_html(md: str) -> str:
+    """A Markdown report (as ``md_table`` and the report writers produce it: ATX headings, paragraphs, ``>``
+    quotes, ``-`` lists, pipe tables) as a stand-alone HTML page styled like the tables."""
+    lines, out = md.splitlines(), []
+    for kind, group in itertools.groupby(lines, _md_kind):
+        g = list(group)
+        if kind == "#":
+            for ln in g:
+                level = min(len(ln) - len(ln.lstrip("#")), 3)
+                out.append(f"<h{level}>{_md_inline(ln.lstrip('#').strip())}</h{level}>")
+        elif kind == "|":
+            rows = [r for r in g[1:] if not re.fullmatch(r"\s*\|?[\s:|-]*\|?\s*", r)]
+            out.append(f'<table class="md"><thead><tr>\n{_md_row(g[0], "th")}</tr></thead><tbody>')
+            out += [f"<tr>{_md_row(r, 'td')}</tr>" for r in rows] + ["</tbody></table>"]
+        elif kind == "-":
+            out.append('<ul class="notes">' + "".join(f"<li>{_md_inline(x[2:].strip())}</li>" for x in g) + "</ul>")
+        elif kind == "p":
+            quote = g[0].startswith(">")
+            body = f'<p class="caption">{_md_inline(" ".join(x.lstrip(">").strip() if quote else x.strip() for x in g))}</p>'
+            out.append(f"<blockquote>{body}</blockquote>" if quote else body)
+    title = next((ln.lstrip("#").strip() for ln in lines if ln.startswith("#")), "Report")
+    return PAGE.render(title=title, css=Markup(CSS + MD_CSS), view=None, body=Markup("\n".join(out)))
+
+
+def _path(prefix: str | Path, ext: str) -> Path:
+    prefix = Path(prefix)
+    return prefix.with_name(f"{prefix.name}.{ext}")
+
+
+def write_table(prefix: str | Path, view: View, label: str, note: str | None) -> None:
+    """``PREFIX.md``, ``.tex`` and ``.html`` of a paper table (atomic writes)."""
+    write_text(_path(prefix, "md"), to_markdown(view, note))
+    write_text(_path(prefix, "tex"), to_latex(view, label, note))
+    write_text(_path(prefix, "html"), to_html(view, note))
+
+
+def write_report(prefix: str | Path, md: str, csv: str | None = None) -> None:
+    """``PREFIX.md`` and its HTML page ``PREFIX.html`` (and ``PREFIX.csv`` when given; atomic writes)."""
+    if csv is not None:
+        write_text(_path(prefix, "csv"), csv)
+    write_text(_path(prefix, "md"), md)
+    write_text(_path(prefix, "html"), markdown_to_html(md))

@@ -1,18 +1,17 @@
-"""Paper Tables 1-9 (and A1) from run outputs: one registry entry per table kind.
+"""Paper Tables 1-9 (and A1) from run outputs: one entry of ``TABLES`` per table, one kind per layout.
 
 ``ftft table --id N --config-json CFG.json --results DIR --out-prefix results/tables/tableN``
 writes ``PREFIX.csv`` (tidy, the keys of ``src/ftft/paper/table*.csv`` so ``ftft compare``
 can join them), ``PREFIX.md``, ``PREFIX.tex`` and ``PREFIX.html`` (``ftft.render``).
 
-Which tables exist comes from the config (``table_ids``): the cell tables configured under
-``tables`` (1, 2, 3, 6, 7, 9), Table 4 (``flops_models``), 5 (``significance``), 8
-(``easy_ratio``) and A1 (``limiting.enabled``). Each kind (``REGISTRY``) says what it reads
-(``needs``, in grid terms; ``workflow.Plan`` turns that into the job's declared inputs), how
-to build its tidy frame, how to lay it out (a ``render.View``) and its caption, computed from
-the config. Scores are in % (mean and sample std, ddof=1, over the seeds whose run
-succeeded); failed runs (``run.json`` ``status: failed``, also when their reference failed)
-are excluded and counted (``n_failed``, footnote ``†``); a cell without any successful seed
-says so in its note.
+``TABLES`` lists the paper's tables with their kind and role; which of them a config produces
+(``table_ids``): the cell tables configured under ``tables`` (1, 2, 3, 6, 7, 9), Table 4
+(``flops_models``), 5 (``significance``), 8 (``easy_ratio``) and A1 (``limiting.enabled``).
+Each kind (``KINDS``, dispatched by ``artefacts.Registry``) says what it reads, how to build its
+tidy frame, how to lay it out (a ``render.View``) and its caption, computed from the config.
+Scores are in % (mean and sample std, ddof=1, over the seeds whose run succeeded); failed runs
+(``run.json`` ``status: failed``, also when their reference failed) are excluded and counted
+(``n_failed``, footnote ``†``); a cell without any successful seed says so in its note.
 """
 
 from __future__ import annotations
@@ -29,109 +28,48 @@ import pandas as pd
 
 from . import cost as costmod
 from . import grid, methods, render
+from .artefacts import Registry
 from .config import active_tasks, parse_fraction
-from .errors import DataError, FtftError
-from .io import read_csv, read_json, write_text
+from .errors import DataError
+from .io import read_csv, write_text
+from .labels import (
+    budgets_phrase,
+    data_note,
+    dataset_label,
+    frac_label,
+    id_set,
+    metric_label,
+    model_label,
+    ood_sets,
+    q_percent,
+    ref_label,
+    seeds_phrase,
+    task_label,
+    task_metric,
+    train_title,
+)  # fmt: skip
 from .results import Results, mean_std
 
 log = logging.getLogger(__name__)
 
 KEYS = ["table", "task", "main_model", "ref_model", "method", "step_fraction", "dataset", "metric", "q"]
-TRANSFER_MARK_TABLES = ("2", "7")  # the weak-reference tables: unsuccessful transfers are marked
 MARGIN = 1.0  # points of mean OOD score below ERM that make a transfer unsuccessful
-METHOD_LABEL = {m.name: m.label for m in methods.REGISTRY.values()}
-Q_METHODS = tuple(m.name for m in methods.REGISTRY.values() if m.uses_q)
 FAILED_MARK = "†"
 GRAY_MARK = "‡"
-DEMO_NOTE = (
-    "Demo: tiny random-init stand-in models trained from scratch on built-in synthetic data. It runs every step "
-    "of the pipeline; its numbers do not show the paper's effect (DM and FTFT above ERM out of distribution): "
-    "that needs pretrained models, while models trained from scratch learn the labels one at a time, so their "
-    "data maps rank instances by when their label is learned, not by how hard they are."
-)
-STANDIN_NOTE = (
-    "Demo mode on your data: tiny random-init stand-in models; the numbers exercise the pipeline. For real "
-    "results give each model its hub id and set mode: paper."
-)
-
-
-def data_note(cfg: dict) -> str | None:
-    """What the reader must know first about this run's numbers (None for real models)."""
-    if cfg["mode"] != "demo":
-        return None
-    t = [cfg["tasks"][name] for name in active_tasks(cfg)]
-    sources = {s["source"] for tc in t for s in (tc["train"], tc["id_test"], *tc["ood"])}
-    return DEMO_NOTE if any(src.startswith("demo_") for src in sources) else STANDIN_NOTE
-
-
 CSV_FLOAT = "%.10g"  # 10 significant figures: exact for the printed values, no float noise (57, not 56.99999999999999)
 
 
-# --- names and small helpers -------------------------------------------------------------------
-
-
-def model_label(cfg: dict, key: str) -> str:
-    if key in ("", "none"):
-        return "-"
-    return cfg["models"].get(key, {}).get("label", key)
-
-
-def ref_label(cfg: dict, method: str, ref: str) -> str:
-    return "Random" if method == "random" else model_label(cfg, ref)
-
-
-def task_metric(cfg: dict, task: str) -> str:
-    return cfg["tasks"][task]["metric"]
-
-
-def metric_label(metric: str) -> str:
-    return {"accuracy": "accuracy", "macro_f1": "macro-F1"}.get(metric, metric)
-
-
-def q_percent(q: float) -> str:
-    return str(int(round(q * 100)))
-
-
-def ood_sets(cfg: dict, task: str) -> list[str]:
-    return grid.task_eval_sets(cfg, task)[1:]
-
-
-def id_set(cfg: dict, task: str) -> str:
-    return grid.task_eval_sets(cfg, task)[0]
-
-
-def task_label(task: str) -> str:
-    """How a task is named in tables and figures: the paper's NLI / HSD, a user's task as its key."""
-    return task.upper() if task in ("nli", "hsd") else task
-
-
-def train_title(cfg: dict, task: str) -> str:
-    """The training set's display name (``tasks.<t>.train.label``, else its source)."""
-    return cfg["tasks"][task]["train"]["label"] or cfg["tasks"][task]["train"]["source"]
+# the paper's tables in order: id -> (kind, role); a "weak" table marks unsuccessful transfers (gray rows)
+TABLES = {
+    "1": ("cells", "transfer"), "2": ("cells", "weak"), "3": ("cells", "methods"), "4": ("flops", ""),
+    "5": ("significance", ""), "6": ("cells", "transfer"), "7": ("cells", "weak"), "8": ("easy", ""),
+    "9": ("cells", "methods"), "A1": ("limiting", ""),
+}  # fmt: skip
+TRANSFER_MARK_TABLES = tuple(t for t, (_, role) in TABLES.items() if role == "weak")
 
 
 def dataset_column(cfg: dict, task: str, name: str) -> render.Column:
-    t = cfg["tasks"][task]
-    entry = next(e for e in [t["id_test"], *t["ood"]] if e["name"] == name)
-    return render.Column(entry.get("label", name), entry.get("group", ""))
-
-
-def dataset_title(cfg: dict, task: str, name: str) -> str:
-    col = dataset_column(cfg, task, name)
-    return f"{col.group} {col.label}".strip()
-
-
-def frac_label(f: Fraction) -> str:
-    return "1" if f == 1 else f"{f.numerator}/{f.denominator}"
-
-
-def seeds_phrase(cfg: dict) -> str:
-    n = len(cfg["seeds"])
-    return f"{n} seed{'s' if n != 1 else ''} ({', '.join(map(str, cfg['seeds']))})"
-
-
-def budgets_phrase(cfg: dict) -> str:
-    return ", ".join(f"{t}: {cfg['tasks'][t]['steps']:,} steps" for t in active_tasks(cfg))
+    return render.Column(*dataset_label(cfg, task, name))
 
 
 def failed_note(cfg: dict, what: str, n_ok: int, failed_seeds: list, reasons: list[str]) -> str | None:
@@ -183,7 +121,7 @@ def cells_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
         sv = res.seed_values(cell.runs, sets, metric, cell.fraction)
         base = {
             **_cell_keys(tid, cell),
-            "q": q_percent(cfg["q"]) if cell.method in Q_METHODS else "",
+            "q": q_percent(cfg["q"]) if methods.get(cell.method).uses_q else "",
             "row": cell.row,
             "group": cell.group,
             "n_ok": sv.n_ok,
@@ -206,7 +144,7 @@ def cells_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
 def cost_row(cfg: dict, res: Results, tid: str, cell: grid.Cell, base: dict) -> dict:
     seed0, unit = cfg["seeds"][0], cfg["cost_unit_model"]
     f = {m: res.forward_flops_per_epoch(cell.task, m, seed0) for m in {cell.main, unit}}
-    f_ref = res.forward_flops_per_epoch(cell.task, cell.ref, seed0) if cell.method in costmod.REF_COST_METHODS else None
+    f_ref = res.forward_flops_per_epoch(cell.task, cell.ref, seed0) if methods.get(cell.method).ref_cost else None
     args = (cell.method, f[cell.main], f[unit], f_ref, float(cell.fraction))
     return {
         **base,
@@ -274,7 +212,7 @@ def cells_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
             if first["group"] and first["group"] != group:
                 rows.append(first["group"])
             group = first["group"]
-            mode = METHOD_LABEL[first["method"]]
+            mode = methods.get(first["method"]).label
             if first["method"] == "ftft":
                 mode += f" ({first['step_fraction']})"
             ref = ref_label(cfg, first["method"], first["ref_model"])
@@ -312,7 +250,7 @@ def cells_caption(cfg: dict, tid: str) -> str:
         "DM with them as references for two main models.",
         "methods": "Methods compared: ERM, DM, JTT, PoE and FTFT (DM with an efficient reference model, halted at "
         "the given fraction of the training steps: the checkpoint of the full-budget DM run).",
-    }[_cells_role(cfg, tid)].replace("q%", f"{q}%")
+    }[TABLES[tid][1]].replace("q%", f"{q}%")
     parts = [
         text,
         f"Mean (std as subscript) in % over {seeds_phrase(cfg)} (sample std, ddof=1), full budgets {budgets_phrase(cfg)}; "
@@ -336,13 +274,6 @@ def cells_caption(cfg: dict, tid: str) -> str:
             "figures as the paper's printed costs are (unrounded in the CSV column 'exact')."
         )
     return " ".join(parts)
-
-
-def _cells_role(cfg: dict, tid: str) -> str:
-    methods = {r["method"] for r in cfg["tables"][tid]["rows"]}
-    if methods & {"jtt", "poe", "ftft"}:
-        return "methods"
-    return "weak" if tid in TRANSFER_MARK_TABLES else "transfer"
 
 
 # --- Table 4: FLOPs ------------------------------------------------------------------------------
@@ -406,12 +337,13 @@ def significance_needs(cfg: dict, tid: str) -> grid.Needs:
     return grid.Needs(runs=set(runs), predictions=set(runs))
 
 
-def system_predictions(res: Results, runs, datasets: list[str]):
-    """(preds [S_ok, N], labels [N], keys [N], failed seeds) of the ok runs, aligned on (dataset, uid)."""
-    ok, failed = res.split_failed(runs)
+def system_predictions(res: Results, runs, datasets: list[str], fraction=1):
+    """(preds [S_ok, N], labels [N], keys [N], failed seeds) of the runs that succeeded at ``fraction`` of the
+    full budget, aligned on (dataset, uid); also what ``ftft claims`` compares."""
+    ok, failed = res.split_failed(runs, fraction)
     preds, keys, labels = [], None, None
     for r in ok:
-        p = res.predictions(r, datasets)
+        p = res.predictions(r, datasets, fraction)
         k = (p["dataset"].astype(str) + "\x00" + p["uid"].astype(str)).to_numpy()
         if keys is None:
             keys, labels = k, p["label"].to_numpy(np.int64)
@@ -652,89 +584,49 @@ class TableKind:
     build: Callable[[dict, Results, str], pd.DataFrame]
     view: Callable[[dict, pd.DataFrame, str], render.View]
     caption: Callable[[dict, str], str]
+    present: Callable[[dict, str], bool]  # does this config produce the table
+
+    def frame(self, cfg: dict, res: Results, tid: str) -> pd.DataFrame:
+        """The tidy frame as the CSV holds it: the keys first, counts as integers."""
+        df = self.build(cfg, res, tid)
+        for c in ("n_ok", "n_failed"):
+            if c in df.columns:
+                df[c] = df[c].astype("Int64")
+        front = [c for c in KEYS + ["mean", "std"] if c in df.columns]
+        return df[front + [c for c in df.columns if c not in front]]
+
+    def make(self, cfg: dict, res: Results, tid: str, prefix: str | Path) -> pd.DataFrame:
+        df = self.frame(cfg, res, tid)
+        write_text(f"{prefix}.csv", df.to_csv(index=False, float_format=CSV_FLOAT))
+        render.write_table(prefix, self.view(cfg, df, tid), f"table{tid}", data_note(cfg))
+        return df
 
 
-REGISTRY: dict[str, TableKind] = {
-    "cells": TableKind(cells_needs, cells_build, cells_view, cells_caption),
-    "flops": TableKind(flops_needs, flops_build, flops_view, flops_caption),
-    "significance": TableKind(significance_needs, significance_build, significance_view, significance_caption),
-    "easy": TableKind(easy_needs, easy_build, easy_view, easy_caption),
-    "limiting": TableKind(limiting_needs, limiting_build, limiting_view, limiting_caption),
-}
-PAPER_ORDER = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "A1")
+KINDS: dict[str, TableKind] = {
+    "cells": TableKind(cells_needs, cells_build, cells_view, cells_caption,
+                       lambda cfg, tid: tid in cfg["tables"] and bool(grid.table_tasks(cfg, tid))),
+    "flops": TableKind(flops_needs, flops_build, flops_view, flops_caption,
+                       lambda cfg, tid: bool(cfg["flops_models"] and active_tasks(cfg))),
+    "significance": TableKind(significance_needs, significance_build, significance_view, significance_caption,
+                              lambda cfg, tid: bool(grid.significance_tasks(cfg))),
+    "easy": TableKind(easy_needs, easy_build, easy_view, easy_caption,
+                      lambda cfg, tid: bool(cfg["easy_ratio"]["refs"] and active_tasks(cfg))),
+    "limiting": TableKind(limiting_needs, limiting_build, limiting_view, limiting_caption,
+                          lambda cfg, tid: bool(grid.limiting_runs(cfg))),
+}  # fmt: skip
 
 
 def table_ids(cfg: dict) -> dict[str, str]:
     """Table id -> kind, for the tables this config produces (in the paper's order)."""
-    ids = {tid: "cells" for tid in cfg["tables"] if grid.table_tasks(cfg, tid)}
-    if cfg["flops_models"] and active_tasks(cfg):
-        ids["4"] = "flops"
-    if grid.significance_tasks(cfg):
-        ids["5"] = "significance"
-    if cfg["easy_ratio"]["refs"] and active_tasks(cfg):
-        ids["8"] = "easy"
-    if grid.limiting_runs(cfg):
-        ids["A1"] = "limiting"
-    return {t: ids[t] for t in PAPER_ORDER if t in ids}
+    return {tid: kind for tid, (kind, _) in TABLES.items() if KINDS[kind].present(cfg, tid)}
 
 
-def kind(cfg: dict, tid: str) -> TableKind:
-    ids = table_ids(cfg)
-    if tid not in ids:
-        raise FtftError(f"table {tid!r} is not produced by this config (tables: {list(ids)})")
-    return REGISTRY[ids[tid]]
-
-
-def needs(cfg: dict, tid: str) -> grid.Needs:
-    return kind(cfg, tid).needs(cfg, tid)
-
-
-def caption(cfg: dict, tid: str) -> str:
-    return kind(cfg, tid).caption(cfg, tid)
+REGISTRY = Registry("table", KINDS, table_ids, "1-9, A1")
+needs, caption, write, add_arguments, run = (
+    REGISTRY.needs, REGISTRY.caption, REGISTRY.make, REGISTRY.add_arguments, REGISTRY.run
+)  # fmt: skip
 
 
 def build(cfg: dict, results: str | Path | Results, tid: str) -> pd.DataFrame:
-    res = results if isinstance(results, Results) else Results(results)
-    df = kind(cfg, tid).build(cfg, res, tid)
-    for c in ("n_ok", "n_failed"):
-        if c in df.columns:
-            df[c] = df[c].astype("Int64")
-    front = [c for c in KEYS + ["mean", "std"] if c in df.columns]
-    return df[front + [c for c in df.columns if c not in front]]
-
-
-def view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
-    return kind(cfg, tid).view(cfg, df, tid)
-
-
-def write(cfg: dict, results: str | Path | Results, tid: str, prefix: str | Path) -> pd.DataFrame:
-    df = build(cfg, results, tid)
-    v = view(cfg, df, tid)
-    demo = data_note(cfg)
-    prefix = Path(prefix)
-    write_text(prefix.with_name(prefix.name + ".csv"), df.to_csv(index=False, float_format=CSV_FLOAT))
-    write_text(prefix.with_name(prefix.name + ".md"), render.to_markdown(v, demo))
-    write_text(prefix.with_name(prefix.name + ".tex"), render.to_latex(v, f"table{tid}", demo))
-    write_text(prefix.with_name(prefix.name + ".html"), render.to_html(v, demo))
-    return df
-
-
-# --- CLI -------------------------------------------------------------------------------------------
-
-
-def load_config_json(path: str | Path) -> dict:
-    return read_json(path, "config JSON")
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--id", required=True, help="table id (1-9, A1)")
-    parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
-    parser.add_argument("--results", required=True, help="results root (holds runs/, datamaps/, tables/)")
-    parser.add_argument("--out-prefix", required=True, help="output path without extension")
-
-
-def run(args) -> int:
-    cfg = load_config_json(args.config_json)
-    df = write(cfg, args.results, args.id, args.out_prefix)
-    log.info("table %s: %d rows -> %s.{csv,md,tex,html}", args.id, len(df), args.out_prefix)
-    return 0
+    """The tidy frame of a table as its CSV holds it (``write`` writes it with the other formats)."""
+    return REGISTRY.kind(cfg, tid).frame(cfg, results if isinstance(results, Results) else Results(results), tid)
