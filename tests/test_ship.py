@@ -115,7 +115,7 @@ def test_quickstart_screens_ships_a_pipeline_model_with_its_card(tmp_path, monke
     best = screening.ref[0]
     assert list(screening.ref[screening.recommended.astype(str) == "True"]) == [best]
     ranks = screening[["easy_ratio", "hard_ptrue", "id_score"]].rank(ascending=False).mean(axis=1)
-    assert ranks.is_monotonic_increasing and ranks.tolist() == pytest.approx(screening.mean_rank.tolist())
+    assert ranks.is_monotonic_increasing and ranks.tolist() == pytest.approx(screening.mean_rank.tolist(), abs=1e-4)
     assert (screening.flag != "").tolist() == [easy[r] <= 0.45 for r in screening.ref]
     assert f"`{best}`" in (res / "screening.md").read_text().split("\n")[2]
     assert (res / "screening.png").stat().st_size > 0 and "<table" in (res / "screening.html").read_text()
@@ -152,7 +152,7 @@ def test_demo_hsd_screening_ranks_the_weak_reference_last_and_flags_it(tmp_path)
     refs, weak = demo["easy_ratio"]["refs"], demo["claims"]["weak_refs"]["hsd"]
     ship = {"task": "hsd", "main": "deberta-v3-large", "refs": refs}
     (wf / "hsd.yaml").write_text(json.dumps({"active_tasks": ["hsd"], "ship": ship}))
-    r = wfutil.snakemake(wf, "screen", "--cores", "2", "--configfile", "config/demo.yaml", "hsd.yaml", timeout=600)
+    r = wfutil.snakemake(wf, "screen", "--cores", "2", "--configfile", "config/demo.yaml", "hsd.yaml", timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
     screening = pd.read_csv(wf / demo["results"] / "screening.csv", keep_default_na=False)
     assert len(screening) == len(refs) and (screening.failed == "").all()

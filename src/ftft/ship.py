@@ -138,7 +138,7 @@ def model_card(cfg: dict, res: Results, ref: str, name: str) -> str:
     sets = [(e, role.upper()) for _, role, e in task_entries(t) if role != "train"]
     scores = {o["name"]: {m: res.metric_at(run, o["name"], m, frac) for m in ("accuracy", "macro_f1")} for o, _ in sets}
     failure = res.failure_at(run, frac)
-    front = {"library_name": "transformers", "pipeline_tag": "text-classification", "tags": ["ftft", "data-maps"],
+    front = {"library_name": "transformers", "pipeline_tag": "text-classification", "tags": ["ftft"] + ["data-maps"] * (not erm),
              "model-index": [{"name": name, "results": [
                  {"task": {"type": "text-classification"}, "dataset": {"name": o["name"], "type": o["source"],
                   "split": o["split"]}, "metrics": [{"type": "accuracy", "value": round(scores[o["name"]]["accuracy"], 4)},
