@@ -63,3 +63,25 @@ if PLAN.cfg["ship"]:
         shell:
             "ftft ship --config-json {input.config:q} --results {params.results:q} "
             "--ref {params.ref:q} --export {params.export:q} --out {output:q} > {log:q} 2>&1"
+
+
+# ship.erm: the main model's ERM run (saved at the end of its schedule), shipped beside it for comparison
+if PLAN.cfg["ship"] and PLAN.cfg["ship"]["erm"]:
+
+    rule erm_model:
+        input:
+            config=L.config_json(),
+            run=PLAN.ship_inputs("none"),
+        output:
+            directory(PLAN.shipped_model(erm=True)),
+        log:
+            L.log("ship", "erm_model"),
+        localrule: True
+        conda:
+            "../envs/ftft.yaml"
+        params:
+            results=lambda w: L.results,
+            export=PLAN.ship_inputs("none")[0],
+        shell:
+            "ftft ship --config-json {input.config:q} --results {params.results:q} "
+            "--ref none --export {params.export:q} --out {output:q} > {log:q} 2>&1"

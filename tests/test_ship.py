@@ -33,6 +33,10 @@ def test_quickstart_plans_screening_and_model_without_paper_tables(monkeypatch):
     shipped = grid.ship_run(cfg, s["refs"][0])
     assert plan.train_spec(shipped)["export_checkpoint"] == 5  # 1/3 of 15 checkpoints
     assert "export_checkpoint" not in plan.train_spec(grid.ref_run("comments", s["refs"][0], 0))
+    erm = Plan(config.load(*QUICKSTART, overrides={"ship": {"erm": True}}))  # ship.erm: the main model's ERM run too
+    main_erm = grid.ref_run("comments", s["main"], 0)
+    assert main_erm in erm.runs and erm.train_spec(main_erm)["export_checkpoint"] == 15  # its whole schedule
+    assert erm.layout.shipped("comments-erm") in erm.final_targets()
 
 
 @pytest.mark.parametrize(
@@ -97,9 +101,10 @@ def test_quickstart_screens_ships_a_pipeline_model_with_its_card(tmp_path, monke
     from sklearn.metrics import f1_score
 
     wf = wfutil.make_copy(tmp_path / "wf")
-    r = wfutil.snakemake(wf, "--cores", "2", "--configfile", "config/ftft-quickstart.yaml", timeout=300)
+    (wf / "erm.yaml").write_text("ship: {erm: true}\n")  # the ERM model of the main model as well
+    r = wfutil.snakemake(wf, "--cores", "2", "--configfile", "config/ftft-quickstart.yaml", "erm.yaml", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    cfg = config.load(wf / "workflow_config.yaml", wf / "config/ftft-quickstart.yaml")
+    cfg = config.load(wf / "workflow_config.yaml", wf / "config/ftft-quickstart.yaml", wf / "erm.yaml")
     res, s = wf / cfg["results"], cfg["ship"]
 
     screening = pd.read_csv(res / "screening.csv", keep_default_na=False)
@@ -109,26 +114,48 @@ def test_quickstart_screens_ships_a_pipeline_model_with_its_card(tmp_path, monke
     assert screening.set_index("ref").easy_ratio.to_dict() == pytest.approx(easy, abs=0.01)
     best = screening.ref[0]
     assert list(screening.ref[screening.recommended.astype(str) == "True"]) == [best]
-    assert easy[best] == max(easy.values())
+    ranks = screening[["easy_ratio", "hard_ptrue", "id_score"]].rank(ascending=False).mean(axis=1)
+    assert ranks.is_monotonic_increasing and ranks.tolist() == pytest.approx(screening.mean_rank.tolist(), abs=1e-4)
     assert (screening.flag != "").tolist() == [easy[r] <= 0.45 for r in screening.ref]
     assert f"`{best}`" in (res / "screening.md").read_text().split("\n")[2]
     assert (res / "screening.png").stat().st_size > 0 and "<table" in (res / "screening.html").read_text()
 
-    folder = res / "model/comments"
-    card = (folder / "README.md").read_text()
-    front = yaml.safe_load(card.split("---\n")[1])
-    assert f"reference model `{best}`" in card
-    dm_run = res / f"runs/comments/{s['main']}/dm-{best}/full/seed0"
-    metrics = pd.read_csv(dm_run / "metrics.csv")
-    at = metrics[metrics.checkpoint == 5].set_index("dataset")  # 1/3 of 15 checkpoints
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from transformers import pipeline
 
-    classify = pipeline("text-classification", model=str(folder))
-    for result in front["model-index"][0]["results"]:
-        name = result["dataset"]["name"]
-        ev = pd.read_parquet(res / f"data/comments/eval/{name}.parquet")
-        pred = [cfg["tasks"]["comments"]["labels"].index(p["label"]) for p in classify(list(ev.text_a))]
-        f1 = f1_score(ev.label, pred, average="macro")
-        assert f1 == pytest.approx(at.loc[name, "macro_f1"], abs=1e-6)
-        assert {m["type"]: m["value"] for m in result["metrics"]}["f1"] == pytest.approx(f1, abs=1e-4)
+    # the FTFT model (DM run from the recommended reference, halted at 1/3 of 15 checkpoints) and the ERM model
+    for folder, run, ckpt, says in [(res / "model/comments", f"dm-{best}", 5, f"reference model `{best}`"),
+                                    (res / "model/comments-erm", "erm-none", 15, "The ERM model")]:  # fmt: skip
+        card = (folder / "README.md").read_text()
+        front = yaml.safe_load(card.split("---\n")[1])
+        assert says in card
+        metrics = pd.read_csv(res / f"runs/comments/{s['main']}/{run}/full/seed0/metrics.csv")
+        at = metrics[metrics.checkpoint == ckpt].set_index("dataset")
+        classify = pipeline("text-classification", model=str(folder))
+        for result in front["model-index"][0]["results"]:
+            name = result["dataset"]["name"]
+            ev = pd.read_parquet(res / f"data/comments/eval/{name}.parquet")
+            pred = [cfg["tasks"]["comments"]["labels"].index(p["label"]) for p in classify(list(ev.text_a))]
+            f1 = f1_score(ev.label, pred, average="macro")
+            assert f1 == pytest.approx(at.loc[name, "macro_f1"], abs=1e-6)
+            assert {m["type"]: m["value"] for m in result["metrics"]}["f1"] == pytest.approx(f1, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_demo_hsd_screening_ranks_the_weak_reference_last_and_flags_it(tmp_path):
+    """§4.3 on the demo's HSD task: the references of Table 8 screened; the one the paper finds too weak
+    (the TinyBERT stand-in: the fewest parameters) is ranked last and flagged."""
+    import wfutil
+
+    wf = wfutil.make_copy(tmp_path / "wf")
+    demo = config.load(wf / "workflow_config.yaml", wf / "config/demo.yaml")
+    refs, weak = demo["easy_ratio"]["refs"], demo["claims"]["weak_refs"]["hsd"]
+    ship = {"task": "hsd", "main": "deberta-v3-large", "refs": refs}
+    (wf / "hsd.yaml").write_text(json.dumps({"active_tasks": ["hsd"], "ship": ship}))
+    r = wfutil.snakemake(wf, "screen", "--cores", "2", "--configfile", "config/demo.yaml", "hsd.yaml", timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    screening = pd.read_csv(wf / demo["results"] / "screening.csv", keep_default_na=False)
+    assert len(screening) == len(refs) and (screening.failed == "").all()
+    assert screening.ref.tolist()[-len(weak) :] == weak
+    npz = wf / demo["results"] / f"runs/hsd/{weak[0]}/erm-none/full/seed0/dynamics.npz"
+    assert _easy_ratio_at_half(npz) <= 0.45 and screening.flag.iloc[-1].startswith("ineffective")

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import methods
 from .errors import DataError
 from .io import read_csv
 from .labels import data_note, dataset_title, load_config_json, model_label, ref_label
 from .render import md_table, write_report
-from . import methods
 from .tables import KEYS, table_ids
 
 log = logging.getLogger(__name__)

@@ -246,8 +246,10 @@ def all_runs(cfg: dict) -> set[Run]:
 
 
 def ship_run(cfg: dict, ref: str) -> Run:
-    """The full DM run whose checkpoint at ``ship.fraction`` is the shipped FTFT model, with reference ``ref``."""
-    return Run(cfg["ship"]["task"], cfg["ship"]["main"], "dm", ref, FULL, cfg["seeds"][0])
+    """The full DM run whose checkpoint at ``ship.fraction`` is the shipped FTFT model, with reference ``ref``;
+    ref "none": the main model's ERM run (``ship.erm``)."""
+    s, seed = cfg["ship"], cfg["seeds"][0]
+    return ref_run(s["task"], s["main"], seed) if ref == "none" else Run(s["task"], s["main"], "dm", ref, FULL, seed)
 
 
 def ship_runs(cfg: dict) -> list[Run]:
@@ -256,7 +258,8 @@ def ship_runs(cfg: dict) -> list[Run]:
     s = cfg["ship"]
     if not s:
         return []
-    return [ref_run(s["task"], r, cfg["seeds"][0]) for r in s["refs"]] + ([ship_run(cfg, s["ref"])] if s["ref"] else [])
+    shipped = [s["ref"]] * bool(s["ref"]) + ["none"] * s["erm"]  # "none": the main model's ERM run (ship.erm)
+    return [ref_run(s["task"], r, cfg["seeds"][0]) for r in s["refs"]] + [ship_run(cfg, r) for r in shipped]
 
 
 def run_dependencies(cfg: dict, run: Run) -> list[Run]:

@@ -1,9 +1,10 @@
 """FTFT as a fine-tuning tool (config key ``ship``): screen the candidate references, ship the model.
 
-``screen``: each candidate's reference run (its ERM run) ranked by the paper's signals for an
-effective reference (§4.3): the easy ratio at q = 50% (Table 8; effective references put more
-than 45% of the instances there), then the median p_true of its hard-to-learn 10% at the last
-complete epoch (Figure 1b: learned gradually rather than never), then its ID score.
+``screen``: each candidate's reference run (its ERM run) ranked by the paper's three signals for an
+effective reference (§4.3), each ranked among the candidates and the ranks averaged (ties: the
+higher easy ratio): the easy ratio at q = 50% (Table 8; effective references put more than 45% of
+the instances there), the median p_true of its hard-to-learn 10% at the last complete epoch
+(Figure 1b: learned gradually rather than never) and its ID score (poor ID, failed transfer).
 
 ``ship``: the DM run's model saved at the ``ship.fraction`` checkpoint (the engine's export)
 plus a model card (README.md, the hub's format: YAML front matter and Markdown).
@@ -49,7 +50,9 @@ def screen(cfg: dict, res: Results) -> pd.DataFrame:
                     "forward_flops_per_epoch": res.forward_flops_per_epoch(s["task"], ref, seed)}  # fmt: skip
         rows.append(row)
     df = pd.DataFrame(rows).reindex(columns=["ref", *SIGNALS, "epochs", "forward_flops_per_epoch", "failed"])
-    df = df.sort_values(SIGNALS, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    df["mean_rank"] = df[SIGNALS].rank(ascending=False).mean(axis=1)  # failed runs: NaN signals, NaN rank
+    df = df.sort_values(["mean_rank", "easy_ratio"], ascending=[True, False], na_position="last", kind="stable")
+    df = df.reset_index(drop=True)
     df.insert(0, "rank", range(1, len(df) + 1))
     df["flag"] = ["reference run failed" if f else "ineffective? easy ratio <= 45%" if e <= EFFECTIVE_EASY else ""
                   for f, e in zip(df.failed, df.easy_ratio, strict=True)]  # fmt: skip
@@ -62,10 +65,10 @@ def why(cfg: dict, df: pd.DataFrame) -> str:
     if not df.recommended.any():
         return "No reference can be recommended: every candidate's reference run failed (see failed_runs.md)."
     r = df[df.recommended].iloc[0]
-    text = (f"Recommended reference: `{r.ref}`: it puts the most instances in 'easy' at q = 50% ({r.easy_ratio:.1%}; "
-            f"effective references put > 45% there, paper §4.3), its hard-to-learn 10% reach a median p_true of "
-            f"{r.hard_ptrue:.2f} by epoch {int(r.epochs)}, and its ID {cfg['tasks'][cfg['ship']['task']]['metric']} "
-            f"is {r.id_score:.3f}.")  # fmt: skip
+    text = (f"Recommended reference: `{r.ref}`: the best mean rank ({r.mean_rank:.2g}) over the paper's signals "
+            f"(§4.3): it puts {r.easy_ratio:.1%} of the instances in 'easy' at q = 50% (effective references put "
+            f"> 45% there), its hard-to-learn 10% reach a median p_true of {r.hard_ptrue:.2f} by epoch "
+            f"{int(r.epochs)}, and its ID {cfg['tasks'][cfg['ship']['task']]['metric']} is {r.id_score:.3f}.")  # fmt: skip
     return text + ("" if r.easy_ratio > EFFECTIVE_EASY else " No candidate passes the 45% line: add stronger ones.")
 
 
@@ -77,16 +80,19 @@ def write_screening(cfg: dict, res: Results, out_csv: str | Path) -> pd.DataFram
     import matplotlib.pyplot as plt
 
     df, out = screen(cfg, res), Path(out_csv)
-    header = ["rank", "reference", "easy at q = 50%", "hard-10% median p_true (last epoch)", "ID score", "flag"]
+    header = ["rank", "reference", "easy at q = 50%", "hard-10% median p_true (last epoch)", "ID score", "mean rank",
+              "flag"]  # fmt: skip
     lines = [f"# Reference screening: task `{cfg['ship']['task']}`", "", why(cfg, df), "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
     for r in df.itertuples():
         cells = [r.rank, f"`{r.ref}`", render.fmt_number(100 * r.easy_ratio, 1) + "%",
-                 render.fmt_number(r.hard_ptrue), render.fmt_number(100 * r.id_score, 1), r.flag]  # fmt: skip
+                 render.fmt_number(r.hard_ptrue), render.fmt_number(100 * r.id_score, 1),
+                 render.fmt_number(r.mean_rank, 1), r.flag]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     md = (
         "\n".join(lines)
-        + "\n\nRanked by easy ratio, then hard-10% p_true, then ID score (from the references' ERM runs).\n"
+        + "\n\nRanked by the mean of each reference's ranks by easy ratio, hard-10% p_true and ID score (from the "
+        "references' ERM runs; ties: the higher easy ratio).\n"
     )
     write_text(out, df.to_csv(index=False, float_format="%.6g"))
     write_text(out.with_suffix(".md"), md)
@@ -123,20 +129,16 @@ def recommended(csv: str | Path, refs: list[str]) -> str:
 
 
 def model_card(cfg: dict, res: Results, ref: str, name: str) -> str:
-    """README.md of the shipped model: front matter (model-index) and the FTFT facts."""
+    """README.md of the shipped model: front matter (model-index) and the FTFT facts; ref "none": the main
+    model's ERM run (``ship.erm``), for comparison."""
     s, run = cfg["ship"], ship_run(cfg, ref)
-    t, frac, L = cfg["tasks"][s["task"]], parse_fraction(s["fraction"]), res.layout
-    seed = grid.datamap_seed(cfg, run.seed)  # the map (and reference run) the DM run trained from
-    rec, ref_rec = res.record(run), res.record(ref_run(run.task, ref, seed))
+    t, erm = cfg["tasks"][s["task"]], ref == "none"
+    frac = 1 if erm else parse_fraction(s["fraction"])
+    rec = res.record(run)
     sets = [(e, role.upper()) for _, role, e in task_entries(t) if role != "train"]
     scores = {o["name"]: {m: res.metric_at(run, o["name"], m, frac) for m in ("accuracy", "macro_f1")} for o, _ in sets}
-    dm = datamap.read(L.datamap(run.task, ref, seed))
-    shares = {c: float(dm[c].mean()) for c in ("easy", "ambiguous", "hard_to_learn")}
-    f_ref = float(ref_rec["flops"]["forward_per_epoch"])  # per epoch over the full training set
-    f_main = float(rec["flops"]["forward_per_epoch"]) * ref_rec["n_train"] / rec["n_train"]  # subset -> full set
-    cost = method_cost("ftft", f_main, f_main, f_ref, float(frac), sig_figs=None)
     failure = res.failure_at(run, frac)
-    front = {"library_name": "transformers", "pipeline_tag": "text-classification", "tags": ["ftft", "data-maps"],
+    front = {"library_name": "transformers", "pipeline_tag": "text-classification", "tags": ["ftft"] + ["data-maps"] * (not erm),
              "model-index": [{"name": name, "results": [
                  {"task": {"type": "text-classification"}, "dataset": {"name": o["name"], "type": o["source"],
                   "split": o["split"]}, "metrics": [{"type": "accuracy", "value": round(scores[o["name"]]["accuracy"], 4)},
@@ -145,23 +147,41 @@ def model_card(cfg: dict, res: Results, ref: str, name: str) -> str:
     rows = "\n".join(f"| {o['name']} ({role}) | {100 * scores[o['name']]['accuracy']:.1f} | "
                      f"{100 * scores[o['name']]['macro_f1']:.1f} |" for o, role in sets)  # fmt: skip
     versions = ", ".join(f"{k} {v}" for k, v in (rec.get("versions") or {}).items())
-    return f"""---
-{yaml.safe_dump(front, sort_keys=False)}---
+    task = (f"- Task `{run.task}`, labels {', '.join(f'`{x}`' for x in t['labels'])}; training data: split "
+            f"`{t['train']['split']}` of source `{t['train']['source']}`")  # fmt: skip
+    if erm:
+        facts = f"""The ERM model, for comparison with the FTFT model of `{s["main"]}` (`{rec["model"]["source"]}`) in
+`model/{run.task}/`: fine-tuned on the whole training set for its whole schedule, {rec["steps"]} steps
+(batch {rec["hparams"]["batch_size"]}, lr {rec["hparams"]["lr"]}, seed {run.seed}).
 
-# {name}: FTFT fine-tuned text classifier
-
-{"**Warning: " + failure + ".**" if failure else ""}
-Fine-tuned with FTFT (Du, Gatt & Nguyen, arXiv 2310.06588): the main model `{s["main"]}`
+{task} ({rec["n_train"]} instances).
+- Compute: 1.00 (a full ERM run of the main model: the unit of the FTFT model's cost)."""
+    else:
+        seed = grid.datamap_seed(cfg, run.seed)  # the map (and reference run) the DM run trained from
+        ref_rec = res.record(ref_run(run.task, ref, seed))
+        dm = datamap.read(res.layout.datamap(run.task, ref, seed))
+        shares = {c: float(dm[c].mean()) for c in ("easy", "ambiguous", "hard_to_learn")}
+        f_ref = float(ref_rec["flops"]["forward_per_epoch"])  # per epoch over the full training set
+        f_main = float(rec["flops"]["forward_per_epoch"]) * ref_rec["n_train"] / rec["n_train"]  # subset -> full set
+        cost = method_cost("ftft", f_main, f_main, f_ref, float(frac), sig_figs=None)
+        facts = f"""Fine-tuned with FTFT (Du, Gatt & Nguyen, arXiv 2310.06588): the main model `{s["main"]}`
 (`{rec["model"]["source"]}`) trained on the {cfg["q"]:.0%} most ambiguous training instances of the
 data map of the reference model `{ref}` (`{ref_rec["model"]["source"]}`), halted at {frac} of its
 schedule: step {res.checkpoint_step(run, frac)} of {rec["steps"]} (batch {rec["hparams"]["batch_size"]}, lr {rec["hparams"]["lr"]}, seed {run.seed}).
 
-- Task `{run.task}`, labels {", ".join(f"`{x}`" for x in t["labels"])}; training data: split `{t["train"]["split"]}` of
-  source `{t["train"]["source"]}` ({ref_rec["n_train"]} instances; the main model trained on {rec["n_train"]}).
+{task} ({ref_rec["n_train"]} instances; the main model trained on {rec["n_train"]}).
 - Data map of `{ref}` at q = {cfg["q"]}: easy {shares["easy"]:.1%}, ambiguous {shares["ambiguous"]:.1%},
   hard-to-learn {shares["hard_to_learn"]:.1%} (an instance may be both ambiguous and hard-to-learn).
 - Compute: {cost:.2f} of a full ERM run of the main model (reference run + main model x {frac}; forward
-  FLOPs per epoch, the main model's estimated from its run on the subset).
+  FLOPs per epoch, the main model's estimated from its run on the subset)."""
+        facts += f"\n- For comparison, the ERM model of `{s['main']}`: `model/{run.task}-erm/`." * s["erm"]
+    return f"""---
+{yaml.safe_dump(front, sort_keys=False)}---
+
+# {name}: {"ERM" if erm else "FTFT"} fine-tuned text classifier
+
+{"**Warning: " + failure + ".**" if failure else ""}
+{facts}
 - Versions: {versions}.
 
 | evaluation set | accuracy | macro-F1 |
@@ -189,14 +209,15 @@ def ship(cfg: dict, res: Results, ref: str, export: str | Path, out: str | Path)
                 os.link(f, tmp / f.name)
             except OSError:
                 shutil.copy2(f, tmp / f.name)
-        (tmp / "README.md").write_text(model_card(cfg, res, ref, f"{cfg['ship']['task']}-ftft-{cfg['ship']['main']}"))
+        name = f"{cfg['ship']['task']}-{'erm' if ref == 'none' else 'ftft'}-{cfg['ship']['main']}"
+        (tmp / "README.md").write_text(model_card(cfg, res, ref, name))
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
     parser.add_argument("--results", required=True, help="results root (holds runs/, datamaps/)")
     parser.add_argument("--out", required=True, help="screening CSV (screen) or the model folder (ship)")
-    parser.add_argument("--ref", help="ship: the reference whose DM run is shipped")
+    parser.add_argument("--ref", help="ship: the reference whose DM run is shipped (none: the main model's ERM run)")
     parser.add_argument("--export", help="ship: the DM run's saved model (exports/...)")
 
 

@@ -376,8 +376,9 @@ class Plan:
         from .train.spec import make_spec  # lazy: the train package is not needed to plan
 
         spec = {k: v for k, v in make_spec(self.cfg, run).items() if k not in OPERATIONAL_TRAINING}
-        if run in self.ship_candidates:
-            spec["export_checkpoint"] = int(parse_fraction(self.cfg["ship"]["fraction"]) * spec["checkpoints"])
+        if run in self.ship_candidates:  # the ERM model (ship.erm) at the end of its schedule
+            frac = parse_fraction(self.cfg["ship"]["fraction"]) if run.method == "dm" else 1
+            spec["export_checkpoint"] = int(frac * spec["checkpoints"])
         return spec
 
     def bias_model_constraint(self) -> dict[str, str]:
@@ -450,24 +451,27 @@ class Plan:
     # ------------------------------------------------------------------ FTFT as a tool (ship)
     @cached_property
     def ship_candidates(self) -> set[Run]:
-        """The DM runs that may become the shipped model (one per candidate reference): they save it."""
+        """The runs that save a model to ship: the DM run of each candidate reference; the main model's ERM run
+        (``ship.erm``)."""
         s = self.cfg["ship"]
-        return {grid.ship_run(self.cfg, r) for r in {*s["refs"], s["ref"]} - {None}} if s else set()
+        refs = {*s["refs"], s["ref"], "none" if s["erm"] else None} - {None} if s else set()
+        return {grid.ship_run(self.cfg, r) for r in refs}
 
     def ship_targets(self) -> list[str]:
         if not self.cfg["ship"]:
             return []
-        return [self.layout.screening(ext) for ext in ("csv", "md", "html", "png")] + [self.shipped_model()]
+        erm = [self.shipped_model(erm=True)] if self.cfg["ship"]["erm"] else []
+        return [self.layout.screening(ext) for ext in ("csv", "md", "html", "png")] + [self.shipped_model(), *erm]
 
-    def shipped_model(self) -> str:
-        return self.layout.shipped(self.cfg["ship"]["task"])
+    def shipped_model(self, erm: bool = False) -> str:
+        return self.layout.shipped(self.cfg["ship"]["task"] + ("-erm" if erm else ""))
 
     def export_constraint(self) -> dict[str, str]:
         """Wildcard constraints of the train rule variant that also saves the model (``ship_candidates``)."""
         return {
             "task": alternation({r.task for r in self.ship_candidates}),
             "model": alternation({r.model for r in self.ship_candidates}),
-            "method": "dm",
+            "method": alternation({r.method for r in self.ship_candidates}),
             "ref": alternation({r.ref for r in self.ship_candidates}),
             "budget": grid.FULL,
             "seed": str(self.cfg["seeds"][0]),
@@ -480,8 +484,10 @@ class Plan:
 
     def ship_inputs(self, ref: str) -> list[str]:
         """What the shipped folder is made of: the export of the DM run with ``ref`` (first), its run files,
-        its data map and the reference run (cost)."""
+        its data map and the reference run (cost); ref "none": the main model's ERM run (``ship.erm``)."""
         run, L = grid.ship_run(self.cfg, ref), self.layout
+        if ref == "none":
+            return [L.export(run), *self.needs_files(grid.Needs(runs={run}))]
         seed = grid.datamap_seed(self.cfg, run.seed)  # the map (and reference run) the DM run trained from
         files = self.needs_files(grid.Needs(runs={run, grid.ref_run(run.task, ref, seed)}))
         return [L.export(run), *files, L.datamap(run.task, ref, seed)]
