@@ -161,7 +161,7 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
     header = "task main ref method steps dataset metric q ours published diff note".split()
     for tid, g in df.groupby("table", sort=False):
         rows = [[r.task, model_label(cfg, r.main_model), ref_label(cfg, r.method, r.ref_model),
-                 methods.get(r.method).label, r.step_fraction, _dataset(cfg, r.task, r.dataset), r.metric, r.q,
+                 methods.REGISTRY[r.method].label if r.method in methods.REGISTRY else r.method, r.step_fraction, _dataset(cfg, r.task, r.dataset), r.metric, r.q,
                  _fmt(r.ours_mean) + (f" ± {_fmt(r.ours_std)}" if _fmt(r.ours_std) else ""),
                  str(r.published_mean or "") + (f" ± {r.published_std}" if r.published_std else ""),
                  _fmt(r.difference), r.note]
