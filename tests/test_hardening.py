@@ -351,7 +351,7 @@ def test_sigint_to_snakemake_keeps_finished_training(wf, tmp_path, tiny_model_di
     overlay.write_text(yaml.safe_dump(SMALL))
     cfg = ftft_config.load(ROOT / "workflow_config.yaml", ROOT / "config" / "demo.yaml", overlay)
     layout, run = Layout.from_config(cfg), grid.Run("hsd", "tinybert", "erm")
-    shutil.copytree(tiny_model_dir, wf / layout.demo_model("tinybert"))
+    shutil.copytree(tiny_model_dir, wf / layout.demo_model("tinybert"), dirs_exist_ok=True)
     data = demo_task_dir("hsd") / "data" / "hsd"
     tok = wf / Plan(cfg).tokenized("hsd", "tinybert")
     tokenize_task(data / "train.parquet", data / "eval", grid.task_eval_sets(cfg, "hsd"), str(tiny_model_dir), 32, tok)
@@ -386,7 +386,7 @@ def test_snakemake_train_job_with_truncated_tokenised_split(wf, tmp_path, tiny_m
     cfg = ftft_config.load(ROOT / "workflow_config.yaml", ROOT / "config" / "demo.yaml", overlay)
     layout = Layout.from_config(cfg)
     run = grid.Run("hsd", "tinybert", "erm")
-    shutil.copytree(tiny_model_dir, wf / layout.demo_model("tinybert"))
+    shutil.copytree(tiny_model_dir, wf / layout.demo_model("tinybert"), dirs_exist_ok=True)
     data = demo_task_dir("hsd") / "data" / "hsd"
     tok = wf / Plan(cfg).tokenized("hsd", "tinybert")
     tokenize_task(data / "train.parquet", data / "eval", grid.task_eval_sets(cfg, "hsd"), str(tiny_model_dir), 32, tok)
