@@ -800,8 +800,16 @@ def archive(wd: Path, releases: Path, name: str) -> Outcome:
     requests: list[str] = []
     target, overlay = L.download_marker("cad"), wd / "archive.yaml"
     with serve(host, requests) as base:
-        overlay.write_text(yaml.safe_dump({"active_tasks": ["hsd"], "seeds": [0], "datasets": {"cad": {
-            "url": f"{base}/{RELEASE}?download=1"}}}))  # fmt: skip
+        overlay.write_text(
+            yaml.safe_dump(
+                {
+                    "active_tasks": ["hsd"],
+                    "seeds": [0],
+                    "results": CFG["results"],
+                    "datasets": {"cad": {"url": f"{base}/{RELEASE}?download=1"}},
+                }
+            )
+        )  # results: the audit's (its logs are not leftovers)
         since, before = time.time(), files_under(wd)
         res = smk(wd, target, "--cores", "1", "--configfile", overlay.name)
         out.result, out.detail = classify_failure(res, wd, since, ["data.zip"], before, [target])
@@ -838,8 +846,10 @@ def planning_scale(work: Path) -> Outcome:
     return out
 
 
+SECRET = Path(tempfile.gettempdir()) / f"ftft-audit-secret-{os.getpid()}.txt"  # what an include would show
+SECRET_TEXT = f"secret {time.time_ns()}"
 LABELS = {  # models.tinybert.label -> literal text in the report's captions and the figures
-    "label with an RST include directive": ".. include:: /etc/hostname",
+    "label with an RST include directive": f".. include:: {SECRET}",
     "label with a javascript: link": "javascript:alert(document.domain)",
     "label with matplotlib mathtext": r"$\notacommand$ tiny",
 }
@@ -859,13 +869,13 @@ def hostile_label(wd: Path, pristine: Path, name: str) -> Outcome:
         res = smk(wd, *args, "--report", "report.html")
         text += res.stdout + res.stderr
     html = (wd / "report.html").read_text(errors="replace") if res.returncode == 0 else ""
-    hostname = Path("/etc/hostname").read_text().strip() if Path("/etc/hostname").is_file() else "\0"
+    SECRET.write_text(SECRET_TEXT)
     if TB in text:
         out.result, out.detail = TRACEBACK, first_error(text)
     elif res.returncode != 0:
         out.result, out.detail = UNCLEAR, first_error(text)
-    elif re.search(r'href=\\*"javascript:', html) or hostname in html:
-        out.result, out.detail = INJECTION, "a javascript: link or /etc/hostname's content in the report"
+    elif re.search(r'href=\\*"javascript:', html) or SECRET_TEXT in html:
+        out.result, out.detail = INJECTION, f"a javascript: link or the content of {SECRET} in the report"
     elif json.dumps(escape(label, quote=False))[1:-1] not in html:
         out.result, out.detail = UNCLEAR, "the label is not in the report's captions"
     else:
@@ -912,9 +922,12 @@ def follow_advice(wd: Path, pristine: Path, name: str) -> Outcome:
     advice = re.search(r"add `(--force \S+)` to your snakemake command", res.stdout + res.stderr + logs_text(wd, since))
     if out.result == JOB and not advice:
         out.result, out.detail = UNCLEAR, f"no --force advice: {out.detail}"
-    elif out.result == JOB:
-        res = run_target(wd, DM_FILE, extra=tuple(advice.group(1).split()))
-        if res.returncode != 0 or (wd / TRAIN).read_bytes() != (pristine / TRAIN).read_bytes():
+    elif out.result == JOB:  # appended to the whole workflow's command (after a named target argparse refuses it)
+        res = smk(wd, "--cores", "2", *CONFIG_ARGS, *advice.group(1).split())
+        res = run_target(wd, DM_FILE) if res.returncode == 0 else res
+        import pandas as pd
+
+        if res.returncode != 0 or not pd.read_parquet(wd / TRAIN).equals(pd.read_parquet(pristine / TRAIN)):
             out.result, out.detail = NOT_RECOVERED, f"the advice did not rebuild it: {first_error(res.stderr)}"
         else:
             out.detail += f" -> `{advice.group(1)}` rebuilt it"
@@ -1069,6 +1082,7 @@ def main(argv=None) -> int:
                 print(f"  {o.result:>13}  {o.group}: {o.name}", flush=True)
                 outcomes.append(o)
     finally:
+        SECRET.unlink(missing_ok=True)
         if not args.keep and not args.work:
             shutil.rmtree(work, ignore_errors=True)
     total_s = time.time() - t_start
