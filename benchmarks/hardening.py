@@ -741,7 +741,9 @@ def kill_one(wd: Path, pristine: Path, name: str) -> Outcome:
     same, why = same_run_files(wd, pristine, run) if res.returncode == 0 else (False, first_error(text))
     if res.returncode == 0 and resumed and same:
         out.result = RECOVERED
-        kind = "restarted from scratch (state set aside)" if how == "debug+corrupt-state" else "resumed"
+        kind = {"debug+corrupt-state": "restarted from scratch (state set aside)", "sigint": "restored"}.get(
+            how, "resumed"
+        )
         out.detail += f"{kind}; {why}" + (f"; before the rerun left: {left}" if left else "")
     else:
         out.result = NOT_RECOVERED
