@@ -19,10 +19,17 @@ The catalogue: config mistakes (``snakemake -n``), bad dataset rows (a BYO sourc
 bad paths and names incl. shell metacharacters, corrupted intermediate files of each kind (each
 given to every kind of job that reads it: the consumer's outputs are deleted and it is rerun), and
 kills of training jobs mid-run (simulated, SIGKILL of the training process, SIGKILL of Snakemake
-itself, a kill followed by a corrupted state file), each followed by a rerun.
+itself, a kill followed by a corrupted state file), each followed by a rerun. Issue 23's cases: hostile model
+labels in the report's captions and figures, overlays that are not plain data (``injection`` when anything in
+them ran), folders that overlap or escape, ids numbered per split and NaN ids, bad archives from an HTTP host
+(fetched once, nothing kept, the fixed host then used), a second trainer on a held run, the rebuild advice
+followed verbatim, a full disk (a real tmpfs; ``skipped`` without root) under a figure and a training job,
+SIGINT to Snakemake, SIGKILL of Snakemake alone, and planning growth (``not linear``).
 
-Usage: .venv/bin/python benchmarks/hardening.py [--work DIR] [--keep] [--workers 2] [--only TEXT]
-Prints the table and the totals; ``--json FILE`` also writes them. Takes a few minutes on 2 cores.
+Usage: .venv/bin/python benchmarks/hardening.py [--work DIR] [--keep] [--workers 2] [--only TEXT ...]
+       [--skip-interrupts]
+Prints the table and the totals; ``--json FILE`` also writes them. ``--skip-interrupts`` leaves out the kills
+(the whole-workflow interrupt cases and the final rerun of the workflow). Takes a few minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -42,6 +50,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 
 import yaml
@@ -49,6 +58,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from rehearsal.archives import build_archives, serve  # noqa: E402
+from test_download import symlink_zip, unsafe_zip  # noqa: E402 (the project's own bad archives)
 from wfutil import SNAKEMAKE, make_copy  # noqa: E402
 
 from ftft import config as ftft_config  # noqa: E402
@@ -57,6 +68,7 @@ from ftft.layout import Layout  # noqa: E402
 
 EARLY, JOB, HANDLED, RECOVERED = "early", "job", "handled", "recovered"
 TRACEBACK, LEFTOVER, UNCLEAR, ACCEPTED, NOT_RECOVERED = "traceback", "leftover", "unclear", "accepted", "not recovered"
+INJECTION, SLOW, SKIPPED = "injection", "not linear", "skipped"
 GOOD = (EARLY, JOB, HANDLED, RECOVERED)
 TB = "Traceback (most recent call last)"
 
@@ -305,7 +317,44 @@ CONFIG_MISTAKES: dict[str, tuple[dict, list[str]]] = {
         {"datasets": {"cad": {"url": "https://x/$(id)"}}},
         ["datasets.cad.url"],
     ),
+    # issue 23: report captions, folder overlaps, the halting fraction's key
+    "label with a newline and a raw HTML directive": (
+        {"models": {"tinybert": {"label": "x\n\n.. raw:: html\n\n   <script>alert(1)</script>"}}},
+        ["models.tinybert.label"],
+    ),
+    "state_dir equal to results": ({"state_dir": "results/demo"}, ["'state_dir'", "overlap"]),
+    "state_dir inside results": ({"state_dir": "results/demo/s"}, ["'state_dir'", "results/demo/s", "overlap"]),
+    "results is the root folder": ({"results": "/"}, ["'results'", "'/'", "project folder"]),
+    "results is the parent folder": ({"results": ".."}, ["'results'", "'..'", "project folder"]),
+    "halting fraction a table row inherits, off a checkpoint": (
+        {"methods": {"ftft": {"fraction": {"hsd": "2/5"}}}},
+        ["'methods.ftft.fraction.hsd'", "2/5"],
+    ),
 }
+# name -> an overlay's text (not data: Snakemake reads it itself), what the error must name besides the file
+OVERLAY_TEXT = {
+    "overlay with __use_yte__ running code": '__use_yte__: true\nq: ?__import__("os").system("touch PWNED") or 0.33\n',
+    "overlay with a YAML tag": "q: !!python/name:os.sep\n",
+}
+
+
+def overlay_text(wd: Path, name: str) -> Outcome:
+    """An overlay that is not plain data: refused naming the file, and nothing in it runs (no PWNED)."""
+    out = Outcome("security", name, OVERLAY_TEXT[name].splitlines()[-1][:90])
+    bad = wd / "overlay.yaml"
+    bad.write_text(OVERLAY_TEXT[name])
+    res = smk(wd, "--dry-run", *CONFIG_ARGS, bad.name)
+    text, ran = res.stdout + res.stderr, list(wd.glob("PWNED"))
+    out.detail = next((ln.strip() for ln in text.splitlines() if "invalid config" in ln), "") or first_error(text)
+    if ran:  # Snakemake evaluates a YTE overlay while reading its command line, before the Snakefile (README)
+        out.result, out.detail = INJECTION, f"the overlay's code ran (created PWNED) before: {out.detail}"
+    elif TB in text or res.returncode == 0:
+        out.result = TRACEBACK if TB in text else ACCEPTED
+    else:
+        out.result = EARLY if f"invalid configuration: {bad}" in text else UNCLEAR
+    for p in [bad, *ran]:
+        p.unlink()
+    return out
 
 
 def config_mistake(wd: Path, name: str) -> Outcome:
@@ -359,14 +408,29 @@ BYO_ROWS: dict[str, tuple[str, bytes, list[str] | dict]] = {
         b'{"id": 1, "text": "a", "label": "hate"}\n{"id": 2, "text": \n',
         ["lines.jsonl:2"],
     ),
+    # issue 23 (a 4th item: more splits, {split: (file name, content)})
+    "JSON line with a NaN id": (
+        "nan.jsonl",
+        b'{"id": 1, "text": "a", "label": "hate"}\n{"id": NaN, "text": "b", "label": "nothate"}\n',
+        ["nan.jsonl", "without an id"],
+    ),
+    "ids numbered per split (1, 2, ... in each file)": (
+        "ids_test.csv",
+        b"id,text,label\n1,test one,hate\n2,test two,nothate\n",
+        {},
+        {"train": ("ids_train.csv", b"id,text,label\n1,train one,hate\n2,train two,nothate\n3,train 3,hate\n")},
+    ),
 }
 
 
 def byo_rows(wd: Path, name: str) -> Outcome:
-    fname, content, expect = BYO_ROWS[name]
+    fname, content, expect, *more = BYO_ROWS[name]
     out = Outcome("dataset rows", name, f"BYO file {fname} given to the prepare job")
     (wd / "byo").mkdir(exist_ok=True)
     path = wd / "byo" / fname
+    splits = {split: f"byo/{f}" for split, (f, _) in (more[0] if more else {}).items()}
+    for f, data in (more[0] if more else {}).values():
+        (wd / "byo" / f).write_bytes(data)
     if fname.endswith(".parquet"):
         import pandas as pd
 
@@ -375,7 +439,7 @@ def byo_rows(wd: Path, name: str) -> Outcome:
     else:
         path.write_bytes(content)
     spec = {
-        "files": {"test": f"byo/{fname}"},
+        "files": {"test": f"byo/{fname}", **splits},
         "text_a": "text",
         "label": "label",
         "uid": "id",
@@ -392,6 +456,8 @@ def byo_rows(wd: Path, name: str) -> Outcome:
         if res.returncode == 0 and summary.is_file():
             s = json.loads(summary.read_text())
             ok = s["dropped"] == expect and s["rows_in"] == s["rows_out"] + sum(s["dropped"].values())
+            rows = sum(c.count(b"\n") - 1 for c in [content, *(d for _, d in (more[0] if more else {}).values())])
+            ok = ok and (not splits or s["rows_out"] == rows)  # ids numbered per split: every row kept
             out.result = HANDLED if ok and TB not in text else UNCLEAR
             out.detail = f"rows in {s['rows_in']}, out {s['rows_out']}, dropped and counted {s['dropped']}"
         else:
@@ -401,7 +467,7 @@ def byo_rows(wd: Path, name: str) -> Outcome:
         out.result, out.detail = classify_failure(res, wd, since, expect[:1], before, outputs)
         if out.result == JOB and not all(n in out.detail for n in expect):
             out.result = UNCLEAR
-    for p in (wd / target, wd / L.source_summary("mine"), path, overlay):
+    for p in (wd / target, wd / L.source_summary("mine"), path, overlay, *(wd / f for f in splits.values())):
         p.unlink(missing_ok=True)
     return out
 
@@ -590,6 +656,9 @@ KILLS = {
     "SIGKILL of the training process after checkpoint 3, rerun": ("dm", "kill-job"),
     "SIGKILL of Snakemake and its jobs after checkpoint 3, unlock, rerun": ("jtt", "kill-snakemake"),
     "kill after checkpoint 3, state file truncated, rerun": ("poe", "debug+corrupt-state"),
+    # issue 23
+    "SIGINT to Snakemake after checkpoint 3 (it waits for the job), rerun": ("random", "sigint"),
+    "SIGKILL of Snakemake alone (its trainer orphaned), unlock, rerun": ("dm", "kill-snakemake-only"),
 }
 
 
@@ -633,15 +702,26 @@ def kill_one(wd: Path, pristine: Path, name: str) -> Outcome:
 
         hit = wait_for(at_kill_point, 600) and proc.poll() is None
         children = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
+        trainers = [c for c in children if ".train.py" in " ".join(_cmdline(c))]
         if how == "kill-job":  # the training process only: Snakemake sees its job die
-            children = [c for c in children if ".train.py" in " ".join(_cmdline(c))]
+            children = trainers
+        elif how in ("sigint", "kill-snakemake-only"):  # Ctrl-C; a killed Snakemake whose jobs are left running
+            os.kill(proc.pid, signal.SIGINT if how == "sigint" else signal.SIGKILL)
+            children = []
         else:  # Snakemake and everything it started, at once (a crashed login session, a power cut)
             os.killpg(proc.pid, signal.SIGKILL)
         for c in children:
             with contextlib.suppress(psutil.Error):
                 c.send_signal(signal.SIGKILL)
-        proc.wait(timeout=300)
-        interrupted = hit and not (wd / target).is_file() and state.is_file()
+        proc.wait(timeout=900)
+        interrupted = hit and (proc.returncode != 0 if how == "sigint" else not (wd / target).is_file())
+        interrupted = interrupted and (how == "sigint" or state.is_file())
+        if how == "kill-snakemake-only" and not wait_for(lambda: not any(t.is_running() for t in trainers), 60):
+            for t in trainers:
+                with contextlib.suppress(psutil.Error):
+                    t.kill()
+            out.result, out.detail = NOT_RECOVERED, "the orphaned trainer kept running a minute after its Snakemake"
+            return out
     if not interrupted:
         out.result, out.detail = NOT_RECOVERED, "the kill did not interrupt the run (it finished first or never saved)"
         return out
@@ -657,10 +737,13 @@ def kill_one(wd: Path, pristine: Path, name: str) -> Outcome:
         text = res.stdout + res.stderr
     log_text = log.read_text(errors="replace") if log.is_file() else ""
     resumed = "resuming from" in log_text if how != "debug+corrupt-state" else "cannot be read" in log_text
+    resumed = resumed or (how == "sigint" and "restored the outputs of this finished run" in log_text)
     same, why = same_run_files(wd, pristine, run) if res.returncode == 0 else (False, first_error(text))
     if res.returncode == 0 and resumed and same:
         out.result = RECOVERED
-        kind = "restarted from scratch (state set aside)" if how == "debug+corrupt-state" else "resumed"
+        kind = {"debug+corrupt-state": "restarted from scratch (state set aside)", "sigint": "restored"}.get(
+            how, "resumed"
+        )
         out.detail += f"{kind}; {why}" + (f"; before the rerun left: {left}" if left else "")
     else:
         out.result = NOT_RECOVERED
@@ -668,12 +751,12 @@ def kill_one(wd: Path, pristine: Path, name: str) -> Outcome:
     return out
 
 
-def kill_chain(wd: Path, pristine: Path, only: str | None) -> list[Outcome]:
+def kill_chain(wd: Path, pristine: Path, only: list[str] | None) -> list[Outcome]:
     """Every kill in one copy (one run each), then the whole workflow: its tables must equal the baseline's."""
     restore(wd, pristine)
     outs = []
     for name in KILLS:
-        if only and only not in name:
+        if only is not None and not any(t in name for t in only):
             continue
         t0 = time.time()
         o = kill_one(wd, pristine, name)
@@ -698,14 +781,215 @@ def kill_chain(wd: Path, pristine: Path, only: str | None) -> list[Outcome]:
     return outs
 
 
+# ------------------------------------------------------------------------- issue 23: more cases
+RELEASE = "record/4881008/files/data.zip"  # CAD's archive at its URL path (tests/rehearsal/archives.py)
+
+
+ARCHIVES: dict[str, Callable[[bytes], bytes]] = {  # name -> the bad archive, from the good one
+    "archive with a symbolic-link member": lambda good: symlink_zip(),
+    "archive with a member outside its folder (../)": lambda good: unsafe_zip(),
+    "truncated archive with a correct Content-Length": lambda good: good[: len(good) // 2],
+}
+
+
+def archive(wd: Path, releases: Path, name: str) -> Outcome:
+    """A bad CAD archive from an HTTP host: the download job fails naming it, fetched once (not retried) and
+    nothing kept (no archive, no recorded hash); the fixed host's archive is then fetched, not a stale copy."""
+    out = Outcome("archive", name, f"datasets.cad.url serves it ({RELEASE})")
+    good, host = (releases / RELEASE).read_bytes(), wd.parent / "host"
+    (host / RELEASE).parent.mkdir(parents=True, exist_ok=True)
+    (host / RELEASE).write_bytes(ARCHIVES[name](good))
+    requests: list[str] = []
+    target, overlay = L.download_marker("cad"), wd / "archive.yaml"
+    with serve(host, requests) as base:
+        overlay.write_text(
+            yaml.safe_dump(
+                {
+                    "active_tasks": ["hsd"],
+                    "seeds": [0],
+                    "results": CFG["results"],
+                    "datasets": {"cad": {"url": f"{base}/{RELEASE}?download=1"}},
+                }
+            )
+        )  # results: the audit's (its logs are not leftovers)
+        since, before = time.time(), files_under(wd)
+        res = smk(wd, target, "--cores", "1", "--configfile", overlay.name)
+        out.result, out.detail = classify_failure(res, wd, since, ["data.zip"], before, [target])
+        tries = sum(r.endswith(RELEASE) for r in requests)
+        if out.result == JOB and tries != 1:
+            out.result, out.detail = UNCLEAR, f"fetched {tries} times (a deterministic failure is not retried)"
+        (host / RELEASE).write_bytes(good)
+        res = smk(wd, target, "--cores", "1", "--configfile", overlay.name)
+        if out.result == JOB and (res.returncode != 0 or not (wd / target).is_file()):
+            out.result, out.detail = LEFTOVER, f"the fixed host did not fix it: {first_error(res.stdout + res.stderr)}"
+    shutil.rmtree(wd / L.download_dir("cad"), ignore_errors=True)
+    shutil.rmtree(host)
+    overlay.unlink()
+    return out
+
+
+def planning_scale(work: Path) -> Outcome:
+    """Planning grows linearly (issue 23 found it quadratic): ``snakemake -n`` of the paper grid at 10 and 30
+    seeds (benchmarks/plan_scale.py); the CPU per added job must not exceed the average at 10 seeds."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from plan_scale import timed
+
+    out = Outcome("scale", "paper grid with three times the seeds: snakemake -n", "seeds 0..9, then 0..29")
+    sizes = []
+    for n in (10, 30):
+        wf = make_copy(work / f"plan{n}")
+        (wf / "seeds.yaml").write_text(f"seeds: {list(range(n))}\n")
+        text, _, cpu = timed(wf, "--configfile", "seeds.yaml")
+        sizes.append((int(re.search(r"^total\s+(\d+)$", text, re.M).group(1)), cpu))
+    (j1, c1), (j2, c2) = sizes
+    added = (c2 - c1) / (j2 - j1)
+    out.result = HANDLED if added <= c1 / j1 else SLOW
+    out.detail = f"{j1} jobs {c1:.1f} s CPU, {j2} jobs {c2:.1f} s; {added * 1000:.1f} ms per added job"
+    return out
+
+
+SECRET = Path(tempfile.gettempdir()) / f"ftft-audit-secret-{os.getpid()}.txt"  # what an include would show
+SECRET_TEXT = f"secret {time.time_ns()}"
+LABELS = {  # models.tinybert.label -> literal text in the report's captions and the figures
+    "label with an RST include directive": f".. include:: {SECRET}",
+    "label with a javascript: link": "javascript:alert(document.domain)",
+    "label with matplotlib mathtext": r"$\notacommand$ tiny",
+}
+
+
+def hostile_label(wd: Path, pristine: Path, name: str) -> Outcome:
+    """Every table and figure rebuilt with the label, then ``snakemake --report``: the label is literal text in
+    the captions (no file included, no javascript: link), the figure jobs draw it (no mathtext error)."""
+    restore(wd, pristine)
+    label = LABELS[name]
+    out = Outcome("labels" if "mathtext" in name else "security", name, label)
+    (wd / "label.yaml").write_text(yaml.safe_dump({"models": {"tinybert": {"label": label}}}))
+    args = ("--cores", "2", *CONFIG_ARGS, "label.yaml")
+    since, res = time.time(), smk(wd, *args)
+    text = res.stdout + res.stderr + logs_text(wd, since)
+    if res.returncode == 0:
+        res = smk(wd, *args, "--report", "report.html")
+        text += res.stdout + res.stderr
+    html = (wd / "report.html").read_text(errors="replace") if res.returncode == 0 else ""
+    SECRET.write_text(SECRET_TEXT)
+    if TB in text:
+        out.result, out.detail = TRACEBACK, first_error(text)
+    elif res.returncode != 0:
+        out.result, out.detail = UNCLEAR, first_error(text)
+    elif re.search(r'href=\\*"javascript:', html) or SECRET_TEXT in html:
+        out.result, out.detail = INJECTION, f"a javascript: link or the content of {SECRET} in the report"
+    elif json.dumps(escape(label, quote=False))[1:-1] not in html:
+        out.result, out.detail = UNCLEAR, "the label is not in the report's captions"
+    else:
+        out.result, out.detail = HANDLED, "tables, figures and report built; the label is literal text in the captions"
+    (wd / "report.html").unlink(missing_ok=True)
+    return out
+
+
+SECOND = "a second trainer on a run another process trains"
+ADVICE_FOLLOWED = "corrupt train.parquet, then the error's advice followed"
+
+
+def second_trainer(wd: Path, pristine: Path, name: str) -> Outcome:
+    """A run another process trains (holds its lock): the training job fails at once naming the holder's pid,
+    leaves nothing; once the holder is gone the same command trains it."""
+    from ftft import devices
+
+    restore(wd, pristine)
+    run = RUNS["random"]
+    out = Outcome("lost work", name, f"{run.path}, held by this pid")
+    for o in run_outputs(run):
+        (wd / o).unlink()
+    lock = devices.hold_run(wd / L.state_dir(run))
+    since, before = time.time(), files_under(wd)
+    res = run_target(wd, L.run_file("run.json", run))
+    lock.release()
+    out.result, out.detail = classify_failure(res, wd, since, [f"pid {os.getpid()}"], before, run_outputs(run))
+    res = run_target(wd, L.run_file("run.json", run))
+    if out.result == JOB and not (res.returncode == 0 and same_run_files(wd, pristine, run)[0]):
+        out.result, out.detail = NOT_RECOVERED, f"the run did not train once free: {first_error(res.stderr)}"
+    return out
+
+
+def follow_advice(wd: Path, pristine: Path, name: str) -> Outcome:
+    """A corrupt task training set on a finished results folder: the error's advice, followed verbatim, rebuilds
+    it (issue 23: deleting it, as the advice said, left Snakemake with 'Nothing to be done')."""
+    restore(wd, pristine)
+    out = Outcome("lost work", name, f"{TRAIN}: truncated")
+    truncate(wd / TRAIN)
+    (wd / DM_FILE).unlink()
+    since, before = time.time(), files_under(wd)
+    res = run_target(wd, DM_FILE)
+    out.result, out.detail = classify_failure(res, wd, since, [TRAIN], before, [DM_FILE])
+    advice = re.search(r"add `(--force \S+)` to your snakemake command", res.stdout + res.stderr + logs_text(wd, since))
+    if out.result == JOB and not advice:
+        out.result, out.detail = UNCLEAR, f"no --force advice: {out.detail}"
+    elif out.result == JOB:  # appended to the whole workflow's command (after a named target argparse refuses it)
+        res = smk(wd, "--cores", "2", *CONFIG_ARGS, *advice.group(1).split())
+        res = run_target(wd, DM_FILE) if res.returncode == 0 else res
+        import pandas as pd
+
+        if res.returncode != 0 or not pd.read_parquet(wd / TRAIN).equals(pd.read_parquet(pristine / TRAIN)):
+            out.result, out.detail = NOT_RECOVERED, f"the advice did not rebuild it: {first_error(res.stderr)}"
+        else:
+            out.detail += f" -> `{advice.group(1)}` rebuilt it"
+    return out
+
+
+DISK_FULL = ("full disk under a figure job", "full disk as a training job writes its outputs")
+
+
+@contextlib.contextmanager
+def full_disk(folder: Path):
+    """``folder`` on a full 64 KiB tmpfs (needs root; the caller says when it cannot mount)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], check=True, capture_output=True)
+    try:
+        with contextlib.suppress(OSError), open(folder / "filler", "wb") as fh:
+            fh.write(b"x" * 1_000_000)
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def disk_full(wd: Path, pristine: Path, name: str) -> Outcome:
+    """A full disk where a job writes its outputs: the error names the file and ENOSPC; a training job's finished
+    training survives (the rerun resumes at the last step to the same files), a figure job leaves nothing."""
+    restore(wd, pristine)
+    training = "training" in name
+    run = RUNS["jtt"]
+    outputs = run_outputs(run) if training else [L.figure("3", "png"), L.figure("3", "pdf")]
+    folder = wd / (L.run_dir(run) if training else Path(outputs[0]).parent)
+    out = Outcome("disk full", name, f"{folder.relative_to(wd)} on a full tmpfs")
+    for o in outputs:
+        (wd / o).unlink()
+    try:
+        with full_disk(folder):
+            since, before = time.time(), files_under(wd)
+            res = run_target(wd, outputs[0])
+            out.result, out.detail = classify_failure(res, wd, since, ["ENOSPC"], before, outputs)
+    except subprocess.CalledProcessError as exc:
+        out.result, out.detail = SKIPPED, f"cannot mount a tmpfs: {exc.stderr.strip()[:100]}"
+        return out
+    res = run_target(wd, outputs[0])
+    log = train_log(wd, run).read_text(errors="replace") if training else ""
+    if out.result == JOB and (res.returncode != 0 or (training and "resuming from" not in log)):
+        out.result, out.detail = NOT_RECOVERED, f"rerun rc {res.returncode}: {first_error(res.stdout + res.stderr)}"
+    elif out.result == JOB and training:
+        same, why = same_run_files(wd, pristine, run)
+        out.result, out.detail = (RECOVERED, f"{out.detail} -> resumed; {why}") if same else (NOT_RECOVERED, why)
+    return out
+
+
 # ------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one, removed afterwards)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--workers", type=int, default=2, help="scenarios run at once (each in its own copy)")
-    ap.add_argument("--only", default=None, help="only scenarios whose name contains this text")
+    ap.add_argument("--only", nargs="+", default=None, help="only scenarios whose name contains one of these texts")
     ap.add_argument("--json", default=None, help="also write the outcomes and totals to this file")
+    ap.add_argument("--skip-interrupts", action="store_true", help="skip the kills (whole-workflow interrupts)")
     args = ap.parse_args(argv)
     t_start = time.time()
     work = Path(args.work or tempfile.mkdtemp(prefix="ftft-hardening-"))
@@ -728,7 +1012,7 @@ def main(argv=None) -> int:
             return o
 
         def selected(name: str) -> bool:
-            return args.only is None or args.only in name
+            return args.only is None or any(t in name for t in args.only)
 
         # phase 1: the uninterrupted run, and beside it (its many one-job stretches leave a core idle) the
         # config mistakes, bad rows and the odd working folder, which need no run outputs
@@ -752,9 +1036,15 @@ def main(argv=None) -> int:
         with ThreadPoolExecutor(2) as pool:
             base = pool.submit(baseline)
             side_outs = [timed(config_mistake, side, n) for n in CONFIG_MISTAKES if selected(n)]
+            side_outs += [timed(overlay_text, side, n) for n in OVERLAY_TEXT if selected(n)]
             side_outs += [timed(byo_rows, side, n) for n in BYO_ROWS if selected(n)]
             if selected("working directory"):
                 side_outs.append(timed(weird_working_dir, work))
+            if any(selected(n) for n in ARCHIVES):
+                build_archives(ROOT / "tests" / "fixtures", work / "releases")
+            side_outs += [timed(archive, side, work / "releases", n) for n in ARCHIVES if selected(n)]
+            if selected("paper grid with three times the seeds"):
+                side_outs.append(timed(planning_scale, work))
             base_s = base.result()
         outcomes += side_outs
         print(f"  uninterrupted run: {base_s:.0f} s", flush=True)
@@ -781,20 +1071,25 @@ def main(argv=None) -> int:
                     free.append(wd)
 
         with ThreadPoolExecutor(len(copies)) as pool:
-            kills = pool.submit(with_copy, kill_chain, args.only)
+            kills = pool.submit(with_copy, kill_chain, [] if args.skip_interrupts else args.only)
+            cases = [(corrupt, n) for n in CORRUPT] + [(hostile_label, n) for n in LABELS]
+            cases += [(disk_full, n) for n in DISK_FULL] + [(second_trainer, SECOND), (follow_advice, ADVICE_FOLLOWED)]
             futures = [
-                pool.submit(with_copy, lambda wd, p, n: timed(corrupt, wd, p, n), n) for n in CORRUPT if selected(n)
+                pool.submit(with_copy, lambda wd, p, fn, n: timed(fn, wd, p, n), fn, n)
+                for fn, n in cases
+                if selected(n)
             ]
             outcomes += [f.result() for f in futures]
             for o in kills.result():
                 print(f"  {o.result:>13}  {o.group}: {o.name}", flush=True)
                 outcomes.append(o)
     finally:
+        SECRET.unlink(missing_ok=True)
         if not args.keep and not args.work:
             shutil.rmtree(work, ignore_errors=True)
     total_s = time.time() - t_start
     report(outcomes, total_s, args.json)
-    return 0 if all(o.result in GOOD for o in outcomes) else 1
+    return 0 if all(o.result in (*GOOD, SKIPPED) for o in outcomes) else 1
 
 
 def report(outcomes: list[Outcome], total_s: float, json_path: str | None) -> None:
@@ -814,6 +1109,9 @@ def report(outcomes: list[Outcome], total_s: float, json_path: str | None) -> No
         "leftover partial outputs": c[LEFTOVER],
         "unclear errors": c[UNCLEAR],
         "accepted silently": c[ACCEPTED],
+        "injections (code ran, a file included, a script link)": c[INJECTION],
+        "planning not linear": c[SLOW],
+        "skipped (no tmpfs mount: not root)": c[SKIPPED],
         "interrupts tried": len(kills),
         "interrupts survived": sum(o.result == RECOVERED for o in kills),
         "wall time (s)": round(total_s),

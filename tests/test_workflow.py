@@ -495,6 +495,7 @@ def test_plan_inputs_and_params():
     cfg2["models"]["electra-base"]["lr"] = 1.0
     assert Plan(cfg2).train_spec(dm) == spec
     cfg2["training"].update(threads=4, log_every=3, eval_batch_size=8)  # nor do keys that change no result
+    cfg2["state_dir"] = ".elsewhere"  # (nor the state folder: no train param holds it)
     assert Plan(cfg2).train_spec(dm) == spec
     cfg2["models"]["deberta-v3-large"]["lr"] = 1.0
     assert Plan(cfg2).train_spec(dm) != spec

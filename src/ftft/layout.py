@@ -15,7 +15,6 @@ See docs/ARCHITECTURE.md ("Files on disk") for what each file holds.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 # --- below results/ -------------------------------------------------------------------------
@@ -185,4 +184,4 @@ def _opt(**fields) -> dict:
 
 
 def _run_fields(run) -> dict:
-    return {} if run is None else asdict(run)
+    return {} if run is None else run.fields()
