@@ -63,7 +63,7 @@ from test_download import symlink_zip, unsafe_zip  # noqa: E402 (the project's o
 from wfutil import SNAKEMAKE, make_copy  # noqa: E402
 
 from ftft import config as ftft_config  # noqa: E402
-from ftft import grid  # noqa: E402
+from ftft import grid, methods  # noqa: E402
 from ftft.layout import Layout  # noqa: E402
 
 EARLY, JOB, HANDLED, RECOVERED = "early", "job", "handled", "recovered"
@@ -128,7 +128,7 @@ SNAPSHOT = ("results", "resources", ".ftft-state", ".snakemake")
 CFG = ftft_config.load(ROOT / "workflow_config.yaml", ROOT / "config" / "demo.yaml", overrides=AUDIT)
 L = Layout.from_config(CFG)
 ERM = grid.Run("hsd", "tinybert", "erm")
-RUNS = {m: grid.Run("hsd", "tinybert", m, "none" if m in ("erm", "random") else "tinybert") for m in grid.METHODS}
+RUNS = {m: grid.Run("hsd", "tinybert", m, "none" if m in ("erm", "random") else "tinybert") for m in methods.run_methods()}
 assert set(RUNS.values()) == set(grid.all_runs(CFG)), "the audit config's runs changed: update RUNS"
 
 

@@ -27,8 +27,6 @@ from . import methods
 from .config import active_tasks, eval_entries, parse_fraction, task_entries  # noqa: F401 (task_entries: re-exported)
 from .layout import RUN_DIR
 
-METHODS = methods.run_methods()  # the paper's (``methods.REGISTRY`` is the live list)
-NEEDS_REF = tuple(m for m in METHODS if methods.get(m).needs_ref)
 FULL = "full"
 
 
