@@ -128,7 +128,9 @@ SNAPSHOT = ("results", "resources", ".ftft-state", ".snakemake")
 CFG = ftft_config.load(ROOT / "workflow_config.yaml", ROOT / "config" / "demo.yaml", overrides=AUDIT)
 L = Layout.from_config(CFG)
 ERM = grid.Run("hsd", "tinybert", "erm")
-RUNS = {m: grid.Run("hsd", "tinybert", m, "none" if m in ("erm", "random") else "tinybert") for m in methods.run_methods()}
+RUNS = {
+    m: grid.Run("hsd", "tinybert", m, "none" if m in ("erm", "random") else "tinybert") for m in methods.run_methods()
+}
 assert set(RUNS.values()) == set(grid.all_runs(CFG)), "the audit config's runs changed: update RUNS"
 
 
