@@ -923,11 +923,11 @@ def follow_advice(wd: Path, pristine: Path, name: str) -> Outcome:
     since, before = time.time(), files_under(wd)
     res = run_target(wd, DM_FILE)
     out.result, out.detail = classify_failure(res, wd, since, [TRAIN], before, [DM_FILE])
-    advice = re.search(r"add `(--force \S+)` to your snakemake command", res.stdout + res.stderr + logs_text(wd, since))
+    advice = re.search(r"add `(--force \S+)` right after `snakemake`", res.stdout + res.stderr + logs_text(wd, since))
     if out.result == JOB and not advice:
         out.result, out.detail = UNCLEAR, f"no --force advice: {out.detail}"
-    elif out.result == JOB:  # appended to the whole workflow's command (after a named target argparse refuses it)
-        res = smk(wd, "--cores", "2", *CONFIG_ARGS, *advice.group(1).split())
+    elif out.result == JOB:  # right after `snakemake`, in a command that names a target
+        res = smk(wd, *advice.group(1).split(), DM_FILE, "--cores", "2", *CONFIG_ARGS)
         res = run_target(wd, DM_FILE) if res.returncode == 0 else res
         import pandas as pd
 
