@@ -15,7 +15,8 @@ from .errors import DataError
 
 #: what to do about an unreadable file an earlier job of the workflow wrote (``{path}``: that file)
 REBUILD = (
-    "rebuild it: add `--force {path}` right after `snakemake` in your command (only the job that writes it runs; placed last it would split the command's targets), then run as before"
+    "rebuild it: add `--force {path}` right after `snakemake` in your command (only the job that writes it runs; "
+    "placed after the options it would split the command's targets), then run as before"
 )
 
 
