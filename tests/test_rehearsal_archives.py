@@ -21,46 +21,18 @@ pytestmark = pytest.mark.integration  # real training runs / subprocesses / serv
 
 FIX = Path(__file__).parent / "fixtures"
 
+_MNLI_ORIG = [f"MNLI/original/multinli_1.0_{s}.{e}" for s in ("dev_matched", "dev_mismatched", "train")
+              for e in ("jsonl", "txt")]  # fmt: skip
+_CAD = ["cad_codebook_april2021.pdf", "cad_v1.tsv", *(f"cad_v1_1{s}.tsv" for s in ("", "_dev", "_test", "_train")),
+        *(f"cad_v1_{s}.tsv" for s in ("dev", "test", "train")), "errata_v1_to_v1_1", "test/",
+        *(f"test/{n}.tsv" for n in ("test_data", "test_data_test", "test_predictions"))]  # fmt: skip
 MEMBERS = {
-    "MNLI.zip": [
-        "MNLI/",
-        "MNLI/README.txt",
-        "MNLI/dev_matched.tsv",
-        "MNLI/dev_mismatched.tsv",
-        "MNLI/original/",
-        "MNLI/original/multinli_1.0_dev_matched.jsonl",
-        "MNLI/original/multinli_1.0_dev_matched.txt",
-        "MNLI/original/multinli_1.0_dev_mismatched.jsonl",
-        "MNLI/original/multinli_1.0_dev_mismatched.txt",
-        "MNLI/original/multinli_1.0_train.jsonl",
-        "MNLI/original/multinli_1.0_train.txt",
-        "MNLI/test_matched.tsv",
-        "MNLI/test_mismatched.tsv",
-        "MNLI/train.tsv",
-    ],
-    "anli_v1.0.zip": [
-        "anli_v1.0/",
-        *(f"anli_v1.0/R{r}/{p}" for r in (1, 2, 3) for p in ("", "dev.jsonl", "test.jsonl", "train.jsonl")),
-        "anli_v1.0/README.txt",
-    ],
-    "data.zip": [
-        "data/",
-        "data/cad_codebook_april2021.pdf",
-        "data/cad_v1.tsv",
-        "data/cad_v1_1.tsv",
-        "data/cad_v1_1_dev.tsv",
-        "data/cad_v1_1_test.tsv",
-        "data/cad_v1_1_train.tsv",
-        "data/cad_v1_dev.tsv",
-        "data/cad_v1_test.tsv",
-        "data/cad_v1_train.tsv",
-        "data/errata_v1_to_v1_1",
-        "data/test/",
-        "data/test/test_data.tsv",
-        "data/test/test_data_test.tsv",
-        "data/test/test_predictions.tsv",
-    ],
-}
+    "MNLI.zip": ["MNLI/", "MNLI/README.txt", "MNLI/dev_matched.tsv", "MNLI/dev_mismatched.tsv", "MNLI/original/",
+                 *_MNLI_ORIG, "MNLI/test_matched.tsv", "MNLI/test_mismatched.tsv", "MNLI/train.tsv"],
+    "anli_v1.0.zip": ["anli_v1.0/", *(f"anli_v1.0/R{r}/{p}" for r in (1, 2, 3) for p in ("", "dev.jsonl", "test.jsonl",
+                      "train.jsonl")), "anli_v1.0/README.txt"],
+    "data.zip": ["data/", *(f"data/{n}" for n in _CAD)],
+}  # fmt: skip
 
 
 def sha(data: bytes) -> str:

@@ -1,13 +1,9 @@
 """Hub-faithful tiny stand-ins for the paper's nine hub models, installed in an offline HF cache.
 
-``build_hf_cache(hf_home, models=None) -> {hub_id: snapshot folder}`` writes, for every hub id (default:
-``HUB_IDS``), a tiny random-init checkpoint into huggingface_hub's cache layout under ``hf_home/hub`` (blobs named
-by sha256 for Git-LFS files, by git blob sha1 otherwise; relative snapshot links; ``refs/main``), under the
-revision ``workflow_config.yaml`` pins, so that ``HF_HOME=hf_home HF_HUB_OFFLINE=1`` loads it *by hub id* as a node
-with a pre-filled cache would. Faithful (sources: ``tests/fixtures/hub/README.md``): the repos' file names,
-``config.json`` keys and layout (only sizes shrunk), tokenizer kinds and settings, weight formats, stored dtypes
-and parameter names (pretraining heads, no classifier). Not faithful: random weights, vocabularies of a few
-hundred entries learnt from a generated corpus, placeholder files for formats the loader never reads.
+``build_hf_cache(hf_home)`` installs, under the revisions ``workflow_config.yaml`` pins, tiny random-init checkpoints in
+huggingface_hub's cache layout, so that ``HF_HUB_OFFLINE=1`` loads them by hub id. Faithful (sources:
+``tests/fixtures/hub/README.md``): file names, ``config.json`` keys and layout, tokenizer kinds and settings, weight
+formats, dtypes and parameter names. Not: the weights, the tiny vocabularies, placeholder files the loader never reads.
 Deterministic: the same inputs give byte-identical files.
 """
 
@@ -177,13 +173,9 @@ def install(hub_cache: Path, hub_id: str, files: dict[str, bytes], revision: str
 
 
 # ---------------------------------------------------------------- tokenizers
-def train_spm(texts: list[str], vocab_size: int = 400) -> bytes:
-    """A SentencePiece Unigram model with DeBERTa-v3's special pieces (deterministic, one thread)."""
-    return _train_spm(tuple(texts), vocab_size)
-
-
 @functools.lru_cache(maxsize=4)
-def _train_spm(texts: tuple[str, ...], vocab_size: int) -> bytes:
+def train_spm(texts: tuple[str, ...], vocab_size: int = 400) -> bytes:
+    """A SentencePiece Unigram model with DeBERTa-v3's special pieces (deterministic, one thread)."""
     import sentencepiece as spm
 
     buf = io.BytesIO()
@@ -194,12 +186,6 @@ def _train_spm(texts: tuple[str, ...], vocab_size: int) -> bytes:
         shuffle_input_sentence=False, minloglevel=2,
     )  # fmt: skip
     return buf.getvalue()
-
-
-def spm_size(model: bytes) -> int:
-    import sentencepiece as spm
-
-    return spm.SentencePieceProcessor(model_proto=model).get_piece_size()
 
 
 def wordpiece_vocab(texts: list[str], max_words: int = 300) -> list[str]:
@@ -363,8 +349,9 @@ def roberta_config(d: Dims, vocab_size: int) -> bytes:
 
 
 # ---------------------------------------------------------------- weights (published parameter names)
-def _encoder_state(config_bytes: bytes, seed: int) -> tuple[OrderedDict, object]:
-    """Random-init base model (no head) from the stand-in config; its state dict and config object."""
+def _encoder_state(config_bytes: bytes, seed: int, prefix: str):
+    """Random-init base model (no head) from the stand-in config: its state dict (names under ``prefix``), a head
+    generator, and the config object."""
     import torch
     from transformers import CONFIG_MAPPING, AutoModel
 
@@ -380,10 +367,10 @@ def _encoder_state(config_bytes: bytes, seed: int) -> tuple[OrderedDict, object]
     # load, and re-initialises instead, differs from the checkpoint
     gen = torch.Generator().manual_seed(seed + 1)
     state = OrderedDict(
-        (k, v.detach().clone() + 0.01 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v.clone())
+        (f"{prefix}.{k}", v.detach().clone() + 0.01 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v.clone())
         for k, v in model.state_dict().items()
-    )
-    return state, cfg
+    )  # fmt: skip
+    return state, torch.Generator().manual_seed(seed), cfg
 
 
 def _heads(gen, specs: list[tuple[str, tuple[int, ...], str]]) -> OrderedDict:
@@ -429,12 +416,8 @@ def _to_safetensors(state: OrderedDict) -> bytes:
 
 
 def deberta_v3_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
-    import torch
-
-    enc, cfg = _encoder_state(cfg_bytes, s.seed)
-    gen = torch.Generator().manual_seed(s.seed)
+    state, gen, cfg = _encoder_state(cfg_bytes, s.seed, "deberta")
     h, v = cfg.hidden_size, cfg.vocab_size
-    state = OrderedDict((f"deberta.{k}", t) for k, t in enc.items())
     state.update(_heads(gen, [*_linear("lm_predictions.lm_head.dense", h, h), *_norm("lm_predictions.lm_head.LayerNorm", h),
                               ("lm_predictions.lm_head.bias", (v,), "zeros"), *_linear("mask_predictions.dense", h, h),
                               *_norm("mask_predictions.LayerNorm", h), *_linear("mask_predictions.classifier", 1, h)]))  # fmt: skip
@@ -443,12 +426,8 @@ def deberta_v3_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
 
 
 def electra_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
-    import torch
-
-    enc, cfg = _encoder_state(cfg_bytes, s.seed)
-    gen = torch.Generator().manual_seed(s.seed)
+    state, gen, cfg = _encoder_state(cfg_bytes, s.seed, "electra")
     h, e = cfg.hidden_size, cfg.embedding_size
-    state = OrderedDict((f"electra.{k}", t) for k, t in enc.items())
     if "electra.embeddings_project.weight" not in state:
         # base / large: the 2020 conversion kept an (unused) embeddings_project although embedding == hidden
         state.update(_heads(gen, _linear("electra.embeddings_project", h, e)))
@@ -461,12 +440,8 @@ def electra_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
 
 
 def _bert_pretraining_state(cfg_bytes: bytes, s: StandIn) -> OrderedDict:
-    import torch
-
-    enc, cfg = _encoder_state(cfg_bytes, s.seed)
-    gen = torch.Generator().manual_seed(s.seed)
+    state, gen, cfg = _encoder_state(cfg_bytes, s.seed, "bert")
     h, v = cfg.hidden_size, cfg.vocab_size
-    state = OrderedDict((f"bert.{k}", t) for k, t in enc.items())
     heads = [("cls.predictions.bias", (v,), "zeros"), *_linear("cls.predictions.transform.dense", h, h),
              *_norm("cls.predictions.transform.LayerNorm", h)]  # fmt: skip
     state.update(_heads(gen, heads))
@@ -490,12 +465,8 @@ def bert_large_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
 
 
 def roberta_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
-    import torch
-
-    enc, cfg = _encoder_state(cfg_bytes, s.seed)
-    gen = torch.Generator().manual_seed(s.seed)
+    state, gen, cfg = _encoder_state(cfg_bytes, s.seed, "roberta")
     h, v = cfg.hidden_size, cfg.vocab_size
-    state = OrderedDict((f"roberta.{k}", t) for k, t in enc.items())
     state.update(
         _heads(gen, [("lm_head.bias", (v,), "zeros"), *_linear("lm_head.dense", h, h), *_norm("lm_head.layer_norm", h)])
     )
@@ -510,8 +481,11 @@ def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, byte
     texts = corpus() if texts is None else texts
     files: dict[str, bytes] = {}
     if s.family == "deberta-v3":
-        spm_model = train_spm(texts)
-        cfg = deberta_v3_config(s.dims, spm_size(spm_model) + DEBERTA_EXTRA_VOCAB)
+        import sentencepiece
+
+        spm_model = train_spm(tuple(texts))
+        n_pieces = sentencepiece.SentencePieceProcessor(model_proto=spm_model).get_piece_size()
+        cfg = deberta_v3_config(s.dims, n_pieces + DEBERTA_EXTRA_VOCAB)
         files.update(
             {"spm.model": spm_model, "tokenizer_config.json": DEBERTA_TOKENIZER_CONFIG.encode(), "config.json": cfg}
         )
