@@ -189,27 +189,9 @@ def test_relative_bootstrap_matches_direct_loop():
 # --------------------------------------------------------------------------- Spearman
 
 
-def avg_ranks(a) -> list[float]:
-    """1-based ranks, ties get the mean of their positions (computed by hand)."""
-    order = sorted(range(len(a)), key=lambda i: a[i])
-    ranks = [0.0] * len(a)
-    i = 0
-    while i < len(a):
-        j = i
-        while j + 1 < len(a) and a[order[j + 1]] == a[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
 def direct_spearman(x, y) -> float:
-    rx, ry = avg_ranks(list(x)), avg_ranks(list(y))
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    num = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    den = (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
-    return num / den
+    """The reference: scipy's Spearman (average ranks for ties)."""
+    return float(pytest.importorskip("scipy.stats").spearmanr(x, y).statistic)
 
 
 @pytest.mark.parametrize(
