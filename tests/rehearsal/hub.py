@@ -131,17 +131,9 @@ def blob_id(name: str, data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def repo_folder(hub_id: str) -> str:
-    return "models--" + hub_id.replace("/", "--")
-
-
 def _write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and path.read_bytes() == data:
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    path.write_bytes(data)
 
 
 def pinned_revisions() -> dict[str, str]:
@@ -154,7 +146,7 @@ def pinned_revisions() -> dict[str, str]:
 
 def install(hub_cache: Path, hub_id: str, files: dict[str, bytes], revision: str) -> Path:
     """Install ``files`` as the snapshot ``revision`` of ``hub_id`` in the cache folder ``hub_cache``."""
-    repo = hub_cache / repo_folder(hub_id)
+    repo = hub_cache / ("models--" + hub_id.replace("/", "--"))
     ids = {name: blob_id(name, data) for name, data in files.items()}
     snapshot = repo / "snapshots" / revision
     for name, data in sorted(files.items()):
@@ -162,12 +154,8 @@ def install(hub_cache: Path, hub_id: str, files: dict[str, bytes], revision: str
         _write_bytes(blob, data)
         link = snapshot / name
         link.parent.mkdir(parents=True, exist_ok=True)
-        target = os.path.relpath(blob, link.parent)
-        if link.is_symlink() and os.readlink(link) == target:
-            continue
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        os.symlink(target, link)
+        link.unlink(missing_ok=True)  # a rebuild replaces it
+        os.symlink(os.path.relpath(blob, link.parent), link)
     _write_bytes(repo / "refs" / "main", revision.encode())
     return snapshot
 
@@ -208,15 +196,11 @@ def bert_tokenizer_json(vocab: list[str]) -> bytes:
 
     ids = {t: i for i, t in enumerate(vocab)}
     tok = Tokenizer(models.WordPiece(ids, unk_token="[UNK]", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
-    )
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS]:0 $A:0 [SEP]:0",
-        pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
-    )
+    specials = [("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])]
+    single, pair = "[CLS]:0 $A:0 [SEP]:0", "[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1"
+    tok.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials)
     tok.decoder = decoders.WordPiece(prefix="##")
     tok.add_special_tokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
     return tok.to_str().encode()
@@ -289,12 +273,10 @@ def roberta_tokenizer_files(texts: list[str]) -> tuple[dict[str, bytes], int]:
     tok.add_special_tokens(
         [AddedToken(t, special=True) for t in ROBERTA_SPECIALS] + [AddedToken("<mask>", lstrip=True, special=True)]
     )
-    files = {
-        "vocab.json": json.dumps(vocab, ensure_ascii=False).encode(),
-        "merges.txt": ("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)).encode(),
-        "tokenizer.json": tok.to_str().encode(),
-    }
-    return files, len(vocab)
+    merges_txt = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
+    files = {"vocab.json": json.dumps(vocab, ensure_ascii=False), "merges.txt": merges_txt}
+    files["tokenizer.json"] = tok.to_str()
+    return {k: v.encode() for k, v in files.items()}, len(vocab)
 
 
 # ---------------------------------------------------------------- config.json (published key sets and layout)
