@@ -390,11 +390,14 @@ def test_cad_static_column_disagreement_and_unmapped_labels(tmp_path):
         e(90014, "", "Neutral", "SYNTHETIC no id", na),
     ]
     (tmp_path / "b").mkdir()
-    df2, summary2 = normalise("cad", copy_cad(tmp_path / "b", crash))
+    with open(copy_cad(tmp_path / "b", crash) / "cad_v1_1.tsv", "a") as fh:
+        fh.write("cad_99999\tonly\tthree\n")  # a row with too few columns
+    df2, summary2 = normalise("cad", tmp_path / "b" / "cad")
     check_accounting(df2, summary2)
     base, _ = normalise("cad", FIX / "cad")
     assert df2.equals(base)  # dropped before the shuffle: the same instances, folds and order
-    for reason, n in {"unmapped_label": 1, "missing_text": 2, "line_break_in_text": 1, "missing_uid": 1}.items():
+    dropped = {"unmapped_label": 1, "missing_text": 2, "line_break_in_text": 1, "missing_uid": 1, "bad_column_count": 1}
+    for reason, n in dropped.items():
         assert summary2["dropped"][reason] == n, reason
     assert any("LABEL_TO_ID" in w and "CounterSpeech" in w for w in summary2["warnings"])
 

@@ -69,16 +69,13 @@ def test_metrics_by_hand_over_complete_epochs(dyn, dyn_path):
     assert datamap.compute(dyn, epochs=2)["confidence"].iloc[0] == pytest.approx(0.375)
 
 
-def test_fewer_than_two_complete_epochs_is_an_error(tmp_path):
+def test_malformed_dynamics_or_fewer_than_two_complete_epochs(tmp_path):
     path = tmp_path / "dynamics.npz"
     datamap.save_dynamics(path, UIDS, LABELS, PROBS[:2], [SEEN[0], [True, False, True, True]])
     dyn = datamap.load_dynamics(path)
     assert dyn.complete_epochs == 1
     with pytest.raises(DataError, match=str(path)):
         datamap.compute(dyn)
-
-
-def test_malformed_dynamics(tmp_path):
     with pytest.raises(DataError, match="not found"):
         datamap.load_dynamics(tmp_path / "missing.npz")
     bad = tmp_path / "bad.npz"
@@ -154,12 +151,6 @@ def test_ptrue_curves(dyn):
     np.testing.assert_allclose(rest["median_ptrue"], [0.75, 0.5, 0.75])
 
 
-def test_plot(tmp_path, dyn):
-    out = tmp_path / "map.png"
-    datamap.plot(datamap.compute(dyn), out, "toy data map")
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_cli_datamap(tmp_path, dyn_path):
     from ftft.cli import main
 
@@ -170,7 +161,7 @@ def test_cli_datamap(tmp_path, dyn_path):
     df = pd.read_parquet(out)
     assert list(df.columns) == ["uid", "label", *datamap.METRICS, *datamap.CATEGORIES]
     assert list(df.loc[df["ambiguous"], "uid"]) == ["a"]
-    assert png.is_file()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["datamap", "--run-dir", str(tmp_path / "nope"), "--out", str(out), "--q", "0.25"]) == 1
 
 

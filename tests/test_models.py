@@ -79,7 +79,7 @@ def test_reload_and_forward_pair(built, demo_frames, family, num_labels):
     assert all(torch.equal(saved[k], state[f"{prefix}.{k}"]) for k in shared)
 
 
-def test_same_key_same_weights_other_key_differs(tmp_path, corpus):
+def test_same_key_same_weights_other_key_differs_and_a_rebuild_overwrites(tmp_path, corpus):
     a = models.build_demo_model("electra-small", "electra", "small", corpus, tmp_path / "a")
     b = models.build_demo_model("electra-small", "electra", "small", corpus, tmp_path / "b")
     c = models.build_demo_model("electra-base", "electra", "small", corpus, tmp_path / "c")
@@ -87,14 +87,10 @@ def test_same_key_same_weights_other_key_differs(tmp_path, corpus):
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
     assert (a / "tokenizer.json").read_text() == (b / "tokenizer.json").read_text()
-
-
-def test_build_is_atomic_and_overwrites(tmp_path, corpus):
-    out = tmp_path / "m"
-    models.build_demo_model("k", "bert", "tiny", corpus, out)
-    models.build_demo_model("k", "bert", "small", corpus, out)
-    assert json.loads((out / "config.json").read_text())["hidden_size"] == models.DEMO_ARCH["small"]["hidden"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp dirs left behind
+    models.build_demo_model("k", "bert", "tiny", corpus, c)  # over another model: replaced, no temp dirs left
+    cfg = json.loads((c / "config.json").read_text())
+    assert (cfg["model_type"], cfg["hidden_size"]) == ("bert", models.DEMO_ARCH["tiny"]["hidden"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]
 
 
 def test_cli_builds_several_models_in_one_process(tmp_path, demo_frames, capsys):

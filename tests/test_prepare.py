@@ -173,19 +173,6 @@ def test_anli_malformed_lines_are_counted(tmp_path):
     assert summary["dropped"] == {"unknown_label": 1, "missing_text": 1, "duplicate_uid": 1, "bad_json": 1}
 
 
-# --------------------------------------------------------------------------- CAD
-
-
-def test_cad_bad_column_count_is_counted(tmp_path):
-    """CAD through Ramponi & Tonelli's pipeline: test_cad.py."""
-    raw = copy_fixture("cad", tmp_path)
-    with open(raw / "cad_v1_1.tsv", "a") as fh:
-        fh.write("cad_99999\tonly\tthree\n")
-    df, summary = normalise("cad", raw)
-    check_common(df, summary, schema.HSD_LABELS)
-    assert summary["dropped"]["bad_column_count"] == 1 and len(df) == 94
-
-
 # --------------------------------------------------------------------------- DynaHate
 
 
