@@ -236,9 +236,6 @@ def assert_same_as_reference(df, ref):
         assert part["labels"].tolist() == [id_to_label[int(lab)] for lab, _ in ref[f"{split}-mc"]], split
 
 
-# --------------------------------------------------------------------------- StratifiedKFold
-
-
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
 def test_stratified_folds_match_sklearn():
     sk = pytest.importorskip("sklearn.model_selection")
@@ -263,9 +260,6 @@ def test_stratified_folds_errors():
         with pytest.raises(ValueError):
             list(sk.StratifiedKFold(n_splits=10).split(np.zeros(len(y)), y))
     assert sorted(Counter(stratified_test_folds([0] * 10 + [1] * 3, 10)).values()) == [1] * 7 + [2] * 3
-
-
-# --------------------------------------------------------------------------- the fixture
 
 
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
@@ -342,9 +336,6 @@ def test_cad_fixture_cleaning():
     assert row(df, "syc1204")["text_a"] == row(df, "syc9104")["text_a"] == "lol"
 
 
-# --------------------------------------------------------------------------- edge cases
-
-
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
 def test_cad_static_column_disagreement_and_unmapped_labels(tmp_path):
     """Rows of one entry that differ in a static column are separate instances (R&T's groupby)."""
@@ -417,9 +408,6 @@ def test_cad_bad_input_errors(tmp_path):
     (raw / "cad_v1_1.tsv").write_text("\n".join(lines[:8]) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"cad_v1_1\.tsv.*annotation_Primary.*10 stratified folds"):
         normalise("cad", raw)
-
-
-# --------------------------------------------------------------------------- clean_text
 
 
 @pytest.mark.parametrize(

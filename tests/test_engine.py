@@ -87,9 +87,6 @@ def _tiny_model(toy):
     return model, load_tokenized(toy["data"], [], tok.pad_token_id)[0], tok
 
 
-# ------------------------------------------------------------------------------ a plain run
-
-
 def test_erm_learns_beyond_majority_baseline(erm):
     rec = erm["record"]
     assert rec["status"] == "ok" and rec["failure_reason"] is None
@@ -152,9 +149,6 @@ def test_run_record(erm):
     assert not erm["state"].exists()  # state deleted after a successful finish
 
 
-# ------------------------------------------------------------------------------ resumption
-
-
 @pytest.mark.parametrize(("steps", "kill"), [(STEPS, 3), (50, 1)], ids=["resumes", "state-of-another-spec"])
 def test_killed_run_reruns_to_identical_outputs(toy, erm, steps, kill):
     """Killed after a checkpoint, run again: the uninterrupted run's outputs, resumed (same spec) or afresh."""
@@ -186,9 +180,6 @@ def test_full_disk_at_the_end_keeps_the_finished_training(toy, erm, monkeypatch,
         train(_spec(toy), toy["data"], out, state)
     assert f"at step {STEPS}" in caplog.text
     _assert_same_outputs(_outputs(out), erm)
-
-
-# ------------------------------------------------------------------------------ subsets, weights, PoE
 
 
 def _write_subset(path: Path, uids, weight=None, bias_logp=None, **columns) -> Path:
@@ -337,9 +328,6 @@ def test_run_whose_reference_failed_is_recorded_failed_without_training(toy, tmp
     assert got["record"]["steps_done"] == 0 and len(got["metrics"]) == 0 and len(got["predictions"]) == 0
 
 
-# ------------------------------------------------------------------------------ batches and evaluation
-
-
 def test_training_batches_are_the_tokenizer_output_in_the_seeded_order(toy):
     """The loader's batches: each pass the seeded permutation, cut into batches of micro-batches that hold what
     tokenising each pair and padding it gives; a resumed run's loader starts at its (epoch, batch)."""
@@ -404,9 +392,6 @@ def test_evaluation_in_length_order_writes_back_in_data_order(toy):
     assert not np.allclose(in_length_order, one, rtol=1e-5, atol=1e-6)  # the order is restored, not a no-op
 
 
-# ------------------------------------------------------------------------------ failures
-
-
 def test_nonfinite_loss_marks_run_failed(toy, tmp_path):
     spec = {**_spec(toy, steps=20, checkpoints=4), "debug": {"nan_at_step": 7}}
     out, state = tmp_path / "out", tmp_path / "st"
@@ -425,9 +410,6 @@ def test_score_at_majority_baseline_marks_run_failed(toy, tmp_path):
     rec = train(_spec(toy, steps=6, checkpoints=1), data, tmp_path / "out", tmp_path / "st")
     assert rec["status"] == "failed" and "majority-class baseline 1.0000" in rec["failure_reason"]
     assert f"{rec['final']['score']:.4f}" in rec["failure_reason"]
-
-
-# ------------------------------------------------------------------------------ the spec
 
 
 def test_make_spec_fields(toy):

@@ -55,7 +55,6 @@ def hf_cache(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     return home, standins.build_hf_cache(home)
 
 
-# ---------------------------------------------------------------- loading by hub id, offline
 LOAD_SCRIPT = """
     import json, os, sys
     import torch
@@ -154,7 +153,6 @@ def test_missing_model_offline_names_id_and_fetch_command(offline_loads):
     assert wrong is not None and f"ftft fetch-models --model prajjwal1/bert-tiny@{'0' * 40}" in wrong
 
 
-# ---------------------------------------------------------------- sentencepiece / protobuf
 SPM_SCRIPT = """
     import json
     from ftft.errors import ModelError
@@ -188,7 +186,6 @@ def test_missing_sentencepiece_or_protobuf_is_a_clear_error(hf_cache, tmp_path, 
     assert " and ".join(missing[m] for m in blocked) + " cannot be imported" in err
 
 
-# ---------------------------------------------------------------- ftft fetch-models
 FETCH_SCRIPT = """
     import json, sys
     from ftft import cli, modeling
@@ -237,7 +234,6 @@ def test_fetch_models_offline_verifies_the_cache(hf_cache, tmp_path):
     assert present == str(snaps["bert-large-uncased"])
 
 
-# ---------------------------------------------------------------- what fetch-models downloads
 # the repos' main file lists (tests/fixtures/hub/README.md), as the stand-ins copy them
 REPO_FILES = {hub_id: list(s.files) for hub_id, s in standins.STANDINS.items()}
 

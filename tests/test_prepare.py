@@ -54,9 +54,6 @@ def row(df, uid):
     return hit.iloc[0]
 
 
-# --------------------------------------------------------------------------- MNLI
-
-
 def test_mnli_fixture():
     df, summary = normalise("mnli", FIX / "mnli")
     check_common(df, summary, schema.NLI_LABELS)
@@ -84,9 +81,6 @@ def test_mnli_fixture():
     assert any("validation_matched" in w and "9815" in w for w in summary["warnings"])
 
 
-# --------------------------------------------------------------------------- WANLI
-
-
 def test_wanli_fixture():
     df, summary = normalise("wanli", FIX / "wanli")
     check_common(df, summary, schema.NLI_LABELS)
@@ -102,9 +96,6 @@ def test_wanli_fixture():
     r = row(df, "322151")  # test file: pairID is an int there, coerced to str
     assert r["split"] == "test" and r["label"] == NLI["neutral"] and r["pair_id"] == "299582"
     assert set(df["genre"]) == {"generated", "generated_revised"}
-
-
-# --------------------------------------------------------------------------- ANLI
 
 
 def test_anli_fixture():
@@ -124,9 +115,6 @@ def test_anli_fixture():
     assert r["text_b"] == first["hypothesis"] and r["label"] == NLI["contradiction"]
     assert not any(s.startswith("train") for s in summary["splits"])  # no train fixtures
     assert any("train_r1" in w and "missing" in w for w in summary["warnings"])
-
-
-# --------------------------------------------------------------------------- DynaHate
 
 
 def test_dynahate_fixture():
@@ -199,9 +187,6 @@ def test_malformed_rows_are_dropped_and_counted(tmp_path, source):
     df, summary = normalise(source, raw)
     check_common(df, summary, schema.HSD_LABELS if source == "dynahate" else schema.NLI_LABELS)
     assert summary["dropped"] == dropped and summary["splits"] == normalise(source, FIX / source)[1]["splits"]
-
-
-# --------------------------------------------------------------------------- CLI and errors
 
 
 def test_prepare_cli_writes_parquet_and_summary(tmp_path):

@@ -62,9 +62,6 @@ def small_data():
     return preds_a, preds_b, labels
 
 
-# --------------------------------------------------------------------------- MultiBootstrap
-
-
 @pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
 def test_matches_direct_loop(small_data, metric):
     preds_a, preds_b, labels = small_data
@@ -152,9 +149,6 @@ def test_bad_input():
         stats.multibootstrap(np.zeros((0, 3), int), np.zeros((1, 3), int), np.zeros(3, int))
 
 
-# --------------------------------------------------------------------------- halting curves
-
-
 def test_relative_bootstrap_sign_and_values():
     """A reaches its full score at the halting point, B only about half of it: rel(A) - rel(B) > 0."""
     rng = np.random.default_rng(2)
@@ -184,9 +178,6 @@ def test_relative_bootstrap_matches_direct_loop():
         systems, y, "accuracy", 40, 3, lambda a_at, a_full, b_at, b_full: a_at / a_full - b_at / b_full
     )
     np.testing.assert_allclose(d, expect, atol=1e-12)
-
-
-# --------------------------------------------------------------------------- Spearman
 
 
 def direct_spearman(x, y) -> float:

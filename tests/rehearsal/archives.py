@@ -118,8 +118,6 @@ def placeholder_pdf(title: str) -> bytes:
     return out.getvalue()
 
 
-# --------------------------------------------------------------------------- MNLI (GLUE)
-
 MNLI_TSVS = ("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv", "test_matched.tsv", "test_mismatched.tsv")
 MULTINLI_TXT_COLUMNS = (
     "gold_label sentence1_binary_parse sentence2_binary_parse sentence1_parse sentence2_parse sentence1 sentence2 "
@@ -156,9 +154,6 @@ def mnli_members(fix: Path) -> list[tuple[str, bytes]]:
     return files
 
 
-# --------------------------------------------------------------------------- ANLI
-
-
 def anli_train_from_dev(dev: bytes, rnd: int) -> bytes:
     """Placeholder ``train.jsonl`` for a round: its dev rows with new uids and a train tag."""
     lines = []
@@ -183,9 +178,6 @@ def anli_members(fix: Path) -> list[tuple[str, bytes]]:
     return files
 
 
-# --------------------------------------------------------------------------- CAD (Zenodo data.zip)
-
-
 def cad_members(fix: Path) -> list[tuple[str, bytes]]:
     v11 = {name: (fix / name).read_bytes() for name in ("cad_v1_1.tsv", *(f"cad_v1_1_{s}.tsv" for s in SPLITS))}
     files = [(f"data/{name}", data) for name, data in v11.items()]
@@ -198,9 +190,6 @@ def cad_members(fix: Path) -> list[tuple[str, bytes]]:
     for name in ("test_data.tsv", "test_data_test.tsv", "test_predictions.tsv"):
         files.append((f"data/test/{name}", placeholder("the authors' unit-test data", f"data/test/{name}")))
     return files
-
-
-# --------------------------------------------------------------------------- all five
 
 
 def build_archives(fixtures_dir: str | Path, out_dir: str | Path, config: str | Path = CONFIG) -> dict[str, str]:
@@ -222,9 +211,6 @@ def build_archives(fixtures_dir: str | Path, out_dir: str | Path, config: str | 
         put(f"{url_path(urls['wanli']).rstrip('/')}/{name}", lambda t, n=name: shutil.copyfile(fix / "wanli" / n, t))
     put(url_path(urls["dynahate"]), lambda t: shutil.copyfile(fix / "dynahate" / DYNAHATE_CSV, t))
     return written
-
-
-# --------------------------------------------------------------------------- the server
 
 
 class ReleaseHandler(http.server.BaseHTTPRequestHandler):

@@ -98,7 +98,6 @@ BERT_SPECIALS = ["[PAD]"] + [f"[unused{i}]" for i in range(5)] + ["[UNK]", "[CLS
 ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 
 
-# ---------------------------------------------------------------- corpus
 _NAMES = ["Alice", "Bob", "Carol", "David", "Emma", "Frank", "Paris", "London", "Berlin", "Monday", "Friday"]
 _NOUNS = "man woman child dog cat bird fence car house garden river city teacher doctor painter book letter song table window".split()
 _VERBS = "paints painted painting sees saw seeing walks walked walking reads read reading builds built building opens opened".split()
@@ -123,7 +122,6 @@ def corpus(n: int = 600, seed: int = 2310) -> list[str]:
     return out
 
 
-# ---------------------------------------------------------------- hashing / cache layout
 def blob_id(name: str, data: bytes) -> str:
     """The etag huggingface_hub names the blob by: sha256 for LFS files, the git blob sha1 otherwise."""
     if name.endswith(LFS_SUFFIXES):
@@ -160,7 +158,6 @@ def install(hub_cache: Path, hub_id: str, files: dict[str, bytes], revision: str
     return snapshot
 
 
-# ---------------------------------------------------------------- tokenizers
 @functools.lru_cache(maxsize=4)
 def train_spm(texts: tuple[str, ...], vocab_size: int = 400) -> bytes:
     """A SentencePiece Unigram model with DeBERTa-v3's special pieces (deterministic, one thread)."""
@@ -456,7 +453,6 @@ def roberta_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
     return {"pytorch_model.bin": _to_bin(state), "model.safetensors": _to_safetensors(state)}
 
 
-# ---------------------------------------------------------------- per-model file sets
 def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, bytes]:
     """Every file of the stand-in for ``hub_id`` (name -> bytes), exactly the real repo's file names."""
     s = STANDINS[hub_id]
