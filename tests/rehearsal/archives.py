@@ -223,44 +223,30 @@ class ReleaseHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # quiet
         pass
 
-    def _target(self) -> tuple[Path | None, str]:
+    def do_GET(self, body: bool = True) -> None:
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
         with self.lock:
             self.requests.append(path)
-        if path.startswith(CDN_PREFIX + "/"):
-            path = path[len(CDN_PREFIX) + 1 :]
+        cdn, path = path.startswith(CDN_PREFIX + "/"), path.removeprefix(CDN_PREFIX + "/")
         target = (self.root / path).resolve()
         if not target.is_file() or not target.is_relative_to(self.root):
-            return None, path
-        return target, path
-
-    def _answer(self, body: bool) -> None:
-        target, path = self._target()
-        if target is None:
-            self.send_error(404, "Not Found")
-            return
-        if "/resolve/" in path and not self.path.lstrip("/").startswith(CDN_PREFIX):
-            # the hub answers large files with a redirect to its CDN
+            return self.send_error(404, "Not Found")
+        if "/resolve/" in path and not cdn:  # the hub answers large files with a redirect to its CDN
             self.send_response(302)
-            self.send_header("Location", "/" + CDN_PREFIX + "/" + urllib.parse.quote(path))
+            self.send_header("Location", f"/{CDN_PREFIX}/{urllib.parse.quote(path)}")
             self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        size = target.stat().st_size
+            return self.end_headers()
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(size))
+        self.send_header("Content-Length", str(target.stat().st_size))
         self.send_header("Content-Disposition", f"attachment; filename*=UTF-8''{urllib.parse.quote(target.name)}")
         self.end_headers()
         if body:
             with open(target, "rb") as fh:
                 shutil.copyfileobj(fh, self.wfile)
 
-    def do_GET(self) -> None:
-        self._answer(body=True)
-
     def do_HEAD(self) -> None:
-        self._answer(body=False)
+        self.do_GET(body=False)
 
 
 @contextlib.contextmanager
