@@ -311,31 +311,6 @@ def row(df, uid):
     return hit.iloc[0]
 
 
-def test_cad_fixture_cleaning():
-    df, _ = normalise("cad", FIX / "cad")
-    texts = df["text_a"]
-    masks = texts.str.lower().str.replace("[url]", "[URL]").str.replace("[user]", "[USER]")
-    assert (texts == masks.str.replace("[email]", "[EMAIL]")).all()
-    assert not texts.str.contains("[linebreak]", regex=False).any()
-    assert not texts.str.contains(r"[\n\t\xa0\u200d]|https?://|/u/|/r/|&amp;").any()
-    assert (texts == texts.str.rstrip()).all()
-    want = {
-        "syab18-post": "synthetic placeholder post body with a link [URL] and a user [USER]",
-        "syac05-post": "synthetic placeholder post: i was banned from [USER] for posting a recipe.   thoughts?",
-        "syae03-post": ". synthetic placeholder long post about a documentary.         second paragraph with a described link .",
-        "syab18-title": "synthetic placeholder title: fan fiction tropes & clichés",
-        "syc9101": "synthetic placeholder comment: game night was fun board game night tbt",
-        "syc9102": "synthetic placeholder comment: write to [EMAIL] or see [URL] (or [URL])",
-        "syc9105": "synthetic placeholder pda: you are a placeholder (fake 17), see this thread <3 \U0001f469 \U0001f4bb",
-        "syc1205": "synthetic placeholder neutral: backslash test c:\\temp\\file and _underscore",
-        "syc8101": "synthetic placeholder comment with *markdown* and an escaped * asterisk",
-        "syc8107": "emoji test \U0001f600 and non-ascii naïve café",
-    }  # fmt: skip
-    assert {uid: row(df, uid)["text_a"] for uid in want} == want
-    # R&T quirk: "lol" and "lol [linebreak]" are different dedup keys, the same text in the end
-    assert row(df, "syc1204")["text_a"] == row(df, "syc9104")["text_a"] == "lol"
-
-
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
 def test_cad_static_column_disagreement_and_unmapped_labels(tmp_path):
     """Rows of one entry that differ in a static column are separate instances (R&T's groupby)."""
