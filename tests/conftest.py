@@ -36,14 +36,16 @@ def demo_frames():
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, demo_frames) -> Path:
+def demo_texts(demo_frames) -> list[str]:
+    return [t for df in demo_frames.values() for t in [*df["text_a"], *df["text_b"].dropna()]]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, demo_texts) -> Path:
     from ftft.models import build_demo_model
 
-    texts = []
-    for df in demo_frames.values():
-        texts += df["text_a"].tolist() + df["text_b"].dropna().tolist()
     out = tmp_path_factory.mktemp("models") / "tinybert"
-    build_demo_model("tinybert", "bert", "tiny", texts, out)
+    build_demo_model("tinybert", "bert", "tiny", demo_texts, out)
     return out
 
 

@@ -18,18 +18,10 @@ pytestmark = pytest.mark.integration  # real training runs / subprocesses / serv
 
 
 @pytest.fixture(scope="module")
-def corpus(demo_frames):
-    texts = []
-    for df in demo_frames.values():
-        texts += df["text_a"].tolist() + df["text_b"].dropna().tolist()
-    return texts
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, corpus):
+def built(tmp_path_factory, demo_texts):
     root = tmp_path_factory.mktemp("demo_models")
     return {
-        (fam, size): models.build_demo_model(f"m-{fam}-{size}", fam, size, corpus, root / f"{fam}-{size}")
+        (fam, size): models.build_demo_model(f"m-{fam}-{size}", fam, size, demo_texts, root / f"{fam}-{size}")
         for fam in models.FAMILIES
         for size in models.SIZES
     }
@@ -79,15 +71,15 @@ def test_reload_and_forward_pair(built, demo_frames, family, num_labels):
     assert all(torch.equal(saved[k], state[f"{prefix}.{k}"]) for k in shared)
 
 
-def test_same_key_same_weights_other_key_differs_and_a_rebuild_overwrites(tmp_path, corpus):
-    a = models.build_demo_model("electra-small", "electra", "small", corpus, tmp_path / "a")
-    b = models.build_demo_model("electra-small", "electra", "small", corpus, tmp_path / "b")
-    c = models.build_demo_model("electra-base", "electra", "small", corpus, tmp_path / "c")
+def test_same_key_same_weights_other_key_differs_and_a_rebuild_overwrites(tmp_path, demo_texts):
+    a = models.build_demo_model("electra-small", "electra", "small", demo_texts, tmp_path / "a")
+    b = models.build_demo_model("electra-small", "electra", "small", demo_texts, tmp_path / "b")
+    c = models.build_demo_model("electra-base", "electra", "small", demo_texts, tmp_path / "c")
     wa, wb, wc = (load_file(str(p / "model.safetensors")) for p in (a, b, c))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
     assert (a / "tokenizer.json").read_text() == (b / "tokenizer.json").read_text()
-    models.build_demo_model("k", "bert", "tiny", corpus, c)  # over another model: replaced, no temp dirs left
+    models.build_demo_model("k", "bert", "tiny", demo_texts, c)  # over another model: replaced, no temp dirs left
     cfg = json.loads((c / "config.json").read_text())
     assert (cfg["model_type"], cfg["hidden_size"]) == ("bert", models.DEMO_ARCH["tiny"]["hidden"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]
@@ -110,11 +102,11 @@ def test_cli_builds_several_models_in_one_process(tmp_path, demo_frames, capsys)
     assert captured.out.strip() == ""  # no progress bars / blank lines from the trainers
 
 
-def test_errors_name_the_problem(tmp_path, corpus):
+def test_errors_name_the_problem(tmp_path, demo_texts):
     with pytest.raises(ModelError, match="family"):
-        models.build_demo_model("k", "gpt2", "tiny", corpus, tmp_path / "x")
+        models.build_demo_model("k", "gpt2", "tiny", demo_texts, tmp_path / "x")
     with pytest.raises(ModelError, match="size"):
-        models.build_demo_model("k", "bert", "huge", corpus, tmp_path / "x")
+        models.build_demo_model("k", "bert", "huge", demo_texts, tmp_path / "x")
     with pytest.raises(ModelError, match="not found"):
         load_tokenizer_and_model(str(tmp_path / "missing"), 2)
     with pytest.raises(ModelError, match="not found"):

@@ -78,18 +78,16 @@ def _node_gpus() -> int:
 class JobWatcher(threading.Thread):
     """Snapshots `scontrol show job` every few seconds: finished jobs leave it after MinJobAge (300 s)."""
 
-    def __init__(self, interval: float = 5.0):
+    def __init__(self):
         super().__init__(daemon=True)
         self.jobs: dict[str, dict[str, str]] = {}
-        self.interval = interval
         self.stop = threading.Event()
 
     def snapshot(self) -> None:
-        for job in [j for j in _scontrol("job") if j.get("JobId")]:
-            self.jobs[job["JobId"]] = job  # the latest view of each job (final state wins)
+        self.jobs |= {j["JobId"]: j for j in _scontrol("job") if j.get("JobId")}  # the latest view wins
 
     def run(self) -> None:
-        while not self.stop.wait(self.interval):
+        while not self.stop.wait(5.0):
             self.snapshot()
 
     def finish(self) -> dict[str, dict[str, str]]:
