@@ -32,16 +32,9 @@ SEEN = [[True] * 4, [True] * 4, [True] * 4, [True, False, True, False]]
 #   b: p_true .75 .25 .5   -> conf .5,   var sqrt(1/24);                        correct T F T; forgets 1
 #   c: p_true .125 x3      -> conf .125, var 0;                                 correct F F F; forgets 0
 #   d: p_true .875 .5 .875 -> conf .75,  var sqrt((1/64+1/16+1/64)/3) = sqrt(1/32); correct T T T; forgets 0
-EXPECTED = pd.DataFrame(
-    {
-        "uid": UIDS,
-        "label": LABELS,
-        "confidence": [0.5, 0.5, 0.125, 0.75],
-        "variability": [math.sqrt(1 / 24), math.sqrt(1 / 24), 0.0, math.sqrt(1 / 32)],
-        "correctness": [2 / 3, 2 / 3, 0.0, 1.0],
-        "forgetfulness": [0, 1, 0, 0],
-    }
-)
+EXPECTED = pd.DataFrame({"uid": UIDS, "label": LABELS, "confidence": [0.5, 0.5, 0.125, 0.75],
+                         "variability": [math.sqrt(1 / 24), math.sqrt(1 / 24), 0.0, math.sqrt(1 / 32)],
+                         "correctness": [2 / 3, 2 / 3, 0.0, 1.0], "forgetfulness": [0, 1, 0, 0]})  # fmt: skip
 
 
 @pytest.fixture

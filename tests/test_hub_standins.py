@@ -131,13 +131,8 @@ def test_loads_by_hub_id_offline(offline_loads, hub_id):
     # every pretrained weight is loaded (legacy gamma/beta names included); only the head is new
     assert set(r["new"]) == NEW_HEAD[r["model_type"]], r["new"]
     assert r["max_diff"] == 0.0
-    expected_tok = {
-        "DebertaV2": {"DebertaV2Tokenizer", "DebertaV2TokenizerFast"},
-        "Electra": {"ElectraTokenizer", "ElectraTokenizerFast", "BertTokenizer", "BertTokenizerFast"},
-        "Bert": {"BertTokenizer", "BertTokenizerFast"},
-        "Roberta": {"RobertaTokenizer", "RobertaTokenizerFast"},
-    }[family]
-    assert r["tokenizer"] in expected_tok
+    tokenizers = {"DebertaV2": ["DebertaV2"], "Electra": ["Electra", "Bert"], "Bert": ["Bert"], "Roberta": ["Roberta"]}
+    assert r["tokenizer"].removesuffix("Fast") in {f"{t}Tokenizer" for t in tokenizers[family]}
     assert r["lowercases"] == (hub_id in UNCASED)
     assert r["mask_token"] == ("<mask>" if hub_id == "roberta-large" else "[MASK]")
     # bert-tiny's config.json has no model_type: inferred from the id
