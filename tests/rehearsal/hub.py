@@ -334,11 +334,8 @@ def _encoder_state(config_bytes: bytes, seed: int, prefix: str):
     import torch
     from transformers import CONFIG_MAPPING, AutoModel
 
-    raw = json.loads(config_bytes)
-    model_type = raw.pop("model_type", "bert")  # bert-tiny's file has none: it is a BERT
-    raw.pop("architectures", None)
-    raw.pop("transformers_version", None)
-    cfg = CONFIG_MAPPING[model_type](**raw)
+    raw = {k: v for k, v in json.loads(config_bytes).items() if k not in ("architectures", "transformers_version")}
+    cfg = CONFIG_MAPPING[raw.pop("model_type", "bert")](**raw)  # bert-tiny's file has none: it is a BERT
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModel.from_config(cfg)
@@ -356,13 +353,8 @@ def _heads(gen, specs: list[tuple[str, tuple[int, ...], str]]) -> OrderedDict:
     """Head tensors: ``normal`` (std 0.02), ``ones`` or ``zeros``."""
     import torch
 
-    out = OrderedDict()
-    for name, shape, init in specs:
-        if init == "normal":
-            out[name] = torch.randn(shape, generator=gen) * 0.02
-        else:
-            out[name] = torch.ones(shape) if init == "ones" else torch.zeros(shape)
-    return out
+    make = {"normal": lambda s: torch.randn(s, generator=gen) * 0.02, "ones": torch.ones, "zeros": torch.zeros}
+    return OrderedDict((name, make[init](shape)) for name, shape, init in specs)
 
 
 def _linear(name: str, n_out: int, n_in: int) -> list[tuple[str, tuple[int, ...], str]]:
@@ -384,14 +376,10 @@ def _to_bin(state: OrderedDict) -> bytes:
 def _to_safetensors(state: OrderedDict) -> bytes:
     from safetensors.torch import save
 
-    seen: set[int] = set()
-    unique = OrderedDict()
-    for k, v in state.items():  # shared tensors are not allowed: keep the first name, like the hub converter
-        if v.data_ptr() in seen:
-            continue
-        seen.add(v.data_ptr())
-        unique[k] = v.contiguous()
-    return save(unique, metadata={"format": "pt"})
+    first = {}  # shared tensors are not allowed: keep the first name, like the hub converter
+    for k, v in state.items():
+        first.setdefault(v.data_ptr(), (k, v.contiguous()))
+    return save(OrderedDict(first.values()), metadata={"format": "pt"})
 
 
 def deberta_v3_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
@@ -410,11 +398,8 @@ def electra_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
     if "electra.embeddings_project.weight" not in state:
         # base / large: the 2020 conversion kept an (unused) embeddings_project although embedding == hidden
         state.update(_heads(gen, _linear("electra.embeddings_project", h, e)))
-    heads = [
-        *_linear("discriminator_predictions.dense", h, h),
-        *_linear("discriminator_predictions.dense_prediction", 1, h),
-    ]
-    state.update(_heads(gen, heads))
+    d = "discriminator_predictions"
+    state.update(_heads(gen, [*_linear(f"{d}.dense", h, h), *_linear(f"{d}.dense_prediction", 1, h)]))
     return {"pytorch_model.bin": _to_bin(state)}
 
 
