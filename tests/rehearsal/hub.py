@@ -449,16 +449,13 @@ def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, byte
         spm_model = train_spm(tuple(texts))
         n_pieces = sentencepiece.SentencePieceProcessor(model_proto=spm_model).get_piece_size()
         cfg = deberta_v3_config(s.dims, n_pieces + DEBERTA_EXTRA_VOCAB)
-        files.update(
-            {"spm.model": spm_model, "tokenizer_config.json": DEBERTA_TOKENIZER_CONFIG.encode(), "config.json": cfg}
-        )
-        files.update(deberta_v3_weights(cfg, s))
+        files = {"spm.model": spm_model, "tokenizer_config.json": DEBERTA_TOKENIZER_CONFIG.encode(), "config.json": cfg}
+        files |= deberta_v3_weights(cfg, s)
     elif s.family == "roberta":
         tok_files, vocab_size = roberta_tokenizer_files(texts)
         cfg = roberta_config(s.dims, vocab_size)
-        files.update(tok_files)
-        files.update({"tokenizer_config.json": ROBERTA_TOKENIZER_CONFIG.encode(), "config.json": cfg})
-        files.update(roberta_weights(cfg, s))
+        files = tok_files | {"tokenizer_config.json": ROBERTA_TOKENIZER_CONFIG.encode(), "config.json": cfg}
+        files |= roberta_weights(cfg, s)
     else:
         vocab = wordpiece_vocab(texts)
         files["vocab.txt"] = "".join(f"{t}\n" for t in vocab).encode()
@@ -466,24 +463,18 @@ def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, byte
             files["tokenizer.json"] = bert_tokenizer_json(vocab)
         if "tokenizer_config.json" in s.files:
             files["tokenizer_config.json"] = UNCASED_TOKENIZER_CONFIG.encode()
-        make_cfg, make_weights = {
-            "electra": (electra_config, electra_weights),
-            "bert-tiny": (bert_tiny_config, bert_tiny_weights),
-            "bert-large": (bert_large_config, bert_large_weights),
-        }[s.family]
+        make_cfg, make_weights = {"electra": (electra_config, electra_weights), "bert-tiny": (bert_tiny_config,
+                                  bert_tiny_weights), "bert-large": (bert_large_config, bert_large_weights)}[s.family]  # fmt: skip
         files["config.json"] = make_cfg(s.dims, len(vocab))
         files.update(make_weights(files["config.json"], s))
     for name in set(s.files) & set(PLACEHOLDER_FILES):
-        files[name] = (
-            f"ftft stand-in placeholder for {name} of {hub_id}: not a real file of this format; the loader never reads it.\n".encode()
-        )
+        note = f"ftft stand-in placeholder for {name} of {hub_id}: not a real file of this format; the loader never reads it."
+        files[name] = f"{note}\n".encode()
     files["README.md"] = (
         f"# Stand-in for {hub_id}\n\nTiny random-init checkpoint with the hub repository's file names, config keys, "
         "tokenizer settings, weight format and parameter names (ftft tests/rehearsal/hub.py). Not a trained model.\n"
     ).encode()
-    files[".gitattributes"] = "".join(
-        f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES
-    ).encode()
+    files[".gitattributes"] = "".join(f"*{x} filter=lfs diff=lfs merge=lfs -text\n" for x in LFS_SUFFIXES).encode()
     if set(files) != set(s.files):
         raise AssertionError(f"{hub_id}: built {sorted(files)}, the repo has {sorted(s.files)}")
     return files
