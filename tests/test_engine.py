@@ -464,11 +464,3 @@ def test_macro_f1_and_majority_baseline():
     assert macro_f1(np.array([0, 0]), np.array([0, 0]), 2) == pytest.approx(0.5)  # absent class scores 0
     assert majority_baseline(np.array([1, 1, 1, 0]), 2, "accuracy") == 0.75
     assert majority_baseline(np.array([1, 1, 1, 0]), 2, "macro_f1") == pytest.approx((0 + 2 * 3 / 7) / 2)
-
-
-def test_hub_id_without_network_says_how_to_use_a_local_copy(monkeypatch):
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ModelError, match=r"nobody-xyz/absent-model.*HF_HUB_OFFLINE.*fetch-models.*models\.<key>\.path"):
-        load_tokenizer_and_model("nobody-xyz/absent-model", 3)

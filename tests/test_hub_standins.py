@@ -142,7 +142,7 @@ def test_loads_by_hub_id_offline(offline_loads, hub_id):
 def test_missing_model_offline_names_id_and_fetch_command(offline_loads):
     msg = offline_loads["missing"]
     assert msg is not None
-    assert "'prajjwal1/bert-mini'" in msg and "HF_HUB_OFFLINE=1" in msg
+    assert "'prajjwal1/bert-mini'" in msg and "HF_HUB_OFFLINE=1" in msg and "models.<key>.path" in msg
     assert "ftft fetch-models --model prajjwal1/bert-mini" in msg and "fetch_models" in msg
     wrong = offline_loads["wrong_revision"]  # the id is cached, but not at that revision: as on the hub
     assert wrong is not None and f"ftft fetch-models --model prajjwal1/bert-tiny@{'0' * 40}" in wrong
