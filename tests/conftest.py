@@ -1,17 +1,7 @@
-"""Shared, session-scoped fixtures built from the synthetic demo data and tiny models.
-
-- ``demo_frames``: ``{"nli": DataFrame, "hsd": DataFrame}``, small generated frames (all splits).
-- ``tiny_model_dir``: a tiny random-init BERT (``build_demo_model``) with its tokenizer, saved
-  with 2 labels; load with ``from_pretrained(dir, num_labels=C)`` for other label counts.
-- ``demo_task_dir(task)``: a results-like folder holding ``data/{task}/train.parquet`` and
-  ``data/{task}/eval/{name}.parquet`` (names as in ``config/demo.yaml``); returns the folder
-  that contains ``data/``. Cached per task.
-- ``cfg`` / ``results``: the tiny paper-shaped config of ``helpers_runs`` and its results folder
-  of real training runs (built once per session), for the aggregation tests (tables, figures,
-  render, claims, failed runs). A module may define its own ``cfg`` to override it.
-- ``demo_run``: the whole demo DAG (``config/demo.yaml``) run once per session by real
-  ``snakemake --cores 2`` in a copy of the workflow (slow tier: the demo end-to-end test and the
-  report-in-a-browser test share it).
+"""Shared fixtures: ``demo_frames`` (generated frames per task), ``tiny_model_dir`` (a tiny BERT, saved with 2
+labels), ``demo_task_dir(task)`` (a folder with ``data/{task}/train.parquet`` and ``eval/{name}.parquet``, names of
+config/demo.yaml), ``cfg`` / ``results`` (helpers_runs' tiny config and its real runs, per module; a module may
+override ``cfg``) and ``demo_run`` (the demo DAG run once per session by real snakemake: slow tier).
 """
 
 from __future__ import annotations
@@ -26,23 +16,10 @@ from ftft.data import schema
 
 # eval set name (config/demo.yaml) -> split of the generated frame; the first is the ID test
 DEMO_EVAL_SETS: dict[str, dict[str, str]] = {
-    "nli": {
-        "mnli": "test",
-        "wanli": "ood_wanli",
-        "anli_r1": "ood_anli_r1",
-        "anli_r2": "ood_anli_r2",
-        "anli_r3": "ood_anli_r3",
-    },
-    "hsd": {
-        "cad": "test",
-        "dynahate_original_r2": "ood_r2_original",
-        "dynahate_original_r3": "ood_r3_original",
-        "dynahate_original_r4": "ood_r4_original",
-        "dynahate_perturb_r2": "ood_r2_perturbation",
-        "dynahate_perturb_r3": "ood_r3_perturbation",
-        "dynahate_perturb_r4": "ood_r4_perturbation",
-    },
-}
+    "nli": {"mnli": "test", "wanli": "ood_wanli", **{f"anli_r{r}": f"ood_anli_r{r}" for r in (1, 2, 3)}},
+    "hsd": {"cad": "test", **{f"dynahate_{k}_r{r}": f"ood_r{r}_{v}" for k, v in (("original", "original"),
+            ("perturb", "perturbation")) for r in (2, 3, 4)}},
+}  # fmt: skip
 DEMO_LABELS = {"nli": schema.NLI_LABELS, "hsd": schema.HSD_LABELS}
 FIXTURE_TRAIN_ROWS = {"nli": 400, "hsd": 300}
 FIXTURE_EVAL_ROWS = 60
@@ -59,14 +36,16 @@ def demo_frames():
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, demo_frames) -> Path:
+def demo_texts(demo_frames) -> list[str]:
+    return [t for df in demo_frames.values() for t in [*df["text_a"], *df["text_b"].dropna()]]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, demo_texts) -> Path:
     from ftft.models import build_demo_model
 
-    texts = []
-    for df in demo_frames.values():
-        texts += df["text_a"].tolist() + df["text_b"].dropna().tolist()
     out = tmp_path_factory.mktemp("models") / "tinybert"
-    build_demo_model("tinybert", "bert", "tiny", texts, out)
+    build_demo_model("tinybert", "bert", "tiny", demo_texts, out)
     return out
 
 

@@ -1,11 +1,6 @@
-"""A tiny, easily learnable toy task and a tiny BERT for the training-engine tests.
-
-Task "toy" (3 labels): a pair of short texts; the second text holds one keyword that decides
-the label (``yes`` -> 0, ``maybe`` -> 1, ``no`` -> 2) among random filler words. The model is
-``ftft.models.build_demo_model`` at size "base" (BERT, hidden 32, 2 layers) with a WordPiece
-tokenizer trained on the toy texts. ``tokenize_toy`` runs the real tokenize step on the data,
-which is what the engine reads.
-"""
+"""Task "toy" (3 labels) for the engine tests: text pairs whose second text holds the keyword that decides the label
+(``yes`` / ``maybe`` / ``no``) among filler words; a demo BERT ("base") with a tokenizer trained on the toy texts;
+``tokenize_toy`` runs the real tokenize step (what the engine reads)."""
 
 from __future__ import annotations
 

@@ -31,14 +31,8 @@ def files(tmp_path):
 
 def spec_for(tmp_path, **kw):
     files = {"train": str(tmp_path / "train.csv"), "test": "test.jsonl"}  # relative: found below --raw
-    return {
-        "files": files,
-        "text_a": "sentence",
-        "text_b": None,
-        "label": "gold",
-        "uid": None,
-        "labels": ["neg", "pos"],
-    } | kw
+    spec = {"files": files, "text_a": "sentence", "text_b": None, "label": "gold", "uid": None}
+    return spec | {"labels": ["neg", "pos"]} | kw
 
 
 def prepare(raw, out, spec) -> int:
@@ -77,11 +71,8 @@ def test_byo_uid_column_pair_and_sorted_labels(files, tmp_path):
 def test_byo_int_labels_and_parquet_tsv(tmp_path):
     pd.DataFrame({"t": ["a", "b", "c"], "y": [2, 0, 1]}).to_parquet(tmp_path / "tr.parquet")
     pd.DataFrame({"t": ["d", "e"], "y": ["1", "0"]}).to_csv(tmp_path / "te.tsv", sep="\t", index=False)
-    spec = {
-        "files": {"train": str(tmp_path / "tr.parquet"), "test": str(tmp_path / "te.tsv")},
-        "text_a": "t",
-        "label": "y",
-    }
+    files = {"train": str(tmp_path / "tr.parquet"), "test": str(tmp_path / "te.tsv")}
+    spec = {"files": files, "text_a": "t", "label": "y"}
     df, summary = normalise("ints", tmp_path, spec)
     assert summary["label_names"] == ["0", "1", "2"]
     assert df["label"].tolist() == [2, 0, 1, 1, 0]
@@ -99,9 +90,8 @@ def test_byo_mismapped_column_is_a_clear_error(files, tmp_path):
     assert "['id', 'sentence', 'other', 'gold']" in msg
     with pytest.raises(DataError, match=r"byo\.mine\.files\.test"):
         normalise("mine", raw, spec_for(raw, files={"test": "nowhere.jsonl"}))
-    assert (
-        prepare(raw, tmp_path / "o.parquet", spec_for(raw, label="lab")) == 1 and not (tmp_path / "o.parquet").exists()
-    )
+    assert prepare(raw, tmp_path / "o.parquet", spec_for(raw, label="lab")) == 1
+    assert not (tmp_path / "o.parquet").exists()
 
 
 @pytest.mark.integration

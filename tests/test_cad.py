@@ -236,9 +236,6 @@ def assert_same_as_reference(df, ref):
         assert part["labels"].tolist() == [id_to_label[int(lab)] for lab, _ in ref[f"{split}-mc"]], split
 
 
-# --------------------------------------------------------------------------- StratifiedKFold
-
-
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
 def test_stratified_folds_match_sklearn():
     sk = pytest.importorskip("sklearn.model_selection")
@@ -265,9 +262,6 @@ def test_stratified_folds_errors():
     assert sorted(Counter(stratified_test_folds([0] * 10 + [1] * 3, 10)).values()) == [1] * 7 + [2] * 3
 
 
-# --------------------------------------------------------------------------- the fixture
-
-
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
 def test_cad_matches_ramponi_tonelli_script(tmp_path):
     pytest.importorskip("sklearn")
@@ -285,35 +279,8 @@ def test_cad_matches_ramponi_tonelli_script(tmp_path):
 def test_cad_fixture_partition_labels_and_accounting():
     df, summary = normalise("cad", FIX / "cad")
     check_accounting(df, summary)
-    raw = raw_rows()
-    # an independent, plain re-computation of the instances (the fixture's entries agree on
-    # their static columns, so grouping by info_id is the same as R&T's groupby here)
-    kept = [
-        r
-        for r in raw
-        if r["split"] in ("train", "dev", "test")
-        and r["annotation_Context"] in ("CurrentContent", '"NA"')
-        and r["id"] != "cad_11730"
-    ]
-    entries: dict[str, dict] = {}
-    for r in sorted(kept, key=lambda r: r["info_id"]):
-        e = entries.setdefault(r["info_id"], {"text": r["meta_text"], "labels": set()})
-        e["labels"].add(r["annotation_Primary"])
-    by_text: dict[str, list[tuple[str, str]]] = {}
-    for uid, e in entries.items():
-        text = e["text"].replace("\\\\", "\0").replace("\\", "").replace("\0", "\\").rstrip()
-        by_text.setdefault(clean_text(text), []).append((uid, "$".join(sorted(e["labels"]))))
-    want = {
-        copies[0][0]: (t.rstrip(), copies[0][1]) for t, copies in by_text.items() if len({c[1] for c in copies}) == 1
-    }
-    # the three splits are a partition of the deduplicated instances
-    assert set(df["uid"]) == set(want) and len(df) == len(want) == 94
-    for split in ("train", "dev", "test"):
-        others = set(df.loc[df["split"] != split, "uid"])
-        assert not others & set(df.loc[df["split"] == split, "uid"])
-    for r in df.itertuples():
-        assert (r.text_a, r.labels) == want[r.uid]
-        assert r.label == int(HATE in r.labels.split("$"))
+    raw = raw_rows()  # texts and labels per split: test_cad_matches_ramponi_tonelli_script
+    assert len(df) == 94 and (df["label"] == df["labels"].map(lambda x: int(HATE in x.split("$")))).all()
     assert int(df["label"].sum()) == 22 and int((df["label"] == 0).sum()) == 72
     assert summary["label_counts"] == {"dev": {"nothate": 7, "hate": 2}, "test": {"nothate": 8, "hate": 1},
                                        "train": {"nothate": 57, "hate": 19}}  # fmt: skip
@@ -344,57 +311,28 @@ def row(df, uid):
     return hit.iloc[0]
 
 
-def test_cad_fixture_cleaning():
-    df, _ = normalise("cad", FIX / "cad")
-    texts = df["text_a"]
-    masks = texts.str.lower().str.replace("[url]", "[URL]").str.replace("[user]", "[USER]")
-    assert (texts == masks.str.replace("[email]", "[EMAIL]")).all()
-    assert not texts.str.contains("[linebreak]", regex=False).any()
-    assert not texts.str.contains(r"[\n\t\xa0\u200d]|https?://|/u/|/r/|&amp;").any()
-    assert (texts == texts.str.rstrip()).all()
-    want = {
-        "syab18-post": "synthetic placeholder post body with a link [URL] and a user [USER]",
-        "syac05-post": "synthetic placeholder post: i was banned from [USER] for posting a recipe.   thoughts?",
-        "syae03-post": ". synthetic placeholder long post about a documentary.         second paragraph with a described link .",
-        "syab18-title": "synthetic placeholder title: fan fiction tropes & clichés",
-        "syc9101": "synthetic placeholder comment: game night was fun board game night tbt",
-        "syc9102": "synthetic placeholder comment: write to [EMAIL] or see [URL] (or [URL])",
-        "syc9105": "synthetic placeholder pda: you are a placeholder (fake 17), see this thread <3 \U0001f469 \U0001f4bb",
-        "syc1205": "synthetic placeholder neutral: backslash test c:\\temp\\file and _underscore",
-        "syc8101": "synthetic placeholder comment with *markdown* and an escaped * asterisk",
-        "syc8107": "emoji test \U0001f600 and non-ascii naïve café",
-    }  # fmt: skip
-    assert {uid: row(df, uid)["text_a"] for uid in want} == want
-    # R&T quirk: "lol" and "lol [linebreak]" are different dedup keys, the same text in the end
-    assert row(df, "syc1204")["text_a"] == row(df, "syc9104")["text_a"] == "lol"
-
-
-# --------------------------------------------------------------------------- edge cases
-
-
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
 def test_cad_static_column_disagreement_and_unmapped_labels(tmp_path):
     """Rows of one entry that differ in a static column are separate instances (R&T's groupby)."""
     pytest.importorskip("sklearn")
-    common = {"split": "train", "info_thread.id": "2", "subreddit_seen": "1"}
+
+    def e(n, info_id, primary, text, context="CurrentContent", **kw):
+        return {"split": "train", "info_thread.id": "2", "subreddit_seen": "1", "id": f"cad_{n}", "info_id": info_id,
+                "annotation_Primary": primary, "annotation_Context": context, "meta_text": text, **kw}  # fmt: skip
+
+    na = '"NA"'
     extra = [
         # one entry, two annotation rows disagreeing on meta_author: two instances, same text,
         # different labels -> the text is ambiguous and dropped (grouping by info_id would keep IDA$PDA)
-        {**common, "id": "cad_90001", "info_id": "syx0001", "annotation_Primary": HATE,
-         "annotation_Context": "CurrentContent", "meta_author": "synth_a", "meta_text": "SYNTHETIC split entry one"},
-        {**common, "id": "cad_90002", "info_id": "syx0001", "annotation_Primary": "PersonDirectedAbuse",
-         "annotation_Context": "CurrentContent", "meta_author": "synth_b", "meta_text": "SYNTHETIC split entry one"},
+        e(90001, "syx0001", HATE, "SYNTHETIC split entry one", meta_author="synth_a"),
+        e(90002, "syx0001", "PersonDirectedAbuse", "SYNTHETIC split entry one", meta_author="synth_b"),
         # same, with different texts: two instances of one info_id -> uid gets "#2"
-        {**common, "id": "cad_90003", "info_id": "syx0002", "annotation_Primary": HATE,
-         "annotation_Context": "CurrentContent", "meta_text": "SYNTHETIC split entry two, version a"},
-        {**common, "id": "cad_90004", "info_id": "syx0002", "annotation_Primary": HATE,
-         "annotation_Context": "CurrentContent", "meta_text": "SYNTHETIC split entry two, version b"},
+        e(90003, "syx0002", HATE, "SYNTHETIC split entry two, version a"),
+        e(90004, "syx0002", HATE, "SYNTHETIC split entry two, version b"),
         # ... and the groupby order of such instances follows the inferred types: 999999999 < 1000000000
-        {**common, "id": "cad_90005", "info_id": "syx0003", "annotation_Primary": "Neutral",
-         "annotation_Context": '"NA"', "meta_created_utc": "1000000000", "meta_text": "SYNTHETIC version c"},
-        {**common, "id": "cad_90006", "info_id": "syx0003", "annotation_Primary": "Neutral",
-         "annotation_Context": '"NA"', "meta_created_utc": "999999999", "meta_text": "SYNTHETIC version d"},
-    ]  # fmt: skip
+        e(90005, "syx0003", "Neutral", "SYNTHETIC version c", na, meta_created_utc="1000000000"),
+        e(90006, "syx0003", "Neutral", "SYNTHETIC version d", na, meta_created_utc="999999999"),
+    ]
     raw = copy_cad(tmp_path, extra)
     ref = run_reference(raw, tmp_path / "rt")
     df, summary = normalise("cad", raw)
@@ -411,23 +349,21 @@ def test_cad_static_column_disagreement_and_unmapped_labels(tmp_path):
 
     # where R&T's script would crash, we drop and count instead
     crash = [
-        {**common, "id": "cad_90010", "info_id": "syx0010", "annotation_Primary": "CounterSpeech",
-         "annotation_Context": "CurrentContent", "meta_text": "SYNTHETIC counter speech on current content"},
-        {**common, "id": "cad_90011", "info_id": "syx0011", "annotation_Primary": "Neutral",
-         "annotation_Context": '"NA"', "meta_text": "\\"},  # empty after the backslash handling
-        {**common, "id": "cad_90012", "info_id": "syx0012", "annotation_Primary": "Neutral",
-         "annotation_Context": '"NA"', "meta_text": "[linebreak] [linebreak]"},  # empty after cleaning
-        {**common, "id": "cad_90013", "info_id": "syx0013", "annotation_Primary": "Neutral",
-         "annotation_Context": '"NA"', "meta_text": "SYNTHETIC carriage &#13; return"},
-        {**common, "id": "cad_90014", "info_id": "", "annotation_Primary": "Neutral",
-         "annotation_Context": '"NA"', "meta_text": "SYNTHETIC no id"},
-    ]  # fmt: skip
+        e(90010, "syx0010", "CounterSpeech", "SYNTHETIC counter speech on current content"),
+        e(90011, "syx0011", "Neutral", "\\", na),  # empty after the backslash handling
+        e(90012, "syx0012", "Neutral", "[linebreak] [linebreak]", na),  # empty after cleaning
+        e(90013, "syx0013", "Neutral", "SYNTHETIC carriage &#13; return", na),
+        e(90014, "", "Neutral", "SYNTHETIC no id", na),
+    ]
     (tmp_path / "b").mkdir()
-    df2, summary2 = normalise("cad", copy_cad(tmp_path / "b", crash))
+    with open(copy_cad(tmp_path / "b", crash) / "cad_v1_1.tsv", "a") as fh:
+        fh.write("cad_99999\tonly\tthree\n")  # a row with too few columns
+    df2, summary2 = normalise("cad", tmp_path / "b" / "cad")
     check_accounting(df2, summary2)
     base, _ = normalise("cad", FIX / "cad")
     assert df2.equals(base)  # dropped before the shuffle: the same instances, folds and order
-    for reason, n in {"unmapped_label": 1, "missing_text": 2, "line_break_in_text": 1, "missing_uid": 1}.items():
+    dropped = {"unmapped_label": 1, "missing_text": 2, "line_break_in_text": 1, "missing_uid": 1, "bad_column_count": 1}
+    for reason, n in dropped.items():
         assert summary2["dropped"][reason] == n, reason
     assert any("LABEL_TO_ID" in w and "CounterSpeech" in w for w in summary2["warnings"])
 
@@ -447,9 +383,6 @@ def test_cad_bad_input_errors(tmp_path):
     (raw / "cad_v1_1.tsv").write_text("\n".join(lines[:8]) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"cad_v1_1\.tsv.*annotation_Primary.*10 stratified folds"):
         normalise("cad", raw)
-
-
-# --------------------------------------------------------------------------- clean_text
 
 
 @pytest.mark.parametrize(

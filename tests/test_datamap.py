@@ -32,16 +32,9 @@ SEEN = [[True] * 4, [True] * 4, [True] * 4, [True, False, True, False]]
 #   b: p_true .75 .25 .5   -> conf .5,   var sqrt(1/24);                        correct T F T; forgets 1
 #   c: p_true .125 x3      -> conf .125, var 0;                                 correct F F F; forgets 0
 #   d: p_true .875 .5 .875 -> conf .75,  var sqrt((1/64+1/16+1/64)/3) = sqrt(1/32); correct T T T; forgets 0
-EXPECTED = pd.DataFrame(
-    {
-        "uid": UIDS,
-        "label": LABELS,
-        "confidence": [0.5, 0.5, 0.125, 0.75],
-        "variability": [math.sqrt(1 / 24), math.sqrt(1 / 24), 0.0, math.sqrt(1 / 32)],
-        "correctness": [2 / 3, 2 / 3, 0.0, 1.0],
-        "forgetfulness": [0, 1, 0, 0],
-    }
-)
+EXPECTED = pd.DataFrame({"uid": UIDS, "label": LABELS, "confidence": [0.5, 0.5, 0.125, 0.75],
+                         "variability": [math.sqrt(1 / 24), math.sqrt(1 / 24), 0.0, math.sqrt(1 / 32)],
+                         "correctness": [2 / 3, 2 / 3, 0.0, 1.0], "forgetfulness": [0, 1, 0, 0]})  # fmt: skip
 
 
 @pytest.fixture
@@ -69,16 +62,13 @@ def test_metrics_by_hand_over_complete_epochs(dyn, dyn_path):
     assert datamap.compute(dyn, epochs=2)["confidence"].iloc[0] == pytest.approx(0.375)
 
 
-def test_fewer_than_two_complete_epochs_is_an_error(tmp_path):
+def test_malformed_dynamics_or_fewer_than_two_complete_epochs(tmp_path):
     path = tmp_path / "dynamics.npz"
     datamap.save_dynamics(path, UIDS, LABELS, PROBS[:2], [SEEN[0], [True, False, True, True]])
     dyn = datamap.load_dynamics(path)
     assert dyn.complete_epochs == 1
     with pytest.raises(DataError, match=str(path)):
         datamap.compute(dyn)
-
-
-def test_malformed_dynamics(tmp_path):
     with pytest.raises(DataError, match="not found"):
         datamap.load_dynamics(tmp_path / "missing.npz")
     bad = tmp_path / "bad.npz"
@@ -154,12 +144,6 @@ def test_ptrue_curves(dyn):
     np.testing.assert_allclose(rest["median_ptrue"], [0.75, 0.5, 0.75])
 
 
-def test_plot(tmp_path, dyn):
-    out = tmp_path / "map.png"
-    datamap.plot(datamap.compute(dyn), out, "toy data map")
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_cli_datamap(tmp_path, dyn_path):
     from ftft.cli import main
 
@@ -170,7 +154,7 @@ def test_cli_datamap(tmp_path, dyn_path):
     df = pd.read_parquet(out)
     assert list(df.columns) == ["uid", "label", *datamap.METRICS, *datamap.CATEGORIES]
     assert list(df.loc[df["ambiguous"], "uid"]) == ["a"]
-    assert png.is_file()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["datamap", "--run-dir", str(tmp_path / "nope"), "--out", str(out), "--q", "0.25"]) == 1
 
 

@@ -1,9 +1,4 @@
-"""GPU claims (ftft.devices) with a simulated device count: real processes, real locks.
-
-Concurrent claimants get distinct devices, a SIGKILLed holder frees its device for a waiting
-claimant, a busy workstation fails after the wait naming the lock folder and the holders, a device
-set by a scheduler is respected, and no GPU means no claim.
-"""
+"""GPU claims (ftft.devices) with a simulated device count: real processes, real locks."""
 
 from __future__ import annotations
 

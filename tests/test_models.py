@@ -18,18 +18,10 @@ pytestmark = pytest.mark.integration  # real training runs / subprocesses / serv
 
 
 @pytest.fixture(scope="module")
-def corpus(demo_frames):
-    texts = []
-    for df in demo_frames.values():
-        texts += df["text_a"].tolist() + df["text_b"].dropna().tolist()
-    return texts
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, corpus):
+def built(tmp_path_factory, demo_texts):
     root = tmp_path_factory.mktemp("demo_models")
     return {
-        (fam, size): models.build_demo_model(f"m-{fam}-{size}", fam, size, corpus, root / f"{fam}-{size}")
+        (fam, size): models.build_demo_model(f"m-{fam}-{size}", fam, size, demo_texts, root / f"{fam}-{size}")
         for fam in models.FAMILIES
         for size in models.SIZES
     }
@@ -79,45 +71,26 @@ def test_reload_and_forward_pair(built, demo_frames, family, num_labels):
     assert all(torch.equal(saved[k], state[f"{prefix}.{k}"]) for k in shared)
 
 
-def test_same_key_same_weights_other_key_differs(tmp_path, corpus):
-    a = models.build_demo_model("electra-small", "electra", "small", corpus, tmp_path / "a")
-    b = models.build_demo_model("electra-small", "electra", "small", corpus, tmp_path / "b")
-    c = models.build_demo_model("electra-base", "electra", "small", corpus, tmp_path / "c")
+def test_same_key_same_weights_other_key_differs_and_a_rebuild_overwrites(tmp_path, demo_texts):
+    a = models.build_demo_model("electra-small", "electra", "small", demo_texts, tmp_path / "a")
+    b = models.build_demo_model("electra-small", "electra", "small", demo_texts, tmp_path / "b")
+    c = models.build_demo_model("electra-base", "electra", "small", demo_texts, tmp_path / "c")
     wa, wb, wc = (load_file(str(p / "model.safetensors")) for p in (a, b, c))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
     assert (a / "tokenizer.json").read_text() == (b / "tokenizer.json").read_text()
-
-
-def test_build_is_atomic_and_overwrites(tmp_path, corpus):
-    out = tmp_path / "m"
-    models.build_demo_model("k", "bert", "tiny", corpus, out)
-    models.build_demo_model("k", "bert", "small", corpus, out)
-    assert json.loads((out / "config.json").read_text())["hidden_size"] == models.DEMO_ARCH["small"]["hidden"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp dirs left behind
-
-
-def test_tiny_model_fixture(tiny_model_dir):
-    tok, model = load_tokenizer_and_model(str(tiny_model_dir), 3)
-    assert model.config.model_type == "bert" and model.num_labels == 3
-    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in tiny_model_dir.iterdir()}
+    models.build_demo_model("k", "bert", "tiny", demo_texts, c)  # over another model: replaced, no temp dirs left
+    cfg = json.loads((c / "config.json").read_text())
+    assert (cfg["model_type"], cfg["hidden_size"]) == ("bert", models.DEMO_ARCH["tiny"]["hidden"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]
 
 
 def test_cli_builds_several_models_in_one_process(tmp_path, demo_frames, capsys):
     corpus = tmp_path / "nli.parquet"
     schema.write(demo_frames["nli"], corpus, schema.NLI_LABELS, "demo_nli")
     out, out2 = tmp_path / "models" / "deberta-v3-small", tmp_path / "models" / "roberta-large"
-    args = [
-        "build-demo-model",
-        "--model",
-        "deberta-v3-small",
-        "--family",
-        "deberta-v2",
-        "--size",
-        "small",
-        "--out",
-        str(out),
-    ]
+    args = ["build-demo-model", "--model", "deberta-v3-small", "--family", "deberta-v2", "--size", "small", "--out",
+            str(out)]  # fmt: skip
     args += ["--model", "roberta-large", "--family", "roberta", "--size", "large", "--out", str(out2)]
     assert main([*args, "--corpus", str(corpus), "--num-labels", "3"]) == 0
     assert len(json.loads((out / "config.json").read_text())["id2label"]) == 3
@@ -129,28 +102,22 @@ def test_cli_builds_several_models_in_one_process(tmp_path, demo_frames, capsys)
     assert captured.out.strip() == ""  # no progress bars / blank lines from the trainers
 
 
-def test_errors_name_the_problem(tmp_path, corpus):
+def test_errors_name_the_problem(tmp_path, demo_texts):
     with pytest.raises(ModelError, match="family"):
-        models.build_demo_model("k", "gpt2", "tiny", corpus, tmp_path / "x")
+        models.build_demo_model("k", "gpt2", "tiny", demo_texts, tmp_path / "x")
     with pytest.raises(ModelError, match="size"):
-        models.build_demo_model("k", "bert", "huge", corpus, tmp_path / "x")
+        models.build_demo_model("k", "bert", "huge", demo_texts, tmp_path / "x")
     with pytest.raises(ModelError, match="not found"):
         load_tokenizer_and_model(str(tmp_path / "missing"), 2)
     with pytest.raises(ModelError, match="not found"):
         load_tokenizer_and_model("resources/demo_models/missing", 2)
-    assert not looks_like_path("microsoft/deberta-v3-small")
-    assert not looks_like_path("roberta-large")
+    assert not looks_like_path("microsoft/deberta-v3-small") and not looks_like_path("roberta-large")
     assert not (tmp_path / "x").exists()
 
 
 def test_model_source_and_dir():
-    cfg = {
-        "mode": "paper",
-        "results": "out",
-        "resources": "res",
-        "state_dir": "st",
-        "models": {"a": {"hub_id": "org/a", "path": None}, "b": {"hub_id": "org/b", "path": "/models/b"}},
-    }
+    models_ = {"a": {"hub_id": "org/a", "path": None}, "b": {"hub_id": "org/b", "path": "/models/b"}}
+    cfg = {"mode": "paper", "results": "out", "resources": "res", "state_dir": "st", "models": models_}
     assert models.model_source(cfg, "a") == "org/a"
     cfg["models"]["a"]["revision"] = "0123abc"  # every hub call gets it (modeling.split_revision)
     assert models.model_source(cfg, "a") == "org/a@0123abc" and split_revision("org/a@0123abc") == ("org/a", "0123abc")

@@ -54,9 +54,6 @@ def row(df, uid):
     return hit.iloc[0]
 
 
-# --------------------------------------------------------------------------- MNLI
-
-
 def test_mnli_fixture():
     df, summary = normalise("mnli", FIX / "mnli")
     check_common(df, summary, schema.NLI_LABELS)
@@ -84,30 +81,6 @@ def test_mnli_fixture():
     assert any("validation_matched" in w and "9815" in w for w in summary["warnings"])
 
 
-def test_mnli_malformed_rows_are_counted(tmp_path):
-    raw = copy_fixture("mnli", tmp_path)
-    path = raw / "dev_matched.tsv"
-    rows = tsv_rows(path)
-    header = path.read_text().splitlines()[0].split("\t")
-    base = dict(rows[0])
-    nogold = {**base, "pairID": "777001n", "gold_label": "-"}
-    unknown = {**base, "pairID": "777002n", "gold_label": "maybe"}
-    empty = {**base, "pairID": "777003n", "sentence2": "  "}
-    lines = ["\t".join(r[h] for h in header) for r in (nogold, unknown, empty)]
-    lines.append("\t".join([base[h] for h in header] + ["extra"]))  # too many fields
-    lines.append("\t".join(base[h] for h in header[:5]))  # too few fields
-    with open(path, "a") as fh:
-        fh.write("\n".join(lines) + "\n")
-    df, summary = normalise("mnli", raw)
-    check_common(df, summary, schema.NLI_LABELS)
-    assert summary["dropped"] == {"no_gold_label": 1, "unknown_label": 1, "missing_text": 1, "bad_column_count": 2}
-    assert summary["splits"]["validation_matched"] == len(rows)
-    assert "777002n" not in set(df["pair_id"])
-
-
-# --------------------------------------------------------------------------- WANLI
-
-
 def test_wanli_fixture():
     df, summary = normalise("wanli", FIX / "wanli")
     check_common(df, summary, schema.NLI_LABELS)
@@ -123,22 +96,6 @@ def test_wanli_fixture():
     r = row(df, "322151")  # test file: pairID is an int there, coerced to str
     assert r["split"] == "test" and r["label"] == NLI["neutral"] and r["pair_id"] == "299582"
     assert set(df["genre"]) == {"generated", "generated_revised"}
-
-
-def test_wanli_malformed_lines_are_counted(tmp_path):
-    raw = copy_fixture("wanli", tmp_path)
-    with open(raw / "test.jsonl", "a") as fh:
-        fh.write('{"id":1,"premise":"a","hypothesis":"b","gold":"maybe","genre":"generated","pairID":1}\n')
-        fh.write('{"id":2,"premise":"a","hypothesis":"b","gold":"neu\n')  # broken line
-        fh.write('{"id":3,"premise":"","hypothesis":"b","gold":"neutral","genre":"generated","pairID":1}\n')
-        fh.write('{"id":4,"hypothesis":"b","gold":"neutral"}\n')
-    df, summary = normalise("wanli", raw)
-    check_common(df, summary, schema.NLI_LABELS)
-    assert summary["dropped"] == {"unknown_label": 1, "bad_json": 1, "missing_text": 1, "missing_field": 1}
-    assert summary["splits"]["test"] == len(jsonl_rows(FIX / "wanli" / "test.jsonl"))
-
-
-# --------------------------------------------------------------------------- ANLI
 
 
 def test_anli_fixture():
@@ -158,35 +115,6 @@ def test_anli_fixture():
     assert r["text_b"] == first["hypothesis"] and r["label"] == NLI["contradiction"]
     assert not any(s.startswith("train") for s in summary["splits"])  # no train fixtures
     assert any("train_r1" in w and "missing" in w for w in summary["warnings"])
-
-
-def test_anli_malformed_lines_are_counted(tmp_path):
-    raw = copy_fixture("anli", tmp_path)
-    good = jsonl_rows(raw / "R2" / "test.jsonl")[0]
-    with open(raw / "R2" / "test.jsonl", "a") as fh:
-        fh.write(json.dumps({**good, "uid": "x1", "label": "-"}) + "\n")
-        fh.write(json.dumps({**good, "uid": "x2", "hypothesis": ""}) + "\n")
-        fh.write(json.dumps(good) + "\n")  # duplicate uid
-        fh.write("not json\n")
-    df, summary = normalise("anli", raw)
-    check_common(df, summary, schema.NLI_LABELS)
-    assert summary["dropped"] == {"unknown_label": 1, "missing_text": 1, "duplicate_uid": 1, "bad_json": 1}
-
-
-# --------------------------------------------------------------------------- CAD
-
-
-def test_cad_bad_column_count_is_counted(tmp_path):
-    """CAD through Ramponi & Tonelli's pipeline: test_cad.py."""
-    raw = copy_fixture("cad", tmp_path)
-    with open(raw / "cad_v1_1.tsv", "a") as fh:
-        fh.write("cad_99999\tonly\tthree\n")
-    df, summary = normalise("cad", raw)
-    check_common(df, summary, schema.HSD_LABELS)
-    assert summary["dropped"]["bad_column_count"] == 1 and len(df) == 94
-
-
-# --------------------------------------------------------------------------- DynaHate
 
 
 def test_dynahate_fixture():
@@ -220,19 +148,45 @@ def test_dynahate_fixture():
     assert r2a["round"] == 2 and r2a["level"] == "original" and r2a["matched_uid"] == "acl13447"
 
 
-def test_dynahate_malformed_rows_are_counted(tmp_path):
-    raw = copy_fixture("dynahate", tmp_path)
-    with open(raw / DYNAHATE_CSV, "a") as fh:
-        fh.write('"9","acl900001",9,"some text","maybe","none","none","original","test",2,"x","2a","acl900002"\n')
-        fh.write('"10","acl900002",10,"some text","hate","none","none","sideways","test",2,"x","2b","acl900001"\n')
-        fh.write('"11","acl900003",11,"","hate","none","none","original","test",2,"x","2a",NA\n')
-        fh.write('"12","acl900004",12,"short row"\n')
-    df, summary = normalise("dynahate", raw)
-    check_common(df, summary, schema.HSD_LABELS)
-    assert summary["dropped"] == {"unknown_label": 1, "bad_level": 1, "missing_text": 1, "bad_column_count": 1}
+def malformed(source: str, raw: Path) -> tuple[str, list[str], dict[str, int]]:
+    """Bad lines to append to one raw file of ``source``, and the drops they must give."""
+    if source == "mnli":
+        base, header = tsv_rows(raw / "dev_matched.tsv")[0], (raw / "dev_matched.tsv").read_text().split("\n")[0]
+        rows = [{**base, "pairID": "777001n", "gold_label": "-"}, {**base, "pairID": "777002n", "gold_label": "maybe"},
+                {**base, "pairID": "777003n", "sentence2": "  "}]  # fmt: skip
+        lines = ["\t".join(r[h] for h in header.split("\t")) for r in rows]
+        lines += ["\t".join([*base.values(), "extra"]), "\t".join(list(base.values())[:5])]  # too many / few fields
+        return "dev_matched.tsv", lines, {"no_gold_label": 1, "unknown_label": 1, "missing_text": 1,
+                                          "bad_column_count": 2}  # fmt: skip
+    if source == "anli":
+        good = jsonl_rows(raw / "R2" / "test.jsonl")[0]  # the third line: a duplicate uid
+        bad = [{**good, "uid": "x1", "label": "-"}, {**good, "uid": "x2", "hypothesis": ""}, good]
+        return "R2/test.jsonl", [*map(json.dumps, bad), "not json"], {"unknown_label": 1, "missing_text": 1,
+                                                                      "duplicate_uid": 1, "bad_json": 1}  # fmt: skip
+    if source == "wanli":
+        return "test.jsonl", [
+            '{"id":1,"premise":"a","hypothesis":"b","gold":"maybe","genre":"generated","pairID":1}',
+            '{"id":2,"premise":"a","hypothesis":"b","gold":"neu',  # broken line
+            '{"id":3,"premise":"","hypothesis":"b","gold":"neutral","genre":"generated","pairID":1}',
+            '{"id":4,"hypothesis":"b","gold":"neutral"}',
+        ], {"unknown_label": 1, "bad_json": 1, "missing_text": 1, "missing_field": 1}  # fmt: skip
+    return DYNAHATE_CSV, [
+        '"9","acl900001",9,"some text","maybe","none","none","original","test",2,"x","2a","acl900002"',
+        '"10","acl900002",10,"some text","hate","none","none","sideways","test",2,"x","2b","acl900001"',
+        '"11","acl900003",11,"","hate","none","none","original","test",2,"x","2a",NA',
+        '"12","acl900004",12,"short row"',
+    ], {"unknown_label": 1, "bad_level": 1, "missing_text": 1, "bad_column_count": 1}  # fmt: skip
 
 
-# --------------------------------------------------------------------------- CLI and errors
+@pytest.mark.parametrize("source", ["mnli", "wanli", "anli", "dynahate"])
+def test_malformed_rows_are_dropped_and_counted(tmp_path, source):
+    raw = copy_fixture(source, tmp_path)
+    name, lines, dropped = malformed(source, raw)
+    with open(raw / name, "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+    df, summary = normalise(source, raw)
+    check_common(df, summary, schema.HSD_LABELS if source == "dynahate" else schema.NLI_LABELS)
+    assert summary["dropped"] == dropped and summary["splits"] == normalise(source, FIX / source)[1]["splits"]
 
 
 def test_prepare_cli_writes_parquet_and_summary(tmp_path):

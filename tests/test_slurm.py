@@ -1,24 +1,10 @@
-"""The demo workflow submitted to a real single-node SLURM cluster (slurmctld + slurmd + MUNGE).
-
-Brings the cluster up with .ci/slurm/setup_single_node_slurm.sh (idempotent; needs root and
-apt) with two fake GPUs, runs the shrunken demo (tests/slurm/demo-slurm.yaml: one seed, two
-models, both tasks, every table and figure) once locally and once through
-``--workflow-profile profiles/slurm``, with training jobs requesting a GPU
-(``cluster.train_gpus: 1``), and checks:
-  * every declared table and figure appears in both runs, and every CSV (tables, claims,
-    comparison, failed runs, each run's metrics) is byte-identical between them (CPU training is
-    deterministic, and ``cluster`` keys change no result); the local run goes beside the SLURM
-    run, whose status polling leaves the CPUs idle much of the time;
-  * each training run (rules ``train`` and ``train_bias_model``) was its own SLURM job and was
-    granted a (fake) GPU, as its ``run.json`` records (``host.slurm_job_id``,
-    ``host.cuda_visible_devices``); every other SLURM job got none (``scontrol show job``,
-    polled by a thread because finished jobs leave the listing after MinJobAge);
-  * each training job's ``--time`` and ``--mem`` are the compute plan's numbers for that run
-    (``ftft.plan``, as the submitting snakemake computed it when it started), so jobs of
-    different sizes ask for different limits (larger model: more time; longer examples: more
-    memory), and CPU-only jobs get the default resources;
-  * every non-local job of the DAG was submitted, once, and COMPLETED;
-and stops only the daemons it started. Run by .ci/run as ``pytest -m slurm``.
+"""The demo workflow on a real single-node SLURM cluster (slurmctld + slurmd + MUNGE, two fake GPUs; brought up by
+.ci/slurm/setup_single_node_slurm.sh), run by .ci/run as ``pytest -m slurm``. The shrunken demo
+(tests/slurm/demo-slurm.yaml) runs once locally and once through ``--workflow-profile profiles/slurm``, side by side:
+every table and figure appears and every CSV is byte-identical between the two; each training run is its own SLURM
+job granted a GPU (its ``run.json``), every other job none; training jobs' ``--time`` / ``--mem`` are the compute
+plan's numbers for the run (and differ by size), CPU-only jobs get the defaults; every non-local job of the DAG is
+submitted once and COMPLETED. Stops only the daemons it started.
 """
 
 from __future__ import annotations
@@ -84,31 +70,24 @@ def _scontrol(*args: str) -> list[dict[str, str]]:
     return [dict(re.findall(r"(\S+?)=(\S*)", line)) for line in out.splitlines() if "=" in line]
 
 
-def _scontrol_jobs() -> list[dict[str, str]]:
-    return [j for j in _scontrol("job") if j.get("JobId")]
-
-
 def _node_gpus() -> int:
     gres = " ".join(n.get("Gres", "") for n in _scontrol("node"))
     return sum(int(n) for n in re.findall(r"gpu(?::[^:,()\s]+)?:(\d+)", gres))
 
 
 class JobWatcher(threading.Thread):
-    """Snapshots `scontrol show job` every few seconds: finished jobs leave its listing after
-    MinJobAge (300 s), so one look at the end would miss the early ones."""
+    """Snapshots `scontrol show job` every few seconds: finished jobs leave it after MinJobAge (300 s)."""
 
-    def __init__(self, interval: float = 5.0):
+    def __init__(self):
         super().__init__(daemon=True)
         self.jobs: dict[str, dict[str, str]] = {}
-        self.interval = interval
         self.stop = threading.Event()
 
     def snapshot(self) -> None:
-        for job in _scontrol_jobs():
-            self.jobs[job["JobId"]] = job  # the latest view of each job (final state wins)
+        self.jobs |= {j["JobId"]: j for j in _scontrol("job") if j.get("JobId")}  # the latest view wins
 
     def run(self) -> None:
-        while not self.stop.wait(self.interval):
+        while not self.stop.wait(5.0):
             self.snapshot()
 
     def finish(self) -> dict[str, dict[str, str]]:
@@ -175,17 +154,13 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
     assert bias and len(bias) < len(runs)  # both training rules run
     assert {r.task for r in runs} == {"nli", "hsd"}
 
-    # the same config locally, at the same time as the SLURM run (its polling leaves the CPUs idle
-    # much of the time): the reference for the table contents. Two training jobs at a time: the
-    # default profile's gpu=1 cap would run them one by one.
+    # the same config locally beside the SLURM run: the reference for the CSVs (gpu=2: two training jobs at a time)
     local = make_copy(tmp_path / "local")
     wf = make_copy(tmp_path / "slurm")
     pending = Counter(dag_jobs(local, *CONFIGS))  # a fresh folder: every job of the DAG is pending
     gpus = _node_gpus()
     assert gpus >= 1, "the test cluster advertises no GPU"
-    # the plan as the SLURM run's snakemake computes it at its start, before anything is built: it
-    # prints it (onstart) and ftft.plan.ComputePlan keeps each run's estimate, so the requests made
-    # later, when the job's inputs exist, are the same numbers
+    # the plan as the SLURM run's snakemake computes it at its start (later requests reuse these estimates)
     plan = _plan_at(cfg, wf)
     expected = {r: (plan.runtime_min(r), plan.mem_mb(r)) for r in runs}
 
@@ -194,30 +169,16 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
         res = snakemake(*args, timeout=TIMEOUT_S)
         return res, time.monotonic() - t0
 
-    before = {j["JobId"] for j in _scontrol_jobs()}
+    before = {j["JobId"] for j in [j for j in _scontrol("job") if j.get("JobId")]}
     watcher = JobWatcher()
     watcher.start()
     with ThreadPoolExecutor(max_workers=1) as pool:
         local_run = pool.submit(timed, local, "--cores", "2", "--resources", "gpu=2", *CONFIGS)
         # the SLURM run: every non-local job is submitted, training jobs with --gpus=1
-        res, wall = timed(
-            wf,
-            "--workflow-profile",
-            "profiles/slurm",
-            *CONFIGS,
-            "--latency-wait",
-            "5",
-            "--default-resources",
-            "slurm_partition=debug",
-            f"runtime={CPU_JOB['runtime']}",
-            f"mem_mb={CPU_JOB['mem_mb']}",
-            # this test cluster has no accounting database: ask squeue, not sacct
-            "--slurm-status-command",
-            "squeue",
-            "--slurm-init-seconds-before-status-checks",
-            "2",
-            "--slurm-keep-successful-logs",
-        )
+        res, wall = timed(wf, "--workflow-profile", "profiles/slurm", *CONFIGS, "--latency-wait", "5",
+                          "--default-resources", "slurm_partition=debug", f"runtime={CPU_JOB['runtime']}",
+                          f"mem_mb={CPU_JOB['mem_mb']}", "--slurm-status-command", "squeue",  # no sacct database
+                          "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs")  # fmt: skip
         seen = watcher.finish()
         local_res, local_wall = local_run.result()
     assert local_res.returncode == 0, (local_res.stdout + local_res.stderr)[-4000:]
@@ -227,10 +188,8 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
     assert_artefacts(local, cfg)
     assert_artefacts(wf, cfg)
     ours, reference = _csvs(wf, cfg), _csvs(local, cfg)
-    assert any(name.startswith("tables/table") for name in reference)
-    assert ours.keys() == reference.keys()
-    for name in reference:
-        assert ours[name] == reference[name], f"{name} differs between the local and the SLURM run"
+    assert any(name.startswith("tables/table") for name in reference) and ours.keys() == reference.keys()
+    assert [n for n in reference if ours[n] != reference[n]] == [], "CSVs differ between the local and the SLURM run"
 
     # 2. each training run: its own SLURM job, granted one of the node's (fake) GPUs
     records = _records(wf, cfg)
@@ -245,8 +204,7 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
     if "SLURM_JOB_ID" not in os.environ:  # the local run's jobs ran outside SLURM
         assert not any(rec["host"]["slurm_job_id"] for rec in _records(local, cfg).values())
 
-    # scheduler view: one SLURM job per non-local job of the DAG, all COMPLETED; training jobs
-    # asked for and got gres/gpu, CPU-only jobs did not
+    # scheduler view: one SLURM job per non-local job, all COMPLETED; only training jobs got gres/gpu
     jobs = {jid: j for jid, j in seen.items() if jid not in before}
     by_rule = Counter(_rule_of(j) for j in jobs.values())
     local_rules = _local_rules()

@@ -1,8 +1,7 @@
 """Run the paper rehearsal by hand: ``python -m tests.rehearsal run [snakemake args]``.
 
-``build`` writes the offline HF cache (``rehearsal/hf_home``) and the release archives
-(``rehearsal/www``) below the working folder; ``serve`` serves the archives on 127.0.0.1:8765
-(the URLs of ``config/rehearsal.yaml``) until interrupted; ``run`` does both and runs
+``build`` writes the offline HF cache (``rehearsal/hf_home``) and the release archives (``rehearsal/www``) below the
+working folder; ``run`` also serves the archives on 127.0.0.1:8765 (the URLs of ``config/rehearsal.yaml``) and runs
 ``snakemake --cores 2 --configfile config/rehearsal.yaml`` with ``HF_HUB_OFFLINE=1``.
 """
 
@@ -46,14 +45,6 @@ def main(argv: list[str]) -> int:
     if cmd == "build":
         build(workdir)
         return 0
-    if cmd == "serve":
-        with serve(workdir / "rehearsal" / "www", port=PORT) as url:
-            print(f"serving the release archives at {url} (Ctrl-C stops)")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                return 0
     if cmd == "run":
         return run(workdir, rest)
     print(__doc__, file=sys.stderr)

@@ -1,18 +1,9 @@
-"""Real-layout release archives built from ``tests/fixtures/``, served like the real hosts.
+"""Real-layout release archives built from ``tests/fixtures/``, served like the real hosts (offline rehearsal).
 
-For an offline rehearsal of the paper pipeline (``ftft download`` -> ``ftft prepare`` -> ...):
-
-* ``build_archives(fixtures_dir, out_dir)`` writes the five releases under ``out_dir`` at their
-  canonical URL paths (``out_dir/glue/data/MNLI.zip``, ...; see ``tests/rehearsal/README.md``
-  for each archive's member list, the real release it copies and what is a placeholder).
-  The fixture files go in byte for byte at their real inner paths; zips are deterministic
-  (fixed member order, timestamps and permissions).
-* ``serve(root_dir)`` runs an HTTP server on 127.0.0.1 that answers every canonical URL path
-  (percent-encoded, query string ignored) with the file and a correct ``Content-Length``;
-  like the Hugging Face hub it answers ``.../resolve/<rev>/<file>`` with a 302 redirect to a
-  CDN-like path, and like Zenodo it sends ``Content-Disposition``.
-* ``rehearsal_urls(base_url)`` gives the ``datasets.*.url`` values of ``workflow_config.yaml``
-  moved onto that server (same paths, same query strings), for a config overlay.
+``build_archives`` writes the five releases at their canonical URL paths (member lists, sources and placeholders:
+``tests/rehearsal/README.md``; fixture files byte for byte; deterministic zips). ``serve`` answers those paths
+(percent-encoded, query ignored) with ``Content-Length``, a hub-like 302 to a CDN path for ``/resolve/`` and
+Zenodo's ``Content-Disposition``. ``rehearsal_urls`` moves the configured ``datasets.*.url`` onto that server.
 """
 
 from __future__ import annotations
@@ -41,9 +32,6 @@ CDN_PREFIX = "_cdn"  # where the hub-like redirect points (not a real host path)
 SPLITS = ("train", "dev", "test")
 
 
-# --------------------------------------------------------------------------- URLs
-
-
 def config_urls(config: str | Path = CONFIG) -> dict[str, str]:
     """``datasets.<source>.url`` for the five paper sources, from ``workflow_config.yaml``."""
     cfg = yaml.safe_load(Path(config).read_text())
@@ -63,9 +51,6 @@ def rehearsal_urls(base_url: str, config: str | Path = CONFIG) -> dict[str, str]
         parts = urllib.parse.urlsplit(url)
         out[source] = urllib.parse.urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
     return out
-
-
-# --------------------------------------------------------------------------- zips
 
 
 def write_zip(path: Path, entries: list[tuple[str, bytes | None]]) -> Path:
@@ -133,26 +118,11 @@ def placeholder_pdf(title: str) -> bytes:
     return out.getvalue()
 
 
-# --------------------------------------------------------------------------- MNLI (GLUE)
-
 MNLI_TSVS = ("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv", "test_matched.tsv", "test_mismatched.tsv")
 MULTINLI_TXT_COLUMNS = (
-    "gold_label",
-    "sentence1_binary_parse",
-    "sentence2_binary_parse",
-    "sentence1_parse",
-    "sentence2_parse",
-    "sentence1",
-    "sentence2",
-    "promptID",
-    "pairID",
-    "genre",
-    "label1",
-    "label2",
-    "label3",
-    "label4",
-    "label5",
-)
+    "gold_label sentence1_binary_parse sentence2_binary_parse sentence1_parse sentence2_parse sentence1 sentence2 "
+    "promptID pairID genre label1 label2 label3 label4 label5"
+).split()
 
 
 def _tsv_rows(data: bytes) -> list[dict[str, str]]:
@@ -168,20 +138,9 @@ def multinli_original(glue_tsv: bytes) -> tuple[bytes, bytes]:
     for r in rows:
         labels = [r.get(f"label{i}", "") or "" for i in range(1, 6)]
         txt.append("\t".join([r["gold_label"], *(r[c] for c in MULTINLI_TXT_COLUMNS[1:10]), *labels]))
-        obj = {
-            "annotator_labels": [x for x in labels if x],
-            "genre": r["genre"],
-            "gold_label": r["gold_label"],
-            "pairID": r["pairID"],
-            "promptID": r["promptID"],
-            "sentence1": r["sentence1"],
-            "sentence1_binary_parse": r["sentence1_binary_parse"],
-            "sentence1_parse": r["sentence1_parse"],
-            "sentence2": r["sentence2"],
-            "sentence2_binary_parse": r["sentence2_binary_parse"],
-            "sentence2_parse": r["sentence2_parse"],
-        }
-        jsonl.append(json.dumps(obj))
+        keys = ("genre", "gold_label", "pairID", "promptID", *(f"sentence{i}{p}" for i in "12"
+                for p in ("", "_binary_parse", "_parse")))  # fmt: skip
+        jsonl.append(json.dumps({"annotator_labels": [x for x in labels if x]} | {k: r[k] for k in keys}))
     return ("\n".join(txt) + "\n").encode(), ("\n".join(jsonl) + "\n").encode()
 
 
@@ -193,9 +152,6 @@ def mnli_members(fix: Path) -> list[tuple[str, bytes]]:
         files.append((f"MNLI/original/multinli_1.0_{split}.jsonl", jsonl))
     files.append(("MNLI/README.txt", placeholder("its content was not available offline", "the GLUE MNLI readme")))
     return files
-
-
-# --------------------------------------------------------------------------- ANLI
 
 
 def anli_train_from_dev(dev: bytes, rnd: int) -> bytes:
@@ -212,12 +168,8 @@ def anli_train_from_dev(dev: bytes, rnd: int) -> bytes:
 
 
 def anli_members(fix: Path) -> list[tuple[str, bytes]]:
-    files = [
-        (
-            "anli_v1.0/README.txt",
-            placeholder("its text is the release's own readme (rules of use)", "the ANLI v1.0 README.txt"),
-        )
-    ]
+    files = [("anli_v1.0/README.txt", placeholder("its text is the release's own readme (rules of use)",
+                                                  "the ANLI v1.0 README.txt"))]  # fmt: skip
     for r in (1, 2, 3):
         dev = (fix / f"R{r}" / "dev.jsonl").read_bytes()
         files.append((f"anli_v1.0/R{r}/dev.jsonl", dev))
@@ -226,38 +178,22 @@ def anli_members(fix: Path) -> list[tuple[str, bytes]]:
     return files
 
 
-# --------------------------------------------------------------------------- CAD (Zenodo data.zip)
-
-
 def cad_members(fix: Path) -> list[tuple[str, bytes]]:
     v11 = {name: (fix / name).read_bytes() for name in ("cad_v1_1.tsv", *(f"cad_v1_1_{s}.tsv" for s in SPLITS))}
     files = [(f"data/{name}", data) for name, data in v11.items()]
     # v1 (the NAACL paper version) differs from v1.1 in the labels of 95 entries: copies stand in
     files.append(("data/cad_v1.tsv", v11["cad_v1_1.tsv"]))
     files += [(f"data/cad_v1_{s}.tsv", v11[f"cad_v1_1_{s}.tsv"]) for s in SPLITS]
-    files.append(
-        (
-            "data/errata_v1_to_v1_1",
-            placeholder("the real file lists the 95 entries whose labels changed", "the v1 -> v1.1 errata"),
-        )
-    )
+    what = "the real file lists the 95 entries whose labels changed"
+    files.append(("data/errata_v1_to_v1_1", placeholder(what, "the v1 -> v1.1 errata")))
     files.append(("data/cad_codebook_april2021.pdf", placeholder_pdf("CAD codebook, April 2021")))
     for name in ("test_data.tsv", "test_data_test.tsv", "test_predictions.tsv"):
         files.append((f"data/test/{name}", placeholder("the authors' unit-test data", f"data/test/{name}")))
     return files
 
 
-# --------------------------------------------------------------------------- all five
-
-
 def build_archives(fixtures_dir: str | Path, out_dir: str | Path, config: str | Path = CONFIG) -> dict[str, str]:
-    """Write the five releases under ``out_dir`` at their canonical URL paths.
-
-    Returns ``{url path: written file}``, the URL path decoded and without its leading slash
-    (``glue/data/MNLI.zip``, ``record/4881008/files/data.zip``, ``bvidgen/.../Dynamically
-    Generated Hate Dataset v0.2.3.csv``, and WANLI's ``.../resolve/<revision>/train.jsonl`` and
-    ``test.jsonl``). The paths come from ``datasets.*.url`` in ``workflow_config.yaml``.
-    """
+    """Write the five releases under ``out_dir``; ``{decoded URL path without '/': written file}`` (WANLI: two)."""
     fix, out = Path(fixtures_dir), Path(out_dir)
     urls = config_urls(config)
     written: dict[str, str] = {}
@@ -277,9 +213,6 @@ def build_archives(fixtures_dir: str | Path, out_dir: str | Path, config: str | 
     return written
 
 
-# --------------------------------------------------------------------------- the server
-
-
 class ReleaseHandler(http.server.BaseHTTPRequestHandler):
     """GET/HEAD of ``root/<decoded path>`` (query ignored); 404 for anything else."""
 
@@ -290,58 +223,38 @@ class ReleaseHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # quiet
         pass
 
-    def _target(self) -> tuple[Path | None, str]:
+    def do_GET(self, body: bool = True) -> None:
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
         with self.lock:
             self.requests.append(path)
-        if path.startswith(CDN_PREFIX + "/"):
-            path = path[len(CDN_PREFIX) + 1 :]
+        cdn, path = path.startswith(CDN_PREFIX + "/"), path.removeprefix(CDN_PREFIX + "/")
         target = (self.root / path).resolve()
         if not target.is_file() or not target.is_relative_to(self.root):
-            return None, path
-        return target, path
-
-    def _answer(self, body: bool) -> None:
-        target, path = self._target()
-        if target is None:
-            self.send_error(404, "Not Found")
-            return
-        if "/resolve/" in path and not self.path.lstrip("/").startswith(CDN_PREFIX):
-            # the hub answers large files with a redirect to its CDN
+            return self.send_error(404, "Not Found")
+        if "/resolve/" in path and not cdn:  # the hub answers large files with a redirect to its CDN
             self.send_response(302)
-            self.send_header("Location", "/" + CDN_PREFIX + "/" + urllib.parse.quote(path))
+            self.send_header("Location", f"/{CDN_PREFIX}/{urllib.parse.quote(path)}")
             self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        size = target.stat().st_size
+            return self.end_headers()
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(size))
+        self.send_header("Content-Length", str(target.stat().st_size))
         self.send_header("Content-Disposition", f"attachment; filename*=UTF-8''{urllib.parse.quote(target.name)}")
         self.end_headers()
         if body:
             with open(target, "rb") as fh:
                 shutil.copyfileobj(fh, self.wfile)
 
-    def do_GET(self) -> None:
-        self._answer(body=True)
-
     def do_HEAD(self) -> None:
-        self._answer(body=False)
+        self.do_GET(body=False)
 
 
 @contextlib.contextmanager
 def serve(root_dir: str | Path, requests: list[str] | None = None, port: int = 0) -> Iterator[str]:
-    """Serve ``root_dir`` on 127.0.0.1 (``port``; 0: a free one) in a thread; yield the base URL.
-
-    Every request's decoded path (redirects included) is appended to ``requests`` when given.
-    """
+    """Serve ``root_dir`` on 127.0.0.1 (``port`` 0: a free one); yield the base URL; log decoded paths to ``requests``."""
     root = Path(root_dir).resolve()
-    handler = type(
-        "Handler",
-        (ReleaseHandler,),
-        {"root": root, "requests": [] if requests is None else requests, "lock": threading.Lock()},
-    )
+    attrs = {"root": root, "requests": [] if requests is None else requests, "lock": threading.Lock()}
+    handler = type("Handler", (ReleaseHandler,), attrs)
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -1,13 +1,9 @@
 """Hub-faithful tiny stand-ins for the paper's nine hub models, installed in an offline HF cache.
 
-``build_hf_cache(hf_home, models=None) -> {hub_id: snapshot folder}`` writes, for every hub id (default:
-``HUB_IDS``), a tiny random-init checkpoint into huggingface_hub's cache layout under ``hf_home/hub`` (blobs named
-by sha256 for Git-LFS files, by git blob sha1 otherwise; relative snapshot links; ``refs/main``), under the
-revision ``workflow_config.yaml`` pins, so that ``HF_HOME=hf_home HF_HUB_OFFLINE=1`` loads it *by hub id* as a node
-with a pre-filled cache would. Faithful (sources: ``tests/fixtures/hub/README.md``): the repos' file names,
-``config.json`` keys and layout (only sizes shrunk), tokenizer kinds and settings, weight formats, stored dtypes
-and parameter names (pretraining heads, no classifier). Not faithful: random weights, vocabularies of a few
-hundred entries learnt from a generated corpus, placeholder files for formats the loader never reads.
+``build_hf_cache(hf_home)`` installs, under the revisions ``workflow_config.yaml`` pins, tiny random-init checkpoints in
+huggingface_hub's cache layout, so that ``HF_HUB_OFFLINE=1`` loads them by hub id. Faithful (sources:
+``tests/fixtures/hub/README.md``): file names, ``config.json`` keys and layout, tokenizer kinds and settings, weight
+formats, dtypes and parameter names. Not: the weights, the tiny vocabularies, placeholder files the loader never reads.
 Deterministic: the same inputs give byte-identical files.
 """
 
@@ -102,7 +98,6 @@ BERT_SPECIALS = ["[PAD]"] + [f"[unused{i}]" for i in range(5)] + ["[UNK]", "[CLS
 ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 
 
-# ---------------------------------------------------------------- corpus
 _NAMES = ["Alice", "Bob", "Carol", "David", "Emma", "Frank", "Paris", "London", "Berlin", "Monday", "Friday"]
 _NOUNS = "man woman child dog cat bird fence car house garden river city teacher doctor painter book letter song table window".split()
 _VERBS = "paints painted painting sees saw seeing walks walked walking reads read reading builds built building opens opened".split()
@@ -127,7 +122,6 @@ def corpus(n: int = 600, seed: int = 2310) -> list[str]:
     return out
 
 
-# ---------------------------------------------------------------- hashing / cache layout
 def blob_id(name: str, data: bytes) -> str:
     """The etag huggingface_hub names the blob by: sha256 for LFS files, the git blob sha1 otherwise."""
     if name.endswith(LFS_SUFFIXES):
@@ -135,17 +129,9 @@ def blob_id(name: str, data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def repo_folder(hub_id: str) -> str:
-    return "models--" + hub_id.replace("/", "--")
-
-
 def _write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and path.read_bytes() == data:
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    path.write_bytes(data)
 
 
 def pinned_revisions() -> dict[str, str]:
@@ -158,7 +144,7 @@ def pinned_revisions() -> dict[str, str]:
 
 def install(hub_cache: Path, hub_id: str, files: dict[str, bytes], revision: str) -> Path:
     """Install ``files`` as the snapshot ``revision`` of ``hub_id`` in the cache folder ``hub_cache``."""
-    repo = hub_cache / repo_folder(hub_id)
+    repo = hub_cache / ("models--" + hub_id.replace("/", "--"))
     ids = {name: blob_id(name, data) for name, data in files.items()}
     snapshot = repo / "snapshots" / revision
     for name, data in sorted(files.items()):
@@ -166,24 +152,15 @@ def install(hub_cache: Path, hub_id: str, files: dict[str, bytes], revision: str
         _write_bytes(blob, data)
         link = snapshot / name
         link.parent.mkdir(parents=True, exist_ok=True)
-        target = os.path.relpath(blob, link.parent)
-        if link.is_symlink() and os.readlink(link) == target:
-            continue
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        os.symlink(target, link)
+        link.unlink(missing_ok=True)  # a rebuild replaces it
+        os.symlink(os.path.relpath(blob, link.parent), link)
     _write_bytes(repo / "refs" / "main", revision.encode())
     return snapshot
 
 
-# ---------------------------------------------------------------- tokenizers
-def train_spm(texts: list[str], vocab_size: int = 400) -> bytes:
-    """A SentencePiece Unigram model with DeBERTa-v3's special pieces (deterministic, one thread)."""
-    return _train_spm(tuple(texts), vocab_size)
-
-
 @functools.lru_cache(maxsize=4)
-def _train_spm(texts: tuple[str, ...], vocab_size: int) -> bytes:
+def train_spm(texts: tuple[str, ...], vocab_size: int = 400) -> bytes:
+    """A SentencePiece Unigram model with DeBERTa-v3's special pieces (deterministic, one thread)."""
     import sentencepiece as spm
 
     buf = io.BytesIO()
@@ -194,12 +171,6 @@ def _train_spm(texts: tuple[str, ...], vocab_size: int) -> bytes:
         shuffle_input_sentence=False, minloglevel=2,
     )  # fmt: skip
     return buf.getvalue()
-
-
-def spm_size(model: bytes) -> int:
-    import sentencepiece as spm
-
-    return spm.SentencePieceProcessor(model_proto=model).get_piece_size()
 
 
 def wordpiece_vocab(texts: list[str], max_words: int = 300) -> list[str]:
@@ -222,15 +193,11 @@ def bert_tokenizer_json(vocab: list[str]) -> bytes:
 
     ids = {t: i for i, t in enumerate(vocab)}
     tok = Tokenizer(models.WordPiece(ids, unk_token="[UNK]", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
-    )
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS]:0 $A:0 [SEP]:0",
-        pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
-    )
+    specials = [("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])]
+    single, pair = "[CLS]:0 $A:0 [SEP]:0", "[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1"
+    tok.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials)
     tok.decoder = decoders.WordPiece(prefix="##")
     tok.add_special_tokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
     return tok.to_str().encode()
@@ -303,12 +270,10 @@ def roberta_tokenizer_files(texts: list[str]) -> tuple[dict[str, bytes], int]:
     tok.add_special_tokens(
         [AddedToken(t, special=True) for t in ROBERTA_SPECIALS] + [AddedToken("<mask>", lstrip=True, special=True)]
     )
-    files = {
-        "vocab.json": json.dumps(vocab, ensure_ascii=False).encode(),
-        "merges.txt": ("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)).encode(),
-        "tokenizer.json": tok.to_str().encode(),
-    }
-    return files, len(vocab)
+    merges_txt = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
+    files = {"vocab.json": json.dumps(vocab, ensure_ascii=False), "merges.txt": merges_txt}
+    files["tokenizer.json"] = tok.to_str()
+    return {k: v.encode() for k, v in files.items()}, len(vocab)
 
 
 # ---------------------------------------------------------------- config.json (published key sets and layout)
@@ -363,16 +328,14 @@ def roberta_config(d: Dims, vocab_size: int) -> bytes:
 
 
 # ---------------------------------------------------------------- weights (published parameter names)
-def _encoder_state(config_bytes: bytes, seed: int) -> tuple[OrderedDict, object]:
-    """Random-init base model (no head) from the stand-in config; its state dict and config object."""
+def _encoder_state(config_bytes: bytes, seed: int, prefix: str):
+    """Random-init base model (no head) from the stand-in config: its state dict (names under ``prefix``), a head
+    generator, and the config object."""
     import torch
     from transformers import CONFIG_MAPPING, AutoModel
 
-    raw = json.loads(config_bytes)
-    model_type = raw.pop("model_type", "bert")  # bert-tiny's file has none: it is a BERT
-    raw.pop("architectures", None)
-    raw.pop("transformers_version", None)
-    cfg = CONFIG_MAPPING[model_type](**raw)
+    raw = {k: v for k, v in json.loads(config_bytes).items() if k not in ("architectures", "transformers_version")}
+    cfg = CONFIG_MAPPING[raw.pop("model_type", "bert")](**raw)  # bert-tiny's file has none: it is a BERT
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModel.from_config(cfg)
@@ -380,23 +343,18 @@ def _encoder_state(config_bytes: bytes, seed: int) -> tuple[OrderedDict, object]
     # load, and re-initialises instead, differs from the checkpoint
     gen = torch.Generator().manual_seed(seed + 1)
     state = OrderedDict(
-        (k, v.detach().clone() + 0.01 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v.clone())
+        (f"{prefix}.{k}", v.detach().clone() + 0.01 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v.clone())
         for k, v in model.state_dict().items()
-    )
-    return state, cfg
+    )  # fmt: skip
+    return state, torch.Generator().manual_seed(seed), cfg
 
 
 def _heads(gen, specs: list[tuple[str, tuple[int, ...], str]]) -> OrderedDict:
     """Head tensors: ``normal`` (std 0.02), ``ones`` or ``zeros``."""
     import torch
 
-    out = OrderedDict()
-    for name, shape, init in specs:
-        if init == "normal":
-            out[name] = torch.randn(shape, generator=gen) * 0.02
-        else:
-            out[name] = torch.ones(shape) if init == "ones" else torch.zeros(shape)
-    return out
+    make = {"normal": lambda s: torch.randn(s, generator=gen) * 0.02, "ones": torch.ones, "zeros": torch.zeros}
+    return OrderedDict((name, make[init](shape)) for name, shape, init in specs)
 
 
 def _linear(name: str, n_out: int, n_in: int) -> list[tuple[str, tuple[int, ...], str]]:
@@ -418,23 +376,15 @@ def _to_bin(state: OrderedDict) -> bytes:
 def _to_safetensors(state: OrderedDict) -> bytes:
     from safetensors.torch import save
 
-    seen: set[int] = set()
-    unique = OrderedDict()
-    for k, v in state.items():  # shared tensors are not allowed: keep the first name, like the hub converter
-        if v.data_ptr() in seen:
-            continue
-        seen.add(v.data_ptr())
-        unique[k] = v.contiguous()
-    return save(unique, metadata={"format": "pt"})
+    first = {}  # shared tensors are not allowed: keep the first name, like the hub converter
+    for k, v in state.items():
+        first.setdefault(v.data_ptr(), (k, v.contiguous()))
+    return save(OrderedDict(first.values()), metadata={"format": "pt"})
 
 
 def deberta_v3_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
-    import torch
-
-    enc, cfg = _encoder_state(cfg_bytes, s.seed)
-    gen = torch.Generator().manual_seed(s.seed)
+    state, gen, cfg = _encoder_state(cfg_bytes, s.seed, "deberta")
     h, v = cfg.hidden_size, cfg.vocab_size
-    state = OrderedDict((f"deberta.{k}", t) for k, t in enc.items())
     state.update(_heads(gen, [*_linear("lm_predictions.lm_head.dense", h, h), *_norm("lm_predictions.lm_head.LayerNorm", h),
                               ("lm_predictions.lm_head.bias", (v,), "zeros"), *_linear("mask_predictions.dense", h, h),
                               *_norm("mask_predictions.LayerNorm", h), *_linear("mask_predictions.classifier", 1, h)]))  # fmt: skip
@@ -443,30 +393,19 @@ def deberta_v3_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
 
 
 def electra_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
-    import torch
-
-    enc, cfg = _encoder_state(cfg_bytes, s.seed)
-    gen = torch.Generator().manual_seed(s.seed)
+    state, gen, cfg = _encoder_state(cfg_bytes, s.seed, "electra")
     h, e = cfg.hidden_size, cfg.embedding_size
-    state = OrderedDict((f"electra.{k}", t) for k, t in enc.items())
     if "electra.embeddings_project.weight" not in state:
         # base / large: the 2020 conversion kept an (unused) embeddings_project although embedding == hidden
         state.update(_heads(gen, _linear("electra.embeddings_project", h, e)))
-    heads = [
-        *_linear("discriminator_predictions.dense", h, h),
-        *_linear("discriminator_predictions.dense_prediction", 1, h),
-    ]
-    state.update(_heads(gen, heads))
+    d = "discriminator_predictions"
+    state.update(_heads(gen, [*_linear(f"{d}.dense", h, h), *_linear(f"{d}.dense_prediction", 1, h)]))
     return {"pytorch_model.bin": _to_bin(state)}
 
 
 def _bert_pretraining_state(cfg_bytes: bytes, s: StandIn) -> OrderedDict:
-    import torch
-
-    enc, cfg = _encoder_state(cfg_bytes, s.seed)
-    gen = torch.Generator().manual_seed(s.seed)
+    state, gen, cfg = _encoder_state(cfg_bytes, s.seed, "bert")
     h, v = cfg.hidden_size, cfg.vocab_size
-    state = OrderedDict((f"bert.{k}", t) for k, t in enc.items())
     heads = [("cls.predictions.bias", (v,), "zeros"), *_linear("cls.predictions.transform.dense", h, h),
              *_norm("cls.predictions.transform.LayerNorm", h)]  # fmt: skip
     state.update(_heads(gen, heads))
@@ -490,12 +429,8 @@ def bert_large_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
 
 
 def roberta_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
-    import torch
-
-    enc, cfg = _encoder_state(cfg_bytes, s.seed)
-    gen = torch.Generator().manual_seed(s.seed)
+    state, gen, cfg = _encoder_state(cfg_bytes, s.seed, "roberta")
     h, v = cfg.hidden_size, cfg.vocab_size
-    state = OrderedDict((f"roberta.{k}", t) for k, t in enc.items())
     state.update(
         _heads(gen, [("lm_head.bias", (v,), "zeros"), *_linear("lm_head.dense", h, h), *_norm("lm_head.layer_norm", h)])
     )
@@ -503,25 +438,24 @@ def roberta_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
     return {"pytorch_model.bin": _to_bin(state), "model.safetensors": _to_safetensors(state)}
 
 
-# ---------------------------------------------------------------- per-model file sets
 def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, bytes]:
     """Every file of the stand-in for ``hub_id`` (name -> bytes), exactly the real repo's file names."""
     s = STANDINS[hub_id]
     texts = corpus() if texts is None else texts
     files: dict[str, bytes] = {}
     if s.family == "deberta-v3":
-        spm_model = train_spm(texts)
-        cfg = deberta_v3_config(s.dims, spm_size(spm_model) + DEBERTA_EXTRA_VOCAB)
-        files.update(
-            {"spm.model": spm_model, "tokenizer_config.json": DEBERTA_TOKENIZER_CONFIG.encode(), "config.json": cfg}
-        )
-        files.update(deberta_v3_weights(cfg, s))
+        import sentencepiece
+
+        spm_model = train_spm(tuple(texts))
+        n_pieces = sentencepiece.SentencePieceProcessor(model_proto=spm_model).get_piece_size()
+        cfg = deberta_v3_config(s.dims, n_pieces + DEBERTA_EXTRA_VOCAB)
+        files = {"spm.model": spm_model, "tokenizer_config.json": DEBERTA_TOKENIZER_CONFIG.encode(), "config.json": cfg}
+        files |= deberta_v3_weights(cfg, s)
     elif s.family == "roberta":
         tok_files, vocab_size = roberta_tokenizer_files(texts)
         cfg = roberta_config(s.dims, vocab_size)
-        files.update(tok_files)
-        files.update({"tokenizer_config.json": ROBERTA_TOKENIZER_CONFIG.encode(), "config.json": cfg})
-        files.update(roberta_weights(cfg, s))
+        files = tok_files | {"tokenizer_config.json": ROBERTA_TOKENIZER_CONFIG.encode(), "config.json": cfg}
+        files |= roberta_weights(cfg, s)
     else:
         vocab = wordpiece_vocab(texts)
         files["vocab.txt"] = "".join(f"{t}\n" for t in vocab).encode()
@@ -529,24 +463,18 @@ def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, byte
             files["tokenizer.json"] = bert_tokenizer_json(vocab)
         if "tokenizer_config.json" in s.files:
             files["tokenizer_config.json"] = UNCASED_TOKENIZER_CONFIG.encode()
-        make_cfg, make_weights = {
-            "electra": (electra_config, electra_weights),
-            "bert-tiny": (bert_tiny_config, bert_tiny_weights),
-            "bert-large": (bert_large_config, bert_large_weights),
-        }[s.family]
+        make_cfg, make_weights = {"electra": (electra_config, electra_weights), "bert-tiny": (bert_tiny_config,
+                                  bert_tiny_weights), "bert-large": (bert_large_config, bert_large_weights)}[s.family]  # fmt: skip
         files["config.json"] = make_cfg(s.dims, len(vocab))
         files.update(make_weights(files["config.json"], s))
     for name in set(s.files) & set(PLACEHOLDER_FILES):
-        files[name] = (
-            f"ftft stand-in placeholder for {name} of {hub_id}: not a real file of this format; the loader never reads it.\n".encode()
-        )
+        note = f"ftft stand-in placeholder for {name} of {hub_id}: not a real file of this format; the loader never reads it."
+        files[name] = f"{note}\n".encode()
     files["README.md"] = (
         f"# Stand-in for {hub_id}\n\nTiny random-init checkpoint with the hub repository's file names, config keys, "
         "tokenizer settings, weight format and parameter names (ftft tests/rehearsal/hub.py). Not a trained model.\n"
     ).encode()
-    files[".gitattributes"] = "".join(
-        f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES
-    ).encode()
+    files[".gitattributes"] = "".join(f"*{x} filter=lfs diff=lfs merge=lfs -text\n" for x in LFS_SUFFIXES).encode()
     if set(files) != set(s.files):
         raise AssertionError(f"{hub_id}: built {sorted(files)}, the repo has {sorted(s.files)}")
     return files
