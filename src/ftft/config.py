@@ -1,12 +1,7 @@
-"""Loading and validating the workflow configuration.
-
-The config is the experiment grid as data (see ``workflow_config.yaml`` and
-``config/README.md``). ``load`` merges one or more YAML files the same way
-Snakemake's ``--configfile`` does (later files update earlier ones, dicts
-recursively), validates the result against ``schemas/config.schema.yaml`` (which also
-fills in the defaults of optional keys, as Snakemake's ``validate(set_default=True)``
-does) and then runs the semantic checks a JSON schema cannot express. Every error names
-the file and the key path, before any job starts.
+"""The workflow config (``workflow_config.yaml``, ``config/README.md``): ``load`` merges YAML files as Snakemake's
+``--configfile`` does, then ``validate`` checks it in two steps, before any job: the schema
+(``schemas/config.schema.yaml``: shapes, names, defaults) and one semantic pass (cross-key rules). ``Plan.check``
+(``ftft.workflow``) then checks what only the planned grid reveals. Every error names the file, key and value.
 """
 
 from __future__ import annotations
@@ -69,11 +64,11 @@ def base_config(path: str | Path | None = None) -> Path:
 
 
 def task_entries(t: dict) -> list[tuple[str, str, dict]]:
-    """Every data entry of a task config as (config key, role, entry): train, id_test, ood[i] and the optional dev
-    set (evaluated at every checkpoint like the others, reported in the run's metrics, not in the paper tables)."""
-    out = [("id_test", "id", t["id_test"])] + [(f"ood[{i}]", "ood", o) for i, o in enumerate(t["ood"])]
-    out += [("dev", "dev", t["dev"])] if t.get("dev") else []
-    return ([("train", "train", t["train"])] if "train" in t else []) + out
+    """(config key, role, entry) of a task's data: train, id_test, ood[i] and the optional dev set (evaluated at
+    every checkpoint, reported in the run's metrics, not in the paper tables)."""
+    out = [("train", "train", t["train"])] if "train" in t else []
+    out += [("id_test", "id", t["id_test"])] + [(f"ood[{i}]", "ood", o) for i, o in enumerate(t["ood"])]
+    return out + ([("dev", "dev", t["dev"])] if t.get("dev") else [])
 
 
 def eval_entries(t: dict) -> list[tuple[str, str]]:
@@ -175,11 +170,9 @@ def validate(cfg: dict, source: str = "<config>") -> None:
             "workflow_config.yaml (beside the Snakefile) must be loaded first, overlays on top of it"
         )
     schema = load_schema()
-    keys = {k: sorted(cfg[k]) if isinstance(cfg.get(k), dict) else [] for k in ("models", "tasks")}
-    defs = {k: {"type": "string", "enum": keys[f"{k}s"]} for k in ("model", "task")}
-    schema = {**schema, "$defs": {**schema["$defs"], **defs}}
-    schema["$defs"]["tablerow"] = copy.deepcopy(schema["$defs"]["tablerow"])
-    schema["$defs"]["tablerow"]["properties"]["method"] = {"enum": list(methods.REGISTRY)}
+    names = {k: sorted(cfg[f"{k}s"]) if isinstance(cfg.get(f"{k}s"), dict) else [] for k in ("model", "task")}
+    names["method"] = list(methods.REGISTRY)
+    schema = {**schema, "$defs": {**schema["$defs"], **{k: {"type": "string", "enum": v} for k, v in names.items()}}}
     if error := schema_error(_validator_class()(schema), cfg):
         raise ConfigError(f"{source}: invalid config {error}")
     _semantic_checks(cfg, source)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from . import config, grid
 
@@ -20,8 +21,6 @@ def run(args):
     print(f"config OK: {', '.join([str(config.base_config(args.base)), *args.configfiles, *args.overlays])}")
     if args.summary:
         runs = grid.all_runs(cfg)
-        counts: dict[str, int] = {}
-        for r in runs:
-            counts[f"{r.task}/{r.method}"] = counts.get(f"{r.task}/{r.method}", 0) + 1
+        counts = Counter(f"{r.task}/{r.method}" for r in runs)
         print(json.dumps({"runs": len(runs), "by_task_method": dict(sorted(counts.items()))}, indent=2))
     return 0

@@ -30,7 +30,7 @@ def forward_flops_per_token(non_embedding_params: int, n_layer: int, d_model: in
 
 def forward_flops(lengths: Iterable[int], non_embedding_params: int, n_layer: int, d_model: int) -> float:
     """Forward FLOPs of one pass over instances with the given token lengths."""
-    total = 0.0
+    total = 0.0  # a plain loop: Python 3.12's sum() compensates, which would move the last digits
     for n in lengths:
         total += n * forward_flops_per_token(non_embedding_params, n_layer, d_model, n)
     return total
@@ -59,14 +59,9 @@ def method_cost(
     fraction: float = 1.0,
     sig_figs: int | None = PAPER_SIG_FIGS,
 ) -> float:
-    """Cost of one table row in units of a full ERM run of the unit model (the formula above; the reference
-    counts for a method with ``ref_cost``: dm / ftft / jtt).
-
-    ``sig_figs``: the paper's printed costs are reproduced exactly when each model's ratio
-    F_m / F_unit is first rounded to 2 significant figures (DeBERTaV3-Large 31.9 -> 32,
-    -Base 8.97 -> 9.0, -Small 4.49 -> 4.5: 32.0, 64.0, 15.2, 19.7; Table 9: 11.7, 19.7, 15.9,
-    23.9). ``sig_figs=None`` gives the unrounded ratio.
-    """
+    """Cost of one table row in units of a full ERM run of the unit model (the formula above). Each ratio
+    F_m / F_unit is first rounded to ``sig_figs`` significant figures (None: unrounded), which reproduces the
+    paper's printed costs (DeBERTaV3-Large 31.9 -> 32, -Base 8.97 -> 9.0, -Small 4.49 -> 4.5; docs/FIDELITY.md)."""
     if f_unit <= 0:
         raise ValueError(f"unit model FLOPs must be > 0, got {f_unit}")
 
