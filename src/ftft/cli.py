@@ -15,7 +15,7 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "check-config": ("ftft.config_cli", "validate a workflow config (merged like --configfile)"),
+    "check-config": ("ftft.config", "validate a workflow config (merged like --configfile)"),
     "plan": ("ftft.plan", "print the compute plan of a config: jobs, tokens, FLOPs, GPU-hours"),
     "status": ("ftft.status", "progress of a running (or finished) workflow: runs done, running, failed, ETA"),
     "download": ("ftft.data.download", "download one dataset (atomic, retried, sha256-checked)"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import json
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -91,6 +92,28 @@ def add_overlay_arguments(parser) -> None:
                         type=lambda v: (os.cpu_count() or 1) if v == "all" else int(v),
                         help="jobs that run at once (as given to snakemake)")  # fmt: skip
     parser.add_argument("--base", default=None, help="base config (default: workflow_config.yaml beside the Snakefile)")
+
+
+def add_arguments(parser) -> None:  # ftft check-config
+    add_overlay_arguments(parser)
+    parser.add_argument("--summary", action="store_true", help="print the number of runs per method/task")
+
+
+def run(args) -> int:
+    """``ftft check-config``: the checks the Snakefile runs first (this module's, then ``Plan.check``)."""
+    from collections import Counter
+
+    from .grid import all_runs
+    from .workflow import Plan
+
+    cfg = load_args(args)
+    Plan(cfg).check()
+    print(f"config OK: {', '.join([str(base_config(args.base)), *args.configfiles, *args.overlays])}")
+    if args.summary:
+        runs = all_runs(cfg)
+        counts = Counter(f"{r.task}/{r.method}" for r in runs)
+        print(json.dumps({"runs": len(runs), "by_task_method": dict(sorted(counts.items()))}, indent=2))
+    return 0
 
 
 def load_args(args) -> dict:

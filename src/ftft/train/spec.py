@@ -1,10 +1,8 @@
 """The training spec: everything one run of the engine needs, as a JSON-serialisable dict.
 
-``make_spec(cfg, run)`` resolves the validated workflow config for one ``grid.Run`` (the config
-holds every key: the schema fills in the optional ones, so nothing here has a default); the
-train rule hands it to the engine as a job parameter, so a job never re-reads the config and
-changing one model's settings re-runs only its runs. ``validate_spec`` checks a spec however it
-was made (``ftft train`` accepts hand-written JSON) and raises ``ConfigError`` naming the field.
+``make_spec(cfg, run)`` resolves the validated config for one ``grid.Run``; the train rule passes it as a job
+parameter, so changing one model's settings re-runs only its runs. ``validate_spec`` checks a spec however it was
+made (``ftft train`` accepts hand-written JSON) by the config schema's rules, raising ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -25,40 +23,20 @@ NOT_FINGERPRINTED = ("debug", "log_every", "eval_batch_size", "deterministic")  
 
 def make_spec(cfg: dict, run: Run) -> dict:
     """Resolve the config for ``run`` into a training spec (see docs/ARCHITECTURE.md)."""
-    task = cfg["tasks"][run.task]
-    training = cfg["training"]
-    steps = run.steps(cfg)
-    spec = {
-        "run": asdict(run),
-        "task": run.task,
-        "labels": list(task["labels"]),
-        "metric": task["metric"],
-        "model_source": model_source(cfg, run.model),
-        "steps": steps,
-        # the same checkpoint spacing as the full-budget run (paper: every 4k steps for NLI),
-        # so a limited run at fraction f evaluates round(K * f) checkpoints
-        "checkpoints": min(max(1, round(int(task["checkpoints"]) * run.fraction)), steps),
-        "max_length": int(task["max_length"]),
-        "batch_size": int(training["batch_size"]),
-        "eval_batch_size": int(training["eval_batch_size"]),
-        "lr": float(cfg["models"][run.model]["lr"]),
-        "warmup_ratio": float(training["warmup_ratio"]),
-        "weight_decay": float(training["weight_decay"]),
-        "adam_eps": float(training["adam_eps"]),
-        "max_grad_norm": training["max_grad_norm"],
-        "mixed_precision": training["mixed_precision"],
-        "threads": int(training["threads"]),
-        "length_buckets": int(training["length_buckets"]),
-        "deterministic": bool(training["deterministic"]),
-        "log_every": int(training["log_every"]),
-        "seed": run.seed,
-        "optimizer": "adamw",
-        "momentum": 0.0,
-        "scheduler": "linear",
-        "plateau": None,
-        "eval_sets": [list(e) for e in grid.eval_entries(task)],
-        "poe": None,
-    }
+    task, training, steps = cfg["tasks"][run.task], cfg["training"], run.steps(cfg)
+    spec = {"run": asdict(run), "task": run.task, "labels": list(task["labels"]), "metric": task["metric"],
+            "model_source": model_source(cfg, run.model), "steps": steps,
+            # the full-budget run's checkpoint spacing (paper: every 4k steps for NLI): a limited run at fraction f
+            # evaluates round(K * f) checkpoints
+            "checkpoints": min(max(1, round(int(task["checkpoints"]) * run.fraction)), steps),
+            "max_length": int(task["max_length"]), "batch_size": int(training["batch_size"]),
+            "eval_batch_size": int(training["eval_batch_size"]), "lr": float(cfg["models"][run.model]["lr"]),
+            **{k: float(training[k]) for k in ("warmup_ratio", "weight_decay", "adam_eps")},
+            **{k: training[k] for k in ("max_grad_norm", "mixed_precision")},
+            **{k: int(training[k]) for k in ("threads", "length_buckets")},
+            "deterministic": bool(training["deterministic"]), "log_every": int(training["log_every"]),
+            "seed": run.seed, "optimizer": "adamw", "momentum": 0.0, "scheduler": "linear", "plateau": None,
+            "eval_sets": [list(e) for e in grid.eval_entries(task)], "poe": None}  # fmt: skip
     spec.update(methods.get(run.method).spec(cfg, run))  # e.g. JTT's optimiser, PoE's loss weights
     if spec["scheduler"] != "linear":
         spec["warmup_ratio"] = 0.0
