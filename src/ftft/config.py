@@ -163,7 +163,7 @@ def _validator_class():
 
 
 def schema_error(validator, instance) -> str | None:
-    """ "at 'key': message" for the first error (by key path) of ``instance``, None if it is valid."""
+    """The first error (by key path) of ``instance`` as "at 'key': message"; None if it is valid."""
     from jsonschema.exceptions import best_match
 
     errors = list(validator.iter_errors(instance))
