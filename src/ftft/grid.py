@@ -27,10 +27,7 @@ def budget_name(frac: Fraction) -> str:
 
 
 def budget_fraction(budget: str) -> Fraction:
-    if budget == FULL:
-        return Fraction(1)
-    a, b = budget.split("-")
-    return Fraction(int(a), int(b))
+    return Fraction(1) if budget == FULL else Fraction(*map(int, budget.split("-")))
 
 
 @dataclass(frozen=True, order=True)
@@ -78,8 +75,7 @@ def ref_run(task: str, model: str, seed: int) -> Run:
 
 
 def datamap_seed(cfg: dict, seed: int) -> int:
-    ds = cfg["datamap_seed"]
-    return seed if ds == "same" else int(ds)
+    return seed if cfg["datamap_seed"] == "same" else int(cfg["datamap_seed"])
 
 
 # --------------------------------------------------------------------------- table cells
@@ -107,8 +103,7 @@ def row_cell(cfg: dict, task: str, row: dict, index: int = 0) -> Cell:
 
 
 def table_tasks(cfg: dict, tid: str) -> list[str]:
-    active = active_tasks(cfg)
-    return [t for t in cfg["tables"][tid]["tasks"] if t in active]
+    return [t for t in cfg["tables"][tid]["tasks"] if t in active_tasks(cfg)]
 
 
 def table_cells(cfg: dict, tid: str) -> list[Cell]:
@@ -120,8 +115,7 @@ def table_cells(cfg: dict, tid: str) -> list[Cell]:
 
 
 def speed_tasks(cfg: dict, fid: str) -> list[str]:
-    active = active_tasks(cfg)
-    return [t for t in cfg["speed"]["figures"][fid]["tasks"] if t in active]
+    return [t for t in cfg["speed"]["figures"][fid]["tasks"] if t in active_tasks(cfg)]
 
 
 def speed_series(cfg: dict, fid: str) -> dict[tuple[str, str], list[Run]]:
@@ -166,9 +160,9 @@ def significance_tasks(cfg: dict) -> list[str]:
 def significance_runs(cfg: dict, task: str) -> dict[str, list[Run]]:
     sig = cfg["significance"]
     out = {"erm": [Run(task, sig["main"], "erm", "none", FULL, s) for s in cfg["seeds"]]}
-    for r in sig["refs"].get(task, []):
-        out[r] = [Run(task, sig["main"], "dm", r, FULL, s) for s in cfg["seeds"]]
-    return out
+    return out | {
+        r: [Run(task, sig["main"], "dm", r, FULL, s) for s in cfg["seeds"]] for r in sig["refs"].get(task, [])
+    }
 
 
 # --------------------------------------------------------------------------- what is trained
