@@ -1,19 +1,10 @@
-"""Compute costs: token counts -> forward FLOPs -> cost units (paper Table 4, Cost columns).
+"""Compute costs: token counts -> forward FLOPs -> cost units (paper Table 4 and the Cost columns).
 
-Forward FLOPs of one pass over a training set (Kaplan et al. 2020, eq. 2.2, per token):
-    C_forward = 2 * N_nonembed + 2 * n_layer * n_ctx * d_model
-summed over every position of each training batch padded to its longest instance (the engine
-also records the real-token count), where N_nonembed is the number of parameters outside the
-embedding matrices and n_ctx the padded length. The paper's Table 4 labels one epoch's count
-"PFLOPs" but prints FLOPs / 1e12 (docs/FIDELITY.md); ``forward_flops`` below sums real lengths.
-
-Cost of a method, in units of one full ERM run of the unit model (ELECTRA-Small):
-    cost = (ref_cost_per_epoch * ref_epochs_ratio + main_cost * step_fraction) / unit
-with every full run trained for the same number of steps, i.e.
-    cost = (F_ref + F_main * fraction) / F_unit
-where F_m is model m's forward FLOPs per epoch (the training step count is the same for all
-full runs of a task, so the epoch count cancels). A method without ``ref_cost`` (ERM, random, PoE) counts
-the main model alone (PoE's TinyBERT is negligible and the paper prints 32.0 for it).
+Forward FLOPs per token (Kaplan et al. 2020, eq. 2.2): C_forward = 2 * N_nonembed + 2 * n_layer * n_ctx * d_model,
+with N_nonembed the parameters outside the embedding matrices and n_ctx the (padded) length. The cost of a method,
+in units of one full ERM run of the unit model, is (F_ref + F_main * fraction) / F_unit with F_m model m's forward
+FLOPs per epoch (every full run of a task trains the same steps, so epochs cancel); a method without ``ref_cost``
+(ERM, random, PoE) counts the main model alone. docs/FIDELITY.md gives the sources.
 """
 
 from __future__ import annotations
