@@ -58,14 +58,6 @@ def test_exact_formula():
     assert cost.method_cost("erm", 3.0, 3.0) == 1.0
 
 
-def test_round_sig():
-    assert cost.round_sig(31.904, 2) == 32.0
-    assert cost.round_sig(8.974, 2) == 9.0
-    assert cost.round_sig(4.487, 2) == 4.5
-    assert cost.round_sig(0.04158, 2) == 0.042
-    assert cost.round_sig(0.0, 2) == 0.0
-
-
 def test_errors():
     with pytest.raises(ValueError, match="reference"):
         cost.method_cost("dm", 1.0, 1.0)

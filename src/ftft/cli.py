@@ -13,9 +13,11 @@ import importlib
 import logging
 import sys
 
+from .errors import FtftError
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "check-config": ("ftft.config_cli", "validate a workflow config (merged like --configfile)"),
+    "check-config": ("ftft.config", "validate a workflow config (merged like --configfile)"),
     "plan": ("ftft.plan", "print the compute plan of a config: jobs, tokens, FLOPs, GPU-hours"),
     "status": ("ftft.status", "progress of a running (or finished) workflow: runs done, running, failed, ETA"),
     "download": ("ftft.data.download", "download one dataset (atomic, retried, sha256-checked)"),
@@ -49,34 +51,22 @@ def log_to(path: str) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ftft", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, help_) in COMMANDS.items():
         sub.add_parser(name, help=help_, add_help=False)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    known, rest = parser.parse_known_args(argv)
+    known, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if known.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=logging.DEBUG if known.verbose else logging.INFO,
-        format=LOG_FORMAT,
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+    level = logging.DEBUG if known.verbose else logging.INFO
+    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%H:%M:%S", stream=sys.stderr)
     module = importlib.import_module(COMMANDS[known.command][0])
     sub = argparse.ArgumentParser(prog=f"ftft {known.command}", description=COMMANDS[known.command][1])
     module.add_arguments(sub)
     args = sub.parse_args(rest)
-    from .errors import FtftError
-
     try:
         return int(module.run(args) or 0)
     except FtftError as exc:

@@ -1,12 +1,7 @@
-"""Loading and validating the workflow configuration.
-
-The config is the experiment grid as data (see ``workflow_config.yaml`` and
-``config/README.md``). ``load`` merges one or more YAML files the same way
-Snakemake's ``--configfile`` does (later files update earlier ones, dicts
-recursively), validates the result against ``schemas/config.schema.yaml`` (which also
-fills in the defaults of optional keys, as Snakemake's ``validate(set_default=True)``
-does) and then runs the semantic checks a JSON schema cannot express. Every error names
-the file and the key path, before any job starts.
+"""The workflow config (``workflow_config.yaml``, ``config/README.md``): ``load`` merges YAML files as Snakemake's
+``--configfile`` does, then ``validate`` checks it in two steps, before any job: the schema
+(``schemas/config.schema.yaml``: shapes, names, defaults) and one semantic pass (cross-key rules). ``Plan.check``
+(``ftft.workflow``) then checks what only the planned grid reveals. Every error names the file, key and value.
 """
 
 from __future__ import annotations
@@ -14,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import json
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -23,8 +19,6 @@ import yaml
 
 from . import methods
 from .errors import FtftError
-
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(FtftError, ValueError):
@@ -71,11 +65,11 @@ def base_config(path: str | Path | None = None) -> Path:
 
 
 def task_entries(t: dict) -> list[tuple[str, str, dict]]:
-    """Every data entry of a task config as (config key, role, entry): train, id_test, ood[i] and the optional dev
-    set (evaluated at every checkpoint like the others, reported in the run's metrics, not in the paper tables)."""
-    out = [("id_test", "id", t["id_test"])] + [(f"ood[{i}]", "ood", o) for i, o in enumerate(t["ood"])]
-    out += [("dev", "dev", t["dev"])] if t.get("dev") else []
-    return ([("train", "train", t["train"])] if "train" in t else []) + out
+    """(config key, role, entry) of a task's data: train, id_test, ood[i] and the optional dev set (evaluated at
+    every checkpoint, reported in the run's metrics, not in the paper tables)."""
+    out = [("train", "train", t["train"])] if "train" in t else []
+    out += [("id_test", "id", t["id_test"])] + [(f"ood[{i}]", "ood", o) for i, o in enumerate(t["ood"])]
+    return out + ([("dev", "dev", t["dev"])] if t.get("dev") else [])
 
 
 def eval_entries(t: dict) -> list[tuple[str, str]]:
@@ -100,6 +94,28 @@ def add_overlay_arguments(parser) -> None:
     parser.add_argument("--base", default=None, help="base config (default: workflow_config.yaml beside the Snakefile)")
 
 
+def add_arguments(parser) -> None:  # ftft check-config
+    add_overlay_arguments(parser)
+    parser.add_argument("--summary", action="store_true", help="print the number of runs per method/task")
+
+
+def run(args) -> int:
+    """``ftft check-config``: the checks the Snakefile runs first (this module's, then ``Plan.check``)."""
+    from collections import Counter
+
+    from .grid import all_runs
+    from .workflow import Plan
+
+    cfg = load_args(args)
+    Plan(cfg).check()
+    print(f"config OK: {', '.join([str(base_config(args.base)), *args.configfiles, *args.overlays])}")
+    if args.summary:
+        runs = all_runs(cfg)
+        counts = Counter(f"{r.task}/{r.method}" for r in runs)
+        print(json.dumps({"runs": len(runs), "by_task_method": dict(sorted(counts.items()))}, indent=2))
+    return 0
+
+
 def load_args(args) -> dict:
     """The config of a command that took ``add_overlay_arguments``."""
     return load_overlays([*args.configfiles, *args.overlays], args.base)
@@ -118,8 +134,7 @@ def load(*paths: str | Path, overrides: dict | None = None) -> dict:
 
 @functools.cache
 def load_schema() -> dict:
-    with SCHEMA_PATH.open() as fh:
-        return yaml.safe_load(fh)
+    return yaml.safe_load((Path(__file__).resolve().parent / "schemas" / "config.schema.yaml").read_text())
 
 
 def _key_path(parts) -> str:
@@ -147,33 +162,42 @@ def _validator_class():
     return jsonschema.validators.extend(base, {"properties": set_defaults})
 
 
+def schema_error(validator, instance) -> str | None:
+    """The first error (by key path) of ``instance`` as "at 'key': message"; None if it is valid."""
+    from jsonschema.exceptions import best_match
+
+    errors = list(validator.iter_errors(instance))
+    if not errors:
+        return None
+    err = min(errors, key=lambda e: (list(e.absolute_path), e.validator != "additionalProperties"))
+    err = best_match([err])  # into a oneOf / anyOf: the alternative that fits the value's type
+    key, msg = _key_path(err.absolute_path), err.message
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed))
+        msg = f"unknown key(s) {extra}; allowed: {allowed}"
+        key = _key_path([*err.absolute_path, *extra[:1]])
+    elif err.validator == "pattern" and "x1f" in err.validator_value:
+        msg = f"{err.instance!r} is not allowed here (display text is one line without control characters)"
+    elif err.validator == "pattern" or (err.validator == "oneOf" and isinstance(err.instance, str)):
+        msg = f"{err.instance!r} is not allowed here (names and paths may not contain whitespace, quotes or shell characters)"
+    return f"at '{key}': {msg}"
+
+
 def validate(cfg: dict, source: str = "<config>") -> None:
-    """Schema validation (filling in defaults) followed by cross-key checks. Raises ConfigError."""
+    """Schema validation (filling in defaults; model, task and method names must be defined ones), then the
+    semantic checks a schema cannot express. Raises ConfigError naming ``source``, the key and the value."""
     if "mode" not in cfg and "tasks" not in cfg:
         raise ConfigError(
             f"{source}: the base configuration is missing (no 'mode', no 'tasks'): the workflow's own "
             "workflow_config.yaml (beside the Snakefile) must be loaded first, overlays on top of it"
         )
     schema = load_schema()
-    schema["$defs"]["tablerow"]["properties"]["method"] = {"enum": list(methods.REGISTRY)}  # the registered methods
-    validator = _validator_class()(schema)
-    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = min(errors, key=lambda e: (list(e.absolute_path), e.validator != "additionalProperties"))
-        key = _key_path(err.absolute_path)
-        msg = err.message
-        if err.validator == "additionalProperties":
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-            msg = f"unknown key(s) {extra}; allowed: {sorted(err.schema.get('properties', {}))}"
-            if extra:
-                key = _key_path([*err.absolute_path, extra[0]])
-        elif err.validator == "pattern" and "x1f" in err.validator_value:
-            msg = f"{err.instance!r} is not allowed here (display text is one line without control characters)"
-        elif err.validator == "pattern" or (err.validator == "oneOf" and isinstance(err.instance, str)):
-            msg = f"{err.instance!r} is not allowed here (names and paths may not contain whitespace, quotes or shell characters)"
-        elif err.validator == "propertyNames":
-            msg = f"name {err.instance!r} is not allowed: {err.message}"
-        raise ConfigError(f"{source}: invalid config at '{key}': {msg}")
+    names = {k: sorted(cfg[f"{k}s"]) if isinstance(cfg.get(f"{k}s"), dict) else [] for k in ("model", "task")}
+    names["method"] = list(methods.REGISTRY)
+    schema = {**schema, "$defs": {**schema["$defs"], **{k: {"type": "string", "enum": v} for k, v in names.items()}}}
+    if error := schema_error(_validator_class()(schema), cfg):
+        raise ConfigError(f"{source}: invalid config {error}")
     _semantic_checks(cfg, source)
 
 
@@ -194,10 +218,18 @@ def active_tasks(cfg: dict) -> list[str]:
 
 
 def _semantic_checks(cfg: dict, source: str) -> None:
+    """What the schema cannot say: folders, step counts, sources, table rows and halting fractions."""
+
     def fail(key: str, msg: str):
         raise ConfigError(f"{source}: invalid config at '{key}': {msg}")
 
-    models, tasks = cfg["models"], cfg["tasks"]
+    def halts(key: str, value, tasks):  # halting reads an evaluated checkpoint: the fraction must sit on one
+        frac = parse_fraction(value, key)
+        for t in tasks:
+            if (frac * (k := cfg["tasks"][t]["checkpoints"])).denominator != 1:
+                fail(key, f"halting at fraction {frac} needs a checkpoint there, but task '{t}' "
+                          f"evaluates {k} evenly spaced checkpoints (multiples of 1/{k})")  # fmt: skip
+
     here, roots = Path.cwd(), {k: Path(os.path.abspath(cfg[k])) for k in ("state_dir", "resources", "results")}
     for k, p in roots.items():  # lexical (a root may be a symlink to scratch space)
         if here.is_relative_to(p) or not (Path(cfg[k]).is_absolute() or p.is_relative_to(here)):
@@ -205,54 +237,36 @@ def _semantic_checks(cfg: dict, source: str) -> None:
     for (a, pa), (b, pb) in itertools.permutations(roots.items(), 2):  # training cleanup would delete outputs
         if pa.is_relative_to(pb):
             fail(a, f"{cfg[a]!r} is or is inside {b} {cfg[b]!r}: the two folders must not overlap")
-
-    def check_model(key: str, name: str):
-        if name not in models:
-            fail(key, f"unknown model '{name}'; defined models: {sorted(models)}")
-
-    def check_task(key: str, name: str):
-        if name not in tasks:
-            fail(key, f"unknown task '{name}'; defined tasks: {sorted(tasks)}")
-
-    for i, t in enumerate(cfg["active_tasks"] or []):
-        check_task(f"active_tasks[{i}]", t)
     sources = set(cfg["datasets"]) | set(cfg["byo"])
-    for tname, t in tasks.items():
+    for tname, t in cfg["tasks"].items():
         if t["steps"] < t["checkpoints"]:
             fail(f"tasks.{tname}.steps", f"steps ({t['steps']}) must be >= checkpoints ({t['checkpoints']})")
         names = [name for name, _ in eval_entries(t)]
         if len(set(names)) != len(names):
             fail(f"tasks.{tname}.ood", f"evaluation set names must be unique, got {names}")
-        for key, _, o in task_entries(t)[1:]:
-            if o["name"] == "train":
+        for key, role, o in task_entries(t):
+            if role != "train" and o["name"] == "train":
                 fail(f"tasks.{tname}.{key}.name", "'train' names the training split; call the evaluation set otherwise")
-        for key, _, o in task_entries(t):
-            demo = cfg["mode"] == "demo" and o["source"].startswith("demo_")
-            if o["source"] not in sources and not demo:
-                fail(
-                    f"tasks.{tname}.{key}.source",
-                    f"source '{o['source']}' is not defined under 'datasets' or 'byo' (defined: {sorted(sources)})",
-                )
+            if o["source"] not in sources and not (cfg["mode"] == "demo" and o["source"].startswith("demo_")):
+                fail(f"tasks.{tname}.{key}.source",
+                     f"source '{o['source']}' is not defined under 'datasets' or 'byo' (defined: {sorted(sources)})")  # fmt: skip
     for name, b in cfg["byo"].items():
         if bool(b["files"]) == bool(b["hf"]):
             fail(f"byo.{name}.files", "give either files (split -> path) or hf (a Hugging Face dataset), not both")
-    for name, m in models.items():
+    for name, m in cfg["models"].items():
         if cfg["mode"] == "demo" and (m["family"] is None or m["size"] is None):
             fail(f"models.{name}.family", "demo mode builds a tiny stand-in of every model: set family and size")
     for tid, table in cfg["tables"].items():
-        for i, t in enumerate(table["tasks"]):
-            check_task(f"tables.{tid}.tasks[{i}]", t)
         for i, t in enumerate(table["cost"]):
             if t not in table["tasks"]:
                 fail(f"tables.{tid}.cost[{i}]", f"task '{t}' is not one of the table's tasks {table['tasks']}")
         for i, row in enumerate(table["rows"]):
             base = f"tables.{tid}.rows[{i}]"
-            check_model(f"{base}.main", row["main"])
             if methods.get(row["method"]).needs_ref != ("ref" in row):
-                need = "takes no" if "ref" in row else "needs a"
-                fail(f"{base}.ref", f"method '{row['method']}' {need} reference model")
-            if "ref" in row:
-                check_model(f"{base}.ref", row["ref"])
+                fail(
+                    f"{base}.ref",
+                    f"method '{row['method']}' {'takes no' if 'ref' in row else 'needs a'} reference model",
+                )
             if "fraction" in row and row["method"] != "ftft":
                 fail(f"{base}.fraction", "only ftft rows have a step fraction")
             if row["method"] == "ftft":
@@ -261,76 +275,26 @@ def _semantic_checks(cfg: dict, source: str) -> None:
                 for t in table["tasks"]:
                     if t not in fr:
                         fail(key, f"no FTFT step fraction for task '{t}'")
-                    _check_halting_fraction(cfg, t, parse_fraction(fr[t], f"{key}.{t}"), f"{key}.{t}", fail)
-    for i, name in enumerate(cfg["flops_models"]):
-        check_model(f"flops_models[{i}]", name)
-    for section in ("easy_ratio", "overlap", "ptrue_curves"):
-        for i, name in enumerate(cfg[section]["refs"]):
-            check_model(f"{section}.refs[{i}]", name)
-    for section in ("overlap", "ptrue_curves"):
-        check_task(f"{section}.task", cfg[section]["task"])
-        for i, t in enumerate(cfg[section]["extra_tasks"]):
-            check_task(f"{section}.extra_tasks[{i}]", t)
-    sig = cfg["significance"]
-    check_model("significance.main", sig["main"])
-    for t, refs in sig["refs"].items():
-        check_task(f"significance.refs.{t}", t)
-        for i, name in enumerate(refs):
-            check_model(f"significance.refs.{t}[{i}]", name)
-    check_model("cost_unit_model", cfg["cost_unit_model"])
+                    halts(f"{key}.{t}", fr[t], [t])
     for t, f in cfg["methods"]["ftft"]["fraction"].items():
-        check_task(f"methods.ftft.fraction.{t}", t)
-        _check_halting_fraction(
-            cfg, t, parse_fraction(f, f"methods.ftft.fraction.{t}"), f"methods.ftft.fraction.{t}", fail
-        )
+        halts(f"methods.ftft.fraction.{t}", f, [t])
     speed = cfg["speed"]
-    fracs = [parse_fraction(f, f"speed.fractions[{i}]") for i, f in enumerate(speed["fractions"])]
-    for fid, fig in speed["figures"].items():
-        check_model(f"speed.figures.{fid}.main", fig["main"])
-        for i, r in enumerate(fig["refs"]):
-            check_model(f"speed.figures.{fid}.refs[{i}]", r)
-        for i, t in enumerate(fig["tasks"]):
-            check_task(f"speed.figures.{fid}.tasks[{i}]", t)
-            for j, f in enumerate(fracs):
-                _check_halting_fraction(cfg, t, f, f"speed.fractions[{j}]", fail)
-    lim = cfg["limiting"]
-    parse_fraction(lim["fraction"], "limiting.fraction")
-    for i, fid in enumerate(lim["figures"]):
+    for i, f in enumerate(speed["fractions"]):
+        halts(f"speed.fractions[{i}]", f, [t for fig in speed["figures"].values() for t in fig["tasks"]])
+    halts("limiting.fraction", cfg["limiting"]["fraction"], [])
+    for i, fid in enumerate(cfg["limiting"]["figures"]):
         if fid not in speed["figures"]:
             fail(f"limiting.figures[{i}]", f"figure '{fid}' is not under speed.figures {sorted(speed['figures'])}")
-    parse_fraction(cfg["claims"]["fast_fraction"], "claims.fast_fraction")
-    for t, refs in cfg["claims"]["weak_refs"].items():
-        check_task(f"claims.weak_refs.{t}", t)
-        for i, name in enumerate(refs):
-            check_model(f"claims.weak_refs.{t}[{i}]", name)
+    halts("claims.fast_fraction", cfg["claims"]["fast_fraction"], [])
     if ship := cfg["ship"]:  # FTFT as a tool: the paper's task-independent lists keep only the models of its tables
-        check_task("ship.task", ship["task"])
         if ship["task"] not in active_tasks(cfg):
             fail("ship.task", f"task '{ship['task']}' is not active ({active_tasks(cfg)})")
-        for key, name in [("main", ship["main"]), ("ref", ship["ref"])] + [
-            (f"refs[{i}]", r) for i, r in enumerate(ship["refs"])
-        ]:
-            if name is not None:
-                check_model(f"ship.{key}", name)
-        frac = parse_fraction(ship["fraction"], "ship.fraction")
-        _check_halting_fraction(cfg, ship["task"], frac, "ship.fraction", fail)
+        halts("ship.fraction", ship["fraction"], [ship["task"]])
         on = set(active_tasks(cfg))
         keep = {
             r.get(k) for t in cfg["tables"].values() if on & set(t["tasks"]) for r in t["rows"] for k in ("main", "ref")
         }
         cfg["flops_models"] = [m for m in cfg["flops_models"] if m in keep]
         cfg["easy_ratio"]["refs"] = [m for m in cfg["easy_ratio"]["refs"] if m in keep]
-    ds = cfg["datamap_seed"]
-    if ds != "same" and ds not in cfg["seeds"]:
+    if (ds := cfg["datamap_seed"]) != "same" and ds not in cfg["seeds"]:
         fail("datamap_seed", f"must be 'same' or one of seeds {cfg['seeds']}, got {ds!r}")
-
-
-def _check_halting_fraction(cfg, task, frac, key, fail):
-    """Halting reads an evaluated checkpoint, so the fraction must sit on one."""
-    k = cfg["tasks"][task]["checkpoints"]
-    if (frac * k).denominator != 1:
-        fail(
-            key,
-            f"halting at fraction {frac} needs a checkpoint there, but task '{task}' "
-            f"evaluates {k} evenly spaced checkpoints (multiples of 1/{k})",
-        )

@@ -1,19 +1,10 @@
-"""Compute costs: token counts -> forward FLOPs -> cost units (paper Table 4, Cost columns).
+"""Compute costs: token counts -> forward FLOPs -> cost units (paper Table 4 and the Cost columns).
 
-Forward FLOPs of one pass over a training set (Kaplan et al. 2020, eq. 2.2, per token):
-    C_forward = 2 * N_nonembed + 2 * n_layer * n_ctx * d_model
-summed over every position of each training batch padded to its longest instance (the engine
-also records the real-token count), where N_nonembed is the number of parameters outside the
-embedding matrices and n_ctx the padded length. The paper's Table 4 labels one epoch's count
-"PFLOPs" but prints FLOPs / 1e12 (docs/FIDELITY.md); ``forward_flops`` below sums real lengths.
-
-Cost of a method, in units of one full ERM run of the unit model (ELECTRA-Small):
-    cost = (ref_cost_per_epoch * ref_epochs_ratio + main_cost * step_fraction) / unit
-with every full run trained for the same number of steps, i.e.
-    cost = (F_ref + F_main * fraction) / F_unit
-where F_m is model m's forward FLOPs per epoch (the training step count is the same for all
-full runs of a task, so the epoch count cancels). A method without ``ref_cost`` (ERM, random, PoE) counts
-the main model alone (PoE's TinyBERT is negligible and the paper prints 32.0 for it).
+Forward FLOPs per token (Kaplan et al. 2020, eq. 2.2): C_forward = 2 * N_nonembed + 2 * n_layer * n_ctx * d_model,
+with N_nonembed the parameters outside the embedding matrices and n_ctx the (padded) length. The cost of a method,
+in units of one full ERM run of the unit model, is (F_ref + F_main * fraction) / F_unit with F_m model m's forward
+FLOPs per epoch (every full run of a task trains the same steps, so epochs cancel); a method without ``ref_cost``
+(ERM, random, PoE) counts the main model alone. docs/FIDELITY.md gives the sources.
 """
 
 from __future__ import annotations
@@ -30,7 +21,7 @@ def forward_flops_per_token(non_embedding_params: int, n_layer: int, d_model: in
 
 def forward_flops(lengths: Iterable[int], non_embedding_params: int, n_layer: int, d_model: int) -> float:
     """Forward FLOPs of one pass over instances with the given token lengths."""
-    total = 0.0
+    total = 0.0  # a plain loop: Python 3.12's sum() compensates, which would move the last digits
     for n in lengths:
         total += n * forward_flops_per_token(non_embedding_params, n_layer, d_model, n)
     return total
@@ -57,14 +48,9 @@ def method_cost(
     fraction: float = 1.0,
     sig_figs: int | None = PAPER_SIG_FIGS,
 ) -> float:
-    """Cost of one table row in units of a full ERM run of the unit model (the formula above; the reference
-    counts for a method with ``ref_cost``: dm / ftft / jtt).
-
-    ``sig_figs``: the paper's printed costs are reproduced exactly when each model's ratio
-    F_m / F_unit is first rounded to 2 significant figures (DeBERTaV3-Large 31.9 -> 32,
-    -Base 8.97 -> 9.0, -Small 4.49 -> 4.5: 32.0, 64.0, 15.2, 19.7; Table 9: 11.7, 19.7, 15.9,
-    23.9). ``sig_figs=None`` gives the unrounded ratio.
-    """
+    """Cost of one table row in units of a full ERM run of the unit model (the formula above). Each ratio
+    F_m / F_unit is first rounded to ``sig_figs`` significant figures (None: unrounded), which reproduces the
+    paper's printed costs (DeBERTaV3-Large 31.9 -> 32, -Base 8.97 -> 9.0, -Small 4.49 -> 4.5; docs/FIDELITY.md)."""
     if f_unit <= 0:
         raise ValueError(f"unit model FLOPs must be > 0, got {f_unit}")
 

@@ -1,11 +1,9 @@
-"""Errors raised for bad user input. The CLI prints their message (no traceback)."""
+"""Errors for bad input (config, dataset row, path, model name) or a failed check. Their messages name the
+file, the field and the offending value; the CLI prints them without a traceback."""
 
 
 class FtftError(Exception):
-    """Base class: bad input (config, dataset row, path, model name) or a failed check.
-
-    Messages name the file, the field and the offending value.
-    """
+    """Base class of ftft's errors."""
 
 
 class DataError(FtftError):

@@ -1,25 +1,15 @@
-"""The experiment grid: config -> the set of runs each table and figure needs.
+"""The experiment grid: config -> the runs each table and figure needs (restricted to the active tasks).
 
-A training run is fully named by a small frozen record, ``Run``; its folder is
-``layout.RUN_DIR`` filled with its fields. A reference run *is* the ERM run of that model:
-Table 1's "ERM DeBERTaV3-Small" row and the reference model behind "DM with DeBERTaV3-Small"
-are the same job, trained once.
-
-Methods as runs (``ftft.methods``): Run(task, model, method, ref, budget, seed), ref "none" for a
-method without a reference (erm, random); for dm/jtt/poe it names the reference / bias model.
-
-FTFT is a *table label*, not a run: DM with an efficient reference, halted early. Its cells
-read the checkpoint at the row's step fraction of the full-budget DM run
-``Run(task, main, "dm", ref, "full", seed)`` (paper §5: Figures 2-4 and Tables 3/9 read
-checkpoints k/15 of full runs). Limited-budget runs (``budget`` "1-3": the whole schedule set
-for a third of the steps, appendix A.1) exist only when ``limiting.enabled``.
-
-Everything here is restricted to the active tasks (``config.active_tasks``).
+``Run(task, model, method, ref, budget, seed)`` names a training run (its folder: ``layout.RUN_DIR``); ref is
+"none" for a method without a reference. A reference run *is* that model's ERM run, trained once. FTFT is a table
+label, not a run: its cells read the checkpoint at the row's step fraction of the full DM run (paper §5).
+Limited-budget runs (budget "1-3": the whole schedule set for a third of the steps, appendix A.1) exist only
+when ``limiting.enabled``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,10 +25,7 @@ def budget_name(frac: Fraction) -> str:
 
 
 def budget_fraction(budget: str) -> Fraction:
-    if budget == FULL:
-        return Fraction(1)
-    a, b = budget.split("-")
-    return Fraction(int(a), int(b))
+    return Fraction(1) if budget == FULL else Fraction(*map(int, budget.split("-")))
 
 
 @dataclass(frozen=True, order=True)
@@ -62,8 +49,7 @@ class Run:
         return RUN_DIR.format(**self.fields())
 
     def fields(self) -> dict:
-        return {"task": self.task, "model": self.model, "method": self.method, "ref": self.ref,
-                "budget": self.budget, "seed": self.seed}  # fmt: skip
+        return asdict(self)
 
     @property
     def fraction(self) -> Fraction:
@@ -87,8 +73,7 @@ def ref_run(task: str, model: str, seed: int) -> Run:
 
 
 def datamap_seed(cfg: dict, seed: int) -> int:
-    ds = cfg["datamap_seed"]
-    return seed if ds == "same" else int(ds)
+    return seed if cfg["datamap_seed"] == "same" else int(cfg["datamap_seed"])
 
 
 # --------------------------------------------------------------------------- table cells
@@ -108,23 +93,15 @@ class Cell:
     group: str = ""
 
 
-def ftft_fraction(cfg: dict, row: dict, task: str) -> Fraction:
-    fr = row.get("fraction", cfg["methods"]["ftft"]["fraction"])
-    return parse_fraction(fr[task])
-
-
 def row_cell(cfg: dict, task: str, row: dict, index: int = 0) -> Cell:
-    method = row["method"]
-    ref = row.get("ref", "none")
-    frac = ftft_fraction(cfg, row, task) if method == "ftft" else Fraction(1)
-    run_method = methods.get(method).trains_as or method
-    runs = tuple(Run(task, row["main"], run_method, ref, FULL, s) for s in cfg["seeds"])
-    return Cell(task, method, row["main"], ref, frac, runs, index, row.get("group", ""))
+    method, ref = row["method"], row.get("ref", "none")
+    frac = parse_fraction(row.get("fraction", cfg["methods"]["ftft"]["fraction"])[task]) if method == "ftft" else 1
+    runs = tuple(Run(task, row["main"], methods.get(method).trains_as or method, ref, FULL, s) for s in cfg["seeds"])
+    return Cell(task, method, row["main"], ref, Fraction(frac), runs, index, row.get("group", ""))
 
 
 def table_tasks(cfg: dict, tid: str) -> list[str]:
-    active = active_tasks(cfg)
-    return [t for t in cfg["tables"][tid]["tasks"] if t in active]
+    return [t for t in cfg["tables"][tid]["tasks"] if t in active_tasks(cfg)]
 
 
 def table_cells(cfg: dict, tid: str) -> list[Cell]:
@@ -136,8 +113,7 @@ def table_cells(cfg: dict, tid: str) -> list[Cell]:
 
 
 def speed_tasks(cfg: dict, fid: str) -> list[str]:
-    active = active_tasks(cfg)
-    return [t for t in cfg["speed"]["figures"][fid]["tasks"] if t in active]
+    return [t for t in cfg["speed"]["figures"][fid]["tasks"] if t in active_tasks(cfg)]
 
 
 def speed_series(cfg: dict, fid: str) -> dict[tuple[str, str], list[Run]]:
@@ -166,15 +142,9 @@ def limiting_runs(cfg: dict) -> dict[tuple[str, str, str], list[Run]]:
 
 def figure_tasks(cfg: dict, section: str) -> dict[str, str]:
     """Figure 1a/1b ids -> task: the paper's panel ('1a') and the extras ('1a-hsd')."""
-    fid = {"overlap": "1a", "ptrue_curves": "1b"}[section]
-    active = active_tasks(cfg)
-    out = {}
-    if cfg[section]["task"] in active:
-        out[fid] = cfg[section]["task"]
-    for t in cfg[section]["extra_tasks"]:
-        if t in active and t != cfg[section]["task"]:
-            out[f"{fid}-{t}"] = t
-    return out
+    fid, task, active = {"overlap": "1a", "ptrue_curves": "1b"}[section], cfg[section]["task"], active_tasks(cfg)
+    out = {fid: task} if task in active else {}
+    return out | {f"{fid}-{t}": t for t in cfg[section]["extra_tasks"] if t in active and t != task}
 
 
 # --------------------------------------------------------------------------- significance
@@ -188,9 +158,9 @@ def significance_tasks(cfg: dict) -> list[str]:
 def significance_runs(cfg: dict, task: str) -> dict[str, list[Run]]:
     sig = cfg["significance"]
     out = {"erm": [Run(task, sig["main"], "erm", "none", FULL, s) for s in cfg["seeds"]]}
-    for r in sig["refs"].get(task, []):
-        out[r] = [Run(task, sig["main"], "dm", r, FULL, s) for s in cfg["seeds"]]
-    return out
+    return out | {
+        r: [Run(task, sig["main"], "dm", r, FULL, s) for s in cfg["seeds"]] for r in sig["refs"].get(task, [])
+    }
 
 
 # --------------------------------------------------------------------------- what is trained
@@ -198,12 +168,10 @@ def significance_runs(cfg: dict, task: str) -> dict[str, list[Run]]:
 
 def datamap_refs(cfg: dict) -> dict[str, set[str]]:
     """task -> reference models whose data maps some table/figure reads directly."""
-    out: dict[str, set[str]] = {t: set() for t in active_tasks(cfg)}
+    out = {t: set(cfg["easy_ratio"]["refs"]) for t in active_tasks(cfg)}
     for section in ("overlap", "ptrue_curves"):
         for task in figure_tasks(cfg, section).values():
             out[task].update(cfg[section]["refs"])
-    for t in out:
-        out[t].update(cfg["easy_ratio"]["refs"])
     return out
 
 
@@ -218,26 +186,17 @@ def cost_models(cfg: dict, tid: str) -> set[tuple[str, str]]:
 
 def all_runs(cfg: dict) -> set[Run]:
     """Every training run needed by some table or figure (direct or as a dependency)."""
-    runs: set[Run] = set()
     seed0 = cfg["seeds"][0]
-    for tid in cfg["tables"]:
-        for cell in table_cells(cfg, tid):
-            runs.update(cell.runs)
-        runs.update(ref_run(t, m, seed0) for t, m in cost_models(cfg, tid))
-    for fid in cfg["speed"]["figures"]:
-        for rs in speed_series(cfg, fid).values():
-            runs.update(rs)
-    for rs in limiting_runs(cfg).values():
-        runs.update(rs)
-    for t in significance_tasks(cfg):
-        for rs in significance_runs(cfg, t).values():
-            runs.update(rs)
-    for t in active_tasks(cfg):
-        runs.update(ref_run(t, m, seed0) for m in cfg["flops_models"])
-    for t, refs in datamap_refs(cfg).items():
-        for r in refs:
-            runs.update(ref_run(t, r, s) for s in cfg["seeds"])
-    runs.update(ship_runs(cfg))
+    groups = [cell.runs for tid in cfg["tables"] for cell in table_cells(cfg, tid)]
+    groups += [rs for fid in cfg["speed"]["figures"] for rs in speed_series(cfg, fid).values()]
+    groups += [
+        *limiting_runs(cfg).values(),
+        *(rs for t in significance_tasks(cfg) for rs in significance_runs(cfg, t).values()),
+    ]
+    runs = {r for rs in groups for r in rs} | set(ship_runs(cfg))
+    runs.update(ref_run(t, m, seed0) for tid in cfg["tables"] for t, m in cost_models(cfg, tid))
+    runs.update(ref_run(t, m, seed0) for t in active_tasks(cfg) for m in cfg["flops_models"])
+    runs.update(ref_run(t, r, s) for t, refs in datamap_refs(cfg).items() for r in refs for s in cfg["seeds"])
     for run in list(runs):  # every run with a reference needs the reference's ERM run
         runs.update(run_dependencies(cfg, run))
     return runs
@@ -253,8 +212,7 @@ def ship_run(cfg: dict, ref: str) -> Run:
 def ship_runs(cfg: dict) -> list[Run]:
     """The tool's runs known when planning: each candidate's reference run; the DM run of a named reference
     (that of the recommended one is planned once the screening exists: the ``screen`` checkpoint)."""
-    s = cfg["ship"]
-    if not s:
+    if not (s := cfg["ship"]):
         return []
     shipped = [s["ref"]] * bool(s["ref"]) + ["none"] * s["erm"]  # "none": the main model's ERM run (ship.erm)
     return [ref_run(s["task"], r, cfg["seeds"][0]) for r in s["refs"]] + [ship_run(cfg, r) for r in shipped]
@@ -288,8 +246,7 @@ def all_subsets(cfg: dict) -> set[tuple[str, str, str, int]]:
 
 def task_eval_sets(cfg: dict, task: str) -> list[str]:
     """The sets the paper's tables report: the ID test set, then the OOD sets."""
-    t = cfg["tasks"][task]
-    return [t["id_test"]["name"], *[o["name"] for o in t["ood"]]]
+    return [name for name, role in eval_entries(cfg["tasks"][task]) if role != "dev"]
 
 
 def sources_used(cfg: dict) -> set[str]:
