@@ -57,7 +57,7 @@ def make_data(work: Path, rows: int) -> None:
     import pandas as pd
 
     from ftft.data import schema
-    from ftft.models import build_demo_model
+    from ftft.standins import build_demo_model
 
     rng = np.random.default_rng(0)
     a_len, b_len = rng.integers(55, 75, rows), rng.integers(25, 35, rows)

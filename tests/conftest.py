@@ -42,7 +42,7 @@ def demo_texts(demo_frames) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, demo_texts) -> Path:
-    from ftft.models import build_demo_model
+    from ftft.standins import build_demo_model
 
     out = tmp_path_factory.mktemp("models") / "tinybert"
     build_demo_model("tinybert", "bert", "tiny", demo_texts, out)

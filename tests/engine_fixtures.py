@@ -52,7 +52,7 @@ def tokenize_toy(data: Path, model: Path, out: Path) -> Path:
 
 
 def build_toy_model(out: Path) -> Path:
-    from ftft.models import build_demo_model
+    from ftft.standins import build_demo_model
 
     texts = FILLER + OOD_FILLER + KEYWORDS
     corpus = [" ".join(texts)] + texts

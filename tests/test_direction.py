@@ -32,7 +32,7 @@ def toy_train(seed: int = 1) -> tuple[pd.DataFrame, set[str]]:
 
 
 def test_dm_selects_the_rows_learned_late(tmp_path):
-    from ftft.models import build_demo_model
+    from ftft.standins import build_demo_model
     from ftft.tokenize import tokenize_task
 
     data = ef.write_toy_data(tmp_path / "raw")

@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-data": ("ftft.data.demo", "generate the built-in synthetic NLI-like / HSD-like data"),
     "assemble": ("ftft.data.assemble", "collect a task's train / ID / OOD sets from normalised sources"),
     "fetch-models": ("ftft.modeling", "pre-download hub models into the Hugging Face cache (login node)"),
-    "build-demo-model": ("ftft.models", "build a tiny random-init stand-in for a paper model"),
+    "build-demo-model": ("ftft.standins", "build a tiny random-init stand-in for a paper model"),
     "tokenize": ("ftft.tokenize", "tokenise a task's data once per tokenizer (datasets, memory-mapped)"),
     "train": ("ftft.train.cli", "train one run (reference, main or baseline) with the one engine"),
     "datamap": ("ftft.datamap", "build a data map from a run's training dynamics"),

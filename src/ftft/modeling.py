@@ -382,3 +382,18 @@ def run(args: argparse.Namespace) -> int:
         cache = str(hub_cache_dir(args.cache_dir))
         write_json(args.marker, {"cache": cache, "offline": is_offline(), "models": entries})
     return 0
+
+
+def model_source(cfg: dict, key: str) -> str:
+    """What to load for model ``key``: the demo folder, a local copy or ``hub_id@revision`` (see modeling)."""
+    from .layout import Layout
+
+    if key not in cfg["models"]:
+        raise ModelError(f"unknown model {key!r}; defined models: {sorted(cfg['models'])}")
+    if cfg["mode"] == "demo":
+        return Layout.from_config(cfg).demo_model(key)
+    m = cfg["models"][key]
+    if m["path"]:
+        return str(m["path"])
+    pinned = m.get("revision") not in (None, "main")  # the branch is what a bare hub id reads
+    return f"{m['hub_id']}@{m['revision']}" if pinned else m["hub_id"]

@@ -118,7 +118,7 @@ class ComputePlan:
             if p.is_file() and (d := _dims_from_config(p)):
                 return d
         if self.cfg["mode"] == "demo":
-            from .models import DEMO_ARCH
+            from .standins import DEMO_ARCH
 
             a = DEMO_ARCH[m["size"]]
             d, ff, n = a["hidden"], a["intermediate"], a["layers"]

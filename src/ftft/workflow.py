@@ -314,7 +314,7 @@ class Plan:
         return self.layout.hub_marker(model)
 
     def model_source(self, model: str) -> str:
-        from .models import model_source
+        from .modeling import model_source
 
         return model_source(self.cfg, model)
 

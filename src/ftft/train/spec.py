@@ -15,7 +15,7 @@ from dataclasses import asdict
 from .. import config, grid, methods
 from ..config import ConfigError
 from ..grid import Run
-from ..models import model_source
+from ..modeling import model_source
 
 #: keys that do not change what a run computes (left out of the resume fingerprint)
 NOT_FINGERPRINTED = ("debug", "log_every", "eval_batch_size", "deterministic")  # resume across these

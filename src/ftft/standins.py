@@ -192,21 +192,6 @@ def verify_model_dir(path: str | Path, num_labels: int = 2) -> None:
 
 
 # ---------------------------------------------------------------- lookup
-def model_source(cfg: dict, key: str) -> str:
-    """What to load for model ``key``: the demo folder, a local copy or ``hub_id@revision`` (see modeling)."""
-    from .layout import Layout
-
-    if key not in cfg["models"]:
-        raise ModelError(f"unknown model {key!r}; defined models: {sorted(cfg['models'])}")
-    if cfg["mode"] == "demo":
-        return Layout.from_config(cfg).demo_model(key)
-    m = cfg["models"][key]
-    if m["path"]:
-        return str(m["path"])
-    pinned = m.get("revision") not in (None, "main")  # the branch is what a bare hub id reads
-    return f"{m['hub_id']}@{m['revision']}" if pinned else m["hub_id"]
-
-
 # ---------------------------------------------------------------- CLI
 def _corpus_texts(paths) -> list[str]:
     from .data import schema

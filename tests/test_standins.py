@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ftft import models
+from ftft import standins
 from ftft.cli import main
 from ftft.data import schema
 from ftft.errors import ModelError
-from ftft.modeling import load_tokenizer_and_model, looks_like_path, split_revision
+from ftft.modeling import load_tokenizer_and_model, looks_like_path, model_source, split_revision
 
 pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
 
@@ -21,9 +21,9 @@ pytestmark = pytest.mark.integration  # real training runs / subprocesses / serv
 def built(tmp_path_factory, demo_texts):
     root = tmp_path_factory.mktemp("demo_models")
     return {
-        (fam, size): models.build_demo_model(f"m-{fam}-{size}", fam, size, demo_texts, root / f"{fam}-{size}")
-        for fam in models.FAMILIES
-        for size in models.SIZES
+        (fam, size): standins.build_demo_model(f"m-{fam}-{size}", fam, size, demo_texts, root / f"{fam}-{size}")
+        for fam in standins.FAMILIES
+        for size in standins.SIZES
     }
 
 
@@ -31,19 +31,19 @@ def _params(path):
     return sum(t.numel() for t in load_file(str(path / "model.safetensors")).values())
 
 
-@pytest.mark.parametrize("family", models.FAMILIES)
+@pytest.mark.parametrize("family", standins.FAMILIES)
 def test_sizes_are_strictly_ordered(built, family):
-    counts = [_params(built[family, size]) for size in models.SIZES]
+    counts = [_params(built[family, size]) for size in standins.SIZES]
     assert counts == sorted(counts) and len(set(counts)) == 4, counts
     assert counts[-1] < 200_000
 
 
-@pytest.mark.parametrize("family", models.FAMILIES)
+@pytest.mark.parametrize("family", standins.FAMILIES)
 @pytest.mark.parametrize("num_labels", [2, 3])
 def test_reload_and_forward_pair(built, demo_frames, family, num_labels):
     path = built[family, "small"]
     cfg = json.loads((path / "config.json").read_text())
-    assert cfg["model_type"] == family and cfg["max_position_embeddings"] >= models.MAX_POSITIONS
+    assert cfg["model_type"] == family and cfg["max_position_embeddings"] >= standins.MAX_POSITIONS
     tok, model = load_tokenizer_and_model(str(path), num_labels)
     nli = demo_frames["nli"].head(8)
     enc = tok(nli["text_a"].tolist(), nli["text_b"].tolist(), padding=True, truncation=True, return_tensors="pt")
@@ -72,16 +72,16 @@ def test_reload_and_forward_pair(built, demo_frames, family, num_labels):
 
 
 def test_same_key_same_weights_other_key_differs_and_a_rebuild_overwrites(tmp_path, demo_texts):
-    a = models.build_demo_model("electra-small", "electra", "small", demo_texts, tmp_path / "a")
-    b = models.build_demo_model("electra-small", "electra", "small", demo_texts, tmp_path / "b")
-    c = models.build_demo_model("electra-base", "electra", "small", demo_texts, tmp_path / "c")
+    a = standins.build_demo_model("electra-small", "electra", "small", demo_texts, tmp_path / "a")
+    b = standins.build_demo_model("electra-small", "electra", "small", demo_texts, tmp_path / "b")
+    c = standins.build_demo_model("electra-base", "electra", "small", demo_texts, tmp_path / "c")
     wa, wb, wc = (load_file(str(p / "model.safetensors")) for p in (a, b, c))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
     assert (a / "tokenizer.json").read_text() == (b / "tokenizer.json").read_text()
-    models.build_demo_model("k", "bert", "tiny", demo_texts, c)  # over another model: replaced, no temp dirs left
+    standins.build_demo_model("k", "bert", "tiny", demo_texts, c)  # over another model: replaced, no temp dirs left
     cfg = json.loads((c / "config.json").read_text())
-    assert (cfg["model_type"], cfg["hidden_size"]) == ("bert", models.DEMO_ARCH["tiny"]["hidden"])
+    assert (cfg["model_type"], cfg["hidden_size"]) == ("bert", standins.DEMO_ARCH["tiny"]["hidden"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]
 
 
@@ -104,9 +104,9 @@ def test_cli_builds_several_models_in_one_process(tmp_path, demo_frames, capsys)
 
 def test_errors_name_the_problem(tmp_path, demo_texts):
     with pytest.raises(ModelError, match="family"):
-        models.build_demo_model("k", "gpt2", "tiny", demo_texts, tmp_path / "x")
+        standins.build_demo_model("k", "gpt2", "tiny", demo_texts, tmp_path / "x")
     with pytest.raises(ModelError, match="size"):
-        models.build_demo_model("k", "bert", "huge", demo_texts, tmp_path / "x")
+        standins.build_demo_model("k", "bert", "huge", demo_texts, tmp_path / "x")
     with pytest.raises(ModelError, match="not found"):
         load_tokenizer_and_model(str(tmp_path / "missing"), 2)
     with pytest.raises(ModelError, match="not found"):
@@ -118,10 +118,10 @@ def test_errors_name_the_problem(tmp_path, demo_texts):
 def test_model_source_and_dir():
     models_ = {"a": {"hub_id": "org/a", "path": None}, "b": {"hub_id": "org/b", "path": "/models/b"}}
     cfg = {"mode": "paper", "results": "out", "resources": "res", "state_dir": "st", "models": models_}
-    assert models.model_source(cfg, "a") == "org/a"
+    assert model_source(cfg, "a") == "org/a"
     cfg["models"]["a"]["revision"] = "0123abc"  # every hub call gets it (modeling.split_revision)
-    assert models.model_source(cfg, "a") == "org/a@0123abc" and split_revision("org/a@0123abc") == ("org/a", "0123abc")
-    assert models.model_source(cfg, "b") == "/models/b"
-    assert models.model_source({**cfg, "mode": "demo"}, "b") == "res/demo_models/b"
+    assert model_source(cfg, "a") == "org/a@0123abc" and split_revision("org/a@0123abc") == ("org/a", "0123abc")
+    assert model_source(cfg, "b") == "/models/b"
+    assert model_source({**cfg, "mode": "demo"}, "b") == "res/demo_models/b"
     with pytest.raises(ModelError, match="unknown model"):
-        models.model_source(cfg, "c")
+        model_source(cfg, "c")
