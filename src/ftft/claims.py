@@ -39,9 +39,10 @@ import pandas as pd
 
 from . import cost as costmod
 from . import grid
+from .artefacts import io_arguments, report_run
 from .config import active_tasks, parse_fraction
 from .errors import DataError
-from .labels import data_note, load_config_json, model_label, ood_sets, task_label, task_metric
+from .labels import data_note, model_label, ood_sets, task_label, task_metric
 from .render import md_table, write_report
 from .results import Results, mean_std
 from .stats import multibootstrap, p_value, relative_bootstrap_samples, spearman, spearman_permutation_p
@@ -233,46 +234,35 @@ def claim1(ctx: Context, task: str, pub: Published) -> list[Row]:
     return [row]
 
 
-def claim2(ctx: Context, task: str, pub: Published) -> list[Row]:
+def transfer(ctx: Context, task: str, pub: Published, n: int, refs, base: tuple[str, str], vs: str, none: str):
+    """Claims 2 and 3: DM from each of ``refs`` is non-inferior (margin comparable_points) to ``base`` (method, ref)."""
     main, alpha, cp = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"]
-    rows = []
-    refs = [r for r in dm_refs(ctx.cfg, task, main) if r != main and family(ctx.cfg, r) == family(ctx.cfg, main)]
-    self_runs = ctx.seeds(task, main, "dm", main)
+    base_runs, rows = ctx.seeds(task, main, *base), []
     for ref in refs:
         runs = ctx.seeds(task, main, "dm", ref)
-        row = Row(2, task, f"DM({model_label(ctx.cfg, main)} <- {model_label(ctx.cfg, ref)}) vs DM(<- itself)",
+        row = Row(n, task, f"DM({model_label(ctx.cfg, main)} <- {model_label(ctx.cfg, ref)}) vs {vs}",
                   "OOD difference (points)", threshold=f"non-inferior by {cp:g} point(s), p < {alpha}")  # fmt: skip
-        if ctx.available(runs) and ctx.available(self_runs):
-            row.value, row.p_value = compare(ctx, runs, self_runs, task, cp)
+        if ctx.available(runs) and ctx.available(base_runs):
+            row.value, row.p_value = compare(ctx, runs, base_runs, task, cp)
             row.verdict = verdict(None if math.isnan(row.value) else row.p_value < alpha)
-        ctx.lacking(row, runs, self_runs)
-        g = pub.ood(task, main, "dm", ref) - pub.ood(task, main, "dm", main)
-        row.published_value = g
+        ctx.lacking(row, runs, base_runs)
+        row.published_value = g = pub.ood(task, main, "dm", ref) - pub.ood(task, main, *base)
         row.published_verdict = "" if math.isnan(g) else verdict(g >= -cp)
         rows.append(row)
-    return rows or [Row(2, task, "no DM run from a smaller model of the main model's family", "", verdict=MISSING)]
+    return rows or [Row(n, task, none, "")]
+
+
+def claim2(ctx: Context, task: str, pub: Published) -> list[Row]:
+    fam = family(ctx.cfg, ctx.main)
+    refs = [r for r in dm_refs(ctx.cfg, task, ctx.main) if r != ctx.main and family(ctx.cfg, r) == fam]
+    return transfer(ctx, task, pub, 2, refs, ("dm", ctx.main), "DM(<- itself)",
+                    "no DM run from a smaller model of the main model's family")  # fmt: skip
 
 
 def claim3(ctx: Context, task: str, pub: Published) -> list[Row]:
-    main, alpha, cp = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"]
-    weak = weak_refs(ctx.cfg, task)
-    rows = []
-    erm = ctx.seeds(task, main, "erm")
-    for ref in dm_refs(ctx.cfg, task, main):
-        if family(ctx.cfg, ref) == family(ctx.cfg, main) or ref in weak:
-            continue
-        runs = ctx.seeds(task, main, "dm", ref)
-        row = Row(3, task, f"DM({model_label(ctx.cfg, main)} <- {model_label(ctx.cfg, ref)}) vs ERM",
-                  "OOD difference (points)", threshold=f"non-inferior by {cp:g} point(s), p < {alpha}")  # fmt: skip
-        if ctx.available(runs) and ctx.available(erm):
-            row.value, row.p_value = compare(ctx, runs, erm, task, cp)
-            row.verdict = verdict(None if math.isnan(row.value) else row.p_value < alpha)
-        ctx.lacking(row, runs, erm)
-        g = pub.ood(task, main, "dm", ref) - pub.ood(task, main, "erm")
-        row.published_value = g
-        row.published_verdict = "" if math.isnan(g) else verdict(g >= -cp)
-        rows.append(row)
-    return rows or [Row(3, task, "no DM run from a reference of another family", "", verdict=MISSING)]
+    fam, weak = family(ctx.cfg, ctx.main), weak_refs(ctx.cfg, task)
+    refs = [r for r in dm_refs(ctx.cfg, task, ctx.main) if family(ctx.cfg, r) != fam and r not in weak]
+    return transfer(ctx, task, pub, 3, refs, ("erm", "none"), "ERM", "no DM run from a reference of another family")
 
 
 def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
@@ -491,7 +481,7 @@ def evaluate(cfg: dict, results: str | Path | Results) -> pd.DataFrame:
     res = results if isinstance(results, Results) else Results(results)
     ctx = Context(cfg, res, grid.all_runs(cfg))
     pub = Published(cfg)
-    rows = [row for n, fn in CLAIMS.items() for task in active_tasks(cfg) for row in fn(ctx, task, pub)]
+    rows = [row for fn in CLAIMS.values() for task in active_tasks(cfg) for row in fn(ctx, task, pub)]
     return pd.DataFrame([r.__dict__ for r in rows], columns=COLUMNS)
 
 
@@ -508,9 +498,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fmt(x: float, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return f"{x:.4f}" if digits == 4 else f"{x:.{digits}f}"
+    return "–" if x is None or math.isnan(x) else f"{x:.{digits}f}"
 
 
 def render_md(cfg: dict, df: pd.DataFrame) -> str:
@@ -545,18 +533,9 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
 def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
     df = evaluate(cfg, results)
     write_report(prefix, render_md(cfg, df), df.to_csv(index=False, float_format="%.10g"))
+    for r in summary(df).itertuples():
+        log.info("claim %d (%s): %s (%d of %d rows)", r.claim, r.title, r.verdict, r.rows_holding, r.rows)
     return df
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
-    parser.add_argument("--results", required=True, help="results root")
-    parser.add_argument("--out-prefix", required=True, help="output path without extension")
-
-
-def run(args) -> int:
-    cfg = load_config_json(args.config_json)
-    df = write(cfg, args.results, args.out_prefix)
-    for r in summary(df).itertuples():
-        log.info("claim %d (%s): %s (%d of %d rows)", r.claim, r.title, r.verdict, r.rows_holding, r.rows)
-    return 0
+add_arguments, run = io_arguments, report_run(write, "claims")

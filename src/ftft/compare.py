@@ -14,20 +14,18 @@ with an empty ``ours``. Table 5 HSD mean differences are printed by the paper on
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import methods
+from .artefacts import io_arguments, report_run
 from .errors import DataError
 from .io import read_csv
-from .labels import data_note, dataset_title, load_config_json, model_label, ref_label
+from .labels import data_note, dataset_title, model_label, ref_label
 from .render import md_table, write_report
 from .tables import KEYS, table_ids
-
-log = logging.getLogger(__name__)
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 PUBLISHED_TABLES = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
@@ -179,14 +177,4 @@ def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
     return df
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
-    parser.add_argument("--results", required=True, help="results root (reads tables/table{N}.csv)")
-    parser.add_argument("--out-prefix", required=True, help="output path without extension")
-
-
-def run(args) -> int:
-    cfg = load_config_json(args.config_json)
-    df = write(cfg, args.results, args.out_prefix)
-    log.info("paper comparison: %d cells -> %s.{csv,md,html}", len(df), args.out_prefix)
-    return 0
+add_arguments, run = io_arguments, report_run(write, "paper comparison")

@@ -10,18 +10,17 @@ empty (no successful seed left) or only loses a seed.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
 
 from . import figures, grid, methods, tables
-from .labels import frac_label, load_config_json, model_label, ref_label, task_label
+from .artefacts import io_arguments, report_run
+from .labels import frac_label, model_label, ref_label, task_label
 from .layout import Layout
 from .render import md_table, write_report
 from .results import Results
 
-log = logging.getLogger(__name__)
 COLUMNS = "run reading task model method ref budget seed reason empties reduces figures".split()
 
 
@@ -131,14 +130,4 @@ def summary_line(cfg: dict, runs: list[grid.Run]) -> str:
     )
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
-    parser.add_argument("--results", required=True, help="results root")
-    parser.add_argument("--out-prefix", required=True, help="output path without extension")
-
-
-def run(args) -> int:
-    cfg = load_config_json(args.config_json)
-    df = write(cfg, args.results, args.out_prefix)
-    log.info("%d failed run(s) -> %s.{md,html,csv}", len(df), args.out_prefix)
-    return 0
+add_arguments, run = io_arguments, report_run(write, "failed runs")
