@@ -1,30 +1,21 @@
 """``ftft claims``: does this run support the paper's findings? ``tables/claims.{csv,md,html}``.
 
-One row per tested comparison, grouped into the paper's six claims; each row has the numbers it
-rests on, an effect size, a MultiBootstrap p-value where two systems are compared (all OOD sets
-of the task pooled, seeds and instances resampled, ``claims.samples`` samples) and a verdict:
-``holds``, ``does not hold`` or ``not enough runs``. A claim holds when all its rows hold.
-Thresholds come from ``claims`` in the config (``alpha``, ``comparable_points``, ...), and the
-main model is ``significance.main`` (DeBERTaV3-Large in the paper).
+One row per tested comparison, grouped into the paper's six claims: the numbers it rests on, an effect
+size, a MultiBootstrap p-value where two systems are compared (the task's OOD sets pooled, seeds and
+instances resampled) and a verdict (holds / does not hold / not enough runs); a claim holds when all its
+rows hold. Thresholds: config ``claims``; the main model: ``significance.main``.
 
-1. DM with the main model as its own reference beats ERM on OOD (superiority, p < alpha) at a
-   small ID cost (ERM ID - DM ID <= comparable_points).                     §4, Tables 1/6
-2. DM with a smaller reference of the main model's family is comparable to or better than DM
-   with the main model itself (non-inferiority with margin comparable_points, p < alpha). §4.1
-3. DM with a reference of another pretraining family is comparable to or better than ERM of the
-   main model (non-inferiority), except the weak references (``claims.weak_refs``).      §4.2
-4. Weak references give lower easy ratios and failed transfers: Spearman's rho between each
-   reference's easy ratio (at q) and its transfer gain (DM OOD - ERM OOD) > 0 with permutation
-   p < alpha; and each weak reference has a lower easy ratio than every other reference and
-   an unsuccessful transfer (gain < -comparable_points).              §4.3, Tables 2/7/8
-5. DM learns faster: halted at ``fast_fraction`` of the steps, DM reaches >= ``fast_ratio`` % of
-   its full-budget OOD score while ERM does not, and DM's relative score is higher (p < alpha).
-                                                                           §5, Figures 2-4
-6. FTFT beats ERM on OOD (p < alpha) at less than ``cost_ratio_erm`` of ERM's cost and at most
-   ``cost_ratio_dm`` of DM's cost.                                          §5, Tables 3/9
+1. DM(main <- itself) beats ERM on OOD (p < alpha) at an ID cost <= comparable_points.      §4, Tables 1/6
+2. DM from a smaller reference of main's family is non-inferior (margin comparable_points) to 1.'s DM. §4.1
+3. DM from a reference of another family (except ``weak_refs``) is non-inferior to ERM.               §4.2
+4. Spearman rho(easy ratio at q, DM - ERM OOD gain) > 0 (permutation p < alpha); each weak reference has the
+   lowest easy ratio and a gain < -comparable_points.                               §4.3, Tables 2/7/8
+5. Halted at ``fast_fraction``, DM reaches >= ``fast_ratio`` % of its full OOD score, ERM does not, and
+   DM's relative score is higher (p < alpha).                                             §5, Figures 2-4
+6. FTFT beats ERM on OOD (p < alpha) at a lower cost; the cheapest costs < ``cost_ratio_erm`` x ERM and
+   <= ``cost_ratio_dm`` x DM.                                                              §5, Tables 3/9
 
-The same statistics computed on the paper's printed numbers (``src/ftft/paper``, means only; the
-p-values of claim 1 from its Table 5) are printed beside ours where the published tables allow.
+"published": the same statistics on the paper's printed means (``src/ftft/paper``; claim 1's p from Table 5).
 """
 
 from __future__ import annotations
@@ -144,7 +135,7 @@ def needs(cfg: dict) -> grid.Needs:
         runs = [grid.ref_run(task, main, s) for s in cfg["seeds"]]
         for ref in dm_refs(cfg, task, main):
             runs += [grid.Run(task, main, "dm", ref, grid.FULL, s) for s in cfg["seeds"]]
-        n.predictions.update(r for r in runs if r in known)
+        n.predictions.update(set(runs) & known)
         for ref in set(cfg["easy_ratio"]["refs"]) & set(dm_refs(cfg, task, main)):
             n.datamaps.update((task, ref, s) for s in cfg["seeds"])
     for fid in cfg["speed"]["figures"]:
@@ -152,11 +143,7 @@ def needs(cfg: dict) -> grid.Needs:
             n.predictions.update(rs)
     for _, cell in ftft_cells(cfg):
         n.predictions.update(cell.runs)
-        n.predictions.update(
-            grid.ref_run(cell.task, cell.main, s)
-            for s in cfg["seeds"]
-            if grid.ref_run(cell.task, cell.main, s) in known
-        )
+        n.predictions.update({grid.ref_run(cell.task, cell.main, s) for s in cfg["seeds"]} & known)
         seed0 = cfg["seeds"][0]
         for m in (cell.main, cell.ref, cfg["cost_unit_model"]):
             if grid.ref_run(cell.task, m, seed0) in known:
@@ -364,8 +351,6 @@ class FtftCost:
 
 
 def claim6(ctx: Context, task: str, pub: Published) -> list[Row]:
-    """Each FTFT row beats ERM on OOD (p < alpha) at a lower cost; the cheapest FTFT row of each table
-    costs less than ``cost_ratio_erm`` x ERM and at most ``cost_ratio_dm`` x DM (paper: 15.2 vs 32 and 64)."""
     alpha, r_erm, r_dm = ctx.c["alpha"], ctx.c["cost_ratio_erm"], ctx.c["cost_ratio_dm"]
     rows: list[Row] = []
     seed0, unit = ctx.cfg["seeds"][0], ctx.cfg["cost_unit_model"]
@@ -437,6 +422,9 @@ class Published:
         self.df = pd.concat(frames, ignore_index=True)
         self.df["value"] = pd.to_numeric(self.df.get("mean", self.df.get("pflops")), errors="coerce")
         self.cfg = cfg
+        d = self.df[self.df["metric"].isin(["accuracy", "macro_f1"])]
+        keys = ["task", "main_model", "method", "ref_model", "step_fraction"]
+        self.scores = {k: g.drop_duplicates(["dataset"]) for k, g in d.groupby(keys, sort=False)}
 
     def value(self, table, task, main, ref, metric, method=None, frac="1", q=None) -> float:
         d = self.df
@@ -454,11 +442,7 @@ class Published:
     def _cells(self, task, main, method, ref="", frac="1"):
         """The printed scores of one row (first table in file order that prints it)."""
         ref = "" if ref in ("none", "") or method == "erm" else ref
-        if not hasattr(self, "_scores"):
-            d = self.df[self.df["metric"].isin(["accuracy", "macro_f1"])]
-            self._scores = {k: g.drop_duplicates(["dataset"])
-                            for k, g in d.groupby(["task", "main_model", "method", "ref_model", "step_fraction"], sort=False)}  # fmt: skip
-        return self._scores.get((task, main, method, ref, frac), self.df.iloc[:0])
+        return self.scores.get((task, main, method, ref, frac), self.df.iloc[:0])
 
     def ood(self, task, main, method, ref="", frac="1") -> float:
         if task not in self.cfg["tasks"]:
