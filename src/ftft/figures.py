@@ -1,21 +1,12 @@
-"""Paper Figures 1a, 1b, 2, 3 and 4 from data maps and run outputs (PNG + PDF).
+"""Paper Figures 1a, 1b, 2, 3 and 4 (PNG + PDF); which ones a config makes: ``figure_ids``. Each kind says
+what it reads (``needs``), draws the figure and returns the plotted numbers (``make``; tests assert them).
 
-``ftft figure --id ID --config-json CFG.json --results DIR --out-prefix P`` writes ``P.png``
-and ``P.pdf``. Which figures exist comes from the config (``figure_ids``): ``1a`` / ``1b``
-are the paper's NLI panels (``overlap.task`` / ``ptrue_curves.task``), ``1a-hsd`` /
-``1b-hsd`` the extras of ``extra_tasks``, ``2``-``4`` the speed figures of ``speed.figures``.
-Each kind (``KINDS``, dispatched by ``artefacts.Registry``) says what it reads (``needs``; ``workflow.Plan`` makes the declared
-inputs), draws the figure and returns the plotted numbers as a DataFrame (tests assert them).
-
-- 1a: share of the ambiguous (top q variability) training instances of reference A also
-  picked by B (``datamap.overlap_matrix``), data maps of the first seed; the diagonal shows the
-  overlap between the first two seeds of the same reference (the paper's superscripts).
-- 1b: median p_true per epoch of the hard-to-learn ``hard_fraction`` vs the rest
-  (``datamap.ptrue_curves``), from each reference's ERM run (first seed).
-- 2/3/4: halting curves: OOD performance at a step fraction relative to the full budget,
-  ``100 * mean_seeds(score at f) / mean_seeds(score of the full run)``, read from the
-  checkpoints of the full runs. Series ERM and DM-<ref>, one panel per OOD set, one row per
-  task. Failed runs are excluded; a panel or series without a successful run says why.
+- 1a: share of reference A's ambiguous (top q variability) instances that B also picks (first seed's maps);
+  the diagonal: two seeds of the same reference (the paper's superscripts).
+- 1b: median p_true per epoch of the hard-to-learn ``hard_fraction`` vs the rest (ERM reference runs).
+- 2/3/4: ``100 * mean_seeds(OOD score at f) / mean_seeds(score of the full run)`` from the full runs'
+  checkpoints: series ERM and DM-<ref>, a panel per OOD set, a row per task. Failed runs are excluded; a panel
+  or series without a successful run says why.
 """
 
 from __future__ import annotations
@@ -80,11 +71,6 @@ def speed_size(n_rows: int, n_cols: int) -> tuple[float, float]:
     return (PANEL_W * n_cols, PANEL_H * n_rows + 0.9)
 
 
-def pixel_size(size_in: tuple[float, float]) -> tuple[int, int]:
-    """(height, width) in pixels of a PNG of ``size_in`` inches."""
-    return round(size_in[1] * DPI), round(size_in[0] * DPI)
-
-
 def panel_note(ax, text: str, chars: int = 40, lines: int = 6) -> None:
     """A note inside its panel: wrapped to the panel's width, clipped to it, kept out of the layout."""
     wrapped = [w for line in text.splitlines() for w in textwrap.wrap(line, chars, subsequent_indent="  ")]
@@ -120,14 +106,13 @@ def overlap_data(cfg: dict, res: Results, task: str) -> tuple[pd.DataFrame, dict
     if ok:
         sub = datamap.overlap_matrix(ok, q)
         mat.loc[sub.index, sub.columns] = sub
-    seed_overlap = {}
-    for r in refs:
-        second = res.datamap(task, r, seeds[1]) if len(seeds) > 1 else None
-        if first[r] is not None and second is not None:
-            seed_overlap[r] = float(datamap.overlap_matrix({"a": first[r], "b": second}, q).iloc[0, 1])
-        else:
-            seed_overlap[r] = float("nan")
-    return mat, seed_overlap
+    second = {r: res.datamap(task, r, seeds[1]) if len(seeds) > 1 else None for r in refs}
+    return mat, {
+        r: float("nan")
+        if first[r] is None or second[r] is None
+        else float(datamap.overlap_matrix({"a": first[r], "b": second[r]}, q).iloc[0, 1])
+        for r in refs
+    }
 
 
 def overlap_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.DataFrame:
@@ -136,16 +121,11 @@ def overlap_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Da
     mat, seed_ov = overlap_data(cfg, res, task)
     refs = list(mat.index)
     labels = [model_label(cfg, r) for r in refs]
+    annot = mat.map(lambda v: "failed\nrun" if np.isnan(v) else f"{v:.2f}").to_numpy()
     shown = mat.to_numpy().copy()
-    annot = np.empty(shown.shape, dtype=object)
-    for i in range(len(refs)):
-        for j in range(len(refs)):
-            annot[i, j] = f"{shown[i, j]:.2f}" if not np.isnan(shown[i, j]) else "failed\nrun"
-        s = seed_ov[refs[i]]
-        if np.isnan(shown[i, i]):
-            continue
-        annot[i, i] = f"{s:.2f}\n(seeds)" if not np.isnan(s) else "1.00\n(one seed)"
-        shown[i, i] = s if not np.isnan(s) else 1.0
+    for i, s in enumerate(seed_ov[r] for r in refs):
+        if not np.isnan(shown[i, i]):
+            annot[i, i], shown[i, i] = ("1.00\n(one seed)", 1.0) if np.isnan(s) else (f"{s:.2f}\n(seeds)", s)
     fig, ax = plt.subplots(figsize=HEATMAP_SIZE, layout="constrained")
     sns.heatmap(
         shown, annot=annot, fmt="", vmin=0, vmax=1, cmap="viridis", square=True, ax=ax,
