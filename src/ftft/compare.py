@@ -1,15 +1,7 @@
-"""Every reproduced table cell beside the published value (``src/ftft/paper/table*.csv``).
-
-``ftft compare --config-json CFG.json --results DIR --out-prefix results/tables/paper_comparison``
-reads ``DIR/tables/table{N}.csv`` (written by ``ftft table``) and writes ``PREFIX.csv``,
-``PREFIX.md`` and ``PREFIX.html`` (``render.write_report``).
-
-Cells are matched on ``table, task, main_model, ref_model, method, step_fraction, dataset,
-metric, q`` (``tables.KEYS``). ``difference = ours - published``. Reproduced cells the paper
-lacks keep an empty published value; published cells this config does not reproduce are listed
-with an empty ``ours``. Table 5 HSD mean differences are printed by the paper on a 0-1 scale
-(0.02-0.06, see src/ftft/paper/README); ours are in points, so the difference uses
-100 x published there (noted per row).
+"""``ftft compare``: every reproduced cell (``tables/table{N}.csv``) beside the published one
+(``src/ftft/paper/table*.csv``), matched on ``tables.KEYS``; ``difference = ours - published``; cells only one
+side has are listed with the other side empty. The paper prints Table 5's HSD mean differences on a 0-1 scale,
+ours are in points: the difference uses 100 x published there (noted per row).
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
-"""``ftft failed-runs``: which runs failed, why, and which table cells and figures they touch.
-
-Written at the end of every run as ``failed_runs.{md,html,csv}`` (and one line on the terminal), so
-that a failed run cannot hide behind "100% done": for each failed run its folder, the reason
-from ``run.json`` (worse than the majority class, non-finite loss, a failed reference), and
-every table cell (table, task, row) and figure that reads it, with whether that cell is now
-empty (no successful seed left) or only loses a seed.
+"""``ftft failed-runs``: which runs failed, why (``run.json``), and which table cells (emptied, or losing a
+seed) and figures read them: ``failed_runs.{md,html,csv}`` and one line on the terminal at the end of a run.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -107,7 +103,7 @@ def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
 def summary_line(cfg: dict, runs: list[grid.Run]) -> str:
     """One line for the end of a Snakemake run (reads whatever run.json files exist)."""
     layout = Layout.from_config(cfg)
-    done, failed, reasons = 0, 0, {}
+    done, reasons = 0, Counter()
     for r in runs:
         path = Path(layout.run_file("run.json", r))
         if not path.is_file():
@@ -118,12 +114,10 @@ def summary_line(cfg: dict, runs: list[grid.Run]) -> str:
         except (OSError, ValueError):
             continue
         if rec.get("status") == "failed":
-            failed += 1
-            why = str(rec.get("failure_reason") or "?").split(":")[0]
-            reasons[why] = reasons.get(why, 0) + 1
-    if not failed:
+            reasons[str(rec.get("failure_reason") or "?").split(":")[0]] += 1
+    if not (failed := reasons.total()):
         return f"ftft: {done} of {len(runs)} training runs finished, none failed."
-    top = "; ".join(f"{n} x {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    top = "; ".join(f"{n} x {why}" for why, n in reasons.most_common())
     return (
         f"ftft: {failed} of {done} finished training runs FAILED ({top}); they are excluded from the tables. "
         f"Which cells they empty: {layout.failed_runs('md')}"

@@ -1,12 +1,9 @@
-"""The one writer of every table-like artefact: paper tables (Markdown, LaTeX, HTML) and the
-Markdown reports (claims, comparison with the paper, failed runs, shipped-model screen) with
-their HTML page. Every user string is literal text: escaped for HTML (jinja2 autoescape), LaTeX
-(``tex_escape``) and, in the reports' HTML, only inline code, bold, italic and ``<sub>`` are read.
+"""The one writer of every table-like artefact: paper tables (Markdown, LaTeX, HTML) and the Markdown reports
+with their HTML page. User strings are literal text: escaped for HTML (jinja2 autoescape) and LaTeX
+(``tex_escape``); in the reports' HTML only inline code, bold, italic and ``<sub>`` are read.
 
-A ``View`` is what a reader sees of a paper table: blocks (one per task), each with label
-columns, value columns under optional grouped headers (``AdversarialNLI: R1 R2 R3``), rows of
-cells, and group headings between rows. The best value of each column within a block is bold,
-as in the paper; ``gray`` rows are the paper's gray-shaded rows. ``tables.py`` builds views.
+A ``View`` (built by ``tables.py``) is a paper table: blocks (one per task) of label columns, value columns
+under optional group headers, rows and group headings; each column's best value in a block is bold.
 """
 
 from __future__ import annotations

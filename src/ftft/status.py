@@ -1,13 +1,9 @@
 """``ftft status``: where a workflow run stands, from the files it writes (no Snakemake needed).
 
-For every training run of the config: done (``run.json`` status ok), failed (status failed),
-running (its log's last progress line is recent and there is no ``run.json`` yet: step, loss,
-steps/s, ETA as the engine logs them; "starting" before its first step) or waiting. Then an
-overall line: runs done / running / failed / waiting and the estimated time left: running jobs at
-their measured speed, the others as the finished jobs of the same model took (seconds per step,
-plus the job's time outside the training loop, from its Snakemake benchmark file), divided by the
-jobs that run at once (``--cores``/``--parallel``); "unknown" until a training job has finished. ``--watch S`` refreshes every S seconds. Works the same on a workstation
-and on a cluster (the logs are on the shared file system).
+Each training run is done or failed (``run.json``), running (its log changed recently: step, loss, steps/s,
+ETA from the last progress line) or waiting. The time left: running jobs at their measured speed, the others
+as the finished jobs of the same model took (seconds per step plus the job's time outside the loop, from its
+benchmark file), divided by the jobs that run at once; unknown until a training job has finished.
 """
 
 from __future__ import annotations
