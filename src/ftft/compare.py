@@ -70,43 +70,36 @@ def _float(x) -> float:
         return float("nan")
 
 
+PUBLISHED = {"mean": "published_mean", "std": "published_std", "flag": "published_flag"}
+NOTES = {
+    "left_only": "not in the paper",
+    "right_only": "not reproduced by this config",
+    "scaled": "paper prints this on a 0-1 scale; difference uses 100 x published",
+    "cost": "cost: FLOPs ratios rounded to 2 significant figures as in the paper",
+}
+
+
 def compare(cfg: dict, results: str | Path) -> pd.DataFrame:
     ids = [t for t in table_ids(cfg) if t in PUBLISHED_TABLES]
-    ours = load_ours(results, ids)
-    pub = load_published(ids)
-    ours = ours.rename(columns={"mean": "ours_mean", "std": "ours_std"})
-    for c in ("n_ok", "n_failed"):
-        if c not in ours.columns:
-            ours[c] = np.nan
-    ours["order"] = np.arange(len(ours))
-    ours = ours[KEYS + ["ours_mean", "ours_std", "n_ok", "n_failed", "order"]]
-    pub = pub.rename(columns={"mean": "published_mean", "std": "published_std", "flag": "published_flag"})
-    pub = pub[KEYS + ["published_mean", "published_std", "published_flag"]]
+    ours = load_ours(results, ids).rename(columns={"mean": "ours_mean", "std": "ours_std"})
+    ours = ours.reindex(columns=[*KEYS, "ours_mean", "ours_std", "n_ok", "n_failed"]).assign(order=np.arange(len(ours)))
+    pub = load_published(ids).rename(columns=PUBLISHED)[[*KEYS, *PUBLISHED.values()]]
     df = ours.merge(pub, on=KEYS, how="outer", indicator="source")
-    for c in ("published_mean", "published_std", "published_flag"):
-        df[c] = df[c].fillna("")
+    df[list(PUBLISHED.values())] = df[list(PUBLISHED.values())].fillna("")
     df["order"] = df["order"].fillna(len(df))
     for c in ("n_ok", "n_failed"):
         df[c] = pd.to_numeric(df[c], errors="coerce").round().astype("Int64")
-    notes, diffs = [], []
-    for r in df.itertuples(index=False):
-        note = []
-        pm = _float(r.published_mean)
-        if r.source == "left_only":
-            note.append("not in the paper")
-        elif r.source == "right_only":
-            note.append("not reproduced by this config")
-        if r.table == "5" and r.task == "hsd" and r.metric == "mean_diff" and not np.isnan(pm):
-            pm *= 100
-            note.append("paper prints this on a 0-1 scale; difference uses 100 x published")
-        if r.published_flag and r.published_flag != "ok":
-            note.append(f"published cell flagged {r.published_flag}")
-        if r.metric == "cost":
-            note.append("cost: FLOPs ratios rounded to 2 significant figures as in the paper")
-        diffs.append(_float(r.ours_mean) - pm)
-        notes.append("; ".join(note))
-    df["difference"] = diffs
-    df["note"] = notes
+    pm = df["published_mean"].map(_float)
+    scaled = (df["table"] == "5") & (df["task"] == "hsd") & (df["metric"] == "mean_diff") & pm.notna()
+    df["difference"] = df["ours_mean"].map(_float) - pm.where(~scaled, 100 * pm)
+    flag = df["published_flag"]
+    notes = pd.DataFrame({
+        "source": df["source"].astype(str).map(NOTES),
+        "scaled": scaled.map({True: NOTES["scaled"]}),
+        "flag": ("published cell flagged " + flag).where(~flag.isin(["", "ok"])),
+        "cost": (df["metric"] == "cost").map({True: NOTES["cost"]}),
+    })  # fmt: skip
+    df["note"] = ["; ".join(n for n in row if isinstance(n, str)) for row in notes.itertuples(index=False)]
     df["_t"] = df["table"].map(lambda t: PUBLISHED_TABLES.index(t) if t in PUBLISHED_TABLES else 99)
     df = df.sort_values(["_t", "order"], kind="stable").reset_index(drop=True)
     return df[OUT_COLUMNS]
