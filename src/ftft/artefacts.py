@@ -16,7 +16,7 @@ import pandas as pd
 
 from . import grid
 from .errors import FtftError
-from .labels import load_config_json
+from .io import read_json, write_json
 from .results import Results
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class Registry:
         io_arguments(parser)
 
     def run(self, args) -> int:
-        df = self.make(load_config_json(args.config_json), args.results, args.id, args.out_prefix)
+        df = self.make(read_json(args.config_json, "config JSON"), args.results, args.id, args.out_prefix)
         log.info("%s %s: %d rows -> %s.*", self.what, args.id, len(df), args.out_prefix)
         return 0
 
@@ -66,7 +66,7 @@ def report_run(write: Callable[[dict, str, str], pd.DataFrame], what: str) -> Ca
     """``run(args)`` of a report command: ``write(cfg, results, prefix)`` writes ``PREFIX.{csv,md,html}``."""
 
     def run(args) -> int:
-        df = write(load_config_json(args.config_json), args.results, args.out_prefix)
+        df = write(read_json(args.config_json, "config JSON"), args.results, args.out_prefix)
         log.info("%s: %d rows -> %s.{csv,md,html}", what, len(df), args.out_prefix)
         return 0
 
@@ -81,8 +81,6 @@ def add_arguments(parser) -> None:  # ftft config-json
 def run(args) -> int:
     """``results/config.json``: what every table, figure and report job reads (``workflow.Plan.config_dump``)."""
     import json
-
-    from .io import write_json
 
     write_json(args.out, json.loads(args.json))
     return 0

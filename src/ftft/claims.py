@@ -33,7 +33,7 @@ from . import grid
 from .artefacts import io_arguments, report_run
 from .config import active_tasks, parse_fraction
 from .errors import DataError
-from .labels import data_note, model_label, ood_sets, task_label, task_metric
+from .labels import data_note, id_set, model_label, ood_sets, task_label, task_metric
 from .render import md_table, write_report
 from .results import Results, mean_std
 from .stats import multibootstrap, p_value, relative_bootstrap_samples, spearman, spearman_permutation_p
@@ -163,7 +163,7 @@ def ood_mean(ctx: Context, runs, task: str, fraction=1) -> float:
 
 
 def id_mean(ctx: Context, runs, task: str) -> float:
-    name = grid.task_eval_sets(ctx.cfg, task)[0]
+    name = id_set(ctx.cfg, task)
     sv = ctx.res.seed_values(runs, [name], task_metric(ctx.cfg, task))
     return mean_std(sv.values[name])[0] if sv.n_ok else float("nan")
 
@@ -454,8 +454,7 @@ class Published:
 
     def id(self, task, main, method, ref="") -> float:
         cells = self._cells(task, main, method, ref).set_index("dataset")["value"]
-        name = grid.task_eval_sets(self.cfg, task)[0]
-        return float(cells.get(name, float("nan")))
+        return float(cells.get(id_set(self.cfg, task), float("nan")))
 
 
 # --------------------------------------------------------------------------- report

@@ -155,9 +155,7 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
 
 def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
     df = compare(cfg, results)
-    out = df.copy()
-    if cfg.get("mode") == "demo":
-        out.insert(len(out.columns), "demo", True)
+    out = df.assign(demo=True) if cfg.get("mode") == "demo" else df
     write_report(prefix, render_md(cfg, df), out.to_csv(index=False, float_format="%.10g"))
     return df
 
