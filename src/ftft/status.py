@@ -36,17 +36,10 @@ class RunState:
 
 def _last_progress(log: Path) -> tuple[int, int, str, float] | None:
     try:
-        with open(log, "rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - 16_384))
-            tail = fh.read().decode("utf-8", "replace")
+        hits = PROGRESS.findall(log.read_bytes()[-16_384:].decode("utf-8", "replace"))
     except OSError:
         return None
-    hits = PROGRESS.findall(tail)
-    if not hits:
-        return None
-    step, total, loss, rate = hits[-1]
-    return int(step), int(total), loss, float(rate)
+    return (int(hits[-1][0]), int(hits[-1][1]), hits[-1][2], float(hits[-1][3])) if hits else None
 
 
 def _job_seconds(layout: Layout, run: grid.Run) -> float | None:
