@@ -11,7 +11,6 @@ what it reads (``needs``), draws the figure and returns the plotted numbers (``m
 
 from __future__ import annotations
 
-import logging
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +25,8 @@ from .artefacts import Registry
 from .config import parse_fraction
 from .io import atomic_path
 from .labels import dataset_title, frac_label, model_label, ood_sets, seeds_phrase, task_label, task_metric
+from .render import out_path
 from .results import Results
-
-log = logging.getLogger(__name__)
 
 DPI = 100
 PANEL_W, PANEL_H = 3.6, 3.0  # inches per panel of the speed figures
@@ -50,20 +48,15 @@ def _plt():
     return plt, sns
 
 
-def save(fig, prefix: str | Path) -> list[Path]:
+def save(fig, prefix: str | Path) -> None:
     """Write PREFIX.png and PREFIX.pdf atomically (fixed size: no tight bbox)."""
     import matplotlib.pyplot as plt
 
-    prefix = Path(prefix)
-    out = []
     for ext in ("png", "pdf"):
-        path = prefix.with_name(f"{prefix.name}.{ext}")
-        with atomic_path(path) as tmp:
+        with atomic_path(out_path(prefix, ext)) as tmp:
             fig.savefig(tmp, format=ext, dpi=DPI)
-        out.append(path)
         fig.set_layout_engine("none")  # laid out once (constrained layout, by the PNG): the PDF keeps the positions
     plt.close(fig)
-    return out
 
 
 def speed_size(n_rows: int, n_cols: int) -> tuple[float, float]:
@@ -191,8 +184,7 @@ def curves_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Dat
         ax.set_xticks(sorted(df["epoch"].unique()))
     if failed:
         panel_note(ax, "not shown (failed run):\n" + "\n".join(failed), chars=70)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("epoch")
+    ax.set(ylim=(0, 1), xlabel="epoch")
     ax.set_ylabel("median $p_{true}$", parse_math=True)
     extra = " (extra)" if "-" in fid else ""
     ax.set_title(
@@ -284,8 +276,7 @@ def speed_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Data
             if missing:
                 panel_note(ax, "no successful run:\n" + "\n".join(missing))
             ax.axhline(100, color="0.4", lw=0.8, ls="--")
-            ax.set_xticks(fracs)
-            ax.set_xticklabels([ticks[f] for f in fracs], fontsize=8)
+            ax.set_xticks(fracs, [ticks[f] for f in fracs], fontsize=8)
             ax.set_title(textwrap.fill(f"{task_label(task)}: {dataset_title(cfg, task, sets[j])}", 30), fontsize=10)
             ax.set_xlabel("fraction of training steps")
             if j == 0:

@@ -299,21 +299,21 @@ def markdown_to_html(md: str) -> str:
     return PAGE.render(title=title, css=Markup(CSS + MD_CSS), view=None, body=Markup("\n".join(out)))
 
 
-def _path(prefix: str | Path, ext: str) -> Path:
+def out_path(prefix: str | Path, ext: str) -> Path:
     prefix = Path(prefix)
     return prefix.with_name(f"{prefix.name}.{ext}")
 
 
 def write_table(prefix: str | Path, view: View, label: str, note: str | None) -> None:
     """``PREFIX.md``, ``.tex`` and ``.html`` of a paper table (atomic writes)."""
-    write_text(_path(prefix, "md"), to_markdown(view, note))
-    write_text(_path(prefix, "tex"), to_latex(view, label, note))
-    write_text(_path(prefix, "html"), to_html(view, note))
+    write_text(out_path(prefix, "md"), to_markdown(view, note))
+    write_text(out_path(prefix, "tex"), to_latex(view, label, note))
+    write_text(out_path(prefix, "html"), to_html(view, note))
 
 
 def write_report(prefix: str | Path, md: str, csv: str | None = None) -> None:
     """``PREFIX.md`` and its HTML page ``PREFIX.html`` (and ``PREFIX.csv`` when given; atomic writes)."""
     if csv is not None:
-        write_text(_path(prefix, "csv"), csv)
-    write_text(_path(prefix, "md"), md)
-    write_text(_path(prefix, "html"), markdown_to_html(md))
+        write_text(out_path(prefix, "csv"), csv)
+    write_text(out_path(prefix, "md"), md)
+    write_text(out_path(prefix, "html"), markdown_to_html(md))
