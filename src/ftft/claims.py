@@ -33,7 +33,7 @@ from . import grid
 from .artefacts import io_arguments, report_run
 from .config import active_tasks, parse_fraction
 from .errors import DataError
-from .labels import data_note, id_set, model_label, ood_sets, task_label, task_metric
+from .labels import data_note, id_set, model_label, ood_sets, q_percent, task_label, task_metric
 from .render import md_table, write_report
 from .results import Results, mean_std
 from .stats import multibootstrap, p_value, relative_bootstrap_samples, spearman, spearman_permutation_p
@@ -88,8 +88,8 @@ class Context:
     def seeds(self, task, model, method, ref="none") -> list[grid.Run]:
         return [grid.Run(task, model, method, ref, grid.FULL, s) for s in self.cfg["seeds"]]
 
-    def available(self, runs) -> bool:
-        return set(runs) <= self.known
+    def available(self, *run_lists) -> bool:
+        return set().union(*run_lists) <= self.known
 
     def lacking(self, row: Row, *run_lists) -> None:
         """Say why a row has no verdict: which runs failed (and why), or which are not in the grid."""
@@ -202,7 +202,7 @@ def claim1(ctx: Context, task: str, pub: Published) -> list[Row]:
     row = Row(
         1, task, subject, "OOD gain (points), ID cost (points)", threshold=f"gain > 0, p < {alpha}, ID cost <= {cp:g}"
     )
-    if not (ctx.available(erm) and ctx.available(dm)):
+    if not ctx.available(erm, dm):
         ctx.lacking(row, erm, dm)
         return [row]
     row.value, row.p_value = compare(ctx, dm, erm, task)
@@ -229,7 +229,7 @@ def transfer(ctx: Context, task: str, pub: Published, n: int, refs, base: tuple[
         runs = ctx.seeds(task, main, "dm", ref)
         row = Row(n, task, f"DM({model_label(ctx.cfg, main)} <- {model_label(ctx.cfg, ref)}) vs {vs}",
                   "OOD difference (points)", threshold=f"non-inferior by {cp:g} point(s), p < {alpha}")  # fmt: skip
-        if ctx.available(runs) and ctx.available(base_runs):
+        if ctx.available(runs, base_runs):
             row.value, row.p_value = compare(ctx, runs, base_runs, task, cp)
             row.verdict = verdict(None if math.isnan(row.value) else row.p_value < alpha)
         ctx.lacking(row, runs, base_runs)
@@ -263,8 +263,7 @@ def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
     if ctx.available(erm):
         base = ood_mean(ctx, erm, task)
         for ref in refs:
-            maps = [ctx.res.datamap(task, ref, s) for s in ctx.cfg["seeds"]]
-            maps = [m for m in maps if m is not None]
+            maps = [m for s in ctx.cfg["seeds"] if (m := ctx.res.datamap(task, ref, s)) is not None]
             runs = ctx.seeds(task, main, "dm", ref)
             if maps and ctx.available(runs):
                 easy[ref] = 100 * float(np.mean([datamap.easy_ratio(m, q) for m in maps]))
@@ -283,7 +282,7 @@ def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
         if any(r in ctx.known and ctx.res.is_failed(r) for r in lost):
             ctx.lacking(probe := Row(4, task, "", ""), lost)
             row.detail += f"; {probe.detail}"
-    pe = {r: pub.value("8", task, "", r, "easy_ratio", q=str(round(q * 100))) for r in refs}
+    pe = {r: pub.value("8", task, "", r, "easy_ratio", q=q_percent(q)) for r in refs}
     pg = {r: pub.ood(task, main, "dm", r) - pub.ood(task, main, "erm") for r in refs}
     pk = [r for r in refs if not (math.isnan(pe[r]) or math.isnan(pg[r]))]
     if len(pk) >= 3:
