@@ -5,7 +5,7 @@ seed) and figures read them: ``failed_runs.{md,html,csv}`` and one line on the t
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pandas as pd
@@ -36,14 +36,14 @@ def failed_runs(cfg: dict, res: Results) -> pd.DataFrame:
     """One row per failed run ("final") and per excluded halted reading ("halted at k/15", judged at its own
     checkpoint, results.Results.failure_at), with the cells and figures it empties or reduces."""
     failed = {(r, "final"): res.failure(r) for r in sorted(grid.all_runs(cfg)) if res.is_failed(r)}
-    uses: dict = {k: {"empties": [], "reduces": [], "figures": []} for k in failed}
+    uses: dict = defaultdict(lambda: {"empties": [], "reduces": [], "figures": []})
 
     def note(run: grid.Run, fraction, what: str, name: str) -> None:
         if not (why := res.failure_at(run, fraction)):
             return
         k = (run, why.split(":")[0] if why.startswith("halted at ") else "final")
         failed.setdefault(k, why)
-        uses.setdefault(k, {"empties": [], "reduces": [], "figures": []})[what].append(name)
+        uses[k][what].append(name)
 
     for tid, kind in tables.table_ids(cfg).items():
         if kind == "cells":

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -54,20 +54,14 @@ def pick_checkpoint(ckpts, steps, fracs, fraction, where) -> tuple[int, int]:
 
 @dataclass
 class SeedValues:
-    """Per-seed values of the ok runs of one cell, and which seeds failed (and why)."""
+    """Per-seed values of the ok runs of one cell (dataset -> value per ok seed), and which seeds failed and why."""
 
-    values: dict[str, list[float]] = field(default_factory=dict)  # dataset -> value per ok seed
-    ok_seeds: list[int] = field(default_factory=list)
-    failed_seeds: list[int] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-
-    @property
-    def n_ok(self) -> int:
-        return len(self.ok_seeds)
-
-    @property
-    def n_failed(self) -> int:
-        return len(self.failed_seeds)
+    values: dict[str, list[float]]
+    ok_seeds: list[int]
+    failed_seeds: list[int]
+    reasons: list[str]
+    n_ok = property(lambda self: len(self.ok_seeds))
+    n_failed = property(lambda self: len(self.failed_seeds))
 
 
 def mean_std(values: list[float], scale: float = 100.0) -> tuple[float, float]:

@@ -111,9 +111,7 @@ def report(states: list[RunState], parallel: int = 1) -> str:
                          f"loss {s.loss}  {s.rate:.2f} steps/s  ETA {_hms((s.steps - s.step) / s.rate)}")  # fmt: skip
         elif s.state == "running":
             lines.append(f"  starting {s.run.path}  (loading; no step finished yet)")
-    for s in states:
-        if s.state == "failed":
-            lines.append(f"  FAILED   {s.run.path}  {s.reason}")
+    lines += [f"  FAILED   {s.run.path}  {s.reason}" for s in states if s.state == "failed"]
     eta = eta_seconds(states)
     left = (
         "unknown until a training run finishes (`ftft plan` gives the planned GPU-hours)"
