@@ -27,12 +27,9 @@ OUT_COLUMNS = (
 
 
 def _norm(df: pd.DataFrame) -> pd.DataFrame:
-    df = df.copy()
-    for k in KEYS:
-        if k not in df.columns:
-            df[k] = ""
-        df[k] = df[k].fillna("").astype(str).str.strip()
-        df.loc[df[k].isin(["nan", "None", "<NA>"]), k] = ""
+    """The key columns as stripped strings ('' for a missing key)."""
+    df = df.reindex(columns=[*df.columns, *(k for k in KEYS if k not in df.columns)])
+    df[KEYS] = df[KEYS].fillna("").astype(str).apply(lambda c: c.str.strip()).replace(["nan", "None", "<NA>"], "")
     return df
 
 
