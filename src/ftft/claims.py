@@ -31,6 +31,7 @@ import pandas as pd
 from . import cost as costmod
 from . import grid
 from .artefacts import io_arguments, report_run
+from .compare import PUBLISHED_TABLES, load_published
 from .config import active_tasks, parse_fraction
 from .errors import DataError
 from .labels import data_note, id_set, model_label, ood_sets, q_percent, task_label, task_metric
@@ -41,7 +42,6 @@ from .tables import system_predictions
 
 log = logging.getLogger(__name__)
 
-PAPER_DIR = Path(__file__).resolve().parent / "paper"
 HOLDS, FAILS, MISSING = "holds", "does not hold", "not enough runs"
 TITLES = {  # claim -> (finding, where the paper shows it)
     1: ("DM (main model as its own reference) beats ERM on OOD at a small ID cost", "§4, Tables 1/6"),
@@ -417,9 +417,8 @@ class Published:
     """The paper's printed cells (``src/ftft/paper/table*.csv``)."""
 
     def __init__(self, cfg: dict):
-        frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in sorted(PAPER_DIR.glob("table*.csv"))]
-        self.df = pd.concat(frames, ignore_index=True)
-        self.df["value"] = pd.to_numeric(self.df.get("mean", self.df.get("pflops")), errors="coerce")
+        self.df = load_published(PUBLISHED_TABLES)
+        self.df["value"] = pd.to_numeric(self.df["mean"], errors="coerce")
         self.cfg = cfg
         d = self.df[self.df["metric"].isin(["accuracy", "macro_f1"])]
         keys = ["task", "main_model", "method", "ref_model", "step_fraction"]

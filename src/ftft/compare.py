@@ -34,20 +34,14 @@ def _norm(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_published(table_ids) -> pd.DataFrame:
-    frames = []
-    for tid in table_ids:
-        path = PAPER_DIR / f"table{tid}.csv"
-        if not path.is_file():
-            continue
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-        if tid == "4":
-            df = df.rename(columns={"model": "main_model", "pflops": "mean"})
-            df["std"] = ""
-            df["flag"] = "ok"
-        frames.append(df)
-    if not frames:
-        return pd.DataFrame(columns=KEYS + ["mean", "std", "flag"])
-    return _norm(pd.concat(frames, ignore_index=True))
+    """The paper's printed cells of these tables (Table 4's PFLOPs as its ``mean``)."""
+    paths = [PAPER_DIR / f"table{tid}.csv" for tid in table_ids]
+    frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in paths if p.is_file()]
+    t4 = {"model": "main_model", "pflops": "mean"}
+    frames = [df.rename(columns=t4).assign(std="", flag="ok") if "pflops" in df else df for df in frames]
+    return (
+        _norm(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=[*KEYS, "mean", "std", "flag"])
+    )
 
 
 def load_ours(results: str | Path, table_ids) -> pd.DataFrame:
