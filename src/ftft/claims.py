@@ -198,10 +198,8 @@ def verdict(ok: bool | None) -> str:
 def claim1(ctx: Context, task: str, pub: Published) -> list[Row]:
     main, alpha, cp = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"]
     erm, dm = ctx.seeds(task, main, "erm"), ctx.seeds(task, main, "dm", main)
-    subject = f"DM({model_label(ctx.cfg, main)} <- itself) vs ERM"
-    row = Row(
-        1, task, subject, "OOD gain (points), ID cost (points)", threshold=f"gain > 0, p < {alpha}, ID cost <= {cp:g}"
-    )
+    row = Row(1, task, f"DM({model_label(ctx.cfg, main)} <- itself) vs ERM", "OOD gain (points), ID cost (points)",
+              threshold=f"gain > 0, p < {alpha}, ID cost <= {cp:g}")  # fmt: skip
     if not ctx.available(erm, dm):
         ctx.lacking(row, erm, dm)
         return [row]
@@ -210,9 +208,8 @@ def claim1(ctx: Context, task: str, pub: Published) -> list[Row]:
     row.detail = f"OOD: DM {ood_mean(ctx, dm, task):.2f} vs ERM {ood_mean(ctx, erm, task):.2f}; ID cost {id_cost:.2f}"
     row.verdict = verdict(None if math.isnan(row.value) else row.value > 0 and row.p_value < alpha and id_cost <= cp)
     ctx.lacking(row, erm, dm)
-    g = pub.ood(task, main, "dm", main) - pub.ood(task, main, "erm")
+    row.published_value = g = pub.ood(task, main, "dm", main) - pub.ood(task, main, "erm")
     pcost = pub.id(task, main, "erm") - pub.id(task, main, "dm", main)
-    row.published_value = g
     pp = pub.value("5", task, main, main, "p_value")
     if not math.isnan(g):
         row.published_verdict = verdict(g > 0 and pcost <= cp and (math.isnan(pp) or pp < alpha)) + (
@@ -306,25 +303,19 @@ def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
 
 
 def claim5(ctx: Context, task: str, pub: Published) -> list[Row]:
-    f = parse_fraction(ctx.c["fast_fraction"])
-    alpha, ratio = ctx.c["alpha"], ctx.c["fast_ratio"]
-    rows = []
-    sets = ood_sets(ctx.cfg, task)
-    metric = task_metric(ctx.cfg, task)
+    f, alpha, ratio = parse_fraction(ctx.c["fast_fraction"]), ctx.c["alpha"], ctx.c["fast_ratio"]
+    sets, metric, rows = ood_sets(ctx.cfg, task), task_metric(ctx.cfg, task), []
     for fid in ctx.cfg["speed"]["figures"]:
         series = grid.speed_series(ctx.cfg, fid)
-        if (task, "erm") not in series:
-            continue
-        erm = series[(task, "erm")]
-        for (t, s), runs in series.items():
+        erm = series.get((task, "erm"))
+        for (t, s), runs in series.items() if erm is not None else []:
             if t != task or s == "erm":
                 continue
             row = Row(5, task, f"Figure {fid}: DM-{model_label(ctx.cfg, s)} vs ERM ({model_label(ctx.cfg, runs[0].model)})",
                       f"OOD % of the full-budget score at {f}", threshold=f"DM >= {ratio:g}% > ERM, p < {alpha}")  # fmt: skip
             rel_dm = relative(ood_mean(ctx, runs, task, f), ood_mean(ctx, runs, task))
             rel_erm = relative(ood_mean(ctx, erm, task, f), ood_mean(ctx, erm, task))
-            row.value = rel_dm
-            row.detail = f"DM {_fmt(rel_dm, 1)}%, ERM {_fmt(rel_erm, 1)}%"
+            row.value, row.detail = rel_dm, f"DM {_fmt(rel_dm, 1)}%, ERM {_fmt(rel_erm, 1)}%"
             arrays = [system_predictions(ctx.res, x, sets, fr) for x, fr in ((runs, f), (runs, 1), (erm, f), (erm, 1))]
             if all(len(a[0]) for a in arrays) and not math.isnan(rel_dm):
                 diffs = relative_bootstrap_samples(
