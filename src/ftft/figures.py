@@ -217,10 +217,6 @@ def speed_fraction_labels(cfg: dict) -> dict[Fraction, str]:
     }
 
 
-def series_label(cfg: dict, series: str) -> str:
-    return "ERM" if series == "erm" else f"DM-{model_label(cfg, series)}"
-
-
 def speed_needs(cfg: dict, fid: str) -> grid.Needs:
     return grid.Needs(runs={r for rs in grid.speed_series(cfg, fid).values() for r in rs})
 
@@ -233,12 +229,13 @@ def speed_data(cfg: dict, res: Results, fid: str) -> pd.DataFrame:
         metric, sets = task_metric(cfg, task), ood_sets(cfg, task)
         full = res.seed_values(runs, sets, metric, 1)
         why = "; ".join(sorted(set(full.reasons)))
+        label = "ERM" if series == "erm" else f"DM-{model_label(cfg, series)}"
         for f, f_label in fracs.items():
             v = res.seed_values(runs, sets, metric, f)
             for d in sets:
                 num = np.mean(v.values[d]) if v.n_ok else np.nan
                 den = np.mean(full.values[d]) if full.n_ok else np.nan
-                out.append({"task": task, "dataset": d, "series": series, "label": series_label(cfg, series),
+                out.append({"task": task, "dataset": d, "series": series, "label": label,
                             "fraction": float(f), "fraction_label": f_label,
                             "relative": 100.0 * num / den if den else np.nan, "n_ok": v.n_ok,
                             "n_failed": v.n_failed, "why": why})  # fmt: skip
@@ -259,8 +256,7 @@ def speed_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Data
     ticks = df.drop_duplicates("fraction").set_index("fraction")["fraction_label"]
     for i, task in enumerate(tasks):
         sets = ood_sets(cfg, task)
-        for j in range(n_cols):
-            ax = axes[i, j]
+        for j, ax in enumerate(axes[i]):
             if j >= len(sets):
                 ax.set_visible(False)
                 continue
@@ -278,9 +274,7 @@ def speed_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Data
             ax.axhline(100, color="0.4", lw=0.8, ls="--")
             ax.set_xticks(fracs, [ticks[f] for f in fracs], fontsize=8)
             ax.set_title(textwrap.fill(f"{task_label(task)}: {dataset_title(cfg, task, sets[j])}", 30), fontsize=10)
-            ax.set_xlabel("fraction of training steps")
-            if j == 0:
-                ax.set_ylabel("OOD perf. vs full budget (%)")
+            ax.set(xlabel="fraction of training steps", ylabel="" if j else "OOD perf. vs full budget (%)")
     handles, hl = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, hl, loc="outside lower center", ncol=len(labels), frameon=False)
     fig.suptitle(
