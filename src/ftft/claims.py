@@ -132,22 +132,19 @@ def needs(cfg: dict) -> grid.Needs:
     known = grid.all_runs(cfg)
     main = cfg["significance"]["main"]
     for task in active_tasks(cfg):
+        refs = dm_refs(cfg, task, main)
         runs = [grid.ref_run(task, main, s) for s in cfg["seeds"]]
-        for ref in dm_refs(cfg, task, main):
-            runs += [grid.Run(task, main, "dm", ref, grid.FULL, s) for s in cfg["seeds"]]
+        runs += [grid.Run(task, main, "dm", ref, grid.FULL, s) for ref in refs for s in cfg["seeds"]]
         n.predictions.update(set(runs) & known)
-        for ref in set(cfg["easy_ratio"]["refs"]) & set(dm_refs(cfg, task, main)):
-            n.datamaps.update((task, ref, s) for s in cfg["seeds"])
-    for fid in cfg["speed"]["figures"]:
-        for rs in grid.speed_series(cfg, fid).values():
-            n.predictions.update(rs)
+        n.datamaps.update((task, r, s) for r in set(cfg["easy_ratio"]["refs"]) & set(refs) for s in cfg["seeds"])
+    n.predictions.update(
+        r for fid in cfg["speed"]["figures"] for rs in grid.speed_series(cfg, fid).values() for r in rs
+    )
     for _, cell in ftft_cells(cfg):
         n.predictions.update(cell.runs)
         n.predictions.update({grid.ref_run(cell.task, cell.main, s) for s in cfg["seeds"]} & known)
-        seed0 = cfg["seeds"][0]
-        for m in (cell.main, cell.ref, cfg["cost_unit_model"]):
-            if grid.ref_run(cell.task, m, seed0) in known:
-                n.runs.add(grid.ref_run(cell.task, m, seed0))
+        models = (cell.main, cell.ref, cfg["cost_unit_model"])
+        n.runs.update({grid.ref_run(cell.task, m, cfg["seeds"][0]) for m in models} & known)
     n.runs |= n.predictions
     return n
 
