@@ -6,6 +6,7 @@ made (``make`` writes ``PREFIX.*`` and returns the numbers it shows) and its cap
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,7 +81,5 @@ def add_arguments(parser) -> None:  # ftft config-json
 
 def run(args) -> int:
     """``results/config.json``: what every table, figure and report job reads (``workflow.Plan.config_dump``)."""
-    import json
-
     write_json(args.out, json.loads(args.json))
     return 0

@@ -103,14 +103,6 @@ def _fmt(x, digits=2) -> str:
     return f"{v:.4f}" if abs(v) < 0.1 and v != 0 else f"{v:.{digits}f}"
 
 
-def _dataset(cfg: dict, task: str, name: str) -> str:
-    """The display title of an evaluation set of this config (the key when the config has no such set)."""
-    t = cfg["tasks"].get(task)
-    if t is None or name not in [e["name"] for e in [t["id_test"], *t["ood"]]]:
-        return name
-    return dataset_title(cfg, task, name)
-
-
 def render_md(cfg: dict, df: pd.DataFrame) -> str:
     lines = ["# Reproduced vs published (FTFT, arXiv 2310.06588)", ""]
     if data_note(cfg):
@@ -135,7 +127,7 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
     header = "task main ref method steps dataset metric q ours published diff note".split()
     for tid, g in df.groupby("table", sort=False):
         rows = [[r.task, model_label(cfg, r.main_model), ref_label(cfg, r.method, r.ref_model),
-                 methods.REGISTRY[r.method].label if r.method in methods.REGISTRY else r.method, r.step_fraction, _dataset(cfg, r.task, r.dataset), r.metric, r.q,
+                 methods.REGISTRY[r.method].label if r.method in methods.REGISTRY else r.method, r.step_fraction, dataset_title(cfg, r.task, r.dataset), r.metric, r.q,
                  _fmt(r.ours_mean) + (f" ± {_fmt(r.ours_std)}" if _fmt(r.ours_std) else ""),
                  str(r.published_mean or "") + (f" ± {r.published_std}" if r.published_std else ""),
                  _fmt(r.difference), r.note]

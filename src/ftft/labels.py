@@ -66,9 +66,9 @@ def train_title(cfg: dict, task: str) -> str:
 
 
 def dataset_label(cfg: dict, task: str, name: str) -> tuple[str, str]:
-    """(label, group) of an evaluation set: ``("R1", "AdversarialNLI")``."""
-    t = cfg["tasks"][task]
-    entry = next(e for e in [t["id_test"], *t["ood"]] if e["name"] == name)
+    """(label, group) of an evaluation set: ``("R1", "AdversarialNLI")``; (name, "") for a set the config lacks."""
+    t = cfg["tasks"].get(task, {"id_test": {}, "ood": []})
+    entry = next((e for e in [t["id_test"], *t["ood"]] if e.get("name") == name), {})
     return entry.get("label", name), entry.get("group", "")
 
 
