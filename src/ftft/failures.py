@@ -60,16 +60,10 @@ def failed_runs(cfg: dict, res: Results) -> pd.DataFrame:
         for r in sorted(_runs_read(figures.needs(cfg, fid))):
             for f in fracs:
                 note(r, f, "figures", f"Figure {fid}")
-    rows = [
-        {
-            "run": r.path,
-            "reading": reading,
-            **{k: getattr(r, k) for k in ("task", "model", "method", "ref", "budget", "seed")},
-            "reason": why,
-            **{k: "; ".join(dict.fromkeys(v)) for k, v in uses[(r, reading)].items()},
-        }
-        for (r, reading), why in sorted(failed.items(), key=lambda kv: (kv[0][0], kv[0][1] != "final", kv[0][1]))
-    ]  # fmt: skip (the same order in every process: sets of runs iterate in hash order)
+    order = sorted(failed.items(), key=lambda kv: (kv[0][0], kv[0][1] != "final", kv[0][1]))  # not in hash order
+    rows = [{"run": r.path, "reading": reading, **{k: getattr(r, k) for k in COLUMNS[2:8]}, "reason": why,
+             **{k: "; ".join(dict.fromkeys(v)) for k, v in uses[(r, reading)].items()}}
+            for (r, reading), why in order]  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
