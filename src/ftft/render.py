@@ -268,11 +268,8 @@ def _md_row(line: str, tag: str) -> str:
 
 
 def _md_kind(line: str) -> str:
-    if not line.strip():
-        return ""
-    if line.lstrip().startswith("|"):
-        return "|"
-    return "-" if line.startswith(("- ", "* ")) else "#" if line.startswith("#") else "p"
+    kind = "-" if line.startswith(("- ", "* ")) else "#" if line.startswith("#") else "p"
+    return "" if not line.strip() else "|" if line.lstrip().startswith("|") else kind
 
 
 def markdown_to_html(md: str) -> str:
