@@ -126,17 +126,15 @@ def overlap_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Da
         annot_kws={"fontsize": 10},
     )  # fmt: skip
     seeds = cfg["seeds"]
-    ax.set_xlabel("reference model B")
-    ax.set_ylabel("reference model A")
+    ax.set(xlabel="reference model B", ylabel="reference model A")
     extra = " (extra: not in the paper)" if "-" in fid else ""
     ax.set_title(
         f"{task_label(task)}{extra}: ambiguous-set overlap |A∩B|/|A| (q={cfg['q']:g}, seed {seeds[0]})\n"
         + (f"diagonal: seed {seeds[0]} vs seed {seeds[1]} of the same model" if len(seeds) > 1 else "")
     )
     save(fig, prefix)
-    out = mat.copy()
-    out.attrs["seed_overlap"] = seed_ov
-    return out
+    mat.attrs["seed_overlap"] = seed_ov
+    return mat
 
 
 def overlap_caption(cfg: dict, fid: str) -> str:
@@ -163,9 +161,8 @@ def curves_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Dat
 
     plt, sns = _plt()
     task = _figure_task(cfg, fid)
-    sec = cfg["ptrue_curves"]
+    sec, seed0 = cfg["ptrue_curves"], cfg["seeds"][0]
     hard = float(sec["hard_fraction"])
-    seed0 = cfg["seeds"][0]
     frames, failed = [], []
     for ref in sec["refs"]:
         run = grid.ref_run(task, ref, seed0)
