@@ -26,7 +26,7 @@ def failed():
 
 def check_outputs(prefix, size_in):
     png = mpimg.imread(f"{prefix}.png")
-    assert png.shape[:2] == figures.pixel_size(size_in)
+    assert png.shape[:2] == (round(size_in[1] * figures.DPI), round(size_in[0] * figures.DPI))
     assert png[..., :3].std() > 0.01  # not a blank canvas
     pdf = open(f"{prefix}.pdf", "rb").read()
     assert pdf.startswith(b"%PDF") and len(pdf) > 1000

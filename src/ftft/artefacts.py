@@ -6,6 +6,7 @@ made (``make`` writes ``PREFIX.*`` and returns the numbers it shows) and its cap
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import pandas as pd
 
 from . import grid
 from .errors import FtftError
-from .labels import load_config_json
+from .io import read_json, write_json
 from .results import Results
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,30 @@ class Registry:
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--id", required=True, help=f"{self.what} id ({self.examples})")
-        parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
-        parser.add_argument("--results", required=True, help="results root (holds runs/, datamaps/, tables/)")
-        parser.add_argument("--out-prefix", required=True, help="output path without extension")
+        io_arguments(parser)
 
     def run(self, args) -> int:
-        df = self.make(load_config_json(args.config_json), args.results, args.id, args.out_prefix)
+        df = self.make(read_json(args.config_json, "config JSON"), args.results, args.id, args.out_prefix)
         log.info("%s %s: %d rows -> %s.*", self.what, args.id, len(df), args.out_prefix)
         return 0
+
+
+def io_arguments(parser) -> None:
+    """The arguments of every table, figure and report command."""
+    parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
+    parser.add_argument("--results", required=True, help="results root (holds runs/, datamaps/, tables/)")
+    parser.add_argument("--out-prefix", required=True, help="output path without extension")
+
+
+def report_run(write: Callable[[dict, str, str], pd.DataFrame], what: str) -> Callable:
+    """``run(args)`` of a report command: ``write(cfg, results, prefix)`` writes ``PREFIX.{csv,md,html}``."""
+
+    def run(args) -> int:
+        df = write(read_json(args.config_json, "config JSON"), args.results, args.out_prefix)
+        log.info("%s: %d rows -> %s.{csv,md,html}", what, len(df), args.out_prefix)
+        return 0
+
+    return run
 
 
 def add_arguments(parser) -> None:  # ftft config-json
@@ -64,9 +81,5 @@ def add_arguments(parser) -> None:  # ftft config-json
 
 def run(args) -> int:
     """``results/config.json``: what every table, figure and report job reads (``workflow.Plan.config_dump``)."""
-    import json
-
-    from .io import write_json
-
     write_json(args.out, json.loads(args.json))
     return 0

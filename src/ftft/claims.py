@@ -1,30 +1,21 @@
 """``ftft claims``: does this run support the paper's findings? ``tables/claims.{csv,md,html}``.
 
-One row per tested comparison, grouped into the paper's six claims; each row has the numbers it
-rests on, an effect size, a MultiBootstrap p-value where two systems are compared (all OOD sets
-of the task pooled, seeds and instances resampled, ``claims.samples`` samples) and a verdict:
-``holds``, ``does not hold`` or ``not enough runs``. A claim holds when all its rows hold.
-Thresholds come from ``claims`` in the config (``alpha``, ``comparable_points``, ...), and the
-main model is ``significance.main`` (DeBERTaV3-Large in the paper).
+One row per tested comparison, grouped into the paper's six claims: the numbers it rests on, an effect
+size, a MultiBootstrap p-value where two systems are compared (the task's OOD sets pooled, seeds and
+instances resampled) and a verdict (holds / does not hold / not enough runs); a claim holds when all its
+rows hold. Thresholds: config ``claims``; the main model: ``significance.main``.
 
-1. DM with the main model as its own reference beats ERM on OOD (superiority, p < alpha) at a
-   small ID cost (ERM ID - DM ID <= comparable_points).                     §4, Tables 1/6
-2. DM with a smaller reference of the main model's family is comparable to or better than DM
-   with the main model itself (non-inferiority with margin comparable_points, p < alpha). §4.1
-3. DM with a reference of another pretraining family is comparable to or better than ERM of the
-   main model (non-inferiority), except the weak references (``claims.weak_refs``).      §4.2
-4. Weak references give lower easy ratios and failed transfers: Spearman's rho between each
-   reference's easy ratio (at q) and its transfer gain (DM OOD - ERM OOD) > 0 with permutation
-   p < alpha; and each weak reference has a lower easy ratio than every other reference and
-   an unsuccessful transfer (gain < -comparable_points).              §4.3, Tables 2/7/8
-5. DM learns faster: halted at ``fast_fraction`` of the steps, DM reaches >= ``fast_ratio`` % of
-   its full-budget OOD score while ERM does not, and DM's relative score is higher (p < alpha).
-                                                                           §5, Figures 2-4
-6. FTFT beats ERM on OOD (p < alpha) at less than ``cost_ratio_erm`` of ERM's cost and at most
-   ``cost_ratio_dm`` of DM's cost.                                          §5, Tables 3/9
+1. DM(main <- itself) beats ERM on OOD (p < alpha) at an ID cost <= comparable_points.      §4, Tables 1/6
+2. DM from a smaller reference of main's family is non-inferior (margin comparable_points) to 1.'s DM. §4.1
+3. DM from a reference of another family (except ``weak_refs``) is non-inferior to ERM.               §4.2
+4. Spearman rho(easy ratio at q, DM - ERM OOD gain) > 0 (permutation p < alpha); each weak reference has the
+   lowest easy ratio and a gain < -comparable_points.                               §4.3, Tables 2/7/8
+5. Halted at ``fast_fraction``, DM reaches >= ``fast_ratio`` % of its full OOD score, ERM does not, and
+   DM's relative score is higher (p < alpha).                                             §5, Figures 2-4
+6. FTFT beats ERM on OOD (p < alpha) at a lower cost; the cheapest costs < ``cost_ratio_erm`` x ERM and
+   <= ``cost_ratio_dm`` x DM.                                                              §5, Tables 3/9
 
-The same statistics computed on the paper's printed numbers (``src/ftft/paper``, means only; the
-p-values of claim 1 from its Table 5) are printed beside ours where the published tables allow.
+"published": the same statistics on the paper's printed means (``src/ftft/paper``; claim 1's p from Table 5).
 """
 
 from __future__ import annotations
@@ -39,9 +30,11 @@ import pandas as pd
 
 from . import cost as costmod
 from . import grid
+from .artefacts import io_arguments, report_run
+from .compare import PUBLISHED_TABLES, load_published
 from .config import active_tasks, parse_fraction
 from .errors import DataError
-from .labels import data_note, load_config_json, model_label, ood_sets, task_label, task_metric
+from .labels import data_note, id_set, model_label, ood_sets, q_percent, task_label, task_metric
 from .render import md_table, write_report
 from .results import Results, mean_std
 from .stats import multibootstrap, p_value, relative_bootstrap_samples, spearman, spearman_permutation_p
@@ -49,7 +42,6 @@ from .tables import system_predictions
 
 log = logging.getLogger(__name__)
 
-PAPER_DIR = Path(__file__).resolve().parent / "paper"
 HOLDS, FAILS, MISSING = "holds", "does not hold", "not enough runs"
 TITLES = {  # claim -> (finding, where the paper shows it)
     1: ("DM (main model as its own reference) beats ERM on OOD at a small ID cost", "§4, Tables 1/6"),
@@ -96,8 +88,8 @@ class Context:
     def seeds(self, task, model, method, ref="none") -> list[grid.Run]:
         return [grid.Run(task, model, method, ref, grid.FULL, s) for s in self.cfg["seeds"]]
 
-    def available(self, runs) -> bool:
-        return set(runs) <= self.known
+    def available(self, *run_lists) -> bool:
+        return set().union(*run_lists) <= self.known
 
     def lacking(self, row: Row, *run_lists) -> None:
         """Say why a row has no verdict: which runs failed (and why), or which are not in the grid."""
@@ -140,26 +132,19 @@ def needs(cfg: dict) -> grid.Needs:
     known = grid.all_runs(cfg)
     main = cfg["significance"]["main"]
     for task in active_tasks(cfg):
+        refs = dm_refs(cfg, task, main)
         runs = [grid.ref_run(task, main, s) for s in cfg["seeds"]]
-        for ref in dm_refs(cfg, task, main):
-            runs += [grid.Run(task, main, "dm", ref, grid.FULL, s) for s in cfg["seeds"]]
-        n.predictions.update(r for r in runs if r in known)
-        for ref in set(cfg["easy_ratio"]["refs"]) & set(dm_refs(cfg, task, main)):
-            n.datamaps.update((task, ref, s) for s in cfg["seeds"])
-    for fid in cfg["speed"]["figures"]:
-        for rs in grid.speed_series(cfg, fid).values():
-            n.predictions.update(rs)
+        runs += [grid.Run(task, main, "dm", ref, grid.FULL, s) for ref in refs for s in cfg["seeds"]]
+        n.predictions.update(set(runs) & known)
+        n.datamaps.update((task, r, s) for r in set(cfg["easy_ratio"]["refs"]) & set(refs) for s in cfg["seeds"])
+    n.predictions.update(
+        r for fid in cfg["speed"]["figures"] for rs in grid.speed_series(cfg, fid).values() for r in rs
+    )
     for _, cell in ftft_cells(cfg):
         n.predictions.update(cell.runs)
-        n.predictions.update(
-            grid.ref_run(cell.task, cell.main, s)
-            for s in cfg["seeds"]
-            if grid.ref_run(cell.task, cell.main, s) in known
-        )
-        seed0 = cfg["seeds"][0]
-        for m in (cell.main, cell.ref, cfg["cost_unit_model"]):
-            if grid.ref_run(cell.task, m, seed0) in known:
-                n.runs.add(grid.ref_run(cell.task, m, seed0))
+        n.predictions.update({grid.ref_run(cell.task, cell.main, s) for s in cfg["seeds"]} & known)
+        models = (cell.main, cell.ref, cfg["cost_unit_model"])
+        n.runs.update({grid.ref_run(cell.task, m, cfg["seeds"][0]) for m in models} & known)
     n.runs |= n.predictions
     return n
 
@@ -175,7 +160,7 @@ def ood_mean(ctx: Context, runs, task: str, fraction=1) -> float:
 
 
 def id_mean(ctx: Context, runs, task: str) -> float:
-    name = grid.task_eval_sets(ctx.cfg, task)[0]
+    name = id_set(ctx.cfg, task)
     sv = ctx.res.seed_values(runs, [name], task_metric(ctx.cfg, task))
     return mean_std(sv.values[name])[0] if sv.n_ok else float("nan")
 
@@ -210,11 +195,9 @@ def verdict(ok: bool | None) -> str:
 def claim1(ctx: Context, task: str, pub: Published) -> list[Row]:
     main, alpha, cp = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"]
     erm, dm = ctx.seeds(task, main, "erm"), ctx.seeds(task, main, "dm", main)
-    subject = f"DM({model_label(ctx.cfg, main)} <- itself) vs ERM"
-    row = Row(
-        1, task, subject, "OOD gain (points), ID cost (points)", threshold=f"gain > 0, p < {alpha}, ID cost <= {cp:g}"
-    )
-    if not (ctx.available(erm) and ctx.available(dm)):
+    row = Row(1, task, f"DM({model_label(ctx.cfg, main)} <- itself) vs ERM", "OOD gain (points), ID cost (points)",
+              threshold=f"gain > 0, p < {alpha}, ID cost <= {cp:g}")  # fmt: skip
+    if not ctx.available(erm, dm):
         ctx.lacking(row, erm, dm)
         return [row]
     row.value, row.p_value = compare(ctx, dm, erm, task)
@@ -222,9 +205,8 @@ def claim1(ctx: Context, task: str, pub: Published) -> list[Row]:
     row.detail = f"OOD: DM {ood_mean(ctx, dm, task):.2f} vs ERM {ood_mean(ctx, erm, task):.2f}; ID cost {id_cost:.2f}"
     row.verdict = verdict(None if math.isnan(row.value) else row.value > 0 and row.p_value < alpha and id_cost <= cp)
     ctx.lacking(row, erm, dm)
-    g = pub.ood(task, main, "dm", main) - pub.ood(task, main, "erm")
+    row.published_value = g = pub.ood(task, main, "dm", main) - pub.ood(task, main, "erm")
     pcost = pub.id(task, main, "erm") - pub.id(task, main, "dm", main)
-    row.published_value = g
     pp = pub.value("5", task, main, main, "p_value")
     if not math.isnan(g):
         row.published_verdict = verdict(g > 0 and pcost <= cp and (math.isnan(pp) or pp < alpha)) + (
@@ -233,46 +215,35 @@ def claim1(ctx: Context, task: str, pub: Published) -> list[Row]:
     return [row]
 
 
-def claim2(ctx: Context, task: str, pub: Published) -> list[Row]:
+def transfer(ctx: Context, task: str, pub: Published, n: int, refs, base: tuple[str, str], vs: str, none: str):
+    """Claims 2 and 3: DM from each of ``refs`` is non-inferior (margin comparable_points) to ``base`` (method, ref)."""
     main, alpha, cp = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"]
-    rows = []
-    refs = [r for r in dm_refs(ctx.cfg, task, main) if r != main and family(ctx.cfg, r) == family(ctx.cfg, main)]
-    self_runs = ctx.seeds(task, main, "dm", main)
+    base_runs, rows = ctx.seeds(task, main, *base), []
     for ref in refs:
         runs = ctx.seeds(task, main, "dm", ref)
-        row = Row(2, task, f"DM({model_label(ctx.cfg, main)} <- {model_label(ctx.cfg, ref)}) vs DM(<- itself)",
+        row = Row(n, task, f"DM({model_label(ctx.cfg, main)} <- {model_label(ctx.cfg, ref)}) vs {vs}",
                   "OOD difference (points)", threshold=f"non-inferior by {cp:g} point(s), p < {alpha}")  # fmt: skip
-        if ctx.available(runs) and ctx.available(self_runs):
-            row.value, row.p_value = compare(ctx, runs, self_runs, task, cp)
+        if ctx.available(runs, base_runs):
+            row.value, row.p_value = compare(ctx, runs, base_runs, task, cp)
             row.verdict = verdict(None if math.isnan(row.value) else row.p_value < alpha)
-        ctx.lacking(row, runs, self_runs)
-        g = pub.ood(task, main, "dm", ref) - pub.ood(task, main, "dm", main)
-        row.published_value = g
+        ctx.lacking(row, runs, base_runs)
+        row.published_value = g = pub.ood(task, main, "dm", ref) - pub.ood(task, main, *base)
         row.published_verdict = "" if math.isnan(g) else verdict(g >= -cp)
         rows.append(row)
-    return rows or [Row(2, task, "no DM run from a smaller model of the main model's family", "", verdict=MISSING)]
+    return rows or [Row(n, task, none, "")]
+
+
+def claim2(ctx: Context, task: str, pub: Published) -> list[Row]:
+    fam = family(ctx.cfg, ctx.main)
+    refs = [r for r in dm_refs(ctx.cfg, task, ctx.main) if r != ctx.main and family(ctx.cfg, r) == fam]
+    return transfer(ctx, task, pub, 2, refs, ("dm", ctx.main), "DM(<- itself)",
+                    "no DM run from a smaller model of the main model's family")  # fmt: skip
 
 
 def claim3(ctx: Context, task: str, pub: Published) -> list[Row]:
-    main, alpha, cp = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"]
-    weak = weak_refs(ctx.cfg, task)
-    rows = []
-    erm = ctx.seeds(task, main, "erm")
-    for ref in dm_refs(ctx.cfg, task, main):
-        if family(ctx.cfg, ref) == family(ctx.cfg, main) or ref in weak:
-            continue
-        runs = ctx.seeds(task, main, "dm", ref)
-        row = Row(3, task, f"DM({model_label(ctx.cfg, main)} <- {model_label(ctx.cfg, ref)}) vs ERM",
-                  "OOD difference (points)", threshold=f"non-inferior by {cp:g} point(s), p < {alpha}")  # fmt: skip
-        if ctx.available(runs) and ctx.available(erm):
-            row.value, row.p_value = compare(ctx, runs, erm, task, cp)
-            row.verdict = verdict(None if math.isnan(row.value) else row.p_value < alpha)
-        ctx.lacking(row, runs, erm)
-        g = pub.ood(task, main, "dm", ref) - pub.ood(task, main, "erm")
-        row.published_value = g
-        row.published_verdict = "" if math.isnan(g) else verdict(g >= -cp)
-        rows.append(row)
-    return rows or [Row(3, task, "no DM run from a reference of another family", "", verdict=MISSING)]
+    fam, weak = family(ctx.cfg, ctx.main), weak_refs(ctx.cfg, task)
+    refs = [r for r in dm_refs(ctx.cfg, task, ctx.main) if family(ctx.cfg, r) != fam and r not in weak]
+    return transfer(ctx, task, pub, 3, refs, ("erm", "none"), "ERM", "no DM run from a reference of another family")
 
 
 def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
@@ -286,8 +257,7 @@ def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
     if ctx.available(erm):
         base = ood_mean(ctx, erm, task)
         for ref in refs:
-            maps = [ctx.res.datamap(task, ref, s) for s in ctx.cfg["seeds"]]
-            maps = [m for m in maps if m is not None]
+            maps = [m for s in ctx.cfg["seeds"] if (m := ctx.res.datamap(task, ref, s)) is not None]
             runs = ctx.seeds(task, main, "dm", ref)
             if maps and ctx.available(runs):
                 easy[ref] = 100 * float(np.mean([datamap.easy_ratio(m, q) for m in maps]))
@@ -306,7 +276,7 @@ def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
         if any(r in ctx.known and ctx.res.is_failed(r) for r in lost):
             ctx.lacking(probe := Row(4, task, "", ""), lost)
             row.detail += f"; {probe.detail}"
-    pe = {r: pub.value("8", task, "", r, "easy_ratio", q=str(round(q * 100))) for r in refs}
+    pe = {r: pub.value("8", task, "", r, "easy_ratio", q=q_percent(q)) for r in refs}
     pg = {r: pub.ood(task, main, "dm", r) - pub.ood(task, main, "erm") for r in refs}
     pk = [r for r in refs if not (math.isnan(pe[r]) or math.isnan(pg[r]))]
     if len(pk) >= 3:
@@ -330,25 +300,19 @@ def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
 
 
 def claim5(ctx: Context, task: str, pub: Published) -> list[Row]:
-    f = parse_fraction(ctx.c["fast_fraction"])
-    alpha, ratio = ctx.c["alpha"], ctx.c["fast_ratio"]
-    rows = []
-    sets = ood_sets(ctx.cfg, task)
-    metric = task_metric(ctx.cfg, task)
+    f, alpha, ratio = parse_fraction(ctx.c["fast_fraction"]), ctx.c["alpha"], ctx.c["fast_ratio"]
+    sets, metric, rows = ood_sets(ctx.cfg, task), task_metric(ctx.cfg, task), []
     for fid in ctx.cfg["speed"]["figures"]:
         series = grid.speed_series(ctx.cfg, fid)
-        if (task, "erm") not in series:
-            continue
-        erm = series[(task, "erm")]
-        for (t, s), runs in series.items():
+        erm = series.get((task, "erm"))
+        for (t, s), runs in series.items() if erm is not None else []:
             if t != task or s == "erm":
                 continue
             row = Row(5, task, f"Figure {fid}: DM-{model_label(ctx.cfg, s)} vs ERM ({model_label(ctx.cfg, runs[0].model)})",
                       f"OOD % of the full-budget score at {f}", threshold=f"DM >= {ratio:g}% > ERM, p < {alpha}")  # fmt: skip
             rel_dm = relative(ood_mean(ctx, runs, task, f), ood_mean(ctx, runs, task))
             rel_erm = relative(ood_mean(ctx, erm, task, f), ood_mean(ctx, erm, task))
-            row.value = rel_dm
-            row.detail = f"DM {_fmt(rel_dm, 1)}%, ERM {_fmt(rel_erm, 1)}%"
+            row.value, row.detail = rel_dm, f"DM {_fmt(rel_dm, 1)}%, ERM {_fmt(rel_erm, 1)}%"
             arrays = [system_predictions(ctx.res, x, sets, fr) for x, fr in ((runs, f), (runs, 1), (erm, f), (erm, 1))]
             if all(len(a[0]) for a in arrays) and not math.isnan(rel_dm):
                 diffs = relative_bootstrap_samples(
@@ -374,8 +338,6 @@ class FtftCost:
 
 
 def claim6(ctx: Context, task: str, pub: Published) -> list[Row]:
-    """Each FTFT row beats ERM on OOD (p < alpha) at a lower cost; the cheapest FTFT row of each table
-    costs less than ``cost_ratio_erm`` x ERM and at most ``cost_ratio_dm`` x DM (paper: 15.2 vs 32 and 64)."""
     alpha, r_erm, r_dm = ctx.c["alpha"], ctx.c["cost_ratio_erm"], ctx.c["cost_ratio_dm"]
     rows: list[Row] = []
     seed0, unit = ctx.cfg["seeds"][0], ctx.cfg["cost_unit_model"]
@@ -443,10 +405,12 @@ class Published:
     """The paper's printed cells (``src/ftft/paper/table*.csv``)."""
 
     def __init__(self, cfg: dict):
-        frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in sorted(PAPER_DIR.glob("table*.csv"))]
-        self.df = pd.concat(frames, ignore_index=True)
-        self.df["value"] = pd.to_numeric(self.df.get("mean", self.df.get("pflops")), errors="coerce")
+        self.df = load_published(PUBLISHED_TABLES)
+        self.df["value"] = pd.to_numeric(self.df["mean"], errors="coerce")
         self.cfg = cfg
+        d = self.df[self.df["metric"].isin(["accuracy", "macro_f1"])]
+        keys = ["task", "main_model", "method", "ref_model", "step_fraction"]
+        self.scores = {k: g.drop_duplicates(["dataset"]) for k, g in d.groupby(keys, sort=False)}
 
     def value(self, table, task, main, ref, metric, method=None, frac="1", q=None) -> float:
         d = self.df
@@ -464,11 +428,7 @@ class Published:
     def _cells(self, task, main, method, ref="", frac="1"):
         """The printed scores of one row (first table in file order that prints it)."""
         ref = "" if ref in ("none", "") or method == "erm" else ref
-        if not hasattr(self, "_scores"):
-            d = self.df[self.df["metric"].isin(["accuracy", "macro_f1"])]
-            self._scores = {k: g.drop_duplicates(["dataset"])
-                            for k, g in d.groupby(["task", "main_model", "method", "ref_model", "step_fraction"], sort=False)}  # fmt: skip
-        return self._scores.get((task, main, method, ref, frac), self.df.iloc[:0])
+        return self.scores.get((task, main, method, ref, frac), self.df.iloc[:0])
 
     def ood(self, task, main, method, ref="", frac="1") -> float:
         if task not in self.cfg["tasks"]:
@@ -480,8 +440,7 @@ class Published:
 
     def id(self, task, main, method, ref="") -> float:
         cells = self._cells(task, main, method, ref).set_index("dataset")["value"]
-        name = grid.task_eval_sets(self.cfg, task)[0]
-        return float(cells.get(name, float("nan")))
+        return float(cells.get(id_set(self.cfg, task), float("nan")))
 
 
 # --------------------------------------------------------------------------- report
@@ -491,7 +450,7 @@ def evaluate(cfg: dict, results: str | Path | Results) -> pd.DataFrame:
     res = results if isinstance(results, Results) else Results(results)
     ctx = Context(cfg, res, grid.all_runs(cfg))
     pub = Published(cfg)
-    rows = [row for n, fn in CLAIMS.items() for task in active_tasks(cfg) for row in fn(ctx, task, pub)]
+    rows = [row for fn in CLAIMS.values() for task in active_tasks(cfg) for row in fn(ctx, task, pub)]
     return pd.DataFrame([r.__dict__ for r in rows], columns=COLUMNS)
 
 
@@ -508,9 +467,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fmt(x: float, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return f"{x:.4f}" if digits == 4 else f"{x:.{digits}f}"
+    return "–" if x is None or math.isnan(x) else f"{x:.{digits}f}"
 
 
 def render_md(cfg: dict, df: pd.DataFrame) -> str:
@@ -545,18 +502,9 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
 def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
     df = evaluate(cfg, results)
     write_report(prefix, render_md(cfg, df), df.to_csv(index=False, float_format="%.10g"))
+    for r in summary(df).itertuples():
+        log.info("claim %d (%s): %s (%d of %d rows)", r.claim, r.title, r.verdict, r.rows_holding, r.rows)
     return df
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
-    parser.add_argument("--results", required=True, help="results root")
-    parser.add_argument("--out-prefix", required=True, help="output path without extension")
-
-
-def run(args) -> int:
-    cfg = load_config_json(args.config_json)
-    df = write(cfg, args.results, args.out_prefix)
-    for r in summary(df).itertuples():
-        log.info("claim %d (%s): %s (%d of %d rows)", r.claim, r.title, r.verdict, r.rows_holding, r.rows)
-    return 0
+add_arguments, run = io_arguments, report_run(write, "claims")

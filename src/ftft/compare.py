@@ -1,33 +1,23 @@
-"""Every reproduced table cell beside the published value (``src/ftft/paper/table*.csv``).
-
-``ftft compare --config-json CFG.json --results DIR --out-prefix results/tables/paper_comparison``
-reads ``DIR/tables/table{N}.csv`` (written by ``ftft table``) and writes ``PREFIX.csv``,
-``PREFIX.md`` and ``PREFIX.html`` (``render.write_report``).
-
-Cells are matched on ``table, task, main_model, ref_model, method, step_fraction, dataset,
-metric, q`` (``tables.KEYS``). ``difference = ours - published``. Reproduced cells the paper
-lacks keep an empty published value; published cells this config does not reproduce are listed
-with an empty ``ours``. Table 5 HSD mean differences are printed by the paper on a 0-1 scale
-(0.02-0.06, see src/ftft/paper/README); ours are in points, so the difference uses
-100 x published there (noted per row).
+"""``ftft compare``: every reproduced cell (``tables/table{N}.csv``) beside the published one
+(``src/ftft/paper/table*.csv``), matched on ``tables.KEYS``; ``difference = ours - published``; cells only one
+side has are listed with the other side empty. The paper prints Table 5's HSD mean differences on a 0-1 scale,
+ours are in points: the difference uses 100 x published there (noted per row).
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import methods
+from .artefacts import io_arguments, report_run
 from .errors import DataError
 from .io import read_csv
-from .labels import data_note, dataset_title, load_config_json, model_label, ref_label
+from .labels import data_note, dataset_title, model_label, ref_label
 from .render import md_table, write_report
 from .tables import KEYS, table_ids
-
-log = logging.getLogger(__name__)
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 PUBLISHED_TABLES = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
@@ -37,30 +27,21 @@ OUT_COLUMNS = (
 
 
 def _norm(df: pd.DataFrame) -> pd.DataFrame:
-    df = df.copy()
-    for k in KEYS:
-        if k not in df.columns:
-            df[k] = ""
-        df[k] = df[k].fillna("").astype(str).str.strip()
-        df.loc[df[k].isin(["nan", "None", "<NA>"]), k] = ""
+    """The key columns as stripped strings ('' for a missing key)."""
+    df = df.reindex(columns=[*df.columns, *(k for k in KEYS if k not in df.columns)])
+    df[KEYS] = df[KEYS].fillna("").astype(str).apply(lambda c: c.str.strip()).replace(["nan", "None", "<NA>"], "")
     return df
 
 
 def load_published(table_ids) -> pd.DataFrame:
-    frames = []
-    for tid in table_ids:
-        path = PAPER_DIR / f"table{tid}.csv"
-        if not path.is_file():
-            continue
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-        if tid == "4":
-            df = df.rename(columns={"model": "main_model", "pflops": "mean"})
-            df["std"] = ""
-            df["flag"] = "ok"
-        frames.append(df)
-    if not frames:
-        return pd.DataFrame(columns=KEYS + ["mean", "std", "flag"])
-    return _norm(pd.concat(frames, ignore_index=True))
+    """The paper's printed cells of these tables (Table 4's PFLOPs as its ``mean``)."""
+    paths = [PAPER_DIR / f"table{tid}.csv" for tid in table_ids]
+    frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in paths if p.is_file()]
+    t4 = {"model": "main_model", "pflops": "mean"}
+    frames = [df.rename(columns=t4).assign(std="", flag="ok") if "pflops" in df else df for df in frames]
+    return (
+        _norm(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=[*KEYS, "mean", "std", "flag"])
+    )
 
 
 def load_ours(results: str | Path, table_ids) -> pd.DataFrame:
@@ -80,43 +61,36 @@ def _float(x) -> float:
         return float("nan")
 
 
+PUBLISHED = {"mean": "published_mean", "std": "published_std", "flag": "published_flag"}
+NOTES = {
+    "left_only": "not in the paper",
+    "right_only": "not reproduced by this config",
+    "scaled": "paper prints this on a 0-1 scale; difference uses 100 x published",
+    "cost": "cost: FLOPs ratios rounded to 2 significant figures as in the paper",
+}
+
+
 def compare(cfg: dict, results: str | Path) -> pd.DataFrame:
     ids = [t for t in table_ids(cfg) if t in PUBLISHED_TABLES]
-    ours = load_ours(results, ids)
-    pub = load_published(ids)
-    ours = ours.rename(columns={"mean": "ours_mean", "std": "ours_std"})
-    for c in ("n_ok", "n_failed"):
-        if c not in ours.columns:
-            ours[c] = np.nan
-    ours["order"] = np.arange(len(ours))
-    ours = ours[KEYS + ["ours_mean", "ours_std", "n_ok", "n_failed", "order"]]
-    pub = pub.rename(columns={"mean": "published_mean", "std": "published_std", "flag": "published_flag"})
-    pub = pub[KEYS + ["published_mean", "published_std", "published_flag"]]
+    ours = load_ours(results, ids).rename(columns={"mean": "ours_mean", "std": "ours_std"})
+    ours = ours.reindex(columns=[*KEYS, "ours_mean", "ours_std", "n_ok", "n_failed"]).assign(order=np.arange(len(ours)))
+    pub = load_published(ids).rename(columns=PUBLISHED)[[*KEYS, *PUBLISHED.values()]]
     df = ours.merge(pub, on=KEYS, how="outer", indicator="source")
-    for c in ("published_mean", "published_std", "published_flag"):
-        df[c] = df[c].fillna("")
+    df[list(PUBLISHED.values())] = df[list(PUBLISHED.values())].fillna("")
     df["order"] = df["order"].fillna(len(df))
     for c in ("n_ok", "n_failed"):
         df[c] = pd.to_numeric(df[c], errors="coerce").round().astype("Int64")
-    notes, diffs = [], []
-    for r in df.itertuples(index=False):
-        note = []
-        pm = _float(r.published_mean)
-        if r.source == "left_only":
-            note.append("not in the paper")
-        elif r.source == "right_only":
-            note.append("not reproduced by this config")
-        if r.table == "5" and r.task == "hsd" and r.metric == "mean_diff" and not np.isnan(pm):
-            pm *= 100
-            note.append("paper prints this on a 0-1 scale; difference uses 100 x published")
-        if r.published_flag and r.published_flag != "ok":
-            note.append(f"published cell flagged {r.published_flag}")
-        if r.metric == "cost":
-            note.append("cost: FLOPs ratios rounded to 2 significant figures as in the paper")
-        diffs.append(_float(r.ours_mean) - pm)
-        notes.append("; ".join(note))
-    df["difference"] = diffs
-    df["note"] = notes
+    pm = df["published_mean"].map(_float)
+    scaled = (df["table"] == "5") & (df["task"] == "hsd") & (df["metric"] == "mean_diff") & pm.notna()
+    df["difference"] = df["ours_mean"].map(_float) - pm.where(~scaled, 100 * pm)
+    flag = df["published_flag"]
+    notes = pd.DataFrame({
+        "source": df["source"].astype(str).map(NOTES),
+        "scaled": scaled.map({True: NOTES["scaled"]}),
+        "flag": ("published cell flagged " + flag).where(~flag.isin(["", "ok"])),
+        "cost": (df["metric"] == "cost").map({True: NOTES["cost"]}),
+    })  # fmt: skip
+    df["note"] = ["; ".join(n for n in row if isinstance(n, str)) for row in notes.itertuples(index=False)]
     df["_t"] = df["table"].map(lambda t: PUBLISHED_TABLES.index(t) if t in PUBLISHED_TABLES else 99)
     df = df.sort_values(["_t", "order"], kind="stable").reset_index(drop=True)
     return df[OUT_COLUMNS]
@@ -127,14 +101,6 @@ def _fmt(x, digits=2) -> str:
     if np.isnan(v):
         return ""
     return f"{v:.4f}" if abs(v) < 0.1 and v != 0 else f"{v:.{digits}f}"
-
-
-def _dataset(cfg: dict, task: str, name: str) -> str:
-    """The display title of an evaluation set of this config (the key when the config has no such set)."""
-    t = cfg["tasks"].get(task)
-    if t is None or name not in [e["name"] for e in [t["id_test"], *t["ood"]]]:
-        return name
-    return dataset_title(cfg, task, name)
 
 
 def render_md(cfg: dict, df: pd.DataFrame) -> str:
@@ -161,7 +127,7 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
     header = "task main ref method steps dataset metric q ours published diff note".split()
     for tid, g in df.groupby("table", sort=False):
         rows = [[r.task, model_label(cfg, r.main_model), ref_label(cfg, r.method, r.ref_model),
-                 methods.REGISTRY[r.method].label if r.method in methods.REGISTRY else r.method, r.step_fraction, _dataset(cfg, r.task, r.dataset), r.metric, r.q,
+                 methods.REGISTRY[r.method].label if r.method in methods.REGISTRY else r.method, r.step_fraction, dataset_title(cfg, r.task, r.dataset), r.metric, r.q,
                  _fmt(r.ours_mean) + (f" ± {_fmt(r.ours_std)}" if _fmt(r.ours_std) else ""),
                  str(r.published_mean or "") + (f" ± {r.published_std}" if r.published_std else ""),
                  _fmt(r.difference), r.note]
@@ -172,21 +138,9 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
 
 def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
     df = compare(cfg, results)
-    out = df.copy()
-    if cfg.get("mode") == "demo":
-        out.insert(len(out.columns), "demo", True)
+    out = df.assign(demo=True) if cfg.get("mode") == "demo" else df
     write_report(prefix, render_md(cfg, df), out.to_csv(index=False, float_format="%.10g"))
     return df
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
-    parser.add_argument("--results", required=True, help="results root (reads tables/table{N}.csv)")
-    parser.add_argument("--out-prefix", required=True, help="output path without extension")
-
-
-def run(args) -> int:
-    cfg = load_config_json(args.config_json)
-    df = write(cfg, args.results, args.out_prefix)
-    log.info("paper comparison: %d cells -> %s.{csv,md,html}", len(df), args.out_prefix)
-    return 0
+add_arguments, run = io_arguments, report_run(write, "paper comparison")

@@ -1,27 +1,22 @@
-"""``ftft failed-runs``: which runs failed, why, and which table cells and figures they touch.
-
-Written at the end of every run as ``failed_runs.{md,html,csv}`` (and one line on the terminal), so
-that a failed run cannot hide behind "100% done": for each failed run its folder, the reason
-from ``run.json`` (worse than the majority class, non-finite loss, a failed reference), and
-every table cell (table, task, row) and figure that reads it, with whether that cell is now
-empty (no successful seed left) or only loses a seed.
+"""``ftft failed-runs``: which runs failed, why (``run.json``), and which table cells (emptied, or losing a
+seed) and figures read them: ``failed_runs.{md,html,csv}`` and one line on the terminal at the end of a run.
 """
 
 from __future__ import annotations
 
 import json
-import logging
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pandas as pd
 
 from . import figures, grid, methods, tables
-from .labels import frac_label, load_config_json, model_label, ref_label, task_label
+from .artefacts import io_arguments, report_run
+from .labels import frac_label, model_label, ref_label, task_label
 from .layout import Layout
 from .render import md_table, write_report
 from .results import Results
 
-log = logging.getLogger(__name__)
 COLUMNS = "run reading task model method ref budget seed reason empties reduces figures".split()
 
 
@@ -41,14 +36,14 @@ def failed_runs(cfg: dict, res: Results) -> pd.DataFrame:
     """One row per failed run ("final") and per excluded halted reading ("halted at k/15", judged at its own
     checkpoint, results.Results.failure_at), with the cells and figures it empties or reduces."""
     failed = {(r, "final"): res.failure(r) for r in sorted(grid.all_runs(cfg)) if res.is_failed(r)}
-    uses: dict = {k: {"empties": [], "reduces": [], "figures": []} for k in failed}
+    uses: dict = defaultdict(lambda: {"empties": [], "reduces": [], "figures": []})
 
     def note(run: grid.Run, fraction, what: str, name: str) -> None:
         if not (why := res.failure_at(run, fraction)):
             return
         k = (run, why.split(":")[0] if why.startswith("halted at ") else "final")
         failed.setdefault(k, why)
-        uses.setdefault(k, {"empties": [], "reduces": [], "figures": []})[what].append(name)
+        uses[k][what].append(name)
 
     for tid, kind in tables.table_ids(cfg).items():
         if kind == "cells":
@@ -65,16 +60,10 @@ def failed_runs(cfg: dict, res: Results) -> pd.DataFrame:
         for r in sorted(_runs_read(figures.needs(cfg, fid))):
             for f in fracs:
                 note(r, f, "figures", f"Figure {fid}")
-    rows = [
-        {
-            "run": r.path,
-            "reading": reading,
-            **{k: getattr(r, k) for k in ("task", "model", "method", "ref", "budget", "seed")},
-            "reason": why,
-            **{k: "; ".join(dict.fromkeys(v)) for k, v in uses[(r, reading)].items()},
-        }
-        for (r, reading), why in sorted(failed.items(), key=lambda kv: (kv[0][0], kv[0][1] != "final", kv[0][1]))
-    ]  # fmt: skip (the same order in every process: sets of runs iterate in hash order)
+    order = sorted(failed.items(), key=lambda kv: (kv[0][0], kv[0][1] != "final", kv[0][1]))  # not in hash order
+    rows = [{"run": r.path, "reading": reading, **{k: getattr(r, k) for k in COLUMNS[2:8]}, "reason": why,
+             **{k: "; ".join(dict.fromkeys(v)) for k, v in uses[(r, reading)].items()}}
+            for (r, reading), why in order]  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -108,7 +97,7 @@ def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
 def summary_line(cfg: dict, runs: list[grid.Run]) -> str:
     """One line for the end of a Snakemake run (reads whatever run.json files exist)."""
     layout = Layout.from_config(cfg)
-    done, failed, reasons = 0, 0, {}
+    done, reasons = 0, Counter()
     for r in runs:
         path = Path(layout.run_file("run.json", r))
         if not path.is_file():
@@ -119,26 +108,14 @@ def summary_line(cfg: dict, runs: list[grid.Run]) -> str:
         except (OSError, ValueError):
             continue
         if rec.get("status") == "failed":
-            failed += 1
-            why = str(rec.get("failure_reason") or "?").split(":")[0]
-            reasons[why] = reasons.get(why, 0) + 1
-    if not failed:
+            reasons[str(rec.get("failure_reason") or "?").split(":")[0]] += 1
+    if not (failed := reasons.total()):
         return f"ftft: {done} of {len(runs)} training runs finished, none failed."
-    top = "; ".join(f"{n} x {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    top = "; ".join(f"{n} x {why}" for why, n in reasons.most_common())
     return (
         f"ftft: {failed} of {done} finished training runs FAILED ({top}); they are excluded from the tables. "
         f"Which cells they empty: {layout.failed_runs('md')}"
     )
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--config-json", required=True, help="the merged workflow config as JSON")
-    parser.add_argument("--results", required=True, help="results root")
-    parser.add_argument("--out-prefix", required=True, help="output path without extension")
-
-
-def run(args) -> int:
-    cfg = load_config_json(args.config_json)
-    df = write(cfg, args.results, args.out_prefix)
-    log.info("%d failed run(s) -> %s.{md,html,csv}", len(df), args.out_prefix)
-    return 0
+add_arguments, run = io_arguments, report_run(write, "failed runs")

@@ -1,26 +1,16 @@
-"""Paper Figures 1a, 1b, 2, 3 and 4 from data maps and run outputs (PNG + PDF).
+"""Paper Figures 1a, 1b, 2, 3 and 4 (PNG + PDF); which ones a config makes: ``figure_ids``. Each kind says
+what it reads (``needs``), draws the figure and returns the plotted numbers (``make``; tests assert them).
 
-``ftft figure --id ID --config-json CFG.json --results DIR --out-prefix P`` writes ``P.png``
-and ``P.pdf``. Which figures exist comes from the config (``figure_ids``): ``1a`` / ``1b``
-are the paper's NLI panels (``overlap.task`` / ``ptrue_curves.task``), ``1a-hsd`` /
-``1b-hsd`` the extras of ``extra_tasks``, ``2``-``4`` the speed figures of ``speed.figures``.
-Each kind (``KINDS``, dispatched by ``artefacts.Registry``) says what it reads (``needs``; ``workflow.Plan`` makes the declared
-inputs), draws the figure and returns the plotted numbers as a DataFrame (tests assert them).
-
-- 1a: share of the ambiguous (top q variability) training instances of reference A also
-  picked by B (``datamap.overlap_matrix``), data maps of the first seed; the diagonal shows the
-  overlap between the first two seeds of the same reference (the paper's superscripts).
-- 1b: median p_true per epoch of the hard-to-learn ``hard_fraction`` vs the rest
-  (``datamap.ptrue_curves``), from each reference's ERM run (first seed).
-- 2/3/4: halting curves: OOD performance at a step fraction relative to the full budget,
-  ``100 * mean_seeds(score at f) / mean_seeds(score of the full run)``, read from the
-  checkpoints of the full runs. Series ERM and DM-<ref>, one panel per OOD set, one row per
-  task. Failed runs are excluded; a panel or series without a successful run says why.
+- 1a: share of reference A's ambiguous (top q variability) instances that B also picks (first seed's maps);
+  the diagonal: two seeds of the same reference (the paper's superscripts).
+- 1b: median p_true per epoch of the hard-to-learn ``hard_fraction`` vs the rest (ERM reference runs).
+- 2/3/4: ``100 * mean_seeds(OOD score at f) / mean_seeds(score of the full run)`` from the full runs'
+  checkpoints: series ERM and DM-<ref>, a panel per OOD set, a row per task. Failed runs are excluded; a panel
+  or series without a successful run says why.
 """
 
 from __future__ import annotations
 
-import logging
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,9 +25,8 @@ from .artefacts import Registry
 from .config import parse_fraction
 from .io import atomic_path
 from .labels import dataset_title, frac_label, model_label, ood_sets, seeds_phrase, task_label, task_metric
+from .render import out_path
 from .results import Results
-
-log = logging.getLogger(__name__)
 
 DPI = 100
 PANEL_W, PANEL_H = 3.6, 3.0  # inches per panel of the speed figures
@@ -59,30 +48,20 @@ def _plt():
     return plt, sns
 
 
-def save(fig, prefix: str | Path) -> list[Path]:
+def save(fig, prefix: str | Path) -> None:
     """Write PREFIX.png and PREFIX.pdf atomically (fixed size: no tight bbox)."""
     import matplotlib.pyplot as plt
 
-    prefix = Path(prefix)
-    out = []
     for ext in ("png", "pdf"):
-        path = prefix.with_name(f"{prefix.name}.{ext}")
-        with atomic_path(path) as tmp:
+        with atomic_path(out_path(prefix, ext)) as tmp:
             fig.savefig(tmp, format=ext, dpi=DPI)
-        out.append(path)
         fig.set_layout_engine("none")  # laid out once (constrained layout, by the PNG): the PDF keeps the positions
     plt.close(fig)
-    return out
 
 
 def speed_size(n_rows: int, n_cols: int) -> tuple[float, float]:
     """Figure size (inches) of a speed figure with that panel grid (+ room for the legend)."""
     return (PANEL_W * n_cols, PANEL_H * n_rows + 0.9)
-
-
-def pixel_size(size_in: tuple[float, float]) -> tuple[int, int]:
-    """(height, width) in pixels of a PNG of ``size_in`` inches."""
-    return round(size_in[1] * DPI), round(size_in[0] * DPI)
 
 
 def panel_note(ax, text: str, chars: int = 40, lines: int = 6) -> None:
@@ -120,14 +99,13 @@ def overlap_data(cfg: dict, res: Results, task: str) -> tuple[pd.DataFrame, dict
     if ok:
         sub = datamap.overlap_matrix(ok, q)
         mat.loc[sub.index, sub.columns] = sub
-    seed_overlap = {}
-    for r in refs:
-        second = res.datamap(task, r, seeds[1]) if len(seeds) > 1 else None
-        if first[r] is not None and second is not None:
-            seed_overlap[r] = float(datamap.overlap_matrix({"a": first[r], "b": second}, q).iloc[0, 1])
-        else:
-            seed_overlap[r] = float("nan")
-    return mat, seed_overlap
+    second = {r: res.datamap(task, r, seeds[1]) if len(seeds) > 1 else None for r in refs}
+    return mat, {
+        r: float("nan")
+        if first[r] is None or second[r] is None
+        else float(datamap.overlap_matrix({"a": first[r], "b": second[r]}, q).iloc[0, 1])
+        for r in refs
+    }
 
 
 def overlap_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.DataFrame:
@@ -136,16 +114,11 @@ def overlap_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Da
     mat, seed_ov = overlap_data(cfg, res, task)
     refs = list(mat.index)
     labels = [model_label(cfg, r) for r in refs]
+    annot = mat.map(lambda v: "failed\nrun" if np.isnan(v) else f"{v:.2f}").to_numpy()
     shown = mat.to_numpy().copy()
-    annot = np.empty(shown.shape, dtype=object)
-    for i in range(len(refs)):
-        for j in range(len(refs)):
-            annot[i, j] = f"{shown[i, j]:.2f}" if not np.isnan(shown[i, j]) else "failed\nrun"
-        s = seed_ov[refs[i]]
-        if np.isnan(shown[i, i]):
-            continue
-        annot[i, i] = f"{s:.2f}\n(seeds)" if not np.isnan(s) else "1.00\n(one seed)"
-        shown[i, i] = s if not np.isnan(s) else 1.0
+    for i, s in enumerate(seed_ov[r] for r in refs):
+        if not np.isnan(shown[i, i]):
+            annot[i, i], shown[i, i] = ("1.00\n(one seed)", 1.0) if np.isnan(s) else (f"{s:.2f}\n(seeds)", s)
     fig, ax = plt.subplots(figsize=HEATMAP_SIZE, layout="constrained")
     sns.heatmap(
         shown, annot=annot, fmt="", vmin=0, vmax=1, cmap="viridis", square=True, ax=ax,
@@ -153,17 +126,15 @@ def overlap_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Da
         annot_kws={"fontsize": 10},
     )  # fmt: skip
     seeds = cfg["seeds"]
-    ax.set_xlabel("reference model B")
-    ax.set_ylabel("reference model A")
+    ax.set(xlabel="reference model B", ylabel="reference model A")
     extra = " (extra: not in the paper)" if "-" in fid else ""
     ax.set_title(
         f"{task_label(task)}{extra}: ambiguous-set overlap |A∩B|/|A| (q={cfg['q']:g}, seed {seeds[0]})\n"
         + (f"diagonal: seed {seeds[0]} vs seed {seeds[1]} of the same model" if len(seeds) > 1 else "")
     )
     save(fig, prefix)
-    out = mat.copy()
-    out.attrs["seed_overlap"] = seed_ov
-    return out
+    mat.attrs["seed_overlap"] = seed_ov
+    return mat
 
 
 def overlap_caption(cfg: dict, fid: str) -> str:
@@ -190,9 +161,8 @@ def curves_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Dat
 
     plt, sns = _plt()
     task = _figure_task(cfg, fid)
-    sec = cfg["ptrue_curves"]
+    sec, seed0 = cfg["ptrue_curves"], cfg["seeds"][0]
     hard = float(sec["hard_fraction"])
-    seed0 = cfg["seeds"][0]
     frames, failed = [], []
     for ref in sec["refs"]:
         run = grid.ref_run(task, ref, seed0)
@@ -211,8 +181,7 @@ def curves_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Dat
         ax.set_xticks(sorted(df["epoch"].unique()))
     if failed:
         panel_note(ax, "not shown (failed run):\n" + "\n".join(failed), chars=70)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("epoch")
+    ax.set(ylim=(0, 1), xlabel="epoch")
     ax.set_ylabel("median $p_{true}$", parse_math=True)
     extra = " (extra)" if "-" in fid else ""
     ax.set_title(
@@ -245,10 +214,6 @@ def speed_fraction_labels(cfg: dict) -> dict[Fraction, str]:
     }
 
 
-def series_label(cfg: dict, series: str) -> str:
-    return "ERM" if series == "erm" else f"DM-{model_label(cfg, series)}"
-
-
 def speed_needs(cfg: dict, fid: str) -> grid.Needs:
     return grid.Needs(runs={r for rs in grid.speed_series(cfg, fid).values() for r in rs})
 
@@ -261,12 +226,13 @@ def speed_data(cfg: dict, res: Results, fid: str) -> pd.DataFrame:
         metric, sets = task_metric(cfg, task), ood_sets(cfg, task)
         full = res.seed_values(runs, sets, metric, 1)
         why = "; ".join(sorted(set(full.reasons)))
+        label = "ERM" if series == "erm" else f"DM-{model_label(cfg, series)}"
         for f, f_label in fracs.items():
             v = res.seed_values(runs, sets, metric, f)
             for d in sets:
                 num = np.mean(v.values[d]) if v.n_ok else np.nan
                 den = np.mean(full.values[d]) if full.n_ok else np.nan
-                out.append({"task": task, "dataset": d, "series": series, "label": series_label(cfg, series),
+                out.append({"task": task, "dataset": d, "series": series, "label": label,
                             "fraction": float(f), "fraction_label": f_label,
                             "relative": 100.0 * num / den if den else np.nan, "n_ok": v.n_ok,
                             "n_failed": v.n_failed, "why": why})  # fmt: skip
@@ -287,8 +253,7 @@ def speed_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Data
     ticks = df.drop_duplicates("fraction").set_index("fraction")["fraction_label"]
     for i, task in enumerate(tasks):
         sets = ood_sets(cfg, task)
-        for j in range(n_cols):
-            ax = axes[i, j]
+        for j, ax in enumerate(axes[i]):
             if j >= len(sets):
                 ax.set_visible(False)
                 continue
@@ -304,12 +269,9 @@ def speed_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Data
             if missing:
                 panel_note(ax, "no successful run:\n" + "\n".join(missing))
             ax.axhline(100, color="0.4", lw=0.8, ls="--")
-            ax.set_xticks(fracs)
-            ax.set_xticklabels([ticks[f] for f in fracs], fontsize=8)
+            ax.set_xticks(fracs, [ticks[f] for f in fracs], fontsize=8)
             ax.set_title(textwrap.fill(f"{task_label(task)}: {dataset_title(cfg, task, sets[j])}", 30), fontsize=10)
-            ax.set_xlabel("fraction of training steps")
-            if j == 0:
-                ax.set_ylabel("OOD perf. vs full budget (%)")
+            ax.set(xlabel="fraction of training steps", ylabel="" if j else "OOD perf. vs full budget (%)")
     handles, hl = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, hl, loc="outside lower center", ncol=len(labels), frameon=False)
     fig.suptitle(

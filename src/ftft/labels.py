@@ -4,11 +4,9 @@ and the note a reader must see first on demo numbers. Plain functions of the mer
 from __future__ import annotations
 
 from fractions import Fraction
-from pathlib import Path
 
 from . import grid
 from .config import active_tasks
-from .io import read_json
 
 DEMO_NOTE = (
     "Demo: tiny random-init stand-in models trained from scratch on built-in synthetic data. It runs every step "
@@ -29,10 +27,6 @@ def data_note(cfg: dict) -> str | None:
     t = [cfg["tasks"][name] for name in active_tasks(cfg)]
     sources = {s["source"] for tc in t for s in (tc["train"], tc["id_test"], *tc["ood"])}
     return DEMO_NOTE if any(src.startswith("demo_") for src in sources) else STANDIN_NOTE
-
-
-def load_config_json(path: str | Path) -> dict:
-    return read_json(path, "config JSON")
 
 
 def model_label(cfg: dict, key: str) -> str:
@@ -72,9 +66,9 @@ def train_title(cfg: dict, task: str) -> str:
 
 
 def dataset_label(cfg: dict, task: str, name: str) -> tuple[str, str]:
-    """(label, group) of an evaluation set: ``("R1", "AdversarialNLI")``."""
-    t = cfg["tasks"][task]
-    entry = next(e for e in [t["id_test"], *t["ood"]] if e["name"] == name)
+    """(label, group) of an evaluation set: ``("R1", "AdversarialNLI")``; (name, "") for a set the config lacks."""
+    t = cfg["tasks"].get(task, {"id_test": {}, "ood": []})
+    entry = next((e for e in [t["id_test"], *t["ood"]] if e.get("name") == name), {})
     return entry.get("label", name), entry.get("group", "")
 
 

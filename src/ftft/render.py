@@ -1,12 +1,9 @@
-"""The one writer of every table-like artefact: paper tables (Markdown, LaTeX, HTML) and the
-Markdown reports (claims, comparison with the paper, failed runs, shipped-model screen) with
-their HTML page. Every user string is literal text: escaped for HTML (jinja2 autoescape), LaTeX
-(``tex_escape``) and, in the reports' HTML, only inline code, bold, italic and ``<sub>`` are read.
+"""The one writer of every table-like artefact: paper tables (Markdown, LaTeX, HTML) and the Markdown reports
+with their HTML page. User strings are literal text: escaped for HTML (jinja2 autoescape) and LaTeX
+(``tex_escape``); in the reports' HTML only inline code, bold, italic and ``<sub>`` are read.
 
-A ``View`` is what a reader sees of a paper table: blocks (one per task), each with label
-columns, value columns under optional grouped headers (``AdversarialNLI: R1 R2 R3``), rows of
-cells, and group headings between rows. The best value of each column within a block is bold,
-as in the paper; ``gray`` rows are the paper's gray-shaded rows. ``tables.py`` builds views.
+A ``View`` (built by ``tables.py``) is a paper table: blocks (one per task) of label columns, value columns
+under optional group headers, rows and group headings; each column's best value in a block is bold.
 """
 
 from __future__ import annotations
@@ -271,11 +268,8 @@ def _md_row(line: str, tag: str) -> str:
 
 
 def _md_kind(line: str) -> str:
-    if not line.strip():
-        return ""
-    if line.lstrip().startswith("|"):
-        return "|"
-    return "-" if line.startswith(("- ", "* ")) else "#" if line.startswith("#") else "p"
+    kind = "-" if line.startswith(("- ", "* ")) else "#" if line.startswith("#") else "p"
+    return "" if not line.strip() else "|" if line.lstrip().startswith("|") else kind
 
 
 def markdown_to_html(md: str) -> str:
@@ -302,21 +296,21 @@ def markdown_to_html(md: str) -> str:
     return PAGE.render(title=title, css=Markup(CSS + MD_CSS), view=None, body=Markup("\n".join(out)))
 
 
-def _path(prefix: str | Path, ext: str) -> Path:
+def out_path(prefix: str | Path, ext: str) -> Path:
     prefix = Path(prefix)
     return prefix.with_name(f"{prefix.name}.{ext}")
 
 
 def write_table(prefix: str | Path, view: View, label: str, note: str | None) -> None:
     """``PREFIX.md``, ``.tex`` and ``.html`` of a paper table (atomic writes)."""
-    write_text(_path(prefix, "md"), to_markdown(view, note))
-    write_text(_path(prefix, "tex"), to_latex(view, label, note))
-    write_text(_path(prefix, "html"), to_html(view, note))
+    write_text(out_path(prefix, "md"), to_markdown(view, note))
+    write_text(out_path(prefix, "tex"), to_latex(view, label, note))
+    write_text(out_path(prefix, "html"), to_html(view, note))
 
 
 def write_report(prefix: str | Path, md: str, csv: str | None = None) -> None:
     """``PREFIX.md`` and its HTML page ``PREFIX.html`` (and ``PREFIX.csv`` when given; atomic writes)."""
     if csv is not None:
-        write_text(_path(prefix, "csv"), csv)
-    write_text(_path(prefix, "md"), md)
-    write_text(_path(prefix, "html"), markdown_to_html(md))
+        write_text(out_path(prefix, "csv"), csv)
+    write_text(out_path(prefix, "md"), md)
+    write_text(out_path(prefix, "html"), markdown_to_html(md))

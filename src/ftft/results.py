@@ -1,27 +1,17 @@
-"""Reading run outputs for tables and figures (file formats: docs/ARCHITECTURE.md).
+"""Reading run outputs for tables and figures (file formats: docs/ARCHITECTURE.md), through ``Results``:
 
-Everything that aggregates runs goes through ``Results``, so one rule decides which
-checkpoint a table cell reads and which runs count:
-
-- ``read_fraction(run, fraction)``: a cell is read at a fraction of the *full* budget. A
-  limited run (``budget`` < full) was trained for that budget, so its final checkpoint is
-  read; a full run read at fraction f < 1 (halting) gives the checkpoint at f.
-- A checkpoint at fraction f is the one whose ``fraction`` column in ``metrics.csv`` is
-  nearest to f; it must lie within half a checkpoint spacing, else ``DataError``.
-- Failed runs (``run.json`` ``status: failed``, including runs whose reference failed) are
-  excluded from every mean and counted; a data map of a failed reference run is an empty
-  file whose metadata says why (``datamap_failure``). A *halted* reading (a checkpoint before
-  the end of a run: FTFT cells, halting curves) is judged at that checkpoint (``failure_at``):
-  excluded when its ID score is at or below the majority-class baseline recorded in
-  ``run.json`` ``final``, whatever the run's final status (paper: runs worse than the majority
-  class are excluded; FTFT is the model halted at k/15).
-- A file that is missing, truncated or malformed is a ``DataError`` naming it.
+- A cell at fraction f of the *full* budget reads a limited run's final checkpoint and a full run's checkpoint
+  nearest to f (within half a checkpoint spacing, else ``DataError``): ``read_fraction``, ``pick_checkpoint``.
+- Failed runs (``run.json`` status failed, also when their reference failed) are excluded from every mean and
+  counted; a failed reference's data map is an empty file saying why. A halted reading (FTFT cells, halting
+  curves) is judged at its checkpoint (``failure_at``): excluded at or below the majority-class baseline.
+- A missing, truncated or malformed file is a ``DataError`` naming it.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -64,20 +54,14 @@ def pick_checkpoint(ckpts, steps, fracs, fraction, where) -> tuple[int, int]:
 
 @dataclass
 class SeedValues:
-    """Per-seed values of the ok runs of one cell, and which seeds failed (and why)."""
+    """Per-seed values of the ok runs of one cell (dataset -> value per ok seed), and which seeds failed and why."""
 
-    values: dict[str, list[float]] = field(default_factory=dict)  # dataset -> value per ok seed
-    ok_seeds: list[int] = field(default_factory=list)
-    failed_seeds: list[int] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-
-    @property
-    def n_ok(self) -> int:
-        return len(self.ok_seeds)
-
-    @property
-    def n_failed(self) -> int:
-        return len(self.failed_seeds)
+    values: dict[str, list[float]]
+    ok_seeds: list[int]
+    failed_seeds: list[int]
+    reasons: list[str]
+    n_ok = property(lambda self: len(self.ok_seeds))
+    n_failed = property(lambda self: len(self.failed_seeds))
 
 
 def mean_std(values: list[float], scale: float = 100.0) -> tuple[float, float]:
@@ -157,20 +141,21 @@ class Results:
             return f"halted at {fraction}: ID {fin['metric']} on {fin['dataset']} is {score:.4f} <= majority-class {base:.4f}"
         return ""
 
-    def metric_at(self, run: Run, dataset: str, metric: str, fraction: Fraction | float = 1) -> float:
-        """``metric`` (0-1) of ``run`` on ``dataset`` at ``fraction`` of the full budget."""
+    def _checkpoint(self, run: Run, fraction: Fraction | float) -> tuple[int, int, dict, Path]:
+        """(checkpoint, step, {(checkpoint, dataset): metrics row}, metrics.csv) of ``run`` at ``fraction``."""
         path = _need(self.run_path(run, "metrics.csv"))
         ckpts, steps, fracs, index = _metric_index(str(path), path.stat().st_mtime)
-        ckpt, _ = pick_checkpoint(ckpts, steps, fracs, read_fraction(run, fraction), str(path))
-        row = index.get((ckpt, dataset))
-        if row is None:
+        return *pick_checkpoint(ckpts, steps, fracs, read_fraction(run, fraction), str(path)), index, path
+
+    def metric_at(self, run: Run, dataset: str, metric: str, fraction: Fraction | float = 1) -> float:
+        """``metric`` (0-1) of ``run`` on ``dataset`` at ``fraction`` of the full budget."""
+        ckpt, _, index, path = self._checkpoint(run, fraction)
+        if (row := index.get((ckpt, dataset))) is None:
             raise DataError(f"{path}: no row for dataset {dataset!r} at checkpoint {ckpt}")
         return float(row[metric])
 
     def checkpoint_step(self, run: Run, fraction: Fraction | float = 1) -> int:
-        path = _need(self.run_path(run, "metrics.csv"))
-        ckpts, steps, fracs, _ = _metric_index(str(path), path.stat().st_mtime)
-        return pick_checkpoint(ckpts, steps, fracs, read_fraction(run, fraction), str(path))[1]
+        return self._checkpoint(run, fraction)[1]
 
     def predictions(self, run: Run, datasets: list[str], fraction: Fraction | float = 1) -> pd.DataFrame:
         """Rows of ``predictions.parquet`` for ``datasets`` at the checkpoint at ``fraction``,
@@ -181,44 +166,38 @@ class Results:
 
     def forward_flops_per_epoch(self, task: str, model: str, seed: int, padded: bool = True) -> float:
         """Forward FLOPs of one epoch of ``model``'s ERM run (Table 4; padded tokens as the paper)."""
-        run = ref_run(task, model, seed)
-        rec = self.record(run)
-        key = "forward_per_epoch" if padded else "forward_per_epoch_real"
+        run, key = ref_run(task, model, seed), "forward_per_epoch" if padded else "forward_per_epoch_real"
         try:
-            value = float(rec["flops"][key])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{self.run_path(run, 'run.json')}: missing field flops.{key}") from exc
+            value = float(self.record(run)["flops"][key])
+        except (KeyError, TypeError, ValueError):
+            value = float("nan")
         if not value > 0:
-            raise DataError(f"{self.run_path(run, 'run.json')}: flops.{key} must be > 0, got {value}")
+            raise DataError(f"{self.run_path(run, 'run.json')}: field flops.{key} must be a number > 0, got {value}")
         return value
 
     # --- cells ----------------------------------------------------------------------------
     def split_failed(self, runs, fraction: Fraction | float = 1) -> tuple[list[Run], list[Run]]:
-        ok, failed = [], []
-        for r in runs:
-            (failed if self.failure_at(r, fraction) else ok).append(r)
-        return ok, failed
+        ok = [r for r in runs if not self.failure_at(r, fraction)]
+        return ok, [r for r in runs if r not in ok]
 
     def seed_values(self, runs, datasets: list[str], metric: str, fraction: Fraction | float = 1) -> SeedValues:
-        ok, failed = self.split_failed(runs, fraction)
-        out = SeedValues(
-            ok_seeds=[r.seed for r in ok],
-            failed_seeds=[r.seed for r in failed],
-            reasons=[self.failure_at(r, fraction) for r in failed],
+        why = {r: self.failure_at(r, fraction) for r in runs}
+        ok = [r for r in runs if not why[r]]
+        return SeedValues(
+            {d: [self.metric_at(r, d, metric, fraction) for r in ok] for d in datasets},
+            [r.seed for r in ok],
+            [r.seed for r in runs if why[r]],
+            [why[r] for r in runs if why[r]],
         )
-        for d in datasets:
-            out.values[d] = [self.metric_at(r, d, metric, fraction) for r in ok]
-        return out
 
     # --- data maps ------------------------------------------------------------------------
     def datamap(self, task: str, ref: str, seed: int) -> pd.DataFrame | None:
         """The data map, or None when its reference run failed (see ``datamap_failure``)."""
         from . import datamap
 
-        path = Path(self.layout.datamap(task, ref, seed))
-        if self.datamap_failure(task, ref, seed):
-            return None
-        return datamap.read(path)
+        return (
+            None if self.datamap_failure(task, ref, seed) else datamap.read(Path(self.layout.datamap(task, ref, seed)))
+        )
 
     def datamap_failure(self, task: str, ref: str, seed: int) -> str:
         path = Path(self.layout.datamap(task, ref, seed))

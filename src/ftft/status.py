@@ -1,13 +1,9 @@
 """``ftft status``: where a workflow run stands, from the files it writes (no Snakemake needed).
 
-For every training run of the config: done (``run.json`` status ok), failed (status failed),
-running (its log's last progress line is recent and there is no ``run.json`` yet: step, loss,
-steps/s, ETA as the engine logs them; "starting" before its first step) or waiting. Then an
-overall line: runs done / running / failed / waiting and the estimated time left: running jobs at
-their measured speed, the others as the finished jobs of the same model took (seconds per step,
-plus the job's time outside the training loop, from its Snakemake benchmark file), divided by the
-jobs that run at once (``--cores``/``--parallel``); "unknown" until a training job has finished. ``--watch S`` refreshes every S seconds. Works the same on a workstation
-and on a cluster (the logs are on the shared file system).
+Each training run is done or failed (``run.json``), running (its log changed recently: step, loss, steps/s,
+ETA from the last progress line) or waiting. The time left: running jobs at their measured speed, the others
+as the finished jobs of the same model took (seconds per step plus the job's time outside the loop, from its
+benchmark file), divided by the jobs that run at once; unknown until a training job has finished.
 """
 
 from __future__ import annotations
@@ -40,17 +36,10 @@ class RunState:
 
 def _last_progress(log: Path) -> tuple[int, int, str, float] | None:
     try:
-        with open(log, "rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - 16_384))
-            tail = fh.read().decode("utf-8", "replace")
+        hits = PROGRESS.findall(log.read_bytes()[-16_384:].decode("utf-8", "replace"))
     except OSError:
         return None
-    hits = PROGRESS.findall(tail)
-    if not hits:
-        return None
-    step, total, loss, rate = hits[-1]
-    return int(step), int(total), loss, float(rate)
+    return (int(hits[-1][0]), int(hits[-1][1]), hits[-1][2], float(hits[-1][3])) if hits else None
 
 
 def _job_seconds(layout: Layout, run: grid.Run) -> float | None:
@@ -122,9 +111,7 @@ def report(states: list[RunState], parallel: int = 1) -> str:
                          f"loss {s.loss}  {s.rate:.2f} steps/s  ETA {_hms((s.steps - s.step) / s.rate)}")  # fmt: skip
         elif s.state == "running":
             lines.append(f"  starting {s.run.path}  (loading; no step finished yet)")
-    for s in states:
-        if s.state == "failed":
-            lines.append(f"  FAILED   {s.run.path}  {s.reason}")
+    lines += [f"  FAILED   {s.run.path}  {s.reason}" for s in states if s.state == "failed"]
     eta = eta_seconds(states)
     left = (
         "unknown until a training run finishes (`ftft plan` gives the planned GPU-hours)"
