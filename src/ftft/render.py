@@ -176,71 +176,11 @@ def to_latex(view: View, label: str, demo_note: str | None = None) -> str:
     )
 
 
-CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1.2em; color: #222; }
-h1 { font-size: 1.25em; } h2 { font-size: 1.05em; margin: 1.2em 0 0.4em; }
-table { border-collapse: collapse; margin-bottom: 0.8em; font-size: 0.9em; }
-th, td { padding: 0.25em 0.6em; text-align: center; white-space: nowrap; }
-td.l, th.l { text-align: left; }
-thead tr:last-child th { border-bottom: 1px solid #444; }
-thead tr:first-child th { border-top: 2px solid #444; }
-tbody tr:last-child td { border-bottom: 2px solid #444; }
-th.g { border-bottom: 1px solid #999; }
-tr.gray td { background: #e6e6e6; }
-tr.heading td { font-style: italic; text-align: center; background: #fafafa; }
-sub { font-size: 0.75em; color: #555; }
-p.caption { max-width: 60em; line-height: 1.4; }
-ul.notes { font-size: 0.85em; color: #444; max-width: 60em; }
-"""
-MD_CSS = """
-table.md th, table.md td { text-align: left; white-space: normal; vertical-align: top; max-width: 28em; }
-table.md tbody tr:nth-child(even) td { background: #f4f4f4; }
-table.md thead tr:last-child th { border-bottom: 1px solid #444; }
-blockquote { margin: 0.6em 0; padding: 0.1em 1em; border-left: 4px solid #c9a227; background: #fdf8e6; }
-code { font-size: 0.9em; }
-"""
-# One page for every artefact; autoescape makes every string literal text (cells are Markup: escaped already).
-PAGE = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-PAGE = PAGE.from_string("""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>{{ title }}</title><style>{{ css }}</style></head><body>
-{% if view %}
-<h1>{{ title }}</h1>
-{% for b in view.blocks %}
-{% if b.title %}
-<h2>{{ b.title }}</h2>
-{% endif %}
-<table><thead>
-{% if b.columns | selectattr("group") | list %}
-<tr>{% for h in b.label_columns %}<th class="l" rowspan="2">{{ h }}</th>{% endfor %}{% for g, j, k in b.groups() %}\
-{% if g %}<th class="g" colspan="{{ k }}">{{ g }}</th>{% else %}<th rowspan="2">{{ b.columns[j].label }}</th>{% endif %}\
-{% endfor %}</tr>
-<tr>{% for c in b.columns if c.group %}<th>{{ c.label }}</th>{% endfor %}</tr>
-{% else %}
-<tr>{% for h in b.label_columns %}<th class="l">{{ h }}</th>{% endfor %}\
-{% for c in b.columns %}<th>{{ c.label }}</th>{% endfor %}</tr>
-{% endif %}
-</thead><tbody>
-{% for r, cells in zip(b.rows, b.cells("html")) %}
-{% if r is string %}
-<tr class="heading"><td colspan="{{ b.label_columns | length + b.columns | length }}">{{ r }}</td></tr>
-{% else %}
-<tr{% if r.gray %} class="gray"{% endif %}>{% for x in r.labels %}<td class="l">{{ x }}</td>{% endfor %}\
-{% for x in cells[r.labels | length:] %}<td>{{ x | safe }}</td>{% endfor %}</tr>
-{% endif %}
-{% endfor %}
-</tbody></table>
-{% endfor %}
-<p class="caption">{{ view.caption }}</p>
-{% if notes %}
-<ul class="notes">{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>
-{% endif %}
-{% endif %}
-{% if body %}
-{{ body }}
-{% endif %}
-</body></html>
-""")
+# One page for every artefact (templates/); autoescape makes every string literal text (cells are Markup: escaped).
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("ftft"), autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                          keep_trailing_newline=True)  # fmt: skip
+PAGE = _ENV.get_template("page.html")
+CSS, MD_CSS = (_ENV.loader.get_source(_ENV, f)[0] for f in ("table.css", "report.css"))
 
 
 def to_html(view: View, demo_note: str | None = None) -> str:
