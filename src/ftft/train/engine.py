@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import logging
 import os
 import resource
@@ -462,6 +463,7 @@ def train(spec: dict, data_dir: str | Path, out_dir: str | Path, state_dir: str 
             return write_reference_failure(spec, Path(out_dir), str(exc))
         finally:
             saver.wait()  # a checkpoint being written is finished even when the run stops with an error
+            gc.unfreeze()  # _train froze what lived at its start; a caller may train again in this process
 
 
 def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, bias_out, saver, export_out) -> dict:
@@ -482,6 +484,8 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
     if rng is not None:
         state_io.set_rng_state(rng)  # last: loading the model consumed random numbers
     s.model.train()
+    gc.freeze()  # the imported modules and the model stay out of every collection from here on
+    gc.enable()
 
     steps, bs, n, pos = spec["steps"], spec["batch_size"], len(s.train_data), s.pos
     ckpts = schedule.checkpoint_steps(steps, spec["checkpoints"])
