@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from rehearsal.archives import build_archives, serve  # noqa: E402
-from test_download import symlink_zip, unsafe_zip  # noqa: E402 (the project's own bad archives)
+from test_download import symlink, zip_of  # noqa: E402 (the project's own bad archives)
 from wfutil import SNAKEMAKE, make_copy  # noqa: E402
 
 from ftft import config as ftft_config  # noqa: E402
@@ -788,8 +788,10 @@ RELEASE = "record/4881008/files/data.zip"  # CAD's archive at its URL path (test
 
 
 ARCHIVES: dict[str, Callable[[bytes], bytes]] = {  # name -> the bad archive, from the good one
-    "archive with a symbolic-link member": lambda good: symlink_zip(),
-    "archive with a member outside its folder (../)": lambda good: unsafe_zip(),
+    "archive with a symbolic-link member": lambda good: zip_of((symlink("MNLI/dev"), "/etc")),
+    "archive with a member outside its folder (../)": lambda good: zip_of(
+        ("MNLI/train.tsv", "x"), ("../outside.txt", "x")
+    ),
     "truncated archive with a correct Content-Length": lambda good: good[: len(good) // 2],
 }
 
