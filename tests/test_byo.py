@@ -139,6 +139,13 @@ def test_byo_row_without_id_names_the_users_file(tmp_path):
         normalise("mine", tmp_path, spec)
 
 
+def test_byo_broken_json_line_is_named_by_its_number(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"id": 1, "t": "a", "y": 0}\n{"id": 2, "t": \n')
+    spec = spec_for(tmp_path, files={"train": str(tmp_path / "train.jsonl")}, text_a="t", label="y", uid="id")
+    with pytest.raises(DataError, match=r"byo\.mine\.files\.train: .*train\.jsonl:2: not a JSON line"):
+        normalise("mine", tmp_path, spec)
+
+
 def test_byo_source_from_a_hub_dataset_offline(tmp_path):
     """hf: {path, name, revision, splits}: a dataset in the hub's cache layout (parquet files of a pinned
     commit), read with HF_DATASETS_OFFLINE=1 and HF_HUB_OFFLINE=1 by the real `ftft prepare` command."""

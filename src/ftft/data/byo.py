@@ -9,6 +9,7 @@ become ``{split}/{id}``; without a uid column the uid is ``{name}-{split}-{row}`
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -35,8 +36,15 @@ def read_any(path: Path, key: str) -> pd.DataFrame:
     try:
         if kind in ("csv", "tsv"):
             return pd.read_csv(path, sep="," if kind == "csv" else "\t", dtype=str, keep_default_na=False)
-        if kind == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False, encoding="utf-8")
+        if kind == "jsonl":  # line by line: a broken line is named by its number
+            rows = []
+            with open(path, encoding="utf-8") as fh:
+                for lineno, line in enumerate(fh, 1):
+                    try:
+                        rows += [json.loads(line)] if line.strip() else []
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{key}: {path}:{lineno}: not a JSON line: {exc}") from exc
+            return pd.DataFrame(rows)
         return pd.read_parquet(path)
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise DataError(f"{key}: {path}: cannot read ({exc})") from exc
