@@ -73,6 +73,14 @@ def test_figure_1a_overlap(cfg, results, tmp_path, fid):
     assert figures.caption(cfg, fid).startswith("Extra") == (fid != "1a")
 
 
+def test_figure_1a_with_one_reference(cfg, results, tmp_path):
+    """A one-model heatmap (the hardening audit's config): the diagonal is the seed-to-seed overlap."""
+    one = {**cfg, "overlap": {**cfg["overlap"], "refs": cfg["overlap"]["refs"][:1]}}
+    mat = figures.make(one, results, "1a", tmp_path / "figure1a")
+    check_outputs(tmp_path / "figure1a", figures.HEATMAP_SIZE)
+    assert mat.shape == (1, 1) and mat.iloc[0, 0] == 1.0
+
+
 @pytest.mark.parametrize("fid", ["1b", "1b-hsd"])
 def test_figure_1b_ptrue_curves(cfg, results, tmp_path, fid):
     prefix = tmp_path / f"figure{fid}"

@@ -114,8 +114,8 @@ def overlap_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Da
     mat, seed_ov = overlap_data(cfg, res, task)
     refs = list(mat.index)
     labels = [model_label(cfg, r) for r in refs]
-    annot = mat.map(lambda v: "failed\nrun" if np.isnan(v) else f"{v:.2f}").to_numpy()
-    shown = mat.to_numpy().copy()
+    annot = mat.map(lambda v: "failed\nrun" if np.isnan(v) else f"{v:.2f}").to_numpy(copy=True)  # writable (pandas 3)
+    shown = mat.to_numpy(copy=True)
     for i, s in enumerate(seed_ov[r] for r in refs):
         if not np.isnan(shown[i, i]):
             annot[i, i], shown[i, i] = ("1.00\n(one seed)", 1.0) if np.isnan(s) else (f"{s:.2f}\n(seeds)", s)
