@@ -37,7 +37,7 @@ def report(cfg, root):
     prefix = Layout(root).claims("csv").removesuffix(".csv")
     claims.write(cfg, root, prefix)
     df = pd.read_csv(f"{prefix}.csv", keep_default_na=False, na_values=[""])
-    assert "<b>holds</b>" in open(f"{prefix}.html").read()  # the report's HTML page, written beside it
+    assert "<strong>holds</strong>" in open(f"{prefix}.html").read()  # the report's HTML page, written beside it
     return df, open(f"{prefix}.md").read()
 
 

@@ -105,7 +105,7 @@ def test_write_and_summary_line(cfg, results, failed, report, tmp_path):
     assert md.startswith(f"# Failed runs: {len(failed)} of {len(grid.all_runs(cfg))}")
     assert "| `runs/hsd/deberta-v3-large/jtt-deberta-v3-large/full/seed0` | final | final ID score" in md
     page = (tmp_path / "failed_runs.html").read_text()
-    assert "<td><code>runs/hsd/deberta-v3-large/jtt-deberta-v3-large/full/seed0</code></td><td>final</td>" in page
+    assert "<td><code>runs/hsd/deberta-v3-large/jtt-deberta-v3-large/full/seed0</code></td>\n<td>final</td>" in page
     csv = pd.read_csv(tmp_path / "failed_runs.csv", keep_default_na=False)
     assert list(csv.columns) == failures.COLUMNS and len(csv) == len(out) == len(failed)
     cfg_r = {**cfg, "results": str(results)}

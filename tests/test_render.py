@@ -194,33 +194,31 @@ def test_table_view_rows_follow_the_config(cfg, results, built):
 
 
 def test_markdown_reports_as_html():
-    """The claims / comparison / failed-runs Markdown as the HTML page the Snakemake report shows."""
+    """The claims / comparison / failed-runs Markdown as the HTML page the Snakemake report shows: user text
+    literal (no raw HTML, link or entity), only the writers' std subscript is a tag."""
+    rows = [["`runs/a<b>`", "**holds**", "72.3<sub>0.1</sub>", ""], ["MultiNLI* vs WANLI*", "x", "[l](http://e)", "y"]]
     md = "\n".join(
         [
             "# Claims: *one* of 2",
             "",
             "> **Demo mode**: not comparable.",
             "",
-            "Seeds: 0; p = (1 + #{diff <= 0}) / (1 + n).",
+            "Seeds: 0; p = (1 + #{diff <= 0}) / (1 + n) <script>x</script> &amp;.",
             "",
-            "| run | mean |diff| | value | note |",
-            "|---|---|---|---|",
-            "| `runs/a<b>` | **holds** | 72.3<sub>0.1</sub> |  |",
-            "| MultiNLI* vs WANLI* | x | – | y |",
+            render.md_table(["run", "mean |diff|", "value", "note"], rows),
             "",
             "- a note with `code`",
         ]
     )
     page = render.markdown_to_html(md)
-    assert "<title>Claims: *one* of 2</title>" in page and "<h1>Claims: <i>one</i> of 2</h1>" in page
-    assert "<blockquote><p" in page and "<b>Demo mode</b>" in page
-    assert "#{diff &lt;= 0}" in page  # text is escaped
-    assert "<th>run</th><th>mean |diff|</th><th>value</th><th>note</th>" in page  # a bare | stays in its cell
-    rows = re.findall(r"<tr>(.*?)</tr>", page.split("<tbody>")[1])
-    assert [len(re.findall("<td>", r)) for r in rows] == [4, 4]
-    assert "<td><code>runs/a&lt;b&gt;</code></td><td><b>holds</b></td><td>72.3<sub>0.1</sub></td><td></td>" in rows[0]
-    assert "<td>MultiNLI* vs WANLI*</td>" in rows[1]  # a label's * is no emphasis
-    assert '<ul class="notes"><li>a note with <code>code</code></li></ul>' in page
+    assert "<title>Claims: *one* of 2</title>" in page and "<h1>Claims: <em>one</em> of 2</h1>" in page
+    assert "<blockquote>\n<p><strong>Demo mode</strong>" in page
+    assert "#{diff &lt;= 0}" in page and "&lt;script&gt;" in page and "&amp;amp;." in page  # text is escaped
+    assert "<th>run</th>\n<th>mean |diff|</th>\n<th>value</th>\n<th>note</th>" in page  # an escaped | stays
+    cells = [re.findall("<td>(.*?)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", page.split("<tbody>")[1], re.S)]
+    assert cells[0] == ["<code>runs/a&lt;b&gt;</code>", "<strong>holds</strong>", "72.3<sub>0.1</sub>", ""]
+    assert cells[1] == ["MultiNLI* vs WANLI*", "x", "[l](http://e)", "y"]  # a label's * is no emphasis; no link
+    assert "<ul>\n<li>a note with <code>code</code></li>\n</ul>" in page
 
 
 HOSTILE = [

@@ -427,7 +427,7 @@ def test_cli_and_compare(cfg, results, built, tmp_path):
     md = open(f"{out}.md").read()
     assert "do not show the paper's effect" in md and "## Table 9" in md
     page = open(f"{out}.html").read()  # the command writes the report's HTML page too (render.write_report)
-    assert page.count('<table class="md">') == md.count("\n|---") and "do not show the paper's effect" in page
+    assert page.count("<table>") == md.count("\n|---") and "do not show the paper's effect" in page
     main = df.loc[df["main_model"] != "", "main_model"].iloc[0]  # display names, not config keys
     assert labels.model_label(cfg, main) != main and f"| {labels.model_label(cfg, main)} |" in md
     assert f"| {main} |" not in md

@@ -1,6 +1,6 @@
 """The one writer of every table-like artefact: paper tables (Markdown, LaTeX, HTML) and the Markdown reports
 with their HTML page. User strings are literal text: escaped for HTML (jinja2 autoescape) and LaTeX
-(``tex_escape``); in the reports' HTML only inline code, bold, italic and ``<sub>`` are read.
+(``tex_escape``); the reports' Markdown through markdown-it-py without raw HTML (``markdown_to_html``).
 
 A ``View`` (built by ``tables.py``) is a paper table: blocks (one per task) of label columns, value columns
 under optional group headers, rows and group headings; each column's best value in a block is bold.
@@ -11,11 +11,11 @@ from __future__ import annotations
 import html
 import itertools
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from .io import write_text
@@ -132,8 +132,8 @@ def cell(v: Value, col: Column, style: str, bold: bool) -> str:
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
     """A pipe table: the one Markdown table writer of the package."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    lines = ["| " + " | ".join(c.replace("|", r"\|") for c in r) + " |" for r in [header, *rows]]
+    return "\n".join([lines[0], "|" + "|".join(["---"] * len(header)) + "|", *lines[1:]])
 
 
 def to_markdown(view: View, demo_note: str | None = None) -> str:
@@ -188,52 +188,16 @@ def to_html(view: View, demo_note: str | None = None) -> str:
     return PAGE.render(title=view.title, css=Markup(CSS), view=view, notes=notes, zip=zip, body="")
 
 
-def _md_inline(text: str) -> str:
-    """Inline Markdown of the reports: `code`, **bold**, *italic*, <sub>...</sub>; everything else literal."""
-    out = []
-    for p in re.split(r"(`[^`]*`)", text):
-        if len(p) > 1 and p.startswith("`") and p.endswith("`"):
-            out.append(f"<code>{html.escape(p[1:-1])}</code>")
-            continue
-        s = html.escape(p, quote=False).replace("&lt;sub&gt;", "<sub>").replace("&lt;/sub&gt;", "</sub>")
-        s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
-        out.append(re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<i>\1</i>", s))
-    return "".join(out)
-
-
-def _md_row(line: str, tag: str) -> str:
-    """A pipe-table row as the writers join it (" | "; a bare | inside a cell stays)."""
-    inner = line.strip().removeprefix("|").removesuffix("|")
-    return "".join(f"<{tag}>{_md_inline(c.strip())}</{tag}>" for c in f" {inner} ".split(" | "))
-
-
-def _md_kind(line: str) -> str:
-    kind = "-" if line.startswith(("- ", "* ")) else "#" if line.startswith("#") else "p"
-    return "" if not line.strip() else "|" if line.lstrip().startswith("|") else kind
+# The reports' Markdown: headings, quotes, lists, pipe tables, emphasis and code; no raw HTML, link, image or
+# entity (user strings stay literal text); the ``<sub>`` the writers put around a std is the one tag restored.
+_MD = MarkdownIt("zero").enable(["heading", "blockquote", "list", "table", "emphasis", "backticks", "escape"])
 
 
 def markdown_to_html(md: str) -> str:
-    """A Markdown report (as ``md_table`` and the report writers produce it: ATX headings, paragraphs, ``>``
-    quotes, ``-`` lists, pipe tables) as a stand-alone HTML page styled like the tables."""
-    lines, out = md.splitlines(), []
-    for kind, group in itertools.groupby(lines, _md_kind):
-        g = list(group)
-        if kind == "#":
-            for ln in g:
-                level = min(len(ln) - len(ln.lstrip("#")), 3)
-                out.append(f"<h{level}>{_md_inline(ln.lstrip('#').strip())}</h{level}>")
-        elif kind == "|":
-            rows = [r for r in g[1:] if not re.fullmatch(r"\s*\|?[\s:|-]*\|?\s*", r)]
-            out.append(f'<table class="md"><thead><tr>\n{_md_row(g[0], "th")}</tr></thead><tbody>')
-            out += [f"<tr>{_md_row(r, 'td')}</tr>" for r in rows] + ["</tbody></table>"]
-        elif kind == "-":
-            out.append('<ul class="notes">' + "".join(f"<li>{_md_inline(x[2:].strip())}</li>" for x in g) + "</ul>")
-        elif kind == "p":
-            quote = g[0].startswith(">")
-            body = f'<p class="caption">{_md_inline(" ".join(x.lstrip(">").strip() if quote else x.strip() for x in g))}</p>'
-            out.append(f"<blockquote>{body}</blockquote>" if quote else body)
-    title = next((ln.lstrip("#").strip() for ln in lines if ln.startswith("#")), "Report")
-    return PAGE.render(title=title, css=Markup(CSS + MD_CSS), view=None, body=Markup("\n".join(out)))
+    """A Markdown report (``md_table`` and the report writers) as a stand-alone HTML page styled like the tables."""
+    body = _MD.render(md).replace("&lt;sub&gt;", "<sub>").replace("&lt;/sub&gt;", "</sub>")
+    title = next((ln.lstrip("#").strip() for ln in md.splitlines() if ln.startswith("#")), "Report")
+    return PAGE.render(title=title, css=Markup(CSS + MD_CSS), view=None, body=Markup(body))
 
 
 def out_path(prefix: str | Path, ext: str) -> Path:
