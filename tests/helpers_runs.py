@@ -226,78 +226,46 @@ def write_run(
     for everything but the claims, which read halted checkpoints)."""
     d = Path(Layout(root).run_dir(run))
     d.mkdir(parents=True, exist_ok=True)
-    task = cfg["tasks"][run.task]
-    c = len(task["labels"])
-    everything = "all" in files
-    record = {
-        "run": run.fields(),
-        "status": "failed" if failed else "ok",
-        "failure_reason": failed,
-        "steps": run.steps(cfg),
-        "checkpoints": task["checkpoints"],
+    c = len(cfg["tasks"][run.task]["labels"])
+    record = dict(run=run.fields(), status="failed" if failed else "ok", failure_reason=failed, steps=run.steps(cfg))
+    record["checkpoints"] = cfg["tasks"][run.task]["checkpoints"]
+    want_preds = "all" in files or "predictions" in files
+    nothing = bool(failed and failed.startswith("reference failed"))
+    sets, bad, ckpts = grid.task_eval_sets(cfg, run.task), failed is not None, [] if nothing else checkpoints(cfg, run)
+    scores = {
+        (f, ds): [metric_value(run, ds, m, f, bad) for m in ("accuracy", "macro_f1")]
+        for _, _, f in ckpts
+        for ds in sets
     }
-    if failed and failed.startswith("reference failed"):
-        pd.DataFrame(columns=METRIC_COLUMNS).to_csv(d / "metrics.csv", index=False)
-        if everything or "predictions" in files:
-            pd.DataFrame(columns=["step", "dataset", "uid", "label", *[f"prob_{j}" for j in range(c)]]).to_parquet(
-                d / "predictions.parquet", index=False
-            )
-        (d / "run.json").write_text(json.dumps(record | {"steps_done": 0, "final": None}))
-        return
-    sets = grid.task_eval_sets(cfg, run.task)
-    bad = failed is not None
-    want_preds = everything or "predictions" in files
-    mrows = []
-    cols: dict[str, list] = {"step": [], "dataset": [], "uid": [], "label": [], "pred": []}
-    ckpts = checkpoints(cfg, run)
-    for ck, step, f in ckpts:
-        for ds in sets:
-            mrows.append(
-                (
-                    step,
-                    ck,
-                    f,
-                    ds,
-                    "id" if ds == sets[0] else "ood",
-                    N_EVAL,
-                    metric_value(run, ds, "accuracy", f, bad),
-                    metric_value(run, ds, "macro_f1", f, bad),
-                    1.0 - 0.5 * f,
-                )
-            )
-            if want_preds and (pred_checkpoints == "all" or ck == ckpts[-1][0]):
-                cols["step"].append(np.full(N_EVAL, step))
-                cols["dataset"] += [ds] * N_EVAL
-                cols["uid"] += uids(ds)
-                cols["label"].append(eval_labels(run.task, ds, c))
-                cols["pred"].append(predicted(run, ds, f, c, bad))
+    role = {ds: "id" if ds == sets[0] else "ood" for ds in sets}
+    mrows = [
+        (step, ck, f, ds, role[ds], N_EVAL, *scores[(f, ds)], 1.0 - 0.5 * f) for ck, step, f in ckpts for ds in sets
+    ]
     pd.DataFrame(mrows, columns=METRIC_COLUMNS).to_csv(d / "metrics.csv", index=False)
     if want_preds:
-        pred = np.concatenate(cols.pop("pred"))
+        frames = [
+            pd.DataFrame(
+                {"step": step, "dataset": ds, "uid": uids(ds), "label": eval_labels(run.task, ds, c)}
+                | {"pred": predicted(run, ds, f, c, bad)}
+            )
+            for ck, step, f in ckpts
+            if pred_checkpoints == "all" or ck == ckpts[-1][0]
+            for ds in sets
+        ]
+        empty = pd.DataFrame(columns=["step", "dataset", "uid", "label", "pred"])  # a run that trained nothing
+        pred = pd.concat(frames, ignore_index=True) if frames else empty
         probs = np.full((len(pred), c), 0.3 / (c - 1), np.float32)
-        probs[np.arange(len(pred)), pred] = 0.7
-        frame = {
-            "step": np.concatenate(cols["step"]),
-            "dataset": cols["dataset"],
-            "uid": cols["uid"],
-            "label": np.concatenate(cols["label"]),
-        } | {f"prob_{j}": probs[:, j] for j in range(c)}
-        pd.DataFrame(frame).to_parquet(d / "predictions.parquet", index=False)
-    if everything or "dynamics" in files:
+        probs[np.arange(len(pred)), pred.pop("pred").to_numpy(np.int64)] = 0.7
+        pred.assign(**{f"prob_{j}": probs[:, j] for j in range(c)}).to_parquet(d / "predictions.parquet", index=False)
+    if nothing:
+        (d / "run.json").write_text(json.dumps(record | {"steps_done": 0, "final": None}))
+        return
+    if "all" in files or "dynamics" in files:
         write_dynamics(d / "dynamics.npz", run, c)
     fl, real = flops(run.model, run.task), flops(run.model, run.task, padded=False)
-    record |= {
-        "steps_done": run.steps(cfg),
-        "epochs": EPOCHS,
-        "n_train": N_TRAIN,
-        "flops": {
-            "forward_per_epoch": fl,
-            "forward_per_epoch_real": real,
-            "forward_total": fl * EPOCHS,
-            "forward_total_real": real * EPOCHS,
-            "train_total": 3 * fl * EPOCHS,
-        },
-    }
+    per_epoch = {"forward_per_epoch": fl, "forward_per_epoch_real": real}
+    totals = {"forward_total": fl * EPOCHS, "forward_total_real": real * EPOCHS, "train_total": 3 * fl * EPOCHS}
+    record |= {"steps_done": run.steps(cfg), "epochs": EPOCHS, "n_train": N_TRAIN, "flops": per_epoch | totals}
     (d / "run.json").write_text(json.dumps(record))
 
 

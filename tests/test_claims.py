@@ -1,11 +1,8 @@
 """The claims report (ftft.claims) on synthetic outputs whose values make the paper's findings
 true where the helper says so (tests/helpers_runs.py: DM beats ERM, transfers from TinyBERT
 fail, DM learns faster, ...). Each verdict is recomputed here from the helper's value functions
-and predictions; the published column from src/ftft/paper.
-
-Not covered here (the data maps / predictions are synthetic): that a *trained* DM run picks
-the most ambiguous instances end to end. ``test_dm_selects_the_most_ambiguous_instances``
-checks the selection itself (data map -> subset)."""
+and predictions; the published column from src/ftft/paper. That DM picks the most ambiguous
+instances: tests/test_subsets.py, test_datamap.py and, end to end, test_direction.py."""
 
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ftft import claims, config, cost, datamap, grid, stats, subsets
+from ftft import claims, config, cost, grid, stats
 from ftft.grid import FULL, Run
 from ftft.layout import Layout
 
@@ -306,58 +303,6 @@ def test_a_row_with_runs_outside_the_grid_is_not_enough_runs(cfg, root):
     c2rows = df[df["claim"] == 2]
     assert len(c2rows) == 1 and c2rows["verdict"].iloc[0] == "not enough runs"
     assert claims.summary(df).set_index("claim").at[2, "verdict"] == "not enough runs"
-
-
-# --------------------------------------------------------------------------- DM = most ambiguous
-
-
-def test_dm_selects_the_most_ambiguous_instances(tmp_path):
-    """The DM subset is the round(qN) highest-variability instances of the reference's data map
-    (not the least ambiguous), also when the map is computed from training dynamics."""
-    rng = np.random.default_rng(0)
-    n, q = 90, 0.33
-    k = round(q * n)
-    dmap = pd.DataFrame(
-        {
-            "uid": [f"u{i:03d}" for i in range(n)],
-            "label": rng.integers(0, 3, n),
-            "confidence": rng.random(n),
-            "variability": rng.permutation(n) / (2 * n),
-            "correctness": 0.5,
-            "forgetfulness": 0,
-        }
-    )
-    train = rng.permutation(dmap["uid"].to_numpy())
-    sub = subsets.dm_subset(train, dmap, q)
-    top = set(dmap.nlargest(k, "variability")["uid"])
-    least = set(dmap.nsmallest(k, "variability")["uid"])
-    assert set(sub["uid"]) == top and not set(sub["uid"]) & least
-    assert list(sub["uid"]) == [u for u in train if u in top]  # training-set order
-    assert (sub["weight"] == 1).all()
-    assert set(datamap.ambiguous_uids(dmap, q)) == top
-    assert set(datamap.categorize(dmap, q).query("hard_to_learn")["uid"]) == set(dmap.nsmallest(k, "confidence")["uid"])
-    # from dynamics: instance i swings by a_i around 0.5 epoch to epoch (variability a_i)
-    amp = np.random.default_rng(1).permutation(n) / (2.5 * n)
-    epochs = 4
-    pt = 0.5 + amp[None, :] * np.where(np.arange(epochs) % 2 == 0, 1, -1)[:, None]
-    labels = np.arange(n) % 3
-    probs = np.repeat(((1 - pt) / 2)[:, :, None], 3, axis=2)
-    probs[:, np.arange(n), labels] = pt
-    path = tmp_path / "dynamics.npz"
-    np.savez(
-        path,
-        uids=np.array([f"t{i:03d}" for i in range(n)]),
-        labels=labels.astype(np.int64),
-        probs=probs.astype(np.float16),
-        seen=np.ones((epochs, n), bool),
-        complete_epochs=np.int64(epochs),
-    )
-    computed = datamap.compute(datamap.load_dynamics(path))
-    np.testing.assert_allclose(computed["variability"], amp, atol=2e-3)
-    chosen = subsets.dm_subset(computed["uid"].to_numpy(), computed, q)
-    want = {f"t{i:03d}" for i in np.argsort(-amp)[:k]}
-    assert set(chosen["uid"]) == want
-    assert amp[[int(u[1:]) for u in chosen["uid"]]].min() > np.median(amp)
 
 
 def test_relative_score_never_divides_by_zero():

@@ -117,7 +117,10 @@ def test_display_labels_instead_of_keys(cfg, results, built):
     assert header[:3] == ["Mode", "Main Model", "Ref. Model"]
     assert ["ERM", "DeBERTaV3-Small", "-"] == rows[0][:3]
     assert any(r[:3] == ["DM", "DeBERTaV3-Large", "Random"] for r in rows)
-    assert "*Across different pretraining methods*" in [r[0] for r in rows]
+    groups = [r[0].strip("*") for r in rows if r[0].startswith("*")]  # group headings between the rows, in order
+    assert groups == ["Across different model sizes", "Across different pretraining methods"]
+    csv = pd.read_csv(Layout(results).table("1", "csv"), dtype=str, keep_default_na=False)
+    assert set(csv["row"].astype(int)) == set(range(len(cfg["tables"]["1"]["rows"]))) == set(range(len(rows) - 2))
 
 
 # --------------------------------------------------------------------------- hand-made views
@@ -153,6 +156,11 @@ def test_render_markdown_rules():
     assert erm[5] == "32.0" and jtt[5] == "–"  # best=None: never bold; one digit
     assert dm[6] == "0.5†" and erm[6] == "0.0100"
     assert md.index("- DEMO") < md.index("- n_1")  # the demo note comes first
+    rows = [render.Row(["m"], [render.Value(1.0), render.Value(None)])]
+    view = render.View("T", "c", [render.Block("", ["Model"], [render.Column("A"), render.Column("B")], rows)])
+    assert "| m | 1.00 | – |" in render.to_markdown(view)  # a single value in a column is not "best"
+    assert "\\cmidrule" not in render.to_latex(view, "t")  # no groups
+    assert '<tr><th class="l">Model</th><th>A</th><th>B</th></tr>' in render.to_html(view)
 
 
 def test_render_latex_and_html_rules():
@@ -173,24 +181,6 @@ def test_render_latex_and_html_rules():
     )
     html_t = render.to_html(render.View("T", "c", [block]))
     assert "<td>p &lt; 0.05</td>" in html_t
-
-
-def test_render_without_groups_and_single_values():
-    rows = [render.Row(["m"], [render.Value(1.0), render.Value(None)])]
-    view = render.View("T", "c", [render.Block("", ["Model"], [render.Column("A"), render.Column("B")], rows)])
-    md = render.to_markdown(view)
-    assert "| m | 1.00 | – |" in md  # a single value in a column is not "best"
-    assert "\\cmidrule" not in render.to_latex(view, "t")
-    assert '<tr><th class="l">Model</th><th>A</th><th>B</th></tr>' in render.to_html(view)
-
-
-def test_table_view_rows_follow_the_config(cfg, results, built):
-    """Every configured row is one rendered row, in order, with group headings between."""
-    df = pd.read_csv(Layout(results).table("1", "csv"), dtype=str, keep_default_na=False)
-    assert set(df["row"].astype(int)) == set(range(len(cfg["tables"]["1"]["rows"])))
-    header, rows = H.md_blocks(text(results, "1", "md"))["NLI (accuracy, %)"]
-    groups = [r[0].strip("*") for r in rows if r[0].startswith("*")]
-    assert groups == ["Across different model sizes", "Across different pretraining methods"]
 
 
 def test_markdown_reports_as_html():

@@ -1,21 +1,10 @@
 """``ftft claims``: does this run support the paper's findings? ``tables/claims.{csv,md,html}``.
 
-One row per tested comparison, grouped into the paper's six claims: the numbers it rests on, an effect
-size, a MultiBootstrap p-value where two systems are compared (the task's OOD sets pooled, seeds and
-instances resampled) and a verdict (holds / does not hold / not enough runs); a claim holds when all its
-rows hold. Thresholds: config ``claims``; the main model: ``significance.main``.
-
-1. DM(main <- itself) beats ERM on OOD (p < alpha) at an ID cost <= comparable_points.      §4, Tables 1/6
-2. DM from a smaller reference of main's family is non-inferior (margin comparable_points) to 1.'s DM. §4.1
-3. DM from a reference of another family (except ``weak_refs``) is non-inferior to ERM.               §4.2
-4. Spearman rho(easy ratio at q, DM - ERM OOD gain) > 0 (permutation p < alpha); each weak reference has the
-   lowest easy ratio and a gain < -comparable_points.                               §4.3, Tables 2/7/8
-5. Halted at ``fast_fraction``, DM reaches >= ``fast_ratio`` % of its full OOD score, ERM does not, and
-   DM's relative score is higher (p < alpha).                                             §5, Figures 2-4
-6. FTFT beats ERM on OOD (p < alpha) at a lower cost; the cheapest costs < ``cost_ratio_erm`` x ERM and
-   <= ``cost_ratio_dm`` x DM.                                                              §5, Tables 3/9
-
-"published": the same statistics on the paper's printed means (``src/ftft/paper``; claim 1's p from Table 5).
+One row per tested comparison, grouped into the paper's six claims (``TITLES``): the numbers it rests on, an
+effect size, a MultiBootstrap p-value where two systems are compared (the task's OOD sets pooled, seeds and
+instances resampled) and a verdict by the rule its ``threshold`` states (thresholds: config ``claims``, see
+config/README.md; the main model: ``significance.main``); a claim holds when all its rows hold. "published":
+the same statistics on the paper's printed means (``src/ftft/paper``; claim 1's p from Table 5).
 """
 
 from __future__ import annotations
@@ -33,12 +22,11 @@ from . import grid
 from .artefacts import io_arguments, report_run
 from .compare import PUBLISHED_TABLES, load_published
 from .config import active_tasks, parse_fraction
-from .errors import DataError
 from .labels import data_note, id_set, model_label, ood_sets, q_percent, task_label, task_metric
 from .render import md_table, write_report
 from .results import Results, mean_std
-from .stats import multibootstrap, p_value, relative_bootstrap_samples, spearman, spearman_permutation_p
-from .tables import system_predictions
+from .stats import p_value, relative_bootstrap_samples, spearman, spearman_permutation_p
+from .tables import compare_systems, mean_ood, system_predictions
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +141,7 @@ def needs(cfg: dict) -> grid.Needs:
 
 
 def ood_mean(ctx: Context, runs, task: str, fraction=1) -> float:
-    """Mean over the OOD sets of the seed means (points)."""
-    sets = ood_sets(ctx.cfg, task)
-    sv = ctx.res.seed_values(runs, sets, task_metric(ctx.cfg, task), fraction)
-    return float(np.mean([mean_std(sv.values[d])[0] for d in sets])) if sv.n_ok else float("nan")
+    return mean_ood(ctx.cfg, ctx.res, runs, task, fraction)
 
 
 def id_mean(ctx: Context, runs, task: str) -> float:
@@ -167,17 +152,10 @@ def id_mean(ctx: Context, runs, task: str) -> float:
 
 def compare(ctx: Context, a_runs, b_runs, task: str, margin_points: float = 0.0, a_fraction=1) -> tuple[float, float]:
     """(mean pooled-OOD difference A - B in points, one-sided p-value), MultiBootstrap."""
-    sets = ood_sets(ctx.cfg, task)
-    a, labels, keys, _ = system_predictions(ctx.res, a_runs, sets, a_fraction)
-    b, labels_b, keys_b, _ = system_predictions(ctx.res, b_runs, sets)
-    if not len(a) or not len(b):
-        return float("nan"), float("nan")
-    if not np.array_equal(keys, keys_b):
-        raise DataError(f"task {task}: the compared systems were evaluated on different OOD instances")
-    diff, p = multibootstrap(
-        a, b, labels, task_metric(ctx.cfg, task), ctx.c["samples"], ctx.c["seed"], margin_points / 100
-    )
-    return 100 * diff, p
+    what, c = "the compared systems' predictions", ctx.c
+    return compare_systems(
+        ctx.cfg, ctx.res, a_runs, b_runs, task, c["samples"], c["seed"], what, margin_points, a_fraction
+    )[:2]
 
 
 def relative(at: float, full: float) -> float:

@@ -55,10 +55,7 @@ def load_ours(results: str | Path, table_ids) -> pd.DataFrame:
 
 
 def _float(x) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return float("nan")
+    return pd.to_numeric(x, errors="coerce")
 
 
 PUBLISHED = {"mean": "published_mean", "std": "published_std", "flag": "published_flag"}

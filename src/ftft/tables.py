@@ -1,17 +1,10 @@
-"""Paper Tables 1-9 (and A1) from run outputs: one entry of ``TABLES`` per table, one kind per layout.
+"""Paper Tables 1-9 (and A1) from run outputs: ``ftft table --id N`` writes ``PREFIX.csv`` (tidy, keyed
+like ``src/ftft/paper/table*.csv`` so ``ftft compare`` can join them) and ``PREFIX.{md,tex,html}``.
 
-``ftft table --id N --config-json CFG.json --results DIR --out-prefix results/tables/tableN``
-writes ``PREFIX.csv`` (tidy, the keys of ``src/ftft/paper/table*.csv`` so ``ftft compare``
-can join them), ``PREFIX.md``, ``PREFIX.tex`` and ``PREFIX.html`` (``ftft.render``).
-
-``TABLES`` lists the paper's tables with their kind and role; which of them a config produces
-(``table_ids``): the cell tables configured under ``tables`` (1, 2, 3, 6, 7, 9), Table 4
-(``flops_models``), 5 (``significance``), 8 (``easy_ratio``) and A1 (``limiting.enabled``).
-Each kind (``KINDS``, dispatched by ``artefacts.Registry``) says what it reads, how to build its
-tidy frame, how to lay it out (a ``render.View``) and its caption, computed from the config.
-Scores are in % (mean and sample std, ddof=1, over the seeds whose run succeeded); failed runs
-(``run.json`` ``status: failed``, also when their reference failed) are excluded and counted
-(``n_failed``, footnote ``†``); a cell without any successful seed says so in its note.
+``TABLES`` lists the tables with their kind and role, ``table_ids`` those a config produces; each kind
+(``KINDS``) says what it reads, builds its tidy frame, lays it out (a ``render.View``) and captions it
+(docs/ARCHITECTURE.md). Scores in % (mean and sample std over the seeds whose run succeeded); failed runs
+are excluded and counted (``n_failed``, footnote ``†``); a cell without a successful seed says so.
 """
 
 from __future__ import annotations
@@ -68,10 +61,6 @@ TABLES = {
 TRANSFER_MARK_TABLES = tuple(t for t, (_, role) in TABLES.items() if role == "weak")
 
 
-def dataset_column(cfg: dict, task: str, name: str) -> render.Column:
-    return render.Column(*dataset_label(cfg, task, name))
-
-
 def failed_note(cfg: dict, what: str, n_ok: int, failed_seeds: list, reasons: list[str]) -> str | None:
     """The footnote of a cell with failed runs (None without); says so when no seed succeeded."""
     if not failed_seeds:
@@ -86,18 +75,6 @@ def failed_note(cfg: dict, what: str, n_ok: int, failed_seeds: list, reasons: li
 
 
 # --- cell tables: 1/6, 2/7, 3/9 ----------------------------------------------------------------
-
-
-def _cell_keys(tid: str, cell: grid.Cell) -> dict:
-    return {
-        "table": tid,
-        "task": cell.task,
-        "main_model": cell.main,
-        "ref_model": "" if cell.ref == "none" else cell.ref,
-        "method": cell.method,
-        "step_fraction": frac_label(cell.fraction),
-        "q": "",
-    }
 
 
 def cells_needs(cfg: dict, tid: str) -> grid.Needs:
@@ -120,7 +97,12 @@ def cells_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
         sets = grid.task_eval_sets(cfg, cell.task)
         sv = res.seed_values(cell.runs, sets, metric, cell.fraction)
         base = {
-            **_cell_keys(tid, cell),
+            "table": tid,
+            "task": cell.task,
+            "main_model": cell.main,
+            "ref_model": "" if cell.ref == "none" else cell.ref,
+            "method": cell.method,
+            "step_fraction": frac_label(cell.fraction),
             "q": q_percent(cfg["q"]) if methods.get(cell.method).uses_q else "",
             "row": cell.row,
             "group": cell.group,
@@ -161,16 +143,11 @@ def _mean_ood(df: pd.DataFrame) -> float:
     return float(df.loc[df["role"] == "ood", "mean"].mean())
 
 
-def _erm_mean_ood(cfg: dict, res: Results, task: str, model: str) -> float | None:
-    """Mean OOD score (points) of ``model``'s full ERM runs; None if they are not in the grid."""
-    runs = [grid.ref_run(task, model, s) for s in cfg["seeds"]]
-    if not set(runs) <= grid.all_runs(cfg):
-        return None
+def mean_ood(cfg: dict, res: Results, runs, task: str, fraction=1) -> float:
+    """Mean over the OOD sets of the seed means (points); NaN without a successful seed."""
     sets = ood_sets(cfg, task)
-    sv = res.seed_values(runs, sets, task_metric(cfg, task))
-    if sv.n_ok == 0:
-        return None
-    return float(np.mean([mean_std(sv.values[d])[0] for d in sets]))
+    sv = res.seed_values(runs, sets, task_metric(cfg, task), fraction)
+    return float(np.mean([mean_std(sv.values[d])[0] for d in sets])) if sv.n_ok else float("nan")
 
 
 def mark_transfers(cfg: dict, res: Results, df: pd.DataFrame) -> pd.DataFrame:
@@ -183,9 +160,11 @@ def mark_transfers(cfg: dict, res: Results, df: pd.DataFrame) -> pd.DataFrame:
     perf = df[df["role"] != "cost"]
     for (task, main, ref), g in perf[perf["method"] == "dm"].groupby(["task", "main_model", "ref_model"], sort=False):
         erm = perf[(perf["task"] == task) & (perf["method"] == "erm") & (perf["main_model"] == main)]
-        erm_ood = _mean_ood(erm) if not erm.empty else _erm_mean_ood(cfg, res, task, main)
+        erm_runs = [grid.ref_run(task, main, s) for s in cfg["seeds"]]  # off the table: main's full ERM runs
+        known = set(erm_runs) <= grid.all_runs(cfg)
+        erm_ood = _mean_ood(erm) if not erm.empty else mean_ood(cfg, res, erm_runs, task) if known else math.nan
         ood = _mean_ood(g)
-        if erm_ood is None or math.isnan(ood) or math.isnan(erm_ood) or not ood < erm_ood - MARGIN:
+        if math.isnan(ood) or math.isnan(erm_ood) or not ood < erm_ood - MARGIN:
             continue
         dm = (df["task"] == task) & (df["method"] == "dm") & (df["main_model"] == main) & (df["ref_model"] == ref)
         df.loc[dm, ["marked", "unsuccessful"]] = True
@@ -199,15 +178,14 @@ def mark_transfers(cfg: dict, res: Results, df: pd.DataFrame) -> pd.DataFrame:
 def cells_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
     blocks, notes = [], []
     for task in dict.fromkeys(df["task"]):
-        tdf = df[df["task"] == task]
-        sets = grid.task_eval_sets(cfg, task)
+        tdf, sets = df[df["task"] == task], grid.task_eval_sets(cfg, task)
         has_cost = task in cfg["tables"][tid]["cost"]
-        columns = ([render.Column("Cost", best=None, digits=1)] if has_cost else []) + [
-            dataset_column(cfg, task, d) for d in sets
-        ]
+        columns = [render.Column(*dataset_label(cfg, task, d)) for d in sets]
+        columns = [render.Column("Cost", best=None, digits=1), *columns] if has_cost else columns
+        cost = tdf[tdf["role"] == "cost"].set_index("row")["mean"]
         rows: list = []
         group = ""
-        for _, r in tdf[tdf["role"] != "cost"].groupby("row", sort=True):
+        for row, r in tdf[tdf["role"] != "cost"].groupby("row", sort=True):
             first = r.iloc[0]
             if first["group"] and first["group"] != group:
                 rows.append(first["group"])
@@ -223,16 +201,11 @@ def cells_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
                 [x for x in str(first["failed_seeds"]).split(";") if x],
                 [x for x in str(first["failure_reasons"]).split(" | ") if x],
             )
-            if note:
-                notes.append(note)
-                mode += FAILED_MARK
+            notes += [note] if note else []
             marked = bool(first.get("marked", False))
-            mode += GRAY_MARK if marked else ""
-            values = []
-            if has_cost:
-                c = tdf[(tdf["role"] == "cost") & (tdf["row"] == first["row"])]
-                values.append(render.Value(c["mean"].iloc[0]) if not c.empty else render.Value())
+            mode += (FAILED_MARK if note else "") + (GRAY_MARK if marked else "")
             by_set = r.set_index("dataset")
+            values = [render.Value(cost.get(row))] if has_cost else []
             values += [render.Value(by_set.at[d, "mean"], by_set.at[d, "std"]) for d in sets]
             rows.append(render.Row([mode, model_label(cfg, first["main_model"]), ref], values, gray=marked))
         title = f"{task_label(task)} ({metric_label(task_metric(cfg, task))}, %)"
@@ -305,14 +278,13 @@ def flops_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
         for group in ("padded tokens (as the paper)", "real tokens")
         for t in tasks
     ]
-    rows = []
-    for m in dict.fromkeys(df["main_model"]):
-        r = df[df["main_model"] == m].set_index(["metric", "task"])["mean"]
-        rows.append(
-            render.Row(
-                [model_label(cfg, m)], [render.Value(r[(k, t)]) for k in ("pflops", "pflops_real") for t in tasks]
-            )
+    v = df.set_index(["main_model", "metric", "task"])["mean"]
+    rows = [
+        render.Row(
+            [model_label(cfg, m)], [render.Value(v[(m, k, t)]) for k in ("pflops", "pflops_real") for t in tasks]
         )
+        for m in dict.fromkeys(df["main_model"])
+    ]
     return render.View(f"Table {tid}", caption(cfg, tid), [render.Block("", ["Model"], columns, rows)])
 
 
@@ -357,28 +329,37 @@ def system_predictions(res: Results, runs, datasets: list[str], fraction=1):
     return arr, labels, keys, [r.seed for r in failed]
 
 
-def significance_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
+def compare_systems(
+    cfg: dict, res: Results, a_runs, b_runs, task: str, samples: int, seed: int, what: str, margin=0.0, a_fraction=1
+):
+    """(mean pooled-OOD difference A - B in points, one-sided MultiBootstrap p-value, (A, B, labels, failed seeds of
+    A, of B)); NaN without a successful seed on a side. ``margin`` in points; ``what`` names the two in the error."""
     from .stats import multibootstrap
 
+    sets = ood_sets(cfg, task)
+    a, labels, keys, a_failed = system_predictions(res, a_runs, sets, a_fraction)
+    b, _, keys_b, b_failed = system_predictions(res, b_runs, sets)
+    diff = p = float("nan")
+    if len(a) and len(b):
+        if not np.array_equal(keys, keys_b):
+            raise DataError(f"task {task}: {what} cover different OOD instances")
+        diff, p = multibootstrap(a, b, labels, task_metric(cfg, task), samples, seed, margin / 100)
+    return 100 * diff, p, (a, b, labels, a_failed, b_failed)
+
+
+def significance_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
     sig = cfg["significance"]
     out = []
     for task in grid.significance_tasks(cfg):
-        metric = task_metric(cfg, task)
-        sets = ood_sets(cfg, task)
         systems = grid.significance_runs(cfg, task)
-        erm, labels, keys, erm_failed = system_predictions(res, systems["erm"], sets)
         for ref in sig["refs"][task]:
-            dm, _, keys_dm, dm_failed = system_predictions(res, systems[ref], sets)
-            if len(dm) and len(erm):
-                if not np.array_equal(keys, keys_dm):
-                    raise DataError(f"task {task}: DM ({ref}) and ERM predictions cover different OOD instances")
-                diff, p = multibootstrap(dm, erm, labels, metric, sig["samples"], sig["seed"])
-                diff *= 100
-            else:
-                diff, p = float("nan"), float("nan")
+            what = f"DM ({ref}) and ERM predictions"
+            diff, p, (dm, erm, labels, dm_failed, erm_failed) = compare_systems(
+                cfg, res, systems[ref], systems["erm"], task, sig["samples"], sig["seed"], what
+            )
             base = {"table": "5", "task": task, "main_model": sig["main"], "ref_model": ref, "method": "dm",
                     "step_fraction": "1", "dataset": "ood_pooled", "q": q_percent(cfg["q"]), "std": float("nan"),
-                    "task_metric": metric, "n_instances": 0 if labels is None else len(labels),
+                    "task_metric": task_metric(cfg, task), "n_instances": 0 if labels is None else len(labels),
                     "n_seeds_dm": len(dm), "n_seeds_erm": len(erm), "n_failed": len(dm_failed) + len(erm_failed),
                     "failed_seeds": "; ".join(f"{m} seed {', '.join(map(str, f))}" for m, f in (("DM", dm_failed),
                                               ("ERM", erm_failed)) if f),
@@ -554,14 +535,8 @@ def limiting_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
             )
         f = frac_label(parse_fraction(cfg["limiting"]["fraction"]))
         columns = [render.Column(f"halted at {f}"), render.Column(f"limited to {f}"), render.Column("full budget")]
-        blocks.append(
-            render.Block(
-                f"{task_label(task)} (mean OOD {metric_label(task_metric(cfg, task))}, %)",
-                ["Mode", "Main Model"],
-                columns,
-                rows,
-            )
-        )
+        title = f"{task_label(task)} (mean OOD {metric_label(task_metric(cfg, task))}, %)"
+        blocks.append(render.Block(title, ["Mode", "Main Model"], columns, rows))
     return render.View(f"Table {tid}", caption(cfg, tid), blocks)
 
 
