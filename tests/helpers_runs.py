@@ -102,20 +102,12 @@ def _h(*parts) -> float:
     return zlib.crc32("|".join(map(str, parts)).encode()) / 2**32
 
 
-def dm_gain(main: str, ref: str) -> float:
-    return DM_GAIN_OVERRIDES.get((main, ref), DM_GAIN[ref])
-
-
-def is_id(run: grid.Run, dataset: str) -> bool:
-    return dataset in ("mnli", "cad")
-
-
 def base_score(run: grid.Run, dataset: str) -> float:
     """Full-budget score of the run's kind (before the seed offset)."""
-    iden = is_id(run, dataset)
+    iden = dataset in ("mnli", "cad")
     v = STRENGTH[run.model] + (ID_BONUS if iden else 0.0) + 0.04 * _h(run.task, dataset) - 0.02
     if run.method == "dm":
-        v += DM_ID_EFFECT if iden else dm_gain(run.model, run.ref)
+        v += DM_ID_EFFECT if iden else DM_GAIN_OVERRIDES.get((run.model, run.ref), DM_GAIN[run.ref])
     elif run.method in OTHER_EFFECT:
         v += OTHER_EFFECT[run.method][1 if iden else 0]
     return v + 0.002 * _h(run.task, run.model, run.method, run.ref, dataset)  # no exact ties
@@ -269,15 +261,10 @@ def write_run(
     (d / "run.json").write_text(json.dumps(record))
 
 
-def hard_ids(n: int = N_TRAIN) -> np.ndarray:
-    """Instances with a low p_true throughout (10%)."""
-    return np.arange(n) % 10 == 0
-
-
 def write_dynamics(path: Path, run: grid.Run, c: int) -> None:
     rng = np.random.default_rng(zlib.crc32(run.path.encode()))
     labels = rng.integers(0, c, N_TRAIN)
-    hard = hard_ids()
+    hard = np.arange(N_TRAIN) % 10 == 0  # 10% of the instances with a low p_true throughout
     probs = np.zeros((EPOCHS, N_TRAIN, c), np.float32)
     for e in range(EPOCHS):
         pt = np.where(hard, 0.05 + 0.05 * e, 0.5 + 0.1 * e) + rng.uniform(-0.02, 0.02, N_TRAIN)
@@ -423,22 +410,14 @@ def read_table_csv(root: Path, tid: str) -> pd.DataFrame:
 def md_blocks(md: str) -> dict[str, tuple[list[str], list[list[str]]]]:
     """Markdown table blocks of a rendered view: title -> (header cells, rows of cells); the
     title is the bold line above the table ("" for a view without block titles)."""
-    out, title, lines = {}, "", md.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("**") and line.endswith("**"):
-            title = line.strip("*")
-        elif line.startswith("| ") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
-            header = [c.strip() for c in line.strip()[1:-1].split("|")]
-            rows = []
-            i += 2
-            while i < len(lines) and lines[i].startswith("|"):
-                rows.append([c.strip() for c in lines[i].strip()[1:-1].split("|")])
-                i += 1
-            out[title] = (header, rows)
-            continue
-        i += 1
+    out, title = {}, ""
+    for chunk in md.split("\n\n"):
+        lines = chunk.splitlines()
+        if chunk.startswith("**") and chunk.endswith("**"):
+            title = chunk.strip("*")
+        elif len(lines) > 1 and lines[0].startswith("| ") and lines[1].startswith("|---"):
+            cells = [[c.strip() for c in ln.strip()[1:-1].split("|")] for ln in lines if not ln.startswith("|---")]
+            out[title] = (cells[0], cells[1:])
     return out
 
 

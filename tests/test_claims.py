@@ -238,16 +238,9 @@ def test_the_synthetic_findings(cfg, report):
 
 def published_ood(table: str, task: str, method: str, ref: str = "") -> float:
     p = pd.read_csv(PAPER / f"table{table}.csv", dtype=str, keep_default_na=False)
-    sel = p[
-        (p["task"] == task)
-        & (p["main_model"] == "deberta-v3-large")
-        & (p["method"] == method)
-        & (p["ref_model"] == ref)
-        & (p["step_fraction"] == "1")
-    ]
-    cfg = H.tiny_config()
-    vals = sel.set_index("dataset")["mean"].reindex(grid.task_eval_sets(cfg, task)[1:])
-    vals = pd.to_numeric(vals, errors="coerce")
+    keys = ["task", "main_model", "method", "ref_model", "step_fraction"]
+    sel = p[(p[keys] == [task, "deberta-v3-large", method, ref, "1"]).all(axis=1)].set_index("dataset")["mean"]
+    vals = pd.to_numeric(sel.reindex(grid.task_eval_sets(H.tiny_config(), task)[1:]), errors="coerce")
     return float(vals.mean()) if vals.notna().all() else float("nan")
 
 

@@ -86,16 +86,9 @@ def test_cell_tables_means_stds_and_failed_runs(cfg, results, built, failed, tid
     for c in grid.table_cells(cfg, tid):
         metric = cfg["tasks"][c.task]["metric"]
         n_failed = sum(r in failed for r in c.runs)
+        keys = dict(task=c.task, main_model=c.main, ref_model=key(c.ref), method=c.method)
         for d in grid.task_eval_sets(cfg, c.task):
-            row = one(
-                perf,
-                task=c.task,
-                main_model=c.main,
-                ref_model=key(c.ref),
-                method=c.method,
-                step_fraction=labels.frac_label(c.fraction),
-                dataset=d,
-            )
+            row = one(perf, **keys, step_fraction=labels.frac_label(c.fraction), dataset=d)
             m, s, n_ok = H.expected_cell(cfg, c.runs, d, metric, c.fraction, failed)
             assert close(row["mean"], m) and close(row["std"], s), (c, d)
             assert (row["n_ok"], row["n_failed"], row["metric"]) == (n_ok, n_failed, metric)
@@ -367,15 +360,9 @@ def test_table_a1_halted_vs_limited(results, failed):
         seen.add((task, full[0].model, series))
         metric = cfg["tasks"][task]["metric"]
         for how, runs, f in (("full", full, 1), ("halted", full, Fraction(1, 3)), ("limited", limited, Fraction(1, 3))):
+            keys = dict(task=task, main_model=full[0].model, ref_model="" if series == "erm" else series, how=how)
             for d in grid.task_eval_sets(cfg, task):
-                row = one(
-                    df,
-                    task=task,
-                    main_model=full[0].model,
-                    ref_model="" if series == "erm" else series,
-                    how=how,
-                    dataset=d,
-                )
+                row = one(df, **keys, dataset=d)
                 m, s, n_ok = H.expected_cell(cfg, runs, d, metric, f, failed)
                 assert close(row["mean"], m) and close(row["std"], s) and row["n_ok"] == n_ok
                 n += 1

@@ -61,17 +61,16 @@ TABLES = {
 TRANSFER_MARK_TABLES = tuple(t for t, (_, role) in TABLES.items() if role == "weak")
 
 
-def failed_note(cfg: dict, what: str, n_ok: int, failed_seeds: list, reasons: list[str]) -> str | None:
-    """The footnote of a cell with failed runs (None without); says so when no seed succeeded."""
-    if not failed_seeds:
+def failed_note(what: str, row: pd.Series) -> str | None:
+    """The footnote of a cell (a row of its tidy frame) with failed runs (None without); says so when no seed
+    succeeded."""
+    seeds = [x for x in str(row["failed_seeds"]).split(";") if x]
+    why = str(row["failure_reasons"]).replace(" | ", "; ") or "see run.json"  # sorted and unique (cells_build)
+    if not seeds:
         return None
-    why = "; ".join(sorted(set(reasons))) or "see run.json"
-    if n_ok == 0:
-        return (
-            f"{FAILED_MARK} {what}: no successful seed (all {len(failed_seeds)} runs failed: {why}); the cell is empty."
-        )
-    seeds = ", ".join(map(str, failed_seeds))
-    return f"{FAILED_MARK} {what}: {len(failed_seeds)} failed run(s) excluded (seed(s) {seeds}: {why})."
+    if row["n_ok"] == 0:
+        return f"{FAILED_MARK} {what}: no successful seed (all {len(seeds)} runs failed: {why}); the cell is empty."
+    return f"{FAILED_MARK} {what}: {len(seeds)} failed run(s) excluded (seed(s) {', '.join(seeds)}: {why})."
 
 
 # --- cell tables: 1/6, 2/7, 3/9 ----------------------------------------------------------------
@@ -194,13 +193,7 @@ def cells_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
             if first["method"] == "ftft":
                 mode += f" ({first['step_fraction']})"
             ref = ref_label(cfg, first["method"], first["ref_model"])
-            note = failed_note(
-                cfg,
-                f"{task_label(task)} {mode} {model_label(cfg, first['main_model'])} / {ref}",
-                int(first["n_ok"]),
-                [x for x in str(first["failed_seeds"]).split(";") if x],
-                [x for x in str(first["failure_reasons"]).split(" | ") if x],
-            )
+            note = failed_note(f"{task_label(task)} {mode} {model_label(cfg, first['main_model'])} / {ref}", first)
             notes += [note] if note else []
             marked = bool(first.get("marked", False))
             mode += (FAILED_MARK if note else "") + (GRAY_MARK if marked else "")
