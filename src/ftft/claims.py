@@ -65,13 +65,8 @@ class Context:
     res: Results
     known: set = field(default_factory=set)
 
-    @property
-    def c(self) -> dict:
-        return self.cfg["claims"]
-
-    @property
-    def main(self) -> str:
-        return self.cfg["significance"]["main"]
+    def __post_init__(self):
+        self.c, self.main = self.cfg["claims"], self.cfg["significance"]["main"]
 
     def seeds(self, task, model, method, ref="none") -> list[grid.Run]:
         return [grid.Run(task, model, method, ref, grid.FULL, s) for s in self.cfg["seeds"]]
@@ -105,10 +100,6 @@ def dm_refs(cfg: dict, task: str, main: str) -> list[str]:
 def family(cfg: dict, model: str) -> str:
     m = cfg["models"][model]
     return m["family"] or m["tokenizer"] or model
-
-
-def weak_refs(cfg: dict, task: str) -> list[str]:
-    return list(cfg["claims"]["weak_refs"].get(task, []))
 
 
 def ftft_cells(cfg: dict) -> list[tuple[str, grid.Cell]]:
@@ -219,7 +210,7 @@ def claim2(ctx: Context, task: str, pub: Published) -> list[Row]:
 
 
 def claim3(ctx: Context, task: str, pub: Published) -> list[Row]:
-    fam, weak = family(ctx.cfg, ctx.main), weak_refs(ctx.cfg, task)
+    fam, weak = family(ctx.cfg, ctx.main), ctx.c["weak_refs"].get(task, [])
     refs = [r for r in dm_refs(ctx.cfg, task, ctx.main) if family(ctx.cfg, r) != fam and r not in weak]
     return transfer(ctx, task, pub, 3, refs, ("erm", "none"), "ERM", "no DM run from a reference of another family")
 
@@ -229,7 +220,7 @@ def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
 
     main, alpha, cp, q = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"], ctx.cfg["q"]
     refs = [r for r in dm_refs(ctx.cfg, task, main) if r in ctx.cfg["easy_ratio"]["refs"]]
-    weak = [r for r in weak_refs(ctx.cfg, task) if r in refs]
+    weak = [r for r in ctx.c["weak_refs"].get(task, []) if r in refs]
     erm = ctx.seeds(task, main, "erm")
     easy, gain = {}, {}
     if ctx.available(erm):
@@ -391,16 +382,12 @@ class Published:
         self.scores = {k: g.drop_duplicates(["dataset"]) for k, g in d.groupby(keys, sort=False)}
 
     def value(self, table, task, main, ref, metric, method=None, frac="1", q=None) -> float:
-        d = self.df
-        sel = (d["table"] == str(table)) & (d["task"] == task) & (d["main_model"] == main) & (d["ref_model"] == ref)
-        sel &= d["metric"] == metric
-        if method is not None:
-            sel &= d["method"] == method
-        if metric not in ("easy_ratio",) and "step_fraction" in d:
-            sel &= (d["step_fraction"] == frac) | (d["step_fraction"] == "")
-        if q is not None:
-            sel &= d["q"] == q
-        vals = d.loc[sel, "value"].dropna()
+        want = {"table": str(table), "task": task, "main_model": main, "ref_model": ref, "metric": metric}
+        want |= {k: v for k, v in (("method", method), ("q", q)) if v is not None}
+        sel = (self.df[list(want)] == list(want.values())).all(axis=1)
+        if metric != "easy_ratio":
+            sel &= self.df["step_fraction"].isin([frac, ""])
+        vals = self.df.loc[sel, "value"].dropna()
         return float(vals.iloc[0]) if len(vals) else float("nan")
 
     def _cells(self, task, main, method, ref="", frac="1"):
