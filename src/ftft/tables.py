@@ -362,21 +362,16 @@ def significance_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def fmt_p(p: float) -> str:
-    return "–" if math.isnan(p) else f"{p:.4f}"
-
-
 def significance_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
     rows, notes = [], []
     for (task, ref), g in df.groupby(["task", "ref_model"], sort=False):
         v = g.set_index("metric")["mean"]
         failed = int(g["n_failed"].iloc[0])
         p = v["p_value"]
-        mark = "" if math.isnan(p) else (" (p < 0.05)" if p < 0.05 else (" (0.05 <= p < 0.06)" if p < 0.06 else ""))
+        mark = " (p < 0.05)" if p < 0.05 else " (0.05 <= p < 0.06)" if p < 0.06 else ""  # False for NaN
+        p_text = "–" if math.isnan(p) else f"{p:.4f}{mark}"
         label = model_label(cfg, ref) + (FAILED_MARK if failed else "")
-        rows.append(
-            render.Row([task_label(task), label], [render.Value(v["mean_diff"]), render.Value(text=fmt_p(p) + mark)])
-        )
+        rows.append(render.Row([task_label(task), label], [render.Value(v["mean_diff"]), render.Value(text=p_text)]))
         if failed:
             notes.append(
                 f"{FAILED_MARK} {task_label(task)} {model_label(cfg, ref)}: {failed} failed run(s) excluded ({g['failed_seeds'].iloc[0]})."
