@@ -297,20 +297,11 @@ def claim5(ctx: Context, task: str, pub: Published) -> list[Row]:
     return rows
 
 
-@dataclass
-class FtftCost:
-    label: str
-    cost: float
-    erm: float
-    dm: float
-    published: tuple[float, float, float] = (float("nan"), float("nan"), float("nan"))  # FTFT, ERM, DM
-
-
 def claim6(ctx: Context, task: str, pub: Published) -> list[Row]:
     alpha, r_erm, r_dm = ctx.c["alpha"], ctx.c["cost_ratio_erm"], ctx.c["cost_ratio_dm"]
     rows: list[Row] = []
     seed0, unit = ctx.cfg["seeds"][0], ctx.cfg["cost_unit_model"]
-    cheapest: dict[str, FtftCost] = {}
+    cheapest: dict[str, tuple] = {}  # table -> ((FTFT, ERM, DM) cost, label, published (FTFT, ERM, DM) cost)
     for tid, cell in ftft_cells(ctx.cfg):
         if cell.task != task:
             continue
@@ -327,21 +318,16 @@ def claim6(ctx: Context, task: str, pub: Published) -> list[Row]:
         if ctx.available([*cell.runs, *erm, *(grid.ref_run(task, m, seed0) for m in (cell.main, cell.ref, unit))]):
             row.value, row.p_value = compare(ctx, list(cell.runs), erm, task, a_fraction=cell.fraction)
             f = {m: ctx.res.forward_flops_per_epoch(task, m, seed0) for m in (cell.main, cell.ref, unit)}
-            c = FtftCost(
-                label,
+            cost = (
                 costmod.method_cost("ftft", f[cell.main], f[unit], f[cell.ref], float(cell.fraction)),
                 costmod.method_cost("erm", f[cell.main], f[unit]),
                 costmod.method_cost("dm", f[cell.main], f[unit], f[cell.main]),
-                published,
             )
-            row.detail = (
-                f"cost {c.cost:.1f} vs ERM {c.erm:.1f} ({c.cost / c.erm:.2f}x) and DM {c.dm:.1f} ({c.cost / c.dm:.2f}x)"
-            )
-            row.verdict = verdict(
-                None if math.isnan(row.value) else row.value > 0 and row.p_value < alpha and c.cost < c.erm
-            )
-            if tid not in cheapest or c.cost < cheapest[tid].cost:
-                cheapest[tid] = c
+            c, e, d = cost
+            row.detail = f"cost {c:.1f} vs ERM {e:.1f} ({c / e:.2f}x) and DM {d:.1f} ({c / d:.2f}x)"
+            row.verdict = verdict(None if math.isnan(row.value) else row.value > 0 and row.p_value < alpha and c < e)
+            if tid not in cheapest or c < cheapest[tid][0][0]:
+                cheapest[tid] = (cost, label, published)
         ctx.lacking(row, cell.runs, erm)
         g = pub.ood(task, cell.main, "ftft", cell.ref, str(cell.fraction)) - pub.ood(task, cell.main, "erm")
         row.published_value = g
@@ -351,12 +337,11 @@ def claim6(ctx: Context, task: str, pub: Published) -> list[Row]:
                 "" if math.isnan(pc) else f"; cost {pc:g} vs ERM {pe:g}"
             )
         rows.append(row)
-    for tid, c in cheapest.items():
-        row = Row(6, task, f"Table {tid}: cost of the cheapest FTFT, {c.label}", "cost / ERM cost", value=c.cost / c.erm,
+    for tid, ((c, e, d), label, (pc, pe, pd_)) in cheapest.items():
+        row = Row(6, task, f"Table {tid}: cost of the cheapest FTFT, {label}", "cost / ERM cost", value=c / e,
                   threshold=f"< {r_erm:g} x ERM and <= {r_dm:g} x DM")  # fmt: skip
-        row.detail = f"{c.cost:.1f} vs ERM {c.erm:.1f} and DM {c.dm:.1f} ({c.cost / c.dm:.2f}x DM)"
-        row.verdict = verdict(c.cost < r_erm * c.erm and c.cost <= r_dm * c.dm)
-        pc, pe, pd_ = c.published
+        row.detail = f"{c:.1f} vs ERM {e:.1f} and DM {d:.1f} ({c / d:.2f}x DM)"
+        row.verdict = verdict(c < r_erm * e and c <= r_dm * d)
         if not math.isnan(pc):
             row.published_value = pc / pe
             row.published_verdict = verdict(pc < r_erm * pe and pc <= r_dm * pd_)
