@@ -15,20 +15,13 @@ expected table / figure / claim numbers on its own from the functions below:
   budget reads (the nearest checkpoint the helper wrote).
 - ``flops(model, task, padded)``: Table 4 of the paper in its unit (x 1e12) for the padded
   count; the real count is ``REAL_SHARE[model]`` of it.
-- ``correct(run, dataset, f)`` / ``predicted(...)``: ``N_EVAL`` instances per eval set;
-  instance i is correct iff ``u_i < accuracy`` with ``u`` a stratified uniform fixed per
-  (task, dataset), so the accuracy of the predictions is the metric to within 1/N_EVAL and
-  better systems are right on a superset of instances (MultiBootstrap p-values are sharp).
-  ``system_arrays`` gives the (preds, labels) arrays a test feeds to ``ftft.stats`` itself.
-- ``datamap_frame(task, ref, seed)``: confidence and variability whose anti-correlation grows
-  with the reference's transfer gain, so the easy ratio rises with the gain (claim 4).
-- ``write_needed`` / ``link_needed``: a folder holding only what a ``grid.Needs`` declares
-  (written afresh, or symlinked from a full folder), to check that each aggregate's declared
-  inputs are all it reads.
-- Failures: runs in ``failed`` are trained-and-failed (``status: failed``, low scores, FLOPs
-  kept); runs whose reference is among them fail with "reference failed: ..." and no outputs
-  (as ``ftft.train.engine.write_reference_failure``); the data map of a failed reference run
-  is an empty parquet whose metadata says ``failed`` (as ``ftft.datamap.run``).
+- ``correct`` / ``predicted``: instance i of an eval set is correct iff ``u_i < accuracy`` (``u`` a
+  stratified uniform per (task, dataset)): better systems are right on a superset of instances, so
+  MultiBootstrap p-values are sharp; ``system_arrays``: the (preds, labels) a test feeds to ``ftft.stats``.
+- ``datamap_frame``: the easy ratio rises with the reference's transfer gain (claim 4).
+- ``write_needed`` / ``link_needed``: only what a ``grid.Needs`` declares (checks each aggregate's inputs).
+- Failures: runs in ``failed`` are trained-and-failed (low scores, FLOPs kept); runs whose reference
+  failed write no outputs and a failed reference's data map is empty, as the engine and ``ftft.datamap`` do.
 """
 
 from __future__ import annotations
