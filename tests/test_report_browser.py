@@ -1,25 +1,14 @@
 """The Snakemake report in a real browser: every table is shown as a table, every figure as a PNG
 with its PDF attached.
 
-The demo (``config/demo.yaml``, the session's ``demo_run`` from conftest, which the demo
-end-to-end test in test_workflow.py also checks) runs through real ``snakemake`` in a copy of
-the workflow; ``snakemake --report report.html`` then builds the
-self-contained report (one HTML file, every result embedded as a data: URI). Playwright drives the
-system's headless Chromium (``executable_path``: no browser download) to click, read the document
-of an iframe and take screenshots.
-
-How the Snakemake 9 report app addresses a result: it has no URL per result (no hash or query
-routing); it is a React app whose state says what the content pane shows. A reader reaches a
-result by clicking its category in the menu ("Tables", "Figures"), then the eye button of its
-row in the list (rows are the result's labels: "Table 1", "Figure 2"). An HTML result (the
-tables) is then shown in an iframe whose ``src`` is the embedded data: URI, an image (the
-figures' PNG) as an ``<img>``, a PDF in an iframe. The PNG and PDF of a figure share a row; the
-FORMAT toggle above the list switches between them. The info button shows the result's caption.
-This test clicks exactly these controls.
-
-``pytest -m slow -s tests/test_report_browser.py`` prints the paths of two screenshots (a table
-view and a figure view) under the pytest tmp folder.
-"""
+The session's finished demo (conftest ``demo_run``) gets ``snakemake --report``: one self-contained
+HTML file, every result embedded as a data: URI. Playwright drives the system's headless Chromium
+(``executable_path``: no browser download) through the Snakemake 9 report app as a reader would: it
+has no URL per result (a React app whose state says what the content pane shows); a reader clicks a
+category in the menu ("Tables", "Figures"), then the eye (view) or info (caption) button of a row of
+the list (rows are the labels: "Table 1", "Figure 2"). An HTML result or a PDF is shown in an iframe
+whose ``src`` is its data: URI, a PNG as an ``<img>``; the FORMAT toggle switches a figure's row
+between its PNG and its PDF. ``pytest -m slow -s`` prints the paths of the two screenshots taken."""
 
 from __future__ import annotations
 
@@ -28,6 +17,7 @@ import os
 import re
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -79,14 +69,15 @@ def in_frame(page: Page, expression: str):
 def caption(page: Page, item: str) -> str:
     """The Description of ``item`` shown in the navbar (its caption, rendered from the .rst) after its info button."""
     click_row_button(page, item, button=1)
-    return wait(page, "p => { const t = (document.querySelector('nav li.prose') || {}).textContent || ''; "
-                "return t.trim().startsWith(p) && t.trim(); }", f"{item}.")  # fmt: skip
+    return wait(
+        page,
+        "p => { const t = document.querySelector('nav li.prose')?.textContent.trim(); return t?.startsWith(p) && t; }",
+        f"{item}.",
+    )
 
 
 # the content pane shows result ``p`` in an iframe (an HTML table, a PDF) or as an image (a PNG)
-SHOWN_IN_FRAME = (
-    "p => { const f = document.querySelector('iframe'); return f && f.getAttribute('src') === results[p].data_uri; }"
-)
+SHOWN_IN_FRAME = "p => document.querySelector('iframe')?.getAttribute('src') === results[p].data_uri"
 SHOWN_AS_IMAGE = "p => [...document.images].some(i => i.getAttribute('src') === results[p].data_uri)"
 
 # what a table looks like inside its iframe: every <table> with its header cells (text, colspan),
@@ -95,13 +86,12 @@ TABLE_DOM_JS = """(() => {
   if (document.readyState !== 'complete' || !document.querySelector('table')) return null;
   const box = e => { const r = e.getBoundingClientRect(); return {top: r.top, width: r.width, height: r.height}; };
   return {
-    title: (document.querySelector('h1') || {}).textContent || '',
+    title: document.querySelector('h1')?.textContent || '',
     blocks: [...document.querySelectorAll('h2')].map(h => h.textContent),
     viewport: {width: innerWidth, height: innerHeight},
     tables: [...document.querySelectorAll('table')].map(t => ({
       box: box(t),
-      head: t.tHead ? [...t.tHead.rows].map(tr => [...tr.cells].map(c => ({
-          tag: c.tagName, text: c.textContent.trim(), colspan: c.colSpan}))) : [],
+      head: t.tHead ? [...t.tHead.rows].map(tr => [...tr.cells].map(c => ({text: c.textContent.trim(), colspan: c.colSpan}))) : [],
       body: [...t.tBodies].flatMap(b => [...b.rows]).map(tr => [...tr.cells].map(c => c.textContent.trim())),
       bold: [...t.querySelectorAll('tbody td b')].map(b => b.textContent.trim()),
       boldWeight: [...t.querySelectorAll('tbody td b')].map(b => getComputedStyle(b).fontWeight),
@@ -151,47 +141,33 @@ def embedded(demo, page):
 
 
 # ----------------------------------------------------------------------------- expectations
-def _labels(cfg: dict, keys) -> set[str]:
-    return {cfg["models"][k]["label"] for k in keys}
-
-
 def expected_models(cfg: dict, tid: str, kind: str) -> set[str]:
     """Display names of the models a table lists (from the config, never from the table)."""
-    if kind == "cells":
-        rows = cfg["tables"][tid]["rows"]
-        return _labels(cfg, {r["main"] for r in rows} | {r["ref"] for r in rows if r.get("ref")})
-    if kind == "flops":
-        return _labels(cfg, cfg["flops_models"])
-    if kind == "significance":
-        return _labels(cfg, {m for t in grid.significance_tasks(cfg) for m in cfg["significance"]["refs"][t]})
-    if kind == "easy":
-        return _labels(cfg, cfg["easy_ratio"]["refs"])
-    raise AssertionError(f"no expectations for table kind {kind!r}")
+    rows = cfg["tables"].get(tid, {}).get("rows", [])
+    keys = {
+        "cells": {r["main"] for r in rows} | {r["ref"] for r in rows if r.get("ref")},
+        "flops": cfg["flops_models"],
+        "significance": {m for t in grid.significance_tasks(cfg) for m in cfg["significance"]["refs"][t]},
+        "easy": cfg["easy_ratio"]["refs"],
+    }[kind]
+    return {cfg["models"][k]["label"] for k in keys}
 
 
 def expected_columns(cfg: dict, tid: str, kind: str) -> tuple[list[str], dict[str, int]]:
     """Dataset column labels a table shows, and its grouped headers with their spans."""
-    if kind == "cells":
-        cols, groups = [], {}
-        for task in grid.table_tasks(cfg, tid):
-            spec = cfg["tasks"][task]
-            cols.append(spec["id_test"].get("label") or spec["id_test"]["name"])
-            for o in spec["ood"]:
-                cols.append(o.get("label") or o["name"])
-                if o.get("group"):
-                    groups[o["group"]] = groups.get(o["group"], 0) + 1
-        return cols, groups
     if kind in ("flops", "easy"):
         return [cfg["tasks"][t]["id_test"]["label"] for t in ftft_config.active_tasks(cfg)], {}
-    return [], {}
+    cols, groups = [], Counter()
+    for task in grid.table_tasks(cfg, tid) if kind == "cells" else ():
+        spec = cfg["tasks"][task]
+        cols += [s.get("label") or s["name"] for s in (spec["id_test"], *spec["ood"])]
+        groups.update(o["group"] for o in spec["ood"] if o.get("group"))
+    return cols, groups
 
 
 def config_keys(cfg: dict) -> set[str]:
     """Names the config uses internally: model keys and evaluation-set names (``anli_r1``)."""
-    keys = set(cfg["models"])
-    for spec in cfg["tasks"].values():
-        keys |= {spec["id_test"]["name"]} | {o["name"] for o in spec["ood"]}
-    return keys
+    return set(cfg["models"]) | {s["name"] for t in cfg["tasks"].values() for s in (t["id_test"], *t["ood"])}
 
 
 # ----------------------------------------------------------------------------- the tests
@@ -201,7 +177,6 @@ def test_every_table_is_shown_as_a_table(demo, page, embedded):
     open_report(page, report)
     click(page, "nav a", "Tables")
     keys = config_keys(cfg)
-    shots = []
     for tid, kind in tables.table_ids(cfg).items():
         path = L.table(tid, "html")
         assert path in embedded, f"{path} is not in the report"
@@ -210,16 +185,12 @@ def test_every_table_is_shown_as_a_table(demo, page, embedded):
         click_row_button(page, f"Table {tid}")
         # the content pane (right of the nav bar) now shows this table's HTML in an iframe that fills it,
         # measured once the nav bar's CSS transition has ended (mid-transition, the pane is narrower)
-        frame = wait(
-            page,
-            "p => { const f = document.querySelector('iframe'); if (!f || document.getAnimations().length) return null;"
-            " const r = f.getBoundingClientRect(), n = document.querySelector('nav').getBoundingClientRect();"
-            " return f.getAttribute('src') === results[p].data_uri && {left: r.left, right: r.right,"
-            " width: r.width, height: r.height, nav_right: n.right, vw: innerWidth, vh: innerHeight}; }",
-            path,
-        )
-        assert frame["left"] >= frame["nav_right"] - 1 and frame["right"] >= frame["vw"] - 1, frame
-        assert frame["width"] > 0.4 * frame["vw"] and frame["height"] > 0.6 * frame["vh"], frame
+        wait(page, SHOWN_IN_FRAME, path)
+        wait(page, "!document.getAnimations().length")
+        frame, nav = page.locator("iframe").bounding_box(), page.locator("nav").first.bounding_box()
+        vw, vh = page.viewport_size["width"], page.viewport_size["height"]
+        assert frame["x"] >= nav["x"] + nav["width"] - 1 and frame["x"] + frame["width"] >= vw - 1, (frame, nav)
+        assert frame["width"] > 0.4 * vw and frame["height"] > 0.6 * vh, frame
         dom = in_frame(page, TABLE_DOM_JS)
         assert dom["title"] == f"Table {tid}"
         assert dom["tables"], f"Table {tid}: no <table> in the page"
@@ -253,9 +224,9 @@ def test_every_table_is_shown_as_a_table(demo, page, embedded):
                 assert all(int(w) >= 600 for w in t["boldWeight"]), t["boldWeight"]
                 assert all(re.fullmatch(r"-?\d+(\.\d+)?", b) for b in t["bold"]), t["bold"]
         if tid == TABLE_SHOT:
-            shots.append(wf.parent / f"report-table{tid}.png")
             page.wait_for_timeout(500)  # let the last layout settle
-            page.screenshot(path=shots[-1])
+            page.screenshot(path=wf.parent / f"report-table{tid}.png")
+            print(f"\nscreenshot of a table view: {wf.parent / f'report-table{tid}.png'}")
         # the caption (info button): computed from this config
         info = caption(page, f"Table {tid}")
         assert tables.caption(cfg, tid)[:80] in info, info[-800:]
@@ -267,8 +238,6 @@ def test_every_table_is_shown_as_a_table(demo, page, embedded):
         if tid == "1":
             assert f"the {round(cfg['q'] * 100)}% most ambiguous" in info, info[-800:]
         click(page, "nav a", "Tables")  # back to the list (breadcrumb)
-    for p in shots:
-        print(f"\nscreenshot of a table view: {p}")
 
 
 def test_every_figure_is_a_png_with_its_pdf(demo, page, embedded):
@@ -277,7 +246,7 @@ def test_every_figure_is_a_png_with_its_pdf(demo, page, embedded):
     open_report(page, report)
     click(page, "nav a", "Figures")
     # one row per figure; the FORMAT toggle switches a row between its PNG (default) and its PDF
-    toggle = wait(page, "(document.querySelector('nav fieldset') || {}).innerText")
+    toggle = wait(page, "document.querySelector('nav fieldset')?.innerText")
     assert "image (PNG)" in toggle and "print (PDF)" in toggle, toggle
     for fid in figures.figure_ids(cfg):
         png, pdf = L.figure(fid, "png"), L.figure(fid, "pdf")
@@ -293,9 +262,9 @@ def test_every_figure_is_a_png_with_its_pdf(demo, page, embedded):
         )
         assert img["w"] > 300 and img["shown"] > 300, img
         if fid == FIGURE_SHOT:
-            shot = wf.parent / f"report-figure{fid}.png"
             page.wait_for_timeout(500)  # let the last layout settle
-            page.screenshot(path=shot)
+            page.screenshot(path=wf.parent / f"report-figure{fid}.png")
+            print(f"\nscreenshot of a figure view: {wf.parent / f'report-figure{fid}.png'}")
         # the PDF is attached: the toggle shows it (embedded, in an iframe) ...
         click(page, "nav fieldset label", "print (PDF)")
         wait(page, SHOWN_IN_FRAME, pdf)
@@ -305,7 +274,6 @@ def test_every_figure_is_a_png_with_its_pdf(demo, page, embedded):
         info = caption(page, f"Figure {fid}")
         assert figures.caption(cfg, fid)[:60] in info, info[-800:]
         click(page, "nav a", "Figures")
-    print(f"\nscreenshot of a figure view: {shot}")
 
 
 def test_claims_comparison_and_failed_runs_are_tables_too(demo, page, embedded):
@@ -331,15 +299,10 @@ def test_claims_comparison_and_failed_runs_are_tables_too(demo, page, embedded):
         assert t["box"]["width"] > 200 and t["box"]["height"] > 30 and t["head"] and t["body"], t["box"]
         for tab in dom["tables"]:  # every row has the header's cells (a pipe table parsed as a table)
             assert all(len(row) == len(tab["head"][0]) for row in tab["body"]), (category, tab["head"][0])
+        if category == "Claims":  # the claims' verdicts are table cells, not Markdown
+            verdicts = [row[2] for row in t["body"]]
+            assert all(v in ("holds", "does not hold", "not enough runs") for v in verdicts), verdicts
         click(page, "nav a", "Results")
-    # the claims' verdicts are table cells, not Markdown
-    click(page, "nav a", "Claims")
-    click_row_button(page, "Claims of the paper")
-    verdicts = in_frame(
-        page,
-        "(() => { const t = document.querySelector('table'); return t && [...t.tBodies[0].rows].map(r => r.cells[2].textContent); })()",
-    )
-    assert verdicts and all(v in ("holds", "does not hold", "not enough runs") for v in verdicts), verdicts
 
 
 def test_hostile_labels_are_literal_text_in_the_report(demo, page):

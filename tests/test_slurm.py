@@ -75,26 +75,14 @@ def _node_gpus() -> int:
     return sum(int(n) for n in re.findall(r"gpu(?::[^:,()\s]+)?:(\d+)", gres))
 
 
-class JobWatcher(threading.Thread):
-    """Snapshots `scontrol show job` every few seconds: finished jobs leave it after MinJobAge (300 s)."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.jobs: dict[str, dict[str, str]] = {}
-        self.stop = threading.Event()
-
-    def snapshot(self) -> None:
-        self.jobs |= {j["JobId"]: j for j in _scontrol("job") if j.get("JobId")}  # the latest view wins
-
-    def run(self) -> None:
-        while not self.stop.wait(5.0):
-            self.snapshot()
-
-    def finish(self) -> dict[str, dict[str, str]]:
-        self.stop.set()
-        self.join()
-        self.snapshot()
-        return self.jobs
+def _watch(stop: threading.Event, jobs: dict[str, dict[str, str]]) -> None:
+    """Snapshots `scontrol show job` into ``jobs`` every few seconds and once more when ``stop`` is set: finished jobs
+    leave it after MinJobAge (300 s)."""
+    while True:
+        stopping = stop.wait(5.0)
+        jobs.update({j["JobId"]: j for j in _scontrol("job") if j.get("JobId")})  # the latest view wins
+        if stopping:
+            return
 
 
 def _rule_of(job: dict[str, str]) -> str:
@@ -106,8 +94,7 @@ def _rule_of(job: dict[str, str]) -> str:
 def _minutes(limit: str) -> int:
     """SLURM TimeLimit ([D-]HH:MM:SS, MM:SS) in minutes."""
     days, _, hms = limit.rpartition("-")
-    parts = [int(p) for p in hms.split(":")]
-    h, m, s = ([0] * (3 - len(parts)) + parts) if len(parts) < 3 else parts
+    h, m, s = ([0, 0] + [int(p) for p in hms.split(":")])[-3:]
     return int(days or 0) * 1440 + h * 60 + m + (s > 0)
 
 
@@ -167,7 +154,8 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
         return res, time.monotonic() - t0
 
     before = {j["JobId"] for j in [j for j in _scontrol("job") if j.get("JobId")]}
-    watcher = JobWatcher()
+    stop, seen = threading.Event(), {}
+    watcher = threading.Thread(target=_watch, args=(stop, seen), daemon=True)
     watcher.start()
     with ThreadPoolExecutor(max_workers=1) as pool:
         local_run = pool.submit(timed, local, "--cores", "2", "--resources", "gpu=2", *CONFIGS)
@@ -176,7 +164,8 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
                           "--default-resources", "slurm_partition=debug", f"runtime={CPU_JOB['runtime']}",
                           f"mem_mb={CPU_JOB['mem_mb']}", "--slurm-status-command", "squeue",  # no sacct database
                           "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs")  # fmt: skip
-        seen = watcher.finish()
+        stop.set()
+        watcher.join()
         local_res, local_wall = local_run.result()
     assert local_res.returncode == 0, (local_res.stdout + local_res.stderr)[-4000:]
     assert res.returncode == 0, (res.stdout + res.stderr)[-6000:]
