@@ -9,7 +9,6 @@ submitted once and COMPLETED. Stops only the daemons it started.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -113,14 +112,6 @@ def _ran_locally(res: subprocess.CompletedProcess) -> set[str]:
     return set(re.findall(r"^localrule (\w+):$", res.stderr + res.stdout, flags=re.M))
 
 
-def _plan_at(cfg: dict, wf: Path) -> ComputePlan:
-    """The compute plan of ``cfg`` as the snakemake started in ``wf`` sees it (its paths under ``wf``)."""
-    cfg = copy.deepcopy(cfg)
-    for key in ("results", "resources", "state_dir"):
-        cfg[key] = str(wf / cfg[key])
-    return ComputePlan(cfg)
-
-
 def _records(wf: Path, cfg: dict) -> dict[grid.Run, dict]:
     L = Layout(wf / cfg["results"], wf / cfg["resources"])
     return {r: json.loads(Path(L.run_file("run.json", r)).read_text()) for r in sorted(grid.all_runs(cfg))}
@@ -145,7 +136,7 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
     gpus = _node_gpus()
     assert gpus >= 1, "the test cluster advertises no GPU"
     # the plan as the SLURM run's snakemake computes it at its start (later requests reuse these estimates)
-    plan = _plan_at(cfg, wf)
+    plan = ComputePlan({**cfg, **{key: str(wf / cfg[key]) for key in ("results", "resources", "state_dir")}})
     expected = {r: (plan.runtime_min(r), plan.mem_mb(r)) for r in runs}
 
     def timed(*args: str) -> tuple[subprocess.CompletedProcess, float]:
@@ -153,7 +144,7 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
         res = snakemake(*args, timeout=TIMEOUT_S)
         return res, time.monotonic() - t0
 
-    before = {j["JobId"] for j in [j for j in _scontrol("job") if j.get("JobId")]}
+    before = {j["JobId"] for j in _scontrol("job") if j.get("JobId")}
     stop, seen = threading.Event(), {}
     watcher = threading.Thread(target=_watch, args=(stop, seen), daemon=True)
     watcher.start()
@@ -204,12 +195,9 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
             assert (_minutes(j["TimeLimit"]), _mem_mb(j)) == (CPU_JOB["runtime"], CPU_JOB["mem_mb"]), (jid, j)
 
     # 3. per-job requests come from the compute plan: the run's own --time and --mem
-    requested = {}
-    for r, jid in job_of.items():
-        j = jobs[jid]
-        assert _rule_of(j) == ("train_bias_model" if r in bias else "train"), (r, j.get("Comment"))
-        requested[r] = (_minutes(j["TimeLimit"]), _mem_mb(j))
-    assert requested == expected
+    rules = {r: "train_bias_model" if r in bias else "train" for r in runs}
+    assert {r: _rule_of(jobs[jid]) for r, jid in job_of.items()} == rules
+    assert {r: (_minutes(jobs[jid]["TimeLimit"]), _mem_mb(jobs[jid])) for r, jid in job_of.items()} == expected
     # ... and they differ: the larger model asks for more time, the longer NLI examples for more memory
     for task in ("nli", "hsd"):
         by_model = {r.model: expected[r][0] for r in runs if r.task == task and r.method == "erm"}
