@@ -9,7 +9,6 @@ submitted once and COMPLETED. Stops only the daemons it started.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -75,26 +74,14 @@ def _node_gpus() -> int:
     return sum(int(n) for n in re.findall(r"gpu(?::[^:,()\s]+)?:(\d+)", gres))
 
 
-class JobWatcher(threading.Thread):
-    """Snapshots `scontrol show job` every few seconds: finished jobs leave it after MinJobAge (300 s)."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.jobs: dict[str, dict[str, str]] = {}
-        self.stop = threading.Event()
-
-    def snapshot(self) -> None:
-        self.jobs |= {j["JobId"]: j for j in _scontrol("job") if j.get("JobId")}  # the latest view wins
-
-    def run(self) -> None:
-        while not self.stop.wait(5.0):
-            self.snapshot()
-
-    def finish(self) -> dict[str, dict[str, str]]:
-        self.stop.set()
-        self.join()
-        self.snapshot()
-        return self.jobs
+def _watch(stop: threading.Event, jobs: dict[str, dict[str, str]]) -> None:
+    """Snapshots `scontrol show job` into ``jobs`` every few seconds and once more when ``stop`` is set: finished jobs
+    leave it after MinJobAge (300 s)."""
+    while True:
+        stopping = stop.wait(5.0)
+        jobs.update({j["JobId"]: j for j in _scontrol("job") if j.get("JobId")})  # the latest view wins
+        if stopping:
+            return
 
 
 def _rule_of(job: dict[str, str]) -> str:
@@ -106,8 +93,7 @@ def _rule_of(job: dict[str, str]) -> str:
 def _minutes(limit: str) -> int:
     """SLURM TimeLimit ([D-]HH:MM:SS, MM:SS) in minutes."""
     days, _, hms = limit.rpartition("-")
-    parts = [int(p) for p in hms.split(":")]
-    h, m, s = ([0] * (3 - len(parts)) + parts) if len(parts) < 3 else parts
+    h, m, s = ([0, 0] + [int(p) for p in hms.split(":")])[-3:]
     return int(days or 0) * 1440 + h * 60 + m + (s > 0)
 
 
@@ -121,20 +107,9 @@ def _has_gpu(job: dict[str, str]) -> bool:
     return "gpu" in " ".join(job.get(k, "") for k in ("AllocTRES", "TRES", "TresPerJob", "TresPerNode"))
 
 
-def _local_rules() -> set[str]:
-    """Rules marked `localrule: True` (they run in the submitting snakemake, never in SLURM)."""
-    text = "\n".join(p.read_text() for p in sorted((ROOT / "rules").glob("*.smk")))
-    text += (ROOT / "Snakefile").read_text()
-    parts = re.split(r"^rule (\w+):\n", text, flags=re.M)[1:]
-    return {name for name, body in zip(parts[0::2], parts[1::2], strict=True) if "localrule: True" in body}
-
-
-def _plan_at(cfg: dict, wf: Path) -> ComputePlan:
-    """The compute plan of ``cfg`` as the snakemake started in ``wf`` sees it (its paths under ``wf``)."""
-    cfg = copy.deepcopy(cfg)
-    for key in ("results", "resources", "state_dir"):
-        cfg[key] = str(wf / cfg[key])
-    return ComputePlan(cfg)
+def _ran_locally(res: subprocess.CompletedProcess) -> set[str]:
+    """Rules whose jobs the submitting snakemake ran itself, never in SLURM: its log names them `localrule NAME:`."""
+    return set(re.findall(r"^localrule (\w+):$", res.stderr + res.stdout, flags=re.M))
 
 
 def _records(wf: Path, cfg: dict) -> dict[grid.Run, dict]:
@@ -161,7 +136,7 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
     gpus = _node_gpus()
     assert gpus >= 1, "the test cluster advertises no GPU"
     # the plan as the SLURM run's snakemake computes it at its start (later requests reuse these estimates)
-    plan = _plan_at(cfg, wf)
+    plan = ComputePlan({**cfg, **{key: str(wf / cfg[key]) for key in ("results", "resources", "state_dir")}})
     expected = {r: (plan.runtime_min(r), plan.mem_mb(r)) for r in runs}
 
     def timed(*args: str) -> tuple[subprocess.CompletedProcess, float]:
@@ -169,8 +144,9 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
         res = snakemake(*args, timeout=TIMEOUT_S)
         return res, time.monotonic() - t0
 
-    before = {j["JobId"] for j in [j for j in _scontrol("job") if j.get("JobId")]}
-    watcher = JobWatcher()
+    before = {j["JobId"] for j in _scontrol("job") if j.get("JobId")}
+    stop, seen = threading.Event(), {}
+    watcher = threading.Thread(target=_watch, args=(stop, seen), daemon=True)
     watcher.start()
     with ThreadPoolExecutor(max_workers=1) as pool:
         local_run = pool.submit(timed, local, "--cores", "2", "--resources", "gpu=2", *CONFIGS)
@@ -179,7 +155,8 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
                           "--default-resources", "slurm_partition=debug", f"runtime={CPU_JOB['runtime']}",
                           f"mem_mb={CPU_JOB['mem_mb']}", "--slurm-status-command", "squeue",  # no sacct database
                           "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs")  # fmt: skip
-        seen = watcher.finish()
+        stop.set()
+        watcher.join()
         local_res, local_wall = local_run.result()
     assert local_res.returncode == 0, (local_res.stdout + local_res.stderr)[-4000:]
     assert res.returncode == 0, (res.stdout + res.stderr)[-6000:]
@@ -207,7 +184,7 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
     # scheduler view: one SLURM job per non-local job, all COMPLETED; only training jobs got gres/gpu
     jobs = {jid: j for jid, j in seen.items() if jid not in before}
     by_rule = Counter(_rule_of(j) for j in jobs.values())
-    local_rules = _local_rules()
+    local_rules = _ran_locally(res)  # table/figure/all are `localrule: True` in rules/
     assert {"table", "figure", "all"} <= local_rules
     assert by_rule == Counter({k: n for k, n in pending.items() if k not in local_rules}), (by_rule, pending)
     assert by_rule["train"] + by_rule["train_bias_model"] == len(runs)
@@ -218,12 +195,9 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
             assert (_minutes(j["TimeLimit"]), _mem_mb(j)) == (CPU_JOB["runtime"], CPU_JOB["mem_mb"]), (jid, j)
 
     # 3. per-job requests come from the compute plan: the run's own --time and --mem
-    requested = {}
-    for r, jid in job_of.items():
-        j = jobs[jid]
-        assert _rule_of(j) == ("train_bias_model" if r in bias else "train"), (r, j.get("Comment"))
-        requested[r] = (_minutes(j["TimeLimit"]), _mem_mb(j))
-    assert requested == expected
+    rules = {r: "train_bias_model" if r in bias else "train" for r in runs}
+    assert {r: _rule_of(jobs[jid]) for r, jid in job_of.items()} == rules
+    assert {r: (_minutes(jobs[jid]["TimeLimit"]), _mem_mb(jobs[jid])) for r, jid in job_of.items()} == expected
     # ... and they differ: the larger model asks for more time, the longer NLI examples for more memory
     for task in ("nli", "hsd"):
         by_model = {r.model: expected[r][0] for r in runs if r.task == task and r.method == "erm"}
