@@ -35,8 +35,6 @@ HATE = "IdentityDirectedAbuse"
 # --------------------------------------------------------------------------- R&T, line by line
 
 RT_RANDOM_SEED = 42
-RT_AMBIGUOUS_LABEL_NAME = "ambiguous"
-RT_EXTRA_LABELS = {"cad": []}
 RT_LABEL_TO_ID = {"cad": {
     "Neutral": 0, "Slur": 1, "PersonDirectedAbuse": 2, "AffiliationDirectedAbuse": 3, "IdentityDirectedAbuse": 4,
     "AffiliationDirectedAbuse$IdentityDirectedAbuse": 5,
@@ -105,101 +103,47 @@ def rt_clean_text(text, dataset_name, keep_emojis):
 
 
 def rt_preprocess_dataset(input_filepath, output_folder, dataset_name, keep_emojis):
-    def get_label_truth(instance, labels):
-        labels_count = Counter(labels)
-        if len(labels_count) == 1:
-            return list(labels_count.keys())[0]
-        else:
-            return RT_AMBIGUOUS_LABEL_NAME
-
-    raw_instances, instances = dict(), dict()
+    raw_instances = dict()  # RT_EXTRA_LABELS["cad"] is empty: its branch is left out
     with open(input_filepath) as f:
         for line in f:
             raw_label, raw_text = line.rstrip().split("\t")
-            text = rt_clean_text(raw_text, dataset_name, keep_emojis)
-            if raw_label in RT_EXTRA_LABELS[dataset_name]:
-                pass
-            else:
-                if text not in raw_instances.keys():
-                    raw_instances[text] = [raw_label]
-                else:
-                    raw_instances[text].append(raw_label)
-    for text, labels in raw_instances.items():
-        label = get_label_truth(text, labels)
-        if label != RT_AMBIGUOUS_LABEL_NAME:
-            instances[text] = label
+            raw_instances.setdefault(rt_clean_text(raw_text, dataset_name, keep_emojis), []).append(raw_label)
     with open(os.path.join(output_folder, dataset_name + ".all"), "w") as f:
-        for text, label in instances.items():
-            f.write(f"{label}\t{text}\n")
+        for text, labels in raw_instances.items():
+            if len(Counter(labels)) == 1:  # get_label_truth; "ambiguous" texts are left out
+                f.write(f"{labels[0]}\t{text}\n")
 
 
 def rt_split_dataset(output_folder, dataset_name, k=10):
+    """R&T's split_dataset with its file round trips in memory: the .all lines shuffled (seed 42) and read back with
+    rstrip().split("\t"), StratifiedKFold(k) test folds appended to train (0..k-3) / dev / test files (-mc: the
+    composite label id, else LABEL_MAPPING's binary label), each file shuffled again with seed 42."""
     from sklearn.model_selection import StratifiedKFold
 
-    id_to_text = dict()
-    labels = []
-    input_filepath = os.path.join(output_folder, dataset_name + ".all")
-    with open(input_filepath) as f:
+    with open(os.path.join(output_folder, dataset_name + ".all")) as f:
         lines = f.readlines()
     random.seed(RT_RANDOM_SEED)
     random.shuffle(lines)
-    os.remove(input_filepath)
-    with open(input_filepath, "w") as f:
-        f.writelines(lines)
-    instance_id = 0
-    with open(input_filepath) as f:
-        for line in f:
-            label, text = line.rstrip().split("\t")
-            id_to_text[instance_id] = text
-            labels.append(RT_LABEL_TO_ID[dataset_name][label])
-            instance_id += 1
-    X, y = np.zeros(len(labels)), np.array(labels)
-    cv_object = StratifiedKFold(n_splits=k)
-    split_id = 0
-    for _, split_indices in cv_object.split(X, y):
-        split_labels = y[split_indices].tolist()
-        if split_id in list(range(k - 2)):
-            file_ext = "train"
-        elif split_id == (k - 2):
-            file_ext = "dev"
-        elif split_id == (k - 1):
-            file_ext = "test"
-        output_mc_filepath = os.path.join(output_folder, dataset_name + "-mc" + "." + file_ext)
-        f = open(output_mc_filepath, "a")
-        for i in range(len(split_indices)):
-            f.write(str(split_labels[i]) + "\t" + id_to_text[split_indices[i]] + "\n")
-        f.close()
-        output_bn_filepath = os.path.join(output_folder, dataset_name + "." + file_ext)
-        f = open(output_bn_filepath, "a")
-        for i in range(len(split_indices)):
-            binarized_label = RT_LABEL_MAPPING[dataset_name][split_labels[i]]
-            f.write(str(binarized_label) + "\t" + id_to_text[split_indices[i]] + "\n")
-        f.close()
-        split_id += 1
-    for ext in ["train", "dev", "test"]:
-        for variant in ["", "-mc"]:
-            filepath = os.path.join(output_folder, dataset_name + variant + "." + ext)
-            with open(filepath) as f:
-                lines = f.readlines()
-            random.seed(RT_RANDOM_SEED)
-            random.shuffle(lines)
-            os.remove(filepath)
-            with open(filepath, "w") as f:
-                f.writelines(lines)
+    instances = [line.rstrip().split("\t") for line in lines]
+    y = np.array([RT_LABEL_TO_ID[dataset_name][label] for label, _ in instances])
+    files: dict[str, list[tuple[str, str]]] = {}
+    for split_id, (_, split_indices) in enumerate(StratifiedKFold(n_splits=k).split(np.zeros(len(y)), y)):
+        file_ext = "train" if split_id < k - 2 else ("dev" if split_id == k - 2 else "test")
+        for i in split_indices:
+            files.setdefault(f"{file_ext}-mc", []).append((str(y[i]), instances[i][1]))
+            files.setdefault(file_ext, []).append((str(RT_LABEL_MAPPING[dataset_name][int(y[i])]), instances[i][1]))
+    for split_lines in files.values():
+        random.seed(RT_RANDOM_SEED)
+        random.shuffle(split_lines)
+    return files
 
 
 def run_reference(raw: Path, out: Path) -> dict[str, list[tuple[str, str]]]:
-    """R&T's __main__ for cad; returns {split: [(binary label, text)]} and the -mc labels."""
+    """R&T's __main__ for cad; returns {split: [(binary label, text)]} and {split-mc: [(label id, text)]}."""
     out.mkdir()
     rt_create_dataset_file(str(raw), "cad")
     rt_preprocess_dataset(os.path.join(raw, "data.tsv"), str(out), "cad", True)
-    rt_split_dataset(str(out), "cad", k=10)
-    files = {}
-    for split in ("train", "dev", "test"):
-        for variant in ("", "-mc"):
-            with open(out / f"cad{variant}.{split}") as fh:
-                files[f"{split}{variant}"] = [tuple(line.rstrip("\n").split("\t")) for line in fh]
-    return files
+    return rt_split_dataset(str(out), "cad", k=10)
 
 
 def copy_cad(tmp_path: Path, extra_rows: list[dict] | None = None) -> Path:

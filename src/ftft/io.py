@@ -31,8 +31,9 @@ def _fix(fix: str, path: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def _atomic(path: str | Path, folder: bool):
-    """Yield a temporary file or folder beside ``path``; on success (umask mode, fsync'ed) it replaces ``path``."""
+def atomic_path(path: str | Path, folder: bool = False):
+    """Yield a temporary file (or folder) beside ``path``; on success only (umask mode, fsync'ed) it replaces
+    ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mask = os.umask(0)
@@ -74,14 +75,9 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; rename it into place on success only."""
-    return _atomic(path, folder=False)
-
-
 def atomic_dir(path: str | Path):
-    """Yield a temporary folder beside ``path``; on success it replaces ``path``."""
-    return _atomic(path, folder=True)
+    """``atomic_path`` for a folder."""
+    return atomic_path(path, folder=True)
 
 
 def write_text(path: str | Path, text: str) -> None:
