@@ -46,11 +46,10 @@ def url_path(url: str) -> str:
 def rehearsal_urls(base_url: str, config: str | Path = CONFIG) -> dict[str, str]:
     """The configured ``datasets.*.url`` values rewritten onto ``base_url`` (path and query kept)."""
     base = urllib.parse.urlsplit(base_url)
-    out = {}
-    for source, url in config_urls(config).items():
-        parts = urllib.parse.urlsplit(url)
-        out[source] = urllib.parse.urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
-    return out
+    return {
+        source: urllib.parse.urlsplit(url)._replace(scheme=base.scheme, netloc=base.netloc, fragment="").geturl()
+        for source, url in config_urls(config).items()
+    }
 
 
 def write_zip(path: Path, entries: list[tuple[str, bytes | None]]) -> Path:
@@ -70,18 +69,9 @@ def write_zip(path: Path, entries: list[tuple[str, bytes | None]]) -> Path:
 
 
 def with_folders(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes | None]]:
-    """``files`` sorted, each folder entry (``a/``, ``a/b/``) placed before its first member."""
-    entries: list[tuple[str, bytes | None]] = []
-    seen: set[str] = set()
-    for name, data in sorted(files):
-        parts = name.split("/")[:-1]
-        for i in range(1, len(parts) + 1):
-            folder = "/".join(parts[:i]) + "/"
-            if folder not in seen:
-                seen.add(folder)
-                entries.append((folder, None))
-        entries.append((name, data))
-    return entries
+    """``files`` and their folder entries (``a/``, ``a/b/``), sorted by name: each folder before its members."""
+    folders = {name.rsplit("/", i)[0] + "/" for name, _ in files for i in range(1, name.count("/") + 1)}
+    return sorted([*files, *((f, None) for f in folders)], key=lambda entry: entry[0])
 
 
 def placeholder(what: str, real: str) -> bytes:
