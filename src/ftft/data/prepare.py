@@ -9,7 +9,6 @@ import importlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,10 +60,9 @@ def find_file(raw: str | Path, name: str, required: bool = True) -> Path | None:
     raw = Path(raw)
     if not raw.is_dir():
         raise DataError(f"raw data folder not found: {raw}")
+    hidden = (".", "__MACOSX")
     hits = [
-        p
-        for p in raw.rglob(name)
-        if p.is_file() and not any(part.startswith((".", "__MACOSX")) for part in p.relative_to(raw).parts)
+        p for p in raw.rglob(name) if p.is_file() and not any(q.startswith(hidden) for q in p.relative_to(raw).parts)
     ]
     if not hits:
         if required:
@@ -76,15 +74,7 @@ def find_file(raw: str | Path, name: str, required: bool = True) -> Path | None:
     return hits[0]
 
 
-def read_delimited(
-    path: Path,
-    report: Report,
-    *,
-    sep: str,
-    quoting: int = csv.QUOTE_MINIMAL,
-    chunksize: int | None = 50_000,
-    needed: tuple[str, ...] = (),
-) -> Iterator[pd.DataFrame]:
+def read_delimited(path: Path, report: Report, *, sep: str, quoting=csv.QUOTE_MINIMAL, chunksize=50_000, needed=()):
     """Chunks of a CSV/TSV read as strings (the ``needed`` columns, each must exist); rows with too many fields
     (pandas' ``on_bad_lines``) or too few (NaN: ``keep_default_na=False`` keeps every real value a string) are
     dropped and counted as ``bad_column_count``."""
@@ -121,8 +111,7 @@ def blank(value) -> bool:
 def map_labels(df: pd.DataFrame, column: str, mapping: dict, report: Report, where: str) -> pd.DataFrame:
     """Map ``df[column]`` through ``mapping`` into ``label``; unknown values dropped as ``unknown_label``."""
     lab = df[column].map(mapping)
-    unknown = lab.isna()
-    if unknown.any():
+    if (unknown := lab.isna()).any():
         vals = Counter(df.loc[unknown, column].astype(str))
         report.drop("unknown_label", int(unknown.sum()), f"{where}: {dict(vals.most_common(5))}")
     df = df[~unknown].copy()
@@ -160,9 +149,8 @@ def normalise(source: str, raw: str | Path, spec: dict | None = None) -> tuple[p
         label_names = list(module.LABEL_NAMES)
         expected = dict(module.EXPECTED)
     df = df.reset_index(drop=True)
-    df = report.filter(df, df["uid"].duplicated(), "duplicate_uid", lambda r: f"uid {r['uid']!r}").reset_index(
-        drop=True
-    )
+    df = report.filter(df, df["uid"].duplicated(), "duplicate_uid", lambda r: f"uid {r['uid']!r}")
+    df = df.reset_index(drop=True)
     splits = {str(k): int(v) for k, v in sorted(df["split"].value_counts().items())}
     for split, n in expected.items():
         got = splits.get(split, 0)
@@ -247,17 +235,9 @@ def run(args) -> int:
     return 0
 
 
-def nli_jsonl_rows(
-    path: Path,
-    split: str,
-    report: Report,
-    fields: tuple[str, str, str, str],
-    label_map: dict,
-    extra: dict[str, str],
-    where_prefix: str = "",
-) -> list[dict]:
-    """Rows of a JSON-lines NLI file (WANLI, ANLI); ``fields``: the source keys of (uid, premise, hypothesis,
-    label); ``extra``: output column -> optional source key. Bad lines are dropped and counted by reason."""
+def nli_jsonl_rows(path: Path, split: str, report: Report, fields, label_map, extra, where_prefix="") -> list[dict]:
+    """Rows of a JSON-lines NLI file (WANLI, ANLI); ``fields``: the source keys of (uid, premise, hypothesis, label);
+    ``extra``: output column -> optional source key. Bad lines are dropped and counted by reason."""
     uid_key, premise_key, hyp_key, label_key = fields
     rows = []
     with open(path, encoding="utf-8") as fh:  # not splitlines(): U+2028 may stand inside a JSON string
@@ -275,8 +255,7 @@ def nli_jsonl_rows(
             report.drop("bad_json", example=f"{path.name}:{lineno}: not an object")
             continue
         where = f"{where_prefix}{path.name}:{lineno}"
-        missing = [k for k in fields if obj.get(k) is None]
-        if missing:
+        if missing := [k for k in fields if obj.get(k) is None]:
             report.drop("missing_field", example=f"{where}: missing {missing}")
             continue
         if blank(obj[premise_key]) or blank(obj[hyp_key]):
