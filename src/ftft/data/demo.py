@@ -88,11 +88,6 @@ def _pick(rng: np.random.Generator, seq):
     return seq[int(rng.integers(len(seq)))]
 
 
-def _split_rng(seed: int, task: str, split: str) -> np.random.Generator:
-    key = sum((i + 1) * ord(c) for i, c in enumerate(f"{task}/{split}"))
-    return np.random.default_rng([int(seed), key])
-
-
 # ================================================================ NLI
 def _nli_row(rng: np.random.Generator, st: dict) -> dict:
     subj, verb, obj = _pick(rng, SUBJECTS), _pick(rng, VERBS), _pick(rng, OBJECTS)
@@ -151,11 +146,8 @@ def _settings(split: str) -> dict:
 # A text is parts: opener, optional counter-speech frame (single clause only), one or two
 # clauses (target, group, abusive, predicate) joined by a conjunction, closer.
 def _hsd_render(p: dict) -> str:
-    clauses = [f"{c['target']} {c['predicate']}" for c in p["clauses"]]
-    body = f" {p['conj']} ".join(clauses)
-    if p["frame"]:
-        body = f"{p['frame']} {body}"
-    return " ".join(w for w in (p["opener"], body, p["closer"]) if w)
+    body = f" {p['conj']} ".join(f"{c['target']} {c['predicate']}" for c in p["clauses"])
+    return " ".join(w for w in (p["opener"], p["frame"], body, p["closer"]) if w)
 
 
 def _hsd_rule(p: dict) -> int:
@@ -307,7 +299,7 @@ def generate(task: str, train_rows: int = 2000, eval_rows: int = 300, seed: int 
     frames = []
     originals: dict[str, tuple[list[dict], list[str]]] = {}
     for split, n in sizes.items():
-        rng = _split_rng(seed, task, split)
+        rng = np.random.default_rng([int(seed), sum((i + 1) * ord(c) for i, c in enumerate(f"{task}/{split}"))])
         if task == "nli":
             rows = [_nli_row(rng, _settings(split)) for _ in range(n)]
         elif split.endswith("_perturbation"):
