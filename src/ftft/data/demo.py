@@ -277,10 +277,8 @@ def _hsd_perturbations(rng, originals: list[dict], orig_uids: list[str], n: int,
         i = _pick(rng, pool)
         q = _hsd_perturb(rng, originals[i]["_parts"])
         label = _hsd_rule(q)
-        rec = _hsd_record(q, label, "clean", label)
-        rec["kind"] = "clean" if rec["shortcut"] else "counter"
-        rec["orig_uid"] = orig_uids[i]
-        rows.append(rec)
+        kind = "clean" if int(_hsd_explicit(q)) == label else "counter"  # whether the identity cue agrees
+        rows.append(_hsd_record(q, label, kind, label) | {"orig_uid": orig_uids[i]})
     return rows
 
 

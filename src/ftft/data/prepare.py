@@ -158,14 +158,11 @@ def normalise(source: str, raw: str | Path, spec: dict | None = None) -> tuple[p
             report.warn(f"split '{split}' is missing (0 rows); the documented full size is {n}")
         elif got != n:
             report.warn(f"split '{split}' has {got} rows; the documented full size is {n}")
-    rows_out = len(df)
-    if report.rows_in != rows_out + sum(report.dropped.values()):
-        # every reader counts what it reads; a gap means a bug in a reader, not in the data
-        report.warn(
-            f"row accounting gap: rows_in {report.rows_in} != rows_out {rows_out} + dropped {sum(report.dropped.values())}"
-        )
+    rows_out, dropped = len(df), sum(report.dropped.values())
+    if report.rows_in != rows_out + dropped:  # every reader counts what it reads: a gap is a bug in a reader
+        report.warn(f"row accounting gap: rows_in {report.rows_in} != rows_out {rows_out} + dropped {dropped}")
     if report.dropped:  # a warning: the prepare rule copies warnings from its log to the console
-        report.warn(f"dropped {sum(report.dropped.values())} of {report.rows_in} rows: {dict(report.dropped)}")
+        report.warn(f"dropped {dropped} of {report.rows_in} rows: {dict(report.dropped)}")
     summary = {
         "source": source,
         "rows_in": report.rows_in,
