@@ -172,12 +172,17 @@ def check_accounting(df, summary):
     assert df["uid"].is_unique
 
 
-def assert_same_as_reference(df, ref):
+def normalise_as_reference(raw: Path, tmp_path: Path):
+    """normalise() of ``raw``, checked against R&T's script run on the same file; returns (frame, summary, ref)."""
+    ref = run_reference(raw, tmp_path / "rt")
+    df, summary = normalise("cad", raw)
+    check_accounting(df, summary)
     for split in ("train", "dev", "test"):
         part = df[df["split"] == split]
         assert list(zip(part["label"].astype(str), part["text_a"], strict=True)) == ref[split], split
         id_to_label = {v: k for k, v in LABEL_TO_ID.items()}
         assert part["labels"].tolist() == [id_to_label[int(lab)] for lab, _ in ref[f"{split}-mc"]], split
+    return df, summary, ref
 
 
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
@@ -189,10 +194,8 @@ def test_stratified_folds_match_sklearn():
     cases += [np.array([3] * 25 + [1] * 3 + [7] * 12), rng.integers(0, 2, size=57)]
     for y in cases:
         ours = np.array(stratified_test_folds(y.tolist(), 10))
-        theirs = list(sk.StratifiedKFold(n_splits=10).split(np.zeros(len(y)), y))
-        assert len(theirs) == 10
-        for fold, (_, test_idx) in enumerate(theirs):
-            assert test_idx.tolist() == np.flatnonzero(ours == fold).tolist(), (len(y), fold)
+        theirs = [test_idx.tolist() for _, test_idx in sk.StratifiedKFold(n_splits=10).split(np.zeros(len(y)), y)]
+        assert theirs == [np.flatnonzero(ours == fold).tolist() for fold in range(10)], len(y)
 
 
 def test_stratified_folds_errors():
@@ -209,13 +212,9 @@ def test_stratified_folds_errors():
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
 def test_cad_matches_ramponi_tonelli_script(tmp_path):
     pytest.importorskip("sklearn")
-    raw = copy_cad(tmp_path)
-    ref = run_reference(raw, tmp_path / "rt")
-    df, summary = normalise("cad", FIX / "cad")
-    check_accounting(df, summary)
+    df, summary, ref = normalise_as_reference(copy_cad(tmp_path), tmp_path)
     assert summary["splits"] == {s: len(ref[s]) for s in ("dev", "test", "train")}
     assert summary["splits"] == {"dev": 9, "test": 9, "train": 76}  # tests/fixtures/README.md section 3
-    assert_same_as_reference(df, ref)
     assert list(df["split"]) == ["train"] * 76 + ["dev"] * 9 + ["test"] * 9
     assert (df["split"] == df["fold"].map(lambda f: "train" if f < 8 else ("dev" if f == 8 else "test"))).all()
 
@@ -277,11 +276,7 @@ def test_cad_static_column_disagreement_and_unmapped_labels(tmp_path):
         e(90005, "syx0003", "Neutral", "SYNTHETIC version c", na, meta_created_utc="1000000000"),
         e(90006, "syx0003", "Neutral", "SYNTHETIC version d", na, meta_created_utc="999999999"),
     ]
-    raw = copy_cad(tmp_path, extra)
-    ref = run_reference(raw, tmp_path / "rt")
-    df, summary = normalise("cad", raw)
-    check_accounting(df, summary)
-    assert_same_as_reference(df, ref)
+    df, summary, _ = normalise_as_reference(copy_cad(tmp_path, extra), tmp_path)
     assert "syx0001" not in set(df["uid"]) and summary["dropped"]["conflicting_duplicate"] == 4
     assert row(df, "syx0002")["text_a"] == "synthetic split entry two, version a"  # groupby order
     assert row(df, "syx0002#2")["text_a"] == "synthetic split entry two, version b"
