@@ -35,11 +35,10 @@ class Report:
     warnings: list = field(default_factory=list)
 
     def drop(self, reason: str, n: int = 1, example: str | None = None) -> None:
-        if n <= 0:
-            return
-        self.dropped[reason] += n
-        if example is not None and reason not in self.examples:
-            self.examples[reason] = example[:300]
+        if n > 0:
+            self.dropped[reason] += n
+            if example is not None:
+                self.examples.setdefault(reason, example[:300])
 
     def filter(self, df: pd.DataFrame, mask, reason: str, example) -> pd.DataFrame:
         """``df`` without the rows of ``mask``, counted under ``reason`` (``example(first such row)``)."""
@@ -91,11 +90,9 @@ def read_delimited(path: Path, report: Report, *, sep: str, quoting=csv.QUOTE_MI
                              on_bad_lines=bad.append, chunksize=chunksize, encoding="utf-8")  # fmt: skip
         for chunk in [reader] if chunksize is None else reader:
             count_bad()
-            short = chunk.isna().any(axis=1)
             report.rows_in += len(chunk)
-            if short.any():
-                report.drop("bad_column_count", int(short.sum()), f"{path.name}: {chunk[short].iloc[0].to_dict()!r}")
-                chunk = chunk[~short]
+            short = chunk.isna().any(axis=1)
+            chunk = report.filter(chunk, short, "bad_column_count", lambda r: f"{path.name}: {r.to_dict()!r}")
             if missing := [c for c in needed if c not in chunk.columns]:
                 raise DataError(f"{path}: missing column(s) {missing}; have {list(chunk.columns)}")
             yield chunk[list(needed)] if needed else chunk
