@@ -51,22 +51,16 @@ def test_assemble_paper_tasks(sources_dir, tasks, tmp_path, task):
         assert list(df.columns) == list(want.columns)
 
 
-def test_assemble_label_mismatch_and_missing_split(sources_dir, tasks, tmp_path):
-    spec = json.loads(json.dumps(tasks["nli"]))
-    spec["ood"] = [{"name": "hate", "source": "cad", "split": "test"}]
+@pytest.mark.parametrize(
+    ("change", "parts"),
+    [({"ood": [{"name": "hate", "source": "cad", "split": "test"}]},
+      ["'cad'", "'test'", "['nothate', 'hate']", "['entailment', 'neutral', 'contradiction']"]),
+     ({"ood": [{"name": "x", "source": "anli", "split": "test_r9"}]}, ["test_r9", "test_r1", "dev_r1"]),
+     ({"train": {"source": "anli", "split": "train_r1"}}, ["train_r1", "missing or empty"]),  # absent in the fixtures
+     ({"train": {"source": "snli", "split": "train"}}, ["snli.parquet"])],
+)  # fmt: skip
+def test_assemble_label_mismatch_and_missing_split(sources_dir, tasks, tmp_path, change, parts):
     with pytest.raises(DataError) as err:
-        assemble(spec, sources_dir, tmp_path / "a" / "train.parquet", tmp_path / "a" / "eval")
-    for part in ("'cad'", "'test'", "['nothate', 'hate']", "['entailment', 'neutral', 'contradiction']"):
+        assemble(tasks["nli"] | change, sources_dir, tmp_path / "train.parquet", tmp_path / "eval")
+    for part in parts:
         assert part in str(err.value), part
-    spec = json.loads(json.dumps(tasks["nli"]))
-    spec["ood"][1]["split"] = "test_r9"
-    with pytest.raises(DataError) as err:
-        assemble(spec, sources_dir, tmp_path / "b" / "train.parquet", tmp_path / "b" / "eval")
-    assert "test_r9" in str(err.value) and "test_r1" in str(err.value) and "dev_r1" in str(err.value)
-    spec["train"] = {"source": "anli", "split": "train_r1"}  # absent in the fixtures: empty
-    with pytest.raises(DataError, match="train_r1"):
-        assemble(spec, sources_dir, tmp_path / "c" / "train.parquet", tmp_path / "c" / "eval")
-    spec = json.loads(json.dumps(tasks["nli"]))
-    spec["train"]["source"] = "snli"
-    with pytest.raises(DataError, match="snli.parquet"):
-        assemble(spec, sources_dir, tmp_path / "d" / "train.parquet", tmp_path / "d" / "eval")

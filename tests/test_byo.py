@@ -131,18 +131,15 @@ def test_byo_ids_numbered_per_split_keep_every_row(tmp_path, caplog):
     assert any(r.levelname == "WARNING" and "dropped 1 of 10 rows" in r.getMessage() for r in caplog.records)
 
 
-def test_byo_row_without_id_names_the_users_file(tmp_path):
-    rows = ['{"id": 1, "t": "a", "y": 0}', '{"id": NaN, "t": "b", "y": 1}']
-    (tmp_path / "train.jsonl").write_text("\n".join(rows) + "\n")
+@pytest.mark.parametrize(
+    ("second", "error"),
+    [('{"id": NaN, "t": "b", "y": 1}', r"train\.jsonl: 1 row\(s\) without an id in column 'id'.*data row 2"),
+     ('{"id": 2, "t": ', r"byo\.mine\.files\.train: .*train\.jsonl:2: not a JSON line")],
+)  # fmt: skip
+def test_byo_bad_jsonl_row_is_named_by_file_and_row(tmp_path, second, error):
+    (tmp_path / "train.jsonl").write_text(f'{{"id": 1, "t": "a", "y": 0}}\n{second}\n')
     spec = spec_for(tmp_path, files={"train": str(tmp_path / "train.jsonl")}, text_a="t", label="y", uid="id")
-    with pytest.raises(DataError, match=r"train\.jsonl: 1 row\(s\) without an id in column 'id'.*data row 2"):
-        normalise("mine", tmp_path, spec)
-
-
-def test_byo_broken_json_line_is_named_by_its_number(tmp_path):
-    (tmp_path / "train.jsonl").write_text('{"id": 1, "t": "a", "y": 0}\n{"id": 2, "t": \n')
-    spec = spec_for(tmp_path, files={"train": str(tmp_path / "train.jsonl")}, text_a="t", label="y", uid="id")
-    with pytest.raises(DataError, match=r"byo\.mine\.files\.train: .*train\.jsonl:2: not a JSON line"):
+    with pytest.raises(DataError, match=error):
         normalise("mine", tmp_path, spec)
 
 

@@ -35,8 +35,6 @@ HATE = "IdentityDirectedAbuse"
 # --------------------------------------------------------------------------- R&T, line by line
 
 RT_RANDOM_SEED = 42
-RT_AMBIGUOUS_LABEL_NAME = "ambiguous"
-RT_EXTRA_LABELS = {"cad": []}
 RT_LABEL_TO_ID = {"cad": {
     "Neutral": 0, "Slur": 1, "PersonDirectedAbuse": 2, "AffiliationDirectedAbuse": 3, "IdentityDirectedAbuse": 4,
     "AffiliationDirectedAbuse$IdentityDirectedAbuse": 5,
@@ -105,101 +103,47 @@ def rt_clean_text(text, dataset_name, keep_emojis):
 
 
 def rt_preprocess_dataset(input_filepath, output_folder, dataset_name, keep_emojis):
-    def get_label_truth(instance, labels):
-        labels_count = Counter(labels)
-        if len(labels_count) == 1:
-            return list(labels_count.keys())[0]
-        else:
-            return RT_AMBIGUOUS_LABEL_NAME
-
-    raw_instances, instances = dict(), dict()
+    raw_instances = dict()  # RT_EXTRA_LABELS["cad"] is empty: its branch is left out
     with open(input_filepath) as f:
         for line in f:
             raw_label, raw_text = line.rstrip().split("\t")
-            text = rt_clean_text(raw_text, dataset_name, keep_emojis)
-            if raw_label in RT_EXTRA_LABELS[dataset_name]:
-                pass
-            else:
-                if text not in raw_instances.keys():
-                    raw_instances[text] = [raw_label]
-                else:
-                    raw_instances[text].append(raw_label)
-    for text, labels in raw_instances.items():
-        label = get_label_truth(text, labels)
-        if label != RT_AMBIGUOUS_LABEL_NAME:
-            instances[text] = label
+            raw_instances.setdefault(rt_clean_text(raw_text, dataset_name, keep_emojis), []).append(raw_label)
     with open(os.path.join(output_folder, dataset_name + ".all"), "w") as f:
-        for text, label in instances.items():
-            f.write(f"{label}\t{text}\n")
+        for text, labels in raw_instances.items():
+            if len(Counter(labels)) == 1:  # get_label_truth; "ambiguous" texts are left out
+                f.write(f"{labels[0]}\t{text}\n")
 
 
 def rt_split_dataset(output_folder, dataset_name, k=10):
+    """R&T's split_dataset with its file round trips in memory: the .all lines shuffled (seed 42) and read back with
+    rstrip().split("\t"), StratifiedKFold(k) test folds appended to train (0..k-3) / dev / test files (-mc: the
+    composite label id, else LABEL_MAPPING's binary label), each file shuffled again with seed 42."""
     from sklearn.model_selection import StratifiedKFold
 
-    id_to_text = dict()
-    labels = []
-    input_filepath = os.path.join(output_folder, dataset_name + ".all")
-    with open(input_filepath) as f:
+    with open(os.path.join(output_folder, dataset_name + ".all")) as f:
         lines = f.readlines()
     random.seed(RT_RANDOM_SEED)
     random.shuffle(lines)
-    os.remove(input_filepath)
-    with open(input_filepath, "w") as f:
-        f.writelines(lines)
-    instance_id = 0
-    with open(input_filepath) as f:
-        for line in f:
-            label, text = line.rstrip().split("\t")
-            id_to_text[instance_id] = text
-            labels.append(RT_LABEL_TO_ID[dataset_name][label])
-            instance_id += 1
-    X, y = np.zeros(len(labels)), np.array(labels)
-    cv_object = StratifiedKFold(n_splits=k)
-    split_id = 0
-    for _, split_indices in cv_object.split(X, y):
-        split_labels = y[split_indices].tolist()
-        if split_id in list(range(k - 2)):
-            file_ext = "train"
-        elif split_id == (k - 2):
-            file_ext = "dev"
-        elif split_id == (k - 1):
-            file_ext = "test"
-        output_mc_filepath = os.path.join(output_folder, dataset_name + "-mc" + "." + file_ext)
-        f = open(output_mc_filepath, "a")
-        for i in range(len(split_indices)):
-            f.write(str(split_labels[i]) + "\t" + id_to_text[split_indices[i]] + "\n")
-        f.close()
-        output_bn_filepath = os.path.join(output_folder, dataset_name + "." + file_ext)
-        f = open(output_bn_filepath, "a")
-        for i in range(len(split_indices)):
-            binarized_label = RT_LABEL_MAPPING[dataset_name][split_labels[i]]
-            f.write(str(binarized_label) + "\t" + id_to_text[split_indices[i]] + "\n")
-        f.close()
-        split_id += 1
-    for ext in ["train", "dev", "test"]:
-        for variant in ["", "-mc"]:
-            filepath = os.path.join(output_folder, dataset_name + variant + "." + ext)
-            with open(filepath) as f:
-                lines = f.readlines()
-            random.seed(RT_RANDOM_SEED)
-            random.shuffle(lines)
-            os.remove(filepath)
-            with open(filepath, "w") as f:
-                f.writelines(lines)
+    instances = [line.rstrip().split("\t") for line in lines]
+    y = np.array([RT_LABEL_TO_ID[dataset_name][label] for label, _ in instances])
+    files: dict[str, list[tuple[str, str]]] = {}
+    for split_id, (_, split_indices) in enumerate(StratifiedKFold(n_splits=k).split(np.zeros(len(y)), y)):
+        file_ext = "train" if split_id < k - 2 else ("dev" if split_id == k - 2 else "test")
+        for i in split_indices:
+            files.setdefault(f"{file_ext}-mc", []).append((str(y[i]), instances[i][1]))
+            files.setdefault(file_ext, []).append((str(RT_LABEL_MAPPING[dataset_name][int(y[i])]), instances[i][1]))
+    for split_lines in files.values():
+        random.seed(RT_RANDOM_SEED)
+        random.shuffle(split_lines)
+    return files
 
 
 def run_reference(raw: Path, out: Path) -> dict[str, list[tuple[str, str]]]:
-    """R&T's __main__ for cad; returns {split: [(binary label, text)]} and the -mc labels."""
+    """R&T's __main__ for cad; returns {split: [(binary label, text)]} and {split-mc: [(label id, text)]}."""
     out.mkdir()
     rt_create_dataset_file(str(raw), "cad")
     rt_preprocess_dataset(os.path.join(raw, "data.tsv"), str(out), "cad", True)
-    rt_split_dataset(str(out), "cad", k=10)
-    files = {}
-    for split in ("train", "dev", "test"):
-        for variant in ("", "-mc"):
-            with open(out / f"cad{variant}.{split}") as fh:
-                files[f"{split}{variant}"] = [tuple(line.rstrip("\n").split("\t")) for line in fh]
-    return files
+    return rt_split_dataset(str(out), "cad", k=10)
 
 
 def copy_cad(tmp_path: Path, extra_rows: list[dict] | None = None) -> Path:
@@ -228,12 +172,17 @@ def check_accounting(df, summary):
     assert df["uid"].is_unique
 
 
-def assert_same_as_reference(df, ref):
+def normalise_as_reference(raw: Path, tmp_path: Path):
+    """normalise() of ``raw``, checked against R&T's script run on the same file; returns (frame, summary, ref)."""
+    ref = run_reference(raw, tmp_path / "rt")
+    df, summary = normalise("cad", raw)
+    check_accounting(df, summary)
     for split in ("train", "dev", "test"):
         part = df[df["split"] == split]
         assert list(zip(part["label"].astype(str), part["text_a"], strict=True)) == ref[split], split
         id_to_label = {v: k for k, v in LABEL_TO_ID.items()}
         assert part["labels"].tolist() == [id_to_label[int(lab)] for lab, _ in ref[f"{split}-mc"]], split
+    return df, summary, ref
 
 
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
@@ -245,10 +194,8 @@ def test_stratified_folds_match_sklearn():
     cases += [np.array([3] * 25 + [1] * 3 + [7] * 12), rng.integers(0, 2, size=57)]
     for y in cases:
         ours = np.array(stratified_test_folds(y.tolist(), 10))
-        theirs = list(sk.StratifiedKFold(n_splits=10).split(np.zeros(len(y)), y))
-        assert len(theirs) == 10
-        for fold, (_, test_idx) in enumerate(theirs):
-            assert test_idx.tolist() == np.flatnonzero(ours == fold).tolist(), (len(y), fold)
+        theirs = [test_idx.tolist() for _, test_idx in sk.StratifiedKFold(n_splits=10).split(np.zeros(len(y)), y)]
+        assert theirs == [np.flatnonzero(ours == fold).tolist() for fold in range(10)], len(y)
 
 
 def test_stratified_folds_errors():
@@ -265,13 +212,9 @@ def test_stratified_folds_errors():
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
 def test_cad_matches_ramponi_tonelli_script(tmp_path):
     pytest.importorskip("sklearn")
-    raw = copy_cad(tmp_path)
-    ref = run_reference(raw, tmp_path / "rt")
-    df, summary = normalise("cad", FIX / "cad")
-    check_accounting(df, summary)
+    df, summary, ref = normalise_as_reference(copy_cad(tmp_path), tmp_path)
     assert summary["splits"] == {s: len(ref[s]) for s in ("dev", "test", "train")}
     assert summary["splits"] == {"dev": 9, "test": 9, "train": 76}  # tests/fixtures/README.md section 3
-    assert_same_as_reference(df, ref)
     assert list(df["split"]) == ["train"] * 76 + ["dev"] * 9 + ["test"] * 9
     assert (df["split"] == df["fold"].map(lambda f: "train" if f < 8 else ("dev" if f == 8 else "test"))).all()
 
@@ -333,11 +276,7 @@ def test_cad_static_column_disagreement_and_unmapped_labels(tmp_path):
         e(90005, "syx0003", "Neutral", "SYNTHETIC version c", na, meta_created_utc="1000000000"),
         e(90006, "syx0003", "Neutral", "SYNTHETIC version d", na, meta_created_utc="999999999"),
     ]
-    raw = copy_cad(tmp_path, extra)
-    ref = run_reference(raw, tmp_path / "rt")
-    df, summary = normalise("cad", raw)
-    check_accounting(df, summary)
-    assert_same_as_reference(df, ref)
+    df, summary, _ = normalise_as_reference(copy_cad(tmp_path, extra), tmp_path)
     assert "syx0001" not in set(df["uid"]) and summary["dropped"]["conflicting_duplicate"] == 4
     assert row(df, "syx0002")["text_a"] == "synthetic split entry two, version a"  # groupby order
     assert row(df, "syx0002#2")["text_a"] == "synthetic split entry two, version b"

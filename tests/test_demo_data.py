@@ -48,7 +48,7 @@ def test_schema_splits_and_balance(frames, task):
 
 
 @pytest.mark.parametrize("task", demo.TASKS)
-def test_shortcut_strong_in_id_and_fails_ood(frames, task):
+def test_shortcut_strong_in_id_fails_ood_and_noise_as_configured(frames, task):
     agree = agreement(frames[task])
     for split in demo.ID_SPLITS:
         assert 0.8 <= agree[split] <= 0.93, (split, agree[split])
@@ -62,11 +62,7 @@ def test_shortcut_strong_in_id_and_fails_ood(frames, task):
         assert originals[0] > originals[2]
     assert rounds[0] > rounds[1] > rounds[2], rounds
     assert rounds[2] <= 0.2  # anti-correlated in the hardest round
-
-
-@pytest.mark.parametrize("task", demo.TASKS)
-def test_noise_and_ambiguity(frames, task):
-    df = frames[task]
+    df = frames[task]  # noise and ambiguity
     train = df[df["split"] == "train"]
     kinds = train["kind"].value_counts(normalize=True)
     for kind in ("noise", "ambiguous"):  # the configured shares, up to sampling noise

@@ -120,17 +120,6 @@ def good_zip(releases) -> bytes:
     return releases["MNLI.zip"].read_bytes()
 
 
-def test_download_records_the_hash_and_a_rerun_verifies_without_fetching(server, tmp_path):
-    out = tmp_path / "dynahate"
-    done = download_source("dynahate", server.dyn, out, retries=0)
-    assert (out / DYN).read_bytes() == DYN_BYTES and done["files"] == {DYN: sha(DYN_BYTES)}
-    assert (out / f"{DYN}.sha256").read_text() == f"{sha(DYN_BYTES)}  {DYN}\n"
-    assert json.loads((out / "DONE.json").read_text())["files"] == {DYN: sha(DYN_BYTES)}
-    download_source("dynahate", server.dyn, out, sha256=json.dumps({DYN: sha(DYN_BYTES)}), retries=0)
-    assert server.hits == {DYN_PATH: 1} and leftovers(out) == []
-    assert normalise("dynahate", out)[1]["rows_out"] > 200
-
-
 @pytest.mark.parametrize(
     ("status", "fails", "hits", "error"),
     [(429, 2, 3, None), (500, 2, 3, None), (503, 9, 3, "after 3 attempt"), ("truncated", 0, 3, "error: truncated")]
@@ -204,13 +193,12 @@ def test_changed_local_file_is_kept_and_the_error_names_it(server, tmp_path, kin
     assert download_source("dynahate", server.dyn, out, sha256=pin, retries=0)["files"] == {DYN: sha(DYN_BYTES)}
 
 
-def test_zip_release_by_file_url_is_extracted(tmp_path, releases):
-    out, url = tmp_path / "resources" / "cad", releases["data.zip"].as_uri()
-    argv = ["download", "--source", "cad", "--url", url, "--out", str(out), "--retries", "0"]
-    assert main(argv) == 0 and main([*argv, "--sha256", sha(releases["data.zip"].read_bytes())]) == 0
-    members = [m for m in zipfile.ZipFile(releases["data.zip"]).namelist() if not m.endswith("/")]
-    assert json.loads((out / "DONE.json").read_text())["extracted"] == {"data.zip": members}
-    pd.testing.assert_frame_equal(normalise("cad", out)[0], normalise("cad", FIX / "cad")[0])
+def test_file_url_is_copied_and_a_missing_file_is_a_clear_error(tmp_path, releases):
+    url = releases["data.zip"].as_uri()  # downloads over HTTP: test_rehearsal_archives
+    assert download_source("cad", url, tmp_path / "cad", retries=0)["files"] == {
+        "data.zip": sha(releases["data.zip"].read_bytes())
+    }
+    pd.testing.assert_frame_equal(normalise("cad", tmp_path / "cad")[0], normalise("cad", FIX / "cad")[0])
     assert main(["download", "--source", "cad", "--url", url + "x", "--out", str(tmp_path / "x")]) == 1
 
 

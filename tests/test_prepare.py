@@ -20,6 +20,7 @@ from ftft.errors import DataError
 FIX = Path(__file__).parent / "fixtures"
 DYNAHATE_CSV = "Dynamically Generated Hate Dataset v0.2.3.csv"
 NLI = {"entailment": 0, "neutral": 1, "contradiction": 2}
+ANLI = {"e": 0, "n": 1, "c": 2}
 
 
 def copy_fixture(name: str, tmp_path: Path) -> Path:
@@ -54,14 +55,26 @@ def row(df, uid):
     return hit.iloc[0]
 
 
+RAW = {  # source: (split, raw file, label key, label map) of every labelled file
+    "mnli": [(split, name, "gold_label", NLI) for split, name in mnli.FILES.items()],
+    "wanli": [(split, f"{split}.jsonl", "gold", NLI) for split in ("train", "test")],
+    "anli": [(f"{p}_r{r}", f"R{r}/{p}.jsonl", "label", ANLI) for r in (1, 2, 3) for p in ("dev", "test")],
+}
+
+
+@pytest.mark.parametrize("source", RAW)
+def test_nli_fixture_rows_and_labels_per_split(source):
+    df, summary = normalise(source, FIX / source)
+    check_common(df, summary, schema.NLI_LABELS)
+    for split, name, key, labels in RAW[source]:
+        raw = (tsv_rows if name.endswith(".tsv") else jsonl_rows)(FIX / source / name)
+        assert Counter(df.loc[df["split"] == split, "label"]) == Counter(labels[r[key]] for r in raw), split
+        if source == "wanli":
+            assert set(df.loc[df["split"] == split, "uid"]) == {str(r["id"]) for r in raw}
+
+
 def test_mnli_fixture():
     df, summary = normalise("mnli", FIX / "mnli")
-    check_common(df, summary, schema.NLI_LABELS)
-    for split, name in mnli.FILES.items():
-        raw = tsv_rows(FIX / "mnli" / name)
-        part = df[df["split"] == split]
-        assert len(part) == len(raw)
-        assert Counter(part["label"]) == Counter(NLI[r["gold_label"]] for r in raw)
     # unlabelled test files are skipped, and counted
     assert summary["skipped"] == {
         f: len(tsv_rows(FIX / "mnli" / f)) for f in ("test_matched.tsv", "test_mismatched.tsv")
@@ -81,15 +94,14 @@ def test_mnli_fixture():
     assert any("validation_matched" in w and "9815" in w for w in summary["warnings"])
 
 
-def test_wanli_fixture():
-    df, summary = normalise("wanli", FIX / "wanli")
-    check_common(df, summary, schema.NLI_LABELS)
-    for split in ("train", "test"):
-        raw = jsonl_rows(FIX / "wanli" / f"{split}.jsonl")
-        part = df[df["split"] == split]
-        assert len(part) == len(raw)
-        assert Counter(part["label"]) == Counter(NLI[r["gold"]] for r in raw)
-        assert set(part["uid"]) == {str(r["id"]) for r in raw}
+def test_wanli_fixture_by_the_cli(tmp_path):
+    out, summ = tmp_path / "wanli.parquet", tmp_path / "wanli.summary.json"
+    rc = main(["prepare", "--source", "wanli", "--raw", str(FIX / "wanli"), "--out", str(out), "--summary", str(summ)])
+    df, meta = schema.read(out)
+    summary = json.loads(summ.read_text())
+    assert rc == 0 and meta == {"label_names": schema.NLI_LABELS, "source": "wanli"}
+    assert list(df.columns[:5]) == ["uid", "text_a", "text_b", "label", "split"] and str(df["label"].dtype) == "int64"
+    assert summary["expected"] == {"train": 102885, "test": 5000} and len(summary["warnings"]) == 2
     r = row(df, "116646")
     assert r["split"] == "train" and r["label"] == NLI["entailment"] and r["pair_id"] == "47695"
     assert r["text_b"] == "The policy encourages the development of alternative energy sources."
@@ -100,15 +112,7 @@ def test_wanli_fixture():
 
 def test_anli_fixture():
     df, summary = normalise("anli", FIX / "anli")
-    check_common(df, summary, schema.NLI_LABELS)
-    abbrev = {"e": 0, "n": 1, "c": 2}
-    for r in (1, 2, 3):
-        for part in ("dev", "test"):
-            raw = jsonl_rows(FIX / "anli" / f"R{r}" / f"{part}.jsonl")
-            got = df[df["split"] == f"{part}_r{r}"]
-            assert len(got) == len(raw)
-            assert Counter(got["label"]) == Counter(abbrev[x["label"]] for x in raw)
-            assert (got["round"] == r).all()
+    assert (df["round"] == df["split"].str[-1].astype(int)).all()
     first = jsonl_rows(FIX / "anli" / "R1" / "dev.jsonl")[0]
     r = row(df, first["uid"])
     assert r["text_a"] == first["context"] and "P\u0101\u1e47ini" in r["text_a"]  # \u escapes decoded
@@ -187,20 +191,6 @@ def test_malformed_rows_are_dropped_and_counted(tmp_path, source):
     df, summary = normalise(source, raw)
     check_common(df, summary, schema.HSD_LABELS if source == "dynahate" else schema.NLI_LABELS)
     assert summary["dropped"] == dropped and summary["splits"] == normalise(source, FIX / source)[1]["splits"]
-
-
-def test_prepare_cli_writes_parquet_and_summary(tmp_path):
-    out, summ = tmp_path / "wanli.parquet", tmp_path / "wanli.summary.json"
-    rc = main(["prepare", "--source", "wanli", "--raw", str(FIX / "wanli"), "--out", str(out), "--summary", str(summ)])
-    assert rc == 0
-    df, meta = schema.read(out)
-    assert meta == {"label_names": schema.NLI_LABELS, "source": "wanli"}
-    assert list(df.columns[:5]) == ["uid", "text_a", "text_b", "label", "split"]
-    assert str(df["label"].dtype) == "int64"
-    summary = json.loads(summ.read_text())
-    for key in ("source", "rows_in", "rows_out", "dropped", "splits", "expected", "warnings", "label_names"):
-        assert key in summary
-    assert summary["expected"] == {"train": 102885, "test": 5000} and len(summary["warnings"]) == 2
 
 
 def test_prepare_missing_raw_file_is_a_clear_error(tmp_path):

@@ -13,6 +13,7 @@ import yaml
 from rehearsal.archives import SOURCES, build_archives, rehearsal_urls, serve, url_path
 
 from ftft.cli import main
+from ftft.data import cad
 from ftft.data.prepare import normalise
 
 pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
@@ -21,15 +22,12 @@ FIX = Path(__file__).parent / "fixtures"
 
 _MNLI_ORIG = [f"MNLI/original/multinli_1.0_{s}.{e}" for s in ("dev_matched", "dev_mismatched", "train")
               for e in ("jsonl", "txt")]  # fmt: skip
-_CAD = ["cad_codebook_april2021.pdf", "cad_v1.tsv", *(f"cad_v1_1{s}.tsv" for s in ("", "_dev", "_test", "_train")),
-        *(f"cad_v1_{s}.tsv" for s in ("dev", "test", "train")), "errata_v1_to_v1_1", "test/",
-        *(f"test/{n}.tsv" for n in ("test_data", "test_data_test", "test_predictions"))]  # fmt: skip
 MEMBERS = {
     "MNLI.zip": ["MNLI/", "MNLI/README.txt", "MNLI/dev_matched.tsv", "MNLI/dev_mismatched.tsv", "MNLI/original/",
                  *_MNLI_ORIG, "MNLI/test_matched.tsv", "MNLI/test_mismatched.tsv", "MNLI/train.tsv"],
     "anli_v1.0.zip": ["anli_v1.0/", *(f"anli_v1.0/R{r}/{p}" for r in (1, 2, 3) for p in ("", "dev.jsonl", "test.jsonl",
                       "train.jsonl")), "anli_v1.0/README.txt"],
-    "data.zip": ["data/", *(f"data/{n}" for n in _CAD)],
+    "data.zip": sorted(["data/", "data/test/", *cad.MEMBERS["data.zip"]]),  # the authors' published tree
 }  # fmt: skip
 
 

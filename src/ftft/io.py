@@ -20,19 +20,15 @@ REBUILD = (
 )
 
 
-def rebuild(path: str | Path) -> str:
-    """REBUILD for ``path`` (a file or a folder output): deleting it is not enough on a finished results folder,
-    where Snakemake does not rebuild an intermediate file no pending job needs."""
-    return REBUILD.replace("{path}", str(path))
-
-
-def _fix(fix: str, path: str | Path) -> str:
-    return rebuild(path) if fix == REBUILD else fix
+def rebuild(path: str | Path, fix: str = REBUILD) -> str:
+    """REBUILD for ``path`` (a file or a folder output: deleting it is not enough on a finished results folder, where
+    Snakemake does not rebuild an intermediate file no pending job needs), or the caller's own ``fix``."""
+    return REBUILD.replace("{path}", str(path)) if fix == REBUILD else fix
 
 
 @contextlib.contextmanager
-def _atomic(path: str | Path, folder: bool):
-    """Yield a temporary file or folder beside ``path``; on success (umask mode, fsync'ed) it replaces ``path``."""
+def atomic_path(path: str | Path, folder: bool = False):
+    """Yield a temporary file (or folder) beside ``path``; it replaces ``path`` on success only (umask mode, fsync'ed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mask = os.umask(0)
@@ -74,14 +70,9 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; rename it into place on success only."""
-    return _atomic(path, folder=False)
-
-
 def atomic_dir(path: str | Path):
-    """Yield a temporary folder beside ``path``; on success it replaces ``path``."""
-    return _atomic(path, folder=True)
+    """``atomic_path`` for a folder."""
+    return atomic_path(path, folder=True)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -149,7 +140,9 @@ def error_reason(exc: BaseException) -> str:
 
 def unreadable(path: str | Path, what: str, exc: BaseException, fix: str = REBUILD) -> DataError:
     """The error for a file that exists but cannot be read: names it, says why and what to do."""
-    return DataError(f"{path}: not a readable {what} (truncated or corrupt?): {error_reason(exc)}; {_fix(fix, path)}")
+    return DataError(
+        f"{path}: not a readable {what} (truncated or corrupt?): {error_reason(exc)}; {rebuild(path, fix)}"
+    )
 
 
 def _read(path: str | Path, what: str, fix: str, load, errors: tuple | None = None):
@@ -195,7 +188,7 @@ def parquet_meta(path: str | Path, what: str = "parquet file", fix: str = REBUIL
 
     meta = _read(path, what, fix, lambda p: json.loads((pq.read_schema(p).metadata or {}).get(b"ftft", b"{}")))
     if not isinstance(meta, dict):
-        raise DataError(f"{path}: the 'ftft' schema metadata of this {what} is not a JSON object; {_fix(fix, path)}")
+        raise DataError(f"{path}: the 'ftft' schema metadata of this {what} is not a JSON object; {rebuild(path, fix)}")
     return meta
 
 
@@ -203,7 +196,7 @@ def read_json(path: str | Path, what: str = "JSON file", fix: str = REBUILD) -> 
     """A JSON object from a file (an empty, truncated or non-object file is a ``DataError``)."""
     obj = _read(path, what, fix, lambda p: json.loads(p.read_text(encoding="utf-8")), (OSError, ValueError))
     if not isinstance(obj, dict):
-        raise DataError(f"{path}: {what} must hold a JSON object, got {type(obj).__name__}; {_fix(fix, path)}")
+        raise DataError(f"{path}: {what} must hold a JSON object, got {type(obj).__name__}; {rebuild(path, fix)}")
     return obj
 
 

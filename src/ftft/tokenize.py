@@ -29,41 +29,35 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _encode_batch(tokenizer, max_length: int, names: list[str]):
-    def fn(batch: dict) -> dict:
-        text_a, text_b = batch["text_a"], batch["text_b"]
-        out = {n: [None] * len(text_a) for n in names}
-        for paired in (True, False):
-            rows = [i for i, b in enumerate(text_b) if (b is not None) == paired]
-            if not rows:
-                continue
-            pairs = [text_b[i] for i in rows] if paired else None
-            enc = tokenizer([text_a[i] for i in rows], pairs, truncation=True, max_length=max_length)
-            for n in names:
-                for i, ids in zip(rows, enc[n], strict=True):
-                    out[n][i] = ids
-        out["length"] = [len(ids) for ids in out["input_ids"]]
-        return out
-
-    return fn
-
-
 def tokenize_frame(df, tokenizer, max_length: int):
     """A normalised frame -> ``datasets.Dataset`` with uid, label, input_ids[, token_type_ids], length."""
     import datasets
 
     names = [n for n in tokenizer.model_input_names if n in ("input_ids", "token_type_ids")]
+
+    def encode(batch: dict) -> dict:
+        text_a, text_b = batch["text_a"], batch["text_b"]
+        out = {n: [None] * len(text_a) for n in names}
+        for paired in (True, False):  # one call for the pairs, one for the single texts
+            if rows := [i for i, b in enumerate(text_b) if (b is not None) == paired]:
+                pairs = [text_b[i] for i in rows] if paired else None
+                enc = tokenizer([text_a[i] for i in rows], pairs, truncation=True, max_length=max_length)
+                for n in names:
+                    for i, ids in zip(rows, enc[n], strict=True):
+                        out[n][i] = ids
+        out["length"] = [len(ids) for ids in out["input_ids"]]
+        return out
+
     frame = df[["uid", "text_a", "text_b", "label"]].copy()
     frame["uid"] = frame["uid"].astype(str)
     frame["text_a"] = frame["text_a"].astype(str)
     frame["text_b"] = frame["text_b"].astype(object).where(frame["text_b"].notna(), None)
     value, sequence = datasets.Value, datasets.Sequence
     features = {"uid": value("string"), "label": value("int64"), "input_ids": sequence(value("int32")),
-                "length": value("int32")}  # fmt: skip
-    if "token_type_ids" in names:
-        features["token_type_ids"] = datasets.Sequence(datasets.Value("int8"))
+                "length": value("int32"), "token_type_ids": sequence(value("int8"))}  # fmt: skip
+    features = {k: v for k, v in features.items() if k != "token_type_ids" or k in names}
     ds = datasets.Dataset.from_pandas(frame, preserve_index=False)
-    return ds.map(_encode_batch(tokenizer, max_length, names), batched=True, batch_size=MAP_BATCH,
+    return ds.map(encode, batched=True, batch_size=MAP_BATCH,
                   remove_columns=["text_a", "text_b"], features=datasets.Features(features), desc=None)  # fmt: skip
 
 

@@ -46,11 +46,10 @@ def url_path(url: str) -> str:
 def rehearsal_urls(base_url: str, config: str | Path = CONFIG) -> dict[str, str]:
     """The configured ``datasets.*.url`` values rewritten onto ``base_url`` (path and query kept)."""
     base = urllib.parse.urlsplit(base_url)
-    out = {}
-    for source, url in config_urls(config).items():
-        parts = urllib.parse.urlsplit(url)
-        out[source] = urllib.parse.urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
-    return out
+    return {
+        source: urllib.parse.urlsplit(url)._replace(scheme=base.scheme, netloc=base.netloc, fragment="").geturl()
+        for source, url in config_urls(config).items()
+    }
 
 
 def write_zip(path: Path, entries: list[tuple[str, bytes | None]]) -> Path:
@@ -70,18 +69,9 @@ def write_zip(path: Path, entries: list[tuple[str, bytes | None]]) -> Path:
 
 
 def with_folders(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes | None]]:
-    """``files`` sorted, each folder entry (``a/``, ``a/b/``) placed before its first member."""
-    entries: list[tuple[str, bytes | None]] = []
-    seen: set[str] = set()
-    for name, data in sorted(files):
-        parts = name.split("/")[:-1]
-        for i in range(1, len(parts) + 1):
-            folder = "/".join(parts[:i]) + "/"
-            if folder not in seen:
-                seen.add(folder)
-                entries.append((folder, None))
-        entries.append((name, data))
-    return entries
+    """``files`` and their folder entries (``a/``, ``a/b/``), sorted by name: each folder before its members."""
+    folders = {name.rsplit("/", i)[0] + "/" for name, _ in files for i in range(1, name.count("/") + 1)}
+    return sorted([*files, *((f, None) for f in folders)], key=lambda entry: entry[0])
 
 
 def placeholder(what: str, real: str) -> bytes:
@@ -93,28 +83,12 @@ def placeholder(what: str, real: str) -> bytes:
 
 
 def placeholder_pdf(title: str) -> bytes:
-    """A minimal valid one-page PDF saying that it is a placeholder."""
-    text = f"PLACEHOLDER: {title} (ftft offline rehearsal)".replace("(", "[").replace(")", "]")
-    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objs = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objs, 1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % i + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1))
-    for off in offsets:
-        out.write(b"%010d 00000 n \n" % off)
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref))
+    """A valid one-page PDF saying that it is a placeholder (matplotlib's writer; no creation date: reproducible)."""
+    from matplotlib.figure import Figure
+
+    fig, out = Figure(figsize=(8.5, 11)), io.BytesIO()
+    fig.text(0.1, 0.9, f"PLACEHOLDER: {title} (ftft offline rehearsal)")
+    fig.savefig(out, format="pdf", metadata={"CreationDate": None})
     return out.getvalue()
 
 
@@ -125,21 +99,15 @@ MULTINLI_TXT_COLUMNS = (
 ).split()
 
 
-def _tsv_rows(data: bytes) -> list[dict[str, str]]:
-    text = data.decode("utf-8")
-    return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
-
-
 def multinli_original(glue_tsv: bytes) -> tuple[bytes, bytes]:
     """MultiNLI 1.0 ``.txt`` and ``.jsonl`` versions of a labelled GLUE TSV's rows (derived placeholders)."""
-    rows = _tsv_rows(glue_tsv)
-    txt = ["\t".join(MULTINLI_TXT_COLUMNS)]
-    jsonl = []
+    rows = csv.DictReader(io.StringIO(glue_tsv.decode("utf-8"), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    txt, jsonl = ["\t".join(MULTINLI_TXT_COLUMNS)], []
+    keys = ("genre", "gold_label", "pairID", "promptID", *(f"sentence{i}{p}" for i in "12"
+            for p in ("", "_binary_parse", "_parse")))  # fmt: skip
     for r in rows:
         labels = [r.get(f"label{i}", "") or "" for i in range(1, 6)]
         txt.append("\t".join([r["gold_label"], *(r[c] for c in MULTINLI_TXT_COLUMNS[1:10]), *labels]))
-        keys = ("genre", "gold_label", "pairID", "promptID", *(f"sentence{i}{p}" for i in "12"
-                for p in ("", "_binary_parse", "_parse")))  # fmt: skip
         jsonl.append(json.dumps({"annotator_labels": [x for x in labels if x]} | {k: r[k] for k in keys}))
     return ("\n".join(txt) + "\n").encode(), ("\n".join(jsonl) + "\n").encode()
 
@@ -215,10 +183,6 @@ def build_archives(fixtures_dir: str | Path, out_dir: str | Path, config: str | 
 
 class ReleaseHandler(http.server.BaseHTTPRequestHandler):
     """GET/HEAD of ``root/<decoded path>`` (query ignored); 404 for anything else."""
-
-    root: Path
-    requests: list[str]
-    lock: threading.Lock
 
     def log_message(self, *args) -> None:  # quiet
         pass

@@ -21,6 +21,7 @@ SPLIT_NAMES = tuple(f"{part}_r{r}" for part in PARTS for r in ROUNDS)
 EXPECTED = {"train_r1": 16_946, "train_r2": 45_460, "train_r3": 100_459, "dev_r1": 1_000, "dev_r2": 1_000,
             "dev_r3": 1_200, "test_r1": 1_000, "test_r2": 1_000, "test_r3": 1_200}  # fmt: skip
 LABEL_MAP = {"e": 0, "n": 1, "c": 2, **{n: i for i, n in enumerate(LABEL_NAMES)}}
+FIELDS = ("uid", "context", "hypothesis", "label")
 
 
 def round_dir(raw: Path, r: int) -> Path:
@@ -48,10 +49,8 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
             if not path.is_file():
                 log.info("%s not found: split '%s' is absent", path, split)
                 continue
-            fields, extra = ("uid", "context", "hypothesis", "label"), {"genre": "genre", "tag": "tag"}
-            rows += [
-                row | {"round": r} for row in nli_jsonl_rows(path, split, report, fields, LABEL_MAP, extra, f"R{r}/")
-            ]
+            new = nli_jsonl_rows(path, split, report, FIELDS, LABEL_MAP, {"genre": "genre", "tag": "tag"}, f"R{r}/")
+            rows += [row | {"round": r} for row in new]
     df = pd.DataFrame(rows, columns=["uid", "text_a", "text_b", "label", "split", "round", "genre", "tag"])
     df["round"] = df["round"].astype("int64")
     return df

@@ -64,16 +64,13 @@ def label_names_for(values: list, labels: list | None) -> tuple[list[str], dict]
     if labels is not None:
         names = [str(x) for x in labels]
         mapping = {n: i for i, n in enumerate(names)}
-        for v in values:
-            if str(v) not in mapping:
-                i = _as_int(v)
-                if i is not None and 0 <= i < len(names):
-                    mapping[str(v)] = i
+        for v in values:  # integers in range index the names
+            if str(v) not in mapping and (i := _as_int(v)) is not None and 0 <= i < len(names):
+                mapping[str(v)] = i
         return names, mapping
     ints = [_as_int(v) for v in values]
     if values and all(i is not None and i >= 0 for i in ints):
-        top = max(ints)
-        return [str(i) for i in range(top + 1)], {str(v): i for v, i in zip(values, ints, strict=True)}
+        return [str(i) for i in range(max(ints) + 1)], {str(v): i for v, i in zip(values, ints, strict=True)}
     names = sorted({str(v) for v in values})
     return names, {n: i for i, n in enumerate(names)}
 
@@ -138,8 +135,7 @@ def load(name: str, spec: dict, raw: str | Path | None, report: Report) -> tuple
     values = list(dict.fromkeys(df["raw_label"].tolist()))
     names, mapping = label_names_for(values, spec.get("labels"))
     lab = df["raw_label"].astype(str).map(mapping)
-    unknown = lab.isna()
-    if unknown.any():
+    if (unknown := lab.isna()).any():
         bad = sorted({str(v) for v in df.loc[unknown, "raw_label"]})
         report.drop("unknown_label", int(unknown.sum()), f"values {bad[:10]}")
         where = spec.get("labels_from") or f"{base}.labels"

@@ -33,6 +33,7 @@ MEMBERS = {"data.zip": [f"data/{n}" for n in (
     "cad_v1_dev.tsv cad_v1_test.tsv cad_v1_train.tsv errata_v1_to_v1_1 test/test_data.tsv test/test_data_test.tsv "
     "test/test_predictions.tsv").split()]}  # fmt: skip
 SPLIT_NAMES = ("train", "dev", "test")  # R&T folds 0-7, 8, 9
+COLUMNS = ["uid", "text_a", "text_b", "label", "split", "labels", "fold", "subreddit"]
 KEEP_CONTEXT = ("CurrentContent", '"NA"')
 BAD_IDS = ("cad_11730",)
 # R&T l. 208-210: the columns an entry's annotation rows are grouped by, in this order
@@ -98,15 +99,11 @@ _BOOL = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": Fals
 
 def _typed(col: pd.Series) -> list:
     """The column's values typed as ``pd.read_csv`` infers them (R&T's groupby sorts by the typed keys)."""
-    values = col.tolist()
-    stripped = [v.strip() for v in values]
-    if stripped and all(_INT_RE.fullmatch(v) for v in stripped):
-        return [int(v) for v in stripped]
-    if stripped and all(_FLOAT_RE.fullmatch(v) for v in stripped):
-        return [float(v) for v in stripped]
-    if stripped and all(v in _BOOL for v in stripped):
-        return [_BOOL[v] for v in stripped]
-    return values
+    stripped = [v.strip() for v in col.tolist()]
+    for matches, cast in ((_INT_RE.fullmatch, int), (_FLOAT_RE.fullmatch, float), (_BOOL.__contains__, _BOOL.get)):
+        if stripped and all(matches(v) for v in stripped):
+            return [cast(v) for v in stripped]
+    return col.tolist()
 
 
 def rt_backslashes(text: str) -> str:
@@ -130,17 +127,10 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
     df = report.filter(df, df["info_id"].str.strip() == "", "missing_uid", where)
 
     # groupby(static_cols)["annotation_Primary"].apply('$'.join(sorted(set(x)))): sorted groups
-    info_id = df["info_id"].tolist()
-    primary = df["annotation_Primary"].tolist()
-    meta_text = df["meta_text"].tolist()
-    subreddit = df["info_subreddit"].tolist()
-    groups: dict[tuple, list[int]] = {}
-    for pos, key in enumerate(keys.loc[df.index].itertuples(index=False, name=None)):
-        groups.setdefault(key, []).append(pos)
-    entries = []  # (first row position, composite label) in groupby order
-    for key in sorted(groups):
-        rows = groups[key]
-        entries.append((rows[0], "$".join(sorted({primary[r] for r in rows}))))
+    info_id, meta_text, subreddit = (df[c].tolist() for c in ("info_id", "meta_text", "info_subreddit"))
+    grouped = keys.loc[df.index].assign(pos=range(len(df)), primary=df["annotation_Primary"].to_numpy())
+    grouped = grouped.groupby(list(STATIC_COLS), sort=True)
+    entries = list(zip(grouped["pos"].first(), grouped["primary"].agg(lambda x: "$".join(sorted(set(x)))), strict=True))
     report.drop("merged_annotation_rows", len(df) - len(entries), None)
     if split_ids := sorted(k for k, n in Counter(info_id[pos] for pos, _ in entries).items() if n > 1):
         report.warn(
@@ -157,12 +147,11 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
             report.drop("line_break_in_text", 1, f"{where} has a carriage return")
         return text.rstrip() != "" and "\r" not in text
 
-    # data.tsv round trip: backslashes, then line.rstrip().split("\t") in preprocess_dataset
-    raw_texts = [(pos, labels, rt_backslashes(meta_text[pos]).rstrip()) for pos, labels in entries]
-    # preprocess_dataset: clean, then dedup by cleaned text in first-occurrence order
+    # data.tsv round trip: backslashes, then line.rstrip().split("\t"); preprocess_dataset: clean, then dedup by
+    # cleaned text in first-occurrence order
     by_text: dict[str, list[tuple[int, str]]] = {}
-    for pos, labels, text in raw_texts:
-        if usable(pos, text, "meta_text after the backslash handling"):
+    for pos, labels in entries:
+        if usable(pos, text := rt_backslashes(meta_text[pos]).rstrip(), "meta_text after the backslash handling"):
             cleaned = clean_text(text, CLEAN_DATASET, KEEP_EMOJIS)
             if usable(pos, cleaned, "the cleaned text"):
                 by_text.setdefault(cleaned, []).append((pos, labels))
@@ -176,48 +165,39 @@ def load(raw: Path, report: Report) -> pd.DataFrame:
             report.drop("duplicate_text", len(copies) - 1, f"{path.name}: info_id {first}: {cleaned[:80]!r}")
             instances.append((cleaned, copies[0][1], copies[0][0]))
 
+    inst = pd.DataFrame(instances, columns=["text_a", "labels", "pos"])
     # split_dataset: composite labels must be in LABEL_TO_ID (R&T: KeyError)
-    unmapped = [inst for inst in instances if inst[1] not in LABEL_TO_ID]
-    if unmapped:
-        vals = Counter(inst[1] for inst in unmapped)
-        report.drop("unmapped_label", len(unmapped), f"{path.name}: {dict(vals.most_common(5))}")
+    if (unmapped := ~inst["labels"].isin(list(LABEL_TO_ID))).any():
+        vals = dict(Counter(inst.loc[unmapped, "labels"]).most_common(5))
+        report.drop("unmapped_label", int(unmapped.sum()), f"{path.name}: {vals}")
         report.warn(
-            f"{len(unmapped)} instance(s) have a composite label outside Ramponi & Tonelli's LABEL_TO_ID "
-            f"(their script would stop with a KeyError): dropped, {dict(vals.most_common(5))}"
+            f"{int(unmapped.sum())} instance(s) have a composite label outside Ramponi & Tonelli's LABEL_TO_ID "
+            f"(their script would stop with a KeyError): dropped, {vals}"
         )
-        instances = [inst for inst in instances if inst[1] in LABEL_TO_ID]
-    if not instances:
-        return pd.DataFrame(columns=["uid", "text_a", "text_b", "label", "split", "labels", "fold", "subreddit"])
+        inst = inst[~unmapped].reset_index(drop=True)
+    if inst.empty:
+        return pd.DataFrame(columns=COLUMNS)
     # uid: info_id of the first entry with that text; a repeated info_id (rows that disagree on a
     # static column, and texts that differ after cleaning) is numbered in first-occurrence order
-    seen: Counter = Counter()
-    uids = []
-    for _, _, pos in instances:
-        seen[info_id[pos]] += 1
-        uids.append(info_id[pos] if seen[info_id[pos]] == 1 else f"{info_id[pos]}#{seen[info_id[pos]]}")
-
-    order = list(range(len(instances)))
+    iid = inst["pos"].map(info_id.__getitem__)
+    nth = iid.groupby(iid).cumcount() + 1
+    inst["uid"] = iid.where(nth == 1, iid + "#" + nth.astype(str))
+    inst["subreddit"] = inst["pos"].map(subreddit.__getitem__)
+    order = list(range(len(inst)))
     random.Random(RANDOM_SEED).shuffle(order)  # random.seed(42); random.shuffle(lines)
-    ids = [LABEL_TO_ID[instances[j][1]] for j in order]
-    folds = stratified_test_folds(ids, N_FOLDS, where=f"{path}: column annotation_Primary")
-    if (least := min(Counter(ids).values())) < N_FOLDS:
+    inst = inst.iloc[order].reset_index(drop=True)
+    ids = inst["labels"].map(LABEL_TO_ID)
+    inst["fold"] = stratified_test_folds(ids, N_FOLDS, where=f"{path}: column annotation_Primary")
+    if (least := ids.value_counts().min()) < N_FOLDS:
         report.warn(
             f"the least populated composite label has only {least} member(s), fewer than n_splits={N_FOLDS} "
             "(scikit-learn warns the same)"
         )
-    per_split: dict[str, list[int]] = {s: [] for s in SPLIT_NAMES}
-    for f in range(N_FOLDS):  # each fold's test indices, ascending, appended to its split file
-        per_split[fold_split(f)] += [i for i, fi in enumerate(folds) if fi == f]
-    for split in SPLIT_NAMES:  # every split file shuffled again with seed 42
-        random.Random(RANDOM_SEED).shuffle(per_split[split])
-
-    rows = []
-    for split in SPLIT_NAMES:
-        for i in per_split[split]:
-            j = order[i]
-            cleaned, labels, pos = instances[j]
-            rows.append({"uid": uids[j], "text_a": cleaned.rstrip(),  # .all round trip: line.rstrip()
-                         "text_b": None, "label": LABEL_MAPPING[ids[i]], "split": split, "labels": labels,
-                         "fold": folds[i], "subreddit": subreddit[pos]})  # fmt: skip
-    out = pd.DataFrame(rows).astype({"label": "int64", "fold": "int64"})
-    return out
+    inst["label"], inst["split"], inst["text_b"] = ids.map(LABEL_MAPPING), inst["fold"].map(fold_split), None
+    inst["text_a"] = inst["text_a"].str.rstrip()  # .all round trip: line.rstrip()
+    parts = []
+    for split in SPLIT_NAMES:  # each fold's test indices, ascending, appended to its split file, shuffled with seed 42
+        rows = inst[inst["split"] == split].sort_values("fold", kind="stable").index.tolist()
+        random.Random(RANDOM_SEED).shuffle(rows)
+        parts.append(inst.loc[rows])
+    return pd.concat(parts, ignore_index=True)[COLUMNS].astype({"label": "int64", "fold": "int64"})

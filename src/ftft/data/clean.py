@@ -1,7 +1,6 @@
 """Text cleaning of Ramponi & Tonelli (2022), shared by CAD (training) and DynaHate (OOD tests): a port of
 ``clean_text`` and its helpers in their ``scripts/1.prepare-data.py`` (l. 228-287), same regular expressions,
-same order. Nothing is stripped here (``ftft.data.cad`` emulates their file round trips). ``keep_emojis=False``
-(their ``-E``) needs ``demoji``, which is not a dependency.
+same order. Nothing is stripped here (``ftft.data.cad`` emulates their file round trips).
 """
 
 from __future__ import annotations
@@ -20,18 +19,6 @@ def _wordsegment():
 
     ws.load()
     return ws
-
-
-def convert_emojis_to_text(text: str) -> str:
-    """R&T ``convert_emojis_to_text``: every emoji -> `` [EMOJI] `` (only with keep_emojis=False)."""
-    try:
-        import demoji
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise FtftError(
-            "clean_text(keep_emojis=False) needs the 'demoji' package (Ramponi & Tonelli's -E option); "
-            "it is not a dependency of ftft: install it or keep emojis"
-        ) from exc
-    return demoji.replace(text, repl=" [EMOJI] ")
 
 
 def regex_match_segmentation(match: re.Match) -> str:
@@ -61,8 +48,8 @@ def clean_text(text: str, dataset_name: str = "cad", keep_emojis: bool = True) -
         text = re.sub(r"\/r\/\w+", "[USER]", re.sub(r"\/u\/\w+", "[USER]", text))  # /u/user, then /r/subreddit
     else:  # inverted order to avoid replacing @http-like mentions
         text = re.sub(r"http[^\r\n\t\f\v )\]\}]+", "[URL]", re.sub(r"@[A-Za-z0-9_-]+", "[USER]", text))
-    if keep_emojis is False:
-        text = convert_emojis_to_text(text)
+    if keep_emojis is False:  # convert_emojis_to_text needs demoji, not a dependency; 1.prepare-data.sh passes no -E
+        raise FtftError("clean_text(keep_emojis=False), Ramponi & Tonelli's -E option, is not supported: keep emojis")
     text = re.sub(r"#[A-Za-z0-9]+", regex_match_segmentation, text)
     for char in ("\n", "\t", "[linebreak]", "\xa0", "\u200d"):  # CAD's newline token, no-break space, ZW joiner
         text = text.replace(char, " ")

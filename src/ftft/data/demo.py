@@ -32,24 +32,21 @@ OOD_SPLITS = {
     "hsd": tuple(f"ood_r{r}_{kind}" for kind in ("original", "perturbation") for r in (2, 3, 4)),
 }
 
-# Per split: p_agree = probability the cue agrees with the rule's label (before noise /
-# ambiguity), noise / ambiguous = fractions of rows, distract = NLI distractor-clause rate,
-# frame = HSD counter-speech rate among nothate rows with an identity term.
-ID_SETTINGS = {"p_agree": 0.90, "noise": 0.03, "ambiguous": 0.03, "distract": 0.0, "frame": 0.3}
+# Per split: p_agree = probability the cue agrees with the rule's label (before noise / ambiguity), noise /
+# ambiguous = fractions of rows, distract = NLI distractor-clause rate, frame = HSD counter-speech rate among nothate
+# rows with an identity term, p_wrong_cue = NLI chance that a disagreeing cue is another label's (else none).
+ID_SETTINGS = {"p_agree": 0.90, "noise": 0.03, "ambiguous": 0.03, "distract": 0.0, "frame": 0.3, "p_wrong_cue": 0.6}
+OOD_SETTINGS = {"noise": 0.0, "ambiguous": 0.0, "p_wrong_cue": 0.85}
 NLI_OOD = {
-    "ood_wanli": {"p_agree": 0.45, "distract": 0.1},
-    "ood_anli_r1": {"p_agree": 0.35, "distract": 0.2},
-    "ood_anli_r2": {"p_agree": 0.2, "distract": 0.35},
-    "ood_anli_r3": {"p_agree": 0.08, "distract": 0.5},
+    f"ood_{s}": {"p_agree": a, "distract": d}
+    for s, a, d in (("wanli", 0.45, 0.1), ("anli_r1", 0.35, 0.2), ("anli_r2", 0.2, 0.35), ("anli_r3", 0.08, 0.5))
 }
 HSD_OOD = {
-    "ood_r2_original": {"p_agree": 0.55, "frame": 0.4},
-    "ood_r3_original": {"p_agree": 0.45, "frame": 0.5},
-    "ood_r4_original": {"p_agree": 0.35, "frame": 0.6},
+    f"ood_r{r}_original": {"p_agree": a, "frame": f} for r, a, f in ((2, 0.55, 0.4), (3, 0.45, 0.5), (4, 0.35, 0.6))
 }
 # shortcut agreement of the originals a perturbation set is edited from (flipped by the edit)
 HSD_PERTURB_BASE_AGREE = {"r2": 0.6, "r3": 0.75, "r4": 0.9}
-HSD_HATE_PRIOR_ID = 0.45
+HATE_PRIOR = {"id": 0.45, "ood": 0.5}
 
 # ---------------------------------------------------------------- vocabulary (NLI)
 SUBJECTS = ("man woman boy girl doctor teacher farmer pilot child chef artist singer student worker nurse driver "
@@ -89,11 +86,6 @@ FRAMES = ("it is wrong to say", "stop claiming that", "nobody should say")
 
 def _pick(rng: np.random.Generator, seq):
     return seq[int(rng.integers(len(seq)))]
-
-
-def _split_rng(seed: int, task: str, split: str) -> np.random.Generator:
-    key = sum((i + 1) * ord(c) for i, c in enumerate(f"{task}/{split}"))
-    return np.random.default_rng([int(seed), key])
 
 
 # ================================================================ NLI
@@ -146,23 +138,16 @@ def _nli_row(rng: np.random.Generator, st: dict) -> dict:
             "cue": cue, "cue_label": cue_label, "true_label": true_label}  # fmt: skip
 
 
-def _nli_split(rng, split: str, n: int) -> list[dict]:
-    if split in ID_SPLITS:
-        st = dict(ID_SETTINGS, p_wrong_cue=0.6)
-    else:
-        st = dict(noise=0.0, ambiguous=0.0, p_wrong_cue=0.85, **NLI_OOD[split])
-    return [_nli_row(rng, st) for _ in range(n)]
+def _settings(split: str) -> dict:
+    return dict(ID_SETTINGS) if split in ID_SPLITS else OOD_SETTINGS | (NLI_OOD | HSD_OOD)[split]
 
 
 # ================================================================ HSD
 # A text is parts: opener, optional counter-speech frame (single clause only), one or two
 # clauses (target, group, abusive, predicate) joined by a conjunction, closer.
 def _hsd_render(p: dict) -> str:
-    clauses = [f"{c['target']} {c['predicate']}" for c in p["clauses"]]
-    body = f" {p['conj']} ".join(clauses)
-    if p["frame"]:
-        body = f"{p['frame']} {body}"
-    return " ".join(w for w in (p["opener"], body, p["closer"]) if w)
+    body = f" {p['conj']} ".join(f"{c['target']} {c['predicate']}" for c in p["clauses"])
+    return " ".join(w for w in (p["opener"], p["frame"], body, p["closer"]) if w)
 
 
 def _hsd_rule(p: dict) -> int:
@@ -171,16 +156,9 @@ def _hsd_rule(p: dict) -> int:
 
 
 def _hsd_clause(rng, group: str, abusive: bool) -> dict:
-    if group == "explicit":
-        target = _pick(rng, IDENTITIES)
-    else:
-        target = f"people from {_pick(rng, LANDS)}" if group == "implicit" else _pick(rng, OTHER_TARGETS)
-    return {
-        "group": group,
-        "abusive": abusive,
-        "target": target,
-        "predicate": _pick(rng, ABUSIVE if abusive else NEUTRAL),
-    }
+    target = _pick(rng, {"explicit": IDENTITIES, "implicit": LANDS, "none": OTHER_TARGETS}[group])
+    target = f"people from {target}" if group == "implicit" else target
+    return {"group": group, "abusive": abusive, "target": target, "predicate": _pick(rng, (NEUTRAL, ABUSIVE)[abusive])}
 
 
 def _hsd_benign(rng, explicit_ok: bool) -> dict:
@@ -229,16 +207,13 @@ def _hsd_explicit(p: dict) -> bool:
 
 def _hsd_record(p: dict, label: int, kind: str, true_label: int) -> dict:
     cue_label = int(_hsd_explicit(p))
-    cue = "identity" if cue_label == 1 else "none"
     return {"text_a": _hsd_render(p), "text_b": None, "label": label, "kind": kind, "shortcut": cue_label == label,
-            "cue": cue, "cue_label": cue_label, "true_label": true_label, "_parts": p}  # fmt: skip
+            "cue": ("none", "identity")[cue_label], "cue_label": cue_label, "true_label": true_label,
+            "_parts": p}  # fmt: skip
 
 
 def _hsd_split(rng, split: str, n: int) -> list[dict]:
-    if split in ID_SPLITS:
-        st, hate_prior = dict(ID_SETTINGS), HSD_HATE_PRIOR_ID
-    else:
-        st, hate_prior = dict(noise=0.0, ambiguous=0.0, **HSD_OOD[split]), 0.5
+    st, hate_prior = _settings(split), HATE_PRIOR["id" if split in ID_SPLITS else "ood"]
     rows = []
     for _ in range(n):
         u = rng.random()
@@ -302,10 +277,8 @@ def _hsd_perturbations(rng, originals: list[dict], orig_uids: list[str], n: int,
         i = _pick(rng, pool)
         q = _hsd_perturb(rng, originals[i]["_parts"])
         label = _hsd_rule(q)
-        rec = _hsd_record(q, label, "clean", label)
-        rec["kind"] = "clean" if rec["shortcut"] else "counter"
-        rec["orig_uid"] = orig_uids[i]
-        rows.append(rec)
+        kind = "clean" if int(_hsd_explicit(q)) == label else "counter"  # whether the identity cue agrees
+        rows.append(_hsd_record(q, label, kind, label) | {"orig_uid": orig_uids[i]})
     return rows
 
 
@@ -324,9 +297,9 @@ def generate(task: str, train_rows: int = 2000, eval_rows: int = 300, seed: int 
     frames = []
     originals: dict[str, tuple[list[dict], list[str]]] = {}
     for split, n in sizes.items():
-        rng = _split_rng(seed, task, split)
+        rng = np.random.default_rng([int(seed), sum((i + 1) * ord(c) for i, c in enumerate(f"{task}/{split}"))])
         if task == "nli":
-            rows = _nli_split(rng, split, n)
+            rows = [_nli_row(rng, _settings(split)) for _ in range(n)]
         elif split.endswith("_perturbation"):
             rnd = split.split("_")[1]
             base, base_uids = originals[f"ood_{rnd}_original"]
@@ -353,15 +326,15 @@ def generate(task: str, train_rows: int = 2000, eval_rows: int = 300, seed: int 
 
 def diagnostics(df: pd.DataFrame) -> dict:
     """Per split: rows, label counts, shortcut agreement, kind fractions."""
-    out = {}
-    for split, part in df.groupby("split", sort=False):
-        out[split] = {
+    return {
+        split: {
             "rows": len(part),
             "labels": {int(k): int(v) for k, v in sorted(Counter(part["label"]).items())},
             "shortcut_agreement": round(float(part["shortcut"].mean()), 4),
             "kinds": {k: round(float(v), 4) for k, v in part["kind"].value_counts(normalize=True).items()},
         }
-    return out
+        for split, part in df.groupby("split", sort=False)
+    }
 
 
 def summary(df: pd.DataFrame, task: str, expected: dict[str, int]) -> dict:
@@ -382,9 +355,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, choices=TASKS)
     parser.add_argument("--out", required=True, help="normalised parquet (all splits)")
     parser.add_argument("--summary", required=True, help="summary JSON")
-    parser.add_argument("--train-rows", type=int, default=2000)
-    parser.add_argument("--eval-rows", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=13)
+    for flag, default in (("--train-rows", 2000), ("--eval-rows", 300), ("--seed", 13)):
+        parser.add_argument(flag, type=int, default=default)
 
 
 def run(args: argparse.Namespace) -> int:

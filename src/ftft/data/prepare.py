@@ -9,7 +9,6 @@ import importlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,11 +35,10 @@ class Report:
     warnings: list = field(default_factory=list)
 
     def drop(self, reason: str, n: int = 1, example: str | None = None) -> None:
-        if n <= 0:
-            return
-        self.dropped[reason] += n
-        if example is not None and reason not in self.examples:
-            self.examples[reason] = example[:300]
+        if n > 0:
+            self.dropped[reason] += n
+            if example is not None:
+                self.examples.setdefault(reason, example[:300])
 
     def filter(self, df: pd.DataFrame, mask, reason: str, example) -> pd.DataFrame:
         """``df`` without the rows of ``mask``, counted under ``reason`` (``example(first such row)``)."""
@@ -61,10 +59,9 @@ def find_file(raw: str | Path, name: str, required: bool = True) -> Path | None:
     raw = Path(raw)
     if not raw.is_dir():
         raise DataError(f"raw data folder not found: {raw}")
+    hidden = (".", "__MACOSX")
     hits = [
-        p
-        for p in raw.rglob(name)
-        if p.is_file() and not any(part.startswith((".", "__MACOSX")) for part in p.relative_to(raw).parts)
+        p for p in raw.rglob(name) if p.is_file() and not any(q.startswith(hidden) for q in p.relative_to(raw).parts)
     ]
     if not hits:
         if required:
@@ -76,15 +73,7 @@ def find_file(raw: str | Path, name: str, required: bool = True) -> Path | None:
     return hits[0]
 
 
-def read_delimited(
-    path: Path,
-    report: Report,
-    *,
-    sep: str,
-    quoting: int = csv.QUOTE_MINIMAL,
-    chunksize: int | None = 50_000,
-    needed: tuple[str, ...] = (),
-) -> Iterator[pd.DataFrame]:
+def read_delimited(path: Path, report: Report, *, sep: str, quoting=csv.QUOTE_MINIMAL, chunksize=50_000, needed=()):
     """Chunks of a CSV/TSV read as strings (the ``needed`` columns, each must exist); rows with too many fields
     (pandas' ``on_bad_lines``) or too few (NaN: ``keep_default_na=False`` keeps every real value a string) are
     dropped and counted as ``bad_column_count``."""
@@ -101,11 +90,9 @@ def read_delimited(
                              on_bad_lines=bad.append, chunksize=chunksize, encoding="utf-8")  # fmt: skip
         for chunk in [reader] if chunksize is None else reader:
             count_bad()
-            short = chunk.isna().any(axis=1)
             report.rows_in += len(chunk)
-            if short.any():
-                report.drop("bad_column_count", int(short.sum()), f"{path.name}: {chunk[short].iloc[0].to_dict()!r}")
-                chunk = chunk[~short]
+            short = chunk.isna().any(axis=1)
+            chunk = report.filter(chunk, short, "bad_column_count", lambda r: f"{path.name}: {r.to_dict()!r}")
             if missing := [c for c in needed if c not in chunk.columns]:
                 raise DataError(f"{path}: missing column(s) {missing}; have {list(chunk.columns)}")
             yield chunk[list(needed)] if needed else chunk
@@ -121,8 +108,7 @@ def blank(value) -> bool:
 def map_labels(df: pd.DataFrame, column: str, mapping: dict, report: Report, where: str) -> pd.DataFrame:
     """Map ``df[column]`` through ``mapping`` into ``label``; unknown values dropped as ``unknown_label``."""
     lab = df[column].map(mapping)
-    unknown = lab.isna()
-    if unknown.any():
+    if (unknown := lab.isna()).any():
         vals = Counter(df.loc[unknown, column].astype(str))
         report.drop("unknown_label", int(unknown.sum()), f"{where}: {dict(vals.most_common(5))}")
     df = df[~unknown].copy()
@@ -160,9 +146,8 @@ def normalise(source: str, raw: str | Path, spec: dict | None = None) -> tuple[p
         label_names = list(module.LABEL_NAMES)
         expected = dict(module.EXPECTED)
     df = df.reset_index(drop=True)
-    df = report.filter(df, df["uid"].duplicated(), "duplicate_uid", lambda r: f"uid {r['uid']!r}").reset_index(
-        drop=True
-    )
+    df = report.filter(df, df["uid"].duplicated(), "duplicate_uid", lambda r: f"uid {r['uid']!r}")
+    df = df.reset_index(drop=True)
     splits = {str(k): int(v) for k, v in sorted(df["split"].value_counts().items())}
     for split, n in expected.items():
         got = splits.get(split, 0)
@@ -170,14 +155,11 @@ def normalise(source: str, raw: str | Path, spec: dict | None = None) -> tuple[p
             report.warn(f"split '{split}' is missing (0 rows); the documented full size is {n}")
         elif got != n:
             report.warn(f"split '{split}' has {got} rows; the documented full size is {n}")
-    rows_out = len(df)
-    if report.rows_in != rows_out + sum(report.dropped.values()):
-        # every reader counts what it reads; a gap means a bug in a reader, not in the data
-        report.warn(
-            f"row accounting gap: rows_in {report.rows_in} != rows_out {rows_out} + dropped {sum(report.dropped.values())}"
-        )
+    rows_out, dropped = len(df), sum(report.dropped.values())
+    if report.rows_in != rows_out + dropped:  # every reader counts what it reads: a gap is a bug in a reader
+        report.warn(f"row accounting gap: rows_in {report.rows_in} != rows_out {rows_out} + dropped {dropped}")
     if report.dropped:  # a warning: the prepare rule copies warnings from its log to the console
-        report.warn(f"dropped {sum(report.dropped.values())} of {report.rows_in} rows: {dict(report.dropped)}")
+        report.warn(f"dropped {dropped} of {report.rows_in} rows: {dict(report.dropped)}")
     summary = {
         "source": source,
         "rows_in": report.rows_in,
@@ -247,17 +229,9 @@ def run(args) -> int:
     return 0
 
 
-def nli_jsonl_rows(
-    path: Path,
-    split: str,
-    report: Report,
-    fields: tuple[str, str, str, str],
-    label_map: dict,
-    extra: dict[str, str],
-    where_prefix: str = "",
-) -> list[dict]:
-    """Rows of a JSON-lines NLI file (WANLI, ANLI); ``fields``: the source keys of (uid, premise, hypothesis,
-    label); ``extra``: output column -> optional source key. Bad lines are dropped and counted by reason."""
+def nli_jsonl_rows(path: Path, split: str, report: Report, fields, label_map, extra, where_prefix="") -> list[dict]:
+    """Rows of a JSON-lines NLI file (WANLI, ANLI); ``fields``: the source keys of (uid, premise, hypothesis, label);
+    ``extra``: output column -> optional source key. Bad lines are dropped and counted by reason."""
     uid_key, premise_key, hyp_key, label_key = fields
     rows = []
     with open(path, encoding="utf-8") as fh:  # not splitlines(): U+2028 may stand inside a JSON string
@@ -275,8 +249,7 @@ def nli_jsonl_rows(
             report.drop("bad_json", example=f"{path.name}:{lineno}: not an object")
             continue
         where = f"{where_prefix}{path.name}:{lineno}"
-        missing = [k for k in fields if obj.get(k) is None]
-        if missing:
+        if missing := [k for k in fields if obj.get(k) is None]:
             report.drop("missing_field", example=f"{where}: missing {missing}")
             continue
         if blank(obj[premise_key]) or blank(obj[hyp_key]):

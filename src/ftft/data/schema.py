@@ -17,18 +17,15 @@ HSD_LABELS = ["nothate", "hate"]
 
 def check(df: pd.DataFrame, label_names: list[str], where: str) -> None:
     """Raise DataError naming ``where`` and the column if ``df`` breaks the schema."""
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
+    if missing := [c for c in REQUIRED if c not in df.columns]:
         raise DataError(f"{where}: missing column(s) {missing}; have {list(df.columns)}")
     if df["uid"].isna().any():
         raise DataError(f"{where}: column 'uid' has {int(df['uid'].isna().sum())} null value(s)")
-    dup = df["uid"][df["uid"].duplicated()]
-    if len(dup):
+    if len(dup := df["uid"][df["uid"].duplicated()]):
         raise DataError(f"{where}: column 'uid' is not unique, e.g. {dup.iloc[0]!r} ({len(dup)} duplicates)")
     if df["text_a"].isna().any() or (df["text_a"].astype(str).str.strip() == "").any():
         raise DataError(f"{where}: column 'text_a' has empty values")
-    bad = ~df["label"].isin(range(len(label_names)))
-    if bad.any():
+    if (bad := ~df["label"].isin(range(len(label_names)))).any():
         raise DataError(
             f"{where}: column 'label' has value {df['label'][bad].iloc[0]!r} outside 0..{len(label_names) - 1} ({label_names})"
         )
