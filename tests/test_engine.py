@@ -37,11 +37,8 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy")
-    raw = ef.write_toy_data(root / "raw")
-    model = ef.build_toy_model(root / "model")
-    data = ef.tokenize_toy(raw, model, root / "data")
-    return {"root": root, "raw": raw, "data": data, "model": model, "train": pd.read_parquet(raw / "train.parquet")}
+    toy = ef.toy_setup(tmp_path_factory.mktemp("toy"))
+    return toy | {"train": pd.read_parquet(toy["raw"] / "train.parquet")}
 
 
 def _spec(toy, method="erm", ref="none", steps=STEPS, checkpoints=K, cfg_update=None, **training):

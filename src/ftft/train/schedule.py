@@ -24,10 +24,6 @@ def checkpoint_steps(steps: int, k: int) -> list[int]:
     return [round(i * steps / k) for i in range(1, k + 1)]
 
 
-def warmup_steps(steps: int, ratio: float) -> int:
-    return int(ratio * steps)
-
-
 def make_scheduler(optimizer: torch.optim.Optimizer, spec: dict):
     """The spec's scheduler: 'linear' (stepped per step) or 'plateau' (stepped per checkpoint)."""
     if spec["scheduler"] == "plateau":
@@ -37,9 +33,4 @@ def make_scheduler(optimizer: torch.optim.Optimizer, spec: dict):
         )
     from transformers import get_linear_schedule_with_warmup
 
-    return get_linear_schedule_with_warmup(optimizer, warmup_steps(spec["steps"], spec["warmup_ratio"]), spec["steps"])
-
-
-def steps_per_step(spec: dict) -> bool:
-    """True if the scheduler is stepped after every optimiser step (linear), False if per checkpoint."""
-    return spec["scheduler"] == "linear"
+    return get_linear_schedule_with_warmup(optimizer, int(spec["warmup_ratio"] * spec["steps"]), spec["steps"])

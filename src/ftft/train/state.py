@@ -14,7 +14,6 @@ import logging
 import os
 import pickle
 import random
-import shutil
 import threading
 import zipfile
 from datetime import UTC, datetime
@@ -166,8 +165,3 @@ def load(state_dir: str | Path, fingerprint: str) -> dict | None:
         return None
     log.info("resuming from %s at step %s", path, state.get("position", {}).get("step"))
     return state
-
-
-def clear(state_dir: str | Path) -> None:
-    """Delete the state folder after the run's outputs are written (set-aside files with it)."""
-    shutil.rmtree(state_dir, ignore_errors=True)
