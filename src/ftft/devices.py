@@ -2,10 +2,9 @@
 
 ``claim_gpu`` (before anything starts CUDA) does nothing when ``CUDA_VISIBLE_DEVICES`` is set or no GPU is found
 (``FTFT_GPU_COUNT``, else ``nvidia-smi -L``); otherwise it locks the first free ``{lock_dir}/gpu{i}.lock``, exports
-``CUDA_VISIBLE_DEVICES=i`` and holds the lock for the life of the process (the kernel drops it when the process
-dies), waiting up to ``wait_s`` when all are taken. ``hold_run`` locks a run's state folder the same way;
-``die_with_parent`` ends the job when its Snakemake dies. The lock folder must be local (flock over NFS is not
-reliable).
+``CUDA_VISIBLE_DEVICES=i`` and holds the lock for the life of the process, waiting up to ``wait_s`` when all are
+taken. ``hold_run`` locks a run's state folder the same way; ``die_with_parent`` ends the job when its Snakemake
+dies. The lock folder must be local (flock over NFS is not reliable).
 """
 
 from __future__ import annotations

@@ -58,13 +58,11 @@ class LossStats:
     """Loss sums on the device since the last log line (``window``), the last checkpoint, and the first step
     (``total``: the plateau scheduler's input); read on the host only at log lines and checkpoints."""
 
-    SUMS = ("window", "checkpoint", "total", "nonfinite")
+    SUMS = {"window": torch.float32, "checkpoint": torch.float32, "total": torch.float64, "nonfinite": torch.bool}
 
     def __init__(self, device: torch.device):
-        self.window = torch.zeros((), dtype=torch.float32, device=device)
-        self.checkpoint = torch.zeros((), dtype=torch.float32, device=device)
-        self.total = torch.zeros((), dtype=torch.float64, device=device)
-        self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+        for name, dtype in self.SUMS.items():
+            setattr(self, name, torch.zeros((), dtype=dtype, device=device))
         self.counts = {"window": 0, "checkpoint": 0, "total": 0}  # steps (host ints)
 
     @torch.no_grad()
@@ -205,12 +203,10 @@ def peak_memory_mb(device: torch.device) -> float:
 def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {}
-    for pkg in ("ftft", "torch", "transformers", "accelerate", "tokenizers", "datasets", "numpy"):
-        try:
+    out = dict.fromkeys(("ftft", "torch", "transformers", "accelerate", "tokenizers", "datasets", "numpy"))
+    for pkg in out:
+        with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
     return out
 
 

@@ -1,7 +1,5 @@
-"""Checkpoint evaluation: class probabilities on an eval set, accuracy and macro-F1.
-
-Macro-F1 is the unweighted mean of the per-class F1 over the task's whole label set; a class
-with no true and no predicted instance scores 0 (scikit-learn's convention).
+"""Checkpoint evaluation: class probabilities on an eval set, accuracy and macro-F1 (over the task's whole label
+set; a class with no true and no predicted instance scores 0, scikit-learn's convention).
 """
 
 from __future__ import annotations

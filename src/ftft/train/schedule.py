@@ -1,17 +1,7 @@
-"""The engine's schedules: checkpoint steps, learning-rate warm-up and decay, plateau stepping.
-
-  checkpoints   K evenly spaced evaluation steps, ``round(k * steps / K)`` for k = 1..K; a
-                full run's checkpoint k is what halting at fraction k/K reads
-  linear        transformers' ``get_linear_schedule_with_warmup`` (the paper's "linear learning
-                rate scheduler with 10% warmup"), warm-up steps ``int(ratio * steps)`` as the
-                official code (``utils.construct_scheduler``); stepped every optimiser step
-  plateau       ``ReduceLROnPlateau`` with transformers' ``reduce_lr_on_plateau`` defaults
-                (mode min, factor 0.1, patience 10; JTT), stepped at every checkpoint on the
-                running mean of the training loss since the first step, as the official trainer
-                steps it on ``avg_loss`` (``trainers.train``). No evaluation score steers training.
-
-A limited run (appendix A.1) has the whole schedule set for its shorter ``steps``; halting
-needs no schedule of its own (it reads a checkpoint of the full run).
+"""The engine's schedules (sources in docs/FIDELITY.md): K checkpoints evenly spaced at ``round(k * steps / K)``
+(a full run's checkpoint k is what halting at fraction k/K reads); the linear schedule with ``int(ratio * steps)``
+warm-up steps, stepped every optimiser step; ``ReduceLROnPlateau`` (JTT), stepped at every checkpoint on the running
+mean training loss since the first step. No evaluation score steers training.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
-"""Resumable training state (``{state_dir}/resume.pt``): everything the rest of a run depends on, so that a
-killed run resumes to bitwise the same outputs on CPU.
-
-``load`` returns None when there is no state or it belongs to another spec (left alone: the next checkpoint
-replaces it). A state that cannot be read (damaged, or more than tensors, numpy arrays and plain values,
-which ``torch.load(weights_only=True)`` refuses without running code) is set aside as
-``resume.pt.corrupt-<UTC time>`` with a warning and the run restarts, instead of failing on every rerun.
+"""Resumable training state (``{state_dir}/resume.pt``, ``torch.save``): everything the rest of a run depends on, so
+that a killed run resumes to bitwise the same outputs on CPU. ``load`` returns None when there is none or it belongs
+to another spec; a state that cannot be read (damaged, or more than tensors, numpy arrays and plain values, which
+``torch.load(weights_only=True)`` refuses unread) is set aside as ``resume.pt.corrupt-<UTC time>`` with a warning
+and the run restarts, instead of failing on every rerun.
 """
 
 from __future__ import annotations
