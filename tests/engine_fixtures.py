@@ -51,6 +51,12 @@ def tokenize_toy(data: Path, model: Path, out: Path) -> Path:
     return out
 
 
+def toy_setup(root: Path) -> dict:
+    """Toy data, model and tokenised data under ``root``: {"root", "raw", "model", "data"}."""
+    raw, model = write_toy_data(root / "raw"), build_toy_model(root / "model")
+    return {"root": root, "raw": raw, "model": model, "data": tokenize_toy(raw, model, root / "data")}
+
+
 def build_toy_model(out: Path) -> Path:
     from ftft.standins import build_demo_model
 

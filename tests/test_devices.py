@@ -6,7 +6,6 @@ import os
 import select
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -129,20 +128,18 @@ def test_bad_count_or_unusable_lock_folder_is_named(count, error, tmp_path, monk
         claim_gpu(tmp_path / "file" / "locks")
 
 
-HOLDER = textwrap.dedent(
-    """
-    import os, subprocess, sys, time
-    from ftft.devices import die_with_parent, hold_run
-    if sys.argv[1] == "trainer":
-        die_with_parent()
-        hold_run(sys.argv[2])
-        print(os.getpid(), flush=True)
-        time.sleep(120)
-    else:  # a stand-in for Snakemake: starts a trainer, then waits to be killed
-        subprocess.Popen([sys.executable, __file__, "trainer", sys.argv[2]])
-        time.sleep(120)
-    """
-)
+HOLDER = """
+import os, subprocess, sys, time
+from ftft.devices import die_with_parent, hold_run
+if sys.argv[1] == "trainer":
+    die_with_parent()
+    hold_run(sys.argv[2])
+    print(os.getpid(), flush=True)
+    time.sleep(120)
+else:  # a stand-in for Snakemake: starts a trainer, then waits to be killed
+    subprocess.Popen([sys.executable, __file__, "trainer", sys.argv[2]])
+    time.sleep(120)
+"""
 
 
 def test_second_trainer_of_a_run_fails_naming_the_holder_and_a_killed_parent_ends_it(tmp_path):

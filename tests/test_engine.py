@@ -37,11 +37,8 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy")
-    raw = ef.write_toy_data(root / "raw")
-    model = ef.build_toy_model(root / "model")
-    data = ef.tokenize_toy(raw, model, root / "data")
-    return {"root": root, "raw": raw, "data": data, "model": model, "train": pd.read_parquet(raw / "train.parquet")}
+    toy = ef.toy_setup(tmp_path_factory.mktemp("toy"))
+    return toy | {"train": pd.read_parquet(toy["raw"] / "train.parquet")}
 
 
 def _spec(toy, method="erm", ref="none", steps=STEPS, checkpoints=K, cfg_update=None, **training):
@@ -191,10 +188,7 @@ def test_subset_trains_only_on_listed_uids(toy, erm, tmp_path):
         assert list(d["uids"]) == [u for u in toy["train"]["uid"] if u in set(uids)]  # training-file order
         assert d["seen"][:3].all()  # 10 steps of 20 over 48 instances: 3 passes + a partial one
     assert rec["tokens"]["train_tokens_per_epoch"] < 0.5 * erm["record"]["tokens"]["train_tokens_per_epoch"]
-
-
-def test_subset_weights_align_by_uid(toy, tmp_path):
-    data = load_tokenized(toy["data"], [], 0)[0]
+    data = load_tokenized(toy["data"], [], 0)[0]  # weights align by uid, the instances repacked
     got = apply_subset(data, _write_subset(tmp_path / "s.parquet", data.uids[[5, 2]], weight=[3.0, 1.0]), 3)
     assert got.uids.tolist() == data.uids[[2, 5]].tolist()  # training-set order
     np.testing.assert_array_equal(got.weight, [1.0, 3.0])
@@ -236,22 +230,18 @@ def _prob_change(out: Path) -> float:
     return float(np.abs(first[PROBS].to_numpy() - last[PROBS].to_numpy()).max())
 
 
-def test_zero_weights_leave_the_model_unchanged(toy, erm, tmp_path):
-    subset = _write_subset(tmp_path / "w.parquet", toy["train"]["uid"], weight=np.zeros(ef.N_TRAIN))
-    train(_spec(toy, "jtt", steps=20, checkpoints=2), toy["data"], tmp_path / "out", tmp_path / "st", subset)
-    assert _prob_change(tmp_path / "out") == 0.0
-    assert _prob_change(erm["out"]) > 0.1  # while ERM moves them
-
-
-def test_poe_with_certain_correct_bias_learns_nothing(toy, tmp_path):
-    """A bias expert that is certain and right explains every example: PoE gradients vanish."""
+@pytest.mark.parametrize("method", ["jtt", "poe"])
+def test_subset_that_leaves_nothing_to_learn_leaves_the_model_unchanged(toy, erm, tmp_path, method):
+    """Zero weights; or a PoE bias expert that is certain and right on every example (PoE gradients vanish)."""
     certain = np.full((ef.N_TRAIN, 3), np.log(1e-12), dtype=np.float32)
     certain[np.arange(ef.N_TRAIN), toy["train"]["label"]] = 0.0
-    subset = _write_subset(tmp_path / "poe.parquet", toy["train"]["uid"], bias_logp=certain)
-    spec = _spec(toy, "poe", steps=20, checkpoints=2, cfg_update={"methods": {"poe": {"ce_weight": 0.0}}})
-    assert spec["poe"] == {"ce_weight": 0.0, "poe_weight": 1.0}
+    column = {"jtt": {"weight": np.zeros(ef.N_TRAIN)}, "poe": {"bias_logp": certain}}[method]
+    subset = _write_subset(tmp_path / "s.parquet", toy["train"]["uid"], **column)
+    spec = _spec(toy, method, steps=20, checkpoints=2, cfg_update={"methods": {"poe": {"ce_weight": 0.0}}})
+    assert spec["poe"] == (None if method == "jtt" else {"ce_weight": 0.0, "poe_weight": 1.0})
     train(spec, toy["data"], tmp_path / "out", tmp_path / "st", subset)
-    assert _prob_change(tmp_path / "out") < 1e-3
+    assert _prob_change(tmp_path / "out") <= {"jtt": 0.0, "poe": 1e-3}[method]
+    assert _prob_change(erm["out"]) > 0.1  # while ERM moves them
 
 
 def test_jtt_uses_sgd_and_plateau_on_the_training_loss(toy, tmp_path):
@@ -331,15 +321,10 @@ def test_training_batches_are_the_tokenizer_output_in_the_seeded_order(toy):
         assert sorted(np.concatenate([b.idx.numpy() for b in parts])) == sorted(rows) and len(parts) <= 3
         for b in parts:
             idx = b.idx.numpy()
-            enc = [tok(df["text_a"][i], df["text_b"][i], truncation=True, max_length=ef.MAX_LENGTH) for i in idx]
-            ids = np.full((len(idx), b.width), tok.pad_token_id, np.int64)
-            types = np.zeros_like(ids)
-            for r, e in enumerate(enc):
-                ids[r, : len(e["input_ids"])], types[r, : len(e["input_ids"])] = e["input_ids"], e["token_type_ids"]
-            assert b.width == max(len(e["input_ids"]) for e in enc)
-            assert torch.equal(b.inputs["input_ids"], torch.from_numpy(ids))
-            assert torch.equal(b.inputs["token_type_ids"], torch.from_numpy(types))
-            assert torch.equal(b.inputs["attention_mask"], torch.from_numpy((ids != tok.pad_token_id).astype(np.int64)))
+            pairs = df["text_a"][idx].tolist(), df["text_b"][idx].tolist()
+            want = tok(*pairs, truncation=True, max_length=ef.MAX_LENGTH, padding=True, return_tensors="pt")
+            assert b.inputs.keys() == want.keys() and all(torch.equal(b.inputs[k], want[k]) for k in want)
+            assert b.width == want["input_ids"].shape[1]
             assert torch.equal(b.labels, torch.from_numpy(df["label"].to_numpy()[idx]))
     rows, parts = next(iter(train_loader(data, BATCH, 0, 3, CPU, epoch=1, batch=3)))
     np.testing.assert_array_equal(rows, passes[1][3][0])

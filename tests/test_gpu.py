@@ -44,10 +44,9 @@ def test_training_steps_do_not_sync_with_the_host(tmp_path):
     from ftft.train.spec import make_spec
     from ftft.train.state import BackgroundSaver
 
-    model_dir = ef.build_toy_model(tmp_path / "model")
-    data_dir = ef.tokenize_toy(ef.write_toy_data(tmp_path / "raw"), model_dir, tmp_path / "data")
-    spec = make_spec(ef.toy_config(model_dir, steps=20, checkpoints=2), ef.toy_run())
-    s = engine.Session(spec, data_dir, None)
+    toy = ef.toy_setup(tmp_path)
+    spec = make_spec(ef.toy_config(toy["model"], steps=20, checkpoints=2), ef.toy_run())
+    s = engine.Session(spec, toy["data"], None)
     s.model, s.optimizer = s.accelerator.prepare(s.model, s.optimizer)
     assert s.device.type == "cuda"
     BackgroundSaver().guard(s.optimizer.optimizer)  # as the engine: the step waits for a checkpoint's copy

@@ -1,6 +1,6 @@
-"""The resumable training state: what the engine saves comes back (the RNG streams go on); a crafted pickle runs
-no code; a damaged state is set aside and the run restarts; another spec's state is ignored; an interrupted save
-leaves the previous one. Resumed run = uninterrupted run: tests/test_engine.py."""
+"""The resumable training state: a crafted pickle runs no code; a damaged state is set aside and the run restarts;
+another spec's state is ignored; an interrupted save leaves the previous one; a background save writes the state of
+its call. What the engine saves comes back: resumed run = uninterrupted run, tests/test_engine.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import copy
 import logging
 import os
 import pickle
-import random
 from pathlib import Path
 
 import numpy as np
@@ -54,21 +53,6 @@ def engine_like_state(fp: str = "fp-1", step: int = 50) -> dict:
         "rng": state_io.rng_state(),
         "big": torch.arange(100_000, dtype=torch.float32),  # most of the file: a byte flipped mid-file is data
     }
-
-
-def test_round_trip_restores_models_optimisers_and_rng_streams(tmp_path):
-    state = engine_like_state()
-    state_io.save(tmp_path, state)
-    assert [p.name for p in tmp_path.iterdir()] == [STATE_FILE]  # one file, no temporaries left
-    got = state_io.load(tmp_path, "fp-1")
-    np.testing.assert_equal(plain(got), plain(state))
-    state_io.set_rng_state(state["rng"])
-    want = (random.random(), np.random.random(), torch.rand(3))
-    state_io.set_rng_state(got["rng"])
-    np.testing.assert_equal(plain((random.random(), np.random.random(), torch.rand(3))), plain(want))
-    model = torch.nn.Sequential(torch.nn.Embedding(50, 16), torch.nn.Linear(16, 3))
-    model.load_state_dict(got["model"])  # a fresh model and optimiser take it
-    torch.optim.AdamW(model.parameters(), lr=1e-3).load_state_dict(got["optimizer"])
 
 
 def assert_set_aside_and_restarts(state_dir: Path, caplog, content: bytes | None = None) -> None:
@@ -120,7 +104,7 @@ def test_damaged_state_is_set_aside_and_the_run_restarts(tmp_path, caplog, damag
     assert_set_aside_and_restarts(tmp_path, caplog, path.read_bytes())
 
 
-def test_missing_or_other_spec_state_is_none_and_clear_removes_the_folder(tmp_path, caplog):
+def test_missing_or_other_spec_state_is_none_and_left_alone(tmp_path, caplog):
     assert state_io.load(tmp_path / "nothing", "fp") is None
     state_io.save(tmp_path, engine_like_state(fp="old-spec"))
     before = (tmp_path / STATE_FILE).read_bytes()
@@ -128,8 +112,6 @@ def test_missing_or_other_spec_state_is_none_and_clear_removes_the_folder(tmp_pa
         assert state_io.load(tmp_path, "new-spec") is None
     assert "different spec" in caplog.text and str(tmp_path) in caplog.text
     assert [p.name for p in tmp_path.iterdir()] == [STATE_FILE] and (tmp_path / STATE_FILE).read_bytes() == before
-    state_io.clear(tmp_path)
-    assert not tmp_path.exists()
 
 
 def crash(*args, **kwargs):

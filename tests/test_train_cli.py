@@ -18,31 +18,16 @@ pytestmark = pytest.mark.integration  # real training runs / subprocesses / serv
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy_cli")
-    raw = ef.write_toy_data(root / "raw")
-    model = ef.build_toy_model(root / "model")
-    data = ef.tokenize_toy(raw, model, root / "data")
+    toy = ef.toy_setup(tmp_path_factory.mktemp("toy_cli"))
     # the spec names a hub id that cannot be reached: --model-path must override it
-    cfg = ef.toy_config(model, steps=12, checkpoints=3)
+    cfg = ef.toy_config(toy["model"], steps=12, checkpoints=3)
     cfg["models"]["tiny"]["path"] = None
-    spec = make_spec(cfg, ef.toy_run())
-    return {"root": root, "raw": raw, "data": data, "model": model, "spec": spec}
+    return toy | {"spec": make_spec(cfg, ef.toy_run())}
 
 
 def _args(toy, out, spec_arg, *extra):
-    state = str(toy["root"] / "state" / out.name)
-    return [
-        "train",
-        "--spec",
-        spec_arg,
-        "--data-dir",
-        str(toy["data"]),
-        "--out",
-        str(out),
-        "--state-dir",
-        state,
-        *extra,
-    ]
+    paths = {"--data-dir": toy["data"], "--out": out, "--state-dir": toy["root"] / "state" / out.name}
+    return ["train", "--spec", spec_arg, *[str(x) for item in paths.items() for x in item], *extra]
 
 
 def test_train_from_spec_file_with_model_path(toy, tmp_path):

@@ -2,10 +2,9 @@
 
 ``claim_gpu`` (before anything starts CUDA) does nothing when ``CUDA_VISIBLE_DEVICES`` is set or no GPU is found
 (``FTFT_GPU_COUNT``, else ``nvidia-smi -L``); otherwise it locks the first free ``{lock_dir}/gpu{i}.lock``, exports
-``CUDA_VISIBLE_DEVICES=i`` and holds the lock for the life of the process (the kernel drops it when the process
-dies), waiting up to ``wait_s`` when all are taken. ``hold_run`` locks a run's state folder the same way;
-``die_with_parent`` ends the job when its Snakemake dies. The lock folder must be local (flock over NFS is not
-reliable).
+``CUDA_VISIBLE_DEVICES=i`` and holds the lock for the life of the process, waiting up to ``wait_s`` when all are
+taken. ``hold_run`` locks a run's state folder the same way; ``die_with_parent`` ends the job when its Snakemake
+dies. The lock folder must be local (flock over NFS is not reliable).
 """
 
 from __future__ import annotations
@@ -70,14 +69,11 @@ def _note(what: str, fd: int) -> None:
         pass
 
 
-def _holders(lock_dir: Path, n: int) -> str:
-    def holder(path: Path) -> str:
-        try:
-            return path.read_text().strip() or "holder unknown"
-        except OSError:  # not there, or another user's unreadable lock file
-            return "holder unknown"
-
-    return "; ".join(f"GPU {i}: {holder(lock_dir / f'gpu{i}.lock')}" for i in range(n))
+def _holder(path: str | Path) -> str:
+    try:
+        return Path(path).read_text().strip() or "holder unknown"
+    except OSError:  # not there, or another user's unreadable lock file
+        return "holder unknown"
 
 
 def claim_gpu(
@@ -118,14 +114,15 @@ def claim_gpu(
             _HELD.append(lock)
             return lock
         now = time.monotonic()
+        holders = "; ".join(f"GPU {i}: {_holder(lock.lock_file)}" for i, lock in enumerate(locks))
         if now >= deadline:
             raise GpuBusyError(
                 f"all {n} GPUs are claimed by other jobs (lock files in {lock_dir}); waited {wait_s:g} s. "
-                f"Holders: {_holders(lock_dir, n)}. Wait for them, lower --resources gpu=..., "
+                f"Holders: {holders}. Wait for them, lower --resources gpu=..., "
                 f"or set CUDA_VISIBLE_DEVICES yourself"
             )
         if now >= next_note:
-            log.info("all %d GPUs are claimed (%s); waiting up to %.0f s", n, _holders(lock_dir, n), deadline - now)
+            log.info("all %d GPUs are claimed (%s); waiting up to %.0f s", n, holders, deadline - now)
             next_note = now + 60.0
         time.sleep(min(poll_s, max(0.0, deadline - now)))
 
@@ -140,9 +137,8 @@ def hold_run(state_dir: str | Path) -> FileLock:
     try:
         lock.acquire(blocking=False)
     except Timeout:
-        holder = path.read_text().strip() or "holder unknown"
         raise RunBusyError(
-            f"another process trains this run: {holder} (lock {path}). If its Snakemake was killed, end it "
+            f"another process trains this run: {_holder(path)} (lock {path}). If its Snakemake was killed, end it "
             f"(kill PID) or let it finish, then run again"
         ) from None
     _HELD.append(lock)

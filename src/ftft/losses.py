@@ -15,10 +15,7 @@ from . import methods
 
 
 def poe_loss(logits: torch.Tensor, labels: torch.Tensor, bias_logp: torch.Tensor) -> torch.Tensor:
-    """Per-example product-of-experts loss: CE of the renormalised sum of log-probabilities.
-
-    The bias model is frozen: its log-probabilities are constants (no gradient flows to them).
-    """
+    """Per-example product-of-experts loss: CE of the renormalised sum of log-probabilities (the bias is frozen)."""
     combined = F.log_softmax(logits.float(), dim=-1) + bias_logp.float().detach()
     return F.cross_entropy(combined, labels, reduction="none")
 

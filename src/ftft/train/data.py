@@ -1,10 +1,6 @@
-"""The engine's data: the tokenised splits (memory-mapped), the subset, the batches.
-
-The tokenize step wrote each split once per tokenizer as Arrow files; a training job memory-maps them
-and keeps each split as flat int32 token ids with offsets. A batch is padded to its own longest instance
-(to a multiple of 8 on CUDA, pinned there so that the copy runs ``non_blocking``). Batches follow the
-epoch's permutation, so a run is a pure function of its seed; within a batch, ``micro_batches`` splits the
-length-sorted instances into at most ``length_buckets`` micro-batches with the fewest padded tokens.
+"""The engine's data: the tokenised splits (memory-mapped Arrow, kept as flat int32 token ids with offsets), the
+subset, and the training batches (docs/ARCHITECTURE.md): each step's rows follow the epoch's seeded permutation,
+split by ``micro_batches`` into length-sorted micro-batches, each padded to its longest (to 8 on CUDA, pinned).
 """
 
 from __future__ import annotations
@@ -64,10 +60,7 @@ class Encoded:
 
 def _positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Flat positions of every token of the instances with these starts and lengths."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    rel = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    rel = np.arange(lengths.sum(), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return np.repeat(starts, lengths) + rel
 
 
@@ -93,17 +86,11 @@ class Batch:
 
 
 def _list_column(table, name: str, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """(flat values, starts) of an Arrow list column, one copy per chunk at most."""
-    values, starts, base = [], [], 0
-    for chunk in table.column(name).chunks:
-        off = chunk.offsets.to_numpy().astype(np.int64)
-        vals = chunk.values.to_numpy(zero_copy_only=False)[off[0] : off[-1]]
-        values.append(vals.astype(dtype, copy=False))
-        starts.append(off[:-1] - off[0] + base)
-        base += int(off[-1] - off[0])
-    if not values:
-        return np.zeros(0, dtype), np.zeros(0, np.int64)
-    return np.concatenate(values), np.concatenate(starts)
+    """(flat values, starts) of an Arrow list column."""
+    column = table.column(name).combine_chunks()
+    off = column.offsets.to_numpy().astype(np.int64)
+    values = column.values.to_numpy(zero_copy_only=False)[off[0] : off[-1]]
+    return values.astype(dtype, copy=False), off[:-1] - off[0]
 
 
 def encoded_from_arrow(table, pad_id: int, where: str) -> Encoded:
@@ -112,15 +99,9 @@ def encoded_from_arrow(table, pad_id: int, where: str) -> Encoded:
             raise DataError(f"{where}: tokenised split has no column {col!r} (re-run the tokenize step)")
     ids, starts = _list_column(table, "input_ids", np.int32)
     type_ids = _list_column(table, "token_type_ids", np.int8)[0] if "token_type_ids" in table.column_names else None
-    return Encoded(
-        uids=np.asarray(table.column("uid").to_numpy(zero_copy_only=False)).astype(str),
-        labels=table.column("label").to_numpy().astype(np.int64),
-        ids=ids,
-        type_ids=type_ids,
-        offsets=starts,
-        lengths=table.column("length").to_numpy().astype(np.int64),
-        pad_id=pad_id,
-    )
+    uids = np.asarray(table.column("uid").to_numpy(zero_copy_only=False)).astype(str)
+    labels, lengths = (table.column(c).to_numpy().astype(np.int64) for c in ("label", "length"))
+    return Encoded(uids, labels, ids, type_ids, starts, lengths, pad_id=pad_id)
 
 
 def tokenized_stats(data_dir: str | Path) -> dict:
@@ -249,23 +230,18 @@ def collate_host(data: Encoded, idx: np.ndarray, pin: bool = False, multiple: in
         arr[mask] = flat[src]
         return arr
 
-    def t(arr):
-        x = torch.from_numpy(np.ascontiguousarray(arr))
+    def t(arr, rows=slice(None)):
+        if arr is None:
+            return None
+        x = torch.from_numpy(np.ascontiguousarray(arr[rows]))
         return x.pin_memory() if pin else x
 
     inputs = {"input_ids": t(padded(data.ids, data.pad_id))}
     if data.type_ids is not None:
         inputs["token_type_ids"] = t(padded(data.type_ids, 0))
     inputs["attention_mask"] = t(mask.astype(np.int64))
-    return Batch(
-        inputs=inputs,
-        labels=t(data.labels[idx]),
-        idx=t(idx),
-        weight=None if data.weight is None else t(data.weight[idx]),
-        bias_logp=None if data.bias_logp is None else t(data.bias_logp[idx]),
-        n_tokens=int(lengths.sum()),
-        width=width,
-    )
+    weight, bias_logp = t(data.weight, idx), t(data.bias_logp, idx)
+    return Batch(inputs, t(data.labels, idx), t(idx), weight, bias_logp, int(lengths.sum()), width)
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -279,40 +255,27 @@ def batch_indices(perm: np.ndarray, b: int, batch_size: int) -> np.ndarray:
     return perm[b * batch_size : (b + 1) * batch_size]
 
 
-class EpochBatchSampler(torch.utils.data.Sampler):
-    """The row numbers of every optimiser step's batch, endlessly: epoch ``e`` is the permutation seeded by
-    (seed, e) cut into batches; a resumed run starts at its (epoch, batch)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int = 0, batch: int = 0):
-        self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, (epoch, batch)
-        self.per_epoch = -(-n // batch_size)
-
-    def __iter__(self):
-        epoch, first = self.start
-        while True:
-            perm = epoch_permutation(self.seed, epoch, self.n)
-            for b in range(first, self.per_epoch):
-                yield batch_indices(perm, b, self.batch_size)
-            epoch, first = epoch + 1, 0
-
-
-class MicroBatches(torch.utils.data.Dataset):
-    """Item ``idx`` (a batch's rows): ``(idx, its length-bucketed micro-batches collated on the host)``."""
-
-    def __init__(self, data: Encoded, buckets: int, pin: bool, multiple: int):
-        self.data, self.buckets, self.pin, self.multiple = data, buckets, pin, multiple
-
-    def __getitem__(self, idx: np.ndarray) -> tuple[np.ndarray, list[Batch]]:
-        groups = micro_batches(self.data.lengths, idx, self.buckets, self.multiple)
-        return idx, [collate_host(self.data, g, self.pin, self.multiple) for g in groups]
-
-
 def train_loader(data: Encoded, batch_size: int, seed: int, buckets: int, device: torch.device, epoch=0, batch=0):
-    """The training batches from (epoch, batch) on, built on the host in the main process (pinned for a GPU)."""
+    """(rows, micro-batches on the host) of every optimiser step from (epoch, batch) on, endlessly: epoch ``e`` is
+    the permutation seeded by (seed, e) cut into batches; built in the main process (pinned for a GPU)."""
+    pin, multiple = device.type == "cuda", pad_multiple(device)
+
+    def batch_rows():
+        e, first = epoch, batch
+        while True:
+            perm = epoch_permutation(seed, e, len(data))
+            yield from (batch_indices(perm, b, batch_size) for b in range(first, -(-len(data) // batch_size)))
+            e, first = e + 1, 0
+
+    def micro(rows: np.ndarray) -> tuple[np.ndarray, list[Batch]]:
+        return rows, [
+            collate_host(data, g, pin, multiple) for g in micro_batches(data.lengths, rows, buckets, multiple)
+        ]
+
     return torch.utils.data.DataLoader(
-        MicroBatches(data, buckets, device.type == "cuda", pad_multiple(device)),
-        sampler=EpochBatchSampler(len(data), batch_size, seed, epoch, batch),
+        np.arange(len(data)),  # indexed by a batch's rows, it gives the rows
+        sampler=batch_rows(),
         batch_size=None,
-        collate_fn=lambda item: item,
+        collate_fn=micro,
         generator=torch.Generator(),  # its seed draw must leave the global (dropout) random stream alone
     )

@@ -1,9 +1,6 @@
-"""Training dynamics recorded from the training forward pass itself (dataset cartography).
-
-Each step writes softmax(logits) of its batch into a device buffer ``[N, C]`` at the batch's
-row numbers: no host transfer per step. At the end of each pass over the training set (and
-at the end of training for a partial last pass) the buffer moves to the host once, as one
-float16 row of the ``[E, N, C]`` array, with the mask of the instances that pass saw.
+"""Training dynamics (dataset cartography) from the training forward pass itself: each step writes softmax(logits)
+into a device buffer [N, C] at the batch's rows (no host transfer); at the end of each pass (and of a partial last
+one) the buffer moves to the host once, as one float16 row of [E, N, C] with the mask of the rows that pass saw.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ class DynamicsRecorder:
         self.epoch_probs = torch.zeros(n, n_classes, dtype=torch.float32, device=device)
         self.probs: list[np.ndarray] = []  # float16 [N, C] per finished pass
         self.seen: list[np.ndarray] = []  # bool [N] per finished pass
-        self.complete_epochs = 0
 
     @torch.no_grad()
     def record(self, logits: torch.Tensor, idx: torch.Tensor) -> None:
@@ -33,34 +29,22 @@ class DynamicsRecorder:
         seen[seen_idx] = True
         self.probs.append(self.epoch_probs.cpu().numpy().astype(np.float16))
         self.seen.append(seen)
-        self.complete_epochs += int(seen.all())
         self.epoch_probs.zero_()
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """``probs`` float16 [E, N, C] and ``seen`` bool [E, N]."""
-        if not self.probs:
-            return np.zeros((0, self.n, self.n_classes), np.float16), np.zeros((0, self.n), bool)
-        return np.stack(self.probs), np.stack(self.seen)
-
     def state_dict(self) -> dict:
-        return {
-            "epoch_probs": self.epoch_probs.cpu().clone(),
-            "probs": list(self.probs),
-            "seen": list(self.seen),
-            "complete_epochs": self.complete_epochs,
-        }
+        return {"epoch_probs": self.epoch_probs.cpu().clone(), "probs": list(self.probs), "seen": list(self.seen)}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:  # a state of an earlier version also holds complete_epochs
         self.epoch_probs.copy_(state["epoch_probs"])
-        self.probs = list(state["probs"])
-        self.seen = list(state["seen"])
-        self.complete_epochs = int(state["complete_epochs"])
+        self.probs, self.seen = list(state["probs"]), list(state["seen"])
 
 
 def write_npz(path, uids: list[str], labels: np.ndarray, dyn: DynamicsRecorder) -> None:
     """Atomically write ``dynamics.npz`` (the one writer: ``ftft.datamap.save_dynamics``)."""
     from ..datamap import save_dynamics
 
-    probs, seen = dyn.arrays()
+    probs = np.stack(dyn.probs) if dyn.probs else np.zeros((0, dyn.n, dyn.n_classes), np.float16)
+    seen = np.stack(dyn.seen) if dyn.seen else np.zeros((0, dyn.n), bool)
     keep = np.sort(np.unique(np.asarray(uids), return_index=True)[1])  # JTT's upsampled copies: the first one
-    save_dynamics(path, np.asarray(uids)[keep], labels[keep], probs[:, keep], seen[:, keep], dyn.complete_epochs)
+    complete = sum(int(s.all()) for s in dyn.seen)  # passes that saw every row
+    save_dynamics(path, np.asarray(uids)[keep], labels[keep], probs[:, keep], seen[:, keep], complete)

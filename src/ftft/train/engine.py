@@ -1,12 +1,9 @@
 """The one training engine: every run (reference, main model, baseline) goes through ``train``.
 
-A plain loop in the spirit of HF ``run_glue_no_trainer.py``. Each optimiser step takes the next batch of
-the epoch's permutation from ``data.train_loader`` (length-bucketed micro-batches, built on the host while
-the device computes the previous step), backpropagates the batch mean of ``ftft.losses.example_losses``
-per micro-batch, clips, steps the optimiser (and the linear scheduler) and records softmax(logits) into
-the device-side dynamics buffer. At checkpoint k (step round(k * steps / K)) it evaluates every eval set,
-steps the plateau scheduler and saves the state (``state.BackgroundSaver``). The only host syncs in the
-loop are the log lines, the end of each pass over the data and the checkpoints.
+A plain loop in the spirit of HF ``run_glue_no_trainer.py`` (docs/ARCHITECTURE.md): each optimiser step backpropagates
+the batch mean of ``ftft.losses.example_losses`` over its micro-batches, clips, steps and records the dynamics on the
+device; checkpoint k (step round(k * steps / K)) evaluates every eval set and saves the state in the background. The
+only host syncs in the loop are the log lines, the end of each pass over the data and the checkpoints.
 """
 
 from __future__ import annotations
@@ -61,13 +58,11 @@ class LossStats:
     """Loss sums on the device since the last log line (``window``), the last checkpoint, and the first step
     (``total``: the plateau scheduler's input); read on the host only at log lines and checkpoints."""
 
-    SUMS = ("window", "checkpoint", "total", "nonfinite")
+    SUMS = {"window": torch.float32, "checkpoint": torch.float32, "total": torch.float64, "nonfinite": torch.bool}
 
     def __init__(self, device: torch.device):
-        self.window = torch.zeros((), dtype=torch.float32, device=device)
-        self.checkpoint = torch.zeros((), dtype=torch.float32, device=device)
-        self.total = torch.zeros((), dtype=torch.float64, device=device)
-        self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+        for name, dtype in self.SUMS.items():
+            setattr(self, name, torch.zeros((), dtype=dtype, device=device))
         self.counts = {"window": 0, "checkpoint": 0, "total": 0}  # steps (host ints)
 
     @torch.no_grad()
@@ -208,12 +203,10 @@ def peak_memory_mb(device: torch.device) -> float:
 def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {}
-    for pkg in ("ftft", "torch", "transformers", "accelerate", "tokenizers", "datasets", "numpy"):
-        try:
+    out = dict.fromkeys(("ftft", "torch", "transformers", "accelerate", "tokenizers", "datasets", "numpy"))
+    for pkg in out:
+        with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
     return out
 
 
@@ -242,15 +235,12 @@ def process_age() -> float | None:
 
 def final_check(spec: dict, metrics: list[dict], evals) -> tuple[dict, str | None]:
     """Final ID score vs the majority-class baseline of the ID eval set."""
-    name, _, data = evals[0]
-    metric = spec["metric"]
-    base = majority_baseline(data.labels, len(spec["labels"]), metric)
+    (name, _, data), metric = evals[0], spec["metric"]
     last = [r for r in metrics if r["dataset"] == name][-1]
-    score = last[metric]
-    info = {"dataset": name, "metric": metric, "step": last["step"], "score": score, "majority_baseline": base}
-    if score <= base:
-        return info, f"final ID {metric} on {name} is {score:.4f} <= majority-class baseline {base:.4f}"
-    return info, None
+    base = majority_baseline(data.labels, len(spec["labels"]), metric)
+    info = {"dataset": name, "metric": metric, "step": last["step"], "score": last[metric], "majority_baseline": base}
+    failure = f"final ID {metric} on {name} is {last[metric]:.4f} <= majority-class baseline {base:.4f}"
+    return info, failure if last[metric] <= base else None
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
@@ -259,17 +249,16 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
 
 
 def write_predictions(path: Path, preds: list[tuple], evals, n_classes: int) -> None:
-    by_name = {name: data for name, _, data in evals}
+    data = {name: d for name, _, d in evals}
     columns = ["step", "dataset", "uid", "label", *[f"prob_{c}" for c in range(n_classes)]]
-    frames = []
-    for step, name, probs in preds:
-        data = by_name[name]
-        frame = {"step": np.full(len(data), step, dtype=np.int64), "dataset": [name] * len(data), "uid": data.uids,
-                 "label": data.labels, **{f"prob_{c}": probs[:, c].astype(np.float32) for c in range(n_classes)}}  # fmt: skip
-        frames.append(pd.DataFrame(frame))
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    frames = [
+        pd.DataFrame(
+            {"step": np.int64(step), "dataset": name, "uid": data[name].uids, "label": data[name].labels}
+        ).join(pd.DataFrame(probs.astype(np.float32), columns=columns[4:]))
+        for step, name, probs in preds
+    ]
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+        pd.concat(frames or [pd.DataFrame(columns=columns)], ignore_index=True).to_parquet(tmp, index=False)
 
 
 def bias_log_probs(probs: np.ndarray) -> np.ndarray:
@@ -330,8 +319,8 @@ class Session:
         return self.accelerator.device
 
     @property
-    def per_step_scheduler(self):
-        return self.scheduler if schedule.steps_per_step(self.spec) else None
+    def per_step_scheduler(self):  # linear: stepped every optimiser step; plateau: at every checkpoint
+        return self.scheduler if self.spec["scheduler"] == "linear" else None
 
     def flops(self, tokens: np.ndarray | int, n_ctx) -> float:
         """Forward FLOPs of ``tokens`` positions at context lengths ``n_ctx`` (Kaplan et al.)."""
@@ -558,6 +547,6 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
             shutil.copytree(state_dir / "export", export_out)
         else:
             Path(export_out).mkdir(parents=True)
-    state_io.clear(state_dir)
+    shutil.rmtree(state_dir, ignore_errors=True)  # the state, set-aside states with it
     log.info("wrote %s (status %s, %.1f s)", out_dir, record["status"], record["wall_time_s"])
     return record

@@ -1,7 +1,5 @@
-"""Checkpoint evaluation: class probabilities on an eval set, accuracy and macro-F1.
-
-Macro-F1 is the unweighted mean of the per-class F1 over the task's whole label set; a class
-with no true and no predicted instance scores 0 (scikit-learn's convention).
+"""Checkpoint evaluation: class probabilities on an eval set, accuracy and macro-F1 (over the task's whole label
+set; a class with no true and no predicted instance scores 0, scikit-learn's convention).
 """
 
 from __future__ import annotations
@@ -37,16 +35,10 @@ def accuracy(labels: np.ndarray, pred: np.ndarray) -> float:
 
 
 def macro_f1(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
-    """Mean over classes 0..n_classes-1 of F1 = 2 TP / (2 TP + FP + FN) (0 when undefined)."""
-    labels, pred = np.asarray(labels), np.asarray(pred)
-    scores = []
-    for c in range(n_classes):
-        tp = np.sum((pred == c) & (labels == c))
-        fp = np.sum((pred == c) & (labels != c))
-        fn = np.sum((pred != c) & (labels == c))
-        denom = 2 * tp + fp + fn
-        scores.append(2 * tp / denom if denom else 0.0)
-    return float(np.mean(scores))
+    """Mean over classes 0..n_classes-1 of F1 = 2 TP / (2 TP + FP + FN), 0 when undefined."""
+    confusion = np.bincount(n_classes * np.asarray(labels) + pred, minlength=n_classes**2).reshape(n_classes, -1)
+    tp, denom = np.diag(confusion), confusion.sum(0) + confusion.sum(1)
+    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)))
 
 
 def scores(labels: np.ndarray, probs: np.ndarray, n_classes: int) -> dict[str, float]:

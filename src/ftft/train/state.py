@@ -1,10 +1,8 @@
-"""Resumable training state (``{state_dir}/resume.pt``): everything the rest of a run depends on, so that a
-killed run resumes to bitwise the same outputs on CPU.
-
-``load`` returns None when there is no state or it belongs to another spec (left alone: the next checkpoint
-replaces it). A state that cannot be read (damaged, or more than tensors, numpy arrays and plain values,
-which ``torch.load(weights_only=True)`` refuses without running code) is set aside as
-``resume.pt.corrupt-<UTC time>`` with a warning and the run restarts, instead of failing on every rerun.
+"""Resumable training state (``{state_dir}/resume.pt``, ``torch.save``): everything the rest of a run depends on, so
+that a killed run resumes to bitwise the same outputs on CPU. ``load`` returns None when there is none or it belongs
+to another spec; a state that cannot be read (damaged, or more than tensors, numpy arrays and plain values, which
+``torch.load(weights_only=True)`` refuses unread) is set aside as ``resume.pt.corrupt-<UTC time>`` with a warning
+and the run restarts, instead of failing on every rerun.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ import logging
 import os
 import pickle
 import random
-import shutil
 import threading
 import zipfile
 from datetime import UTC, datetime
@@ -166,8 +163,3 @@ def load(state_dir: str | Path, fingerprint: str) -> dict | None:
         return None
     log.info("resuming from %s at step %s", path, state.get("position", {}).get("step"))
     return state
-
-
-def clear(state_dir: str | Path) -> None:
-    """Delete the state folder after the run's outputs are written (set-aside files with it)."""
-    shutil.rmtree(state_dir, ignore_errors=True)
