@@ -91,11 +91,9 @@ def _validated(uids, labels, probs, seen, complete_epochs, path, allow_nan: bool
         raise DataError(f"{path}: 'probs' must be floating point, got {probs.dtype}")
     if (probs < 0).any():  # NaN compares False
         raise DataError(f"{path}: 'probs' has negative values")
-    if not np.isfinite(probs).all():
-        if not allow_nan:
-            raise DataError(f"{path}: 'probs' has NaN/inf values (dynamics of a failed run?)")
-        return TrainingDynamics(uids, labels, probs, seen, complete_epochs)
-    if len(set(uids.tolist())) != n:
+    if not ((finite := np.isfinite(probs).all()) or allow_nan):
+        raise DataError(f"{path}: 'probs' has NaN/inf values (dynamics of a failed run?)")
+    if finite and len(set(uids.tolist())) != n:
         raise DataError(f"{path}: 'uids' are not unique")
     return TrainingDynamics(uids, labels, probs, seen, complete_epochs, path)
 
@@ -105,12 +103,9 @@ def _validated(uids, labels, probs, seen, complete_epochs, path, allow_nan: bool
 
 def _p_true(dyn: TrainingDynamics, epochs: str | int) -> np.ndarray:
     """[E, N] probability of the gold label (float64) in every complete epoch or the first ``epochs`` (at least 2)."""
-    if epochs == "complete":
-        e = dyn.complete_epochs
-    else:
-        e = int(epochs)
-        if e > dyn.complete_epochs:
-            raise DataError(f"{dyn.path}: asked for {e} epochs but only {dyn.complete_epochs} are complete")
+    e = dyn.complete_epochs if epochs == "complete" else int(epochs)
+    if e > dyn.complete_epochs:
+        raise DataError(f"{dyn.path}: asked for {e} epochs but only {dyn.complete_epochs} are complete")
     if e < 2:
         raise DataError(
             f"{dyn.path}: a data map needs at least 2 complete epochs of training dynamics, got {e} "
@@ -175,24 +170,18 @@ def ambiguous_uids(df: pd.DataFrame, q: float) -> np.ndarray:
 # --------------------------------------------------------------------------- analyses
 
 
-def overlap(a_uids, b_uids) -> float:
-    """|A ∩ B| / |A| (Figure 1a; random sets of q*N share q in expectation, footnote 4)."""
-    a = np.unique(np.asarray(a_uids).astype(str))
-    b = np.unique(np.asarray(b_uids).astype(str))
-    if len(a) == 0:
-        raise ValueError("overlap of an empty set is undefined")
-    return float(len(np.intersect1d(a, b, assume_unique=True)) / len(a))
-
-
 def overlap_matrix(maps: dict[str, pd.DataFrame], q: float) -> pd.DataFrame:
-    """Pairwise ``overlap`` of the q-ambiguous sets (rows A, columns B) of maps of the same training instances."""
+    """|A ∩ B| / |A| of the q-ambiguous sets A (rows), B (columns) of maps of the same training instances (Figure 1a;
+    random sets of q*N share q in expectation, footnote 4)."""
     names = list(maps)
     ref = np.sort(maps[names[0]]["uid"].to_numpy().astype(str))
     for name in names[1:]:
         if not np.array_equal(np.sort(maps[name]["uid"].to_numpy().astype(str)), ref):
             raise DataError(f"data maps {names[0]!r} and {name!r} cover different training instances")
-    sets = {name: ambiguous_uids(maps[name], q) for name in names}
-    mat = [[overlap(sets[a], sets[b]) for b in names] for a in names]
+    sets = {name: set(ambiguous_uids(maps[name], q).tolist()) for name in names}
+    if not all(sets.values()):
+        raise ValueError("overlap of an empty set is undefined")
+    mat = [[len(sets[a] & sets[b]) / len(sets[a]) for b in names] for a in names]
     return pd.DataFrame(mat, pd.Index(names, name="a"), pd.Index(names, name="b"), dtype=np.float64)
 
 
@@ -284,10 +273,8 @@ write = write_parquet  # a data map parquet, atomically; ``meta`` goes to the sc
 
 def read(path: str | Path) -> pd.DataFrame:
     """Read a data map parquet (error naming the file if missing or malformed)."""
-    path = Path(path)
     df = read_parquet(path, "data map")
-    missing = [c for c in ("uid", "label", *METRICS) if c not in df.columns]
-    if missing:
+    if missing := [c for c in ("uid", "label", *METRICS) if c not in df.columns]:
         raise DataError(f"{path}: data map is missing column(s) {missing}")
     df["uid"] = df["uid"].astype(str)
     return df
@@ -341,8 +328,7 @@ def run(args) -> int:
     df = categorize(compute(dyn), args.q)
     if args.train:
         df = with_texts(df, args.train)
-    meta = {"run_dir": str(run_dir), "q": args.q, "epochs": dyn.complete_epochs, "n": dyn.n}
-    write(df, args.out, meta)
+    write(df, args.out, {"run_dir": str(run_dir), "q": args.q, "epochs": dyn.complete_epochs, "n": dyn.n})
     log.info("data map of %s: %d instances, %d epochs; q=%.2f: %d ambiguous, %d hard-to-learn, easy ratio %.4f -> %s",
              run_dir, dyn.n, dyn.complete_epochs, args.q, df["ambiguous"].sum(), df["hard_to_learn"].sum(),
              df["easy"].mean(), args.out)  # fmt: skip

@@ -133,14 +133,13 @@ def spearman_permutation_p(x, y, max_exact: int = 8, n_samples: int = 10000, see
     if np.isnan(spearman(x, y)):
         return float("nan")
     rx, ry = _ranks(x), _ranks(y)
-    obs = _rho_rows(rx, ry[None, :])[0]
-    if len(y) <= max_exact:
-        perms = np.array(list(itertools.permutations(range(len(y)))), dtype=np.int64)
-        return float(np.mean(_rho_rows(rx, ry[perms]) >= obs - 1e-12))
-    rng = np.random.default_rng(seed)
-    rys = np.stack([rng.permutation(ry) for _ in range(n_samples)])
-    hits = int(np.sum(_rho_rows(rx, rys) >= obs - 1e-12))
-    return float((1 + hits) / (1 + n_samples))
+    if exact := len(y) <= max_exact:
+        rys = ry[np.array(list(itertools.permutations(range(len(y)))), dtype=np.int64)]
+    else:
+        rng = np.random.default_rng(seed)
+        rys = np.stack([rng.permutation(ry) for _ in range(n_samples)])
+    hits = int(np.sum(_rho_rows(rx, rys) >= _rho_rows(rx, ry[None, :])[0] - 1e-12))
+    return hits / len(rys) if exact else (1 + hits) / (1 + n_samples)
 
 
 def multibootstrap_samples(preds_a, preds_b, labels, metric="accuracy", n_samples=5000, seed=0) -> np.ndarray:

@@ -90,8 +90,7 @@ def _same_uids(train_uids, other_uids, where: str) -> np.ndarray:
 
 
 def read_train_uids(path: str | Path) -> np.ndarray:
-    col = read_arrow(path, "training set", columns=["uid"]).column("uid").to_numpy()
-    return np.asarray(col).astype(str)
+    return read_arrow(path, "training set", columns=["uid"]).column("uid").to_numpy().astype(str)
 
 
 def write(df: pd.DataFrame, path: str | Path, meta: dict | None = None) -> None:
@@ -100,11 +99,9 @@ def write(df: pd.DataFrame, path: str | Path, meta: dict | None = None) -> None:
 
 def read(path: str | Path) -> pd.DataFrame:
     """Read a subset file (what the engine consumes)."""
-    path = Path(path)
     df = read_parquet(path, "subset file")
-    for col in ("uid", "weight"):
-        if col not in df.columns:
-            raise DataError(f"{path}: subset file has no column {col!r}")
+    if missing := [c for c in ("uid", "weight") if c not in df.columns]:
+        raise DataError(f"{path}: subset file has no column {missing[0]!r}")
     return df
 
 
@@ -124,12 +121,9 @@ def reference_failure(args, method) -> str | None:
     if "datamap" in method.reads and args.datamap:
         failed = parquet_meta(args.datamap, "data map").get("failed")
         return f"data map {args.datamap}: {failed}" if failed else None
-    if args.ref_run:
-        record = Path(args.ref_run) / "run.json"
-        if record.is_file():
-            rec = read_json(record, "run record")
-            if rec.get("status") == "failed":
-                return f"{args.ref_run}: {rec.get('failure_reason')}"
+    record = Path(args.ref_run or ".") / "run.json"
+    if args.ref_run and record.is_file() and (rec := read_json(record, "run record")).get("status") == "failed":
+        return f"{args.ref_run}: {rec.get('failure_reason')}"
     return None
 
 
