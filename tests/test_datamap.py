@@ -137,20 +137,6 @@ def test_ptrue_curves(dyn):
     np.testing.assert_allclose(wide[["hard", "rest"]], [[0.125, 0.75], [0.125, 0.5], [0.125, 0.75]])
 
 
-def test_cli_datamap(tmp_path, dyn_path):
-    from ftft.cli import main
-
-    out = tmp_path / "maps" / "seed0.parquet"
-    png = tmp_path / "maps" / "seed0.png"
-    rc = main(["datamap", "--run-dir", str(dyn_path.parent), "--out", str(out), "--plot", str(png), "--q", "0.25"])
-    assert rc == 0
-    df = pd.read_parquet(out)
-    assert list(df.columns) == ["uid", "label", *datamap.METRICS, *datamap.CATEGORIES]
-    assert list(df.loc[df["ambiguous"], "uid"]) == ["a"]
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["datamap", "--run-dir", str(tmp_path / "nope"), "--out", str(out), "--q", "0.25"]) == 1
-
-
 def test_default_title():
     assert (
         datamap.default_title("results/runs/nli/tinybert/erm-none/full/seed2")

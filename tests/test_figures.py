@@ -37,10 +37,6 @@ def ambiguous(frame, q) -> set[str]:
     return set(frame.sort_values("variability", ascending=False)["uid"][:k])
 
 
-def n_classes(task):
-    return 3 if task == "nli" else 2
-
-
 def test_figure_ids(cfg):
     kinds = {"overlap": ["1a", "1a-hsd"], "curves": ["1b", "1b-hsd"], "speed": ["2", "3", "4"]}
     assert figures.figure_ids(cfg) == {fid: kind for kind, fids in kinds.items() for fid in fids}
@@ -56,12 +52,12 @@ def test_figure_1a_overlap(cfg, results, tmp_path, fid):
     mat = figures.make(cfg, results, fid, prefix)
     check_outputs(prefix, figures.HEATMAP_SIZE)
     refs, q, (s0, s1) = cfg["overlap"]["refs"], cfg["q"], cfg["seeds"][:2]
-    sets = {r: ambiguous(H.datamap_frame(task, r, s0, n_classes(task)), q) for r in refs}
+    sets = {r: ambiguous(H.datamap_frame(task, r, s0, len(cfg["tasks"][task]["labels"])), q) for r in refs}
     want = [[len(sets[a] & sets[b]) / len(sets[a]) for b in refs] for a in refs]
     np.testing.assert_allclose(mat.to_numpy(), want)
     assert list(mat.index) == refs and list(mat.columns) == refs
     for r in refs:
-        second = ambiguous(H.datamap_frame(task, r, s1, n_classes(task)), q)
+        second = ambiguous(H.datamap_frame(task, r, s1, len(cfg["tasks"][task]["labels"])), q)
         assert mat.attrs["seed_overlap"][r] == pytest.approx(len(sets[r] & second) / len(sets[r]))
     assert figures.caption(cfg, fid).startswith("Extra") == (fid != "1a")
 

@@ -41,11 +41,10 @@ def _train(tmp_path):
 def test_random_size_order_and_determinism():
     uids = [f"u{i}" for i in range(1000)]
     a = subsets.random_subset(uids, 0.33, seed=3)
-    assert len(a) == 330
+    assert len(a) == 330 and a["uid"].is_unique
     assert a["weight"].dtype == np.float32 and (a["weight"] == 1).all()
     pos = [uids.index(u) for u in a["uid"]]
     assert pos == sorted(pos)  # training-set order
-    assert a["uid"].is_unique
     pd.testing.assert_frame_equal(a, subsets.random_subset(uids, 0.33, seed=3))
     assert set(a["uid"]) != set(subsets.random_subset(uids, 0.33, seed=4)["uid"])
     expected = np.sort(np.random.default_rng(3).choice(1000, 330, replace=False))
@@ -120,9 +119,12 @@ def test_failed_reference_gives_an_empty_failed_subset(tmp_path):
 def test_cli_datamap_then_subsets(tmp_path):
     run = _dyn(tmp_path)
     train = _train(tmp_path)
-    dm_file = tmp_path / "datamaps" / "seed0.parquet"
-    assert main(["datamap", "--run-dir", str(run), "--out", str(dm_file), "--q", "0.4"]) == 0
+    dm_file, png = tmp_path / "datamaps" / "seed0.parquet", tmp_path / "datamaps" / "seed0.png"
+    assert main(["datamap", "--run-dir", str(run), "--out", str(dm_file), "--plot", str(png), "--q", "0.4"]) == 0
     dmap = pd.read_parquet(dm_file)
+    assert list(dmap.columns) == ["uid", "label", *datamap.METRICS, *datamap.CATEGORIES]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["datamap", "--run-dir", str(tmp_path / "nope"), "--out", str(dm_file), "--q", "0.4"]) == 1
 
     def subset(method, *extra):
         out = tmp_path / "subsets" / f"{method}.parquet"
