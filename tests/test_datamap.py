@@ -49,7 +49,7 @@ def dyn(dyn_path):
     return datamap.load_dynamics(dyn_path)
 
 
-def test_metrics_by_hand_over_complete_epochs(dyn, dyn_path):
+def test_metrics_by_hand_over_complete_epochs(dyn, dyn_path, tmp_path):
     with np.load(dyn_path) as z:  # the file contract
         assert (z["probs"].dtype, z["labels"].dtype, z["seen"].dtype, int(z["complete_epochs"])) == (
             np.float16, np.int64, bool, 3)  # fmt: skip
@@ -60,6 +60,10 @@ def test_metrics_by_hand_over_complete_epochs(dyn, dyn_path):
     assert df["forgetfulness"].dtype == np.int64
     # the partial 4th epoch would change a's p_true mean to (1.5 + 0) / 4 if it were used
     assert datamap.compute(dyn, epochs=2)["confidence"].iloc[0] == pytest.approx(0.375)
+    compressed = tmp_path / "compressed.npz"  # the engine writes np.savez_compressed
+    with np.load(dyn_path) as z:
+        np.savez_compressed(compressed, **z)
+    pd.testing.assert_frame_equal(datamap.compute(datamap.load_dynamics(compressed)), df)
 
 
 def test_malformed_dynamics_or_fewer_than_two_complete_epochs(tmp_path):
@@ -81,19 +85,14 @@ def test_malformed_dynamics_or_fewer_than_two_complete_epochs(tmp_path):
         datamap.save_dynamics(tmp_path / "d.npz", UIDS, LABELS, probs)
 
 
-def test_categories_partition_rule(dyn):
+def test_categories_partition_rule_and_easy_ratio(dyn):
     df = datamap.compute(dyn)
-    # q=0.25 -> 1 per category; a and b tie on variability -> smaller uid 'a' wins
-    c = datamap.categorize(df, 0.25)
-    assert list(c["ambiguous"]) == [True, False, False, False]
-    assert list(c["hard_to_learn"]) == [False, False, True, False]
-    assert list(c["easy"]) == [False, True, False, True]
-    # q=0.5 -> 2 per category; hard: c, then a/b tie on confidence -> 'a'; a is both
-    c = datamap.categorize(df, 0.5)
-    assert list(c["ambiguous"]) == [True, True, False, False]
-    assert list(c["hard_to_learn"]) == [True, False, True, False]
-    assert list(c["easy"]) == [False, False, False, True]
-    assert (c["easy"] == ~(c["ambiguous"] | c["hard_to_learn"])).all()
+    # q=0.25: 1 per category; a and b tie on variability -> the smaller uid 'a' wins.
+    # q=0.5: 2 per category; hard: c, then a/b tie on confidence -> 'a'; a is both
+    for q, amb, hard, easy in ((0.25, "a", "c", "bd"), (0.5, "ab", "ac", "d")):
+        c = datamap.categorize(df, q)
+        assert [list(c.loc[c[k], "uid"]) for k in ("ambiguous", "hard_to_learn", "easy")] == [[*amb], [*hard], [*easy]]
+        assert datamap.easy_ratio(df, q) == len(easy) / len(UIDS)
     assert list(c["category"]) == ["ambiguous+hard_to_learn", "ambiguous", "hard_to_learn", "easy"]
 
 
@@ -117,7 +116,6 @@ def test_categories_sizes_and_deterministic_ties():
 
 
 def test_overlap_matrix(dyn):
-    assert datamap.overlap(["a", "b", "c"], ["b", "c", "d"]) == pytest.approx(2 / 3)
     m1 = datamap.compute(dyn)
     m2 = m1.copy()
     m2["variability"] = [0.0, 0.3, 0.2, 0.1]  # ambiguous at q=.5: b, c (vs a, b)
@@ -126,48 +124,22 @@ def test_overlap_matrix(dyn):
     np.testing.assert_allclose(mat.to_numpy(), [[1.0, 0.5], [0.5, 1.0]])
     with pytest.raises(DataError, match="different training instances"):
         datamap.overlap_matrix({"x": m1, "z": m1.iloc[:3]}, 0.5)
-
-
-@pytest.mark.parametrize(("q", "easy"), [(0.25, 0.5), (0.5, 0.25)])  # test_categories_partition_rule
-def test_easy_ratio(dyn, q, easy):
-    assert datamap.easy_ratio(datamap.compute(dyn), q) == pytest.approx(easy)
+    with pytest.raises(ValueError, match="empty set"):
+        datamap.overlap_matrix({"x": m1}, 0.1)  # round(0.1 * 4) = 0 ambiguous instances
 
 
 def test_ptrue_curves(dyn):
     cur = datamap.ptrue_curves(dyn, hard_fraction=0.25)  # hard = c (lowest confidence)
     assert list(cur.columns) == ["epoch", "group", "median_ptrue"]
-    hard = cur[cur["group"] == "hard"].sort_values("epoch")
-    rest = cur[cur["group"] == "rest"].sort_values("epoch")
-    assert list(hard["epoch"]) == [1, 2, 3]  # complete epochs only
-    np.testing.assert_allclose(hard["median_ptrue"], [0.125, 0.125, 0.125])
+    wide = cur.pivot(index="epoch", columns="group", values="median_ptrue")
+    assert list(wide.index) == [1, 2, 3]  # complete epochs only
     # rest = a, b, d: medians of (.25,.75,.875), (.5,.25,.5), (.75,.5,.875)
-    np.testing.assert_allclose(rest["median_ptrue"], [0.75, 0.5, 0.75])
-
-
-def test_cli_datamap(tmp_path, dyn_path):
-    from ftft.cli import main
-
-    out = tmp_path / "maps" / "seed0.parquet"
-    png = tmp_path / "maps" / "seed0.png"
-    rc = main(["datamap", "--run-dir", str(dyn_path.parent), "--out", str(out), "--plot", str(png), "--q", "0.25"])
-    assert rc == 0
-    df = pd.read_parquet(out)
-    assert list(df.columns) == ["uid", "label", *datamap.METRICS, *datamap.CATEGORIES]
-    assert list(df.loc[df["ambiguous"], "uid"]) == ["a"]
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["datamap", "--run-dir", str(tmp_path / "nope"), "--out", str(out), "--q", "0.25"]) == 1
+    np.testing.assert_allclose(wide[["hard", "rest"]], [[0.125, 0.75], [0.125, 0.5], [0.125, 0.75]])
 
 
 def test_default_title():
-    assert datamap.default_title("results/runs/nli/tinybert/erm-none/full/seed2") == (
-        "Data map: nli, reference tinybert, seed 2"
+    assert (
+        datamap.default_title("results/runs/nli/tinybert/erm-none/full/seed2")
+        == "Data map: nli, reference tinybert, seed 2"
     )
     assert datamap.default_title("elsewhere") == "Data map: elsewhere"
-
-
-def test_reads_compressed_npz(tmp_path):
-    path = tmp_path / "dynamics.npz"  # the engine writes np.savez_compressed
-    np.savez_compressed(path, uids=np.array(UIDS), labels=np.array(LABELS, dtype=np.int64),
-                        probs=np.array(PROBS, dtype=np.float16), seen=np.array(SEEN), complete_epochs=np.int64(3))  # fmt: skip
-    df = datamap.compute(datamap.load_dynamics(path))
-    np.testing.assert_allclose(df["variability"], EXPECTED["variability"])

@@ -37,20 +37,9 @@ def ambiguous(frame, q) -> set[str]:
     return set(frame.sort_values("variability", ascending=False)["uid"][:k])
 
 
-def n_classes(task):
-    return 3 if task == "nli" else 2
-
-
 def test_figure_ids(cfg):
-    assert figures.figure_ids(cfg) == {
-        "1a": "overlap",
-        "1a-hsd": "overlap",
-        "1b": "curves",
-        "1b-hsd": "curves",
-        "2": "speed",
-        "3": "speed",
-        "4": "speed",
-    }
+    kinds = {"overlap": ["1a", "1a-hsd"], "curves": ["1b", "1b-hsd"], "speed": ["2", "3", "4"]}
+    assert figures.figure_ids(cfg) == {fid: kind for kind, fids in kinds.items() for fid in fids}
     nli = H.tiny_config(active_tasks=["nli"])
     assert set(figures.figure_ids(nli)) == {"1a", "1b", "2", "4"}  # Figure 3 is HSD only
     assert figures.figure_ids(H.tiny_config(active_tasks=["hsd"]))["1a-hsd"] == "overlap"
@@ -63,12 +52,12 @@ def test_figure_1a_overlap(cfg, results, tmp_path, fid):
     mat = figures.make(cfg, results, fid, prefix)
     check_outputs(prefix, figures.HEATMAP_SIZE)
     refs, q, (s0, s1) = cfg["overlap"]["refs"], cfg["q"], cfg["seeds"][:2]
-    sets = {r: ambiguous(H.datamap_frame(task, r, s0, n_classes(task)), q) for r in refs}
+    sets = {r: ambiguous(H.datamap_frame(task, r, s0, len(cfg["tasks"][task]["labels"])), q) for r in refs}
     want = [[len(sets[a] & sets[b]) / len(sets[a]) for b in refs] for a in refs]
     np.testing.assert_allclose(mat.to_numpy(), want)
     assert list(mat.index) == refs and list(mat.columns) == refs
     for r in refs:
-        second = ambiguous(H.datamap_frame(task, r, s1, n_classes(task)), q)
+        second = ambiguous(H.datamap_frame(task, r, s1, len(cfg["tasks"][task]["labels"])), q)
         assert mat.attrs["seed_overlap"][r] == pytest.approx(len(sets[r] & second) / len(sets[r]))
     assert figures.caption(cfg, fid).startswith("Extra") == (fid != "1a")
 
@@ -178,10 +167,9 @@ def test_speed_series_without_a_successful_run(cfg, results, tmp_path, monkeypat
 def test_figure_1_with_a_failed_reference(cfg, tmp_path):
     """The first-seed run of DeBERTaV3-Base failed: its data map is a 'failed' file, the figures leave it out."""
     bad = grid.ref_run("nli", "deberta-v3-base", cfg["seeds"][0])
-    needs = figures.needs(cfg, "1a")
-    for extra in (figures.needs(cfg, "1b"),):
-        needs.runs |= extra.runs
-        needs.dynamics |= extra.dynamics
+    needs, extra = figures.needs(cfg, "1a"), figures.needs(cfg, "1b")
+    needs.runs |= extra.runs
+    needs.dynamics |= extra.dynamics
     root = H.write_needed(tmp_path / "r", cfg, needs, [bad])
     mat = figures.make(cfg, root, "1a", tmp_path / "f1a")
     check_outputs(tmp_path / "f1a", figures.HEATMAP_SIZE)

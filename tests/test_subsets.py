@@ -11,7 +11,6 @@ import pytest
 
 from ftft import datamap, subsets
 from ftft.cli import main
-from ftft.errors import DataError
 from ftft.io import write_json
 from ftft.train.engine import bias_log_probs, write_bias
 
@@ -34,30 +33,22 @@ def _dyn(tmp_path, uids=UIDS, name="ref"):
     return run
 
 
-def _train(tmp_path, uids=UIDS):
-    path = tmp_path / "train.parquet"
-    pd.DataFrame({"uid": uids, "text_a": ["x"] * len(uids), "label": LABELS[: len(uids)]}).to_parquet(path)
-    return path
-
-
-# ---------------------------------------------------------------- random
+def _train(tmp_path):
+    pd.DataFrame({"uid": UIDS, "text_a": "x", "label": LABELS}).to_parquet(tmp_path / "train.parquet")
+    return tmp_path / "train.parquet"
 
 
 def test_random_size_order_and_determinism():
     uids = [f"u{i}" for i in range(1000)]
     a = subsets.random_subset(uids, 0.33, seed=3)
-    assert len(a) == 330
+    assert len(a) == 330 and a["uid"].is_unique
     assert a["weight"].dtype == np.float32 and (a["weight"] == 1).all()
     pos = [uids.index(u) for u in a["uid"]]
     assert pos == sorted(pos)  # training-set order
-    assert a["uid"].is_unique
     pd.testing.assert_frame_equal(a, subsets.random_subset(uids, 0.33, seed=3))
     assert set(a["uid"]) != set(subsets.random_subset(uids, 0.33, seed=4)["uid"])
     expected = np.sort(np.random.default_rng(3).choice(1000, 330, replace=False))
     assert list(a["uid"]) == [uids[i] for i in expected]
-
-
-# ---------------------------------------------------------------- dm
 
 
 def test_dm_picks_highest_variability():
@@ -69,42 +60,24 @@ def test_dm_picks_highest_variability():
     assert (out["weight"] == 1).all()
 
 
-def test_dm_uid_mismatch():
-    dmap = pd.DataFrame({"uid": ["a", "b", "x"], "variability": [0.1, 0.2, 0.3], "confidence": 0.5})
-    with pytest.raises(DataError, match="different instances"):
-        subsets.dm_subset(["a", "b", "c"], dmap, 0.33)
-
-
-# ---------------------------------------------------------------- jtt
-
-
-def test_jtt_upsamples_the_error_set(tmp_path):
+def test_jtt_upsamples_the_error_set(tmp_path, caplog):
     """Liu et al.'s upsampling: every instance once, plus ``upweight`` more copies of each mispredicted one."""
     dyn = datamap.load_dynamics(_dyn(tmp_path) / "dynamics.npz")
     order = ["t4", "t3", "t2", "t1", "t0"]
     out = subsets.jtt_subset(order, dyn, jtt_epoch=2, upweight=4)
     assert list(out["uid"]) == order and (out["weight"] == 1).all()  # every instance, in training-set order
     assert dict(zip(out["uid"], out["copies"], strict=True)) == {"t0": 1, "t1": 5, "t2": 5, "t3": 1, "t4": 1}
-    w1 = subsets.jtt_subset(UIDS, dyn, jtt_epoch=1, upweight=4)["copies"]
-    assert list(w1) == [5, 1, 5, 1, 1]
-
-
-def test_jtt_epoch_beyond_recorded_uses_last_complete(tmp_path, caplog):
-    dyn = datamap.load_dynamics(_dyn(tmp_path) / "dynamics.npz")
-    with caplog.at_level(logging.WARNING):
-        w = subsets.jtt_subset(UIDS, dyn, jtt_epoch=5, upweight=3)["copies"]
-    assert list(w) == [1, 1, 4, 1, 1]
+    assert list(subsets.jtt_subset(UIDS, dyn, jtt_epoch=1, upweight=4)["copies"]) == [5, 1, 5, 1, 1]
+    with caplog.at_level(logging.WARNING):  # beyond the recorded epochs: the last complete one, with a warning
+        assert list(subsets.jtt_subset(UIDS, dyn, jtt_epoch=5, upweight=3)["copies"]) == [1, 1, 4, 1, 1]
     assert "jtt_epoch=5" in caplog.text
 
 
-# ---------------------------------------------------------------- poe
-
-
-def _bias_run(tmp_path, uids=UIDS, name="bias", failed=None):
+def _bias_run(tmp_path, failed=None):
     """A bias-model run folder: run.json and bias_logp.parquet of its final weights (here: epoch 3's probs)."""
-    run = tmp_path / name
+    run = tmp_path / "bias"
     write_json(run / "run.json", {"status": "failed" if failed else "ok", "failure_reason": failed})
-    write_bias(run / "bias_logp.parquet", uids, bias_log_probs(np.array(PROBS[2])), 3, {"failed": failed})
+    write_bias(run / "bias_logp.parquet", UIDS, bias_log_probs(np.array(PROBS[2])), 3, {"failed": failed})
     return run
 
 
@@ -143,15 +116,15 @@ def test_failed_reference_gives_an_empty_failed_subset(tmp_path):
     assert len(pd.read_parquet(out_dm)) == 0 and "non-finite" in parquet_meta(out_dm)["failed"]
 
 
-# ---------------------------------------------------------------- end to end (CLI)
-
-
 def test_cli_datamap_then_subsets(tmp_path):
     run = _dyn(tmp_path)
     train = _train(tmp_path)
-    dm_file = tmp_path / "datamaps" / "seed0.parquet"
-    assert main(["datamap", "--run-dir", str(run), "--out", str(dm_file), "--q", "0.4"]) == 0
+    dm_file, png = tmp_path / "datamaps" / "seed0.parquet", tmp_path / "datamaps" / "seed0.png"
+    assert main(["datamap", "--run-dir", str(run), "--out", str(dm_file), "--plot", str(png), "--q", "0.4"]) == 0
     dmap = pd.read_parquet(dm_file)
+    assert list(dmap.columns) == ["uid", "label", *datamap.METRICS, *datamap.CATEGORIES]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["datamap", "--run-dir", str(tmp_path / "nope"), "--out", str(dm_file), "--q", "0.4"]) == 1
 
     def subset(method, *extra):
         out = tmp_path / "subsets" / f"{method}.parquet"
@@ -189,7 +162,7 @@ def test_cli_subset_errors(tmp_path, caplog):
     base = ["subset", "--train", str(train), "--out", out, "--q", "0.4"]
     with caplog.at_level(logging.ERROR):
         assert main([*base, "--method", "dm", "--datamap", str(dm_file)]) == 1
-    assert str(dm_file) in caplog.text and str(train) in caplog.text
+    assert str(dm_file) in caplog.text and str(train) in caplog.text and "covers different instances" in caplog.text
     assert main([*base, "--method", "jtt", "--ref-run", str(other), "--spec", '{"jtt_epoch": 3}']) == 1
     assert main([*base, "--method", "jtt", "--ref-run", str(tmp_path / "ref_missing")]) == 1
     assert main([*base, "--method", "dm"]) == 1  # no --datamap

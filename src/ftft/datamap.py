@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .io import atomic_path, read_json, read_parquet, unreadable, write_parquet
+from .io import REBUILD, _read, atomic_path, read_json, read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -42,31 +42,17 @@ class TrainingDynamics:
     def n(self) -> int:
         return len(self.uids)
 
-    def p_true(self, epochs: int | None = None) -> np.ndarray:
-        """[E', N] probability of the gold label in the first ``epochs`` epochs (default: all complete)."""
-        return self.probs[: self.complete_epochs if epochs is None else epochs, np.arange(self.n), self.labels]
-
-    def correct(self, epochs: int | None = None) -> np.ndarray:
-        """[E', N] bool: argmax(probs) == label (first maximum on ties)."""
-        return self.probs[: self.complete_epochs if epochs is None else epochs].argmax(axis=-1) == self.labels
-
 
 def load_dynamics(path: str | Path) -> TrainingDynamics:
     """Read and validate ``dynamics.npz`` (contract in docs/ARCHITECTURE.md)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"training dynamics file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in DYNAMICS_KEYS if k not in z.files]
-            if missing:
-                raise DataError(f"{path}: missing array(s) {missing}; have {sorted(z.files)}")
-            arrays = {k: z[k] for k in DYNAMICS_KEYS}
-    except DataError:
-        raise
-    except Exception as exc:  # zipfile / pickle / format errors
-        raise unreadable(path, "training dynamics file", exc) from exc
-    a = arrays
+
+    def load(p: Path) -> dict:
+        with np.load(p, allow_pickle=False) as z:
+            if missing := [k for k in DYNAMICS_KEYS if k not in z.files]:
+                raise DataError(f"{p}: missing array(s) {missing}; have {sorted(z.files)}")
+            return {k: z[k] for k in DYNAMICS_KEYS}
+
+    a = _read(path, "training dynamics file", REBUILD, load, (Exception,))  # zipfile / pickle / format errors
     return _validated(a["uids"].astype(str), a["labels"].astype(np.int64), a["probs"], a["seen"].astype(bool),
                       int(a["complete_epochs"]), str(path))  # fmt: skip
 
@@ -105,11 +91,9 @@ def _validated(uids, labels, probs, seen, complete_epochs, path, allow_nan: bool
         raise DataError(f"{path}: 'probs' must be floating point, got {probs.dtype}")
     if (probs < 0).any():  # NaN compares False
         raise DataError(f"{path}: 'probs' has negative values")
-    if not np.isfinite(probs).all():
-        if not allow_nan:
-            raise DataError(f"{path}: 'probs' has NaN/inf values (dynamics of a failed run?)")
-        return TrainingDynamics(uids, labels, probs, seen, complete_epochs)
-    if len(set(uids.tolist())) != n:
+    if not ((finite := np.isfinite(probs).all()) or allow_nan):
+        raise DataError(f"{path}: 'probs' has NaN/inf values (dynamics of a failed run?)")
+    if finite and len(set(uids.tolist())) != n:
         raise DataError(f"{path}: 'uids' are not unique")
     return TrainingDynamics(uids, labels, probs, seen, complete_epochs, path)
 
@@ -117,35 +101,33 @@ def _validated(uids, labels, probs, seen, complete_epochs, path, allow_nan: bool
 # --------------------------------------------------------------------------- the map
 
 
-def _epochs(dyn: TrainingDynamics, epochs) -> int:
-    if epochs == "complete":
-        e = dyn.complete_epochs
-    else:
-        e = int(epochs)
-        if e > dyn.complete_epochs:
-            raise DataError(f"{dyn.path}: asked for {e} epochs but only {dyn.complete_epochs} are complete")
+def _p_true(dyn: TrainingDynamics, epochs: str | int) -> np.ndarray:
+    """[E, N] probability of the gold label (float64) in every complete epoch or the first ``epochs`` (at least 2)."""
+    e = dyn.complete_epochs if epochs == "complete" else int(epochs)
+    if e > dyn.complete_epochs:
+        raise DataError(f"{dyn.path}: asked for {e} epochs but only {dyn.complete_epochs} are complete")
     if e < 2:
         raise DataError(
             f"{dyn.path}: a data map needs at least 2 complete epochs of training dynamics, got {e} "
             f"(recorded {dyn.probs.shape[0]} epoch(s), complete_epochs={dyn.complete_epochs})"
         )
-    return e
+    pt = dyn.probs[:e, np.arange(dyn.n), dyn.labels].astype(np.float64)
+    if not np.isfinite(pt).all():
+        raise DataError(f"{dyn.path}: non-finite probabilities in the first {e} epochs")
+    return pt
 
 
 def compute(dyn: TrainingDynamics, epochs: str | int = "complete") -> pd.DataFrame:
     """One row per instance (uid, label and ``METRICS``, in float64) over every complete epoch or the first k."""
-    e = _epochs(dyn, epochs)
-    pt = dyn.p_true(e).astype(np.float64)  # [E, N]
-    if not np.isfinite(pt).all():
-        raise DataError(f"{dyn.path}: non-finite probabilities in the first {e} epochs")
-    correct = dyn.correct(e)  # [E, N] bool
+    pt = _p_true(dyn, epochs)  # [E, N]
+    correct = dyn.probs[: len(pt)].argmax(axis=-1) == dyn.labels  # [E, N]; the first maximum on ties
     conf = pt.mean(axis=0)
     return pd.DataFrame(
         {
             "uid": dyn.uids,
             "label": dyn.labels,
             "confidence": conf,
-            "variability": np.sqrt(np.einsum("en,en->n", pt - conf, pt - conf) / e),  # ddof=0
+            "variability": np.sqrt(np.einsum("en,en->n", pt - conf, pt - conf) / len(pt)),  # ddof=0
             "correctness": correct.mean(axis=0),
             "forgetfulness": (correct[:-1] & ~correct[1:]).sum(axis=0).astype(np.int64),
         }
@@ -188,25 +170,19 @@ def ambiguous_uids(df: pd.DataFrame, q: float) -> np.ndarray:
 # --------------------------------------------------------------------------- analyses
 
 
-def overlap(a_uids, b_uids) -> float:
-    """|A ∩ B| / |A| (Figure 1a; random sets of q*N share q in expectation, footnote 4)."""
-    a = np.unique(np.asarray(a_uids).astype(str))
-    b = np.unique(np.asarray(b_uids).astype(str))
-    if len(a) == 0:
-        raise ValueError("overlap of an empty set is undefined")
-    return float(len(np.intersect1d(a, b, assume_unique=True)) / len(a))
-
-
 def overlap_matrix(maps: dict[str, pd.DataFrame], q: float) -> pd.DataFrame:
-    """Pairwise ``overlap`` of the q-ambiguous sets (rows A, columns B) of maps of the same training instances."""
+    """|A ∩ B| / |A| of the q-ambiguous sets A (rows), B (columns) of maps of the same training instances (Figure 1a;
+    random sets of q*N share q in expectation, footnote 4)."""
     names = list(maps)
     ref = np.sort(maps[names[0]]["uid"].to_numpy().astype(str))
     for name in names[1:]:
         if not np.array_equal(np.sort(maps[name]["uid"].to_numpy().astype(str)), ref):
             raise DataError(f"data maps {names[0]!r} and {name!r} cover different training instances")
-    sets = {name: ambiguous_uids(maps[name], q) for name in names}
-    mat = np.array([[overlap(sets[a], sets[b]) for b in names] for a in names], dtype=np.float64)
-    return pd.DataFrame(mat, index=pd.Index(names, name="a"), columns=pd.Index(names, name="b"))
+    sets = {name: set(ambiguous_uids(maps[name], q).tolist()) for name in names}
+    if not all(sets.values()):
+        raise ValueError("overlap of an empty set is undefined")
+    mat = [[len(sets[a] & sets[b]) / len(sets[a]) for b in names] for a in names]
+    return pd.DataFrame(mat, pd.Index(names, name="a"), pd.Index(names, name="b"), dtype=np.float64)
 
 
 def easy_ratio(df: pd.DataFrame, q: float) -> float:
@@ -219,14 +195,14 @@ def easy_ratio(df: pd.DataFrame, q: float) -> float:
 def ptrue_curves(dyn: TrainingDynamics, hard_fraction: float = 0.10, epochs: str | int = "complete") -> pd.DataFrame:
     """Median p_true per (1-based) epoch of the round(hard_fraction*N) lowest-confidence instances ("hard") and of
     the others ("rest") (Figure 1b)."""
-    e = _epochs(dyn, epochs)
-    pt = dyn.p_true(e).astype(np.float64)
+    pt = _p_true(dyn, epochs)
+    e = len(pt)
     hard = select_extreme(pt.mean(axis=0), dyn.uids, category_size(dyn.n, hard_fraction), largest=False)
-    rows = []
-    for group, mask in (("hard", hard), ("rest", ~hard)):
-        med = np.median(pt[:, mask], axis=1) if mask.any() else np.full(e, np.nan)
-        rows += [{"epoch": i + 1, "group": group, "median_ptrue": float(m)} for i, m in enumerate(med)]
-    return pd.DataFrame(rows)
+    med = {
+        g: np.median(pt[:, m], axis=1) if m.any() else np.full(e, np.nan) for g, m in (("hard", hard), ("rest", ~hard))
+    }
+    wide = pd.DataFrame(med, index=pd.RangeIndex(1, e + 1, name="epoch"))
+    return wide.melt(var_name="group", value_name="median_ptrue", ignore_index=False).reset_index()
 
 
 # --------------------------------------------------------------------------- plot
@@ -237,34 +213,30 @@ def plot(
 ) -> None:
     """Cartography scatter (variability, confidence, colour = correctness) with marginal histograms, the regions
     labelled and DM's selection (the ``q`` most ambiguous) outlined; at most ``max_points`` (seeded) drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     n = len(df)
     shown = df.sample(n=max_points, random_state=seed) if n > max_points else df
-    fig = plt.figure(figsize=(8, 7), dpi=120)
+    fig = Figure(figsize=(8, 7), dpi=120)
     grid = fig.add_gridspec(2, 3, width_ratios=(5, 1.1, 0.25), height_ratios=(1.1, 5), wspace=0.05, hspace=0.05)
     ax = fig.add_subplot(grid[1, 0])
     top = fig.add_subplot(grid[0, 0], sharex=ax)
     right = fig.add_subplot(grid[1, 1], sharey=ax)
-    cax = fig.add_subplot(grid[1, 2])
     size = 6 if len(shown) > 2000 else 16
     sc = ax.scatter(shown["variability"], shown["confidence"], c=shown["correctness"], cmap="coolwarm_r",
                     vmin=0.0, vmax=1.0, s=size, alpha=0.65, linewidths=0)  # fmt: skip
     if q is not None:
-        k = category_size(n, q)
         amb = df["ambiguous"] if "ambiguous" in df.columns else categorize(df, q)["ambiguous"]
         sel = shown[amb.loc[shown.index].to_numpy(bool)]
+        label = f"selected by DM: the {q:.0%} most ambiguous ({category_size(n, q):,})"
         ax.scatter(sel["variability"], sel["confidence"], s=size * 1.6, facecolors="none", edgecolors="black",
-                   linewidths=0.4, alpha=0.7, label=f"selected by DM: the {q:.0%} most ambiguous ({k:,})")  # fmt: skip
+                   linewidths=0.4, alpha=0.7, label=label)  # fmt: skip
         ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
     top.hist(df["variability"], bins=30, color="0.55")
     right.hist(df["confidence"], bins=30, orientation="horizontal", color="0.55")
     top.tick_params(labelbottom=False, labelsize=8)
     right.tick_params(labelleft=False, labelsize=8)
-    fig.colorbar(sc, cax=cax).set_label("correctness", fontsize=11)
+    fig.colorbar(sc, cax=fig.add_subplot(grid[1, 2])).set_label("correctness", fontsize=11)
     ax.set(ylim=(-0.02, 1.02), xlim=(0.0, None))
     ax.set_xlabel("variability", fontsize=12)
     ax.set_ylabel("confidence", fontsize=12)
@@ -275,46 +247,34 @@ def plot(
     ax.grid(alpha=0.3)
     sub = f"{n:,} instances" + (f" ({len(shown):,} shown)" if len(shown) < n else "")
     top.set_title(f"{title}\n{sub}", fontsize=12)
-    _save(fig, path, bbox_inches="tight")
-
-
-def _save(fig, path: str | Path, **kwargs) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", **kwargs)
-    plt.close(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
 
 
 def plot_failure(path: str | Path, title: str, reason: str) -> None:
     """A placeholder image saying why there is no data map."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3), dpi=100)
+    fig = Figure(figsize=(7, 3), dpi=100)
+    ax = fig.subplots()
     ax.axis("off")
     ax.text(
         0.5, 0.5, f"{title}\n\nno data map: the reference run failed\n{reason}", ha="center", va="center", wrap=True
     )
-    _save(fig, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
 
 
 # --------------------------------------------------------------------------- files + CLI
 
 
-def write(df: pd.DataFrame, path: str | Path, meta: dict | None = None) -> None:
-    """Write a data map parquet atomically; ``meta`` goes to the schema metadata key ``ftft``."""
-    write_parquet(df, path, meta)
+write = write_parquet  # a data map parquet, atomically; ``meta`` goes to the schema metadata key ``ftft``
 
 
 def read(path: str | Path) -> pd.DataFrame:
     """Read a data map parquet (error naming the file if missing or malformed)."""
-    path = Path(path)
     df = read_parquet(path, "data map")
-    missing = [c for c in ("uid", "label", *METRICS) if c not in df.columns]
-    if missing:
+    if missing := [c for c in ("uid", "label", *METRICS) if c not in df.columns]:
         raise DataError(f"{path}: data map is missing column(s) {missing}")
     df["uid"] = df["uid"].astype(str)
     return df
@@ -368,8 +328,7 @@ def run(args) -> int:
     df = categorize(compute(dyn), args.q)
     if args.train:
         df = with_texts(df, args.train)
-    meta = {"run_dir": str(run_dir), "q": args.q, "epochs": dyn.complete_epochs, "n": dyn.n}
-    write(df, args.out, meta)
+    write(df, args.out, {"run_dir": str(run_dir), "q": args.q, "epochs": dyn.complete_epochs, "n": dyn.n})
     log.info("data map of %s: %d instances, %d epochs; q=%.2f: %d ambiguous, %d hard-to-learn, easy ratio %.4f -> %s",
              run_dir, dyn.n, dyn.complete_epochs, args.q, df["ambiguous"].sum(), df["hard_to_learn"].sum(),
              df["easy"].mean(), args.out)  # fmt: skip

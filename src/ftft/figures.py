@@ -1,5 +1,4 @@
-"""Paper Figures 1a, 1b, 2, 3 and 4 (PNG + PDF); which ones a config makes: ``figure_ids``. Each kind says
-what it reads (``needs``), draws the figure and returns the plotted numbers (``make``; tests assert them).
+"""Paper Figures 1a, 1b, 2, 3 and 4 (PNG + PDF); which ones a config makes: ``figure_ids``; the kinds: ``KINDS``.
 
 - 1a: share of reference A's ambiguous (top q variability) instances that B also picks (first seed's maps);
   the diagonal: two seeds of the same reference (the paper's superscripts).
@@ -12,10 +11,9 @@ what it reads (``needs``), draws the figure and returns the plotted numbers (``m
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -34,7 +32,9 @@ HEATMAP_SIZE = (6.0, 5.0)
 CURVES_SIZE = (7.5, 4.5)
 
 
-def _plt():
+def _figure(size: tuple[float, float], **subplots):
+    """(figure, its axes, seaborn) in the style of the paper figures; labels are plain text ($ is a dollar), mathtext
+    opts in."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,8 +44,8 @@ def _plt():
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
     plt.rcParams.update(
         {"figure.dpi": DPI, "savefig.dpi": DPI, "pdf.fonttype": 42, "axes.titlesize": 11, "text.parse_math": False}
-    )  # labels are plain text ($ is a dollar); mathtext opts in
-    return plt, sns
+    )
+    return *plt.subplots(figsize=size, layout="constrained", **subplots), sns
 
 
 def save(fig, prefix: str | Path) -> None:
@@ -99,17 +99,15 @@ def overlap_data(cfg: dict, res: Results, task: str) -> tuple[pd.DataFrame, dict
     if ok:
         sub = datamap.overlap_matrix(ok, q)
         mat.loc[sub.index, sub.columns] = sub
-    second = {r: res.datamap(task, r, seeds[1]) if len(seeds) > 1 else None for r in refs}
-    return mat, {
-        r: float("nan")
-        if first[r] is None or second[r] is None
-        else float(datamap.overlap_matrix({"a": first[r], "b": second[r]}, q).iloc[0, 1])
-        for r in refs
-    }
+    seed_ov = {}
+    for r in refs:
+        second = res.datamap(task, r, seeds[1]) if len(seeds) > 1 else None
+        ok = first[r] is not None and second is not None
+        seed_ov[r] = float(datamap.overlap_matrix({"a": first[r], "b": second}, q).iloc[0, 1]) if ok else float("nan")
+    return mat, seed_ov
 
 
 def overlap_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.DataFrame:
-    plt, sns = _plt()
     task = _figure_task(cfg, fid)
     mat, seed_ov = overlap_data(cfg, res, task)
     refs = list(mat.index)
@@ -119,7 +117,7 @@ def overlap_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Da
     for i, s in enumerate(seed_ov[r] for r in refs):
         if not np.isnan(shown[i, i]):
             annot[i, i], shown[i, i] = ("1.00\n(one seed)", 1.0) if np.isnan(s) else (f"{s:.2f}\n(seeds)", s)
-    fig, ax = plt.subplots(figsize=HEATMAP_SIZE, layout="constrained")
+    fig, ax, sns = _figure(HEATMAP_SIZE)
     sns.heatmap(
         shown, annot=annot, fmt="", vmin=0, vmax=1, cmap="viridis", square=True, ax=ax,
         xticklabels=labels, yticklabels=labels, cbar_kws={"label": "share of ambiguous instances"},
@@ -159,7 +157,6 @@ def curves_needs(cfg: dict, fid: str) -> grid.Needs:
 def curves_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.DataFrame:
     from . import datamap
 
-    plt, sns = _plt()
     task = _figure_task(cfg, fid)
     sec, seed0 = cfg["ptrue_curves"], cfg["seeds"][0]
     hard = float(sec["hard_fraction"])
@@ -172,9 +169,8 @@ def curves_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Dat
         c = datamap.ptrue_curves(res.dynamics(run), hard)
         frames.append(c.assign(reference=model_label(cfg, ref), ref_model=ref))
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["epoch", "group", "median_ptrue"])
-    group_names = {"hard": f"hard-to-learn {hard:.0%}", "rest": f"others {1 - hard:.0%}"}
-    df["subset"] = df["group"].map(lambda g: group_names.get(g, str(g)))
-    fig, ax = plt.subplots(figsize=CURVES_SIZE, layout="constrained")
+    df["subset"] = df["group"].map({"hard": f"hard-to-learn {hard:.0%}", "rest": f"others {1 - hard:.0%}"})
+    fig, ax, sns = _figure(CURVES_SIZE)
     if frames:
         sns.lineplot(data=df, x="epoch", y="median_ptrue", hue="reference", style="subset", markers=True, ax=ax)
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
@@ -240,17 +236,16 @@ def speed_data(cfg: dict, res: Results, fid: str) -> pd.DataFrame:
 
 
 def speed_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.DataFrame:
-    plt, sns = _plt()
     df = speed_data(cfg, res, fid)
     fig_cfg = cfg["speed"]["figures"][fid]
     tasks = grid.speed_tasks(cfg, fid)
     n_cols = max(len(ood_sets(cfg, t)) for t in tasks)
-    fig, axes = plt.subplots(len(tasks), n_cols, figsize=speed_size(len(tasks), n_cols), squeeze=False,
-                             sharey="row", layout="constrained")  # fmt: skip
+    fig, axes, sns = _figure(
+        speed_size(len(tasks), n_cols), nrows=len(tasks), ncols=n_cols, squeeze=False, sharey="row"
+    )
     labels = list(dict.fromkeys(df["label"]))
     palette = dict(zip(labels, sns.color_palette("colorblind", len(labels)), strict=True))
-    fracs = sorted(df["fraction"].unique())
-    ticks = df.drop_duplicates("fraction").set_index("fraction")["fraction_label"]
+    ticks = df.drop_duplicates("fraction").sort_values("fraction")
     for i, task in enumerate(tasks):
         sets = ood_sets(cfg, task)
         for j, ax in enumerate(axes[i]):
@@ -269,7 +264,7 @@ def speed_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Data
             if missing:
                 panel_note(ax, "no successful run:\n" + "\n".join(missing))
             ax.axhline(100, color="0.4", lw=0.8, ls="--")
-            ax.set_xticks(fracs, [ticks[f] for f in fracs], fontsize=8)
+            ax.set_xticks(ticks["fraction"], ticks["fraction_label"], fontsize=8)
             ax.set_title(textwrap.fill(f"{task_label(task)}: {dataset_title(cfg, task, sets[j])}", 30), fontsize=10)
             ax.set(xlabel="fraction of training steps", ylabel="" if j else "OOD perf. vs full budget (%)")
     handles, hl = axes[0, 0].get_legend_handles_labels()
@@ -296,17 +291,10 @@ def speed_caption(cfg: dict, fid: str) -> str:
 # --- registry / CLI ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FigureKind:
-    needs: Callable[[dict, str], grid.Needs]
-    make: Callable[[dict, Results, str, str | Path], pd.DataFrame]
-    caption: Callable[[dict, str], str]
-
-
-KINDS: dict[str, FigureKind] = {
-    "overlap": FigureKind(overlap_needs, overlap_make, overlap_caption),
-    "curves": FigureKind(curves_needs, curves_make, curves_caption),
-    "speed": FigureKind(speed_needs, speed_make, speed_caption),
+KINDS = {  # kind -> what it reads, draws (returning the plotted numbers) and its caption, for artefacts.Registry
+    "overlap": SimpleNamespace(needs=overlap_needs, make=overlap_make, caption=overlap_caption),
+    "curves": SimpleNamespace(needs=curves_needs, make=curves_make, caption=curves_caption),
+    "speed": SimpleNamespace(needs=speed_needs, make=speed_make, caption=speed_caption),
 }
 
 

@@ -1,7 +1,7 @@
 """Reading run outputs for tables and figures (file formats: docs/ARCHITECTURE.md), through ``Results``:
 
 - A cell at fraction f of the *full* budget reads a limited run's final checkpoint and a full run's checkpoint
-  nearest to f (within half a checkpoint spacing, else ``DataError``): ``read_fraction``, ``pick_checkpoint``.
+  nearest to f (within half a checkpoint spacing, else ``DataError``): ``read_fraction``, ``Results._checkpoint``.
 - Failed runs (``run.json`` status failed, also when their reference failed) are excluded from every mean and
   counted; a failed reference's data map is an empty file saying why. A halted reading (FTFT cells, halting
   curves) is judged at its checkpoint (``failure_at``): excluded at or below the majority-class baseline.
@@ -36,22 +36,6 @@ def read_fraction(run: Run, fraction: Fraction | float = 1) -> Fraction:
     return f
 
 
-def pick_checkpoint(ckpts, steps, fracs, fraction, where) -> tuple[int, int]:
-    """(checkpoint, step) of the checkpoint at ``fraction`` of a run's own schedule."""
-    if len(ckpts) == 0:
-        raise DataError(f"{where}: no checkpoints")
-    if fraction == 1:
-        return int(ckpts[-1]), int(steps[-1])
-    i = int(np.argmin(np.abs(fracs - float(fraction))))
-    tol = 0.5 / len(ckpts) + 1e-9
-    if abs(fracs[i] - float(fraction)) > tol:
-        raise DataError(
-            f"{where}: no checkpoint at fraction {fraction} (nearest {fracs[i]:.4f}); "
-            f"checkpoints are at {np.round(fracs, 4).tolist()}"
-        )
-    return int(ckpts[i]), int(steps[i])
-
-
 @dataclass
 class SeedValues:
     """Per-seed values of the ok runs of one cell (dataset -> value per ok seed), and which seeds failed and why."""
@@ -67,9 +51,7 @@ class SeedValues:
 def mean_std(values: list[float], scale: float = 100.0) -> tuple[float, float]:
     """Mean and sample std (ddof=1; NaN for one value) of ``values`` times ``scale``."""
     a = np.asarray(values, float) * scale
-    if a.size == 0:
-        return float("nan"), float("nan")
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else float("nan")
+    return (float(a.mean()) if a.size else float("nan")), (float(a.std(ddof=1)) if a.size > 1 else float("nan"))
 
 
 def _need(path: Path) -> Path:
@@ -87,8 +69,7 @@ def _json(path: str, mtime: float) -> dict:
 def _metric_index(path: str, mtime: float):
     """(checkpoints, steps, fractions) sorted by checkpoint, and {(checkpoint, dataset): row dict}."""
     df = read_csv(path, "metrics file")
-    missing = [c for c in METRICS_COLUMNS if c not in df.columns]
-    if missing:
+    if missing := [c for c in METRICS_COLUMNS if c not in df.columns]:
         raise DataError(f"{path}: missing column(s) {missing}")
     ck = df.drop_duplicates("checkpoint").sort_values("checkpoint")
     index = {(int(r["checkpoint"]), str(r["dataset"])): r for r in df.to_dict("records")}
@@ -133,19 +114,29 @@ class Results:
 
     def failure_at(self, run: Run, fraction: Fraction | float = 1) -> str:
         """Why ``run`` read at ``fraction`` of the full budget does not count ('' when it does)."""
-        rec, fin = self.record(run), self.record(run).get("final")
+        fin = self.record(run).get("final")
         if read_fraction(run, fraction) == 1 or not fin:  # the run's end, or it broke (loss, reference)
-            return self.failure(run) if rec["status"] == "failed" else ""
+            return self.failure(run) if self.is_failed(run) else ""
         score, base = self.metric_at(run, fin["dataset"], fin["metric"], fraction), float(fin["majority_baseline"])
         if score <= base:
             return f"halted at {fraction}: ID {fin['metric']} on {fin['dataset']} is {score:.4f} <= majority-class {base:.4f}"
         return ""
 
     def _checkpoint(self, run: Run, fraction: Fraction | float) -> tuple[int, int, dict, Path]:
-        """(checkpoint, step, {(checkpoint, dataset): metrics row}, metrics.csv) of ``run`` at ``fraction``."""
+        """(checkpoint, step, {(checkpoint, dataset): metrics row}, metrics.csv) of ``run`` at ``fraction``: the last
+        checkpoint at the end of the run's own schedule, else the nearest (within half a checkpoint spacing)."""
         path = _need(self.run_path(run, "metrics.csv"))
         ckpts, steps, fracs, index = _metric_index(str(path), path.stat().st_mtime)
-        return *pick_checkpoint(ckpts, steps, fracs, read_fraction(run, fraction), str(path)), index, path
+        f = read_fraction(run, fraction)
+        if len(ckpts) == 0:
+            raise DataError(f"{path}: no checkpoints")
+        i = len(ckpts) - 1 if f == 1 else int(np.argmin(np.abs(fracs - float(f))))
+        if f != 1 and abs(fracs[i] - float(f)) > 0.5 / len(ckpts) + 1e-9:
+            raise DataError(
+                f"{path}: no checkpoint at fraction {f} (nearest {fracs[i]:.4f}); "
+                f"checkpoints are at {np.round(fracs, 4).tolist()}"
+            )
+        return int(ckpts[i]), int(steps[i]), index, path
 
     def metric_at(self, run: Run, dataset: str, metric: str, fraction: Fraction | float = 1) -> float:
         """``metric`` (0-1) of ``run`` on ``dataset`` at ``fraction`` of the full budget."""
@@ -195,9 +186,8 @@ class Results:
         """The data map, or None when its reference run failed (see ``datamap_failure``)."""
         from . import datamap
 
-        return (
-            None if self.datamap_failure(task, ref, seed) else datamap.read(Path(self.layout.datamap(task, ref, seed)))
-        )
+        failed = self.datamap_failure(task, ref, seed)
+        return None if failed else datamap.read(self.layout.datamap(task, ref, seed))
 
     def datamap_failure(self, task: str, ref: str, seed: int) -> str:
         path = Path(self.layout.datamap(task, ref, seed))

@@ -30,13 +30,6 @@ def bootstrap_draws(
         yield inst, seeds_a[start : start + k], seeds_b[start : start + k]
 
 
-def _counts(idx: np.ndarray, size: int) -> np.ndarray:
-    """[k, m] indices in [0, size) -> [k, size] counts (float64)."""
-    k = idx.shape[0]
-    flat = idx + (np.arange(k)[:, None] * size)
-    return np.bincount(flat.ravel(), minlength=k * size).reshape(k, size).astype(np.float64)
-
-
 def _per_seed_scores(preds: np.ndarray, labels: np.ndarray, weights: np.ndarray, metric: str, n_classes: int):
     """Metric of every seed under every instance weighting [k, N]: [k, S]. The weighted counts are sums of
     integers, exact in float64."""
@@ -51,12 +44,6 @@ def _per_seed_scores(preds: np.ndarray, labels: np.ndarray, weights: np.ndarray,
         f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
         return f1.sum(axis=2) / np.maximum((denom > 0).sum(axis=2), 1)
     raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
-
-
-def _system_stat(scores: np.ndarray, seed_idx: np.ndarray) -> np.ndarray:
-    """scores [k, S], seed_idx [k, m] -> mean over the drawn seeds per sample [k]."""
-    k = seed_idx.shape[0]
-    return scores[np.arange(k)[:, None], seed_idx].mean(axis=1)
 
 
 def p_value(diffs: np.ndarray, margin: float = 0.0) -> float:
@@ -77,24 +64,28 @@ def multibootstrap(
     return float(diffs.mean()), p_value(diffs, margin)
 
 
-def _bootstrap(systems, labels, metric: str, n_samples: int, seed: int, combine) -> np.ndarray:
-    """``combine(stat of each system [k])`` per sample; ``systems``: (preds [S, N], "a" | "b") draws A's or B's seeds."""
+def _bootstrap(systems_a, systems_b, labels, metric: str, n_samples: int, seed: int, combine) -> np.ndarray:
+    """``combine(stat of each system of A, then of B [k])`` per sample; the systems of A (and of B) share a seed draw."""
     labels = np.asarray(labels, dtype=np.int64)
     n = labels.shape[0]
-    arrays = [np.atleast_2d(np.asarray(x, dtype=np.int64)) for x, _ in systems]
-    if any(x.shape[1] != n for x in arrays):
-        raise ValueError(f"predictions {', '.join(str(x.shape) for x in arrays)} do not match {n} labels")
-    if any(x.shape[0] == 0 for x in arrays) or n == 0:
+    a, b = ([np.atleast_2d(np.asarray(x, dtype=np.int64)) for x in xs] for xs in (systems_a, systems_b))
+    if any(x.shape[1] != n for x in a + b):
+        raise ValueError(f"predictions {', '.join(str(x.shape) for x in a + b)} do not match {n} labels")
+    if any(x.shape[0] == 0 for x in a + b) or n == 0:
         raise ValueError("multibootstrap needs at least one seed per system and one instance")
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    n_classes = int(max(labels.max(), *(x.max() for x in arrays))) + 1
-    s_a, s_b = (next(x.shape[0] for x, (_, who) in zip(arrays, systems, strict=True) if who == w) for w in "ab")
+    n_classes = int(max(labels.max(), *(x.max() for x in a + b))) + 1
     out = []
-    for inst, sa, sb in bootstrap_draws(n_samples, n, s_a, s_b, seed):
-        w = _counts(inst, n)
-        out.append(combine(*(_system_stat(_per_seed_scores(x, labels, w, metric, n_classes), sa if who == "a" else sb)
-                             for x, (_, who) in zip(arrays, systems, strict=True))))  # fmt: skip
+    for inst, sa, sb in bootstrap_draws(n_samples, n, a[0].shape[0], b[0].shape[0], seed):
+        k = len(inst)  # instance counts [k, n]: the weights of each bootstrap sample (exact in float64)
+        w = np.bincount((inst + n * np.arange(k)[:, None]).ravel(), minlength=k * n).reshape(k, n).astype(np.float64)
+        stat = [
+            np.take_along_axis(_per_seed_scores(x, labels, w, metric, n_classes), s, axis=1).mean(axis=1)
+            for xs, s in ((a, sa), (b, sb))
+            for x in xs
+        ]
+        out.append(combine(*stat))
     return np.concatenate(out)
 
 
@@ -107,8 +98,7 @@ def relative_bootstrap_samples(
     def combine(at_a, full_a, at_b, full_b):
         return at_a / np.where(full_a > 0, full_a, np.nan) - at_b / np.where(full_b > 0, full_b, np.nan)
 
-    systems = ((a_at, "a"), (a_full, "a"), (b_at, "b"), (b_full, "b"))
-    return _bootstrap(systems, labels, metric, n_samples, seed, combine)
+    return _bootstrap((a_at, a_full), (b_at, b_full), labels, metric, n_samples, seed, combine)
 
 
 def _ranks(a) -> np.ndarray:
@@ -143,16 +133,15 @@ def spearman_permutation_p(x, y, max_exact: int = 8, n_samples: int = 10000, see
     if np.isnan(spearman(x, y)):
         return float("nan")
     rx, ry = _ranks(x), _ranks(y)
-    obs = _rho_rows(rx, ry[None, :])[0]
-    if len(y) <= max_exact:
-        perms = np.array(list(itertools.permutations(range(len(y)))), dtype=np.int64)
-        return float(np.mean(_rho_rows(rx, ry[perms]) >= obs - 1e-12))
-    rng = np.random.default_rng(seed)
-    rys = np.stack([rng.permutation(ry) for _ in range(n_samples)])
-    hits = int(np.sum(_rho_rows(rx, rys) >= obs - 1e-12))
-    return float((1 + hits) / (1 + n_samples))
+    if exact := len(y) <= max_exact:
+        rys = ry[np.array(list(itertools.permutations(range(len(y)))), dtype=np.int64)]
+    else:
+        rng = np.random.default_rng(seed)
+        rys = np.stack([rng.permutation(ry) for _ in range(n_samples)])
+    hits = int(np.sum(_rho_rows(rx, rys) >= _rho_rows(rx, ry[None, :])[0] - 1e-12))
+    return hits / len(rys) if exact else (1 + hits) / (1 + n_samples)
 
 
 def multibootstrap_samples(preds_a, preds_b, labels, metric="accuracy", n_samples=5000, seed=0) -> np.ndarray:
     """The per-sample differences stat(A) - stat(B) [n_samples]."""
-    return _bootstrap(((preds_a, "a"), (preds_b, "b")), labels, metric, n_samples, seed, np.subtract)
+    return _bootstrap((preds_a,), (preds_b,), labels, metric, n_samples, seed, np.subtract)

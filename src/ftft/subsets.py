@@ -36,33 +36,21 @@ def random_subset(train_uids, q: float, seed: int) -> pd.DataFrame:
 
 def dm_subset(train_uids, dmap: pd.DataFrame, q: float, where: str = "data map") -> pd.DataFrame:
     """The round(q*N) most ambiguous uids of a data map (ties by uid), in training-set order."""
-    uids = np.asarray(train_uids).astype(str)
-    map_uids = dmap["uid"].to_numpy().astype(str)
-    _check_same_uids(uids, map_uids, where)
-    chosen = set(datamap.ambiguous_uids(dmap, q).tolist())
-    keep = np.fromiter((u in chosen for u in uids.tolist()), dtype=bool, count=len(uids))
-    return _frame(uids[keep])
+    uids = _same_uids(train_uids, dmap["uid"].to_numpy(), where)
+    return _frame(uids[np.isin(uids, datamap.ambiguous_uids(dmap, q))])
 
 
 def jtt_subset(train_uids, dyn: datamap.TrainingDynamics, jtt_epoch: int, upweight: int) -> pd.DataFrame:
     """Every uid; those the reference mispredicts in the training forward pass of epoch ``jtt_epoch`` (1-based; the
     last complete one if fewer, with a warning) get ``copies`` 1 + ``upweight``, the others 1 (docs/FIDELITY.md)."""
-    uids = np.asarray(train_uids).astype(str)
-    _check_same_uids(uids, dyn.uids, dyn.path)
+    uids = _same_uids(train_uids, dyn.uids, dyn.path)
     if dyn.complete_epochs < 1:
         raise DataError(f"{dyn.path}: JTT needs at least one complete epoch of training dynamics")
     if jtt_epoch < 1:
         raise FtftError(f"JTT spec: 'jtt_epoch' must be >= 1, got {jtt_epoch}")
-    epoch = jtt_epoch
-    if jtt_epoch > dyn.complete_epochs:
-        epoch = dyn.complete_epochs
-        log.warning(
-            "%s: jtt_epoch=%d but the run has %d complete epoch(s); using epoch %d",
-            dyn.path,
-            jtt_epoch,
-            dyn.complete_epochs,
-            epoch,
-        )
+    epoch = min(jtt_epoch, dyn.complete_epochs)
+    if epoch < jtt_epoch:
+        log.warning(f"{dyn.path}: jtt_epoch={jtt_epoch} but the run has {epoch} complete epoch(s); using epoch {epoch}")
     wrong = dyn.probs[epoch - 1].argmax(axis=-1) != dyn.labels
     log.info("JTT: %d of %d instances mispredicted at epoch %d (+%d copies)", int(wrong.sum()), dyn.n, epoch, upweight)
     df = _frame(dyn.uids).assign(copies=np.where(wrong, 1 + upweight, 1).astype(np.int64))
@@ -71,24 +59,22 @@ def jtt_subset(train_uids, dyn: datamap.TrainingDynamics, jtt_epoch: int, upweig
 
 def poe_subset(train_uids, bias: pd.DataFrame, where: str) -> pd.DataFrame:
     """Every uid with the frozen bias model's log-probabilities (its eval-mode pass, ``bias_logp.parquet``)."""
-    uids = np.asarray(train_uids).astype(str)
-    _check_same_uids(uids, bias["uid"].to_numpy(), where)
+    uids = _same_uids(train_uids, bias["uid"].to_numpy(), where)
     cols = [c for c in bias.columns if c.startswith("bias_logp_")]
     if not cols or not np.isfinite(bias[cols].to_numpy()).all():
         raise DataError(f"{where}: bias log-probabilities missing or not finite (columns {cols})")
-    df = _frame(bias["uid"])
-    for c in sorted(cols, key=lambda c: int(c.rsplit("_", 1)[1])):
-        df[c] = bias[c].to_numpy(np.float32)
+    cols.sort(key=lambda c: int(c.rsplit("_", 1)[1]))
+    df = _frame(bias["uid"]).assign(**{c: bias[c].to_numpy(np.float32) for c in cols})
     return df.set_index("uid").loc[uids].reset_index()
 
 
-def _frame(uids, weight=None) -> pd.DataFrame:
-    uids = np.asarray(uids).astype(str)
-    w = np.ones(len(uids), np.float32) if weight is None else np.asarray(weight, np.float32)
-    return pd.DataFrame({"uid": uids, "weight": w})
+def _frame(uids) -> pd.DataFrame:
+    return pd.DataFrame({"uid": np.asarray(uids).astype(str), "weight": np.ones(len(uids), np.float32)})
 
 
-def _check_same_uids(train_uids: np.ndarray, other_uids: np.ndarray, where: str) -> None:
+def _same_uids(train_uids, other_uids, where: str) -> np.ndarray:
+    """The training set's uids (str), checked to be the same instances as ``other_uids`` (those of ``where``)."""
+    train_uids = np.asarray(train_uids).astype(str)
     a, b = set(train_uids.tolist()), set(np.asarray(other_uids).astype(str).tolist())
     if len(train_uids) != len(other_uids) or a != b:
         only_t, only_o = sorted(a - b)[:3], sorted(b - a)[:3]
@@ -97,30 +83,25 @@ def _check_same_uids(train_uids: np.ndarray, other_uids: np.ndarray, where: str)
             f"({len(other_uids)} vs {len(train_uids)} uids; only in training set e.g. {only_t}, "
             f"only in the other file e.g. {only_o})"
         )
+    return train_uids
 
 
 # --------------------------------------------------------------------------- files + CLI
 
 
 def read_train_uids(path: str | Path) -> np.ndarray:
-    col = read_arrow(path, "training set", columns=["uid"]).column("uid").to_numpy()
-    return np.asarray(col).astype(str)
+    return read_arrow(path, "training set", columns=["uid"]).column("uid").to_numpy().astype(str)
 
 
 def write(df: pd.DataFrame, path: str | Path, meta: dict | None = None) -> None:
-    df = df.reset_index(drop=True)
-    df["uid"] = df["uid"].astype(str)
-    df["weight"] = df["weight"].astype(np.float32)
-    write_parquet(df, path, meta)
+    write_parquet(df.astype({"uid": str, "weight": np.float32}), path, meta)
 
 
 def read(path: str | Path) -> pd.DataFrame:
     """Read a subset file (what the engine consumes)."""
-    path = Path(path)
     df = read_parquet(path, "subset file")
-    for col in ("uid", "weight"):
-        if col not in df.columns:
-            raise DataError(f"{path}: subset file has no column {col!r}")
+    if missing := [c for c in ("uid", "weight") if c not in df.columns]:
+        raise DataError(f"{path}: subset file has no column {missing[0]!r}")
     return df
 
 
@@ -140,12 +121,9 @@ def reference_failure(args, method) -> str | None:
     if "datamap" in method.reads and args.datamap:
         failed = parquet_meta(args.datamap, "data map").get("failed")
         return f"data map {args.datamap}: {failed}" if failed else None
-    if args.ref_run:
-        record = Path(args.ref_run) / "run.json"
-        if record.is_file():
-            rec = read_json(record, "run record")
-            if rec.get("status") == "failed":
-                return f"{args.ref_run}: {rec.get('failure_reason')}"
+    record = Path(args.ref_run or ".") / "run.json"
+    if args.ref_run and record.is_file() and (rec := read_json(record, "run record")).get("status") == "failed":
+        return f"{args.ref_run}: {rec.get('failure_reason')}"
     return None
 
 
