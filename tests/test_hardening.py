@@ -1,22 +1,16 @@
 """Hardening: bad inputs end in a one-line error naming the file or the config key, never a traceback.
 
-1. A file an earlier job wrote that is truncated or corrupt (normalised data, training and
-   evaluation sets, tokenised splits, subsets, training dynamics, run records, data maps, bias
-   log-probabilities, predictions, metrics, table CSVs, the config dump), given to each kind of
-   job that reads it (assemble, tokenize, datamap, subset, train, table): the job exits 1 with a
-   ``DataError`` naming the file and saying what to do, and leaves no output (no temporary file
-   either). Each job is called the way the rule calls it (``ftft ...`` through ``ftft.cli.main``);
-   the assemble and train jobs also through a real ``snakemake`` on a copy of the workflow.
-2. A config mistake that the config alone decides (labels that do not match the source, a
-   misspelt split, an unknown demo source, an evaluation set called ``train``, a BYO split or
-   label list that does not match the files, a local model copy that is no model, a missing
-   mirror) fails ``snakemake -n`` before the DAG is built, naming the key and the value.
-
-``benchmarks/hardening.py`` audits the same on a whole small workflow (and kills training jobs).
+1. A truncated or corrupt file an earlier job wrote, given to each kind of job that reads it (called as its rule
+   calls it, ``ftft ...`` through ``ftft.cli.main``; assemble and train also through a real ``snakemake``): the job
+   exits 1 with a ``DataError`` naming the file and what to do, and leaves no output, not even a temporary file.
+2. A config mistake that the config alone decides (the ``MISTAKES`` below) fails ``ftft check-config`` and
+   ``snakemake -n`` before the DAG is built, naming the key and the value.
+``benchmarks/hardening.py`` audits the same on a whole small workflow.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -44,26 +38,33 @@ from ftft.data import schema
 from ftft.errors import DataError
 from ftft.io import atomic_path, write_json, write_parquet
 from ftft.layout import Layout
+from ftft.train.cli import KEPT
+from ftft.train.spec import make_spec
 from ftft.workflow import Plan
 
 ADVICE = "add `--force "  # every unreadable-file error says how to get the file rebuilt
 
 
 # --------------------------------------------------------------------------------- corruption
-def truncate(path: Path, keep: float = 0.5) -> Path:
-    """Cut a file to ``keep`` of its bytes (a copy interrupted half-way, a full disk)."""
+def damage(path: Path, how: str = "truncated", keep: float = 0.5) -> Path:
+    """Cut to ``keep`` of its bytes (``truncated``: a copy interrupted half-way, a full disk), ``empty``, ``garbage``
+    (not the format at all), or ``cut_cleanly``: an Arrow stream that ends after half of its rows (reads without error)."""
     data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * keep)])
+    if how == "cut_cleanly":
+        table = pa.ipc.open_stream(pa.BufferReader(data)).read_all()
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table.slice(0, len(table) // 2))
+    else:
+        path.write_bytes({"truncated": data[: int(len(data) * keep)], "empty": b"", "garbage": b"PAR1 junk"}[how])
     return path
 
 
-def cut_arrow_stream(path: Path) -> Path:
-    """An Arrow stream that ends cleanly after half of its rows: it reads without an error."""
-    table = pa.ipc.open_stream(pa.BufferReader(path.read_bytes())).read_all()  # not mapped: rewritten below
-    half = table.slice(0, len(table) // 2)
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, half.schema) as writer:
-        writer.write_table(half)
-    return path
+def cli(cmd: str, **flags) -> list[str]:
+    """The arguments of ``ftft CMD --some-flag VALUE ...`` for ``some_flag=VALUE`` (a list: several values)."""
+    argv = [cmd]
+    for key, value in flags.items():
+        argv += [f"--{key.replace('_', '-')}", *map(str, value if isinstance(value, list) else [value])]
+    return argv
 
 
 def run_job(argv: list[str], caplog) -> tuple[int, str]:
@@ -77,7 +78,7 @@ def run_job(argv: list[str], caplog) -> tuple[int, str]:
 def assert_clear_failure(rc: int, message: str, bad: Path, outputs: list[Path]) -> None:
     assert rc == 1, message
     assert str(bad) in message, message
-    assert ADVICE in message or "delete" in message, message
+    assert ADVICE in message, message
     assert len(message.splitlines()) == 1, message
     for out in outputs:
         assert not out.exists(), f"partial output left: {out}"
@@ -85,36 +86,6 @@ def assert_clear_failure(rc: int, message: str, bad: Path, outputs: list[Path]) 
 
 
 # ------------------------------------------------------------------------- a small job tree
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    """What the jobs of one toy task read: normalised source, task sets, a tiny model and its tokenised
-    data, a reference run's dynamics / record / bias log-probabilities, its data map and subsets."""
-    root = tmp_path_factory.mktemp("tree")
-    frames = [
-        ef.toy_frame(ef.N_TRAIN, 1, "train", ef.FILLER),
-        ef.toy_frame(ef.N_ID, 2, "id", ef.FILLER),
-        ef.toy_frame(ef.N_OOD, 3, "ood", ef.FILLER + ef.OOD_FILLER),
-    ]
-    schema.write(pd.concat(frames, ignore_index=True), root / "sources" / "toy.parquet", ef.LABELS, "toy")
-    assert main(["assemble", "--spec", json.dumps(SPEC), "--sources-dir", str(root / "sources"),
-                 "--train", str(root / "data" / "train.parquet"), "--eval-dir", str(root / "data" / "eval")]) == 0  # fmt: skip
-    ef.build_toy_model(root / "model")
-    ef.tokenize_toy(root / "data", root / "model", root / "tok")
-    train = schema.read(root / "data" / "train.parquet")[0]
-    ref = root / "ref"
-    rng = np.random.default_rng(0)
-    probs = rng.dirichlet(np.ones(3), size=(5, len(train))).astype(np.float16)
-    datamap.save_dynamics(ref / "dynamics.npz", train["uid"], train["label"], probs)
-    write_json(ref / "run.json", {"run": "toy", "status": "ok", "failure_reason": None})
-    logp = np.log(rng.dirichlet(np.ones(3), size=len(train)))
-    write_parquet(pd.DataFrame({"uid": train["uid"], **{f"bias_logp_{c}": logp[:, c] for c in range(3)}}),
-                  ref / "bias_logp.parquet")  # fmt: skip
-    assert main(["datamap", "--run-dir", str(ref), "--train", str(root / "data" / "train.parquet"),
-                 "--out", str(root / "datamap.parquet"), "--q", "0.33"]) == 0  # fmt: skip
-    assert main(subset_args(root, "dm", root / "subset_dm.parquet")) == 0
-    return root
-
-
 SPEC = {
     "labels": ef.LABELS,
     "train": {"source": "toy", "split": "train"},
@@ -123,104 +94,105 @@ SPEC = {
 }
 
 
+def job(w: Path, name: str, out: Path) -> tuple[list[str], list[Path]]:
+    """``ftft NAME`` as its rule calls it on the tree ``w`` (``subset-METHOD``: the subset job; ``train-dm``: a run on
+    the DM subset), writing into ``out``: its arguments and outputs."""
+    train = w / "data" / "train.parquet"
+    if name == "assemble":
+        outs = [out / "train.parquet", out / "eval"]
+        return cli("assemble", spec=json.dumps(SPEC), sources_dir=w / "sources", train=outs[0], eval_dir=outs[1]), outs
+    if name == "tokenize":
+        sets = {"eval_dir": w / "data" / "eval", "eval_sets": ["toy_id", "toy_ood"]}
+        return cli("tokenize", train=train, **sets, model=w / "model", max_length=24, out=out), [out]
+    if name == "datamap":
+        argv = cli("datamap", run_dir=w / "ref", train=train, out=out / "dm.parquet", plot=out / "dm.png", q=0.33)
+        return argv, [out / "dm.parquet", out / "dm.png"]
+    if name.startswith("train"):
+        dm = name == "train-dm"
+        run = ef.toy_run("dm", "tiny") if dm else ef.toy_run()
+        spec = json.dumps(make_spec(ef.toy_config(w / "model", steps=6, checkpoints=2), run))
+        dirs = {"data_dir": w / "tok", "out": out, "state_dir": w / "state", "model_path": w / "model"}
+        argv = cli("train", spec=spec, **dirs, **({"subset": w / "subset_dm.parquet"} if dm else {}))
+        return argv, [out / "run.json", out / "metrics.csv"]
+    method = name.removeprefix("subset-")
+    extra = {
+        "random": {"q": 0.33},
+        "dm": {"q": 0.33, "datamap": w / "datamap.parquet"},
+        "jtt": {"ref_run": w / "ref", "spec": '{"jtt_epoch": 2, "upweight": 4.0}'},
+        "poe": {"ref_run": w / "ref"},
+    }[method]
+    out_file = out / f"subset_{method}.parquet"
+    return cli("subset", method=method, train=train, out=out_file, **extra), [out_file]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    """What the jobs of one toy task read: normalised source, task sets, a tiny model and its tokenised
+    data, a reference run's dynamics / record / bias log-probabilities, its data map and DM subset."""
+    root = tmp_path_factory.mktemp("tree")
+    frames = [
+        ef.toy_frame(ef.N_TRAIN, 1, "train", ef.FILLER),
+        ef.toy_frame(ef.N_ID, 2, "id", ef.FILLER),
+        ef.toy_frame(ef.N_OOD, 3, "ood", ef.FILLER + ef.OOD_FILLER),
+    ]
+    schema.write(pd.concat(frames, ignore_index=True), root / "sources" / "toy.parquet", ef.LABELS, "toy")
+    assert main(job(root, "assemble", root / "data")[0]) == 0
+    ef.build_toy_model(root / "model")
+    ef.tokenize_toy(root / "data", root / "model", root / "tok")
+    train = schema.read(root / "data" / "train.parquet")[0]
+    ref, rng = root / "ref", np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=(5, len(train))).astype(np.float16)
+    datamap.save_dynamics(ref / "dynamics.npz", train["uid"], train["label"], probs)
+    write_json(ref / "run.json", {"run": "toy", "status": "ok", "failure_reason": None})
+    logp = np.log(rng.dirichlet(np.ones(3), size=len(train)))
+    bias = pd.DataFrame({"uid": train["uid"], **{f"bias_logp_{c}": logp[:, c] for c in range(3)}})
+    write_parquet(bias, ref / "bias_logp.parquet")
+    assert (
+        main(cli("datamap", run_dir=ref, train=root / "data" / "train.parquet", out=root / "datamap.parquet", q=0.33))
+        == 0
+    )
+    assert main(job(root, "subset-dm", root)[0]) == 0
+    return root
+
+
 @pytest.fixture
 def work(tree, tmp_path) -> Path:
     """A private copy of the tree, free to corrupt."""
     return Path(shutil.copytree(tree, tmp_path / "tree"))
 
 
-def subset_args(root: Path, method: str, out: Path) -> list[str]:
-    extra = {
-        "random": ["--q", "0.33"],
-        "dm": ["--q", "0.33", "--datamap", str(root / "datamap.parquet")],
-        "jtt": ["--ref-run", str(root / "ref"), "--spec", '{"jtt_epoch": 2, "upweight": 4.0}'],
-        "poe": ["--ref-run", str(root / "ref")],
-    }[method]
-    return ["subset", "--method", method, "--train", str(root / "data" / "train.parquet"), "--out", str(out), *extra]
-
-
 # ----------------------------------------------------------- 1. each job, each file it reads
-def test_assemble_truncated_source(work, caplog):
-    bad = truncate(work / "sources" / "toy.parquet")
-    out_train, out_eval = work / "new" / "train.parquet", work / "new" / "eval"
-    rc, msg = run_job(["assemble", "--spec", json.dumps(SPEC), "--sources-dir", str(work / "sources"),
-                       "--train", str(out_train), "--eval-dir", str(out_eval)], caplog)  # fmt: skip
-    assert_clear_failure(rc, msg, bad, [out_train, out_eval])
-
-
-@pytest.mark.parametrize("which", ["train", "eval"])
-def test_tokenize_truncated_task_set(work, caplog, which):
-    bad = truncate(work / "data" / ("train.parquet" if which == "train" else "eval/toy_ood.parquet"))
-    out = work / "tok2"
-    rc, msg = run_job(["tokenize", "--train", str(work / "data" / "train.parquet"), "--eval-dir",
-                       str(work / "data" / "eval"), "--eval-sets", "toy_id", "toy_ood", "--model", str(work / "model"),
-                       "--max-length", "24", "--out", str(out)], caplog)  # fmt: skip
-    assert_clear_failure(rc, msg, bad, [out])
-    if which == "eval":  # a file inside the assemble job's folder output: the folder must go
-        assert f"--force {work / 'data' / 'eval'}`" in msg
-
-
-@pytest.mark.parametrize("name", ["dynamics.npz", "run.json", "train.parquet"])
-def test_datamap_unreadable_input(work, caplog, name):
-    bad = truncate(work / "data" / name if name == "train.parquet" else work / "ref" / name)
-    out, plot = work / "dm2.parquet", work / "dm2.png"
-    rc, msg = run_job(["datamap", "--run-dir", str(work / "ref"), "--train", str(work / "data" / "train.parquet"),
-                       "--out", str(out), "--plot", str(plot), "--q", "0.33"], caplog)  # fmt: skip
-    assert_clear_failure(rc, msg, bad, [out, plot])
+READS = {  # job: the files of the tree it reads (train: the tokenize job's folder output, and a subset)
+    "assemble": ["sources/toy.parquet"],
+    "tokenize": ["data/train.parquet", "data/eval/toy_ood.parquet"],
+    "datamap": ["ref/dynamics.npz", "ref/run.json", "data/train.parquet"],
+    "subset-random": ["data/train.parquet"],
+    "subset-dm": ["datamap.parquet"],
+    "subset-jtt": ["ref/dynamics.npz", "ref/run.json"],
+    "subset-poe": ["ref/bias_logp.parquet"],
+    "train": ["tok/data/train/*.arrow", "tok/data/train/state.json", "tok/data/dataset_dict.json", "tok/stats.json"],
+    "train-dm": ["subset_dm.parquet"],
+}
+CASES = [(name, file, "truncated") for name, files in READS.items() for file in files] + [
+    ("subset-dm", "datamap.parquet", "garbage"),
+    ("subset-jtt", "ref/run.json", "empty"),
+    ("train", "tok/data/toy_ood/*.arrow", "cut_cleanly"),
+]
 
 
 @pytest.mark.parametrize(
-    "method,file",
-    [("random", "data/train.parquet"), ("dm", "datamap.parquet"), ("jtt", "ref/dynamics.npz"),
-     ("jtt", "ref/run.json"), ("poe", "ref/bias_logp.parquet")],
-)  # fmt: skip
-def test_subset_unreadable_input(work, caplog, method, file):
-    bad = truncate(work / file)
-    out = work / "s.parquet"
-    rc, msg = run_job(subset_args(work, method, out), caplog)
-    assert_clear_failure(rc, msg, bad, [out])
-
-
-def test_empty_run_record_and_garbage_parquet(work, caplog):
-    """Zero bytes and non-parquet bytes are as clear as a truncated file."""
-    (work / "ref" / "run.json").write_bytes(b"")
-    rc, msg = run_job(subset_args(work, "jtt", work / "s.parquet"), caplog)
-    assert_clear_failure(rc, msg, work / "ref" / "run.json", [work / "s.parquet"])
-    (work / "datamap.parquet").write_bytes(b"PAR1 not really a parquet file")
-    rc, msg = run_job(subset_args(work, "dm", work / "s.parquet"), caplog)
-    assert_clear_failure(rc, msg, work / "datamap.parquet", [work / "s.parquet"])
-
-
-# the tokenised folder (the tokenize job's folder output) and the subset, as the train job reads them
-TRAIN_INPUTS = {
-    "arrow": lambda w: truncate(next((w / "tok" / "data" / "train").glob("*.arrow"))),
-    "arrow_cut_cleanly": lambda w: cut_arrow_stream(next((w / "tok" / "data" / "toy_ood").glob("*.arrow"))),
-    "split_index": lambda w: truncate(w / "tok" / "data" / "train" / "state.json"),
-    "dataset_index": lambda w: truncate(w / "tok" / "data" / "dataset_dict.json"),
-    "stats": lambda w: truncate(w / "tok" / "stats.json"),
-    "subset": lambda w: truncate(w / "subset_dm.parquet"),
-}
-
-
-@pytest.mark.integration  # imports torch and loads a model
-@pytest.mark.parametrize("kind", sorted(TRAIN_INPUTS))
-def test_train_unreadable_input(work, caplog, kind):
-    from ftft.train.spec import make_spec
-
-    bad = TRAIN_INPUTS[kind](work)
-    cfg = ef.toy_config(work / "model", steps=6, checkpoints=2)
-    run = ef.toy_run("dm", "tiny") if kind == "subset" else ef.toy_run()
-    out = work / "run"
-    argv = ["train", "--spec", json.dumps(make_spec(cfg, run)), "--data-dir", str(work / "tok"), "--out", str(out),
-            "--state-dir", str(work / "state"), "--model-path", str(work / "model")]  # fmt: skip
-    if kind == "subset":
-        argv += ["--subset", str(bad)]
+    "name,file,how", [pytest.param(*c, marks=pytest.mark.integration) if "train" in c[0] else c for c in CASES]
+)  # the train job imports torch and loads a model
+def test_job_with_an_unreadable_input(work, caplog, name, file, how):
+    bad = damage(next(work.glob(file)), how)
+    argv, outputs = job(work, name, work / "out")
     rc, msg = run_job(argv, caplog)
-    where = bad.parent if kind == "arrow_cut_cleanly" else bad  # rows missing: the split is named
-    assert_clear_failure(rc, msg, where, [out / "run.json", out / "metrics.csv"])
-    if kind != "subset":
-        assert f"--force {work / 'tok'}`" in msg
-    assert not out.exists() or not any(out.iterdir())
+    assert_clear_failure(rc, msg, bad.parent if how == "cut_cleanly" else bad, outputs)  # rows missing: the split
+    assert not (work / "out").exists() or not any((work / "out").iterdir())
+    assert "truncated or corrupt" in msg or how == "cut_cleanly", msg
+    for folder in ("data/eval", "tok"):  # a file inside a job's folder output: the folder must go
+        if file.startswith(f"{folder}/"):
+            assert f"--force {work / folder}`" in msg
 
 
 # tables read run records, metrics, predictions (Table 5), other tables' CSV (Table 8), the config dump
@@ -230,28 +202,12 @@ def results(tmp_path_factory):
 
     cfg = hr.tiny_config(seeds=(0, 1))
     root = tmp_path_factory.mktemp("results")
-    merged = grid.Needs()  # what Tables 2, 3, 5 and 7 read (Table 8 reads the CSV of 2 and 7)
-    for tid in ("2", "3", "5", "7"):
-        needs = tables.needs(cfg, tid)
-        for kind in ("runs", "predictions", "dynamics", "datamaps"):
-            getattr(merged, kind).update(getattr(needs, kind))
-    hr.write_needed(root, cfg, merged)
-    layout = Layout(root)
+    for tid in ("2", "3", "5", "7"):  # what they read (Table 8 reads the CSV of 2 and 7)
+        hr.write_needed(root, cfg, tables.needs(cfg, tid))
     for tid in ("2", "7"):
-        tables.write(cfg, root, tid, layout.table_prefix(tid))
+        tables.write(cfg, root, tid, Layout(root).table_prefix(tid))
     write_json(root / "config.json", cfg)
     return cfg, root
-
-
-def _file_of(cfg: dict, root: Path, tid: str, name: str) -> Path:
-    layout = Layout(root)
-    needs = tables.needs(cfg, tid)
-    if name == "table":
-        return Path(layout.table(sorted(needs.tables)[0], "csv"))
-    if name == "config":
-        return root / "config.json"
-    runs = needs.predictions if name == "predictions.parquet" else needs.runs
-    return Path(layout.run_file(name, sorted(runs)[0]))
 
 
 @pytest.mark.parametrize(
@@ -261,34 +217,15 @@ def _file_of(cfg: dict, root: Path, tid: str, name: str) -> Path:
 def test_table_unreadable_input(results, tmp_path, caplog, tid, name):
     cfg, shared = results
     root = Path(shutil.copytree(shared, tmp_path / "results"))
-    bad = truncate(_file_of(cfg, root, tid, name), keep=0.3)
-    prefix = Path(Layout(root).table_prefix(tid))
-    rc, msg = run_job(["table", "--id", tid, "--config-json", str(root / "config.json"), "--results", str(root),
-                       "--out-prefix", str(prefix)], caplog)  # fmt: skip
+    layout, needs = Layout(root), tables.needs(cfg, tid)
+    if name in ("table", "config"):
+        bad = Path(layout.table(min(needs.tables), "csv")) if name == "table" else root / "config.json"
+    else:
+        bad = Path(layout.run_file(name, min(needs.predictions if name == "predictions.parquet" else needs.runs)))
+    damage(bad, keep=0.3)
+    prefix = Path(layout.table_prefix(tid))
+    rc, msg = run_job(cli("table", id=tid, config_json=root / "config.json", results=root, out_prefix=prefix), caplog)
     assert_clear_failure(rc, msg, bad, [prefix.with_name(prefix.name + ext) for ext in (".csv", ".md", ".tex")])
-
-
-def test_readers_name_the_file_for_every_kind(work):
-    """The shared readers, directly: each kind of file, truncated, is a DataError naming it."""
-    from ftft import io, results, subsets
-    from ftft.train.data import load_tokenized, tokenized_stats
-
-    cases = [
-        (work / "sources" / "toy.parquet", lambda p: schema.read(p)),
-        (work / "data" / "train.parquet", subsets.read_train_uids),
-        (work / "subset_dm.parquet", subsets.read),
-        (work / "datamap.parquet", datamap.read),
-        (work / "ref" / "dynamics.npz", datamap.load_dynamics),
-        (work / "ref" / "bias_logp.parquet", results.read_parquet),
-        (work / "ref" / "run.json", io.read_json),
-        (work / "tok" / "stats.json", lambda p: tokenized_stats(p.parent)),
-        (work / "tok" / "data" / "dataset_dict.json", lambda p: load_tokenized(work / "tok", [], 0)),
-    ]
-    for path, read in cases:
-        truncate(path)
-        with pytest.raises(DataError, match="truncated or corrupt") as err:
-            read(path)
-        assert str(path) in str(err.value) and ADVICE in str(err.value)
 
 
 def test_a_full_disk_names_the_file_and_the_cause(tmp_path):
@@ -302,60 +239,60 @@ def test_a_full_disk_names_the_file_and_the_cause(tmp_path):
 
 
 # ------------------------------------------------------------ through a real snakemake run
-@pytest.fixture(scope="module")
-def wf(tmp_path_factory) -> Path:
-    return make_copy(tmp_path_factory.mktemp("wf"))
+@pytest.fixture
+def small(copies, tmp_path):
+    """A one-task, one-seed demo in a workflow copy: (copy, config, layout, snakemake arguments); cleaned up after."""
+    wf = copies[0]
+    overlay = tmp_path / "small.yaml"
+    demo = {"hsd_train_rows": 60, "eval_rows": 10}
+    overlay.write_text(yaml.safe_dump({"active_tasks": ["hsd"], "seeds": [0], "demo": demo}))
+    cfg = ftft_config.load(ROOT / "workflow_config.yaml", ROOT / "config" / "demo.yaml", overlay)
+    yield wf, cfg, Layout.from_config(cfg), ["--cores", "1", "--configfile", "config/demo.yaml", str(overlay)]
+    for folder in (cfg["results"], cfg["resources"]):
+        shutil.rmtree(wf / folder, ignore_errors=True)
 
 
-SMALL = {"active_tasks": ["hsd"], "seeds": [0], "demo": {"hsd_train_rows": 60, "eval_rows": 10}}
+@pytest.fixture
+def tokenized(small, tiny_model_dir, demo_task_dir) -> Path:
+    """The tiny model, and the hsd data tokenised for it, where the train job of the workflow copy reads them."""
+    from ftft.tokenize import tokenize_task
+
+    wf, cfg, layout, _ = small
+    shutil.copytree(tiny_model_dir, wf / layout.demo_model("tinybert"), dirs_exist_ok=True)
+    data, tok = demo_task_dir("hsd") / "data" / "hsd", wf / Plan(cfg).tokenized("hsd", "tinybert")
+    tokenize_task(data / "train.parquet", data / "eval", grid.task_eval_sets(cfg, "hsd"), str(tiny_model_dir), 32, tok)
+    return tok
 
 
 @pytest.mark.integration
-def test_snakemake_assemble_job_with_truncated_source(wf, tmp_path, demo_frames):
+def test_snakemake_assemble_job_with_truncated_source(small, demo_frames):
     """The assemble job of a real run gets a truncated normalised source: the run stops with the one-line
-    error naming the file (no traceback) and the job's outputs are gone."""
-    overlay = tmp_path / "small.yaml"
-    overlay.write_text(yaml.safe_dump(SMALL))
-    cfg = ftft_config.load(ROOT / "workflow_config.yaml", ROOT / "config" / "demo.yaml", overlay)
-    layout = Layout.from_config(cfg)
+    error naming the file (no traceback) and the job's outputs are gone; the advice, verbatim, rebuilds it."""
+    wf, cfg, layout, args = small
     source = wf / layout.source("demo_hsd")
     schema.write(demo_frames["hsd"], source, schema.HSD_LABELS, "demo_hsd")
-    truncate(source)
+    damage(source)
     target = layout.task_train("hsd")
-    res = snakemake(wf, target, "--cores", "1", "--allowed-rules", "assemble", "--configfile", "config/demo.yaml",
-                    str(overlay))  # fmt: skip
+    res = snakemake(wf, target, *args, "--allowed-rules", "assemble")
     out = res.stdout + res.stderr
-    assert res.returncode != 0, out[-3000:]
-    assert "Traceback" not in out, out[-3000:]
+    assert res.returncode != 0 and "Traceback" not in out, out[-3000:]
     assert f"{layout.source('demo_hsd')}: not a readable normalised data file" in out, out[-3000:]
     assert not (wf / target).exists() and not (wf / layout.task_eval_dir("hsd")).exists()
-    # the advice, verbatim: add `--force FILE` right after `snakemake` (rebuilds only the file), then run as before
-    args = ["--cores", "1", "--configfile", "config/demo.yaml", str(overlay)]
+    # the advice: add `--force FILE` right after `snakemake` (rebuilds only the file), then run as before
     forced = re.search(r"add `(--force \S+)` right after `snakemake`", out).group(1).split()
     assert forced[1] == layout.source("demo_hsd")
     res = snakemake(wf, *forced, target, *args)  # a command that names a target too
     assert res.returncode == 0 and (wf / target).is_file(), (res.stdout + res.stderr)[-3000:]
-    shutil.rmtree(wf / cfg["results"])
 
 
-@pytest.mark.integration
-def test_sigint_to_snakemake_keeps_finished_training(wf, tmp_path, tiny_model_dir, demo_task_dir):
+@pytest.mark.slow  # a whole training job, interrupted, then its rerun
+def test_sigint_to_snakemake_keeps_finished_training(small, tokenized):
     """SIGINT to Snakemake while a training job runs: the job finishes, Snakemake marks its outputs incomplete;
     `--rerun-incomplete` then restores them from the state folder instead of training again."""
-    from ftft.tokenize import tokenize_task
-    from ftft.train.cli import KEPT
-
-    overlay = tmp_path / "small.yaml"
-    overlay.write_text(yaml.safe_dump(SMALL))
-    cfg = ftft_config.load(ROOT / "workflow_config.yaml", ROOT / "config" / "demo.yaml", overlay)
-    layout, run = Layout.from_config(cfg), grid.Run("hsd", "tinybert", "erm")
-    shutil.copytree(tiny_model_dir, wf / layout.demo_model("tinybert"), dirs_exist_ok=True)
-    data = demo_task_dir("hsd") / "data" / "hsd"
-    tok = wf / Plan(cfg).tokenized("hsd", "tinybert")
-    tokenize_task(data / "train.parquet", data / "eval", grid.task_eval_sets(cfg, "hsd"), str(tiny_model_dir), 32, tok)
+    wf, cfg, layout, args = small
+    run = grid.Run("hsd", "tinybert", "erm")
     target = layout.run_file("run.json", run)
-    args = [target, "--cores", "1", "--allowed-rules", "train", "train_bias_model", "--configfile", "config/demo.yaml",
-            str(overlay)]  # fmt: skip
+    args = [target, *args, "--allowed-rules", "train", "train_bias_model"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     sm = subprocess.Popen([SNAKEMAKE, *args], cwd=wf, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lock, deadline = wf / f"{layout.state_dir(run)}.lock", time.monotonic() + 300
@@ -370,28 +307,15 @@ def test_sigint_to_snakemake_keeps_finished_training(wf, tmp_path, tiny_model_di
     assert "restored the outputs of this finished run" in (wf / layout.train_log(run)).read_text()
     assert (wf / target).read_bytes() == finished
     assert not (wf / layout.state_dir(run) / KEPT).exists()  # the successful run took them
-    shutil.rmtree(wf / cfg["results"])
-    shutil.rmtree(wf / cfg["resources"])
 
 
 @pytest.mark.integration
-def test_snakemake_train_job_with_truncated_tokenised_split(wf, tmp_path, tiny_model_dir, demo_task_dir):
+def test_snakemake_train_job_with_truncated_tokenised_split(small, tokenized):
     """The train job (a `script:` rule) gets a truncated tokenised split: clear error, no run outputs."""
-    from ftft.tokenize import tokenize_task
-
-    overlay = tmp_path / "small.yaml"
-    overlay.write_text(yaml.safe_dump(SMALL))
-    cfg = ftft_config.load(ROOT / "workflow_config.yaml", ROOT / "config" / "demo.yaml", overlay)
-    layout = Layout.from_config(cfg)
+    wf, cfg, layout, args = small
     run = grid.Run("hsd", "tinybert", "erm")
-    shutil.copytree(tiny_model_dir, wf / layout.demo_model("tinybert"), dirs_exist_ok=True)
-    data = demo_task_dir("hsd") / "data" / "hsd"
-    tok = wf / Plan(cfg).tokenized("hsd", "tinybert")
-    tokenize_task(data / "train.parquet", data / "eval", grid.task_eval_sets(cfg, "hsd"), str(tiny_model_dir), 32, tok)
-    bad = truncate(next((tok / "data" / "train").glob("*.arrow")))
-    target = layout.run_file("run.json", run)
-    res = snakemake(wf, target, "--cores", "1", "--allowed-rules", "train", "train_bias_model", "--configfile",
-                    "config/demo.yaml", str(overlay))  # fmt: skip
+    bad = damage(next((tokenized / "data" / "train").glob("*.arrow")))
+    res = snakemake(wf, layout.run_file("run.json", run), *args, "--allowed-rules", "train", "train_bias_model")
     out = res.stdout + res.stderr
     log = wf / layout.train_log(run)
     text = log.read_text() if log.is_file() else ""
@@ -399,116 +323,72 @@ def test_snakemake_train_job_with_truncated_tokenised_split(wf, tmp_path, tiny_m
     assert "Traceback" not in out + text, (out + text)[-3000:]
     assert str(bad.relative_to(wf)) in text and "tokenised split" in text, text[-3000:]
     assert not (wf / layout.run_dir(run)).exists() or not any((wf / layout.run_dir(run)).iterdir())
-    shutil.rmtree(wf / cfg["results"])
-    shutil.rmtree(wf / cfg["resources"])
 
 
 # -------------------------------------------------------- 2. config mistakes at `snakemake -n`
 BYO = {"files": {"train": "byo/train.csv", "test": "byo/test.csv"}, "text_a": "text", "label": "label"}
-DEMO_MISTAKES = {
-    "labels_not_the_sources": (
-        {"tasks": {"hsd": {"labels": ["hate", "nothate"]}}},
-        ["tasks.hsd.labels", "['hate', 'nothate']", "demo_hsd"],
-    ),
-    "misspelt_split": (
-        {"tasks": {"hsd": {"train": {"source": "demo_hsd", "split": "trian"}}}},
-        ["tasks.hsd.train.split", "'trian'", "ood_r2_original"],
-    ),
-    "unknown_demo_source": (
-        {"tasks": {"hsd": {"id_test": {"name": "cad", "source": "demo_hate", "split": "test"}}}},
-        ["tasks.hsd.id_test.source", "demo_hate", "demo_hsd"],
-    ),
-    "eval_set_called_train": (
-        {"tasks": {"hsd": {"id_test": {"name": "train", "source": "demo_hsd", "split": "test"}}}},
-        ["tasks.hsd.id_test.name", "'train'"],
-    ),
-    "byo_split_not_in_files": (
-        {"byo": {"mine": BYO}, "tasks": {"hsd": {"train": {"source": "mine", "split": "training"}}}},
-        ["tasks.hsd.train.split", "byo.mine.files", "'training'"],
-    ),
-    "byo_labels_not_the_tasks": (
-        {
-            "byo": {"mine": {**BYO, "labels": ["hate", "nothate"]}},
-            "tasks": {"hsd": {"train": {"source": "mine", "split": "train"}}},
-        },
-        ["tasks.hsd.labels", "byo.mine.labels", "['hate', 'nothate']"],
-    ),  # fmt: skip
+MISTAKES = {  # name: overlay as {dotted key: value}, onto config/demo.yaml unless the name starts with paper_
+    "labels_not_the_sources": {"tasks.hsd.labels": ["hate", "nothate"]},
+    "misspelt_split": {"tasks.hsd.train.split": "trian"},
+    "unknown_demo_source": {"tasks.hsd.id_test.source": "demo_hate"},
+    "eval_set_called_train": {"tasks.hsd.id_test.name": "train"},
+    "byo_split_not_in_files": {"byo.mine": BYO, "tasks.hsd.train": {"source": "mine", "split": "training"}},
+    "byo_labels_not_the_tasks": {"byo.mine": {**BYO, "labels": ["hate", "nothate"]}, "tasks.hsd.train.source": "mine"},
+    "paper_labels_not_the_sources": {"tasks.hsd.labels": ["nothate", "hateful"]},
+    "paper_misspelt_split": {"tasks.hsd.ood": [{"name": "dyna", "source": "dynahate", "split": "test_r2_orignal"}]},
+    "paper_model_path_not_a_model": {"models.tinybert.path": "config"},
+    "paper_mirror_missing": {"datasets.cad.mirror": "no/such/data.zip"},
 }
-PAPER_MISTAKES = {
-    "paper_labels_not_the_sources": (
-        {"tasks": {"hsd": {"labels": ["nothate", "hateful"]}}},
-        ["tasks.hsd.labels", "hateful", "'cad'"],
-    ),
-    "paper_misspelt_split": (
-        {"tasks": {"hsd": {"ood": [{"name": "dyna", "source": "dynahate", "split": "test_r2_orignal"}]}}},
-        ["tasks.hsd.ood[0].split", "test_r2_orignal"],
-    ),
-    "paper_model_path_not_a_model": (
-        {"models": {"tinybert": {"path": "config"}}},
-        ["models.tinybert.path", "'config'"],
-    ),
-    "paper_mirror_missing": ({"datasets": {"cad": {"mirror": "no/such/data.zip"}}}, ["datasets.cad.mirror", "no/such"]),
+NAMED = {  # what the error of each names: the key, the value, what would be right
+    "labels_not_the_sources": ["tasks.hsd.labels", "['hate', 'nothate']", "demo_hsd"],
+    "misspelt_split": ["tasks.hsd.train.split", "'trian'", "ood_r2_original"],
+    "unknown_demo_source": ["tasks.hsd.id_test.source", "demo_hate", "demo_hsd"],
+    "eval_set_called_train": ["tasks.hsd.id_test.name", "'train'"],
+    "byo_split_not_in_files": ["tasks.hsd.train.split", "byo.mine.files", "'training'"],
+    "byo_labels_not_the_tasks": ["tasks.hsd.labels", "byo.mine.labels", "['hate', 'nothate']"],
+    "paper_labels_not_the_sources": ["tasks.hsd.labels", "hateful", "'cad'"],
+    "paper_misspelt_split": ["tasks.hsd.ood[0].split", "test_r2_orignal"],
+    "paper_model_path_not_a_model": ["models.tinybert.path", "'config'"],
+    "paper_mirror_missing": ["datasets.cad.mirror", "no/such"],
 }
-MISTAKES = {**DEMO_MISTAKES, **PAPER_MISTAKES}
+# `snakemake -n` runs the checks of `ftft check-config` (validate, Plan.check) on its own merge of the files: one
+# mistake of each kind (demo, BYO, paper overlay; a list; a path relative to the workflow) shows it, before the DAG
+DRY_RUN = ["labels_not_the_sources", "byo_labels_not_the_tasks", "paper_misspelt_split", "paper_model_path_not_a_model"]
 
 
-def _dry_run(wf: Path, name: str) -> tuple[str, int, str]:
-    overlay, _ = MISTAKES[name]
-    bad = wf / f"{name}.yaml"
-    base = {"active_tasks": ["hsd"], "seeds": [0]}
-    bad.write_text(yaml.safe_dump(ftft_config.deep_update(base, overlay)))
-    demo = ["config/demo.yaml"] if name in DEMO_MISTAKES else []
-    res = snakemake(wf, "--dry-run", "--configfile", *demo, bad.name)
-    return name, res.returncode, res.stdout + res.stderr
+def configfiles(name: str) -> list[str]:
+    return [*([] if name.startswith("paper_") else ["config/demo.yaml"]), f"{name}.yaml"]
 
 
 @pytest.fixture(scope="module")
-def dry_runs(tmp_path_factory) -> dict[str, tuple[int, str]]:
-    """Every mistake's `snakemake -n`, two at a time (each in its own copy of the workflow)."""
-    copies = []
-    for i in range(2):
-        copy = make_copy(tmp_path_factory.mktemp(f"wf_dry{i}"))
+def copies(tmp_path_factory) -> list[Path]:
+    """Two copies of the workflow, each with every config mistake's overlay and the BYO files they name."""
+    copies = [make_copy(tmp_path_factory.mktemp(f"wf_mistakes{i}")) for i in range(2)]
+    for copy in copies:
         (copy / "byo").mkdir()
         for split in ("train", "test"):
             (copy / "byo" / f"{split}.csv").write_text("text,label\nsome text,hate\nother text,nothate\n")
-        copies.append(copy)
-    names = sorted(MISTAKES)
-    with ThreadPoolExecutor(2) as pool:
-        done = pool.map(lambda i: _dry_run(copies[i % 2], names[i]), range(len(names)))
-    return {name: (rc, out) for name, rc, out in done}
+        for name, overlay in MISTAKES.items():
+            cfg = {"active_tasks": ["hsd"], "seeds": [0]}
+            for key, value in overlay.items():
+                ftft_config.deep_update(cfg, functools.reduce(lambda v, k: {k: v}, reversed(key.split(".")), value))
+            (copy / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+    return copies
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_config_mistake_fails_in_check_config(copies, monkeypatch, caplog, name):
+    monkeypatch.chdir(copies[0])  # BYO files and model paths are relative to the working directory
+    rc, msg = run_job(["check-config", "--configfile", *configfiles(name)], caplog)
+    assert rc == 1 and all(needle in msg for needle in NAMED[name]), msg
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("name", sorted(MISTAKES))
-def test_config_mistake_fails_at_dry_run_naming_the_key(dry_runs, name):
-    rc, out = dry_runs[name]
-    assert rc != 0, out[-2000:]
-    assert "invalid configuration" in out, out[-2000:]
-    for needle in MISTAKES[name][1]:
-        assert needle in out, f"{needle!r} not in: {out[-2000:]}"
-    assert "Building DAG of jobs" not in out and "Traceback" not in out, out[-2000:]
-
-
-@pytest.mark.parametrize("name", sorted(MISTAKES))
-def test_config_mistake_fails_in_check_config(tmp_path, monkeypatch, caplog, name):
-    """`ftft check-config` (no Snakemake) runs the same checks: the same key, the same value."""
-    overlay, needles = MISTAKES[name]
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "config").mkdir()  # a folder that is no model (paper_model_path_not_a_model)
-    (tmp_path / "byo").mkdir()
-    for split in ("train", "test"):
-        (tmp_path / "byo" / f"{split}.csv").write_text("text,label\nsome text,hate\n")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(ftft_config.deep_update({"active_tasks": ["hsd"], "seeds": [0]}, overlay)))
-    demo = [str(ROOT / "config" / "demo.yaml")] if name in DEMO_MISTAKES else []
-    rc, msg = run_job(["check-config", str(ROOT / "workflow_config.yaml"), *demo, str(bad)], caplog)
-    assert rc == 1
-    for needle in needles:
-        assert needle in msg, msg
-
-
-def test_shipped_configs_pass_the_new_checks(monkeypatch):
-    monkeypatch.chdir(ROOT)  # BYO files are relative to the working directory
-    for overlays in (["config/demo.yaml"], ["config/byo-example.yaml"], ["config/rehearsal.yaml"]):
-        cfg = ftft_config.load(ROOT / "workflow_config.yaml", *(ROOT / o for o in overlays))
-        Plan(cfg).check()
+def test_config_mistakes_fail_at_dry_run_naming_the_key(copies):
+    with ThreadPoolExecutor(2) as pool:  # two at a time, each in its own copy of the workflow
+        runs = pool.map(lambda n, w: snakemake(w, "--dry-run", "--configfile", *configfiles(n)), DRY_RUN, copies * 2)
+        for name, res in zip(DRY_RUN, runs, strict=True):
+            out = res.stdout + res.stderr
+            assert res.returncode != 0 and "invalid configuration" in out, out[-2000:]
+            assert all(needle in out for needle in NAMED[name]), f"{name}: {NAMED[name]} not all in: {out[-2000:]}"
+            assert "Building DAG of jobs" not in out and "Traceback" not in out, out[-2000:]

@@ -94,7 +94,7 @@ def _easy_ratio_at_half(npz_path) -> float:
     return float((~amb & ~hard).mean())
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # a whole quickstart workflow run
 def test_quickstart_screens_ships_a_pipeline_model_with_its_card(tmp_path, monkeypatch):
     import wfutil
     import yaml
