@@ -505,7 +505,7 @@ def test_plan_inputs_and_params():
     demo = Plan(load_cfg(ROOT / "config" / "demo.yaml"))
     erm = grid.Run("hsd", "tinybert", "erm")
     assert demo.train_inputs(erm)["model"] == "resources/demo_models/tinybert"
-    assert demo.train_gpus() == 0 and plan.train_gpus() == 1
+    assert demo.cfg["cluster"]["train_gpus"] == 0 and plan.cfg["cluster"]["train_gpus"] == 1
     assert demo.tokenized("nli", "roberta-large") != demo.tokenized("nli", "bert-large")
 
 
