@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from . import grid
-from .config import active_tasks
+from .config import active_tasks, add_overlay_arguments, load_args
 
 #: hub id -> (non-embedding parameters, n_layer, d_model, all parameters), from the hub config.json files
 #: (all: the 3-label sequence classifier built from the hub config, counted; DeBERTaV3's model cards:
@@ -182,25 +182,24 @@ class ComputePlan:
         groups: dict[tuple[str, str], list[Estimate]] = {}
         for run in self.runs:
             groups.setdefault((run.task, run.method), []).append(self.estimate(run))
+
+        def row(task: str, method: str, es: list[Estimate], tokens_from: str) -> dict:
+            return {
+                "rule": "train",
+                "task": task,
+                "method": method,
+                "jobs": len(es),
+                "train_tokens": sum(e.train_tokens for e in es),
+                "pflops": sum(e.flops for e in es) / 1e15,
+                "gpu_hours": sum(e.gpu_hours for e in es),
+                "tokens_from": tokens_from,
+                "padded_per_real": _ratio(es),
+            }
+
         rows = [
-            {"rule": "train", "task": t, "method": m, "jobs": len(es),
-             "train_tokens": sum(e.train_tokens for e in es), "pflops": sum(e.flops for e in es) / 1e15,
-             "gpu_hours": sum(e.gpu_hours for e in es), "tokens_from": ", ".join(sorted({e.tokens_source for e in es})),
-             "padded_per_real": _ratio(es)}
-            for (t, m), es in sorted(groups.items())
-        ]  # fmt: skip
-        total = {
-            "rule": "train",
-            "task": "all",
-            "method": "all",
-            "jobs": sum(r["jobs"] for r in rows),
-            "train_tokens": sum(r["train_tokens"] for r in rows),
-            "pflops": sum(r["pflops"] for r in rows),
-            "gpu_hours": sum(r["gpu_hours"] for r in rows),
-            "tokens_from": "",
-            "padded_per_real": _ratio(list(self._estimates.values())),
-        }
-        return rows + [total]
+            row(t, m, es, ", ".join(sorted({e.tokens_source for e in es}))) for (t, m), es in sorted(groups.items())
+        ]
+        return rows + [row("all", "all", [e for es in groups.values() for e in es], "")]
 
     def other_jobs(self) -> dict[str, int]:
         """CPU jobs per rule (no GPU-hours)."""
@@ -282,15 +281,9 @@ def _parquet_rows(path: Path, default: int = EVAL_ROWS_DEFAULT) -> int:
         return default
 
 
-def add_arguments(parser) -> None:
-    from .config import add_overlay_arguments
-
-    add_overlay_arguments(parser)
+add_arguments = add_overlay_arguments  # ftft plan: the run's own config arguments
 
 
 def run(args) -> int:
-    from . import config
-
-    cfg = config.load_args(args)
-    print(ComputePlan(cfg).markdown(), end="")
+    print(ComputePlan(load_args(args)).markdown(), end="")
     return 0

@@ -1,14 +1,9 @@
-"""What the Snakefile asks of the package: targets, every rule's inputs and job parameters.
+"""What the Snakefile asks of the package: targets, every rule's inputs (the DAG edges) and job parameters.
 
-The ``.smk`` files stay declarative; every path comes from ``ftft.layout`` and every input
-function's logic (the DAG edges) lives here, computed from the validated config and
-``ftft.grid``. ``Plan(config)`` is built once per Snakemake invocation; its methods are called
-by the rules' input / params / resources functions with plain wildcard values.
-
-Rerun triggers: Snakemake re-runs a job when its params change, so a training job's params
-hold only that run's spec (``make_spec(cfg, run)``), never the whole config, and the config
-dump that aggregation jobs read leaves out the operational keys (``cluster``, ``hub``,
-``state_dir``, thread counts and log intervals), so changing them re-runs nothing.
+``Plan(config)`` is built once per Snakemake invocation from the validated config, ``ftft.grid`` and
+``ftft.layout``; the rules' input / params / resources functions call it with plain wildcard values.
+Rerun triggers: a training job's params hold only that run's spec, and the config dump aggregation jobs
+read leaves out the operational keys, so changing those re-runs nothing (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -365,13 +360,6 @@ class Plan:
 
         return ComputePlan(self.cfg, self.runs)
 
-    def train_runtime(self, run: Run) -> int:
-        """Minutes (SLURM --time) for one training job, from the compute plan."""
-        return self.compute_plan.runtime_min(run)
-
-    def train_mem_mb(self, run: Run) -> int:
-        return self.compute_plan.mem_mb(run)
-
     # ------------------------------------------------------------------ data maps, subsets
     def ref_inputs(self, task: str, ref: str, seed: int, reads=("dynamics", "record")) -> dict[str, str]:
         """The training set and the files of reference run (task, ref, seed) a job reads (``Method.reads``; by
@@ -417,14 +405,9 @@ class Plan:
 
     def export_constraint(self) -> dict[str, str]:
         """Wildcard constraints of the train rule variant that also saves the model (``ship_candidates``)."""
-        return {
-            "task": alternation({r.task for r in self.ship_candidates}),
-            "model": alternation({r.model for r in self.ship_candidates}),
-            "method": alternation({r.method for r in self.ship_candidates}),
-            "ref": alternation({r.ref for r in self.ship_candidates}),
-            "budget": grid.FULL,
-            "seed": str(self.cfg["seeds"][0]),
-        }
+        keys = ("task", "model", "method", "ref")
+        fields = {k: alternation({getattr(r, k) for r in self.ship_candidates}) for k in keys}
+        return fields | {"budget": grid.FULL, "seed": str(self.cfg["seeds"][0])}
 
     def screen_inputs(self) -> list[str]:
         s = self.cfg["ship"]
