@@ -75,13 +75,13 @@ def load_cfg(*overlays: str | Path) -> dict:
 
 def expected_jobs(cfg: dict) -> dict[str, int]:
     """Jobs per rule for a fresh results folder, from the grid alone."""
-    runs = grid.all_runs(cfg)
+    runs, sources = grid.all_runs(cfg), set(grid.source_users(cfg))
     bias = {
         r for r in runs if r.method == "erm" and r.budget == grid.FULL and (r.task, r.model) in grid.bias_models(cfg)
     }
     exp = {
         "config_json": 1,
-        "assemble": len(grid.sources_used(cfg)) and len(ftft_config.active_tasks(cfg)),
+        "assemble": len(sources) and len(ftft_config.active_tasks(cfg)),
         "tokenize": len({(r.task, grid.tokenizer_of(cfg, r.model)) for r in runs}),
         "train": len(runs) - len(bias),
         "train_bias_model": len(bias),
@@ -94,11 +94,11 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
         "failed_runs": 1,
     }
     if cfg["mode"] == "paper":
-        exp["download"] = exp["prepare"] = len(grid.sources_used(cfg) - set(cfg["byo"]))
+        exp["download"] = exp["prepare"] = len(sources - set(cfg["byo"]))
         exp["fetch_model"] = len({r.model for r in runs if not cfg["models"][r.model]["path"]})
     else:
-        exp["demo_data"] = len({s for s in grid.sources_used(cfg) if s.startswith("demo_")})
-        exp["prepare"] = len(grid.sources_used(cfg) & set(cfg["byo"]))
+        exp["demo_data"] = len({s for s in sources if s.startswith("demo_")})
+        exp["prepare"] = len(sources & set(cfg["byo"]))
         exp["build_demo_models"] = 1  # one job builds every stand-in
     return {k: v for k, v in exp.items() if v}
 
@@ -456,6 +456,14 @@ def test_plan_inputs_and_params():
     assert demo.train_inputs(erm)["model"] == "resources/demo_models/tinybert"
     assert demo.cfg["cluster"]["train_gpus"] == 0 and plan.cfg["cluster"]["train_gpus"] == 1
     assert demo.tokenized("nli", "roberta-large") != demo.tokenized("nli", "bert-large")
+    # download arguments are shell-quoted; null values are left out (air-gapped: the mirror only)
+    cfg["datasets"]["anli"]["sha256"] = {"anli_v1.0.zip": "a" * 64}
+    cfg["datasets"]["anli"]["mirror"] = "/data/mirror/anli.zip"
+    args = Plan(cfg).download_args("anli")
+    assert args.startswith("--url https://")
+    assert args.endswith('--sha256 \'{"anli_v1.0.zip":"' + "a" * 64 + "\"}' --mirror /data/mirror/anli.zip")
+    cfg["datasets"]["anli"]["url"] = None
+    assert "--url" not in Plan(cfg).download_args("anli")
 
 
 def test_compute_plan_from_measured_lengths(tmp_path, tiny_model_dir):
@@ -487,17 +495,6 @@ def test_compute_plan_from_measured_lengths(tmp_path, tiny_model_dir):
     total = count_params(load_tokenizer_and_model(str(tiny_model_dir), 3)[1])[0]
     # the formula leaves out the pooler and classifier: 4% of this tiny model, < 1% of a paper model
     assert _dims_from_config(tiny_model_dir / "config.json")[3] == pytest.approx(total, rel=0.05)
-
-
-def test_download_args_quote_and_skip_nulls():
-    cfg = load_cfg()
-    cfg["datasets"]["anli"]["sha256"] = {"anli_v1.0.zip": "a" * 64}
-    cfg["datasets"]["anli"]["mirror"] = "/data/mirror/anli.zip"
-    args = Plan(cfg).download_args("anli")
-    assert args.startswith("--url https://")
-    assert args.endswith('--sha256 \'{"anli_v1.0.zip":"' + "a" * 64 + "\"}' --mirror /data/mirror/anli.zip")
-    cfg["datasets"]["anli"]["url"] = None
-    assert "--url" not in Plan(cfg).download_args("anli")  # air-gapped: the mirror only
 
 
 def test_planning_expands_the_grid_a_fixed_number_of_times(monkeypatch, tmp_path):

@@ -260,10 +260,6 @@ def source_users(cfg: dict) -> dict[str, list[str]]:
     return out
 
 
-def sources_used(cfg: dict) -> set[str]:
-    return set(source_users(cfg))
-
-
 def tokenizer_of(cfg: dict, model: str) -> str:
     """The tokenizer group of ``model`` (models in one group share one tokenised copy of the data)."""
     return cfg["models"][model]["tokenizer"] or model

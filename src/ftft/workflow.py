@@ -26,7 +26,6 @@ from .modeling import model_origin, model_source
 KEY_RE = r"[a-z0-9][a-z0-9.-]*"
 BUDGET_RE = r"full|\d+-\d+"
 SEED_RE = r"\d+"
-DEMO_KINDS = ("nli", "hsd")
 #: config keys that never change a result (left out of the config dump aggregation jobs read)
 OPERATIONAL = ("cluster", "hub", "state_dir", "resources")
 OPERATIONAL_TRAINING = ("threads", "log_every", "eval_batch_size", "deterministic")
@@ -71,7 +70,7 @@ class Plan:
 
     @cached_property
     def sources(self) -> list[str]:
-        return sorted(grid.sources_used(self.cfg))
+        return sorted(grid.source_users(self.cfg))
 
     @cached_property
     def table_ids(self) -> list[str]:
@@ -100,15 +99,13 @@ class Plan:
                     f"invalid config at 'models.{m}.path': {path!r} is not a model folder (no config.json in it; "
                     "expected what save_pretrained writes: config.json, weights and tokenizer files)"
                 )
-        for source in self.sources:  # (config validation has refused a source defined nowhere)
+        self._check_source_entries()
+        for source in self.sources:  # BYO, a download or a demo source (config validation refused any other)
             if source in self.cfg["byo"]:
                 for split, f in self.cfg["byo"][source]["files"].items():
                     if not Path(f).is_file():
                         raise ConfigError(f"invalid config at 'byo.{source}.files.{split}': file {f!r} does not exist")
-        self._check_source_entries()
-        for source in self.sources:
-            ds = self.cfg["datasets"].get(source)
-            if source in self.cfg["byo"] or ds is None:  # BYO, or a demo source
+            if source in self.cfg["byo"] or (ds := self.cfg["datasets"].get(source)) is None:
                 continue
             if not ds["url"] and not ds["mirror"]:
                 raise ConfigError(f"invalid config at 'datasets.{source}': neither 'url' nor 'mirror' is set")
@@ -197,6 +194,8 @@ class Plan:
         ]
 
     def wildcard_constraints(self) -> dict[str, str]:
+        from .data import demo
+
         return {
             "task": alternation(active_tasks(self.cfg)),
             "model": KEY_RE,
@@ -206,7 +205,7 @@ class Plan:
             "budget": BUDGET_RE,
             "seed": SEED_RE,
             "tokenizer": KEY_RE,
-            "kind": alternation(DEMO_KINDS),
+            "kind": alternation(demo.TASKS),
             "table": alternation(self.table_ids),
             "figure": alternation(self.figure_ids),
             # raw and BYO sources; demo_* sources come from the demo_data rule
