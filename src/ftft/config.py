@@ -19,6 +19,7 @@ import yaml
 
 from . import methods
 from .errors import FtftError
+from .modeling import model_origin
 
 
 class ConfigError(FtftError, ValueError):
@@ -260,7 +261,7 @@ def _semantic_checks(cfg: dict, source: str) -> None:
         if bool(b["files"]) == bool(b["hf"]):
             fail(f"byo.{name}.files", "give either files (split -> path) or hf (a Hugging Face dataset), not both")
     for name, m in cfg["models"].items():
-        if cfg["mode"] == "demo" and (m["family"] is None or m["size"] is None):
+        if model_origin(cfg, name) == "demo" and (m["family"] is None or m["size"] is None):
             fail(f"models.{name}.family", "demo mode builds a tiny stand-in of every model: set family and size")
     for tid, table in cfg["tables"].items():
         for i, t in enumerate(table["cost"]):
