@@ -9,6 +9,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from ftft.config import ConfigError, read_yaml, validate
 from ftft.errors import FtftError
+from ftft.modeling import model_source
 from ftft.workflow import Plan
 
 try:
@@ -57,7 +58,7 @@ def train_input(wildcards):
 
 
 def datamap_input(wildcards):
-    return PLAN.datamap_inputs(wildcards.task, wildcards.ref, int(wildcards.seed))
+    return PLAN.ref_inputs(wildcards.task, wildcards.ref, int(wildcards.seed))
 
 
 def subset_input(wildcards):

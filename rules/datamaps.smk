@@ -19,7 +19,7 @@ rule datamap:
         "../envs/ftft.yaml"
     params:
         q=PLAN.cfg["q"],
-        run_dir=lambda w: L.run_dir(PLAN.datamap_run(w)),
+        run_dir=lambda w, input: os.path.dirname(input.record),
     shell:
         "ftft datamap --run-dir {params.run_dir:q} --train {input.train:q} --out {output.datamap:q} "
         "--plot {output.plot:q} --q {params.q:q} > {log:q} 2>&1"

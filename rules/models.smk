@@ -7,7 +7,7 @@ rule build_demo_models:
     input:
         corpus=PLAN.demo_corpus(),
     output:
-        [directory(L.demo_model(m)) for m in PLAN.demo_models()],
+        [directory(L.demo_model(m)) for m in PLAN.models_from("demo")],
     log:
         L.log("build_demo_models", "build_demo_models"),
     conda:
@@ -27,7 +27,7 @@ rule fetch_model:
     conda:
         "../envs/ftft.yaml"
     params:
-        hub_id=lambda w: PLAN.model_source(w.model),  # id@revision
+        hub_id=lambda w: model_source(PLAN.cfg, w.model),  # id@revision
         env=PLAN.fetch_env(),
     shell:
         "{params.env}ftft fetch-models --model {params.hub_id:q} --marker {output:q} > {log:q} 2>&1"

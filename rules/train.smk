@@ -32,12 +32,12 @@ rule train:
         L.train_benchmark()
     conda:
         "../envs/ftft.yaml"
-    threads: PLAN.train_threads()
+    threads: PLAN.cfg["training"]["threads"]
     resources:
-        gpu=PLAN.train_gpus(),
-        mem_mb=lambda w: PLAN.train_mem_mb(run_of(w)),
-        runtime=lambda w: PLAN.train_runtime(run_of(w)),
-        gpu_model=PLAN.gpu_model(),
+        gpu=PLAN.cfg["cluster"]["train_gpus"],
+        mem_mb=lambda w: PLAN.compute_plan.mem_mb(run_of(w)),
+        runtime=lambda w: PLAN.compute_plan.runtime_min(run_of(w)),  # minutes
+        gpu_model=PLAN.cfg["cluster"]["gpu_model"] or "",  # --gpus=MODEL:1; "" any
     params:
         spec=lambda w: PLAN.train_spec(run_of(w)),
     script:

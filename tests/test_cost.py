@@ -44,7 +44,7 @@ def test_paper_table4_reproduces_printed_costs(row):
     assert round(ours, 1) == printed  # the 2-significant-figure ratios reproduce the print exactly
 
 
-def test_exact_formula():
+def test_exact_formula_and_its_errors():
     task = "nli"
     f_l, f_s, f_u = F[("deberta-v3-large", task)], F[("deberta-v3-small", task)], F[(UNIT, task)]
     assert our_cost("erm", "deberta-v3-large", "", task, "1", sig_figs=None) == pytest.approx(f_l / f_u)
@@ -56,9 +56,6 @@ def test_exact_formula():
     assert cost.method_cost("random", 2.0, 1.0, sig_figs=None) == 2.0
     assert cost.method_cost("jtt", 2.0, 1.0, 3.0, sig_figs=None) == 5.0
     assert cost.method_cost("erm", 3.0, 3.0) == 1.0
-
-
-def test_errors():
     with pytest.raises(ValueError, match="reference"):
         cost.method_cost("dm", 1.0, 1.0)
     with pytest.raises(ValueError, match="unknown method"):

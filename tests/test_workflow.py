@@ -13,13 +13,13 @@ import csv
 import io
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -29,6 +29,9 @@ from ftft import config as ftft_config
 from ftft import figures, grid, tables
 from ftft.errors import FtftError
 from ftft.layout import Layout
+from ftft.modeling import count_params, load_tokenizer_and_model
+from ftft.plan import PAPER_DAYS, ComputePlan, _dims_from_config
+from ftft.tokenize import padded_per_example
 from ftft.workflow import Plan
 
 
@@ -76,13 +79,13 @@ def load_cfg(*overlays: str | Path) -> dict:
 
 def expected_jobs(cfg: dict) -> dict[str, int]:
     """Jobs per rule for a fresh results folder, from the grid alone."""
-    runs = grid.all_runs(cfg)
+    runs, sources = grid.all_runs(cfg), set(grid.source_users(cfg))
     bias = {
         r for r in runs if r.method == "erm" and r.budget == grid.FULL and (r.task, r.model) in grid.bias_models(cfg)
     }
     exp = {
         "config_json": 1,
-        "assemble": len(grid.sources_used(cfg)) and len(ftft_config.active_tasks(cfg)),
+        "assemble": len(sources) and len(ftft_config.active_tasks(cfg)),
         "tokenize": len({(r.task, grid.tokenizer_of(cfg, r.model)) for r in runs}),
         "train": len(runs) - len(bias),
         "train_bias_model": len(bias),
@@ -95,35 +98,28 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
         "failed_runs": 1,
     }
     if cfg["mode"] == "paper":
-        exp["download"] = exp["prepare"] = len(grid.sources_used(cfg) - set(cfg["byo"]))
+        exp["download"] = exp["prepare"] = len(sources - set(cfg["byo"]))
         exp["fetch_model"] = len({r.model for r in runs if not cfg["models"][r.model]["path"]})
     else:
-        exp["demo_data"] = len({s for s in grid.sources_used(cfg) if s.startswith("demo_")})
-        exp["prepare"] = len(grid.sources_used(cfg) & set(cfg["byo"]))
+        exp["demo_data"] = len({s for s in sources if s.startswith("demo_")})
+        exp["prepare"] = len(sources & set(cfg["byo"]))
         exp["build_demo_models"] = 1  # one job builds every stand-in
     return {k: v for k, v in exp.items() if v}
 
 
 # ----------------------------------------------------------------------- the DAG
 @pytest.mark.integration
-def test_paper_grid_jobs_per_rule_and_200_training_runs(wf):
-    cfg = load_cfg()
+def test_paper_grid_trains_200_runs_once_each(wf):
+    """Jobs per rule as the grid expects (25 configurations x 4 seeds x 2 tasks: FTFT reads checkpoints of the
+    full DM runs); each run's files come from exactly one job, the PoE bias models' also write the log-probs."""
+    cfg, L = load_cfg(), Layout.from_config(load_cfg())
     counts = jobs(wf)
     assert counts == expected_jobs(cfg)
-    # 25 configurations x 4 seeds x 2 tasks; FTFT reads checkpoints of the full DM runs
     assert counts["train"] + counts["train_bias_model"] == 200
     assert "A1" not in tables.table_ids(cfg)
-
-
-@pytest.mark.integration
-def test_paper_grid_trains_each_run_once(wf):
-    cfg = load_cfg()
     rows = summary(wf)
-    records = outputs(rows, "train") | outputs(rows, "train_bias_model")
-    records = {f for f in records if f.endswith("/run.json")}
-    L = Layout.from_config(cfg)
+    records = {f for f in outputs(rows, "train") | outputs(rows, "train_bias_model") if f.endswith("/run.json")}
     assert records == {L.run_file("run.json", r) for r in grid.all_runs(cfg)}
-    # the PoE bias model's reference runs write the eval-mode log-probabilities too
     bias = {f for f in outputs(rows, "train_bias_model") if f.endswith("bias_logp.parquet")}
     assert bias == {
         L.run_file("bias_logp.parquet", grid.ref_run(t, m, s)) for t, m in grid.bias_models(cfg) for s in cfg["seeds"]
@@ -133,34 +129,23 @@ def test_paper_grid_trains_each_run_once(wf):
 
 
 @pytest.mark.integration
-def test_demo_dag(wf):
-    cfg = load_cfg(ROOT / "config" / "demo.yaml")
-    counts = jobs(wf, "--configfile", "config/demo.yaml")
+@pytest.mark.parametrize("overlay", [{}, {"limiting": {"enabled": True}}, {"active_tasks": ["hsd"]}])
+def test_demo_dags(wf, tmp_path, overlay):
+    """The demo DAG (no download, no hub fetch); limiting is opt-in with its table; active_tasks restricts all."""
+    extra = tmp_path / "overlay.yaml"
+    extra.write_text(yaml.safe_dump(overlay))
+    args = ("--configfile", "config/demo.yaml", str(extra))
+    cfg = load_cfg(ROOT / "config" / "demo.yaml", extra)
+    counts = jobs(wf, *args)
     assert counts == expected_jobs(cfg)
     assert "download" not in counts and "fetch_model" not in counts
-
-
-@pytest.mark.integration
-def test_limiting_is_opt_in_and_has_its_table(wf, tmp_path):
-    overlay = tmp_path / "lim.yaml"
-    overlay.write_text(yaml.safe_dump({"limiting": {"enabled": True}}))
-    cfg = load_cfg(ROOT / "config" / "demo.yaml", overlay)
-    rows = summary(wf, "--configfile", "config/demo.yaml", str(overlay))
-    assert jobs(wf, "--configfile", "config/demo.yaml", str(overlay)) == expected_jobs(cfg)
-    limited = {r for r in grid.all_runs(cfg) if r.budget != grid.FULL}
-    assert limited and {r.budget for r in limited} == {"1-3"}
-    assert Layout.from_config(cfg).table("A1") in outputs(rows, "table")
-
-
-@pytest.mark.integration
-def test_active_tasks_restricts_everything(wf, tmp_path):
-    overlay = tmp_path / "hsd.yaml"
-    overlay.write_text(yaml.safe_dump({"active_tasks": ["hsd"]}))
-    cfg = load_cfg(ROOT / "config" / "demo.yaml", overlay)
-    rows = summary(wf, "--configfile", "config/demo.yaml", str(overlay))
-    assert not [r["output_file"] for r in rows if "/nli/" in r["output_file"] or "demo_nli" in r["output_file"]]
-    assert jobs(wf, "--configfile", "config/demo.yaml", str(overlay)) == expected_jobs(cfg)
-    assert set(tables.table_ids(cfg)) == {"3", "4", "5", "6", "7", "8", "9"}  # Tables 1/2 are NLI only
+    limited = {r.budget for r in grid.all_runs(cfg) if r.budget != grid.FULL}
+    assert limited == ({"1-3"} if "limiting" in overlay else set())
+    assert ("A1" in tables.table_ids(cfg)) == ("limiting" in overlay)
+    if "active_tasks" in overlay:
+        files = [r["output_file"] for r in summary(wf, *args)]
+        assert files and not [f for f in files if "/nli/" in f or "demo_nli" in f]
+        assert set(tables.table_ids(cfg)) == {"3", "4", "5", "6", "7", "8", "9"}  # Tables 1/2 are NLI only
 
 
 @pytest.mark.integration
@@ -290,28 +275,13 @@ def test_snakemake_lint_clean(wf):
     assert "Congratulations, your workflow is in a good condition" in out, out
 
 
-def test_snakefmt_clean():
-    snakefmt = Path(sys.executable).with_name("snakefmt")
-    exe = str(snakefmt) if snakefmt.exists() else shutil.which("snakefmt")
-    if exe is None:
-        pytest.skip("snakefmt not installed")
-    res = subprocess.run([exe, "--check", "Snakefile", "rules/"], cwd=ROOT, capture_output=True, text=True, check=False)
-    assert res.returncode == 0, res.stdout + res.stderr
-
-
 def test_every_shell_interpolation_is_quoted():
     """{input...}, {output...}, {log}, {wildcards...} in a shell command are :q-quoted; {params.X} is either
     quoted or built with shlex quoting in ftft.workflow (its name ends in args/env)."""
     text = "\n".join(p.read_text() for p in sorted((ROOT / "rules").glob("*.smk")))
     for cmd in re.findall(r'shell:\n((?:\s+".*"\n)+)', text):
         for field in re.findall(r"\{([^{}]+)\}", cmd):
-            name = field.split(":")[0]
-            ok = (
-                field.endswith(":q")
-                or name in ("params.args", "params.env")
-                or name.startswith("params.")
-                and field.endswith(":q")
-            )
+            ok = field.endswith(":q") or field in ("params.args", "params.env")
             assert ok, f"unquoted {{{field}}} in shell command: {cmd.strip()}"
 
 
@@ -346,19 +316,6 @@ def test_every_declared_dependency_is_imported():
         if name is None or dep in ("snakemake", "protobuf", "sentencepiece", "safetensors", "tokenizers", "jsonschema"):
             continue  # used by Snakemake itself / loaded by transformers for DeBERTa-v3 (tested there)
         assert re.search(rf"^\s*(import|from) {name}\b", code, re.M), f"{dep} is a dependency but nothing imports it"
-
-
-def test_every_rule_has_a_log_and_the_conda_env():
-    text = "\n".join(p.read_text() for p in sorted((ROOT / "rules").glob("*.smk")))
-    rules = re.split(r"\n\s*rule (\w+):\n", text)[1:]
-    names, bodies = rules[0::2], rules[1::2]
-    assert {"download", "prepare", "tokenize", "train", "datamap", "subset", "table", "figure", "claims"} <= set(names)
-    for name, body in zip(names, bodies, strict=True):
-        if "output:" not in body:
-            continue  # target rules (datamaps, fetch_models)
-        assert "log:" in body, name
-        assert '"../envs/ftft.yaml"' in body or "run:" in body, name
-    assert "benchmark:" in bodies[names.index("train")]
 
 
 # ------------------------------------------------------- rerun triggers (touch + summary)
@@ -456,11 +413,9 @@ def test_config_readme_explains_every_schema_key():
     def walk(node):
         if isinstance(node, dict):
             keys.update(node.get("properties", {}))
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
+            node = list(node.values())
+        for v in node if isinstance(node, list) else []:
+            walk(v)
 
     walk(schema)
     missing = sorted(k for k in keys if f"`{k}`" not in readme and f"`{k}." not in readme and f".{k}`" not in readme)
@@ -469,8 +424,6 @@ def test_config_readme_explains_every_schema_key():
 
 # ------------------------------------------------------------- ftft.workflow helpers
 def test_plan_inputs_and_params():
-    from ftft.workflow import Plan
-
     cfg = load_cfg()
     cfg["datamap_seed"] = 1
     plan = Plan(cfg)
@@ -505,18 +458,20 @@ def test_plan_inputs_and_params():
     demo = Plan(load_cfg(ROOT / "config" / "demo.yaml"))
     erm = grid.Run("hsd", "tinybert", "erm")
     assert demo.train_inputs(erm)["model"] == "resources/demo_models/tinybert"
-    assert demo.train_gpus() == 0 and plan.train_gpus() == 1
+    assert demo.cfg["cluster"]["train_gpus"] == 0 and plan.cfg["cluster"]["train_gpus"] == 1
     assert demo.tokenized("nli", "roberta-large") != demo.tokenized("nli", "bert-large")
+    # download arguments are shell-quoted; null values are left out (air-gapped: the mirror only)
+    cfg["datasets"]["anli"]["sha256"] = {"anli_v1.0.zip": "a" * 64}
+    cfg["datasets"]["anli"]["mirror"] = "/data/mirror/anli.zip"
+    args = Plan(cfg).download_args("anli")
+    assert args.startswith("--url https://")
+    assert args.endswith('--sha256 \'{"anli_v1.0.zip":"' + "a" * 64 + "\"}' --mirror /data/mirror/anli.zip")
+    cfg["datasets"]["anli"]["url"] = None
+    assert "--url" not in Plan(cfg).download_args("anli")
 
 
 def test_compute_plan_from_measured_lengths(tmp_path, tiny_model_dir):
     """With tokenised data the plan batches its length histogram as the engine does and prints padded / real."""
-    import numpy as np
-
-    from ftft.modeling import count_params, load_tokenizer_and_model
-    from ftft.plan import ComputePlan, _dims_from_config
-    from ftft.tokenize import padded_per_example
-
     cfg = load_cfg()
     cfg["results"] = str(tmp_path)
     lengths = np.random.default_rng(0).lognormal(np.log(40), 0.5, 5000).round().clip(5, 200).astype(int)
@@ -540,36 +495,19 @@ def test_compute_plan_from_measured_lengths(tmp_path, tiny_model_dir):
     assert _dims_from_config(tiny_model_dir / "config.json")[3] == pytest.approx(total, rel=0.05)
 
 
-def test_download_args_quote_and_skip_nulls():
-    from ftft.workflow import Plan
-
-    cfg = load_cfg()
-    cfg["datasets"]["anli"]["sha256"] = {"anli_v1.0.zip": "a" * 64}
-    cfg["datasets"]["anli"]["mirror"] = "/data/mirror/anli.zip"
-    args = Plan(cfg).download_args("anli")
-    assert args.startswith("--url https://")
-    assert args.endswith('--sha256 \'{"anli_v1.0.zip":"' + "a" * 64 + "\"}' --mirror /data/mirror/anli.zip")
-    cfg["datasets"]["anli"]["url"] = None
-    assert "--url" not in Plan(cfg).download_args("anli")  # air-gapped: the mirror only
-
-
 def test_planning_expands_the_grid_a_fixed_number_of_times(monkeypatch, tmp_path):
     """What Snakemake asks per training job (inputs, spec, runtime, memory) reuses what is per config: the grid is
-    expanded a fixed number of times whatever the number of runs (it was once per job: quadratic planning)."""
-    from ftft.workflow import Plan
-
+    expanded once whatever the number of runs (it was once per job: quadratic planning)."""
     overlay = tmp_path / "seeds.yaml"
     overlay.write_text("seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n")
     plan, expand, calls = Plan(load_cfg(overlay)), grid.all_runs, []
     monkeypatch.setattr(grid, "all_runs", lambda cfg: calls.append(1) or expand(cfg))
     for run in plan.runs:
-        plan.train_inputs(run), plan.train_spec(run), plan.train_runtime(run), plan.train_mem_mb(run)
-    assert len(plan.runs) == 600 and len(calls) <= 3
+        plan.train_inputs(run), plan.train_spec(run), plan.compute_plan.runtime_min(run), plan.compute_plan.mem_mb(run)
+    assert len(plan.runs) == 600 and len(calls) == 1
 
 
 def test_compute_plan_of_the_paper_grid():
-    from ftft.plan import PAPER_DAYS, ComputePlan
-
     cfg = load_cfg()
     plan = ComputePlan(cfg)
     total = plan.rows()[-1]

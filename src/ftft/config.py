@@ -19,6 +19,7 @@ import yaml
 
 from . import methods
 from .errors import FtftError
+from .modeling import model_origin
 
 
 class ConfigError(FtftError, ValueError):
@@ -217,6 +218,12 @@ def active_tasks(cfg: dict) -> list[str]:
     return list(cfg["active_tasks"] or cfg["tasks"])
 
 
+def demo_kind(cfg: dict, source: str) -> str | None:
+    """The demo generator's task ('nli', 'hsd', ...) when ``source`` is generated here (demo mode, ``demo_*``), else
+    None: the one place that says where a dataset comes from besides ``datasets`` (download) and ``byo``."""
+    return source.removeprefix("demo_") if cfg["mode"] == "demo" and source.startswith("demo_") else None
+
+
 def _semantic_checks(cfg: dict, source: str) -> None:
     """What the schema cannot say: folders, step counts, sources, table rows and halting fractions."""
 
@@ -247,14 +254,14 @@ def _semantic_checks(cfg: dict, source: str) -> None:
         for key, role, o in task_entries(t):
             if role != "train" and o["name"] == "train":
                 fail(f"tasks.{tname}.{key}.name", "'train' names the training split; call the evaluation set otherwise")
-            if o["source"] not in sources and not (cfg["mode"] == "demo" and o["source"].startswith("demo_")):
+            if o["source"] not in sources and demo_kind(cfg, o["source"]) is None:
                 fail(f"tasks.{tname}.{key}.source",
                      f"source '{o['source']}' is not defined under 'datasets' or 'byo' (defined: {sorted(sources)})")  # fmt: skip
     for name, b in cfg["byo"].items():
         if bool(b["files"]) == bool(b["hf"]):
             fail(f"byo.{name}.files", "give either files (split -> path) or hf (a Hugging Face dataset), not both")
     for name, m in cfg["models"].items():
-        if cfg["mode"] == "demo" and (m["family"] is None or m["size"] is None):
+        if model_origin(cfg, name) == "demo" and (m["family"] is None or m["size"] is None):
             fail(f"models.{name}.family", "demo mode builds a tiny stand-in of every model: set family and size")
     for tid, table in cfg["tables"].items():
         for i, t in enumerate(table["cost"]):

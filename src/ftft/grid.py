@@ -225,23 +225,25 @@ def run_dependencies(cfg: dict, run: Run) -> list[Run]:
     return []
 
 
-def bias_models(cfg: dict) -> set[tuple[str, str]]:
+# the sets derived from the runs take ``runs`` (``all_runs(cfg)``) when the caller has them: planning expands once
+
+
+def bias_models(cfg: dict, runs=None) -> set[tuple[str, str]]:
     """(task, model) of every PoE bias model: its ERM runs also write eval-mode log-probs."""
-    return {(r.task, r.ref) for r in all_runs(cfg) if "bias" in methods.get(r.method).reads}
+    return {(r.task, r.ref) for r in runs or all_runs(cfg) if "bias" in methods.get(r.method).reads}
 
 
-def all_datamaps(cfg: dict) -> set[tuple[str, str, int]]:
-    out = {
-        (r.task, r.ref, datamap_seed(cfg, r.seed)) for r in all_runs(cfg) if "datamap" in methods.get(r.method).reads
-    }
+def all_datamaps(cfg: dict, runs=None) -> set[tuple[str, str, int]]:
+    reads = (r for r in runs or all_runs(cfg) if "datamap" in methods.get(r.method).reads)
+    out = {(r.task, r.ref, datamap_seed(cfg, r.seed)) for r in reads}
     for t, refs in datamap_refs(cfg).items():
         out.update((t, r, s) for r in refs for s in cfg["seeds"])
     return out
 
 
-def all_subsets(cfg: dict) -> set[tuple[str, str, str, int]]:
+def all_subsets(cfg: dict, runs=None) -> set[tuple[str, str, str, int]]:
     """(task, method, ref, seed) of every subset file (every run of a method with a subset step trains on one)."""
-    return {(r.task, r.method, r.ref, r.seed) for r in all_runs(cfg) if methods.get(r.method).subset}
+    return {(r.task, r.method, r.ref, r.seed) for r in runs or all_runs(cfg) if methods.get(r.method).subset}
 
 
 def task_eval_sets(cfg: dict, task: str) -> list[str]:
@@ -249,8 +251,13 @@ def task_eval_sets(cfg: dict, task: str) -> list[str]:
     return [name for name, role in eval_entries(cfg["tasks"][task]) if role != "dev"]
 
 
-def sources_used(cfg: dict) -> set[str]:
-    return {e["source"] for name in active_tasks(cfg) for _, _, e in task_entries(cfg["tasks"][name])}
+def source_users(cfg: dict) -> dict[str, list[str]]:
+    """source -> the active tasks reading it (training or evaluation set), in task order."""
+    out: dict[str, list[str]] = {}
+    for task in active_tasks(cfg):
+        for source in dict.fromkeys(e["source"] for _, _, e in task_entries(cfg["tasks"][task])):
+            out.setdefault(source, []).append(task)
+    return out
 
 
 def tokenizer_of(cfg: dict, model: str) -> str:

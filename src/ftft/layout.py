@@ -57,6 +57,17 @@ def _fill(template: str, **fields) -> str:
     return template.format(**fields) if fields else template
 
 
+def _path(root: str, template: str, *names: str, **defaults):
+    """A ``Layout`` method: ``template`` below the ``root`` attribute, filled with the fields (positional in the
+    order of ``names``, or by name) that are given; the others stay wildcards (``_opt``)."""
+
+    def method(self, *args, **kwargs) -> str:
+        fields = {**defaults, **dict(zip(names, args, strict=False)), **kwargs}
+        return f"{getattr(self, root)}/{_fill(template, **_opt(**{n: fields.get(n) for n in names}))}"
+
+    return method
+
+
 class Layout:
     """Paths of one workflow instance (roots from the config: ``results``, ``resources``, ``state_dir``)."""
 
@@ -72,7 +83,7 @@ class Layout:
     def res(self, rel: str) -> str:
         return f"{self.results}/{rel}"
 
-    # --- runs ---------------------------------------------------------------------------
+    # --- runs (given a ``grid.Run``, else the pattern) ------------------------------------
     def run_dir(self, run=None) -> str:
         return self.res(_fill(RUN_DIR, **_run_fields(run)))
 
@@ -85,74 +96,8 @@ class Layout:
     def gpu_locks(self) -> str:
         return f"{self.state_root}/{GPU_LOCKS}"
 
-    # --- data ---------------------------------------------------------------------------
-    def source(self, source: str | None = None) -> str:
-        return self.res(_fill(SOURCE, **_opt(source=source)))
-
-    def source_summary(self, source: str | None = None) -> str:
-        return self.res(_fill(SOURCE_SUMMARY, **_opt(source=source)))
-
-    def task_train(self, task: str | None = None) -> str:
-        return self.res(_fill(TASK_TRAIN, **_opt(task=task)))
-
-    def task_eval_dir(self, task: str | None = None) -> str:
-        return self.res(_fill(TASK_EVAL_DIR, **_opt(task=task)))
-
-    def task_eval(self, task: str, name: str) -> str:
-        return f"{self.task_eval_dir(task)}/{name}.parquet"
-
-    def tokenized(self, task: str | None = None, tokenizer: str | None = None) -> str:
-        return self.res(_fill(TOKENIZED, **_opt(task=task, tokenizer=tokenizer)))
-
-    # --- data maps, subsets --------------------------------------------------------------
-    def datamap(self, task=None, ref=None, seed=None) -> str:
-        return self.res(_fill(DATAMAP, **_opt(task=task, ref=ref, seed=seed)))
-
-    def datamap_plot(self, task=None, ref=None, seed=None) -> str:
-        return self.res(_fill(DATAMAP_PLOT, **_opt(task=task, ref=ref, seed=seed)))
-
-    def subset(self, task=None, method=None, ref=None, seed=None) -> str:
-        return self.res(_fill(SUBSET, **_opt(task=task, method=method, ref=ref, seed=seed)))
-
-    # --- aggregates ---------------------------------------------------------------------
-    def table(self, table: str | None = None, ext: str = "csv") -> str:
-        return self.res(_fill(TABLE, **_opt(table=table, ext=ext)))
-
-    def table_prefix(self, table: str) -> str:
-        return self.table(table, "csv").removesuffix(".csv")
-
-    def figure(self, figure: str | None = None, ext: str = "png") -> str:
-        return self.res(_fill(FIGURE, **_opt(figure=figure, ext=ext)))
-
-    def figure_prefix(self, figure: str) -> str:
-        return self.figure(figure, "png").removesuffix(".png")
-
-    def claims(self, ext: str = "csv") -> str:
-        return self.res(CLAIMS.format(ext=ext))
-
-    def comparison(self, ext: str = "csv") -> str:
-        return self.res(COMPARISON.format(ext=ext))
-
-    def failed_runs(self, ext: str = "md") -> str:
-        return self.res(FAILED_RUNS.format(ext=ext))
-
-    def screening(self, ext: str = "csv") -> str:
-        return self.res(SCREENING.format(ext=ext))
-
     def export(self, run=None) -> str:
         return self.res(_fill(EXPORT, **_run_fields(run)))
-
-    def shipped(self, task: str | None = None) -> str:
-        return self.res(_fill(SHIPPED, **_opt(task=task)))
-
-    def config_json(self) -> str:
-        return self.res(CONFIG_JSON)
-
-    def log(self, rule: str, name: str) -> str:
-        return self.res(f"{LOGS}/{rule}/{name}.log")
-
-    def benchmark(self, rule: str, name: str) -> str:
-        return self.res(f"{BENCHMARKS}/{rule}/{name}.tsv")
 
     def train_log(self, run=None) -> str:
         """A training job's log (both train rules): ``logs/train/<run name>.log``."""
@@ -161,18 +106,43 @@ class Layout:
     def train_benchmark(self, run=None) -> str:
         return self.benchmark("train", _fill(RUN_NAME, **_run_fields(run)))
 
-    # --- resources -----------------------------------------------------------------------
-    def download_dir(self, source: str | None = None) -> str:
-        return f"{self.resources}/{_fill(DOWNLOAD_DIR, **_opt(source=source))}"
+    # --- data, data maps, subsets, aggregates (below results/) ----------------------------
+    source = _path("results", SOURCE, "source")
+    source_summary = _path("results", SOURCE_SUMMARY, "source")
+    task_train = _path("results", TASK_TRAIN, "task")
+    task_eval_dir = _path("results", TASK_EVAL_DIR, "task")
+    tokenized = _path("results", TOKENIZED, "task", "tokenizer")
+    datamap = _path("results", DATAMAP, "task", "ref", "seed")
+    datamap_plot = _path("results", DATAMAP_PLOT, "task", "ref", "seed")
+    subset = _path("results", SUBSET, "task", "method", "ref", "seed")
+    table = _path("results", TABLE, "table", "ext", ext="csv")
+    figure = _path("results", FIGURE, "figure", "ext", ext="png")
+    claims = _path("results", CLAIMS, "ext", ext="csv")
+    comparison = _path("results", COMPARISON, "ext", ext="csv")
+    failed_runs = _path("results", FAILED_RUNS, "ext", ext="md")
+    screening = _path("results", SCREENING, "ext", ext="csv")
+    shipped = _path("results", SHIPPED, "task")
+    config_json = _path("results", CONFIG_JSON)
+    # --- below resources/ ----------------------------------------------------------------
+    download_dir = _path("resources", DOWNLOAD_DIR, "source")
+    download_marker = _path("resources", DOWNLOAD_MARKER, "source")
+    demo_model = _path("resources", DEMO_MODEL, "model")
+    hub_marker = _path("resources", HUB_MARKER, "model")
 
-    def download_marker(self, source: str | None = None) -> str:
-        return f"{self.resources}/{_fill(DOWNLOAD_MARKER, **_opt(source=source))}"
+    def task_eval(self, task: str, name: str) -> str:
+        return f"{self.task_eval_dir(task)}/{name}.parquet"
 
-    def demo_model(self, model: str | None = None) -> str:
-        return f"{self.resources}/{_fill(DEMO_MODEL, **_opt(model=model))}"
+    def table_prefix(self, table: str) -> str:
+        return self.table(table, "csv").removesuffix(".csv")
 
-    def hub_marker(self, model: str | None = None) -> str:
-        return f"{self.resources}/{_fill(HUB_MARKER, **_opt(model=model))}"
+    def figure_prefix(self, figure: str) -> str:
+        return self.figure(figure, "png").removesuffix(".png")
+
+    def log(self, rule: str, name: str) -> str:
+        return self.res(f"{LOGS}/{rule}/{name}.log")
+
+    def benchmark(self, rule: str, name: str) -> str:
+        return self.res(f"{BENCHMARKS}/{rule}/{name}.tsv")
 
 
 def _opt(**fields) -> dict:

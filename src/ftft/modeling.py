@@ -384,16 +384,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_origin(cfg: dict, key: str) -> str:
+    """Where model ``key`` comes from: "demo" (a stand-in built here: demo mode), "path" (a local copy) or "hub"."""
+    if key not in cfg["models"]:
+        raise ModelError(f"unknown model {key!r}; defined models: {sorted(cfg['models'])}")
+    return "demo" if cfg["mode"] == "demo" else "path" if cfg["models"][key]["path"] else "hub"
+
+
 def model_source(cfg: dict, key: str) -> str:
     """What to load for model ``key``: the demo folder, a local copy or ``hub_id@revision`` (see modeling)."""
     from .layout import Layout
 
-    if key not in cfg["models"]:
-        raise ModelError(f"unknown model {key!r}; defined models: {sorted(cfg['models'])}")
-    if cfg["mode"] == "demo":
+    m, origin = cfg["models"].get(key), model_origin(cfg, key)
+    if origin == "demo":
         return Layout.from_config(cfg).demo_model(key)
-    m = cfg["models"][key]
-    if m["path"]:
+    if origin == "path":
         return str(m["path"])
     pinned = m.get("revision") not in (None, "main")  # the branch is what a bare hub id reads
     return f"{m['hub_id']}@{m['revision']}" if pinned else m["hub_id"]

@@ -28,7 +28,6 @@ else from ``MODEL_DIMS`` (the nine paper models, from their hub configs).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from . import grid
-from .config import active_tasks
+from .config import active_tasks, add_overlay_arguments, load_args
 
 #: hub id -> (non-embedding parameters, n_layer, d_model, all parameters), from the hub config.json files
 #: (all: the 3-label sequence classifier built from the hub config, counted; DeBERTaV3's model cards:
@@ -90,12 +89,14 @@ def _dims_from_config(path: Path) -> tuple[int, int, int, int] | None:
 
 
 class ComputePlan:
-    """Estimates for every run of ``grid.all_runs(cfg)``."""
+    """Estimates for every run of ``grid.all_runs(cfg)`` (``runs``: those runs, when the caller has them)."""
 
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict, runs: list[grid.Run] | None = None):
         from .layout import Layout
 
         self.cfg = cfg
+        self.runs = sorted(runs or grid.all_runs(cfg))
+        self.bias_models = grid.bias_models(cfg, self.runs)
         self.layout = Layout.from_config(cfg)
         self.cluster = cfg["cluster"]
         self._estimates: dict[grid.Run, Estimate] = {}
@@ -103,21 +104,13 @@ class ComputePlan:
         self._inputs: dict[tuple[str, str], tuple] = {}
 
     # --- inputs ---------------------------------------------------------------------------
-    @functools.cached_property
-    def bias_models(self) -> set[tuple[str, str]]:
-        return grid.bias_models(self.cfg)
-
     def dims(self, model: str) -> tuple[int, int, int, int]:
-        m = self.cfg["models"][model]
-        candidates = []
-        if self.cfg["mode"] == "demo":
-            candidates.append(Path(self.layout.demo_model(model)) / "config.json")
-        elif m["path"]:
-            candidates.append(Path(m["path"]) / "config.json")
-        for p in candidates:
-            if p.is_file() and (d := _dims_from_config(p)):
-                return d
-        if self.cfg["mode"] == "demo":
+        from .modeling import model_origin, model_source
+
+        m, origin = self.cfg["models"][model], model_origin(self.cfg, model)
+        if origin != "hub" and (d := _dims_from_config(Path(model_source(self.cfg, model)) / "config.json")):
+            return d
+        if origin == "demo":
             from .standins import DEMO_ARCH
 
             a = DEMO_ARCH[m["size"]]
@@ -136,7 +129,7 @@ class ComputePlan:
             if self._token_stats[stats] is not None:
                 return self._token_stats[stats]
         source = self.cfg["tasks"][task]["train"]["source"]
-        if self.cfg["mode"] == "paper" and source in PAPER_TOKENS:
+        if source in PAPER_TOKENS:
             return PAPER_TOKENS[source], "paper Table 4", None
         return self.cfg["tasks"][task]["max_length"] / 2, "max_length / 2", None
 
@@ -187,36 +180,35 @@ class ComputePlan:
     def rows(self) -> list[dict]:
         """One row per (task, method) group of training runs, then the total."""
         groups: dict[tuple[str, str], list[Estimate]] = {}
-        for run in sorted(grid.all_runs(self.cfg)):
+        for run in self.runs:
             groups.setdefault((run.task, run.method), []).append(self.estimate(run))
+
+        def row(task: str, method: str, es: list[Estimate], tokens_from: str) -> dict:
+            return {
+                "rule": "train",
+                "task": task,
+                "method": method,
+                "jobs": len(es),
+                "train_tokens": sum(e.train_tokens for e in es),
+                "pflops": sum(e.flops for e in es) / 1e15,
+                "gpu_hours": sum(e.gpu_hours for e in es),
+                "tokens_from": tokens_from,
+                "padded_per_real": _ratio(es),
+            }
+
         rows = [
-            {"rule": "train", "task": t, "method": m, "jobs": len(es),
-             "train_tokens": sum(e.train_tokens for e in es), "pflops": sum(e.flops for e in es) / 1e15,
-             "gpu_hours": sum(e.gpu_hours for e in es), "tokens_from": ", ".join(sorted({e.tokens_source for e in es})),
-             "padded_per_real": _ratio(es)}
-            for (t, m), es in sorted(groups.items())
-        ]  # fmt: skip
-        total = {
-            "rule": "train",
-            "task": "all",
-            "method": "all",
-            "jobs": sum(r["jobs"] for r in rows),
-            "train_tokens": sum(r["train_tokens"] for r in rows),
-            "pflops": sum(r["pflops"] for r in rows),
-            "gpu_hours": sum(r["gpu_hours"] for r in rows),
-            "tokens_from": "",
-            "padded_per_real": _ratio(list(self._estimates.values())),
-        }
-        return rows + [total]
+            row(t, m, es, ", ".join(sorted({e.tokens_source for e in es}))) for (t, m), es in sorted(groups.items())
+        ]
+        return rows + [row("all", "all", [e for es in groups.values() for e in es], "")]
 
     def other_jobs(self) -> dict[str, int]:
         """CPU jobs per rule (no GPU-hours)."""
         from . import figures, tables
 
         return {
-            "tokenize": len({(r.task, grid.tokenizer_of(self.cfg, r.model)) for r in grid.all_runs(self.cfg)}),
-            "datamap": len(grid.all_datamaps(self.cfg)),
-            "subset": len(grid.all_subsets(self.cfg)),
+            "tokenize": len({(r.task, grid.tokenizer_of(self.cfg, r.model)) for r in self.runs}),
+            "datamap": len(grid.all_datamaps(self.cfg, self.runs)),
+            "subset": len(grid.all_subsets(self.cfg, self.runs)),
             "table": len(tables.table_ids(self.cfg)),
             "figure": len(figures.figure_ids(self.cfg)),
         }
@@ -289,15 +281,9 @@ def _parquet_rows(path: Path, default: int = EVAL_ROWS_DEFAULT) -> int:
         return default
 
 
-def add_arguments(parser) -> None:
-    from .config import add_overlay_arguments
-
-    add_overlay_arguments(parser)
+add_arguments = add_overlay_arguments  # ftft plan: the run's own config arguments
 
 
 def run(args) -> int:
-    from . import config
-
-    cfg = config.load_args(args)
-    print(ComputePlan(cfg).markdown(), end="")
+    print(ComputePlan(load_args(args)).markdown(), end="")
     return 0

@@ -189,8 +189,7 @@ def run_job(smk) -> None:
     from .workflow import hub_environment
 
     log_to(smk.log[0])
-    if smk.config["mode"] == "paper":  # before huggingface_hub is imported: it reads them once
-        os.environ.update(hub_environment(smk.config))  # the fetch_model rule filled this cache
+    os.environ.update(hub_environment(smk.config))  # before huggingface_hub is imported: it reads them once
     p = dict(smk.params.settings)
     try:
         tokenize_task(smk.input.train, smk.input.evals, p["eval_sets"], p["model"], p["max_length"], smk.output[0])

@@ -1,14 +1,9 @@
-"""What the Snakefile asks of the package: targets, every rule's inputs and job parameters.
+"""What the Snakefile asks of the package: targets, every rule's inputs (the DAG edges) and job parameters.
 
-The ``.smk`` files stay declarative; every path comes from ``ftft.layout`` and every input
-function's logic (the DAG edges) lives here, computed from the validated config and
-``ftft.grid``. ``Plan(config)`` is built once per Snakemake invocation; its methods are called
-by the rules' input / params / resources functions with plain wildcard values.
-
-Rerun triggers: Snakemake re-runs a job when its params change, so a training job's params
-hold only that run's spec (``make_spec(cfg, run)``), never the whole config, and the config
-dump that aggregation jobs read leaves out the operational keys (``cluster``, ``hub``,
-``state_dir``, thread counts and log intervals), so changing them re-runs nothing.
+``Plan(config)`` is built once per Snakemake invocation from the validated config, ``ftft.grid`` and
+``ftft.layout``; the rules' input / params / resources functions call it with plain wildcard values.
+Rerun triggers: a training job's params hold only that run's spec, and the config dump aggregation jobs
+read leaves out the operational keys, so changing those re-runs nothing (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -23,14 +18,14 @@ from functools import cached_property
 from pathlib import Path
 
 from . import figures, grid, methods, tables
-from .config import active_tasks, parse_fraction
+from .config import ConfigError, active_tasks, demo_kind, parse_fraction
 from .grid import Run
 from .layout import BIAS_FILE, FIGURE_EXTS, TABLE_EXTS, Layout
+from .modeling import model_origin, model_source
 
 KEY_RE = r"[a-z0-9][a-z0-9.-]*"
 BUDGET_RE = r"full|\d+-\d+"
 SEED_RE = r"\d+"
-DEMO_KINDS = ("nli", "hsd")
 #: config keys that never change a result (left out of the config dump aggregation jobs read)
 OPERATIONAL = ("cluster", "hub", "state_dir", "resources")
 OPERATIONAL_TRAINING = ("threads", "log_every", "eval_batch_size", "deterministic")
@@ -63,20 +58,19 @@ class Plan:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.layout = Layout.from_config(cfg)
-        self.mode = cfg["mode"]
 
-    # ------------------------------------------------------------------ the grid
+    # ------------------------------------------------------------------ the grid (expanded once)
     @cached_property
     def runs(self) -> list[Run]:
         return sorted(grid.all_runs(self.cfg))
 
     @cached_property
     def datamaps(self) -> list[tuple[str, str, int]]:
-        return sorted(grid.all_datamaps(self.cfg))
+        return sorted(grid.all_datamaps(self.cfg, self.runs))
 
     @cached_property
     def sources(self) -> list[str]:
-        return sorted(grid.sources_used(self.cfg))
+        return sorted(grid.source_users(self.cfg))
 
     @cached_property
     def table_ids(self) -> list[str]:
@@ -87,40 +81,31 @@ class Plan:
         return list(figures.figure_ids(self.cfg))
 
     @cached_property
-    def bias_models(self) -> set[tuple[str, str]]:
-        return grid.bias_models(self.cfg)
-
-    @cached_property
     def models_used(self) -> set[str]:  # (the shipped main model's run is planned after the screening)
         return {r.model for r in self.runs} | ({self.cfg["ship"]["main"]} if self.cfg["ship"] else set())
 
+    def models_from(self, origin: str) -> list[str]:
+        """The models the grid loads that come from ``origin`` (``modeling.model_origin``: demo, path, hub)."""
+        return [m for m in sorted(self.models_used) if model_origin(self.cfg, m) == origin]
+
     def check(self) -> None:
         """Config problems only the planned grid reveals (before any job): raise ConfigError."""
-        from pathlib import Path
-
-        from .config import ConfigError
-
-        if self.mode == "paper":
-            for m in sorted(self.models_used):
-                path = self.cfg["models"][m]["path"]
-                if path and not Path(path).exists():
-                    raise ConfigError(f"invalid config at 'models.{m}.path': local model copy {path!r} does not exist")
-                if path and not (Path(path) / "config.json").is_file():
-                    raise ConfigError(
-                        f"invalid config at 'models.{m}.path': {path!r} is not a model folder (no config.json in it; "
-                        "expected what save_pretrained writes: config.json, weights and tokenizer files)"
-                    )
-        for source in self.sources:
+        for m in self.models_from("path"):
+            path = self.cfg["models"][m]["path"]
+            if not Path(path).exists():
+                raise ConfigError(f"invalid config at 'models.{m}.path': local model copy {path!r} does not exist")
+            if not (Path(path) / "config.json").is_file():
+                raise ConfigError(
+                    f"invalid config at 'models.{m}.path': {path!r} is not a model folder (no config.json in it; "
+                    "expected what save_pretrained writes: config.json, weights and tokenizer files)"
+                )
+        self._check_source_entries()
+        for source in self.sources:  # BYO, a download or a demo source (config validation refused any other)
             if source in self.cfg["byo"]:
                 for split, f in self.cfg["byo"][source]["files"].items():
                     if not Path(f).is_file():
                         raise ConfigError(f"invalid config at 'byo.{source}.files.{split}': file {f!r} does not exist")
-            elif source not in self.cfg["datasets"] and not (self.mode == "demo" and source.startswith("demo_")):
-                raise ConfigError(f"source {source!r} is defined neither under 'datasets' nor under 'byo'")
-        self._check_source_entries()
-        for source in self.sources:
-            ds = self.cfg["datasets"].get(source)
-            if source in self.cfg["byo"] or ds is None:
+            if source in self.cfg["byo"] or (ds := self.cfg["datasets"].get(source)) is None:
                 continue
             if not ds["url"] and not ds["mirror"]:
                 raise ConfigError(f"invalid config at 'datasets.{source}': neither 'url' nor 'mirror' is set")
@@ -138,13 +123,14 @@ class Plan:
         if source in self.cfg["byo"]:
             b = self.cfg["byo"][source]
             return list(b["hf"]["splits"] if b["hf"] else b["files"]), b["labels"]
-        if self.mode == "demo" and source.startswith("demo_"):
+        if (kind := demo_kind(self.cfg, source)) is not None:
             from .data import demo
 
-            kind = source.removeprefix("demo_")
-            if kind not in demo.TASKS:
-                return None
-            return [*demo.ID_SPLITS, *demo.OOD_SPLITS[kind]], list(demo.LABEL_NAMES[kind])
+            return (
+                ([*demo.ID_SPLITS, *demo.OOD_SPLITS[kind]], list(demo.LABEL_NAMES[kind]))
+                if kind in demo.TASKS
+                else None
+            )
         if source in SOURCES:
             module = importlib.import_module(f"ftft.data.{source}")
             return list(module.SPLIT_NAMES), list(module.LABEL_NAMES)
@@ -153,20 +139,17 @@ class Plan:
     def _check_source_entries(self) -> None:
         """Every task's training / evaluation set names a split its source has, with the task's labels: known
         from the config before anything is downloaded or generated (built-in datasets, demo sources, BYO)."""
-        from .config import ConfigError
-
-        users: dict[str, list[str]] = {}
         for task in active_tasks(self.cfg):
             t = self.cfg["tasks"][task]
             for key, _, entry in grid.task_entries(t):
                 source = entry["source"]
                 known = self.source_splits(source)
+                if known is None and demo_kind(self.cfg, source) is not None:
+                    raise ConfigError(
+                        f"invalid config at 'tasks.{task}.{key}.source': no demo source {source!r}; the demo "
+                        "sources are 'demo_nli' and 'demo_hsd'"
+                    )
                 if known is None:
-                    if self.mode == "demo" and source.startswith("demo_"):
-                        raise ConfigError(
-                            f"invalid config at 'tasks.{task}.{key}.source': no demo source {source!r}; the demo "
-                            "sources are 'demo_nli' and 'demo_hsd'"
-                        )
                     continue
                 splits, labels = known
                 byo = source in self.cfg["byo"]
@@ -181,16 +164,13 @@ class Plan:
                     raise ConfigError(
                         f"invalid config at 'tasks.{task}.{key}.split': {what} {entry['split']!r}; its splits are {splits}"
                     )
-                users.setdefault(source, [])
-                if task not in users[source]:
-                    users[source].append(task)
-        for source, tasks_ in users.items():
+        for source, users in grid.source_users(self.cfg).items():
             if source in self.cfg["byo"] and self.cfg["byo"][source]["labels"] is None:
-                label_sets = {tuple(self.cfg["tasks"][t]["labels"]) for t in tasks_}
+                label_sets = {tuple(self.cfg["tasks"][t]["labels"]) for t in users}
                 if len(label_sets) > 1:
                     raise ConfigError(
                         f"invalid config at 'byo.{source}.labels': null takes the labels of the task using the source, "
-                        f"but tasks {tasks_} have different labels {sorted(label_sets)}; set byo.{source}.labels"
+                        f"but tasks {users} have different labels {sorted(label_sets)}; set byo.{source}.labels"
                     )
 
     def final_targets(self) -> list[str]:
@@ -199,7 +179,9 @@ class Plan:
         out += [L.figure(f, ext) for f in self.figure_ids for ext in FIGURE_EXTS]
         out += [L.datamap_plot(t, r, s) for t, r, s in self.datamaps]
         # every report item is a target: --report on a finished results folder then finds them all
-        reports = (L.comparison, L.claims) if self.compares_with_paper else (L.claims,) if self.table_ids else ()
+        # the comparison with the published numbers is built when the config has the paper's tasks
+        paper = {"nli", "hsd"} & set(active_tasks(self.cfg))
+        reports = (L.comparison, L.claims) if paper else (L.claims,) if self.table_ids else ()
         out += [f(ext) for f in reports for ext in ("csv", "md", "html")]
         out += self.ship_targets()
         out += [L.failed_runs("md"), L.failed_runs("html")]
@@ -212,6 +194,8 @@ class Plan:
         ]
 
     def wildcard_constraints(self) -> dict[str, str]:
+        from .data import demo
+
         return {
             "task": alternation(active_tasks(self.cfg)),
             "model": KEY_RE,
@@ -221,7 +205,7 @@ class Plan:
             "budget": BUDGET_RE,
             "seed": SEED_RE,
             "tokenizer": KEY_RE,
-            "kind": alternation(DEMO_KINDS),
+            "kind": alternation(demo.TASKS),
             "table": alternation(self.table_ids),
             "figure": alternation(self.figure_ids),
             # raw and BYO sources; demo_* sources come from the demo_data rule
@@ -251,16 +235,11 @@ class Plan:
     def byo_spec(self, source: str) -> dict:
         """The ``byo.<source>`` entry; ``labels: null`` takes the labels of the task(s) using it."""
         spec = copy.deepcopy(self.cfg["byo"][source])
-        if spec["labels"] is None:
-            users = [
-                t
-                for t in active_tasks(self.cfg)
-                if source in {e["source"] for _, _, e in grid.task_entries(self.cfg["tasks"][t])}
-            ]
-            label_sets = {tuple(self.cfg["tasks"][t]["labels"]) for t in users}
-            if len(label_sets) == 1:
-                spec["labels"] = list(label_sets.pop())
-                spec["labels_from"] = f"tasks.{users[0]}.labels (byo.{source}.labels is null)"
+        users = grid.source_users(self.cfg).get(source, [])
+        label_sets = {tuple(self.cfg["tasks"][t]["labels"]) for t in users}
+        if spec["labels"] is None and len(label_sets) == 1:
+            spec["labels"] = list(label_sets.pop())
+            spec["labels_from"] = f"tasks.{users[0]}.labels (byo.{source}.labels is null)"
         return spec
 
     def prepare_args(self, source: str) -> str:
@@ -289,9 +268,6 @@ class Plan:
         """The normalised sources the demo stand-ins' tokenizers are trained on (every source used)."""
         return [self.layout.source(s) for s in self.sources]
 
-    def demo_models(self) -> list[str]:
-        return sorted(self.models_used) if self.mode == "demo" else []
-
     def demo_model_args(self) -> str:
         m = self.cfg["models"]
         return " ".join(
@@ -301,28 +277,18 @@ class Plan:
                 ("--size", m[k]["size"]),
                 ("--out", self.layout.demo_model(k)),
             )
-            for k in self.demo_models()
+            for k in self.models_from("demo")
         )
 
     def model_input(self, model: str) -> str:
         """What a job that loads ``model`` depends on: its demo folder, local copy or hub marker."""
-        m = self.cfg["models"][model]
-        if self.mode == "demo":
-            return self.layout.demo_model(model)
-        if m["path"]:
-            return m["path"]
-        return self.layout.hub_marker(model)
-
-    def model_source(self, model: str) -> str:
-        from .modeling import model_source
-
-        return model_source(self.cfg, model)
+        return (
+            self.layout.hub_marker(model) if model_origin(self.cfg, model) == "hub" else model_source(self.cfg, model)
+        )
 
     def hub_markers(self) -> list[str]:
-        """The fetch markers of every hub model the grid loads (paper mode, no local copy)."""
-        if self.mode != "paper":
-            return []
-        return [self.layout.hub_marker(m) for m in sorted(self.models_used) if not self.cfg["models"][m]["path"]]
+        """The fetch markers of every hub model the grid loads (the `fetch_models` target)."""
+        return [self.layout.hub_marker(m) for m in self.models_from("hub")]
 
     def tokenizer_model(self, tokenizer: str) -> str:
         """The model whose tokenizer files a tokenizer group is built from (first key of the group)."""
@@ -334,8 +300,6 @@ class Plan:
     def fetch_env(self) -> str:
         """Environment prefix of the fetch job: the configured cache (``hub.cache``), never offline. The jobs
         that load models (tokenize, train) set the cache and ``hub.offline`` in their own process."""
-        if self.mode != "paper":
-            return ""
         env = {k: v for k, v in hub_environment(self.cfg).items() if k != "HF_HUB_OFFLINE"}
         return "".join(f"{k}={shlex.quote(v)} " for k, v in env.items())
 
@@ -358,7 +322,7 @@ class Plan:
 
     def tokenize_params(self, task: str, tokenizer: str) -> dict:
         return {
-            "model": self.model_source(self.tokenizer_model(tokenizer)),
+            "model": model_source(self.cfg, self.tokenizer_model(tokenizer)),
             "max_length": self.cfg["tasks"][task]["max_length"],
             "eval_sets": [name for name, _ in grid.eval_entries(self.cfg["tasks"][task])],
         }
@@ -384,58 +348,30 @@ class Plan:
     def bias_model_constraint(self) -> dict[str, str]:
         """Wildcard constraints of the train rule variant that also writes ``bias_logp.parquet``."""
         return {
-            "model": alternation({m for _, m in self.bias_models}),
+            "model": alternation({m for _, m in grid.bias_models(self.cfg, self.runs)}),
             "method": "erm",
             "budget": grid.FULL,
         }
-
-    def train_threads(self) -> int:
-        return self.cfg["training"]["threads"]
-
-    def train_gpus(self) -> int:
-        return self.cfg["cluster"]["train_gpus"]
 
     @cached_property
     def compute_plan(self):
         from .plan import ComputePlan
 
-        return ComputePlan(self.cfg)
-
-    def train_runtime(self, run: Run) -> int:
-        """Minutes (SLURM --time) for one training job, from the compute plan."""
-        return self.compute_plan.runtime_min(run)
-
-    def train_mem_mb(self, run: Run) -> int:
-        return self.compute_plan.mem_mb(run)
-
-    def gpu_model(self) -> str:
-        """SLURM GPU model (the plugin's ``gpu_model`` -> --gpus=MODEL:1); '' for any."""
-        return self.cfg["cluster"]["gpu_model"] or ""
+        return ComputePlan(self.cfg, self.runs)
 
     # ------------------------------------------------------------------ data maps, subsets
-    @staticmethod
-    def datamap_run(wildcards) -> Run:
-        return grid.ref_run(wildcards.task, wildcards.ref, int(wildcards.seed))
-
-    def datamap_inputs(self, task: str, ref: str, seed: int) -> dict[str, str]:
-        run = grid.ref_run(task, ref, seed)
-        return {
-            "dynamics": self.layout.run_file("dynamics.npz", run),
-            "record": self.layout.run_file("run.json", run),
-            "train": self.layout.task_train(task),
+    def ref_inputs(self, task: str, ref: str, seed: int, reads=("dynamics", "record")) -> dict[str, str]:
+        """The training set and the files of reference run (task, ref, seed) a job reads (``Method.reads``; by
+        default what the data map is made of)."""
+        run, L = grid.ref_run(task, ref, seed), self.layout
+        files = {"dynamics": "dynamics.npz", "record": "run.json", "bias": BIAS_FILE}
+        return {"train": L.task_train(task)} | {
+            k: L.datamap(task, ref, seed) if k == "datamap" else L.run_file(files[k], run) for k in reads
         }
 
     def subset_inputs(self, task: str, method: str, ref: str, seed: int) -> dict[str, str]:
-        """The training set and the reference run's files the method's subset step reads (``Method.reads``)."""
-        ref_run = grid.ref_run(task, ref, grid.datamap_seed(self.cfg, seed))
-        files = {"dynamics": "dynamics.npz", "record": "run.json", "bias": BIAS_FILE}
-        inputs = {"train": self.layout.task_train(task)}
-        for key in methods.get(method).reads:
-            d = key == "datamap"
-            inputs[key] = (
-                self.layout.datamap(task, ref, ref_run.seed) if d else self.layout.run_file(files[key], ref_run)
-            )
-        return inputs
+        """What the method's subset step reads: the reference run of the data map the run trains from."""
+        return self.ref_inputs(task, ref, grid.datamap_seed(self.cfg, seed), methods.get(method).reads)
 
     def subset_args(self, task: str, method: str, ref: str, seed: int, inputs) -> str:
         m = methods.get(method)
@@ -468,14 +404,9 @@ class Plan:
 
     def export_constraint(self) -> dict[str, str]:
         """Wildcard constraints of the train rule variant that also saves the model (``ship_candidates``)."""
-        return {
-            "task": alternation({r.task for r in self.ship_candidates}),
-            "model": alternation({r.model for r in self.ship_candidates}),
-            "method": alternation({r.method for r in self.ship_candidates}),
-            "ref": alternation({r.ref for r in self.ship_candidates}),
-            "budget": grid.FULL,
-            "seed": str(self.cfg["seeds"][0]),
-        }
+        keys = ("task", "model", "method", "ref")
+        fields = {k: alternation({getattr(r, k) for r in self.ship_candidates}) for k in keys}
+        return fields | {"budget": grid.FULL, "seed": str(self.cfg["seeds"][0])}
 
     def screen_inputs(self) -> list[str]:
         s = self.cfg["ship"]
@@ -521,11 +452,6 @@ class Plan:
     def figure_caption(self, fid: str) -> str:
         return rst_text(figures.caption(self.cfg, fid))
 
-    @property
-    def compares_with_paper(self) -> bool:
-        """The comparison with the published numbers is built when the config has the paper's tasks."""
-        return bool({"nli", "hsd"} & set(active_tasks(self.cfg)))
-
     def compare_inputs(self) -> list[str]:
         return [self.layout.table(t, "csv") for t in self.table_ids if t != "A1"]
 
@@ -552,7 +478,7 @@ class Plan:
         from .failures import summary_line
 
         lines = []
-        for source in sorted(grid.sources_used(self.cfg)):
+        for source in self.sources:
             path = Path(self.layout.source_summary(source))
             try:
                 summary = json.loads(path.read_text()) if path.is_file() else {}
@@ -566,7 +492,8 @@ class Plan:
 
 
 def hub_environment(cfg: dict) -> dict[str, str]:
-    """Environment variables of jobs that load hub models (paper mode): HF_HOME, HF_HUB_OFFLINE."""
+    """Environment variables of jobs that load models: HF_HOME, HF_HUB_OFFLINE (the cache the fetch_model rule
+    filled; nothing a local or demo model folder reads)."""
     env = {}
     if cfg["hub"]["cache"]:
         env["HF_HOME"] = str(cfg["hub"]["cache"])
