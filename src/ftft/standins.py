@@ -75,9 +75,7 @@ def train_tokenizer(texts, out_dir: str | Path | None = None, family: str = "ber
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
-    input_names = ["input_ids", "attention_mask"]
-    if family != "roberta":
-        input_names.insert(1, "token_type_ids")
+    input_names = ["input_ids", *(["token_type_ids"] if family != "roberta" else []), "attention_mask"]
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="[UNK]",
@@ -176,12 +174,6 @@ def verify_model_dir(path: str | Path, num_labels: int = 2) -> None:
 
 
 # ---------------------------------------------------------------- CLI
-def _corpus_texts(paths) -> list[str]:
-    from .data import schema
-
-    return [t for p in paths for t in schema.read(p)[0][["text_a", "text_b"]].stack().astype(str)]  # stack: no NaN
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, action="append", help="model key (e.g. deberta-v3-large); repeat")
     parser.add_argument("--family", required=True, action="append", choices=FAMILIES, help="one per --model")
@@ -195,7 +187,9 @@ def run(args: argparse.Namespace) -> int:
     """Build every stand-in in one process (the imports dominate a tiny model's build time)."""
     if not len(args.model) == len(args.family) == len(args.size) == len(args.out):
         raise ModelError("build-demo-model: give one --family, --size and --out per --model")
-    texts = _corpus_texts(args.corpus)
+    from .data import schema
+
+    texts = [t for p in args.corpus for t in schema.read(p)[0][["text_a", "text_b"]].stack().astype(str)]  # no NaN
     for key, family, size, out in zip(args.model, args.family, args.size, args.out, strict=True):
         build_demo_model(key, family, size, texts, out, num_labels=args.num_labels)
     return 0
