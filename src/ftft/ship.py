@@ -34,7 +34,7 @@ HARD_FRACTION = 0.10  # Figure 1b: the hard-to-learn 10%
 SIGNALS = ["easy_ratio", "hard_ptrue", "id_score"]
 CARD = jinja2.Environment(
     loader=jinja2.PackageLoader("ftft"), trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
-).get_template("model_card.md")
+).get_template("model_card.md.j2")
 
 
 def screen(cfg: dict, res: Results) -> pd.DataFrame:
@@ -127,7 +127,7 @@ def recommended(csv: str | Path, refs: list[str]) -> str:
 
 
 def model_card(cfg: dict, res: Results, ref: str, name: str) -> str:
-    """README.md of the shipped model (templates/model_card.md): front matter (model-index) and the FTFT facts;
+    """README.md of the shipped model (templates/model_card.md.j2): front matter (model-index) and the FTFT facts;
     ref "none": the main model's ERM run (``ship.erm``), for comparison."""
     s, run = cfg["ship"], ship_run(cfg, ref)
     t, erm = cfg["tasks"][s["task"]], ref == "none"
