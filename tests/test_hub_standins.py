@@ -229,30 +229,20 @@ def test_fetch_models_offline_verifies_the_cache(hf_cache, tmp_path):
     assert present == str(snaps["bert-large-uncased"])
 
 
-# the repos' main file lists (tests/fixtures/hub/README.md), as the stand-ins copy them
-REPO_FILES = {hub_id: list(s.files) for hub_id, s in standins.STANDINS.items()}
-
-
 @pytest.mark.parametrize(
-    ("files", "chosen"),
-    [
-        (REPO_FILES["roberta-large"], ["config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json",
-                                       "merges.txt", "model.safetensors"]),
-        (REPO_FILES["microsoft/deberta-v3-base"], ["config.json", "tokenizer_config.json", "spm.model",
-                                                   "pytorch_model.bin"]),
-        (REPO_FILES["google/electra-small-discriminator"], ["config.json", "tokenizer.json", "tokenizer_config.json",
-                                                            "vocab.txt", "pytorch_model.bin"]),
-        (REPO_FILES["bert-large-uncased"], ["config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                                            "model.safetensors"]),
-        (REPO_FILES["prajjwal1/bert-tiny"], ["config.json", "vocab.txt", "pytorch_model.bin"]),
-        (["config.json", "tokenizer.json", "model.safetensors.index.json", "pytorch_model.bin",
-          "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"],
-         ["config.json", "tokenizer.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors",
-          "model-00002-of-00002.safetensors"]),
-    ],
+    ("hub_id", "chosen"),
+    [("roberta-large", "tokenizer.json tokenizer_config.json vocab.json merges.txt model.safetensors"),
+     ("microsoft/deberta-v3-base", "tokenizer_config.json spm.model pytorch_model.bin"),
+     ("google/electra-small-discriminator", "tokenizer.json tokenizer_config.json vocab.txt pytorch_model.bin"),
+     ("bert-large-uncased", "tokenizer.json tokenizer_config.json vocab.txt model.safetensors"),
+     ("prajjwal1/bert-tiny", "vocab.txt pytorch_model.bin")],
 )  # fmt: skip
-def test_select_files_takes_config_tokenizer_and_one_pytorch_format(files, chosen):
-    assert select_files(files) == chosen
+def test_select_files_takes_config_tokenizer_and_one_pytorch_format(hub_id, chosen):
+    """The repos' main file lists (tests/fixtures/hub/README.md), as the stand-ins copy them."""
+    assert select_files(list(standins.STANDINS[hub_id].files)) == ["config.json", *chosen.split()]
+    shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    sharded = ["config.json", "tokenizer.json", "model.safetensors.index.json", "pytorch_model.bin", *shards]
+    assert select_files(sharded) == ["config.json", "tokenizer.json", "model.safetensors.index.json", *shards]
 
 
 @pytest.mark.parametrize(

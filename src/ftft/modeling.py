@@ -1,20 +1,15 @@
 """Hub models: loading a sequence classifier and its tokenizer, and ``ftft fetch-models`` for offline nodes.
 
-``load_tokenizer_and_model(source, num_labels)`` takes a hub id (``org/name[@revision]``: every hub call gets the
-revision) or a local folder. Errors are ``ModelError`` saying what to do: a hub model missing from the cache
-offline names ``ftft fetch-models``; a SentencePiece tokenizer without ``sentencepiece``/``protobuf`` says to
-install them; truncated weights name the file. A ``config.json`` without ``model_type`` (``prajjwal1/bert-tiny``)
-gets the longest model type in its name, as transformers < 5 did. Weights load as float32 whatever their dtype.
-
-``fetch_model`` downloads what loading needs (``select_files``: config.json, the tokenizer files, ONE PyTorch
-weight format) with ``snapshot_download``; with ``HF_HUB_OFFLINE=1`` it checks the cached snapshot is complete.
+A source is a hub id (``org/name[@revision]``: every hub call gets the revision) or a local folder. Errors are
+``ModelError`` saying what to do. A ``config.json`` without ``model_type`` (``prajjwal1/bert-tiny``) gets the longest
+model type in its name, as transformers < 5 did. ``fetch_model`` downloads what loading needs (``select_files``);
+with ``HF_HUB_OFFLINE=1`` it checks the cached snapshot is complete.
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
-import importlib
 import json
 import logging
 import os
@@ -85,25 +80,14 @@ def hub_cache_dir(cache_dir: str | Path | None = None) -> Path:
     return Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser()
 
 
-def is_offline() -> bool:
-    """True when huggingface_hub is in offline mode (``HF_HUB_OFFLINE=1`` when it was imported)."""
+def _is_offline() -> bool:
     from huggingface_hub import is_offline_mode
 
     return bool(is_offline_mode())
 
 
-def _cached_folder(source: str) -> Path | None:
-    """The cached snapshot folder holding ``source``'s config.json (at its revision), without network access."""
-    from huggingface_hub import try_to_load_from_cache
-
-    hub_id, revision = split_revision(source)
-    hit = try_to_load_from_cache(hub_id, CONFIG_FILE, revision=revision)
-    return Path(hit).parent if isinstance(hit, str) else None
-
-
 def _weight_files(names) -> list[str]:
     """The files of the first weight format present in ``names`` (single file, or index + shards)."""
-    names = set(names)
     for single, index, shards in WEIGHT_FORMATS:
         if single in names:
             return [single]
@@ -114,9 +98,8 @@ def _weight_files(names) -> list[str]:
 
 def select_files(repo_files: list[str], hub_id: str = "") -> list[str]:
     """The files of a repo listing that loading needs: config, tokenizer files, one PyTorch weight format."""
-    names = set(repo_files)
-    weights = _weight_files(names)
-    where = f"hub model {hub_id!r}" if hub_id else "the repository"
+    names, where = set(repo_files), f"hub model {hub_id!r}" if hub_id else "the repository"
+    weights, tokenizer = _weight_files(names), [n for n in TOKENIZER_FILES if n in names]
     if CONFIG_FILE not in names:
         raise ModelError(f"{where} has no config.json (files: {sorted(names)}); it cannot be loaded by id")
     if not weights:
@@ -124,7 +107,6 @@ def select_files(repo_files: list[str], hub_id: str = "") -> list[str]:
             f"{where} has no PyTorch weights (model.safetensors or pytorch_model.bin; files: {sorted(names)}); "
             "convert it or pick another model"
         )
-    tokenizer = [n for n in TOKENIZER_FILES if n in names]
     if not tokenizer:
         raise ModelError(f"{where} has no tokenizer files (files: {sorted(names)})")
     return [CONFIG_FILE, *tokenizer, *weights]
@@ -154,83 +136,43 @@ def check_snapshot(snapshot: Path) -> list[str]:
     return problems
 
 
-def cached_model(hub_id: str, cache_dir: str | Path | None = None) -> Path:
-    """Offline: the complete cached snapshot of ``hub_id`` (``id@revision``), or a ModelError saying how to fetch it."""
-    from huggingface_hub import snapshot_download
+def _snapshot(source: str, cache_dir: str | Path | None = None) -> Path:
+    """The snapshot folder of hub model ``source`` (``id@revision``) with its config.json. Offline: the complete
+    cached snapshot; online: config.json fetched (as from_pretrained would first; a cached commit needs no network)."""
+    from huggingface_hub import hf_hub_download, snapshot_download
 
-    name, revision = split_revision(hub_id)
+    name, revision = split_revision(source)
+    if not _is_offline():
+        try:
+            return Path(hf_hub_download(name, CONFIG_FILE, revision=revision, cache_dir=cache_dir)).parent
+        except (OSError, ValueError) as exc:  # not found (id or revision), gated, no connection, malformed id
+            raise ModelError(
+                f"cannot load hub model {source!r}: {str(exc).splitlines()[0]} (misspelt id or revision, gated model "
+                f"without HF_TOKEN, or no network access? Without internet: {offline_hint(source)}, and set "
+                "HF_HUB_OFFLINE=1)"
+            ) from exc
     try:
         snapshot = Path(snapshot_download(name, revision=revision, cache_dir=cache_dir, local_files_only=True))
     except (OSError, ValueError):  # LocalEntryNotFoundError: not in the cache at that revision
         raise ModelError(
-            f"hub model {hub_id!r} is not in the Hugging Face cache {hub_cache_dir(cache_dir)} and HF_HUB_OFFLINE=1 "
-            f"forbids downloading it: {offline_hint(hub_id)}"
+            f"hub model {source!r} is not in the Hugging Face cache {hub_cache_dir(cache_dir)} and HF_HUB_OFFLINE=1 "
+            f"forbids downloading it: {offline_hint(source)}"
         ) from None
     if problems := check_snapshot(snapshot):
         raise ModelError(
-            f"hub model {hub_id!r}: the cached snapshot {snapshot} lacks {'; '.join(problems)} "
-            f"(an interrupted download?): {offline_hint(hub_id)}"
+            f"hub model {source!r}: the cached snapshot {snapshot} lacks {'; '.join(problems)} "
+            f"(an interrupted download?): {offline_hint(source)}"
         )
     return snapshot
 
 
-def _download_config(source: str) -> Path:
-    """Online: fetch ``config.json`` (as from_pretrained would first) and return its snapshot folder."""
-    from huggingface_hub import hf_hub_download
-
-    hub_id, revision = split_revision(source)
-    try:
-        return Path(hf_hub_download(hub_id, CONFIG_FILE, revision=revision)).parent
-    except (OSError, ValueError) as exc:  # not found (id or revision), gated, no connection, malformed id
-        raise ModelError(
-            f"cannot load hub model {source!r}: {str(exc).splitlines()[0]} (misspelt id or revision, gated model "
-            f"without HF_TOKEN, or no network access? Without internet: {offline_hint(source)}, and set "
-            "HF_HUB_OFFLINE=1)"
-        ) from exc
-
-
-def sentencepiece_file(folder: Path | None) -> str | None:
-    """The SentencePiece model file of a tokenizer folder that has no ``tokenizer.json``, else None."""
-    if folder is None or (folder / "tokenizer.json").is_file():
-        return None
-    return next((name for name in SENTENCEPIECE_FILES if (folder / name).is_file()), None)
-
-
-def missing_sentencepiece_packages() -> list[str]:
-    """The packages among sentencepiece / protobuf that cannot be imported here."""
-    missing = []
-    for module, package in (("sentencepiece", "sentencepiece"), ("google.protobuf", "protobuf")):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(package)
-    return missing
-
-
-def _sentencepiece_error(where: str, spm_file: str) -> ModelError:
-    return ModelError(
-        f"the tokenizer of {where} is a SentencePiece model ({spm_file}, no tokenizer.json), which needs the "
-        f"`sentencepiece` and `protobuf` packages; {' and '.join(missing_sentencepiece_packages()) or 'one of them'} "
-        "cannot be imported: install both (`pip install sentencepiece protobuf`, versions as pinned in pyproject.toml)"
-    )
-
-
-def _is_dependency_failure(exc: BaseException) -> bool:
-    """True if ``exc`` (or its cause chain) is an ImportError or transformers' tiktoken fallback after one."""
-    while exc is not None:
-        if isinstance(exc, ImportError) or "tiktoken" in str(exc) or "sentencepiece" in str(exc).lower():
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _config_without_model_type(source: str, folder: Path | None, num_labels: int):
+def _config_without_model_type(source: str, folder: Path, num_labels: int):
     """A config object when ``config.json`` lacks ``model_type`` (None when it has one: the normal path)."""
     from transformers import CONFIG_MAPPING
 
-    path = folder / CONFIG_FILE if folder is not None else None
-    if path is None or not path.is_file():
-        return None  # not resolvable without downloading: transformers' own error will tell
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        return None  # transformers' own error will tell
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -239,7 +181,7 @@ def _config_without_model_type(source: str, folder: Path | None, num_labels: int
         return None
     # the name to match: the hub id, a local folder's name, or a cached snapshot's repo (models--org--name)
     name = split_revision(source)[0] if not looks_like_path(source) else Path(source).name
-    if folder is not None and folder.parent.name == "snapshots":
+    if folder.parent.name == "snapshots":
         name = f"{name} {folder.parent.parent.name}"
     model_type = next((k for k in sorted(CONFIG_MAPPING.keys(), key=len, reverse=True) if k in name.lower()), None)
     if model_type is None:
@@ -251,33 +193,10 @@ def _config_without_model_type(source: str, folder: Path | None, num_labels: int
     return CONFIG_MAPPING[model_type].from_dict(raw, num_labels=num_labels)
 
 
-def _resolve(source: str) -> tuple[str, Path | None, str, bool]:
-    """(source, local folder or None, description, is_path) after the checks that need no transformers."""
-    is_path = looks_like_path(source)
-    if is_path:
-        path = Path(source).expanduser()
-        if not path.is_dir():
-            raise ModelError(f"model folder not found: {path} (expected config.json, weights and tokenizer files)")
-        source = str(path)
-        folder: Path | None = path
-    elif is_offline():
-        folder = cached_model(source)
-    else:
-        folder = _cached_folder(source) or _download_config(source)
-    where = f"local model folder {source}" if is_path else f"hub model {source!r}"
-    spm_file = sentencepiece_file(folder)
-    if spm_file and missing_sentencepiece_packages():
-        raise _sentencepiece_error(where, spm_file)
-    return source, folder, where, is_path
-
-
-def _load_error(exc: BaseException, source: str, folder, where: str, is_path: bool) -> ModelError:
-    spm_file = sentencepiece_file(folder if is_path else _cached_folder(source))
-    if spm_file and _is_dependency_failure(exc):
-        return _sentencepiece_error(where, spm_file)
+def _load_error(exc: BaseException, folder: Path, where: str, is_path: bool) -> ModelError:
     if type(exc).__name__ in UNREADABLE_WEIGHTS:  # truncated or corrupt weights: name the file
-        files = [*Path(folder).glob("*.safetensors"), *Path(folder).glob("*.bin")] if folder else []
-        name = str(files[0]) if len(files) == 1 else str(folder or where)
+        files = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
+        name = str(files[0]) if len(files) == 1 else str(folder)
         fix = f"{rebuild(folder)} (a demo model), or replace the copy" if is_path else (
             f"delete the cached copy {folder} and fetch it again")  # fmt: skip
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -297,10 +216,26 @@ def load_tokenizer_and_model(source: str, num_labels: int):
 
 
 def _load(source: str, num_labels: int | None):
-    source, folder, where, is_path = _resolve(source)  # the checks that need no transformers
+    if is_path := looks_like_path(source):
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            raise ModelError(f"model folder not found: {folder} (expected config.json, weights and tokenizer files)")
+        source, where = str(folder), f"local model folder {folder}"
+    else:
+        folder, where = _snapshot(source), f"hub model {source!r}"
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import is_protobuf_available, is_sentencepiece_available
 
+    # a SentencePiece tokenizer without tokenizer.json: transformers needs both packages (else a tiktoken error)
+    spm = [n for n in SENTENCEPIECE_FILES if (folder / n).is_file()]
+    available = {"sentencepiece": is_sentencepiece_available(), "protobuf": is_protobuf_available()}
+    if spm and not (folder / "tokenizer.json").is_file() and (missing := [p for p, ok in available.items() if not ok]):
+        raise ModelError(
+            f"the tokenizer of {where} is a SentencePiece model ({spm[0]}, no tokenizer.json), which needs the "
+            f"`sentencepiece` and `protobuf` packages; {' and '.join(missing)} cannot be imported: install both "
+            "(`pip install sentencepiece protobuf`, versions as pinned in pyproject.toml)"
+        )
     silence_transformers()
     try:
         config = _config_without_model_type(source, folder, num_labels or 2)
@@ -312,7 +247,7 @@ def _load(source: str, num_labels: int | None):
             head = {"num_labels": num_labels} if config is None else {"config": config}
             model = AutoModelForSequenceClassification.from_pretrained(name, revision=rev, dtype=torch.float32, **head)
     except (OSError, ValueError, RuntimeError, ImportError, SafetensorError, pickle.UnpicklingError, EOFError) as exc:
-        raise _load_error(exc, source, folder, where, is_path) from exc
+        raise _load_error(exc, folder, where, is_path) from exc
     if tokenizer.pad_token_id is None:
         raise ModelError(f"tokenizer of {source} has no padding token; dynamic padding needs one")
     return tokenizer if num_labels is None else (tokenizer, model)
@@ -335,8 +270,8 @@ def arch_dims(config) -> tuple[int, int]:
 
 def fetch_model(hub_id: str, cache_dir: str | Path | None = None) -> Path:
     """Download (or, offline, verify) what loading ``hub_id`` (``id@revision``) needs; return its snapshot."""
-    if is_offline():
-        return cached_model(hub_id, cache_dir)
+    if _is_offline():
+        return _snapshot(hub_id, cache_dir)
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.utils import disable_progress_bars
 
@@ -380,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
         raise ModelError(("" if len(errors) == 1 else f"{len(errors)} models failed:\n") + "\n".join(errors))
     if args.marker:
         cache = str(hub_cache_dir(args.cache_dir))
-        write_json(args.marker, {"cache": cache, "offline": is_offline(), "models": entries})
+        write_json(args.marker, {"cache": cache, "offline": _is_offline(), "models": entries})
     return 0
 
 

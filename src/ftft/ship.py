@@ -16,6 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
+import jinja2
 import pandas as pd
 import yaml
 
@@ -24,13 +25,16 @@ from .config import parse_fraction, task_entries
 from .cost import method_cost
 from .errors import DataError
 from .grid import ref_run, ship_run
-from .io import atomic_dir, atomic_path, read_json, write_text
+from .io import atomic_dir, atomic_path, read_json
 from .results import Results
 
 EASY_Q = 0.5  # Table 8 / §4.3: the easy ratio at q = 50%
 EFFECTIVE_EASY = 0.45  # §4.3: effective references put > 45% of the instances in "easy" at q = 50%
 HARD_FRACTION = 0.10  # Figure 1b: the hard-to-learn 10%
 SIGNALS = ["easy_ratio", "hard_ptrue", "id_score"]
+CARD = jinja2.Environment(
+    loader=jinja2.PackageLoader("ftft"), trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
+).get_template("model_card.md.j2")
 
 
 def screen(cfg: dict, res: Results) -> pd.DataFrame:
@@ -82,28 +86,22 @@ def write_screening(cfg: dict, res: Results, out_csv: str | Path) -> pd.DataFram
     df, out = screen(cfg, res), Path(out_csv)
     header = ["rank", "reference", "easy at q = 50%", "hard-10% median p_true (last epoch)", "ID score", "mean rank",
               "flag"]  # fmt: skip
-    lines = [f"# Reference screening: task `{cfg['ship']['task']}`", "", why(cfg, df), "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
-    for r in df.itertuples():
-        cells = [r.rank, f"`{r.ref}`", render.fmt_number(100 * r.easy_ratio, 1) + "%",
-                 render.fmt_number(r.hard_ptrue), render.fmt_number(100 * r.id_score, 1),
-                 render.fmt_number(r.mean_rank, 1), r.flag]  # fmt: skip
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    num = render.fmt_number
+    rows = [
+        [str(r.rank), f"`{r.ref}`", num(100 * r.easy_ratio, 1) + "%", num(r.hard_ptrue), num(100 * r.id_score, 1)]
+        + [num(r.mean_rank, 1), r.flag]
+        for r in df.itertuples()
+    ]
     md = (
-        "\n".join(lines)
-        + "\n\nRanked by the mean of each reference's ranks by easy ratio, hard-10% p_true and ID score (from the "
+        f"# Reference screening: task `{cfg['ship']['task']}`\n\n{why(cfg, df)}\n\n{render.md_table(header, rows)}"
+        "\n\nRanked by the mean of each reference's ranks by easy ratio, hard-10% p_true and ID score (from the "
         "references' ERM runs; ties: the higher easy ratio).\n"
     )
-    write_text(out, df.to_csv(index=False, float_format="%.6g"))
-    write_text(out.with_suffix(".md"), md)
-    write_text(out.with_suffix(".html"), render.markdown_to_html(md))
+    render.write_report(out.with_suffix(""), md, df.to_csv(index=False, float_format="%.6g"))
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
     ok = df[df.failed == ""]
-    a.barh(
-        ok.ref[::-1],
-        100 * ok.easy_ratio[::-1],
-        color=["C2" if e > EFFECTIVE_EASY else "C3" for e in ok.easy_ratio[::-1]],
-    )
+    colors = ["C2" if e > EFFECTIVE_EASY else "C3" for e in ok.easy_ratio[::-1]]
+    a.barh(ok.ref[::-1], 100 * ok.easy_ratio[::-1], color=colors)
     a.axvline(100 * EFFECTIVE_EASY, color="k", ls="--", lw=1)
     a.set(xlabel="easy at q = 50% (%)", title="Easy ratio (> 45%: effective)")
     for ref in ok.ref:
@@ -129,70 +127,33 @@ def recommended(csv: str | Path, refs: list[str]) -> str:
 
 
 def model_card(cfg: dict, res: Results, ref: str, name: str) -> str:
-    """README.md of the shipped model: front matter (model-index) and the FTFT facts; ref "none": the main
-    model's ERM run (``ship.erm``), for comparison."""
+    """README.md of the shipped model (templates/model_card.md.j2): front matter (model-index) and the FTFT facts;
+    ref "none": the main model's ERM run (``ship.erm``), for comparison."""
     s, run = cfg["ship"], ship_run(cfg, ref)
     t, erm = cfg["tasks"][s["task"]], ref == "none"
     frac = 1 if erm else parse_fraction(s["fraction"])
-    rec = res.record(run)
     sets = [(e, role.upper()) for _, role, e in task_entries(t) if role != "train"]
     scores = {o["name"]: {m: res.metric_at(run, o["name"], m, frac) for m in ("accuracy", "macro_f1")} for o, _ in sets}
-    failure = res.failure_at(run, frac)
-    front = {"library_name": "transformers", "pipeline_tag": "text-classification", "tags": ["ftft"] + ["data-maps"] * (not erm),
-             "model-index": [{"name": name, "results": [
-                 {"task": {"type": "text-classification"}, "dataset": {"name": o["name"], "type": o["source"],
-                  "split": o["split"]}, "metrics": [{"type": "accuracy", "value": round(scores[o["name"]]["accuracy"], 4)},
-                  {"type": "f1", "name": "macro_f1", "value": round(scores[o["name"]]["macro_f1"], 4)}]}
-                 for o, _ in sets]}]}  # fmt: skip
-    rows = "\n".join(f"| {o['name']} ({role}) | {100 * scores[o['name']]['accuracy']:.1f} | "
-                     f"{100 * scores[o['name']]['macro_f1']:.1f} |" for o, role in sets)  # fmt: skip
-    versions = ", ".join(f"{k} {v}" for k, v in (rec.get("versions") or {}).items())
-    task = (f"- Task `{run.task}`, labels {', '.join(f'`{x}`' for x in t['labels'])}; training data: split "
-            f"`{t['train']['split']}` of source `{t['train']['source']}`")  # fmt: skip
-    if erm:
-        facts = f"""The ERM model, for comparison with the FTFT model of `{s["main"]}` (`{rec["model"]["source"]}`) in
-`model/{run.task}/`: fine-tuned on the whole training set for its whole schedule, {rec["steps"]} steps
-(batch {rec["hparams"]["batch_size"]}, lr {rec["hparams"]["lr"]}, seed {run.seed}).
-
-{task} ({rec["n_train"]} instances).
-- Compute: 1.00 (a full ERM run of the main model: the unit of the FTFT model's cost)."""
-    else:
+    results = [{"task": {"type": "text-classification"},
+                "dataset": {"name": o["name"], "type": o["source"], "split": o["split"]},
+                "metrics": [{"type": "accuracy", "value": round(scores[o["name"]]["accuracy"], 4)},
+                            {"type": "f1", "name": "macro_f1", "value": round(scores[o["name"]]["macro_f1"], 4)}]}
+               for o, _ in sets]  # fmt: skip
+    front = {"library_name": "transformers", "pipeline_tag": "text-classification",
+             "tags": ["ftft"] + ["data-maps"] * (not erm), "model-index": [{"name": name, "results": results}]}  # fmt: skip
+    rec = res.record(run)
+    facts = dict(front=yaml.safe_dump(front, sort_keys=False), name=name, erm=erm, failure=res.failure_at(run, frac),
+                 s=s, t=t, run=run, rec=rec, frac=frac, q=cfg["q"], ref=ref, sets=sets, scores=scores)  # fmt: skip
+    if not erm:
         seed = grid.datamap_seed(cfg, run.seed)  # the map (and reference run) the DM run trained from
         ref_rec = res.record(ref_run(run.task, ref, seed))
         dm = datamap.read(res.layout.datamap(run.task, ref, seed))
-        shares = {c: float(dm[c].mean()) for c in ("easy", "ambiguous", "hard_to_learn")}
         f_ref = float(ref_rec["flops"]["forward_per_epoch"])  # per epoch over the full training set
         f_main = float(rec["flops"]["forward_per_epoch"]) * ref_rec["n_train"] / rec["n_train"]  # subset -> full set
-        cost = method_cost("ftft", f_main, f_main, f_ref, float(frac), sig_figs=None)
-        facts = f"""Fine-tuned with FTFT (Du, Gatt & Nguyen, arXiv 2310.06588): the main model `{s["main"]}`
-(`{rec["model"]["source"]}`) trained on the {cfg["q"]:.0%} most ambiguous training instances of the
-data map of the reference model `{ref}` (`{ref_rec["model"]["source"]}`), halted at {frac} of its
-schedule: step {res.checkpoint_step(run, frac)} of {rec["steps"]} (batch {rec["hparams"]["batch_size"]}, lr {rec["hparams"]["lr"]}, seed {run.seed}).
-
-{task} ({ref_rec["n_train"]} instances; the main model trained on {rec["n_train"]}).
-- Data map of `{ref}` at q = {cfg["q"]}: easy {shares["easy"]:.1%}, ambiguous {shares["ambiguous"]:.1%},
-  hard-to-learn {shares["hard_to_learn"]:.1%} (an instance may be both ambiguous and hard-to-learn).
-- Compute: {cost:.2f} of a full ERM run of the main model (reference run + main model x {frac}; forward
-  FLOPs per epoch, the main model's estimated from its run on the subset)."""
-        facts += f"\n- For comparison, the ERM model of `{s['main']}`: `model/{run.task}-erm/`." * s["erm"]
-    return f"""---
-{yaml.safe_dump(front, sort_keys=False)}---
-
-# {name}: {"ERM" if erm else "FTFT"} fine-tuned text classifier
-
-{"**Warning: " + failure + ".**" if failure else ""}
-{facts}
-- Versions: {versions}.
-
-| evaluation set | accuracy | macro-F1 |
-|---|---|---|
-{rows}
-
-```python
-from transformers import pipeline
-classify = pipeline("text-classification", model="path/to/this/folder")
-```
-"""
+        facts |= dict(ref_rec=ref_rec, step=res.checkpoint_step(run, frac),
+                      shares={c: float(dm[c].mean()) for c in ("easy", "ambiguous", "hard_to_learn")},
+                      cost=method_cost("ftft", f_main, f_main, f_ref, float(frac), sig_figs=None))  # fmt: skip
+    return CARD.render(**facts)
 
 
 def ship(cfg: dict, res: Results, ref: str, export: str | Path, out: str | Path) -> None:

@@ -1,26 +1,11 @@
-"""Tiny random-init stand-ins for the paper's models (``ftft build-demo-model``) and model lookup.
+"""Tiny random-init stand-ins for the paper's models (``ftft build-demo-model``).
 
-In demo mode every paper model key (``deberta-v3-large``, ``electra-small``, ...) is replaced
-by a tiny model of the same architecture family (DeBERTa-v2, ELECTRA, BERT, RoBERTa) whose
-size follows ``DEMO_ARCH`` (tiny < small < base < large in parameters), with a WordPiece
-tokenizer trained on the demo corpus. Weights are random but deterministic: the init seed
-is derived from the model key.
-
-Classification head (the num_labels decision): a demo model directory holds the *encoder
-only* (``AutoModel``: e.g. ``BertModel``), exactly like the hub checkpoints the paper starts
-from (``bert-large-uncased`` has no classifier head). One directory per model key serves every
-task; the training engine loads it with
-``AutoModelForSequenceClassification.from_pretrained(dir, num_labels=C)``, which adds a freshly
-initialised C-way head (initialised from torch's global RNG, i.e. by the run seed). Loading
-with a different ``num_labels`` therefore never hits a size mismatch (no
-``ignore_mismatched_sizes``); transformers reports the new head weights in its load report,
-which ``modeling.silence_transformers()`` (set to error level) keeps off stderr. ``config.json`` still
-records ``num_labels`` (``--num-labels``, default 2) for tools that read it.
-
-RoBERTa: position ids start at ``pad_token_id + 1``, so ``max_position_embeddings`` is
-``MAX_POSITIONS + pad_token_id + 1`` (like roberta-large's 514 = 512 + 2), and
-``type_vocab_size`` is 1 as in roberta-large; its tokenizer therefore does not return
-``token_type_ids`` (``model_input_names`` without them), again like the real one.
+In demo mode every paper model key is replaced by a tiny model of the same architecture family whose size follows
+``DEMO_ARCH``, with a WordPiece tokenizer trained on the demo corpus; the init seed is derived from the model key.
+A stand-in holds the *encoder only* (``AutoModel``), like the hub checkpoints the paper starts from, so one folder
+serves every task: loading adds a fresh ``num_labels`` head (initialised by the run seed). RoBERTa, as roberta-large:
+positions start at ``pad_token_id + 1`` (``max_position_embeddings`` = ``MAX_POSITIONS + pad_token_id + 1``),
+``type_vocab_size`` 1, no ``token_type_ids``.
 """
 
 from __future__ import annotations
@@ -90,9 +75,7 @@ def train_tokenizer(texts, out_dir: str | Path | None = None, family: str = "ber
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
-    input_names = ["input_ids", "attention_mask"]
-    if family != "roberta":
-        input_names.insert(1, "token_type_ids")
+    input_names = ["input_ids", *(["token_type_ids"] if family != "roberta" else []), "attention_mask"]
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="[UNK]",
@@ -112,43 +95,42 @@ def train_tokenizer(texts, out_dir: str | Path | None = None, family: str = "ber
 # ---------------------------------------------------------------- config / model
 def demo_config(family: str, size: str, vocab_size: int, pad_token_id: int, num_labels: int = 2):
     """The transformers config of a tiny ``family`` model of ``size``."""
-    from transformers import BertConfig, DebertaV2Config, ElectraConfig, RobertaConfig
+    from transformers import CONFIG_MAPPING
 
     if family not in FAMILIES:
         raise ModelError(f"build-demo-model: unknown family {family!r}; expected one of {FAMILIES}")
     if size not in DEMO_ARCH:
         raise ModelError(f"build-demo-model: unknown size {size!r}; expected one of {SIZES}")
     a = DEMO_ARCH[size]
-    common = dict(
+    positions = MAX_POSITIONS + (pad_token_id + 1 if family == "roberta" else 0)  # see the module docstring
+    extra = {
+        "bert": {},
+        "electra": {"embedding_size": max(8, a["hidden"] // 2)},
+        "roberta": {"type_vocab_size": 1, "bos_token_id": None, "eos_token_id": None},
+        # deberta-v2 / v3: relative attention with bucketed positions, no absolute positions
+        "deberta-v2": dict(
+            relative_attention=True,
+            pos_att_type=["p2c", "c2p"],
+            position_biased_input=False,
+            position_buckets=32,
+            max_relative_positions=-1,
+            norm_rel_ebd="layer_norm",
+            share_att_key=True,
+            type_vocab_size=0,
+        ),
+    }[family]
+    return CONFIG_MAPPING[family](
         vocab_size=vocab_size,
         hidden_size=a["hidden"],
         num_hidden_layers=a["layers"],
         num_attention_heads=a["heads"],
         intermediate_size=a["intermediate"],
-        max_position_embeddings=MAX_POSITIONS,
+        max_position_embeddings=positions,
         pad_token_id=pad_token_id,
         num_labels=num_labels,
         hidden_dropout_prob=0.1,
         attention_probs_dropout_prob=0.1,
-    )
-    if family == "bert":
-        return BertConfig(**common)
-    if family == "electra":
-        return ElectraConfig(embedding_size=max(8, a["hidden"] // 2), **common)
-    if family == "roberta":
-        common["max_position_embeddings"] = MAX_POSITIONS + pad_token_id + 1
-        return RobertaConfig(type_vocab_size=1, bos_token_id=None, eos_token_id=None, **common)
-    # deberta-v2 / v3: relative attention with bucketed positions, no absolute positions
-    return DebertaV2Config(
-        relative_attention=True,
-        pos_att_type=["p2c", "c2p"],
-        position_biased_input=False,
-        position_buckets=32,
-        max_relative_positions=-1,
-        norm_rel_ebd="layer_norm",
-        share_att_key=True,
-        type_vocab_size=0,
-        **common,
+        **extra,
     )
 
 
@@ -191,19 +173,7 @@ def verify_model_dir(path: str | Path, num_labels: int = 2) -> None:
         raise ModelError(f"{path}: verification forward pass gave logits of shape {tuple(logits.shape)}")
 
 
-# ---------------------------------------------------------------- lookup
 # ---------------------------------------------------------------- CLI
-def _corpus_texts(paths) -> list[str]:
-    from .data import schema
-
-    texts: list[str] = []
-    for p in paths:
-        df, _ = schema.read(p)
-        texts += df["text_a"].dropna().astype(str).tolist()
-        texts += df["text_b"].dropna().astype(str).tolist()
-    return texts
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, action="append", help="model key (e.g. deberta-v3-large); repeat")
     parser.add_argument("--family", required=True, action="append", choices=FAMILIES, help="one per --model")
@@ -217,7 +187,9 @@ def run(args: argparse.Namespace) -> int:
     """Build every stand-in in one process (the imports dominate a tiny model's build time)."""
     if not len(args.model) == len(args.family) == len(args.size) == len(args.out):
         raise ModelError("build-demo-model: give one --family, --size and --out per --model")
-    texts = _corpus_texts(args.corpus)
+    from .data import schema
+
+    texts = [t for p in args.corpus for t in schema.read(p)[0][["text_a", "text_b"]].stack().astype(str)]  # no NaN
     for key, family, size, out in zip(args.model, args.family, args.size, args.out, strict=True):
         build_demo_model(key, family, size, texts, out, num_labels=args.num_labels)
     return 0

@@ -15,22 +15,9 @@ import io
 import json
 import os
 import random
-import re
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-
-HUB_IDS: tuple[str, ...] = (
-    "microsoft/deberta-v3-small",
-    "microsoft/deberta-v3-base",
-    "microsoft/deberta-v3-large",
-    "google/electra-small-discriminator",
-    "google/electra-base-discriminator",
-    "google/electra-large-discriminator",
-    "prajjwal1/bert-tiny",
-    "bert-large-uncased",
-    "roberta-large",
-)
 
 # Git-LFS file patterns of these repos' .gitattributes (suffix match).
 LFS_SUFFIXES = (".bin", ".h5", ".msgpack", ".safetensors", ".model", ".onnx", ".ot", ".tar.gz", ".pt", ".pth")
@@ -88,13 +75,13 @@ STANDINS: dict[str, StandIn] = {
                 Dims(64, 2, 4, 128), 41),  # 1024 / 24 / 16 / 4096
     )
 }  # fmt: skip
+HUB_IDS: tuple[str, ...] = tuple(STANDINS)
 
 # tokenizer settings as published (see the README for byte-size cross-checks)
 DEBERTA_TOKENIZER_CONFIG = '{\n\t\t"do_lower_case": false,\n\t\t"vocab_type": "spm"\n}\n'
 UNCASED_TOKENIZER_CONFIG = '{"do_lower_case": true, "model_max_length": 512}'
 ROBERTA_TOKENIZER_CONFIG = '{"model_max_length": 512}'
 DEBERTA_EXTRA_VOCAB = 100  # config vocab_size = spm pieces + 100, like 128100 = 128000 + 100
-BERT_SPECIALS = ["[PAD]"] + [f"[unused{i}]" for i in range(5)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 
 
@@ -173,158 +160,79 @@ def train_spm(texts: tuple[str, ...], vocab_size: int = 400) -> bytes:
     return buf.getvalue()
 
 
-def wordpiece_vocab(texts: list[str], max_words: int = 300) -> list[str]:
-    """Uncased WordPiece vocabulary: specials, characters, '##' characters, then frequent words."""
-    from tokenizers import normalizers, pre_tokenizers
+def wordpiece_files(texts: list[str]) -> tuple[dict[str, bytes], int]:
+    """``vocab.txt`` and ``tokenizer.json`` of an uncased BERT WordPiece tokenizer (the demo stand-ins' own); and the
+    vocab size."""
+    from ftft.standins import train_tokenizer
 
-    norm = normalizers.BertNormalizer(lowercase=True)
-    pre = pre_tokenizers.BertPreTokenizer()
-    counts: Counter[str] = Counter()
-    for text in texts:
-        counts.update(w for w, _ in pre.pre_tokenize_str(norm.normalize_str(text)))
-    chars = sorted({c for w in counts for c in w})
-    words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1][:max_words]
-    return BERT_SPECIALS + chars + words + [f"##{c}" for c in chars] + ["##s", "##ed", "##ing"]
-
-
-def bert_tokenizer_json(vocab: list[str]) -> bytes:
-    """A BERT (uncased) ``tokenizer.json`` over ``vocab``, structured like the hub's."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
-    ids = {t: i for i, t in enumerate(vocab)}
-    tok = Tokenizer(models.WordPiece(ids, unk_token="[UNK]", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = [("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])]
-    single, pair = "[CLS]:0 $A:0 [SEP]:0", "[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1"
-    tok.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials)
-    tok.decoder = decoders.WordPiece(prefix="##")
-    tok.add_special_tokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    return tok.to_str().encode()
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable unicode map (byte-level BPE alphabet)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs), strict=True))
-
-
-def byte_level_bpe(texts: list[str], n_merges: int = 300) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """A deterministic byte-level BPE (RoBERTa style): vocab (specials, 256 bytes, merges, <mask>) and merges."""
-    pattern = re.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""")
-    b2u = _bytes_to_unicode()
-    words: Counter[tuple[str, ...]] = Counter()
-    for text in texts:
-        for piece in pattern.findall(text):
-            words[tuple(b2u[b] for b in piece.encode())] += 1
-    merges: list[tuple[str, str]] = []
-    for _ in range(n_merges):
-        pairs: Counter[tuple[str, str]] = Counter()
-        for word, count in words.items():
-            for pair in zip(word, word[1:], strict=False):
-                pairs[pair] += count
-        if not pairs:
-            break
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        if pairs[best] < 2:
-            break
-        merges.append(best)
-        merged: Counter[tuple[str, ...]] = Counter()
-        for word, count in words.items():
-            out, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
-                    out.append(word[i] + word[i + 1])
-                    i += 2
-                else:
-                    out.append(word[i])
-                    i += 1
-            merged[tuple(out)] += count
-        words = merged
-    vocab: dict[str, int] = {}
-    for token in ROBERTA_SPECIALS + [b2u[b] for b in range(256)] + [a + b for a, b in merges] + ["<mask>"]:
-        vocab.setdefault(token, len(vocab))
-    return vocab, merges
+    tok = train_tokenizer(texts)
+    vocab = sorted(tok.get_vocab(), key=tok.get_vocab().get)
+    files = {"vocab.txt": "".join(f"{t}\n" for t in vocab), "tokenizer.json": tok.backend_tokenizer.to_str()}
+    return {k: v.encode() for k, v in files.items()}, len(vocab)
 
 
 def roberta_tokenizer_files(texts: list[str]) -> tuple[dict[str, bytes], int]:
-    """``vocab.json``, ``merges.txt`` and ``tokenizer.json`` of a RoBERTa tokenizer; and the vocab size."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    """``vocab.json``, ``merges.txt`` and ``tokenizer.json`` of a byte-level BPE (RoBERTa) tokenizer; and the vocab
+    size. The tokenizers trainer is deterministic here (checked: the same files from run to run)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-    vocab, merges = byte_level_bpe(texts)
-    tok = Tokenizer(
-        models.BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="")
-    )
+    tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=560, special_tokens=ROBERTA_SPECIALS, initial_alphabet=alphabet, show_progress=False
+    )
+    tok.train_from_iterator(texts, trainer)
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
+    vocab = tok.get_vocab()
     tok.post_processor = processors.RobertaProcessing(
         ("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]), trim_offsets=True, add_prefix_space=False
     )
     tok.decoder = decoders.ByteLevel(add_prefix_space=True, trim_offsets=True)
-    tok.add_special_tokens(
-        [AddedToken(t, special=True) for t in ROBERTA_SPECIALS] + [AddedToken("<mask>", lstrip=True, special=True)]
-    )
-    merges_txt = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
-    files = {"vocab.json": json.dumps(vocab, ensure_ascii=False), "merges.txt": merges_txt}
-    files["tokenizer.json"] = tok.to_str()
+    merges = json.loads(tok.to_str())["model"]["merges"]
+    files = {"vocab.json": json.dumps(dict(sorted(vocab.items(), key=lambda kv: kv[1])), ensure_ascii=False),
+             "merges.txt": "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), "tokenizer.json": tok.to_str()}  # fmt: skip
     return {k: v.encode() for k, v in files.items()}, len(vocab)
 
 
 # ---------------------------------------------------------------- config.json (published key sets and layout)
 def deberta_v3_config(d: Dims, vocab_size: int, position_buckets: int = 32) -> bytes:
-    """microsoft/deberta-v3-*: 20 keys in the published order, tab-tab indented, literal ``1e-7``
-    (``position_buckets`` is 256 in the hub files; it sets the size of ``rel_embeddings``)."""
-    items = [("model_type", '"deberta-v2"'), ("attention_probs_dropout_prob", "0.1"), ("hidden_act", '"gelu"'),
-             ("hidden_dropout_prob", "0.1"), ("hidden_size", str(d.hidden)), ("initializer_range", "0.02"),
-             ("intermediate_size", str(d.intermediate)), ("max_position_embeddings", "512"),
-             ("relative_attention", "true"), ("position_buckets", str(position_buckets)),
-             ("norm_rel_ebd", '"layer_norm"'), ("share_att_key", "true"), ("pos_att_type", '"p2c|c2p"'),
-             ("layer_norm_eps", "1e-7"), ("max_relative_positions", "-1"), ("position_biased_input", "false"),
-             ("num_attention_heads", str(d.heads)), ("num_hidden_layers", str(d.layers)), ("type_vocab_size", "0"),
-             ("vocab_size", str(vocab_size))]  # fmt: skip
-    return ("{\n" + ",\n".join(f'\t\t"{k}": {v}' for k, v in items) + "\n}\n").encode()
+    """microsoft/deberta-v3-*: 20 keys in the published order, tab-tab indented (``position_buckets`` is 256 in the
+    hub files; it sets the size of ``rel_embeddings``)."""
+    cfg = {"model_type": "deberta-v2", "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
+           "hidden_dropout_prob": 0.1, "hidden_size": d.hidden, "initializer_range": 0.02,
+           "intermediate_size": d.intermediate, "max_position_embeddings": 512, "relative_attention": True,
+           "position_buckets": position_buckets, "norm_rel_ebd": "layer_norm", "share_att_key": True,
+           "pos_att_type": "p2c|c2p", "layer_norm_eps": 1e-7, "max_relative_positions": -1,
+           "position_biased_input": False, "num_attention_heads": d.heads, "num_hidden_layers": d.layers,
+           "type_vocab_size": 0, "vocab_size": vocab_size}  # fmt: skip
+    return (json.dumps(cfg, indent="\t\t").replace("1e-07", "1e-7") + "\n").encode()
 
 
-def _bert_like(d: Dims, vocab_size: int, **extra) -> bytes:
-    """The keys BERT-style configs share, plus ``extra``; sorted, 2-space indented (as the hub files)."""
-    cfg = {"attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-           "hidden_size": d.hidden, "initializer_range": 0.02, "intermediate_size": d.intermediate,
-           "layer_norm_eps": 1e-12, "max_position_embeddings": 512, "num_attention_heads": d.heads,
-           "num_hidden_layers": d.layers, "pad_token_id": 0, "type_vocab_size": 2, "vocab_size": vocab_size} | extra  # fmt: skip
-    return (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode()
+# the keys beyond those BERT-style configs share (``bert_like_config``)
+CONFIG_EXTRA = {
+    "electra": dict(architectures=["ElectraForPreTraining"], model_type="electra", position_embedding_type="absolute",
+                    summary_activation="gelu", summary_last_dropout=0.1, summary_type="first", summary_use_proj=True,
+                    transformers_version="4.6.0.dev0"),
+    "bert-large": dict(architectures=["BertForMaskedLM"], gradient_checkpointing=False, model_type="bert",
+                       position_embedding_type="absolute", transformers_version="4.6.0.dev0", use_cache=True),
+    "roberta": dict(architectures=["RobertaForMaskedLM"], bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-05,
+                    max_position_embeddings=514, model_type="roberta", pad_token_id=1, type_vocab_size=1),
+}  # fmt: skip
 
 
-def electra_config(d: Dims, vocab_size: int) -> bytes:
-    return _bert_like(d, vocab_size, architectures=["ElectraForPreTraining"], embedding_size=d.embedding,
-                      model_type="electra", position_embedding_type="absolute", summary_activation="gelu",
-                      summary_last_dropout=0.1, summary_type="first", summary_use_proj=True,
-                      transformers_version="4.6.0.dev0")  # fmt: skip
-
-
-def bert_tiny_config(d: Dims, vocab_size: int) -> bytes:
-    """prajjwal1/bert-tiny: one line, 11 keys, no ``model_type`` and no ``architectures``."""
-    return json.dumps({"hidden_size": d.hidden, "hidden_act": "gelu", "initializer_range": 0.02,
-                       "vocab_size": vocab_size, "hidden_dropout_prob": 0.1, "num_attention_heads": d.heads,
-                       "type_vocab_size": 2, "max_position_embeddings": 512, "num_hidden_layers": d.layers,
-                       "intermediate_size": d.intermediate, "attention_probs_dropout_prob": 0.1}).encode()  # fmt: skip
-
-
-def bert_large_config(d: Dims, vocab_size: int) -> bytes:
-    return _bert_like(d, vocab_size, architectures=["BertForMaskedLM"], gradient_checkpointing=False,
-                      model_type="bert", position_embedding_type="absolute", transformers_version="4.6.0.dev0",
-                      use_cache=True)  # fmt: skip
-
-
-def roberta_config(d: Dims, vocab_size: int) -> bytes:
-    return _bert_like(d, vocab_size, architectures=["RobertaForMaskedLM"], bos_token_id=0, eos_token_id=2,
-                      layer_norm_eps=1e-05, max_position_embeddings=514, model_type="roberta", pad_token_id=1,
-                      type_vocab_size=1)  # fmt: skip
+def bert_like_config(s: StandIn, vocab_size: int) -> bytes:
+    """ELECTRA, BERT and RoBERTa: sorted, 2-space indented; prajjwal1/bert-tiny: these 11 keys in this order on one
+    line, no ``model_type`` and no ``architectures``."""
+    d = s.dims
+    cfg = {"hidden_size": d.hidden, "hidden_act": "gelu", "initializer_range": 0.02, "vocab_size": vocab_size,
+           "hidden_dropout_prob": 0.1, "num_attention_heads": d.heads, "type_vocab_size": 2,
+           "max_position_embeddings": 512, "num_hidden_layers": d.layers, "intermediate_size": d.intermediate,
+           "attention_probs_dropout_prob": 0.1}  # fmt: skip
+    if s.family == "bert-tiny":
+        return json.dumps(cfg).encode()
+    cfg |= {"layer_norm_eps": 1e-12, "pad_token_id": 0} | ({"embedding_size": d.embedding} if d.embedding else {})
+    return (json.dumps(cfg | CONFIG_EXTRA[s.family], indent=2, sort_keys=True) + "\n").encode()
 
 
 # ---------------------------------------------------------------- weights (published parameter names)
@@ -382,91 +290,58 @@ def _to_safetensors(state: OrderedDict) -> bytes:
     return save(OrderedDict(first.values()), metadata={"format": "pt"})
 
 
-def deberta_v3_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
-    state, gen, cfg = _encoder_state(cfg_bytes, s.seed, "deberta")
+def standin_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
+    """The pretraining checkpoint: the encoder and the published pretraining heads, in the repo's formats."""
+    prefix = {"deberta-v3": "deberta", "electra": "electra", "roberta": "roberta"}.get(s.family, "bert")
+    state, gen, cfg = _encoder_state(cfg_bytes, s.seed, prefix)
     h, v = cfg.hidden_size, cfg.vocab_size
-    state.update(_heads(gen, [*_linear("lm_predictions.lm_head.dense", h, h), *_norm("lm_predictions.lm_head.LayerNorm", h),
-                              ("lm_predictions.lm_head.bias", (v,), "zeros"), *_linear("mask_predictions.dense", h, h),
-                              *_norm("mask_predictions.LayerNorm", h), *_linear("mask_predictions.classifier", 1, h)]))  # fmt: skip
-    state = OrderedDict((k, t.half()) for k, t in state.items())  # the hub .bin stores float16 (HalfStorage)
-    return {"pytorch_model.bin": _to_bin(state)}
-
-
-def electra_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
-    state, gen, cfg = _encoder_state(cfg_bytes, s.seed, "electra")
-    h, e = cfg.hidden_size, cfg.embedding_size
-    if "electra.embeddings_project.weight" not in state:
+    if s.family == "deberta-v3":
+        heads = [*_linear("lm_predictions.lm_head.dense", h, h), *_norm("lm_predictions.lm_head.LayerNorm", h),
+                 ("lm_predictions.lm_head.bias", (v,), "zeros"), *_linear("mask_predictions.dense", h, h),
+                 *_norm("mask_predictions.LayerNorm", h), *_linear("mask_predictions.classifier", 1, h)]  # fmt: skip
+    elif s.family == "electra":
         # base / large: the 2020 conversion kept an (unused) embeddings_project although embedding == hidden
-        state.update(_heads(gen, _linear("electra.embeddings_project", h, e)))
-    d = "discriminator_predictions"
-    state.update(_heads(gen, [*_linear(f"{d}.dense", h, h), *_linear(f"{d}.dense_prediction", 1, h)]))
-    return {"pytorch_model.bin": _to_bin(state)}
-
-
-def _bert_pretraining_state(cfg_bytes: bytes, s: StandIn) -> OrderedDict:
-    state, gen, cfg = _encoder_state(cfg_bytes, s.seed, "bert")
-    h, v = cfg.hidden_size, cfg.vocab_size
-    heads = [("cls.predictions.bias", (v,), "zeros"), *_linear("cls.predictions.transform.dense", h, h),
-             *_norm("cls.predictions.transform.LayerNorm", h)]  # fmt: skip
+        project = [] if "electra.embeddings_project.weight" in state else _linear("electra.embeddings_project", h, h)
+        d = "discriminator_predictions"
+        heads = [*project, *_linear(f"{d}.dense", h, h), *_linear(f"{d}.dense_prediction", 1, h)]
+    elif s.family == "roberta":
+        heads = [("lm_head.bias", (v,), "zeros"), *_linear("lm_head.dense", h, h), *_norm("lm_head.layer_norm", h)]
+    else:
+        heads = [("cls.predictions.bias", (v,), "zeros"), *_linear("cls.predictions.transform.dense", h, h),
+                 *_norm("cls.predictions.transform.LayerNorm", h), ("cls.seq_relationship.weight", (2, h), "normal"),
+                 ("cls.seq_relationship.bias", (2,), "zeros")]  # fmt: skip
     state.update(_heads(gen, heads))
-    state["cls.predictions.decoder.weight"] = state["bert.embeddings.word_embeddings.weight"]  # tied, stored once
-    state.update(
-        _heads(gen, [("cls.seq_relationship.weight", (2, h), "normal"), ("cls.seq_relationship.bias", (2,), "zeros")])
-    )
-    return state
-
-
-def bert_tiny_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
-    return {"pytorch_model.bin": _to_bin(_bert_pretraining_state(cfg_bytes, s))}
-
-
-def bert_large_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
-    state = _bert_pretraining_state(cfg_bytes, s)
-    legacy = OrderedDict()
-    for k, t in state.items():  # pytorch-pretrained-bert era names, renamed by transformers on load
-        legacy[k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")] = t
-    return {"pytorch_model.bin": _to_bin(legacy), "model.safetensors": _to_safetensors(legacy)}
-
-
-def roberta_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
-    state, gen, cfg = _encoder_state(cfg_bytes, s.seed, "roberta")
-    h, v = cfg.hidden_size, cfg.vocab_size
-    state.update(
-        _heads(gen, [("lm_head.bias", (v,), "zeros"), *_linear("lm_head.dense", h, h), *_norm("lm_head.layer_norm", h)])
-    )
-    state["lm_head.decoder.weight"] = state["roberta.embeddings.word_embeddings.weight"]  # tied
-    return {"pytorch_model.bin": _to_bin(state), "model.safetensors": _to_safetensors(state)}
+    if s.family in ("roberta", "bert-tiny", "bert-large"):  # the decoder is tied to the word embeddings, stored once
+        decoder = "lm_head.decoder.weight" if s.family == "roberta" else "cls.predictions.decoder.weight"
+        state[decoder] = state[f"{prefix}.embeddings.word_embeddings.weight"]
+    if s.family == "deberta-v3":
+        state = OrderedDict((k, t.half()) for k, t in state.items())  # the hub .bin stores float16 (HalfStorage)
+    if s.family == "bert-large":  # pytorch-pretrained-bert era names, renamed by transformers on load
+        state = OrderedDict((k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"),
+                             t) for k, t in state.items())  # fmt: skip
+    out = {"pytorch_model.bin": _to_bin(state)}
+    return out | ({"model.safetensors": _to_safetensors(state)} if "model.safetensors" in s.files else {})
 
 
 def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, bytes]:
     """Every file of the stand-in for ``hub_id`` (name -> bytes), exactly the real repo's file names."""
     s = STANDINS[hub_id]
     texts = corpus() if texts is None else texts
-    files: dict[str, bytes] = {}
     if s.family == "deberta-v3":
         import sentencepiece
 
         spm_model = train_spm(tuple(texts))
         n_pieces = sentencepiece.SentencePieceProcessor(model_proto=spm_model).get_piece_size()
-        cfg = deberta_v3_config(s.dims, n_pieces + DEBERTA_EXTRA_VOCAB)
-        files = {"spm.model": spm_model, "tokenizer_config.json": DEBERTA_TOKENIZER_CONFIG.encode(), "config.json": cfg}
-        files |= deberta_v3_weights(cfg, s)
-    elif s.family == "roberta":
-        tok_files, vocab_size = roberta_tokenizer_files(texts)
-        cfg = roberta_config(s.dims, vocab_size)
-        files = tok_files | {"tokenizer_config.json": ROBERTA_TOKENIZER_CONFIG.encode(), "config.json": cfg}
-        files |= roberta_weights(cfg, s)
+        files = {"spm.model": spm_model, "tokenizer_config.json": DEBERTA_TOKENIZER_CONFIG.encode()}
+        files["config.json"] = deberta_v3_config(s.dims, n_pieces + DEBERTA_EXTRA_VOCAB)
     else:
-        vocab = wordpiece_vocab(texts)
-        files["vocab.txt"] = "".join(f"{t}\n" for t in vocab).encode()
-        if "tokenizer.json" in s.files:
-            files["tokenizer.json"] = bert_tokenizer_json(vocab)
-        if "tokenizer_config.json" in s.files:
-            files["tokenizer_config.json"] = UNCASED_TOKENIZER_CONFIG.encode()
-        make_cfg, make_weights = {"electra": (electra_config, electra_weights), "bert-tiny": (bert_tiny_config,
-                                  bert_tiny_weights), "bert-large": (bert_large_config, bert_large_weights)}[s.family]  # fmt: skip
-        files["config.json"] = make_cfg(s.dims, len(vocab))
-        files.update(make_weights(files["config.json"], s))
+        files, vocab_size = roberta_tokenizer_files(texts) if s.family == "roberta" else wordpiece_files(texts)
+        files["tokenizer_config.json"] = (
+            ROBERTA_TOKENIZER_CONFIG if s.family == "roberta" else UNCASED_TOKENIZER_CONFIG
+        ).encode()
+        files = {k: v for k, v in files.items() if k in s.files}  # bert-tiny: vocab.txt only
+        files["config.json"] = bert_like_config(s, vocab_size)
+    files |= standin_weights(files["config.json"], s)
     for name in set(s.files) & set(PLACEHOLDER_FILES):
         note = f"ftft stand-in placeholder for {name} of {hub_id}: not a real file of this format; the loader never reads it."
         files[name] = f"{note}\n".encode()
