@@ -87,9 +87,7 @@ def bucket_bounds(widths: np.ndarray, buckets: int) -> np.ndarray:
     return bounds
 
 
-def padded_widths(
-    lengths: np.ndarray, perm: np.ndarray, batch_size: int, buckets: int = 1, multiple: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
+def padded_widths(lengths: np.ndarray, perm: np.ndarray, batch_size: int, buckets=1, multiple=1) -> tuple:
     """(width, size) of every batch of one pass in the order ``perm``, or of every micro-batch when each
     batch runs as ``buckets`` length-bucketed micro-batches (also the engine's padded FLOPs)."""
     n = len(perm)
@@ -106,9 +104,7 @@ def padded_widths(
     return np.concatenate(out[0]), np.concatenate(out[1])
 
 
-def padded_per_example(
-    lengths: np.ndarray, batch_size: int, seed: int = 0, buckets: int = 1, multiple: int = 1
-) -> float:
+def padded_per_example(lengths: np.ndarray, batch_size: int, seed=0, buckets=1, multiple=1) -> float:
     """Mean tokens per example when batches of a random order are padded (per micro-batch) to their longest."""
     if len(lengths) == 0:
         return 0.0
@@ -117,15 +113,7 @@ def padded_per_example(
     return float((widths * sizes).sum() / len(lengths))
 
 
-def tokenize_task(
-    train: str | Path,
-    eval_dir: str | Path,
-    eval_sets: list[str],
-    model_source: str,
-    max_length: int,
-    out: str | Path,
-    batch_size: int = 32,
-) -> dict:
+def tokenize_task(train, eval_dir, eval_sets: list[str], model_source: str, max_length: int, out, batch_size=32):
     """Tokenise ``train`` and each ``eval_dir/{name}.parquet``; write the DatasetDict to ``out`` atomically."""
     import datasets
 
