@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         raise ModelError("build-demo-model: give one --family, --size and --out per --model")
     from .data import schema
 
-    texts = [t for p in args.corpus for t in schema.read(p)[0][["text_a", "text_b"]].stack().astype(str)]  # no NaN
+    texts = [t for p in args.corpus for t in schema.read(p)[0][["text_a", "text_b"]].stack().dropna().astype(str)]
     for key, family, size, out in zip(args.model, args.family, args.size, args.out, strict=True):
         build_demo_model(key, family, size, texts, out, num_labels=args.num_labels)
     return 0
