@@ -53,9 +53,8 @@ def count_gpus() -> int:
     except FileNotFoundError:
         return 0
     except (OSError, subprocess.SubprocessError) as exc:
-        log.warning(
-            "nvidia-smi -L failed (%s %s): not assigning a GPU", exc, (getattr(exc, "stderr", "") or "").strip()
-        )
+        stderr = (getattr(exc, "stderr", "") or "").strip()
+        log.warning("nvidia-smi -L failed (%s %s): not assigning a GPU", exc, stderr)
         return 0
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 

@@ -27,11 +27,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--subset", default=None, help="subset parquet (uid, weight, [bias_logp_*])")
     parser.add_argument("--model-path", default=None, help="local model folder; overrides the spec's model source")
     parser.add_argument("--bias-out", default=None, help="also write the bias log-probabilities of the final model")
-    parser.add_argument(
-        "--gpu-lock-dir",
-        default=os.environ.get(LOCK_ENV),
-        help=f"claim one free GPU through lock files in this folder first (default ${LOCK_ENV})",
-    )
+    lock_help = f"claim one free GPU through lock files in this folder first (default ${LOCK_ENV})"
+    parser.add_argument("--gpu-lock-dir", default=os.environ.get(LOCK_ENV), help=lock_help)
 
 
 def run(args) -> int:

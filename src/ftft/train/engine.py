@@ -270,9 +270,8 @@ def bias_log_probs(probs: np.ndarray) -> np.ndarray:
 
 def write_bias(path: Path, uids, logp: np.ndarray | None, n_classes: int, meta: dict) -> None:
     """The PoE bias file: uid, bias_logp_0..C-1 (eval-mode pass of the final weights over the training set)."""
-    frame = {"uid": np.asarray(uids).astype(str)}
-    for c in range(n_classes):
-        frame[f"bias_logp_{c}"] = logp[:, c] if logp is not None else np.full(len(frame["uid"]), np.nan, np.float32)
+    logp = np.full((len(uids), n_classes), np.nan, np.float32) if logp is None else logp
+    frame = {"uid": np.asarray(uids).astype(str), **{f"bias_logp_{c}": logp[:, c] for c in range(n_classes)}}
     write_parquet(pd.DataFrame(frame), path, meta)
 
 
