@@ -38,19 +38,13 @@ EXPECTED = pd.DataFrame({"uid": UIDS, "label": LABELS, "confidence": [0.5, 0.5, 
 
 
 @pytest.fixture
-def dyn_path(tmp_path):
-    path = tmp_path / "run" / "dynamics.npz"
-    datamap.save_dynamics(path, UIDS, LABELS, PROBS, SEEN)
-    return path
+def dyn(tmp_path):
+    datamap.save_dynamics(tmp_path / "run" / "dynamics.npz", UIDS, LABELS, PROBS, SEEN)
+    return datamap.load_dynamics(tmp_path / "run" / "dynamics.npz")
 
 
-@pytest.fixture
-def dyn(dyn_path):
-    return datamap.load_dynamics(dyn_path)
-
-
-def test_metrics_by_hand_over_complete_epochs(dyn, dyn_path, tmp_path):
-    with np.load(dyn_path) as z:  # the file contract
+def test_metrics_by_hand_over_complete_epochs(dyn, tmp_path):
+    with np.load(dyn.path) as z:  # the file contract
         assert (z["probs"].dtype, z["labels"].dtype, z["seen"].dtype, int(z["complete_epochs"])) == (
             np.float16, np.int64, bool, 3)  # fmt: skip
     df = datamap.compute(dyn)
@@ -61,7 +55,7 @@ def test_metrics_by_hand_over_complete_epochs(dyn, dyn_path, tmp_path):
     # the partial 4th epoch would change a's p_true mean to (1.5 + 0) / 4 if it were used
     assert datamap.compute(dyn, epochs=2)["confidence"].iloc[0] == pytest.approx(0.375)
     compressed = tmp_path / "compressed.npz"  # the engine writes np.savez_compressed
-    with np.load(dyn_path) as z:
+    with np.load(dyn.path) as z:
         np.savez_compressed(compressed, **z)
     pd.testing.assert_frame_equal(datamap.compute(datamap.load_dynamics(compressed)), df)
 

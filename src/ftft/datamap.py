@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .data import schema
 from .errors import DataError
+from .grid import Run
 from .io import REBUILD, _read, atomic_path, read_json, read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
@@ -60,9 +62,7 @@ def load_dynamics(path: str | Path) -> TrainingDynamics:
 def save_dynamics(path: str | Path, uids, labels, probs, seen=None, complete_epochs: int | None = None) -> None:
     """Write ``dynamics.npz`` atomically (probs as float16); ``seen`` defaults to all True, ``complete_epochs`` to
     the number of leading all-seen epochs."""
-    uids = np.asarray(uids).astype(str)
-    labels = np.asarray(labels, dtype=np.int64)
-    probs = np.asarray(probs, dtype=np.float16)
+    uids, labels, probs = np.asarray(uids).astype(str), np.asarray(labels, np.int64), np.asarray(probs, np.float16)
     seen = np.ones(probs.shape[:2], dtype=bool) if seen is None else np.asarray(seen, dtype=bool)
     if complete_epochs is None:
         complete_epochs = int(np.cumprod(seen.all(axis=1)).sum())
@@ -196,16 +196,11 @@ def ptrue_curves(dyn: TrainingDynamics, hard_fraction: float = 0.10, epochs: str
     """Median p_true per (1-based) epoch of the round(hard_fraction*N) lowest-confidence instances ("hard") and of
     the others ("rest") (Figure 1b)."""
     pt = _p_true(dyn, epochs)
-    e = len(pt)
     hard = select_extreme(pt.mean(axis=0), dyn.uids, category_size(dyn.n, hard_fraction), largest=False)
-    med = {
-        g: np.median(pt[:, m], axis=1) if m.any() else np.full(e, np.nan) for g, m in (("hard", hard), ("rest", ~hard))
-    }
-    wide = pd.DataFrame(med, index=pd.RangeIndex(1, e + 1, name="epoch"))
+    groups = {"hard": hard, "rest": ~hard}
+    med = {g: np.median(pt[:, m], axis=1) if m.any() else np.full(len(pt), np.nan) for g, m in groups.items()}
+    wide = pd.DataFrame(med, index=pd.RangeIndex(1, len(pt) + 1, name="epoch"))
     return wide.melt(var_name="group", value_name="median_ptrue", ignore_index=False).reset_index()
-
-
-# --------------------------------------------------------------------------- plot
 
 
 def plot(
@@ -220,8 +215,7 @@ def plot(
     fig = Figure(figsize=(8, 7), dpi=120)
     grid = fig.add_gridspec(2, 3, width_ratios=(5, 1.1, 0.25), height_ratios=(1.1, 5), wspace=0.05, hspace=0.05)
     ax = fig.add_subplot(grid[1, 0])
-    top = fig.add_subplot(grid[0, 0], sharex=ax)
-    right = fig.add_subplot(grid[1, 1], sharey=ax)
+    top, right = fig.add_subplot(grid[0, 0], sharex=ax), fig.add_subplot(grid[1, 1], sharey=ax)
     size = 6 if len(shown) > 2000 else 16
     sc = ax.scatter(shown["variability"], shown["confidence"], c=shown["correctness"], cmap="coolwarm_r",
                     vmin=0.0, vmax=1.0, s=size, alpha=0.65, linewidths=0)  # fmt: skip
@@ -282,8 +276,6 @@ def read(path: str | Path) -> pd.DataFrame:
 
 def default_title(run_dir: str | Path) -> str:
     """'Data map: nli, reference deberta-v3-small, seed 0' for a run folder of the grid."""
-    from .grid import Run
-
     try:
         r = Run.from_path(run_dir)
     except (ValueError, IndexError):
@@ -302,10 +294,7 @@ def add_arguments(parser) -> None:
 
 def with_texts(df: pd.DataFrame, train: str | Path) -> pd.DataFrame:
     """The map with the instances' ``text_a`` / ``text_b`` (joined on uid)."""
-    from .data import schema
-
-    texts, _ = schema.read(train)
-    texts = texts[["uid", "text_a", "text_b"]].assign(uid=lambda d: d["uid"].astype(str))
+    texts = schema.read(train)[0][["uid", "text_a", "text_b"]].astype({"uid": str})
     out = df.merge(texts, on="uid", how="left", validate="one_to_one")
     if out["text_a"].isna().any():
         raise DataError(f"{train}: {out['text_a'].isna().sum()} uid(s) of the data map are not in the training set")

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from . import grid
+from . import datamap, grid
 from .artefacts import Registry
 from .config import parse_fraction
 from .io import atomic_path
@@ -74,8 +74,7 @@ def panel_note(ax, text: str, chars: int = 40, lines: int = 6) -> None:
 
 
 def _figure_task(cfg: dict, fid: str) -> str:
-    section = "overlap" if fid.startswith("1a") else "ptrue_curves"
-    return grid.figure_tasks(cfg, section)[fid]
+    return grid.figure_tasks(cfg, "overlap" if fid.startswith("1a") else "ptrue_curves")[fid]
 
 
 # --- Figure 1a ---------------------------------------------------------------------------------------
@@ -90,15 +89,12 @@ def overlap_data(cfg: dict, res: Results, task: str) -> tuple[pd.DataFrame, dict
     """(overlap matrix of the first seed's maps, ref -> seed-to-seed overlap (NaN with one seed)).
 
     References whose run failed are left out of the matrix (their rows/columns are NaN)."""
-    from . import datamap
-
     refs, seeds, q = cfg["overlap"]["refs"], cfg["seeds"], cfg["q"]
     first = {r: res.datamap(task, r, seeds[0]) for r in refs}
     ok = {r: m for r, m in first.items() if m is not None}
     mat = pd.DataFrame(np.nan, index=pd.Index(refs, name="a"), columns=pd.Index(refs, name="b"))
     if ok:
-        sub = datamap.overlap_matrix(ok, q)
-        mat.loc[sub.index, sub.columns] = sub
+        mat.update(datamap.overlap_matrix(ok, q))
     seed_ov = {}
     for r in refs:
         second = res.datamap(task, r, seeds[1]) if len(seeds) > 1 else None
@@ -155,8 +151,6 @@ def curves_needs(cfg: dict, fid: str) -> grid.Needs:
 
 
 def curves_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.DataFrame:
-    from . import datamap
-
     task = _figure_task(cfg, fid)
     sec, seed0 = cfg["ptrue_curves"], cfg["seeds"][0]
     hard = float(sec["hard_fraction"])
@@ -204,10 +198,8 @@ def curves_caption(cfg: dict, fid: str) -> str:
 
 def speed_fraction_labels(cfg: dict) -> dict[Fraction, str]:
     """Fraction -> its label as written in the config (``3/15`` stays ``3/15``)."""
-    return {
-        parse_fraction(f): str(f) if isinstance(f, str) else frac_label(parse_fraction(f))
-        for f in cfg["speed"]["fractions"]
-    }
+    fracs = cfg["speed"]["fractions"]
+    return {parse_fraction(f): str(f) if isinstance(f, str) else frac_label(parse_fraction(f)) for f in fracs}
 
 
 def speed_needs(cfg: dict, fid: str) -> grid.Needs:
@@ -237,22 +229,18 @@ def speed_data(cfg: dict, res: Results, fid: str) -> pd.DataFrame:
 
 def speed_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.DataFrame:
     df = speed_data(cfg, res, fid)
-    fig_cfg = cfg["speed"]["figures"][fid]
     tasks = grid.speed_tasks(cfg, fid)
-    n_cols = max(len(ood_sets(cfg, t)) for t in tasks)
-    fig, axes, sns = _figure(
-        speed_size(len(tasks), n_cols), nrows=len(tasks), ncols=n_cols, squeeze=False, sharey="row"
-    )
+    rows, cols = len(tasks), max(len(ood_sets(cfg, t)) for t in tasks)
+    fig, axes, sns = _figure(speed_size(rows, cols), nrows=rows, ncols=cols, squeeze=False, sharey="row")
     labels = list(dict.fromkeys(df["label"]))
     palette = dict(zip(labels, sns.color_palette("colorblind", len(labels)), strict=True))
     ticks = df.drop_duplicates("fraction").sort_values("fraction")
     for i, task in enumerate(tasks):
         sets = ood_sets(cfg, task)
-        for j, ax in enumerate(axes[i]):
-            if j >= len(sets):
-                ax.set_visible(False)
-                continue
-            part = df[(df["task"] == task) & (df["dataset"] == sets[j])]
+        for ax in axes[i, len(sets) :]:
+            ax.set_visible(False)
+        for j, (ax, d) in enumerate(zip(axes[i], sets, strict=False)):
+            part = df[(df["task"] == task) & (df["dataset"] == d)]
             missing = []
             for label in labels:
                 s = part[part["label"] == label].sort_values("fraction")
@@ -265,13 +253,11 @@ def speed_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Data
                 panel_note(ax, "no successful run:\n" + "\n".join(missing))
             ax.axhline(100, color="0.4", lw=0.8, ls="--")
             ax.set_xticks(ticks["fraction"], ticks["fraction_label"], fontsize=8)
-            ax.set_title(textwrap.fill(f"{task_label(task)}: {dataset_title(cfg, task, sets[j])}", 30), fontsize=10)
+            ax.set_title(textwrap.fill(f"{task_label(task)}: {dataset_title(cfg, task, d)}", 30), fontsize=10)
             ax.set(xlabel="fraction of training steps", ylabel="" if j else "OOD perf. vs full budget (%)")
-    handles, hl = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, hl, loc="outside lower center", ncol=len(labels), frameon=False)
-    fig.suptitle(
-        f"Figure {fid}: {model_label(cfg, fig_cfg['main'])} halted early (checkpoints of the full-budget runs)"
-    )
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=len(labels), frameon=False)
+    main = model_label(cfg, cfg["speed"]["figures"][fid]["main"])
+    fig.suptitle(f"Figure {fid}: {main} halted early (checkpoints of the full-budget runs)")
     save(fig, prefix)
     return df
 
@@ -286,9 +272,6 @@ def speed_caption(cfg: dict, fid: str) -> str:
         + f"), mean over {seeds_phrase(cfg)}. ERM trains on the full training set; DM-X on the "
         f"{round(cfg['q'] * 100)}% most ambiguous instances of reference X's data map. One panel per OOD set."
     )
-
-
-# --- registry / CLI ---------------------------------------------------------------------------------
 
 
 KINDS = {  # kind -> what it reads, draws (returning the plotted numbers) and its caption, for artefacts.Registry

@@ -1,12 +1,7 @@
-"""Reading run outputs for tables and figures (file formats: docs/ARCHITECTURE.md), through ``Results``:
-
-- A cell at fraction f of the *full* budget reads a limited run's final checkpoint and a full run's checkpoint
-  nearest to f (within half a checkpoint spacing, else ``DataError``): ``read_fraction``, ``Results._checkpoint``.
-- Failed runs (``run.json`` status failed, also when their reference failed) are excluded from every mean and
-  counted; a failed reference's data map is an empty file saying why. A halted reading (FTFT cells, halting
-  curves) is judged at its checkpoint (``failure_at``): excluded at or below the majority-class baseline.
-- A missing, truncated or malformed file is a ``DataError`` naming it.
-"""
+"""Reading run outputs for tables and figures through ``Results`` (formats, and which runs count as failed:
+docs/ARCHITECTURE.md, "Run outputs"). A cell at fraction f of the *full* budget reads a limited run's final
+checkpoint and a full run's checkpoint nearest to f (within half a checkpoint spacing, else ``DataError``). A
+missing, truncated or malformed file is a ``DataError`` naming it."""
 
 from __future__ import annotations
 
@@ -18,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import datamap
 from .errors import DataError
 from .grid import Run, ref_run
 from .io import parquet_meta, read_csv, read_json, read_parquet
@@ -173,21 +169,14 @@ class Results:
 
     def seed_values(self, runs, datasets: list[str], metric: str, fraction: Fraction | float = 1) -> SeedValues:
         why = {r: self.failure_at(r, fraction) for r in runs}
-        ok = [r for r in runs if not why[r]]
-        return SeedValues(
-            {d: [self.metric_at(r, d, metric, fraction) for r in ok] for d in datasets},
-            [r.seed for r in ok],
-            [r.seed for r in runs if why[r]],
-            [why[r] for r in runs if why[r]],
-        )
+        ok, bad = [r for r in runs if not why[r]], [r for r in runs if why[r]]
+        values = {d: [self.metric_at(r, d, metric, fraction) for r in ok] for d in datasets}
+        return SeedValues(values, [r.seed for r in ok], [r.seed for r in bad], [why[r] for r in bad])
 
     # --- data maps ------------------------------------------------------------------------
     def datamap(self, task: str, ref: str, seed: int) -> pd.DataFrame | None:
         """The data map, or None when its reference run failed (see ``datamap_failure``)."""
-        from . import datamap
-
-        failed = self.datamap_failure(task, ref, seed)
-        return None if failed else datamap.read(self.layout.datamap(task, ref, seed))
+        return None if self.datamap_failure(task, ref, seed) else datamap.read(self.layout.datamap(task, ref, seed))
 
     def datamap_failure(self, task: str, ref: str, seed: int) -> str:
         path = Path(self.layout.datamap(task, ref, seed))
@@ -196,6 +185,4 @@ class Results:
         return str(parquet_meta(path, "data map").get("failed") or "")
 
     def dynamics(self, run: Run):
-        from . import datamap
-
         return datamap.load_dynamics(self.run_path(run, "dynamics.npz"))

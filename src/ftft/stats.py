@@ -9,9 +9,11 @@ non-inferiority). Macro-F1 averages the classes present in labels or predictions
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 
 CHUNK = 250
 METRICS = ("accuracy", "macro_f1")
@@ -102,8 +104,6 @@ def relative_bootstrap_samples(
 
 
 def _ranks(a) -> np.ndarray:
-    import pandas as pd
-
     return pd.Series(np.asarray(a, float)).rank().to_numpy()
 
 
@@ -127,8 +127,6 @@ def spearman_permutation_p(x, y, max_exact: int = 8, n_samples: int = 10000, see
     (all n! permutations up to ``max_exact`` points, the identity included, so never 0; else
     ``n_samples`` random ones, +1 corrected). Vectorised over the permutations: the ranks of a
     permuted y are the permuted ranks of y."""
-    import itertools
-
     x, y = np.asarray(x, float), np.asarray(y, float)
     if np.isnan(spearman(x, y)):
         return float("nan")

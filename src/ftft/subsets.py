@@ -1,12 +1,6 @@
-"""The subset file each method hands the engine, and the ``ftft subset`` step (methods: ``ftft.methods``).
-
-Columns ``uid`` and ``weight`` (float32), plus ``copies`` (JTT) or ``bias_logp_0 .. bias_logp_{C-1}``
-(PoE). The engine trains on exactly these uids, each ``copies`` times per epoch, multiplies each
-example's loss by ``weight`` and adds the PoE term when the bias columns are present
-(``ftft.losses.example_losses``). A subset whose reference run failed (``run.json`` status failed, or a
-failed data map) is written with no rows and the reason in its metadata (``failed``); the training job
-then records the run as failed ("reference failed: ...") without training.
-"""
+"""The subset file each method hands the engine (columns and their use: docs/ARCHITECTURE.md, "Subsets"), and the
+``ftft subset`` step (methods: ``ftft.methods``). A subset whose reference run (or data map) failed is written with
+no rows and the reason in its metadata (``failed``); the training job then records the run as failed."""
 
 from __future__ import annotations
 
@@ -21,9 +15,6 @@ from .errors import DataError, FtftError
 from .io import parquet_meta, parse_json_arg, read_arrow, read_json, read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- selection
 
 
 def random_subset(train_uids, q: float, seed: int) -> pd.DataFrame:
@@ -129,11 +120,9 @@ def reference_failure(args, method) -> str | None:
 
 def run(args) -> int:
     method, m = args.method, methods.get(args.method)
-    uids = read_train_uids(args.train)
-    spec = parse_json_arg(args.spec, "--spec")
+    args.uids, args.settings = read_train_uids(args.train), parse_json_arg(args.spec, "--spec")
     meta: dict = {"method": method, "train": str(args.train)}
-    failed = reference_failure(args, m)
-    if failed:
+    if failed := reference_failure(args, m):
         write(_frame([]), args.out, {**meta, "failed": failed})
         log.warning("%s subset not built: reference failed: %s", method, failed)
         return 0
@@ -142,9 +131,7 @@ def run(args) -> int:
     for flag, key in (("datamap", "datamap"), ("ref_run", "record")):
         if key in m.reads and not getattr(args, flag):
             raise FtftError(f"--{flag.replace('_', '-')} is required for method {method}")
-    args.uids, args.settings = uids, spec
     df, extra = m.subset(args)
-    meta.update(extra)
-    write(df, args.out, meta)
-    log.info("%s subset: %d of %d training instances -> %s", method, len(df), len(uids), args.out)
+    write(df, args.out, meta | extra)
+    log.info("%s subset: %d of %d training instances -> %s", method, len(df), len(args.uids), args.out)
     return 0
