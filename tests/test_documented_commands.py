@@ -16,6 +16,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -59,19 +60,33 @@ def test_the_documented_commands_are_found():
 
 
 @pytest.fixture(scope="module")
-def workflow(tmp_path_factory):
-    return wfutil.make_copy(tmp_path_factory.mktemp("docs") / "wf")
+def workflows(tmp_path_factory) -> list[Path]:
+    return [wfutil.make_copy(tmp_path_factory.mktemp(f"docs{i}") / "wf") for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def dry_runs(workflows) -> dict[str, subprocess.CompletedProcess]:
+    """Every documented `snakemake` command, dry-run two at a time (a dry run keeps one core busy), alternately in
+    two copies of the workflow."""
+
+    def dry_run(cmd: str, workflow: Path) -> subprocess.CompletedProcess:
+        argv = shlex.split(cmd)[1:]
+        if "--report" in argv:
+            i = argv.index("--report")
+            argv = argv[:i] + argv[i + 2 :]
+        return wfutil.snakemake(workflow, *argv, "-n", timeout=300)
+
+    cmds = [cmd for cmd, _ in COMMANDS if cmd.startswith("snakemake ")]
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(cmds, pool.map(dry_run, cmds, workflows * len(cmds)), strict=True))
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("cmd,source", COMMANDS, ids=[c for c, _ in COMMANDS])
-def test_documented_command_runs(cmd, source, workflow):
-    argv = shlex.split(cmd)
+def test_documented_command_runs(cmd, source, workflows, request):
+    argv, workflow = shlex.split(cmd), workflows[0]
     if argv[0] == "snakemake":
-        if "--report" in argv:
-            i = argv.index("--report")
-            argv = argv[:i] + argv[i + 2 :]
-        res = wfutil.snakemake(workflow, *argv[1:], "-n", timeout=300)
+        res = request.getfixturevalue("dry_runs")[cmd]
         assert res.returncode == 0, f"{source}: {cmd}\n{(res.stdout + res.stderr)[-3000:]}"
         return
     sub = argv[1]
