@@ -116,9 +116,7 @@ class ComputePlan:
             a = DEMO_ARCH[m["size"]]
             d, ff, n = a["hidden"], a["intermediate"], a["layers"]
             return n * (4 * d * d + 2 * d * ff), n, d, n * (4 * d * d + 2 * d * ff)
-        if m["hub_id"] in MODEL_DIMS:
-            return MODEL_DIMS[m["hub_id"]]
-        return MODEL_DIMS["microsoft/deberta-v3-base"]  # an unknown hub model: assume base size
+        return MODEL_DIMS.get(m["hub_id"], MODEL_DIMS["microsoft/deberta-v3-base"])  # unknown: assume base size
 
     def tokens_per_example(self, task: str, model: str) -> tuple[float, str, float | None]:
         """(padded tokens per example as the engine batches them, where from, real tokens per example or None)."""
@@ -134,15 +132,12 @@ class ComputePlan:
         return self.cfg["tasks"][task]["max_length"] / 2, "max_length / 2", None
 
     def eval_rows(self, task: str) -> int:
-        total = 0
-        for name, _ in grid.eval_entries(self.cfg["tasks"][task]):
-            path = Path(self.layout.task_eval(task, name))
-            total += _parquet_rows(path) if path.is_file() else EVAL_ROWS_DEFAULT
-        return total
+        return sum(
+            _parquet_rows(self.layout.task_eval(task, name)) for name, _ in grid.eval_entries(self.cfg["tasks"][task])
+        )
 
     def train_rows(self, task: str) -> int:
-        path = Path(self.layout.task_train(task))
-        return _parquet_rows(path, TRAIN_ROWS_DEFAULT) if path.is_file() else TRAIN_ROWS_DEFAULT
+        return _parquet_rows(self.layout.task_train(task), TRAIN_ROWS_DEFAULT)
 
     # --- estimates ------------------------------------------------------------------------
     def estimate(self, run: grid.Run) -> Estimate:
@@ -272,7 +267,10 @@ def _ratio(estimates: list[Estimate]) -> float | None:
     return sum(e.train_tokens for e in estimates) / sum(e.real_tokens for e in estimates)
 
 
-def _parquet_rows(path: Path, default: int = EVAL_ROWS_DEFAULT) -> int:
+def _parquet_rows(path: str, default: int = EVAL_ROWS_DEFAULT) -> int:
+    """Rows of a parquet file; ``default`` before it exists (pyarrow is only imported once one does)."""
+    if not Path(path).is_file():
+        return default
     import pyarrow.parquet as pq
 
     try:
