@@ -3,7 +3,7 @@
 Commands are taken from fenced code blocks, inline code spans and comment lines of the YAML files.
 `snakemake` commands are dry-run verbatim (`-n` appended; a `--report PATH` needs a finished run, so
 it is dropped here and the demo's report command runs verbatim on the finished demo in the slow
-tier). `ftft` commands that only read the config run verbatim (`--watch` is interrupted after its first
+tier). `ftft` commands that only read the config run verbatim (`--watch` is stopped after its first
 screen); those that reach the network (`fetch-models`) have their arguments parsed.
 """
 
@@ -13,7 +13,6 @@ import argparse
 import importlib
 import re
 import shlex
-import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -92,10 +91,10 @@ def test_documented_command_runs(cmd, source, workflows, request):
     sub = argv[1]
     if sub in RUN_VERBATIM or sub == "--help":
         full = [str(Path(sys.executable).with_name("ftft")), *argv[1:]]
-        if "--watch" in argv:  # refreshes until Ctrl-C: interrupted after its first screen
+        if "--watch" in argv:  # refreshes until stopped: stopped after its first screen
             with subprocess.Popen(full, cwd=workflow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
                 first = p.stdout.readline()
-                p.send_signal(signal.SIGINT)
+                p.terminate()
                 err = p.communicate(timeout=60)[1]
             assert "training runs:" in first, f"{source}: {cmd}\n{err[-3000:]}"
             return

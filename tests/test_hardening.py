@@ -22,6 +22,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from subprocess import PIPE, STDOUT
 
 import engine_fixtures as ef
 import numpy as np
@@ -127,8 +128,7 @@ def job(w: Path, name: str, out: Path) -> tuple[list[str], list[Path]]:
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    """What the jobs of one toy task read: normalised source, task sets, a tiny model and its tokenised
-    data, a reference run's dynamics / record / bias log-probabilities, its data map and DM subset."""
+    """What the jobs of one toy task read: source, task sets, tiny model, tokenised data, a reference run, data map."""
     root = tmp_path_factory.mktemp("tree")
     frames = [
         ef.toy_frame(ef.N_TRAIN, 1, "train", ef.FILLER),
@@ -294,7 +294,8 @@ def test_sigint_to_snakemake_keeps_finished_training(small, tokenized):
     target = layout.run_file("run.json", run)
     args = [target, *args, "--allowed-rules", "train", "train_bias_model"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    sm = subprocess.Popen([SNAKEMAKE, *args], cwd=wf, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sigint = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)  # not ignored, even in a background job
+    sm = subprocess.Popen([SNAKEMAKE, *args], cwd=wf, env=env, stdout=PIPE, stderr=STDOUT, preexec_fn=sigint)
     lock, deadline = wf / f"{layout.state_dir(run)}.lock", time.monotonic() + 300
     while not lock.exists() and sm.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -351,8 +352,7 @@ NAMED = {  # what the error of each names: the key, the value, what would be rig
     "paper_model_path_not_a_model": ["models.tinybert.path", "'config'"],
     "paper_mirror_missing": ["datasets.cad.mirror", "no/such"],
 }
-# `snakemake -n` runs the checks of `ftft check-config` (validate, Plan.check) on its own merge of the files: one
-# mistake of each kind (demo, BYO, paper overlay; a list; a path relative to the workflow) shows it, before the DAG
+# `snakemake -n` merges the files itself, then checks as check-config: a demo, BYO, paper overlay, a list, a path
 DRY_RUN = ["labels_not_the_sources", "byo_labels_not_the_tasks", "paper_misspelt_split", "paper_model_path_not_a_model"]
 
 
