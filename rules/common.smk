@@ -68,7 +68,7 @@ def subset_input(wildcards):
 
 
 onstart:
-    print(PLAN.compute_plan.summary(), file=sys.stderr)
+    print(PLAN.compute_summary(), file=sys.stderr)
 
 
 onsuccess:

@@ -35,8 +35,8 @@ rule train:
     threads: PLAN.cfg["training"]["threads"]
     resources:
         gpu=PLAN.cfg["cluster"]["train_gpus"],
-        mem_mb=lambda w: PLAN.compute_plan.mem_mb(run_of(w)),
-        runtime=lambda w: PLAN.compute_plan.runtime_min(run_of(w)),  # minutes
+        mem_mb=lambda w: PLAN.mem_mb(run_of(w)),
+        runtime=lambda w: PLAN.runtime_min(run_of(w)),  # minutes
         gpu_model=PLAN.cfg["cluster"]["gpu_model"] or "",  # --gpus=MODEL:1; "" any
     params:
         spec=lambda w: PLAN.train_spec(run_of(w)),

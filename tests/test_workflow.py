@@ -30,7 +30,7 @@ from ftft import figures, grid, tables
 from ftft.errors import FtftError
 from ftft.layout import Layout
 from ftft.modeling import count_params, load_tokenizer_and_model
-from ftft.plan import PAPER_DAYS, ComputePlan, _dims_from_config
+from ftft.plan import PAPER_DAYS, _dims_from_config
 from ftft.tokenize import padded_per_example
 from ftft.workflow import Plan
 
@@ -483,12 +483,12 @@ def test_compute_plan_from_measured_lengths(tmp_path, tiny_model_dir):
     padded = {}
     for buckets in (1, 3):
         cfg["training"]["length_buckets"] = buckets
-        est = ComputePlan(cfg).estimate(run)
+        est = Plan(cfg).estimate(run)
         assert est.tokens_source == "tokenised data"
         padded[buckets] = est.train_tokens / est.real_tokens
         assert est.train_tokens == run.steps(cfg) * 32 * padded_per_example(np.sort(lengths), 32, 0, buckets, 8)
     assert 1 < padded[3] < 0.75 * padded[1]
-    assert f"| {padded[3]:.2f} |" in ComputePlan(cfg).markdown()
+    assert f"| {padded[3]:.2f} |" in Plan(cfg).compute_markdown()
     # memory from the real parameter count: a model on disk counts its own
     total = count_params(load_tokenizer_and_model(str(tiny_model_dir), 3)[1])[0]
     # the formula leaves out the pooler and classifier: 4% of this tiny model, < 1% of a paper model
@@ -503,14 +503,14 @@ def test_planning_expands_the_grid_a_fixed_number_of_times(monkeypatch, tmp_path
     plan, expand, calls = Plan(load_cfg(overlay)), grid.all_runs, []
     monkeypatch.setattr(grid, "all_runs", lambda cfg: calls.append(1) or expand(cfg))
     for run in plan.runs:
-        plan.train_inputs(run), plan.train_spec(run), plan.compute_plan.runtime_min(run), plan.compute_plan.mem_mb(run)
+        plan.train_inputs(run), plan.train_spec(run), plan.runtime_min(run), plan.mem_mb(run)
     assert len(plan.runs) == 600 and len(calls) == 1
 
 
 def test_compute_plan_of_the_paper_grid():
     cfg = load_cfg()
-    plan = ComputePlan(cfg)
-    total = plan.rows()[-1]
+    plan = Plan(cfg)
+    total = plan.compute_rows()[-1]
     assert total["jobs"] == 200
     # NLI: 60k steps x 32 x 92 tokens per run; DeBERTaV3-Large ERM: about 5 GPU-hours at 35% of an A100
     big = plan.estimate(grid.Run("nli", "deberta-v3-large", "erm"))
@@ -518,4 +518,4 @@ def test_compute_plan_of_the_paper_grid():
     assert 0.3 < big.gpu_hours < 5 and plan.runtime_min(big.run) > 60 * big.gpu_hours
     small = plan.estimate(grid.Run("hsd", "tinybert", "erm"))
     assert plan.runtime_min(small.run) == cfg["cluster"]["min_runtime_min"] < plan.runtime_min(big.run)
-    assert f"about {PAPER_DAYS:g} GPU-days" in plan.summary() and "200 training jobs" in plan.summary()
+    assert f"about {PAPER_DAYS:g} GPU-days" in plan.compute_summary() and "200 training jobs" in plan.compute_summary()

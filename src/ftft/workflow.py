@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import shlex
@@ -17,7 +18,7 @@ import shutil
 from functools import cached_property
 from pathlib import Path
 
-from . import figures, grid, methods, tables
+from . import cost, figures, grid, methods, plan, tables
 from .config import ConfigError, active_tasks, demo_kind, parse_fraction
 from .grid import Run
 from .layout import BIAS_FILE, FIGURE_EXTS, TABLE_EXTS, Layout
@@ -58,6 +59,8 @@ class Plan:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.layout = Layout.from_config(cfg)
+        self._estimates: dict[Run, plan.Estimate] = {}
+        self._estimate_inputs: dict[tuple[str, str], tuple] = {}  # per (task, model): planning stays linear in the runs
 
     # ------------------------------------------------------------------ the grid (expanded once)
     @cached_property
@@ -83,6 +86,10 @@ class Plan:
     @cached_property
     def models_used(self) -> set[str]:  # (the shipped main model's run is planned after the screening)
         return {r.model for r in self.runs} | ({self.cfg["ship"]["main"]} if self.cfg["ship"] else set())
+
+    @cached_property
+    def bias_models(self) -> set[tuple[str, str]]:
+        return grid.bias_models(self.cfg, self.runs)
 
     def models_from(self, origin: str) -> list[str]:
         """The models the grid loads that come from ``origin`` (``modeling.model_origin``: demo, path, hub)."""
@@ -348,16 +355,114 @@ class Plan:
     def bias_model_constraint(self) -> dict[str, str]:
         """Wildcard constraints of the train rule variant that also writes ``bias_logp.parquet``."""
         return {
-            "model": alternation({m for _, m in grid.bias_models(self.cfg, self.runs)}),
+            "model": alternation({m for _, m in self.bias_models}),
             "method": "erm",
             "budget": grid.FULL,
         }
 
-    @cached_property
-    def compute_plan(self):
-        from .plan import ComputePlan
+    # ------------------------------------------------------------------ compute estimate (ftft.plan: the formulas)
+    def estimate(self, run: Run) -> plan.Estimate:
+        if run in self._estimates:
+            return self._estimates[run]
+        key = (run.task, run.model)
+        if key not in self._estimate_inputs:
+            self._estimate_inputs[key] = (*plan.model_dims(self.cfg, run.model), *self.tokens_per_example(*key),
+                                          self.eval_rows(run.task), self.train_rows(run.task))  # fmt: skip
+        n, n_layer, d, n_all, t, source, real, eval_rows, train_rows = self._estimate_inputs[key]
+        per_token = cost.forward_flops_per_token(n, n_layer, d, t)
+        train_tokens = run.steps(self.cfg) * self.cfg["training"]["batch_size"] * t
+        eval_tokens = max(1, round(self.cfg["tasks"][run.task]["checkpoints"] * float(run.fraction))) * eval_rows * t
+        flops = 3.0 * train_tokens * per_token + eval_tokens * per_token
+        if key in self.bias_models and run.method == "erm":
+            flops += train_tokens / max(1, run.steps(self.cfg)) * per_token  # roughly one pass
+        rate = self.cfg["cluster"]["gpu_peak_tflops"] * 1e12 * self.cfg["cluster"]["gpu_utilisation"]
+        data_mb = train_rows * t * 8 / 2**20  # input ids + type ids, int32
+        mem = plan.BASE_MEM_MB + plan.HOST_BYTES_PER_PARAM * n_all / 2**20 + data_mb
+        real_tokens = None if real is None else train_tokens * real / t
+        est = self._estimates[run] = plan.Estimate(
+            run, train_tokens, flops, flops / rate / 3600, mem, source, real_tokens
+        )
+        return est
 
-        return ComputePlan(self.cfg, self.runs)
+    def tokens_per_example(self, task: str, model: str) -> tuple[float, str, float | None]:
+        """(padded tokens per example as the engine batches them, where from, real tokens per example or None)."""
+        stats = Path(self.tokenized(task, model)) / "stats.json"
+        if stats.is_file() and (measured := plan.measured_tokens(stats, self.cfg["training"])) is not None:
+            return measured
+        source = self.cfg["tasks"][task]["train"]["source"]
+        if source in plan.PAPER_TOKENS:
+            return plan.PAPER_TOKENS[source], "paper Table 4", None
+        return self.cfg["tasks"][task]["max_length"] / 2, "max_length / 2", None
+
+    def eval_rows(self, task: str) -> int:
+        entries = grid.eval_entries(self.cfg["tasks"][task])
+        return sum(plan.parquet_rows(self.layout.task_eval(task, name)) for name, _ in entries)
+
+    def train_rows(self, task: str) -> int:
+        return plan.parquet_rows(self.layout.task_train(task), plan.TRAIN_ROWS_DEFAULT)
+
+    def runtime_min(self, run: Run) -> int:
+        """SLURM --time (minutes): safety x planned hours, plus 10 minutes of start-up, at least the floor."""
+        c = self.cfg["cluster"]
+        return max(c["min_runtime_min"], math.ceil(self.estimate(run).gpu_hours * 60 * c["runtime_safety"] + 10))
+
+    def mem_mb(self, run: Run) -> int:
+        return int(math.ceil(self.estimate(run).mem_mb * self.cfg["cluster"]["mem_safety"] / 100) * 100)
+
+    def compute_rows(self) -> list[dict]:
+        """One row per (task, method) group of training runs, then the total."""
+        groups: dict[tuple[str, str], list[plan.Estimate]] = {}
+        for run in self.runs:
+            groups.setdefault((run.task, run.method), []).append(self.estimate(run))
+        rows = [plan.row(t, m, es) for (t, m), es in sorted(groups.items())]
+        return rows + [plan.row("all", "all", [e for es in groups.values() for e in es], "")]
+
+    def other_jobs(self) -> dict[str, int]:
+        """CPU jobs per rule (no GPU-hours)."""
+        return {
+            "tokenize": len({(r.task, grid.tokenizer_of(self.cfg, r.model)) for r in self.runs}),
+            "datamap": len(self.datamaps),
+            "subset": len(grid.all_subsets(self.cfg, self.runs)),
+            "table": len(self.table_ids),
+            "figure": len(self.figure_ids),
+        }
+
+    def compute_summary(self) -> str:
+        """A few lines for the start of a run."""
+        total, c = self.compute_rows()[-1], self.cfg["cluster"]
+        other = ", ".join(f"{n} {k}" for k, n in self.other_jobs().items())
+        line = (
+            f"ftft compute plan: {total['jobs']} training jobs, {total['train_tokens'] / 1e9:.2f} G training tokens, "
+            f"{total['pflops']:,.1f} PFLOPs ~ {total['gpu_hours']:,.1f} GPU-hours on {c['gpu_name']} at "
+            f"{c['gpu_utilisation']:.0%} utilisation ({total['gpu_hours'] / 24:.2f} GPU-days)"
+        )
+        if self.cfg["mode"] == "paper" and set(active_tasks(self.cfg)) >= {"nli", "hsd"}:
+            line += f"; the paper reports about {plan.PAPER_DAYS:g} GPU-days"
+        return line + f"; CPU jobs: {other}. Details: ftft plan"
+
+    def compute_markdown(self) -> str:
+        """``ftft plan``: the rows as a table, the CPU jobs, the GPU and SLURM assumptions, the summary."""
+        head = ["rule", "task", "method", "jobs", "train tokens (G)", "padded / real", "PFLOPs", "GPU-hours",
+                "tokens/example from"]  # fmt: skip
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in self.compute_rows():
+            lines.append(
+                f"| {r['rule']} | {r['task']} | {r['method']} | {r['jobs']} | {r['train_tokens'] / 1e9:.3f} | "
+                f"{'n/a' if r['padded_per_real'] is None else format(r['padded_per_real'], '.2f')} | "
+                f"{r['pflops']:,.1f} | {r['gpu_hours']:,.2f} | {r['tokens_from']} |"
+            )
+        c = self.cfg["cluster"]
+        lines += [
+            "",
+            "CPU jobs: " + ", ".join(f"{k} {n}" for k, n in self.other_jobs().items()),
+            "",
+            f"GPU: {c['gpu_name']}, {c['gpu_peak_tflops']} TFLOP/s peak at {c['gpu_utilisation']:.0%} utilisation "
+            f"(cluster.gpu_utilisation). SLURM per training job: runtime = {c['runtime_safety']:g} x planned hours + "
+            f"10 min (at least {c['min_runtime_min']} min), mem = {c['mem_safety']:g} x planned host memory.",
+            "",
+            self.compute_summary(),
+        ]
+        return "\n".join(lines) + "\n"
 
     # ------------------------------------------------------------------ data maps, subsets
     def ref_inputs(self, task: str, ref: str, seed: int, reads=("dynamics", "record")) -> dict[str, str]:
