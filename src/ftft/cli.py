@@ -6,8 +6,6 @@ only when their subcommand runs, so ``ftft --help`` stays fast and a data step
 never imports torch.
 """
 
-from __future__ import annotations
-
 import argparse
 import importlib
 import logging

@@ -4,8 +4,6 @@
 (``ftft.workflow``) then checks what only the planned grid reveals. Every error names the file, key and value.
 """
 
-from __future__ import annotations
-
 import copy
 import functools
 import itertools

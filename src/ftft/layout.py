@@ -13,8 +13,6 @@ aggregation code ask the same function::
 See docs/ARCHITECTURE.md ("Files on disk") for what each file holds.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 
 RUN_NAME = "{task}/{model}/{method}-{ref}/{budget}/seed{seed}"  # a run inside runs/, logs/train/, ...
@@ -55,7 +53,7 @@ class Layout:
         self.state_root = str(state_dir).rstrip("/") or "."
 
     @classmethod
-    def from_config(cls, cfg: dict) -> Layout:
+    def from_config(cls, cfg: dict) -> "Layout":
         return cls(cfg["results"], cfg["resources"], cfg["state_dir"])
 
     def res(self, rel: str) -> str:

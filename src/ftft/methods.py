@@ -7,8 +7,6 @@ method is one record here (plus its settings under ``methods:`` in the schema an
 a config can name a registered method, never define one (nothing runs code from a config file).
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Callable
 from dataclasses import dataclass

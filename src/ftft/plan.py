@@ -26,8 +26,6 @@ parameter counts, n_layer and d_model come from the model's ``config.json`` when
 else from ``MODEL_DIMS`` (the nine paper models, from their hub configs).
 """
 
-from __future__ import annotations
-
 import json
 from dataclasses import dataclass
 from pathlib import Path

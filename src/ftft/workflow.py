@@ -6,8 +6,6 @@ Rerun triggers: a training job's params hold only that run's spec, and the confi
 read leaves out the operational keys, so changing those re-runs nothing (docs/ARCHITECTURE.md).
 """
 
-from __future__ import annotations
-
 import copy
 import json
 import math
@@ -97,6 +95,10 @@ class Plan:
 
     def check(self) -> None:
         """Config problems only the planned grid reveals (before any job): raise ConfigError."""
+        import importlib
+
+        from .data.prepare import SOURCES
+
         for m in self.models_from("path"):
             path = self.cfg["models"][m]["path"]
             if not Path(path).exists():
@@ -106,60 +108,28 @@ class Plan:
                     f"invalid config at 'models.{m}.path': {path!r} is not a model folder (no config.json in it; "
                     "expected what save_pretrained writes: config.json, weights and tokenizer files)"
                 )
-        self._check_source_entries()
-        for source in self.sources:  # BYO, a download or a demo source (config validation refused any other)
-            if source in self.cfg["byo"]:
-                for split, f in self.cfg["byo"][source]["files"].items():
-                    if not Path(f).is_file():
-                        raise ConfigError(f"invalid config at 'byo.{source}.files.{split}': file {f!r} does not exist")
-            if source in self.cfg["byo"] or (ds := self.cfg["datasets"].get(source)) is None:
-                continue
-            if not ds["url"] and not ds["mirror"]:
-                raise ConfigError(f"invalid config at 'datasets.{source}': neither 'url' nor 'mirror' is set")
-            done = Path(self.layout.download_marker(source)).is_file()
-            if ds["mirror"] and not done and not Path(ds["mirror"]).exists():
-                raise ConfigError(f"invalid config at 'datasets.{source}.mirror': {ds['mirror']!r} does not exist")
-
-    def source_splits(self, source: str) -> tuple[list[str], list[str] | None] | None:
-        """(split names, label names or None when the data decides) of a source, as far as the config alone
-        tells (built-in datasets, the demo sources, BYO files); None for a source the config does not define."""
-        import importlib
-
-        from .data.prepare import SOURCES
-
-        if source in self.cfg["byo"]:
-            b = self.cfg["byo"][source]
-            return list(b["hf"]["splits"] if b["hf"] else b["files"]), b["labels"]
-        if (kind := demo_kind(self.cfg, source)) is not None:
-            from .data import demo
-
-            return (
-                ([*demo.ID_SPLITS, *demo.OOD_SPLITS[kind]], list(demo.LABEL_NAMES[kind]))
-                if kind in demo.TASKS
-                else None
-            )
-        if source in SOURCES:
-            module = importlib.import_module(f"ftft.data.{source}")
-            return list(module.SPLIT_NAMES), list(module.LABEL_NAMES)
-        return None
-
-    def _check_source_entries(self) -> None:
-        """Every task's training / evaluation set names a split its source has, with the task's labels: known
-        from the config before anything is downloaded or generated (built-in datasets, demo sources, BYO)."""
+        # every task's training / evaluation set names a split its source has, with the task's labels: known from
+        # the config before anything is downloaded or generated (built-in datasets, demo sources, BYO)
         for task in active_tasks(self.cfg):
             t = self.cfg["tasks"][task]
             for key, _, entry in grid.task_entries(t):
-                source = entry["source"]
-                known = self.source_splits(source)
-                if known is None and demo_kind(self.cfg, source) is not None:
-                    raise ConfigError(
-                        f"invalid config at 'tasks.{task}.{key}.source': no demo source {source!r}; the demo "
-                        "sources are 'demo_nli' and 'demo_hsd'"
-                    )
-                if known is None:
+                source, byo = entry["source"], self.cfg["byo"].get(entry["source"])
+                if byo:
+                    splits, labels = list(byo["hf"]["splits"] if byo["hf"] else byo["files"]), byo["labels"]
+                elif (kind := demo_kind(self.cfg, source)) is not None:
+                    from .data import demo
+
+                    if kind not in demo.TASKS:
+                        raise ConfigError(
+                            f"invalid config at 'tasks.{task}.{key}.source': no demo source {source!r}; the demo "
+                            "sources are 'demo_nli' and 'demo_hsd'"
+                        )
+                    splits, labels = [*demo.ID_SPLITS, *demo.OOD_SPLITS[kind]], list(demo.LABEL_NAMES[kind])
+                elif source in SOURCES:
+                    module = importlib.import_module(f"ftft.data.{source}")
+                    splits, labels = list(module.SPLIT_NAMES), list(module.LABEL_NAMES)
+                else:
                     continue
-                splits, labels = known
-                byo = source in self.cfg["byo"]
                 if labels is not None and [str(x) for x in labels] != [str(x) for x in t["labels"]]:
                     where = f"source '{source}' (byo.{source}.labels)" if byo else f"source '{source}'"
                     raise ConfigError(
@@ -179,6 +149,18 @@ class Plan:
                         f"invalid config at 'byo.{source}.labels': null takes the labels of the task using the source, "
                         f"but tasks {users} have different labels {sorted(label_sets)}; set byo.{source}.labels"
                     )
+        for source in self.sources:  # BYO, a download or a demo source (config validation refused any other)
+            if source in self.cfg["byo"]:
+                for split, f in self.cfg["byo"][source]["files"].items():
+                    if not Path(f).is_file():
+                        raise ConfigError(f"invalid config at 'byo.{source}.files.{split}': file {f!r} does not exist")
+            if source in self.cfg["byo"] or (ds := self.cfg["datasets"].get(source)) is None:
+                continue
+            if not ds["url"] and not ds["mirror"]:
+                raise ConfigError(f"invalid config at 'datasets.{source}': neither 'url' nor 'mirror' is set")
+            done = Path(self.layout.download_marker(source)).is_file()
+            if ds["mirror"] and not done and not Path(ds["mirror"]).exists():
+                raise ConfigError(f"invalid config at 'datasets.{source}.mirror': {ds['mirror']!r} does not exist")
 
     def final_targets(self) -> list[str]:
         L = self.layout
