@@ -1,7 +1,5 @@
 """Cost units: the paper's Table 4 PFLOPs reproduce its printed Table 3 / Table 9 costs."""
 
-from __future__ import annotations
-
 from fractions import Fraction
 from pathlib import Path
 
@@ -44,7 +42,7 @@ def test_paper_table4_reproduces_printed_costs(row):
     assert round(ours, 1) == printed  # the 2-significant-figure ratios reproduce the print exactly
 
 
-def test_exact_formula_and_its_errors():
+def test_exact_formulas_and_their_errors():
     task = "nli"
     f_l, f_s, f_u = F[("deberta-v3-large", task)], F[("deberta-v3-small", task)], F[(UNIT, task)]
     assert our_cost("erm", "deberta-v3-large", "", task, "1", sig_figs=None) == pytest.approx(f_l / f_u)
@@ -62,9 +60,6 @@ def test_exact_formula_and_its_errors():
         cost.method_cost("boost", 1.0, 1.0)
     with pytest.raises(ValueError, match="unit"):
         cost.method_cost("erm", 1.0, 0.0)
-
-
-def test_forward_flops_formula():
-    # Kaplan et al.: 2 N + 2 n_layer n_ctx d_model per token, summed over tokens
+    # forward FLOPs (Kaplan et al.): 2 N + 2 n_layer n_ctx d_model per token, summed over tokens
     assert cost.forward_flops_per_token(100, 2, 8, 5) == 2 * 100 + 2 * 2 * 5 * 8
     assert cost.forward_flops([5, 3], 100, 2, 8) == 5 * (200 + 160) + 3 * (200 + 96)

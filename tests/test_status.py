@@ -1,7 +1,5 @@
 """``ftft status``: the run's own arguments, estimates from measured job times, "unknown" when unknown."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 

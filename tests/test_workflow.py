@@ -7,8 +7,6 @@ per output file, with its rule and plan) for outputs. Expected job counts are co
 the grid are checked against each other.
 """
 
-from __future__ import annotations
-
 import csv
 import io
 import json
@@ -287,11 +285,7 @@ def test_every_shell_interpolation_is_quoted():
 
 # ---------------------------------------------------------------- software environment
 def _pins(requirements: list[str]) -> dict[str, str]:
-    out = {}
-    for req in requirements:
-        name, _, version = req.partition("==")
-        out[name.strip().lower()] = version.strip()
-    return out
+    return {name.strip().lower(): version.strip() for name, _, version in (r.partition("==") for r in requirements)}
 
 
 def test_conda_env_pins_match_pyproject():
@@ -495,27 +489,21 @@ def test_compute_plan_from_measured_lengths(tmp_path, tiny_model_dir):
     assert _dims_from_config(tiny_model_dir / "config.json")[3] == pytest.approx(total, rel=0.05)
 
 
-def test_planning_expands_the_grid_a_fixed_number_of_times(monkeypatch, tmp_path):
+def test_compute_plan_of_the_paper_grid(monkeypatch, tmp_path):
     """What Snakemake asks per training job (inputs, spec, runtime, memory) reuses what is per config: the grid is
     expanded once whatever the number of runs (it was once per job: quadratic planning)."""
     overlay = tmp_path / "seeds.yaml"
     overlay.write_text("seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n")
-    plan, expand, calls = Plan(load_cfg(overlay)), grid.all_runs, []
+    cfg = load_cfg(overlay)
+    plan, expand, calls = Plan(cfg), grid.all_runs, []
     monkeypatch.setattr(grid, "all_runs", lambda cfg: calls.append(1) or expand(cfg))
     for run in plan.runs:
         plan.train_inputs(run), plan.train_spec(run), plan.runtime_min(run), plan.mem_mb(run)
-    assert len(plan.runs) == 600 and len(calls) == 1
-
-
-def test_compute_plan_of_the_paper_grid():
-    cfg = load_cfg()
-    plan = Plan(cfg)
-    total = plan.compute_rows()[-1]
-    assert total["jobs"] == 200
+    assert len(plan.runs) == 600 and len(calls) == 1 and plan.compute_rows()[-1]["jobs"] == 600
     # NLI: 60k steps x 32 x 92 tokens per run; DeBERTaV3-Large ERM: about 5 GPU-hours at 35% of an A100
     big = plan.estimate(grid.Run("nli", "deberta-v3-large", "erm"))
     assert big.train_tokens == 60000 * 32 * 92
     assert 0.3 < big.gpu_hours < 5 and plan.runtime_min(big.run) > 60 * big.gpu_hours
     small = plan.estimate(grid.Run("hsd", "tinybert", "erm"))
     assert plan.runtime_min(small.run) == cfg["cluster"]["min_runtime_min"] < plan.runtime_min(big.run)
-    assert f"about {PAPER_DAYS:g} GPU-days" in plan.compute_summary() and "200 training jobs" in plan.compute_summary()
+    assert f"about {PAPER_DAYS:g} GPU-days" in plan.compute_summary() and "600 training jobs" in plan.compute_summary()

@@ -1,7 +1,5 @@
 """Helpers for tests that run real `snakemake` on a temporary copy of the workflow."""
 
-from __future__ import annotations
-
 import os
 import shutil
 import subprocess

@@ -176,12 +176,6 @@ class Plan:
         out += [L.failed_runs("md"), L.failed_runs("html")]
         return out
 
-    def datamap_targets(self) -> list[str]:
-        """Every data map (parquet with the texts) and its plot: the `datamaps` target."""
-        return [
-            f for t, r, s in self.datamaps for f in (self.layout.datamap(t, r, s), self.layout.datamap_plot(t, r, s))
-        ]
-
     def wildcard_constraints(self) -> dict[str, str]:
         from .data import demo
 
@@ -253,10 +247,6 @@ class Plan:
         )
 
     # ------------------------------------------------------------------ models
-    def demo_corpus(self) -> list[str]:
-        """The normalised sources the demo stand-ins' tokenizers are trained on (every source used)."""
-        return [self.layout.source(s) for s in self.sources]
-
     def demo_model_args(self) -> str:
         m = self.cfg["models"]
         return " ".join(
@@ -274,10 +264,6 @@ class Plan:
         return (
             self.layout.hub_marker(model) if model_origin(self.cfg, model) == "hub" else model_source(self.cfg, model)
         )
-
-    def hub_markers(self) -> list[str]:
-        """The fetch markers of every hub model the grid loads (the `fetch_models` target)."""
-        return [self.layout.hub_marker(m) for m in self.models_from("hub")]
 
     def tokenizer_model(self, tokenizer: str) -> str:
         """The model whose tokenizer files a tokenizer group is built from (first key of the group)."""
@@ -539,18 +525,12 @@ class Plan:
     def figure_caption(self, fid: str) -> str:
         return rst_text(figures.caption(self.cfg, fid))
 
-    def compare_inputs(self) -> list[str]:
-        return [self.layout.table(t, "csv") for t in self.table_ids if t != "A1"]
-
     def claims_inputs(self) -> list[str]:
         from . import claims
 
         return sorted(
             set(self.needs_files(claims.needs(self.cfg))) | {self.layout.table(t, "csv") for t in self.table_ids}
         )
-
-    def all_records(self) -> list[str]:
-        return [self.layout.run_file("run.json", r) for r in self.runs]
 
     def clear_kept(self) -> None:
         """After a successful Snakemake run: drop the kept outputs (``ftft.train.cli``) of the runs it has taken."""
