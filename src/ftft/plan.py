@@ -1,29 +1,8 @@
 """The compute estimate's numbers: jobs, training tokens, FLOPs and GPU-hours of a config, before it runs.
 
-``workflow.Plan`` estimates (``Plan.estimate``) with the formulas below; ``ftft plan CONFIG...`` prints its
-``compute_markdown``, the Snakefile its ``compute_summary`` when a run starts, and each training job's SLURM
-``runtime`` / ``mem_mb`` come from it (times a stated safety factor) instead of one request for every job.
-
-Per training run (``grid.Run``):
-  train tokens   steps x batch_size x T, T = tokens per example as the engine feeds them on a GPU
-                 (each batch as ``training.length_buckets`` length-sorted micro-batches, each
-                 padded to its longest instance, widths rounded up to 8)
-  FLOPs          3 x forward, forward = tokens x (2 N + 2 n_layer T d_model) (Kaplan et al.
-                 2020; N = non-embedding parameters), plus the checkpoint evaluations
-                 (checkpoints x eval tokens x forward per token) and, for a PoE bias model,
-                 one inference pass over the training set
-  GPU-hours      FLOPs / (peak x utilisation) of ``cluster.gpu_name`` (defaults: A100 bf16,
-                 312 TFLOP/s dense, 35% utilisation)
-  host memory    3 GB (Python, torch, CUDA context) + 16 bytes per parameter (all parameters,
-                 embeddings included: the fp32 weights as loaded, plus the resume state of
-                 weights and two AdamW moments, loaded on resume or the checkpoint's host copy)
-                 + the tokenised data
-T comes from the tokenised data when it exists (the length histogram in ``stats.json`` of the
-tokenize step, batched as the engine batches; the plan prints padded / real tokens), else from
-the paper's Table 4 (NLI 92, HSD 210 padded tokens per example at batch 32, the values that
-reproduce its FLOPs, whole batches padded) or, for other data, half of ``max_length``. The
-parameter counts, n_layer and d_model come from the model's ``config.json`` when it is on disk,
-else from ``MODEL_DIMS`` (the nine paper models, from their hub configs).
+``workflow.Plan.estimate`` uses them (the formulas: docs/ARCHITECTURE.md, "The compute plan"); ``ftft plan
+CONFIG...`` prints ``Plan.compute_markdown``, the Snakefile ``compute_summary`` when a run starts, and each
+training job's SLURM ``runtime`` / ``mem_mb`` come from it (times a stated safety factor).
 """
 
 import json

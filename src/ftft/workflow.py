@@ -1,9 +1,6 @@
-"""What the Snakefile asks of the package: targets, every rule's inputs (the DAG edges) and job parameters.
-
-``Plan(config)`` is built once per Snakemake invocation from the validated config, ``ftft.grid`` and
-``ftft.layout``; the rules' input / params / resources functions call it with plain wildcard values.
-Rerun triggers: a training job's params hold only that run's spec, and the config dump aggregation jobs
-read leaves out the operational keys, so changing those re-runs nothing (docs/ARCHITECTURE.md).
+"""What the Snakefile asks of the package: targets, every rule's inputs (the DAG edges), job parameters and
+resources. ``Plan(config)`` is built once per Snakemake invocation; the rules call it with plain wildcard values.
+Rerun triggers (params that hold only what changes a result): docs/ARCHITECTURE.md.
 """
 
 import copy
@@ -23,8 +20,6 @@ from .layout import BIAS_FILE, FIGURE_EXTS, TABLE_EXTS, Layout
 from .modeling import model_origin, model_source
 
 KEY_RE = r"[a-z0-9][a-z0-9.-]*"
-BUDGET_RE = r"full|\d+-\d+"
-SEED_RE = r"\d+"
 #: config keys that never change a result (left out of the config dump aggregation jobs read)
 OPERATIONAL = ("cluster", "hub", "state_dir", "resources")
 OPERATIONAL_TRAINING = ("threads", "log_every", "eval_batch_size", "deterministic")
@@ -185,8 +180,8 @@ class Plan:
             "ref": KEY_RE,
             "method": alternation(methods.run_methods()),
             "subset_method": alternation(m for m in methods.run_methods() if methods.get(m).subset),
-            "budget": BUDGET_RE,
-            "seed": SEED_RE,
+            "budget": r"full|\d+-\d+",
+            "seed": r"\d+",
             "tokenizer": KEY_RE,
             "kind": alternation(demo.TASKS),
             "table": alternation(self.table_ids),
@@ -334,8 +329,13 @@ class Plan:
             return self._estimates[run]
         key = (run.task, run.model)
         if key not in self._estimate_inputs:
-            self._estimate_inputs[key] = (*plan.model_dims(self.cfg, run.model), *self.tokens_per_example(*key),
-                                          self.eval_rows(run.task), self.train_rows(run.task))  # fmt: skip
+            evals = grid.eval_entries(self.cfg["tasks"][run.task])
+            self._estimate_inputs[key] = (
+                *plan.model_dims(self.cfg, run.model),
+                *self.tokens_per_example(*key),
+                sum(plan.parquet_rows(self.layout.task_eval(run.task, name)) for name, _ in evals),
+                plan.parquet_rows(self.layout.task_train(run.task), plan.TRAIN_ROWS_DEFAULT),
+            )
         n, n_layer, d, n_all, t, source, real, eval_rows, train_rows = self._estimate_inputs[key]
         per_token = cost.forward_flops_per_token(n, n_layer, d, t)
         train_tokens = run.steps(self.cfg) * self.cfg["training"]["batch_size"] * t
@@ -361,13 +361,6 @@ class Plan:
         if source in plan.PAPER_TOKENS:
             return plan.PAPER_TOKENS[source], "paper Table 4", None
         return self.cfg["tasks"][task]["max_length"] / 2, "max_length / 2", None
-
-    def eval_rows(self, task: str) -> int:
-        entries = grid.eval_entries(self.cfg["tasks"][task])
-        return sum(plan.parquet_rows(self.layout.task_eval(task, name)) for name, _ in entries)
-
-    def train_rows(self, task: str) -> int:
-        return plan.parquet_rows(self.layout.task_train(task), plan.TRAIN_ROWS_DEFAULT)
 
     def runtime_min(self, run: Run) -> int:
         """SLURM --time (minutes): safety x planned hours, plus 10 minutes of start-up, at least the floor."""
