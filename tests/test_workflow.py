@@ -1,10 +1,9 @@
 """The Snakemake DAG: real `snakemake` runs on a temporary copy of the workflow.
 
-The DAG is read from Snakemake's own machine-readable views, never from console text: ``--d3dag``
-(one JSON node per pending job, with its rule) for job counts, ``--detailed-summary`` (one line
-per output file, with its rule and plan) for outputs. Expected job counts are computed here from
-``ftft.grid`` and the table/figure registries (not from ``ftft.workflow``), so the Snakefile and
-the grid are checked against each other.
+The DAG is read from Snakemake's own machine-readable views, never from console text: ``--d3dag`` (one JSON node
+per pending job, with its rule) for job counts, ``--detailed-summary`` (one line per output file, with its rule and
+plan) for outputs. Expected job counts come from ``ftft.grid`` and the table/figure registries (not from
+``ftft.workflow``), so the Snakefile and the grid are checked against each other.
 """
 
 import csv
@@ -288,21 +287,16 @@ def _pins(requirements: list[str]) -> dict[str, str]:
     return {name.strip().lower(): version.strip() for name, _, version in (r.partition("==") for r in requirements)}
 
 
-def test_conda_env_pins_match_pyproject():
-    env = yaml.safe_load((ROOT / "envs" / "ftft.yaml").read_text())
-    deps = env["dependencies"]
+def test_dependencies_pinned_alike_and_all_used():
+    """The conda env pins what pyproject pins; nothing in pyproject's dependencies is unused (torch, datasets,
+    seaborn, ... do real work)."""
+    deps = yaml.safe_load((ROOT / "envs" / "ftft.yaml").read_text())["dependencies"]
     assert "python=3.11" in deps and "pip" in deps
-    pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
-    pip = [p for p in pip if not p.startswith("-")]
+    pip = [p for d in deps if isinstance(d, dict) and "pip" in d for p in d["pip"] if not p.startswith("-")]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert _pins(pip) == _pins(project["dependencies"])
     assert all("==" in p for p in pip)
     assert (ROOT / "envs" / "ftft.post-deploy.sh").is_file()
-
-
-def test_every_declared_dependency_is_imported():
-    """Nothing in pyproject's dependencies is unused (torch, datasets, seaborn, ... do real work)."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     import_name = {"pyyaml": "yaml", "markdown-it-py": "markdown_it", "snakemake-executor-plugin-slurm": None}
     code = "\n".join(p.read_text() for p in (ROOT / "src" / "ftft").rglob("*.py"))
     for dep in _pins(project["dependencies"]):
