@@ -10,8 +10,6 @@ import csv
 import io
 import json
 import re
-import subprocess
-import sys
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -46,8 +44,7 @@ def summary(wf: Path, *args: str) -> list[dict]:
 
 
 def jobs(wf: Path, *args: str) -> dict[str, int]:
-    """rule -> how many jobs it has in the whole DAG, done or not, from Snakemake's --d3dag JSON (one node
-    per job)."""
+    """rule -> its jobs in the whole DAG, done or not (Snakemake's --d3dag JSON: one node per job)."""
     res = snakemake(wf, "--d3dag", *args)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     if "{" not in res.stdout:  # nothing to be done: no DAG printed
@@ -150,18 +147,12 @@ def test_runs_from_another_directory(wf, tmp_path):
     """`-d elsewhere` (or snakedeploy): the base config is found beside the Snakefile."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    res = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(wf / "Snakefile"), "-d", str(elsewhere), "-n", "--quiet",
-         "--configfile", str(wf / "config" / "demo.yaml")],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    demo = str(wf / "config" / "demo.yaml")
+    res = snakemake(tmp_path, "-s", str(wf / "Snakefile"), "-d", str(elsewhere), "-n", "--quiet", "--configfile", demo)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     # without the base config, the error names it (not a schema error about a missing key)
-    bad = tmp_path / "only.yaml"
-    bad.write_text("seeds: [0]\n")
-    cfg = {"seeds": [0]}
-    with pytest.raises(ftft_config.ConfigError, match="base configuration is missing.*workflow_config.yaml"):
-        ftft_config.validate(cfg, source=str(bad))
+    with pytest.raises(ftft_config.ConfigError, match="only.yaml: the base configuration is missing.*workflow_config"):
+        ftft_config.validate({"seeds": [0]}, source="only.yaml")
 
 
 # ------------------------------------------------------------------------ bad configs
@@ -422,10 +413,8 @@ def test_plan_inputs_and_params():
         "model": "resources/hub/deberta-v3-large.json",
         "subset": "results/subsets/nli/dm-electra-small/seed2.parquet",
     }
-    assert (
-        plan.subset_inputs("nli", "dm", "electra-small", 2)["datamap"]
-        == "results/datamaps/nli/electra-small/seed1.parquet"
-    )
+    dm_subset = plan.subset_inputs("nli", "dm", "electra-small", 2)
+    assert dm_subset["datamap"] == "results/datamaps/nli/electra-small/seed1.parquet"
     poe = plan.subset_inputs("hsd", "poe", "tinybert", 0)
     assert poe["bias"] == "results/runs/hsd/tinybert/erm-none/full/seed1/bias_logp.parquet"
     assert plan.layout.state_dir(dm) == ".ftft-state/" + dm.path
@@ -463,8 +452,7 @@ def test_compute_plan_from_measured_lengths(tmp_path, tiny_model_dir):
     cfg = load_cfg()
     cfg["results"] = str(tmp_path)
     lengths = np.random.default_rng(0).lognormal(np.log(40), 0.5, 5000).round().clip(5, 200).astype(int)
-    layout = Layout.from_config(cfg)
-    stats = Path(layout.tokenized("nli", grid.tokenizer_of(cfg, "deberta-v3-large"))) / "stats.json"
+    stats = Path(Layout.from_config(cfg).tokenized("nli", grid.tokenizer_of(cfg, "deberta-v3-large"))) / "stats.json"
     stats.parent.mkdir(parents=True)
     stats.write_text(json.dumps({"train": {"length_counts": np.bincount(lengths).tolist()}}))
     run = grid.Run("nli", "deberta-v3-large", "erm")
