@@ -69,9 +69,8 @@ def test_check_config_merges_an_overlay_onto_the_workflow_config(tmp_path, monke
     assert cli.main(["check-config", str(overlay)]) == 0
     assert "config OK" in capsys.readouterr().out
     assert cli.main(["check-config", "--configfile", "config/demo.yaml", "--summary"]) == 0
-    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["runs"] == len(
-        grid.all_runs(config.load_overlays(["config/demo.yaml"]))
-    )
+    runs = grid.all_runs(config.load_overlays(["config/demo.yaml"]))
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["runs"] == len(runs)
 
 
 def test_a_dev_set_is_evaluated_but_not_tabled(monkeypatch):
