@@ -49,26 +49,8 @@ wildcard_constraints:
     figure=WILDCARDS["figure"],
 
 
-def run_of(wildcards):
-    return PLAN.run_of(wildcards)
-
-
-def train_input(wildcards):
-    return PLAN.train_inputs(run_of(wildcards))
-
-
-def datamap_input(wildcards):
-    return PLAN.ref_inputs(wildcards.task, wildcards.ref, int(wildcards.seed))
-
-
-def subset_input(wildcards):
-    return PLAN.subset_inputs(
-        wildcards.task, wildcards.method, wildcards.ref, int(wildcards.seed)
-    )
-
-
 onstart:
-    print(PLAN.compute_plan.summary(), file=sys.stderr)
+    print(PLAN.compute_summary(), file=sys.stderr)
 
 
 onsuccess:

@@ -3,7 +3,7 @@
 
 rule datamap:
     input:
-        unpack(datamap_input),
+        unpack(lambda w: PLAN.ref_inputs(w.task, w.ref, int(w.seed))),
     output:
         datamap=L.datamap(),
         plot=report(
@@ -27,7 +27,7 @@ rule datamap:
 
 rule subset:
     input:
-        unpack(subset_input),
+        unpack(lambda w: PLAN.subset_inputs(w.task, w.method, w.ref, int(w.seed))),
     output:
         L.subset(),
     log:
@@ -49,5 +49,5 @@ rule subset:
 # reference models; trains only their reference runs, nothing else.
 rule datamaps:
     input:
-        PLAN.datamap_targets(),
+        [f(t, r, s) for t, r, s in PLAN.datamaps for f in (L.datamap, L.datamap_plot)],
     localrule: True

@@ -5,7 +5,7 @@
 
 rule build_demo_models:
     input:
-        corpus=PLAN.demo_corpus(),
+        corpus=[L.source(s) for s in PLAN.sources],  # the stand-ins' tokenizers learn every source used
     output:
         [directory(L.demo_model(m)) for m in PLAN.models_from("demo")],
     log:
@@ -37,5 +37,5 @@ rule fetch_model:
 # with every hub model the config uses; training jobs then run with HF_HUB_OFFLINE=1.
 rule fetch_models:
     input:
-        PLAN.hub_markers(),
+        [L.hub_marker(m) for m in PLAN.models_from("hub")],
     localrule: True

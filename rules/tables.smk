@@ -84,7 +84,7 @@ rule figure:
 rule compare:
     input:
         config=L.config_json(),
-        tables=PLAN.compare_inputs(),
+        tables=[L.table(t, "csv") for t in PLAN.table_ids if t != "A1"],
     output:
         csv=L.comparison("csv"),
         md=L.comparison("md"),
@@ -136,7 +136,7 @@ rule claims:
 rule failed_runs:
     input:
         config=L.config_json(),
-        records=PLAN.all_records(),
+        records=[L.run_file("run.json", r) for r in PLAN.runs],
     output:
         md=L.failed_runs("md"),
         csv=L.failed_runs("csv"),

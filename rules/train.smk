@@ -20,7 +20,7 @@ rule tokenize:
 
 rule train:
     input:
-        unpack(train_input),
+        unpack(lambda w: PLAN.train_inputs(PLAN.run_of(w))),
     output:
         metrics=L.run_file("metrics.csv"),
         predictions=L.run_file("predictions.parquet"),
@@ -35,11 +35,11 @@ rule train:
     threads: PLAN.cfg["training"]["threads"]
     resources:
         gpu=PLAN.cfg["cluster"]["train_gpus"],
-        mem_mb=lambda w: PLAN.compute_plan.mem_mb(run_of(w)),
-        runtime=lambda w: PLAN.compute_plan.runtime_min(run_of(w)),  # minutes
+        mem_mb=lambda w: PLAN.mem_mb(PLAN.run_of(w)),
+        runtime=lambda w: PLAN.runtime_min(PLAN.run_of(w)),  # minutes
         gpu_model=PLAN.cfg["cluster"]["gpu_model"] or "",  # --gpus=MODEL:1; "" any
     params:
-        spec=lambda w: PLAN.train_spec(run_of(w)),
+        spec=lambda w: PLAN.train_spec(PLAN.run_of(w)),
     script:
         "../scripts/train.py"
 

@@ -6,8 +6,6 @@ FOCAL is a "focal loss main model" (Lin et al. 2017, gamma 2, every training row
 registered method, never define one).
 """
 
-from __future__ import annotations
-
 import json
 import shlex
 import shutil

@@ -27,7 +27,7 @@ from wfutil import ROOT, assert_artefacts, make_copy, snakemake
 from ftft import config as ftft_config
 from ftft import grid
 from ftft.layout import Layout
-from ftft.plan import ComputePlan
+from ftft.workflow import Plan
 
 pytestmark = pytest.mark.slurm
 
@@ -136,7 +136,7 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
     gpus = _node_gpus()
     assert gpus >= 1, "the test cluster advertises no GPU"
     # the plan as the SLURM run's snakemake computes it at its start (later requests reuse these estimates)
-    plan = ComputePlan({**cfg, **{key: str(wf / cfg[key]) for key in ("results", "resources", "state_dir")}})
+    plan = Plan({**cfg, **{key: str(wf / cfg[key]) for key in ("results", "resources", "state_dir")}})
     expected = {r: (plan.runtime_min(r), plan.mem_mb(r)) for r in runs}
 
     def timed(*args: str) -> tuple[subprocess.CompletedProcess, float]:

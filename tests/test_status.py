@@ -1,7 +1,5 @@
 """``ftft status``: the run's own arguments, estimates from measured job times, "unknown" when unknown."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
@@ -9,6 +7,7 @@ import pytest
 
 from ftft import cli, config, grid, status
 from ftft.layout import Layout
+from ftft.workflow import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,16 +69,12 @@ def test_check_config_merges_an_overlay_onto_the_workflow_config(tmp_path, monke
     assert cli.main(["check-config", str(overlay)]) == 0
     assert "config OK" in capsys.readouterr().out
     assert cli.main(["check-config", "--configfile", "config/demo.yaml", "--summary"]) == 0
-    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["runs"] == len(
-        grid.all_runs(config.load_overlays(["config/demo.yaml"]))
-    )
+    runs = grid.all_runs(config.load_overlays(["config/demo.yaml"]))
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["runs"] == len(runs)
 
 
 def test_a_dev_set_is_evaluated_but_not_tabled(monkeypatch):
     """tasks.<t>.dev: assembled, tokenised and evaluated (role dev) like the others; the tables keep id + ood."""
-    from ftft.config import ConfigError
-    from ftft.workflow import Plan
-
     monkeypatch.chdir(ROOT)
     dev = {"tasks": {"nli": {"dev": {"name": "dev", "source": "demo_nli", "split": "dev", "label": "Dev"}}}}
     cfg = config.load(ROOT / "workflow_config.yaml", ROOT / "config/demo.yaml", overrides=dev)
@@ -91,5 +86,5 @@ def test_a_dev_set_is_evaluated_but_not_tabled(monkeypatch):
     assert "dev" not in grid.task_eval_sets(cfg, "nli")  # the paper tables report id + ood only
     dev["tasks"]["nli"]["dev"]["split"] = "nope"
     bad = config.load(ROOT / "workflow_config.yaml", ROOT / "config/demo.yaml", overrides=dev)
-    with pytest.raises(ConfigError, match=r"tasks\.nli\.dev.*'nope'"):
+    with pytest.raises(config.ConfigError, match=r"tasks\.nli\.dev.*'nope'"):
         Plan(bad).check()

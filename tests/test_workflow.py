@@ -1,20 +1,15 @@
 """The Snakemake DAG: real `snakemake` runs on a temporary copy of the workflow.
 
-The DAG is read from Snakemake's own machine-readable views, never from console text: ``--d3dag``
-(one JSON node per pending job, with its rule) for job counts, ``--detailed-summary`` (one line
-per output file, with its rule and plan) for outputs. Expected job counts are computed here from
-``ftft.grid`` and the table/figure registries (not from ``ftft.workflow``), so the Snakefile and
-the grid are checked against each other.
+The DAG is read from Snakemake's own machine-readable views, never from console text: ``--d3dag`` (one JSON node
+per pending job, with its rule) for job counts, ``--detailed-summary`` (one line per output file, with its rule and
+plan) for outputs. Expected job counts come from ``ftft.grid`` and the table/figure registries (not from
+``ftft.workflow``), so the Snakefile and the grid are checked against each other.
 """
-
-from __future__ import annotations
 
 import csv
 import io
 import json
 import re
-import subprocess
-import sys
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -30,7 +25,7 @@ from ftft import figures, grid, tables
 from ftft.errors import FtftError
 from ftft.layout import Layout
 from ftft.modeling import count_params, load_tokenizer_and_model
-from ftft.plan import PAPER_DAYS, ComputePlan, _dims_from_config
+from ftft.plan import PAPER_DAYS, _dims_from_config
 from ftft.tokenize import padded_per_example
 from ftft.workflow import Plan
 
@@ -49,8 +44,7 @@ def summary(wf: Path, *args: str) -> list[dict]:
 
 
 def jobs(wf: Path, *args: str) -> dict[str, int]:
-    """rule -> how many jobs it has in the whole DAG, done or not, from Snakemake's --d3dag JSON (one node
-    per job)."""
+    """rule -> its jobs in the whole DAG, done or not (Snakemake's --d3dag JSON: one node per job)."""
     res = snakemake(wf, "--d3dag", *args)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     if "{" not in res.stdout:  # nothing to be done: no DAG printed
@@ -153,18 +147,12 @@ def test_runs_from_another_directory(wf, tmp_path):
     """`-d elsewhere` (or snakedeploy): the base config is found beside the Snakefile."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    res = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(wf / "Snakefile"), "-d", str(elsewhere), "-n", "--quiet",
-         "--configfile", str(wf / "config" / "demo.yaml")],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    demo = str(wf / "config" / "demo.yaml")
+    res = snakemake(tmp_path, "-s", str(wf / "Snakefile"), "-d", str(elsewhere), "-n", "--quiet", "--configfile", demo)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     # without the base config, the error names it (not a schema error about a missing key)
-    bad = tmp_path / "only.yaml"
-    bad.write_text("seeds: [0]\n")
-    cfg = {"seeds": [0]}
-    with pytest.raises(ftft_config.ConfigError, match="base configuration is missing.*workflow_config.yaml"):
-        ftft_config.validate(cfg, source=str(bad))
+    with pytest.raises(ftft_config.ConfigError, match="only.yaml: the base configuration is missing.*workflow_config"):
+        ftft_config.validate({"seeds": [0]}, source="only.yaml")
 
 
 # ------------------------------------------------------------------------ bad configs
@@ -287,28 +275,19 @@ def test_every_shell_interpolation_is_quoted():
 
 # ---------------------------------------------------------------- software environment
 def _pins(requirements: list[str]) -> dict[str, str]:
-    out = {}
-    for req in requirements:
-        name, _, version = req.partition("==")
-        out[name.strip().lower()] = version.strip()
-    return out
+    return {name.strip().lower(): version.strip() for name, _, version in (r.partition("==") for r in requirements)}
 
 
-def test_conda_env_pins_match_pyproject():
-    env = yaml.safe_load((ROOT / "envs" / "ftft.yaml").read_text())
-    deps = env["dependencies"]
+def test_dependencies_pinned_alike_and_all_used():
+    """The conda env pins what pyproject pins; nothing in pyproject's dependencies is unused (torch, datasets,
+    seaborn, ... do real work)."""
+    deps = yaml.safe_load((ROOT / "envs" / "ftft.yaml").read_text())["dependencies"]
     assert "python=3.11" in deps and "pip" in deps
-    pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
-    pip = [p for p in pip if not p.startswith("-")]
+    pip = [p for d in deps if isinstance(d, dict) and "pip" in d for p in d["pip"] if not p.startswith("-")]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert _pins(pip) == _pins(project["dependencies"])
     assert all("==" in p for p in pip)
     assert (ROOT / "envs" / "ftft.post-deploy.sh").is_file()
-
-
-def test_every_declared_dependency_is_imported():
-    """Nothing in pyproject's dependencies is unused (torch, datasets, seaborn, ... do real work)."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     import_name = {"pyyaml": "yaml", "markdown-it-py": "markdown_it", "snakemake-executor-plugin-slurm": None}
     code = "\n".join(p.read_text() for p in (ROOT / "src" / "ftft").rglob("*.py"))
     for dep in _pins(project["dependencies"]):
@@ -434,10 +413,8 @@ def test_plan_inputs_and_params():
         "model": "resources/hub/deberta-v3-large.json",
         "subset": "results/subsets/nli/dm-electra-small/seed2.parquet",
     }
-    assert (
-        plan.subset_inputs("nli", "dm", "electra-small", 2)["datamap"]
-        == "results/datamaps/nli/electra-small/seed1.parquet"
-    )
+    dm_subset = plan.subset_inputs("nli", "dm", "electra-small", 2)
+    assert dm_subset["datamap"] == "results/datamaps/nli/electra-small/seed1.parquet"
     poe = plan.subset_inputs("hsd", "poe", "tinybert", 0)
     assert poe["bias"] == "results/runs/hsd/tinybert/erm-none/full/seed1/bias_logp.parquet"
     assert plan.layout.state_dir(dm) == ".ftft-state/" + dm.path
@@ -475,47 +452,40 @@ def test_compute_plan_from_measured_lengths(tmp_path, tiny_model_dir):
     cfg = load_cfg()
     cfg["results"] = str(tmp_path)
     lengths = np.random.default_rng(0).lognormal(np.log(40), 0.5, 5000).round().clip(5, 200).astype(int)
-    layout = Layout.from_config(cfg)
-    stats = Path(layout.tokenized("nli", grid.tokenizer_of(cfg, "deberta-v3-large"))) / "stats.json"
+    stats = Path(Layout.from_config(cfg).tokenized("nli", grid.tokenizer_of(cfg, "deberta-v3-large"))) / "stats.json"
     stats.parent.mkdir(parents=True)
     stats.write_text(json.dumps({"train": {"length_counts": np.bincount(lengths).tolist()}}))
     run = grid.Run("nli", "deberta-v3-large", "erm")
     padded = {}
     for buckets in (1, 3):
         cfg["training"]["length_buckets"] = buckets
-        est = ComputePlan(cfg).estimate(run)
+        est = Plan(cfg).estimate(run)
         assert est.tokens_source == "tokenised data"
         padded[buckets] = est.train_tokens / est.real_tokens
         assert est.train_tokens == run.steps(cfg) * 32 * padded_per_example(np.sort(lengths), 32, 0, buckets, 8)
     assert 1 < padded[3] < 0.75 * padded[1]
-    assert f"| {padded[3]:.2f} |" in ComputePlan(cfg).markdown()
+    assert f"| {padded[3]:.2f} |" in Plan(cfg).compute_markdown()
     # memory from the real parameter count: a model on disk counts its own
     total = count_params(load_tokenizer_and_model(str(tiny_model_dir), 3)[1])[0]
     # the formula leaves out the pooler and classifier: 4% of this tiny model, < 1% of a paper model
     assert _dims_from_config(tiny_model_dir / "config.json")[3] == pytest.approx(total, rel=0.05)
 
 
-def test_planning_expands_the_grid_a_fixed_number_of_times(monkeypatch, tmp_path):
+def test_compute_plan_of_the_paper_grid(monkeypatch, tmp_path):
     """What Snakemake asks per training job (inputs, spec, runtime, memory) reuses what is per config: the grid is
     expanded once whatever the number of runs (it was once per job: quadratic planning)."""
     overlay = tmp_path / "seeds.yaml"
     overlay.write_text("seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n")
-    plan, expand, calls = Plan(load_cfg(overlay)), grid.all_runs, []
+    cfg = load_cfg(overlay)
+    plan, expand, calls = Plan(cfg), grid.all_runs, []
     monkeypatch.setattr(grid, "all_runs", lambda cfg: calls.append(1) or expand(cfg))
     for run in plan.runs:
-        plan.train_inputs(run), plan.train_spec(run), plan.compute_plan.runtime_min(run), plan.compute_plan.mem_mb(run)
-    assert len(plan.runs) == 600 and len(calls) == 1
-
-
-def test_compute_plan_of_the_paper_grid():
-    cfg = load_cfg()
-    plan = ComputePlan(cfg)
-    total = plan.rows()[-1]
-    assert total["jobs"] == 200
+        plan.train_inputs(run), plan.train_spec(run), plan.runtime_min(run), plan.mem_mb(run)
+    assert len(plan.runs) == 600 and len(calls) == 1 and plan.compute_rows()[-1]["jobs"] == 600
     # NLI: 60k steps x 32 x 92 tokens per run; DeBERTaV3-Large ERM: about 5 GPU-hours at 35% of an A100
     big = plan.estimate(grid.Run("nli", "deberta-v3-large", "erm"))
     assert big.train_tokens == 60000 * 32 * 92
     assert 0.3 < big.gpu_hours < 5 and plan.runtime_min(big.run) > 60 * big.gpu_hours
     small = plan.estimate(grid.Run("hsd", "tinybert", "erm"))
     assert plan.runtime_min(small.run) == cfg["cluster"]["min_runtime_min"] < plan.runtime_min(big.run)
-    assert f"about {PAPER_DAYS:g} GPU-days" in plan.summary() and "200 training jobs" in plan.summary()
+    assert f"about {PAPER_DAYS:g} GPU-days" in plan.compute_summary() and "600 training jobs" in plan.compute_summary()

@@ -1,7 +1,5 @@
 """Helpers for tests that run real `snakemake` on a temporary copy of the workflow."""
 
-from __future__ import annotations
-
 import os
 import shutil
 import subprocess
@@ -10,11 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "envs", "profiles", "config", "examples", "workflow_config.yaml")
-SNAKEMAKE = (
-    str(Path(sys.executable).with_name("snakemake"))
-    if Path(sys.executable).with_name("snakemake").exists()
-    else (shutil.which("snakemake") or "snakemake")
-)
+# this interpreter's snakemake (the venv's), else the one on PATH
+SNAKEMAKE = shutil.which("snakemake", path=Path(sys.executable).parent) or shutil.which("snakemake") or "snakemake"
 
 
 # ----------------------------------------------------------------------------- helpers

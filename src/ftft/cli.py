@@ -1,12 +1,8 @@
 """The ``ftft`` command: one subcommand per workflow step that a rule calls.
 
-Each subcommand lives in the module that owns its logic; that module provides
-``add_arguments(parser)`` and ``run(args) -> int | None``. Modules are imported
-only when their subcommand runs, so ``ftft --help`` stays fast and a data step
-never imports torch.
+Each subcommand's module (imported only when it runs: ``ftft --help`` stays fast, a data step never imports torch)
+provides ``add_arguments(parser)`` and ``run(args) -> int | None``.
 """
-
-from __future__ import annotations
 
 import argparse
 import importlib

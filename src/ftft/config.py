@@ -4,8 +4,6 @@
 (``ftft.workflow``) then checks what only the planned grid reveals. Every error names the file, key and value.
 """
 
-from __future__ import annotations
-
 import copy
 import functools
 import itertools
@@ -139,10 +137,8 @@ def load_schema() -> dict:
 
 
 def _key_path(parts) -> str:
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "<top level>"
+    """['tasks', 'nli', 'ood', 0, 'name'] -> 'tasks.nli.ood[0].name'."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).removeprefix(".") or "<top level>"
 
 
 @functools.cache

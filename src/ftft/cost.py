@@ -7,8 +7,6 @@ FLOPs per epoch (every full run of a task trains the same steps, so epochs cance
 (ERM, random, PoE) counts the main model alone. docs/FIDELITY.md gives the sources.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Iterable
 
@@ -27,26 +25,13 @@ def forward_flops(lengths: Iterable[int], non_embedding_params: int, n_layer: in
     return total
 
 
-# --- method costs (Tables 3 and 9) -------------------------------------------------------------
-
-#: the paper's rounding of F_m / F_unit before combining (see ``method_cost``)
-PAPER_SIG_FIGS = 2
-
-
-def round_sig(x: float, sig: int) -> float:
-    """Round ``x`` to ``sig`` significant figures (0 stays 0)."""
-    if x == 0 or not math.isfinite(x):
-        return x
-    return round(x, sig - 1 - math.floor(math.log10(abs(x))))
-
-
 def method_cost(
     method: str,
     f_main: float,
     f_unit: float,
     f_ref: float | None = None,
     fraction: float = 1.0,
-    sig_figs: int | None = PAPER_SIG_FIGS,
+    sig_figs: int | None = 2,
 ) -> float:
     """Cost of one table row in units of a full ERM run of the unit model (the formula above). Each ratio
     F_m / F_unit is first rounded to ``sig_figs`` significant figures (None: unrounded), which reproduces the
@@ -54,9 +39,11 @@ def method_cost(
     if f_unit <= 0:
         raise ValueError(f"unit model FLOPs must be > 0, got {f_unit}")
 
-    def ratio(f: float) -> float:
+    def ratio(f: float) -> float:  # to ``sig_figs`` significant figures (0 stays 0)
         r = f / f_unit
-        return round_sig(r, sig_figs) if sig_figs else r
+        if not sig_figs or r == 0 or not math.isfinite(r):
+            return r
+        return round(r, sig_figs - 1 - math.floor(math.log10(abs(r))))
 
     main = ratio(f_main) * float(fraction)
     if not methods.get(method).ref_cost:

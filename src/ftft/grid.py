@@ -7,8 +7,6 @@ Limited-budget runs (budget "1-3": the whole schedule set for a third of the ste
 when ``limiting.enabled``.
 """
 
-from __future__ import annotations
-
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -59,7 +57,7 @@ class Run:
         return max(1, round(cfg["tasks"][self.task]["steps"] * self.fraction))
 
     @classmethod
-    def from_path(cls, path: str | Path) -> Run:
+    def from_path(cls, path: str | Path) -> "Run":
         parts = Path(path).parts
         i = parts.index("runs")
         task, model, mr, budget, seed = parts[i + 1 : i + 6]

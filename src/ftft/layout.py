@@ -13,43 +13,14 @@ aggregation code ask the same function::
 See docs/ARCHITECTURE.md ("Files on disk") for what each file holds.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 
-# --- below results/ -------------------------------------------------------------------------
 RUN_NAME = "{task}/{model}/{method}-{ref}/{budget}/seed{seed}"  # a run inside runs/, logs/train/, ...
 RUN_DIR = f"runs/{RUN_NAME}"
 RUN_FILES = ("metrics.csv", "predictions.parquet", "dynamics.npz", "run.json")
 BIAS_FILE = "bias_logp.parquet"  # eval-mode log-probabilities of a PoE bias model's final weights
-SOURCE = "data/sources/{source}.parquet"
-SOURCE_SUMMARY = "data/sources/{source}.summary.json"
-TASK_TRAIN = "data/{task}/train.parquet"
-TASK_EVAL_DIR = "data/{task}/eval"
-TOKENIZED = "data/{task}/tokenized/{tokenizer}"
-DATAMAP = "datamaps/{task}/{ref}/seed{seed}.parquet"
-DATAMAP_PLOT = "figures/datamaps/{task}_{ref}_seed{seed}.png"
-SUBSET = "subsets/{task}/{method}-{ref}/seed{seed}.parquet"
-TABLE = "tables/table{table}.{ext}"
 TABLE_EXTS = ("csv", "md", "tex", "html")
-FIGURE = "figures/figure{figure}.{ext}"
 FIGURE_EXTS = ("png", "pdf")
-CLAIMS = "tables/claims.{ext}"
-COMPARISON = "tables/paper_comparison.{ext}"
-FAILED_RUNS = "failed_runs.{ext}"
-SCREENING = "screening.{ext}"  # the candidate references ranked (ship.refs)
-EXPORT = f"exports/{RUN_NAME}"  # a DM run's model at the ship.fraction checkpoint (save_pretrained)
-SHIPPED = "model/{task}"  # the shipped FTFT model: the export of the chosen reference's run + README.md
-CONFIG_JSON = "config.json"
-LOGS = "logs"
-BENCHMARKS = "benchmarks"
-# --- below resources/ -----------------------------------------------------------------------
-DOWNLOAD_DIR = "{source}"
-DOWNLOAD_MARKER = "{source}/DONE.json"
-DEMO_MODEL = "demo_models/{model}"
-HUB_MARKER = "hub/{model}.json"
-# --- below state_dir/ -----------------------------------------------------------------------
-GPU_LOCKS = "gpu-locks"
 
 
 def _fill(template: str, **fields) -> str:
@@ -68,6 +39,11 @@ def _path(root: str, template: str, *names: str, **defaults):
     return method
 
 
+def _run_path(root: str, template: str):
+    """A ``Layout`` method: ``template`` below ``root`` filled with a ``grid.Run``'s fields (none: the pattern)."""
+    return lambda self, run=None: f"{getattr(self, root)}/{_fill(template, **_run_fields(run))}"
+
+
 class Layout:
     """Paths of one workflow instance (roots from the config: ``results``, ``resources``, ``state_dir``)."""
 
@@ -77,57 +53,45 @@ class Layout:
         self.state_root = str(state_dir).rstrip("/") or "."
 
     @classmethod
-    def from_config(cls, cfg: dict) -> Layout:
+    def from_config(cls, cfg: dict) -> "Layout":
         return cls(cfg["results"], cfg["resources"], cfg["state_dir"])
 
     def res(self, rel: str) -> str:
         return f"{self.results}/{rel}"
 
     # --- runs (given a ``grid.Run``, else the pattern) ------------------------------------
-    def run_dir(self, run=None) -> str:
-        return self.res(_fill(RUN_DIR, **_run_fields(run)))
+    run_dir = _run_path("results", RUN_DIR)
+    state_dir = _run_path("state_root", RUN_DIR)
+    export = _run_path("results", f"exports/{RUN_NAME}")  # a DM run's model at the ship.fraction checkpoint
+    train_log = _run_path("results", f"logs/train/{RUN_NAME}.log")  # both train rules
+    train_benchmark = _run_path("results", f"benchmarks/train/{RUN_NAME}.tsv")
+    gpu_locks = _path("state_root", "gpu-locks")
 
     def run_file(self, name: str, run=None) -> str:
         return f"{self.run_dir(run)}/{name}"
 
-    def state_dir(self, run=None) -> str:
-        return f"{self.state_root}/{_fill(RUN_DIR, **_run_fields(run))}"
-
-    def gpu_locks(self) -> str:
-        return f"{self.state_root}/{GPU_LOCKS}"
-
-    def export(self, run=None) -> str:
-        return self.res(_fill(EXPORT, **_run_fields(run)))
-
-    def train_log(self, run=None) -> str:
-        """A training job's log (both train rules): ``logs/train/<run name>.log``."""
-        return self.log("train", _fill(RUN_NAME, **_run_fields(run)))
-
-    def train_benchmark(self, run=None) -> str:
-        return self.benchmark("train", _fill(RUN_NAME, **_run_fields(run)))
-
     # --- data, data maps, subsets, aggregates (below results/) ----------------------------
-    source = _path("results", SOURCE, "source")
-    source_summary = _path("results", SOURCE_SUMMARY, "source")
-    task_train = _path("results", TASK_TRAIN, "task")
-    task_eval_dir = _path("results", TASK_EVAL_DIR, "task")
-    tokenized = _path("results", TOKENIZED, "task", "tokenizer")
-    datamap = _path("results", DATAMAP, "task", "ref", "seed")
-    datamap_plot = _path("results", DATAMAP_PLOT, "task", "ref", "seed")
-    subset = _path("results", SUBSET, "task", "method", "ref", "seed")
-    table = _path("results", TABLE, "table", "ext", ext="csv")
-    figure = _path("results", FIGURE, "figure", "ext", ext="png")
-    claims = _path("results", CLAIMS, "ext", ext="csv")
-    comparison = _path("results", COMPARISON, "ext", ext="csv")
-    failed_runs = _path("results", FAILED_RUNS, "ext", ext="md")
-    screening = _path("results", SCREENING, "ext", ext="csv")
-    shipped = _path("results", SHIPPED, "task")
-    config_json = _path("results", CONFIG_JSON)
+    source = _path("results", "data/sources/{source}.parquet", "source")
+    source_summary = _path("results", "data/sources/{source}.summary.json", "source")
+    task_train = _path("results", "data/{task}/train.parquet", "task")
+    task_eval_dir = _path("results", "data/{task}/eval", "task")
+    tokenized = _path("results", "data/{task}/tokenized/{tokenizer}", "task", "tokenizer")
+    datamap = _path("results", "datamaps/{task}/{ref}/seed{seed}.parquet", "task", "ref", "seed")
+    datamap_plot = _path("results", "figures/datamaps/{task}_{ref}_seed{seed}.png", "task", "ref", "seed")
+    subset = _path("results", "subsets/{task}/{method}-{ref}/seed{seed}.parquet", "task", "method", "ref", "seed")
+    table = _path("results", "tables/table{table}.{ext}", "table", "ext", ext="csv")
+    figure = _path("results", "figures/figure{figure}.{ext}", "figure", "ext", ext="png")
+    claims = _path("results", "tables/claims.{ext}", "ext", ext="csv")
+    comparison = _path("results", "tables/paper_comparison.{ext}", "ext", ext="csv")
+    failed_runs = _path("results", "failed_runs.{ext}", "ext", ext="md")
+    screening = _path("results", "screening.{ext}", "ext", ext="csv")  # the candidate references ranked (ship.refs)
+    shipped = _path("results", "model/{task}", "task")  # the shipped FTFT model: an export + README.md
+    config_json = _path("results", "config.json")
     # --- below resources/ ----------------------------------------------------------------
-    download_dir = _path("resources", DOWNLOAD_DIR, "source")
-    download_marker = _path("resources", DOWNLOAD_MARKER, "source")
-    demo_model = _path("resources", DEMO_MODEL, "model")
-    hub_marker = _path("resources", HUB_MARKER, "model")
+    download_dir = _path("resources", "{source}", "source")
+    download_marker = _path("resources", "{source}/DONE.json", "source")
+    demo_model = _path("resources", "demo_models/{model}", "model")
+    hub_marker = _path("resources", "hub/{model}.json", "model")
 
     def task_eval(self, task: str, name: str) -> str:
         return f"{self.task_eval_dir(task)}/{name}.parquet"
@@ -139,10 +103,10 @@ class Layout:
         return self.figure(figure, "png").removesuffix(".png")
 
     def log(self, rule: str, name: str) -> str:
-        return self.res(f"{LOGS}/{rule}/{name}.log")
+        return self.res(f"logs/{rule}/{name}.log")
 
     def benchmark(self, rule: str, name: str) -> str:
-        return self.res(f"{BENCHMARKS}/{rule}/{name}.tsv")
+        return self.res(f"benchmarks/{rule}/{name}.tsv")
 
 
 def _opt(**fields) -> dict:

@@ -1,13 +1,7 @@
-"""The training methods: one ``Method`` record each, the only place a method is described.
-
-The grid, the config schema (the table rows' ``method`` enum), the subset step, the training spec,
-the cost column, the table labels and the rules' wildcard constraints all read ``REGISTRY``. Adding a
-method is one record here (plus its settings under ``methods:`` in the schema and
-``workflow_config.yaml`` if it has any); see docs/ARCHITECTURE.md. ``register`` is the only way in:
-a config can name a registered method, never define one (nothing runs code from a config file).
+"""The training methods: one ``Method`` record each, the only place a method is described (what reads ``REGISTRY``
+and how to add a method: docs/ARCHITECTURE.md). ``register`` is the only way in: a config can name a registered
+method, never define one (nothing runs code from a config file).
 """
-
-from __future__ import annotations
 
 import re
 from collections.abc import Callable

@@ -1,42 +1,18 @@
-"""The compute plan: jobs, training tokens, FLOPs and GPU-hours of a config, before it runs.
+"""The compute estimate's numbers: jobs, training tokens, FLOPs and GPU-hours of a config, before it runs.
 
-``ftft plan CONFIG...`` prints it; the Snakefile prints a summary when a run starts, and each
-training job's SLURM ``runtime`` / ``mem_mb`` come from it (times a stated safety factor)
-instead of one request for every job.
-
-Per training run (``grid.Run``):
-  train tokens   steps x batch_size x T, T = tokens per example as the engine feeds them on a GPU
-                 (each batch as ``training.length_buckets`` length-sorted micro-batches, each
-                 padded to its longest instance, widths rounded up to 8)
-  FLOPs          3 x forward, forward = tokens x (2 N + 2 n_layer T d_model) (Kaplan et al.
-                 2020; N = non-embedding parameters), plus the checkpoint evaluations
-                 (checkpoints x eval tokens x forward per token) and, for a PoE bias model,
-                 one inference pass over the training set
-  GPU-hours      FLOPs / (peak x utilisation) of ``cluster.gpu_name`` (defaults: A100 bf16,
-                 312 TFLOP/s dense, 35% utilisation)
-  host memory    3 GB (Python, torch, CUDA context) + 16 bytes per parameter (all parameters,
-                 embeddings included: the fp32 weights as loaded, plus the resume state of
-                 weights and two AdamW moments, loaded on resume or the checkpoint's host copy)
-                 + the tokenised data
-T comes from the tokenised data when it exists (the length histogram in ``stats.json`` of the
-tokenize step, batched as the engine batches; the plan prints padded / real tokens), else from
-the paper's Table 4 (NLI 92, HSD 210 padded tokens per example at batch 32, the values that
-reproduce its FLOPs, whole batches padded) or, for other data, half of ``max_length``. The
-parameter counts, n_layer and d_model come from the model's ``config.json`` when it is on disk,
-else from ``MODEL_DIMS`` (the nine paper models, from their hub configs).
+``workflow.Plan.estimate`` uses them (the formulas: docs/ARCHITECTURE.md, "The compute plan"); ``ftft plan
+CONFIG...`` prints ``Plan.compute_markdown``, the Snakefile ``compute_summary`` when a run starts, and each
+training job's SLURM ``runtime`` / ``mem_mb`` come from it (times a stated safety factor).
 """
 
-from __future__ import annotations
-
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import grid
-from .config import active_tasks, add_overlay_arguments, load_args
+from .config import add_overlay_arguments, load_args
 
 #: hub id -> (non-embedding parameters, n_layer, d_model, all parameters), from the hub config.json files
 #: (all: the 3-label sequence classifier built from the hub config, counted; DeBERTaV3's model cards:
@@ -88,163 +64,24 @@ def _dims_from_config(path: Path) -> tuple[int, int, int, int] | None:
     return n, n_layer, d, n + rows * width
 
 
-class ComputePlan:
-    """Estimates for every run of ``grid.all_runs(cfg)`` (``runs``: those runs, when the caller has them)."""
+def model_dims(cfg: dict, model: str) -> tuple[int, int, int, int]:
+    """(non-embedding params, n_layer, d_model, all params) of a model key: its config.json on disk, the demo
+    stand-in's architecture, else ``MODEL_DIMS`` (an unknown hub id: assume the base size)."""
+    from .modeling import model_origin, model_source
 
-    def __init__(self, cfg: dict, runs: list[grid.Run] | None = None):
-        from .layout import Layout
+    m, origin = cfg["models"][model], model_origin(cfg, model)
+    if origin != "hub" and (d := _dims_from_config(Path(model_source(cfg, model)) / "config.json")):
+        return d
+    if origin == "demo":
+        from .standins import DEMO_ARCH
 
-        self.cfg = cfg
-        self.runs = sorted(runs or grid.all_runs(cfg))
-        self.bias_models = grid.bias_models(cfg, self.runs)
-        self.layout = Layout.from_config(cfg)
-        self.cluster = cfg["cluster"]
-        self._estimates: dict[grid.Run, Estimate] = {}
-        self._token_stats: dict[Path, tuple | None] = {}
-        self._inputs: dict[tuple[str, str], tuple] = {}
-
-    # --- inputs ---------------------------------------------------------------------------
-    def dims(self, model: str) -> tuple[int, int, int, int]:
-        from .modeling import model_origin, model_source
-
-        m, origin = self.cfg["models"][model], model_origin(self.cfg, model)
-        if origin != "hub" and (d := _dims_from_config(Path(model_source(self.cfg, model)) / "config.json")):
-            return d
-        if origin == "demo":
-            from .standins import DEMO_ARCH
-
-            a = DEMO_ARCH[m["size"]]
-            d, ff, n = a["hidden"], a["intermediate"], a["layers"]
-            return n * (4 * d * d + 2 * d * ff), n, d, n * (4 * d * d + 2 * d * ff)
-        return MODEL_DIMS.get(m["hub_id"], MODEL_DIMS["microsoft/deberta-v3-base"])  # unknown: assume base size
-
-    def tokens_per_example(self, task: str, model: str) -> tuple[float, str, float | None]:
-        """(padded tokens per example as the engine batches them, where from, real tokens per example or None)."""
-        stats = Path(self.layout.tokenized(task, grid.tokenizer_of(self.cfg, model))) / "stats.json"
-        if stats.is_file():
-            if stats not in self._token_stats:
-                self._token_stats[stats] = _measured_tokens(stats, self.cfg["training"])
-            if self._token_stats[stats] is not None:
-                return self._token_stats[stats]
-        source = self.cfg["tasks"][task]["train"]["source"]
-        if source in PAPER_TOKENS:
-            return PAPER_TOKENS[source], "paper Table 4", None
-        return self.cfg["tasks"][task]["max_length"] / 2, "max_length / 2", None
-
-    def eval_rows(self, task: str) -> int:
-        return sum(
-            _parquet_rows(self.layout.task_eval(task, name)) for name, _ in grid.eval_entries(self.cfg["tasks"][task])
-        )
-
-    def train_rows(self, task: str) -> int:
-        return _parquet_rows(self.layout.task_train(task), TRAIN_ROWS_DEFAULT)
-
-    # --- estimates ------------------------------------------------------------------------
-    def estimate(self, run: grid.Run) -> Estimate:
-        if run in self._estimates:
-            return self._estimates[run]
-        key = (run.task, run.model)  # the inputs are per (task, model): planning stays linear in the runs
-        if key not in self._inputs:
-            self._inputs[key] = (*self.dims(run.model), *self.tokens_per_example(*key), self.eval_rows(run.task),
-                                 self.train_rows(run.task))  # fmt: skip
-        n, n_layer, d, n_all, t, source, real, eval_rows, train_rows = self._inputs[key]
-        per_token = 2.0 * n + 2.0 * n_layer * t * d
-        tcfg = self.cfg["tasks"][run.task]
-        train_tokens = run.steps(self.cfg) * self.cfg["training"]["batch_size"] * t
-        eval_tokens = max(1, round(tcfg["checkpoints"] * float(run.fraction))) * eval_rows * t
-        flops = 3.0 * train_tokens * per_token + eval_tokens * per_token
-        if (run.task, run.model) in self.bias_models and run.method == "erm":
-            flops += train_tokens / max(1, run.steps(self.cfg)) * per_token  # roughly one pass
-        rate = self.cluster["gpu_peak_tflops"] * 1e12 * self.cluster["gpu_utilisation"]
-        data_mb = train_rows * t * 8 / 2**20  # input ids + type ids, int32
-        mem = BASE_MEM_MB + HOST_BYTES_PER_PARAM * n_all / 2**20 + data_mb
-        real_tokens = None if real is None else train_tokens * real / t
-        est = Estimate(run, train_tokens, flops, flops / rate / 3600, mem, source, real_tokens)
-        self._estimates[run] = est
-        return est
-
-    def runtime_min(self, run: grid.Run) -> int:
-        """SLURM --time (minutes): safety x planned hours, plus 10 minutes of start-up, at least the floor."""
-        hours = self.estimate(run).gpu_hours
-        return max(self.cluster["min_runtime_min"], math.ceil(hours * 60 * self.cluster["runtime_safety"] + 10))
-
-    def mem_mb(self, run: grid.Run) -> int:
-        return int(math.ceil(self.estimate(run).mem_mb * self.cluster["mem_safety"] / 100) * 100)
-
-    # --- reports --------------------------------------------------------------------------
-    def rows(self) -> list[dict]:
-        """One row per (task, method) group of training runs, then the total."""
-        groups: dict[tuple[str, str], list[Estimate]] = {}
-        for run in self.runs:
-            groups.setdefault((run.task, run.method), []).append(self.estimate(run))
-
-        def row(task: str, method: str, es: list[Estimate], tokens_from: str) -> dict:
-            return {
-                "rule": "train",
-                "task": task,
-                "method": method,
-                "jobs": len(es),
-                "train_tokens": sum(e.train_tokens for e in es),
-                "pflops": sum(e.flops for e in es) / 1e15,
-                "gpu_hours": sum(e.gpu_hours for e in es),
-                "tokens_from": tokens_from,
-                "padded_per_real": _ratio(es),
-            }
-
-        rows = [
-            row(t, m, es, ", ".join(sorted({e.tokens_source for e in es}))) for (t, m), es in sorted(groups.items())
-        ]
-        return rows + [row("all", "all", [e for es in groups.values() for e in es], "")]
-
-    def other_jobs(self) -> dict[str, int]:
-        """CPU jobs per rule (no GPU-hours)."""
-        from . import figures, tables
-
-        return {
-            "tokenize": len({(r.task, grid.tokenizer_of(self.cfg, r.model)) for r in self.runs}),
-            "datamap": len(grid.all_datamaps(self.cfg, self.runs)),
-            "subset": len(grid.all_subsets(self.cfg, self.runs)),
-            "table": len(tables.table_ids(self.cfg)),
-            "figure": len(figures.figure_ids(self.cfg)),
-        }
-
-    def summary(self) -> str:
-        """A few lines for the start of a run."""
-        total = self.rows()[-1]
-        other = ", ".join(f"{n} {k}" for k, n in self.other_jobs().items())
-        line = (
-            f"ftft compute plan: {total['jobs']} training jobs, {total['train_tokens'] / 1e9:.2f} G training tokens, "
-            f"{total['pflops']:,.1f} PFLOPs ~ {total['gpu_hours']:,.1f} GPU-hours on {self.cluster['gpu_name']} at "
-            f"{self.cluster['gpu_utilisation']:.0%} utilisation ({total['gpu_hours'] / 24:.2f} GPU-days)"
-        )
-        if self.cfg["mode"] == "paper" and set(active_tasks(self.cfg)) >= {"nli", "hsd"}:
-            line += f"; the paper reports about {PAPER_DAYS:g} GPU-days"
-        return line + f"; CPU jobs: {other}. Details: ftft plan"
-
-    def markdown(self) -> str:
-        head = ["rule", "task", "method", "jobs", "train tokens (G)", "padded / real", "PFLOPs", "GPU-hours",
-                "tokens/example from"]  # fmt: skip
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for r in self.rows():
-            lines.append(
-                f"| {r['rule']} | {r['task']} | {r['method']} | {r['jobs']} | {r['train_tokens'] / 1e9:.3f} | "
-                f"{'n/a' if r['padded_per_real'] is None else format(r['padded_per_real'], '.2f')} | "
-                f"{r['pflops']:,.1f} | {r['gpu_hours']:,.2f} | {r['tokens_from']} |"
-            )
-        lines += ["", "CPU jobs: " + ", ".join(f"{k} {n}" for k, n in self.other_jobs().items())]
-        c = self.cluster
-        lines += [
-            "",
-            f"GPU: {c['gpu_name']}, {c['gpu_peak_tflops']} TFLOP/s peak at {c['gpu_utilisation']:.0%} utilisation "
-            f"(cluster.gpu_utilisation). SLURM per training job: runtime = {c['runtime_safety']:g} x planned hours + "
-            f"10 min (at least {c['min_runtime_min']} min), mem = {c['mem_safety']:g} x planned host memory.",
-            "",
-            self.summary(),
-        ]
-        return "\n".join(lines) + "\n"
+        a = DEMO_ARCH[m["size"]]
+        d, ff, n = a["hidden"], a["intermediate"], a["layers"]
+        return n * (4 * d * d + 2 * d * ff), n, d, n * (4 * d * d + 2 * d * ff)
+    return MODEL_DIMS.get(m["hub_id"], MODEL_DIMS["microsoft/deberta-v3-base"])
 
 
-def _measured_tokens(stats: Path, training: dict) -> tuple[float, str, float] | None:
+def measured_tokens(stats: Path, training: dict) -> tuple[float, str, float] | None:
     """Padded tokens per example as the engine batches (on a GPU) the tokenised training set of ``stats``."""
     from .tokenize import padded_per_example
 
@@ -260,14 +97,23 @@ def _measured_tokens(stats: Path, training: dict) -> tuple[float, str, float] | 
     return padded, "tokenised data", float(lengths.mean())
 
 
-def _ratio(estimates: list[Estimate]) -> float | None:
-    """Padded / real training tokens of ``estimates`` (None when a real count is unknown)."""
-    if not estimates or any(e.real_tokens is None for e in estimates):
-        return None
-    return sum(e.train_tokens for e in estimates) / sum(e.real_tokens for e in estimates)
+def row(task: str, method: str, es: list[Estimate], tokens_from: str | None = None) -> dict:
+    """A row of the compute plan: the sums of ``es`` (padded / real: None when a real count is unknown)."""
+    real = None if any(e.real_tokens is None for e in es) else sum(e.real_tokens for e in es)
+    return {
+        "rule": "train",
+        "task": task,
+        "method": method,
+        "jobs": len(es),
+        "train_tokens": sum(e.train_tokens for e in es),
+        "pflops": sum(e.flops for e in es) / 1e15,
+        "gpu_hours": sum(e.gpu_hours for e in es),
+        "tokens_from": ", ".join(sorted({e.tokens_source for e in es})) if tokens_from is None else tokens_from,
+        "padded_per_real": sum(e.train_tokens for e in es) / real if es and real is not None else None,
+    }
 
 
-def _parquet_rows(path: str, default: int = EVAL_ROWS_DEFAULT) -> int:
+def parquet_rows(path: str, default: int = EVAL_ROWS_DEFAULT) -> int:
     """Rows of a parquet file; ``default`` before it exists (pyarrow is only imported once one does)."""
     if not Path(path).is_file():
         return default
@@ -283,5 +129,7 @@ add_arguments = add_overlay_arguments  # ftft plan: the run's own config argumen
 
 
 def run(args) -> int:
-    print(ComputePlan(load_args(args)).markdown(), end="")
+    from .workflow import Plan
+
+    print(Plan(load_args(args)).compute_markdown(), end="")
     return 0

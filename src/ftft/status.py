@@ -6,8 +6,6 @@ as the finished jobs of the same model took (seconds per step plus the job's tim
 benchmark file), divided by the jobs that run at once; unknown until a training job has finished.
 """
 
-from __future__ import annotations
-
 import json
 import re
 import time
@@ -34,22 +32,6 @@ class RunState:
     overhead: float = 0.0  # finished runs: job seconds outside the training loop (start-up, loading, exit)
 
 
-def _last_progress(log: Path) -> tuple[int, int, str, float] | None:
-    try:
-        hits = PROGRESS.findall(log.read_bytes()[-16_384:].decode("utf-8", "replace"))
-    except OSError:
-        return None
-    return (int(hits[-1][0]), int(hits[-1][1]), hits[-1][2], float(hits[-1][3])) if hits else None
-
-
-def _job_seconds(layout: Layout, run: grid.Run) -> float | None:
-    """The whole job's wall time from its Snakemake benchmark file (None before it exists)."""
-    try:
-        return float(Path(layout.train_benchmark(run)).read_text().splitlines()[1].split("\t")[0])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def run_state(cfg: dict, layout: Layout, run: grid.Run, now: float) -> RunState:
     steps = run.steps(cfg)
     record = Path(layout.run_file("run.json", run))
@@ -59,16 +41,22 @@ def run_state(cfg: dict, layout: Layout, run: grid.Run, now: float) -> RunState:
         except (OSError, ValueError):
             rec = {}
         wall = float(rec.get("wall_time_s") or 0)
-        job = _job_seconds(layout, run)
+        try:  # the whole job's wall time, from its Snakemake benchmark file
+            job = float(Path(layout.train_benchmark(run)).read_text().splitlines()[1].split("\t")[0])
+        except (OSError, IndexError, ValueError):
+            job = None
         state = "failed" if rec.get("status") == "failed" else "done"
         return RunState(run, state, steps, steps, reason=str(rec.get("failure_reason") or ""),
                         wall_per_step=wall / max(1, int(rec.get("steps_done") or steps)),
                         overhead=max(0.0, job - wall) if job else 0.0)  # fmt: skip
     log = Path(layout.train_log(run))
     if log.is_file() and now - log.stat().st_mtime < RECENT_S:
-        p = _last_progress(log)
-        if p and p[0] > 0 and p[3] > 0:
-            return RunState(run, "running", p[0], p[1], p[3], p[2])
+        try:  # the last progress line
+            p = PROGRESS.findall(log.read_bytes()[-16_384:].decode("utf-8", "replace"))[-1]
+        except (OSError, IndexError):
+            p = None
+        if p and int(p[0]) > 0 and float(p[3]) > 0:
+            return RunState(run, "running", int(p[0]), int(p[1]), float(p[3]), p[2])
         return RunState(run, "running", 0, steps)  # starting: no measured speed yet
     return RunState(run, "waiting", 0, steps)
 
@@ -96,10 +84,8 @@ def eta_seconds(states: list[RunState]) -> float | None:
 
 
 def _hms(seconds: float) -> str:
-    seconds = int(seconds)
-    return (
-        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-    )
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def report(states: list[RunState], parallel: int = 1) -> str:

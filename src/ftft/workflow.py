@@ -1,15 +1,11 @@
-"""What the Snakefile asks of the package: targets, every rule's inputs (the DAG edges) and job parameters.
-
-``Plan(config)`` is built once per Snakemake invocation from the validated config, ``ftft.grid`` and
-``ftft.layout``; the rules' input / params / resources functions call it with plain wildcard values.
-Rerun triggers: a training job's params hold only that run's spec, and the config dump aggregation jobs
-read leaves out the operational keys, so changing those re-runs nothing (docs/ARCHITECTURE.md).
+"""What the Snakefile asks of the package: targets, every rule's inputs (the DAG edges), job parameters and
+resources. ``Plan(config)`` is built once per Snakemake invocation; the rules call it with plain wildcard values.
+Rerun triggers (params that hold only what changes a result): docs/ARCHITECTURE.md.
 """
-
-from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import shlex
@@ -17,15 +13,13 @@ import shutil
 from functools import cached_property
 from pathlib import Path
 
-from . import figures, grid, methods, tables
+from . import cost, figures, grid, methods, plan, tables
 from .config import ConfigError, active_tasks, demo_kind, parse_fraction
 from .grid import Run
 from .layout import BIAS_FILE, FIGURE_EXTS, TABLE_EXTS, Layout
 from .modeling import model_origin, model_source
 
 KEY_RE = r"[a-z0-9][a-z0-9.-]*"
-BUDGET_RE = r"full|\d+-\d+"
-SEED_RE = r"\d+"
 #: config keys that never change a result (left out of the config dump aggregation jobs read)
 OPERATIONAL = ("cluster", "hub", "state_dir", "resources")
 OPERATIONAL_TRAINING = ("threads", "log_every", "eval_batch_size", "deterministic")
@@ -58,6 +52,8 @@ class Plan:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.layout = Layout.from_config(cfg)
+        self._estimates: dict[Run, plan.Estimate] = {}
+        self._estimate_inputs: dict[tuple[str, str], tuple] = {}  # per (task, model): planning stays linear in the runs
 
     # ------------------------------------------------------------------ the grid (expanded once)
     @cached_property
@@ -84,12 +80,20 @@ class Plan:
     def models_used(self) -> set[str]:  # (the shipped main model's run is planned after the screening)
         return {r.model for r in self.runs} | ({self.cfg["ship"]["main"]} if self.cfg["ship"] else set())
 
+    @cached_property
+    def bias_models(self) -> set[tuple[str, str]]:
+        return grid.bias_models(self.cfg, self.runs)
+
     def models_from(self, origin: str) -> list[str]:
         """The models the grid loads that come from ``origin`` (``modeling.model_origin``: demo, path, hub)."""
         return [m for m in sorted(self.models_used) if model_origin(self.cfg, m) == origin]
 
     def check(self) -> None:
         """Config problems only the planned grid reveals (before any job): raise ConfigError."""
+        import importlib
+
+        from .data.prepare import SOURCES
+
         for m in self.models_from("path"):
             path = self.cfg["models"][m]["path"]
             if not Path(path).exists():
@@ -99,60 +103,28 @@ class Plan:
                     f"invalid config at 'models.{m}.path': {path!r} is not a model folder (no config.json in it; "
                     "expected what save_pretrained writes: config.json, weights and tokenizer files)"
                 )
-        self._check_source_entries()
-        for source in self.sources:  # BYO, a download or a demo source (config validation refused any other)
-            if source in self.cfg["byo"]:
-                for split, f in self.cfg["byo"][source]["files"].items():
-                    if not Path(f).is_file():
-                        raise ConfigError(f"invalid config at 'byo.{source}.files.{split}': file {f!r} does not exist")
-            if source in self.cfg["byo"] or (ds := self.cfg["datasets"].get(source)) is None:
-                continue
-            if not ds["url"] and not ds["mirror"]:
-                raise ConfigError(f"invalid config at 'datasets.{source}': neither 'url' nor 'mirror' is set")
-            done = Path(self.layout.download_marker(source)).is_file()
-            if ds["mirror"] and not done and not Path(ds["mirror"]).exists():
-                raise ConfigError(f"invalid config at 'datasets.{source}.mirror': {ds['mirror']!r} does not exist")
-
-    def source_splits(self, source: str) -> tuple[list[str], list[str] | None] | None:
-        """(split names, label names or None when the data decides) of a source, as far as the config alone
-        tells (built-in datasets, the demo sources, BYO files); None for a source the config does not define."""
-        import importlib
-
-        from .data.prepare import SOURCES
-
-        if source in self.cfg["byo"]:
-            b = self.cfg["byo"][source]
-            return list(b["hf"]["splits"] if b["hf"] else b["files"]), b["labels"]
-        if (kind := demo_kind(self.cfg, source)) is not None:
-            from .data import demo
-
-            return (
-                ([*demo.ID_SPLITS, *demo.OOD_SPLITS[kind]], list(demo.LABEL_NAMES[kind]))
-                if kind in demo.TASKS
-                else None
-            )
-        if source in SOURCES:
-            module = importlib.import_module(f"ftft.data.{source}")
-            return list(module.SPLIT_NAMES), list(module.LABEL_NAMES)
-        return None
-
-    def _check_source_entries(self) -> None:
-        """Every task's training / evaluation set names a split its source has, with the task's labels: known
-        from the config before anything is downloaded or generated (built-in datasets, demo sources, BYO)."""
+        # every task's training / evaluation set names a split its source has, with the task's labels: known from
+        # the config before anything is downloaded or generated (built-in datasets, demo sources, BYO)
         for task in active_tasks(self.cfg):
             t = self.cfg["tasks"][task]
             for key, _, entry in grid.task_entries(t):
-                source = entry["source"]
-                known = self.source_splits(source)
-                if known is None and demo_kind(self.cfg, source) is not None:
-                    raise ConfigError(
-                        f"invalid config at 'tasks.{task}.{key}.source': no demo source {source!r}; the demo "
-                        "sources are 'demo_nli' and 'demo_hsd'"
-                    )
-                if known is None:
+                source, byo = entry["source"], self.cfg["byo"].get(entry["source"])
+                if byo:
+                    splits, labels = list(byo["hf"]["splits"] if byo["hf"] else byo["files"]), byo["labels"]
+                elif (kind := demo_kind(self.cfg, source)) is not None:
+                    from .data import demo
+
+                    if kind not in demo.TASKS:
+                        raise ConfigError(
+                            f"invalid config at 'tasks.{task}.{key}.source': no demo source {source!r}; the demo "
+                            "sources are 'demo_nli' and 'demo_hsd'"
+                        )
+                    splits, labels = [*demo.ID_SPLITS, *demo.OOD_SPLITS[kind]], list(demo.LABEL_NAMES[kind])
+                elif source in SOURCES:
+                    module = importlib.import_module(f"ftft.data.{source}")
+                    splits, labels = list(module.SPLIT_NAMES), list(module.LABEL_NAMES)
+                else:
                     continue
-                splits, labels = known
-                byo = source in self.cfg["byo"]
                 if labels is not None and [str(x) for x in labels] != [str(x) for x in t["labels"]]:
                     where = f"source '{source}' (byo.{source}.labels)" if byo else f"source '{source}'"
                     raise ConfigError(
@@ -172,6 +144,18 @@ class Plan:
                         f"invalid config at 'byo.{source}.labels': null takes the labels of the task using the source, "
                         f"but tasks {users} have different labels {sorted(label_sets)}; set byo.{source}.labels"
                     )
+        for source in self.sources:  # BYO, a download or a demo source (config validation refused any other)
+            if source in self.cfg["byo"]:
+                for split, f in self.cfg["byo"][source]["files"].items():
+                    if not Path(f).is_file():
+                        raise ConfigError(f"invalid config at 'byo.{source}.files.{split}': file {f!r} does not exist")
+            if source in self.cfg["byo"] or (ds := self.cfg["datasets"].get(source)) is None:
+                continue
+            if not ds["url"] and not ds["mirror"]:
+                raise ConfigError(f"invalid config at 'datasets.{source}': neither 'url' nor 'mirror' is set")
+            done = Path(self.layout.download_marker(source)).is_file()
+            if ds["mirror"] and not done and not Path(ds["mirror"]).exists():
+                raise ConfigError(f"invalid config at 'datasets.{source}.mirror': {ds['mirror']!r} does not exist")
 
     def final_targets(self) -> list[str]:
         L = self.layout
@@ -187,12 +171,6 @@ class Plan:
         out += [L.failed_runs("md"), L.failed_runs("html")]
         return out
 
-    def datamap_targets(self) -> list[str]:
-        """Every data map (parquet with the texts) and its plot: the `datamaps` target."""
-        return [
-            f for t, r, s in self.datamaps for f in (self.layout.datamap(t, r, s), self.layout.datamap_plot(t, r, s))
-        ]
-
     def wildcard_constraints(self) -> dict[str, str]:
         from .data import demo
 
@@ -202,8 +180,8 @@ class Plan:
             "ref": KEY_RE,
             "method": alternation(methods.run_methods()),
             "subset_method": alternation(m for m in methods.run_methods() if methods.get(m).subset),
-            "budget": BUDGET_RE,
-            "seed": SEED_RE,
+            "budget": r"full|\d+-\d+",
+            "seed": r"\d+",
             "tokenizer": KEY_RE,
             "kind": alternation(demo.TASKS),
             "table": alternation(self.table_ids),
@@ -264,10 +242,6 @@ class Plan:
         )
 
     # ------------------------------------------------------------------ models
-    def demo_corpus(self) -> list[str]:
-        """The normalised sources the demo stand-ins' tokenizers are trained on (every source used)."""
-        return [self.layout.source(s) for s in self.sources]
-
     def demo_model_args(self) -> str:
         m = self.cfg["models"]
         return " ".join(
@@ -285,10 +259,6 @@ class Plan:
         return (
             self.layout.hub_marker(model) if model_origin(self.cfg, model) == "hub" else model_source(self.cfg, model)
         )
-
-    def hub_markers(self) -> list[str]:
-        """The fetch markers of every hub model the grid loads (the `fetch_models` target)."""
-        return [self.layout.hub_marker(m) for m in self.models_from("hub")]
 
     def tokenizer_model(self, tokenizer: str) -> str:
         """The model whose tokenizer files a tokenizer group is built from (first key of the group)."""
@@ -348,16 +318,112 @@ class Plan:
     def bias_model_constraint(self) -> dict[str, str]:
         """Wildcard constraints of the train rule variant that also writes ``bias_logp.parquet``."""
         return {
-            "model": alternation({m for _, m in grid.bias_models(self.cfg, self.runs)}),
+            "model": alternation({m for _, m in self.bias_models}),
             "method": "erm",
             "budget": grid.FULL,
         }
 
-    @cached_property
-    def compute_plan(self):
-        from .plan import ComputePlan
+    # ------------------------------------------------------------------ compute estimate (ftft.plan: the formulas)
+    def estimate(self, run: Run) -> plan.Estimate:
+        if run in self._estimates:
+            return self._estimates[run]
+        key = (run.task, run.model)
+        if key not in self._estimate_inputs:
+            evals = grid.eval_entries(self.cfg["tasks"][run.task])
+            self._estimate_inputs[key] = (
+                *plan.model_dims(self.cfg, run.model),
+                *self.tokens_per_example(*key),
+                sum(plan.parquet_rows(self.layout.task_eval(run.task, name)) for name, _ in evals),
+                plan.parquet_rows(self.layout.task_train(run.task), plan.TRAIN_ROWS_DEFAULT),
+            )
+        n, n_layer, d, n_all, t, source, real, eval_rows, train_rows = self._estimate_inputs[key]
+        per_token = cost.forward_flops_per_token(n, n_layer, d, t)
+        train_tokens = run.steps(self.cfg) * self.cfg["training"]["batch_size"] * t
+        eval_tokens = max(1, round(self.cfg["tasks"][run.task]["checkpoints"] * float(run.fraction))) * eval_rows * t
+        flops = 3.0 * train_tokens * per_token + eval_tokens * per_token
+        if key in self.bias_models and run.method == "erm":
+            flops += train_tokens / max(1, run.steps(self.cfg)) * per_token  # roughly one pass
+        rate = self.cfg["cluster"]["gpu_peak_tflops"] * 1e12 * self.cfg["cluster"]["gpu_utilisation"]
+        data_mb = train_rows * t * 8 / 2**20  # input ids + type ids, int32
+        mem = plan.BASE_MEM_MB + plan.HOST_BYTES_PER_PARAM * n_all / 2**20 + data_mb
+        real_tokens = None if real is None else train_tokens * real / t
+        est = self._estimates[run] = plan.Estimate(
+            run, train_tokens, flops, flops / rate / 3600, mem, source, real_tokens
+        )
+        return est
 
-        return ComputePlan(self.cfg, self.runs)
+    def tokens_per_example(self, task: str, model: str) -> tuple[float, str, float | None]:
+        """(padded tokens per example as the engine batches them, where from, real tokens per example or None)."""
+        stats = Path(self.tokenized(task, model)) / "stats.json"
+        if stats.is_file() and (measured := plan.measured_tokens(stats, self.cfg["training"])) is not None:
+            return measured
+        source = self.cfg["tasks"][task]["train"]["source"]
+        if source in plan.PAPER_TOKENS:
+            return plan.PAPER_TOKENS[source], "paper Table 4", None
+        return self.cfg["tasks"][task]["max_length"] / 2, "max_length / 2", None
+
+    def runtime_min(self, run: Run) -> int:
+        """SLURM --time (minutes): safety x planned hours, plus 10 minutes of start-up, at least the floor."""
+        c = self.cfg["cluster"]
+        return max(c["min_runtime_min"], math.ceil(self.estimate(run).gpu_hours * 60 * c["runtime_safety"] + 10))
+
+    def mem_mb(self, run: Run) -> int:
+        return int(math.ceil(self.estimate(run).mem_mb * self.cfg["cluster"]["mem_safety"] / 100) * 100)
+
+    def compute_rows(self) -> list[dict]:
+        """One row per (task, method) group of training runs, then the total."""
+        groups: dict[tuple[str, str], list[plan.Estimate]] = {}
+        for run in self.runs:
+            groups.setdefault((run.task, run.method), []).append(self.estimate(run))
+        rows = [plan.row(t, m, es) for (t, m), es in sorted(groups.items())]
+        return rows + [plan.row("all", "all", [e for es in groups.values() for e in es], "")]
+
+    def other_jobs(self) -> dict[str, int]:
+        """CPU jobs per rule (no GPU-hours)."""
+        return {
+            "tokenize": len({(r.task, grid.tokenizer_of(self.cfg, r.model)) for r in self.runs}),
+            "datamap": len(self.datamaps),
+            "subset": len(grid.all_subsets(self.cfg, self.runs)),
+            "table": len(self.table_ids),
+            "figure": len(self.figure_ids),
+        }
+
+    def compute_summary(self) -> str:
+        """A few lines for the start of a run."""
+        total, c = self.compute_rows()[-1], self.cfg["cluster"]
+        other = ", ".join(f"{n} {k}" for k, n in self.other_jobs().items())
+        line = (
+            f"ftft compute plan: {total['jobs']} training jobs, {total['train_tokens'] / 1e9:.2f} G training tokens, "
+            f"{total['pflops']:,.1f} PFLOPs ~ {total['gpu_hours']:,.1f} GPU-hours on {c['gpu_name']} at "
+            f"{c['gpu_utilisation']:.0%} utilisation ({total['gpu_hours'] / 24:.2f} GPU-days)"
+        )
+        if self.cfg["mode"] == "paper" and set(active_tasks(self.cfg)) >= {"nli", "hsd"}:
+            line += f"; the paper reports about {plan.PAPER_DAYS:g} GPU-days"
+        return line + f"; CPU jobs: {other}. Details: ftft plan"
+
+    def compute_markdown(self) -> str:
+        """``ftft plan``: the rows as a table, the CPU jobs, the GPU and SLURM assumptions, the summary."""
+        head = ["rule", "task", "method", "jobs", "train tokens (G)", "padded / real", "PFLOPs", "GPU-hours",
+                "tokens/example from"]  # fmt: skip
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in self.compute_rows():
+            lines.append(
+                f"| {r['rule']} | {r['task']} | {r['method']} | {r['jobs']} | {r['train_tokens'] / 1e9:.3f} | "
+                f"{'n/a' if r['padded_per_real'] is None else format(r['padded_per_real'], '.2f')} | "
+                f"{r['pflops']:,.1f} | {r['gpu_hours']:,.2f} | {r['tokens_from']} |"
+            )
+        c = self.cfg["cluster"]
+        lines += [
+            "",
+            "CPU jobs: " + ", ".join(f"{k} {n}" for k, n in self.other_jobs().items()),
+            "",
+            f"GPU: {c['gpu_name']}, {c['gpu_peak_tflops']} TFLOP/s peak at {c['gpu_utilisation']:.0%} utilisation "
+            f"(cluster.gpu_utilisation). SLURM per training job: runtime = {c['runtime_safety']:g} x planned hours + "
+            f"10 min (at least {c['min_runtime_min']} min), mem = {c['mem_safety']:g} x planned host memory.",
+            "",
+            self.compute_summary(),
+        ]
+        return "\n".join(lines) + "\n"
 
     # ------------------------------------------------------------------ data maps, subsets
     def ref_inputs(self, task: str, ref: str, seed: int, reads=("dynamics", "record")) -> dict[str, str]:
@@ -452,18 +518,12 @@ class Plan:
     def figure_caption(self, fid: str) -> str:
         return rst_text(figures.caption(self.cfg, fid))
 
-    def compare_inputs(self) -> list[str]:
-        return [self.layout.table(t, "csv") for t in self.table_ids if t != "A1"]
-
     def claims_inputs(self) -> list[str]:
         from . import claims
 
         return sorted(
             set(self.needs_files(claims.needs(self.cfg))) | {self.layout.table(t, "csv") for t in self.table_ids}
         )
-
-    def all_records(self) -> list[str]:
-        return [self.layout.run_file("run.json", r) for r in self.runs]
 
     def clear_kept(self) -> None:
         """After a successful Snakemake run: drop the kept outputs (``ftft.train.cli``) of the runs it has taken."""
