@@ -1,7 +1,5 @@
 """Data maps: metrics, categories and analyses against values computed by hand."""
 
-from __future__ import annotations
-
 import math
 
 import numpy as np

@@ -1,8 +1,6 @@
 """Paper figures from synthetic run outputs: PNG size, PDF, and the plotted numbers (computed
 here from the helper's value functions and data maps)."""
 
-from __future__ import annotations
-
 import json
 from fractions import Fraction
 

@@ -1,8 +1,6 @@
 """ftft.stats: MultiBootstrap (vectorised == a direct loop on the same draws), its p-value and
 non-inferiority margin, the halting-curve bootstrap, Spearman and its permutation p-value."""
 
-from __future__ import annotations
-
 import itertools
 
 import numpy as np
@@ -84,10 +82,6 @@ def test_p_value_formula():
     assert stats.p_value(diffs, margin=0.1) == (1 + 1) / 6  # only -0.1 + 0.1 = 0 is <= 0
     assert stats.p_value(diffs, margin=0.2) == 1 / 6
     assert stats.p_value(np.ones(99)) == 0.01
-    rng = np.random.default_rng(5)
-    d = rng.normal(0.01, 0.02, 777)
-    for m in (0.0, 0.005, 0.02):
-        assert stats.p_value(d, m) == pytest.approx(brute_p(d, m))
 
 
 def test_margin_is_a_non_inferiority_test():
@@ -108,13 +102,12 @@ def test_margin_is_a_non_inferiority_test():
     assert stats.multibootstrap(a, b, y, "accuracy", 400, seed=0, margin=0.03)[0] == mean  # the mean ignores it
 
 
-def test_bad_input():
+@pytest.mark.parametrize(
+    ("a", "b", "kw"), [((2, 3), (2, 4), {}), ((1, 3), (1, 3), {"metric": "auc"}), ((0, 3), (1, 3), {})]
+)
+def test_bad_input(a, b, kw):
     with pytest.raises(ValueError):
-        stats.multibootstrap(np.zeros((2, 3), int), np.zeros((2, 4), int), np.zeros(3, int))
-    with pytest.raises(ValueError):
-        stats.multibootstrap(np.zeros((1, 3), int), np.zeros((1, 3), int), np.zeros(3, int), metric="auc")
-    with pytest.raises(ValueError):
-        stats.multibootstrap(np.zeros((0, 3), int), np.zeros((1, 3), int), np.zeros(3, int))
+        stats.multibootstrap(np.zeros(a, int), np.zeros(b, int), np.zeros(3, int), **kw)
 
 
 def test_relative_bootstrap_matches_direct_loop():

@@ -1,7 +1,5 @@
 """Subset selection per method, failed references, and the datamap -> subset CLI."""
 
-from __future__ import annotations
-
 import json
 import logging
 

@@ -6,8 +6,6 @@ model type in its name, as transformers < 5 did. ``fetch_model`` downloads what 
 with ``HF_HUB_OFFLINE=1`` it checks the cached snapshot is complete.
 """
 
-from __future__ import annotations
-
 import argparse
 import fnmatch
 import json
@@ -73,17 +71,17 @@ def offline_hint(hub_id: str) -> str:
     )
 
 
+def _is_offline() -> bool:
+    from huggingface_hub import is_offline_mode
+
+    return bool(is_offline_mode())
+
+
 def hub_cache_dir(cache_dir: str | Path | None = None) -> Path:
     """The hub cache folder: ``cache_dir`` or huggingface_hub's ``HF_HUB_CACHE`` ($HF_HOME/hub)."""
     from huggingface_hub import constants
 
     return Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser()
-
-
-def _is_offline() -> bool:
-    from huggingface_hub import is_offline_mode
-
-    return bool(is_offline_mode())
 
 
 def _weight_files(names) -> list[str]:
@@ -207,15 +205,12 @@ def _load_error(exc: BaseException, folder: Path, where: str, is_path: bool) -> 
 
 def load_tokenizer(source: str):
     """The tokenizer of a hub id or local folder (what the tokenize step uses; no model weights)."""
-    return _load(source, None)
+    return load_tokenizer_and_model(source, None)
 
 
-def load_tokenizer_and_model(source: str, num_labels: int):
-    """Return ``(tokenizer, model)`` for a hub id or a local folder, with a ``num_labels`` head (float32)."""
-    return _load(source, num_labels)
-
-
-def _load(source: str, num_labels: int | None):
+def load_tokenizer_and_model(source: str, num_labels: int | None):
+    """Return ``(tokenizer, model)`` for a hub id or a local folder, with a ``num_labels`` head (float32); with
+    ``num_labels`` None, the tokenizer alone."""
     if is_path := looks_like_path(source):
         folder = Path(source).expanduser()
         if not folder.is_dir():

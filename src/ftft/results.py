@@ -3,8 +3,6 @@ docs/ARCHITECTURE.md, "Run outputs"). A cell at fraction f of the *full* budget 
 checkpoint and a full run's checkpoint nearest to f (within half a checkpoint spacing, else ``DataError``). A
 missing, truncated or malformed file is a ``DataError`` naming it."""
 
-from __future__ import annotations
-
 import functools
 from dataclasses import dataclass
 from fractions import Fraction

@@ -1,16 +1,6 @@
-"""FTFT as a fine-tuning tool (config key ``ship``): screen the candidate references, ship the model.
-
-``screen``: each candidate's reference run (its ERM run) ranked by the paper's three signals for an
-effective reference (§4.3), each ranked among the candidates and the ranks averaged (ties: the
-higher easy ratio): the easy ratio at q = 50% (Table 8; effective references put more than 45% of
-the instances there), the median p_true of its hard-to-learn 10% at the last complete epoch
-(Figure 1b: learned gradually rather than never) and its ID score (poor ID, failed transfer).
-
-``ship``: the DM run's model saved at the ``ship.fraction`` checkpoint (the engine's export)
-plus a model card (README.md, the hub's format: YAML front matter and Markdown).
-"""
-
-from __future__ import annotations
+"""FTFT as a fine-tuning tool (config key ``ship``): ``screen`` ranks the candidate references by the mean of their
+ranks on the paper's three signals (§4.3; docs/FIDELITY.md, "reference screening" and assumption 21); ``ship``
+saves the DM run's model at the ``ship.fraction`` checkpoint (the engine's export) with a model card (README.md)."""
 
 import os
 import shutil

@@ -7,8 +7,6 @@ non-inferiority). Macro-F1 averages the classes present in labels or predictions
 (``PCG64(seed)``): all seed draws of A, then of B, then the instances in chunks of ``CHUNK`` samples.
 """
 
-from __future__ import annotations
-
 import itertools
 from collections.abc import Iterator
 

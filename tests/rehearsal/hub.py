@@ -7,8 +7,6 @@ formats, dtypes and parameter names. Not: the weights, the tiny vocabularies, pl
 Deterministic: the same inputs give byte-identical files.
 """
 
-from __future__ import annotations
-
 import functools
 import hashlib
 import io
@@ -116,11 +114,6 @@ def blob_id(name: str, data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
 def pinned_revisions() -> dict[str, str]:
     """{hub id: ``models.<key>.revision``} of the paper config: the commits the stand-ins are served under."""
     import yaml
@@ -135,13 +128,14 @@ def install(hub_cache: Path, hub_id: str, files: dict[str, bytes], revision: str
     ids = {name: blob_id(name, data) for name, data in files.items()}
     snapshot = repo / "snapshots" / revision
     for name, data in sorted(files.items()):
-        blob = repo / "blobs" / ids[name]
-        _write_bytes(blob, data)
-        link = snapshot / name
-        link.parent.mkdir(parents=True, exist_ok=True)
+        blob, link = repo / "blobs" / ids[name], snapshot / name
+        for folder in (blob.parent, link.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
         link.unlink(missing_ok=True)  # a rebuild replaces it
         os.symlink(os.path.relpath(blob, link.parent), link)
-    _write_bytes(repo / "refs" / "main", revision.encode())
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_bytes(revision.encode())
     return snapshot
 
 
@@ -273,14 +267,6 @@ def _norm(name: str, n: int) -> list[tuple[str, tuple[int, ...], str]]:
     return [(f"{name}.weight", (n,), "ones"), (f"{name}.bias", (n,), "zeros")]
 
 
-def _to_bin(state: OrderedDict) -> bytes:
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue()
-
-
 def _to_safetensors(state: OrderedDict) -> bytes:
     from safetensors.torch import save
 
@@ -292,6 +278,8 @@ def _to_safetensors(state: OrderedDict) -> bytes:
 
 def standin_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
     """The pretraining checkpoint: the encoder and the published pretraining heads, in the repo's formats."""
+    import torch
+
     prefix = {"deberta-v3": "deberta", "electra": "electra", "roberta": "roberta"}.get(s.family, "bert")
     state, gen, cfg = _encoder_state(cfg_bytes, s.seed, prefix)
     h, v = cfg.hidden_size, cfg.vocab_size
@@ -319,7 +307,9 @@ def standin_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
     if s.family == "bert-large":  # pytorch-pretrained-bert era names, renamed by transformers on load
         state = OrderedDict((k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"),
                              t) for k, t in state.items())  # fmt: skip
-    out = {"pytorch_model.bin": _to_bin(state)}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    out = {"pytorch_model.bin": buf.getvalue()}
     return out | ({"model.safetensors": _to_safetensors(state)} if "model.safetensors" in s.files else {})
 
 
