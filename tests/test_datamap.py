@@ -130,8 +130,6 @@ def test_ptrue_curves(dyn):
 
 
 def test_default_title():
-    assert (
-        datamap.default_title("results/runs/nli/tinybert/erm-none/full/seed2")
-        == "Data map: nli, reference tinybert, seed 2"
-    )
+    title = datamap.default_title("results/runs/nli/tinybert/erm-none/full/seed2")
+    assert title == "Data map: nli, reference tinybert, seed 2"
     assert datamap.default_title("elsewhere") == "Data map: elsewhere"

@@ -96,8 +96,6 @@ def _validated(uids, labels, probs, seen, complete_epochs, path, allow_nan: bool
 
 
 # --------------------------------------------------------------------------- the map
-
-
 def _p_true(dyn: TrainingDynamics, epochs: str | int) -> np.ndarray:
     """[E, N] probability of the gold label (float64) in every complete epoch or the first ``epochs`` (at least 2)."""
     e = dyn.complete_epochs if epochs == "complete" else int(epochs)
@@ -165,8 +163,6 @@ def ambiguous_uids(df: pd.DataFrame, q: float) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- analyses
-
-
 def overlap_matrix(maps: dict[str, pd.DataFrame], q: float) -> pd.DataFrame:
     """|A ∩ B| / |A| of the q-ambiguous sets A (rows), B (columns) of maps of the same training instances (Figure 1a;
     random sets of q*N share q in expectation, footnote 4)."""
@@ -243,8 +239,6 @@ def plot(
 
 
 # --------------------------------------------------------------------------- files + CLI
-
-
 write = write_parquet  # a data map parquet, atomically; ``meta`` goes to the schema metadata key ``ftft``
 
 

@@ -69,8 +69,6 @@ def _figure_task(cfg: dict, fid: str) -> str:
 
 
 # --- Figure 1a ---------------------------------------------------------------------------------------
-
-
 def overlap_needs(cfg: dict, fid: str) -> grid.Needs:
     task = _figure_task(cfg, fid)
     return grid.Needs(datamaps={(task, r, s) for r in cfg["overlap"]["refs"] for s in cfg["seeds"][:2]})
@@ -124,8 +122,6 @@ def overlap_caption(cfg: dict, fid: str) -> str:
 
 
 # --- Figure 1b -----------------------------------------------------------------------------------------
-
-
 def curves_needs(cfg: dict, fid: str) -> grid.Needs:
     task = _figure_task(cfg, fid)
     runs = {grid.ref_run(task, r, cfg["seeds"][0]) for r in cfg["ptrue_curves"]["refs"]}
@@ -176,8 +172,6 @@ def curves_caption(cfg: dict, fid: str) -> str:
 
 
 # --- Figures 2, 3, 4 -------------------------------------------------------------------------------
-
-
 def speed_fraction_labels(cfg: dict) -> dict[Fraction, str]:
     """Fraction -> its label as written in the config (``3/15`` stays ``3/15``)."""
     fracs = cfg["speed"]["fractions"]

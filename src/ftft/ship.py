@@ -68,10 +68,7 @@ def why(cfg: dict, df: pd.DataFrame) -> str:
 
 def write_screening(cfg: dict, res: Results, out_csv: str | Path) -> pd.DataFrame:
     """screening.{csv,md,html,png} (the CSV is the recommendation the workflow reads)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     df, out = screen(cfg, res), Path(out_csv)
     header = ["rank", "reference", "easy at q = 50%", "hard-10% median p_true (last epoch)", "ID score", "mean rank",
@@ -88,7 +85,8 @@ def write_screening(cfg: dict, res: Results, out_csv: str | Path) -> pd.DataFram
         "references' ERM runs; ties: the higher easy ratio).\n"
     )
     render.write_report(out.with_suffix(""), md, df.to_csv(index=False, float_format="%.6g"))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2))
+    a, b = fig.subplots(1, 2)
     ok = df[df.failed == ""]
     colors = ["C2" if e > EFFECTIVE_EASY else "C3" for e in ok.easy_ratio[::-1]]
     a.barh(ok.ref[::-1], 100 * ok.easy_ratio[::-1], color=colors)
@@ -103,7 +101,6 @@ def write_screening(cfg: dict, res: Results, out_csv: str | Path) -> pd.DataFram
     fig.tight_layout()
     with atomic_path(out.with_suffix(".png")) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
     return df
 
 

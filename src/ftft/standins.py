@@ -44,9 +44,7 @@ def train_tokenizer(texts, out_dir: str | Path | None = None, family: str = "ber
         raise ModelError("train_tokenizer: empty corpus (no non-empty texts)")
     normalizer = normalizers.BertNormalizer(lowercase=True)
     pre = pre_tokenizers.BertPreTokenizer()
-    counts: Counter[str] = Counter()
-    for text in texts:
-        counts.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
+    counts = Counter(w for text in texts for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
     # Deterministic vocabulary (the WordPiece trainer breaks frequency ties differently from
     # run to run): special tokens, every character as a word start and as a "##" continuation,
     # then whole words by descending frequency (ties alphabetical), up to vocab_size.
@@ -86,10 +84,9 @@ def demo_config(family: str, size: str, vocab_size: int, pad_token_id: int, num_
     """The transformers config of a tiny ``family`` model of ``size``."""
     from transformers import CONFIG_MAPPING
 
-    if family not in FAMILIES:
-        raise ModelError(f"build-demo-model: unknown family {family!r}; expected one of {FAMILIES}")
-    if size not in DEMO_ARCH:
-        raise ModelError(f"build-demo-model: unknown size {size!r}; expected one of {SIZES}")
+    for what, value, known in (("family", family, FAMILIES), ("size", size, SIZES)):
+        if value not in known:
+            raise ModelError(f"build-demo-model: unknown {what} {value!r}; expected one of {known}")
     a = DEMO_ARCH[size]
     positions = MAX_POSITIONS + (pad_token_id + 1 if family == "roberta" else 0)  # see the module docstring
     extra = {

@@ -76,8 +76,6 @@ def _same_uids(train_uids, other_uids, where: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- files + CLI
-
-
 def write(df: pd.DataFrame, path: str | Path, meta: dict | None = None) -> None:
     write_parquet(df.astype({"uid": str, "weight": np.float32}), path, meta)
 

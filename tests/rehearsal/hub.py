@@ -13,8 +13,7 @@ import io
 import json
 import os
 import random
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections import OrderedDict, namedtuple
 from pathlib import Path
 
 # Git-LFS file patterns of these repos' .gitattributes (suffix match).
@@ -22,22 +21,10 @@ LFS_SUFFIXES = (".bin", ".h5", ".msgpack", ".safetensors", ".model", ".onnx", ".
 PLACEHOLDER_FILES = ("tf_model.h5", "flax_model.msgpack", "rust_model.ot", "model.onnx", "whole-word-masking.tar.gz")
 
 
-@dataclass(frozen=True)
-class Dims:
-    hidden: int
-    layers: int
-    heads: int
-    intermediate: int
-    embedding: int | None = None  # ELECTRA only
-
-
-@dataclass(frozen=True)
-class StandIn:
-    hub_id: str
-    family: str  # deberta-v3 | electra | bert-tiny | bert-large | roberta
-    files: tuple[str, ...]  # the real repo's file set on main
-    dims: Dims
-    seed: int
+# hidden size, layers, heads, intermediate size and (ELECTRA only) embedding size
+Dims = namedtuple("Dims", "hidden layers heads intermediate embedding", defaults=[None])
+# family: deberta-v3 | electra | bert-tiny | bert-large | roberta; files: the real repo's file set on main
+StandIn = namedtuple("StandIn", "hub_id family files dims seed")
 
 
 # The real repos' file sets on main; real sizes in comments; the stand-ins keep small < base < large.
@@ -112,14 +99,6 @@ def blob_id(name: str, data: bytes) -> str:
     if name.endswith(LFS_SUFFIXES):
         return hashlib.sha256(data).hexdigest()
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def pinned_revisions() -> dict[str, str]:
-    """{hub id: ``models.<key>.revision``} of the paper config: the commits the stand-ins are served under."""
-    import yaml
-
-    models = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow_config.yaml").read_text())["models"]
-    return {m["hub_id"]: m["revision"] for m in models.values()}
 
 
 def install(hub_cache: Path, hub_id: str, files: dict[str, bytes], revision: str) -> Path:
@@ -348,9 +327,12 @@ def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, byte
 def build_hf_cache(hf_home: Path, models: list[str] | None = None) -> dict[str, Path]:
     """Install the stand-ins for ``models`` (default: all nine) under ``hf_home/hub``; return their snapshots."""
     import torch
+    import yaml
 
-    hub_cache = Path(hf_home) / "hub"
-    texts, revisions = corpus(), pinned_revisions()
+    hub_cache, texts = Path(hf_home) / "hub", corpus()
+    # served under the paper config's ``models.<key>.revision``
+    models = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow_config.yaml").read_text())["models"]
+    revisions = {m["hub_id"]: m["revision"] for m in models.values()}
     out: dict[str, Path] = {}
     threads = torch.get_num_threads()
     try:
