@@ -331,8 +331,8 @@ def build_hf_cache(hf_home: Path, models: list[str] | None = None) -> dict[str, 
 
     hub_cache, texts = Path(hf_home) / "hub", corpus()
     # served under the paper config's ``models.<key>.revision``
-    models = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow_config.yaml").read_text())["models"]
-    revisions = {m["hub_id"]: m["revision"] for m in models.values()}
+    paper = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow_config.yaml").read_text())["models"]
+    revisions = {m["hub_id"]: m["revision"] for m in paper.values()}
     out: dict[str, Path] = {}
     threads = torch.get_num_threads()
     try:
