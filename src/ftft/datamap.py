@@ -36,10 +36,7 @@ class TrainingDynamics:
     seen: np.ndarray
     complete_epochs: int
     path: str = "<memory>"
-
-    @property
-    def n(self) -> int:
-        return len(self.uids)
+    n = property(lambda self: len(self.uids))
 
 
 def load_dynamics(path: str | Path) -> TrainingDynamics:

@@ -56,11 +56,10 @@ def train_tokenizer(texts, out_dir: str | Path | None = None, family: str = "ber
     tok.normalizer = normalizer
     tok.pre_tokenizer = pre
     tok.decoder = decoders.WordPiece()
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        special_tokens=[(t, tok.token_to_id(t)) for t in ("[CLS]", "[SEP]")],
     )
     input_names = ["input_ids", *(["token_type_ids"] if family != "roberta" else []), "attention_mask"]
     fast = PreTrainedTokenizerFast(

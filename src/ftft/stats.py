@@ -26,8 +26,7 @@ def bootstrap_draws(
     seeds_b = rng.integers(0, s_b, size=(n_samples, s_b))
     for start in range(0, n_samples, chunk):
         k = min(chunk, n_samples - start)
-        inst = rng.integers(0, n, size=(k, n))
-        yield inst, seeds_a[start : start + k], seeds_b[start : start + k]
+        yield rng.integers(0, n, size=(k, n)), seeds_a[start : start + k], seeds_b[start : start + k]
 
 
 def _per_seed_scores(preds: np.ndarray, labels: np.ndarray, weights: np.ndarray, metric: str, n_classes: int):
