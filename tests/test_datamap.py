@@ -1,7 +1,5 @@
 """Data maps: metrics, categories and analyses against values computed by hand."""
 
-from __future__ import annotations
-
 import math
 
 import numpy as np
@@ -132,8 +130,6 @@ def test_ptrue_curves(dyn):
 
 
 def test_default_title():
-    assert (
-        datamap.default_title("results/runs/nli/tinybert/erm-none/full/seed2")
-        == "Data map: nli, reference tinybert, seed 2"
-    )
+    title = datamap.default_title("results/runs/nli/tinybert/erm-none/full/seed2")
+    assert title == "Data map: nli, reference tinybert, seed 2"
     assert datamap.default_title("elsewhere") == "Data map: elsewhere"

@@ -1,8 +1,6 @@
 """Paper figures from synthetic run outputs: PNG size, PDF, and the plotted numbers (computed
 here from the helper's value functions and data maps)."""
 
-from __future__ import annotations
-
 import json
 from fractions import Fraction
 
@@ -85,12 +83,6 @@ def test_figure_1b_ptrue_curves(cfg, results, tmp_path, fid):
         np.testing.assert_allclose(e, want, atol=0.02)
 
 
-def expected_relative(cfg, runs, dataset, metric, f, failed):
-    at = H.expected_cell(cfg, runs, dataset, metric, f, failed)[0]
-    full = H.expected_cell(cfg, runs, dataset, metric, 1, failed)[0]
-    return 100 * at / full
-
-
 @pytest.mark.parametrize("fid,tasks", [("2", ["nli"]), ("3", ["hsd"]), ("4", ["nli", "hsd"])])
 def test_speed_figures_relative_performance(cfg, results, failed, tmp_path, fid, tasks):
     if fid == "3":  # the numbers only (drawing a speed figure is checked with 2 and 4; it is slow)
@@ -114,9 +106,11 @@ def test_speed_figures_relative_performance(cfg, results, failed, tmp_path, fid,
             n_failed = sum(r in failed for r in runs)
             for d in grid.task_eval_sets(cfg, task)[1:]:
                 part = df[(df["task"] == task) & (df["series"] == s) & (df["dataset"] == d)]
+                full = H.expected_cell(cfg, runs, d, metric, 1, failed)[0]
                 for f in fracs:
                     row = part[np.isclose(part["fraction"], float(f))].iloc[0]
-                    assert row["relative"] == pytest.approx(expected_relative(cfg, runs, d, metric, f, failed))
+                    at = H.expected_cell(cfg, runs, d, metric, f, failed)[0]
+                    assert row["relative"] == pytest.approx(100 * at / full)
                     assert (row["n_ok"], row["n_failed"]) == (len(runs) - n_failed, n_failed)
     erm = df[df["series"] == "erm"]["relative"]
     dm = df[df["series"] != "erm"]["relative"]

@@ -1,8 +1,6 @@
 """The real loading path: hub ids from an offline Hugging Face cache of stand-ins (``tests/rehearsal/hub.py``), loaded
 in subprocesses that read ``HF_HOME`` / ``HF_HUB_OFFLINE`` as on a compute node; ``HF_ENDPOINT`` is a closed port."""
 
-from __future__ import annotations
-
 import json
 import os
 import subprocess

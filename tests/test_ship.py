@@ -2,8 +2,6 @@
 with ``transformers.pipeline`` offline and reproduces the run's recorded scores; the screening ranks
 real reference runs; the quickstart config runs end to end with real snakemake."""
 
-from __future__ import annotations
-
 import json
 import re
 from pathlib import Path

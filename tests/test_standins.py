@@ -1,7 +1,5 @@
 """Tiny demo models: every family builds, reloads, orders by size and is deterministic."""
 
-from __future__ import annotations
-
 import json
 
 import pytest

@@ -1,7 +1,5 @@
 """Subset selection per method, failed references, and the datamap -> subset CLI."""
 
-from __future__ import annotations
-
 import json
 import logging
 
@@ -43,12 +41,9 @@ def test_random_size_order_and_determinism():
     a = subsets.random_subset(uids, 0.33, seed=3)
     assert len(a) == 330 and a["uid"].is_unique
     assert a["weight"].dtype == np.float32 and (a["weight"] == 1).all()
-    pos = [uids.index(u) for u in a["uid"]]
-    assert pos == sorted(pos)  # training-set order
-    pd.testing.assert_frame_equal(a, subsets.random_subset(uids, 0.33, seed=3))
     assert set(a["uid"]) != set(subsets.random_subset(uids, 0.33, seed=4)["uid"])
     expected = np.sort(np.random.default_rng(3).choice(1000, 330, replace=False))
-    assert list(a["uid"]) == [uids[i] for i in expected]
+    assert list(a["uid"]) == [uids[i] for i in expected]  # numpy's draw for the seed, in training-set order
 
 
 def test_dm_picks_highest_variability():

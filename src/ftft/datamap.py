@@ -1,14 +1,11 @@
 """Data maps (Swayamdipta et al. 2020) from a run's training dynamics (``dynamics.npz``), and their analyses.
 
 Per instance, over the *complete* epochs (a partial last pass would bias the instances it covered): confidence
-(mean p_true), variability (population std of p_true, as allenai/cartography), correctness (share of epochs with
-argmax == label), forgetfulness (correct -> incorrect transitions, Toneva et al. 2019). At threshold q,
-``ambiguous`` = the round(q*N) highest variability, ``hard_to_learn`` = the round(q*N) lowest confidence (ties by
-uid), ``easy`` = neither (§2 of the paper; Table 8). Analyses: ``overlap_matrix`` (Figure 1a), ``ptrue_curves``
-(Figure 1b), ``easy_ratio`` (Table 8), ``plot``.
+(mean p_true), variability (population std of p_true), correctness (share of epochs with argmax == label),
+forgetfulness (correct -> incorrect transitions, Toneva et al. 2019). Categories at q, the selection size and ties:
+docs/FIDELITY.md (assumptions 9, 10). Analyses: ``overlap_matrix`` (Figure 1a), ``ptrue_curves`` (Figure 1b),
+``easy_ratio`` (Table 8), ``plot``.
 """
-
-from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
@@ -39,10 +36,7 @@ class TrainingDynamics:
     seen: np.ndarray
     complete_epochs: int
     path: str = "<memory>"
-
-    @property
-    def n(self) -> int:
-        return len(self.uids)
+    n = property(lambda self: len(self.uids))
 
 
 def load_dynamics(path: str | Path) -> TrainingDynamics:
@@ -99,8 +93,6 @@ def _validated(uids, labels, probs, seen, complete_epochs, path, allow_nan: bool
 
 
 # --------------------------------------------------------------------------- the map
-
-
 def _p_true(dyn: TrainingDynamics, epochs: str | int) -> np.ndarray:
     """[E, N] probability of the gold label (float64) in every complete epoch or the first ``epochs`` (at least 2)."""
     e = dyn.complete_epochs if epochs == "complete" else int(epochs)
@@ -168,8 +160,6 @@ def ambiguous_uids(df: pd.DataFrame, q: float) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- analyses
-
-
 def overlap_matrix(maps: dict[str, pd.DataFrame], q: float) -> pd.DataFrame:
     """|A ∩ B| / |A| of the q-ambiguous sets A (rows), B (columns) of maps of the same training instances (Figure 1a;
     random sets of q*N share q in expectation, footnote 4)."""
@@ -245,23 +235,7 @@ def plot(
         fig.savefig(tmp, format="png", bbox_inches="tight")
 
 
-def plot_failure(path: str | Path, title: str, reason: str) -> None:
-    """A placeholder image saying why there is no data map."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 3), dpi=100)
-    ax = fig.subplots()
-    ax.axis("off")
-    ax.text(
-        0.5, 0.5, f"{title}\n\nno data map: the reference run failed\n{reason}", ha="center", va="center", wrap=True
-    )
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-
-
 # --------------------------------------------------------------------------- files + CLI
-
-
 write = write_parquet  # a data map parquet, atomically; ``meta`` goes to the schema metadata key ``ftft``
 
 
@@ -292,15 +266,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--title", default=None, help="plot title (default: task, reference model and seed)")
 
 
-def with_texts(df: pd.DataFrame, train: str | Path) -> pd.DataFrame:
-    """The map with the instances' ``text_a`` / ``text_b`` (joined on uid)."""
-    texts = schema.read(train)[0][["uid", "text_a", "text_b"]].astype({"uid": str})
-    out = df.merge(texts, on="uid", how="left", validate="one_to_one")
-    if out["text_a"].isna().any():
-        raise DataError(f"{train}: {out['text_a'].isna().sum()} uid(s) of the data map are not in the training set")
-    return out
-
-
 def run(args) -> int:
     run_dir = Path(args.run_dir)
     title = args.title or default_title(run_dir)
@@ -309,14 +274,26 @@ def run(args) -> int:
         reason = f"{run_dir}: {record.get('failure_reason')}"
         empty = pd.DataFrame({c: [] for c in ("uid", "label", *METRICS, *CATEGORIES)})
         write(empty, args.out, {"run_dir": str(run_dir), "q": args.q, "failed": reason})
-        if args.plot:
-            plot_failure(args.plot, title, reason)
+        if args.plot:  # a placeholder image saying why there is no data map
+            from matplotlib.figure import Figure
+
+            fig = Figure(figsize=(7, 3), dpi=100)
+            ax = fig.subplots()
+            ax.axis("off")
+            text = f"{title}\n\nno data map: the reference run failed\n{reason}"
+            ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+            with atomic_path(args.plot) as tmp:
+                fig.savefig(tmp, format="png")
         log.warning("no data map for %s: the reference run failed (%s)", run_dir, record.get("failure_reason"))
         return 0
     dyn = load_dynamics(run_dir / "dynamics.npz")
     df = categorize(compute(dyn), args.q)
-    if args.train:
-        df = with_texts(df, args.train)
+    if args.train:  # the instances' texts, joined on uid
+        texts = schema.read(args.train)[0][["uid", "text_a", "text_b"]].astype({"uid": str})
+        df = df.merge(texts, on="uid", how="left", validate="one_to_one")
+        if df["text_a"].isna().any():
+            n = df["text_a"].isna().sum()
+            raise DataError(f"{args.train}: {n} uid(s) of the data map are not in the training set")
     write(df, args.out, {"run_dir": str(run_dir), "q": args.q, "epochs": dyn.complete_epochs, "n": dyn.n})
     log.info("data map of %s: %d instances, %d epochs; q=%.2f: %d ambiguous, %d hard-to-learn, easy ratio %.4f -> %s",
              run_dir, dyn.n, dyn.complete_epochs, args.q, df["ambiguous"].sum(), df["hard_to_learn"].sum(),

@@ -1,14 +1,6 @@
-"""Paper Figures 1a, 1b, 2, 3 and 4 (PNG + PDF); which ones a config makes: ``figure_ids``; the kinds: ``KINDS``.
-
-- 1a: share of reference A's ambiguous (top q variability) instances that B also picks (first seed's maps);
-  the diagonal: two seeds of the same reference (the paper's superscripts).
-- 1b: median p_true per epoch of the hard-to-learn ``hard_fraction`` vs the rest (ERM reference runs).
-- 2/3/4: ``100 * mean_seeds(OOD score at f) / mean_seeds(score of the full run)`` from the full runs'
-  checkpoints: series ERM and DM-<ref>, a panel per OOD set, a row per task. Failed runs are excluded; a panel
-  or series without a successful run says why.
+"""Paper Figures 1a, 1b, 2, 3 and 4 (PNG + PDF; what each shows: its ``*_caption``); which ones a config makes:
+``figure_ids``; the kinds: ``KINDS``. Failed runs are excluded; a panel or series without a successful run says why.
 """
-
-from __future__ import annotations
 
 import textwrap
 from fractions import Fraction
@@ -33,8 +25,7 @@ CURVES_SIZE = (7.5, 4.5)
 
 
 def _figure(size: tuple[float, float], **subplots):
-    """(figure, its axes, seaborn) in the style of the paper figures; labels are plain text ($ is a dollar), mathtext
-    opts in."""
+    """(figure, its axes, seaborn) in the paper's style; labels are plain text ($ is a dollar), mathtext opts in."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,18 +69,15 @@ def _figure_task(cfg: dict, fid: str) -> str:
 
 
 # --- Figure 1a ---------------------------------------------------------------------------------------
-
-
 def overlap_needs(cfg: dict, fid: str) -> grid.Needs:
     task = _figure_task(cfg, fid)
     return grid.Needs(datamaps={(task, r, s) for r in cfg["overlap"]["refs"] for s in cfg["seeds"][:2]})
 
 
-def overlap_data(cfg: dict, res: Results, task: str) -> tuple[pd.DataFrame, dict[str, float]]:
-    """(overlap matrix of the first seed's maps, ref -> seed-to-seed overlap (NaN with one seed)).
-
-    References whose run failed are left out of the matrix (their rows/columns are NaN)."""
-    refs, seeds, q = cfg["overlap"]["refs"], cfg["seeds"], cfg["q"]
+def overlap_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.DataFrame:
+    """The overlap matrix of the first seed's maps (a failed reference's row and column NaN) and, in
+    ``attrs["seed_overlap"]``, ref -> seed-to-seed overlap (NaN with one seed)."""
+    task, refs, seeds, q = _figure_task(cfg, fid), cfg["overlap"]["refs"], cfg["seeds"], cfg["q"]
     first = {r: res.datamap(task, r, seeds[0]) for r in refs}
     ok = {r: m for r, m in first.items() if m is not None}
     mat = pd.DataFrame(np.nan, index=pd.Index(refs, name="a"), columns=pd.Index(refs, name="b"))
@@ -100,13 +88,6 @@ def overlap_data(cfg: dict, res: Results, task: str) -> tuple[pd.DataFrame, dict
         second = res.datamap(task, r, seeds[1]) if len(seeds) > 1 else None
         ok = first[r] is not None and second is not None
         seed_ov[r] = float(datamap.overlap_matrix({"a": first[r], "b": second}, q).iloc[0, 1]) if ok else float("nan")
-    return mat, seed_ov
-
-
-def overlap_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.DataFrame:
-    task = _figure_task(cfg, fid)
-    mat, seed_ov = overlap_data(cfg, res, task)
-    refs = list(mat.index)
     labels = [model_label(cfg, r) for r in refs]
     annot = mat.map(lambda v: "failed\nrun" if np.isnan(v) else f"{v:.2f}").to_numpy(copy=True)  # writable (pandas 3)
     shown = mat.to_numpy(copy=True)
@@ -119,7 +100,6 @@ def overlap_make(cfg: dict, res: Results, fid: str, prefix: str | Path) -> pd.Da
         xticklabels=labels, yticklabels=labels, cbar_kws={"label": "share of ambiguous instances"},
         annot_kws={"fontsize": 10},
     )  # fmt: skip
-    seeds = cfg["seeds"]
     ax.set(xlabel="reference model B", ylabel="reference model A")
     extra = " (extra: not in the paper)" if "-" in fid else ""
     ax.set_title(
@@ -142,8 +122,6 @@ def overlap_caption(cfg: dict, fid: str) -> str:
 
 
 # --- Figure 1b -----------------------------------------------------------------------------------------
-
-
 def curves_needs(cfg: dict, fid: str) -> grid.Needs:
     task = _figure_task(cfg, fid)
     runs = {grid.ref_run(task, r, cfg["seeds"][0]) for r in cfg["ptrue_curves"]["refs"]}
@@ -194,8 +172,6 @@ def curves_caption(cfg: dict, fid: str) -> str:
 
 
 # --- Figures 2, 3, 4 -------------------------------------------------------------------------------
-
-
 def speed_fraction_labels(cfg: dict) -> dict[Fraction, str]:
     """Fraction -> its label as written in the config (``3/15`` stays ``3/15``)."""
     fracs = cfg["speed"]["fractions"]

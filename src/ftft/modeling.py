@@ -6,8 +6,6 @@ model type in its name, as transformers < 5 did. ``fetch_model`` downloads what 
 with ``HF_HUB_OFFLINE=1`` it checks the cached snapshot is complete.
 """
 
-from __future__ import annotations
-
 import argparse
 import fnmatch
 import json
@@ -73,17 +71,17 @@ def offline_hint(hub_id: str) -> str:
     )
 
 
+def _is_offline() -> bool:
+    from huggingface_hub import is_offline_mode
+
+    return bool(is_offline_mode())
+
+
 def hub_cache_dir(cache_dir: str | Path | None = None) -> Path:
     """The hub cache folder: ``cache_dir`` or huggingface_hub's ``HF_HUB_CACHE`` ($HF_HOME/hub)."""
     from huggingface_hub import constants
 
     return Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser()
-
-
-def _is_offline() -> bool:
-    from huggingface_hub import is_offline_mode
-
-    return bool(is_offline_mode())
 
 
 def _weight_files(names) -> list[str]:
@@ -112,8 +110,9 @@ def select_files(repo_files: list[str], hub_id: str = "") -> list[str]:
     return [CONFIG_FILE, *tokenizer, *weights]
 
 
-def check_snapshot(snapshot: Path) -> list[str]:
-    """What a cached snapshot lacks for loading (empty list: complete). Broken symlinks count as missing."""
+def check_snapshot(snapshot: Path, hub_id: str, how: str, hint: str = "") -> Path:
+    """``snapshot`` (``how``: "cached" or "downloaded") if it holds what loading needs, else a ``ModelError`` saying
+    what it lacks, then ``hint``. Broken symlinks count as missing."""
     present = {p.name for p in snapshot.iterdir() if p.is_file()} if snapshot.is_dir() else set()
     problems = []
     if CONFIG_FILE not in present:
@@ -133,7 +132,9 @@ def check_snapshot(snapshot: Path) -> list[str]:
             problems.append(f"weight shards {missing}")
     if not any(n in present for n in TOKENIZER_FILES):
         problems.append("tokenizer files (tokenizer.json, vocab.txt, vocab.json + merges.txt or spm.model)")
-    return problems
+    if problems:
+        raise ModelError(f"hub model {hub_id!r}: the {how} snapshot {snapshot} lacks {'; '.join(problems)}{hint}")
+    return snapshot
 
 
 def _snapshot(source: str, cache_dir: str | Path | None = None) -> Path:
@@ -158,12 +159,7 @@ def _snapshot(source: str, cache_dir: str | Path | None = None) -> Path:
             f"hub model {source!r} is not in the Hugging Face cache {hub_cache_dir(cache_dir)} and HF_HUB_OFFLINE=1 "
             f"forbids downloading it: {offline_hint(source)}"
         ) from None
-    if problems := check_snapshot(snapshot):
-        raise ModelError(
-            f"hub model {source!r}: the cached snapshot {snapshot} lacks {'; '.join(problems)} "
-            f"(an interrupted download?): {offline_hint(source)}"
-        )
-    return snapshot
+    return check_snapshot(snapshot, source, "cached", f" (an interrupted download?): {offline_hint(source)}")
 
 
 def _config_without_model_type(source: str, folder: Path, num_labels: int):
@@ -207,15 +203,11 @@ def _load_error(exc: BaseException, folder: Path, where: str, is_path: bool) -> 
 
 def load_tokenizer(source: str):
     """The tokenizer of a hub id or local folder (what the tokenize step uses; no model weights)."""
-    return _load(source, None)
+    return load_tokenizer_and_model(source, None)
 
 
-def load_tokenizer_and_model(source: str, num_labels: int):
-    """Return ``(tokenizer, model)`` for a hub id or a local folder, with a ``num_labels`` head (float32)."""
-    return _load(source, num_labels)
-
-
-def _load(source: str, num_labels: int | None):
+def load_tokenizer_and_model(source: str, num_labels: int | None):
+    """``(tokenizer, model)`` of a hub id or local folder with a ``num_labels`` head (float32); None: the tokenizer."""
     if is_path := looks_like_path(source):
         folder = Path(source).expanduser()
         if not folder.is_dir():
@@ -286,9 +278,7 @@ def fetch_model(hub_id: str, cache_dir: str | Path | None = None) -> Path:
             "(misspelt id or revision, gated model without a token (HF_TOKEN), or no internet access: on an offline "
             f"node set HF_HUB_OFFLINE=1 and fetch on a machine with internet access)"
         ) from exc
-    snapshot = Path(path)
-    if problems := check_snapshot(snapshot):
-        raise ModelError(f"hub model {hub_id!r}: the downloaded snapshot {snapshot} lacks {'; '.join(problems)}")
+    snapshot = check_snapshot(Path(path), hub_id, "downloaded")
     log.info("%s: %s (%s)", hub_id, snapshot, ", ".join(sorted(p.name for p in snapshot.iterdir())))
     return snapshot
 

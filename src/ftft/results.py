@@ -3,8 +3,6 @@ docs/ARCHITECTURE.md, "Run outputs"). A cell at fraction f of the *full* budget 
 checkpoint and a full run's checkpoint nearest to f (within half a checkpoint spacing, else ``DataError``). A
 missing, truncated or malformed file is a ``DataError`` naming it."""
 
-from __future__ import annotations
-
 import functools
 from dataclasses import dataclass
 from fractions import Fraction
@@ -50,12 +48,6 @@ def mean_std(values: list[float], scale: float = 100.0) -> tuple[float, float]:
     return (float(a.mean()) if a.size else float("nan")), (float(a.std(ddof=1)) if a.size > 1 else float("nan"))
 
 
-def _need(path: Path) -> Path:
-    if not path.is_file():
-        raise DataError(f"missing run output: {path}")
-    return path
-
-
 @functools.lru_cache(maxsize=8192)
 def _json(path: str, mtime: float) -> dict:
     return read_json(path, "run record")
@@ -74,9 +66,8 @@ def _metric_index(path: str, mtime: float):
 
 @functools.lru_cache(maxsize=64)
 def _predictions_at(path: str, mtime: float, step: int, datasets: tuple[str, ...]) -> pd.DataFrame:
-    """The rows of ``datasets`` at one checkpoint of a predictions file, sorted by (dataset, uid).
-
-    Cached (the claims compare one run with several others); ``Results.predictions`` hands out copies."""
+    """The rows of ``datasets`` at one checkpoint of a predictions file, sorted by (dataset, uid); cached (the claims
+    compare one run with several others), ``Results.predictions`` hands out copies."""
     pred = read_parquet(path, "predictions file", filters=[("step", "==", step)])
     pred = pred[pred["dataset"].isin(datasets)]
     missing = sorted(set(datasets) - set(pred["dataset"].unique()))
@@ -95,9 +86,14 @@ class Results:
     def run_path(self, run: Run, name: str) -> Path:
         return Path(self.layout.run_file(name, run))
 
+    def _read(self, run: Run, name: str, reader, *args):
+        """(``reader(path, mtime, *args)``: cached per version of the file, its path); a missing file: DataError."""
+        if not (path := self.run_path(run, name)).is_file():
+            raise DataError(f"missing run output: {path}")
+        return reader(str(path), path.stat().st_mtime, *args), path
+
     def record(self, run: Run) -> dict:
-        path = _need(self.run_path(run, "run.json"))
-        rec = _json(str(path), path.stat().st_mtime)
+        rec, path = self._read(run, "run.json", _json)
         if rec.get("status") not in ("ok", "failed"):
             raise DataError(f"{path}: field 'status' must be ok|failed, got {rec.get('status')!r}")
         return rec
@@ -121,8 +117,7 @@ class Results:
     def _checkpoint(self, run: Run, fraction: Fraction | float) -> tuple[int, int, dict, Path]:
         """(checkpoint, step, {(checkpoint, dataset): metrics row}, metrics.csv) of ``run`` at ``fraction``: the last
         checkpoint at the end of the run's own schedule, else the nearest (within half a checkpoint spacing)."""
-        path = _need(self.run_path(run, "metrics.csv"))
-        ckpts, steps, fracs, index = _metric_index(str(path), path.stat().st_mtime)
+        (ckpts, steps, fracs, index), path = self._read(run, "metrics.csv", _metric_index)
         f = read_fraction(run, fraction)
         if len(ckpts) == 0:
             raise DataError(f"{path}: no checkpoints")
@@ -148,8 +143,7 @@ class Results:
         """Rows of ``predictions.parquet`` for ``datasets`` at the checkpoint at ``fraction``,
         sorted by (dataset, uid); columns dataset, uid, label, prob_0..prob_{C-1}."""
         step = self.checkpoint_step(run, fraction)
-        path = self.run_path(run, "predictions.parquet")
-        return _predictions_at(str(_need(path)), path.stat().st_mtime, step, tuple(sorted(set(datasets)))).copy()
+        return self._read(run, "predictions.parquet", _predictions_at, step, tuple(sorted(set(datasets))))[0].copy()
 
     def forward_flops_per_epoch(self, task: str, model: str, seed: int, padded: bool = True) -> float:
         """Forward FLOPs of one epoch of ``model``'s ERM run (Table 4; padded tokens as the paper)."""

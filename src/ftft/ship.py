@@ -1,16 +1,6 @@
-"""FTFT as a fine-tuning tool (config key ``ship``): screen the candidate references, ship the model.
-
-``screen``: each candidate's reference run (its ERM run) ranked by the paper's three signals for an
-effective reference (§4.3), each ranked among the candidates and the ranks averaged (ties: the
-higher easy ratio): the easy ratio at q = 50% (Table 8; effective references put more than 45% of
-the instances there), the median p_true of its hard-to-learn 10% at the last complete epoch
-(Figure 1b: learned gradually rather than never) and its ID score (poor ID, failed transfer).
-
-``ship``: the DM run's model saved at the ``ship.fraction`` checkpoint (the engine's export)
-plus a model card (README.md, the hub's format: YAML front matter and Markdown).
-"""
-
-from __future__ import annotations
+"""FTFT as a fine-tuning tool (config key ``ship``): ``screen`` ranks the candidate references by the mean of their
+ranks on the paper's three signals (§4.3; docs/FIDELITY.md, "reference screening" and assumption 21); ``ship``
+saves the DM run's model at the ``ship.fraction`` checkpoint (the engine's export) with a model card (README.md)."""
 
 import os
 import shutil
@@ -78,10 +68,7 @@ def why(cfg: dict, df: pd.DataFrame) -> str:
 
 def write_screening(cfg: dict, res: Results, out_csv: str | Path) -> pd.DataFrame:
     """screening.{csv,md,html,png} (the CSV is the recommendation the workflow reads)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     df, out = screen(cfg, res), Path(out_csv)
     header = ["rank", "reference", "easy at q = 50%", "hard-10% median p_true (last epoch)", "ID score", "mean rank",
@@ -98,7 +85,8 @@ def write_screening(cfg: dict, res: Results, out_csv: str | Path) -> pd.DataFram
         "references' ERM runs; ties: the higher easy ratio).\n"
     )
     render.write_report(out.with_suffix(""), md, df.to_csv(index=False, float_format="%.6g"))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2))
+    a, b = fig.subplots(1, 2)
     ok = df[df.failed == ""]
     colors = ["C2" if e > EFFECTIVE_EASY else "C3" for e in ok.easy_ratio[::-1]]
     a.barh(ok.ref[::-1], 100 * ok.easy_ratio[::-1], color=colors)
@@ -113,7 +101,6 @@ def write_screening(cfg: dict, res: Results, out_csv: str | Path) -> pd.DataFram
     fig.tight_layout()
     with atomic_path(out.with_suffix(".png")) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
     return df
 
 

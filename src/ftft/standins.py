@@ -1,14 +1,8 @@
-"""Tiny random-init stand-ins for the paper's models (``ftft build-demo-model``).
-
-In demo mode every paper model key is replaced by a tiny model of the same architecture family whose size follows
-``DEMO_ARCH``, with a WordPiece tokenizer trained on the demo corpus; the init seed is derived from the model key.
-A stand-in holds the *encoder only* (``AutoModel``), like the hub checkpoints the paper starts from, so one folder
-serves every task: loading adds a fresh ``num_labels`` head (initialised by the run seed). RoBERTa, as roberta-large:
-positions start at ``pad_token_id + 1`` (``max_position_embeddings`` = ``MAX_POSITIONS + pad_token_id + 1``),
-``type_vocab_size`` 1, no ``token_type_ids``.
+"""Tiny random-init stand-ins for the paper's models (``ftft build-demo-model``): per model key, a tiny model of the
+same family (size: ``DEMO_ARCH``, init seed from the key) with a WordPiece tokenizer trained on the demo corpus. A
+stand-in holds the *encoder only* (``AutoModel``), like the hub checkpoints, so one folder serves every task (loading
+adds a fresh head). RoBERTa, as roberta-large: positions start at ``pad_token_id + 1``, ``type_vocab_size`` 1.
 """
-
-from __future__ import annotations
 
 import argparse
 import hashlib
@@ -23,7 +17,6 @@ from .modeling import count_params, load_tokenizer_and_model, silence_transforme
 log = logging.getLogger(__name__)
 
 FAMILIES = ("deberta-v2", "electra", "bert", "roberta")
-SIZES = ("tiny", "small", "base", "large")
 MAX_POSITIONS = 128
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TOKENIZER_VOCAB = 2000  # upper bound; the demo corpus has a few hundred words
@@ -37,11 +30,7 @@ DEMO_ARCH: dict[str, dict[str, int]] = {
     "base": {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64},
     "large": {"hidden": 48, "layers": 2, "heads": 2, "intermediate": 96},
 }
-
-
-def key_seed(key: str) -> int:
-    """Deterministic init seed for a model key."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
+SIZES = tuple(DEMO_ARCH)
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -55,9 +44,7 @@ def train_tokenizer(texts, out_dir: str | Path | None = None, family: str = "ber
         raise ModelError("train_tokenizer: empty corpus (no non-empty texts)")
     normalizer = normalizers.BertNormalizer(lowercase=True)
     pre = pre_tokenizers.BertPreTokenizer()
-    counts: Counter[str] = Counter()
-    for text in texts:
-        counts.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
+    counts = Counter(w for text in texts for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
     # Deterministic vocabulary (the WordPiece trainer breaks frequency ties differently from
     # run to run): special tokens, every character as a word start and as a "##" continuation,
     # then whole words by descending frequency (ties alphabetical), up to vocab_size.
@@ -69,11 +56,10 @@ def train_tokenizer(texts, out_dir: str | Path | None = None, family: str = "ber
     tok.normalizer = normalizer
     tok.pre_tokenizer = pre
     tok.decoder = decoders.WordPiece()
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        special_tokens=[(t, tok.token_to_id(t)) for t in ("[CLS]", "[SEP]")],
     )
     input_names = ["input_ids", *(["token_type_ids"] if family != "roberta" else []), "attention_mask"]
     fast = PreTrainedTokenizerFast(
@@ -97,10 +83,9 @@ def demo_config(family: str, size: str, vocab_size: int, pad_token_id: int, num_
     """The transformers config of a tiny ``family`` model of ``size``."""
     from transformers import CONFIG_MAPPING
 
-    if family not in FAMILIES:
-        raise ModelError(f"build-demo-model: unknown family {family!r}; expected one of {FAMILIES}")
-    if size not in DEMO_ARCH:
-        raise ModelError(f"build-demo-model: unknown size {size!r}; expected one of {SIZES}")
+    for what, value, known in (("family", family, FAMILIES), ("size", size, SIZES)):
+        if value not in known:
+            raise ModelError(f"build-demo-model: unknown {what} {value!r}; expected one of {known}")
     a = DEMO_ARCH[size]
     positions = MAX_POSITIONS + (pad_token_id + 1 if family == "roberta" else 0)  # see the module docstring
     extra = {
@@ -134,14 +119,7 @@ def demo_config(family: str, size: str, vocab_size: int, pad_token_id: int, num_
     )
 
 
-def build_demo_model(
-    key: str,
-    family: str,
-    size: str,
-    corpus_texts,
-    out_dir: str | Path,
-    num_labels: int = 2,
-) -> Path:
+def build_demo_model(key: str, family: str, size: str, corpus_texts, out_dir: str | Path, num_labels: int = 2) -> Path:
     """Build, save (atomically) and verify the tiny stand-in for model ``key``; returns out_dir."""
     import torch
     from transformers import AutoModel
@@ -152,25 +130,18 @@ def build_demo_model(
         tok = train_tokenizer(corpus_texts, tmp, family=family)
         cfg = demo_config(family, size, len(tok), tok.pad_token_id, num_labels)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(key_seed(key))
+            torch.manual_seed(int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little"))  # key's seed
             model = AutoModel.from_config(cfg)
         model.save_pretrained(str(tmp), safe_serialization=True)
-        verify_model_dir(tmp, num_labels)
+        # verify: reload through AutoTokenizer / AutoModelForSequenceClassification and run a pair
+        tok, clf = load_tokenizer_and_model(str(tmp), num_labels)
+        enc = tok(["the man painted the fence"], ["the man painted the car"], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            logits = clf.eval()(**enc).logits
+        if tuple(logits.shape) != (1, num_labels) or not torch.isfinite(logits).all():
+            raise ModelError(f"{tmp}: verification forward pass gave logits of shape {tuple(logits.shape)}")
     log.info("built %s (%s/%s, %d params) -> %s", key, family, size, count_params(model)[0], out_dir)
     return out_dir
-
-
-def verify_model_dir(path: str | Path, num_labels: int = 2) -> None:
-    """Reload ``path`` through AutoTokenizer/AutoModelForSequenceClassification and run a pair."""
-    import torch
-
-    tok, model = load_tokenizer_and_model(str(path), num_labels)
-    enc = tok(["the man painted the fence"], ["the man painted the car"], return_tensors="pt", padding=True)
-    model.eval()
-    with torch.no_grad():
-        logits = model(**enc).logits
-    if tuple(logits.shape) != (1, num_labels) or not torch.isfinite(logits).all():
-        raise ModelError(f"{path}: verification forward pass gave logits of shape {tuple(logits.shape)}")
 
 
 # ---------------------------------------------------------------- CLI

@@ -7,8 +7,6 @@ non-inferiority). Macro-F1 averages the classes present in labels or predictions
 (``PCG64(seed)``): all seed draws of A, then of B, then the instances in chunks of ``CHUNK`` samples.
 """
 
-from __future__ import annotations
-
 import itertools
 from collections.abc import Iterator
 
@@ -28,8 +26,7 @@ def bootstrap_draws(
     seeds_b = rng.integers(0, s_b, size=(n_samples, s_b))
     for start in range(0, n_samples, chunk):
         k = min(chunk, n_samples - start)
-        inst = rng.integers(0, n, size=(k, n))
-        yield inst, seeds_a[start : start + k], seeds_b[start : start + k]
+        yield rng.integers(0, n, size=(k, n)), seeds_a[start : start + k], seeds_b[start : start + k]
 
 
 def _per_seed_scores(preds: np.ndarray, labels: np.ndarray, weights: np.ndarray, metric: str, n_classes: int):
@@ -57,11 +54,8 @@ def p_value(diffs: np.ndarray, margin: float = 0.0) -> float:
 def multibootstrap(
     preds_a, preds_b, labels, metric="accuracy", n_samples=5000, seed=0, margin=0.0
 ) -> tuple[float, float]:
-    """(mean of stat(A) - stat(B), one-sided p-value ``p_value(diffs, margin)``); metric units (0-1).
-
-    ``preds_a`` [S_a, N] and ``preds_b`` [S_b, N]: predicted class ids of each seed on the same
-    N instances (same order as ``labels``). Deterministic for a given ``seed``.
-    """
+    """(mean of stat(A) - stat(B), one-sided ``p_value(diffs, margin)``) in metric units (0-1), deterministic for a
+    ``seed``; ``preds_a`` [S_a, N], ``preds_b`` [S_b, N]: class ids of each seed on the N instances of ``labels``."""
     diffs = multibootstrap_samples(preds_a, preds_b, labels, metric, n_samples, seed)
     return float(diffs.mean()), p_value(diffs, margin)
 
@@ -123,10 +117,8 @@ def _rho_rows(rx: np.ndarray, rys: np.ndarray) -> np.ndarray:
 
 
 def spearman_permutation_p(x, y, max_exact: int = 8, n_samples: int = 10000, seed: int = 0) -> float:
-    """One-sided p-value of rho > 0: share of permutations of y with rho >= the observed one
-    (all n! permutations up to ``max_exact`` points, the identity included, so never 0; else
-    ``n_samples`` random ones, +1 corrected). Vectorised over the permutations: the ranks of a
-    permuted y are the permuted ranks of y."""
+    """One-sided p-value of rho > 0: share of permutations of y with rho >= the observed one (all n! permutations up
+    to ``max_exact`` points, the identity included, so never 0; else ``n_samples`` random ones, +1 corrected)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     if np.isnan(spearman(x, y)):
         return float("nan")

@@ -2,8 +2,6 @@
 ``ftft subset`` step (methods: ``ftft.methods``). A subset whose reference run (or data map) failed is written with
 no rows and the reason in its metadata (``failed``); the training job then records the run as failed."""
 
-from __future__ import annotations
-
 import logging
 from pathlib import Path
 
@@ -78,12 +76,6 @@ def _same_uids(train_uids, other_uids, where: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- files + CLI
-
-
-def read_train_uids(path: str | Path) -> np.ndarray:
-    return read_arrow(path, "training set", columns=["uid"]).column("uid").to_numpy().astype(str)
-
-
 def write(df: pd.DataFrame, path: str | Path, meta: dict | None = None) -> None:
     write_parquet(df.astype({"uid": str, "weight": np.float32}), path, meta)
 
@@ -120,7 +112,8 @@ def reference_failure(args, method) -> str | None:
 
 def run(args) -> int:
     method, m = args.method, methods.get(args.method)
-    args.uids, args.settings = read_train_uids(args.train), parse_json_arg(args.spec, "--spec")
+    args.settings = parse_json_arg(args.spec, "--spec")
+    args.uids = read_arrow(args.train, "training set", columns=["uid"]).column("uid").to_numpy().astype(str)
     meta: dict = {"method": method, "train": str(args.train)}
     if failed := reference_failure(args, m):
         write(_frame([]), args.out, {**meta, "failed": failed})

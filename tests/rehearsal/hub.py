@@ -7,16 +7,13 @@ formats, dtypes and parameter names. Not: the weights, the tiny vocabularies, pl
 Deterministic: the same inputs give byte-identical files.
 """
 
-from __future__ import annotations
-
 import functools
 import hashlib
 import io
 import json
 import os
 import random
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections import OrderedDict, namedtuple
 from pathlib import Path
 
 # Git-LFS file patterns of these repos' .gitattributes (suffix match).
@@ -24,22 +21,10 @@ LFS_SUFFIXES = (".bin", ".h5", ".msgpack", ".safetensors", ".model", ".onnx", ".
 PLACEHOLDER_FILES = ("tf_model.h5", "flax_model.msgpack", "rust_model.ot", "model.onnx", "whole-word-masking.tar.gz")
 
 
-@dataclass(frozen=True)
-class Dims:
-    hidden: int
-    layers: int
-    heads: int
-    intermediate: int
-    embedding: int | None = None  # ELECTRA only
-
-
-@dataclass(frozen=True)
-class StandIn:
-    hub_id: str
-    family: str  # deberta-v3 | electra | bert-tiny | bert-large | roberta
-    files: tuple[str, ...]  # the real repo's file set on main
-    dims: Dims
-    seed: int
+# hidden size, layers, heads, intermediate size and (ELECTRA only) embedding size
+Dims = namedtuple("Dims", "hidden layers heads intermediate embedding", defaults=[None])
+# family: deberta-v3 | electra | bert-tiny | bert-large | roberta; files: the real repo's file set on main
+StandIn = namedtuple("StandIn", "hub_id family files dims seed")
 
 
 # The real repos' file sets on main; real sizes in comments; the stand-ins keep small < base < large.
@@ -116,32 +101,20 @@ def blob_id(name: str, data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def pinned_revisions() -> dict[str, str]:
-    """{hub id: ``models.<key>.revision``} of the paper config: the commits the stand-ins are served under."""
-    import yaml
-
-    models = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow_config.yaml").read_text())["models"]
-    return {m["hub_id"]: m["revision"] for m in models.values()}
-
-
 def install(hub_cache: Path, hub_id: str, files: dict[str, bytes], revision: str) -> Path:
     """Install ``files`` as the snapshot ``revision`` of ``hub_id`` in the cache folder ``hub_cache``."""
     repo = hub_cache / ("models--" + hub_id.replace("/", "--"))
     ids = {name: blob_id(name, data) for name, data in files.items()}
     snapshot = repo / "snapshots" / revision
     for name, data in sorted(files.items()):
-        blob = repo / "blobs" / ids[name]
-        _write_bytes(blob, data)
-        link = snapshot / name
-        link.parent.mkdir(parents=True, exist_ok=True)
+        blob, link = repo / "blobs" / ids[name], snapshot / name
+        for folder in (blob.parent, link.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
         link.unlink(missing_ok=True)  # a rebuild replaces it
         os.symlink(os.path.relpath(blob, link.parent), link)
-    _write_bytes(repo / "refs" / "main", revision.encode())
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_bytes(revision.encode())
     return snapshot
 
 
@@ -273,14 +246,6 @@ def _norm(name: str, n: int) -> list[tuple[str, tuple[int, ...], str]]:
     return [(f"{name}.weight", (n,), "ones"), (f"{name}.bias", (n,), "zeros")]
 
 
-def _to_bin(state: OrderedDict) -> bytes:
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue()
-
-
 def _to_safetensors(state: OrderedDict) -> bytes:
     from safetensors.torch import save
 
@@ -292,6 +257,8 @@ def _to_safetensors(state: OrderedDict) -> bytes:
 
 def standin_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
     """The pretraining checkpoint: the encoder and the published pretraining heads, in the repo's formats."""
+    import torch
+
     prefix = {"deberta-v3": "deberta", "electra": "electra", "roberta": "roberta"}.get(s.family, "bert")
     state, gen, cfg = _encoder_state(cfg_bytes, s.seed, prefix)
     h, v = cfg.hidden_size, cfg.vocab_size
@@ -319,7 +286,9 @@ def standin_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
     if s.family == "bert-large":  # pytorch-pretrained-bert era names, renamed by transformers on load
         state = OrderedDict((k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"),
                              t) for k, t in state.items())  # fmt: skip
-    out = {"pytorch_model.bin": _to_bin(state)}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    out = {"pytorch_model.bin": buf.getvalue()}
     return out | ({"model.safetensors": _to_safetensors(state)} if "model.safetensors" in s.files else {})
 
 
@@ -358,9 +327,12 @@ def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, byte
 def build_hf_cache(hf_home: Path, models: list[str] | None = None) -> dict[str, Path]:
     """Install the stand-ins for ``models`` (default: all nine) under ``hf_home/hub``; return their snapshots."""
     import torch
+    import yaml
 
-    hub_cache = Path(hf_home) / "hub"
-    texts, revisions = corpus(), pinned_revisions()
+    hub_cache, texts = Path(hf_home) / "hub", corpus()
+    # served under the paper config's ``models.<key>.revision``
+    paper = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow_config.yaml").read_text())["models"]
+    revisions = {m["hub_id"]: m["revision"] for m in paper.values()}
     out: dict[str, Path] = {}
     threads = torch.get_num_threads()
     try:
