@@ -116,9 +116,7 @@ class Plan:
     def source_splits(self, source: str) -> tuple[list[str], list[str] | None] | None:
         """(split names, label names or None when the data decides) of a source, as far as the config alone
         tells (built-in datasets, the demo sources, BYO files); None for a source the config does not define."""
-        import importlib
-
-        from .data.prepare import SOURCES
+        from .data.sources import SOURCES
 
         if source in self.cfg["byo"]:
             b = self.cfg["byo"][source]
@@ -132,8 +130,7 @@ class Plan:
                 else None
             )
         if source in SOURCES:
-            module = importlib.import_module(f"ftft.data.{source}")
-            return list(module.SPLIT_NAMES), list(module.LABEL_NAMES)
+            return list(SOURCES[source].splits), list(SOURCES[source].labels)
         return None
 
     def _check_source_entries(self) -> None:
