@@ -6,8 +6,6 @@ hate-speech-artifacts, MIT licence) for ``cad`` with ``keep_emojis=True``, copie
 real scikit-learn ``StratifiedKFold``: our normaliser must give the same files, in the same order.
 """
 
-from __future__ import annotations
-
 import csv
 import os
 import random

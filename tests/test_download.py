@@ -1,7 +1,5 @@
 """Download step: a local HTTP server, file:// URLs and mirrors stand in for the dataset hosts (no network)."""
 
-from __future__ import annotations
-
 import contextlib
 import hashlib
 import http.server

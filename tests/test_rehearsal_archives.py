@@ -1,7 +1,5 @@
 """Real-layout releases (tests/rehearsal) served like the real hosts: ``ftft download`` -> prepare == fixtures."""
 
-from __future__ import annotations
-
 import hashlib
 import json
 import zipfile

@@ -1,7 +1,5 @@
 """The tokenize step: a real ``datasets`` map over several batches, read back as the engine reads it."""
 
-from __future__ import annotations
-
 import json
 
 import numpy as np

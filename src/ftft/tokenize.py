@@ -1,8 +1,6 @@
 """``ftft tokenize``: tokenise a task's training and evaluation sets once per tokenizer, as a ``datasets``
 ``DatasetDict`` on disk (uid, label, input_ids, [token_type_ids], length; no padding) plus ``stats.json``."""
 
-from __future__ import annotations
-
 import hashlib
 import json
 import logging

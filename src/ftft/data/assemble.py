@@ -1,8 +1,6 @@
 """``ftft assemble``: a task's training set and evaluation sets (``tasks.<task>``) cut from the normalised
 sources; the sources' label names must equal the task's ``labels``, and every split must exist and be non-empty."""
 
-from __future__ import annotations
-
 import logging
 from pathlib import Path
 

@@ -8,8 +8,6 @@ Output: ``uid`` = the ``info_id`` of the first entry with that cleaned text (``#
 extra columns ``labels`` (composite), ``fold``, ``subreddit``. No documented split sizes (docs/FIDELITY.md, 15).
 """
 
-from __future__ import annotations
-
 import csv
 import random
 import re

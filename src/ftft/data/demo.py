@@ -9,8 +9,6 @@ counter | noise | ambiguous), ``shortcut``, ``cue``, ``cue_label``, ``true_label
 its own generator seeded by (seed, task, split): same arguments, identical frames.
 """
 
-from __future__ import annotations
-
 import argparse
 import logging
 from collections import Counter

@@ -10,8 +10,6 @@
 - ``DIR/DONE.json`` is deleted first and written last; temporaries of a killed run are removed at the start.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import re

@@ -2,8 +2,6 @@
 schema of ``ftft.data.schema``. No row is lost silently: ``rows_in == rows_out + sum(dropped)`` (by reason);
 unread files go to ``skipped``; split sizes that differ from the documented ones are warnings."""
 
-from __future__ import annotations
-
 import csv
 import json
 import logging

@@ -1,8 +1,6 @@
 """The built-in sources as data (``SOURCES``), read by one reader (``load``); CAD, rebuilt as R&T's script does,
 brings its own reader (``cad.load``). Split names, files and extra columns per source: docs/ARCHITECTURE.md."""
 
-from __future__ import annotations
-
 import csv
 import json
 import logging
@@ -46,7 +44,8 @@ class Source:
 
 NLI = {n: i for i, n in enumerate(NLI_LABELS)}
 MNLI_FILES = dict(train="train.tsv", validation_matched="dev_matched.tsv", validation_mismatched="dev_mismatched.tsv")
-ANLI_FILES = {f"{p}_r{r}": f"R{r}/{p}.jsonl" for p in ("train", "dev", "test") for r in (1, 2, 3)}
+ANLI_SPLITS = tuple(f"{p}_r{r}" for p in ("train", "dev", "test") for r in (1, 2, 3))
+ANLI_FILES = {f"{p}_r{r}": f"R{r}/{p}.jsonl" for r in (1, 2, 3) for p in ("train", "dev", "test")}  # rows by round
 MNLI_NEEDED = ("pairID", "promptID", "genre", "sentence1", "sentence2", "gold_label")
 LEVELS, SPLITS = ("original", "perturbation"), ("train", "dev", "test")
 DYNAHATE_NEEDED = ("acl.id", "text", "label", "type", "target", "level", "split", "round.base", "acl.id.matched")
@@ -92,9 +91,9 @@ SOURCES = {
     # Adversarial NLI v1.0: R{1,2,3}/{train,dev,test}.jsonl -> splits {part}_r{round} (a missing file: a missing split)
     "anli": Source(
         labels=NLI_LABELS,
-        splits=tuple(ANLI_FILES),
+        splits=ANLI_SPLITS,
         expected=dict(
-            zip(ANLI_FILES, (16_946, 45_460, 100_459, 1_000, 1_000, 1_200, 1_000, 1_000, 1_200), strict=True)
+            zip(ANLI_SPLITS, (16_946, 45_460, 100_459, 1_000, 1_000, 1_200, 1_000, 1_000, 1_200), strict=True)
         ),
         files=ANLI_FILES,
         uid="uid",
