@@ -161,9 +161,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output folder (DatasetDict + stats.json)")
 
 
-def run(args) -> int:
+def run(args) -> None:
     tokenize_task(args.train, args.eval_dir, args.eval_sets, args.model, args.max_length, args.out, args.batch_size)
-    return 0
 
 
 def run_job(smk) -> None:

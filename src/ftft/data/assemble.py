@@ -66,6 +66,5 @@ def add_arguments(parser) -> None:
         parser.add_argument(flag, required=True, help=text)
 
 
-def run(args) -> int:
+def run(args) -> None:
     assemble(parse_json_arg(args.spec, "--spec"), args.sources_dir, args.train, args.eval_dir)
-    return 0

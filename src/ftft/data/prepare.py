@@ -217,7 +217,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--spec", default=None, help="byo.<name> config entry as JSON (bring-your-own data)")
 
 
-def run(args) -> int:
+def run(args) -> None:
     spec = parse_json_arg(args.spec, "--spec") if args.spec not in (None, "", "null") else None
     prepare(args.source, args.raw, args.out, args.summary, spec)
-    return 0

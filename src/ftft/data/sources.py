@@ -36,7 +36,6 @@ class Source:
     columns: dict[str, str | Callable] = field(default_factory=dict)
     delimited: dict = field(default_factory=dict)
     drops: tuple = ()
-    texts: tuple[str, ...] = ("text_a", "text_b")
     unlabelled: tuple[str, ...] = ()  # files only counted in ``skipped``
     reader: Callable | None = None  # a source read by its own code
     members: dict = field(default_factory=dict)  # the published archive members (prepare.check_recorded)
@@ -126,7 +125,6 @@ SOURCES = {
         columns={
             "uid": lambda d, s: d["acl.id"].str.strip(),
             "text_a": lambda d, s: d["text"].map(lambda t: clean_text(t, cad.CLEAN_DATASET, cad.KEEP_EMOJIS)),
-            "text_b": lambda d, s: None,
             "split": lambda d, s: d["split"] + "_r" + dynahate_round(d).astype(str) + "_" + d["level"],
             "round": lambda d, s: dynahate_round(d),
             "level": "level",
@@ -134,7 +132,6 @@ SOURCES = {
             "target": "target",
             "matched_uid": lambda d, s: d["acl.id.matched"].where(~d["acl.id.matched"].isin(["NA", ""]), None),
         },
-        texts=("text_a",),
     ),
 }
 
@@ -154,22 +151,22 @@ def find_folder(raw: Path, name: str) -> Path:
 
 def frame(src: Source, d: pd.DataFrame, split: str) -> pd.DataFrame:
     """The output columns (uid, text_a, text_b, label, split, then the extra ones) of the rows ``d``."""
-    cols = {"label": "label", "split": lambda d, s: s, **src.columns}
+    cols = {"text_b": lambda d, s: None, "label": "label", "split": lambda d, s: s, **src.columns}
     order = ["uid", "text_a", "text_b", "label", "split", *src.columns]
     return pd.DataFrame({c: cols[c](d, split) if callable(cols[c]) else d[cols[c]] for c in dict.fromkeys(order)})
 
 
 def read_table(src: Source, path: Path, split: str, report: Report) -> pd.DataFrame:
+    def where(row):
+        return f"{path.name}: {src.uid} {row[src.uid]}"
+
     parts = []
     for chunk in read_delimited(path, report, **src.delimited):
-
-        def where(row):
-            return f"{path.name}: {src.uid} {row[src.uid]}"
-
         for reason, col, test in (("missing_uid", src.uid, lambda c: c.str.strip() == ""), *src.drops):
             chunk = report.filter(chunk, test(chunk[col]), reason, where)
         parts.append(frame(src, map_labels(chunk, src.label, src.label_map, report, path.name), split))
-    return drop_missing_text(pd.concat(parts, ignore_index=True), report, path.name, cols=src.texts)
+    texts = [c for c in ("text_a", "text_b") if c in src.columns]
+    return drop_missing_text(pd.concat(parts, ignore_index=True), report, path.name, cols=texts)
 
 
 def blank(value) -> bool:
