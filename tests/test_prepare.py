@@ -196,6 +196,8 @@ def test_prepare_missing_raw_file_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="train.tsv"):
         normalise("mnli", tmp_path / "empty")
+    with pytest.raises(DataError, match="required folder 'R1' not found"):
+        normalise("anli", tmp_path / "empty")
     with pytest.raises(DataError, match="unknown source"):
         normalise("nosuch", tmp_path / "empty")
     argv = ["--raw", str(tmp_path / "empty"), "--out", str(tmp_path / "x.parquet"), "--summary", str(tmp_path / "x")]

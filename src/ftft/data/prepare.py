@@ -49,22 +49,26 @@ class Report:
 # --------------------------------------------------------------------------- helpers for readers
 
 
-def find_file(raw: str | Path, name: str, required: bool = True) -> Path | None:
-    """The shallowest file called ``name`` below ``raw`` (downloads extract into subfolders)."""
-    raw = Path(raw)
+def find_file(raw: str | Path, name: str, required: bool = True, folder: bool = False) -> Path | None:
+    """The shallowest file (``folder``: non-empty folder) called ``name`` below ``raw`` (downloads extract into
+    subfolders)."""
+    raw, what = Path(raw), "folder" if folder else "file"
     if not raw.is_dir():
         raise DataError(f"raw data folder not found: {raw}")
     hidden = (".", "__MACOSX")
     hits = [
-        p for p in raw.rglob(name) if p.is_file() and not any(q.startswith(hidden) for q in p.relative_to(raw).parts)
+        p
+        for p in raw.rglob(name)
+        if (p.is_dir() and any(p.iterdir()) if folder else p.is_file())
+        and not any(q.startswith(hidden) for q in p.relative_to(raw).parts)
     ]
     if not hits:
         if required:
-            raise DataError(f"{raw}: required file '{name}' not found (was the download step run and extracted?)")
+            raise DataError(f"{raw}: required {what} '{name}' not found (was the download step run and extracted?)")
         return None
     hits.sort(key=lambda p: (len(p.parts), str(p)))
     if len(hits) > 1 and len(hits[0].parts) == len(hits[1].parts):
-        raise DataError(f"{raw}: file '{name}' is ambiguous: {[str(h) for h in hits]}")
+        raise DataError(f"{raw}: {what} '{name}' is ambiguous: {[str(h) for h in hits]}")
     return hits[0]
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import DataError
 from . import cad
 from .clean import clean_text
 from .prepare import Report, drop_missing_text, find_file, map_labels, read_delimited
@@ -21,10 +20,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Source:
-    """``files``: split -> file below the raw folder (``R1/x``: in the shallowest folder ``R1`` with such files, and
-    optional); ``delimited``: ``read_delimited``'s options (else JSON lines). ``columns``: output column -> source
-    column or key, or a function of (the rows read, split); ``uid``, ``label``: source columns or keys; ``drops``:
-    (reason, column, test of the column) applied in order after a missing uid, before the label map."""
+    """``files``: split -> file below the raw folder (``R1/x``: in the shallowest folder ``R1``, and optional);
+    ``delimited``: ``read_delimited``'s options (else JSON lines). ``columns``: output column -> source column or
+    key, or a function of (the rows read, split); ``uid``, ``label``: source columns or keys; ``drops``: (reason,
+    column, test of the column) applied in order after a missing uid, before the label map."""
 
     labels: list[str]
     splits: tuple[str, ...]
@@ -136,19 +135,6 @@ SOURCES = {
 }
 
 
-def find_folder(raw: Path, name: str) -> Path:
-    """The shallowest folder called ``name`` below ``raw`` that holds jsonl files."""
-    if not raw.is_dir():
-        raise DataError(f"raw data folder not found: {raw}")
-    cands = sorted(
-        (p for p in raw.rglob(name) if p.is_dir() and any(p.glob("*.jsonl")) and "__MACOSX" not in p.parts),
-        key=lambda p: (len(p.parts), str(p)),
-    )
-    if not cands:
-        raise DataError(f"{raw}: no folder '{name}' with .jsonl files (was the download step run and extracted?)")
-    return cands[0]
-
-
 def frame(src: Source, d: pd.DataFrame, split: str) -> pd.DataFrame:
     """The output columns (uid, text_a, text_b, label, split, then the extra ones) of the rows ``d``."""
     cols = {"text_b": lambda d, s: None, "label": "label", "split": lambda d, s: s, **src.columns}
@@ -218,7 +204,7 @@ def load(name: str, raw: Path, report: Report) -> pd.DataFrame:
         folder, _, base = file.rpartition("/")
         if not folder:
             path = find_file(raw, file)
-        elif not (path := find_folder(raw, folder) / base).is_file():
+        elif not (path := find_file(raw, folder, folder=True) / base).is_file():
             log.info("%s not found: split '%s' is absent", path, split)
             continue
         if src.delimited:
