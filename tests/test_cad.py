@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_prepare import row
 
 from ftft.data import schema
 from ftft.data.cad import LABEL_TO_ID, stratified_test_folds
@@ -244,12 +245,6 @@ def test_cad_fixture_partition_labels_and_accounting():
     assert row(df, "syc8104")["labels"] == "IdentityDirectedAbuse$Slur" and row(df, "syc8103")["labels"] == "Slur"
     assert set(df.columns) == {"uid", "text_a", "text_b", "label", "split", "labels", "fold", "subreddit"}
     assert df["text_b"].isna().all() and row(df, "syc8103")["subreddit"] == "TumblrInAction"
-
-
-def row(df, uid):
-    hit = df[df["uid"] == uid]
-    assert len(hit) == 1, uid
-    return hit.iloc[0]
 
 
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
