@@ -135,22 +135,20 @@ SOURCES = {
 }
 
 
-def frame(src: Source, d: pd.DataFrame, split: str) -> pd.DataFrame:
-    """The output columns (uid, text_a, text_b, label, split, then the extra ones) of the rows ``d``."""
-    cols = {"text_b": lambda d, s: None, "label": "label", "split": lambda d, s: s, **src.columns}
-    order = ["uid", "text_a", "text_b", "label", "split", *src.columns]
-    return pd.DataFrame({c: cols[c](d, split) if callable(cols[c]) else d[cols[c]] for c in dict.fromkeys(order)})
-
-
 def read_table(src: Source, path: Path, split: str, report: Report) -> pd.DataFrame:
+    """A delimited file's rows with the output columns (uid, text_a, text_b, label, split, then the extra ones)."""
+
     def where(row):
         return f"{path.name}: {src.uid} {row[src.uid]}"
 
+    cols = {"text_b": lambda d, s: None, "label": "label", "split": lambda d, s: s, **src.columns}
+    order = dict.fromkeys(["uid", "text_a", "text_b", "label", "split", *src.columns])
     parts = []
     for chunk in read_delimited(path, report, **src.delimited):
         for reason, col, test in (("missing_uid", src.uid, lambda c: c.str.strip() == ""), *src.drops):
             chunk = report.filter(chunk, test(chunk[col]), reason, where)
-        parts.append(frame(src, map_labels(chunk, src.label, src.label_map, report, path.name), split))
+        d = map_labels(chunk, src.label, src.label_map, report, path.name)
+        parts.append(pd.DataFrame({c: cols[c](d, split) if callable(cols[c]) else d[cols[c]] for c in order}))
     texts = [c for c in ("text_a", "text_b") if c in src.columns]
     return drop_missing_text(pd.concat(parts, ignore_index=True), report, path.name, cols=texts)
 
