@@ -1,7 +1,5 @@
 """Assembling a task's train / ID / OOD sets from normalised sources (the paper's task specs)."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 

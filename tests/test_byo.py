@@ -1,7 +1,5 @@
 """Bring-your-own datasets: config column mapping -> the normalised schema."""
 
-from __future__ import annotations
-
 import json
 
 import pandas as pd

@@ -6,8 +6,6 @@ hate-speech-artifacts, MIT licence) for ``cad`` with ``keep_emojis=True``, copie
 real scikit-learn ``StratifiedKFold``: our normaliser must give the same files, in the same order.
 """
 
-from __future__ import annotations
-
 import csv
 import os
 import random
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_prepare import row
 
 from ftft.data import schema
 from ftft.data.cad import LABEL_TO_ID, stratified_test_folds
@@ -246,12 +245,6 @@ def test_cad_fixture_partition_labels_and_accounting():
     assert row(df, "syc8104")["labels"] == "IdentityDirectedAbuse$Slur" and row(df, "syc8103")["labels"] == "Slur"
     assert set(df.columns) == {"uid", "text_a", "text_b", "label", "split", "labels", "fold", "subreddit"}
     assert df["text_b"].isna().all() and row(df, "syc8103")["subreddit"] == "TumblrInAction"
-
-
-def row(df, uid):
-    hit = df[df["uid"] == uid]
-    assert len(hit) == 1, uid
-    return hit.iloc[0]
 
 
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")

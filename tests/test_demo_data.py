@@ -1,7 +1,5 @@
 """The synthetic demo data: deterministic, schema-valid, and with the structure FTFT is about."""
 
-from __future__ import annotations
-
 import json
 
 import pandas as pd

@@ -1,7 +1,5 @@
 """Download step: a local HTTP server, file:// URLs and mirrors stand in for the dataset hosts (no network)."""
 
-from __future__ import annotations
-
 import contextlib
 import hashlib
 import http.server
@@ -134,14 +132,6 @@ def test_retry_policy(server, tmp_path, status, fails, hits, error):
     assert server.hits[DYN_PATH] == hits and (not error or nothing_kept(tmp_path, DYN))
 
 
-def test_offline_without_mirror_names_the_mirror_key(tmp_path):
-    url = "http://127.0.0.1:9/glue/data/MNLI.zip"  # nothing listens there
-    with pytest.raises(DataError) as err:
-        download_source("mnli", url, tmp_path / "mnli", retries=1, backoff=0, timeout=5)
-    assert "datasets.mnli.mirror" in str(err.value) and url in str(err.value)
-    assert main(["download", "--source", "mnli", "--url", url, "--out", str(tmp_path / "m"), "--retries", "0"]) == 1
-
-
 @pytest.mark.parametrize("origin", ["download", "mirror"])
 def test_pinned_mismatch_is_not_kept_nor_retried_and_never_advises_dropping_the_pin(server, tmp_path, origin):
     mirror, out, pin, bad = tmp_path / "copy.csv", tmp_path / "dynahate", sha(DYN_BYTES), DYN_BYTES[:-5]
@@ -256,6 +246,11 @@ def test_resources_poisoned_by_an_older_version_name_both_files_to_delete(tmp_pa
 
 
 def test_mirror_errors_name_the_key_and_an_extracted_folder_lists_the_unchecked_pin(tmp_path):
+    url = "http://127.0.0.1:9/glue/data/MNLI.zip"  # offline: nothing listens there
+    with pytest.raises(DataError) as err:
+        download_source("mnli", url, tmp_path / "mnli", retries=1, backoff=0, timeout=5)
+    assert "datasets.mnli.mirror" in str(err.value) and url in str(err.value)
+    assert main(["download", "--source", "mnli", "--url", url, "--out", str(tmp_path / "m"), "--retries", "0"]) == 1
     with pytest.raises(DataError, match="datasets.wanli.mirror"):  # a file for a two-file source
         download_source("wanli", None, tmp_path / "w", mirror=FIX / "wanli" / "train.jsonl")
     with pytest.raises(DataError, match="datasets.cad.mirror"):

@@ -1,7 +1,5 @@
 """Normalisers of the five real datasets, run on the raw-format fixtures (tests/fixtures)."""
 
-from __future__ import annotations
-
 import csv
 import json
 import shutil
@@ -12,9 +10,10 @@ import pandas as pd
 import pytest
 
 from ftft.cli import main
-from ftft.data import mnli, schema
+from ftft.data import schema
 from ftft.data.clean import clean_text
 from ftft.data.prepare import normalise
+from ftft.data.sources import SOURCES
 from ftft.errors import DataError
 
 FIX = Path(__file__).parent / "fixtures"
@@ -56,7 +55,7 @@ def row(df, uid):
 
 
 RAW = {  # source: (split, raw file, label key, label map) of every labelled file
-    "mnli": [(split, name, "gold_label", NLI) for split, name in mnli.FILES.items()],
+    "mnli": [(split, name, "gold_label", NLI) for split, name in SOURCES["mnli"].files.items()],
     "wanli": [(split, f"{split}.jsonl", "gold", NLI) for split in ("train", "test")],
     "anli": [(f"{p}_r{r}", f"R{r}/{p}.jsonl", "label", ANLI) for r in (1, 2, 3) for p in ("dev", "test")],
 }
@@ -197,6 +196,8 @@ def test_prepare_missing_raw_file_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="train.tsv"):
         normalise("mnli", tmp_path / "empty")
+    with pytest.raises(DataError, match="required folder 'R1' not found"):
+        normalise("anli", tmp_path / "empty")
     with pytest.raises(DataError, match="unknown source"):
         normalise("nosuch", tmp_path / "empty")
     argv = ["--raw", str(tmp_path / "empty"), "--out", str(tmp_path / "x.parquet"), "--summary", str(tmp_path / "x")]

@@ -1,13 +1,11 @@
 """Real-layout releases (tests/rehearsal) served like the real hosts: ``ftft download`` -> prepare == fixtures."""
 
-from __future__ import annotations
-
-import hashlib
 import json
 import zipfile
 from pathlib import Path
 
 import pandas as pd
+import pooch
 import pytest
 import yaml
 from rehearsal.archives import SOURCES, build_archives, rehearsal_urls, serve, url_path
@@ -29,10 +27,6 @@ MEMBERS = {
                       "train.jsonl")), "anli_v1.0/README.txt"],
     "data.zip": sorted(["data/", "data/test/", *cad.MEMBERS["data.zip"]]),  # the authors' published tree
 }  # fmt: skip
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +82,7 @@ def test_download_extract_prepare_gives_the_fixture_rows(hosted, tmp_path, sourc
 
     # checksums recorded, marker lists exactly the served files
     done = json.loads((out / "DONE.json").read_text())
-    assert done["files"] == {name: sha(path.read_bytes()) for name, path in served.items()}
+    assert done["files"] == {name: pooch.file_hash(str(path)) for name, path in served.items()}
     for name, digest in done["files"].items():
         assert (out / name).read_bytes() == served[name].read_bytes()
         assert (out / f"{name}.sha256").read_text() == f"{digest}  {name}\n"
@@ -137,7 +131,7 @@ def test_rehearsal_pins_match_the_archives_and_a_wrong_pin_stops_it_early(tmp_pa
         pin, files = pins[source].get("sha256"), files_of(source, url, written)
         if source != "cad":
             assert (pin if isinstance(pin, dict) else {Path(url_path(url)).name: pin}) == {
-                n: sha(f.read_bytes()) for n, f in files.items()
+                n: pooch.file_hash(str(f)) for n, f in files.items()
             }, source
     wrong = {"datasets": {"anli": {"sha256": "0" * 64}}, "models": {"tinybert": {"revision": "0" * 40}}}
     with serve(wf / "www") as base:
@@ -154,6 +148,6 @@ def test_rehearsal_pins_match_the_archives_and_a_wrong_pin_stops_it_early(tmp_pa
                 assert res.returncode == 0, (res.stderr + logs)[-3000:]
                 continue
             assert res.returncode != 0 and not (wf / "res-wrong" / "anli" / "anli_v1.0.zip").exists()
-            for part in ("anli_v1.0.zip", "0" * 64, sha(Path(written["anli/anli_v1.0.zip"]).read_bytes()),
+            for part in ("anli_v1.0.zip", "0" * 64, pooch.file_hash(written["anli/anli_v1.0.zip"]),
                          "pin itself may be wrong", f"prajjwal1/bert-tiny@{'0' * 40}", "not in the Hugging Face cache"):  # fmt: skip
                 assert part in logs, part

@@ -1,7 +1,5 @@
 """The tokenize step: a real ``datasets`` map over several batches, read back as the engine reads it."""
 
-from __future__ import annotations
-
 import json
 
 import numpy as np
@@ -47,11 +45,8 @@ def tokenized(tmp_path_factory, model):
 
 def direct(tokenizer, df: pd.DataFrame) -> list[dict]:
     """What the engine always did: one tokenizer call per row, truncated, no padding."""
-    out = []
-    for a, b in zip(df["text_a"], df["text_b"], strict=True):
-        out.append(tokenizer(a, b, truncation=True, max_length=MAX_LENGTH) if isinstance(b, str) else
-                   tokenizer(a, truncation=True, max_length=MAX_LENGTH))  # fmt: skip
-    return out
+    pairs = zip(df["text_a"], df["text_b"], strict=True)
+    return [tokenizer(a, b if isinstance(b, str) else None, truncation=True, max_length=MAX_LENGTH) for a, b in pairs]
 
 
 def test_ids_equal_per_row_tokenizer_calls_across_batches(tokenized, model):
@@ -62,9 +57,7 @@ def test_ids_equal_per_row_tokenizer_calls_across_batches(tokenized, model):
         assert list(enc.uids) == list(df["uid"]) and list(enc.labels) == list(df["label"])
         expected = direct(tok, df)
         assert [int(n) for n in enc.lengths] == [len(e["input_ids"]) for e in expected]
-        for i in (0, 1, tokenize.MAP_BATCH - 1, tokenize.MAP_BATCH, len(df) - 1):
-            if i >= len(df):
-                continue
+        for i in [i for i in (0, 1, tokenize.MAP_BATCH - 1, tokenize.MAP_BATCH, len(df) - 1) if i < len(df)]:
             s, n = enc.offsets[i], enc.lengths[i]
             assert enc.ids[s : s + n].tolist() == expected[i]["input_ids"]
             assert enc.type_ids[s : s + n].tolist() == expected[i]["token_type_ids"]

@@ -1,8 +1,6 @@
 """Atomic, durable writes (a path holds the old or the new content, never a truncated file), and readers that
 turn a missing, truncated or corrupt file into a ``DataError`` naming it and saying how to rebuild it."""
 
-from __future__ import annotations
-
 import contextlib
 import errno
 import json

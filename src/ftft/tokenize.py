@@ -1,8 +1,6 @@
 """``ftft tokenize``: tokenise a task's training and evaluation sets once per tokenizer, as a ``datasets``
 ``DatasetDict`` on disk (uid, label, input_ids, [token_type_ids], length; no padding) plus ``stats.json``."""
 
-from __future__ import annotations
-
 import hashlib
 import json
 import logging
@@ -163,9 +161,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output folder (DatasetDict + stats.json)")
 
 
-def run(args) -> int:
+def run(args) -> None:
     tokenize_task(args.train, args.eval_dir, args.eval_sets, args.model, args.max_length, args.out, args.batch_size)
-    return 0
 
 
 def run_job(smk) -> None:

@@ -90,9 +90,7 @@ class Plan:
 
     def check(self) -> None:
         """Config problems only the planned grid reveals (before any job): raise ConfigError."""
-        import importlib
-
-        from .data.prepare import SOURCES
+        from .data.sources import SOURCES
 
         for m in self.models_from("path"):
             path = self.cfg["models"][m]["path"]
@@ -121,8 +119,7 @@ class Plan:
                         )
                     splits, labels = [*demo.ID_SPLITS, *demo.OOD_SPLITS[kind]], list(demo.LABEL_NAMES[kind])
                 elif source in SOURCES:
-                    module = importlib.import_module(f"ftft.data.{source}")
-                    splits, labels = list(module.SPLIT_NAMES), list(module.LABEL_NAMES)
+                    splits, labels = list(SOURCES[source].splits), list(SOURCES[source].labels)
                 else:
                     continue
                 if labels is not None and [str(x) for x in labels] != [str(x) for x in t["labels"]]:

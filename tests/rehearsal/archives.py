@@ -6,8 +6,6 @@
 Zenodo's ``Content-Disposition``. ``rehearsal_urls`` moves the configured ``datasets.*.url`` onto that server.
 """
 
-from __future__ import annotations
-
 import contextlib
 import csv
 import http.server

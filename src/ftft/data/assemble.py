@@ -1,8 +1,6 @@
 """``ftft assemble``: a task's training set and evaluation sets (``tasks.<task>``) cut from the normalised
 sources; the sources' label names must equal the task's ``labels``, and every split must exist and be non-empty."""
 
-from __future__ import annotations
-
 import logging
 from pathlib import Path
 
@@ -68,6 +66,5 @@ def add_arguments(parser) -> None:
         parser.add_argument(flag, required=True, help=text)
 
 
-def run(args) -> int:
+def run(args) -> None:
     assemble(parse_json_arg(args.spec, "--spec"), args.sources_dir, args.train, args.eval_dir)
-    return 0

@@ -7,8 +7,6 @@ are the names. Unknown labels, empty texts and duplicate ids are dropped and cou
 become ``{split}/{id}``; without a uid column the uid is ``{name}-{split}-{row}``.
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 

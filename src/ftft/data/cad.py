@@ -8,8 +8,6 @@ Output: ``uid`` = the ``info_id`` of the first entry with that cleaned text (``#
 extra columns ``labels`` (composite), ``fold``, ``subreddit``. No documented split sizes (docs/FIDELITY.md, 15).
 """
 
-from __future__ import annotations
-
 import csv
 import random
 import re
@@ -21,11 +19,8 @@ import pandas as pd
 from ..errors import DataError
 from .clean import clean_text
 from .prepare import Report, find_file, read_delimited
-from .schema import HSD_LABELS
 
-LABEL_NAMES = HSD_LABELS
 FILE = "cad_v1_1.tsv"
-EXPECTED: dict[str, int] = {}
 # Zenodo data.zip members: the data/ tree of dongpng/cad_naacl2021 README.md (466ec52); checked, with the
 # split sizes recorded at the first preparation, by prepare.check_recorded (no published hash exists)
 MEMBERS = {"data.zip": [f"data/{n}" for n in (

@@ -3,8 +3,6 @@
 same order. Nothing is stripped here (``ftft.data.cad`` emulates their file round trips).
 """
 
-from __future__ import annotations
-
 import functools
 import re
 from html import unescape

@@ -9,8 +9,6 @@ counter | noise | ambiguous), ``shortcut``, ``cue``, ``cue_label``, ``true_label
 its own generator seeded by (seed, task, split): same arguments, identical frames.
 """
 
-from __future__ import annotations
-
 import argparse
 import logging
 from collections import Counter
@@ -359,9 +357,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, type=int, default=default)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> None:
     df = generate(args.task, args.train_rows, args.eval_rows, args.seed)
     schema.write(df, args.out, LABEL_NAMES[args.task], f"demo_{args.task}")
     write_json(args.summary, summary(df, args.task, split_sizes(args.task, args.train_rows, args.eval_rows)))
     log.info("demo-data %s: %d rows -> %s", args.task, len(df), args.out)
-    return 0

@@ -10,8 +10,6 @@
 - ``DIR/DONE.json`` is deleted first and written last; temporaries of a killed run are removed at the start.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import re
@@ -289,10 +287,9 @@ def add_arguments(parser) -> None:
     arg("--retries", type=int, default=3, help="retries after the first attempt (default 3)")
 
 
-def run(args) -> int:
+def run(args) -> None:
     try:
         done = download_source(args.source, args.url, args.out, args.sha256, args.mirror, retries=max(0, args.retries))
     except OSError as exc:  # disk full, permissions, a file where a folder should be: no traceback
         raise DataError(f"dataset '{args.source}': download into {args.out} failed: {exc}") from exc
     log.info("dataset '%s' ready in %s (%d file(s))", args.source, args.out, len(done["files"]))
-    return 0

@@ -2,10 +2,7 @@
 schema of ``ftft.data.schema``. No row is lost silently: ``rows_in == rows_out + sum(dropped)`` (by reason);
 unread files go to ``skipped``; split sizes that differ from the documented ones are warnings."""
 
-from __future__ import annotations
-
 import csv
-import importlib
 import json
 import logging
 from collections import Counter
@@ -19,8 +16,6 @@ from ..io import parse_json_arg, write_json
 from . import schema
 
 log = logging.getLogger(__name__)
-
-SOURCES = ("mnli", "wanli", "anli", "cad", "dynahate")
 
 
 @dataclass
@@ -54,22 +49,26 @@ class Report:
 # --------------------------------------------------------------------------- helpers for readers
 
 
-def find_file(raw: str | Path, name: str, required: bool = True) -> Path | None:
-    """The shallowest file called ``name`` below ``raw`` (downloads extract into subfolders)."""
-    raw = Path(raw)
+def find_file(raw: str | Path, name: str, required: bool = True, folder: bool = False) -> Path | None:
+    """The shallowest file (``folder``: non-empty folder) called ``name`` below ``raw`` (downloads extract into
+    subfolders)."""
+    raw, what = Path(raw), "folder" if folder else "file"
     if not raw.is_dir():
         raise DataError(f"raw data folder not found: {raw}")
     hidden = (".", "__MACOSX")
     hits = [
-        p for p in raw.rglob(name) if p.is_file() and not any(q.startswith(hidden) for q in p.relative_to(raw).parts)
+        p
+        for p in raw.rglob(name)
+        if (p.is_dir() and any(p.iterdir()) if folder else p.is_file())
+        and not any(q.startswith(hidden) for q in p.relative_to(raw).parts)
     ]
     if not hits:
         if required:
-            raise DataError(f"{raw}: required file '{name}' not found (was the download step run and extracted?)")
+            raise DataError(f"{raw}: required {what} '{name}' not found (was the download step run and extracted?)")
         return None
     hits.sort(key=lambda p: (len(p.parts), str(p)))
     if len(hits) > 1 and len(hits[0].parts) == len(hits[1].parts):
-        raise DataError(f"{raw}: file '{name}' is ambiguous: {[str(h) for h in hits]}")
+        raise DataError(f"{raw}: {what} '{name}' is ambiguous: {[str(h) for h in hits]}")
     return hits[0]
 
 
@@ -99,10 +98,6 @@ def read_delimited(path: Path, report: Report, *, sep: str, quoting=csv.QUOTE_MI
         count_bad()
     except (pd.errors.ParserError, csv.Error, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: cannot parse ({exc})") from exc
-
-
-def blank(value) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or str(value).strip() == ""
 
 
 def map_labels(df: pd.DataFrame, column: str, mapping: dict, report: Report, where: str) -> pd.DataFrame:
@@ -137,14 +132,14 @@ def normalise(source: str, raw: str | Path, spec: dict | None = None) -> tuple[p
         df, label_names = byo.load(source, spec, raw, report)
         expected: dict = {}
     else:
+        from .sources import SOURCES, load
+
         if source not in SOURCES:
             raise DataError(
                 f"unknown source '{source}'; built-in sources: {list(SOURCES)} (or pass --spec for a byo source)"
             )
-        module = importlib.import_module(f"ftft.data.{source}")
-        df = module.load(Path(raw), report)
-        label_names = list(module.LABEL_NAMES)
-        expected = dict(module.EXPECTED)
+        df = load(source, Path(raw), report)
+        label_names, expected = list(SOURCES[source].labels), dict(SOURCES[source].expected)
     df = df.reset_index(drop=True)
     df = report.filter(df, df["uid"].duplicated(), "duplicate_uid", lambda r: f"uid {r['uid']!r}")
     df = df.reset_index(drop=True)
@@ -204,8 +199,11 @@ def check_recorded(source: str, raw: Path, summary: dict, df: pd.DataFrame) -> N
     old = json.loads(rec.read_text()) if rec.is_file() else now
     checks = [(k, old.get(k), f"the first preparation recorded in {rec}") for k in now]
     if members:
-        pinned = getattr(importlib.import_module(f"ftft.data.{source}"), "MEMBERS", {})
-        checks.append(("members", {**now["members"], **pinned}, f"the published list ftft.data.{source}.MEMBERS"))
+        from .sources import SOURCES
+
+        checks.append(
+            ("members", {**now["members"], **SOURCES[source].members}, f"the published list ftft.data.{source}.MEMBERS")
+        )
     for what, was, why in checks:
         if was != now[what]:
             report = f"{source}: {what} {now[what]} differ from {why}: {was} (a new release?)"
@@ -216,49 +214,13 @@ def check_recorded(source: str, raw: Path, summary: dict, df: pd.DataFrame) -> N
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--source", required=True, help=f"source name ({', '.join(SOURCES)} or a byo name)")
+    parser.add_argument("--source", required=True, help="source name (built-in or byo)")
     parser.add_argument("--raw", required=True, help="folder with the raw (downloaded, extracted) files")
     parser.add_argument("--out", required=True, help="normalised parquet to write")
     parser.add_argument("--summary", required=True, help="summary JSON to write")
     parser.add_argument("--spec", default=None, help="byo.<name> config entry as JSON (bring-your-own data)")
 
 
-def run(args) -> int:
+def run(args) -> None:
     spec = parse_json_arg(args.spec, "--spec") if args.spec not in (None, "", "null") else None
     prepare(args.source, args.raw, args.out, args.summary, spec)
-    return 0
-
-
-def nli_jsonl_rows(path: Path, split: str, report: Report, fields, label_map, extra, where_prefix="") -> list[dict]:
-    """Rows of a JSON-lines NLI file (WANLI, ANLI); ``fields``: the source keys of (uid, premise, hypothesis, label);
-    ``extra``: output column -> optional source key. Bad lines are dropped and counted by reason."""
-    uid_key, premise_key, hyp_key, label_key = fields
-    rows = []
-    with open(path, encoding="utf-8") as fh:  # not splitlines(): U+2028 may stand inside a JSON string
-        lines = list(fh)
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        report.rows_in += 1
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            report.drop("bad_json", example=f"{path.name}:{lineno}: {exc}")
-            continue
-        if not isinstance(obj, dict):
-            report.drop("bad_json", example=f"{path.name}:{lineno}: not an object")
-            continue
-        where = f"{where_prefix}{path.name}:{lineno}"
-        if missing := [k for k in fields if obj.get(k) is None]:
-            report.drop("missing_field", example=f"{where}: missing {missing}")
-            continue
-        if blank(obj[premise_key]) or blank(obj[hyp_key]):
-            report.drop("missing_text", example=f"{where}: {uid_key} {obj[uid_key]}")
-            continue
-        label = label_map.get(str(obj[label_key]).strip())
-        if label is None:
-            report.drop("unknown_label", example=f"{where}: {label_key} {obj[label_key]!r}")
-            continue
-        row = {"uid": str(obj[uid_key]), "text_a": str(obj[premise_key]), "text_b": str(obj[hyp_key]), "label": label}
-        rows.append(row | {"split": split} | {c: None if obj.get(k) is None else str(obj[k]) for c, k in extra.items()})
-    return rows

@@ -1,8 +1,6 @@
 """The normalised schema of every dataset: uid (unique str), text_a, text_b (or null), label (int64), split, then
 source columns; the parquet metadata key ``ftft`` holds the label names and the source."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import pandas as pd
