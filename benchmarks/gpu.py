@@ -71,19 +71,18 @@ def cuda_sync() -> None:
 
 
 def engine_run(model, data, buckets: int, args, sync_check: bool = False) -> dict:
-    from ftft.train import engine, schedule
+    from ftft.train import engine
     from ftft.train.data import batch_indices, collate_host, epoch_permutation, micro_batches
-    from ftft.train.dynamics import DynamicsRecorder
 
     total = args.warmup + args.steps
     spec = {"mixed_precision": "auto", "weight_decay": 0.0, "optimizer": "adamw", "lr": 2e-5, "adam_eps": 1e-6,
             "scheduler": "linear", "warmup_ratio": 0.1, "steps": total + 5}  # fmt: skip
     accelerator = engine.make_accelerator(spec)
     opt = engine.make_optimizer(model, spec)
-    sched = schedule.make_scheduler(opt, spec)
+    sched = engine.make_scheduler(opt, spec)
     model, opt = accelerator.prepare(model, opt)
     device = accelerator.device
-    dyn, stats = DynamicsRecorder(len(data), N_CLASSES, device), engine.LossStats(device)
+    dyn, stats = engine.DynamicsRecorder(len(data), N_CLASSES, device), engine.LossStats(device)
     perm, pin, multiple = epoch_permutation(0, 0, len(data)), device.type == "cuda", engine.pad_multiple(device)
     n_batches = len(data) // args.batch_size
 

@@ -25,9 +25,8 @@ import torch
 import torch.nn.functional as F
 from common import random_encoded
 
-from ftft.train import engine, schedule
+from ftft.train import engine
 from ftft.train.data import collate
-from ftft.train.dynamics import DynamicsRecorder
 
 N_CLASSES = 3
 VOCAB = 200
@@ -64,14 +63,14 @@ def optimizer_and_scheduler(model, steps: int):
     spec = {"weight_decay": 0.0, "optimizer": "adamw", "lr": 1e-3, "scheduler": "linear", "warmup_ratio": 0.1}
     spec.update(steps=steps, adam_eps=1e-6)
     opt = engine.make_optimizer(model, spec)
-    return opt, schedule.make_scheduler(opt, spec)
+    return opt, engine.make_scheduler(opt, spec)
 
 
 def time_engine(model, batches, n, steps, max_grad_norm) -> float:
     accelerator = engine.make_accelerator({"mixed_precision": "auto"})
     opt, sched = optimizer_and_scheduler(model, steps)
     model, opt = accelerator.prepare(model, opt)
-    dynamics = DynamicsRecorder(n, N_CLASSES, accelerator.device)
+    dynamics = engine.DynamicsRecorder(n, N_CLASSES, accelerator.device)
     stats = engine.LossStats(accelerator.device)
     model.train()
     start = time.perf_counter()

@@ -58,15 +58,12 @@ def run_job(smk) -> None:
     die_with_parent()  # a killed Snakemake leaves no orphaned trainer
     log_to(smk.log[0])
     cfg, spec = smk.config, dict(smk.params.spec)
-    from ..workflow import OPERATIONAL_TRAINING
+    from ..workflow import OPERATIONAL_TRAINING, hub_environment
 
     spec.update({k: cfg["training"][k] for k in OPERATIONAL_TRAINING})  # from the config: no rerun triggers
     layout = Layout.from_config(cfg)
     run = Run(**spec["run"])
-    if cfg["mode"] == "paper":
-        from ..workflow import hub_environment
-
-        os.environ.update(hub_environment(cfg))  # the fetch_model rule filled this cache
+    os.environ.update(hub_environment(cfg))  # the fetch_model rule's cache (nothing a local model folder reads)
     try:
         hold_run(layout.state_dir(run))
         kept, key = _kept_outputs(smk, spec, layout.state_dir(run))

@@ -4,6 +4,14 @@ A plain loop in the spirit of HF ``run_glue_no_trainer.py`` (docs/ARCHITECTURE.m
 the batch mean of ``ftft.losses.example_losses`` over its micro-batches, clips, steps and records the dynamics on the
 device; checkpoint k (step round(k * steps / K)) evaluates every eval set and saves the state in the background. The
 only host syncs in the loop are the log lines, the end of each pass over the data and the checkpoints.
+
+Schedules (sources in docs/FIDELITY.md): K checkpoints evenly spaced; the linear schedule with ``int(ratio * steps)``
+warm-up steps, stepped every optimiser step; ``ReduceLROnPlateau`` (JTT), stepped at every checkpoint on the running
+mean training loss since the first step. No evaluation score steers training. Training dynamics (dataset
+cartography) come from the training forward pass itself: softmax(logits) goes into a device buffer [N, C] at the
+batch's rows; at the end of each pass (and of a partial last one) it moves to the host once, as one float16 row of
+[E, N, C] with the mask of the rows that pass saw. Checkpoint scores: accuracy and macro-F1 over the task's whole
+label set (a class with no true and no predicted instance scores 0, scikit-learn's convention).
 """
 
 from __future__ import annotations
@@ -24,24 +32,24 @@ import pandas as pd
 import torch
 
 from .. import cost
+from ..datamap import save_dynamics
 from ..errors import DataError
 from ..io import atomic_path, write_json, write_parquet
 from ..losses import example_losses, for_spec
 from ..modeling import arch_dims, count_params, load_tokenizer_and_model
-from . import schedule
 from . import state as state_io
 from .data import (
     Batch,
+    Encoded,
     ReferenceFailed,
     apply_subset,
+    collate,
     epoch_permutation,
     load_tokenized,
     pad_multiple,
     tokenized_stats,
     train_loader,
 )
-from .dynamics import DynamicsRecorder, write_npz
-from .evaluate import majority_baseline, predict_probs, scores
 from .spec import fingerprint, hparams, validate_spec
 
 log = logging.getLogger("ftft.train")
@@ -91,6 +99,101 @@ class LossStats:
         for k in self.SUMS:
             getattr(self, k).copy_(state[k])
         self.counts = dict(zip(self.counts, (int(c) for c in state["counts"]), strict=True))
+
+
+def checkpoint_steps(steps: int, k: int) -> list[int]:
+    """The K evaluation steps: round(k * steps / K) for k = 1..K (a full run's checkpoint k is what halting at
+    fraction k/K reads)."""
+    return [round(i * steps / k) for i in range(1, k + 1)]
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, spec: dict):
+    """The spec's scheduler: 'linear' (stepped per step) or 'plateau' (stepped per checkpoint)."""
+    if spec["scheduler"] == "plateau":
+        p = spec["plateau"]
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=p["factor"], patience=p["patience"]
+        )
+    from transformers import get_linear_schedule_with_warmup
+
+    return get_linear_schedule_with_warmup(optimizer, int(spec["warmup_ratio"] * spec["steps"]), spec["steps"])
+
+
+class DynamicsRecorder:
+    """Per-instance class probabilities of every pass over the training set (module docstring)."""
+
+    def __init__(self, n: int, n_classes: int, device: torch.device):
+        self.n, self.n_classes = n, n_classes
+        self.epoch_probs = torch.zeros(n, n_classes, dtype=torch.float32, device=device)
+        self.probs: list[np.ndarray] = []  # float16 [N, C] per finished pass
+        self.seen: list[np.ndarray] = []  # bool [N] per finished pass
+
+    @torch.no_grad()
+    def record(self, logits: torch.Tensor, idx: torch.Tensor) -> None:
+        self.epoch_probs.index_copy_(0, idx, torch.softmax(logits.detach().float(), dim=-1))
+
+    def end_pass(self, seen_idx: np.ndarray) -> None:
+        """Move the finished (or, at the end of training, partial) pass to the host."""
+        seen = np.zeros(self.n, dtype=bool)
+        seen[seen_idx] = True
+        self.probs.append(self.epoch_probs.cpu().numpy().astype(np.float16))
+        self.seen.append(seen)
+        self.epoch_probs.zero_()
+
+    def state_dict(self) -> dict:
+        return {"epoch_probs": self.epoch_probs.cpu().clone(), "probs": list(self.probs), "seen": list(self.seen)}
+
+    def load_state_dict(self, state: dict) -> None:  # a state of an earlier version also holds complete_epochs
+        self.epoch_probs.copy_(state["epoch_probs"])
+        self.probs, self.seen = list(state["probs"]), list(state["seen"])
+
+
+def write_npz(path, uids: list[str], labels: np.ndarray, dyn: DynamicsRecorder) -> None:
+    """Atomically write ``dynamics.npz`` (the one writer: ``ftft.datamap.save_dynamics``)."""
+    probs = np.stack(dyn.probs) if dyn.probs else np.zeros((0, dyn.n, dyn.n_classes), np.float16)
+    seen = np.stack(dyn.seen) if dyn.seen else np.zeros((0, dyn.n), bool)
+    keep = np.sort(np.unique(np.asarray(uids), return_index=True)[1])  # JTT's upsampled copies: the first one
+    complete = sum(int(s.all()) for s in dyn.seen)  # passes that saw every row
+    save_dynamics(path, np.asarray(uids)[keep], labels[keep], probs[:, keep], seen[:, keep], complete)
+
+
+@torch.no_grad()
+def predict_probs(model, data: Encoded, batch_size: int, device: torch.device) -> np.ndarray:
+    """Softmax probabilities [M, C] (float32) of ``model`` on ``data`` in eval mode, in the order of ``data``
+    (batches of length-sorted instances: the least padding)."""
+    was_training = model.training
+    model.eval()
+    chunks = []
+    order = np.argsort(data.lengths, kind="stable")
+    try:
+        for start in range(0, len(data), batch_size):
+            batch = collate(data, order[start : start + batch_size], device)
+            chunks.append(torch.softmax(model(**batch.inputs).logits.float(), dim=-1))
+    finally:
+        model.train(was_training)
+    probs = np.empty((len(data), chunks[0].shape[1]), np.float32)
+    probs[order] = torch.cat(chunks).cpu().numpy()
+    return probs
+
+
+def macro_f1(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """Mean over classes 0..n_classes-1 of F1 = 2 TP / (2 TP + FP + FN), 0 when undefined."""
+    confusion = np.bincount(n_classes * np.asarray(labels) + pred, minlength=n_classes**2).reshape(n_classes, -1)
+    tp, denom = np.diag(confusion), confusion.sum(0) + confusion.sum(1)
+    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)))
+
+
+def scores(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:
+    """{'accuracy', 'macro_f1'} of the predicted labels ``pred``."""
+    accuracy = float(np.mean(np.asarray(labels) == pred)) if len(labels) else 0.0
+    return {"accuracy": accuracy, "macro_f1": macro_f1(labels, pred, n_classes)}
+
+
+def majority_baseline(labels: np.ndarray, n_classes: int, metric: str) -> float:
+    """Score of always predicting the most frequent label (ties: the lowest label)."""
+    labels = np.asarray(labels)
+    pred = np.full_like(labels, int(np.bincount(labels, minlength=n_classes).argmax()))
+    return scores(labels, pred, n_classes)[metric]
 
 
 def train_step(model, batches: list[Batch], optimizer, accelerator, dynamics: DynamicsRecorder, stats: LossStats,
@@ -178,20 +281,16 @@ class Position:
     peak_mem_mb: float = 0.0  # of earlier sessions
 
 
-class ProgressLog:
-    """The periodic log line: step/total, mean loss, steps/s, ETA (``ftft status`` parses it)."""
-
-    def __init__(self, total: int, start_step: int):
-        self.total, self.last = total, (start_step, time.perf_counter())
-
-    def line(self, step: int, stats: LossStats) -> None:
-        now = time.perf_counter()
-        rate = (step - self.last[0]) / max(now - self.last[1], 1e-9)
-        eta = (self.total - step) / max(rate, 1e-9)
-        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta < 86400 else f"{eta / 3600:.0f}h"
-        log.info("step %d/%d (%.0f%%) loss %.4f | %.2f steps/s | ETA %s",
-                 step, self.total, 100 * step / self.total, stats.pop_mean(), rate, eta_text)  # fmt: skip
-        self.last = (step, now)
+def log_progress(step: int, total: int, stats: LossStats, last: tuple[int, float]) -> tuple[int, float]:
+    """The periodic log line since ``last`` (step, time): step/total, mean loss, steps/s, ETA (``ftft status``
+    parses it); returns the new ``last``."""
+    now = time.perf_counter()
+    rate = (step - last[0]) / max(now - last[1], 1e-9)
+    eta = (total - step) / max(rate, 1e-9)
+    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta < 86400 else f"{eta / 3600:.0f}h"
+    log.info("step %d/%d (%.0f%%) loss %.4f | %.2f steps/s | ETA %s",
+             step, total, 100 * step / total, stats.pop_mean(), rate, eta_text)  # fmt: skip
+    return step, now
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -307,7 +406,7 @@ class Session:
             )
         self.evals = [(name, role, data) for (name, role), (_, data) in zip(spec["eval_sets"], evals, strict=True)]
         self.optimizer = make_optimizer(self.model, spec)
-        self.scheduler = schedule.make_scheduler(self.optimizer, spec)
+        self.scheduler = make_scheduler(self.optimizer, spec)
         self.dynamics = DynamicsRecorder(len(self.train_data), n_classes, self.device)
         self.stats = LossStats(self.device)
         self.n_params, self.dims = count_params(self.model), arch_dims(self.model.config)  # (total, non-embedding)
@@ -349,7 +448,7 @@ def checkpoint(s: Session, k: int, n_checkpoints: int) -> None:
     for name, role, data in s.evals:
         probs = predict_probs(s.model, data, spec["eval_batch_size"], s.device)
         rows.append({"step": step, "checkpoint": k, "fraction": step / spec["steps"], "dataset": name, "role": role,
-                     "n": len(data), **scores(data.labels, probs, len(spec["labels"])), "train_loss": train_loss})  # fmt: skip
+                     "n": len(data), **scores(data.labels, probs.argmax(axis=1), len(spec["labels"])), "train_loss": train_loss})  # fmt: skip
         preds.append((step, name, probs))
     s.metrics, s.preds = s.metrics + rows, s.preds + preds
     log.info("checkpoint %d/%d (step %d): ID %s %.4f, training loss %.4f",
@@ -476,9 +575,9 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
     gc.enable()
 
     steps, bs, n, pos = spec["steps"], spec["batch_size"], len(s.train_data), s.pos
-    ckpts = schedule.checkpoint_steps(steps, spec["checkpoints"])
+    ckpts = checkpoint_steps(steps, spec["checkpoints"])
     n_batches = -(-n // bs)
-    progress = ProgressLog(steps, pos.step)
+    last_log = (pos.step, time.perf_counter())
     debug = dict(spec.get("debug") or {})
     if os.environ.get("FTFT_DEBUG_KILL_AFTER_CHECKPOINT"):
         debug["kill_after_checkpoint"] = int(os.environ["FTFT_DEBUG_KILL_AFTER_CHECKPOINT"])
@@ -514,7 +613,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
 
         at_checkpoint = pos.step in ckpts
         if pos.step % spec["log_every"] == 0 or at_checkpoint:
-            progress.line(pos.step, s.stats)
+            last_log = log_progress(pos.step, steps, s.stats, last_log)
         if not at_checkpoint:
             continue
         if bool(s.stats.nonfinite.item()):
