@@ -72,7 +72,7 @@ def cuda_sync() -> None:
 
 def engine_run(model, data, buckets: int, args, sync_check: bool = False) -> dict:
     from ftft.train import engine
-    from ftft.train.data import batch_indices, collate_host, epoch_permutation, micro_batches
+    from ftft.train.data import collate_host, epoch_permutation, micro_batches
 
     total = args.warmup + args.steps
     spec = {"mixed_precision": "auto", "weight_decay": 0.0, "optimizer": "adamw", "lr": 2e-5, "adam_eps": 1e-6,
@@ -87,7 +87,8 @@ def engine_run(model, data, buckets: int, args, sync_check: bool = False) -> dic
     n_batches = len(data) // args.batch_size
 
     def host_batch(b):
-        idx = batch_indices(perm, b % n_batches, args.batch_size)
+        first = (b % n_batches) * args.batch_size
+        idx = perm[first : first + args.batch_size]
         return [collate_host(data, g, pin, multiple) for g in micro_batches(data.lengths, idx, buckets, multiple)]
 
     def steps(first, n):

@@ -23,7 +23,7 @@ from common import mnli_like_lengths, model_config, random_encoded, random_model
 
 from ftft.tokenize import padded_per_example, padded_widths
 from ftft.train import engine
-from ftft.train.data import batch_indices, collate, epoch_permutation, micro_batches
+from ftft.train.data import collate, epoch_permutation, micro_batches
 
 DEFAULT = 3  # the schema default of training.length_buckets
 
@@ -36,7 +36,7 @@ def step_seconds(model, data, buckets: int, args) -> float:
     sched = engine.make_scheduler(opt, spec)
     dyn, stats = engine.DynamicsRecorder(len(data), 3, accelerator.device), engine.LossStats(accelerator.device)
     perm, cpu = epoch_permutation(0, 0, len(data)), torch.device("cpu")
-    batches = [[collate(data, g, cpu) for g in micro_batches(data.lengths, batch_indices(perm, b, 32), buckets)]
+    batches = [[collate(data, g, cpu) for g in micro_batches(data.lengths, perm[b * 32 : (b + 1) * 32], buckets)]
                for b in range(args.steps + 1)]  # fmt: skip
     model.train()
     engine.train_step(model, batches[0], opt, accelerator, dyn, stats, sched, 1.0)  # warm-up

@@ -4,7 +4,7 @@ Both loops start from the same tiny random-init BERT (copies of one model), the 
 linear-warmup schedule and the same pre-built, dynamically padded batches (made once with the
 engine's ``collate``). Timed per step:
   * engine: ``ftft.train.engine.train_step`` (Accelerator backward, gradient clipping,
-    per-example loss via ftft.losses, training-dynamics recording into the device buffer,
+    per-example loss via engine.example_losses, training-dynamics recording into the device buffer,
     device-side loss accumulation);
   * bare:   forward, cross-entropy, backward, (the same clipping), optimizer step, scheduler step.
 Rounds alternate between the two (to share any drift of the machine); the best round of each

@@ -250,11 +250,6 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     return torch.randperm(n, generator=gen).numpy()
 
 
-def batch_indices(perm: np.ndarray, b: int, batch_size: int) -> np.ndarray:
-    """Row numbers of batch ``b`` of an epoch (the last batch of an epoch may be smaller)."""
-    return perm[b * batch_size : (b + 1) * batch_size]
-
-
 def train_loader(data: Encoded, batch_size: int, seed: int, buckets: int, device: torch.device, epoch=0, batch=0):
     """(rows, micro-batches on the host) of every optimiser step from (epoch, batch) on, endlessly: epoch ``e`` is
     the permutation seeded by (seed, e) cut into batches; built in the main process (pinned for a GPU)."""
@@ -264,7 +259,7 @@ def train_loader(data: Encoded, batch_size: int, seed: int, buckets: int, device
         e, first = epoch, batch
         while True:
             perm = epoch_permutation(seed, e, len(data))
-            yield from (batch_indices(perm, b, batch_size) for b in range(first, -(-len(data) // batch_size)))
+            yield from (perm[b * batch_size : (b + 1) * batch_size] for b in range(first, -(-len(data) // batch_size)))
             e, first = e + 1, 0
 
     def micro(rows: np.ndarray) -> tuple[np.ndarray, list[Batch]]:

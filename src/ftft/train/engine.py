@@ -1,17 +1,14 @@
 """The one training engine: every run (reference, main model, baseline) goes through ``train``.
 
 A plain loop in the spirit of HF ``run_glue_no_trainer.py`` (docs/ARCHITECTURE.md): each optimiser step backpropagates
-the batch mean of ``ftft.losses.example_losses`` over its micro-batches, clips, steps and records the dynamics on the
+the batch mean of ``example_losses`` over its micro-batches, clips, steps and records the dynamics on the
 device; checkpoint k (step round(k * steps / K)) evaluates every eval set and saves the state in the background. The
 only host syncs in the loop are the log lines, the end of each pass over the data and the checkpoints.
 
-Schedules (sources in docs/FIDELITY.md): K checkpoints evenly spaced; the linear schedule with ``int(ratio * steps)``
-warm-up steps, stepped every optimiser step; ``ReduceLROnPlateau`` (JTT), stepped at every checkpoint on the running
-mean training loss since the first step. No evaluation score steers training. Training dynamics (dataset
-cartography) come from the training forward pass itself: softmax(logits) goes into a device buffer [N, C] at the
-batch's rows; at the end of each pass (and of a partial last one) it moves to the host once, as one float16 row of
-[E, N, C] with the mask of the rows that pass saw. Checkpoint scores: accuracy and macro-F1 over the task's whole
-label set (a class with no true and no predicted instance scores 0, scikit-learn's convention).
+Schedules (sources in docs/FIDELITY.md): linear with ``int(ratio * steps)`` warm-up steps, stepped every optimiser
+step; ``ReduceLROnPlateau`` (JTT) at every checkpoint on the running mean training loss since step 1. No evaluation
+score steers training. Dynamics (dataset cartography): softmax(logits) of each training step into a device buffer
+[N, C], moved to the host at the end of each pass as one float16 row of [E, N, C] with the mask of the rows it saw.
 """
 
 from __future__ import annotations
@@ -25,17 +22,18 @@ import resource
 import shutil
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
-from .. import cost
+from .. import cost, methods
 from ..datamap import save_dynamics
 from ..errors import DataError
 from ..io import atomic_path, write_json, write_parquet
-from ..losses import example_losses, for_spec
 from ..modeling import arch_dims, count_params, load_tokenizer_and_model
 from . import state as state_io
 from .data import (
@@ -88,9 +86,6 @@ class LossStats:
         getattr(self, name).zero_()
         self.counts[name] = 0
         return mean
-
-    def running_mean(self) -> float:
-        return self.total.item() / max(self.counts["total"], 1)
 
     def state_dict(self) -> dict:
         return {**{k: getattr(self, k).cpu() for k in self.SUMS}, "counts": list(self.counts.values())}
@@ -194,6 +189,33 @@ def majority_baseline(labels: np.ndarray, n_classes: int, metric: str) -> float:
     labels = np.asarray(labels)
     pred = np.full_like(labels, int(np.bincount(labels, minlength=n_classes).argmax()))
     return scores(labels, pred, n_classes)[metric]
+
+
+def poe_loss(logits: torch.Tensor, labels: torch.Tensor, bias_logp: torch.Tensor) -> torch.Tensor:
+    """Per-example product-of-experts loss: CE of the renormalised sum of log-probabilities (the bias is frozen)."""
+    combined = F.log_softmax(logits.float(), dim=-1) + bias_logp.float().detach()
+    return F.cross_entropy(combined, labels, reduction="none")
+
+
+def example_losses(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None,
+                   bias_logp: torch.Tensor | None = None, ce_weight: float = 1.0, poe_weight: float = 1.0,
+                   main_loss=None) -> torch.Tensor:  # fmt: skip
+    """Loss per example (shape [B]; the step averages it over the batch): the method's main loss (``main_loss``:
+    (logits, labels) -> [B]; cross-entropy when None) times the subset's ``weight``, plus the product-of-experts
+    term when the subset carries a bias model's log-probabilities (Sanh et al. 2021: ce_weight * CE(main) +
+    poe_weight * CE(log_softmax(main) + bias_logp)). One function serves every method."""
+    loss = (main_loss or partial(F.cross_entropy, reduction="none"))(logits.float(), labels)
+    if bias_logp is not None:
+        loss = ce_weight * loss + poe_weight * poe_loss(logits, labels, bias_logp)
+    if weight is not None:
+        loss = loss * weight.float()
+    return loss
+
+
+def loss_for_spec(spec: dict):
+    """``example_losses`` with the spec's method loss and PoE weights bound: (logits, labels, weight, bias_logp)."""
+    poe = spec["poe"] or {"ce_weight": 1.0, "poe_weight": 1.0}
+    return partial(example_losses, **poe, main_loss=methods.get(spec["run"]["method"]).loss)
 
 
 def train_step(model, batches: list[Batch], optimizer, accelerator, dynamics: DynamicsRecorder, stats: LossStats,
@@ -383,7 +405,7 @@ class Session:
 
         from ..tokenize import tokenizer_fingerprint
 
-        n_classes, stats = len(spec["labels"]), tokenized_stats(data_dir)
+        self.start, n_classes, stats = time.perf_counter(), len(spec["labels"]), tokenized_stats(data_dir)
         self.spec, self.accelerator = spec, make_accelerator(spec)
         set_seed(spec["seed"])  # python, numpy, torch
         tokenizer, self.model = load_tokenizer_and_model(spec["model_source"], n_classes)
@@ -425,6 +447,11 @@ class Session:
         per_token = cost.forward_flops_per_token(self.n_params[1], *self.dims, np.asarray(n_ctx))
         return float(np.sum(np.asarray(tokens) * per_token))
 
+    def totals(self) -> dict:
+        """Wall time and peak memory of the run so far, earlier (killed) sessions included."""
+        return {"wall_time_s": self.pos.wall_time_s + time.perf_counter() - self.start,
+                "peak_mem_mb": max(self.pos.peak_mem_mb, peak_memory_mb(self.device))}  # fmt: skip
+
     def parts(self) -> dict:
         """What the state saves with ``state_dict`` and restores with ``load_state_dict``."""
         model = self.accelerator.unwrap_model(self.model)
@@ -432,12 +459,9 @@ class Session:
                 "stats": self.stats}  # fmt: skip
 
 
-def save_state(s: Session, saver: state_io.BackgroundSaver, state_dir: Path, fp: str, session_start: float) -> None:
-    position = asdict(s.pos)
-    position["wall_time_s"] = s.pos.wall_time_s + time.perf_counter() - session_start
-    position["peak_mem_mb"] = max(s.pos.peak_mem_mb, peak_memory_mb(s.device))
+def save_state(s: Session, saver: state_io.BackgroundSaver, state_dir: Path, fp: str) -> None:
     state = {name: part.state_dict() for name, part in s.parts().items()}
-    saver.save(state_dir, {"fingerprint": fp, "position": position, **state, "metrics": s.metrics,
+    saver.save(state_dir, {"fingerprint": fp, "position": asdict(s.pos) | s.totals(), **state, "metrics": s.metrics,
                            "predictions": s.preds, "rng": state_io.rng_state()})  # fmt: skip
 
 
@@ -454,7 +478,7 @@ def checkpoint(s: Session, k: int, n_checkpoints: int) -> None:
     log.info("checkpoint %d/%d (step %d): ID %s %.4f, training loss %.4f",
              k, n_checkpoints, step, spec["metric"], rows[0][spec["metric"]], train_loss)  # fmt: skip
     if s.per_step_scheduler is None:
-        s.scheduler.step(s.stats.running_mean())
+        s.scheduler.step(s.stats.total.item() / max(s.stats.counts["total"], 1))
 
 
 def export_model(s: Session, folder: Path) -> None:
@@ -469,14 +493,15 @@ def export_model(s: Session, folder: Path) -> None:
     load_tokenizer(s.spec["model_source"]).save_pretrained(folder)
 
 
-def make_record(s: Session, failure: str | None, final: dict | None, session_start: float) -> dict:
-    """The content of run.json (docs/ARCHITECTURE.md)."""
+def write_outputs(s: Session, out_dir: Path, failure: str | None, final: dict | None, startup, bias_out) -> dict:
+    """The run files, each atomically; run.json (docs/ARCHITECTURE.md; ``timing``: seconds since the process
+    started) last; returns its content."""
     from ..tokenize import padded_widths
 
     spec, pos, data = s.spec, s.pos, s.train_data
     perm = epoch_permutation(spec["seed"], 0, len(data))  # the padded FLOPs of a pass: those of the first one
     widths, sizes = padded_widths(data.lengths, perm, spec["batch_size"], spec["length_buckets"], pad_multiple(s.device))  # fmt: skip
-    return {"run": spec["run"], "status": "failed" if failure else "ok", "failure_reason": failure,
+    record = {"run": spec["run"], "status": "failed" if failure else "ok", "failure_reason": failure,
             "steps": spec["steps"], "steps_done": pos.step, "checkpoints": spec["checkpoints"],
             "epochs": pos.examples_seen / len(data), "n_train": len(data), "hparams": hparams(spec),
             "model": {"source": spec["model_source"], "params": s.n_params[0], "non_embedding_params": s.n_params[1],
@@ -487,29 +512,26 @@ def make_record(s: Session, failure: str | None, final: dict | None, session_sta
                       "forward_per_epoch_real": s.flops(data.lengths, data.lengths),
                       "forward_total": pos.forward_flops_padded, "forward_total_real": pos.forward_flops,
                       "train_total": 3.0 * pos.forward_flops_padded},  # backward ~ 2x forward (Kaplan et al. 2020)
-            "final": final, "wall_time_s": pos.wall_time_s + time.perf_counter() - session_start,
-            "peak_mem_mb": max(pos.peak_mem_mb, peak_memory_mb(s.device)), "versions": versions(),
-            "device": device_name(s.device), "mixed_precision": s.accelerator.mixed_precision, "host": host_info()}  # fmt: skip
-
-
-def write_outputs(s: Session, out_dir: Path, record: dict, bias_out: Path | None) -> None:
-    """The run files, each atomically; run.json last."""
+            "final": final, **s.totals(), "versions": versions(),
+            "device": device_name(s.device), "mixed_precision": s.accelerator.mixed_precision, "host": host_info(),
+            "timing": {"startup_s": startup, "outputs_at_s": process_age()}}  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics(out_dir / "metrics.csv", s.metrics)
     write_predictions(out_dir / "predictions.parquet", s.preds, s.evals, len(s.spec["labels"]))
     write_npz(out_dir / "dynamics.npz", s.train_data.uids, s.train_data.labels, s.dynamics)
     if bias_out is not None:
         logp = None
-        if record["status"] == "ok":
+        if failure is None:
             logp = bias_log_probs(predict_probs(s.model, s.train_data, s.spec["eval_batch_size"], s.device))
         write_bias(bias_out, s.train_data.uids, logp, len(s.spec["labels"]),
-                   {"run": s.spec["run"], "step": s.pos.step, "failed": record["failure_reason"]})  # fmt: skip
+                   {"run": s.spec["run"], "step": s.pos.step, "failed": failure})  # fmt: skip
     if s.spec.get("debug", {}).get("save_weights"):
         from safetensors.torch import save_file
 
         weights = {k: v.detach().cpu().contiguous() for k, v in s.parts()["model"].state_dict().items()}
         save_file(weights, str(out_dir / "debug_weights.safetensors"))
     write_json(out_dir / "run.json", record)
+    return record
 
 
 def write_reference_failure(spec: dict, out_dir: Path, reason: str) -> dict:
@@ -532,13 +554,10 @@ def write_reference_failure(spec: dict, out_dir: Path, reason: str) -> dict:
 def train(spec: dict, data_dir: str | Path, out_dir: str | Path, state_dir: str | Path,
           subset: str | Path | None = None, model_path: str | Path | None = None,
           bias_out: str | Path | None = None, export_out: str | Path | None = None) -> dict:  # fmt: skip
-    """Train one run; write metrics.csv, predictions.parquet, dynamics.npz, run.json to ``out_dir``; return the record.
-
-    ``data_dir``: a tokenize output folder. ``bias_out``: also the eval-mode log-probabilities of the final
-    weights on the training set (PoE bias models). ``export_out``: the model at checkpoint
-    ``spec["export_checkpoint"]`` (an empty folder when the run stopped before it). Resumes from ``state_dir``
-    when it holds the state of the same spec; deletes it once the outputs are written.
-    """
+    """Train one run into ``out_dir`` (the run files); return the record. ``data_dir``: a tokenize output folder;
+    ``bias_out``: the eval-mode log-probabilities of the final weights on the training set (PoE bias models);
+    ``export_out``: the model at checkpoint ``spec["export_checkpoint"]`` (an empty folder when the run stopped
+    before it). Resumes from ``state_dir`` (the state of the same spec); deletes it once the outputs are written."""
     spec = validate_spec(copy.deepcopy(spec))
     if model_path is not None:
         spec["model_source"] = str(model_path)
@@ -554,7 +573,6 @@ def train(spec: dict, data_dir: str | Path, out_dir: str | Path, state_dir: str 
 
 
 def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, bias_out, saver, export_out) -> dict:
-    session_start = time.perf_counter()
     s = Session(spec, data_dir, subset)
     fp = fingerprint(spec)
     saved = state_io.load(state_dir, fp)
@@ -581,7 +599,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
     debug = dict(spec.get("debug") or {})
     if os.environ.get("FTFT_DEBUG_KILL_AFTER_CHECKPOINT"):
         debug["kill_after_checkpoint"] = int(os.environ["FTFT_DEBUG_KILL_AFTER_CHECKPOINT"])
-    loss_fn = for_spec(spec)
+    loss_fn = loss_for_spec(spec)
     failure = None
     log.info("training %s on %d instances: %d steps of batch %d, %d checkpoints, %s",
              spec["model_source"], n, steps, bs, len(ckpts), device_name(s.device))  # fmt: skip
@@ -624,7 +642,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
         checkpoint(s, k, len(ckpts))
         if k == spec.get("export_checkpoint"):
             export_model(s, state_dir / "export")
-        save_state(s, saver, state_dir, fp, session_start)
+        save_state(s, saver, state_dir, fp)
         if debug.get("kill_after_checkpoint") == k:
             raise SimulatedKill(f"debug: killed after checkpoint {k}")
 
@@ -635,9 +653,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
         final, failure = final_check(spec, s.metrics, s.evals)
     if failure is not None:
         log.warning("run failed: %s", failure)
-    record = make_record(s, failure, final, session_start)
-    record["timing"] = {"startup_s": startup, "outputs_at_s": process_age()}  # seconds since the process started
-    write_outputs(s, out_dir, record, Path(bias_out) if bias_out else None)
+    record = write_outputs(s, out_dir, failure, final, startup, Path(bias_out) if bias_out else None)
     saver.wait()
     if export_out is not None:  # copied, not moved: until the state is cleared a rerun can still ship it
         shutil.rmtree(export_out, ignore_errors=True)
