@@ -1,7 +1,5 @@
 """The training engine: real runs of seconds on a tiny BERT and a learnable toy task (tests/engine_fixtures.py)."""
 
-from __future__ import annotations
-
 import copy
 import json
 from pathlib import Path

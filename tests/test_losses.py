@@ -1,7 +1,5 @@
 """Per-example losses: ERM CE, JTT weights, product of experts (Sanh et al. 2021)."""
 
-from __future__ import annotations
-
 import math
 
 import pytest

@@ -2,8 +2,6 @@
 another spec's state is ignored; an interrupted save leaves the previous one; a background save writes the state of
 its call. What the engine saves comes back: resumed run = uninterrupted run, tests/test_engine.py."""
 
-from __future__ import annotations
-
 import copy
 import logging
 import os
@@ -21,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 def engine_like_state(fp: str = "fp-1", step: int = 50) -> dict:
-    """What engine.save_state writes, from a real model, optimiser and scheduler."""
+    """What the engine saves at a checkpoint, from a real model, optimiser and scheduler."""
     torch.manual_seed(step)
     model = torch.nn.Sequential(torch.nn.Embedding(50, 16), torch.nn.Linear(16, 3))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

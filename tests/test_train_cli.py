@@ -1,7 +1,5 @@
 """``ftft train``: the subcommand a Snakemake rule calls (spec JSON or @file, explicit paths)."""
 
-from __future__ import annotations
-
 import json
 import logging
 import re

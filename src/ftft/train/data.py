@@ -3,8 +3,6 @@ subset, and the training batches (docs/ARCHITECTURE.md): each step's rows follow
 split by ``micro_batches`` into length-sorted micro-batches, each padded to its longest (to 8 on CUDA, pinned).
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -47,7 +45,7 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.uids)
 
-    def take(self, rows: np.ndarray) -> Encoded:
+    def take(self, rows: np.ndarray) -> "Encoded":
         """The instances ``rows`` (in that order), repacked."""
         rows = np.asarray(rows, dtype=np.int64)
         lengths = self.lengths[rows]
@@ -76,7 +74,7 @@ class Batch:
     n_tokens: int = 0  # real tokens in the batch (host-side count)
     width: int = 0  # padded length
 
-    def to(self, device: torch.device) -> Batch:
+    def to(self, device: torch.device) -> "Batch":
         """Copy to ``device`` (non-blocking from pinned memory); a no-op on the CPU."""
         if device.type == "cpu":
             return self

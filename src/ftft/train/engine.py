@@ -11,8 +11,6 @@ score steers training. Dynamics (dataset cartography): softmax(logits) of each t
 [N, C], moved to the host at the end of each pass as one float16 row of [E, N, C] with the mask of the rows it saw.
 """
 
-from __future__ import annotations
-
 import contextlib
 import copy
 import gc
@@ -315,28 +313,17 @@ def log_progress(step: int, total: int, stats: LossStats, last: tuple[int, float
     return step, now
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def versions() -> dict:
+def provenance() -> dict:
+    """run.json's package versions and host: its name and the scheduler's job / GPU grant, if any."""
+    import socket
     from importlib.metadata import PackageNotFoundError, version
 
     out = dict.fromkeys(("ftft", "torch", "transformers", "accelerate", "tokenizers", "datasets", "numpy"))
     for pkg in out:
         with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
-    return out
-
-
-def host_info() -> dict:
-    """Where the run executed: host name and the scheduler's job / GPU grant, if any."""
-    import socket
-
     env = ("SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_GPUS", "SLURM_GPUS", "CUDA_VISIBLE_DEVICES")
-    return {"hostname": socket.gethostname(), **{k.lower(): os.environ.get(k) for k in env}}
+    return {"versions": out, "host": {"hostname": socket.gethostname(), **{k.lower(): os.environ.get(k) for k in env}}}
 
 
 def device_name(device: torch.device) -> str:
@@ -448,21 +435,18 @@ class Session:
         return float(np.sum(np.asarray(tokens) * per_token))
 
     def totals(self) -> dict:
-        """Wall time and peak memory of the run so far, earlier (killed) sessions included."""
+        """Wall time and peak memory (MB; CPU: the process's peak RSS) of the run so far, earlier sessions included."""
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**20
         return {"wall_time_s": self.pos.wall_time_s + time.perf_counter() - self.start,
-                "peak_mem_mb": max(self.pos.peak_mem_mb, peak_memory_mb(self.device))}  # fmt: skip
+                "peak_mem_mb": max(self.pos.peak_mem_mb, peak)}  # fmt: skip
 
     def parts(self) -> dict:
         """What the state saves with ``state_dict`` and restores with ``load_state_dict``."""
         model = self.accelerator.unwrap_model(self.model)
         return {"model": model, "optimizer": self.optimizer, "scheduler": self.scheduler, "dynamics": self.dynamics,
                 "stats": self.stats}  # fmt: skip
-
-
-def save_state(s: Session, saver: state_io.BackgroundSaver, state_dir: Path, fp: str) -> None:
-    state = {name: part.state_dict() for name, part in s.parts().items()}
-    saver.save(state_dir, {"fingerprint": fp, "position": asdict(s.pos) | s.totals(), **state, "metrics": s.metrics,
-                           "predictions": s.preds, "rng": state_io.rng_state()})  # fmt: skip
 
 
 def checkpoint(s: Session, k: int, n_checkpoints: int) -> None:
@@ -472,7 +456,8 @@ def checkpoint(s: Session, k: int, n_checkpoints: int) -> None:
     for name, role, data in s.evals:
         probs = predict_probs(s.model, data, spec["eval_batch_size"], s.device)
         rows.append({"step": step, "checkpoint": k, "fraction": step / spec["steps"], "dataset": name, "role": role,
-                     "n": len(data), **scores(data.labels, probs.argmax(axis=1), len(spec["labels"])), "train_loss": train_loss})  # fmt: skip
+                     "n": len(data), **scores(data.labels, probs.argmax(axis=1), len(spec["labels"])),
+                     "train_loss": train_loss})  # fmt: skip
         preds.append((step, name, probs))
     s.metrics, s.preds = s.metrics + rows, s.preds + preds
     log.info("checkpoint %d/%d (step %d): ID %s %.4f, training loss %.4f",
@@ -512,8 +497,8 @@ def write_outputs(s: Session, out_dir: Path, failure: str | None, final: dict | 
                       "forward_per_epoch_real": s.flops(data.lengths, data.lengths),
                       "forward_total": pos.forward_flops_padded, "forward_total_real": pos.forward_flops,
                       "train_total": 3.0 * pos.forward_flops_padded},  # backward ~ 2x forward (Kaplan et al. 2020)
-            "final": final, **s.totals(), "versions": versions(),
-            "device": device_name(s.device), "mixed_precision": s.accelerator.mixed_precision, "host": host_info(),
+            "final": final, **s.totals(), "device": device_name(s.device),
+            "mixed_precision": s.accelerator.mixed_precision, **provenance(),
             "timing": {"startup_s": startup, "outputs_at_s": process_age()}}  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics(out_dir / "metrics.csv", s.metrics)
@@ -545,7 +530,7 @@ def write_reference_failure(spec: dict, out_dir: Path, reason: str) -> dict:
     save_dynamics(out_dir / "dynamics.npz", [], np.zeros(0, np.int64), np.zeros((0, 0, n_classes), np.float16))
     record = {"run": spec["run"], "status": "failed", "failure_reason": f"reference failed: {reason}",
               "steps": spec["steps"], "steps_done": 0, "checkpoints": spec["checkpoints"], "hparams": hparams(spec),
-              "model": {"source": spec["model_source"]}, "final": None, "versions": versions(), "host": host_info()}  # fmt: skip
+              "model": {"source": spec["model_source"]}, "final": None, **provenance()}  # fmt: skip
     write_json(out_dir / "run.json", record)
     log.warning("not trained: reference failed: %s", reason)
     return record
@@ -642,7 +627,9 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
         checkpoint(s, k, len(ckpts))
         if k == spec.get("export_checkpoint"):
             export_model(s, state_dir / "export")
-        save_state(s, saver, state_dir, fp)
+        parts = {name: part.state_dict() for name, part in s.parts().items()}
+        saver.save(state_dir, {"fingerprint": fp, "position": asdict(s.pos) | s.totals(), **parts, "metrics": s.metrics,
+                               "predictions": s.preds, "rng": state_io.rng_state()})  # fmt: skip
         if debug.get("kill_after_checkpoint") == k:
             raise SimulatedKill(f"debug: killed after checkpoint {k}")
 

@@ -5,8 +5,6 @@ parameter, so changing one model's settings re-runs only its runs. ``validate_sp
 made (``ftft train`` accepts hand-written JSON) by the config schema's rules, raising ``ConfigError``.
 """
 
-from __future__ import annotations
-
 import functools
 import hashlib
 import json
