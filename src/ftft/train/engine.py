@@ -32,7 +32,7 @@ from .. import cost, methods
 from ..datamap import save_dynamics
 from ..errors import DataError
 from ..io import atomic_path, write_json, write_parquet
-from ..modeling import arch_dims, count_params, load_tokenizer_and_model
+from ..modeling import arch_dims, count_params, load_tokenizer, load_tokenizer_and_model
 from . import state as state_io
 from .data import (
     Batch,
@@ -468,8 +468,6 @@ def checkpoint(s: Session, k: int, n_checkpoints: int) -> None:
 
 def export_model(s: Session, folder: Path) -> None:
     """The model as it is now as a Hugging Face folder (safetensors, tokenizer, the task's label names)."""
-    from ..modeling import load_tokenizer
-
     model = s.accelerator.unwrap_model(s.model)
     model.config.id2label = dict(enumerate(s.spec["labels"]))
     model.config.label2id = {name: i for i, name in enumerate(s.spec["labels"])}
@@ -521,8 +519,6 @@ def write_outputs(s: Session, out_dir: Path, failure: str | None, final: dict | 
 
 def write_reference_failure(spec: dict, out_dir: Path, reason: str) -> dict:
     """A run whose reference failed: no training, the four files with status failed."""
-    from ..datamap import save_dynamics
-
     n_classes = len(spec["labels"])
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics(out_dir / "metrics.csv", [])
