@@ -71,24 +71,24 @@ def cuda_sync() -> None:
 
 
 def engine_run(model, data, buckets: int, args, sync_check: bool = False) -> dict:
-    from ftft.train import engine, schedule
-    from ftft.train.data import batch_indices, collate_host, epoch_permutation, micro_batches
-    from ftft.train.dynamics import DynamicsRecorder
+    from ftft.train import engine
+    from ftft.train.data import collate_host, epoch_permutation, micro_batches
 
     total = args.warmup + args.steps
     spec = {"mixed_precision": "auto", "weight_decay": 0.0, "optimizer": "adamw", "lr": 2e-5, "adam_eps": 1e-6,
             "scheduler": "linear", "warmup_ratio": 0.1, "steps": total + 5}  # fmt: skip
     accelerator = engine.make_accelerator(spec)
     opt = engine.make_optimizer(model, spec)
-    sched = schedule.make_scheduler(opt, spec)
+    sched = engine.make_scheduler(opt, spec)
     model, opt = accelerator.prepare(model, opt)
     device = accelerator.device
-    dyn, stats = DynamicsRecorder(len(data), N_CLASSES, device), engine.LossStats(device)
+    dyn, stats = engine.DynamicsRecorder(len(data), N_CLASSES, device), engine.LossStats(device)
     perm, pin, multiple = epoch_permutation(0, 0, len(data)), device.type == "cuda", engine.pad_multiple(device)
     n_batches = len(data) // args.batch_size
 
     def host_batch(b):
-        idx = batch_indices(perm, b % n_batches, args.batch_size)
+        first = (b % n_batches) * args.batch_size
+        idx = perm[first : first + args.batch_size]
         return [collate_host(data, g, pin, multiple) for g in micro_batches(data.lengths, idx, buckets, multiple)]
 
     def steps(first, n):

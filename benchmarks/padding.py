@@ -22,9 +22,8 @@ import torch
 from common import mnli_like_lengths, model_config, random_encoded, random_model
 
 from ftft.tokenize import padded_per_example, padded_widths
-from ftft.train import engine, schedule
-from ftft.train.data import batch_indices, collate, epoch_permutation, micro_batches
-from ftft.train.dynamics import DynamicsRecorder
+from ftft.train import engine
+from ftft.train.data import collate, epoch_permutation, micro_batches
 
 DEFAULT = 3  # the schema default of training.length_buckets
 
@@ -34,10 +33,10 @@ def step_seconds(model, data, buckets: int, args) -> float:
             "scheduler": "linear", "warmup_ratio": 0.1, "steps": args.steps + 1}  # fmt: skip
     accelerator = engine.make_accelerator(spec)
     opt = engine.make_optimizer(model, spec)
-    sched = schedule.make_scheduler(opt, spec)
-    dyn, stats = DynamicsRecorder(len(data), 3, accelerator.device), engine.LossStats(accelerator.device)
+    sched = engine.make_scheduler(opt, spec)
+    dyn, stats = engine.DynamicsRecorder(len(data), 3, accelerator.device), engine.LossStats(accelerator.device)
     perm, cpu = epoch_permutation(0, 0, len(data)), torch.device("cpu")
-    batches = [[collate(data, g, cpu) for g in micro_batches(data.lengths, batch_indices(perm, b, 32), buckets)]
+    batches = [[collate(data, g, cpu) for g in micro_batches(data.lengths, perm[b * 32 : (b + 1) * 32], buckets)]
                for b in range(args.steps + 1)]  # fmt: skip
     model.train()
     engine.train_step(model, batches[0], opt, accelerator, dyn, stats, sched, 1.0)  # warm-up

@@ -4,7 +4,7 @@ Both loops start from the same tiny random-init BERT (copies of one model), the 
 linear-warmup schedule and the same pre-built, dynamically padded batches (made once with the
 engine's ``collate``). Timed per step:
   * engine: ``ftft.train.engine.train_step`` (Accelerator backward, gradient clipping,
-    per-example loss via ftft.losses, training-dynamics recording into the device buffer,
+    per-example loss via engine.example_losses, training-dynamics recording into the device buffer,
     device-side loss accumulation);
   * bare:   forward, cross-entropy, backward, (the same clipping), optimizer step, scheduler step.
 Rounds alternate between the two (to share any drift of the machine); the best round of each
@@ -25,9 +25,8 @@ import torch
 import torch.nn.functional as F
 from common import random_encoded
 
-from ftft.train import engine, schedule
+from ftft.train import engine
 from ftft.train.data import collate
-from ftft.train.dynamics import DynamicsRecorder
 
 N_CLASSES = 3
 VOCAB = 200
@@ -64,14 +63,14 @@ def optimizer_and_scheduler(model, steps: int):
     spec = {"weight_decay": 0.0, "optimizer": "adamw", "lr": 1e-3, "scheduler": "linear", "warmup_ratio": 0.1}
     spec.update(steps=steps, adam_eps=1e-6)
     opt = engine.make_optimizer(model, spec)
-    return opt, schedule.make_scheduler(opt, spec)
+    return opt, engine.make_scheduler(opt, spec)
 
 
 def time_engine(model, batches, n, steps, max_grad_norm) -> float:
     accelerator = engine.make_accelerator({"mixed_precision": "auto"})
     opt, sched = optimizer_and_scheduler(model, steps)
     model, opt = accelerator.prepare(model, opt)
-    dynamics = DynamicsRecorder(n, N_CLASSES, accelerator.device)
+    dynamics = engine.DynamicsRecorder(n, N_CLASSES, accelerator.device)
     stats = engine.LossStats(accelerator.device)
     model.train()
     start = time.perf_counter()

@@ -2,8 +2,6 @@
 (``yes`` / ``maybe`` / ``no``) among filler words; a demo BERT ("base") with a tokenizer trained on the toy texts;
 ``tokenize_toy`` runs the real tokenize step (what the engine reads)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np

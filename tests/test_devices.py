@@ -1,7 +1,5 @@
 """GPU claims (ftft.devices) with a simulated device count: real processes, real locks."""
 
-from __future__ import annotations
-
 import os
 import select
 import subprocess

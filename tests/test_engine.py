@@ -1,7 +1,5 @@
 """The training engine: real runs of seconds on a tiny BERT and a learnable toy task (tests/engine_fixtures.py)."""
 
-from __future__ import annotations
-
 import copy
 import json
 from pathlib import Path
@@ -18,11 +16,9 @@ from ftft.config import ConfigError
 from ftft.data import schema
 from ftft.errors import DataError, ModelError
 from ftft.modeling import load_tokenizer_and_model
-from ftft.train import engine, schedule
+from ftft.train import engine
 from ftft.train.data import apply_subset, collate, epoch_permutation, load_tokenized, micro_batches, train_loader
-from ftft.train.dynamics import DynamicsRecorder
-from ftft.train.engine import SimulatedKill, train
-from ftft.train.evaluate import macro_f1, majority_baseline, predict_probs
+from ftft.train.engine import DynamicsRecorder, SimulatedKill, macro_f1, majority_baseline, predict_probs, train
 from ftft.train.spec import make_spec, validate_spec
 
 pytestmark = pytest.mark.integration  # real training runs / subprocesses / servers: the integration tier
@@ -132,7 +128,9 @@ def test_erm_learns_beyond_majority_baseline_and_its_run_record(erm):
     assert flops["train_total"] == pytest.approx(3 * flops["forward_total"])
     assert rec["wall_time_s"] > 0 and rec["peak_mem_mb"] > 0 and rec["device"].startswith("cpu")
     assert {"torch", "transformers", "accelerate", "ftft"} <= set(rec["versions"])
-    assert (rec["hparams"]["lr"], rec["hparams"]["optimizer"], rec["hparams"]["adam_eps"]) == (1e-3, "adamw", 1e-6)
+    hp = rec["hparams"]
+    assert (hp["lr"], hp["optimizer"], hp["adam_eps"], hp["scheduler"]) == (1e-3, "adamw", 1e-6, "linear")
+    assert hp["poe"] is None
     assert not erm["state"].exists()  # state deleted after a successful finish
 
 
@@ -387,18 +385,10 @@ def test_score_at_majority_baseline_marks_run_failed(toy, tmp_path):
     assert f"{rec['final']['score']:.4f}" in rec["failure_reason"]
 
 
-def test_make_spec_fields(toy):
-    spec = _spec(toy, budget="full")
-    assert spec["steps"] == STEPS and spec["checkpoints"] == K
-    assert spec["labels"] == ef.LABELS and spec["metric"] == "accuracy"
-    assert spec["eval_sets"] == [["toy_id", "id"], ["toy_ood", "ood"]]
-    assert spec["model_source"] == str(toy["model"]) and spec["lr"] == 1e-3
-    assert (spec["optimizer"], spec["scheduler"], spec["poe"]) == ("adamw", "linear", None)
-    assert json.loads(json.dumps(spec)) == spec
-    cfg = ef.toy_config(toy["model"], steps=30, checkpoints=15)
-    short = make_spec(cfg, ef.toy_run(budget="1-3"))
-    # a limited run keeps the full run's checkpoint spacing: 15 * 1/3 = 5 checkpoints
-    assert (short["steps"], short["checkpoints"]) == (10, 5)
+def test_make_spec_of_a_limited_run_keeps_the_checkpoint_spacing(toy):
+    assert json.loads(json.dumps(_spec(toy))) == _spec(toy)  # a job parameter
+    short = make_spec(ef.toy_config(toy["model"], steps=30, checkpoints=15), ef.toy_run(budget="1-3"))
+    assert (short["steps"], short["checkpoints"]) == (10, 5)  # 15 * 1/3 checkpoints
     cfg = ef.toy_config(toy["model"], steps=12, checkpoints=15)
     assert make_spec(cfg, ef.toy_run(budget="1-3"))["checkpoints"] == 4  # K <= steps
 
@@ -430,10 +420,10 @@ def test_spec_errors_name_the_field(toy):
 
 
 def test_checkpoint_steps_and_warmup():
-    assert schedule.checkpoint_steps(60000, 15) == [4000 * k for k in range(1, 16)]
-    assert schedule.checkpoint_steps(10, 3) == [3, 7, 10] and schedule.checkpoint_steps(5, 5) == [1, 2, 3, 4, 5]
+    assert engine.checkpoint_steps(60000, 15) == [4000 * k for k in range(1, 16)]
+    assert engine.checkpoint_steps(10, 3) == [3, 7, 10] and engine.checkpoint_steps(5, 5) == [1, 2, 3, 4, 5]
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = schedule.make_scheduler(opt, {"scheduler": "linear", "steps": 125, "warmup_ratio": 0.1})
+    sched = engine.make_scheduler(opt, {"scheduler": "linear", "steps": 125, "warmup_ratio": 0.1})
     lrs = []
     for _ in range(125):
         lrs.append(opt.param_groups[0]["lr"])

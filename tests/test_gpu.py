@@ -3,8 +3,6 @@
 fed by the engine's loader (pinned batches built while the previous step runs, copied ``non_blocking``) run clean.
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 

@@ -2,8 +2,6 @@
 another spec's state is ignored; an interrupted save leaves the previous one; a background save writes the state of
 its call. What the engine saves comes back: resumed run = uninterrupted run, tests/test_engine.py."""
 
-from __future__ import annotations
-
 import copy
 import logging
 import os
@@ -20,17 +18,8 @@ from ftft.train.state import STATE_FILE
 pytestmark = pytest.mark.integration
 
 
-def plain(x):
-    """Tensors as numpy arrays, tuples as lists, for np.testing.assert_equal."""
-    if isinstance(x, torch.Tensor):
-        return x.numpy()
-    if isinstance(x, dict):
-        return {k: plain(v) for k, v in x.items()}
-    return [plain(v) for v in x] if isinstance(x, list | tuple) else x
-
-
 def engine_like_state(fp: str = "fp-1", step: int = 50) -> dict:
-    """What engine.save_state writes, from a real model, optimiser and scheduler."""
+    """What the engine saves at a checkpoint, from a real model, optimiser and scheduler."""
     torch.manual_seed(step)
     model = torch.nn.Sequential(torch.nn.Embedding(50, 16), torch.nn.Linear(16, 3))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -139,15 +128,14 @@ def test_background_save_writes_the_state_of_its_call_and_reports_errors(tmp_pat
     saver = state_io.BackgroundSaver()
     saver.guard(opt)
     for _ in range(2):  # the second save reuses the first one's buffers
-        expected = plain({"model": model.state_dict(), "moments": [v["exp_avg"] for v in opt.state.values()]})
-        expected = {k: copy.deepcopy(v) for k, v in expected.items()}
+        expected = copy.deepcopy({"model": model.state_dict(), "moments": [v["exp_avg"] for v in opt.state.values()]})
         saver.save(tmp_path, {"fingerprint": "fp", "model": model.state_dict(), "optimizer": opt.state_dict()})
         opt.step()  # waits for the copy, then changes weights and moments in place
         saver.wait()
         saved = state_io.load(tmp_path, "fp")
         got = {"model": saved["model"], "moments": [v["exp_avg"] for v in saved["optimizer"]["state"].values()]}
-        np.testing.assert_equal(plain(got), expected)
-        assert not np.array_equal(model.weight.detach().numpy(), expected["model"]["weight"])
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        assert not torch.equal(model.weight, expected["model"]["weight"])
     with monkeypatch.context() as m:  # a write that fails: raised by wait(), the previous state stays
         m.setattr("torch.save", crash)
         saver.save(tmp_path, {"fingerprint": "fp", "model": {}, "optimizer": {}})

@@ -1,7 +1,5 @@
 """``ftft train``: the subcommand a Snakemake rule calls (spec JSON or @file, explicit paths)."""
 
-from __future__ import annotations
-
 import json
 import logging
 import re
@@ -30,29 +28,19 @@ def _args(toy, out, spec_arg, *extra):
     return ["train", "--spec", spec_arg, *[str(x) for item in paths.items() for x in item], *extra]
 
 
-def test_train_from_spec_file_with_model_path(toy, tmp_path):
-    assert toy["spec"]["model_source"] == "nobody/tiny"
-    spec_file = tmp_path / "spec.json"
-    spec_file.write_text(json.dumps(toy["spec"]))
-    out = tmp_path / "run"
-    assert main(_args(toy, out, f"@{spec_file}", "--model-path", str(toy["model"]))) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
-    rec = json.loads((out / "run.json").read_text())
-    assert rec["model"]["source"] == str(toy["model"])
-    assert rec["steps"] == 12 and rec["checkpoints"] == 3
-
-
-def test_train_inline_json_with_subset(toy, tmp_path):
+def test_train_from_spec_file_with_model_path_and_subset(toy, tmp_path):
     import pandas as pd
 
-    uids = pd.read_parquet(toy["raw"] / "train.parquet")["uid"][:40]
-    subset = tmp_path / "subset.parquet"
-    pd.DataFrame({"uid": uids, "weight": 1.0}).to_parquet(subset)
-    spec = {**toy["spec"], "run": {**toy["spec"]["run"], "method": "random"}}
+    assert toy["spec"]["model_source"] == "nobody/tiny"
+    spec_file, subset = tmp_path / "spec.json", tmp_path / "subset.parquet"
+    spec_file.write_text(json.dumps({**toy["spec"], "run": {**toy["spec"]["run"], "method": "random"}}))
+    pd.DataFrame({"uid": pd.read_parquet(toy["raw"] / "train.parquet")["uid"][:40], "weight": 1.0}).to_parquet(subset)
     out = tmp_path / "run"
-    args = _args(toy, out, json.dumps(spec), "--subset", str(subset), "--model-path", str(toy["model"]))
-    assert main(args) == 0
-    assert json.loads((out / "run.json").read_text())["n_train"] == 40
+    assert main(_args(toy, out, f"@{spec_file}", "--subset", str(subset), "--model-path", str(toy["model"]))) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
+    rec = json.loads((out / "run.json").read_text())
+    assert rec["model"]["source"] == str(toy["model"]) and rec["n_train"] == 40
+    assert rec["steps"] == 12 and rec["checkpoints"] == 3
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,6 @@ taken. ``hold_run`` locks a run's state folder the same way; ``die_with_parent``
 dies. The lock folder must be local (flock over NFS is not reliable).
 """
 
-from __future__ import annotations
-
 import ctypes
 import logging
 import os

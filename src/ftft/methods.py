@@ -30,7 +30,7 @@ class Method:
     settings: Callable[[dict, str], dict] = lambda cfg, task: {}  # noqa: E731
     #: the spec fields this method sets for a run: (cfg, run) -> dict updating ``train.spec.make_spec``'s
     spec: Callable[[dict, object], dict] = lambda cfg, run: {}  # noqa: E731
-    #: per-example main loss (logits, labels) -> [B]; None: cross-entropy (``ftft.losses.example_losses``)
+    #: per-example main loss (logits, labels) -> [B]; None: cross-entropy (``ftft.train.engine.example_losses``)
     loss: Callable | None = None
 
 

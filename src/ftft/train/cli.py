@@ -3,8 +3,6 @@ arrives as a job parameter, paths from ``ftft.layout``, the log goes to the job'
 workstation with several GPUs the job first claims its own device (``ftft.devices``) before torch starts.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import os
@@ -58,20 +56,22 @@ def run_job(smk) -> None:
     die_with_parent()  # a killed Snakemake leaves no orphaned trainer
     log_to(smk.log[0])
     cfg, spec = smk.config, dict(smk.params.spec)
-    from ..workflow import OPERATIONAL_TRAINING
+    from ..workflow import OPERATIONAL_TRAINING, hub_environment
 
     spec.update({k: cfg["training"][k] for k in OPERATIONAL_TRAINING})  # from the config: no rerun triggers
     layout = Layout.from_config(cfg)
-    run = Run(**spec["run"])
-    if cfg["mode"] == "paper":
-        from ..workflow import hub_environment
-
-        os.environ.update(hub_environment(cfg))  # the fetch_model rule filled this cache
+    state_dir = Path(layout.state_dir(Run(**spec["run"])))
+    os.environ.update(hub_environment(cfg))  # the fetch_model rule's cache (nothing a local model folder reads)
     try:
-        hold_run(layout.state_dir(run))
-        kept, key = _kept_outputs(smk, spec, layout.state_dir(run))
-        complete = all((kept / Path(p).name).exists() for p in smk.output)
-        if complete and (kept / "key.json").is_file() and (kept / "key.json").read_text() == key:
+        hold_run(state_dir)
+        # A finished run's outputs are kept (hard links) until a successful Snakemake run has taken them
+        # (``Plan.clear_kept``), with their key: the spec and the inputs' identity. Snakemake interrupted by SIGINT
+        # lets running jobs finish but marks their outputs incomplete; ``--rerun-incomplete`` restores them from here.
+        kept, inputs = state_dir / KEPT, {k: [os.stat(p).st_ino, os.stat(p).st_mtime_ns] for k, p in smk.input.items()}
+        key = {"spec": spec, "inputs": inputs, "outputs": sorted(Path(p).name for p in smk.output)}
+        key = json.dumps(key, sort_keys=True, default=str)
+        complete = all((kept / Path(p).name).exists() for p in smk.output) and (kept / "key.json").is_file()
+        if complete and (kept / "key.json").read_text() == key:
             for p in map(Path, smk.output):
                 _link(kept / p.name, p)
             log.warning("restored the outputs of this finished run from %s (Snakemake was interrupted before "
@@ -82,7 +82,7 @@ def run_job(smk) -> None:
             claim = claim_gpu(os.environ.get(LOCK_ENV) or layout.gpu_locks())
         from .engine import train
 
-        train(spec, smk.input.data, Path(smk.output.record).parent, layout.state_dir(run), smk.input.get("subset"),
+        train(spec, smk.input.data, Path(smk.output.record).parent, state_dir, smk.input.get("subset"),
               bias_out=smk.output.get("bias"), export_out=smk.output.get("export"))  # fmt: skip
         if claim is not None:
             claim.release()
@@ -100,15 +100,6 @@ def run_job(smk) -> None:
     logging.shutdown()  # every output is written and renamed: skip the interpreter's teardown of torch
     sys.stdout.flush(), sys.stderr.flush()
     os._exit(0)
-
-
-def _kept_outputs(smk, spec: dict, state_dir: str) -> tuple[Path, str]:
-    """Where a finished run's outputs are kept (hard links) until a successful Snakemake run has taken them
-    (``Plan.clear_kept``), and their key: the spec and the inputs' identity. Snakemake interrupted by SIGINT lets
-    running jobs finish but marks their outputs incomplete; ``--rerun-incomplete`` then restores them from here."""
-    inputs = {k: [os.stat(p).st_ino, os.stat(p).st_mtime_ns] for k, p in smk.input.items()}
-    key = {"spec": spec, "inputs": inputs, "outputs": sorted(Path(p).name for p in smk.output)}
-    return Path(state_dir) / KEPT, json.dumps(key, sort_keys=True, default=str)
 
 
 def _link(src: Path, dst: Path) -> None:

@@ -3,8 +3,6 @@ subset, and the training batches (docs/ARCHITECTURE.md): each step's rows follow
 split by ``micro_batches`` into length-sorted micro-batches, each padded to its longest (to 8 on CUDA, pinned).
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -47,7 +45,7 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.uids)
 
-    def take(self, rows: np.ndarray) -> Encoded:
+    def take(self, rows: np.ndarray) -> "Encoded":
         """The instances ``rows`` (in that order), repacked."""
         rows = np.asarray(rows, dtype=np.int64)
         lengths = self.lengths[rows]
@@ -76,7 +74,7 @@ class Batch:
     n_tokens: int = 0  # real tokens in the batch (host-side count)
     width: int = 0  # padded length
 
-    def to(self, device: torch.device) -> Batch:
+    def to(self, device: torch.device) -> "Batch":
         """Copy to ``device`` (non-blocking from pinned memory); a no-op on the CPU."""
         if device.type == "cpu":
             return self
@@ -250,11 +248,6 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     return torch.randperm(n, generator=gen).numpy()
 
 
-def batch_indices(perm: np.ndarray, b: int, batch_size: int) -> np.ndarray:
-    """Row numbers of batch ``b`` of an epoch (the last batch of an epoch may be smaller)."""
-    return perm[b * batch_size : (b + 1) * batch_size]
-
-
 def train_loader(data: Encoded, batch_size: int, seed: int, buckets: int, device: torch.device, epoch=0, batch=0):
     """(rows, micro-batches on the host) of every optimiser step from (epoch, batch) on, endlessly: epoch ``e`` is
     the permutation seeded by (seed, e) cut into batches; built in the main process (pinned for a GPU)."""
@@ -264,7 +257,7 @@ def train_loader(data: Encoded, batch_size: int, seed: int, buckets: int, device
         e, first = epoch, batch
         while True:
             perm = epoch_permutation(seed, e, len(data))
-            yield from (batch_indices(perm, b, batch_size) for b in range(first, -(-len(data) // batch_size)))
+            yield from (perm[b * batch_size : (b + 1) * batch_size] for b in range(first, -(-len(data) // batch_size)))
             e, first = e + 1, 0
 
     def micro(rows: np.ndarray) -> tuple[np.ndarray, list[Batch]]:

@@ -1,12 +1,15 @@
 """The one training engine: every run (reference, main model, baseline) goes through ``train``.
 
 A plain loop in the spirit of HF ``run_glue_no_trainer.py`` (docs/ARCHITECTURE.md): each optimiser step backpropagates
-the batch mean of ``ftft.losses.example_losses`` over its micro-batches, clips, steps and records the dynamics on the
+the batch mean of ``example_losses`` over its micro-batches, clips, steps and records the dynamics on the
 device; checkpoint k (step round(k * steps / K)) evaluates every eval set and saves the state in the background. The
 only host syncs in the loop are the log lines, the end of each pass over the data and the checkpoints.
-"""
 
-from __future__ import annotations
+Schedules (sources in docs/FIDELITY.md): linear with ``int(ratio * steps)`` warm-up steps, stepped every optimiser
+step; ``ReduceLROnPlateau`` (JTT) at every checkpoint on the running mean training loss since step 1. No evaluation
+score steers training. Dynamics (dataset cartography): softmax(logits) of each training step into a device buffer
+[N, C], moved to the host at the end of each pass as one float16 row of [E, N, C] with the mask of the rows it saw.
+"""
 
 import contextlib
 import copy
@@ -17,31 +20,32 @@ import resource
 import shutil
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
-from .. import cost
+from .. import cost, methods
+from ..datamap import save_dynamics
 from ..errors import DataError
 from ..io import atomic_path, write_json, write_parquet
-from ..losses import example_losses, for_spec
-from ..modeling import arch_dims, count_params, load_tokenizer_and_model
-from . import schedule
+from ..modeling import arch_dims, count_params, load_tokenizer, load_tokenizer_and_model
 from . import state as state_io
 from .data import (
     Batch,
+    Encoded,
     ReferenceFailed,
     apply_subset,
+    collate,
     epoch_permutation,
     load_tokenized,
     pad_multiple,
     tokenized_stats,
     train_loader,
 )
-from .dynamics import DynamicsRecorder, write_npz
-from .evaluate import majority_baseline, predict_probs, scores
 from .spec import fingerprint, hparams, validate_spec
 
 log = logging.getLogger("ftft.train")
@@ -81,9 +85,6 @@ class LossStats:
         self.counts[name] = 0
         return mean
 
-    def running_mean(self) -> float:
-        return self.total.item() / max(self.counts["total"], 1)
-
     def state_dict(self) -> dict:
         return {**{k: getattr(self, k).cpu() for k in self.SUMS}, "counts": list(self.counts.values())}
 
@@ -91,6 +92,128 @@ class LossStats:
         for k in self.SUMS:
             getattr(self, k).copy_(state[k])
         self.counts = dict(zip(self.counts, (int(c) for c in state["counts"]), strict=True))
+
+
+def checkpoint_steps(steps: int, k: int) -> list[int]:
+    """The K evaluation steps: round(k * steps / K) for k = 1..K (a full run's checkpoint k is what halting at
+    fraction k/K reads)."""
+    return [round(i * steps / k) for i in range(1, k + 1)]
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, spec: dict):
+    """The spec's scheduler: 'linear' (stepped per step) or 'plateau' (stepped per checkpoint)."""
+    if spec["scheduler"] == "plateau":
+        p = spec["plateau"]
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=p["factor"], patience=p["patience"]
+        )
+    from transformers import get_linear_schedule_with_warmup
+
+    return get_linear_schedule_with_warmup(optimizer, int(spec["warmup_ratio"] * spec["steps"]), spec["steps"])
+
+
+class DynamicsRecorder:
+    """Per-instance class probabilities of every pass over the training set (module docstring)."""
+
+    def __init__(self, n: int, n_classes: int, device: torch.device):
+        self.n, self.n_classes = n, n_classes
+        self.epoch_probs = torch.zeros(n, n_classes, dtype=torch.float32, device=device)
+        self.probs: list[np.ndarray] = []  # float16 [N, C] per finished pass
+        self.seen: list[np.ndarray] = []  # bool [N] per finished pass
+
+    @torch.no_grad()
+    def record(self, logits: torch.Tensor, idx: torch.Tensor) -> None:
+        self.epoch_probs.index_copy_(0, idx, torch.softmax(logits.detach().float(), dim=-1))
+
+    def end_pass(self, seen_idx: np.ndarray) -> None:
+        """Move the finished (or, at the end of training, partial) pass to the host."""
+        seen = np.zeros(self.n, dtype=bool)
+        seen[seen_idx] = True
+        self.probs.append(self.epoch_probs.cpu().numpy().astype(np.float16))
+        self.seen.append(seen)
+        self.epoch_probs.zero_()
+
+    def state_dict(self) -> dict:
+        return {"epoch_probs": self.epoch_probs.cpu().clone(), "probs": list(self.probs), "seen": list(self.seen)}
+
+    def load_state_dict(self, state: dict) -> None:  # a state of an earlier version also holds complete_epochs
+        self.epoch_probs.copy_(state["epoch_probs"])
+        self.probs, self.seen = list(state["probs"]), list(state["seen"])
+
+
+def write_npz(path, uids: list[str], labels: np.ndarray, dyn: DynamicsRecorder) -> None:
+    """Atomically write ``dynamics.npz`` (the one writer: ``ftft.datamap.save_dynamics``)."""
+    probs = np.stack(dyn.probs) if dyn.probs else np.zeros((0, dyn.n, dyn.n_classes), np.float16)
+    seen = np.stack(dyn.seen) if dyn.seen else np.zeros((0, dyn.n), bool)
+    keep = np.sort(np.unique(np.asarray(uids), return_index=True)[1])  # JTT's upsampled copies: the first one
+    complete = sum(int(s.all()) for s in dyn.seen)  # passes that saw every row
+    save_dynamics(path, np.asarray(uids)[keep], labels[keep], probs[:, keep], seen[:, keep], complete)
+
+
+@torch.no_grad()
+def predict_probs(model, data: Encoded, batch_size: int, device: torch.device) -> np.ndarray:
+    """Softmax probabilities [M, C] (float32) of ``model`` on ``data`` in eval mode, in the order of ``data``
+    (batches of length-sorted instances: the least padding)."""
+    was_training = model.training
+    model.eval()
+    chunks = []
+    order = np.argsort(data.lengths, kind="stable")
+    try:
+        for start in range(0, len(data), batch_size):
+            batch = collate(data, order[start : start + batch_size], device)
+            chunks.append(torch.softmax(model(**batch.inputs).logits.float(), dim=-1))
+    finally:
+        model.train(was_training)
+    probs = np.empty((len(data), chunks[0].shape[1]), np.float32)
+    probs[order] = torch.cat(chunks).cpu().numpy()
+    return probs
+
+
+def macro_f1(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """Mean over classes 0..n_classes-1 of F1 = 2 TP / (2 TP + FP + FN), 0 when undefined."""
+    confusion = np.bincount(n_classes * np.asarray(labels) + pred, minlength=n_classes**2).reshape(n_classes, -1)
+    tp, denom = np.diag(confusion), confusion.sum(0) + confusion.sum(1)
+    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)))
+
+
+def scores(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:
+    """{'accuracy', 'macro_f1'} of the predicted labels ``pred``."""
+    accuracy = float(np.mean(np.asarray(labels) == pred)) if len(labels) else 0.0
+    return {"accuracy": accuracy, "macro_f1": macro_f1(labels, pred, n_classes)}
+
+
+def majority_baseline(labels: np.ndarray, n_classes: int, metric: str) -> float:
+    """Score of always predicting the most frequent label (ties: the lowest label)."""
+    labels = np.asarray(labels)
+    pred = np.full_like(labels, int(np.bincount(labels, minlength=n_classes).argmax()))
+    return scores(labels, pred, n_classes)[metric]
+
+
+def poe_loss(logits: torch.Tensor, labels: torch.Tensor, bias_logp: torch.Tensor) -> torch.Tensor:
+    """Per-example product-of-experts loss: CE of the renormalised sum of log-probabilities (the bias is frozen)."""
+    combined = F.log_softmax(logits.float(), dim=-1) + bias_logp.float().detach()
+    return F.cross_entropy(combined, labels, reduction="none")
+
+
+def example_losses(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None,
+                   bias_logp: torch.Tensor | None = None, ce_weight: float = 1.0, poe_weight: float = 1.0,
+                   main_loss=None) -> torch.Tensor:  # fmt: skip
+    """Loss per example (shape [B]; the step averages it over the batch): the method's main loss (``main_loss``:
+    (logits, labels) -> [B]; cross-entropy when None) times the subset's ``weight``, plus the product-of-experts
+    term when the subset carries a bias model's log-probabilities (Sanh et al. 2021: ce_weight * CE(main) +
+    poe_weight * CE(log_softmax(main) + bias_logp)). One function serves every method."""
+    loss = (main_loss or partial(F.cross_entropy, reduction="none"))(logits.float(), labels)
+    if bias_logp is not None:
+        loss = ce_weight * loss + poe_weight * poe_loss(logits, labels, bias_logp)
+    if weight is not None:
+        loss = loss * weight.float()
+    return loss
+
+
+def loss_for_spec(spec: dict):
+    """``example_losses`` with the spec's method loss and PoE weights bound: (logits, labels, weight, bias_logp)."""
+    poe = spec["poe"] or {"ce_weight": 1.0, "poe_weight": 1.0}
+    return partial(example_losses, **poe, main_loss=methods.get(spec["run"]["method"]).loss)
 
 
 def train_step(model, batches: list[Batch], optimizer, accelerator, dynamics: DynamicsRecorder, stats: LossStats,
@@ -178,44 +301,29 @@ class Position:
     peak_mem_mb: float = 0.0  # of earlier sessions
 
 
-class ProgressLog:
-    """The periodic log line: step/total, mean loss, steps/s, ETA (``ftft status`` parses it)."""
-
-    def __init__(self, total: int, start_step: int):
-        self.total, self.last = total, (start_step, time.perf_counter())
-
-    def line(self, step: int, stats: LossStats) -> None:
-        now = time.perf_counter()
-        rate = (step - self.last[0]) / max(now - self.last[1], 1e-9)
-        eta = (self.total - step) / max(rate, 1e-9)
-        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta < 86400 else f"{eta / 3600:.0f}h"
-        log.info("step %d/%d (%.0f%%) loss %.4f | %.2f steps/s | ETA %s",
-                 step, self.total, 100 * step / self.total, stats.pop_mean(), rate, eta_text)  # fmt: skip
-        self.last = (step, now)
+def log_progress(step: int, total: int, stats: LossStats, last: tuple[int, float]) -> tuple[int, float]:
+    """The periodic log line since ``last`` (step, time): step/total, mean loss, steps/s, ETA (``ftft status``
+    parses it); returns the new ``last``."""
+    now = time.perf_counter()
+    rate = (step - last[0]) / max(now - last[1], 1e-9)
+    eta = (total - step) / max(rate, 1e-9)
+    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta < 86400 else f"{eta / 3600:.0f}h"
+    log.info("step %d/%d (%.0f%%) loss %.4f | %.2f steps/s | ETA %s",
+             step, total, 100 * step / total, stats.pop_mean(), rate, eta_text)  # fmt: skip
+    return step, now
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def versions() -> dict:
+def provenance() -> dict:
+    """run.json's package versions and host: its name and the scheduler's job / GPU grant, if any."""
+    import socket
     from importlib.metadata import PackageNotFoundError, version
 
     out = dict.fromkeys(("ftft", "torch", "transformers", "accelerate", "tokenizers", "datasets", "numpy"))
     for pkg in out:
         with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
-    return out
-
-
-def host_info() -> dict:
-    """Where the run executed: host name and the scheduler's job / GPU grant, if any."""
-    import socket
-
     env = ("SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_GPUS", "SLURM_GPUS", "CUDA_VISIBLE_DEVICES")
-    return {"hostname": socket.gethostname(), **{k.lower(): os.environ.get(k) for k in env}}
+    return {"versions": out, "host": {"hostname": socket.gethostname(), **{k.lower(): os.environ.get(k) for k in env}}}
 
 
 def device_name(device: torch.device) -> str:
@@ -284,7 +392,7 @@ class Session:
 
         from ..tokenize import tokenizer_fingerprint
 
-        n_classes, stats = len(spec["labels"]), tokenized_stats(data_dir)
+        self.start, n_classes, stats = time.perf_counter(), len(spec["labels"]), tokenized_stats(data_dir)
         self.spec, self.accelerator = spec, make_accelerator(spec)
         set_seed(spec["seed"])  # python, numpy, torch
         tokenizer, self.model = load_tokenizer_and_model(spec["model_source"], n_classes)
@@ -307,7 +415,7 @@ class Session:
             )
         self.evals = [(name, role, data) for (name, role), (_, data) in zip(spec["eval_sets"], evals, strict=True)]
         self.optimizer = make_optimizer(self.model, spec)
-        self.scheduler = schedule.make_scheduler(self.optimizer, spec)
+        self.scheduler = make_scheduler(self.optimizer, spec)
         self.dynamics = DynamicsRecorder(len(self.train_data), n_classes, self.device)
         self.stats = LossStats(self.device)
         self.n_params, self.dims = count_params(self.model), arch_dims(self.model.config)  # (total, non-embedding)
@@ -326,20 +434,19 @@ class Session:
         per_token = cost.forward_flops_per_token(self.n_params[1], *self.dims, np.asarray(n_ctx))
         return float(np.sum(np.asarray(tokens) * per_token))
 
+    def totals(self) -> dict:
+        """Wall time and peak memory (MB; CPU: the process's peak RSS) of the run so far, earlier sessions included."""
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+        return {"wall_time_s": self.pos.wall_time_s + time.perf_counter() - self.start,
+                "peak_mem_mb": max(self.pos.peak_mem_mb, peak)}  # fmt: skip
+
     def parts(self) -> dict:
         """What the state saves with ``state_dict`` and restores with ``load_state_dict``."""
         model = self.accelerator.unwrap_model(self.model)
         return {"model": model, "optimizer": self.optimizer, "scheduler": self.scheduler, "dynamics": self.dynamics,
                 "stats": self.stats}  # fmt: skip
-
-
-def save_state(s: Session, saver: state_io.BackgroundSaver, state_dir: Path, fp: str, session_start: float) -> None:
-    position = asdict(s.pos)
-    position["wall_time_s"] = s.pos.wall_time_s + time.perf_counter() - session_start
-    position["peak_mem_mb"] = max(s.pos.peak_mem_mb, peak_memory_mb(s.device))
-    state = {name: part.state_dict() for name, part in s.parts().items()}
-    saver.save(state_dir, {"fingerprint": fp, "position": position, **state, "metrics": s.metrics,
-                           "predictions": s.preds, "rng": state_io.rng_state()})  # fmt: skip
 
 
 def checkpoint(s: Session, k: int, n_checkpoints: int) -> None:
@@ -349,19 +456,18 @@ def checkpoint(s: Session, k: int, n_checkpoints: int) -> None:
     for name, role, data in s.evals:
         probs = predict_probs(s.model, data, spec["eval_batch_size"], s.device)
         rows.append({"step": step, "checkpoint": k, "fraction": step / spec["steps"], "dataset": name, "role": role,
-                     "n": len(data), **scores(data.labels, probs, len(spec["labels"])), "train_loss": train_loss})  # fmt: skip
+                     "n": len(data), **scores(data.labels, probs.argmax(axis=1), len(spec["labels"])),
+                     "train_loss": train_loss})  # fmt: skip
         preds.append((step, name, probs))
     s.metrics, s.preds = s.metrics + rows, s.preds + preds
     log.info("checkpoint %d/%d (step %d): ID %s %.4f, training loss %.4f",
              k, n_checkpoints, step, spec["metric"], rows[0][spec["metric"]], train_loss)  # fmt: skip
     if s.per_step_scheduler is None:
-        s.scheduler.step(s.stats.running_mean())
+        s.scheduler.step(s.stats.total.item() / max(s.stats.counts["total"], 1))
 
 
 def export_model(s: Session, folder: Path) -> None:
     """The model as it is now as a Hugging Face folder (safetensors, tokenizer, the task's label names)."""
-    from ..modeling import load_tokenizer
-
     model = s.accelerator.unwrap_model(s.model)
     model.config.id2label = dict(enumerate(s.spec["labels"]))
     model.config.label2id = {name: i for i, name in enumerate(s.spec["labels"])}
@@ -370,14 +476,15 @@ def export_model(s: Session, folder: Path) -> None:
     load_tokenizer(s.spec["model_source"]).save_pretrained(folder)
 
 
-def make_record(s: Session, failure: str | None, final: dict | None, session_start: float) -> dict:
-    """The content of run.json (docs/ARCHITECTURE.md)."""
+def write_outputs(s: Session, out_dir: Path, failure: str | None, final: dict | None, startup, bias_out) -> dict:
+    """The run files, each atomically; run.json (docs/ARCHITECTURE.md; ``timing``: seconds since the process
+    started) last; returns its content."""
     from ..tokenize import padded_widths
 
     spec, pos, data = s.spec, s.pos, s.train_data
     perm = epoch_permutation(spec["seed"], 0, len(data))  # the padded FLOPs of a pass: those of the first one
     widths, sizes = padded_widths(data.lengths, perm, spec["batch_size"], spec["length_buckets"], pad_multiple(s.device))  # fmt: skip
-    return {"run": spec["run"], "status": "failed" if failure else "ok", "failure_reason": failure,
+    record = {"run": spec["run"], "status": "failed" if failure else "ok", "failure_reason": failure,
             "steps": spec["steps"], "steps_done": pos.step, "checkpoints": spec["checkpoints"],
             "epochs": pos.examples_seen / len(data), "n_train": len(data), "hparams": hparams(spec),
             "model": {"source": spec["model_source"], "params": s.n_params[0], "non_embedding_params": s.n_params[1],
@@ -388,35 +495,30 @@ def make_record(s: Session, failure: str | None, final: dict | None, session_sta
                       "forward_per_epoch_real": s.flops(data.lengths, data.lengths),
                       "forward_total": pos.forward_flops_padded, "forward_total_real": pos.forward_flops,
                       "train_total": 3.0 * pos.forward_flops_padded},  # backward ~ 2x forward (Kaplan et al. 2020)
-            "final": final, "wall_time_s": pos.wall_time_s + time.perf_counter() - session_start,
-            "peak_mem_mb": max(pos.peak_mem_mb, peak_memory_mb(s.device)), "versions": versions(),
-            "device": device_name(s.device), "mixed_precision": s.accelerator.mixed_precision, "host": host_info()}  # fmt: skip
-
-
-def write_outputs(s: Session, out_dir: Path, record: dict, bias_out: Path | None) -> None:
-    """The run files, each atomically; run.json last."""
+            "final": final, **s.totals(), "device": device_name(s.device),
+            "mixed_precision": s.accelerator.mixed_precision, **provenance(),
+            "timing": {"startup_s": startup, "outputs_at_s": process_age()}}  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics(out_dir / "metrics.csv", s.metrics)
     write_predictions(out_dir / "predictions.parquet", s.preds, s.evals, len(s.spec["labels"]))
     write_npz(out_dir / "dynamics.npz", s.train_data.uids, s.train_data.labels, s.dynamics)
     if bias_out is not None:
         logp = None
-        if record["status"] == "ok":
+        if failure is None:
             logp = bias_log_probs(predict_probs(s.model, s.train_data, s.spec["eval_batch_size"], s.device))
         write_bias(bias_out, s.train_data.uids, logp, len(s.spec["labels"]),
-                   {"run": s.spec["run"], "step": s.pos.step, "failed": record["failure_reason"]})  # fmt: skip
+                   {"run": s.spec["run"], "step": s.pos.step, "failed": failure})  # fmt: skip
     if s.spec.get("debug", {}).get("save_weights"):
         from safetensors.torch import save_file
 
         weights = {k: v.detach().cpu().contiguous() for k, v in s.parts()["model"].state_dict().items()}
         save_file(weights, str(out_dir / "debug_weights.safetensors"))
     write_json(out_dir / "run.json", record)
+    return record
 
 
 def write_reference_failure(spec: dict, out_dir: Path, reason: str) -> dict:
     """A run whose reference failed: no training, the four files with status failed."""
-    from ..datamap import save_dynamics
-
     n_classes = len(spec["labels"])
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics(out_dir / "metrics.csv", [])
@@ -424,7 +526,7 @@ def write_reference_failure(spec: dict, out_dir: Path, reason: str) -> dict:
     save_dynamics(out_dir / "dynamics.npz", [], np.zeros(0, np.int64), np.zeros((0, 0, n_classes), np.float16))
     record = {"run": spec["run"], "status": "failed", "failure_reason": f"reference failed: {reason}",
               "steps": spec["steps"], "steps_done": 0, "checkpoints": spec["checkpoints"], "hparams": hparams(spec),
-              "model": {"source": spec["model_source"]}, "final": None, "versions": versions(), "host": host_info()}  # fmt: skip
+              "model": {"source": spec["model_source"]}, "final": None, **provenance()}  # fmt: skip
     write_json(out_dir / "run.json", record)
     log.warning("not trained: reference failed: %s", reason)
     return record
@@ -433,13 +535,10 @@ def write_reference_failure(spec: dict, out_dir: Path, reason: str) -> dict:
 def train(spec: dict, data_dir: str | Path, out_dir: str | Path, state_dir: str | Path,
           subset: str | Path | None = None, model_path: str | Path | None = None,
           bias_out: str | Path | None = None, export_out: str | Path | None = None) -> dict:  # fmt: skip
-    """Train one run; write metrics.csv, predictions.parquet, dynamics.npz, run.json to ``out_dir``; return the record.
-
-    ``data_dir``: a tokenize output folder. ``bias_out``: also the eval-mode log-probabilities of the final
-    weights on the training set (PoE bias models). ``export_out``: the model at checkpoint
-    ``spec["export_checkpoint"]`` (an empty folder when the run stopped before it). Resumes from ``state_dir``
-    when it holds the state of the same spec; deletes it once the outputs are written.
-    """
+    """Train one run into ``out_dir`` (the run files); return the record. ``data_dir``: a tokenize output folder;
+    ``bias_out``: the eval-mode log-probabilities of the final weights on the training set (PoE bias models);
+    ``export_out``: the model at checkpoint ``spec["export_checkpoint"]`` (an empty folder when the run stopped
+    before it). Resumes from ``state_dir`` (the state of the same spec); deletes it once the outputs are written."""
     spec = validate_spec(copy.deepcopy(spec))
     if model_path is not None:
         spec["model_source"] = str(model_path)
@@ -455,7 +554,6 @@ def train(spec: dict, data_dir: str | Path, out_dir: str | Path, state_dir: str 
 
 
 def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, bias_out, saver, export_out) -> dict:
-    session_start = time.perf_counter()
     s = Session(spec, data_dir, subset)
     fp = fingerprint(spec)
     saved = state_io.load(state_dir, fp)
@@ -476,13 +574,13 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
     gc.enable()
 
     steps, bs, n, pos = spec["steps"], spec["batch_size"], len(s.train_data), s.pos
-    ckpts = schedule.checkpoint_steps(steps, spec["checkpoints"])
+    ckpts = checkpoint_steps(steps, spec["checkpoints"])
     n_batches = -(-n // bs)
-    progress = ProgressLog(steps, pos.step)
+    last_log = (pos.step, time.perf_counter())
     debug = dict(spec.get("debug") or {})
     if os.environ.get("FTFT_DEBUG_KILL_AFTER_CHECKPOINT"):
         debug["kill_after_checkpoint"] = int(os.environ["FTFT_DEBUG_KILL_AFTER_CHECKPOINT"])
-    loss_fn = for_spec(spec)
+    loss_fn = loss_for_spec(spec)
     failure = None
     log.info("training %s on %d instances: %d steps of batch %d, %d checkpoints, %s",
              spec["model_source"], n, steps, bs, len(ckpts), device_name(s.device))  # fmt: skip
@@ -514,7 +612,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
 
         at_checkpoint = pos.step in ckpts
         if pos.step % spec["log_every"] == 0 or at_checkpoint:
-            progress.line(pos.step, s.stats)
+            last_log = log_progress(pos.step, steps, s.stats, last_log)
         if not at_checkpoint:
             continue
         if bool(s.stats.nonfinite.item()):
@@ -525,7 +623,9 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
         checkpoint(s, k, len(ckpts))
         if k == spec.get("export_checkpoint"):
             export_model(s, state_dir / "export")
-        save_state(s, saver, state_dir, fp, session_start)
+        parts = {name: part.state_dict() for name, part in s.parts().items()}
+        saver.save(state_dir, {"fingerprint": fp, "position": asdict(s.pos) | s.totals(), **parts, "metrics": s.metrics,
+                               "predictions": s.preds, "rng": state_io.rng_state()})  # fmt: skip
         if debug.get("kill_after_checkpoint") == k:
             raise SimulatedKill(f"debug: killed after checkpoint {k}")
 
@@ -536,9 +636,7 @@ def _train(spec: dict, data_dir: Path, out_dir: Path, state_dir: Path, subset, b
         final, failure = final_check(spec, s.metrics, s.evals)
     if failure is not None:
         log.warning("run failed: %s", failure)
-    record = make_record(s, failure, final, session_start)
-    record["timing"] = {"startup_s": startup, "outputs_at_s": process_age()}  # seconds since the process started
-    write_outputs(s, out_dir, record, Path(bias_out) if bias_out else None)
+    record = write_outputs(s, out_dir, failure, final, startup, Path(bias_out) if bias_out else None)
     saver.wait()
     if export_out is not None:  # copied, not moved: until the state is cleared a rerun can still ship it
         shutil.rmtree(export_out, ignore_errors=True)

@@ -5,8 +5,6 @@ parameter, so changing one model's settings re-runs only its runs. ``validate_sp
 made (``ftft train`` accepts hand-written JSON) by the config schema's rules, raising ``ConfigError``.
 """
 
-from __future__ import annotations
-
 import functools
 import hashlib
 import json
@@ -53,10 +51,7 @@ def _spec_validator():
     training = props["training"]["properties"]
     task = props["tasks"]["additionalProperties"]["properties"]
     jtt = props["methods"]["properties"]["jtt"]["properties"]
-    positive = {"type": "integer", "minimum": 1}
-
-    def opt(schema):
-        return {"oneOf": [{"type": "null"}, schema]}
+    positive, null = {"type": "integer", "minimum": 1}, {"type": "null"}
 
     schema = {"type": "object", "properties": {
         **{k: training[k] for k in ("batch_size", "eval_batch_size", "warmup_ratio", "weight_decay", "adam_eps",
@@ -66,7 +61,8 @@ def _spec_validator():
         **{k: jtt[k] for k in ("optimizer", "momentum", "scheduler")},
         "run": {"type": "object"}, "model_source": {"type": "string", "minLength": 1}, "seed": {"type": "integer"},
         "steps": positive, "checkpoints": positive, "lr": props["models"]["additionalProperties"]["properties"]["lr"],
-        "plateau": opt(jtt["plateau"]), "poe": opt(props["methods"]["properties"]["poe"]),
+        "plateau": {"oneOf": [null, jtt["plateau"]]},
+        "poe": {"oneOf": [null, props["methods"]["properties"]["poe"]]},
         "eval_sets": {"type": "array", "minItems": 1, "items": {"type": "array", "minItems": 2, "maxItems": 2,
                       "prefixItems": [{"type": "string"}, {"enum": ["id", "ood", "dev"]}]}},
     }}  # fmt: skip

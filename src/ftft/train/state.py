@@ -5,8 +5,6 @@ to another spec; a state that cannot be read (damaged, or more than tensors, num
 and the run restarts, instead of failing on every rerun.
 """
 
-from __future__ import annotations
-
 import copy
 import logging
 import os
@@ -33,9 +31,7 @@ NUMPY_GLOBALS = [np.dtype, np.ndarray, np.ndarray(0).__reduce__()[0], np.float64
 def rng_state() -> dict:
     """RNG states of python, numpy, torch (and CUDA when present)."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    return state | ({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})
 
 
 def set_rng_state(state: dict) -> None:
