@@ -15,7 +15,7 @@ from . import methods
 from .artefacts import io_arguments, report_run
 from .errors import DataError
 from .io import read_csv
-from .labels import data_note, dataset_title, model_label, ref_label
+from .labels import data_note, dataset_title, demo_models, model_label, ref_label
 from .render import md_table, write_report
 from .tables import KEYS, table_ids
 
@@ -102,8 +102,8 @@ def _fmt(x, digits=2) -> str:
 
 def render_md(cfg: dict, df: pd.DataFrame) -> str:
     lines = ["# Reproduced vs published (FTFT, arXiv 2310.06588)", ""]
-    if data_note(cfg):
-        lines += [f"> **{data_note(cfg)}** The published column is shown for the layout only.", ""]
+    if note := data_note(cfg):
+        lines += [f"> **{note}** The published column is shown for the layout only.", ""]
     lines += [
         "Matched on table, task, main/ref model, method, step fraction, dataset, metric and q. "
         "difference = ours - published (scores in %, costs in units, Table 4 in the paper's unit (FLOPs / 1e12), Table 5 mean "
@@ -135,7 +135,7 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
 
 def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
     df = compare(cfg, results)
-    out = df.assign(demo=True) if cfg.get("mode") == "demo" else df
+    out = df.assign(demo=True) if demo_models(cfg) else df
     write_report(prefix, render_md(cfg, df), out.to_csv(index=False, float_format="%.10g"))
     return df
 

@@ -96,7 +96,6 @@ def cells_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
         sets = grid.task_eval_sets(cfg, cell.task)
         sv = res.seed_values(cell.runs, sets, metric, cell.fraction)
         base = {
-            "table": tid,
             "task": cell.task,
             "main_model": cell.main,
             "ref_model": "" if cell.ref == "none" else cell.ref,
@@ -257,10 +256,8 @@ def flops_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
         for t in active_tasks(cfg):
             for metric, padded in (("pflops", True), ("pflops_real", False)):
                 f = res.forward_flops_per_epoch(t, m, seed0, padded=padded)  # paper unit: 1e12
-                out.append({"table": "4", "task": t, "main_model": m, "ref_model": "", "method": "",
-                            "step_fraction": "", "dataset": id_set(cfg, t), "metric": metric, "q": "",
-                            "mean": f / 1e12, "std": float("nan"), "flops": f,
-                            "train_source": cfg["tasks"][t]["train"]["source"]})  # fmt: skip
+                out.append({"task": t, "main_model": m, "dataset": id_set(cfg, t), "metric": metric, "mean": f / 1e12,
+                            "std": float("nan"), "flops": f, "train_source": cfg["tasks"][t]["train"]["source"]})  # fmt: skip
     return pd.DataFrame(out)
 
 
@@ -350,7 +347,7 @@ def significance_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
             diff, p, (dm, erm, labels, dm_failed, erm_failed) = compare_systems(
                 cfg, res, systems[ref], systems["erm"], task, sig["samples"], sig["seed"], what
             )
-            base = {"table": "5", "task": task, "main_model": sig["main"], "ref_model": ref, "method": "dm",
+            base = {"task": task, "main_model": sig["main"], "ref_model": ref, "method": "dm",
                     "step_fraction": "1", "dataset": "ood_pooled", "q": q_percent(cfg["q"]), "std": float("nan"),
                     "task_metric": task_metric(cfg, task), "n_instances": 0 if labels is None else len(labels),
                     "n_seeds_dm": len(dm), "n_seeds_erm": len(erm), "n_failed": len(dm_failed) + len(erm_failed),
@@ -415,8 +412,7 @@ def easy_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
             for q in cfg["easy_ratio"]["qs"]:
                 vals = [100 * datamap.easy_ratio(m, q) for m in ok]
                 mean, std = mean_std(vals, scale=1.0)
-                out.append({"table": "8", "task": task, "main_model": "", "ref_model": ref, "method": "",
-                            "step_fraction": "", "dataset": id_set(cfg, task), "metric": "easy_ratio",
+                out.append({"task": task, "ref_model": ref, "dataset": id_set(cfg, task), "metric": "easy_ratio",
                             "q": q_percent(q), "mean": mean, "std": std, "n_seeds": len(ok),
                             "n_failed": len(maps) - len(ok), "marked": bool(v["unsuccessful"].any()),
                             "transfers_judged": len(v)})  # fmt: skip
@@ -501,9 +497,9 @@ def limiting_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
             sv = res.seed_values(runs, sets, metric, f)
             for d in sets:
                 mean, std = mean_std(sv.values[d])
-                out.append({"table": tid, "task": task, "main_model": full[0].model,
-                            "ref_model": "" if series == "erm" else series, "method": "erm" if series == "erm" else "dm",
-                            "step_fraction": frac_label(f), "dataset": d, "metric": metric, "q": "", "how": how,
+                out.append({"task": task, "main_model": full[0].model, "ref_model": "" if series == "erm" else series,
+                            "method": "erm" if series == "erm" else "dm", "step_fraction": frac_label(f), "dataset": d,
+                            "metric": metric, "how": how,
                             "role": "id" if d == sets[0] else "ood", "mean": mean, "std": std, "n_ok": sv.n_ok,
                             "n_failed": sv.n_failed})  # fmt: skip
     return pd.DataFrame(out)
@@ -552,10 +548,11 @@ class TableKind:
     def frame(self, cfg: dict, res: Results, tid: str) -> pd.DataFrame:
         """The tidy frame as the CSV holds it: the keys first, counts as integers."""
         df = self.build(cfg, res, tid)
+        df = df.assign(**{k: "" for k in KEYS if k not in df.columns} | {"table": tid})
         for c in ("n_ok", "n_failed"):
             if c in df.columns:
                 df[c] = df[c].astype("Int64")
-        front = [c for c in KEYS + ["mean", "std"] if c in df.columns]
+        front = KEYS + ["mean", "std"]
         return df[front + [c for c in df.columns if c not in front]]
 
     def make(self, cfg: dict, res: Results, tid: str, prefix: str | Path) -> pd.DataFrame:
