@@ -7,8 +7,6 @@ config/README.md; the main model: ``significance.main``); a claim holds when all
 the same statistics on the paper's printed means (``src/ftft/paper``; claim 1's p from Table 5).
 """
 
-from __future__ import annotations
-
 import logging
 import math
 from dataclasses import dataclass, field, fields
@@ -159,7 +157,7 @@ def verdict(ok: bool | None) -> str:
 # --------------------------------------------------------------------------- the claims
 
 
-def claim1(ctx: Context, task: str, pub: Published) -> list[Row]:
+def claim1(ctx: Context, task: str, pub: "Published") -> list[Row]:
     main, alpha, cp = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"]
     erm, dm = ctx.seeds(task, main, "erm"), ctx.seeds(task, main, "dm", main)
     row = Row(1, task, f"DM({model_label(ctx.cfg, main)} <- itself) vs ERM", "OOD gain (points), ID cost (points)",
@@ -182,7 +180,7 @@ def claim1(ctx: Context, task: str, pub: Published) -> list[Row]:
     return [row]
 
 
-def transfer(ctx: Context, task: str, pub: Published, n: int) -> list[Row]:
+def transfer(ctx: Context, task: str, pub: "Published", n: int) -> list[Row]:
     """Claims 2 (references of the main model's family, vs DM from itself) and 3 (other families but the weak
     references, vs ERM): DM from each reference is non-inferior (margin comparable_points) to the baseline."""
     main, alpha, cp = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"]
@@ -208,7 +206,7 @@ def transfer(ctx: Context, task: str, pub: Published, n: int) -> list[Row]:
     return rows or [Row(n, task, none, "")]
 
 
-def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
+def claim4(ctx: Context, task: str, pub: "Published") -> list[Row]:
     from . import datamap
 
     main, alpha, cp, q = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"], ctx.cfg["q"]
@@ -261,7 +259,7 @@ def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
     return rows
 
 
-def claim5(ctx: Context, task: str, pub: Published) -> list[Row]:
+def claim5(ctx: Context, task: str, pub: "Published") -> list[Row]:
     f, alpha, ratio = parse_fraction(ctx.c["fast_fraction"]), ctx.c["alpha"], ctx.c["fast_ratio"]
     sets, metric, rows = ood_sets(ctx.cfg, task), task_metric(ctx.cfg, task), []
     for fid in ctx.cfg["speed"]["figures"]:
@@ -290,7 +288,7 @@ def claim5(ctx: Context, task: str, pub: Published) -> list[Row]:
     return rows
 
 
-def claim6(ctx: Context, task: str, pub: Published) -> list[Row]:
+def claim6(ctx: Context, task: str, pub: "Published") -> list[Row]:
     alpha, r_erm, r_dm = ctx.c["alpha"], ctx.c["cost_ratio_erm"], ctx.c["cost_ratio_dm"]
     rows: list[Row] = []
     seed0, unit = ctx.cfg["seeds"][0], ctx.cfg["cost_unit_model"]

@@ -1,8 +1,6 @@
 """How the tables, figures and reports name things: models, tasks, datasets, fractions, seeds,
 and the note a reader must see first on demo numbers. Plain functions of the merged config."""
 
-from __future__ import annotations
-
 from fractions import Fraction
 
 from . import grid

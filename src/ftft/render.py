@@ -6,8 +6,6 @@ A ``View`` (built by ``tables.py``) is a paper table: blocks (one per task) of l
 under optional group headers, rows and group headings; each column's best value in a block is bold.
 """
 
-from __future__ import annotations
-
 import html
 import itertools
 import math

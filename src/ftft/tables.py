@@ -1,13 +1,9 @@
 """Paper Tables 1-9 (and A1) from run outputs: ``ftft table --id N`` writes ``PREFIX.csv`` (tidy, keyed
 like ``src/ftft/paper/table*.csv`` so ``ftft compare`` can join them) and ``PREFIX.{md,tex,html}``.
 
-``TABLES`` lists the tables with their kind and role, ``table_ids`` those a config produces; each kind
-(``KINDS``) says what it reads, builds its tidy frame, lays it out (a ``render.View``) and captions it
-(docs/ARCHITECTURE.md). Scores in % (mean and sample std over the seeds whose run succeeded); failed runs
-are excluded and counted (``n_failed``, footnote ``†``); a cell without a successful seed says so.
+``TABLES``, ``KINDS`` (needs, build, view, caption): docs/ARCHITECTURE.md. Scores in % (mean and sample std over
+the seeds that succeeded); failed runs are excluded and counted (``n_failed``, footnote ``†``).
 """
-
-from __future__ import annotations
 
 import logging
 import math
@@ -71,6 +67,12 @@ def failed_note(what: str, row: pd.Series) -> str | None:
     if row["n_ok"] == 0:
         return f"{FAILED_MARK} {what}: no successful seed (all {len(seeds)} runs failed: {why}); the cell is empty."
     return f"{FAILED_MARK} {what}: {len(seeds)} failed run(s) excluded (seed(s) {', '.join(seeds)}: {why})."
+
+
+def cell_name(cfg: dict, task: str, method: str, fraction: str, main: str, ref: str) -> tuple[str, str]:
+    """(mode, name) of a table cell's row: ``FTFT (1/3)`` and ``NLI FTFT (1/3) ELECTRA-Large / ELECTRA-Small``."""
+    mode = methods.get(method).label + (f" ({fraction})" if method == "ftft" else "")
+    return mode, f"{task_label(task)} {mode} {model_label(cfg, main)} / {ref_label(cfg, method, ref)}"
 
 
 # --- cell tables: 1/6, 2/7, 3/9 ----------------------------------------------------------------
@@ -188,17 +190,16 @@ def cells_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
             if first["group"] and first["group"] != group:
                 rows.append(first["group"])
             group = first["group"]
-            mode = methods.get(first["method"]).label
-            if first["method"] == "ftft":
-                mode += f" ({first['step_fraction']})"
-            ref = ref_label(cfg, first["method"], first["ref_model"])
-            note = failed_note(f"{task_label(task)} {mode} {model_label(cfg, first['main_model'])} / {ref}", first)
+            keys = first[["method", "step_fraction", "main_model", "ref_model"]]
+            mode, name = cell_name(cfg, task, *keys)
+            note = failed_note(name, first)
             notes += [note] if note else []
             marked = bool(first.get("marked", False))
             mode += (FAILED_MARK if note else "") + (GRAY_MARK if marked else "")
             by_set = r.set_index("dataset")
             values = [render.Value(cost.get(row))] if has_cost else []
             values += [render.Value(by_set.at[d, "mean"], by_set.at[d, "std"]) for d in sets]
+            ref = ref_label(cfg, first["method"], first["ref_model"])
             rows.append(render.Row([mode, model_label(cfg, first["main_model"]), ref], values, gray=marked))
         title = f"{task_label(task)} ({metric_label(task_metric(cfg, task))}, %)"
         blocks.append(render.Block(title, ["Mode", "Main Model", "Ref. Model"], columns, rows))
