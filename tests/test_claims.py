@@ -264,35 +264,31 @@ def test_published_column_for_claims_1_to_3(cfg, report):
     assert c2["published_value"].isna().all() and (c2["published_verdict"].fillna("") == "").all()
 
 
-def test_not_enough_runs_without_speed_figures_or_ftft_rows(cfg, root, tmp_path):
+def test_not_enough_runs(cfg, root, tmp_path):
+    """Without speed figures or FTFT rows (a folder with only what ``claims.needs`` names), and for a claim-2 row
+    whose runs are outside the grid (no DM from a smaller same-family reference), the rows say so."""
     c2 = H.tiny_config(active_tasks=["nli"])
     c2["speed"]["figures"] = {}
     c2["limiting"]["figures"] = []
     for tid in ("3", "9"):
         c2["tables"][tid]["rows"] = [r for r in c2["tables"][tid]["rows"] if r["method"] != "ftft"]
     config.validate(c2)
-    sub = H.link_needed(root, tmp_path / "r", claims.needs(c2))
-    df = claims.evaluate(c2, sub)
+    df = claims.evaluate(c2, H.link_needed(root, tmp_path / "r", claims.needs(c2)))
     summary = claims.summary(df).set_index("claim")
     assert summary.at[5, "verdict"] == "not enough runs" and summary.at[5, "rows"] == 0
     assert summary.at[6, "verdict"] == "not enough runs"
     assert summary.at[1, "verdict"] == "holds"
     md = claims.render_md(c2, df)
     assert "| 5 | DM learns faster than ERM (§5, Figures 2-4) | **not enough runs** | 0 of 0 |" in md
-
-
-def test_a_row_with_runs_outside_the_grid_is_not_enough_runs(cfg, root):
-    """Claim 2 needs DM from a smaller same-family reference: without such a row in the grid it says so."""
-    c2 = H.tiny_config(active_tasks=["nli"])
-    c2["significance"]["refs"]["nli"] = ["deberta-v3-large", "electra-base"]
-    c2["speed"]["figures"] = {"2": c2["speed"]["figures"]["2"]}  # Figure 4 trains DM from DeBERTaV3-Small/Base
-    c2["limiting"]["figures"] = ["2"]
+    c3 = H.tiny_config(active_tasks=["nli"])
+    c3["significance"]["refs"]["nli"] = ["deberta-v3-large", "electra-base"]
+    c3["speed"]["figures"] = {"2": c3["speed"]["figures"]["2"]}  # Figure 4 trains DM from DeBERTaV3-Small/Base
+    c3["limiting"]["figures"] = ["2"]
     for tid in ("1", "3"):
-        c2["tables"][tid]["rows"] = [
-            r for r in c2["tables"][tid]["rows"] if r.get("ref") not in ("deberta-v3-small", "deberta-v3-base")
-        ]
-    config.validate(c2)
-    df = claims.evaluate(c2, root)
+        small = ("deberta-v3-small", "deberta-v3-base")
+        c3["tables"][tid]["rows"] = [r for r in c3["tables"][tid]["rows"] if r.get("ref") not in small]
+    config.validate(c3)
+    df = claims.evaluate(c3, root)
     c2rows = df[df["claim"] == 2]
     assert len(c2rows) == 1 and c2rows["verdict"].iloc[0] == "not enough runs"
     assert claims.summary(df).set_index("claim").at[2, "verdict"] == "not enough runs"

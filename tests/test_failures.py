@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ftft import failures, figures, grid, tables
+from ftft import failures, figures, grid, labels, tables
 from ftft.grid import FULL, Run
 from ftft.layout import Layout
 from ftft.results import Results
@@ -53,9 +53,10 @@ def test_cells_emptied_vs_reduced(cfg, report, failed):
     for tid in ("1", "2", "3", "6", "7", "9"):  # computed from the grid: empty iff every seed failed
         for cell in grid.table_cells(cfg, tid):
             hit = [r for r in cell.runs if r in failed]
+            frac = labels.frac_label(cell.fraction)
+            name = tables.cell_name(cfg, cell.task, cell.method, frac, cell.main, cell.ref)[1]
             for r in hit:
-                name = failures._cell_name(cfg, tid, cell)
-                assert name in uses(report, r, "empties" if len(hit) == len(cell.runs) else "reduces")
+                assert f"Table {tid} {name}" in uses(report, r, "empties" if len(hit) == len(cell.runs) else "reduces")
     jtt = [Run("hsd", "deberta-v3-large", "jtt", "deberta-v3-large", FULL, s) for s in cfg["seeds"]]
     for r in jtt:
         assert uses(report, r, "empties") == ["Table 3 HSD JTT DeBERTaV3-Large / DeBERTaV3-Large"]
@@ -162,7 +163,7 @@ def test_halted_readings_are_judged_at_their_own_checkpoint(tmp_path):
     assert t9[t9["ref_model"] == s0.ref][["n_ok", "failed_seeds"]].values.tolist() == [[1, "0"]]
     rep = {(r.run, r.reading): r for r in failures.failed_runs(cfg, res).itertuples()}
     assert set(rep) == {(s0.path, "halted at 1/3"), (s1.path, "final")}
-    name = failures._cell_name(cfg, "9", cell)
+    name = "Table 9 NLI FTFT (1/3) " + " / ".join(labels.model_label(cfg, m) for m in (cell.main, cell.ref))
     assert name in rep[(s0.path, "halted at 1/3")].reduces and "Figure 2" in rep[(s0.path, "halted at 1/3")].figures
     assert name not in rep[(s1.path, "final")].reduces and "DM" in rep[(s1.path, "final")].reduces
     assert "halted reading(s) excluded" in failures.render_md(cfg, failures.failed_runs(cfg, res), 100)

@@ -1,10 +1,6 @@
-"""The registry of the paper's tables and figures: the config says which ids it produces and
-of which kind (``tables.table_ids``, ``figures.figure_ids``); a kind says what it reads
-(``needs``, in grid terms: ``workflow.Plan`` turns it into the job's declared inputs), how it is
-made (``make`` writes ``PREFIX.*`` and returns the numbers it shows) and its caption.
+"""The id -> kind registry of the paper's tables and figures (docs/ARCHITECTURE.md): a kind's ``needs`` (what it
+reads, as ``grid.Needs``), ``caption`` and ``make`` (writes ``PREFIX.*``, returns the numbers it shows);
 ``ftft table`` and ``ftft figure`` are the same command over their registry."""
-
-from __future__ import annotations
 
 import json
 import logging

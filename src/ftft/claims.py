@@ -7,11 +7,10 @@ config/README.md; the main model: ``significance.main``); a claim holds when all
 the same statistics on the paper's printed means (``src/ftft/paper``; claim 1's p from Table 5).
 """
 
-from __future__ import annotations
-
 import logging
 import math
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +85,21 @@ class Context:
         elif failed:
             row.detail = "failed runs: " + "; ".join(f"{r.path} ({self.res.failure(r)})" for r in failed)
 
+    def ood(self, runs, task: str, fraction=1) -> float:
+        return mean_ood(self.cfg, self.res, runs, task, fraction)
+
+    def id(self, runs, task: str) -> float:
+        name = id_set(self.cfg, task)
+        sv = self.res.seed_values(runs, [name], task_metric(self.cfg, task))
+        return mean_std(sv.values[name])[0] if sv.n_ok else float("nan")
+
+    def compare(self, a_runs, b_runs, task: str, margin_points: float = 0.0, a_fraction=1) -> tuple[float, float]:
+        """(mean pooled-OOD difference A - B in points, one-sided p-value), MultiBootstrap."""
+        what, c = "the compared systems' predictions", self.c
+        return compare_systems(
+            self.cfg, self.res, a_runs, b_runs, task, c["samples"], c["seed"], what, margin_points, a_fraction
+        )[:2]
+
 
 # --------------------------------------------------------------------------- which runs
 
@@ -131,24 +145,6 @@ def needs(cfg: dict) -> grid.Needs:
 # --------------------------------------------------------------------------- statistics
 
 
-def ood_mean(ctx: Context, runs, task: str, fraction=1) -> float:
-    return mean_ood(ctx.cfg, ctx.res, runs, task, fraction)
-
-
-def id_mean(ctx: Context, runs, task: str) -> float:
-    name = id_set(ctx.cfg, task)
-    sv = ctx.res.seed_values(runs, [name], task_metric(ctx.cfg, task))
-    return mean_std(sv.values[name])[0] if sv.n_ok else float("nan")
-
-
-def compare(ctx: Context, a_runs, b_runs, task: str, margin_points: float = 0.0, a_fraction=1) -> tuple[float, float]:
-    """(mean pooled-OOD difference A - B in points, one-sided p-value), MultiBootstrap."""
-    what, c = "the compared systems' predictions", ctx.c
-    return compare_systems(
-        ctx.cfg, ctx.res, a_runs, b_runs, task, c["samples"], c["seed"], what, margin_points, a_fraction
-    )[:2]
-
-
 def relative(at: float, full: float) -> float:
     """100 * at / full (%); NaN when the full-budget score is 0 or missing (no ZeroDivisionError)."""
     return 100 * at / full if full and not math.isnan(full) else float("nan")
@@ -161,7 +157,7 @@ def verdict(ok: bool | None) -> str:
 # --------------------------------------------------------------------------- the claims
 
 
-def claim1(ctx: Context, task: str, pub: Published) -> list[Row]:
+def claim1(ctx: Context, task: str, pub: "Published") -> list[Row]:
     main, alpha, cp = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"]
     erm, dm = ctx.seeds(task, main, "erm"), ctx.seeds(task, main, "dm", main)
     row = Row(1, task, f"DM({model_label(ctx.cfg, main)} <- itself) vs ERM", "OOD gain (points), ID cost (points)",
@@ -169,9 +165,9 @@ def claim1(ctx: Context, task: str, pub: Published) -> list[Row]:
     if not ctx.available(erm, dm):
         ctx.lacking(row, erm, dm)
         return [row]
-    row.value, row.p_value = compare(ctx, dm, erm, task)
-    id_cost = id_mean(ctx, erm, task) - id_mean(ctx, dm, task)
-    row.detail = f"OOD: DM {ood_mean(ctx, dm, task):.2f} vs ERM {ood_mean(ctx, erm, task):.2f}; ID cost {id_cost:.2f}"
+    row.value, row.p_value = ctx.compare(dm, erm, task)
+    id_cost = ctx.id(erm, task) - ctx.id(dm, task)
+    row.detail = f"OOD: DM {ctx.ood(dm, task):.2f} vs ERM {ctx.ood(erm, task):.2f}; ID cost {id_cost:.2f}"
     row.verdict = verdict(None if math.isnan(row.value) else row.value > 0 and row.p_value < alpha and id_cost <= cp)
     ctx.lacking(row, erm, dm)
     row.published_value = g = pub.ood(task, main, "dm", main) - pub.ood(task, main, "erm")
@@ -184,16 +180,24 @@ def claim1(ctx: Context, task: str, pub: Published) -> list[Row]:
     return [row]
 
 
-def transfer(ctx: Context, task: str, pub: Published, n: int, refs, base: tuple[str, str], vs: str, none: str):
-    """Claims 2 and 3: DM from each of ``refs`` is non-inferior (margin comparable_points) to ``base`` (method, ref)."""
+def transfer(ctx: Context, task: str, pub: "Published", n: int) -> list[Row]:
+    """Claims 2 (references of the main model's family, vs DM from itself) and 3 (other families but the weak
+    references, vs ERM): DM from each reference is non-inferior (margin comparable_points) to the baseline."""
     main, alpha, cp = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"]
+    fam, weak = family(ctx.cfg, main), ctx.c["weak_refs"].get(task, [])
+    if n == 2:
+        refs = [r for r in dm_refs(ctx.cfg, task, main) if r != main and family(ctx.cfg, r) == fam]
+        base, vs, none = ("dm", main), "DM(<- itself)", "no DM run from a smaller model of the main model's family"
+    else:
+        refs = [r for r in dm_refs(ctx.cfg, task, main) if family(ctx.cfg, r) != fam and r not in weak]
+        base, vs, none = ("erm", "none"), "ERM", "no DM run from a reference of another family"
     base_runs, rows = ctx.seeds(task, main, *base), []
     for ref in refs:
         runs = ctx.seeds(task, main, "dm", ref)
         row = Row(n, task, f"DM({model_label(ctx.cfg, main)} <- {model_label(ctx.cfg, ref)}) vs {vs}",
                   "OOD difference (points)", threshold=f"non-inferior by {cp:g} point(s), p < {alpha}")  # fmt: skip
         if ctx.available(runs, base_runs):
-            row.value, row.p_value = compare(ctx, runs, base_runs, task, cp)
+            row.value, row.p_value = ctx.compare(runs, base_runs, task, cp)
             row.verdict = verdict(None if math.isnan(row.value) else row.p_value < alpha)
         ctx.lacking(row, runs, base_runs)
         row.published_value = g = pub.ood(task, main, "dm", ref) - pub.ood(task, main, *base)
@@ -202,20 +206,7 @@ def transfer(ctx: Context, task: str, pub: Published, n: int, refs, base: tuple[
     return rows or [Row(n, task, none, "")]
 
 
-def claim2(ctx: Context, task: str, pub: Published) -> list[Row]:
-    fam = family(ctx.cfg, ctx.main)
-    refs = [r for r in dm_refs(ctx.cfg, task, ctx.main) if r != ctx.main and family(ctx.cfg, r) == fam]
-    return transfer(ctx, task, pub, 2, refs, ("dm", ctx.main), "DM(<- itself)",
-                    "no DM run from a smaller model of the main model's family")  # fmt: skip
-
-
-def claim3(ctx: Context, task: str, pub: Published) -> list[Row]:
-    fam, weak = family(ctx.cfg, ctx.main), ctx.c["weak_refs"].get(task, [])
-    refs = [r for r in dm_refs(ctx.cfg, task, ctx.main) if family(ctx.cfg, r) != fam and r not in weak]
-    return transfer(ctx, task, pub, 3, refs, ("erm", "none"), "ERM", "no DM run from a reference of another family")
-
-
-def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
+def claim4(ctx: Context, task: str, pub: "Published") -> list[Row]:
     from . import datamap
 
     main, alpha, cp, q = ctx.main, ctx.c["alpha"], ctx.c["comparable_points"], ctx.cfg["q"]
@@ -224,13 +215,13 @@ def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
     erm = ctx.seeds(task, main, "erm")
     easy, gain = {}, {}
     if ctx.available(erm):
-        base = ood_mean(ctx, erm, task)
+        base = ctx.ood(erm, task)
         for ref in refs:
             maps = [m for s in ctx.cfg["seeds"] if (m := ctx.res.datamap(task, ref, s)) is not None]
             runs = ctx.seeds(task, main, "dm", ref)
             if maps and ctx.available(runs):
                 easy[ref] = 100 * float(np.mean([datamap.easy_ratio(m, q) for m in maps]))
-                gain[ref] = ood_mean(ctx, runs, task) - base
+                gain[ref] = ctx.ood(runs, task) - base
     keys = [r for r in refs if r in easy and not math.isnan(gain[r])]
     row = Row(4, task, f"easy ratio vs transfer gain over {len(keys)} references", "Spearman rho",
               threshold=f"rho > 0, permutation p < {alpha}")  # fmt: skip
@@ -268,7 +259,7 @@ def claim4(ctx: Context, task: str, pub: Published) -> list[Row]:
     return rows
 
 
-def claim5(ctx: Context, task: str, pub: Published) -> list[Row]:
+def claim5(ctx: Context, task: str, pub: "Published") -> list[Row]:
     f, alpha, ratio = parse_fraction(ctx.c["fast_fraction"]), ctx.c["alpha"], ctx.c["fast_ratio"]
     sets, metric, rows = ood_sets(ctx.cfg, task), task_metric(ctx.cfg, task), []
     for fid in ctx.cfg["speed"]["figures"]:
@@ -279,8 +270,8 @@ def claim5(ctx: Context, task: str, pub: Published) -> list[Row]:
                 continue
             row = Row(5, task, f"Figure {fid}: DM-{model_label(ctx.cfg, s)} vs ERM ({model_label(ctx.cfg, runs[0].model)})",
                       f"OOD % of the full-budget score at {f}", threshold=f"DM >= {ratio:g}% > ERM, p < {alpha}")  # fmt: skip
-            rel_dm = relative(ood_mean(ctx, runs, task, f), ood_mean(ctx, runs, task))
-            rel_erm = relative(ood_mean(ctx, erm, task, f), ood_mean(ctx, erm, task))
+            rel_dm = relative(ctx.ood(runs, task, f), ctx.ood(runs, task))
+            rel_erm = relative(ctx.ood(erm, task, f), ctx.ood(erm, task))
             row.value, row.detail = rel_dm, f"DM {_fmt(rel_dm, 1)}%, ERM {_fmt(rel_erm, 1)}%"
             arrays = [system_predictions(ctx.res, x, sets, fr) for x, fr in ((runs, f), (runs, 1), (erm, f), (erm, 1))]
             if all(len(a[0]) for a in arrays) and not math.isnan(rel_dm):
@@ -297,7 +288,7 @@ def claim5(ctx: Context, task: str, pub: Published) -> list[Row]:
     return rows
 
 
-def claim6(ctx: Context, task: str, pub: Published) -> list[Row]:
+def claim6(ctx: Context, task: str, pub: "Published") -> list[Row]:
     alpha, r_erm, r_dm = ctx.c["alpha"], ctx.c["cost_ratio_erm"], ctx.c["cost_ratio_dm"]
     rows: list[Row] = []
     seed0, unit = ctx.cfg["seeds"][0], ctx.cfg["cost_unit_model"]
@@ -316,7 +307,7 @@ def claim6(ctx: Context, task: str, pub: Published) -> list[Row]:
             pub.value(tid, ptask, cell.main, cell.main, "cost", method="dm"),
         )
         if ctx.available([*cell.runs, *erm, *(grid.ref_run(task, m, seed0) for m in (cell.main, cell.ref, unit))]):
-            row.value, row.p_value = compare(ctx, list(cell.runs), erm, task, a_fraction=cell.fraction)
+            row.value, row.p_value = ctx.compare(list(cell.runs), erm, task, a_fraction=cell.fraction)
             f = {m: ctx.res.forward_flops_per_epoch(task, m, seed0) for m in (cell.main, cell.ref, unit)}
             cost = (
                 costmod.method_cost("ftft", f[cell.main], f[unit], f[cell.ref], float(cell.fraction)),
@@ -349,7 +340,7 @@ def claim6(ctx: Context, task: str, pub: Published) -> list[Row]:
     return rows
 
 
-CLAIMS = {1: claim1, 2: claim2, 3: claim3, 4: claim4, 5: claim5, 6: claim6}
+CLAIMS = {1: claim1, 2: partial(transfer, n=2), 3: partial(transfer, n=3), 4: claim4, 5: claim5, 6: claim6}
 
 
 # --------------------------------------------------------------------------- published numbers
@@ -423,8 +414,8 @@ def _fmt(x: float, digits: int = 2) -> str:
 def render_md(cfg: dict, df: pd.DataFrame) -> str:
     c = cfg["claims"]
     lines = ["# Claims of the paper, checked on this run", ""]
-    if data_note(cfg):
-        lines += [f"> {data_note(cfg)} The verdicts below say what this run's numbers show.", ""]
+    if note := data_note(cfg):
+        lines += [f"> {note} The verdicts below say what this run's numbers show.", ""]
     lines += [
         f"Seeds: {', '.join(map(str, cfg['seeds']))}; main model {model_label(cfg, cfg['significance']['main'])}; "
         f"alpha = {c['alpha']}; 'comparable' = at most {c['comparable_points']:g} point(s) worse (non-inferiority); "

@@ -4,8 +4,6 @@ side has are listed with the other side empty. The paper prints Table 5's HSD me
 ours are in points: the difference uses 100 x published there (noted per row).
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ from . import methods
 from .artefacts import io_arguments, report_run
 from .errors import DataError
 from .io import read_csv
-from .labels import data_note, dataset_title, model_label, ref_label
+from .labels import data_note, dataset_title, demo_models, model_label, ref_label
 from .render import md_table, write_report
 from .tables import KEYS, table_ids
 
@@ -54,10 +52,6 @@ def load_ours(results: str | Path, table_ids) -> pd.DataFrame:
     return _norm(pd.concat(frames, ignore_index=True))
 
 
-def _float(x) -> float:
-    return pd.to_numeric(x, errors="coerce")
-
-
 PUBLISHED = {"mean": "published_mean", "std": "published_std", "flag": "published_flag"}
 NOTES = {
     "left_only": "not in the paper",
@@ -77,9 +71,9 @@ def compare(cfg: dict, results: str | Path) -> pd.DataFrame:
     df["order"] = df["order"].fillna(len(df))
     for c in ("n_ok", "n_failed"):
         df[c] = pd.to_numeric(df[c], errors="coerce").round().astype("Int64")
-    pm = df["published_mean"].map(_float)
+    pm = pd.to_numeric(df["published_mean"], errors="coerce")
     scaled = (df["table"] == "5") & (df["task"] == "hsd") & (df["metric"] == "mean_diff") & pm.notna()
-    df["difference"] = df["ours_mean"].map(_float) - pm.where(~scaled, 100 * pm)
+    df["difference"] = pd.to_numeric(df["ours_mean"], errors="coerce") - pm.where(~scaled, 100 * pm)
     flag = df["published_flag"]
     notes = pd.DataFrame({
         "source": df["source"].astype(str).map(NOTES),
@@ -94,7 +88,7 @@ def compare(cfg: dict, results: str | Path) -> pd.DataFrame:
 
 
 def _fmt(x, digits=2) -> str:
-    v = _float(x)
+    v = pd.to_numeric(x, errors="coerce")
     if np.isnan(v):
         return ""
     return f"{v:.4f}" if abs(v) < 0.1 and v != 0 else f"{v:.{digits}f}"
@@ -102,8 +96,8 @@ def _fmt(x, digits=2) -> str:
 
 def render_md(cfg: dict, df: pd.DataFrame) -> str:
     lines = ["# Reproduced vs published (FTFT, arXiv 2310.06588)", ""]
-    if data_note(cfg):
-        lines += [f"> **{data_note(cfg)}** The published column is shown for the layout only.", ""]
+    if note := data_note(cfg):
+        lines += [f"> **{note}** The published column is shown for the layout only.", ""]
     lines += [
         "Matched on table, task, main/ref model, method, step fraction, dataset, metric and q. "
         "difference = ours - published (scores in %, costs in units, Table 4 in the paper's unit (FLOPs / 1e12), Table 5 mean "
@@ -115,7 +109,7 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
     ]
     summary = []
     for tid, g in df.groupby("table", sort=False):
-        both = g["ours_mean"].notna() & g["published_mean"].map(lambda v: not np.isnan(_float(v)))
+        both = g["ours_mean"].notna() & pd.to_numeric(g["published_mean"], errors="coerce").notna()
         d = g.loc[both, "difference"].abs()
         n = [g["ours_mean"].notna().sum(), both.sum(), g["note"].str.contains("not reproduced").sum()]
         summary.append([f"Table {tid}", *map(str, n), *((_fmt(d.mean()), _fmt(d.max())) if len(d) else ("", ""))])
@@ -135,7 +129,7 @@ def render_md(cfg: dict, df: pd.DataFrame) -> str:
 
 def write(cfg: dict, results: str | Path, prefix: str | Path) -> pd.DataFrame:
     df = compare(cfg, results)
-    out = df.assign(demo=True) if cfg.get("mode") == "demo" else df
+    out = df.assign(demo=True) if demo_models(cfg) else df
     write_report(prefix, render_md(cfg, df), out.to_csv(index=False, float_format="%.10g"))
     return df
 

@@ -2,28 +2,20 @@
 seed) and figures read them: ``failed_runs.{md,html,csv}`` and one line on the terminal at the end of a run.
 """
 
-from __future__ import annotations
-
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pandas as pd
 
-from . import figures, grid, methods, tables
+from . import figures, grid, tables
 from .artefacts import io_arguments, report_run
-from .labels import frac_label, model_label, ref_label, task_label
+from .labels import frac_label
 from .layout import Layout
 from .render import md_table, write_report
 from .results import Results
 
 COLUMNS = "run reading task model method ref budget seed reason empties reduces figures".split()
-
-
-def _cell_name(cfg: dict, tid: str, cell: grid.Cell) -> str:
-    mode = methods.get(cell.method).label + (f" ({frac_label(cell.fraction)})" if cell.method == "ftft" else "")
-    ref = ref_label(cfg, cell.method, cell.ref)
-    return f"Table {tid} {task_label(cell.task)} {mode} {model_label(cfg, cell.main)} / {ref}"
 
 
 def _runs_read(needs: grid.Needs) -> set[grid.Run]:
@@ -50,8 +42,9 @@ def failed_runs(cfg: dict, res: Results) -> pd.DataFrame:
             for cell in grid.table_cells(cfg, tid):
                 hit = [r for r in cell.runs if res.failure_at(r, cell.fraction)]
                 key = "empties" if len(hit) == len(cell.runs) else "reduces"
+                name = tables.cell_name(cfg, cell.task, cell.method, frac_label(cell.fraction), cell.main, cell.ref)[1]
                 for r in hit:
-                    note(r, cell.fraction, key, _cell_name(cfg, tid, cell))
+                    note(r, cell.fraction, key, f"Table {tid} {name}")
         else:
             for r in sorted(_runs_read(tables.needs(cfg, tid))):
                 note(r, 1, "reduces", f"Table {tid}")

@@ -1,12 +1,10 @@
 """How the tables, figures and reports name things: models, tasks, datasets, fractions, seeds,
 and the note a reader must see first on demo numbers. Plain functions of the merged config."""
 
-from __future__ import annotations
-
 from fractions import Fraction
 
 from . import grid
-from .config import active_tasks
+from .config import active_tasks, demo_kind
 
 DEMO_NOTE = (
     "Demo: tiny random-init stand-in models trained from scratch on built-in synthetic data. It runs every step "
@@ -20,13 +18,20 @@ STANDIN_NOTE = (
 )
 
 
+def demo_models(cfg: dict) -> bool:
+    """Do stand-in models built here (``modeling.model_origin`` "demo") make some of this run's numbers?"""
+    from .modeling import model_origin
+
+    return any(model_origin(cfg, m) == "demo" for m in {r.model for r in grid.all_runs(cfg)})
+
+
 def data_note(cfg: dict) -> str | None:
-    """What the reader must know first about this run's numbers (None for real models)."""
-    if cfg["mode"] != "demo":
+    """What the reader must know first about this run's numbers (None unless a stand-in model made them)."""
+    if not demo_models(cfg):
         return None
     t = [cfg["tasks"][name] for name in active_tasks(cfg)]
     sources = {s["source"] for tc in t for s in (tc["train"], tc["id_test"], *tc["ood"])}
-    return DEMO_NOTE if any(src.startswith("demo_") for src in sources) else STANDIN_NOTE
+    return DEMO_NOTE if any(demo_kind(cfg, src) is not None for src in sources) else STANDIN_NOTE
 
 
 def model_label(cfg: dict, key: str) -> str:

@@ -1,21 +1,19 @@
 """Paper Tables 1-9 (and A1) from run outputs: ``ftft table --id N`` writes ``PREFIX.csv`` (tidy, keyed
 like ``src/ftft/paper/table*.csv`` so ``ftft compare`` can join them) and ``PREFIX.{md,tex,html}``.
 
-``TABLES`` lists the tables with their kind and role, ``table_ids`` those a config produces; each kind
-(``KINDS``) says what it reads, builds its tidy frame, lays it out (a ``render.View``) and captions it
-(docs/ARCHITECTURE.md). Scores in % (mean and sample std over the seeds whose run succeeded); failed runs
-are excluded and counted (``n_failed``, footnote ``†``); a cell without a successful seed says so.
+``TABLES``, ``KINDS`` (needs, build, view, caption): docs/ARCHITECTURE.md. Scores in % (mean and sample std over
+the seeds that succeeded); failed runs are excluded and counted (``n_failed``, footnote ``†``).
 """
-
-from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import pandas as pd
 
@@ -73,6 +71,12 @@ def failed_note(what: str, row: pd.Series) -> str | None:
     return f"{FAILED_MARK} {what}: {len(seeds)} failed run(s) excluded (seed(s) {', '.join(seeds)}: {why})."
 
 
+def cell_name(cfg: dict, task: str, method: str, fraction: str, main: str, ref: str) -> tuple[str, str]:
+    """(mode, name) of a table cell's row: ``FTFT (1/3)`` and ``NLI FTFT (1/3) ELECTRA-Large / ELECTRA-Small``."""
+    mode = methods.get(method).label + (f" ({fraction})" if method == "ftft" else "")
+    return mode, f"{task_label(task)} {mode} {model_label(cfg, main)} / {ref_label(cfg, method, ref)}"
+
+
 # --- cell tables: 1/6, 2/7, 3/9 ----------------------------------------------------------------
 
 
@@ -96,7 +100,6 @@ def cells_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
         sets = grid.task_eval_sets(cfg, cell.task)
         sv = res.seed_values(cell.runs, sets, metric, cell.fraction)
         base = {
-            "table": tid,
             "task": cell.task,
             "main_model": cell.main,
             "ref_model": "" if cell.ref == "none" else cell.ref,
@@ -174,7 +177,7 @@ def mark_transfers(cfg: dict, res: Results, df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def cells_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
+def cells_view(cfg: dict, df: pd.DataFrame, tid: str) -> tuple[list[render.Block], list[str]]:
     blocks, notes = [], []
     for task in dict.fromkeys(df["task"]):
         tdf, sets = df[df["task"] == task], grid.task_eval_sets(cfg, task)
@@ -189,57 +192,20 @@ def cells_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
             if first["group"] and first["group"] != group:
                 rows.append(first["group"])
             group = first["group"]
-            mode = methods.get(first["method"]).label
-            if first["method"] == "ftft":
-                mode += f" ({first['step_fraction']})"
-            ref = ref_label(cfg, first["method"], first["ref_model"])
-            note = failed_note(f"{task_label(task)} {mode} {model_label(cfg, first['main_model'])} / {ref}", first)
+            keys = first[["method", "step_fraction", "main_model", "ref_model"]]
+            mode, name = cell_name(cfg, task, *keys)
+            note = failed_note(name, first)
             notes += [note] if note else []
             marked = bool(first.get("marked", False))
             mode += (FAILED_MARK if note else "") + (GRAY_MARK if marked else "")
             by_set = r.set_index("dataset")
             values = [render.Value(cost.get(row))] if has_cost else []
             values += [render.Value(by_set.at[d, "mean"], by_set.at[d, "std"]) for d in sets]
+            ref = ref_label(cfg, first["method"], first["ref_model"])
             rows.append(render.Row([mode, model_label(cfg, first["main_model"]), ref], values, gray=marked))
         title = f"{task_label(task)} ({metric_label(task_metric(cfg, task))}, %)"
         blocks.append(render.Block(title, ["Mode", "Main Model", "Ref. Model"], columns, rows))
-    return render.View(f"Table {tid}", caption(cfg, tid), blocks, notes)
-
-
-def cells_caption(cfg: dict, tid: str) -> str:
-    q = q_percent(cfg["q"])
-    text = {
-        "transfer": "Transferability of training dynamics across model sizes and pretraining methods: the main "
-        "model is trained with ERM, on a random q% subset, or with DM on the q% most ambiguous training instances "
-        "of the reference model's data map.",
-        "weak": "Conditions for a successful transfer: ERM runs of reference models of different capability, and "
-        "DM with them as references for two main models.",
-        "methods": "Methods compared: ERM, DM, JTT, PoE and FTFT (DM with an efficient reference model, halted at "
-        "the given fraction of the training steps: the checkpoint of the full-budget DM run).",
-    }[TABLES[tid][1]].replace("q%", f"{q}%")
-    parts = [
-        text,
-        f"Mean (std as subscript) in % over {seeds_phrase(cfg)} (sample std, ddof=1), full budgets {budgets_phrase(cfg)}; "
-        f"best value per column in bold. Metrics: "
-        + ", ".join(f"{task_label(t)} {metric_label(task_metric(cfg, t))}" for t in grid.table_tasks(cfg, tid))
-        + f". Failed runs (worse than the majority class, non-finite loss, or a failed reference) are excluded and "
-        f"counted ({FAILED_MARK}).",
-    ]
-    if tid in TRANSFER_MARK_TABLES:
-        parts.append(
-            f"{GRAY_MARK} (gray rows): an unsuccessful transfer, i.e. a DM row whose mean OOD score is more than "
-            f"{MARGIN:g} point below ERM of the same main model, and the ERM row of its reference model."
-        )
-    cost_tasks = cfg["tables"][tid]["cost"]
-    if cost_tasks:
-        unit = model_label(cfg, cfg["cost_unit_model"])
-        parts.append(
-            f"Cost ({', '.join(task_label(t) for t in cost_tasks)}) in units of one full ERM run of {unit}, reference "
-            "and main model together: (F_ref + F_main x fraction) / F_unit for DM, FTFT and JTT, F_main / F_unit for "
-            "ERM, Random and PoE; F_m = forward FLOPs of one epoch (Table 4), each ratio rounded to 2 significant "
-            "figures as the paper's printed costs are (unrounded in the CSV column 'exact')."
-        )
-    return " ".join(parts)
+    return blocks, notes
 
 
 # --- Table 4: FLOPs ------------------------------------------------------------------------------
@@ -257,14 +223,12 @@ def flops_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
         for t in active_tasks(cfg):
             for metric, padded in (("pflops", True), ("pflops_real", False)):
                 f = res.forward_flops_per_epoch(t, m, seed0, padded=padded)  # paper unit: 1e12
-                out.append({"table": "4", "task": t, "main_model": m, "ref_model": "", "method": "",
-                            "step_fraction": "", "dataset": id_set(cfg, t), "metric": metric, "q": "",
-                            "mean": f / 1e12, "std": float("nan"), "flops": f,
-                            "train_source": cfg["tasks"][t]["train"]["source"]})  # fmt: skip
+                out.append({"task": t, "main_model": m, "dataset": id_set(cfg, t), "metric": metric, "mean": f / 1e12,
+                            "std": float("nan"), "flops": f, "train_source": cfg["tasks"][t]["train"]["source"]})  # fmt: skip
     return pd.DataFrame(out)
 
 
-def flops_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
+def flops_view(cfg: dict, df: pd.DataFrame, tid: str) -> tuple[list[render.Block], list[str]]:
     tasks = list(dict.fromkeys(df["task"]))
     columns = [
         render.Column(f"{task_label(t)}: {train_title(cfg, t)}", group=group, best=None)
@@ -278,20 +242,7 @@ def flops_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
         )
         for m in dict.fromkeys(df["main_model"])
     ]
-    return render.View(f"Table {tid}", caption(cfg, tid), [render.Block("", ["Model"], columns, rows)])
-
-
-def flops_caption(cfg: dict, tid: str) -> str:
-    return (
-        "Training cost: forward FLOPs of one epoch over each task's training set, in units of 1e12, from run.json "
-        f"of each model's ERM run (seed {cfg['seeds'][0]}). The paper labels its Table 4 'PFLOPs', but its values "
-        "are FLOPs / 1e12: read as 1e15 they would need ~93,000 tokens per MultiNLI instance (TinyBERT: 28.88 "
-        "-> 2 x 0.39M non-embedding parameters per token). Per token (Kaplan et al. 2020): C = 2 N_nonembed + "
-        "2 n_layer n_ctx d_model. 'Padded' counts every position of each batch padded to its longest instance "
-        f"(batch {cfg['training']['batch_size']}, the first pass over the data), which is what the paper's numbers "
-        "imply (DeBERTaV3-Base on MultiNLI: ~92 tokens per instance); 'real' counts the non-padding tokens. Costs in "
-        "Tables 3 and 9 use the padded counts."
-    )
+    return [render.Block("", ["Model"], columns, rows)], []
 
 
 # --- Table 5: MultiBootstrap ---------------------------------------------------------------------
@@ -350,7 +301,7 @@ def significance_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
             diff, p, (dm, erm, labels, dm_failed, erm_failed) = compare_systems(
                 cfg, res, systems[ref], systems["erm"], task, sig["samples"], sig["seed"], what
             )
-            base = {"table": "5", "task": task, "main_model": sig["main"], "ref_model": ref, "method": "dm",
+            base = {"task": task, "main_model": sig["main"], "ref_model": ref, "method": "dm",
                     "step_fraction": "1", "dataset": "ood_pooled", "q": q_percent(cfg["q"]), "std": float("nan"),
                     "task_metric": task_metric(cfg, task), "n_instances": 0 if labels is None else len(labels),
                     "n_seeds_dm": len(dm), "n_seeds_erm": len(erm), "n_failed": len(dm_failed) + len(erm_failed),
@@ -362,7 +313,7 @@ def significance_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def significance_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
+def significance_view(cfg: dict, df: pd.DataFrame, tid: str) -> tuple[list[render.Block], list[str]]:
     rows, notes = [], []
     for (task, ref), g in df.groupby(["task", "ref_model"], sort=False):
         v = g.set_index("metric")["mean"]
@@ -377,21 +328,7 @@ def significance_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
                 f"{FAILED_MARK} {task_label(task)} {model_label(cfg, ref)}: {failed} failed run(s) excluded ({g['failed_seeds'].iloc[0]})."
             )
     columns = [render.Column("Mean diff. (points)", best=None), render.Column("p-value", best=None)]
-    return render.View(
-        f"Table {tid}", caption(cfg, tid), [render.Block("", ["Task", "Ref. Model"], columns, rows)], notes
-    )
-
-
-def significance_caption(cfg: dict, tid: str) -> str:
-    sig = cfg["significance"]
-    b = sig["samples"]
-    return (
-        f"MultiBootstrap (Sellam et al. 2022): DM with {model_label(cfg, sig['main'])} as the main model vs its ERM "
-        f"run, all OOD test sets of a task pooled, final checkpoints, {b} bootstrap samples (seed {sig['seed']}) "
-        f"over {seeds_phrase(cfg)}; seeds resampled independently per system, instances jointly. Mean diff. = mean "
-        "of DM - ERM in points of the task metric; p-value = (1 + #{samples with DM - ERM <= 0}) / "
-        f"(1 + {b}) (one-sided, never 0). The paper marks p < 0.05 in bold and 0.05 <= p < 0.06 in italics."
-    )
+    return [render.Block("", ["Task", "Ref. Model"], columns, rows)], notes
 
 
 # --- Table 8: easy ratio -------------------------------------------------------------------------
@@ -415,8 +352,7 @@ def easy_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
             for q in cfg["easy_ratio"]["qs"]:
                 vals = [100 * datamap.easy_ratio(m, q) for m in ok]
                 mean, std = mean_std(vals, scale=1.0)
-                out.append({"table": "8", "task": task, "main_model": "", "ref_model": ref, "method": "",
-                            "step_fraction": "", "dataset": id_set(cfg, task), "metric": "easy_ratio",
+                out.append({"task": task, "ref_model": ref, "dataset": id_set(cfg, task), "metric": "easy_ratio",
                             "q": q_percent(q), "mean": mean, "std": std, "n_seeds": len(ok),
                             "n_failed": len(maps) - len(ok), "marked": bool(v["unsuccessful"].any()),
                             "transfers_judged": len(v)})  # fmt: skip
@@ -439,7 +375,7 @@ def _transfer_verdicts(res: Results, tids: list[str]) -> pd.DataFrame:
     return df.groupby(["task", "main_model", "ref_model"], as_index=False)["unsuccessful"].any()
 
 
-def easy_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
+def easy_view(cfg: dict, df: pd.DataFrame, tid: str) -> tuple[list[render.Block], list[str]]:
     tasks = list(dict.fromkeys(df["task"]))
     qs = list(dict.fromkeys(df["q"]))
     columns = [render.Column(f"{q}%", group=f"{task_label(t)}: {train_title(cfg, t)}") for t in tasks for q in qs]
@@ -457,23 +393,7 @@ def easy_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
         for (t, ref), n in df.groupby(["task", "ref_model"])["n_failed"].first().items()
         if n
     ]
-    return render.View(f"Table {tid}", caption(cfg, tid), [render.Block("", ["Ref. Model"], columns, rows)], notes)
-
-
-def easy_caption(cfg: dict, tid: str) -> str:
-    marks = [t for t in TRANSFER_MARK_TABLES if t in table_ids(cfg)]
-    return (
-        "Easy ratio: % of training instances that are neither ambiguous (top q% variability) nor hard-to-learn "
-        "(bottom q% confidence) in each reference model's data map, at q = "
-        + ", ".join(f"{q_percent(q)}%" for q in cfg["easy_ratio"]["qs"])
-        + f"; mean over {seeds_phrase(cfg)}. "
-        + (
-            f"{GRAY_MARK} (gray): the reference model has an unsuccessful DM transfer in Table(s) {', '.join(marks)} "
-            "(read from their outputs); references without such a transfer are not marked."
-            if marks
-            else "No weak-reference table is configured, so no reference is marked."
-        )
-    )
+    return [render.Block("", ["Ref. Model"], columns, rows)], notes
 
 
 # --- Table A1: halted vs limited (appendix A.1 follow-up) ------------------------------------------
@@ -501,15 +421,15 @@ def limiting_build(cfg: dict, res: Results, tid: str) -> pd.DataFrame:
             sv = res.seed_values(runs, sets, metric, f)
             for d in sets:
                 mean, std = mean_std(sv.values[d])
-                out.append({"table": tid, "task": task, "main_model": full[0].model,
-                            "ref_model": "" if series == "erm" else series, "method": "erm" if series == "erm" else "dm",
-                            "step_fraction": frac_label(f), "dataset": d, "metric": metric, "q": "", "how": how,
+                out.append({"task": task, "main_model": full[0].model, "ref_model": "" if series == "erm" else series,
+                            "method": "erm" if series == "erm" else "dm", "step_fraction": frac_label(f), "dataset": d,
+                            "metric": metric, "how": how,
                             "role": "id" if d == sets[0] else "ood", "mean": mean, "std": std, "n_ok": sv.n_ok,
                             "n_failed": sv.n_failed})  # fmt: skip
     return pd.DataFrame(out)
 
 
-def limiting_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
+def limiting_view(cfg: dict, df: pd.DataFrame, tid: str) -> tuple[list[render.Block], list[str]]:
     blocks = []
     hows = ("halted", "limited", "full")
     for task in dict.fromkeys(df["task"]):
@@ -525,56 +445,64 @@ def limiting_view(cfg: dict, df: pd.DataFrame, tid: str) -> render.View:
         columns = [render.Column(f"halted at {f}"), render.Column(f"limited to {f}"), render.Column("full budget")]
         title = f"{task_label(task)} (mean OOD {metric_label(task_metric(cfg, task))}, %)"
         blocks.append(render.Block(title, ["Mode", "Main Model"], columns, rows))
-    return render.View(f"Table {tid}", caption(cfg, tid), blocks)
-
-
-def limiting_caption(cfg: dict, tid: str) -> str:
-    f = frac_label(parse_fraction(cfg["limiting"]["fraction"]))
-    return (
-        f"Appendix A.1 follow-up: halting the full-budget run at {f} of its steps (learning rate still high) vs a "
-        f"run whose whole schedule (10% warm-up, linear decay) is limited to {f} of the steps, vs the full budget; "
-        f"mean over the OOD sets of the seed means ({seeds_phrase(cfg)}). The paper reports that limited ERM matches "
-        "full-budget ERM, and that DM/FTFT still beats ERM at the same limited budget."
-    )
+    return blocks, []
 
 
 # --- registry and dispatch ------------------------------------------------------------------------
+
+
+CAPTIONS = jinja2.Environment(loader=jinja2.PackageLoader("ftft"), trim_blocks=True, lstrip_blocks=True).get_template(
+    "captions.txt.j2",
+    globals={"failed": FAILED_MARK, "gray": GRAY_MARK, "margin": MARGIN, "table_tasks": grid.table_tasks}
+    | {f.__name__: f for f in (budgets_phrase, frac_label, metric_label, model_label, parse_fraction, q_percent)}
+    | {f.__name__: f for f in (seeds_phrase, task_label, task_metric)},
+)
+
+
+def table_caption(cfg: dict, tid: str) -> str:
+    """A table's caption: its kind's text in templates/captions.txt.j2, the per-table differences as data."""
+    kind, role = TABLES[tid]
+    marks = [t for t in TRANSFER_MARK_TABLES if t in table_ids(cfg)]
+    text = CAPTIONS.render(cfg=cfg, tid=tid, kind=kind, role=role, marks=marks)
+    return re.sub(r"\s*\n\s*", " ", text).strip()
 
 
 @dataclass(frozen=True)
 class TableKind:
     needs: Callable[[dict, str], grid.Needs]
     build: Callable[[dict, Results, str], pd.DataFrame]
-    view: Callable[[dict, pd.DataFrame, str], render.View]
-    caption: Callable[[dict, str], str]
+    view: Callable[[dict, pd.DataFrame, str], tuple[list[render.Block], list[str]]]  # blocks and notes
     present: Callable[[dict, str], bool]  # does this config produce the table
+    caption = staticmethod(table_caption)
 
     def frame(self, cfg: dict, res: Results, tid: str) -> pd.DataFrame:
         """The tidy frame as the CSV holds it: the keys first, counts as integers."""
         df = self.build(cfg, res, tid)
+        df = df.assign(**{k: "" for k in KEYS if k not in df.columns} | {"table": tid})
         for c in ("n_ok", "n_failed"):
             if c in df.columns:
                 df[c] = df[c].astype("Int64")
-        front = [c for c in KEYS + ["mean", "std"] if c in df.columns]
+        front = KEYS + ["mean", "std"]
         return df[front + [c for c in df.columns if c not in front]]
 
     def make(self, cfg: dict, res: Results, tid: str, prefix: str | Path) -> pd.DataFrame:
         df = self.frame(cfg, res, tid)
         write_text(f"{prefix}.csv", df.to_csv(index=False, float_format=CSV_FLOAT))
-        render.write_table(prefix, self.view(cfg, df, tid), f"table{tid}", data_note(cfg))
+        view = render.View(f"Table {tid}", table_caption(cfg, tid), *self.view(cfg, df, tid))
+        render.write_table(prefix, view, f"table{tid}", data_note(cfg))
         return df
 
 
 KINDS: dict[str, TableKind] = {
-    "cells": TableKind(cells_needs, cells_build, cells_view, cells_caption,
+    "cells": TableKind(cells_needs, cells_build, cells_view,
                        lambda cfg, tid: tid in cfg["tables"] and bool(grid.table_tasks(cfg, tid))),
-    "flops": TableKind(flops_needs, flops_build, flops_view, flops_caption,
+    "flops": TableKind(flops_needs, flops_build, flops_view,
                        lambda cfg, tid: bool(cfg["flops_models"] and active_tasks(cfg))),
-    "significance": TableKind(significance_needs, significance_build, significance_view, significance_caption,
+    "significance": TableKind(significance_needs, significance_build, significance_view,
                               lambda cfg, tid: bool(grid.significance_tasks(cfg))),
-    "easy": TableKind(easy_needs, easy_build, easy_view, easy_caption,
+    "easy": TableKind(easy_needs, easy_build, easy_view,
                       lambda cfg, tid: bool(cfg["easy_ratio"]["refs"] and active_tasks(cfg))),
-    "limiting": TableKind(limiting_needs, limiting_build, limiting_view, limiting_caption,
+    "limiting": TableKind(limiting_needs, limiting_build, limiting_view,
                           lambda cfg, tid: bool(grid.limiting_runs(cfg))),
 }  # fmt: skip
 
