@@ -35,8 +35,11 @@ def uses(report, run: Run, key: str) -> list[str]:
     return [x for x in str(v).split("; ") if x and x != "nan"]
 
 
-def test_every_failed_run_with_its_reason(report, failed):
+def test_every_failed_run_with_its_reason(report, failed, results):
     assert set(report.index) == {r.path for r in failed}
+    limited = H.shared_config()  # the appendix A.1 runs too: a limited run is read up to its own budget
+    everything = failures.failed_runs(limited, Results(results))
+    assert set(everything["run"]) == {r.path for r in H.shared_failed(limited)}
     for r, why in failed.items():
         assert report.at[r.path, "reason"] == why
         assert (report.at[r.path, "method"], report.at[r.path, "seed"]) == (r.method, r.seed)

@@ -47,11 +47,11 @@ def failed_runs(cfg: dict, res: Results) -> pd.DataFrame:
                     note(r, cell.fraction, key, f"Table {tid} {name}")
         else:
             for r in sorted(_runs_read(tables.needs(cfg, tid))):
-                note(r, 1, "reduces", f"Table {tid}")
+                note(r, r.fraction, "reduces", f"Table {tid}")  # at its end (a limited run's is its budget)
     for fid, kind in figures.figure_ids(cfg).items():
         fracs = [1, *figures.speed_fraction_labels(cfg)] if kind == "speed" else [1]
         for r in sorted(_runs_read(figures.needs(cfg, fid))):
-            for f in fracs:
+            for f in sorted({min(f, r.fraction) for f in fracs}):  # a limited run is read up to its budget
                 note(r, f, "figures", f"Figure {fid}")
     order = sorted(failed.items(), key=lambda kv: (kv[0][0], kv[0][1] != "final", kv[0][1]))  # not in hash order
     rows = [{"run": r.path, "reading": reading, **{k: getattr(r, k) for k in COLUMNS[2:8]}, "reason": why,
