@@ -4,14 +4,15 @@ config/demo.yaml), ``cfg`` / ``results`` (helpers_runs' tiny config and its real
 override ``cfg``) and ``demo_run`` (the demo DAG run once per session by real snakemake: slow tier).
 """
 
-from __future__ import annotations
-
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import helpers_runs
 import pytest
+from wfutil import ROOT, make_copy, snakemake
 
+from ftft import config as ftft_config
 from ftft.data import schema
 
 # eval set name (config/demo.yaml) -> split of the generated frame; the first is the ID test
@@ -56,12 +57,10 @@ def demo_task_dir(tmp_path_factory, demo_frames):
     def make(task: str) -> Path:
         if task not in cache:
             root = tmp_path_factory.mktemp(f"results_{task}")
-            df = demo_frames[task]
-            labels = DEMO_LABELS[task]
-            schema.write(df[df["split"] == "train"], root / "data" / task / "train.parquet", labels, f"demo_{task}")
-            for name, split in DEMO_EVAL_SETS[task].items():
-                part = df[df["split"] == split]
-                schema.write(part, root / "data" / task / "eval" / f"{name}.parquet", labels, f"demo_{task}")
+            df, data = demo_frames[task], root / "data" / task
+            files = {"train": "train", **{f"eval/{name}": split for name, split in DEMO_EVAL_SETS[task].items()}}
+            for name, split in files.items():
+                schema.write(df[df["split"] == split], data / f"{name}.parquet", DEMO_LABELS[task], f"demo_{task}")
             cache[task] = root
         return cache[task]
 
@@ -70,15 +69,11 @@ def demo_task_dir(tmp_path_factory, demo_frames):
 
 @pytest.fixture(scope="module")
 def cfg():
-    import helpers_runs
-
     return helpers_runs.tiny_config()
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    import helpers_runs
-
     return helpers_runs.shared_results(tmp_path_factory)
 
 
@@ -87,19 +82,13 @@ class DemoRun:
     wf: Path  # the workflow copy
     cfg: dict  # its merged config
     res: object  # subprocess.CompletedProcess of the snakemake run
-    wall_s: float
 
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> DemoRun:
-    from wfutil import ROOT, make_copy, snakemake
-
-    from ftft import config as ftft_config
-
     wf = make_copy(tmp_path_factory.mktemp("demo") / "wf")
     t0 = time.monotonic()
     res = snakemake(wf, "--cores", "2", "--configfile", "config/demo.yaml", timeout=3600)
-    wall = time.monotonic() - t0
-    print(f"\ndemo DAG end to end: {wall:.0f} s on 2 cores")
+    print(f"\ndemo DAG end to end: {time.monotonic() - t0:.0f} s on 2 cores")
     cfg = ftft_config.load(ROOT / "workflow_config.yaml", ROOT / "config" / "demo.yaml")
-    return DemoRun(wf, cfg, res, wall)
+    return DemoRun(wf, cfg, res)

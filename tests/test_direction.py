@@ -8,35 +8,28 @@ above chance, and the least ambiguous q must not be: a sign error anywhere betwe
 subset fails here.
 """
 
-from __future__ import annotations
-
 import engine_fixtures as ef
 import pandas as pd
 import pytest
 
 from ftft import datamap, subsets
 from ftft.data import schema
+from ftft.standins import build_demo_model
+from ftft.tokenize import tokenize_task
 from ftft.train.engine import train
 from ftft.train.spec import make_spec
 
 pytestmark = pytest.mark.integration
 
 
-def toy_train(seed: int = 1) -> tuple[pd.DataFrame, set[str]]:
-    """40 texts of labels 0/1 with their keyword, 8 copies each, and 48 rows of label 2 (keyword "no"): the
-    minority label is learned last, so its rows are the ones whose p(gold) moves in mid-training."""
-    base = ef.toy_frame(40, seed, "train", ef.FILLER, labels=[0, 1])
-    early = pd.concat([base.assign(uid=base["uid"] + f"-copy{c}") for c in range(8)], ignore_index=True)
-    late = ef.toy_frame(48, seed + 100, "late", ef.FILLER, labels=[2]).assign(split="train")
-    return pd.concat([early, late], ignore_index=True), set(late["uid"])
-
-
 def test_dm_selects_the_rows_learned_late(tmp_path):
-    from ftft.standins import build_demo_model
-    from ftft.tokenize import tokenize_task
-
     data = ef.write_toy_data(tmp_path / "raw")
-    train_df, late = toy_train()
+    # 40 texts of labels 0/1 with their keyword, 8 copies each, and 48 rows of label 2 (keyword "no"): the minority
+    # label is learned last, so its rows are the ones whose p(gold) moves in mid-training
+    labelled = ef.toy_frame(40, 1, "train", ef.FILLER, labels=[0, 1])
+    early = pd.concat([labelled.assign(uid=labelled["uid"] + f"-copy{c}") for c in range(8)], ignore_index=True)
+    late_rows = ef.toy_frame(48, 101, "late", ef.FILLER, labels=[2]).assign(split="train")
+    train_df, late = pd.concat([early, late_rows], ignore_index=True), set(late_rows["uid"])
     schema.write(train_df, data / "train.parquet", ef.LABELS, "toy")
     words = ef.FILLER + ef.OOD_FILLER + ef.KEYWORDS
     model = build_demo_model("toy-bert", "bert", "base", [" ".join(words), *words], tmp_path / "model", num_labels=3)

@@ -7,8 +7,6 @@ tier). `ftft` commands that only read the config run verbatim (`--watch` is stop
 screen); those that reach the network (`fetch-models`) have their arguments parsed.
 """
 
-from __future__ import annotations
-
 import argparse
 import importlib
 import re
@@ -25,13 +23,12 @@ from ftft import cli
 
 ROOT = wfutil.ROOT
 DOCS = ("README.md", "config/README.md", "workflow_config.yaml", "config/*.yaml", "profiles/*/config.yaml", "Snakefile")
-RUN_VERBATIM = {"check-config", "plan", "status"}
+RUN_VERBATIM = {"check-config", "plan", "status", "--help"}
 
 
 def documented_commands() -> list[tuple[str, str]]:
     found: dict[str, str] = {}
-    files = [p for pattern in DOCS for p in sorted(ROOT.glob(pattern))]
-    for path in files:
+    for path in [p for pattern in DOCS for p in sorted(ROOT.glob(pattern))]:
         text = path.read_text()
         lines = [ln for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S) for ln in block.splitlines()]
         lines += re.findall(r"`((?:snakemake|ftft) [^`]*)`", text)
@@ -69,10 +66,7 @@ def dry_runs(workflows) -> dict[str, subprocess.CompletedProcess]:
     two copies of the workflow."""
 
     def dry_run(cmd: str, workflow: Path) -> subprocess.CompletedProcess:
-        argv = shlex.split(cmd)[1:]
-        if "--report" in argv:
-            i = argv.index("--report")
-            argv = argv[:i] + argv[i + 2 :]
+        argv = shlex.split(re.sub(r" --report \S+", "", cmd))[1:]
         return wfutil.snakemake(workflow, *argv, "-n", timeout=300)
 
     cmds = [cmd for cmd, _ in COMMANDS if cmd.startswith("snakemake ")]
@@ -84,24 +78,21 @@ def dry_runs(workflows) -> dict[str, subprocess.CompletedProcess]:
 @pytest.mark.parametrize("cmd,source", COMMANDS, ids=[c for c, _ in COMMANDS])
 def test_documented_command_runs(cmd, source, workflows, request):
     argv, workflow = shlex.split(cmd), workflows[0]
+    full = [str(Path(sys.executable).with_name("ftft")), *argv[1:]]
     if argv[0] == "snakemake":
         res = request.getfixturevalue("dry_runs")[cmd]
         assert res.returncode == 0, f"{source}: {cmd}\n{(res.stdout + res.stderr)[-3000:]}"
-        return
-    sub = argv[1]
-    if sub in RUN_VERBATIM or sub == "--help":
-        full = [str(Path(sys.executable).with_name("ftft")), *argv[1:]]
-        if "--watch" in argv:  # refreshes until stopped: stopped after its first screen
-            with subprocess.Popen(full, cwd=workflow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
-                first = p.stdout.readline()
-                p.terminate()
-                err = p.communicate(timeout=60)[1]
-            assert "training runs:" in first, f"{source}: {cmd}\n{err[-3000:]}"
-            return
+    elif "--watch" in argv:  # refreshes until stopped: stopped after its first screen
+        with subprocess.Popen(full, cwd=workflow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+            first = p.stdout.readline()
+            p.terminate()
+            err = p.communicate(timeout=60)[1]
+        assert "training runs:" in first, f"{source}: {cmd}\n{err[-3000:]}"
+    elif argv[1] in RUN_VERBATIM:
         res = subprocess.run(full, cwd=workflow, capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, f"{source}: {cmd}\n{res.stderr[-3000:]}"
-        return
-    module = importlib.import_module(cli.COMMANDS[sub][0])
-    parser = argparse.ArgumentParser(prog=f"ftft {sub}", exit_on_error=False)
-    module.add_arguments(parser)
-    parser.parse_args(argv[2:])
+    else:
+        module = importlib.import_module(cli.COMMANDS[argv[1]][0])
+        parser = argparse.ArgumentParser(prog=f"ftft {argv[1]}", exit_on_error=False)
+        module.add_arguments(parser)
+        parser.parse_args(argv[2:])

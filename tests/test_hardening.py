@@ -8,8 +8,6 @@
 ``benchmarks/hardening.py`` audits the same on a whole small workflow.
 """
 
-from __future__ import annotations
-
 import functools
 import json
 import logging
@@ -25,6 +23,7 @@ from pathlib import Path
 from subprocess import PIPE, STDOUT
 
 import engine_fixtures as ef
+import helpers_runs as hr
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -39,6 +38,7 @@ from ftft.data import schema
 from ftft.errors import DataError
 from ftft.io import atomic_path, write_json, write_parquet
 from ftft.layout import Layout
+from ftft.tokenize import tokenize_task
 from ftft.train.cli import KEPT
 from ftft.train.spec import make_spec
 from ftft.workflow import Plan
@@ -106,8 +106,8 @@ def job(w: Path, name: str, out: Path) -> tuple[list[str], list[Path]]:
         sets = {"eval_dir": w / "data" / "eval", "eval_sets": ["toy_id", "toy_ood"]}
         return cli("tokenize", train=train, **sets, model=w / "model", max_length=24, out=out), [out]
     if name == "datamap":
-        argv = cli("datamap", run_dir=w / "ref", train=train, out=out / "dm.parquet", plot=out / "dm.png", q=0.33)
-        return argv, [out / "dm.parquet", out / "dm.png"]
+        outs = [out / "datamap.parquet", out / "datamap.png"]
+        return cli("datamap", run_dir=w / "ref", train=train, out=outs[0], plot=outs[1], q=0.33), outs
     if name.startswith("train"):
         dm = name == "train-dm"
         run = ef.toy_run("dm", "tiny") if dm else ef.toy_run()
@@ -147,10 +147,7 @@ def tree(tmp_path_factory) -> Path:
     logp = np.log(rng.dirichlet(np.ones(3), size=len(train)))
     bias = pd.DataFrame({"uid": train["uid"], **{f"bias_logp_{c}": logp[:, c] for c in range(3)}})
     write_parquet(bias, ref / "bias_logp.parquet")
-    assert (
-        main(cli("datamap", run_dir=ref, train=root / "data" / "train.parquet", out=root / "datamap.parquet", q=0.33))
-        == 0
-    )
+    assert main(job(root, "datamap", root)[0]) == 0
     assert main(job(root, "subset-dm", root)[0]) == 0
     return root
 
@@ -198,8 +195,6 @@ def test_job_with_an_unreadable_input(work, caplog, name, file, how):
 # tables read run records, metrics, predictions (Table 5), other tables' CSV (Table 8), the config dump
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    import helpers_runs as hr
-
     cfg = hr.tiny_config(seeds=(0, 1))
     root = tmp_path_factory.mktemp("results")
     for tid in ("2", "3", "5", "7"):  # what they read (Table 8 reads the CSV of 2 and 7)
@@ -255,8 +250,6 @@ def small(copies, tmp_path):
 @pytest.fixture
 def tokenized(small, tiny_model_dir, demo_task_dir) -> Path:
     """The tiny model, and the hsd data tokenised for it, where the train job of the workflow copy reads them."""
-    from ftft.tokenize import tokenize_task
-
     wf, cfg, layout, _ = small
     shutil.copytree(tiny_model_dir, wf / layout.demo_model("tinybert"), dirs_exist_ok=True)
     data, tok = demo_task_dir("hsd") / "data" / "hsd", wf / Plan(cfg).tokenized("hsd", "tinybert")

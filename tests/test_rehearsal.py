@@ -6,8 +6,6 @@ hub id from an offline Hugging Face cache of hub-faithful stand-ins (tests/rehea
 ``HF_HUB_OFFLINE=1``. Every job must succeed; every table, figure and report must be built.
 """
 
-from __future__ import annotations
-
 import json
 import time
 from collections import Counter
@@ -34,9 +32,8 @@ def test_paper_grid_rehearsal(tmp_path):
     rehearsal.build(wf)
     requests: list[str] = []
     with serve(wf / "rehearsal" / "www", requests) as base:
-        (wf / "urls.yaml").write_text(
-            yaml.safe_dump({"datasets": {s: {"url": u} for s, u in rehearsal_urls(base).items()}})
-        )
+        urls = {"datasets": {s: {"url": u} for s, u in rehearsal_urls(base).items()}}
+        (wf / "urls.yaml").write_text(yaml.safe_dump(urls))
         args = ("--configfile", "config/rehearsal.yaml", "urls.yaml")
         planned = jobs(wf, *args)
         t0 = time.monotonic()

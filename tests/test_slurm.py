@@ -7,8 +7,6 @@ plan's numbers for the run (and differ by size), CPU-only jobs get the defaults;
 submitted once and COMPLETED. Stops only the daemons it started.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import re
@@ -69,11 +67,6 @@ def _scontrol(*args: str) -> list[dict[str, str]]:
     return [dict(re.findall(r"(\S+?)=(\S*)", line)) for line in out.splitlines() if "=" in line]
 
 
-def _node_gpus() -> int:
-    gres = " ".join(n.get("Gres", "") for n in _scontrol("node"))
-    return sum(int(n) for n in re.findall(r"gpu(?::[^:,()\s]+)?:(\d+)", gres))
-
-
 def _watch(stop: threading.Event, jobs: dict[str, dict[str, str]]) -> None:
     """Snapshots `scontrol show job` into ``jobs`` every few seconds and once more when ``stop`` is set: finished jobs
     leave it after MinJobAge (300 s)."""
@@ -107,11 +100,6 @@ def _has_gpu(job: dict[str, str]) -> bool:
     return "gpu" in " ".join(job.get(k, "") for k in ("AllocTRES", "TRES", "TresPerJob", "TresPerNode"))
 
 
-def _ran_locally(res: subprocess.CompletedProcess) -> set[str]:
-    """Rules whose jobs the submitting snakemake ran itself, never in SLURM: its log names them `localrule NAME:`."""
-    return set(re.findall(r"^localrule (\w+):$", res.stderr + res.stdout, flags=re.M))
-
-
 def _records(wf: Path, cfg: dict) -> dict[grid.Run, dict]:
     L = Layout(wf / cfg["results"], wf / cfg["resources"])
     return {r: json.loads(Path(L.run_file("run.json", r)).read_text()) for r in sorted(grid.all_runs(cfg))}
@@ -133,7 +121,8 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
     local = make_copy(tmp_path / "local")
     wf = make_copy(tmp_path / "slurm")
     pending = Counter(dag_jobs(local, *CONFIGS))  # a fresh folder: every job of the DAG is pending
-    gpus = _node_gpus()
+    gres = " ".join(n.get("Gres", "") for n in _scontrol("node"))
+    gpus = sum(int(n) for n in re.findall(r"gpu(?::[^:,()\s]+)?:(\d+)", gres))
     assert gpus >= 1, "the test cluster advertises no GPU"
     # the plan as the SLURM run's snakemake computes it at its start (later requests reuse these estimates)
     plan = Plan({**cfg, **{key: str(wf / cfg[key]) for key in ("results", "resources", "state_dir")}})
@@ -184,8 +173,9 @@ def test_demo_through_slurm_profile(cluster, tmp_path, capsys):
     # scheduler view: one SLURM job per non-local job, all COMPLETED; only training jobs got gres/gpu
     jobs = {jid: j for jid, j in seen.items() if jid not in before}
     by_rule = Counter(_rule_of(j) for j in jobs.values())
-    local_rules = _ran_locally(res)  # table/figure/all are `localrule: True` in rules/
-    assert {"table", "figure", "all"} <= local_rules
+    # rules whose jobs the submitting snakemake ran itself, never in SLURM: its log names them `localrule NAME:`
+    local_rules = set(re.findall(r"^localrule (\w+):$", res.stderr + res.stdout, flags=re.M))
+    assert {"table", "figure", "all"} <= local_rules  # `localrule: True` in rules/
     assert by_rule == Counter({k: n for k, n in pending.items() if k not in local_rules}), (by_rule, pending)
     assert by_rule["train"] + by_rule["train_bias_model"] == len(runs)
     assert {jid: j.get("JobState") for jid, j in jobs.items() if j.get("JobState") != "COMPLETED"} == {}

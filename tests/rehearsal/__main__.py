@@ -5,8 +5,6 @@ working folder; ``run`` also serves the archives on 127.0.0.1:8765 (the URLs of 
 ``snakemake --cores 2 --configfile config/rehearsal.yaml`` with ``HF_HUB_OFFLINE=1``.
 """
 
-from __future__ import annotations
-
 import os
 import subprocess
 import sys
@@ -41,12 +39,11 @@ def run(workdir: Path, args: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     cmd, rest = (argv[0], argv[1:]) if argv else ("run", [])
-    workdir = Path.cwd()
     if cmd == "build":
-        build(workdir)
+        build(Path.cwd())
         return 0
     if cmd == "run":
-        return run(workdir, rest)
+        return run(Path.cwd(), rest)
     print(__doc__, file=sys.stderr)
     return 2
 
