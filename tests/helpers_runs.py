@@ -24,8 +24,6 @@ expected table / figure / claim numbers on its own from the functions below:
   failed write no outputs and a failed reference's data map is empty, as the engine and ``ftft.datamap`` do.
 """
 
-from __future__ import annotations
-
 import functools
 import json
 import zlib

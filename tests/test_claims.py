@@ -4,8 +4,6 @@ fail, DM learns faster, ...). Each verdict is recomputed here from the helper's 
 and predictions; the published column from src/ftft/paper. That DM picks the most ambiguous
 instances: tests/test_subsets.py, test_datamap.py and, end to end, test_direction.py."""
 
-from __future__ import annotations
-
 import math
 from fractions import Fraction
 

@@ -1,8 +1,6 @@
 """ftft.failures: which runs failed, why, and which table cells / figures each one empties or
 only reduces (synthetic results of tests/helpers_runs.py, runs of ``H.FAILED`` failed)."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 

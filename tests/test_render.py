@@ -1,8 +1,6 @@
 """Rendering of the tables (ftft.render): bold best values, grouped headers, gray rows, labels,
 CSV number format; on the written synthetic tables and on small hand-made views."""
 
-from __future__ import annotations
-
 import re
 from pathlib import Path
 

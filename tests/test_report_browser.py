@@ -10,8 +10,6 @@ the list (rows are the labels: "Table 1", "Figure 2"). An HTML result or a PDF i
 whose ``src`` is its data: URI, a PNG as an ``<img>``; the FORMAT toggle switches a figure's row
 between its PNG and its PDF. ``pytest -m slow -s`` prints the paths of the two screenshots taken."""
 
-from __future__ import annotations
-
 import base64
 import os
 import re

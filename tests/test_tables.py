@@ -4,8 +4,6 @@ Every expected number is computed here from the helper's value functions (never 
 readers) and compared with the files ``tables.write`` produced (CSV, MD, TEX, HTML).
 """
 
-from __future__ import annotations
-
 import json
 import math
 import re
