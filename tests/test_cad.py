@@ -185,7 +185,7 @@ def normalise_as_reference(raw: Path, tmp_path: Path):
 
 
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
-def test_stratified_folds_match_sklearn():
+def test_stratified_folds_match_sklearn_and_its_errors():
     sk = pytest.importorskip("sklearn.model_selection")
     rng = np.random.default_rng(0)
     cases = [rng.integers(0, 13, size=n) for n in (150, 250, 1013)] + [np.array([5] * 10), rng.integers(0, 3, size=37)]
@@ -195,11 +195,7 @@ def test_stratified_folds_match_sklearn():
         ours = np.array(stratified_test_folds(y.tolist(), 10))
         theirs = [test_idx.tolist() for _, test_idx in sk.StratifiedKFold(n_splits=10).split(np.zeros(len(y)), y)]
         assert theirs == [np.flatnonzero(ours == fold).tolist() for fold in range(10)], len(y)
-
-
-def test_stratified_folds_errors():
-    """Where scikit-learn raises ValueError, DataError (naming ``where``)."""
-    sk = pytest.importorskip("sklearn.model_selection")
+    # where scikit-learn raises ValueError, DataError (naming ``where``)
     for y, match in (([0] * 9, "at least 10"), ([0] * 9 + [1] * 9, "no class has 10 members")):
         with pytest.raises(DataError, match=f"my.tsv: .*{match}"):
             stratified_test_folds(y, 10, where="my.tsv")
@@ -273,10 +269,8 @@ def test_cad_static_column_disagreement_and_unmapped_labels(tmp_path):
     assert "syx0001" not in set(df["uid"]) and summary["dropped"]["conflicting_duplicate"] == 4
     assert row(df, "syx0002")["text_a"] == "synthetic split entry two, version a"  # groupby order
     assert row(df, "syx0002#2")["text_a"] == "synthetic split entry two, version b"
-    assert (
-        row(df, "syx0003")["text_a"] == "synthetic version d"
-        and row(df, "syx0003#2")["text_a"] == "synthetic version c"
-    )
+    assert row(df, "syx0003")["text_a"] == "synthetic version d"
+    assert row(df, "syx0003#2")["text_a"] == "synthetic version c"
     assert any("3 info_id(s)" in w and "disagree on a static column" in w for w in summary["warnings"])
 
     # where R&T's script would crash, we drop and count instead

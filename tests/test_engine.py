@@ -365,7 +365,7 @@ def test_evaluation_in_length_order_writes_back_in_data_order(toy):
     assert not np.allclose(in_length_order, one, rtol=1e-5, atol=1e-6)  # the order is restored, not a no-op
 
 
-def test_nonfinite_loss_marks_run_failed(toy, tmp_path):
+def test_nonfinite_loss_or_a_score_at_the_majority_baseline_marks_run_failed(toy, tmp_path):
     spec = {**_spec(toy, steps=20, checkpoints=4), "debug": {"nan_at_step": 7}}
     out, state = tmp_path / "out", tmp_path / "st"
     rec = train(spec, toy["data"], out, state)
@@ -375,22 +375,11 @@ def test_nonfinite_loss_marks_run_failed(toy, tmp_path):
     assert got["record"]["status"] == "failed" and got["dynamics"]["probs"].shape[0] == 1
     assert len(got["metrics"]) == 1 * len(ef.EVAL_SETS)  # only the checkpoint before the NaN
     assert not state.exists()
-
-
-def test_score_at_majority_baseline_marks_run_failed(toy, tmp_path):
     raw = ef.write_toy_data(tmp_path / "raw", id_labels=[1])  # ID set of one class: baseline 1.0
     data = ef.tokenize_toy(raw, toy["model"], tmp_path / "data")
-    rec = train(_spec(toy, steps=6, checkpoints=1), data, tmp_path / "out", tmp_path / "st")
+    rec = train(_spec(toy, steps=6, checkpoints=1), data, tmp_path / "out1", tmp_path / "st1")
     assert rec["status"] == "failed" and "majority-class baseline 1.0000" in rec["failure_reason"]
     assert f"{rec['final']['score']:.4f}" in rec["failure_reason"]
-
-
-def test_make_spec_of_a_limited_run_keeps_the_checkpoint_spacing(toy):
-    assert json.loads(json.dumps(_spec(toy))) == _spec(toy)  # a job parameter
-    short = make_spec(ef.toy_config(toy["model"], steps=30, checkpoints=15), ef.toy_run(budget="1-3"))
-    assert (short["steps"], short["checkpoints"]) == (10, 5)  # 15 * 1/3 checkpoints
-    cfg = ef.toy_config(toy["model"], steps=12, checkpoints=15)
-    assert make_spec(cfg, ef.toy_run(budget="1-3"))["checkpoints"] == 4  # K <= steps
 
 
 @pytest.mark.parametrize("overlay", [[], ["config/demo.yaml"]])
@@ -419,9 +408,14 @@ def test_spec_errors_name_the_field(toy):
             validate_spec({k: v for k, v in (spec | bad).items() if v is not ...})  # ...: left out
 
 
-def test_checkpoint_steps_and_warmup():
+def test_checkpoint_steps_of_full_and_limited_runs_and_warmup(toy):
     assert engine.checkpoint_steps(60000, 15) == [4000 * k for k in range(1, 16)]
     assert engine.checkpoint_steps(10, 3) == [3, 7, 10] and engine.checkpoint_steps(5, 5) == [1, 2, 3, 4, 5]
+    assert json.loads(json.dumps(_spec(toy))) == _spec(toy)  # a job parameter
+    short = make_spec(ef.toy_config(toy["model"], steps=30, checkpoints=15), ef.toy_run(budget="1-3"))
+    assert (short["steps"], short["checkpoints"]) == (10, 5)  # 15 * 1/3 checkpoints
+    cfg = ef.toy_config(toy["model"], steps=12, checkpoints=15)
+    assert make_spec(cfg, ef.toy_run(budget="1-3"))["checkpoints"] == 4  # K <= steps
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = engine.make_scheduler(opt, {"scheduler": "linear", "steps": 125, "warmup_ratio": 0.1})
     lrs = []
