@@ -10,7 +10,6 @@ import csv
 import os
 import random
 import re
-import shutil
 from collections import Counter
 from html import unescape
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_prepare import row
+from test_prepare import copy_fixture, row
 
 from ftft.data import schema
 from ftft.data.cad import LABEL_TO_ID, stratified_test_folds
@@ -146,10 +145,7 @@ def run_reference(raw: Path, out: Path) -> dict[str, list[tuple[str, str]]]:
 
 
 def copy_cad(tmp_path: Path, extra_rows: list[dict] | None = None) -> Path:
-    dest = tmp_path / "cad"
-    dest.mkdir()
-    shutil.copy(CAD, dest / "cad_v1_1.tsv")
-    (dest / "cad_v1_1.tsv").chmod(0o644)
+    dest = copy_fixture("cad", tmp_path)
     if extra_rows:
         header = CAD.read_text(encoding="utf-8").splitlines()[0].split("\t")
         base = raw_rows()[-1]
@@ -281,7 +277,6 @@ def test_cad_static_column_disagreement_and_unmapped_labels(tmp_path):
         e(90013, "syx0013", "Neutral", "SYNTHETIC carriage &#13; return", na),
         e(90014, "", "Neutral", "SYNTHETIC no id", na),
     ]
-    (tmp_path / "b").mkdir()
     with open(copy_cad(tmp_path / "b", crash) / "cad_v1_1.tsv", "a") as fh:
         fh.write("cad_99999\tonly\tthree\n")  # a row with too few columns
     df2, summary2 = normalise("cad", tmp_path / "b" / "cad")

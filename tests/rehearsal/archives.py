@@ -52,7 +52,6 @@ def rehearsal_urls(base_url: str, config: str | Path = CONFIG) -> dict[str, str]
 
 def write_zip(path: Path, entries: list[tuple[str, bytes | None]]) -> Path:
     """A deterministic zip: ``(name, bytes)`` files and ``(name/, None)`` folder entries, in order."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in entries:
             info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
