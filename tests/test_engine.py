@@ -282,17 +282,23 @@ def test_no_evaluation_label_steers_training(toy, tmp_path, method):
     assert not np.array_equal(a["accuracy"].to_numpy(), b["accuracy"].to_numpy())  # the scores did change
 
 
-def test_bias_model_writes_eval_mode_log_probs_of_its_final_weights(toy, tmp_path):
+def test_bias_model_writes_eval_mode_log_probs_and_evaluation_restores_the_data_order(toy, tmp_path):
     out, bias = tmp_path / "out", tmp_path / "out" / "bias_logp.parquet"
     spec = {**_spec(toy, steps=STEPS, checkpoints=2), "debug": {"save_weights": True}}
     assert train(spec, toy["data"], out, tmp_path / "st", bias_out=bias)["status"] == "ok"
     got = pd.read_parquet(bias)
     assert list(got.columns) == ["uid", "bias_logp_0", "bias_logp_1", "bias_logp_2"]
     assert got["uid"].tolist() == toy["train"]["uid"].tolist()
-    model, data, _ = _tiny_model(toy)  # the same numbers from the saved final weights, in eval mode (no dropout)
+    model, data, tok = _tiny_model(toy)  # the same numbers from the saved final weights, in eval mode (no dropout)
     model.load_state_dict(load_file(str(out / "debug_weights.safetensors")))
     probs = predict_probs(model, data, 64, CPU)
     np.testing.assert_allclose(got.iloc[:, 1:].to_numpy(), engine.bias_log_probs(probs), rtol=1e-5, atol=1e-6)
+    # length-sorted evaluation batches give the predictions of one instance at a time (no padding), in data order
+    data = load_tokenized(toy["data"], ["toy_ood"], tok.pad_token_id)[1][0][1]
+    one = predict_probs(model, data, 1, CPU)
+    np.testing.assert_allclose(predict_probs(model, data, 16, CPU), one, rtol=1e-5, atol=1e-6)
+    in_length_order = one[np.argsort(data.lengths, kind="stable")]
+    assert not np.allclose(in_length_order, one, rtol=1e-5, atol=1e-6)  # the order is restored, not a no-op
 
 
 def test_run_whose_reference_failed_is_recorded_failed_without_training(toy, tmp_path):
@@ -353,16 +359,6 @@ def test_micro_batches_give_the_batch_loss_gradient_and_dynamics(toy):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-7)
     assert torch.count_nonzero(dyn_a.sum(1)) == BATCH
     torch.testing.assert_close(dyn_b, dyn_a, rtol=1e-5, atol=1e-6)
-
-
-def test_evaluation_in_length_order_writes_back_in_data_order(toy):
-    """Length-sorted evaluation batches give the predictions of one instance at a time (no padding), in order."""
-    model, _, tok = _tiny_model(toy)
-    data = load_tokenized(toy["data"], ["toy_ood"], tok.pad_token_id)[1][0][1]
-    one = predict_probs(model, data, 1, CPU)
-    np.testing.assert_allclose(predict_probs(model, data, 16, CPU), one, rtol=1e-5, atol=1e-6)
-    in_length_order = one[np.argsort(data.lengths, kind="stable")]
-    assert not np.allclose(in_length_order, one, rtol=1e-5, atol=1e-6)  # the order is restored, not a no-op
 
 
 def test_nonfinite_loss_or_a_score_at_the_majority_baseline_marks_run_failed(toy, tmp_path):
