@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_prepare import copy_fixture, row
+from test_prepare import check_common, copy_fixture, row, tsv_rows
 
 from ftft.data import schema
 from ftft.data.cad import LABEL_TO_ID, stratified_test_folds
@@ -148,30 +148,18 @@ def copy_cad(tmp_path: Path, extra_rows: list[dict] | None = None) -> Path:
     dest = copy_fixture("cad", tmp_path)
     if extra_rows:
         header = CAD.read_text(encoding="utf-8").splitlines()[0].split("\t")
-        base = raw_rows()[-1]
+        base = tsv_rows(CAD)[-1]
         with open(dest / "cad_v1_1.tsv", "a", encoding="utf-8", newline="") as fh:
             for extra in extra_rows:
                 fh.write("\t".join({**base, **extra}[h] for h in header) + "\n")
     return dest
 
 
-def raw_rows(path: Path = CAD) -> list[dict]:
-    with open(path, encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
-
-
-def check_accounting(df, summary):
-    schema.check(df, schema.HSD_LABELS, "cad")
-    assert summary["rows_out"] == len(df)
-    assert summary["rows_in"] == summary["rows_out"] + sum(summary["dropped"].values())
-    assert df["uid"].is_unique
-
-
 def normalise_as_reference(raw: Path, tmp_path: Path):
     """normalise() of ``raw``, checked against R&T's script run on the same file; returns (frame, summary, ref)."""
     ref = run_reference(raw, tmp_path / "rt")
     df, summary = normalise("cad", raw)
-    check_accounting(df, summary)
+    check_common(df, summary, schema.HSD_LABELS)
     for split in ("train", "dev", "test"):
         part = df[df["split"] == split]
         assert list(zip(part["label"].astype(str), part["text_a"], strict=True)) == ref[split], split
@@ -212,8 +200,8 @@ def test_cad_matches_ramponi_tonelli_script(tmp_path):
 
 def test_cad_fixture_partition_labels_and_accounting():
     df, summary = normalise("cad", FIX / "cad")
-    check_accounting(df, summary)
-    raw = raw_rows()  # texts and labels per split: test_cad_matches_ramponi_tonelli_script
+    check_common(df, summary, schema.HSD_LABELS)
+    raw = tsv_rows(CAD)  # texts and labels per split: test_cad_matches_ramponi_tonelli_script
     assert len(df) == 94 and (df["label"] == df["labels"].map(lambda x: int(HATE in x.split("$")))).all()
     assert int(df["label"].sum()) == 22 and int((df["label"] == 0).sum()) == 72
     assert summary["label_counts"] == {"dev": {"nothate": 7, "hate": 2}, "test": {"nothate": 8, "hate": 1},
@@ -280,7 +268,7 @@ def test_cad_static_column_disagreement_and_unmapped_labels(tmp_path):
     with open(copy_cad(tmp_path / "b", crash) / "cad_v1_1.tsv", "a") as fh:
         fh.write("cad_99999\tonly\tthree\n")  # a row with too few columns
     df2, summary2 = normalise("cad", tmp_path / "b" / "cad")
-    check_accounting(df2, summary2)
+    check_common(df2, summary2, schema.HSD_LABELS)
     base, _ = normalise("cad", FIX / "cad")
     assert df2.equals(base)  # dropped before the shuffle: the same instances, folds and order
     dropped = {"unmapped_label": 1, "missing_text": 2, "line_break_in_text": 1, "missing_uid": 1, "bad_column_count": 1}

@@ -328,12 +328,9 @@ def build_hf_cache(hf_home: Path, models: list[str] | None = None) -> dict[str, 
     # served under the paper config's ``models.<key>.revision``
     paper = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow_config.yaml").read_text())["models"]
     revisions = {m["hub_id"]: m["revision"] for m in paper.values()}
-    out: dict[str, Path] = {}
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)  # deterministic init is per-generator anyway; keep CPU use low
-        for hub_id in HUB_IDS if models is None else models:
-            out[hub_id] = install(hub_cache, hub_id, standin_files(hub_id, texts), revisions[hub_id])
+        return {h: install(hub_cache, h, standin_files(h, texts), revisions[h]) for h in (models or HUB_IDS)}
     finally:
         torch.set_num_threads(threads)
-    return out
