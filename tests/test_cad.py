@@ -278,8 +278,7 @@ def test_cad_static_column_disagreement_and_unmapped_labels(tmp_path):
 
 
 def test_cad_bad_input_errors(tmp_path):
-    raw = tmp_path / "cad"
-    raw.mkdir()
+    raw = copy_fixture("cad", tmp_path)
     lines = CAD.read_text(encoding="utf-8").splitlines()
     header = lines[0].split("\t")
     keep = [i for i, h in enumerate(header) if h != "meta_author"]

@@ -15,6 +15,7 @@ from ftft import config, grid, methods
 from ftft.config import ConfigError
 from ftft.data import schema
 from ftft.errors import DataError, ModelError
+from ftft.io import atomic_path, write_parquet
 from ftft.modeling import load_tokenizer_and_model
 from ftft.train import engine
 from ftft.train.data import apply_subset, collate, epoch_permutation, load_tokenized, micro_batches, train_loader
@@ -149,7 +150,6 @@ def test_killed_run_reruns_to_identical_outputs(toy, erm, steps, kill):
 def test_full_disk_at_the_end_keeps_the_finished_training(toy, erm, monkeypatch, caplog):
     """A real ENOSPC (/dev/full) while the outputs are written: an error naming the file and the cause; the state of
     the last checkpoint survives, and the rerun resumes there (no step trained again) to identical outputs."""
-    from ftft.io import atomic_path
 
     def full(path, *args):
         with atomic_path(path), open("/dev/full", "wb") as fh:
@@ -302,8 +302,6 @@ def test_bias_model_writes_eval_mode_log_probs_and_evaluation_restores_the_data_
 
 
 def test_run_whose_reference_failed_is_recorded_failed_without_training(toy, tmp_path):
-    from ftft.io import write_parquet
-
     subset = tmp_path / "failed.parquet"
     write_parquet(pd.DataFrame({"uid": [], "weight": []}), subset, {"failed": "runs/toy/ref: non-finite loss"})
     rec = train(_spec(toy, "dm", steps=20, checkpoints=2), toy["data"], tmp_path / "out", tmp_path / "st", subset)
