@@ -38,7 +38,7 @@ def prepare(raw, out, spec) -> int:
                  "--summary", str(out.with_suffix(".json")), "--spec", json.dumps(spec)])  # fmt: skip
 
 
-def test_byo_csv_jsonl_round_trip(files, tmp_path):
+def test_byo_csv_jsonl_round_trip_uid_column_pair_and_sorted_labels(files, tmp_path):
     raw, train, test = files
     out, summ = tmp_path / "mine.parquet", tmp_path / "mine.json"
     assert prepare(raw, out, spec_for(raw)) == 0
@@ -56,10 +56,6 @@ def test_byo_csv_jsonl_round_trip(files, tmp_path):
     assert summary["rows_in"] == len(train) + len(test) and summary["rows_out"] == 6
     assert summary["dropped"] == {"unknown_label": 1, "missing_text": 1}
     assert any("mixed" in w for w in summary["warnings"])
-
-
-def test_byo_uid_column_pair_and_sorted_labels(files, tmp_path):
-    raw, train, _ = files
     spec = spec_for(raw, files={"train": str(raw / "train.csv")}, uid="id", text_b="other", labels=None)
     df, summary = normalise("mine", raw, spec)
     assert summary["label_names"] == ["neg", "pos"]  # sorted unique

@@ -10,7 +10,6 @@ import csv
 import os
 import random
 import re
-import shutil
 from collections import Counter
 from html import unescape
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_prepare import row
+from test_prepare import check_common, copy_fixture, row, tsv_rows
 
 from ftft.data import schema
 from ftft.data.cad import LABEL_TO_ID, stratified_test_folds
@@ -146,36 +145,21 @@ def run_reference(raw: Path, out: Path) -> dict[str, list[tuple[str, str]]]:
 
 
 def copy_cad(tmp_path: Path, extra_rows: list[dict] | None = None) -> Path:
-    dest = tmp_path / "cad"
-    dest.mkdir()
-    shutil.copy(CAD, dest / "cad_v1_1.tsv")
-    (dest / "cad_v1_1.tsv").chmod(0o644)
+    dest = copy_fixture("cad", tmp_path)
     if extra_rows:
         header = CAD.read_text(encoding="utf-8").splitlines()[0].split("\t")
-        base = raw_rows()[-1]
+        base = tsv_rows(CAD)[-1]
         with open(dest / "cad_v1_1.tsv", "a", encoding="utf-8", newline="") as fh:
             for extra in extra_rows:
                 fh.write("\t".join({**base, **extra}[h] for h in header) + "\n")
     return dest
 
 
-def raw_rows(path: Path = CAD) -> list[dict]:
-    with open(path, encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
-
-
-def check_accounting(df, summary):
-    schema.check(df, schema.HSD_LABELS, "cad")
-    assert summary["rows_out"] == len(df)
-    assert summary["rows_in"] == summary["rows_out"] + sum(summary["dropped"].values())
-    assert df["uid"].is_unique
-
-
 def normalise_as_reference(raw: Path, tmp_path: Path):
     """normalise() of ``raw``, checked against R&T's script run on the same file; returns (frame, summary, ref)."""
     ref = run_reference(raw, tmp_path / "rt")
     df, summary = normalise("cad", raw)
-    check_accounting(df, summary)
+    check_common(df, summary, schema.HSD_LABELS)
     for split in ("train", "dev", "test"):
         part = df[df["split"] == split]
         assert list(zip(part["label"].astype(str), part["text_a"], strict=True)) == ref[split], split
@@ -185,7 +169,7 @@ def normalise_as_reference(raw: Path, tmp_path: Path):
 
 
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
-def test_stratified_folds_match_sklearn():
+def test_stratified_folds_match_sklearn_and_its_errors():
     sk = pytest.importorskip("sklearn.model_selection")
     rng = np.random.default_rng(0)
     cases = [rng.integers(0, 13, size=n) for n in (150, 250, 1013)] + [np.array([5] * 10), rng.integers(0, 3, size=37)]
@@ -195,11 +179,7 @@ def test_stratified_folds_match_sklearn():
         ours = np.array(stratified_test_folds(y.tolist(), 10))
         theirs = [test_idx.tolist() for _, test_idx in sk.StratifiedKFold(n_splits=10).split(np.zeros(len(y)), y)]
         assert theirs == [np.flatnonzero(ours == fold).tolist() for fold in range(10)], len(y)
-
-
-def test_stratified_folds_errors():
-    """Where scikit-learn raises ValueError, DataError (naming ``where``)."""
-    sk = pytest.importorskip("sklearn.model_selection")
+    # where scikit-learn raises ValueError, DataError (naming ``where``)
     for y, match in (([0] * 9, "at least 10"), ([0] * 9 + [1] * 9, "no class has 10 members")):
         with pytest.raises(DataError, match=f"my.tsv: .*{match}"):
             stratified_test_folds(y, 10, where="my.tsv")
@@ -220,8 +200,8 @@ def test_cad_matches_ramponi_tonelli_script(tmp_path):
 
 def test_cad_fixture_partition_labels_and_accounting():
     df, summary = normalise("cad", FIX / "cad")
-    check_accounting(df, summary)
-    raw = raw_rows()  # texts and labels per split: test_cad_matches_ramponi_tonelli_script
+    check_common(df, summary, schema.HSD_LABELS)
+    raw = tsv_rows(CAD)  # texts and labels per split: test_cad_matches_ramponi_tonelli_script
     assert len(df) == 94 and (df["label"] == df["labels"].map(lambda x: int(HATE in x.split("$")))).all()
     assert int(df["label"].sum()) == 22 and int((df["label"] == 0).sum()) == 72
     assert summary["label_counts"] == {"dev": {"nothate": 7, "hate": 2}, "test": {"nothate": 8, "hate": 1},
@@ -273,10 +253,8 @@ def test_cad_static_column_disagreement_and_unmapped_labels(tmp_path):
     assert "syx0001" not in set(df["uid"]) and summary["dropped"]["conflicting_duplicate"] == 4
     assert row(df, "syx0002")["text_a"] == "synthetic split entry two, version a"  # groupby order
     assert row(df, "syx0002#2")["text_a"] == "synthetic split entry two, version b"
-    assert (
-        row(df, "syx0003")["text_a"] == "synthetic version d"
-        and row(df, "syx0003#2")["text_a"] == "synthetic version c"
-    )
+    assert row(df, "syx0003")["text_a"] == "synthetic version d"
+    assert row(df, "syx0003#2")["text_a"] == "synthetic version c"
     assert any("3 info_id(s)" in w and "disagree on a static column" in w for w in summary["warnings"])
 
     # where R&T's script would crash, we drop and count instead
@@ -287,11 +265,10 @@ def test_cad_static_column_disagreement_and_unmapped_labels(tmp_path):
         e(90013, "syx0013", "Neutral", "SYNTHETIC carriage &#13; return", na),
         e(90014, "", "Neutral", "SYNTHETIC no id", na),
     ]
-    (tmp_path / "b").mkdir()
     with open(copy_cad(tmp_path / "b", crash) / "cad_v1_1.tsv", "a") as fh:
         fh.write("cad_99999\tonly\tthree\n")  # a row with too few columns
     df2, summary2 = normalise("cad", tmp_path / "b" / "cad")
-    check_accounting(df2, summary2)
+    check_common(df2, summary2, schema.HSD_LABELS)
     base, _ = normalise("cad", FIX / "cad")
     assert df2.equals(base)  # dropped before the shuffle: the same instances, folds and order
     dropped = {"unmapped_label": 1, "missing_text": 2, "line_break_in_text": 1, "missing_uid": 1, "bad_column_count": 1}
@@ -301,8 +278,7 @@ def test_cad_static_column_disagreement_and_unmapped_labels(tmp_path):
 
 
 def test_cad_bad_input_errors(tmp_path):
-    raw = tmp_path / "cad"
-    raw.mkdir()
+    raw = copy_fixture("cad", tmp_path)
     lines = CAD.read_text(encoding="utf-8").splitlines()
     header = lines[0].split("\t")
     keep = [i for i, h in enumerate(header) if h != "meta_author"]

@@ -97,8 +97,13 @@ def test_claim_in_process_exports_the_device_and_release_frees_it(tmp_path, monk
     assert not (tmp_path / "preset").exists()
 
 
-def test_no_gpu_means_no_claim_and_nvidia_smi_is_counted(tmp_path, monkeypatch):
+def test_no_gpu_means_no_claim_nvidia_smi_is_counted_and_a_bad_count_or_lock_folder_named(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    (tmp_path / "file").write_text("")  # a file where the lock folder should be
+    for count, error in (("two", COUNT_ENV), ("-1", COUNT_ENV), ("1", "file/locks")):  # named
+        monkeypatch.setenv(COUNT_ENV, count)
+        with pytest.raises(FtftError, match=error):
+            claim_gpu(tmp_path / "file" / "locks")
     monkeypatch.setenv(COUNT_ENV, "0")
     assert claim_gpu(tmp_path / "locks") is None
     monkeypatch.delenv(COUNT_ENV)
@@ -115,15 +120,6 @@ def test_no_gpu_means_no_claim_and_nvidia_smi_is_counted(tmp_path, monkeypatch):
     assert count_gpus() == 2
     smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
     assert count_gpus() == 0  # a broken driver: no claim (logged), training decides the device
-
-
-@pytest.mark.parametrize(("count", "error"), [("two", COUNT_ENV), ("-1", COUNT_ENV), ("1", "file/locks")])
-def test_bad_count_or_unusable_lock_folder_is_named(count, error, tmp_path, monkeypatch):
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setenv(COUNT_ENV, count)
-    (tmp_path / "file").write_text("")  # a file where the lock folder should be
-    with pytest.raises(FtftError, match=error):
-        claim_gpu(tmp_path / "file" / "locks")
 
 
 HOLDER = """

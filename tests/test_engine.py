@@ -15,6 +15,7 @@ from ftft import config, grid, methods
 from ftft.config import ConfigError
 from ftft.data import schema
 from ftft.errors import DataError, ModelError
+from ftft.io import atomic_path, write_parquet
 from ftft.modeling import load_tokenizer_and_model
 from ftft.train import engine
 from ftft.train.data import apply_subset, collate, epoch_permutation, load_tokenized, micro_batches, train_loader
@@ -149,7 +150,6 @@ def test_killed_run_reruns_to_identical_outputs(toy, erm, steps, kill):
 def test_full_disk_at_the_end_keeps_the_finished_training(toy, erm, monkeypatch, caplog):
     """A real ENOSPC (/dev/full) while the outputs are written: an error naming the file and the cause; the state of
     the last checkpoint survives, and the rerun resumes there (no step trained again) to identical outputs."""
-    from ftft.io import atomic_path
 
     def full(path, *args):
         with atomic_path(path), open("/dev/full", "wb") as fh:
@@ -282,22 +282,26 @@ def test_no_evaluation_label_steers_training(toy, tmp_path, method):
     assert not np.array_equal(a["accuracy"].to_numpy(), b["accuracy"].to_numpy())  # the scores did change
 
 
-def test_bias_model_writes_eval_mode_log_probs_of_its_final_weights(toy, tmp_path):
+def test_bias_model_writes_eval_mode_log_probs_and_evaluation_restores_the_data_order(toy, tmp_path):
     out, bias = tmp_path / "out", tmp_path / "out" / "bias_logp.parquet"
     spec = {**_spec(toy, steps=STEPS, checkpoints=2), "debug": {"save_weights": True}}
     assert train(spec, toy["data"], out, tmp_path / "st", bias_out=bias)["status"] == "ok"
     got = pd.read_parquet(bias)
     assert list(got.columns) == ["uid", "bias_logp_0", "bias_logp_1", "bias_logp_2"]
     assert got["uid"].tolist() == toy["train"]["uid"].tolist()
-    model, data, _ = _tiny_model(toy)  # the same numbers from the saved final weights, in eval mode (no dropout)
+    model, data, tok = _tiny_model(toy)  # the same numbers from the saved final weights, in eval mode (no dropout)
     model.load_state_dict(load_file(str(out / "debug_weights.safetensors")))
     probs = predict_probs(model, data, 64, CPU)
     np.testing.assert_allclose(got.iloc[:, 1:].to_numpy(), engine.bias_log_probs(probs), rtol=1e-5, atol=1e-6)
+    # length-sorted evaluation batches give the predictions of one instance at a time (no padding), in data order
+    data = load_tokenized(toy["data"], ["toy_ood"], tok.pad_token_id)[1][0][1]
+    one = predict_probs(model, data, 1, CPU)
+    np.testing.assert_allclose(predict_probs(model, data, 16, CPU), one, rtol=1e-5, atol=1e-6)
+    in_length_order = one[np.argsort(data.lengths, kind="stable")]
+    assert not np.allclose(in_length_order, one, rtol=1e-5, atol=1e-6)  # the order is restored, not a no-op
 
 
 def test_run_whose_reference_failed_is_recorded_failed_without_training(toy, tmp_path):
-    from ftft.io import write_parquet
-
     subset = tmp_path / "failed.parquet"
     write_parquet(pd.DataFrame({"uid": [], "weight": []}), subset, {"failed": "runs/toy/ref: non-finite loss"})
     rec = train(_spec(toy, "dm", steps=20, checkpoints=2), toy["data"], tmp_path / "out", tmp_path / "st", subset)
@@ -355,17 +359,7 @@ def test_micro_batches_give_the_batch_loss_gradient_and_dynamics(toy):
     torch.testing.assert_close(dyn_b, dyn_a, rtol=1e-5, atol=1e-6)
 
 
-def test_evaluation_in_length_order_writes_back_in_data_order(toy):
-    """Length-sorted evaluation batches give the predictions of one instance at a time (no padding), in order."""
-    model, _, tok = _tiny_model(toy)
-    data = load_tokenized(toy["data"], ["toy_ood"], tok.pad_token_id)[1][0][1]
-    one = predict_probs(model, data, 1, CPU)
-    np.testing.assert_allclose(predict_probs(model, data, 16, CPU), one, rtol=1e-5, atol=1e-6)
-    in_length_order = one[np.argsort(data.lengths, kind="stable")]
-    assert not np.allclose(in_length_order, one, rtol=1e-5, atol=1e-6)  # the order is restored, not a no-op
-
-
-def test_nonfinite_loss_marks_run_failed(toy, tmp_path):
+def test_nonfinite_loss_or_a_score_at_the_majority_baseline_marks_run_failed(toy, tmp_path):
     spec = {**_spec(toy, steps=20, checkpoints=4), "debug": {"nan_at_step": 7}}
     out, state = tmp_path / "out", tmp_path / "st"
     rec = train(spec, toy["data"], out, state)
@@ -375,22 +369,11 @@ def test_nonfinite_loss_marks_run_failed(toy, tmp_path):
     assert got["record"]["status"] == "failed" and got["dynamics"]["probs"].shape[0] == 1
     assert len(got["metrics"]) == 1 * len(ef.EVAL_SETS)  # only the checkpoint before the NaN
     assert not state.exists()
-
-
-def test_score_at_majority_baseline_marks_run_failed(toy, tmp_path):
     raw = ef.write_toy_data(tmp_path / "raw", id_labels=[1])  # ID set of one class: baseline 1.0
     data = ef.tokenize_toy(raw, toy["model"], tmp_path / "data")
-    rec = train(_spec(toy, steps=6, checkpoints=1), data, tmp_path / "out", tmp_path / "st")
+    rec = train(_spec(toy, steps=6, checkpoints=1), data, tmp_path / "out1", tmp_path / "st1")
     assert rec["status"] == "failed" and "majority-class baseline 1.0000" in rec["failure_reason"]
     assert f"{rec['final']['score']:.4f}" in rec["failure_reason"]
-
-
-def test_make_spec_of_a_limited_run_keeps_the_checkpoint_spacing(toy):
-    assert json.loads(json.dumps(_spec(toy))) == _spec(toy)  # a job parameter
-    short = make_spec(ef.toy_config(toy["model"], steps=30, checkpoints=15), ef.toy_run(budget="1-3"))
-    assert (short["steps"], short["checkpoints"]) == (10, 5)  # 15 * 1/3 checkpoints
-    cfg = ef.toy_config(toy["model"], steps=12, checkpoints=15)
-    assert make_spec(cfg, ef.toy_run(budget="1-3"))["checkpoints"] == 4  # K <= steps
 
 
 @pytest.mark.parametrize("overlay", [[], ["config/demo.yaml"]])
@@ -419,9 +402,14 @@ def test_spec_errors_name_the_field(toy):
             validate_spec({k: v for k, v in (spec | bad).items() if v is not ...})  # ...: left out
 
 
-def test_checkpoint_steps_and_warmup():
+def test_checkpoint_steps_of_full_and_limited_runs_and_warmup(toy):
     assert engine.checkpoint_steps(60000, 15) == [4000 * k for k in range(1, 16)]
     assert engine.checkpoint_steps(10, 3) == [3, 7, 10] and engine.checkpoint_steps(5, 5) == [1, 2, 3, 4, 5]
+    assert json.loads(json.dumps(_spec(toy))) == _spec(toy)  # a job parameter
+    short = make_spec(ef.toy_config(toy["model"], steps=30, checkpoints=15), ef.toy_run(budget="1-3"))
+    assert (short["steps"], short["checkpoints"]) == (10, 5)  # 15 * 1/3 checkpoints
+    cfg = ef.toy_config(toy["model"], steps=12, checkpoints=15)
+    assert make_spec(cfg, ef.toy_run(budget="1-3"))["checkpoints"] == 4  # K <= steps
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = engine.make_scheduler(opt, {"scheduler": "linear", "steps": 125, "warmup_ratio": 0.1})
     lrs = []

@@ -137,25 +137,9 @@ def test_loads_by_hub_id_offline(offline_loads, hub_id):
     assert r["model_type"] == next(t for p, t in MODEL_TYPES.items() if hub_id.startswith(p))
 
 
-def test_missing_model_offline_names_id_and_fetch_command(offline_loads):
-    msg = offline_loads["missing"]
-    assert msg is not None
-    assert "'prajjwal1/bert-mini'" in msg and "HF_HUB_OFFLINE=1" in msg and "models.<key>.path" in msg
-    assert "ftft fetch-models --model prajjwal1/bert-mini" in msg and "fetch_models" in msg
-    wrong = offline_loads["wrong_revision"]  # the id is cached, but not at that revision: as on the hub
-    assert wrong is not None and f"ftft fetch-models --model prajjwal1/bert-tiny@{'0' * 40}" in wrong
-
-
-SPM_SCRIPT = """
-    import json
-    from ftft.errors import ModelError
-    from ftft.modeling import load_tokenizer_and_model
-    try:
-        load_tokenizer_and_model("microsoft/deberta-v3-small", 3)
-        print(json.dumps({"error": None}))
-    except ModelError as exc:
-        print(json.dumps({"error": str(exc)}))
-"""
+SPM_SCRIPT = (
+    'from ftft.modeling import load_tokenizer_and_model\nload_tokenizer_and_model("microsoft/deberta-v3-small", 3)'
+)
 
 
 @pytest.mark.parametrize("blocked", [("sentencepiece",), ("google.protobuf",), ("sentencepiece", "google.protobuf")])
@@ -170,8 +154,9 @@ def test_missing_sentencepiece_or_protobuf_is_a_clear_error(hf_cache, tmp_path, 
     env = offline_env(
         home, PYTHONPATH=os.pathsep.join([str(stub), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     )
-    err = last_json(run_py(SPM_SCRIPT, env))["error"]
-    assert err is not None, "loaded although sentencepiece/protobuf are blocked"
+    proc = run_py(SPM_SCRIPT, env)
+    assert proc.returncode == 1, "loaded although sentencepiece/protobuf are blocked"
+    err = proc.stderr.rsplit("ftft.errors.ModelError: ", 1)[1]  # the message, not the chained tracebacks
     assert "sentencepiece" in err and "protobuf" in err and "pip install sentencepiece protobuf" in err
     assert "microsoft/deberta-v3-small" in err and "spm.model" in err
     assert "tiktoken" not in err
@@ -194,7 +179,13 @@ FETCH_SCRIPT = """
 """
 
 
-def test_fetch_models_offline_verifies_the_cache(hf_cache, tmp_path):
+def test_fetch_models_offline_verifies_the_cache_and_a_missing_model_names_it(hf_cache, offline_loads, tmp_path):
+    msg = offline_loads["missing"]  # loading a model absent from the cache names the id and the fetch command
+    assert msg is not None
+    assert "'prajjwal1/bert-mini'" in msg and "HF_HUB_OFFLINE=1" in msg and "models.<key>.path" in msg
+    assert "ftft fetch-models --model prajjwal1/bert-mini" in msg and "fetch_models" in msg
+    wrong = offline_loads["wrong_revision"]  # the id is cached, but not at that revision: as on the hub
+    assert wrong is not None and f"ftft fetch-models --model prajjwal1/bert-tiny@{'0' * 40}" in wrong
     home, snaps = hf_cache
     marker = tmp_path / "out" / "models.json"
     broken = tmp_path / "broken"

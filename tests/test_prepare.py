@@ -207,8 +207,7 @@ def test_prepare_missing_raw_file_is_a_clear_error(tmp_path):
 def test_cad_sizes_and_members_are_recorded_then_checked(tmp_path):
     """CAD has no published hash or sizes: the first preparation records split / fold sizes and the archive's
     members; a later preparation that differs (or members other than the authors' published tree) warns."""
-    raw = tmp_path / "cad"
-    shutil.copytree(FIX / "cad", raw)
+    raw = copy_fixture("cad", tmp_path)
     argv = ["prepare", "--source", "cad", "--raw", str(raw), "--out", str(tmp_path / "c.parquet")]
     summary = tmp_path / "c.json"
 

@@ -52,7 +52,6 @@ def rehearsal_urls(base_url: str, config: str | Path = CONFIG) -> dict[str, str]
 
 def write_zip(path: Path, entries: list[tuple[str, bytes | None]]) -> Path:
     """A deterministic zip: ``(name, bytes)`` files and ``(name/, None)`` folder entries, in order."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in entries:
             info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
@@ -122,15 +121,12 @@ def mnli_members(fix: Path) -> list[tuple[str, bytes]]:
 
 def anli_train_from_dev(dev: bytes, rnd: int) -> bytes:
     """Placeholder ``train.jsonl`` for a round: its dev rows with new uids and a train tag."""
-    lines = []
-    for line in dev.decode("utf-8").splitlines():
-        if not line.strip():
-            continue
-        obj = json.loads(line)
+    rows = [json.loads(line) for line in dev.decode("utf-8").splitlines() if line.strip()]
+    for obj in rows:
         obj["uid"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ftft-rehearsal/anli/train/{obj['uid']}"))
         obj["tag"] = f"r{rnd}_train"
-        lines.append(json.dumps(obj))  # json.dumps defaults: the release's separators and \\u escapes
-    return ("\n".join(lines) + "\n").encode()
+    # json.dumps defaults: the release's separators and \\u escapes
+    return ("\n".join(map(json.dumps, rows)) + "\n").encode()
 
 
 def anli_members(fix: Path) -> list[tuple[str, bytes]]:

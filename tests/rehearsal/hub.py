@@ -66,8 +66,6 @@ HUB_IDS: tuple[str, ...] = tuple(STANDINS)
 DEBERTA_TOKENIZER_CONFIG = '{\n\t\t"do_lower_case": false,\n\t\t"vocab_type": "spm"\n}\n'
 UNCASED_TOKENIZER_CONFIG = '{"do_lower_case": true, "model_max_length": 512}'
 ROBERTA_TOKENIZER_CONFIG = '{"model_max_length": 512}'
-DEBERTA_EXTRA_VOCAB = 100  # config vocab_size = spm pieces + 100, like 128100 = 128000 + 100
-ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 
 
 _NAMES = ["Alice", "Bob", "Carol", "David", "Emma", "Frank", "Paris", "London", "Berlin", "Monday", "Friday"]
@@ -134,8 +132,7 @@ def train_spm(texts: tuple[str, ...], vocab_size: int = 400) -> bytes:
 
 
 def wordpiece_files(texts: list[str]) -> tuple[dict[str, bytes], int]:
-    """``vocab.txt`` and ``tokenizer.json`` of an uncased BERT WordPiece tokenizer (the demo stand-ins' own); and the
-    vocab size."""
+    """``vocab.txt``, ``tokenizer.json`` and vocab size of the demo stand-ins' uncased BERT WordPiece tokenizer."""
     from ftft.standins import train_tokenizer
 
     tok = train_tokenizer(texts)
@@ -145,15 +142,14 @@ def wordpiece_files(texts: list[str]) -> tuple[dict[str, bytes], int]:
 
 
 def roberta_tokenizer_files(texts: list[str]) -> tuple[dict[str, bytes], int]:
-    """``vocab.json``, ``merges.txt`` and ``tokenizer.json`` of a byte-level BPE (RoBERTa) tokenizer; and the vocab
-    size. The tokenizers trainer is deterministic here (checked: the same files from run to run)."""
+    """``vocab.json``, ``merges.txt``, ``tokenizer.json`` and vocab size of a deterministic byte-level BPE tokenizer."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True)
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     trainer = trainers.BpeTrainer(
-        vocab_size=560, special_tokens=ROBERTA_SPECIALS, initial_alphabet=alphabet, show_progress=False
+        vocab_size=560, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], initial_alphabet=alphabet, show_progress=False
     )
     tok.train_from_iterator(texts, trainer)
     tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
@@ -292,17 +288,16 @@ def standin_weights(cfg_bytes: bytes, s: StandIn) -> dict[str, bytes]:
     return out | ({"model.safetensors": _to_safetensors(state)} if "model.safetensors" in s.files else {})
 
 
-def standin_files(hub_id: str, texts: list[str] | None = None) -> dict[str, bytes]:
+def standin_files(hub_id: str, texts: list[str]) -> dict[str, bytes]:
     """Every file of the stand-in for ``hub_id`` (name -> bytes), exactly the real repo's file names."""
     s = STANDINS[hub_id]
-    texts = corpus() if texts is None else texts
     if s.family == "deberta-v3":
         import sentencepiece
 
         spm_model = train_spm(tuple(texts))
         n_pieces = sentencepiece.SentencePieceProcessor(model_proto=spm_model).get_piece_size()
         files = {"spm.model": spm_model, "tokenizer_config.json": DEBERTA_TOKENIZER_CONFIG.encode()}
-        files["config.json"] = deberta_v3_config(s.dims, n_pieces + DEBERTA_EXTRA_VOCAB)
+        files["config.json"] = deberta_v3_config(s.dims, n_pieces + 100)  # pieces + 100, like 128100 = 128000 + 100
     else:
         files, vocab_size = roberta_tokenizer_files(texts) if s.family == "roberta" else wordpiece_files(texts)
         files["tokenizer_config.json"] = (
@@ -333,14 +328,9 @@ def build_hf_cache(hf_home: Path, models: list[str] | None = None) -> dict[str, 
     # served under the paper config's ``models.<key>.revision``
     paper = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow_config.yaml").read_text())["models"]
     revisions = {m["hub_id"]: m["revision"] for m in paper.values()}
-    out: dict[str, Path] = {}
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)  # deterministic init is per-generator anyway; keep CPU use low
-        for hub_id in HUB_IDS if models is None else models:
-            if hub_id not in STANDINS:
-                raise KeyError(f"no stand-in for {hub_id!r}; known: {', '.join(HUB_IDS)}")
-            out[hub_id] = install(hub_cache, hub_id, standin_files(hub_id, texts), revisions[hub_id])
+        return {h: install(hub_cache, h, standin_files(h, texts), revisions[h]) for h in (models or HUB_IDS)}
     finally:
         torch.set_num_threads(threads)
-    return out
