@@ -1,20 +1,16 @@
 """Small synthetic run outputs with known values, in the formats the engine writes.
 
-``write_results(root, cfg, failed)`` writes, for every run of ``grid.all_runs(cfg)`` (or only
-the runs / data maps a ``grid.Needs`` names, ``write_needed``), the four run files
-(metrics.csv, predictions.parquet, dynamics.npz, run.json) and the data maps of
-``grid.all_datamaps(cfg)``. Every value is a pure function of the run, so a test computes the
-expected table / figure / claim numbers on its own from the functions below:
+``write_results(root, cfg, failed)`` writes the four run files of every run of ``grid.all_runs(cfg)`` and
+the data maps of ``grid.all_datamaps(cfg)``. Every value is a pure function of the run, so a test computes
+the expected table / figure / claim numbers on its own from the functions below:
 
 - ``metric_value(run, dataset, metric, f)``: the score (0-1) at fraction ``f`` of the run's own
   schedule: ``(STRENGTH[model] + method effect) * curve(f) + 0.003 * seed``; ``curve`` rises
   fast for DM-like methods (``1 - 0.05 (1-f)^2``) and slowly for ERM (``1 - 0.4 (1-f)^2``), so
   DM learns faster (claim 5); ``DM_GAIN`` gives each transfer's OOD effect (TinyBERT and
   ELECTRA-Base -> ELECTRA-Large fail: the paper's gray rows; claims 1-5 hold).
-- ``value_at(cfg, run, dataset, metric, fraction)``: what a cell at ``fraction`` of the *full*
-  budget reads (the nearest checkpoint the helper wrote).
-- ``flops(model, task, padded)``: Table 4 of the paper in its unit (x 1e12) for the padded
-  count; the real count is ``REAL_SHARE[model]`` of it.
+- ``value_at``: what a cell at a fraction of the *full* budget reads (the nearest checkpoint written).
+- ``flops(model, task, padded)``: paper Table 4 (x 1e12) padded; the real count is ``REAL_SHARE[model]`` of it.
 - ``correct`` / ``predicted``: instance i of an eval set is correct iff ``u_i < accuracy`` (``u`` a
   stratified uniform per (task, dataset)): better systems are right on a superset of instances, so
   MultiBootstrap p-values are sharp; ``system_arrays``: the (preds, labels) a test feeds to ``ftft.stats``.
