@@ -169,7 +169,6 @@ def claim1(ctx: Context, task: str, pub: "Published") -> list[Row]:
     id_cost = ctx.id(erm, task) - ctx.id(dm, task)
     row.detail = f"OOD: DM {ctx.ood(dm, task):.2f} vs ERM {ctx.ood(erm, task):.2f}; ID cost {id_cost:.2f}"
     row.verdict = verdict(None if math.isnan(row.value) else row.value > 0 and row.p_value < alpha and id_cost <= cp)
-    ctx.lacking(row, erm, dm)
     row.published_value = g = pub.ood(task, main, "dm", main) - pub.ood(task, main, "erm")
     pcost = pub.id(task, main, "erm") - pub.id(task, main, "dm", main)
     pp = pub.value("5", task, main, main, "p_value")

@@ -18,10 +18,6 @@ from .layout import RUN_DIR
 FULL = "full"
 
 
-def budget_name(frac: Fraction) -> str:
-    return FULL if frac == 1 else f"{frac.numerator}-{frac.denominator}"
-
-
 def budget_fraction(budget: str) -> Fraction:
     return Fraction(1) if budget == FULL else Fraction(*map(int, budget.split("-")))
 
@@ -130,7 +126,8 @@ def limiting_runs(cfg: dict) -> dict[tuple[str, str, str], list[Run]]:
     lim = cfg["limiting"]
     if not lim["enabled"]:
         return {}
-    budget = budget_name(parse_fraction(lim["fraction"], "limiting.fraction"))
+    frac = parse_fraction(lim["fraction"], "limiting.fraction")
+    budget = FULL if frac == 1 else f"{frac.numerator}-{frac.denominator}"
     out = {}
     for fid in lim["figures"]:
         for (task, series), runs in speed_series(cfg, fid).items():
@@ -218,9 +215,7 @@ def ship_runs(cfg: dict) -> list[Run]:
 
 def run_dependencies(cfg: dict, run: Run) -> list[Run]:
     """Training runs whose outputs ``run`` consumes (its reference / bias model)."""
-    if methods.get(run.method).needs_ref:
-        return [ref_run(run.task, run.ref, datamap_seed(cfg, run.seed))]
-    return []
+    return [ref_run(run.task, run.ref, datamap_seed(cfg, run.seed))] if methods.get(run.method).needs_ref else []
 
 
 # the sets derived from the runs take ``runs`` (``all_runs(cfg)``) when the caller has them: planning expands once
