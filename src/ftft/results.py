@@ -166,11 +166,14 @@ class Results:
 
     # --- data maps ------------------------------------------------------------------------
     def datamap(self, task: str, ref: str, seed: int) -> pd.DataFrame | None:
-        """The data map, or None when its reference run failed (the ``failed`` field of its metadata)."""
+        """The data map, or None when its reference run failed (see ``datamap_failure``)."""
+        return None if self.datamap_failure(task, ref, seed) else datamap.read(self.layout.datamap(task, ref, seed))
+
+    def datamap_failure(self, task: str, ref: str, seed: int) -> str:
         path = Path(self.layout.datamap(task, ref, seed))
         if not path.is_file():
             raise DataError(f"data map file not found: {path}")
-        return None if parquet_meta(path, "data map").get("failed") else datamap.read(path)
+        return str(parquet_meta(path, "data map").get("failed") or "")
 
     def dynamics(self, run: Run):
         return datamap.load_dynamics(self.run_path(run, "dynamics.npz"))
