@@ -333,23 +333,18 @@ class Plan:
 
     @functools.cache  # noqa: B019 (per (task, model): planning stays linear in the runs)
     def estimate_inputs(self, task: str, model: str) -> tuple:
-        evals = grid.eval_entries(self.cfg["tasks"][task])
+        """Model dims; padded tokens per example as the engine batches them, where from, real tokens per example (or
+        None); evaluation and training rows."""
+        t, stats = self.cfg["tasks"][task], Path(self.tokenized(task, model)) / "stats.json"
+        tokens = plan.measured_tokens(stats, self.cfg["training"]) if stats.is_file() else None
+        if tokens is None and t["train"]["source"] in plan.PAPER_TOKENS:
+            tokens = plan.PAPER_TOKENS[t["train"]["source"]], "paper Table 4", None
         return (
             *plan.model_dims(self.cfg, model),
-            *self.tokens_per_example(task, model),
-            sum(plan.parquet_rows(self.layout.task_eval(task, name)) for name, _ in evals),
+            *(tokens or (t["max_length"] / 2, "max_length / 2", None)),
+            sum(plan.parquet_rows(self.layout.task_eval(task, name)) for name, _ in grid.eval_entries(t)),
             plan.parquet_rows(self.layout.task_train(task), plan.TRAIN_ROWS_DEFAULT),
         )
-
-    def tokens_per_example(self, task: str, model: str) -> tuple[float, str, float | None]:
-        """(padded tokens per example as the engine batches them, where from, real tokens per example or None)."""
-        stats = Path(self.tokenized(task, model)) / "stats.json"
-        if stats.is_file() and (measured := plan.measured_tokens(stats, self.cfg["training"])) is not None:
-            return measured
-        source = self.cfg["tasks"][task]["train"]["source"]
-        if source in plan.PAPER_TOKENS:
-            return plan.PAPER_TOKENS[source], "paper Table 4", None
-        return self.cfg["tasks"][task]["max_length"] / 2, "max_length / 2", None
 
     def runtime_min(self, run: Run) -> int:
         """SLURM --time (minutes): safety x planned hours, plus 10 minutes of start-up, at least the floor."""
