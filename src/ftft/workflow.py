@@ -228,9 +228,7 @@ class Plan:
     def demo_data_args(self, kind: str) -> str:
         demo = self.cfg["demo"]
         return quote_args(
-            ("--train-rows", demo[f"{kind}_train_rows"]),
-            ("--eval-rows", demo["eval_rows"]),
-            ("--seed", demo["seed"]),
+            ("--train-rows", demo[f"{kind}_train_rows"]), ("--eval-rows", demo["eval_rows"]), ("--seed", demo["seed"])
         )
 
     # ------------------------------------------------------------------ models
@@ -309,11 +307,7 @@ class Plan:
 
     def bias_model_constraint(self) -> dict[str, str]:
         """Wildcard constraints of the train rule variant that also writes ``bias_logp.parquet``."""
-        return {
-            "model": alternation({m for _, m in self.bias_models}),
-            "method": "erm",
-            "budget": grid.FULL,
-        }
+        return {"model": alternation({m for _, m in self.bias_models}), "method": "erm", "budget": grid.FULL}
 
     # ------------------------------------------------------------------ compute estimate (ftft.plan: the formulas)
     @functools.cache  # noqa: B019 (one Plan per Snakemake invocation)
