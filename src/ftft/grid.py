@@ -152,10 +152,8 @@ def significance_tasks(cfg: dict) -> list[str]:
 
 def significance_runs(cfg: dict, task: str) -> dict[str, list[Run]]:
     sig = cfg["significance"]
-    out = {"erm": [Run(task, sig["main"], "erm", "none", FULL, s) for s in cfg["seeds"]]}
-    return out | {
-        r: [Run(task, sig["main"], "dm", r, FULL, s) for s in cfg["seeds"]] for r in sig["refs"].get(task, [])
-    }
+    series = {"erm": ("erm", "none")} | {r: ("dm", r) for r in sig["refs"].get(task, [])}
+    return {k: [Run(task, sig["main"], m, ref, FULL, s) for s in cfg["seeds"]] for k, (m, ref) in series.items()}
 
 
 # --------------------------------------------------------------------------- what is trained
