@@ -18,10 +18,6 @@ from .layout import RUN_DIR
 FULL = "full"
 
 
-def budget_name(frac: Fraction) -> str:
-    return FULL if frac == 1 else f"{frac.numerator}-{frac.denominator}"
-
-
 def budget_fraction(budget: str) -> Fraction:
     return Fraction(1) if budget == FULL else Fraction(*map(int, budget.split("-")))
 
@@ -130,7 +126,8 @@ def limiting_runs(cfg: dict) -> dict[tuple[str, str, str], list[Run]]:
     lim = cfg["limiting"]
     if not lim["enabled"]:
         return {}
-    budget = budget_name(parse_fraction(lim["fraction"], "limiting.fraction"))
+    frac = parse_fraction(lim["fraction"], "limiting.fraction")
+    budget = FULL if frac == 1 else f"{frac.numerator}-{frac.denominator}"
     out = {}
     for fid in lim["figures"]:
         for (task, series), runs in speed_series(cfg, fid).items():
@@ -155,10 +152,8 @@ def significance_tasks(cfg: dict) -> list[str]:
 
 def significance_runs(cfg: dict, task: str) -> dict[str, list[Run]]:
     sig = cfg["significance"]
-    out = {"erm": [Run(task, sig["main"], "erm", "none", FULL, s) for s in cfg["seeds"]]}
-    return out | {
-        r: [Run(task, sig["main"], "dm", r, FULL, s) for s in cfg["seeds"]] for r in sig["refs"].get(task, [])
-    }
+    series = {"erm": ("erm", "none")} | {r: ("dm", r) for r in sig["refs"].get(task, [])}
+    return {k: [Run(task, sig["main"], m, ref, FULL, s) for s in cfg["seeds"]] for k, (m, ref) in series.items()}
 
 
 # --------------------------------------------------------------------------- what is trained
@@ -218,9 +213,7 @@ def ship_runs(cfg: dict) -> list[Run]:
 
 def run_dependencies(cfg: dict, run: Run) -> list[Run]:
     """Training runs whose outputs ``run`` consumes (its reference / bias model)."""
-    if methods.get(run.method).needs_ref:
-        return [ref_run(run.task, run.ref, datamap_seed(cfg, run.seed))]
-    return []
+    return [ref_run(run.task, run.ref, datamap_seed(cfg, run.seed))] if methods.get(run.method).needs_ref else []
 
 
 # the sets derived from the runs take ``runs`` (``all_runs(cfg)``) when the caller has them: planning expands once

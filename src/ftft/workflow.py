@@ -4,13 +4,13 @@ Rerun triggers (params that hold only what changes a result): docs/ARCHITECTURE.
 """
 
 import copy
+import functools
 import json
 import math
 import os
 import re
 import shlex
 import shutil
-from functools import cached_property
 from pathlib import Path
 
 from . import cost, figures, grid, methods, plan, tables
@@ -52,35 +52,33 @@ class Plan:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.layout = Layout.from_config(cfg)
-        self._estimates: dict[Run, plan.Estimate] = {}
-        self._estimate_inputs: dict[tuple[str, str], tuple] = {}  # per (task, model): planning stays linear in the runs
 
     # ------------------------------------------------------------------ the grid (expanded once)
-    @cached_property
+    @functools.cached_property
     def runs(self) -> list[Run]:
         return sorted(grid.all_runs(self.cfg))
 
-    @cached_property
+    @functools.cached_property
     def datamaps(self) -> list[tuple[str, str, int]]:
         return sorted(grid.all_datamaps(self.cfg, self.runs))
 
-    @cached_property
+    @functools.cached_property
     def sources(self) -> list[str]:
         return sorted(grid.source_users(self.cfg))
 
-    @cached_property
+    @functools.cached_property
     def table_ids(self) -> list[str]:
         return list(tables.table_ids(self.cfg))
 
-    @cached_property
+    @functools.cached_property
     def figure_ids(self) -> list[str]:
         return list(figures.figure_ids(self.cfg))
 
-    @cached_property
+    @functools.cached_property
     def models_used(self) -> set[str]:  # (the shipped main model's run is planned after the screening)
         return {r.model for r in self.runs} | ({self.cfg["ship"]["main"]} if self.cfg["ship"] else set())
 
-    @cached_property
+    @functools.cached_property
     def bias_models(self) -> set[tuple[str, str]]:
         return grid.bias_models(self.cfg, self.runs)
 
@@ -133,20 +131,17 @@ class Plan:
                     raise ConfigError(
                         f"invalid config at 'tasks.{task}.{key}.split': {what} {entry['split']!r}; its splits are {splits}"
                     )
-        for source, users in grid.source_users(self.cfg).items():
-            if source in self.cfg["byo"] and self.cfg["byo"][source]["labels"] is None:
-                label_sets = {tuple(self.cfg["tasks"][t]["labels"]) for t in users}
-                if len(label_sets) > 1:
-                    raise ConfigError(
-                        f"invalid config at 'byo.{source}.labels': null takes the labels of the task using the source, "
-                        f"but tasks {users} have different labels {sorted(label_sets)}; set byo.{source}.labels"
-                    )
-        for source in self.sources:  # BYO, a download or a demo source (config validation refused any other)
-            if source in self.cfg["byo"]:
-                for split, f in self.cfg["byo"][source]["files"].items():
-                    if not Path(f).is_file():
-                        raise ConfigError(f"invalid config at 'byo.{source}.files.{split}': file {f!r} does not exist")
-            if source in self.cfg["byo"] or (ds := self.cfg["datasets"].get(source)) is None:
+        for source, users in sorted(grid.source_users(self.cfg).items()):  # BYO, a download or a demo source
+            byo, label_sets = self.cfg["byo"].get(source), {tuple(self.cfg["tasks"][t]["labels"]) for t in users}
+            if byo and byo["labels"] is None and len(label_sets) > 1:
+                raise ConfigError(
+                    f"invalid config at 'byo.{source}.labels': null takes the labels of the task using the source, "
+                    f"but tasks {users} have different labels {sorted(label_sets)}; set byo.{source}.labels"
+                )
+            for split, f in (byo["files"] if byo else {}).items():
+                if not Path(f).is_file():
+                    raise ConfigError(f"invalid config at 'byo.{source}.files.{split}': file {f!r} does not exist")
+            if byo or (ds := self.cfg["datasets"].get(source)) is None:
                 continue
             if not ds["url"] and not ds["mirror"]:
                 raise ConfigError(f"invalid config at 'datasets.{source}': neither 'url' nor 'mirror' is set")
@@ -233,9 +228,7 @@ class Plan:
     def demo_data_args(self, kind: str) -> str:
         demo = self.cfg["demo"]
         return quote_args(
-            ("--train-rows", demo[f"{kind}_train_rows"]),
-            ("--eval-rows", demo["eval_rows"]),
-            ("--seed", demo["seed"]),
+            ("--train-rows", demo[f"{kind}_train_rows"]), ("--eval-rows", demo["eval_rows"]), ("--seed", demo["seed"])
         )
 
     # ------------------------------------------------------------------ models
@@ -314,50 +307,38 @@ class Plan:
 
     def bias_model_constraint(self) -> dict[str, str]:
         """Wildcard constraints of the train rule variant that also writes ``bias_logp.parquet``."""
-        return {
-            "model": alternation({m for _, m in self.bias_models}),
-            "method": "erm",
-            "budget": grid.FULL,
-        }
+        return {"model": alternation({m for _, m in self.bias_models}), "method": "erm", "budget": grid.FULL}
 
     # ------------------------------------------------------------------ compute estimate (ftft.plan: the formulas)
+    @functools.cache  # noqa: B019 (one Plan per Snakemake invocation)
     def estimate(self, run: Run) -> plan.Estimate:
-        if run in self._estimates:
-            return self._estimates[run]
-        key = (run.task, run.model)
-        if key not in self._estimate_inputs:
-            evals = grid.eval_entries(self.cfg["tasks"][run.task])
-            self._estimate_inputs[key] = (
-                *plan.model_dims(self.cfg, run.model),
-                *self.tokens_per_example(*key),
-                sum(plan.parquet_rows(self.layout.task_eval(run.task, name)) for name, _ in evals),
-                plan.parquet_rows(self.layout.task_train(run.task), plan.TRAIN_ROWS_DEFAULT),
-            )
-        n, n_layer, d, n_all, t, source, real, eval_rows, train_rows = self._estimate_inputs[key]
+        n, n_layer, d, n_all, t, source, real, eval_rows, train_rows = self.estimate_inputs(run.task, run.model)
         per_token = cost.forward_flops_per_token(n, n_layer, d, t)
         train_tokens = run.steps(self.cfg) * self.cfg["training"]["batch_size"] * t
         eval_tokens = max(1, round(self.cfg["tasks"][run.task]["checkpoints"] * float(run.fraction))) * eval_rows * t
         flops = 3.0 * train_tokens * per_token + eval_tokens * per_token
-        if key in self.bias_models and run.method == "erm":
+        if (run.task, run.model) in self.bias_models and run.method == "erm":
             flops += train_tokens / max(1, run.steps(self.cfg)) * per_token  # roughly one pass
         rate = self.cfg["cluster"]["gpu_peak_tflops"] * 1e12 * self.cfg["cluster"]["gpu_utilisation"]
         data_mb = train_rows * t * 8 / 2**20  # input ids + type ids, int32
         mem = plan.BASE_MEM_MB + plan.HOST_BYTES_PER_PARAM * n_all / 2**20 + data_mb
         real_tokens = None if real is None else train_tokens * real / t
-        est = self._estimates[run] = plan.Estimate(
-            run, train_tokens, flops, flops / rate / 3600, mem, source, real_tokens
-        )
-        return est
+        return plan.Estimate(run, train_tokens, flops, flops / rate / 3600, mem, source, real_tokens)
 
-    def tokens_per_example(self, task: str, model: str) -> tuple[float, str, float | None]:
-        """(padded tokens per example as the engine batches them, where from, real tokens per example or None)."""
-        stats = Path(self.tokenized(task, model)) / "stats.json"
-        if stats.is_file() and (measured := plan.measured_tokens(stats, self.cfg["training"])) is not None:
-            return measured
-        source = self.cfg["tasks"][task]["train"]["source"]
-        if source in plan.PAPER_TOKENS:
-            return plan.PAPER_TOKENS[source], "paper Table 4", None
-        return self.cfg["tasks"][task]["max_length"] / 2, "max_length / 2", None
+    @functools.cache  # noqa: B019 (per (task, model): planning stays linear in the runs)
+    def estimate_inputs(self, task: str, model: str) -> tuple:
+        """Model dims; padded tokens per example as the engine batches them, where from, real tokens per example (or
+        None); evaluation and training rows."""
+        t, stats = self.cfg["tasks"][task], Path(self.tokenized(task, model)) / "stats.json"
+        tokens = plan.measured_tokens(stats, self.cfg["training"]) if stats.is_file() else None
+        if tokens is None and t["train"]["source"] in plan.PAPER_TOKENS:
+            tokens = plan.PAPER_TOKENS[t["train"]["source"]], "paper Table 4", None
+        return (
+            *plan.model_dims(self.cfg, model),
+            *(tokens or (t["max_length"] / 2, "max_length / 2", None)),
+            sum(plan.parquet_rows(self.layout.task_eval(task, name)) for name, _ in grid.eval_entries(t)),
+            plan.parquet_rows(self.layout.task_train(task), plan.TRAIN_ROWS_DEFAULT),
+        )
 
     def runtime_min(self, run: Run) -> int:
         """SLURM --time (minutes): safety x planned hours, plus 10 minutes of start-up, at least the floor."""
@@ -448,7 +429,7 @@ class Plan:
         )
 
     # ------------------------------------------------------------------ FTFT as a tool (ship)
-    @cached_property
+    @functools.cached_property
     def ship_candidates(self) -> set[Run]:
         """The runs that save a model to ship: the DM run of each candidate reference; the main model's ERM run
         (``ship.erm``)."""
