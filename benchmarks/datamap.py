@@ -63,14 +63,12 @@ def per_instance_map(dyn: datamap.Dynamics, idx: np.ndarray, q: float) -> pd.Dat
     for uid in gold_probs:
         g = np.array(gold_probs[uid])
         c = np.array(correct[uid])
-        forgets = int(sum(1 for a, b in zip(c[:-1], c[1:], strict=True) if a > b))
         rows.append(
             {
                 "uid": uid,
                 "confidence": np.mean(g),
                 "variability": np.std(g),
                 "correctness": np.mean(c),
-                "forgetfulness": forgets,
             }
         )
     df = pd.DataFrame(rows)

@@ -2,7 +2,7 @@
 # claims report and the failed-runs summary (each command writes its md, html and csv itself:
 # ftft.render). Table and figure ids come from the config (ftft.tables.table_ids,
 # ftft.figures.figure_ids); each job's inputs are exactly the files it
-# reads (ftft.workflow.Plan.table_inputs / figure_inputs). These are local jobs reading the run
+# reads (ftft.workflow.Plan.artefact_inputs). These are local jobs reading the run
 # tree under the results folder; paths are given as functions, as `snakemake --lint` asks.
 
 import json
@@ -25,7 +25,7 @@ rule config_json:
 rule table:
     input:
         config=L.config_json(),
-        runs=lambda w: PLAN.table_inputs(w.table),
+        runs=lambda w: PLAN.artefact_inputs("table", w.table),
     output:
         csv=L.table(ext="csv"),
         md=L.table(ext="md"),
@@ -42,7 +42,7 @@ rule table:
     conda:
         "../envs/ftft.yaml"
     params:
-        caption=lambda w: PLAN.table_caption(w.table),
+        caption=lambda w: PLAN.caption("table", w.table),
         results=lambda w: L.results,
         prefix=lambda w: L.table_prefix(w.table),
     shell:
@@ -53,7 +53,7 @@ rule table:
 rule figure:
     input:
         config=L.config_json(),
-        runs=lambda w: PLAN.figure_inputs(w.figure),
+        runs=lambda w: PLAN.artefact_inputs("figure", w.figure),
     output:
         png=report(
             L.figure(ext="png"),
@@ -73,7 +73,7 @@ rule figure:
     conda:
         "../envs/ftft.yaml"
     params:
-        caption=lambda w: PLAN.figure_caption(w.figure),
+        caption=lambda w: PLAN.caption("figure", w.figure),
         results=lambda w: L.results,
         prefix=lambda w: L.figure_prefix(w.figure),
     shell:

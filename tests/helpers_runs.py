@@ -283,7 +283,6 @@ def datamap_frame(task: str, ref: str, seed: int, c: int) -> pd.DataFrame:
             "confidence": conf,
             "variability": var,
             "correctness": conf.round(1),
-            "forgetfulness": noise.integers(0, 3, N_TRAIN),
         }
     )
 

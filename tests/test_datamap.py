@@ -26,13 +26,13 @@ PROBS = [
 SEEN = [[True] * 4, [True] * 4, [True] * 4, [True, False, True, False]]
 
 # by hand:
-#   a: p_true .25 .5 .75   -> conf .5,   var sqrt((1/16+0+1/16)/3) = sqrt(1/24); correct F T T; forgets 0
-#   b: p_true .75 .25 .5   -> conf .5,   var sqrt(1/24);                        correct T F T; forgets 1
-#   c: p_true .125 x3      -> conf .125, var 0;                                 correct F F F; forgets 0
-#   d: p_true .875 .5 .875 -> conf .75,  var sqrt((1/64+1/16+1/64)/3) = sqrt(1/32); correct T T T; forgets 0
+#   a: p_true .25 .5 .75   -> conf .5,   var sqrt((1/16+0+1/16)/3) = sqrt(1/24); correct F T T
+#   b: p_true .75 .25 .5   -> conf .5,   var sqrt(1/24);                        correct T F T
+#   c: p_true .125 x3      -> conf .125, var 0;                                 correct F F F
+#   d: p_true .875 .5 .875 -> conf .75,  var sqrt((1/64+1/16+1/64)/3) = sqrt(1/32); correct T T T
 EXPECTED = pd.DataFrame({"uid": UIDS, "label": LABELS, "confidence": [0.5, 0.5, 0.125, 0.75],
                          "variability": [math.sqrt(1 / 24), math.sqrt(1 / 24), 0.0, math.sqrt(1 / 32)],
-                         "correctness": [2 / 3, 2 / 3, 0.0, 1.0], "forgetfulness": [0, 1, 0, 0]})  # fmt: skip
+                         "correctness": [2 / 3, 2 / 3, 0.0, 1.0]})  # fmt: skip
 
 
 @pytest.fixture
@@ -49,7 +49,6 @@ def test_metrics_by_hand_over_complete_epochs(dyn, tmp_path):
     assert list(df.columns) == ["uid", "label", *datamap.METRICS] and list(df["uid"]) == UIDS
     for col in datamap.METRICS:  # variability: population std (ddof=0), like cartography
         np.testing.assert_allclose(df[col].to_numpy(), EXPECTED[col].to_numpy(), atol=1e-12, err_msg=col)
-    assert df["forgetfulness"].dtype == np.int64
     # the partial 4th epoch would change a's p_true mean to (1.5 + 0) / 4 if it were used
     assert datamap.compute(dyn, epochs=2)["confidence"].iloc[0] == pytest.approx(0.375)
     compressed = tmp_path / "compressed.npz"  # the engine writes np.savez_compressed

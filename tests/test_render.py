@@ -232,8 +232,8 @@ def test_report_captions_render_user_text_literally(tmp_path):
     for lab in HOSTILE:  # the main models of Table 5 and Figures 2-4
         models = {k: {"label": lab} for k in ("deberta-v3-large", "electra-large")}
         plan = Plan(config.load("workflow_config.yaml", "config/demo.yaml", overrides={"models": models}))
-        items += [("table", t, plan.table_caption(t)) for t in plan.table_ids]
-        items += [("figure", f, plan.figure_caption(f)) for f in plan.figure_ids]
+        items += [("table", t, plan.caption("table", t)) for t in plan.table_ids]
+        items += [("figure", f, plan.caption("figure", f)) for f in plan.figure_ids]
     shown = set()
     for kind, key, caption in items:
         rst = (Path(config.__file__).parent / "report" / f"{kind}.rst").read_text()

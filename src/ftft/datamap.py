@@ -1,8 +1,8 @@
 """Data maps (Swayamdipta et al. 2020) from a run's training dynamics (``dynamics.npz``), and their analyses.
 
 Per instance, over the *complete* epochs (a partial last pass would bias the instances it covered): confidence
-(mean p_true), variability (population std of p_true), correctness (share of epochs with argmax == label),
-forgetfulness (correct -> incorrect transitions, Toneva et al. 2019). Categories at q, the selection size and ties:
+(mean p_true), variability (population std of p_true), correctness (share of epochs with argmax == label).
+Categories at q, the selection size and ties:
 docs/FIDELITY.md (assumptions 9, 10). Analyses: ``overlap_matrix`` (Figure 1a), ``ptrue_curves`` (Figure 1b),
 ``easy_ratio`` (Table 8), ``plot``.
 """
@@ -21,7 +21,7 @@ from .io import REBUILD, _read, atomic_path, read_json, read_parquet, write_parq
 
 log = logging.getLogger(__name__)
 
-METRICS = ("confidence", "variability", "correctness", "forgetfulness")
+METRICS = ("confidence", "variability", "correctness")
 CATEGORIES = ("ambiguous", "hard_to_learn", "easy", "category")  # columns of a categorised map
 DYNAMICS_KEYS = ("uids", "labels", "probs", "seen", "complete_epochs")
 
@@ -121,7 +121,6 @@ def compute(dyn: TrainingDynamics, epochs: str | int = "complete") -> pd.DataFra
             "confidence": conf,
             "variability": np.sqrt(np.einsum("en,en->n", pt - conf, pt - conf) / len(pt)),  # ddof=0
             "correctness": correct.mean(axis=0),
-            "forgetfulness": (correct[:-1] & ~correct[1:]).sum(axis=0).astype(np.int64),
         }
     )
 

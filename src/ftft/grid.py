@@ -1,10 +1,6 @@
 """The experiment grid: config -> the runs each table and figure needs (restricted to the active tasks).
-
-``Run(task, model, method, ref, budget, seed)`` names a training run (its folder: ``layout.RUN_DIR``); ref is
-"none" for a method without a reference. A reference run *is* that model's ERM run, trained once. FTFT is a table
-label, not a run: its cells read the checkpoint at the row's step fraction of the full DM run (paper §5).
-Limited-budget runs (budget "1-3": the whole schedule set for a third of the steps, appendix A.1) exist only
-when ``limiting.enabled``.
+``Run`` names a training run; a reference run is that model's ERM run; FTFT is a table label that reads the full DM
+run at a step fraction (docs/ARCHITECTURE.md, "A run is data").
 """
 
 from dataclasses import asdict, dataclass, field

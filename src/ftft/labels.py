@@ -29,9 +29,7 @@ def data_note(cfg: dict) -> str | None:
     """What the reader must know first about this run's numbers (None unless a stand-in model made them)."""
     if not demo_models(cfg):
         return None
-    t = [cfg["tasks"][name] for name in active_tasks(cfg)]
-    sources = {s["source"] for tc in t for s in (tc["train"], tc["id_test"], *tc["ood"])}
-    return DEMO_NOTE if any(demo_kind(cfg, src) is not None for src in sources) else STANDIN_NOTE
+    return DEMO_NOTE if any(demo_kind(cfg, src) is not None for src in grid.source_users(cfg)) else STANDIN_NOTE
 
 
 def model_label(cfg: dict, key: str) -> str:

@@ -1,16 +1,10 @@
-"""The layout on disk: every path the workflow reads or writes, defined here and only here.
-
-Templates are relative to one of three roots (``results``, ``resources``, ``state_dir``, from
-the config) and use Snakemake wildcard syntax. ``Layout`` joins them to their root; each
-method returns the concrete path when given the object it names (a ``grid.Run``, a task, ...)
-and the Snakemake pattern (wildcards left in) when not, so the rules, the grid and the
-aggregation code ask the same function::
+"""The layout on disk: every path the workflow reads or writes, defined here and only here (docs/ARCHITECTURE.md,
+"One home for paths" and "Files on disk"). A method returns the Snakemake pattern without the object it names,
+the concrete path with it::
 
     L = Layout.from_config(cfg)
     L.run_file("metrics.csv")           # 'results/runs/{task}/{model}/{method}-{ref}/{budget}/seed{seed}/metrics.csv'
     L.run_file("metrics.csv", run)      # 'results/runs/nli/deberta-v3-large/dm-tinybert/full/seed0/metrics.csv'
-
-See docs/ARCHITECTURE.md ("Files on disk") for what each file holds.
 """
 
 from pathlib import Path

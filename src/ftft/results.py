@@ -154,10 +154,6 @@ class Results:
         return value
 
     # --- cells ----------------------------------------------------------------------------
-    def split_failed(self, runs, fraction: Fraction | float = 1) -> tuple[list[Run], list[Run]]:
-        ok = [r for r in runs if not self.failure_at(r, fraction)]
-        return ok, [r for r in runs if r not in ok]
-
     def seed_values(self, runs, datasets: list[str], metric: str, fraction: Fraction | float = 1) -> SeedValues:
         why = {r: self.failure_at(r, fraction) for r in runs}
         ok, bad = [r for r in runs if not why[r]], [r for r in runs if why[r]]

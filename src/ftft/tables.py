@@ -256,7 +256,7 @@ def significance_needs(cfg: dict, tid: str) -> grid.Needs:
 def system_predictions(res: Results, runs, datasets: list[str], fraction=1):
     """(preds [S_ok, N], labels [N], keys [N], failed seeds) of the runs that succeeded at ``fraction`` of the
     full budget, aligned on (dataset, uid); also what ``ftft claims`` compares."""
-    ok, failed = res.split_failed(runs, fraction)
+    ok = [r for r in runs if not res.failure_at(r, fraction)]
     preds, keys, labels = [], None, None
     for r in ok:
         p = res.predictions(r, datasets, fraction)
@@ -270,7 +270,7 @@ def system_predictions(res: Results, runs, datasets: list[str], fraction=1):
         cols = sorted((c for c in p.columns if c.startswith("prob_")), key=lambda c: int(c.split("_")[1]))
         preds.append(p[cols].to_numpy(np.float32).argmax(axis=1).astype(np.int64))
     arr = np.stack(preds) if preds else np.zeros((0, 0), np.int64)
-    return arr, labels, keys, [r.seed for r in failed]
+    return arr, labels, keys, [r.seed for r in runs if r not in ok]
 
 
 def compare_systems(

@@ -187,10 +187,9 @@ class Plan:
         ds = self.cfg["datasets"].get(source)
         if ds is None:
             raise ValueError(f"source '{source}' is not defined under 'datasets'")
-        sha = ds["sha256"]
         return quote_args(
             ("--url", ds["url"]),
-            ("--sha256", dumps(sha) if isinstance(sha, dict) else sha),
+            ("--sha256", dumps(ds["sha256"]) if isinstance(ds["sha256"], dict) else ds["sha256"]),
             ("--mirror", ds["mirror"]),
         )
 
@@ -484,17 +483,11 @@ class Plan:
         files |= {L.table(t, "csv") for t in needs.tables}
         return sorted(files)
 
-    def table_inputs(self, tid: str) -> list[str]:
-        return self.needs_files(tables.needs(self.cfg, tid))
+    def artefact_inputs(self, kind: str, key: str) -> list[str]:
+        return self.needs_files({"table": tables, "figure": figures}[kind].needs(self.cfg, key))
 
-    def table_caption(self, tid: str) -> str:
-        return rst_text(tables.caption(self.cfg, tid))
-
-    def figure_inputs(self, fid: str) -> list[str]:
-        return self.needs_files(figures.needs(self.cfg, fid))
-
-    def figure_caption(self, fid: str) -> str:
-        return rst_text(figures.caption(self.cfg, fid))
+    def caption(self, kind: str, key: str) -> str:
+        return rst_text({"table": tables, "figure": figures}[kind].caption(self.cfg, key))
 
     def claims_inputs(self) -> list[str]:
         from . import claims

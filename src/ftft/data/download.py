@@ -129,14 +129,6 @@ def extract(path: Path, out: Path) -> list[str]:
     return [m.filename for m in members if not m.is_dir()]
 
 
-def remove_leftovers(out: Path) -> None:
-    """Delete the temporaries a killed run left in ``out`` (their own name patterns only)."""
-    for p in sorted(out.rglob(".*"), key=lambda p: len(p.parts)):
-        if _TEMP.match(p.name) and (p.is_file() or p.is_dir()) and not p.is_symlink():
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-            log.info("removed %s, left by an interrupted run", p)
-
-
 def take(dest: Path, exp: Expected, source: str, origin: str, fix: str, fill) -> str:
     """``fill(tmp)`` writes new content beside ``dest``; it is renamed into place only if sound. Returns its sha256."""
     with atomic_path(dest) as tmp:
@@ -243,7 +235,10 @@ def download_source(source: str, url, out, sha256=None, mirror=None, **net) -> d
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).unlink(missing_ok=True)  # a failed run must not leave an old marker behind
-    remove_leftovers(out)
+    for p in sorted(out.rglob(".*"), key=lambda p: len(p.parts)):  # temporaries a killed run left (our patterns)
+        if _TEMP.match(p.name) and (p.is_file() or p.is_dir()) and not p.is_symlink():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            log.info("removed %s, left by an interrupted run", p)
     url = None if url in (None, "", "null", "None") else url
     mirror = None if mirror in (None, "", "null", "None") else Path(mirror)
     if mirror is not None and not mirror.exists():
