@@ -116,7 +116,7 @@ def page():
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=binary, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1500, "height": 950}, accept_downloads=False)
-        page.set_default_timeout(60_000)
+        page.set_default_timeout(180_000)  # a loaded machine decodes the 8 MB report slowly
         page.dialogs = []
 
         def dismiss(dialog):
