@@ -1,8 +1,7 @@
-"""The claims report (ftft.claims) on synthetic outputs whose values make the paper's findings
-true where the helper says so (tests/helpers_runs.py: DM beats ERM, transfers from TinyBERT
-fail, DM learns faster, ...). Each verdict is recomputed here from the helper's value functions
-and predictions; the published column from src/ftft/paper. That DM picks the most ambiguous
-instances: tests/test_subsets.py, test_datamap.py and, end to end, test_direction.py."""
+"""The claims report (ftft.claims) on synthetic outputs whose values make the paper's findings true where the helper
+says so (tests/helpers_runs.py: DM beats ERM, transfers from TinyBERT fail, DM learns faster, ...). Each verdict is
+recomputed here from the helper's value functions and predictions; the published column from src/ftft/paper. That DM
+picks the most ambiguous instances: tests/test_subsets.py, test_datamap.py and, end to end, test_direction.py."""
 
 import math
 from fractions import Fraction

@@ -1,12 +1,10 @@
 """Hardening: bad inputs end in a one-line error naming the file or the config key, never a traceback.
 
-1. A truncated or corrupt file an earlier job wrote, given to each kind of job that reads it (called as its rule
-   calls it, ``ftft ...`` through ``ftft.cli.main``; assemble and train also through a real ``snakemake``): the job
-   exits 1 with a ``DataError`` naming the file and what to do, and leaves no output, not even a temporary file.
-2. A config mistake that the config alone decides (the ``MISTAKES`` below) fails ``ftft check-config`` and
-   ``snakemake -n`` before the DAG is built, naming the key and the value.
-``benchmarks/hardening.py`` audits the same on a whole small workflow.
-"""
+1. A truncated or corrupt file an earlier job wrote, given to each kind of job that reads it (called as its rule calls
+it, ``ftft ...`` through ``ftft.cli.main``; assemble and train also through a real ``snakemake``): the job exits 1 with
+a ``DataError`` naming the file and what to do, and leaves no output, not even a temporary file. 2. A config mistake
+that the config alone decides (the ``MISTAKES`` below) fails ``ftft check-config`` and ``snakemake -n`` before the DAG
+is built, naming the key and the value. ``benchmarks/hardening.py`` audits the same on a whole small workflow."""
 
 import functools
 import json

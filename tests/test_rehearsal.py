@@ -1,10 +1,9 @@
 """The paper rehearsal: the whole paper grid of workflow_config.yaml (two seeds) on CPU, on the real code paths.
 
-config/rehearsal.yaml over the paper config; the five release archives (tests/rehearsal/archives.py)
-are downloaded from a local HTTP server at their real URL paths; the nine checkpoints are loaded by
-hub id from an offline Hugging Face cache of hub-faithful stand-ins (tests/rehearsal/hub.py) with
-``HF_HUB_OFFLINE=1``. Every job must succeed; every table, figure and report must be built.
-"""
+config/rehearsal.yaml over the paper config; the five release archives (tests/rehearsal/archives.py) are downloaded from
+a local HTTP server at their real URL paths; the nine checkpoints are loaded by hub id from an offline Hugging Face
+cache of hub-faithful stand-ins (tests/rehearsal/hub.py) with ``HF_HUB_OFFLINE=1``. Every job must succeed; every table,
+figure and report must be built."""
 
 import json
 import time

@@ -1,16 +1,15 @@
-"""The Snakemake report in a real browser: every table is shown as a table, every figure as a PNG
-with its PDF attached.
+"""The Snakemake report in a real browser: every table is shown as a table, every figure as a PNG with its PDF attached.
 
-The session's finished demo (conftest ``demo_run``) gets ``snakemake --report``: one self-contained
-HTML file, every result embedded as a data: URI. Playwright drives the system's headless Chromium
-(``executable_path``: no browser download) through the Snakemake 9 report app as a reader would: it
-has no URL per result (a React app whose state says what the content pane shows); a reader clicks a
-category in the menu ("Tables", "Figures"), then the eye (view) or info (caption) button of a row of
-the list (rows are the labels: "Table 1", "Figure 2"). An HTML result or a PDF is shown in an iframe
-whose ``src`` is its data: URI, a PNG as an ``<img>``; the FORMAT toggle switches a figure's row
-between its PNG and its PDF. ``pytest -m slow -s`` prints the paths of the two screenshots taken."""
+The session's finished demo (conftest ``demo_run``) gets ``snakemake --report``: one self-contained HTML file, every
+result embedded as a data: URI. Playwright drives the system's headless Chromium (``executable_path``: no browser
+download) through the Snakemake 9 report app as a reader would: it has no URL per result (a React app whose state says
+what the content pane shows); a reader clicks a category in the menu ("Tables", "Figures"), then the eye (view) or info
+(caption) button of a row of the list (rows are the labels: "Table 1", "Figure 2"). An HTML result or a PDF is shown in
+an iframe whose ``src`` is its data: URI, a PNG as an ``<img>``; the FORMAT toggle switches a figure's row between its
+PNG and its PDF. ``pytest -m slow -s`` prints the paths of the two screenshots taken."""
 
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from wfutil import assert_report, snakemake
 
 from ftft import config as ftft_config
@@ -48,10 +48,17 @@ def click(page: Page, selector: str, text: str) -> None:
     page.locator(selector).filter(has_text=_exactly(text)).first.click()
 
 
-def click_row_button(page: Page, label: str, button: int = 0) -> None:
-    """Click a button of the result list row labelled ``label`` (0: view, 1: info)."""
+def click_row_button(page: Page, label: str, button: int = 0, shows: str | None = None) -> None:
+    """Click a button of the result list row labelled ``label`` (0: view, 1: info); with ``shows`` (a path), again
+    until the content pane shows that result (a click while the list re-renders can be lost: 2 of 22 runs)."""
     row = page.locator("nav tbody tr").filter(has=page.locator("td:first-child", has_text=_exactly(label)))
-    row.first.locator("td:last-child a").nth(button).click()
+    for timeout in (20_000, 20_000, None):  # None: the page's default; the caller's own wait then names the result
+        row.first.locator("td:last-child a").nth(button).click()
+        if shows is None:
+            return
+        with contextlib.suppress(PlaywrightTimeout):
+            page.wait_for_function(SHOWN, arg=shows, timeout=timeout)
+            return
 
 
 def wait(page: Page, expression: str, arg=None):
@@ -77,6 +84,7 @@ def caption(page: Page, item: str) -> str:
 # the content pane shows result ``p`` in an iframe (an HTML table, a PDF) or as an image (a PNG)
 SHOWN_IN_FRAME = "p => document.querySelector('iframe')?.getAttribute('src') === results[p].data_uri"
 SHOWN_AS_IMAGE = "p => [...document.images].some(i => i.getAttribute('src') === results[p].data_uri)"
+SHOWN = f"p => ({SHOWN_IN_FRAME})(p) || ({SHOWN_AS_IMAGE})(p)"
 
 # what a table looks like inside its iframe: every <table> with its header cells (text, colspan),
 # body cells, bold cells (text, font weight), and where it is drawn
@@ -176,7 +184,7 @@ def test_every_table_is_shown_as_a_table(demo, page, embedded):
         path = L.table(tid, "html")
         assert path in embedded, f"{path} is not in the report"
         assert embedded[path]["mime_type"] == "text/html" and embedded[path]["labels"] == {"table": f"Table {tid}"}
-        click_row_button(page, f"Table {tid}")
+        click_row_button(page, f"Table {tid}", shows=path)
         # the content pane (right of the nav bar) now shows this table's HTML in an iframe that fills it,
         # measured once the nav bar's CSS transition has ended (mid-transition, the pane is narrower)
         wait(page, SHOWN_IN_FRAME, path)
@@ -244,7 +252,7 @@ def test_every_figure_is_a_png_with_its_pdf(demo, page, embedded):
         png, pdf = L.figure(fid, "png"), L.figure(fid, "pdf")
         assert embedded[png]["mime_type"] == "image/png" and embedded[pdf]["mime_type"] == "application/pdf"
         assert base64.b64decode(embedded[pdf]["data_uri"].split("base64,", 1)[1])[:5] == b"%PDF-"
-        click_row_button(page, f"Figure {fid}")
+        click_row_button(page, f"Figure {fid}", shows=png)
         img = wait(
             page,
             "p => { const i = [...document.images].find(i => i.getAttribute('src') === results[p].data_uri);"
@@ -281,7 +289,7 @@ def test_claims_comparison_and_failed_runs_are_tables_too(demo, page, embedded):
     for category, (path, label, title) in reports.items():
         assert embedded[path]["mime_type"] == "text/html", path
         click(page, "nav a", category)
-        click_row_button(page, label)
+        click_row_button(page, label, shows=path)
         wait(page, SHOWN_IN_FRAME, path)
         if category == "Failed runs" and "| run |" not in (wf / L.failed_runs("md")).read_text():
             continue  # no failed run: the page says so, without a table

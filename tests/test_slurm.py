@@ -1,11 +1,10 @@
 """The demo workflow on a real single-node SLURM cluster (slurmctld + slurmd + MUNGE, two fake GPUs; brought up by
-.ci/slurm/setup_single_node_slurm.sh), run by .ci/run as ``pytest -m slurm``. The shrunken demo
-(tests/slurm/demo-slurm.yaml) runs once locally and once through ``--workflow-profile profiles/slurm``, side by side:
-every table and figure appears and every CSV is byte-identical between the two; each training run is its own SLURM
-job granted a GPU (its ``run.json``), every other job none; training jobs' ``--time`` / ``--mem`` are the compute
-plan's numbers for the run (and differ by size), CPU-only jobs get the defaults; every non-local job of the DAG is
-submitted once and COMPLETED. Stops only the daemons it started.
-"""
+.ci/slurm/setup_single_node_slurm.sh), run by .ci/run as ``pytest -m slurm``. The shrunken demo (tests/slurm/demo-
+slurm.yaml) runs once locally and once through ``--workflow-profile profiles/slurm``, side by side: every table and
+figure appears and every CSV is byte-identical between the two; each training run is its own SLURM job granted a GPU
+(its ``run.json``), every other job none; training jobs' ``--time`` / ``--mem`` are the compute plan's numbers for the
+run (and differ by size), CPU-only jobs get the defaults; every non-local job of the DAG is submitted once and
+COMPLETED. Stops only the daemons it started."""
 
 import json
 import os

@@ -1,8 +1,7 @@
 """Paper tables from synthetic run outputs with known values (tests/helpers_runs.py).
 
-Every expected number is computed here from the helper's value functions (never from ftft's
-readers) and compared with the files ``tables.write`` produced (CSV, MD, TEX, HTML).
-"""
+Every expected number is computed here from the helper's value functions (never from ftft's readers) and compared with
+the files ``tables.write`` produced (CSV, MD, TEX, HTML)."""
 
 import json
 import math

@@ -1,10 +1,9 @@
 """The Snakemake DAG: real `snakemake` runs on a temporary copy of the workflow.
 
-The DAG is read from Snakemake's own machine-readable views, never from console text: ``--d3dag`` (one JSON node
-per pending job, with its rule) for job counts, ``--detailed-summary`` (one line per output file, with its rule and
-plan) for outputs. Expected job counts come from ``ftft.grid`` and the table/figure registries (not from
-``ftft.workflow``), so the Snakefile and the grid are checked against each other.
-"""
+The DAG is read from Snakemake's own machine-readable views, never from console text: ``--d3dag`` (one JSON node per
+pending job, with its rule) for job counts, ``--detailed-summary`` (one line per output file, with its rule and plan)
+for outputs. Expected job counts come from ``ftft.grid`` and the table/figure registries (not from ``ftft.workflow``),
+so the Snakefile and the grid are checked against each other."""
 
 import csv
 import io

@@ -1,11 +1,9 @@
 """Data maps (Swayamdipta et al. 2020) from a run's training dynamics (``dynamics.npz``), and their analyses.
 
-Per instance, over the *complete* epochs (a partial last pass would bias the instances it covered): confidence
-(mean p_true), variability (population std of p_true), correctness (share of epochs with argmax == label).
-Categories at q, the selection size and ties:
-docs/FIDELITY.md (assumptions 9, 10). Analyses: ``overlap_matrix`` (Figure 1a), ``ptrue_curves`` (Figure 1b),
-``easy_ratio`` (Table 8), ``plot``.
-"""
+Per instance, over the *complete* epochs (a partial last pass would bias the instances it covered): confidence (mean
+p_true), variability (population std of p_true), correctness (share of epochs with argmax == label). Categories at q,
+the selection size and ties: docs/FIDELITY.md (assumptions 9, 10). Analyses: ``overlap_matrix`` (Figure 1a),
+``ptrue_curves`` (Figure 1b), ``easy_ratio`` (Table 8), ``plot``."""
 
 import logging
 from dataclasses import dataclass

@@ -136,10 +136,13 @@ class Results:
             raise DataError(f"{path}: no row for dataset {dataset!r} at checkpoint {ckpt}")
         return float(row[metric])
 
+    def checkpoint_step(self, run: Run, fraction: Fraction | float = 1) -> int:
+        return self._checkpoint(run, fraction)[1]
+
     def predictions(self, run: Run, datasets: list[str], fraction: Fraction | float = 1) -> pd.DataFrame:
         """Rows of ``predictions.parquet`` for ``datasets`` at the checkpoint at ``fraction``,
         sorted by (dataset, uid); columns dataset, uid, label, prob_0..prob_{C-1}."""
-        step = self._checkpoint(run, fraction)[1]
+        step = self.checkpoint_step(run, fraction)
         return self._read(run, "predictions.parquet", _predictions_at, step, tuple(sorted(set(datasets))))[0].copy()
 
     def forward_flops_per_epoch(self, task: str, model: str, seed: int, padded: bool = True) -> float:

@@ -1,7 +1,6 @@
-"""What the Snakefile asks of the package: targets, every rule's inputs (the DAG edges), job parameters and
-resources. ``Plan(config)`` is built once per Snakemake invocation; the rules call it with plain wildcard values.
-Rerun triggers (params that hold only what changes a result): docs/ARCHITECTURE.md.
-"""
+"""What the Snakefile asks of the package: targets, every rule's inputs (the DAG edges), job parameters and resources.
+``Plan(config)`` is built once per Snakemake invocation; the rules call it with plain wildcard values. Rerun triggers
+(params that hold only what changes a result): docs/ARCHITECTURE.md."""
 
 import copy
 import functools
